@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# usher — HLS streaming gateway. Build: docker build -t usher .
+# Run:   docker run --rm -p 8080:8080 -p 9090:9090 usher
+
+# ---- build ------------------------------------------------------------------
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+COPY . .
+# Cache the cargo registry and target dir between builds (BuildKit); the binary is
+# copied out of the cache mount inside the same RUN step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin usher \
+ && install -Dm755 target/release/usher /out/usher
+
+# ---- runtime ----------------------------------------------------------------
+FROM debian:bookworm-slim
+# CA roots for TLS to upstream origins (hyper-rustls uses the system store).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 usher \
+ && useradd --system --uid 10001 --gid usher --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin usher
+COPY --from=builder /out/usher /usr/local/bin/usher
+COPY config/ /etc/usher/
+COPY demo/ /usr/share/usher/demo/
+USER usher:usher
+# 8080: HLS gateway, 9090: metrics/admin
+EXPOSE 8080 9090
+ENTRYPOINT ["usher"]
+CMD ["serve", "--config", "/etc/usher/usher.toml", "--origin", "/usr/share/usher/demo"]

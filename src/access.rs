@@ -1,0 +1,164 @@
+//! The per-request access decision, pure: what was presented, the path, the keys and the
+//! instant in; a [`Grant`] or the reason for refusal out. No I/O, so every rule is tested
+//! without sockets and benchmarked without noise.
+
+use std::net::IpAddr;
+
+use crate::config::Access;
+use crate::ticket::{self, Claims, KeyRing, Kind, TicketError};
+
+/// How the access policy treats a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Under an `access.public` prefix: served without checks.
+    Public,
+    /// Under an `access.protected` prefix: needs a credential.
+    Protected,
+    /// Under neither: not served at all (usher is not an open proxy).
+    Unrouted,
+}
+
+/// Which rule covers `path` (normalised). Public prefixes win over protected ones.
+pub fn route(access: &Access, path: &str) -> Route {
+    if access.public.iter().any(|p| path.starts_with(p.as_str())) {
+        Route::Public
+    } else if access
+        .protected
+        .iter()
+        .any(|p| path.starts_with(p.as_str()))
+    {
+        Route::Protected
+    } else {
+        Route::Unrouted
+    }
+}
+
+/// The credentials and facts a request brings. Strings borrow from the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Presented<'a> {
+    /// A ticket from the query, `Authorization: Bearer` or the cookie.
+    pub ticket: Option<&'a str>,
+    /// A session token from the query.
+    pub session: Option<&'a str>,
+    /// The device id the request names, if any.
+    pub device: Option<&'a str>,
+    /// The client's address.
+    pub client_ip: IpAddr,
+}
+
+/// Permission to serve one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Which credential opened it.
+    pub kind: Kind,
+    /// That credential's claims.
+    pub claims: Claims,
+}
+
+/// Why a request was refused. [`Denied::reason`] is what players and metrics see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// Nothing was presented (401).
+    #[error("no credential")]
+    NoCredential,
+    /// The credential itself failed (403).
+    #[error(transparent)]
+    Credential(#[from] TicketError),
+    /// The credential's scope does not cover the path (403).
+    #[error("path outside the credential's scope")]
+    OutOfScope,
+    /// The credential is bound to another device, or none was named (403).
+    #[error("credential bound to another device")]
+    WrongDevice,
+    /// The client address is outside the credential's IP binding (403).
+    #[error("client address outside the credential's binding")]
+    IpMismatch,
+}
+
+impl Denied {
+    /// The machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denied::NoCredential => "no_credential",
+            Denied::Credential(e) => e.reason(),
+            Denied::OutOfScope => "out_of_scope",
+            Denied::WrongDevice => "wrong_device",
+            Denied::IpMismatch => "ip_mismatch",
+        }
+    }
+}
+
+/// Decides whether `presented` may fetch `path` at `now` (Unix seconds). A session token
+/// is preferred over a ticket when both are present: it is what usher itself minted.
+///
+/// # Errors
+/// The first rule that fails, in the order signature, time, scope, device, address.
+pub fn decide(
+    ring: &KeyRing,
+    skew: u64,
+    path: &str,
+    presented: &Presented<'_>,
+    now: u64,
+) -> Result<Grant, Denied> {
+    let raw = presented
+        .session
+        .or(presented.ticket)
+        .ok_or(Denied::NoCredential)?;
+    let (kind, claims) = ticket::verify(ring, raw, now, skew)?;
+    if !claims.covers(path) {
+        return Err(Denied::OutOfScope);
+    }
+    if let Some(bound) = &claims.dev {
+        if presented.device.is_some_and(|d| d != bound)
+            || (kind == Kind::Ticket && presented.device.is_none())
+        {
+            return Err(Denied::WrongDevice);
+        }
+    }
+    if let Some(prefix) = &claims.ip {
+        if !prefix.contains(presented.client_ip) {
+            return Err(Denied::IpMismatch);
+        }
+    }
+    Ok(Grant { kind, claims })
+}
+
+/// The claims of the session token to mint into a playlist served under `grant`.
+///
+/// The session keeps the grant's subject, scope and IP binding; it is bound to the device
+/// the grant was bound to or, failing that, the device the request named; it keeps the
+/// session id of a session grant or takes `new_sid` for a ticket; and it never outlives the
+/// ticket it descends from.
+pub fn session_claims(
+    grant: &Grant,
+    device: Option<&str>,
+    now: u64,
+    session_ttl: u64,
+    new_sid: impl FnOnce() -> String,
+) -> Claims {
+    let cap = match grant.kind {
+        Kind::Ticket => grant.claims.exp,
+        Kind::Session => grant.claims.cap,
+    };
+    let sid = match grant.kind {
+        Kind::Session => grant.claims.sid.clone().unwrap_or_else(new_sid),
+        Kind::Ticket => new_sid(),
+    };
+    Claims {
+        sub: grant.claims.sub.clone(),
+        scope: grant.claims.scope.clone(),
+        nbf: 0,
+        exp: now.saturating_add(session_ttl).min(cap),
+        dev: grant
+            .claims
+            .dev
+            .clone()
+            .or_else(|| device.map(str::to_owned)),
+        ip: grant.claims.ip,
+        sid: Some(sid),
+        cap,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+//! The command line, and the commands that need no server (`ticket`, `check-config`).
+//! Scripts outside the repo rely on this contract; the README documents it.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, Overrides};
+use crate::net::IpPrefix;
+use crate::ticket::{self, Claims, Kind};
+
+/// Exit status for a config that cannot be used (EX_USAGE-like, as sysexits' EX_CONFIG is 78
+/// but operators' scripts already expect 64 from usher).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// usher: an edge streaming gateway with pay-per-view access control for HLS.
+#[derive(Debug, Parser)]
+#[command(name = "usher", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Issue or inspect tickets.
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+    /// Validate a config file: exit 0, or print each problem by key and exit 64.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+/// `usher serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Public HTTP listener, overriding `listen.http` (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Upstream: an http(s):// base URL or a local directory, overriding `upstream.origin`.
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Admin listener, overriding `admin.listen` (port 0 picks a free port; "off" disables).
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+}
+
+impl ServeArgs {
+    /// The command-line overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            origin: self.origin.clone(),
+            admin_listen: self.admin_listen.clone(),
+        }
+    }
+}
+
+/// `usher ticket …`.
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Print one new ticket on stdout, nothing else.
+    Issue {
+        /// The config file (for the signing key and default lifetime).
+        #[arg(long)]
+        config: PathBuf,
+        /// Subject: the buyer or account.
+        #[arg(long)]
+        sub: String,
+        /// Path prefix the ticket opens, e.g. /events/final/.
+        #[arg(long)]
+        scope: String,
+        /// Bind the ticket to this device id.
+        #[arg(long)]
+        device: Option<String>,
+        /// Bind the ticket to this client address or prefix (203.0.113.0/24).
+        #[arg(long)]
+        ip: Option<String>,
+        /// Lifetime, e.g. 2h (default: token.ticket_ttl).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Show a credential's claims and whether it verifies now, and why not.
+    Inspect {
+        /// The config file (for the keys).
+        #[arg(long)]
+        config: PathBuf,
+        /// The ticket or session token.
+        ticket: String,
+    },
+}
+
+/// Loads a config or prints its problems and returns the exit status.
+///
+/// # Errors
+/// The exit status to use, after printing the problems on stderr.
+pub fn load_config(path: &std::path::Path, overrides: &Overrides) -> Result<Config, i32> {
+    config::load(path, overrides).map_err(|e| {
+        eprintln!("usher: config {} is not usable:", path.display());
+        for line in e.to_string().lines() {
+            eprintln!("  {line}");
+        }
+        EXIT_CONFIG
+    })
+}
+
+/// Runs `usher ticket …`, returning the exit status.
+pub fn ticket(command: TicketCommand) -> i32 {
+    match command {
+        TicketCommand::Issue {
+            config,
+            sub,
+            scope,
+            device,
+            ip,
+            ttl,
+        } => {
+            let config = match load_config(&config, &Overrides::default()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match issue(&config, sub, scope, device, ip, ttl.as_deref()) {
+                Ok(ticket) => {
+                    println!("{ticket}");
+                    0
+                }
+                Err(why) => {
+                    eprintln!("usher: {why}");
+                    2
+                }
+            }
+        }
+        TicketCommand::Inspect { config, ticket } => {
+            let config = match load_config(&config, &Overrides::default()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            inspect(&config, &ticket)
+        }
+    }
+}
+
+/// Signs a ticket from command-line values.
+///
+/// # Errors
+/// A message for a bad scope, address prefix or lifetime.
+pub fn issue(
+    config: &Config,
+    sub: String,
+    scope: String,
+    device: Option<String>,
+    ip: Option<String>,
+    ttl: Option<&str>,
+) -> Result<String, String> {
+    if !scope.starts_with('/') {
+        return Err(format!("--scope \"{scope}\": a path prefix starts with /"));
+    }
+    if sub.is_empty() {
+        return Err("--sub: must not be empty".to_owned());
+    }
+    let ttl = match ttl {
+        Some(text) => config::duration::parse(text).map_err(|e| format!("--ttl {e}"))?,
+        None => config.token.ticket_ttl,
+    };
+    let ip = ip
+        .map(|text| text.parse::<IpPrefix>().map_err(|e| format!("--ip {e}")))
+        .transpose()?;
+    let now = crate::clock::unix_now();
+    let claims = Claims {
+        sub,
+        scope,
+        nbf: now,
+        exp: now + ttl.as_secs().max(1),
+        dev: device,
+        ip,
+        sid: None,
+        cap: 0,
+    };
+    Ok(ticket::sign(&config.token.keys, Kind::Ticket, &claims))
+}
+
+fn inspect(config: &Config, raw: &str) -> i32 {
+    let raw = raw.trim();
+    let (kind, kid, claims) = match ticket::decode_unverified(raw) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            println!("verifies: no ({}: {e})", e.reason());
+            return 1;
+        }
+    };
+    println!("kind:       {}", kind.as_str());
+    println!("key id:     {kid}");
+    println!("subject:    {}", claims.sub);
+    println!("scope:      {}", claims.scope);
+    if claims.nbf > 0 {
+        println!("not before: {}", time(claims.nbf));
+    }
+    println!("expires:    {}", time(claims.exp));
+    println!("device:     {}", claims.dev.as_deref().unwrap_or("(any)"));
+    match claims.ip {
+        Some(ip) => println!("ip:         {ip}"),
+        None => println!("ip:         (any)"),
+    }
+    if let Some(sid) = &claims.sid {
+        println!("session:    {sid}");
+    }
+    let skew = config.token.clock_skew.as_secs();
+    match ticket::verify(&config.token.keys, raw, crate::clock::unix_now(), skew) {
+        Ok(_) => {
+            println!("verifies:   yes");
+            0
+        }
+        Err(e) => {
+            println!("verifies:   no ({}: {e})", e.reason());
+            1
+        }
+    }
+}
+
+fn time(unix: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(unix);
+    let relative = match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => format!("in {}s", ahead.as_secs()),
+        Err(e) => format!("{}s ago", e.duration().as_secs()),
+    };
+    format!("{} ({unix}, {relative})", httpdate::fmt_http_date(at))
+}
+
+/// Runs `usher check-config`, returning the exit status.
+pub fn check_config(file: &std::path::Path) -> i32 {
+    match load_config(file, &Overrides::default()) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            0
+        }
+        Err(code) => code,
+    }
+}

@@ -1,0 +1,271 @@
+//! Runtime configuration: what `usher.toml` says, checked and turned into the types the
+//! rest of usher uses. `config/file.rs` is the serde mirror; nothing else sees it.
+//!
+//! Every problem is reported, not just the first, each naming its dotted key and value:
+//! `token.session_ttl = "0s": must be greater than zero`.
+
+pub mod duration;
+pub mod file;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+
+use crate::origin::OriginBase;
+use crate::ticket::KeyRing;
+use file::FileConfig;
+
+/// Everything `usher serve` runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public listeners and connection limits.
+    pub listen: Listen,
+    /// The operations listener.
+    pub admin: Admin,
+    /// Where content comes from.
+    pub upstream: Upstream,
+    /// Credential settings.
+    pub token: Token,
+    /// Which paths are checked, and CORS.
+    pub access: Access,
+    /// The demo stream, when configured.
+    pub demo: Option<Demo>,
+}
+
+/// `[listen]`, checked.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Plain HTTP listener.
+    pub http: Option<SocketAddr>,
+    /// HTTPS listener with its certificate files.
+    pub https: Option<Https>,
+    /// Drain bound after SIGTERM/SIGINT.
+    pub drain_timeout: Duration,
+    /// Largest request head, in bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields per request.
+    pub max_headers: usize,
+}
+
+/// An HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct Https {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` turns it off.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[upstream]`, checked.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The one place content is fetched from.
+    pub origin: Origin,
+    /// Other bases the origin uses for its own objects in absolute URIs.
+    pub aliases: Vec<OriginBase>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to the upstream's response headers.
+    pub timeout: Duration,
+    /// Extra trusted CA bundle for an `https` origin.
+    pub ca_file: Option<PathBuf>,
+    /// Largest playlist buffered for rewriting.
+    pub max_playlist_bytes: usize,
+}
+
+/// Where content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An HTTP(S) server under a base URL.
+    Http(OriginBase),
+    /// Files in a local directory.
+    Dir(PathBuf),
+}
+
+impl Origin {
+    /// Reads `--origin` or `upstream.origin`: a URL, or a directory relative to `base_dir`.
+    ///
+    /// # Errors
+    /// A message for a bad URL or a path that is not a directory.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, String> {
+        if text.contains("://") {
+            return OriginBase::parse(text).map(Origin::Http);
+        }
+        let dir = base_dir.join(text);
+        if dir.is_dir() {
+            Ok(Origin::Dir(dir))
+        } else {
+            Err(format!(
+                "\"{text}\": not an http(s):// URL, and {} is not a directory",
+                dir.display()
+            ))
+        }
+    }
+
+    /// The bases under which absolute URIs count as this origin's own.
+    pub fn base(&self) -> Option<&OriginBase> {
+        match self {
+            Origin::Http(base) => Some(base),
+            Origin::Dir(_) => None,
+        }
+    }
+}
+
+/// `[token]`, checked.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// Keys by id, and the signing key.
+    pub keys: KeyRing,
+    /// Default ticket lifetime.
+    pub ticket_ttl: Duration,
+    /// Session-token lifetime.
+    pub session_ttl: Duration,
+    /// Tolerated clock difference.
+    pub clock_skew: Duration,
+    /// Query parameter carrying a ticket.
+    pub ticket_param: String,
+    /// Query parameter carrying a session token.
+    pub session_param: String,
+    /// Cookie carrying a ticket, if cookies are read.
+    pub ticket_cookie: Option<String>,
+    /// Whether `Authorization: Bearer` is read.
+    pub bearer: bool,
+    /// Header naming the device.
+    pub device_header: HeaderName,
+    /// Query parameter naming the device.
+    pub device_param: String,
+}
+
+/// `[access]`, checked.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Prefixes that need credentials.
+    pub protected: Vec<String>,
+    /// Prefixes that need none; they win over `protected`.
+    pub public: Vec<String>,
+    /// Browser origins allowed to read responses; empty means no CORS headers.
+    pub cors_origins: Vec<String>,
+}
+
+/// `[demo]`, checked.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// Path of the demo master playlist.
+    pub play_path: String,
+    /// Subject of the demo ticket.
+    pub subject: String,
+    /// Scope of the demo ticket.
+    pub scope: String,
+}
+
+/// Command-line values that replace what the file says.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`: the public HTTP listener.
+    pub listen: Option<String>,
+    /// `--origin`: the upstream, relative paths taken from the working directory.
+    pub origin: Option<String>,
+    /// `--admin-listen`: the operations listener.
+    pub admin_listen: Option<String>,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for usher (syntax, unknown key, wrong type).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// Values that parse but are not acceptable; one line per problem.
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<String>),
+}
+
+struct Problems<'a>(&'a [String]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, problem) in self.0.iter().enumerate() {
+            if n > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads, parses and checks the config file at `path`, with `overrides` applied.
+///
+/// # Errors
+/// Every problem found, each naming its key.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: describe_toml_error(&text, &e),
+    })?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    check::check(file, base_dir, overrides)
+}
+
+/// Parses config text as if read from a file in `base_dir` (for tests and tools).
+///
+/// # Errors
+/// As [`load`].
+pub fn from_str(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: PathBuf::from("<config>"),
+        message: describe_toml_error(text, &e),
+    })?;
+    check::check(file, base_dir, overrides)
+}
+
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim();
+    let Some(span) = err.span() else {
+        return message.to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.lines().count().max(1);
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| format!(" in {}", l.split('#').next().unwrap_or(l).trim()))
+        .unwrap_or_default();
+    format!("line {line}{table}: {message}")
+}
+
+mod check;
+
+#[cfg(test)]
+mod tests;

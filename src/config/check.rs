@@ -1,0 +1,405 @@
+//! File values → runtime values, collecting every problem by dotted key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::file::{FileConfig, TokenFile};
+use super::{
+    duration, Access, Admin, Config, ConfigError, Demo, Https, Listen, Origin, Overrides, Token,
+    Upstream,
+};
+use crate::origin::OriginBase;
+use crate::ticket::{Key, KeyRing};
+
+/// Collects problems so one run reports all of them.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: &str, value: &str, why: impl std::fmt::Display) {
+        if value.is_empty() {
+            self.0.push(format!("{key}: {why}"));
+        } else {
+            self.0.push(format!("{key} = \"{value}\": {why}"));
+        }
+    }
+
+    /// `Some(value)` when `result` is Ok, otherwise records the problem under `key`.
+    fn take<T>(&mut self, key: &str, value: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|why| self.add(key, value, why)).ok()
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        text: Option<&str>,
+        default: &str,
+        min: Duration,
+    ) -> Duration {
+        let text = text.unwrap_or(default);
+        match duration::parse(text) {
+            Ok(d) if d >= min && !d.is_zero() => d,
+            Ok(_) if min.is_zero() => {
+                self.add(key, text, "must be greater than zero");
+                Duration::ZERO
+            }
+            Ok(_) => {
+                self.add(key, text, format!("must be at least {}ms", min.as_millis()));
+                Duration::ZERO
+            }
+            Err(why) => {
+                self.0.push(format!("{key} = {why}"));
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn addr(&mut self, key: &str, text: &str) -> Option<SocketAddr> {
+        let parsed = text
+            .parse()
+            .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:8080".to_owned());
+        self.take(key, text, parsed)
+    }
+
+    fn path_prefix(&mut self, key: &str, text: &str) -> Option<String> {
+        if !text.starts_with('/') {
+            self.add(key, text, "a path prefix starts with /");
+            None
+        } else if text.split('/').any(|seg| seg == "." || seg == "..") || text.contains("//") {
+            self.add(
+                key,
+                text,
+                "a path prefix must be normalised (no . or .. or //)",
+            );
+            None
+        } else {
+            Some(text.to_owned())
+        }
+    }
+
+    fn param_name(&mut self, key: &str, text: &str) -> String {
+        if text.is_empty()
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            self.add(key, text, "use 1 or more of A-Z a-z 0-9 _ -");
+        }
+        text.to_owned()
+    }
+}
+
+pub(super) fn check(
+    file: FileConfig,
+    base_dir: &Path,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut p = Problems::default();
+
+    let listen_file = file.listen;
+    let http_text = overrides.listen.clone().or(listen_file.http);
+    let http = http_text.as_deref().and_then(|t| p.addr("listen.http", t));
+    let https = match (
+        listen_file.https.as_deref(),
+        listen_file.cert,
+        listen_file.key,
+    ) {
+        (None, None, None) => None,
+        (Some(addr), Some(cert), Some(key)) => p.addr("listen.https", addr).map(|addr| Https {
+            addr,
+            cert: base_dir.join(cert),
+            key: base_dir.join(key),
+        }),
+        (Some(_), _, _) => {
+            p.add("listen.https", "", "needs both listen.cert and listen.key");
+            None
+        }
+        (None, _, _) => {
+            p.add(
+                "listen.cert",
+                "",
+                "only used with listen.https, which is not set",
+            );
+            None
+        }
+    };
+    if http_text.is_none() && listen_file.https.is_none() {
+        p.add(
+            "listen",
+            "",
+            "set listen.http or listen.https (or pass --listen)",
+        );
+    }
+    let max_header_bytes = listen_file.max_header_bytes.unwrap_or(16 * 1024);
+    if !(8192..=1 << 20).contains(&max_header_bytes) {
+        p.add(
+            "listen.max_header_bytes",
+            &max_header_bytes.to_string(),
+            "must be between 8192 and 1048576",
+        );
+    }
+    let max_headers = listen_file.max_headers.unwrap_or(100);
+    if !(16..=1000).contains(&max_headers) {
+        p.add(
+            "listen.max_headers",
+            &max_headers.to_string(),
+            "must be between 16 and 1000",
+        );
+    }
+    let listen = Listen {
+        http,
+        https,
+        drain_timeout: p.duration(
+            "listen.drain_timeout",
+            listen_file.drain_timeout.as_deref(),
+            "10s",
+            Duration::ZERO,
+        ),
+        max_header_bytes: max_header_bytes as usize,
+        max_headers: max_headers as usize,
+    };
+
+    let admin_text = overrides
+        .admin_listen
+        .clone()
+        .or(file.admin.listen)
+        .unwrap_or_else(|| "127.0.0.1:9090".to_owned());
+    let admin = Admin {
+        listen: if admin_text == "off" {
+            None
+        } else {
+            p.addr("admin.listen", &admin_text)
+        },
+    };
+
+    let up = file.upstream;
+    let origin = match (&overrides.origin, &up.origin) {
+        (Some(text), _) => p.take("--origin", text, Origin::parse(text, Path::new("."))),
+        (None, Some(text)) => p.take("upstream.origin", text, Origin::parse(text, base_dir)),
+        (None, None) => {
+            p.add(
+                "upstream.origin",
+                "",
+                "required: an http(s):// URL or a directory",
+            );
+            None
+        }
+    };
+    let aliases = up
+        .aliases
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| p.take("upstream.aliases", a, OriginBase::parse(a)))
+        .collect();
+    let max_playlist_bytes = up.max_playlist_bytes.unwrap_or(8 << 20);
+    if !(1024..=256 << 20).contains(&max_playlist_bytes) {
+        p.add(
+            "upstream.max_playlist_bytes",
+            &max_playlist_bytes.to_string(),
+            "must be between 1024 and 268435456",
+        );
+    }
+    let upstream = origin.map(|origin| Upstream {
+        origin,
+        aliases,
+        connect_timeout: p.duration(
+            "upstream.connect_timeout",
+            up.connect_timeout.as_deref(),
+            "2s",
+            Duration::ZERO,
+        ),
+        timeout: p.duration(
+            "upstream.timeout",
+            up.timeout.as_deref(),
+            "10s",
+            Duration::ZERO,
+        ),
+        ca_file: up.ca_file.map(|f| base_dir.join(f)),
+        max_playlist_bytes: max_playlist_bytes as usize,
+    });
+
+    let token = check_token(&mut p, file.token);
+
+    let access_file = file.access;
+    let protected = access_file
+        .protected
+        .unwrap_or_else(|| vec!["/".to_owned()])
+        .iter()
+        .filter_map(|t| p.path_prefix("access.protected", t))
+        .collect();
+    let public = access_file
+        .public
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| p.path_prefix("access.public", t))
+        .collect();
+    let cors_origins = access_file
+        .cors_origins
+        .unwrap_or_else(|| vec!["*".to_owned()]);
+    for origin in &cors_origins {
+        if origin != "*" && OriginBase::parse(origin).is_err() {
+            p.add(
+                "access.cors_origins",
+                origin,
+                "use \"*\" or a scheme://host[:port] origin",
+            );
+        }
+    }
+    let access = Access {
+        protected,
+        public,
+        cors_origins,
+    };
+
+    let demo = file.demo.map(|d| {
+        let play_path = d
+            .play_path
+            .unwrap_or_else(|| "/demo/master.m3u8".to_owned());
+        let scope = d.scope.unwrap_or_else(|| "/demo/".to_owned());
+        Demo {
+            play_path: p
+                .path_prefix("demo.play_path", &play_path)
+                .unwrap_or_default(),
+            subject: d.subject.unwrap_or_else(|| "demo-viewer".to_owned()),
+            scope: p.path_prefix("demo.scope", &scope).unwrap_or_default(),
+        }
+    });
+
+    match (upstream, token) {
+        (Some(upstream), Some(token)) if p.0.is_empty() => Ok(Config {
+            listen,
+            admin,
+            upstream,
+            token,
+            access,
+            demo,
+        }),
+        _ => Err(ConfigError::Invalid(p.0)),
+    }
+}
+
+fn check_token(p: &mut Problems, file: TokenFile) -> Option<Token> {
+    let mut keys = Vec::new();
+    if file.keys.is_empty() {
+        p.add(
+            "token.keys",
+            "",
+            "at least one [[token.keys]] entry is required",
+        );
+    }
+    for (n, key) in file.keys.into_iter().enumerate() {
+        let at = format!("token.keys[{n}]");
+        let Some(id) = key.id else {
+            p.add(&format!("{at}.id"), "", "required");
+            continue;
+        };
+        let secret = match (key.secret, key.secret_env) {
+            (Some(secret), None) => secret,
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(secret) => secret,
+                Err(_) => {
+                    p.add(
+                        &format!("{at}.secret_env"),
+                        &var,
+                        "environment variable is not set",
+                    );
+                    continue;
+                }
+            },
+            _ => {
+                p.add(&at, &id, "set exactly one of secret or secret_env");
+                continue;
+            }
+        };
+        match Key::new(&id, secret.as_bytes()) {
+            Ok(key) => keys.push(key),
+            Err(why) => p.add(&at, &id, why),
+        }
+    }
+    let signing = file.signing_key.unwrap_or_default();
+    let ring = if signing.is_empty() {
+        p.add(
+            "token.signing_key",
+            "",
+            "required: the id of the key that signs",
+        );
+        None
+    } else if keys.is_empty() {
+        None
+    } else {
+        p.take("token.signing_key", &signing, KeyRing::new(keys, &signing))
+    };
+
+    let device_header_text = file
+        .device_header
+        .unwrap_or_else(|| "x-device-id".to_owned());
+    let device_header = p.take(
+        "token.device_header",
+        &device_header_text,
+        HeaderName::try_from(device_header_text.as_str())
+            .map_err(|_| "not a valid header name".to_owned()),
+    );
+    let ticket_cookie = match file.ticket_cookie.as_deref() {
+        Some("") => None,
+        Some(name) => Some(p.param_name("token.ticket_cookie", name)),
+        None => Some("usher_ticket".to_owned()),
+    };
+    let ticket_param = p.param_name(
+        "token.ticket_param",
+        file.ticket_param.as_deref().unwrap_or("ticket"),
+    );
+    let session_param = p.param_name(
+        "token.session_param",
+        file.session_param.as_deref().unwrap_or("token"),
+    );
+    if ticket_param == session_param {
+        p.add(
+            "token.session_param",
+            &session_param,
+            "must differ from token.ticket_param",
+        );
+    }
+    let token = Token {
+        ticket_ttl: p.duration(
+            "token.ticket_ttl",
+            file.ticket_ttl.as_deref(),
+            "2h",
+            Duration::from_secs(1),
+        ),
+        session_ttl: p.duration(
+            "token.session_ttl",
+            file.session_ttl.as_deref(),
+            "10m",
+            Duration::from_secs(1),
+        ),
+        clock_skew: match duration::parse(file.clock_skew.as_deref().unwrap_or("30s")) {
+            Ok(d) if d <= Duration::from_secs(600) => d,
+            Ok(_) => {
+                p.add(
+                    "token.clock_skew",
+                    file.clock_skew.as_deref().unwrap_or(""),
+                    "at most 10m",
+                );
+                Duration::ZERO
+            }
+            Err(why) => {
+                p.0.push(format!("token.clock_skew = {why}"));
+                Duration::ZERO
+            }
+        },
+        device_param: p.param_name(
+            "token.device_param",
+            file.device_param.as_deref().unwrap_or("device"),
+        ),
+        ticket_param,
+        session_param,
+        ticket_cookie,
+        bearer: file.bearer.unwrap_or(true),
+        device_header: device_header?,
+        keys: ring?,
+    };
+    Some(token)
+}

@@ -1,0 +1,142 @@
+//! The serde mirror of `usher.toml`.
+//!
+//! Every struct denies unknown fields, so a typo is an error that names the key rather than
+//! a setting silently ignored. Values stay as written (strings for durations and addresses);
+//! `config.rs` turns them into runtime types and reports each bad value by its dotted key.
+//! `config/usher.toml` is the commented reference for every key here.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Public listeners.
+    #[serde(default)]
+    pub listen: ListenFile,
+    /// The loopback operations listener (metrics, health).
+    #[serde(default)]
+    pub admin: AdminFile,
+    /// Where content comes from.
+    #[serde(default)]
+    pub upstream: UpstreamFile,
+    /// Ticket and session-token settings.
+    #[serde(default)]
+    pub token: TokenFile,
+    /// Which paths need credentials, and CORS.
+    #[serde(default)]
+    pub access: AccessFile,
+    /// The demo stream whose playable URL `serve` prints.
+    pub demo: Option<DemoFile>,
+}
+
+/// `[listen]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    /// Plain HTTP listener address, e.g. `"127.0.0.1:8080"`. HTTP/1.1 and h2c.
+    pub http: Option<String>,
+    /// HTTPS listener address; needs `cert` and `key`. HTTP/1.1 and h2 via ALPN.
+    pub https: Option<String>,
+    /// PEM certificate chain for `https`.
+    pub cert: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `https`.
+    pub key: Option<String>,
+    /// How long in-flight requests may run after SIGTERM before connections are cut.
+    pub drain_timeout: Option<String>,
+    /// Largest request head (request line plus headers) in bytes; at least 8192.
+    pub max_header_bytes: Option<u64>,
+    /// Most header fields in one request.
+    pub max_headers: Option<u64>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Address of the operations listener; loopback unless you mean otherwise.
+    pub listen: Option<String>,
+}
+
+/// `[upstream]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// An `http://` or `https://` base URL, or a local directory (relative to this file).
+    pub origin: Option<String>,
+    /// Other base URLs under which the origin names its own objects in absolute playlist URIs.
+    pub aliases: Option<Vec<String>>,
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout: Option<String>,
+    /// Time allowed until the upstream's response headers arrive.
+    pub timeout: Option<String>,
+    /// Extra PEM CA bundle trusted for an `https` origin (besides the system roots).
+    pub ca_file: Option<String>,
+    /// Largest playlist usher will buffer to rewrite, in bytes.
+    pub max_playlist_bytes: Option<u64>,
+}
+
+/// `[token]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    /// Id of the key in `keys` that signs new tickets and session tokens.
+    pub signing_key: Option<String>,
+    /// Every key usher accepts; all verify, one signs.
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+    /// Default lifetime of a ticket issued by `usher ticket issue` or at demo start.
+    pub ticket_ttl: Option<String>,
+    /// Lifetime of the session token minted into each rewritten playlist.
+    pub session_ttl: Option<String>,
+    /// Tolerated clock difference when checking `nbf` and `exp`.
+    pub clock_skew: Option<String>,
+    /// Query parameter that carries a ticket.
+    pub ticket_param: Option<String>,
+    /// Query parameter that carries a session token in rewritten URIs.
+    pub session_param: Option<String>,
+    /// Cookie that may carry a ticket; empty string turns cookies off.
+    pub ticket_cookie: Option<String>,
+    /// Whether `Authorization: Bearer <ticket>` is read.
+    pub bearer: Option<bool>,
+    /// Request header that names the device.
+    pub device_header: Option<String>,
+    /// Query parameter that names the device (for players that cannot add headers).
+    pub device_param: Option<String>,
+}
+
+/// One `[[token.keys]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// Key id written into every credential it signs (1–32 of `A-Z a-z 0-9 _ -`).
+    pub id: Option<String>,
+    /// The secret itself, at least 32 bytes. Prefer `secret_env` outside demos.
+    pub secret: Option<String>,
+    /// Name of an environment variable holding the secret.
+    pub secret_env: Option<String>,
+}
+
+/// `[access]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessFile {
+    /// Path prefixes that need a ticket or session token.
+    pub protected: Option<Vec<String>>,
+    /// Path prefixes served without any check; they win over `protected`.
+    pub public: Option<Vec<String>>,
+    /// Origins allowed to read responses from a browser (`"*"` for any).
+    pub cors_origins: Option<Vec<String>>,
+}
+
+/// `[demo]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoFile {
+    /// Path of the demo master playlist.
+    pub play_path: Option<String>,
+    /// Subject of the ticket minted for the printed URL.
+    pub subject: Option<String>,
+    /// Scope of that ticket.
+    pub scope: Option<String>,
+}

@@ -1,0 +1,35 @@
+//! usher: an edge streaming gateway with pay-per-view access control for HLS.
+//!
+//! Every playlist and segment request is checked against a signed ticket or session token;
+//! playlists are rewritten so every URI carries a session token; content is fetched from
+//! one configured origin and streamed back. The request flow is charted in [`proxy`].
+//!
+//! - [`config`]: the TOML file, checked into runtime types.
+//! - [`ticket`]: tickets and session tokens, signing and verification, the key ring.
+//! - [`access`]: the pure per-request decision.
+//! - [`manifest`]: playlist rewriting, pure text in and out.
+//! - [`path`]: request path normalisation and object kinds.
+//! - [`origin`]: origin base URLs and matching absolute URIs against them.
+//! - [`net`]: IP prefixes for address binding.
+//! - [`proxy`]: the request flow, the server, the upstream and responses.
+//! - [`admin`]: the operations listener (metrics, health).
+//! - [`metrics`]: Prometheus metrics.
+//! - [`tls`]: rustls server configuration from PEM files.
+//! - [`signal`]: control inputs (SIGTERM, SIGINT) as one enum.
+//! - [`cli`]: the command line.
+//! - [`clock`]: the wall clock as Unix seconds.
+
+pub mod access;
+pub mod admin;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod manifest;
+pub mod metrics;
+pub mod net;
+pub mod origin;
+pub mod path;
+pub mod proxy;
+pub mod signal;
+pub mod ticket;
+pub mod tls;

@@ -1,0 +1,188 @@
+//! The only place that wires things: args → config → state → listeners → signals → drain.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use usher::admin::AdminHandler;
+use usher::cli::{self, Cli, Command, ServeArgs};
+use usher::config::Config;
+use usher::proxy::server::{self, Drained, Handler, Limits, ProxyHandler};
+use usher::proxy::State;
+use usher::signal::{self, Control};
+use usher::ticket::{self, Claims, Kind};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Ticket(command) => cli::ticket(command),
+        Command::CheckConfig { file } => cli::check_config(&file),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn serve(args: &ServeArgs) -> i32 {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = match cli::load_config(&args.config, &args.overrides()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("usher: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("usher: {e:#}");
+            1
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let tls = match &config.listen.https {
+        Some(https) => Some(TlsAcceptor::from(
+            usher::tls::server_config(&https.cert, &https.key).context("listen.https")?,
+        )),
+        None => None,
+    };
+    let state = Arc::new(State::new(config).context("upstream")?);
+    let config = &state.config;
+    let limits = Limits {
+        max_header_bytes: config.listen.max_header_bytes,
+        max_headers: config.listen.max_headers,
+    };
+    let drain = config.listen.drain_timeout;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+
+    let mut public_url = None;
+    if let Some(addr) = config.listen.http {
+        let listener = server::bind(addr)
+            .await
+            .with_context(|| format!("listen.http {addr}"))?;
+        let local = listener.local_addr()?;
+        println!("listening on http://{}", display_addr(local));
+        public_url.get_or_insert(format!("http://{}", display_addr(local)));
+        servers.push(start(
+            listener,
+            None,
+            ProxyHandler(state.clone()),
+            limits,
+            &stop_rx,
+            drain,
+        ));
+    }
+    if let (Some(https), Some(acceptor)) = (&config.listen.https, tls) {
+        let listener = server::bind(https.addr)
+            .await
+            .with_context(|| format!("listen.https {}", https.addr))?;
+        let local = listener.local_addr()?;
+        println!("listening on https://{}", display_addr(local));
+        public_url.get_or_insert(format!("https://{}", display_addr(local)));
+        servers.push(start(
+            listener,
+            Some(acceptor),
+            ProxyHandler(state.clone()),
+            limits,
+            &stop_rx,
+            drain,
+        ));
+    }
+    if let Some(addr) = config.admin.listen {
+        let listener = server::bind(addr)
+            .await
+            .with_context(|| format!("admin.listen {addr}"))?;
+        println!("admin on http://{}", display_addr(listener.local_addr()?));
+        servers.push(start(
+            listener,
+            None,
+            AdminHandler(state.clone()),
+            limits,
+            &stop_rx,
+            drain,
+        ));
+    }
+    state.ready.store(true, Ordering::Release);
+    if let (Some(demo), Some(base)) = (&config.demo, &public_url) {
+        let now = usher::clock::unix_now();
+        let claims = Claims {
+            sub: demo.subject.clone(),
+            scope: demo.scope.clone(),
+            nbf: now,
+            exp: now + config.token.ticket_ttl.as_secs(),
+            dev: None,
+            ip: None,
+            sid: None,
+            cap: 0,
+        };
+        let ticket = ticket::sign(&config.token.keys, Kind::Ticket, &claims);
+        println!(
+            "play: {base}{}?{}={ticket}",
+            demo.play_path, config.token.ticket_param
+        );
+    }
+    tracing::info!(origin = ?state.config.upstream.origin, "usher is serving");
+
+    let Control::Shutdown = signal::next().await.context("installing signal handlers")?;
+    tracing::info!(drain = ?drain, "shutting down: no new connections, draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let mut timed_out = false;
+    for server in servers {
+        timed_out |= server.await? == Drained::TimedOut;
+    }
+    if timed_out {
+        tracing::warn!("drain timeout ran out; remaining connections were cut");
+    } else {
+        tracing::info!("drained; bye");
+    }
+    Ok(())
+}
+
+fn start<H: Handler>(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+    limits: Limits,
+    stop: &watch::Receiver<bool>,
+    drain: std::time::Duration,
+) -> tokio::task::JoinHandle<Drained> {
+    let mut stop = stop.clone();
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    tokio::spawn(server::serve(
+        listener, tls, handler, limits, shutdown, drain,
+    ))
+}
+
+/// The address as a URL host: unspecified addresses become loopback so the line is usable.
+fn display_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        ip if ip.is_unspecified() => SocketAddr::new("::1".parse().expect("valid"), addr.port()),
+        _ => addr,
+    }
+}

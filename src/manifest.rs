@@ -1,0 +1,279 @@
+//! Playlist rewriting: pure text in, text out, no I/O.
+//!
+//! The rewriter copies the playlist byte for byte and splices a session token into each
+//! URI-bearing place, nothing else: the URI line after `EXT-X-STREAM-INF` and every segment
+//! line, and the `URI` attribute of `EXT-X-MEDIA`, `EXT-X-I-FRAME-STREAM-INF`, `EXT-X-KEY`,
+//! `EXT-X-SESSION-KEY`, `EXT-X-MAP`, `EXT-X-PART`, `EXT-X-PRELOAD-HINT`,
+//! `EXT-X-RENDITION-REPORT` and `EXT-X-SESSION-DATA`, and `SERVER-URI` of
+//! `EXT-X-CONTENT-STEERING`. Line endings, attribute order, numbers, comments and unknown
+//! tags come out exactly as they came in. (A parse-then-serialise library cannot promise
+//! that; see issue 2 on m3u8-rs, which the tests use only as an oracle.)
+//!
+//! Each URI is one of:
+//! - *relative or path-absolute* (`seg1.ts`, `../a/b.ts`, `/x/y.m3u8`): the token is added
+//!   to its query (`?`, or `&` after an existing query), before any fragment;
+//! - *absolute under the origin or an alias* (`http://origin/hls/a.ts`): made
+//!   path-absolute so the player comes back through usher, then tokenized;
+//! - *foreign* (another host, `skd://`, `data:`): left alone, so the token never leaks.
+//!
+//! `EXT-X-DEFINE` variables (`{$name}`) stay in the text for the player to substitute; the
+//! rewriter resolves the ones it can see (`NAME`/`VALUE`, and `QUERYPARAM` from the playlist
+//! request's own query) only to decide which case a URI is. A URI that *starts* with a
+//! variable it cannot resolve (an `IMPORT` from the master) may name any host, so it is
+//! left alone and counted as unresolved.
+
+mod attributes;
+mod uri;
+
+use std::collections::HashMap;
+
+use crate::origin::OriginBase;
+use attributes::find_attribute;
+use uri::Disposition;
+
+/// What the rewriter needs for one response.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite<'a> {
+    /// Bases under which absolute URIs are the origin's own (origin and aliases).
+    pub origin_bases: &'a [OriginBase],
+    /// Query parameter name for the token.
+    pub param: &'a str,
+    /// The session token, already URL-safe.
+    pub token: &'a str,
+    /// Query string of the playlist request, for `EXT-X-DEFINE:QUERYPARAM`.
+    pub request_query: Option<&'a str>,
+}
+
+/// Master or media playlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistKind {
+    /// Has variant streams or renditions.
+    Master,
+    /// Has segments.
+    Media,
+}
+
+impl PlaylistKind {
+    /// Label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlaylistKind::Master => "master",
+            PlaylistKind::Media => "media",
+        }
+    }
+}
+
+/// A rewritten playlist and what was done to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The playlist to serve.
+    pub text: String,
+    /// Master or media.
+    pub kind: PlaylistKind,
+    /// URIs given the token in place.
+    pub tokenized: usize,
+    /// Absolute origin URIs routed back through usher (and tokenized).
+    pub rerouted: usize,
+    /// Foreign URIs left alone.
+    pub foreign: usize,
+    /// URIs starting with a variable the rewriter could not resolve, left alone.
+    pub unresolved: usize,
+}
+
+/// Why a playlist cannot be rewritten. The proxy answers 502: a playlist that cannot be
+/// rewritten is never passed through untokenized.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not UTF-8.
+    #[error("playlist is not UTF-8")]
+    NotUtf8,
+    /// The first line is not `#EXTM3U`.
+    #[error("playlist does not start with #EXTM3U")]
+    NoHeader,
+    /// An attribute list that does not parse, on a tag whose URI must be rewritten.
+    #[error("line {line}: malformed attribute list")]
+    BadAttributes {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// `EXT-X-STREAM-INF` with no URI line after it.
+    #[error("line {line}: EXT-X-STREAM-INF without a URI")]
+    MissingVariantUri {
+        /// 1-based line number of the tag.
+        line: usize,
+    },
+}
+
+/// Tags whose attribute list names a URI, and the attribute.
+const URI_TAGS: &[(&str, &str)] = &[
+    ("EXT-X-MEDIA", "URI"),
+    ("EXT-X-I-FRAME-STREAM-INF", "URI"),
+    ("EXT-X-KEY", "URI"),
+    ("EXT-X-SESSION-KEY", "URI"),
+    ("EXT-X-MAP", "URI"),
+    ("EXT-X-PART", "URI"),
+    ("EXT-X-PRELOAD-HINT", "URI"),
+    ("EXT-X-RENDITION-REPORT", "URI"),
+    ("EXT-X-SESSION-DATA", "URI"),
+    ("EXT-X-CONTENT-STEERING", "SERVER-URI"),
+];
+
+/// Rewrites `body` for one response.
+///
+/// # Errors
+/// [`ManifestError`] when the text is not a playlist the rewriter can account for.
+pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestError> {
+    let text = std::str::from_utf8(body).map_err(|_| ManifestError::NotUtf8)?;
+    let header = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if !header.starts_with("#EXTM3U") {
+        return Err(ManifestError::NoHeader);
+    }
+    let mut out = Rewriter {
+        ctx,
+        text: String::with_capacity(text.len() + text.len() / 2),
+        vars: HashMap::new(),
+        counts: [0; 4],
+    };
+    let mut kind = PlaylistKind::Media;
+    let mut variant_tag_line = None;
+    for (n, raw_line) in text.split_inclusive('\n').enumerate() {
+        let line_no = n + 1;
+        let (line, eol) = split_eol(raw_line);
+        if line.trim().is_empty() {
+            out.text.push_str(raw_line);
+            continue;
+        }
+        if let Some(tag) = line.strip_prefix('#') {
+            let name = tag.split(':').next().unwrap_or(tag);
+            match name {
+                "EXT-X-STREAM-INF" => {
+                    kind = PlaylistKind::Master;
+                    variant_tag_line = Some(line_no);
+                }
+                "EXT-X-MEDIA" | "EXT-X-I-FRAME-STREAM-INF" => kind = PlaylistKind::Master,
+                "EXT-X-DEFINE" => out.define(line, line_no)?,
+                _ => {}
+            }
+            match URI_TAGS.iter().find(|(tag_name, _)| *tag_name == name) {
+                Some((_, attribute)) => out.tag(line, attribute, line_no)?,
+                None => out.text.push_str(line),
+            }
+        } else {
+            variant_tag_line = None;
+            out.uri(line);
+        }
+        out.text.push_str(eol);
+    }
+    if let Some(line) = variant_tag_line {
+        return Err(ManifestError::MissingVariantUri { line });
+    }
+    let [tokenized, rerouted, foreign, unresolved] = out.counts;
+    Ok(Rewritten {
+        text: out.text,
+        kind,
+        tokenized,
+        rerouted,
+        foreign,
+        unresolved,
+    })
+}
+
+fn split_eol(line: &str) -> (&str, &str) {
+    let body = line.trim_end_matches(['\n', '\r']);
+    (body, &line[body.len()..])
+}
+
+struct Rewriter<'a, 'c> {
+    ctx: &'c Rewrite<'a>,
+    text: String,
+    vars: HashMap<String, String>,
+    /// tokenized, rerouted, foreign, unresolved
+    counts: [usize; 4],
+}
+
+impl Rewriter<'_, '_> {
+    /// Copies a tag line, splicing the rewritten value of `attribute` into it.
+    fn tag(&mut self, line: &str, attribute: &str, line_no: usize) -> Result<(), ManifestError> {
+        let Some(colon) = line.find(':') else {
+            self.text.push_str(line);
+            return Ok(());
+        };
+        let found = find_attribute(&line[colon + 1..], attribute)
+            .map_err(|()| ManifestError::BadAttributes { line: line_no })?;
+        match found {
+            Some(range) => {
+                let start = colon + 1 + range.start;
+                let end = colon + 1 + range.end;
+                self.text.push_str(&line[..start]);
+                self.uri(&line[start..end]);
+                self.text.push_str(&line[end..]);
+            }
+            None => self.text.push_str(line),
+        }
+        Ok(())
+    }
+
+    /// Writes `uri`, rewritten as its disposition says.
+    fn uri(&mut self, uri: &str) {
+        let disposition = uri::classify(uri, self.ctx.origin_bases, &self.vars);
+        match disposition {
+            Disposition::Tokenize { has_query } => {
+                self.counts[0] += 1;
+                self.push_tokenized(uri, has_query);
+            }
+            Disposition::Reroute { path, has_query } => {
+                self.counts[1] += 1;
+                self.push_tokenized(&path, has_query);
+            }
+            Disposition::Foreign => {
+                self.counts[2] += 1;
+                self.text.push_str(uri);
+            }
+            Disposition::Unresolved => {
+                self.counts[3] += 1;
+                self.text.push_str(uri);
+            }
+        }
+    }
+
+    fn push_tokenized(&mut self, uri: &str, has_query: bool) {
+        let (main, fragment) = uri.split_at(uri.find('#').unwrap_or(uri.len()));
+        self.text.push_str(main);
+        if !(main.ends_with('?') || main.ends_with('&')) {
+            self.text.push(if has_query { '&' } else { '?' });
+        }
+        self.text.push_str(self.ctx.param);
+        self.text.push('=');
+        self.text.push_str(self.ctx.token);
+        self.text.push_str(fragment);
+    }
+
+    /// Records an `EXT-X-DEFINE` and copies it.
+    fn define(&mut self, line: &str, line_no: usize) -> Result<(), ManifestError> {
+        let attrs = line.split_once(':').map_or("", |(_, a)| a);
+        let value_of = |name| {
+            find_attribute(attrs, name)
+                .map(|range| range.map(|r| &attrs[r]))
+                .map_err(|()| ManifestError::BadAttributes { line: line_no })
+        };
+        if let (Some(name), Some(value)) = (value_of("NAME")?, value_of("VALUE")?) {
+            self.vars.insert(name.to_owned(), value.to_owned());
+        } else if let Some(param) = value_of("QUERYPARAM")? {
+            if let Some(value) = query_value(self.ctx.request_query, param) {
+                self.vars.insert(param.to_owned(), value.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! Deciding what to do with one URI of a playlist.
+
+use std::collections::HashMap;
+
+use crate::origin::OriginBase;
+
+/// What happens to a URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Relative or path-absolute: add the token in place. `has_query` says whether the URI
+    /// (with variables resolved) already has a query.
+    Tokenize {
+        /// Whether to join with `&` rather than `?`.
+        has_query: bool,
+    },
+    /// Absolute under the origin: replace with this path (and query), then add the token.
+    Reroute {
+        /// The path-absolute replacement, variables resolved.
+        path: String,
+        /// Whether to join with `&` rather than `?`.
+        has_query: bool,
+    },
+    /// Another host or scheme: leave alone.
+    Foreign,
+    /// Starts with a variable that cannot be resolved here: leave alone.
+    Unresolved,
+}
+
+/// Classifies `uri` (as written, variables and all).
+pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>) -> Disposition {
+    let Some(resolved) = resolve(uri, vars) else {
+        return Disposition::Unresolved;
+    };
+    let before_fragment = resolved.split('#').next().unwrap_or("");
+    let is_absolute = has_scheme(before_fragment) || before_fragment.starts_with("//");
+    if !is_absolute {
+        return Disposition::Tokenize {
+            has_query: before_fragment.contains('?'),
+        };
+    }
+    match bases.iter().find_map(|base| base.strip(&resolved)) {
+        Some(path) => Disposition::Reroute {
+            has_query: path.split('#').next().unwrap_or("").contains('?'),
+            path: path.to_owned(),
+        },
+        None => Disposition::Foreign,
+    }
+}
+
+/// `uri` with every `{$name}` replaced, or `None` when it starts with an unknown variable
+/// (it may name any host). Unknown variables further in count as empty for classification:
+/// they sit inside a path or query, where they cannot change the host.
+fn resolve(uri: &str, vars: &HashMap<String, String>) -> Option<String> {
+    if !uri.contains("{$") {
+        return Some(uri.to_owned());
+    }
+    let mut out = String::with_capacity(uri.len());
+    let mut rest = uri;
+    while let Some(start) = rest.find("{$") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 2..start + len];
+        out.push_str(&rest[..start]);
+        match vars.get(name) {
+            Some(value) => out.push_str(value),
+            None if out.is_empty() => return None,
+            None => {}
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Whether `uri` begins with `scheme:` (RFC 3986: a letter, then letters, digits, `+-.`).
+fn has_scheme(uri: &str) -> bool {
+    let Some(colon) = uri.find(':') else {
+        return false;
+    };
+    let scheme = &uri[..colon];
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !scheme.contains('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bases() -> Vec<OriginBase> {
+        vec![OriginBase::parse("http://origin.test:8000/hls").unwrap()]
+    }
+
+    fn classify_plain(uri: &str) -> Disposition {
+        classify(uri, &bases(), &HashMap::new())
+    }
+
+    #[test]
+    fn relative_and_path_absolute_are_tokenized() {
+        assert_eq!(
+            classify_plain("seg1.ts"),
+            Disposition::Tokenize { has_query: false }
+        );
+        assert_eq!(
+            classify_plain("../a/b.ts?x=1"),
+            Disposition::Tokenize { has_query: true }
+        );
+        assert_eq!(
+            classify_plain("/hls/a.m3u8"),
+            Disposition::Tokenize { has_query: false }
+        );
+        assert_eq!(classify_plain("a:b/c.ts").clone(), Disposition::Foreign);
+        assert_eq!(
+            classify_plain("dir/a:b.ts"),
+            Disposition::Tokenize { has_query: false }
+        );
+    }
+
+    #[test]
+    fn origin_uris_are_rerouted_and_others_left_alone() {
+        assert_eq!(
+            classify_plain("http://origin.test:8000/hls/v/1.ts?q=1"),
+            Disposition::Reroute {
+                path: "/v/1.ts?q=1".into(),
+                has_query: true
+            }
+        );
+        assert_eq!(
+            classify_plain("http://cdn.other/hls/v/1.ts"),
+            Disposition::Foreign
+        );
+        assert_eq!(classify_plain("skd://content-id"), Disposition::Foreign);
+        assert_eq!(
+            classify_plain("data:text/plain;base64,AAAA"),
+            Disposition::Foreign
+        );
+        assert_eq!(classify_plain("//cdn.other/x.ts"), Disposition::Foreign);
+    }
+
+    #[test]
+    fn variables_are_resolved_for_the_decision_only() {
+        let mut vars = HashMap::new();
+        vars.insert("host".to_owned(), "http://origin.test:8000/hls".to_owned());
+        vars.insert("q".to_owned(), "?a=b".to_owned());
+        assert_eq!(
+            classify("{$host}/v/1.ts", &bases(), &vars),
+            Disposition::Reroute {
+                path: "/v/1.ts".into(),
+                has_query: false
+            }
+        );
+        assert_eq!(
+            classify("seg.ts{$q}", &bases(), &vars),
+            Disposition::Tokenize { has_query: true }
+        );
+        assert_eq!(
+            classify("{$unknown}/1.ts", &bases(), &vars),
+            Disposition::Unresolved
+        );
+        assert_eq!(
+            classify("v/{$unknown}.ts", &bases(), &vars),
+            Disposition::Tokenize { has_query: false }
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Prometheus metrics, registered against one explicit registry and served by the admin
+//! listener. Labels are small closed sets; each request is recorded once, when it ends.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Upstream latency buckets in seconds: from a loopback cache-warm origin (1 ms) to the
+/// default upstream timeout (10 s).
+const UPSTREAM_SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every metric usher exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `usher_requests_total{kind, status}`: requests answered, by object kind and status.
+    pub requests: IntCounterVec,
+    /// `usher_denials_total{reason}`: requests refused, by reason.
+    pub denials: IntCounterVec,
+    /// `usher_upstream_duration_seconds{kind}`: time to the upstream's response headers.
+    pub upstream_seconds: HistogramVec,
+    /// `usher_upstream_errors_total{error}`: upstream fetches that failed.
+    pub upstream_errors: IntCounterVec,
+    /// `usher_playlist_rewrites_total{playlist, outcome}`: playlists rewritten or refused.
+    pub rewrites: IntCounterVec,
+    /// `usher_playlist_uris_total{disposition}`: URIs seen in rewritten playlists.
+    pub rewritten_uris: IntCounterVec,
+    /// `usher_requests_in_flight`: requests being served now.
+    pub in_flight: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let requests = counter(
+            "usher_requests_total",
+            "Requests answered, by object kind and HTTP status.",
+            &["kind", "status"],
+        );
+        let denials = counter(
+            "usher_denials_total",
+            "Requests refused by the access check, by reason.",
+            &["reason"],
+        );
+        let upstream_errors = counter(
+            "usher_upstream_errors_total",
+            "Upstream fetches that failed, by error.",
+            &["error"],
+        );
+        let rewrites = counter(
+            "usher_playlist_rewrites_total",
+            "Playlists rewritten (outcome=ok) or refused as unparseable (outcome=error).",
+            &["playlist", "outcome"],
+        );
+        let rewritten_uris = counter(
+            "usher_playlist_uris_total",
+            "URIs in rewritten playlists: tokenized, rerouted, foreign or unresolved.",
+            &["disposition"],
+        );
+        let upstream_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "usher_upstream_duration_seconds",
+                "Time from sending an upstream request to its response headers.",
+            )
+            .buckets(UPSTREAM_SECONDS_BUCKETS.to_vec()),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(upstream_seconds.clone()))
+            .expect("unique metric");
+        let in_flight = IntGauge::new("usher_requests_in_flight", "Requests being served now.")
+            .expect("valid metric");
+        registry
+            .register(Box::new(in_flight.clone()))
+            .expect("unique metric");
+        Self {
+            registry,
+            requests,
+            denials,
+            upstream_seconds,
+            upstream_errors,
+            rewrites,
+            rewritten_uris,
+            in_flight,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("exposition is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

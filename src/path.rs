@@ -1,0 +1,189 @@
+//! Request paths: one canonical form before the access check and before forwarding, so the
+//! path that was authorised is exactly the path that is fetched.
+
+/// Why a path was refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadPath {
+    /// Not starting with `/` (absolute-form and authority-form targets are not proxied).
+    #[error("path must start with /")]
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    #[error("invalid percent-encoding")]
+    BadEscape,
+    /// An encoded `/`, `\` or NUL, a raw `\`, or a control character: ways to smuggle a
+    /// different path past the check.
+    #[error("forbidden character in path")]
+    Forbidden,
+    /// `..` climbing above the root.
+    #[error("path climbs above the root")]
+    AboveRoot,
+}
+
+/// Normalises a request path: decodes percent-escapes of unreserved characters (so
+/// `%2e%2e` is `..`), upper-cases the hex of the others, collapses repeated slashes,
+/// resolves `.` and `..`, and keeps a trailing slash.
+///
+/// # Errors
+/// [`BadPath`] for anything that cannot be made canonical safely.
+pub fn normalize(raw: &str) -> Result<String, BadPath> {
+    if !raw.starts_with('/') {
+        return Err(BadPath::NotAbsolute);
+    }
+    let decoded = decode_unreserved(raw)?;
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop().ok_or(BadPath::AboveRoot)?;
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for segment in &segments {
+        out.push('/');
+        out.push_str(segment);
+    }
+    let ends_in_dir = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    if out.is_empty() || ends_in_dir {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+fn decode_unreserved(raw: &str) -> Result<String, BadPath> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(BadPath::BadEscape)?;
+            let value = hex_value(hex[0])
+                .zip(hex_value(hex[1]))
+                .map(|(hi, lo)| hi << 4 | lo)
+                .ok_or(BadPath::BadEscape)?;
+            if value.is_ascii_alphanumeric() || b"-._~".contains(&value) {
+                out.push(value as char);
+            } else if matches!(value, b'/' | b'\\') || value < 0x20 || value == 0x7f {
+                return Err(BadPath::Forbidden);
+            } else {
+                out.push('%');
+                out.push(hex[0].to_ascii_uppercase() as char);
+                out.push(hex[1].to_ascii_uppercase() as char);
+            }
+            i += 3;
+        } else if b == b'\\' || b < 0x20 || b >= 0x7f {
+            return Err(BadPath::Forbidden);
+        } else {
+            out.push(b as char);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// What a request asks for, judged from its path: the label for metrics and the switch
+/// between rewriting and streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// `.m3u8`: rewritten (master or media is known once the body is read).
+    Playlist,
+    /// Media segments: `.ts`, `.m4s`, `.aac`, `.vtt`, …
+    Segment,
+    /// Initialisation sections (`EXT-X-MAP`), recognised by an `init` file name.
+    Init,
+    /// Content keys: `.key`.
+    Key,
+    /// Anything else under a routed prefix.
+    Other,
+}
+
+impl ObjectKind {
+    /// Classifies a normalised path by its file name.
+    pub fn of(path: &str) -> Self {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let ext = name.rsplit_once('.').map_or("", |(_, ext)| ext);
+        let ext = ext.to_ascii_lowercase();
+        match ext.as_str() {
+            "m3u8" | "m3u" => ObjectKind::Playlist,
+            "key" => ObjectKind::Key,
+            "mp4" | "m4s" | "cmfv" | "cmfa" | "m4v" | "m4a" if name.contains("init") => {
+                ObjectKind::Init
+            }
+            "ts" | "m4s" | "mp4" | "m4v" | "m4a" | "aac" | "ac3" | "ec3" | "mp3" | "vtt"
+            | "webvtt" | "cmfv" | "cmfa" | "cmft" => ObjectKind::Segment,
+            _ => ObjectKind::Other,
+        }
+    }
+
+    /// Label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Playlist => "playlist",
+            ObjectKind::Segment => "segment",
+            ObjectKind::Init => "init",
+            ObjectKind::Key => "key",
+            ObjectKind::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_paths_pass_unchanged() {
+        for p in ["/", "/demo/master.m3u8", "/a/b/", "/a%20b.ts", "/a%3Fb"] {
+            assert_eq!(normalize(p).as_deref(), Ok(p));
+        }
+    }
+
+    #[test]
+    fn dots_slashes_and_escapes_are_resolved() {
+        assert_eq!(normalize("//demo///x.ts").unwrap(), "/demo/x.ts");
+        assert_eq!(normalize("/demo/./a/../x.ts").unwrap(), "/demo/x.ts");
+        assert_eq!(
+            normalize("/demo/%2e%2e/secret/x.ts").unwrap(),
+            "/secret/x.ts"
+        );
+        assert_eq!(normalize("/demo/%2E/x.ts").unwrap(), "/demo/x.ts");
+        assert_eq!(normalize("/%64emo/x.ts").unwrap(), "/demo/x.ts");
+        assert_eq!(normalize("/a/b/..").unwrap(), "/a/");
+        assert_eq!(normalize("/a%3fb").unwrap(), "/a%3Fb");
+    }
+
+    #[test]
+    fn escapes_that_change_meaning_are_refused() {
+        assert_eq!(
+            normalize("/a/..%2f..%2fetc/passwd"),
+            Err(BadPath::Forbidden)
+        );
+        assert_eq!(normalize("/a%5c..%5cb"), Err(BadPath::Forbidden));
+        assert_eq!(normalize("/a%00.ts"), Err(BadPath::Forbidden));
+        assert_eq!(normalize("/a\\b"), Err(BadPath::Forbidden));
+        assert_eq!(normalize("/a%zz"), Err(BadPath::BadEscape));
+        assert_eq!(normalize("/a%2"), Err(BadPath::BadEscape));
+        assert_eq!(normalize("/../etc/passwd"), Err(BadPath::AboveRoot));
+        assert_eq!(normalize("/a/%2e%2e/%2e%2e/x"), Err(BadPath::AboveRoot));
+        assert_eq!(normalize("demo/x.ts"), Err(BadPath::NotAbsolute));
+        assert_eq!(normalize("http://evil/x"), Err(BadPath::NotAbsolute));
+    }
+
+    #[test]
+    fn kinds_by_file_name() {
+        assert_eq!(ObjectKind::of("/a/master.m3u8"), ObjectKind::Playlist);
+        assert_eq!(ObjectKind::of("/a/seg_001.ts"), ObjectKind::Segment);
+        assert_eq!(ObjectKind::of("/a/part.M4S"), ObjectKind::Segment);
+        assert_eq!(ObjectKind::of("/a/init.mp4"), ObjectKind::Init);
+        assert_eq!(ObjectKind::of("/a/key.key"), ObjectKind::Key);
+        assert_eq!(ObjectKind::of("/a/"), ObjectKind::Other);
+        assert_eq!(ObjectKind::of("/a/readme"), ObjectKind::Other);
+    }
+}

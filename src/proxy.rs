@@ -1,0 +1,295 @@
+//! The request flow.
+//!
+//! ```text
+//! request ─► method: OPTIONS → CORS preflight; only GET/HEAD go on        (405)
+//!         ─► path: normalise (%2e%2e, //, ..) once, used for check and fetch (400)
+//!         ─► /healthz, /readyz
+//!         ─► route: public prefix → no check │ protected → check │ neither (404)
+//!         ─► credentials: session token (query) or ticket (query, Bearer, cookie),
+//!            device id (header or query)
+//!         ─► access::decide: signature (kid, constant time) → nbf/exp ± skew
+//!            → scope → device → client IP                                  (401/403)
+//!         ─► upstream request: credentials stripped from query and headers,
+//!            hop-by-hop removed, X-Forwarded-*/Forwarded added             (502/504)
+//!         ─► playlist? → read whole (bounded) → manifest::rewrite with one
+//!            session token minted for this response → private, no-store    (502)
+//!            otherwise → stream the body through as it arrives
+//!         ─► CORS headers, x-request-id; metrics and one log line at the end
+//! ```
+
+pub mod credentials;
+pub mod forward;
+pub mod respond;
+pub mod server;
+pub mod upstream;
+
+mod cors;
+mod playlist;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+
+use crate::access::{self, Presented, Route};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::origin::OriginBase;
+use crate::path::{self, ObjectKind};
+use respond::ProxyError;
+use upstream::{Upstream, UpstreamRequest};
+
+/// Error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every response body usher sends: streamed upstream bytes or a complete buffer.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// The wall clock as Unix seconds; replaced in tests to walk across window edges.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// What one request's handling needs, shared by every connection.
+pub struct State {
+    /// The checked configuration.
+    pub config: Config,
+    /// The one upstream.
+    pub upstream: Upstream,
+    /// Bases whose absolute URIs are routed back through usher.
+    pub origin_bases: Vec<OriginBase>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Whether start-up finished (config, keys, TLS, listeners).
+    pub ready: AtomicBool,
+    /// The clock used for credential windows.
+    pub clock: Clock,
+    requests: AtomicU64,
+}
+
+impl State {
+    /// State for `config`, with the system clock.
+    ///
+    /// # Errors
+    /// When the upstream cannot be set up.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        Self::with_clock(config, Arc::new(crate::clock::unix_now))
+    }
+
+    /// State for `config` with a given clock.
+    ///
+    /// # Errors
+    /// When the upstream cannot be set up.
+    pub fn with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let upstream = Upstream::new(&config.upstream)?;
+        let mut origin_bases: Vec<OriginBase> =
+            config.upstream.origin.base().cloned().into_iter().collect();
+        origin_bases.extend(config.upstream.aliases.iter().cloned());
+        Ok(Self {
+            upstream,
+            origin_bases,
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(false),
+            clock,
+            requests: AtomicU64::new(0),
+            config,
+        })
+    }
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's socket address.
+    pub addr: SocketAddr,
+    /// `http` or `https`.
+    pub proto: &'static str,
+}
+
+/// What the outer handler records about a request once it is answered.
+struct Outcome {
+    kind: &'static str,
+    reason: Option<&'static str>,
+}
+
+/// Serves one request: records, logs once and responds; [`handle_inner`] does the work.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    let started = Instant::now();
+    let id = state.requests.fetch_add(1, Ordering::Relaxed);
+    state.metrics.in_flight.inc();
+    let method = req.method().clone();
+    let origin_header = req.headers().get(http::header::ORIGIN).cloned();
+    let mut outcome = Outcome {
+        kind: ObjectKind::of(req.uri().path()).as_str(),
+        reason: None,
+    };
+    let mut response = match handle_inner(&state, req, peer, &mut outcome).await {
+        Ok(response) => response,
+        Err(err) => {
+            let (_, reason) = err.status_and_reason();
+            outcome.reason = Some(reason);
+            if let ProxyError::Denied(_) = &err {
+                state.metrics.denials.with_label_values(&[reason]).inc();
+            }
+            err.to_response()
+        }
+    };
+    cors::apply(
+        &state.config.access,
+        origin_header.as_ref(),
+        response.headers_mut(),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("{id:x}")) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let status = response.status();
+    state
+        .metrics
+        .requests
+        .with_label_values(&[outcome.kind, status.as_str()])
+        .inc();
+    state.metrics.in_flight.dec();
+    tracing::info!(
+        request_id = %format_args!("{id:x}"),
+        client = %peer.addr.ip(),
+        %method,
+        kind = outcome.kind,
+        status = status.as_u16(),
+        reason = outcome.reason.unwrap_or(""),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+async fn handle_inner(
+    state: &State,
+    req: Request<Incoming>,
+    peer: Peer,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, ProxyError> {
+    if req.method() == Method::OPTIONS {
+        return Ok(cors::preflight(&state.config));
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    let path = path::normalize(req.uri().path())?;
+    match path.as_str() {
+        "/healthz" => {
+            return Ok(respond::json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            ))
+        }
+        "/readyz" => return Ok(readiness(state)),
+        _ => {}
+    }
+    let kind = ObjectKind::of(&path);
+    outcome.kind = kind.as_str();
+    let settings = &state.config.token;
+    let query = req.uri().query();
+    let carried = credentials::read(settings, query, req.headers());
+    let route = access::route(&state.config.access, &path);
+    let grant = match route {
+        Route::Unrouted => return Err(ProxyError::NotRouted),
+        Route::Public => None,
+        Route::Protected => {
+            let presented = Presented {
+                ticket: carried.ticket,
+                session: carried.session,
+                device: carried.device,
+                client_ip: peer.addr.ip(),
+            };
+            let now = (state.clock)();
+            let skew = settings.clock_skew.as_secs();
+            Some(access::decide(
+                &settings.keys,
+                skew,
+                &path,
+                &presented,
+                now,
+            )?)
+        }
+    };
+
+    let upstream_query = credentials::strip_query(
+        query,
+        &[
+            &settings.ticket_param,
+            &settings.session_param,
+            &settings.device_param,
+        ],
+    );
+    let mut path_and_query = path.clone();
+    if let Some(q) = &upstream_query {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    let rewrite = grant.is_some() && kind == ObjectKind::Playlist;
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
+    let client = forward::Client {
+        ip: peer.addr.ip(),
+        proto: peer.proto,
+        host,
+    };
+    let head_only = req.method() == Method::HEAD;
+    let upstream_req = UpstreamRequest {
+        method: if rewrite {
+            Method::GET
+        } else {
+            req.method().clone()
+        },
+        path_and_query,
+        headers: forward::upstream_headers(req.headers(), settings, client, rewrite),
+    };
+    let fetch_started = Instant::now();
+    let fetched = state.upstream.fetch(upstream_req).await;
+    state
+        .metrics
+        .upstream_seconds
+        .with_label_values(&[kind.as_str()])
+        .observe(fetch_started.elapsed().as_secs_f64());
+    let mut response = fetched.inspect_err(|e| {
+        state
+            .metrics
+            .upstream_errors
+            .with_label_values(&[e.reason()])
+            .inc();
+        tracing::warn!(error = %e, "upstream fetch failed");
+    })?;
+    forward::strip_hop_by_hop(response.headers_mut());
+
+    match grant {
+        Some(grant) if rewrite || playlist::is_playlist_response(&response) => {
+            let request = playlist::PlaylistRequest {
+                grant: &grant,
+                device: carried.device,
+                query,
+                head_only,
+            };
+            playlist::serve(state, request, response).await
+        }
+        _ => Ok(response),
+    }
+}
+
+/// `/readyz`: 200 once start-up finished, 503 before.
+pub fn readiness(state: &State) -> Response<Body> {
+    if state.ready.load(Ordering::Acquire) {
+        respond::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+    } else {
+        respond::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "starting"}),
+        )
+    }
+}

@@ -1,0 +1,138 @@
+//! Reading credentials and the device id from a request, and removing them from what goes
+//! upstream.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::HeaderMap;
+
+use crate::config::Token;
+
+/// The credential-bearing parts of one request, borrowed from it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Carried<'a> {
+    /// A ticket: query parameter, then `Authorization: Bearer`, then the cookie.
+    pub ticket: Option<&'a str>,
+    /// A session token: query parameter.
+    pub session: Option<&'a str>,
+    /// The device id: header, then query parameter.
+    pub device: Option<&'a str>,
+}
+
+/// Finds what `settings` says to look for in `query` and `headers`.
+pub fn read<'a>(settings: &Token, query: Option<&'a str>, headers: &'a HeaderMap) -> Carried<'a> {
+    let ticket = query_param(query, &settings.ticket_param)
+        .or_else(|| settings.bearer.then(|| bearer(headers)).flatten())
+        .or_else(|| {
+            settings
+                .ticket_cookie
+                .as_deref()
+                .and_then(|name| cookie(headers, name))
+        });
+    let device = headers
+        .get(&settings.device_header)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .or_else(|| query_param(query, &settings.device_param));
+    Carried {
+        ticket,
+        session: query_param(query, &settings.session_param),
+        device,
+    }
+}
+
+/// The value of the last `name=` pair in `query` (usher appends its token last, after any
+/// query the origin wrote). Empty values count as absent.
+pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, value)| *key == name && !value.is_empty())
+        .last()
+        .map(|(_, value)| value)
+}
+
+/// `query` without any pair named in `names`, byte for byte otherwise; `None` when
+/// nothing is left.
+pub fn strip_query(query: Option<&str>, names: &[&str]) -> Option<String> {
+    let query = query?;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !pair.is_empty() && !names.contains(&key)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, value)| *key == name && !value.is_empty())
+        .map(|(_, value)| value)
+}
+
+/// The `Cookie` header without the ticket cookie; `None` when nothing else remains.
+pub fn strip_cookie(value: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_pair_wins_and_empty_is_absent() {
+        let q = Some("token=a&x=1&token=b");
+        assert_eq!(query_param(q, "token"), Some("b"));
+        assert_eq!(query_param(Some("token=&x=1"), "token"), None);
+        assert_eq!(query_param(Some("tokens=a"), "token"), None);
+        assert_eq!(query_param(None, "token"), None);
+    }
+
+    #[test]
+    fn strip_keeps_everything_else_in_order() {
+        let q = Some("_HLS_msn=5&ticket=t&_HLS_part=2&token=s&device=d");
+        assert_eq!(
+            strip_query(q, &["ticket", "token", "device"]).as_deref(),
+            Some("_HLS_msn=5&_HLS_part=2")
+        );
+        assert_eq!(strip_query(Some("ticket=t"), &["ticket"]), None);
+        assert_eq!(
+            strip_query(Some("a&&b"), &["ticket"]).as_deref(),
+            Some("a&b")
+        );
+    }
+
+    #[test]
+    fn bearer_and_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, "bearer t1.abc".parse().unwrap());
+        h.insert(COOKIE, "a=1; usher_ticket=t1.xyz; b=2".parse().unwrap());
+        assert_eq!(bearer(&h), Some("t1.abc"));
+        assert_eq!(cookie(&h, "usher_ticket"), Some("t1.xyz"));
+        assert_eq!(cookie(&h, "usher"), None);
+        assert_eq!(
+            strip_cookie("a=1; usher_ticket=t1.xyz; b=2", "usher_ticket").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(strip_cookie("usher_ticket=x", "usher_ticket"), None);
+    }
+}

@@ -1,0 +1,191 @@
+//! Headers across the proxy: hop-by-hop fields removed both ways, credentials removed on
+//! the way up, and the client named in `X-Forwarded-*` and `Forwarded`.
+
+use std::net::IpAddr;
+
+use http::header::{
+    ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, COOKIE, HOST, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RANGE,
+    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::credentials::strip_cookie;
+use crate::config::Token;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop headers: the fixed list and any named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        PROXY_AUTHORIZATION,
+        PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Who the client is, for the forwarding headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// The client's address.
+    pub ip: IpAddr,
+    /// `http` or `https`, as the client connected.
+    pub proto: &'static str,
+    /// The host the client asked for, if known.
+    pub host: Option<&'a str>,
+}
+
+/// The headers to send upstream for a request that came with `incoming`.
+///
+/// `whole` asks for the complete, unencoded representation (playlists, which are
+/// rewritten): range and conditional headers are dropped and `Accept-Encoding: identity`
+/// is sent.
+pub fn upstream_headers(
+    incoming: &HeaderMap,
+    settings: &Token,
+    client: Client<'_>,
+    whole: bool,
+) -> HeaderMap {
+    let mut headers = incoming.clone();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(HOST);
+    headers.remove(&settings.device_header);
+    if settings.bearer {
+        headers.remove(AUTHORIZATION);
+    }
+    if let Some(name) = &settings.ticket_cookie {
+        let kept = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| strip_cookie(v, name))
+            .collect::<Vec<_>>()
+            .join("; ");
+        headers.remove(COOKIE);
+        if let Ok(value) = HeaderValue::from_str(&kept) {
+            if !kept.is_empty() {
+                headers.insert(COOKIE, value);
+            }
+        }
+    }
+    if whole {
+        for name in [
+            RANGE,
+            IF_RANGE,
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_MATCH,
+            IF_UNMODIFIED_SINCE,
+        ] {
+            headers.remove(name);
+        }
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    }
+    append(&mut headers, X_FORWARDED_FOR, &client.ip.to_string());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+    if let Some(value) = client.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert(X_FORWARDED_HOST, value);
+    }
+    let node = match client.ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut forwarded = format!("for={node};proto={}", client.proto);
+    if let Some(host) = client
+        .host
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
+    {
+        forwarded.push_str(";host=\"");
+        forwarded.push_str(host);
+        forwarded.push('"');
+    }
+    append(&mut headers, FORWARDED, &forwarded);
+    headers
+}
+
+/// Appends `value` to a list header, as proxies in a chain do.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(existing) => format!("{existing}, {value}"),
+        None => value.to_owned(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&joined) {
+        headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Overrides};
+
+    fn settings() -> Token {
+        let text = r#"
+            upstream.origin = "http://127.0.0.1:1"
+            listen.http = "127.0.0.1:0"
+            [token]
+            signing_key = "k"
+            keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
+        "#;
+        config::from_str(text, std::path::Path::new("."), &Overrides::default())
+            .unwrap()
+            .token
+    }
+
+    #[test]
+    fn credentials_and_hop_by_hop_never_go_upstream() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert(AUTHORIZATION, "Bearer t1.secret".parse().unwrap());
+        incoming.insert(COOKIE, "usher_ticket=t1.secret; lang=en".parse().unwrap());
+        incoming.insert("x-device-id", "tv-1".parse().unwrap());
+        incoming.insert(CONNECTION, "keep-alive, x-custom".parse().unwrap());
+        incoming.insert("x-custom", "1".parse().unwrap());
+        incoming.insert(RANGE, "bytes=0-1".parse().unwrap());
+        incoming.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        let client = Client {
+            ip: "203.0.113.5".parse().unwrap(),
+            proto: "https",
+            host: Some("edge.example"),
+        };
+        let out = upstream_headers(&incoming, &settings(), client, false);
+        assert!(out.get(AUTHORIZATION).is_none());
+        assert_eq!(out[COOKIE], "lang=en");
+        assert!(out.get("x-device-id").is_none());
+        assert!(out.get("x-custom").is_none());
+        assert!(out.get(CONNECTION).is_none());
+        assert_eq!(out[RANGE], "bytes=0-1");
+        assert_eq!(out["x-forwarded-for"], "198.51.100.1, 203.0.113.5");
+        assert_eq!(out["x-forwarded-proto"], "https");
+        assert_eq!(out["x-forwarded-host"], "edge.example");
+        assert_eq!(
+            out["forwarded"],
+            "for=203.0.113.5;proto=https;host=\"edge.example\""
+        );
+        let whole = upstream_headers(&incoming, &settings(), client, true);
+        assert!(whole.get(RANGE).is_none());
+        assert_eq!(whole[ACCEPT_ENCODING], "identity");
+    }
+}

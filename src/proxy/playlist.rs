@@ -1,0 +1,154 @@
+//! Serving a protected playlist: read it whole (bounded), mint one session token, rewrite,
+//! answer privately. A playlist that cannot be rewritten is a 502, never a pass-through.
+
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, EXPIRES,
+    LAST_MODIFIED,
+};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+
+use super::respond::{full, ProxyError};
+use super::{Body, State};
+use crate::access::{self, Grant};
+use crate::manifest::{self, Rewrite};
+use crate::ticket::{self, Kind};
+
+/// The parts of the request a playlist response depends on.
+pub struct PlaylistRequest<'a> {
+    /// What the access check granted.
+    pub grant: &'a Grant,
+    /// The device the request named.
+    pub device: Option<&'a str>,
+    /// The request's query (for `EXT-X-DEFINE:QUERYPARAM`).
+    pub query: Option<&'a str>,
+    /// A HEAD request: headers only.
+    pub head_only: bool,
+}
+
+/// Whether the upstream says this is a playlist, whatever the path looked like.
+pub fn is_playlist_response(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("mpegurl"))
+}
+
+/// Rewrites the upstream's playlist response for one viewer.
+///
+/// # Errors
+/// 502-class [`ProxyError`]s when the playlist is encoded, too large, broken off or does
+/// not parse.
+pub async fn serve(
+    state: &State,
+    req: PlaylistRequest<'_>,
+    upstream: Response<Body>,
+) -> Result<Response<Body>, ProxyError> {
+    let status = upstream.status();
+    if status != StatusCode::OK {
+        if status.is_success() {
+            return Err(ProxyError::PlaylistBody(format!(
+                "unexpected status {status}"
+            )));
+        }
+        return Ok(upstream);
+    }
+    if let Some(encoding) = upstream.headers().get(CONTENT_ENCODING) {
+        if encoding.as_bytes() != b"identity" {
+            let name = String::from_utf8_lossy(encoding.as_bytes()).into_owned();
+            return Err(ProxyError::EncodedPlaylist(name));
+        }
+    }
+    let (mut parts, body) = upstream.into_parts();
+    let bytes = read_bounded(body, state.config.upstream.max_playlist_bytes).await?;
+
+    let settings = &state.config.token;
+    let now = (state.clock)();
+    let claims = access::session_claims(
+        req.grant,
+        req.device,
+        now,
+        settings.session_ttl.as_secs(),
+        new_session_id,
+    );
+    let token = ticket::sign(&settings.keys, Kind::Session, &claims);
+    let ctx = Rewrite {
+        origin_bases: &state.origin_bases,
+        param: &settings.session_param,
+        token: &token,
+        request_query: req.query,
+    };
+    let rewritten = manifest::rewrite(&bytes, &ctx).inspect_err(|e| {
+        state
+            .metrics
+            .rewrites
+            .with_label_values(&["unknown", "error"])
+            .inc();
+        tracing::warn!(error = %e, "playlist cannot be rewritten");
+    })?;
+    let m = &state.metrics;
+    m.rewrites
+        .with_label_values(&[rewritten.kind.as_str(), "ok"])
+        .inc();
+    for (disposition, count) in [
+        ("tokenized", rewritten.tokenized),
+        ("rerouted", rewritten.rerouted),
+        ("foreign", rewritten.foreign),
+        ("unresolved", rewritten.unresolved),
+    ] {
+        if count > 0 {
+            m.rewritten_uris
+                .with_label_values(&[disposition])
+                .inc_by(count as u64);
+        }
+    }
+
+    for name in [
+        ETAG,
+        LAST_MODIFIED,
+        EXPIRES,
+        ACCEPT_RANGES,
+        CONTENT_ENCODING,
+    ] {
+        parts.headers.remove(name);
+    }
+    parts
+        .headers
+        .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    parts
+        .headers
+        .entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/vnd.apple.mpegurl"));
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(rewritten.text.len()));
+    let body = if req.head_only {
+        full(bytes::Bytes::new())
+    } else {
+        full(rewritten.text)
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The whole body, refusing more than `limit` bytes.
+async fn read_bounded(mut body: Body, limit: usize) -> Result<bytes::Bytes, ProxyError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ProxyError::PlaylistBody(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ProxyError::PlaylistTooLarge(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A fresh session id: 64 random bits, hex.
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

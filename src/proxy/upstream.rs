@@ -1,0 +1,183 @@
+//! The one configured upstream: an HTTP(S) origin, or a local directory.
+//!
+//! Only the configured origin is ever contacted: a request names a path (already
+//! normalised and authorised), never a host. Bodies stream in both cases.
+
+mod dir;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::Body;
+use crate::config::{self, Origin};
+use crate::origin::OriginBase;
+pub use dir::DirOrigin;
+
+/// Why an upstream fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No response headers within `upstream.timeout` (504).
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Could not connect (502).
+    #[error("cannot connect to upstream: {0}")]
+    Connect(String),
+    /// Connected, but the exchange failed (502).
+    #[error("upstream exchange failed: {0}")]
+    Protocol(String),
+}
+
+impl UpstreamError {
+    /// Label for metrics and the `error` field of the response.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Timeout(_) => "upstream_timeout",
+            UpstreamError::Connect(_) => "upstream_unreachable",
+            UpstreamError::Protocol(_) => "upstream_error",
+        }
+    }
+}
+
+/// A request for the upstream: method, path and query as usher will send them, headers
+/// already filtered.
+#[derive(Debug)]
+pub struct UpstreamRequest {
+    /// GET or HEAD.
+    pub method: Method,
+    /// Normalised path, then `?query` if any (credentials removed).
+    pub path_and_query: String,
+    /// End-to-end headers to send.
+    pub headers: HeaderMap,
+}
+
+type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Where content is fetched from.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// An HTTP(S) origin.
+    Http(HttpOrigin),
+    /// A local directory.
+    Dir(DirOrigin),
+}
+
+/// An HTTP(S) origin behind a pooled client.
+#[derive(Debug, Clone)]
+pub struct HttpOrigin {
+    base: OriginBase,
+    host: HeaderValue,
+    client: Client<HttpsConnector, Empty<Bytes>>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// Builds the upstream `config` describes.
+    ///
+    /// # Errors
+    /// When the extra CA file cannot be read or the system roots cannot be loaded.
+    pub fn new(config: &config::Upstream) -> anyhow::Result<Self> {
+        match &config.origin {
+            Origin::Dir(root) => Ok(Upstream::Dir(DirOrigin::new(root)?)),
+            Origin::Http(base) => {
+                let mut http = HttpConnector::new();
+                http.set_connect_timeout(Some(config.connect_timeout));
+                http.set_nodelay(true);
+                http.enforce_http(false);
+                let tls = client_tls(config.ca_file.as_deref())?;
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_http1()
+                    .enable_http2()
+                    .wrap_connector(http);
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build(connector);
+                Ok(Upstream::Http(HttpOrigin {
+                    host: HeaderValue::from_str(base.authority())?,
+                    base: base.clone(),
+                    client,
+                    timeout: config.timeout,
+                }))
+            }
+        }
+    }
+
+    /// Fetches `req` from the upstream. The response's body streams as it arrives.
+    ///
+    /// # Errors
+    /// [`UpstreamError`] when no response head arrives.
+    pub async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
+        match self {
+            Upstream::Dir(dir) => Ok(dir.serve(&req).await),
+            Upstream::Http(origin) => origin.fetch(req).await,
+        }
+    }
+}
+
+impl HttpOrigin {
+    async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
+        let uri: Uri = format!(
+            "{}://{}{}{}",
+            self.base.scheme(),
+            self.base.authority(),
+            self.base.path(),
+            req.path_and_query
+        )
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| UpstreamError::Protocol(e.to_string()))?;
+        let mut request = Request::builder()
+            .method(req.method)
+            .uri(uri)
+            .body(Empty::new())
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        *request.headers_mut() = req.headers;
+        request.headers_mut().insert(HOST, self.host.clone());
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+            .map_err(|e| {
+                if e.is_connect() {
+                    UpstreamError::Connect(error_chain(&e))
+                } else {
+                    UpstreamError::Protocol(error_chain(&e))
+                }
+            })?;
+        Ok(response.map(|body| body.map_err(Into::into).boxed()))
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn client_tls(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        for cert in crate::tls::read_certs(path)? {
+            roots.add(cert)?;
+        }
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}

@@ -1,0 +1,23 @@
+//! Control inputs, as one enum. Today: the two ways to ask usher to stop.
+
+/// What the operator asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGTERM or SIGINT: stop accepting, finish in-flight requests within the drain
+    /// timeout, exit.
+    Shutdown,
+}
+
+/// Waits for the next control input from the operating system.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub async fn next() -> std::io::Result<Control> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => Ok(Control::Shutdown),
+        _ = int.recv() => Ok(Control::Shutdown),
+    }
+}

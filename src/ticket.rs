@@ -1,0 +1,268 @@
+//! Credentials: tickets and session tokens, format v1, and the key ring that signs them.
+//!
+//! A credential is four dot-separated fields, all URL-safe:
+//!
+//! ```text
+//! t1.<kid>.<claims>.<mac>        a ticket (issued at purchase, long-lived)
+//! s1.<kid>.<claims>.<mac>        a session token (minted into rewritten playlists)
+//! ```
+//!
+//! `claims` is unpadded base64url of a small JSON object ([`Claims`]); `mac` is unpadded
+//! base64url of HMAC-SHA256 over everything before the last dot, under the key named by
+//! `kid` (the full 32 bytes for tickets, the first 16 for session tokens, which appear
+//! once per URI in a playlist and so are kept short). Verification looks the key up by id,
+//! checks the MAC in constant time *before* it decodes anything else, then checks the time
+//! window with the configured skew.
+
+mod keyring;
+
+pub use keyring::{Key, KeyId, KeyRing};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::net::IpPrefix;
+
+/// Which of the two credential kinds a string is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Issued to a buyer; opens the content in its scope.
+    Ticket,
+    /// Minted by usher into a playlist it served; opens the same scope for a short time.
+    Session,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Ticket => "t1",
+            Kind::Session => "s1",
+        }
+    }
+
+    fn mac_len(self) -> usize {
+        match self {
+            Kind::Ticket => 32,
+            Kind::Session => 16,
+        }
+    }
+
+    /// Name used in logs, metrics and `ticket inspect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ticket => "ticket",
+            Kind::Session => "session",
+        }
+    }
+}
+
+/// What a credential says. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The buyer or account the credential was issued to.
+    pub sub: String,
+    /// Path prefix the credential opens (`/events/final/` opens everything below it).
+    pub scope: String,
+    /// Not valid before this instant.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nbf: u64,
+    /// Not valid from this instant on.
+    pub exp: u64,
+    /// Device the credential is bound to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// Client address prefix the credential is bound to, if any.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "ip_prefix_text"
+    )]
+    pub ip: Option<IpPrefix>,
+    /// Session id (session tokens only): one player session under one ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Session tokens only: the expiry of the ticket the session came from, past which no
+    /// new session token is minted for it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cap: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl Claims {
+    /// Whether `path` (normalised) lies inside this credential's scope. A scope ending in
+    /// `/` covers everything below it; otherwise it covers itself and what lies below it
+    /// as a directory (`/a` covers `/a` and `/a/b`, not `/ab`).
+    pub fn covers(&self, path: &str) -> bool {
+        match path.strip_prefix(self.scope.as_str()) {
+            Some(rest) => self.scope.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+}
+
+/// Why a credential was refused. Each maps to one denial reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// Not four fields, an unknown kind prefix, or claims that do not decode.
+    #[error("malformed credential")]
+    Malformed,
+    /// The key id is not in the key ring (never was, or was retired).
+    #[error("unknown key id {0:?}")]
+    UnknownKey(String),
+    /// The MAC does not match: tampered, or signed with another secret.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// `exp` has passed (beyond the skew).
+    #[error("expired at {at}")]
+    Expired {
+        /// The credential's `exp`.
+        at: u64,
+    },
+    /// `nbf` lies in the future (beyond the skew).
+    #[error("not valid before {at}")]
+    NotYetValid {
+        /// The credential's `nbf`.
+        at: u64,
+    },
+}
+
+impl TicketError {
+    /// The machine-readable reason given to players and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TicketError::Malformed => "malformed",
+            TicketError::UnknownKey(_) => "unknown_key",
+            TicketError::BadSignature => "bad_signature",
+            TicketError::Expired { .. } => "expired",
+            TicketError::NotYetValid { .. } => "not_yet_valid",
+        }
+    }
+}
+
+/// Signs `claims` as a credential of `kind` with the ring's signing key.
+pub fn sign(ring: &KeyRing, kind: Kind, claims: &Claims) -> String {
+    let key = ring.signing_key();
+    let json = serde_json::to_vec(claims).expect("claims serialise");
+    let mut out = String::with_capacity(8 + key.id().len() + json.len() * 4 / 3 + 44);
+    out.push_str(kind.prefix());
+    out.push('.');
+    out.push_str(key.id());
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(&json, &mut out);
+    let mac = key.mac(out.as_bytes());
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(&mac[..kind.mac_len()], &mut out);
+    out
+}
+
+/// Splits a credential into its kind, key id and the signed part, without checking anything.
+fn split(raw: &str) -> Result<(Kind, &str, &str, &str), TicketError> {
+    let (signed, mac) = raw.rsplit_once('.').ok_or(TicketError::Malformed)?;
+    let mut fields = signed.splitn(3, '.');
+    let kind = match fields.next() {
+        Some("t1") => Kind::Ticket,
+        Some("s1") => Kind::Session,
+        _ => return Err(TicketError::Malformed),
+    };
+    let kid = fields.next().ok_or(TicketError::Malformed)?;
+    let claims = fields.next().ok_or(TicketError::Malformed)?;
+    if claims.contains('.') {
+        return Err(TicketError::Malformed);
+    }
+    Ok((kind, kid, signed, mac))
+}
+
+/// Decodes the kind, key id and claims of `raw` *without* checking the signature: for
+/// explaining a refused credential to an operator, never for granting access.
+///
+/// # Errors
+/// `Malformed` when the claims do not decode.
+pub fn decode_unverified(raw: &str) -> Result<(Kind, String, Claims), TicketError> {
+    let (kind, kid, signed, _) = split(raw)?;
+    let claims = decode_claims(signed)?;
+    Ok((kind, kid.to_owned(), claims))
+}
+
+fn decode_claims(signed: &str) -> Result<Claims, TicketError> {
+    let payload = &signed[signed.rfind('.').map_or(0, |dot| dot + 1)..];
+    let json = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TicketError::Malformed)?;
+    serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)
+}
+
+/// Checks the signature of `raw` and decodes its claims, but not its time window: what
+/// `usher ticket inspect` needs to explain a credential that has expired.
+///
+/// # Errors
+/// `Malformed`, `UnknownKey` or `BadSignature`.
+pub fn verify_signature(ring: &KeyRing, raw: &str) -> Result<(Kind, Claims), TicketError> {
+    let (kind, kid, signed, mac) = split(raw)?;
+    let key = ring
+        .get(kid)
+        .ok_or_else(|| TicketError::UnknownKey(kid.to_owned()))?;
+    let mut given = [0u8; 33];
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(mac, &mut given)
+        .map_err(|_| TicketError::BadSignature)?;
+    if len != kind.mac_len() || !key.verify_truncated(signed.as_bytes(), &given[..len]) {
+        return Err(TicketError::BadSignature);
+    }
+    Ok((kind, decode_claims(signed)?))
+}
+
+/// Verifies `raw` completely at instant `now` (Unix seconds), allowing `skew` seconds of
+/// clock difference either way.
+///
+/// # Errors
+/// Any [`TicketError`]; the signature is checked before the claims are looked at.
+pub fn verify(
+    ring: &KeyRing,
+    raw: &str,
+    now: u64,
+    skew: u64,
+) -> Result<(Kind, Claims), TicketError> {
+    let (kind, claims) = verify_signature(ring, raw)?;
+    check_window(&claims, now, skew)?;
+    Ok((kind, claims))
+}
+
+/// The time-window half of [`verify`].
+///
+/// # Errors
+/// `Expired` or `NotYetValid`.
+pub fn check_window(claims: &Claims, now: u64, skew: u64) -> Result<(), TicketError> {
+    if now.saturating_add(skew) < claims.nbf {
+        return Err(TicketError::NotYetValid { at: claims.nbf });
+    }
+    if now >= claims.exp.saturating_add(skew) {
+        return Err(TicketError::Expired { at: claims.exp });
+    }
+    Ok(())
+}
+
+mod ip_prefix_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::net::IpPrefix;
+
+    pub fn serialize<S: Serializer>(value: &Option<IpPrefix>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(prefix) => s.collect_str(prefix),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpPrefix>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests;
