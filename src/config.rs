@@ -108,7 +108,7 @@ impl Origin {
             Ok(Origin::Dir(dir))
         } else {
             Err(format!(
-                "\"{text}\": not an http(s):// URL, and {} is not a directory",
+                "not an http(s):// URL, and {} is not a directory",
                 dir.display()
             ))
         }

@@ -20,17 +20,17 @@ impl OriginBase {
     /// A message naming what is wrong with the URL.
     pub fn parse(url: &str) -> Result<Self, String> {
         let (scheme, rest) = split_scheme(url)
-            .ok_or_else(|| format!("\"{url}\": must start with http:// or https://"))?;
+            .ok_or_else(|| "must start with http:// or https://".to_owned())?;
         if rest.contains(['?', '#']) {
-            return Err(format!("\"{url}\": a base URL has no query or fragment"));
+            return Err("a base URL has no query or fragment".to_owned());
         }
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if authority.is_empty() || authority.contains('@') {
-            return Err(format!("\"{url}\": needs a host and no user info"));
+            return Err("needs a host and no user info".to_owned());
         }
         authority
             .parse::<http::uri::Authority>()
-            .map_err(|_| format!("\"{url}\": \"{authority}\" is not a valid host[:port]"))?;
+            .map_err(|_| format!("\"{authority}\" is not a valid host[:port]"))?;
         Ok(Self {
             scheme,
             authority: normalise_authority(scheme, authority),

@@ -47,7 +47,7 @@ impl Problems {
                 Duration::ZERO
             }
             Ok(_) => {
-                self.add(key, text, format!("must be at least {}ms", min.as_millis()));
+                self.add(key, text, format!("must be at least {min:?}"));
                 Duration::ZERO
             }
             Err(why) => {
@@ -202,21 +202,18 @@ pub(super) fn check(
             "must be between 1024 and 268435456",
         );
     }
+    let connect_timeout = p.duration(
+        "upstream.connect_timeout",
+        up.connect_timeout.as_deref(),
+        "2s",
+        Duration::ZERO,
+    );
+    let timeout = p.duration("upstream.timeout", up.timeout.as_deref(), "10s", Duration::ZERO);
     let upstream = origin.map(|origin| Upstream {
         origin,
         aliases,
-        connect_timeout: p.duration(
-            "upstream.connect_timeout",
-            up.connect_timeout.as_deref(),
-            "2s",
-            Duration::ZERO,
-        ),
-        timeout: p.duration(
-            "upstream.timeout",
-            up.timeout.as_deref(),
-            "10s",
-            Duration::ZERO,
-        ),
+        connect_timeout,
+        timeout,
         ca_file: up.ca_file.map(|f| base_dir.join(f)),
         max_playlist_bytes: max_playlist_bytes as usize,
     });

@@ -1,1 +1,110 @@
+use super::*;
 
+const MINIMAL: &str = r#"
+listen.http = "127.0.0.1:0"
+upstream.origin = "http://127.0.0.1:9"
+[token]
+signing_key = "k"
+keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    from_str(text, Path::new("."), &Overrides::default())
+}
+
+fn problems(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_shipped_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/usher.toml");
+    let config = load(&path, &Overrides::default()).expect("config/usher.toml is valid");
+    assert!(matches!(config.upstream.origin, Origin::Dir(_)));
+    assert_eq!(config.token.keys.signing_key().id(), "demo-2026");
+    assert!(config.demo.is_some());
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.token.session_ttl, Duration::from_secs(600));
+    assert_eq!(config.token.ticket_param, "ticket");
+    assert_eq!(config.token.session_param, "token");
+    assert_eq!(config.access.protected, vec!["/".to_owned()]);
+    assert_eq!(config.admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_the_table() {
+    let text = format!("{MINIMAL}\n[access]\nprotectd = [\"/\"]\n");
+    let msg = problems(&text);
+    assert!(msg.contains("unknown field `protectd`"), "{msg}");
+    assert!(msg.contains("[access]"), "{msg}");
+}
+
+#[test]
+fn every_bad_value_is_reported_by_dotted_key() {
+    let text = r#"
+listen.http = "localhost"
+upstream.origin = "ftp://x"
+upstream.timeout = "10 parsecs"
+[token]
+signing_key = "missing"
+session_ttl = "0s"
+ticket_param = "t!"
+keys = [{ id = "k", secret = "short" }]
+[access]
+protected = ["vod/"]
+"#;
+    let msg = problems(text);
+    for expected in [
+        "listen.http = \"localhost\": expected IP:PORT",
+        "upstream.origin = \"ftp://x\"",
+        "upstream.timeout = \"10 parsecs\"",
+        "token.session_ttl = \"0s\"",
+        "token.ticket_param = \"t!\"",
+        "token.keys[0] = \"k\": secret of key \"k\" is 5 bytes",
+        "access.protected = \"vod/\": a path prefix starts with /",
+    ] {
+        assert!(msg.contains(expected), "missing {expected:?} in:\n{msg}");
+    }
+}
+
+#[test]
+fn the_signing_key_must_exist() {
+    let text = MINIMAL.replace("signing_key = \"k\"", "signing_key = \"other\"");
+    assert!(problems(&text).contains("token.signing_key = \"other\": signing key \"other\" is not among the keys"));
+}
+
+#[test]
+fn secrets_can_come_from_the_environment() {
+    let text = MINIMAL.replace(
+        "secret = \"0123456789abcdef0123456789abcdef\"",
+        "secret_env = \"USHER_TEST_SECRET_THAT_IS_NOT_SET\"",
+    );
+    assert!(problems(&text).contains("token.keys[0].secret_env = \"USHER_TEST_SECRET_THAT_IS_NOT_SET\": environment variable is not set"));
+}
+
+#[test]
+fn https_needs_cert_and_key() {
+    let text = format!("{MINIMAL}\n[listen]\nhttps = \"127.0.0.1:0\"\n")
+        .replace("listen.http = \"127.0.0.1:0\"\n", "");
+    assert!(problems(&text).contains("listen.https: needs both listen.cert and listen.key"));
+}
+
+#[test]
+fn overrides_replace_the_file() {
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:4321".into()),
+        origin: Some("https://cdn.example/hls".into()),
+        admin_listen: Some("off".into()),
+    };
+    let config = from_str(MINIMAL, Path::new("."), &overrides).unwrap();
+    assert_eq!(config.listen.http, Some("127.0.0.1:4321".parse().unwrap()));
+    assert_eq!(
+        config.upstream.origin,
+        Origin::Http(OriginBase::parse("https://cdn.example/hls").unwrap())
+    );
+    assert_eq!(config.admin.listen, None);
+}

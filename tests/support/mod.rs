@@ -1,0 +1,437 @@
+//! Real parts for integration tests: an origin HTTP server, the usher binary on ephemeral
+//! loopback ports, an HTTP client, and ticket minting with the test key.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use usher::clock::unix_now;
+use usher::ticket::{self, Claims, Key, KeyRing, Kind};
+
+/// The key every test config signs with.
+pub const KEY_ID: &str = "test-key";
+/// Its secret.
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// The ring usher runs with in tests.
+pub fn ring() -> KeyRing {
+    KeyRing::new(vec![Key::new(KEY_ID, SECRET.as_bytes()).unwrap()], KEY_ID).unwrap()
+}
+
+/// Claims for a ticket valid for an hour over `scope`.
+pub fn claims(scope: &str) -> Claims {
+    let now = unix_now();
+    Claims {
+        sub: "viewer-1".into(),
+        scope: scope.into(),
+        nbf: now - 10,
+        exp: now + 3600,
+        dev: None,
+        ip: None,
+        sid: None,
+        cap: 0,
+    }
+}
+
+/// A ticket for `scope`.
+pub fn mint(scope: &str) -> String {
+    ticket::sign(&ring(), Kind::Ticket, &claims(scope))
+}
+
+/// A ticket with edited claims.
+pub fn mint_with(scope: &str, edit: impl FnOnce(&mut Claims)) -> String {
+    let mut c = claims(scope);
+    edit(&mut c);
+    ticket::sign(&ring(), Kind::Ticket, &c)
+}
+
+/// One object the test origin serves.
+#[derive(Clone)]
+pub struct Object {
+    /// Content type.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Bytes,
+    /// Wait this long before answering.
+    pub delay: Option<Duration>,
+}
+
+/// A request the origin received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Path and query as received.
+    pub target: String,
+    /// Headers as received.
+    pub headers: HeaderMap,
+}
+
+/// A real HTTP origin on a loopback port, serving fixed objects with single byte ranges,
+/// and recording every request it gets.
+pub struct Origin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    arrived: Arc<Notify>,
+}
+
+impl Origin {
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived (bounded at 10 s).
+    pub async fn wait_for_requests(&self, n: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let notified = self.arrived.notified();
+                if self.seen.lock().unwrap().len() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("origin requests arrive");
+    }
+}
+
+/// Starts an origin serving `objects` by path.
+pub async fn spawn_origin(objects: HashMap<String, Object>) -> Origin {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let objects = Arc::new(objects);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let arrived = Arc::new(Notify::new());
+    let (seen2, arrived2) = (seen.clone(), arrived.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (objects, seen, arrived) = (objects.clone(), seen2.clone(), arrived2.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let (objects, seen, arrived) = (objects.clone(), seen.clone(), arrived.clone());
+                    async move {
+                        let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                        seen.lock().unwrap().push(Seen {
+                            target,
+                            headers: req.headers().clone(),
+                        });
+                        arrived.notify_waiters();
+                        Ok::<_, std::convert::Infallible>(answer(&objects, &req).await)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    Origin { addr, seen, arrived }
+}
+
+async fn answer(objects: &HashMap<String, Object>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(object) = objects.get(req.uri().path()) else {
+        return Response::builder().status(404).body(Full::new(Bytes::from_static(b"not here"))).unwrap();
+    };
+    if let Some(delay) = object.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let len = object.body.len();
+    let range = req
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+    match range {
+        Some((start, end)) if start <= end && end < len => Response::builder()
+            .status(206)
+            .header("content-type", object.content_type)
+            .header("content-range", format!("bytes {start}-{end}/{len}"))
+            .body(Full::new(object.body.slice(start..=end)))
+            .unwrap(),
+        _ => Response::builder()
+            .header("content-type", object.content_type)
+            .header("etag", "\"v1\"")
+            .body(Full::new(object.body.clone()))
+            .unwrap(),
+    }
+}
+
+/// A playlist object.
+pub fn playlist(text: &str) -> Object {
+    Object {
+        content_type: "application/vnd.apple.mpegurl",
+        body: Bytes::from(text.to_owned()),
+        delay: None,
+    }
+}
+
+/// A segment object of `len` bytes with a recognisable pattern.
+pub fn segment(len: usize) -> Object {
+    Object {
+        content_type: "video/mp2t",
+        body: Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>()),
+        delay: None,
+    }
+}
+
+/// A running usher process.
+pub struct Usher {
+    child: Child,
+    /// The public listener, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The admin listener.
+    pub admin: Option<String>,
+    /// Every further stdout line printed at start (e.g. `play: …`).
+    pub lines: Vec<String>,
+    _stdout: BufReader<std::process::ChildStdout>,
+    _dir: tempfile::TempDir,
+}
+
+/// The usher binary cargo built for these tests.
+pub fn usher_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_usher"))
+}
+
+/// A config body for tests: listeners on port 0, the test key, `extra` appended.
+pub fn test_config(origin: &str, extra: &str) -> String {
+    format!(
+        r#"
+[listen]
+http = "127.0.0.1:0"
+drain_timeout = "5s"
+[admin]
+listen = "127.0.0.1:0"
+[upstream]
+origin = "{origin}"
+timeout = "2s"
+connect_timeout = "1s"
+[token]
+signing_key = "{KEY_ID}"
+clock_skew = "0s"
+[[token.keys]]
+id = "{KEY_ID}"
+secret = "{SECRET}"
+{extra}
+"#
+    )
+}
+
+impl Usher {
+    /// Starts `usher serve` with `config` (TOML text) and extra args; waits for its
+    /// listening lines.
+    pub fn start(config: &str, args: &[&str]) -> Usher {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usher.toml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(config.as_bytes())
+            .unwrap();
+        Self::start_file(&path, args, dir)
+    }
+
+    /// Starts `usher serve --config path` with extra args.
+    pub fn start_file(path: &Path, args: &[&str], dir: tempfile::TempDir) -> Usher {
+        let mut child = Command::new(usher_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(path)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("usher starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line is the listener, got {first:?}"))
+            .to_owned();
+        // The start-up lines come in a fixed order: other listeners, `admin on …`, then
+        // `play: …` when the config has a demo. Read exactly those.
+        let expect_play = std::fs::read_to_string(path).unwrap().contains("[demo]");
+        let mut admin = None;
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("usher exited during start-up; lines so far: {lines:?}");
+            }
+            let line = line.trim().to_owned();
+            if let Some(a) = line.strip_prefix("admin on ") {
+                admin = Some(a.to_owned());
+            }
+            let done = if expect_play {
+                line.starts_with("play: ")
+            } else {
+                admin.is_some()
+            };
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        Usher {
+            child,
+            url,
+            admin,
+            lines,
+            _stdout: stdout,
+            _dir: dir,
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit; its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("usher did not exit within 10 s");
+    }
+}
+
+impl Drop for Usher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+    /// HTTP version.
+    pub version: http::Version,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `error` field of a JSON error body.
+    pub fn reason(&self) -> String {
+        let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        json["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// GET `url` with `headers`, over a fresh HTTP/1.1 connection.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    request("GET", url, headers).await
+}
+
+/// Any method.
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(builder.body(Empty::new()).unwrap()))
+        .await
+        .expect("answer within 10 s")
+        .expect("request goes through");
+    read(response).await
+}
+
+/// Reads a response whole.
+pub async fn read<B>(response: Response<B>) -> Reply
+where
+    B: hyper::body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        version: parts.version,
+    }
+}
+
+/// The demo directory.
+pub fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("demo")
+}
+
+/// Every URI in a playlist: URI lines and `URI="…"` attributes.
+pub fn uris(playlist: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in playlist.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if !line.starts_with('#') {
+            out.push(line.to_owned());
+        } else if let Some(at) = line.find("URI=\"") {
+            let rest = &line[at + 5..];
+            out.push(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    out
+}
+
+/// Resolves a playlist URI against the URL of the playlist it came in.
+pub fn resolve(base: &str, uri: &str) -> String {
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        return uri.to_owned();
+    }
+    let authority_end = base[8..].find('/').map_or(base.len(), |i| i + 8);
+    if uri.starts_with('/') {
+        return format!("{}{}", &base[..authority_end], uri);
+    }
+    let path = base.split('?').next().unwrap();
+    let dir = &path[..path.rfind('/').unwrap() + 1];
+    format!("{dir}{uri}")
+}
