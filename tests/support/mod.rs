@@ -85,6 +85,7 @@ pub struct Seen {
 pub struct Origin {
     /// Where it listens.
     pub addr: SocketAddr,
+    objects: Arc<Mutex<HashMap<String, Object>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     arrived: Arc<Notify>,
 }
@@ -93,6 +94,11 @@ impl Origin {
     /// Base URL, `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Adds or replaces an object.
+    pub fn insert(&self, path: &str, object: Object) {
+        self.objects.lock().unwrap().insert(path.to_owned(), object);
     }
 
     /// Every request received so far.
@@ -120,7 +126,8 @@ impl Origin {
 pub async fn spawn_origin(objects: HashMap<String, Object>) -> Origin {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let objects = Arc::new(objects);
+    let objects = Arc::new(Mutex::new(objects));
+    let shared = objects.clone();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let arrived = Arc::new(Notify::new());
     let (seen2, arrived2) = (seen.clone(), arrived.clone());
@@ -140,7 +147,8 @@ pub async fn spawn_origin(objects: HashMap<String, Object>) -> Origin {
                             headers: req.headers().clone(),
                         });
                         arrived.notify_waiters();
-                        Ok::<_, std::convert::Infallible>(answer(&objects, &req).await)
+                        let object = objects.lock().unwrap().get(req.uri().path()).cloned();
+                        Ok::<_, std::convert::Infallible>(answer(object, &req).await)
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -149,11 +157,16 @@ pub async fn spawn_origin(objects: HashMap<String, Object>) -> Origin {
             });
         }
     });
-    Origin { addr, seen, arrived }
+    Origin {
+        addr,
+        objects: shared,
+        seen,
+        arrived,
+    }
 }
 
-async fn answer(objects: &HashMap<String, Object>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(object) = objects.get(req.uri().path()) else {
+async fn answer(object: Option<Object>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(object) = object else {
         return Response::builder().status(404).body(Full::new(Bytes::from_static(b"not here"))).unwrap();
     };
     if let Some(delay) = object.delay {
