@@ -8,7 +8,6 @@
 //!
 //! Anything else is 404. The PPV admin API (issue 3) will join these, behind a credential.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use http::header::CONTENT_TYPE;
@@ -24,12 +23,8 @@ use crate::proxy::{readiness, Body, Peer, State};
 pub struct AdminHandler(pub Arc<State>);
 
 impl Handler for AdminHandler {
-    fn call(
-        self,
-        req: Request<Incoming>,
-        _peer: Peer,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move { answer(&self.0, req.method(), req.uri().path()) }
+    async fn call(self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
+        answer(&self.0, req.method(), req.uri().path())
     }
 }
 

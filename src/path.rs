@@ -74,7 +74,7 @@ fn decode_unreserved(raw: &str) -> Result<String, BadPath> {
                 out.push(hex[1].to_ascii_uppercase() as char);
             }
             i += 3;
-        } else if b == b'\\' || b < 0x20 || b >= 0x7f {
+        } else if b == b'\\' || !(0x20..0x7f).contains(&b) {
             return Err(BadPath::Forbidden);
         } else {
             out.push(b as char);

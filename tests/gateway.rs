@@ -64,7 +64,10 @@ async fn origin_with_movie() -> Origin {
     objects.insert("/vod/movie/video/iframes.m3u8".to_owned(), playlist(AUDIO));
     objects.insert("/vod/movie/video/a1.aac".to_owned(), segment(300));
     objects.insert("/vod/movie/keys/k1.key".to_owned(), segment(16));
-    objects.insert("/vod/broken/index.m3u8".to_owned(), playlist("this is not a playlist\n"));
+    objects.insert(
+        "/vod/broken/index.m3u8".to_owned(),
+        playlist("this is not a playlist\n"),
+    );
     objects.insert("/public/trailer.ts".to_owned(), segment(10));
     let slow = Object {
         delay: Some(Duration::from_secs(5)),
@@ -79,7 +82,9 @@ async fn origin_with_movie() -> Origin {
         ("/vod/movie/video/720.m3u8", MEDIA_720),
         ("/vod/movie/video/360.m3u8", MEDIA_360),
     ] {
-        let text = text.replace("ORIGIN", &format!("http://{host}")).replace("HOSTPORT", &host);
+        let text = text
+            .replace("ORIGIN", &format!("http://{host}"))
+            .replace("HOSTPORT", &host);
         origin.insert(path, playlist(&text));
     }
     origin
@@ -97,7 +102,10 @@ async fn every_uri_in_a_rewritten_playlist_is_tokenized_and_fetchable_through_us
     let ticket = mint("/vod/movie/");
 
     // Walk the whole tree the way a player does: playlists lead to playlists and media.
-    let mut queue = vec![format!("{}/vod/movie/master.m3u8?ticket={ticket}", usher.url)];
+    let mut queue = vec![format!(
+        "{}/vod/movie/master.m3u8?ticket={ticket}",
+        usher.url
+    )];
     let mut fetched = 0;
     let mut foreign = Vec::new();
     while let Some(url) = queue.pop() {
@@ -114,14 +122,21 @@ async fn every_uri_in_a_rewritten_playlist_is_tokenized_and_fetchable_through_us
                 continue;
             }
             assert!(uri.contains("token=s1."), "{uri} carries a session token");
-            assert!(!uri.contains(&origin.addr.to_string()), "{uri} no longer names the origin");
+            assert!(
+                !uri.contains(&origin.addr.to_string()),
+                "{uri} no longer names the origin"
+            );
             queue.push(resolve(&url, &uri));
         }
     }
     // master, audio playlist + 1 segment, 720 playlist + init + key + 2 segments,
     // 360 playlist + 2 ranges of all.ts, iframe playlist + its segment.
     assert_eq!(fetched, 13);
-    assert_eq!(foreign.len(), 2, "skd:// and the foreign CDN are left alone: {foreign:?}");
+    assert_eq!(
+        foreign.len(),
+        2,
+        "skd:// and the foreign CDN are left alone: {foreign:?}"
+    );
 }
 
 #[tokio::test]
@@ -129,7 +144,11 @@ async fn rewriting_changes_only_the_uris() {
     let origin = origin_with_movie().await;
     let usher = start(&origin);
     let ticket = mint("/vod/movie/");
-    let reply = get(&format!("{}/vod/movie/video/720.m3u8?ticket={ticket}", usher.url), &[]).await;
+    let reply = get(
+        &format!("{}/vod/movie/video/720.m3u8?ticket={ticket}", usher.url),
+        &[],
+    )
+    .await;
     let text = reply.text();
     let token = text
         .lines()
@@ -138,12 +157,18 @@ async fn rewriting_changes_only_the_uris() {
         .to_owned();
     let expected = MEDIA_720
         .replace("\"init.mp4\"", &format!("\"init.mp4?token={token}\""))
-        .replace("\"../keys/k1.key\"", &format!("\"../keys/k1.key?token={token}\""))
+        .replace(
+            "\"../keys/k1.key\"",
+            &format!("\"../keys/k1.key?token={token}\""),
+        )
         .replace("seg1.m4s?v=2", &format!("seg1.m4s?v=2&token={token}"))
         .replace("seg2.m4s\n", &format!("seg2.m4s?token={token}\n"));
     assert_eq!(text, expected);
     assert_eq!(reply.headers["content-length"], text.len().to_string());
-    assert!(reply.headers.get("etag").is_none(), "the origin's validator no longer applies");
+    assert!(
+        reply.headers.get("etag").is_none(),
+        "the origin's validator no longer applies"
+    );
 }
 
 #[tokio::test]
@@ -151,8 +176,18 @@ async fn credentials_never_reach_the_origin_and_the_client_is_named() {
     let origin = origin_with_movie().await;
     let usher = start(&origin);
     let ticket = mint("/vod/movie/");
-    let url = format!("{}/vod/movie/video/seg1.m4s?v=2&ticket={ticket}&device=tv-1", usher.url);
-    let reply = get(&url, &[("x-device-id", "tv-1"), ("cookie", "usher_ticket=zzz; theme=dark")]).await;
+    let url = format!(
+        "{}/vod/movie/video/seg1.m4s?v=2&ticket={ticket}&device=tv-1",
+        usher.url
+    );
+    let reply = get(
+        &url,
+        &[
+            ("x-device-id", "tv-1"),
+            ("cookie", "usher_ticket=zzz; theme=dark"),
+        ],
+    )
+    .await;
     assert_eq!(reply.status, 200);
     let seen = origin.seen();
     let last = seen.last().unwrap();
@@ -161,7 +196,10 @@ async fn credentials_never_reach_the_origin_and_the_client_is_named() {
     assert_eq!(last.headers["cookie"], "theme=dark");
     assert_eq!(last.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(last.headers["x-forwarded-proto"], "http");
-    assert!(last.headers["forwarded"].to_str().unwrap().starts_with("for=127.0.0.1;proto=http"));
+    assert!(last.headers["forwarded"]
+        .to_str()
+        .unwrap()
+        .starts_with("for=127.0.0.1;proto=http"));
     assert_eq!(last.headers["host"], origin.addr.to_string());
 }
 
@@ -188,7 +226,9 @@ async fn every_denial_has_its_status_and_reason() {
     let seg = format!("{}/vod/movie/video/seg1.m4s", usher.url);
     let now = usher::clock::unix_now();
     let other_ring = usher::ticket::KeyRing::new(
-        vec![usher::ticket::Key::new("test-key", b"a-different-secret-with-enough-bytes!!").unwrap()],
+        vec![
+            usher::ticket::Key::new("test-key", b"a-different-secret-with-enough-bytes!!").unwrap(),
+        ],
         "test-key",
     )
     .unwrap();
@@ -197,53 +237,105 @@ async fn every_denial_has_its_status_and_reason() {
         "retired",
     )
     .unwrap();
-    let cases: Vec<(String, Vec<(&str, String)>, u16, &str)> = vec![
-        (seg.clone(), vec![], 401, "no_credential"),
-        (format!("{seg}?ticket=garbage"), vec![], 403, "malformed"),
+    /// url, device header, status, reason
+    type Case = (String, Option<&'static str>, u16, &'static str);
+    let cases: Vec<Case> = vec![
+        (seg.clone(), None, 401, "no_credential"),
+        (format!("{seg}?ticket=garbage"), None, 403, "malformed"),
         (
-            format!("{seg}?ticket={}", usher::ticket::sign(&unknown_ring, usher::ticket::Kind::Ticket, &claims("/vod/"))),
-            vec![],
+            format!(
+                "{seg}?ticket={}",
+                usher::ticket::sign(&unknown_ring, usher::ticket::Kind::Ticket, &claims("/vod/"))
+            ),
+            None,
             403,
             "unknown_key",
         ),
         (
-            format!("{seg}?ticket={}", usher::ticket::sign(&other_ring, usher::ticket::Kind::Ticket, &claims("/vod/"))),
-            vec![],
+            format!(
+                "{seg}?ticket={}",
+                usher::ticket::sign(&other_ring, usher::ticket::Kind::Ticket, &claims("/vod/"))
+            ),
+            None,
             403,
             "bad_signature",
         ),
-        (format!("{seg}?ticket={}", mint_with("/vod/", |c| c.exp = now - 1)), vec![], 403, "expired"),
-        (format!("{seg}?ticket={}", mint_with("/vod/", |c| c.nbf = now + 600)), vec![], 403, "not_yet_valid"),
-        (format!("{seg}?ticket={}", mint("/vod/other/")), vec![], 403, "out_of_scope"),
         (
-            format!("{seg}?ticket={}", mint_with("/vod/", |c| c.dev = Some("tv-1".into()))),
-            vec![("x-device-id", "phone-2".to_owned())],
+            format!("{seg}?ticket={}", mint_with("/vod/", |c| c.exp = now - 1)),
+            None,
+            403,
+            "expired",
+        ),
+        (
+            format!("{seg}?ticket={}", mint_with("/vod/", |c| c.nbf = now + 600)),
+            None,
+            403,
+            "not_yet_valid",
+        ),
+        (
+            format!("{seg}?ticket={}", mint("/vod/other/")),
+            None,
+            403,
+            "out_of_scope",
+        ),
+        (
+            format!(
+                "{seg}?ticket={}",
+                mint_with("/vod/", |c| c.dev = Some("tv-1".into()))
+            ),
+            Some("phone-2"),
             403,
             "wrong_device",
         ),
         (
-            format!("{seg}?ticket={}", mint_with("/vod/", |c| c.ip = Some("203.0.113.0/24".parse().unwrap()))),
-            vec![],
+            format!(
+                "{seg}?ticket={}",
+                mint_with("/vod/", |c| c.ip = Some("203.0.113.0/24".parse().unwrap()))
+            ),
+            None,
             403,
             "ip_mismatch",
         ),
     ];
-    for (url, headers, status, reason) in cases {
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    for (url, device, status, reason) in cases {
+        let headers: Vec<(&str, &str)> = device.map(|d| ("x-device-id", d)).into_iter().collect();
         let reply = get(&url, &headers).await;
-        assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (status, reason), "{url}");
+        assert_eq!(
+            (reply.status.as_u16(), reply.reason().as_str()),
+            (status, reason),
+            "{url}"
+        );
     }
-    assert!(origin.seen().is_empty(), "no refused request reached the origin");
+    assert!(
+        origin.seen().is_empty(),
+        "no refused request reached the origin"
+    );
     // The bound ones work with their device and address.
-    let ok = format!("{seg}?ticket={}", mint_with("/vod/", |c| {
-        c.dev = Some("tv-1".into());
-        c.ip = Some("127.0.0.0/8".parse().unwrap());
-    }));
+    let ok = format!(
+        "{seg}?ticket={}",
+        mint_with("/vod/", |c| {
+            c.dev = Some("tv-1".into());
+            c.ip = Some("127.0.0.0/8".parse().unwrap());
+        })
+    );
     assert_eq!(get(&ok, &[("x-device-id", "tv-1")]).await.status, 200);
     let admin = usher.admin.clone().unwrap();
     let metrics = get(&format!("{admin}/metrics"), &[]).await.text();
-    for reason in ["no_credential", "malformed", "unknown_key", "bad_signature", "expired", "not_yet_valid", "out_of_scope", "wrong_device", "ip_mismatch"] {
-        assert!(metrics.contains(&format!("usher_denials_total{{reason=\"{reason}\"}} 1")), "{reason} counted");
+    for reason in [
+        "no_credential",
+        "malformed",
+        "unknown_key",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "out_of_scope",
+        "wrong_device",
+        "ip_mismatch",
+    ] {
+        assert!(
+            metrics.contains(&format!("usher_denials_total{{reason=\"{reason}\"}} 1")),
+            "{reason} counted"
+        );
     }
 }
 
@@ -252,16 +344,38 @@ async fn session_tokens_open_segments_but_only_in_scope_and_on_their_device() {
     let origin = origin_with_movie().await;
     let usher = start(&origin);
     let ticket = mint("/vod/movie/");
-    let reply = get(&format!("{}/vod/movie/video/720.m3u8?ticket={ticket}&device=tv-1", usher.url), &[]).await;
-    let token = reply.text().lines().find_map(|l| l.strip_prefix("seg2.m4s?token=")).unwrap().to_owned();
+    let reply = get(
+        &format!(
+            "{}/vod/movie/video/720.m3u8?ticket={ticket}&device=tv-1",
+            usher.url
+        ),
+        &[],
+    )
+    .await;
+    let token = reply
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("seg2.m4s?token="))
+        .unwrap()
+        .to_owned();
     let seg = format!("{}/vod/movie/video/seg2.m4s?token={token}", usher.url);
-    assert_eq!(get(&seg, &[]).await.status, 200, "the device travels inside the token");
+    assert_eq!(
+        get(&seg, &[]).await.status,
+        200,
+        "the device travels inside the token"
+    );
     let copied = get(&seg, &[("x-device-id", "laptop-9")]).await;
-    assert_eq!((copied.status.as_u16(), copied.reason().as_str()), (403, "wrong_device"));
+    assert_eq!(
+        (copied.status.as_u16(), copied.reason().as_str()),
+        (403, "wrong_device")
+    );
     // Players add their own parameters; the token check tolerates them.
     let with_hls = format!("{seg}&_HLS_msn=3&_HLS_part=1");
     assert_eq!(get(&with_hls, &[]).await.status, 200);
-    assert_eq!(origin.seen().last().unwrap().target, "/vod/movie/video/seg2.m4s?_HLS_msn=3&_HLS_part=1");
+    assert_eq!(
+        origin.seen().last().unwrap().target,
+        "/vod/movie/video/seg2.m4s?_HLS_msn=3&_HLS_part=1"
+    );
 }
 
 #[tokio::test]
@@ -275,7 +389,10 @@ async fn ranges_pass_through() {
     assert_eq!(reply.headers["content-range"], "bytes 1000-1999/2000");
     let expected: Vec<u8> = (1000..2000).map(|i| (i % 251) as u8).collect();
     assert_eq!(reply.body.as_ref(), expected.as_slice());
-    assert_eq!(origin.seen().last().unwrap().headers["range"], "bytes=1000-1999");
+    assert_eq!(
+        origin.seen().last().unwrap().headers["range"],
+        "bytes=1000-1999"
+    );
 }
 
 #[tokio::test]
@@ -306,8 +423,19 @@ async fn paths_are_normalised_before_the_check_and_the_fetch() {
 async fn a_playlist_that_does_not_parse_is_502_never_passed_through() {
     let origin = origin_with_movie().await;
     let usher = start(&origin);
-    let reply = get(&format!("{}/vod/broken/index.m3u8?ticket={}", usher.url, mint("/vod/")), &[]).await;
-    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (502, "bad_playlist"));
+    let reply = get(
+        &format!(
+            "{}/vod/broken/index.m3u8?ticket={}",
+            usher.url,
+            mint("/vod/")
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (502, "bad_playlist")
+    );
     assert!(!reply.text().contains("not a playlist"));
 }
 
@@ -316,10 +444,21 @@ async fn origin_errors_pass_through_and_failures_are_502_or_504() {
     let origin = origin_with_movie().await;
     let usher = start(&origin);
     let ticket = mint("/vod/");
-    let missing = get(&format!("{}/vod/movie/video/nope.ts?ticket={ticket}", usher.url), &[]).await;
+    let missing = get(
+        &format!("{}/vod/movie/video/nope.ts?ticket={ticket}", usher.url),
+        &[],
+    )
+    .await;
     assert_eq!(missing.status, 404);
-    let slow = get(&format!("{}/vod/movie/video/slow.ts?ticket={ticket}", usher.url), &[]).await;
-    assert_eq!((slow.status.as_u16(), slow.reason().as_str()), (504, "upstream_timeout"));
+    let slow = get(
+        &format!("{}/vod/movie/video/slow.ts?ticket={ticket}", usher.url),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (slow.status.as_u16(), slow.reason().as_str()),
+        (504, "upstream_timeout")
+    );
 
     // An origin that is not there.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -327,16 +466,31 @@ async fn origin_errors_pass_through_and_failures_are_502_or_504() {
     drop(closed);
     let usher = Usher::start(&test_config(&dead, ""), &[]);
     let reply = get(&format!("{}/vod/a.ts?ticket={ticket}", usher.url), &[]).await;
-    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (502, "upstream_unreachable"));
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (502, "upstream_unreachable")
+    );
 }
 
 #[tokio::test]
 async fn public_paths_need_nothing_and_unrouted_paths_are_not_served() {
     let origin = origin_with_movie().await;
     let usher = start(&origin);
-    assert_eq!(get(&format!("{}/public/trailer.ts", usher.url), &[]).await.status, 200);
-    let reply = get(&format!("{}/etc/passwd?ticket={}", usher.url, mint("/")), &[]).await;
-    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (404, "not_routed"));
+    assert_eq!(
+        get(&format!("{}/public/trailer.ts", usher.url), &[])
+            .await
+            .status,
+        200
+    );
+    let reply = get(
+        &format!("{}/etc/passwd?ticket={}", usher.url, mint("/")),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (404, "not_routed")
+    );
     let reply = request("POST", &format!("{}/vod/movie/master.m3u8", usher.url), &[]).await;
     assert_eq!(reply.status, 405);
 }
@@ -345,20 +499,40 @@ async fn public_paths_need_nothing_and_unrouted_paths_are_not_served() {
 async fn browsers_on_allowed_origins_may_read_responses() {
     let origin = origin_with_movie().await;
     let usher = start(&origin);
-    let url = format!("{}/vod/movie/master.m3u8?ticket={}", usher.url, mint("/vod/movie/"));
+    let url = format!(
+        "{}/vod/movie/master.m3u8?ticket={}",
+        usher.url,
+        mint("/vod/movie/")
+    );
     let allowed = get(&url, &[("origin", "https://player.example")]).await;
-    assert_eq!(allowed.headers["access-control-allow-origin"], "https://player.example");
+    assert_eq!(
+        allowed.headers["access-control-allow-origin"],
+        "https://player.example"
+    );
     let denied = get(&url, &[("origin", "https://evil.example")]).await;
     assert!(denied.headers.get("access-control-allow-origin").is_none());
-    let refused = get(&format!("{}/vod/movie/master.m3u8", usher.url), &[("origin", "https://player.example")]).await;
+    let refused = get(
+        &format!("{}/vod/movie/master.m3u8", usher.url),
+        &[("origin", "https://player.example")],
+    )
+    .await;
     assert_eq!(refused.status, 401);
-    assert_eq!(refused.headers["access-control-allow-origin"], "https://player.example", "the player can read why");
+    assert_eq!(
+        refused.headers["access-control-allow-origin"], "https://player.example",
+        "the player can read why"
+    );
     let preflight = request(
         "OPTIONS",
         &url,
-        &[("origin", "https://player.example"), ("access-control-request-method", "GET")],
+        &[
+            ("origin", "https://player.example"),
+            ("access-control-request-method", "GET"),
+        ],
     )
     .await;
     assert_eq!(preflight.status, 204);
-    assert!(preflight.headers["access-control-allow-methods"].to_str().unwrap().contains("GET"));
+    assert!(preflight.headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("GET"));
 }

@@ -43,10 +43,9 @@ pub fn read<'a>(settings: &Token, query: Option<&'a str>, headers: &'a HeaderMap
 /// query the origin wrote). Empty values count as absent.
 pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?
-        .split('&')
+        .rsplit('&')
         .filter_map(|pair| pair.split_once('='))
-        .filter(|(key, value)| *key == name && !value.is_empty())
-        .last()
+        .find(|(key, value)| *key == name && !value.is_empty())
         .map(|(_, value)| value)
 }
 

@@ -62,8 +62,8 @@ type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// Where content is fetched from.
 #[derive(Debug, Clone)]
 pub enum Upstream {
-    /// An HTTP(S) origin.
-    Http(HttpOrigin),
+    /// An HTTP(S) origin (boxed: its client is large, and the enum is built once).
+    Http(Box<HttpOrigin>),
     /// A local directory.
     Dir(DirOrigin),
 }
@@ -100,12 +100,12 @@ impl Upstream {
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .build(connector);
-                Ok(Upstream::Http(HttpOrigin {
+                Ok(Upstream::Http(Box::new(HttpOrigin {
                     host: HeaderValue::from_str(base.authority())?,
                     base: base.clone(),
                     client,
                     timeout: config.timeout,
-                }))
+                })))
             }
         }
     }

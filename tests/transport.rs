@@ -1,0 +1,206 @@
+//! Connections: TLS with h2 by ALPN, h2c with prior knowledge, request-head limits, and
+//! graceful shutdown that lets an in-flight segment finish.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Version};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use support::*;
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+}
+
+/// A throwaway CA and a certificate for 127.0.0.1/localhost, made at test time.
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    Pki {
+        dir,
+        ca_pem: ca.pem(),
+    }
+}
+
+async fn origin() -> Origin {
+    let mut objects = HashMap::new();
+    objects.insert(
+        "/vod/a/index.m3u8".to_owned(),
+        playlist("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXT-X-ENDLIST\n"),
+    );
+    objects.insert("/vod/a/s1.ts".to_owned(), segment(50_000));
+    let slow = Object {
+        delay: Some(Duration::from_millis(1500)),
+        ..segment(200_000)
+    };
+    objects.insert("/vod/a/slow.ts".to_owned(), slow);
+    spawn_origin(objects).await
+}
+
+#[tokio::test]
+async fn https_negotiates_h2_and_serves_the_same_answers() {
+    let origin = origin().await;
+    let pki = pki();
+    let cert = pki.dir.path().join("cert.pem");
+    let key = pki.dir.path().join("key.pem");
+    let extra = "[access]\nprotected = [\"/vod/\"]\n";
+    let config = test_config(&origin.url(), extra).replace(
+        "[listen]\n",
+        &format!(
+            "[listen]\nhttps = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let usher = Usher::start(&config, &[]);
+    let https = usher
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("listening on "))
+        .expect("an https listening line")
+        .to_owned();
+    assert!(https.starts_with("https://127.0.0.1:"), "{https}");
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
+
+    let ticket = mint("/vod/a/");
+    let url = format!("{https}/vod/a/index.m3u8?ticket={ticket}");
+    let reply = read(
+        client
+            .request(Request::get(&url).body(Empty::new()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.version, Version::HTTP_2);
+    assert_eq!(reply.status, 200);
+    let line = reply
+        .text()
+        .lines()
+        .find(|l| l.starts_with("s1.ts"))
+        .unwrap()
+        .to_owned();
+    let seg = read(
+        client
+            .request(
+                Request::get(format!("{https}/vod/a/{line}"))
+                    .body(Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (seg.version, seg.status.as_u16(), seg.body.len()),
+        (Version::HTTP_2, 200, 50_000)
+    );
+    let refused = read(
+        client
+            .request(
+                Request::get(format!("{https}/vod/a/s1.ts"))
+                    .body(Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        origin.seen().last().unwrap().headers["x-forwarded-proto"],
+        "https"
+    );
+}
+
+#[tokio::test]
+async fn plain_listener_speaks_h2c_with_prior_knowledge() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let url = format!("{}/vod/a/s1.ts?ticket={}", usher.url, mint("/vod/a/"));
+    let reply = read(
+        client
+            .request(Request::get(&url).body(Empty::new()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (reply.version, reply.status.as_u16()),
+        (Version::HTTP_2, 200)
+    );
+}
+
+#[tokio::test]
+async fn oversized_request_heads_are_refused() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let big = "x".repeat(40_000);
+    let addr = usher.url.strip_prefix("http://").unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET /vod/a/s1.ts HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(origin.seen().is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_segment_finish_then_exits() {
+    let origin = origin().await;
+    let mut usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let url = format!("{}/vod/a/slow.ts?ticket={}", usher.url, mint("/vod/a/"));
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    origin.wait_for_requests(1).await;
+    usher.terminate();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 200_000, "the whole segment arrived");
+    assert_eq!(usher.wait(), Some(0));
+    let addr = usher.url.strip_prefix("http://").unwrap().to_owned();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
