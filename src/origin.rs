@@ -19,8 +19,8 @@ impl OriginBase {
     /// # Errors
     /// A message naming what is wrong with the URL.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let (scheme, rest) = split_scheme(url)
-            .ok_or_else(|| "must start with http:// or https://".to_owned())?;
+        let (scheme, rest) =
+            split_scheme(url).ok_or_else(|| "must start with http:// or https://".to_owned())?;
         if rest.contains(['?', '#']) {
             return Err("a base URL has no query or fragment".to_owned());
         }

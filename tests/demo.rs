@@ -28,7 +28,17 @@ fn play_url(usher: &Usher) -> String {
 
 fn ffprobe(url: &str) -> std::process::Output {
     Command::new("ffprobe")
-        .args(["-v", "error", "-rw_timeout", "10000000", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", url])
+        .args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "10000000",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
         .output()
         .expect("ffprobe is installed (scripts/test installs ffmpeg)")
 }
@@ -37,10 +47,18 @@ fn ffprobe(url: &str) -> std::process::Output {
 fn the_printed_url_plays_in_ffprobe() {
     let usher = start_demo();
     let url = play_url(&usher);
-    assert!(url.starts_with(&usher.url), "{url} is served by {}", usher.url);
+    assert!(
+        url.starts_with(&usher.url),
+        "{url} is served by {}",
+        usher.url
+    );
     let out = ffprobe(&url);
     let streams = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(streams.contains("h264,640,360"), "{streams}");
     assert!(streams.contains("h264,320,180"), "{streams}");
     assert!(streams.contains("aac"), "{streams}");
@@ -77,7 +95,10 @@ async fn one_changed_character_is_bad_signature_and_none_is_401() {
     let mut bytes = url.clone().into_bytes();
     bytes[claims_at] = if bytes[claims_at] == b'x' { b'y' } else { b'x' };
     let reply = get(&String::from_utf8(bytes).unwrap(), &[]).await;
-    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (403, "bad_signature"));
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (403, "bad_signature")
+    );
 
     let bare = get(url.split('?').next().unwrap(), &[]).await;
     assert_eq!(bare.status, 401);
@@ -89,7 +110,10 @@ async fn one_changed_character_is_bad_signature_and_none_is_401() {
 fn ticket_issue_prints_one_ticket_that_inspect_verifies() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/usher.toml");
     let out = Command::new(usher_bin())
-        .args(["ticket", "issue", "--config", config, "--sub", "alice", "--scope", "/demo/", "--device", "tv-1", "--ttl", "2h"])
+        .args([
+            "ticket", "issue", "--config", config, "--sub", "alice", "--scope", "/demo/",
+            "--device", "tv-1", "--ttl", "2h",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -110,14 +134,21 @@ fn ticket_issue_prints_one_ticket_that_inspect_verifies() {
     assert!(text.contains("verifies:   yes"), "{text}");
 
     let tampered = format!("{}A", &ticket[..ticket.len() - 1]);
-    let tampered = if tampered == ticket { format!("{}B", &ticket[..ticket.len() - 1]) } else { tampered };
+    let tampered = if tampered == ticket {
+        format!("{}B", &ticket[..ticket.len() - 1])
+    } else {
+        tampered
+    };
     let out = Command::new(usher_bin())
         .args(["ticket", "inspect", "--config", config, &tampered])
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text.contains("subject:    alice"), "claims are still shown: {text}");
+    assert!(
+        text.contains("subject:    alice"),
+        "claims are still shown: {text}"
+    );
     assert!(text.contains("verifies:   no (bad_signature"), "{text}");
 }
 
@@ -133,14 +164,21 @@ fn check_config_names_each_offending_key() {
         ),
     )
     .unwrap();
-    let out = Command::new(usher_bin()).args(["check-config"]).arg(&bad).output().unwrap();
+    let out = Command::new(usher_bin())
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(err.contains("access.cors_origins = \"nope\""), "{err}");
     assert!(err.contains("access.protected = \"vod\""), "{err}");
 
     let out = Command::new(usher_bin())
-        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/usher.toml")])
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/usher.toml"),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -156,8 +194,20 @@ async fn admin_listener_serves_metrics_and_health() {
     assert_eq!(get(&format!("{admin}/readyz"), &[]).await.status, 200);
     assert_eq!(get(&format!("{admin}/healthz"), &[]).await.status, 200);
     let metrics = get(&format!("{admin}/metrics"), &[]).await.text();
-    assert!(metrics.contains(r#"usher_denials_total{reason="no_credential"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"usher_requests_total{kind="playlist",status="200"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"usher_playlist_rewrites_total{outcome="ok",playlist="master"} 1"#), "{metrics}");
-    assert!(metrics.contains("usher_upstream_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains(r#"usher_denials_total{reason="no_credential"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"usher_requests_total{kind="playlist",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"usher_playlist_rewrites_total{outcome="ok",playlist="master"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("usher_upstream_duration_seconds_bucket"),
+        "{metrics}"
+    );
 }

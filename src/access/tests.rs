@@ -59,7 +59,13 @@ fn a_valid_ticket_in_scope_is_granted() {
 #[test]
 fn out_of_scope_paths_are_refused() {
     let t = ticket_with(|_| {});
-    let got = decide(&ring(), 0, "/vod/other/seg1.ts", &presented(Some(&t), None), NOW);
+    let got = decide(
+        &ring(),
+        0,
+        "/vod/other/seg1.ts",
+        &presented(Some(&t), None),
+        NOW,
+    );
     assert_eq!(got, Err(Denied::OutOfScope));
 }
 
@@ -67,7 +73,10 @@ fn out_of_scope_paths_are_refused() {
 fn credential_errors_pass_through_with_their_reason() {
     let t = ticket_with(|c| c.exp = NOW - 1);
     let got = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap_err();
-    assert!(matches!(got, Denied::Credential(TicketError::Expired { .. })));
+    assert!(matches!(
+        got,
+        Denied::Credential(TicketError::Expired { .. })
+    ));
     assert_eq!(got.reason(), "expired");
 }
 
@@ -111,7 +120,14 @@ fn a_session_token_is_preferred_and_keeps_its_session_id() {
     let s = session_claims(&grant, None, NOW, 60, || "sid-1".into());
     let token = ticket::sign(&ring(), Kind::Session, &s);
     let garbage = "t1.k1.xx.yy";
-    let again = decide(&ring(), 0, PATH, &presented(Some(garbage), Some(&token)), NOW + 30).unwrap();
+    let again = decide(
+        &ring(),
+        0,
+        PATH,
+        &presented(Some(garbage), Some(&token)),
+        NOW + 30,
+    )
+    .unwrap();
     assert_eq!(again.kind, Kind::Session);
     let renewed = session_claims(&again, None, NOW + 30, 60, || "sid-2".into());
     assert_eq!(renewed.sid.as_deref(), Some("sid-1"));
@@ -126,7 +142,10 @@ fn a_session_token_on_another_device_is_refused() {
     let s = session_claims(&grant, Some("tv-1"), NOW, 60, || "sid".into());
     let token = ticket::sign(&ring(), Kind::Session, &s);
     let mut p = presented(None, Some(&token));
-    assert!(decide(&ring(), 0, PATH, &p, NOW).is_ok(), "no device named: the token carries it");
+    assert!(
+        decide(&ring(), 0, PATH, &p, NOW).is_ok(),
+        "no device named: the token carries it"
+    );
     p.device = Some("laptop-9");
     assert_eq!(decide(&ring(), 0, PATH, &p, NOW), Err(Denied::WrongDevice));
 }

@@ -208,7 +208,12 @@ pub(super) fn check(
         "2s",
         Duration::ZERO,
     );
-    let timeout = p.duration("upstream.timeout", up.timeout.as_deref(), "10s", Duration::ZERO);
+    let timeout = p.duration(
+        "upstream.timeout",
+        up.timeout.as_deref(),
+        "10s",
+        Duration::ZERO,
+    );
     let upstream = origin.map(|origin| Upstream {
         origin,
         aliases,

@@ -74,7 +74,8 @@ protected = ["vod/"]
 #[test]
 fn the_signing_key_must_exist() {
     let text = MINIMAL.replace("signing_key = \"k\"", "signing_key = \"other\"");
-    assert!(problems(&text).contains("token.signing_key = \"other\": signing key \"other\" is not among the keys"));
+    assert!(problems(&text)
+        .contains("token.signing_key = \"other\": signing key \"other\" is not among the keys"));
 }
 
 #[test]

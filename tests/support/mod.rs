@@ -141,7 +141,11 @@ pub async fn spawn_origin(objects: HashMap<String, Object>) -> Origin {
                 let service = service_fn(move |req: Request<Incoming>| {
                     let (objects, seen, arrived) = (objects.clone(), seen.clone(), arrived.clone());
                     async move {
-                        let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                        let target = req
+                            .uri()
+                            .path_and_query()
+                            .map_or("/", |p| p.as_str())
+                            .to_owned();
                         seen.lock().unwrap().push(Seen {
                             target,
                             headers: req.headers().clone(),
@@ -167,7 +171,10 @@ pub async fn spawn_origin(objects: HashMap<String, Object>) -> Origin {
 
 async fn answer(object: Option<Object>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(object) = object else {
-        return Response::builder().status(404).body(Full::new(Bytes::from_static(b"not here"))).unwrap();
+        return Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::from_static(b"not here")))
+            .unwrap();
     };
     if let Some(delay) = object.delay {
         tokio::time::sleep(delay).await;
@@ -390,10 +397,13 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(builder.body(Empty::new()).unwrap()))
-        .await
-        .expect("answer within 10 s")
-        .expect("request goes through");
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request(builder.body(Empty::new()).unwrap()),
+    )
+    .await
+    .expect("answer within 10 s")
+    .expect("request goes through");
     read(response).await
 }
 
