@@ -29,4 +29,6 @@ USER usher:usher
 # 8080: HLS gateway, 9090: metrics/admin
 EXPOSE 8080 9090
 ENTRYPOINT ["usher"]
-CMD ["serve", "--config", "/etc/usher/usher.toml", "--origin", "/usr/share/usher/demo"]
+# Inside a container the public listener must bind all interfaces; the admin listener stays
+# on loopback unless you publish it deliberately (--admin-listen 0.0.0.0:9090).
+CMD ["serve", "--config", "/etc/usher/usher.toml", "--origin", "/usr/share/usher/demo", "--listen", "0.0.0.0:8080"]
