@@ -1,1 +1,233 @@
-fn main() {}
+//! Benchmarks of everything on the per-request hot path: credential verification, the
+//! access decision, minting a session token, playlist rewriting and path normalisation.
+//!
+//! Run with `cargo bench --bench hot_path`. Targets: ticket verification under 2 µs, a
+//! 10,000-segment media playlist rewrite under 5 ms.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use usher::access::{self, Grant, Presented};
+use usher::manifest::{self, Rewrite};
+use usher::origin::OriginBase;
+use usher::ticket::{self, Claims, Key, KeyRing, Kind};
+
+/// An instant inside every credential's window (Unix seconds).
+const NOW: u64 = 1_760_000_000;
+const SKEW: u64 = 30;
+const SESSION_TTL: u64 = 300;
+const SEGMENTS: usize = 10_000;
+
+fn ring() -> KeyRing {
+    let keys = vec![
+        Key::new("k2025a", b"0123456789abcdef0123456789abcdef-old-key").expect("old key"),
+        Key::new("k2025b", b"fedcba9876543210fedcba9876543210-current").expect("new key"),
+    ];
+    KeyRing::new(keys, "k2025b").expect("key ring")
+}
+
+fn ticket_claims() -> Claims {
+    Claims {
+        sub: "buyer-7f3a9c21".to_owned(),
+        scope: "/events/final/".to_owned(),
+        nbf: NOW - 3_600,
+        exp: NOW + 4 * 3_600,
+        dev: Some("dev-4b1e0d2f9a".to_owned()),
+        ip: None,
+        sid: None,
+        cap: 0,
+    }
+}
+
+fn session_claims() -> Claims {
+    Claims {
+        sub: "buyer-7f3a9c21".to_owned(),
+        scope: "/events/final/".to_owned(),
+        nbf: 0,
+        exp: NOW + SESSION_TTL,
+        dev: Some("dev-4b1e0d2f9a".to_owned()),
+        ip: None,
+        sid: Some("s-9d2c47e1b05a".to_owned()),
+        cap: NOW + 4 * 3_600,
+    }
+}
+
+fn media_playlist(segments: usize) -> String {
+    let mut text = String::with_capacity(segments * 30 + 128);
+    text.push_str("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n");
+    for n in 0..segments {
+        writeln!(text, "#EXTINF:6.000,\nseg_{n:05}.ts").expect("write to String");
+    }
+    text.push_str("#EXT-X-ENDLIST\n");
+    text
+}
+
+fn master_playlist() -> String {
+    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for (lang, name, default) in [("en", "English", "YES"), ("de", "Deutsch", "NO")] {
+        writeln!(
+            text,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"aac\",LANGUAGE=\"{lang}\",NAME=\"{name}\",\
+             DEFAULT={default},AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/{lang}/index.m3u8\""
+        )
+        .expect("write to String");
+    }
+    text.push_str(
+        "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",LANGUAGE=\"en\",NAME=\"English\",\
+         DEFAULT=NO,AUTOSELECT=YES,FORCED=NO,URI=\"subs/en/index.m3u8\"\n",
+    );
+    let variants = [
+        (8_000_000, "1920x1080", "1080p"),
+        (5_000_000, "1280x720", "720p"),
+        (2_800_000, "960x540", "540p"),
+        (1_400_000, "640x360", "360p"),
+        (800_000, "480x270", "270p"),
+        (400_000, "416x234", "234p"),
+    ];
+    for (bandwidth, resolution, name) in variants {
+        writeln!(
+            text,
+            "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={},\
+             RESOLUTION={resolution},FRAME-RATE=29.970,CODECS=\"avc1.640028,mp4a.40.2\",\
+             AUDIO=\"aac\",SUBTITLES=\"subs\"\n{name}/index.m3u8",
+            bandwidth * 9 / 10
+        )
+        .expect("write to String");
+    }
+    text
+}
+
+fn bench_credentials(c: &mut Criterion) {
+    let ring = ring();
+    let raw_ticket = ticket::sign(&ring, Kind::Ticket, &ticket_claims());
+    let raw_session = ticket::sign(&ring, Kind::Session, &session_claims());
+    // Sanity: both verify, so the benchmarks measure the success path.
+    assert_eq!(
+        ticket::verify(&ring, &raw_ticket, NOW, SKEW).map(|(k, _)| k),
+        Ok(Kind::Ticket)
+    );
+    assert_eq!(
+        ticket::verify(&ring, &raw_session, NOW, SKEW).map(|(k, _)| k),
+        Ok(Kind::Session)
+    );
+
+    c.bench_function("ticket_verify", |b| {
+        b.iter(|| {
+            ticket::verify(
+                black_box(&ring),
+                black_box(raw_ticket.as_str()),
+                black_box(NOW),
+                black_box(SKEW),
+            )
+        })
+    });
+
+    c.bench_function("session_verify", |b| {
+        b.iter(|| {
+            ticket::verify(
+                black_box(&ring),
+                black_box(raw_session.as_str()),
+                black_box(NOW),
+                black_box(SKEW),
+            )
+        })
+    });
+
+    let presented = Presented {
+        ticket: None,
+        session: Some(raw_session.as_str()),
+        device: Some("dev-4b1e0d2f9a"),
+        client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 77)),
+    };
+    let path = "/events/final/1080p/seg_00042.ts";
+    assert!(access::decide(&ring, SKEW, path, &presented, NOW).is_ok());
+    c.bench_function("access_decide", |b| {
+        b.iter(|| {
+            access::decide(
+                black_box(&ring),
+                black_box(SKEW),
+                black_box(path),
+                black_box(&presented),
+                black_box(NOW),
+            )
+        })
+    });
+
+    // What each playlist response costs on top of the decision: the claims of the session
+    // token to mint from the grant, then signing them. A ticket grant, so a new sid is made.
+    let grant = Grant {
+        kind: Kind::Ticket,
+        claims: ticket_claims(),
+    };
+    c.bench_function("session_mint", |b| {
+        b.iter(|| {
+            let claims = access::session_claims(
+                black_box(&grant),
+                black_box(Some("dev-4b1e0d2f9a")),
+                black_box(NOW),
+                black_box(SESSION_TTL),
+                || "s-9d2c47e1b05a".to_owned(),
+            );
+            ticket::sign(black_box(&ring), Kind::Session, &claims)
+        })
+    });
+}
+
+fn bench_manifests(c: &mut Criterion) {
+    let ring = ring();
+    let token = ticket::sign(&ring, Kind::Session, &session_claims());
+    let bases = [OriginBase::parse("http://origin.test/hls").expect("origin base")];
+    let ctx = Rewrite {
+        origin_bases: &bases,
+        param: "token",
+        token: &token,
+        request_query: None,
+    };
+
+    let media = media_playlist(SEGMENTS);
+    let rewritten = manifest::rewrite(media.as_bytes(), &ctx).expect("media rewrites");
+    assert_eq!(rewritten.tokenized, SEGMENTS);
+    let mut group = c.benchmark_group("rewrite");
+    group.throughput(Throughput::Bytes(media.len() as u64));
+    group.bench_function("rewrite_media_10k", |b| {
+        b.iter(|| manifest::rewrite(black_box(media.as_bytes()), black_box(&ctx)))
+    });
+    group.finish();
+
+    let master = master_playlist();
+    let rewritten = manifest::rewrite(master.as_bytes(), &ctx).expect("master rewrites");
+    assert_eq!(rewritten.kind, manifest::PlaylistKind::Master);
+    assert_eq!(rewritten.tokenized, 9);
+    let mut group = c.benchmark_group("rewrite");
+    group.throughput(Throughput::Bytes(master.len() as u64));
+    group.bench_function("rewrite_master", |b| {
+        b.iter(|| manifest::rewrite(black_box(master.as_bytes()), black_box(&ctx)))
+    });
+    group.finish();
+}
+
+fn bench_path(c: &mut Criterion) {
+    let raw = "/events/final/1080p/seg_00042.ts";
+    assert_eq!(usher::path::normalize(raw).as_deref(), Ok(raw));
+    c.bench_function("path_normalize", |b| {
+        b.iter(|| usher::path::normalize(black_box(raw)))
+    });
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = hot_path;
+    config = config();
+    targets = bench_credentials, bench_manifests, bench_path
+}
+criterion_main!(hot_path);

@@ -134,9 +134,12 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
         vars: HashMap::new(),
         counts: [0; 4],
     };
+    // A byte-order mark is copied as it is; the first line is read without it, or the
+    // header would be taken for a URI line.
+    out.text.push_str(&text[..text.len() - header.len()]);
     let mut kind = PlaylistKind::Media;
     let mut variant_tag_line = None;
-    for (n, raw_line) in text.split_inclusive('\n').enumerate() {
+    for (n, raw_line) in header.split_inclusive('\n').enumerate() {
         let line_no = n + 1;
         let (line, eol) = split_eol(raw_line);
         if line.trim().is_empty() {
@@ -214,7 +217,20 @@ impl Rewriter<'_, '_> {
     }
 
     /// Writes `uri`, rewritten as its disposition says.
-    fn uri(&mut self, uri: &str) {
+    ///
+    /// Players strip leading and trailing spaces and control characters from a URI before
+    /// resolving it (WHATWG URL), so only what lies between is classified and tokenized;
+    /// the surroundings are copied as they are.
+    fn uri(&mut self, raw: &str) {
+        let is_padding = |c: char| c <= ' ';
+        let uri = raw.trim_matches(is_padding);
+        let lead = raw.len() - raw.trim_start_matches(is_padding).len();
+        self.text.push_str(&raw[..lead]);
+        self.classified_uri(uri);
+        self.text.push_str(&raw[lead + uri.len()..]);
+    }
+
+    fn classified_uri(&mut self, uri: &str) {
         let disposition = uri::classify(uri, self.ctx.origin_bases, &self.vars);
         match disposition {
             Disposition::Tokenize { has_query } => {
@@ -239,7 +255,7 @@ impl Rewriter<'_, '_> {
     fn push_tokenized(&mut self, uri: &str, has_query: bool) {
         let (main, fragment) = uri.split_at(uri.find('#').unwrap_or(uri.len()));
         self.text.push_str(main);
-        if !(main.ends_with('?') || main.ends_with('&')) {
+        if !(main.ends_with('?') || (has_query && main.ends_with('&'))) {
             self.text.push(if has_query { '&' } else { '?' });
         }
         self.text.push_str(self.ctx.param);
@@ -260,19 +276,48 @@ impl Rewriter<'_, '_> {
             self.vars.insert(name.to_owned(), value.to_owned());
         } else if let Some(param) = value_of("QUERYPARAM")? {
             if let Some(value) = query_value(self.ctx.request_query, param) {
-                self.vars.insert(param.to_owned(), value.to_owned());
+                self.vars.insert(param.to_owned(), value);
             }
         }
         Ok(())
     }
 }
 
-fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+/// The value of the first `name` parameter of `query`, percent-decoded (and `+` read as a
+/// space) as players decode it before substituting it (`URLSearchParams` in hls.js).
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
     query?
         .split('&')
         .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
+        .find(|(key, _)| form_decode(key) == name)
+        .map(|(_, value)| form_decode(value))
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; a `%` not
+/// followed by two hex digits stays as it is.
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi * 16 + lo) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

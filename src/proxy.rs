@@ -122,6 +122,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
     let id = state.requests.fetch_add(1, Ordering::Relaxed);
     state.metrics.in_flight.inc();
     let method = req.method().clone();
+    // The path only: the query may hold a credential and is never logged.
+    let uri = req.uri().clone();
     let origin_header = req.headers().get(http::header::ORIGIN).cloned();
     let mut outcome = Outcome {
         kind: ObjectKind::of(req.uri().path()).as_str(),
@@ -157,6 +159,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         request_id = %format_args!("{id:x}"),
         client = %peer.addr.ip(),
         %method,
+        path = uri.path(),
         kind = outcome.kind,
         status = status.as_u16(),
         reason = outcome.reason.unwrap_or(""),

@@ -47,9 +47,10 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
     }
 }
 
-/// `uri` with every `{$name}` replaced, or `None` when it starts with an unknown variable
-/// (it may name any host). Unknown variables further in count as empty for classification:
-/// they sit inside a path or query, where they cannot change the host.
+/// `uri` with every known `{$name}` replaced, or `None` when it starts with an unknown
+/// variable (it may name any host). Unknown variables further in are kept as written: they
+/// sit inside a path or query, where they cannot change the host, and a rerouted path must
+/// keep them for the player to substitute.
 fn resolve(uri: &str, vars: &HashMap<String, String>) -> Option<String> {
     if !uri.contains("{$") {
         return Some(uri.to_owned());
@@ -65,7 +66,7 @@ fn resolve(uri: &str, vars: &HashMap<String, String>) -> Option<String> {
         match vars.get(name) {
             Some(value) => out.push_str(value),
             None if out.is_empty() => return None,
-            None => {}
+            None => out.push_str(&rest[start..=start + len]),
         }
         rest = &rest[start + len + 1..];
     }
