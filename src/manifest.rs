@@ -18,9 +18,11 @@
 //!
 //! `EXT-X-DEFINE` variables (`{$name}`) stay in the text for the player to substitute; the
 //! rewriter resolves the ones it can see (`NAME`/`VALUE`, and `QUERYPARAM` from the playlist
-//! request's own query) only to decide which case a URI is. A URI that *starts* with a
-//! variable it cannot resolve (an `IMPORT` from the master) may name any host, so it is
-//! left alone and counted as unresolved.
+//! request's own query, decoded as players decode it) to decide which case a URI is. Only a
+//! rerouted URI is written with its known variables substituted (the origin part has to go);
+//! unknown ones stay for the player. A URI that *starts* with a variable it cannot resolve
+//! (an `IMPORT` from the master) may name any host, so it is left alone and counted as
+//! unresolved.
 
 mod attributes;
 mod uri;
@@ -125,7 +127,8 @@ const URI_TAGS: &[(&str, &str)] = &[
 pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestError> {
     let text = std::str::from_utf8(body).map_err(|_| ManifestError::NotUtf8)?;
     let header = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if !header.starts_with("#EXTM3U") {
+    let first_line = header.lines().next().unwrap_or("");
+    if first_line.trim_end() != "#EXTM3U" {
         return Err(ManifestError::NoHeader);
     }
     let mut out = Rewriter {
@@ -150,6 +153,9 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
             let name = tag.split(':').next().unwrap_or(tag);
             match name {
                 "EXT-X-STREAM-INF" => {
+                    if let Some(line) = variant_tag_line {
+                        return Err(ManifestError::MissingVariantUri { line });
+                    }
                     kind = PlaylistKind::Master;
                     variant_tag_line = Some(line_no);
                 }

@@ -1,0 +1,120 @@
+//! Playlists that cannot be rewritten: each gives its exact error, never a pass-through.
+
+use super::*;
+
+#[test]
+fn malformed_define_is_refused() {
+    let body = "#EXTM3U\n#EXT-X-DEFINE:NAME=\"base\n#EXTINF:4,\nseg.ts\n";
+    assert_eq!(
+        rewrite_with(body, TOKEN, None),
+        Err(ManifestError::BadAttributes { line: 2 })
+    );
+}
+
+// --- errors ---------------------------------------------------------------------------------
+
+#[test]
+fn malformed_fixtures_give_the_exact_error() {
+    assert_eq!(
+        rewrite_with(BAD_NO_HEADER, TOKEN, None),
+        Err(ManifestError::NoHeader)
+    );
+    assert_eq!(
+        rewrite_with(BAD_UNTERMINATED_QUOTE, TOKEN, None),
+        Err(ManifestError::BadAttributes { line: 5 })
+    );
+    assert_eq!(
+        rewrite_with(BAD_STREAM_INF_LAST, TOKEN, None),
+        Err(ManifestError::MissingVariantUri { line: 6 })
+    );
+    // Same line numbers with CRLF endings.
+    assert_eq!(
+        rewrite_with(&BAD_UNTERMINATED_QUOTE.replace('\n', "\r\n"), TOKEN, None),
+        Err(ManifestError::BadAttributes { line: 5 })
+    );
+    assert_eq!(
+        rewrite_with(&BAD_STREAM_INF_LAST.replace('\n', "\r\n"), TOKEN, None),
+        Err(ManifestError::MissingVariantUri { line: 6 })
+    );
+}
+
+#[test]
+fn non_utf8_and_empty_bodies_are_refused() {
+    let ctx = Rewrite {
+        origin_bases: &[OriginBase::parse("http://origin.test:8000/hls").unwrap()],
+        param: PARAM,
+        token: TOKEN,
+        request_query: None,
+    };
+    let mut body = b"#EXTM3U\n#EXTINF:4,\nseg".to_vec();
+    body.extend_from_slice(&[0xff, 0xfe]);
+    body.extend_from_slice(b".ts\n");
+    assert_eq!(rewrite(&body, &ctx), Err(ManifestError::NotUtf8));
+    // Latin-1 "Français" in an otherwise fine master.
+    let latin1 = MASTER.replace("Français", "Fran\u{0}ais");
+    let mut latin1 = latin1.into_bytes();
+    let at = latin1.iter().position(|&b| b == 0).unwrap();
+    latin1[at] = 0xe7;
+    assert_eq!(rewrite(&latin1, &ctx), Err(ManifestError::NotUtf8));
+    assert_eq!(rewrite(b"", &ctx), Err(ManifestError::NoHeader));
+    assert_eq!(rewrite(b"\n#EXTM3U\n", &ctx), Err(ManifestError::NoHeader));
+    assert_eq!(
+        rewrite(b"<html>502 Bad Gateway</html>", &ctx),
+        Err(ManifestError::NoHeader)
+    );
+}
+
+#[test]
+fn malformed_attributes_only_matter_on_uri_tags() {
+    // A broken DATERANGE has no URI to rewrite and passes through as it is...
+    let body = "#EXTM3U\n#EXT-X-DATERANGE:ID=\"x\n#EXTINF:4,\nseg.ts\n";
+    assert_eq!(
+        rw(body).text,
+        "#EXTM3U\n#EXT-X-DATERANGE:ID=\"x\n#EXTINF:4,\nseg.ts?token=TOK\n"
+    );
+    // ...but a broken key is refused rather than served without its token.
+    for (tag, line) in [
+        ("#EXT-X-KEY:METHOD=AES-128,URI=\"k.key", 3),
+        (
+            "#EXT-X-PART:DURATION=1,INDEPENDENT=\"YES\"X,URI=\"p.m4s\"",
+            3,
+        ),
+        ("#EXT-X-MEDIA:TYPE AUDIO", 3),
+    ] {
+        let body = format!("#EXTM3U\n#EXT-X-VERSION:9\n{tag}\n#EXTINF:4,\nseg.ts\n");
+        assert_eq!(
+            rewrite_with(&body, TOKEN, None),
+            Err(ManifestError::BadAttributes { line }),
+            "{tag}"
+        );
+    }
+}
+
+#[test]
+fn stream_inf_followed_only_by_tags_is_refused() {
+    let body = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n# nothing\n\n#EXT-X-ENDLIST\n";
+    assert_eq!(
+        rewrite_with(body, TOKEN, None),
+        Err(ManifestError::MissingVariantUri { line: 2 })
+    );
+}
+
+// --- m3u8-rs as an oracle -------------------------------------------------------------------
+
+#[test]
+fn two_variant_tags_in_a_row_name_the_first_as_missing_its_uri() {
+    let text = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n#EXT-X-STREAM-INF:BANDWIDTH=2\nb.m3u8\n";
+    assert_eq!(
+        rewrite_with(text, TOKEN, None),
+        Err(ManifestError::MissingVariantUri { line: 2 })
+    );
+}
+
+#[test]
+fn the_header_must_be_exactly_extm3u() {
+    assert_eq!(
+        rewrite_with("#EXTM3UX\n#EXTINF:1,\na.ts\n", TOKEN, None),
+        Err(ManifestError::NoHeader)
+    );
+    assert!(rewrite_with("#EXTM3U \r\n#EXTINF:1,\na.ts\n", TOKEN, None).is_ok());
+}
