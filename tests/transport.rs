@@ -56,6 +56,15 @@ async fn origin() -> Origin {
     spawn_origin(objects).await
 }
 
+/// GET `url` with `client`, read whole.
+async fn fetch<C>(client: &Client<C, Empty<Bytes>>, url: &str) -> Reply
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let request = Request::get(url).body(Empty::new()).unwrap();
+    read(client.request(request).await.expect("request goes through")).await
+}
+
 #[tokio::test]
 async fn https_negotiates_h2_and_serves_the_same_answers() {
     let origin = origin().await;
@@ -101,13 +110,7 @@ async fn https_negotiates_h2_and_serves_the_same_answers() {
 
     let ticket = mint("/vod/a/");
     let url = format!("{https}/vod/a/index.m3u8?ticket={ticket}");
-    let reply = read(
-        client
-            .request(Request::get(&url).body(Empty::new()).unwrap())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let reply = fetch(&client, &url).await;
     assert_eq!(reply.version, Version::HTTP_2);
     assert_eq!(reply.status, 200);
     let line = reply
@@ -116,32 +119,12 @@ async fn https_negotiates_h2_and_serves_the_same_answers() {
         .find(|l| l.starts_with("s1.ts"))
         .unwrap()
         .to_owned();
-    let seg = read(
-        client
-            .request(
-                Request::get(format!("{https}/vod/a/{line}"))
-                    .body(Empty::new())
-                    .unwrap(),
-            )
-            .await
-            .unwrap(),
-    )
-    .await;
+    let seg = fetch(&client, &format!("{https}/vod/a/{line}")).await;
     assert_eq!(
         (seg.version, seg.status.as_u16(), seg.body.len()),
         (Version::HTTP_2, 200, 50_000)
     );
-    let refused = read(
-        client
-            .request(
-                Request::get(format!("{https}/vod/a/s1.ts"))
-                    .body(Empty::new())
-                    .unwrap(),
-            )
-            .await
-            .unwrap(),
-    )
-    .await;
+    let refused = fetch(&client, &format!("{https}/vod/a/s1.ts")).await;
     assert_eq!(refused.status, 401);
     assert_eq!(
         origin.seen().last().unwrap().headers["x-forwarded-proto"],
@@ -157,13 +140,7 @@ async fn plain_listener_speaks_h2c_with_prior_knowledge() {
         .http2_only(true)
         .build_http::<Empty<Bytes>>();
     let url = format!("{}/vod/a/s1.ts?ticket={}", usher.url, mint("/vod/a/"));
-    let reply = read(
-        client
-            .request(Request::get(&url).body(Empty::new()).unwrap())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let reply = fetch(&client, &url).await;
     assert_eq!(
         (reply.version, reply.status.as_u16()),
         (Version::HTTP_2, 200)
