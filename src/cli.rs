@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Admin listener, overriding `admin.listen` (port 0 picks a free port; "off" disables).
     #[arg(long)]
     pub admin_listen: Option<String>,
+    /// Directory of the embedded database, overriding `store.data_dir`.
+    #[arg(long)]
+    pub data_dir: Option<String>,
 }
 
 impl ServeArgs {
@@ -62,6 +65,7 @@ impl ServeArgs {
             listen: self.listen.clone(),
             origin: self.origin.clone(),
             admin_listen: self.admin_listen.clone(),
+            data_dir: self.data_dir.clone(),
         }
     }
 }

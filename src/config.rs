@@ -31,8 +31,63 @@ pub struct Config {
     pub token: Token,
     /// Which paths are checked, and CORS.
     pub access: Access,
+    /// Where the embedded database lives.
+    pub data_dir: PathBuf,
+    /// Where rights decisions come from.
+    pub rights: RightsConfig,
     /// The demo stream, when configured.
     pub demo: Option<Demo>,
+}
+
+/// `[rights]`, checked.
+#[derive(Debug, Clone)]
+pub struct RightsConfig {
+    /// Where decisions come from.
+    pub source: RightsSource,
+    /// Positive decision cache lifetime.
+    pub positive_ttl: Duration,
+    /// Refusal cache lifetime.
+    pub negative_ttl: Duration,
+    /// Most cached decisions.
+    pub cache_capacity: u64,
+    /// Header naming the device class.
+    pub device_class_header: HeaderName,
+    /// Class of requests that name none.
+    pub default_device_class: crate::rights::model::DeviceClass,
+}
+
+/// Where rights decisions come from.
+#[derive(Debug, Clone)]
+pub enum RightsSource {
+    /// A valid ticket is enough (no rights check).
+    None,
+    /// The embedded store.
+    Store,
+    /// The operator's HTTP service.
+    External(Box<ExternalConfig>),
+}
+
+/// `[rights.external]`, checked.
+#[derive(Debug, Clone)]
+pub struct ExternalConfig {
+    /// URL template.
+    pub url: String,
+    /// GET or POST.
+    pub method: http::Method,
+    /// POST body template.
+    pub body: Option<String>,
+    /// POST content type.
+    pub content_type: String,
+    /// Exchange timeout.
+    pub timeout: Duration,
+    /// Statuses that can mean yes.
+    pub success_status: Vec<u16>,
+    /// JSON pointer and the value that means yes.
+    pub success_json: Option<(String, serde_json::Value)>,
+    /// Body text that means yes.
+    pub success_body_contains: Option<String>,
+    /// How long a recent yes outlives an outage.
+    pub grace: Duration,
 }
 
 /// `[listen]`, checked.
@@ -64,8 +119,13 @@ pub struct Https {
 /// `[admin]`, checked.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` turns it off.
+    /// Where `/metrics`, `/healthz`, `/readyz` and the admin API are served; `None` turns
+    /// it off.
     pub listen: Option<SocketAddr>,
+    /// The admin credential, if configured (`USHER_ADMIN_TOKEN` wins over the file).
+    pub token: Option<String>,
+    /// Base URL for play URLs, if configured.
+    pub public_url: Option<String>,
 }
 
 /// `[upstream]`, checked.
@@ -179,6 +239,8 @@ pub struct Overrides {
     pub origin: Option<String>,
     /// `--admin-listen`: the operations listener.
     pub admin_listen: Option<String>,
+    /// `--data-dir`: where the embedded database lives (relative to the working directory).
+    pub data_dir: Option<String>,
 }
 
 /// Why a config could not be used.

@@ -11,25 +11,31 @@
 //! - [`path`]: request path normalisation and object kinds.
 //! - [`origin`]: origin base URLs and matching absolute URIs against them.
 //! - [`net`]: IP prefixes for address binding.
+//! - [`form`]: query-string and form decoding.
+//! - [`rights`]: products, media, purchases, the store and the cached rights check.
 //! - [`proxy`]: the request flow, the server, the upstream and responses.
-//! - [`admin`]: the operations listener (metrics, health).
+//! - [`admin`]: the admin listener: metrics, health, the admin API and the PPV facade.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`tls`]: rustls server configuration from PEM files.
 //! - [`signal`]: control inputs (SIGTERM, SIGINT) as one enum.
 //! - [`cli`]: the command line.
 //! - [`clock`]: the wall clock as Unix seconds.
+//! - [`demo`]: selling the bundled demo stream at start-up.
 
 pub mod access;
 pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
+pub mod form;
 pub mod manifest;
 pub mod metrics;
 pub mod net;
 pub mod origin;
 pub mod path;
 pub mod proxy;
+pub mod rights;
 pub mod signal;
 pub mod ticket;
 pub mod tls;

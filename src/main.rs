@@ -16,7 +16,6 @@ use usher::config::Config;
 use usher::proxy::server::{self, Drained, Handler, Limits, ProxyHandler};
 use usher::proxy::State;
 use usher::signal::{self, Control};
-use usher::ticket::{self, Claims, Kind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -123,24 +122,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             drain,
         ));
     }
+    if let Some(url) = &public_url {
+        let _ = state.public_url.set(url.clone());
+    }
+    let play = usher::demo::seed(&state)
+        .await
+        .context("selling the demo stream")?;
     state.ready.store(true, Ordering::Release);
-    if let (Some(demo), Some(base)) = (&config.demo, &public_url) {
-        let now = usher::clock::unix_now();
-        let claims = Claims {
-            sub: demo.subject.clone(),
-            scope: demo.scope.clone(),
-            nbf: now,
-            exp: now + config.token.ticket_ttl.as_secs(),
-            dev: None,
-            ip: None,
-            sid: None,
-            cap: 0,
-        };
-        let ticket = ticket::sign(&config.token.keys, Kind::Ticket, &claims);
-        println!(
-            "play: {base}{}?{}={ticket}",
-            demo.play_path, config.token.ticket_param
-        );
+    if let Some(url) = play {
+        println!("play: {url}");
     }
     tracing::info!(origin = ?state.config.upstream.origin, "usher is serving");
 

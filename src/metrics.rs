@@ -29,6 +29,15 @@ pub struct Metrics {
     pub rewritten_uris: IntCounterVec,
     /// `usher_requests_in_flight`: requests being served now.
     pub in_flight: IntGauge,
+    /// `usher_rights_cache_total{outcome}`: rights decisions found in the cache or not.
+    pub rights_cache: IntCounterVec,
+    /// `usher_rights_lookups_total{outcome}`: decisions made by the rights source:
+    /// granted, refused, or grace (a recent yes served while the external source is down).
+    pub rights_lookups: IntCounterVec,
+    /// `usher_rights_invalidations_total{scope}`: cache invalidations by admin writes.
+    pub rights_invalidations: IntCounterVec,
+    /// `usher_admin_requests_total{api, status}`: admin API and facade calls.
+    pub admin_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -67,6 +76,26 @@ impl Metrics {
             "URIs in rewritten playlists: tokenized, rerouted, foreign or unresolved.",
             &["disposition"],
         );
+        let rights_cache = counter(
+            "usher_rights_cache_total",
+            "Rights decisions answered from the cache (hit) or looked up (miss).",
+            &["outcome"],
+        );
+        let rights_lookups = counter(
+            "usher_rights_lookups_total",
+            "Rights lookups by outcome: granted, refused, or grace (external source down).",
+            &["outcome"],
+        );
+        let rights_invalidations = counter(
+            "usher_rights_invalidations_total",
+            "Rights cache invalidations by admin writes, by scope (subject or all).",
+            &["scope"],
+        );
+        let admin_requests = counter(
+            "usher_admin_requests_total",
+            "Admin API and PPV facade calls, by API and HTTP status.",
+            &["api", "status"],
+        );
         let upstream_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "usher_upstream_duration_seconds",
@@ -93,6 +122,10 @@ impl Metrics {
             rewrites,
             rewritten_uris,
             in_flight,
+            rights_cache,
+            rights_lookups,
+            rights_invalidations,
+            admin_requests,
         }
     }
 

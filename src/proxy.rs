@@ -9,6 +9,8 @@
 //!            device id (header or query)
 //!         ─► access::decide: signature (kid, constant time) → nbf/exp ± skew
 //!            → scope → device → client IP                                  (401/403)
+//!         ─► rights: cached decision for subject + media + device class:
+//!            bought, in window, active, not revoked, account enabled       (403/503)
 //!         ─► upstream request: credentials stripped from query and headers,
 //!            hop-by-hop removed, X-Forwarded-*/Forwarded added             (502/504)
 //!         ─► playlist? → read whole (bounded) → manifest::rewrite with one
@@ -28,7 +30,9 @@ mod playlist;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -38,10 +42,15 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 
 use crate::access::{self, Presented, Route};
-use crate::config::Config;
+use crate::config::{Config, RightsSource};
 use crate::metrics::Metrics;
 use crate::origin::OriginBase;
 use crate::path::{self, ObjectKind};
+use crate::rights::external::External;
+use crate::rights::model::DeviceClass;
+use crate::rights::sqlite::SqliteStore;
+use crate::rights::store::Store;
+use crate::rights::{Rights, Source};
 use respond::ProxyError;
 use upstream::{Upstream, UpstreamRequest};
 
@@ -66,8 +75,16 @@ pub struct State {
     pub metrics: Metrics,
     /// Whether start-up finished (config, keys, TLS, listeners).
     pub ready: AtomicBool,
-    /// The clock used for credential windows.
+    /// The clock used for credential and rights windows.
     pub clock: Clock,
+    /// Rights state: products, media, purchases, accounts.
+    pub store: Arc<dyn Store>,
+    /// The rights check, unless `rights.source = "none"`.
+    pub rights: Option<Rights>,
+    /// Base URL players reach usher on (set once the public listener is bound).
+    pub public_url: OnceLock<String>,
+    /// The admin API credential.
+    pub admin_token: String,
     requests: AtomicU64,
 }
 
@@ -86,19 +103,74 @@ impl State {
     /// When the upstream cannot be set up.
     pub fn with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let upstream = Upstream::new(&config.upstream)?;
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&config.data_dir)
+                .with_context(|| format!("store.data_dir {}", config.data_dir.display()))?,
+        );
+        let metrics = Metrics::new();
+        let source = match &config.rights.source {
+            RightsSource::None => None,
+            RightsSource::Store => Some(Source::Store),
+            RightsSource::External(external) => Some(Source::External(Box::new(External::new(
+                (**external).clone(),
+            )?))),
+        };
+        let rights = source
+            .map(|source| Rights::new(store.clone(), source, &config.rights, metrics.clone()))
+            .transpose()?;
         let mut origin_bases: Vec<OriginBase> =
             config.upstream.origin.base().cloned().into_iter().collect();
         origin_bases.extend(config.upstream.aliases.iter().cloned());
+        let admin_token = match &config.admin.token {
+            Some(token) => token.clone(),
+            None => generated_admin_token(&config.data_dir)?,
+        };
+        let public_url = OnceLock::new();
+        if let Some(url) = &config.admin.public_url {
+            let _ = public_url.set(url.trim_end_matches('/').to_owned());
+        }
         Ok(Self {
             upstream,
             origin_bases,
-            metrics: Metrics::new(),
+            metrics,
             ready: AtomicBool::new(false),
             clock,
+            store,
+            rights,
+            public_url,
+            admin_token,
             requests: AtomicU64::new(0),
             config,
         })
     }
+}
+
+/// The admin credential kept in `<data_dir>/admin.token` when none is configured: made
+/// once (32 random bytes, hex), readable by the owner only, the same after a restart.
+fn generated_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("admin.token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_owned();
+        if token.len() >= 16 {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    tracing::info!(file = %path.display(), "no admin.token configured; generated one (read it from this file)");
+    Ok(token)
 }
 
 /// The connection a request came on.
@@ -134,7 +206,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         Err(err) => {
             let (_, reason) = err.status_and_reason();
             outcome.reason = Some(reason);
-            if let ProxyError::Denied(_) = &err {
+            if matches!(err, ProxyError::Denied(_) | ProxyError::Rights(_)) {
                 state.metrics.denials.with_label_values(&[reason]).inc();
             }
             err.to_response()
@@ -210,13 +282,12 @@ async fn handle_inner(
             };
             let now = (state.clock)();
             let skew = settings.clock_skew.as_secs();
-            Some(access::decide(
-                &settings.keys,
-                skew,
-                &path,
-                &presented,
-                now,
-            )?)
+            let grant = access::decide(&settings.keys, skew, &path, &presented, now)?;
+            if let Some(rights) = &state.rights {
+                let class = device_class(state, req.headers());
+                rights.check(&grant.claims.sub, &path, class, now).await?;
+            }
+            Some(grant)
         }
     };
 
@@ -283,6 +354,16 @@ async fn handle_inner(
         }
         _ => Ok(response),
     }
+}
+
+/// The device class a request names in `rights.device_class_header`, or the default.
+fn device_class(state: &State, headers: &http::HeaderMap) -> DeviceClass {
+    let rights = &state.config.rights;
+    headers
+        .get(&rights.device_class_header)
+        .and_then(|v| v.to_str().ok())
+        .and_then(DeviceClass::parse)
+        .unwrap_or(rights.default_device_class)
 }
 
 /// `/readyz`: 200 once start-up finished, 503 before.

@@ -8,12 +8,23 @@ use std::process::Command;
 
 use support::*;
 
+/// The shipped config, as the README runs it, with ports and the database moved aside so
+/// tests can run side by side.
 fn start_demo() -> Usher {
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/usher.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
     Usher::start_file(
         &config,
-        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
-        tempfile::tempdir().unwrap(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        dir,
     )
 }
 

@@ -14,6 +14,8 @@ use super::{
 use crate::origin::OriginBase;
 use crate::ticket::{Key, KeyRing};
 
+mod rights;
+
 /// Collects problems so one run reports all of them.
 #[derive(Default)]
 struct Problems(Vec<String>);
@@ -173,7 +175,26 @@ pub(super) fn check(
         } else {
             p.addr("admin.listen", &admin_text)
         },
+        token: std::env::var("USHER_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or(file.admin.token),
+        public_url: file.admin.public_url,
     };
+    if let Some(url) = &admin.public_url {
+        if let Err(why) = OriginBase::parse(url) {
+            p.add("admin.public_url", url, why);
+        }
+    }
+    if admin.token.as_ref().is_some_and(|t| t.len() < 16) {
+        p.add("admin.token", "", "must be at least 16 characters");
+    }
+    let data_dir = match (&overrides.data_dir, file.store.data_dir) {
+        (Some(dir), _) => std::path::PathBuf::from(dir),
+        (None, Some(dir)) => base_dir.join(dir),
+        (None, None) => base_dir.join("data"),
+    };
+    let rights = rights::check(&mut p, file.rights);
 
     let up = file.upstream;
     let origin = match (&overrides.origin, &up.origin) {
@@ -277,6 +298,8 @@ pub(super) fn check(
             upstream,
             token,
             access,
+            data_dir,
+            rights,
             demo,
         }),
         _ => Err(ConfigError::Invalid(p.0)),

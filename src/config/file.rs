@@ -26,8 +26,70 @@ pub struct FileConfig {
     /// Which paths need credentials, and CORS.
     #[serde(default)]
     pub access: AccessFile,
+    /// Where the embedded database lives.
+    #[serde(default)]
+    pub store: StoreFile,
+    /// Where rights decisions come from, and their cache.
+    #[serde(default)]
+    pub rights: RightsFile,
     /// The demo stream whose playable URL `serve` prints.
     pub demo: Option<DemoFile>,
+}
+
+/// `[store]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// Directory of the embedded database (relative to this file); `--data-dir` overrides.
+    pub data_dir: Option<String>,
+}
+
+/// `[rights]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightsFile {
+    /// `"store"` (the embedded store), `"external"` (the operator's HTTP service) or
+    /// `"none"` (a valid ticket is enough).
+    pub source: Option<String>,
+    /// How long a positive decision is cached.
+    pub positive_ttl: Option<String>,
+    /// How long a refusal is cached.
+    pub negative_ttl: Option<String>,
+    /// Most decisions cached.
+    pub cache_capacity: Option<u64>,
+    /// Request header naming the device class (`ott`, `iptv`, `hybrid`).
+    pub device_class_header: Option<String>,
+    /// Device class of requests that do not name one.
+    pub default_device_class: Option<String>,
+    /// The external rights service, for `source = "external"`.
+    pub external: Option<ExternalFile>,
+}
+
+/// `[rights.external]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalFile {
+    /// URL template; `{sub}`, `{content}`, `{editorial}`, `{class}`, `{now}` are replaced
+    /// (URL-encoded).
+    pub url: Option<String>,
+    /// `GET` or `POST`.
+    pub method: Option<String>,
+    /// Body template for `POST`, same placeholders.
+    pub body: Option<String>,
+    /// Content type of the `POST` body.
+    pub content_type: Option<String>,
+    /// Time allowed for the whole exchange.
+    pub timeout: Option<String>,
+    /// Statuses that can mean yes.
+    pub success_status: Option<Vec<u16>>,
+    /// JSON pointer (`/allowed`) that must equal `success_json_value`.
+    pub success_json_pointer: Option<String>,
+    /// The value at `success_json_pointer` that means yes.
+    pub success_json_value: Option<toml::Value>,
+    /// Text the body must contain to mean yes.
+    pub success_body_contains: Option<String>,
+    /// Keep serving a yes seen within this long while the service is down (`0s`: never).
+    pub grace: Option<String>,
 }
 
 /// `[listen]`
@@ -56,6 +118,13 @@ pub struct ListenFile {
 pub struct AdminFile {
     /// Address of the operations listener; loopback unless you mean otherwise.
     pub listen: Option<String>,
+    /// Bearer credential of the admin API (and the PPV facade's `apikey`); the environment
+    /// variable `USHER_ADMIN_TOKEN` overrides it. Without either, usher makes one and
+    /// writes it to `<data_dir>/admin.token`.
+    pub token: Option<String>,
+    /// Base URL players use to reach usher, for play URLs the admin API returns; default:
+    /// the first public listener.
+    pub public_url: Option<String>,
 }
 
 /// `[upstream]`

@@ -100,6 +100,7 @@ fn overrides_replace_the_file() {
         listen: Some("127.0.0.1:4321".into()),
         origin: Some("https://cdn.example/hls".into()),
         admin_listen: Some("off".into()),
+        data_dir: Some("/tmp/usher-test-data".into()),
     };
     let config = from_str(MINIMAL, Path::new("."), &overrides).unwrap();
     assert_eq!(config.listen.http, Some("127.0.0.1:4321".parse().unwrap()));
@@ -108,4 +109,5 @@ fn overrides_replace_the_file() {
         Origin::Http(OriginBase::parse("https://cdn.example/hls").unwrap())
     );
     assert_eq!(config.admin.listen, None);
+    assert_eq!(config.data_dir, Path::new("/tmp/usher-test-data"));
 }

@@ -14,6 +14,7 @@ use super::Body;
 use crate::access::Denied;
 use crate::manifest::ManifestError;
 use crate::path::BadPath;
+use crate::rights::decide::RightsDenied;
 
 /// Why a request was not served.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,9 @@ pub enum ProxyError {
     /// The access check refused it.
     #[error(transparent)]
     Denied(#[from] Denied),
+    /// The credential is valid but the rights check refused it.
+    #[error(transparent)]
+    Rights(#[from] RightsDenied),
     /// The path cannot be normalised safely.
     #[error(transparent)]
     BadPath(#[from] BadPath),
@@ -53,6 +57,10 @@ impl ProxyError {
         match self {
             ProxyError::Denied(Denied::NoCredential) => (StatusCode::UNAUTHORIZED, "no_credential"),
             ProxyError::Denied(denied) => (StatusCode::FORBIDDEN, denied.reason()),
+            ProxyError::Rights(RightsDenied::Unavailable) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "rights_unavailable")
+            }
+            ProxyError::Rights(denied) => (StatusCode::FORBIDDEN, denied.reason()),
             ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path"),
             ProxyError::NotRouted => (StatusCode::NOT_FOUND, "not_routed"),
             ProxyError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -144,6 +152,25 @@ mod tests {
         assert_eq!(status(Denied::OutOfScope.into()), (403, "out_of_scope"));
         assert_eq!(status(Denied::WrongDevice.into()), (403, "wrong_device"));
         assert_eq!(status(Denied::IpMismatch.into()), (403, "ip_mismatch"));
+    }
+
+    #[test]
+    fn rights_refusals_are_403_and_an_unreachable_source_is_503() {
+        for (denied, reason) in [
+            (RightsDenied::NoRights, "no_rights"),
+            (RightsDenied::NotStarted { at: 1 }, "rights_not_started"),
+            (RightsDenied::Expired { at: 1 }, "rights_expired"),
+            (RightsDenied::ProductInactive, "product_inactive"),
+            (RightsDenied::AccountDisabled, "account_disabled"),
+            (RightsDenied::Revoked, "revoked"),
+            (RightsDenied::DeviceClass, "device_class"),
+        ] {
+            assert_eq!(status(denied.into()), (403, reason));
+        }
+        assert_eq!(
+            status(RightsDenied::Unavailable.into()),
+            (503, "rights_unavailable")
+        );
     }
 
     #[test]

@@ -165,7 +165,11 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-fn client_tls(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+/// A rustls client config trusting the system roots and, if given, a PEM CA file.
+///
+/// # Errors
+/// When the CA file cannot be read or holds an unusable certificate.
+pub fn client_tls(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);

@@ -238,8 +238,21 @@ pub fn usher_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_usher"))
 }
 
-/// A config body for tests: listeners on port 0, the test key, `extra` appended.
+/// A config body for tests without rights checks (a valid ticket is enough): listeners on
+/// port 0, the test key, `extra` appended.
 pub fn test_config(origin: &str, extra: &str) -> String {
+    config_with(origin, "none", extra)
+}
+
+/// The admin credential of test configs.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A config body with rights from the embedded store.
+pub fn rights_config(origin: &str, extra: &str) -> String {
+    config_with(origin, "store", extra)
+}
+
+fn config_with(origin: &str, rights: &str, extra: &str) -> String {
     format!(
         r#"
 [listen]
@@ -247,6 +260,9 @@ http = "127.0.0.1:0"
 drain_timeout = "5s"
 [admin]
 listen = "127.0.0.1:0"
+token = "{ADMIN_TOKEN}"
+[rights]
+source = "{rights}"
 [upstream]
 origin = "{origin}"
 timeout = "2s"

@@ -119,7 +119,7 @@ fn queryparam_define_is_resolved_from_the_request_query() {
 
 #[test]
 fn form_decoding_of_query_values() {
-    assert_eq!(form_decode("a%2Fb+c%zz%4"), "a/b c%zz%4");
+    assert_eq!(crate::form::decode("a%2Fb+c%zz%4"), "a/b c%zz%4");
     assert_eq!(
         query_value(Some("x=1&b%61se=%2Fp&base=2"), "base").as_deref(),
         Some("/p")

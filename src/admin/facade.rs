@@ -1,0 +1,310 @@
+//! The PPV REST API compatibility facade: `/api/ppv/<method>` with `apikey` and the
+//! documented parameters (query string or form body), answering XML with the document's
+//! element names and `<Status>`, so an integration written against that API works against
+//! usher unchanged. Errors answer `<Status>Failed</Status>` with a `<Message>` and the
+//! matching HTTP status. Also `sendVideoTicket.php` (email, firstName, vidID), which
+//! issues a ticket and answers its link.
+
+use super::fields::Fields;
+use super::ops::{self, AdminError};
+use super::xml::Xml;
+use crate::proxy::State;
+use crate::rights::date;
+use crate::rights::model::{Media, Product, Purchase};
+use crate::rights::store::{Page, PurchaseFilter};
+
+fn required<'f>(f: &'f Fields, name: &str) -> Result<&'f str, AdminError> {
+    f.get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            AdminError::Invalid(super::fields::Invalid {
+                field: name.to_owned(),
+                reason: "required".to_owned(),
+            })
+        })
+}
+
+fn page(f: &Fields) -> Page {
+    let number =
+        |name: &str, default: u32| f.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    Page {
+        offset: number("offset", 0),
+        limit: number("limit", 100).min(Page::MAX_LIMIT),
+    }
+}
+
+fn date_or_empty(t: Option<u64>) -> String {
+    t.map(date::format).unwrap_or_default()
+}
+
+fn period(p: &Product) -> String {
+    p.period_days.map(|d| d.to_string()).unwrap_or_default()
+}
+
+fn kind(p: &Product) -> &'static str {
+    match p.kind {
+        crate::rights::model::ProductType::Single => "single",
+        crate::rights::model::ProductType::Group => "group",
+    }
+}
+
+fn product_item(xml: &mut Xml, p: &Product, with_type: bool) {
+    xml.open("Item");
+    xml.leaf("Code", &p.code).leaf("Name", &p.name);
+    if with_type {
+        xml.leaf("Type", kind(p));
+    }
+    xml.leaf("Cost", p.cost.as_deref().unwrap_or(""))
+        .leaf("Period", &period(p))
+        .leaf("AccessExpirationDate", &date_or_empty(p.access_expire))
+        .leaf("Description", &p.description);
+    xml.close();
+}
+
+fn media_item(state: &State, xml: &mut Xml, m: &Media) {
+    let base = state.public_url.get().map_or("", String::as_str);
+    xml.open("Item");
+    xml.leaf("Title", &m.title)
+        .leaf("Code", &m.code)
+        .leaf("PublishKey", "")
+        .leaf("OnlineStatus", if m.live { "True" } else { "False" })
+        .leaf("RecordStatus", "False")
+        .leaf("Concurrent", "0")
+        .leaf("CreationDate", &date::format(m.created_at))
+        .leaf("Type", if m.live { "live" } else { "video" })
+        .leaf("MediaStatus", "Done");
+    xml.open("Adaptive")
+        .leaf("AppleHLS", &format!("{base}{}{}", m.prefix, m.playlist))
+        .close();
+    xml.close();
+}
+
+fn buyer_item(xml: &mut Xml, b: &Purchase, p: Option<&Product>, extra: Option<&str>) {
+    xml.open("Item");
+    xml.leaf("Email", b.email.as_deref().unwrap_or(""))
+        .leaf("Hash", &b.hash)
+        .leaf("Period", &p.map(period).unwrap_or_default());
+    if extra.is_some() {
+        xml.leaf(
+            "AccessStartDate",
+            &date_or_empty(b.access_start.or(p.and_then(|p| p.access_start))),
+        );
+    }
+    xml.leaf(
+        "AccessExpirationDate",
+        &date_or_empty(b.access_expire.or(p.and_then(|p| p.access_expire))),
+    )
+    .leaf("DatePurchase", &date::format(b.purchased_at));
+    if let Some(url) = extra {
+        xml.leaf("Ticket", b.ticket.as_deref().unwrap_or(""));
+        xml.leaf("PlayUrl", url);
+    }
+    xml.close();
+}
+
+fn success(mut xml: Xml) -> String {
+    xml.leaf("Status", "Success");
+    xml.finish()
+}
+
+fn message(text: &str) -> String {
+    let mut xml = Xml::new("Response");
+    xml.leaf("Message", text);
+    success(xml)
+}
+
+/// The XML body for an error.
+pub fn failure(message: &str) -> String {
+    let mut xml = Xml::new("Response");
+    xml.leaf("Message", message).leaf("Status", "Failed");
+    xml.finish()
+}
+
+/// Answers `/api/ppv/<method>` with `fields` (already authenticated).
+///
+/// # Errors
+/// Any [`AdminError`]; the caller renders it with [`failure`].
+pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, AdminError> {
+    match method {
+        "create" => {
+            let p = ops::create_product(state, f).await?;
+            let mut xml = Xml::new("Response");
+            xml.open("Items");
+            product_item(&mut xml, &p, true);
+            xml.close();
+            Ok(success(xml))
+        }
+        "update" => {
+            let p = ops::update_product(state, required(f, "code")?, f).await?;
+            let mut xml = Xml::new("Response");
+            xml.open("Items");
+            product_item(&mut xml, &p, false);
+            xml.close();
+            Ok(success(xml))
+        }
+        "delete" => {
+            ops::delete_product(state, required(f, "code")?).await?;
+            Ok(success(Xml::new("Response")))
+        }
+        "list" => {
+            let products = ops::list_products(state, page(f)).await?;
+            let mut xml = Xml::new("Response");
+            xml.open("Items");
+            for p in &products {
+                let files = ops::product_media(
+                    state,
+                    &p.code,
+                    Page {
+                        offset: 0,
+                        limit: Page::MAX_LIMIT,
+                    },
+                )
+                .await?;
+                xml.open("Item");
+                xml.leaf("Name", &p.name)
+                    .leaf("Code", &p.code)
+                    .leaf("Cost", p.cost.as_deref().unwrap_or(""))
+                    .leaf("Period", &period(p))
+                    .leaf("AccessExpirationDate", &date_or_empty(p.access_expire))
+                    .leaf("AmountFiles", &files.len().to_string())
+                    .leaf("Type", kind(p))
+                    .leaf("AddedDate", &date::format(p.created_at))
+                    .leaf("Description", &p.description);
+                xml.close();
+            }
+            xml.close();
+            Ok(success(xml))
+        }
+        "addmedia" => {
+            let code = required(f, "code")?;
+            let media = required(f, "media")?;
+            ops::add_media(state, code, media).await?;
+            let m = ops::get_media(state, media).await;
+            let mut xml = Xml::new("Response");
+            xml.open("Medias");
+            if let Ok(m) = m {
+                media_item(state, &mut xml, &m);
+            }
+            xml.close();
+            Ok(success(xml))
+        }
+        "deletemedia" => {
+            ops::remove_media(state, required(f, "code")?, required(f, "media")?).await?;
+            Ok(success(Xml::new("Response")))
+        }
+        "listmedia" => {
+            let media = ops::product_media(state, required(f, "code")?, page(f)).await?;
+            let mut xml = Xml::new("Response");
+            xml.open("Medias");
+            for m in &media {
+                media_item(state, &mut xml, m);
+            }
+            xml.close();
+            Ok(success(xml))
+        }
+        "addbuyer" => {
+            let sold = ops::add_buyer(state, f).await?;
+            let product = ops::get_product(state, &sold.purchase.product).await?;
+            let mut xml = Xml::new("Response");
+            xml.open("Items");
+            buyer_item(
+                &mut xml,
+                &sold.purchase,
+                Some(&product),
+                Some(sold.play_url.as_deref().unwrap_or("")),
+            );
+            xml.close();
+            Ok(success(xml))
+        }
+        "updatebuyer" => {
+            ops::update_buyer(state, required(f, "hash")?, f).await?;
+            Ok(message("Recovery code is updated"))
+        }
+        "deletebuyer" => {
+            ops::delete_buyer(state, required(f, "hash")?).await?;
+            Ok(message("Recovery code is deleted"))
+        }
+        "listbuyers" => {
+            let product = ops::get_product(state, required(f, "code")?).await?;
+            let filter = PurchaseFilter {
+                product: Some(product.code.clone()),
+                media: f.get("media").filter(|m| !m.is_empty()).cloned(),
+                email: f.get("email").filter(|m| !m.is_empty()).cloned(),
+                ..PurchaseFilter::default()
+            };
+            let buyers = ops::list_buyers(state, filter, page(f)).await?;
+            let mut xml = Xml::new("Response");
+            xml.open("Items");
+            for b in &buyers {
+                buyer_item(&mut xml, b, Some(&product), None);
+            }
+            xml.close();
+            Ok(success(xml))
+        }
+        "contacts" => Ok(contacts_xml(&ops::contacts(state).await?, None)),
+        "updatecontacts" => Ok(contacts_xml(
+            &ops::update_contacts(state, f).await?,
+            Some("Updated success"),
+        )),
+        _ => Err(AdminError::NoEndpoint),
+    }
+}
+
+fn contacts_xml(c: &crate::rights::model::Contacts, note: Option<&str>) -> String {
+    let mut xml = Xml::new("Response");
+    xml.leaf("Name", &c.name)
+        .leaf("Phone", &c.phone)
+        .leaf("Email", &c.email)
+        .leaf("Site", &c.site)
+        .leaf("Description", &c.description);
+    if let Some(note) = note {
+        xml.leaf("Message", note);
+    }
+    success(xml)
+}
+
+/// `sendVideoTicket.php`: `email`, `firstName`, `vidID` (a media code) → a purchase of the
+/// first product that contains the media, and the link that plays it.
+///
+/// # Errors
+/// Missing fields, or no product sells that media.
+pub async fn video_ticket(state: &State, f: &Fields) -> Result<String, AdminError> {
+    let email = required(f, "email")?;
+    let media = required(f, "vidID")?;
+    let products = ops::list_products(
+        state,
+        Page {
+            offset: 0,
+            limit: Page::MAX_LIMIT,
+        },
+    )
+    .await?;
+    let mut seller = None;
+    for p in products {
+        let media_of = ops::product_media(
+            state,
+            &p.code,
+            Page {
+                offset: 0,
+                limit: Page::MAX_LIMIT,
+            },
+        )
+        .await?;
+        if media_of.iter().any(|m| m.code == media) {
+            seller = Some(p);
+            break;
+        }
+    }
+    let product =
+        seller.ok_or_else(|| AdminError::NotFound(format!("a product selling {media}")))?;
+    let mut fields = Fields::new();
+    fields.insert("code".into(), product.code);
+    fields.insert("media".into(), media.to_owned());
+    fields.insert("email".into(), email.to_owned());
+    if let Some(name) = f.get("firstName") {
+        fields.insert("name".into(), name.clone());
+    }
+    let sold = ops::add_buyer(state, &fields).await?;
+    Ok(sold.play_url.unwrap_or_default())
+}

@@ -1,0 +1,478 @@
+//! Input fields, as both the JSON API and the PPV facade send them, checked into the rights
+//! model. One parser for both, so a value means the same whichever door it came through;
+//! every problem names its field.
+
+use std::collections::HashMap;
+
+use crate::rights::date::{self, Edge};
+use crate::rights::model::{
+    DeviceClass, HoursFrom, Media, Product, ProductType, Purchase, PurchaseStatus, Status,
+};
+
+/// A bad field (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    /// The field name as the caller sent it.
+    pub field: String,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
+
+/// `Err(Invalid)` for `field`.
+pub fn invalid<T>(field: &str, reason: impl Into<String>) -> Result<T, Invalid> {
+    Err(Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    })
+}
+
+/// Field name → text value. JSON numbers and booleans arrive as their text; arrays as
+/// comma-separated text.
+pub type Fields = HashMap<String, String>;
+
+/// Turns a JSON object into [`Fields`].
+///
+/// # Errors
+/// When the body is not a JSON object of scalars (or arrays of strings).
+pub fn from_json(value: &serde_json::Value) -> Result<Fields, Invalid> {
+    let Some(object) = value.as_object() else {
+        return invalid("body", "expected a JSON object");
+    };
+    let mut fields = Fields::new();
+    for (key, value) in object {
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).ok_or(()))
+                .collect::<Result<Vec<_>, ()>>()
+                .map_err(|()| Invalid {
+                    field: key.clone(),
+                    reason: "expected an array of strings".into(),
+                })?
+                .join(","),
+            serde_json::Value::Object(_) => return invalid(key, "expected a value, not an object"),
+        };
+        fields.insert(key.clone(), text);
+    }
+    Ok(fields)
+}
+
+/// Reads typed values out of [`Fields`], remembering which were known, so leftovers can be
+/// reported as unknown.
+pub struct Reader<'a> {
+    fields: &'a Fields,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `fields`.
+    pub fn new(fields: &'a Fields) -> Self {
+        Self {
+            fields,
+            known: Vec::new(),
+        }
+    }
+
+    /// The raw text of `name`, empty counted as absent.
+    pub fn text(&mut self, name: &'static str) -> Option<&'a str> {
+        self.known.push(name);
+        self.fields
+            .get(name)
+            .map(String::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A required text.
+    ///
+    /// # Errors
+    /// When it is missing.
+    pub fn required(&mut self, name: &'static str) -> Result<&'a str, Invalid> {
+        match self.text(name) {
+            Some(v) => Ok(v),
+            None => invalid(name, "required"),
+        }
+    }
+
+    /// A whole number.
+    ///
+    /// # Errors
+    /// When present and not a whole number.
+    pub fn number(&mut self, name: &'static str) -> Result<Option<u32>, Invalid> {
+        self.text(name)
+            .map(|v| {
+                v.parse::<u32>()
+                    .or_else(|_| {
+                        v.parse::<f64>()
+                            .ok()
+                            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+                            .map(|f| f as u32)
+                            .ok_or(())
+                    })
+                    .map_err(|_| Invalid {
+                        field: name.into(),
+                        reason: format!("\"{v}\": expected a whole number"),
+                    })
+            })
+            .transpose()
+    }
+
+    /// A boolean (`1`/`0`, `true`/`false`, `yes`/`no`).
+    ///
+    /// # Errors
+    /// When present and not a boolean.
+    pub fn flag(&mut self, name: &'static str) -> Result<Option<bool>, Invalid> {
+        self.text(name)
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => invalid(name, format!("\"{v}\": expected true/false or 1/0")),
+            })
+            .transpose()
+    }
+
+    /// A date (`YYYY-MM-DD[ HH:MM:SS]`) or Unix seconds.
+    ///
+    /// # Errors
+    /// When present and neither.
+    pub fn date(&mut self, name: &'static str, edge: Edge) -> Result<Option<u64>, Invalid> {
+        self.text(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .or_else(|_| date::parse(v, edge))
+                    .map_err(|reason| Invalid {
+                        field: name.into(),
+                        reason,
+                    })
+            })
+            .transpose()
+    }
+
+    /// Fails on the first field no reader asked for.
+    ///
+    /// # Errors
+    /// Naming the unknown field.
+    pub fn finish(&self, ignored: &[&str]) -> Result<(), Invalid> {
+        let mut names: Vec<&String> = self.fields.keys().collect();
+        names.sort();
+        match names
+            .into_iter()
+            .find(|n| !self.known.contains(&n.as_str()) && !ignored.contains(&n.as_str()))
+        {
+            Some(name) => invalid(name, "unknown field"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Applies product fields to `product` (a new one with defaults, or the stored one for an
+/// update). `code` and `created_at` are the caller's.
+///
+/// # Errors
+/// The first bad field.
+pub fn apply_product(r: &mut Reader<'_>, product: &mut Product) -> Result<(), Invalid> {
+    if let Some(name) = r.text("name") {
+        product.name = name.to_owned();
+    }
+    if let Some(description) = r.text("description") {
+        product.description = description.to_owned();
+    }
+    if let Some(kind) = r.text("type") {
+        product.kind = match kind {
+            "single" => ProductType::Single,
+            "group" => ProductType::Group,
+            other => return invalid("type", format!("\"{other}\": use single or group")),
+        };
+    }
+    if let Some(status) = r.text("status") {
+        product.status = match status {
+            "active" => Status::Active,
+            "inactive" => Status::Inactive,
+            other => return invalid("status", format!("\"{other}\": use active or inactive")),
+        };
+    }
+    if let Some(t) = r.date("available_from", Edge::Start)? {
+        product.available_from = Some(t);
+    }
+    if let Some(t) = r.date("available_until", Edge::End)? {
+        product.available_until = Some(t);
+    }
+    if let Some(cost) = r.text("cost") {
+        if cost
+            .parse::<f64>()
+            .map_or(true, |c| c < 0.0 || !c.is_finite())
+        {
+            return invalid(
+                "cost",
+                format!("\"{cost}\": expected an amount such as 100.00"),
+            );
+        }
+        product.cost = Some(cost.to_owned());
+    }
+    if let Some(currency) = r.text("currency") {
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return invalid(
+                "currency",
+                format!("\"{currency}\": expected an ISO 4217 code such as EUR"),
+            );
+        }
+        product.currency = Some(currency.to_owned());
+    }
+    if let Some(days) = r.number("period")? {
+        product.period_days = (days > 0).then_some(days);
+    }
+    if let Some(t) = r.date("access_start", Edge::Start)? {
+        product.access_start = Some(t);
+    }
+    if let Some(t) = r.date("access_expire", Edge::End)? {
+        product.access_expire = Some(t);
+    }
+    if let Some(hours) = r.number("hours")? {
+        product.hours = (hours > 0).then_some(hours);
+    }
+    if let Some(from) = r.text("hours_from") {
+        product.hours_from = match from {
+            "purchase" => HoursFrom::Purchase,
+            "first_play" => HoursFrom::FirstPlay,
+            other => {
+                return invalid(
+                    "hours_from",
+                    format!("\"{other}\": use purchase or first_play"),
+                )
+            }
+        };
+    }
+    if let Some(n) = r.number("activation")? {
+        product.activations = (n > 0).then_some(n);
+    }
+    if let Some(n) = r.number("max_devices")? {
+        product.max_devices = (n > 0).then_some(n);
+    }
+    if r.flag("device_ban")? == Some(true) {
+        product.max_devices = Some(1);
+    }
+    if let Some(flag) = r.flag("ip_recovery")? {
+        product.ip_recovery = flag;
+    }
+    if let Some(seconds) = r.number("preview")? {
+        product.preview_seconds = seconds;
+    }
+    if let Some(classes) = r.text("device_classes") {
+        product.device_classes = classes
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                DeviceClass::parse(c).ok_or_else(|| Invalid {
+                    field: "device_classes".into(),
+                    reason: format!("\"{c}\": use ott, iptv or hybrid"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if product.name.is_empty() {
+        return invalid("name", "required");
+    }
+    if let (Some(from), Some(until)) = (product.available_from, product.available_until) {
+        if until <= from {
+            return invalid("available_until", "must be after available_from");
+        }
+    }
+    if let (Some(start), Some(expire)) = (product.access_start, product.access_expire) {
+        if expire <= start {
+            return invalid("access_expire", "must be after access_start");
+        }
+    }
+    Ok(())
+}
+
+/// A new media from fields.
+///
+/// # Errors
+/// The first bad field.
+pub fn media(r: &mut Reader<'_>, code: String, now: u64) -> Result<Media, Invalid> {
+    let prefix = r.required("prefix")?;
+    let normalised = crate::path::normalize(prefix).map_err(|e| Invalid {
+        field: "prefix".into(),
+        reason: format!("\"{prefix}\": {e}"),
+    })?;
+    if normalised != prefix || !prefix.ends_with('/') || prefix == "/" {
+        return invalid("prefix", format!("\"{prefix}\": a normalised path prefix below / ending in /, such as /events/final/"));
+    }
+    let playlist = r.text("playlist").unwrap_or("master.m3u8");
+    if playlist.contains("..") || playlist.starts_with('/') {
+        return invalid(
+            "playlist",
+            format!("\"{playlist}\": a file name relative to the prefix"),
+        );
+    }
+    let media = Media {
+        code,
+        title: r.text("title").unwrap_or_default().to_owned(),
+        prefix: prefix.to_owned(),
+        playlist: playlist.to_owned(),
+        editorial: r.text("editorial").map(str::to_owned),
+        live: r.flag("live")?.unwrap_or(false),
+        created_at: now,
+    };
+    Ok(media)
+}
+
+/// Applies buyer fields to a purchase (new or stored).
+///
+/// # Errors
+/// The first bad field.
+pub fn apply_purchase(r: &mut Reader<'_>, purchase: &mut Purchase) -> Result<(), Invalid> {
+    if let Some(email) = r.text("email") {
+        if !email.contains('@') || email.contains(char::is_whitespace) {
+            return invalid("email", format!("\"{email}\": not an email address"));
+        }
+        purchase.email = Some(email.to_owned());
+    }
+    if let Some(phone) = r.text("phone") {
+        purchase.phone = Some(phone.to_owned());
+    }
+    if let Some(name) = r.text("name") {
+        purchase.name = Some(name.to_owned());
+    }
+    if let Some(t) = r.date("access_start", Edge::Start)? {
+        purchase.access_start = Some(t);
+    }
+    if let Some(t) = r.date("access_expire", Edge::End)? {
+        purchase.access_expire = Some(t);
+    }
+    if let Some(n) = r.number("activation")? {
+        purchase.activations = (n > 0).then_some(n);
+    }
+    if let Some(status) = r.text("status") {
+        purchase.status = match status {
+            "active" => PurchaseStatus::Active,
+            "revoked" => PurchaseStatus::Revoked,
+            other => return invalid("status", format!("\"{other}\": use active or revoked")),
+        };
+    }
+    if let (Some(start), Some(expire)) = (purchase.access_start, purchase.access_expire) {
+        if expire <= start {
+            return invalid("access_expire", "must be after access_start");
+        }
+    }
+    Ok(())
+}
+
+/// Checks an id supplied by the caller (codes, hashes, accounts): 1–64 of
+/// `A-Z a-z 0-9 _ - . @`.
+///
+/// # Errors
+/// When it has other characters or the wrong length.
+pub fn id(field: &str, value: &str) -> Result<String, Invalid> {
+    let ok = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        invalid(
+            field,
+            format!("\"{value}\": use 1-64 of A-Z a-z 0-9 _ - . @"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Fields {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn blank_product() -> Product {
+        serde_json::from_value(serde_json::json!({"code": "P", "name": ""})).unwrap()
+    }
+
+    #[test]
+    fn product_fields_become_the_model() {
+        let f = fields(&[
+            ("name", "Final"),
+            ("type", "group"),
+            ("cost", "100.00"),
+            ("period", "1"),
+            ("access_expire", "2018-12-31"),
+            ("device_ban", "1"),
+            ("device_classes", "ott, iptv"),
+        ]);
+        let mut r = Reader::new(&f);
+        let mut p = blank_product();
+        apply_product(&mut r, &mut p).unwrap();
+        r.finish(&[]).unwrap();
+        assert_eq!(p.kind, ProductType::Group);
+        assert_eq!(p.cost.as_deref(), Some("100.00"));
+        assert_eq!(p.period_days, Some(1));
+        assert_eq!(p.access_expire, Some(1_546_300_799));
+        assert_eq!(p.max_devices, Some(1));
+        assert_eq!(p.device_classes, vec![DeviceClass::Ott, DeviceClass::Iptv]);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        for (field, value) in [
+            ("type", "triple"),
+            ("cost", "free"),
+            ("period", "-1"),
+            ("access_start", "31/12/2018"),
+            ("device_classes", "fridge"),
+            ("currency", "euro"),
+        ] {
+            let f = fields(&[("name", "x"), (field, value)]);
+            let got = apply_product(&mut Reader::new(&f), &mut blank_product()).unwrap_err();
+            assert_eq!(got.field, field, "{value}");
+        }
+        let f = fields(&[("name", "x"), ("colour", "red")]);
+        let mut r = Reader::new(&f);
+        apply_product(&mut r, &mut blank_product()).unwrap();
+        assert_eq!(r.finish(&[]).unwrap_err().field, "colour");
+    }
+
+    #[test]
+    fn json_values_become_fields() {
+        let f = from_json(
+            &serde_json::json!({"period": 3, "ip_recovery": true, "device_classes": ["ott"]}),
+        )
+        .unwrap();
+        assert_eq!(f["period"], "3");
+        assert_eq!(f["ip_recovery"], "true");
+        assert_eq!(f["device_classes"], "ott");
+        assert!(from_json(&serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn media_prefix_must_be_normalised() {
+        for bad in ["/a/../b/", "a/", "/a", "/"] {
+            let f = fields(&[("prefix", bad)]);
+            assert_eq!(
+                media(&mut Reader::new(&f), "m".into(), 0)
+                    .unwrap_err()
+                    .field,
+                "prefix",
+                "{bad}"
+            );
+        }
+        let f = fields(&[
+            ("prefix", "/events/final/"),
+            ("editorial", "final"),
+            ("live", "1"),
+        ]);
+        let m = media(&mut Reader::new(&f), "m".into(), 0).unwrap();
+        assert!(m.live);
+        assert_eq!(m.editorial.as_deref(), Some("final"));
+    }
+}

@@ -1,0 +1,147 @@
+//! `[rights]` and `[rights.external]`, checked.
+
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+
+use super::super::file::{ExternalFile, RightsFile};
+use super::super::{ExternalConfig, RightsConfig, RightsSource};
+use super::Problems;
+use crate::rights::model::DeviceClass;
+
+pub(super) fn check(p: &mut Problems, file: RightsFile) -> RightsConfig {
+    let source = match file.source.as_deref().unwrap_or("store") {
+        "none" => RightsSource::None,
+        "store" => RightsSource::Store,
+        "external" => match file.external {
+            Some(external) => check_external(p, external),
+            None => {
+                p.add(
+                    "rights.external",
+                    "",
+                    "required when rights.source = \"external\"",
+                );
+                RightsSource::None
+            }
+        },
+        other => {
+            p.add(
+                "rights.source",
+                other,
+                "use \"store\", \"external\" or \"none\"",
+            );
+            RightsSource::None
+        }
+    };
+    let header_text = file
+        .device_class_header
+        .unwrap_or_else(|| "x-device-class".to_owned());
+    let device_class_header = HeaderName::try_from(header_text.as_str()).unwrap_or_else(|_| {
+        p.add(
+            "rights.device_class_header",
+            &header_text,
+            "not a valid header name",
+        );
+        HeaderName::from_static("x-device-class")
+    });
+    let class_text = file
+        .default_device_class
+        .unwrap_or_else(|| "ott".to_owned());
+    let default_device_class = DeviceClass::parse(&class_text).unwrap_or_else(|| {
+        p.add(
+            "rights.default_device_class",
+            &class_text,
+            "use ott, iptv or hybrid",
+        );
+        DeviceClass::Ott
+    });
+    let cache_capacity = file.cache_capacity.unwrap_or(100_000);
+    if cache_capacity == 0 {
+        p.add("rights.cache_capacity", "0", "must be at least 1");
+    }
+    RightsConfig {
+        source,
+        positive_ttl: p.duration(
+            "rights.positive_ttl",
+            file.positive_ttl.as_deref(),
+            "30s",
+            Duration::ZERO,
+        ),
+        negative_ttl: p.duration(
+            "rights.negative_ttl",
+            file.negative_ttl.as_deref(),
+            "5s",
+            Duration::ZERO,
+        ),
+        cache_capacity,
+        device_class_header,
+        default_device_class,
+    }
+}
+
+fn check_external(p: &mut Problems, file: ExternalFile) -> RightsSource {
+    let url = file.url.unwrap_or_default();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        p.add(
+            "rights.external.url",
+            &url,
+            "an http:// or https:// URL template is required",
+        );
+    }
+    let method_text = file.method.unwrap_or_else(|| "GET".to_owned());
+    let method = match method_text.to_ascii_uppercase().as_str() {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        _ => {
+            p.add("rights.external.method", &method_text, "use GET or POST");
+            Method::GET
+        }
+    };
+    let success_json = match (file.success_json_pointer, file.success_json_value) {
+        (None, None) => None,
+        (Some(pointer), Some(value)) => {
+            if !pointer.starts_with('/') {
+                p.add(
+                    "rights.external.success_json_pointer",
+                    &pointer,
+                    "a JSON pointer starts with /",
+                );
+            }
+            let value = serde_json::to_value(value).unwrap_or_default();
+            Some((pointer, value))
+        }
+        _ => {
+            p.add(
+                "rights.external.success_json_pointer",
+                "",
+                "set both success_json_pointer and success_json_value, or neither",
+            );
+            None
+        }
+    };
+    let grace = match super::super::duration::parse(file.grace.as_deref().unwrap_or("0s")) {
+        Ok(d) => d,
+        Err(why) => {
+            p.0.push(format!("rights.external.grace = {why}"));
+            Duration::ZERO
+        }
+    };
+    RightsSource::External(Box::new(ExternalConfig {
+        url,
+        method,
+        body: file.body,
+        content_type: file
+            .content_type
+            .unwrap_or_else(|| "application/x-www-form-urlencoded".to_owned()),
+        timeout: p.duration(
+            "rights.external.timeout",
+            file.timeout.as_deref(),
+            "2s",
+            Duration::ZERO,
+        ),
+        success_status: file.success_status.unwrap_or_else(|| vec![200]),
+        success_json,
+        success_body_contains: file.success_body_contains,
+        grace,
+    }))
+}

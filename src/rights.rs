@@ -1,0 +1,291 @@
+//! Entitlements: who bought what, for how long, and the cached check on the hot path.
+//!
+//! ```text
+//! path ─► media index (in memory: longest prefix → media code, editorial id)
+//!      ─► decision cache (moka): key subject + media + device class
+//!           hit, still true at `now` ─► answer
+//!           miss ─► one lookup per key however many ask (try_get_with)
+//!                   ─► store: account + purchases of products covering the media
+//!                   ─► decide::decide ─► cached: positive TTL, or the shorter negative
+//!                      TTL; never used past the right's own end (checked at `now`)
+//! ```
+//!
+//! Every admin write that changes a right invalidates what it touches before it answers,
+//! so the next request sees it. Submodules: [`model`] (the types), [`decide`] (the pure
+//! decision), [`store`] (the trait), [`sqlite`] (the embedded store), [`date`] (PPV API
+//! dates), [`external`] (the operator's HTTP rights service), [`index`] (path → media).
+
+pub mod date;
+pub mod decide;
+pub mod external;
+pub mod index;
+pub mod model;
+pub mod sqlite;
+pub mod store;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use crate::config::RightsConfig;
+use crate::metrics::Metrics;
+use decide::{Entitled, RightsDenied};
+use external::External;
+use index::{MediaIndex, MediaRef};
+use model::DeviceClass;
+use store::{Store, StoreError};
+
+/// A cached decision.
+type Decision = Result<Entitled, RightsDenied>;
+
+/// Where decisions come from.
+pub enum Source {
+    /// The embedded store (purchases sold through the admin API).
+    Store,
+    /// The operator's HTTP service (the TVMS "API provision").
+    External(Box<External>),
+}
+
+/// The rights check, with its cache and index.
+pub struct Rights {
+    store: Arc<dyn Store>,
+    source: Source,
+    index: RwLock<Arc<MediaIndex>>,
+    cache: Cache<String, Arc<Decision>>,
+    metrics: Metrics,
+}
+
+/// Per-entry time to live: positive decisions live longer than refusals.
+struct DecisionExpiry {
+    positive: Duration,
+    negative: Duration,
+}
+
+impl Expiry<String, Arc<Decision>> for DecisionExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Decision>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_ok() {
+            self.positive
+        } else {
+            self.negative
+        })
+    }
+}
+
+/// Whether a cached decision still holds at `now`.
+fn holds(decision: &Decision, now: u64) -> bool {
+    match decision {
+        Ok(entitled) => !entitled.first_play && entitled.until.is_none_or(|until| now < until),
+        Err(denied) => denied.holds_until().is_none_or(|until| now < until),
+    }
+}
+
+impl Rights {
+    /// The rights check over `store`, asking `source`.
+    ///
+    /// # Errors
+    /// When the media index cannot be read from the store.
+    pub fn new(
+        store: Arc<dyn Store>,
+        source: Source,
+        config: &RightsConfig,
+        metrics: Metrics,
+    ) -> Result<Self, StoreError> {
+        let cache = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .expire_after(DecisionExpiry {
+                positive: config.positive_ttl,
+                negative: config.negative_ttl,
+            })
+            .support_invalidation_closures()
+            .build();
+        let index = MediaIndex::new(store.all_media()?);
+        Ok(Self {
+            store,
+            source,
+            index: RwLock::new(Arc::new(index)),
+            cache,
+            metrics,
+        })
+    }
+
+    /// The store behind the check.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The media a path belongs to, if any is sold there.
+    pub fn media_for(&self, path: &str) -> Option<MediaRef> {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .lookup(path)
+            .cloned()
+    }
+
+    /// May `subject` watch what lies at `path` on a `class` device at `now`?
+    ///
+    /// # Errors
+    /// The refusal, with its reason.
+    pub async fn check(
+        &self,
+        subject: &str,
+        path: &str,
+        class: DeviceClass,
+        now: u64,
+    ) -> Result<Entitled, RightsDenied> {
+        let media = self.media_for(path).ok_or(RightsDenied::NoRights)?;
+        let key = format!("{subject}\0{}\0{}", media.code, class.as_str());
+        let cache = &self.metrics.rights_cache;
+        if let Some(decision) = self.cache.get(&key).await {
+            if holds(&decision, now) {
+                cache.with_label_values(&["hit"]).inc();
+                return (*decision).clone();
+            }
+            self.cache.invalidate(&key).await;
+        }
+        cache.with_label_values(&["miss"]).inc();
+        let decision = self
+            .cache
+            .try_get_with(key.clone(), self.lookup(subject, &media, class, now))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "rights lookup failed; refusing (fail closed)");
+                RightsDenied::Unavailable
+            })?;
+        let decision = if holds(&decision, now) {
+            (*decision).clone()
+        } else {
+            // Stored by a concurrent miss at another instant, or a first play to record:
+            // decide afresh and keep it out of the cache.
+            self.cache.invalidate(&key).await;
+            (*self
+                .lookup(subject, &media, class, now)
+                .await
+                .map_err(|_| RightsDenied::Unavailable)?)
+            .clone()
+        };
+        if let Ok(entitled) = &decision {
+            if entitled.first_play {
+                self.record_first_play(&entitled.purchase, now).await;
+            }
+        }
+        decision
+    }
+
+    async fn lookup(
+        &self,
+        subject: &str,
+        media: &MediaRef,
+        class: DeviceClass,
+        now: u64,
+    ) -> Result<Arc<Decision>, StoreError> {
+        let decision = match &self.source {
+            Source::External(external) => external
+                .decide(subject, media, class, now, &self.metrics)
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?,
+            Source::Store => {
+                let store = self.store.clone();
+                let (subject, code, editorial) = (
+                    subject.to_owned(),
+                    media.code.clone(),
+                    media.editorial.clone(),
+                );
+                let (account, candidates) = tokio::task::spawn_blocking(move || {
+                    let account = store.account(&subject)?;
+                    let candidates = store.entitlements(&subject, &code, editorial.as_deref())?;
+                    Ok::<_, StoreError>((account, candidates))
+                })
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))??;
+                let enabled = account.is_none_or(|a| a.enabled);
+                decide::decide(enabled, &candidates, class, now)
+            }
+        };
+        self.metrics
+            .rights_lookups
+            .with_label_values(&[if decision.is_ok() {
+                "granted"
+            } else {
+                "refused"
+            }])
+            .inc();
+        Ok(Arc::new(decision))
+    }
+
+    async fn record_first_play(&self, hash: &str, now: u64) {
+        let store = self.store.clone();
+        let hash = hash.to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            let Some(mut purchase) = store.purchase(&hash)? else {
+                return Ok(None);
+            };
+            if purchase.first_play_at.is_some() {
+                return Ok(None);
+            }
+            purchase.first_play_at = Some(now);
+            store.update_purchase(&purchase)?;
+            Ok::<_, StoreError>(Some(purchase.account))
+        })
+        .await;
+        match written {
+            Ok(Ok(Some(account))) => self.invalidate_subject(&account),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not record first play"),
+            Err(e) => tracing::warn!(error = %e, "could not record first play"),
+        }
+    }
+
+    /// Forgets every cached decision about `subject` (a purchase or account changed).
+    pub fn invalidate_subject(&self, subject: &str) {
+        let prefix = format!("{subject}\0");
+        self.metrics
+            .rights_invalidations
+            .with_label_values(&["subject"])
+            .inc();
+        if let Err(e) = self
+            .cache
+            .invalidate_entries_if(move |key, _| key.starts_with(&prefix))
+        {
+            tracing::warn!(error = %e, "targeted invalidation failed; dropping every decision");
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Forgets every cached decision (a product or media changed) and re-reads the media
+    /// index.
+    ///
+    /// # Errors
+    /// When the store cannot be read; the old index stays.
+    pub fn invalidate_all(&self) -> Result<(), StoreError> {
+        self.metrics
+            .rights_invalidations
+            .with_label_values(&["all"])
+            .inc();
+        self.cache.invalidate_all();
+        let index = MediaIndex::new(self.store.all_media()?);
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
+        Ok(())
+    }
+}
+
+impl DeviceClass {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::Ott => "ott",
+            DeviceClass::Iptv => "iptv",
+            DeviceClass::Hybrid => "hybrid",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

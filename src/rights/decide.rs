@@ -1,0 +1,198 @@
+//! The rights decision, pure: an account's purchases of the products that cover one piece
+//! of content, a device class and an instant in; an entitlement or the reason out.
+
+use super::model::{DeviceClass, HoursFrom, Product, Purchase, PurchaseStatus, Status};
+
+/// Why the holder of a valid credential may not watch this content now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RightsDenied {
+    /// No purchase of any product that covers the content (or the path is not sold).
+    #[error("no purchase covers this content")]
+    NoRights,
+    /// The right starts later.
+    #[error("rights start at {at}")]
+    NotStarted {
+        /// When they start.
+        at: u64,
+    },
+    /// The right has ended.
+    #[error("rights ended at {at}")]
+    Expired {
+        /// When they ended.
+        at: u64,
+    },
+    /// The product is switched off.
+    #[error("product is inactive")]
+    ProductInactive,
+    /// The account is disabled.
+    #[error("account is disabled")]
+    AccountDisabled,
+    /// The purchase was revoked.
+    #[error("purchase was revoked")]
+    Revoked,
+    /// The product may not be played on this kind of device.
+    #[error("not sold for this device class")]
+    DeviceClass,
+    /// The rights source could not answer (external source down, fail closed).
+    #[error("rights source unavailable")]
+    Unavailable,
+}
+
+impl RightsDenied {
+    /// The machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RightsDenied::NoRights => "no_rights",
+            RightsDenied::NotStarted { .. } => "rights_not_started",
+            RightsDenied::Expired { .. } => "rights_expired",
+            RightsDenied::ProductInactive => "product_inactive",
+            RightsDenied::AccountDisabled => "account_disabled",
+            RightsDenied::Revoked => "revoked",
+            RightsDenied::DeviceClass => "device_class",
+            RightsDenied::Unavailable => "rights_unavailable",
+        }
+    }
+
+    /// Ranks refusals when several purchases refuse: the one closest to a yes wins, so the
+    /// viewer hears "not started yet" rather than "revoked" for an older purchase.
+    fn rank(&self) -> u8 {
+        match self {
+            RightsDenied::NotStarted { .. } => 7,
+            RightsDenied::Expired { .. } => 6,
+            RightsDenied::DeviceClass => 5,
+            RightsDenied::ProductInactive => 4,
+            RightsDenied::Revoked => 3,
+            RightsDenied::AccountDisabled => 2,
+            RightsDenied::Unavailable => 1,
+            RightsDenied::NoRights => 0,
+        }
+    }
+
+    /// Until when this refusal stays true by the clock alone (`None`: until something is
+    /// written). A refusal for "not started" ends when the right starts.
+    pub fn holds_until(&self) -> Option<u64> {
+        match self {
+            RightsDenied::NotStarted { at } => Some(*at),
+            _ => None,
+        }
+    }
+}
+
+/// A positive decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entitled {
+    /// The purchase that grants it.
+    pub purchase: String,
+    /// When it ends (`None`: no end).
+    pub until: Option<u64>,
+    /// The purchase counts hours from first play and has not been played yet: the caller
+    /// records `now` as its first play.
+    pub first_play: bool,
+}
+
+/// The window `[start, end)` of a purchase of a product; `end` is `None` when nothing
+/// bounds it (yet: an hours-from-first-play purchase not yet played).
+pub fn window(purchase: &Purchase, product: &Product) -> (u64, Option<u64>) {
+    let mut start = purchase
+        .access_start
+        .or(product.access_start)
+        .unwrap_or(purchase.purchased_at);
+    if let Some(from) = product.available_from {
+        start = start.max(from);
+    }
+    let hours_end = product.hours.and_then(|hours| {
+        let base = match product.hours_from {
+            HoursFrom::Purchase => Some(purchase.purchased_at),
+            HoursFrom::FirstPlay => purchase.first_play_at,
+        };
+        base.map(|b| b + u64::from(hours) * 3600)
+    });
+    let ends = [
+        purchase.access_expire.or(product.access_expire),
+        product.available_until,
+        product
+            .period_days
+            .map(|days| purchase.purchased_at + u64::from(days) * 86_400),
+        hours_end,
+    ];
+    (start, ends.into_iter().flatten().min())
+}
+
+/// Decides whether an account holding `candidates` (purchases with their products, all
+/// covering the content) may watch it on a `class` device at `now`.
+///
+/// # Errors
+/// The refusal closest to a yes when no purchase grants.
+pub fn decide(
+    account_enabled: bool,
+    candidates: &[(Purchase, Product)],
+    class: DeviceClass,
+    now: u64,
+) -> Result<Entitled, RightsDenied> {
+    if !account_enabled {
+        return Err(RightsDenied::AccountDisabled);
+    }
+    let mut best: Option<Entitled> = None;
+    let mut refusal = RightsDenied::NoRights;
+    for (purchase, product) in candidates {
+        match decide_one(purchase, product, class, now) {
+            Ok(entitled) => {
+                let reach = |e: &Entitled| e.until.unwrap_or(u64::MAX);
+                if best.as_ref().is_none_or(|b| reach(&entitled) > reach(b)) {
+                    best = Some(entitled);
+                }
+            }
+            Err(why) => {
+                let closer = why.rank() > refusal.rank()
+                    || matches!((&why, &refusal), (RightsDenied::NotStarted { at: a }, RightsDenied::NotStarted { at: b }) if a < b);
+                if closer {
+                    refusal = why;
+                }
+            }
+        }
+    }
+    best.ok_or(refusal)
+}
+
+fn decide_one(
+    purchase: &Purchase,
+    product: &Product,
+    class: DeviceClass,
+    now: u64,
+) -> Result<Entitled, RightsDenied> {
+    if purchase.status == PurchaseStatus::Revoked {
+        return Err(RightsDenied::Revoked);
+    }
+    if product.status == Status::Inactive {
+        return Err(RightsDenied::ProductInactive);
+    }
+    if !product.device_classes.is_empty() && !product.device_classes.contains(&class) {
+        return Err(RightsDenied::DeviceClass);
+    }
+    let (start, end) = window(purchase, product);
+    if now < start {
+        return Err(RightsDenied::NotStarted { at: start });
+    }
+    if let Some(end) = end.filter(|&end| now >= end) {
+        return Err(RightsDenied::Expired { at: end });
+    }
+    let first_play = product.hours.is_some()
+        && product.hours_from == HoursFrom::FirstPlay
+        && purchase.first_play_at.is_none();
+    let until = if first_play {
+        // Recording the first play fixes the end; until then this decision is good for
+        // the hours counted from now.
+        let from_now = now + u64::from(product.hours.unwrap_or(0)) * 3600;
+        Some(end.map_or(from_now, |e| e.min(from_now)))
+    } else {
+        end
+    };
+    Ok(Entitled {
+        purchase: purchase.hash.clone(),
+        until,
+        first_play,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,460 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Why SQLite: a single file created on first start, transactions that make every
+//! multi-row write whole or absent, and a write-ahead log synced on every commit
+//! (`synchronous=FULL`), so a write that returned is on disk before usher answers 2xx and
+//! survives `kill -9` and power loss alike. Readers do not block the writer in WAL mode.
+//! Entities are stored as JSON next to the columns that are queried, so a field added to
+//! the model needs no migration; migrations are for new tables and indexes.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::model::{Account, Contacts, Media, Product, Purchase};
+use super::store::{Page, PurchaseFilter, Store, StoreError};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the PPV rights model.
+    "CREATE TABLE products (
+        code TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE media (
+        code TEXT PRIMARY KEY,
+        prefix TEXT NOT NULL UNIQUE,
+        editorial TEXT,
+        created_at INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE product_media (
+        product TEXT NOT NULL REFERENCES products(code) ON DELETE CASCADE,
+        content TEXT NOT NULL,
+        PRIMARY KEY (product, content)
+    );
+    CREATE INDEX product_media_content ON product_media(content);
+    CREATE TABLE purchases (
+        hash TEXT PRIMARY KEY,
+        product TEXT NOT NULL REFERENCES products(code) ON DELETE CASCADE,
+        media TEXT,
+        account TEXT NOT NULL,
+        email TEXT,
+        status TEXT NOT NULL,
+        purchased_at INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX purchases_account ON purchases(account);
+    CREATE INDEX purchases_email ON purchases(email);
+    CREATE INDEX purchases_product ON purchases(product);
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        enabled INTEGER NOT NULL
+    );
+    CREATE TABLE contacts (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        data TEXT NOT NULL
+    );",
+];
+
+/// The SQLite store. One connection behind a mutex: writes are serialised anyway, and the
+/// hot path reads through the decision cache, not from here.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(backend)
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(backend)
+}
+
+fn status_text(purchase: &Purchase) -> &'static str {
+    match purchase.status {
+        super::model::PurchaseStatus::Active => "active",
+        super::model::PurchaseStatus::Revoked => "revoked",
+    }
+}
+
+fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(what.to_owned())
+        }
+        other => backend(other),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `usher.db` in `dir`, and brings its schema up to date.
+    ///
+    /// # Errors
+    /// When the directory or the file cannot be created or read, or a migration fails.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| backend(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("usher.db");
+        let conn =
+            Connection::open(&path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        let store = Self {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The schema version (number of migrations applied).
+    ///
+    /// # Errors
+    /// On a backend failure.
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(backend)?;
+        Ok(version as usize)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let applied = self.schema_version()?;
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Backend(format!(
+                "database schema version {applied} is newer than this usher knows ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        let mut conn = self.conn();
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute_batch(sql).map_err(backend)?;
+            tx.pragma_update(None, "user_version", (n + 1) as i64)
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-applied transaction (SQLite
+        // rolls back an unfinished one), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn one<T: DeserializeOwned>(&self, sql: &str, key: &str) -> Result<Option<T>, StoreError> {
+        let conn = self.conn();
+        let data: Option<String> = conn
+            .query_row(sql, [key], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        data.map(|d| from_json(&d)).transpose()
+    }
+
+    fn many<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(params, |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        rows.map(|row| from_json(&row.map_err(backend)?)).collect()
+    }
+
+    fn changed(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let n = self.conn().execute(sql, params).map_err(backend)?;
+        if n == 0 {
+            Err(StoreError::NotFound(what.to_owned()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_product(&self, product: &Product) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO products (code, created_at, data) VALUES (?1, ?2, ?3)",
+                params![product.code, product.created_at as i64, to_json(product)?],
+            )
+            .map_err(|e| conflict_or(e, &format!("product {}", product.code)))?;
+        Ok(())
+    }
+
+    fn update_product(&self, product: &Product) -> Result<(), StoreError> {
+        self.changed(
+            "UPDATE products SET data = ?2 WHERE code = ?1",
+            &[&product.code, &to_json(product)?],
+            &format!("product {}", product.code),
+        )
+    }
+
+    fn product(&self, code: &str) -> Result<Option<Product>, StoreError> {
+        self.one("SELECT data FROM products WHERE code = ?1", code)
+    }
+
+    fn products(&self, page: Page) -> Result<Vec<Product>, StoreError> {
+        self.many(
+            "SELECT data FROM products ORDER BY created_at, code LIMIT ?1 OFFSET ?2",
+            &[&page.limit, &page.offset],
+        )
+    }
+
+    fn delete_product(&self, code: &str) -> Result<(), StoreError> {
+        self.changed(
+            "DELETE FROM products WHERE code = ?1",
+            &[&code],
+            &format!("product {code}"),
+        )
+    }
+
+    fn create_media(&self, media: &Media) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO media (code, prefix, editorial, created_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    media.code,
+                    media.prefix,
+                    media.editorial,
+                    media.created_at as i64,
+                    to_json(media)?
+                ],
+            )
+            .map_err(|e| conflict_or(e, &format!("media {} or prefix {}", media.code, media.prefix)))?;
+        Ok(())
+    }
+
+    fn media(&self, code: &str) -> Result<Option<Media>, StoreError> {
+        self.one("SELECT data FROM media WHERE code = ?1", code)
+    }
+
+    fn all_media(&self) -> Result<Vec<Media>, StoreError> {
+        self.many("SELECT data FROM media ORDER BY created_at, code", &[])
+    }
+
+    fn delete_media(&self, code: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let n = tx
+            .execute("DELETE FROM media WHERE code = ?1", [code])
+            .map_err(backend)?;
+        tx.execute("DELETE FROM product_media WHERE content = ?1", [code])
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("media {code}")));
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn link(&self, product: &str, content: &str) -> Result<(), StoreError> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO product_media (product, content)
+                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM products WHERE code = ?1)",
+                params![product, content],
+            )
+            .map_err(backend)?;
+        if n == 0 && self.product(product)?.is_none() {
+            return Err(StoreError::NotFound(format!("product {product}")));
+        }
+        Ok(())
+    }
+
+    fn unlink(&self, product: &str, content: &str) -> Result<(), StoreError> {
+        self.changed(
+            "DELETE FROM product_media WHERE product = ?1 AND content = ?2",
+            &[&product, &content],
+            &format!("media {content} in product {product}"),
+        )
+    }
+
+    fn linked(&self, product: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT content FROM product_media WHERE product = ?1 ORDER BY rowid")
+            .map_err(backend)?;
+        let rows = stmt.query_map([product], |r| r.get(0)).map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
+    }
+
+    fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
+            "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                purchase.hash,
+                purchase.product,
+                purchase.media,
+                purchase.account,
+                purchase.email,
+                status_text(purchase),
+                purchase.purchased_at as i64,
+                to_json(purchase)?
+            ],
+        )
+        .map_err(|e| match conflict_or(e, &format!("purchase {}", purchase.hash)) {
+            // A foreign-key failure is a constraint violation too: name the product.
+            StoreError::Conflict(_) if self_product_missing(&tx, &purchase.product) => {
+                StoreError::NotFound(format!("product {}", purchase.product))
+            }
+            other => other,
+        })?;
+        tx.execute(
+            "INSERT OR IGNORE INTO accounts (id, enabled) VALUES (?1, 1)",
+            [&purchase.account],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
+        self.changed(
+            "UPDATE purchases SET status = ?2, data = ?3 WHERE hash = ?1",
+            &[&purchase.hash, &status_text(purchase), &to_json(purchase)?],
+            &format!("purchase {}", purchase.hash),
+        )
+    }
+
+    fn purchase(&self, hash: &str) -> Result<Option<Purchase>, StoreError> {
+        self.one("SELECT data FROM purchases WHERE hash = ?1", hash)
+    }
+
+    fn purchases(&self, filter: &PurchaseFilter, page: Page) -> Result<Vec<Purchase>, StoreError> {
+        let status = filter.status.map(|s| match s {
+            super::model::PurchaseStatus::Active => "active",
+            super::model::PurchaseStatus::Revoked => "revoked",
+        });
+        self.many(
+            "SELECT data FROM purchases
+             WHERE (?1 IS NULL OR product = ?1) AND (?2 IS NULL OR media = ?2)
+               AND (?3 IS NULL OR email = ?3 COLLATE NOCASE) AND (?4 IS NULL OR account = ?4)
+               AND (?5 IS NULL OR status = ?5)
+             ORDER BY purchased_at, hash LIMIT ?6 OFFSET ?7",
+            &[
+                &filter.product,
+                &filter.media,
+                &filter.email,
+                &filter.account,
+                &status,
+                &page.limit,
+                &page.offset,
+            ],
+        )
+    }
+
+    fn delete_purchase(&self, hash: &str) -> Result<(), StoreError> {
+        self.changed(
+            "DELETE FROM purchases WHERE hash = ?1",
+            &[&hash],
+            &format!("purchase {hash}"),
+        )
+    }
+
+    fn entitlements(
+        &self,
+        account: &str,
+        code: &str,
+        editorial: Option<&str>,
+    ) -> Result<Vec<(Purchase, Product)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT pu.data, pr.data FROM purchases pu
+                 JOIN products pr ON pr.code = pu.product
+                 JOIN product_media pm ON pm.product = pu.product
+                 WHERE pu.account = ?1 AND pm.content IN (?2, ?3)",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![account, code, editorial.unwrap_or(code)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (purchase, product) = row.map_err(backend)?;
+            Ok((from_json(&purchase)?, from_json(&product)?))
+        })
+        .collect()
+    }
+
+    fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        let conn = self.conn();
+        conn.query_row("SELECT enabled FROM accounts WHERE id = ?1", [id], |r| {
+            Ok(Account {
+                id: id.to_owned(),
+                enabled: r.get::<_, i64>(0)? != 0,
+            })
+        })
+        .optional()
+        .map_err(backend)
+    }
+
+    fn put_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO accounts (id, enabled) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET enabled = excluded.enabled",
+                params![account.id, account.enabled],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn contacts(&self) -> Result<Contacts, StoreError> {
+        Ok(self
+            .one::<Contacts>("SELECT data FROM contacts WHERE id = ?1", "1")?
+            .unwrap_or_default())
+    }
+
+    fn put_contacts(&self, contacts: &Contacts) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO contacts (id, data) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                [to_json(contacts)?],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn self_product_missing(tx: &rusqlite::Transaction<'_>, product: &str) -> bool {
+    tx.query_row("SELECT 1 FROM products WHERE code = ?1", [product], |_| {
+        Ok(())
+    })
+    .optional()
+    .map(|found| found.is_none())
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! The one trait all rights state goes through, so a shared store (PostgreSQL, Redis) can
+//! stand next to the embedded one. Every method is one transaction: it happens whole or not
+//! at all, and once it returns `Ok` it survives a crash.
+//!
+//! # Concurrency
+//! Methods block (they do file I/O); async callers run them on the blocking pool.
+
+use super::model::{Account, Contacts, Media, Product, Purchase, PurchaseStatus};
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The thing named does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique value is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The backend failed (disk, corruption); nothing was written.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: u32,
+    /// Items to return, at most [`Page::MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl Page {
+    /// Largest page.
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
+/// Which purchases a listing returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurchaseFilter {
+    /// Of this product.
+    pub product: Option<String>,
+    /// Bought for this media.
+    pub media: Option<String>,
+    /// With this email (not unique: several may match).
+    pub email: Option<String>,
+    /// Of this account.
+    pub account: Option<String>,
+    /// In this status.
+    pub status: Option<PurchaseStatus>,
+}
+
+/// Rights state.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a product. `Conflict` when the code is taken.
+    fn create_product(&self, product: &Product) -> Result<(), StoreError>;
+    /// Replaces a product. `NotFound` when it does not exist.
+    fn update_product(&self, product: &Product) -> Result<(), StoreError>;
+    /// A product by code.
+    fn product(&self, code: &str) -> Result<Option<Product>, StoreError>;
+    /// Products, oldest first.
+    fn products(&self, page: Page) -> Result<Vec<Product>, StoreError>;
+    /// Deletes a product with its media links and its purchases.
+    fn delete_product(&self, code: &str) -> Result<(), StoreError>;
+
+    /// Creates a media. `Conflict` when the code or the prefix is taken.
+    fn create_media(&self, media: &Media) -> Result<(), StoreError>;
+    /// A media by code.
+    fn media(&self, code: &str) -> Result<Option<Media>, StoreError>;
+    /// Every media (for the in-memory path index).
+    fn all_media(&self) -> Result<Vec<Media>, StoreError>;
+    /// Deletes a media and the links to it.
+    fn delete_media(&self, code: &str) -> Result<(), StoreError>;
+
+    /// Puts a content id (a media code or an editorial id) in a product. Idempotent.
+    fn link(&self, product: &str, content: &str) -> Result<(), StoreError>;
+    /// Takes a content id out of a product. `NotFound` when it was not in it.
+    fn unlink(&self, product: &str, content: &str) -> Result<(), StoreError>;
+    /// The content ids in a product.
+    fn linked(&self, product: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Records a purchase, creating its account (enabled) if new.
+    fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError>;
+    /// Replaces a purchase. `NotFound` when it does not exist.
+    fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError>;
+    /// A purchase by hash.
+    fn purchase(&self, hash: &str) -> Result<Option<Purchase>, StoreError>;
+    /// Purchases matching `filter`, oldest first.
+    fn purchases(&self, filter: &PurchaseFilter, page: Page) -> Result<Vec<Purchase>, StoreError>;
+    /// Deletes a purchase.
+    fn delete_purchase(&self, hash: &str) -> Result<(), StoreError>;
+    /// The account's purchases of products that contain the media `code` or its
+    /// `editorial` id, with those products: everything a rights decision needs.
+    fn entitlements(
+        &self,
+        account: &str,
+        code: &str,
+        editorial: Option<&str>,
+    ) -> Result<Vec<(Purchase, Product)>, StoreError>;
+
+    /// An account by id.
+    fn account(&self, id: &str) -> Result<Option<Account>, StoreError>;
+    /// Creates or replaces an account.
+    fn put_account(&self, account: &Account) -> Result<(), StoreError>;
+
+    /// The seller's contacts.
+    fn contacts(&self) -> Result<Contacts, StoreError>;
+    /// Replaces the seller's contacts.
+    fn put_contacts(&self, contacts: &Contacts) -> Result<(), StoreError>;
+}

@@ -1,0 +1,197 @@
+//! The cached check: hits, misses coalesced into one lookup, invalidation by admin writes,
+//! and decisions never used past the right's own end.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config::RightsSource;
+use crate::rights::model::{
+    HoursFrom, Media, Product, ProductType, Purchase, PurchaseStatus, Status,
+};
+use crate::rights::sqlite::SqliteStore;
+
+const T0: u64 = 1_800_000_000;
+
+fn config() -> RightsConfig {
+    RightsConfig {
+        source: RightsSource::Store,
+        positive_ttl: Duration::from_secs(60),
+        negative_ttl: Duration::from_secs(60),
+        cache_capacity: 1000,
+        device_class_header: http::HeaderName::from_static("x-device-class"),
+        default_device_class: DeviceClass::Ott,
+    }
+}
+
+fn setup(hours: Option<u32>) -> (tempfile::TempDir, Arc<dyn Store>, Rights, Metrics) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let product: Product = serde_json::from_value(serde_json::json!({
+        "code": "P", "name": "Final", "hours": hours, "created_at": T0
+    }))
+    .unwrap();
+    assert_eq!(
+        (product.kind, product.status, product.hours_from),
+        (ProductType::Single, Status::Active, HoursFrom::Purchase)
+    );
+    store.create_product(&product).unwrap();
+    let media: Media =
+        serde_json::from_value(serde_json::json!({"code": "final", "prefix": "/final/"})).unwrap();
+    store.create_media(&media).unwrap();
+    store.link("P", "final").unwrap();
+    let purchase: Purchase = serde_json::from_value(serde_json::json!({
+        "hash": "h1", "product": "P", "account": "alice", "purchased_at": T0
+    }))
+    .unwrap();
+    store.create_purchase(&purchase).unwrap();
+    let metrics = Metrics::new();
+    let rights = Rights::new(store.clone(), Source::Store, &config(), metrics.clone()).unwrap();
+    (dir, store, rights, metrics)
+}
+
+fn count(metrics: &Metrics, outcome: &str) -> u64 {
+    metrics.rights_cache.with_label_values(&[outcome]).get()
+}
+
+#[tokio::test]
+async fn the_second_check_is_a_cache_hit() {
+    let (_dir, _store, rights, metrics) = setup(None);
+    let seg = "/final/hd/seg1.ts";
+    assert!(rights
+        .check("alice", seg, DeviceClass::Ott, T0 + 1)
+        .await
+        .is_ok());
+    assert!(rights
+        .check("alice", seg, DeviceClass::Ott, T0 + 2)
+        .await
+        .is_ok());
+    assert_eq!((count(&metrics, "miss"), count(&metrics, "hit")), (1, 1));
+    assert_eq!(
+        rights.check("bob", seg, DeviceClass::Ott, T0).await,
+        Err(RightsDenied::NoRights)
+    );
+    assert_eq!(
+        rights
+            .check("alice", "/unsold/a.ts", DeviceClass::Ott, T0)
+            .await,
+        Err(RightsDenied::NoRights)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_key_make_one_lookup() {
+    let (_dir, _store, rights, metrics) = setup(None);
+    let rights = Arc::new(rights);
+    let checks = (0..50).map(|_| {
+        let rights = rights.clone();
+        tokio::spawn(async move {
+            rights
+                .check("alice", "/final/a.ts", DeviceClass::Ott, T0 + 1)
+                .await
+        })
+    });
+    for check in checks {
+        assert!(check.await.unwrap().is_ok());
+    }
+    assert_eq!(
+        metrics.rights_lookups.with_label_values(&["granted"]).get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_applies_to_the_next_check_despite_the_cache() {
+    let (_dir, store, rights, _metrics) = setup(None);
+    assert!(rights
+        .check("alice", "/final/a.ts", DeviceClass::Ott, T0 + 1)
+        .await
+        .is_ok());
+    let mut p = store.purchase("h1").unwrap().unwrap();
+    p.status = PurchaseStatus::Revoked;
+    store.update_purchase(&p).unwrap();
+    // Without invalidation the cache would still say yes.
+    assert!(rights
+        .check("alice", "/final/a.ts", DeviceClass::Ott, T0 + 2)
+        .await
+        .is_ok());
+    rights.invalidate_subject("alice");
+    assert_eq!(
+        rights
+            .check("alice", "/final/a.ts", DeviceClass::Ott, T0 + 3)
+            .await,
+        Err(RightsDenied::Revoked)
+    );
+}
+
+#[tokio::test]
+async fn a_cached_yes_is_not_used_past_the_end_of_the_right() {
+    let (_dir, _store, rights, _metrics) = setup(Some(2));
+    let end = T0 + 2 * 3600;
+    assert!(rights
+        .check("alice", "/final/a.ts", DeviceClass::Ott, end - 1)
+        .await
+        .is_ok());
+    assert_eq!(
+        rights
+            .check("alice", "/final/a.ts", DeviceClass::Ott, end)
+            .await,
+        Err(RightsDenied::Expired { at: end })
+    );
+}
+
+#[tokio::test]
+async fn media_written_later_is_found_after_invalidate_all() {
+    let (_dir, store, rights, _metrics) = setup(None);
+    let media: Media =
+        serde_json::from_value(serde_json::json!({"code": "semi", "prefix": "/semi/"})).unwrap();
+    store.create_media(&media).unwrap();
+    store.link("P", "semi").unwrap();
+    assert_eq!(
+        rights
+            .check("alice", "/semi/a.ts", DeviceClass::Ott, T0)
+            .await,
+        Err(RightsDenied::NoRights)
+    );
+    rights.invalidate_all().unwrap();
+    assert!(rights
+        .check("alice", "/semi/a.ts", DeviceClass::Ott, T0)
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn first_play_is_recorded_once() {
+    let (_dir, store, _rights, _metrics) = setup(None);
+    let mut product = store.product("P").unwrap().unwrap();
+    product.hours = Some(24);
+    product.hours_from = HoursFrom::FirstPlay;
+    store.update_product(&product).unwrap();
+    let rights = Rights::new(store.clone(), Source::Store, &config(), Metrics::new()).unwrap();
+    let played = T0 + 86_400 * 3;
+    let got = rights
+        .check("alice", "/final/a.ts", DeviceClass::Ott, played)
+        .await
+        .unwrap();
+    assert_eq!(got.until, Some(played + 86_400));
+    assert_eq!(
+        store.purchase("h1").unwrap().unwrap().first_play_at,
+        Some(played)
+    );
+    rights
+        .check("alice", "/final/a.ts", DeviceClass::Ott, played + 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purchase("h1").unwrap().unwrap().first_play_at,
+        Some(played),
+        "not moved"
+    );
+    assert_eq!(
+        rights
+            .check("alice", "/final/a.ts", DeviceClass::Ott, played + 86_400)
+            .await,
+        Err(RightsDenied::Expired {
+            at: played + 86_400
+        })
+    );
+}
