@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -241,15 +243,21 @@ pub fn usher_bin() -> PathBuf {
 /// A config body for tests without rights checks (a valid ticket is enough): listeners on
 /// port 0, the test key, `extra` appended.
 pub fn test_config(origin: &str, extra: &str) -> String {
-    config_with(origin, "none", extra)
+    config_with(origin, "source = \"none\"", extra)
 }
 
 /// The admin credential of test configs.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// A config body with rights from the embedded store.
+/// A config body with rights from the embedded store. Decisions are cached for ten
+/// minutes, so a test that sees a change take effect proves the invalidation, not an
+/// expiry.
 pub fn rights_config(origin: &str, extra: &str) -> String {
-    config_with(origin, "store", extra)
+    config_with(
+        origin,
+        "source = \"store\"\npositive_ttl = \"10m\"\nnegative_ttl = \"10m\"",
+        extra,
+    )
 }
 
 fn config_with(origin: &str, rights: &str, extra: &str) -> String {
@@ -262,7 +270,7 @@ drain_timeout = "5s"
 listen = "127.0.0.1:0"
 token = "{ADMIN_TOKEN}"
 [rights]
-source = "{rights}"
+{rights}
 [upstream]
 origin = "{origin}"
 timeout = "2s"
@@ -343,6 +351,12 @@ impl Usher {
             _stdout: stdout,
             _dir: dir,
         }
+    }
+
+    /// Kills the process with SIGKILL and waits for it: a crash, nothing flushed.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Sends SIGTERM.

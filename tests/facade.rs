@@ -1,0 +1,353 @@
+//! The PPV REST API facade answers the document's sample queries with responses of the
+//! same shape, and a whole sale round-trips over HTTP: create → addmedia → addbuyer →
+//! play through usher → deletebuyer → refused. Also the video-ticket POST.
+
+mod support;
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use support::admin::{api, facade, post_form, xml_text};
+use support::*;
+
+const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg1.ts\n#EXT-X-ENDLIST\n";
+
+async fn start() -> (Origin, Usher) {
+    let mut objects = HashMap::new();
+    objects.insert("/vod/xxxxxxxx/index.m3u8".to_owned(), playlist(MEDIA));
+    objects.insert("/vod/xxxxxxxx/seg1.ts".to_owned(), segment(500));
+    let origin = spawn_origin(objects).await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    // Media are uploaded outside the PPV API; here the JSON API plays the upload.
+    let (status, _) = api(
+        &usher,
+        "POST",
+        "/api/v1/media",
+        Some(json!({"code": "xxxxxxxx", "title": "Тестовое видео", "prefix": "/vod/xxxxxxxx/", "playlist": "index.m3u8"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    (origin, usher)
+}
+
+fn assert_success(reply: &Reply) -> String {
+    let body = reply.text();
+    assert_eq!(reply.status, 200, "{body}");
+    assert_eq!(
+        reply.headers["content-type"],
+        "application/xml; charset=utf-8"
+    );
+    assert!(body.starts_with("<?xml"), "{body}");
+    assert_eq!(
+        xml_text(&body, "Status").as_deref(),
+        Some("Success"),
+        "{body}"
+    );
+    body
+}
+
+/// The element names of the first `<Item>` of a body, in order.
+fn item_elements(body: &str) -> Vec<String> {
+    let item = &body[body.find("<Item>").unwrap() + 6..body.find("</Item>").unwrap()];
+    item.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let name = l.strip_prefix('<')?;
+            let end = name.find(['>', '/'])?;
+            (!name.starts_with('/')).then(|| name[..end].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sample_queries_answer_in_the_documents_shape() {
+    let (_origin, usher) = start().await;
+
+    let created = facade(
+        &usher,
+        "/api/ppv/create?name=ppv&type=group&cost=100.00&period=1&description=some%20ftext",
+    )
+    .await;
+    let body = assert_success(&created);
+    assert_eq!(
+        item_elements(&body),
+        [
+            "Code",
+            "Name",
+            "Type",
+            "Cost",
+            "Period",
+            "AccessExpirationDate",
+            "Description"
+        ]
+    );
+    let code = xml_text(&body, "Code").unwrap();
+    assert_eq!(code.len(), 8);
+    assert_eq!(xml_text(&body, "Type").as_deref(), Some("group"));
+    assert_eq!(
+        xml_text(&body, "Description").as_deref(),
+        Some("some ftext")
+    );
+
+    let updated = facade(&usher, &format!("/api/ppv/update?code={code}&name=payperview&cost=500.00&period=10&description=text&access_expire=2030-12-12")).await;
+    let body = assert_success(&updated);
+    assert_eq!(
+        item_elements(&body),
+        [
+            "Code",
+            "Name",
+            "Cost",
+            "Period",
+            "AccessExpirationDate",
+            "Description"
+        ]
+    );
+    assert_eq!(
+        xml_text(&body, "AccessExpirationDate").as_deref(),
+        Some("2030-12-12 23:59:59"),
+        "a date alone ends at 23:59:59"
+    );
+
+    let added = facade(
+        &usher,
+        &format!("/api/ppv/addmedia?code={code}&media=xxxxxxxx"),
+    )
+    .await;
+    let body = assert_success(&added);
+    assert!(body.contains("<Medias>"));
+    assert_eq!(xml_text(&body, "Title").as_deref(), Some("Тестовое видео"));
+
+    let listed = facade(&usher, "/api/ppv/list").await;
+    let body = assert_success(&listed);
+    assert_eq!(
+        item_elements(&body),
+        [
+            "Name",
+            "Code",
+            "Cost",
+            "Period",
+            "AccessExpirationDate",
+            "AmountFiles",
+            "Type",
+            "AddedDate",
+            "Description"
+        ]
+    );
+    assert_eq!(xml_text(&body, "AmountFiles").as_deref(), Some("1"));
+
+    let media = facade(&usher, &format!("/api/ppv/listmedia?code={code}")).await;
+    assert_eq!(
+        xml_text(&assert_success(&media), "Code").as_deref(),
+        Some("xxxxxxxx")
+    );
+
+    let buyer = facade(&usher, &format!("/api/ppv/addbuyer?code={code}&media=xxxxxxxx&email=example@example.com&notification=1&access_start=2026-01-01")).await;
+    let body = assert_success(&buyer);
+    let elements = item_elements(&body);
+    assert_eq!(
+        &elements[..6],
+        [
+            "Email",
+            "Hash",
+            "Period",
+            "AccessStartDate",
+            "AccessExpirationDate",
+            "DatePurchase"
+        ]
+    );
+    assert_eq!(
+        xml_text(&body, "AccessStartDate").as_deref(),
+        Some("2026-01-01 00:00:01"),
+        "a date alone starts at 00:00:01"
+    );
+    let hash = xml_text(&body, "Hash").unwrap();
+
+    facade(
+        &usher,
+        &format!(
+            "/api/ppv/addbuyer?code={code}&media=xxxxxxxx&email=example@example.com&notification=0"
+        ),
+    )
+    .await;
+    let buyers = facade(
+        &usher,
+        &format!(
+            "/api/ppv/listbuyers?code={code}&media=xxxxxxxx&email=example@example.com&ver=1.1"
+        ),
+    )
+    .await;
+    let body = assert_success(&buyers);
+    assert_eq!(
+        body.matches("<Item>").count(),
+        2,
+        "email is not unique: {body}"
+    );
+    assert_eq!(
+        item_elements(&body),
+        [
+            "Email",
+            "Hash",
+            "Period",
+            "AccessExpirationDate",
+            "DatePurchase"
+        ]
+    );
+
+    let renewed = facade(
+        &usher,
+        &format!(
+            "/api/ppv/updatebuyer?code={code}&hash={hash}&activation=4&access_expire=2031-12-31"
+        ),
+    )
+    .await;
+    assert_eq!(
+        xml_text(&assert_success(&renewed), "Message").as_deref(),
+        Some("Recovery code is updated")
+    );
+    let deleted = facade(
+        &usher,
+        &format!("/api/ppv/deletebuyer?code={code}&hash={hash}"),
+    )
+    .await;
+    assert_eq!(
+        xml_text(&assert_success(&deleted), "Message").as_deref(),
+        Some("Recovery code is deleted")
+    );
+
+    let contacts = facade(
+        &usher,
+        "/api/ppv/updatecontacts?name=Alex&phone=%2B0%20000%20000%20000",
+    )
+    .await;
+    let body = assert_success(&contacts);
+    assert_eq!(xml_text(&body, "Phone").as_deref(), Some("+0 000 000 000"));
+    assert_eq!(
+        xml_text(&body, "Message").as_deref(),
+        Some("Updated success")
+    );
+    assert!(body.contains("<Email/>"));
+    let shown = facade(&usher, "/api/ppv/contacts").await;
+    assert_eq!(
+        xml_text(&assert_success(&shown), "Name").as_deref(),
+        Some("Alex")
+    );
+
+    assert_success(
+        &facade(
+            &usher,
+            &format!("/api/ppv/deletemedia?code={code}&media=xxxxxxxx"),
+        )
+        .await,
+    );
+    assert_success(&facade(&usher, &format!("/api/ppv/delete?code={code}")).await);
+    let gone = facade(&usher, &format!("/api/ppv/listmedia?code={code}")).await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(xml_text(&gone.text(), "Status").as_deref(), Some("Failed"));
+}
+
+#[tokio::test]
+async fn a_sale_round_trips_through_the_facade_and_usher() {
+    let (_origin, usher) = start().await;
+    let code = xml_text(
+        &facade(&usher, "/api/ppv/create?name=Rental&period=2")
+            .await
+            .text(),
+        "Code",
+    )
+    .unwrap();
+    assert_success(
+        &facade(
+            &usher,
+            &format!("/api/ppv/addmedia?code={code}&media=xxxxxxxx"),
+        )
+        .await,
+    );
+    let body = assert_success(&facade(&usher, &format!("/api/ppv/addbuyer?code={code}&media=xxxxxxxx&email=viewer@example.com&notification=1")).await);
+    let play = xml_text(&body, "PlayUrl").unwrap();
+    let hash = xml_text(&body, "Hash").unwrap();
+    let reply = get(&play, &[]).await;
+    assert_eq!(reply.status, 200, "{play}");
+    let segment = resolve(
+        &play,
+        reply
+            .text()
+            .lines()
+            .find(|l| l.starts_with("seg1.ts"))
+            .unwrap(),
+    );
+    assert_eq!(get(&segment, &[]).await.status, 200);
+
+    assert_success(
+        &facade(
+            &usher,
+            &format!("/api/ppv/deletebuyer?code={code}&hash={hash}"),
+        )
+        .await,
+    );
+    let refused = get(&segment, &[]).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.reason().as_str()),
+        (403, "no_rights")
+    );
+    assert_eq!(get(&play, &[]).await.reason(), "no_rights");
+}
+
+#[tokio::test]
+async fn bad_calls_fail_with_a_message() {
+    let (_origin, usher) = start().await;
+    let url = format!(
+        "{}/api/ppv/list?apikey=wrong-key-wrong-key",
+        usher.admin.as_ref().unwrap()
+    );
+    let reply = get(&url, &[]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(xml_text(&reply.text(), "Status").as_deref(), Some("Failed"));
+    let reply = facade(&usher, "/api/ppv/create?type=group").await;
+    assert_eq!(reply.status, 400);
+    assert!(xml_text(&reply.text(), "Message").unwrap().contains("name"));
+    let reply = facade(&usher, "/api/ppv/create?name=x&access_expire=2018-13-45").await;
+    assert!(xml_text(&reply.text(), "Message")
+        .unwrap()
+        .contains("access_expire"));
+    assert_eq!(facade(&usher, "/api/ppv/frobnicate").await.status, 404);
+}
+
+#[tokio::test]
+async fn the_video_ticket_post_returns_a_link_that_plays() {
+    let (_origin, usher) = start().await;
+    let code = xml_text(
+        &facade(&usher, "/api/ppv/create?name=Movie").await.text(),
+        "Code",
+    )
+    .unwrap();
+    facade(
+        &usher,
+        &format!("/api/ppv/addmedia?code={code}&media=xxxxxxxx"),
+    )
+    .await;
+    let reply = post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!("email=name%40techwerks.tv&firstName=Bill&vidID=xxxxxxxx&apikey={ADMIN_TOKEN}"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let link = reply.text();
+    assert!(link.starts_with(&usher.url), "{link}");
+    assert_eq!(get(&link, &[]).await.status, 200);
+    let (_, buyers) = api(
+        &usher,
+        "GET",
+        "/api/v1/buyers?email=name@techwerks.tv",
+        None,
+    )
+    .await;
+    assert_eq!(buyers["items"][0]["name"], "Bill");
+    let unknown = post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!("email=a%40b.c&vidID=nope&apikey={ADMIN_TOKEN}"),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+}
