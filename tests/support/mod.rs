@@ -71,6 +71,8 @@ pub struct Object {
     pub body: Bytes,
     /// Wait this long before answering.
     pub delay: Option<Duration>,
+    /// Answer with this status instead of 200 (the body still goes out).
+    pub status: Option<u16>,
 }
 
 /// A request the origin received.
@@ -197,10 +199,21 @@ async fn answer(object: Option<Object>, req: &Request<Incoming>) -> Response<Ful
             .body(Full::new(object.body.slice(start..=end)))
             .unwrap(),
         _ => Response::builder()
+            .status(object.status.unwrap_or(200))
             .header("content-type", object.content_type)
             .header("etag", "\"v1\"")
             .body(Full::new(object.body.clone()))
             .unwrap(),
+    }
+}
+
+/// A JSON object.
+pub fn json_object(text: &str) -> Object {
+    Object {
+        content_type: "application/json",
+        body: Bytes::from(text.to_owned()),
+        delay: None,
+        status: None,
     }
 }
 
@@ -210,6 +223,7 @@ pub fn playlist(text: &str) -> Object {
         content_type: "application/vnd.apple.mpegurl",
         body: Bytes::from(text.to_owned()),
         delay: None,
+        status: None,
     }
 }
 
@@ -219,6 +233,7 @@ pub fn segment(len: usize) -> Object {
         content_type: "video/mp2t",
         body: Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>()),
         delay: None,
+        status: None,
     }
 }
 
@@ -260,7 +275,9 @@ pub fn rights_config(origin: &str, extra: &str) -> String {
     )
 }
 
-fn config_with(origin: &str, rights: &str, extra: &str) -> String {
+/// A config body with `rights` as the body of the `[rights]` table (it may end with a
+/// `[rights.external]` table).
+pub fn config_with(origin: &str, rights: &str, extra: &str) -> String {
     format!(
         r#"
 [listen]
