@@ -40,6 +40,7 @@ fn ticket_claims() -> Claims {
         ip: None,
         sid: None,
         cap: 0,
+        allow: Vec::new(),
     }
 }
 
@@ -53,6 +54,7 @@ fn session_claims() -> Claims {
         ip: None,
         sid: Some("9d2c47e1".to_owned()),
         cap: NOW + 4 * 3_600,
+        allow: Vec::new(),
     }
 }
 
@@ -192,6 +194,7 @@ fn bench_manifests(c: &mut Criterion) {
         param: "token",
         token: &token,
         request_query: None,
+        preview: None,
     };
 
     let media = media_playlist(SEGMENTS);
@@ -226,6 +229,60 @@ fn bench_path(c: &mut Criterion) {
     });
 }
 
+/// A rights check answered from the decision cache: what every segment request with
+/// rights on pays after the first.
+fn bench_rights(c: &mut Criterion) {
+    use std::sync::Arc;
+    use usher::config::{RightsConfig, RightsSource};
+    use usher::metrics::Metrics;
+    use usher::rights::model::DeviceClass;
+    use usher::rights::sqlite::SqliteStore;
+    use usher::rights::store::Store;
+    use usher::rights::{Rights, Source};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).expect("store"));
+    let product = serde_json::from_value(serde_json::json!({"code": "final", "name": "Final"}))
+        .expect("product");
+    store.create_product(&product).expect("product stored");
+    let media =
+        serde_json::from_value(serde_json::json!({"code": "final-hd", "prefix": "/events/final/"}))
+            .expect("media");
+    store.create_media(&media).expect("media stored");
+    store.link("final", "final-hd").expect("linked");
+    let purchase = serde_json::from_value(serde_json::json!({
+        "hash": "h1", "product": "final", "account": "u-81f3a9", "purchased_at": NOW - 60
+    }))
+    .expect("purchase");
+    store.create_purchase(&purchase).expect("purchase stored");
+    let config = RightsConfig {
+        source: RightsSource::Store,
+        positive_ttl: Duration::from_secs(3600),
+        negative_ttl: Duration::from_secs(5),
+        cache_capacity: 100_000,
+        device_class_header: http::HeaderName::from_static("x-device-class"),
+        default_device_class: DeviceClass::Ott,
+    };
+    let rights = Rights::new(store, Source::Store, &config, Metrics::new()).expect("rights");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let path = "/events/final/1080p/seg_00042.ts";
+    runtime
+        .block_on(rights.check("u-81f3a9", path, DeviceClass::Ott, NOW))
+        .expect("the buyer is entitled");
+    c.bench_function("rights_check_cached", |b| {
+        b.to_async(&runtime).iter(|| {
+            rights.check(
+                black_box("u-81f3a9"),
+                black_box(path),
+                DeviceClass::Ott,
+                NOW,
+            )
+        })
+    });
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .measurement_time(Duration::from_secs(3))
@@ -236,6 +293,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = bench_credentials, bench_manifests, bench_path
+    targets = bench_credentials, bench_manifests, bench_path, bench_rights
 }
 criterion_main!(hot_path);

@@ -105,7 +105,7 @@ pub fn decide(
         .or(presented.ticket)
         .ok_or(Denied::NoCredential)?;
     let (kind, claims) = ticket::verify(ring, raw, now, skew)?;
-    if !claims.covers(path) {
+    if !claims.covers(path) || (claims.is_preview() && !claims.allow.iter().any(|p| p == path)) {
         return Err(Denied::OutOfScope);
     }
     if let Some(bound) = &claims.dev {
@@ -157,6 +157,7 @@ pub fn session_claims(
         ip: grant.claims.ip,
         sid: Some(sid),
         cap,
+        allow: Vec::new(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The command line, and the commands that need no server (`ticket`, `check-config`).
+//! The command line, and the commands that need no server (`ticket`, `check-config`);
+//! `admin` talks to a running server, see [`admin`].
 //! Scripts outside the repo rely on this contract; the README documents it.
 
 use std::path::PathBuf;
@@ -9,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, Config, Overrides};
 use crate::net::IpPrefix;
 use crate::ticket::{self, Claims, Kind};
+
+pub mod admin;
 
 /// Exit status for a config that cannot be used (EX_USAGE-like, as sysexits' EX_CONFIG is 78
 /// but operators' scripts already expect 64 from usher).
@@ -36,6 +39,8 @@ pub enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Manage products, media, buyers and accounts through a running usher's admin API.
+    Admin(admin::AdminArgs),
 }
 
 /// `usher serve`.
@@ -189,6 +194,7 @@ pub fn issue(
         ip,
         sid: None,
         cap: 0,
+        allow: Vec::new(),
     };
     Ok(ticket::sign(&config.token.keys, Kind::Ticket, &claims))
 }

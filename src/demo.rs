@@ -101,6 +101,7 @@ pub async fn seed(state: &State) -> Result<Option<String>, AdminError> {
         ip: None,
         sid: None,
         cap: 0,
+        allow: Vec::new(),
     };
     let ticket = ticket::sign(&settings.keys, Kind::Ticket, &claims);
     Ok(Some(format!(

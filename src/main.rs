@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Ticket(command) => cli::ticket(command),
         Command::CheckConfig { file } => cli::check_config(&file),
+        Command::Admin(args) => cli::admin::run(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -44,6 +44,30 @@ pub struct Rewrite<'a> {
     pub token: &'a str,
     /// Query string of the playlist request, for `EXT-X-DEFINE:QUERYPARAM`.
     pub request_query: Option<&'a str>,
+    /// Preview mode: only the first seconds are tokenized (see [`Preview`]).
+    pub preview: Option<Preview<'a>>,
+}
+
+/// Preview mode, for a viewer without a ticket: in a media playlist only the segments that
+/// start within the first `seconds` (and the init sections, keys and parts among them) get
+/// the token; later ones are left without, so they do not play. Every playlist URI of a
+/// master is kept playable. [`Rewritten::allowed`] lists the normalised paths that got the
+/// token, for the preview token to name exactly.
+#[derive(Debug, Clone, Copy)]
+pub struct Preview<'a> {
+    /// Preview length in seconds.
+    pub seconds: u32,
+    /// Normalised path of the playlist being rewritten, to resolve relative URIs against.
+    pub playlist_path: &'a str,
+}
+
+/// What a URI in a playlist points at, for preview mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Another playlist (variants, renditions, rendition reports).
+    Playlist,
+    /// Media at the current point of the timeline (segments, parts, maps, keys).
+    Timeline,
 }
 
 /// Master or media playlist.
@@ -80,6 +104,10 @@ pub struct Rewritten {
     pub foreign: usize,
     /// URIs starting with a variable the rewriter could not resolve, left alone.
     pub unresolved: usize,
+    /// Preview mode: URIs past the preview, left without a token.
+    pub withheld: usize,
+    /// Preview mode: the normalised paths that got the token.
+    pub allowed: Vec<String>,
 }
 
 /// Why a playlist cannot be rewritten. The proxy answers 502: a playlist that cannot be
@@ -136,6 +164,10 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
         text: String::with_capacity(text.len() + text.len() / 2),
         vars: HashMap::new(),
         counts: [0; 4],
+        role: Role::Timeline,
+        timeline: Timeline::default(),
+        withheld: 0,
+        allowed: Vec::new(),
     };
     // A byte-order mark is copied as it is; the first line is read without it, or the
     // header would be taken for a URI line.
@@ -161,15 +193,32 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
                 }
                 "EXT-X-MEDIA" | "EXT-X-I-FRAME-STREAM-INF" => kind = PlaylistKind::Master,
                 "EXT-X-DEFINE" => out.define(line, line_no)?,
+                "EXTINF" => out.timeline.next_duration(tag),
                 _ => {}
             }
             match URI_TAGS.iter().find(|(tag_name, _)| *tag_name == name) {
-                Some((_, attribute)) => out.tag(line, attribute, line_no)?,
+                Some((_, attribute)) => {
+                    out.role = match name {
+                        "EXT-X-MAP" | "EXT-X-KEY" | "EXT-X-PART" | "EXT-X-PRELOAD-HINT" => {
+                            Role::Timeline
+                        }
+                        _ => Role::Playlist,
+                    };
+                    out.tag(line, attribute, line_no)?;
+                }
                 None => out.text.push_str(line),
             }
         } else {
+            out.role = if variant_tag_line.is_some() {
+                Role::Playlist
+            } else {
+                Role::Timeline
+            };
             variant_tag_line = None;
             out.uri(line);
+            if out.role == Role::Timeline {
+                out.timeline.segment_done();
+            }
         }
         out.text.push_str(eol);
     }
@@ -184,6 +233,8 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
         rerouted,
         foreign,
         unresolved,
+        withheld: out.withheld,
+        allowed: out.allowed,
     })
 }
 
@@ -198,6 +249,33 @@ struct Rewriter<'a, 'c> {
     vars: HashMap<String, String>,
     /// tokenized, rerouted, foreign, unresolved
     counts: [usize; 4],
+    /// Where the current URI points, for preview mode.
+    role: Role,
+    timeline: Timeline,
+    withheld: usize,
+    allowed: Vec<String>,
+}
+
+/// Seconds into a media playlist, from the `EXTINF` durations.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// Start of the segment being described.
+    elapsed: f64,
+    /// Duration of that segment, from its `EXTINF`.
+    pending: f64,
+}
+
+impl Timeline {
+    fn next_duration(&mut self, extinf: &str) {
+        let value = extinf.split_once(':').map_or("", |(_, v)| v);
+        let number = value.split(',').next().unwrap_or("").trim();
+        self.pending = number.parse().unwrap_or(0.0);
+    }
+
+    fn segment_done(&mut self) {
+        self.elapsed += self.pending;
+        self.pending = 0.0;
+    }
 }
 
 impl Rewriter<'_, '_> {
@@ -240,10 +318,18 @@ impl Rewriter<'_, '_> {
         let disposition = uri::classify(uri, self.ctx.origin_bases, &self.vars);
         match disposition {
             Disposition::Tokenize { has_query } => {
+                if self.withhold(uri) {
+                    self.text.push_str(uri);
+                    return;
+                }
                 self.counts[0] += 1;
                 self.push_tokenized(uri, has_query);
             }
             Disposition::Reroute { path, has_query } => {
+                if self.withhold(&path) {
+                    self.text.push_str(uri);
+                    return;
+                }
                 self.counts[1] += 1;
                 self.push_tokenized(&path, has_query);
             }
@@ -254,6 +340,29 @@ impl Rewriter<'_, '_> {
             Disposition::Unresolved => {
                 self.counts[3] += 1;
                 self.text.push_str(uri);
+            }
+        }
+    }
+
+    /// Preview mode: whether `target` (the URI as it will be written) lies past the preview,
+    /// to be written without a token (counted here); if not, its path joins the allowed list.
+    fn withhold(&mut self, target: &str) -> bool {
+        let Some(preview) = self.ctx.preview else {
+            return false;
+        };
+        let inside =
+            self.role == Role::Playlist || self.timeline.elapsed < f64::from(preview.seconds);
+        let path = inside
+            .then(|| resolve_path(preview.playlist_path, target))
+            .flatten();
+        match path {
+            Some(path) => {
+                self.allowed.push(path);
+                false
+            }
+            None => {
+                self.withheld += 1;
+                true
             }
         }
     }
@@ -297,6 +406,23 @@ fn query_value(query: Option<&str>, name: &str) -> Option<String> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(key, _)| crate::form::decode(key) == name)
         .map(|(_, value)| crate::form::decode(value))
+}
+
+/// The normalised path a URI written in the playlist at `playlist_path` points at, without
+/// its query or fragment; `None` when it cannot be resolved (variables, bad escapes).
+fn resolve_path(playlist_path: &str, uri: &str) -> Option<String> {
+    let end = uri.find(['?', '#']).unwrap_or(uri.len());
+    let target = &uri[..end];
+    if target.contains("{$") {
+        return None;
+    }
+    let joined = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        let dir = &playlist_path[..playlist_path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{dir}{target}")
+    };
+    crate::path::normalize(&joined).ok()
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl Metrics {
         );
         let rewritten_uris = counter(
             "usher_playlist_uris_total",
-            "URIs in rewritten playlists: tokenized, rerouted, foreign or unresolved.",
+            "URIs in rewritten playlists: tokenized, rerouted, foreign, unresolved, or withheld (past a preview).",
             &["disposition"],
         );
         let rights_cache = counter(

@@ -41,7 +41,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 
-use crate::access::{self, Presented, Route};
+use crate::access::{self, Denied, Grant, Presented, Route};
 use crate::config::{Config, RightsSource};
 use crate::metrics::Metrics;
 use crate::origin::OriginBase;
@@ -51,6 +51,7 @@ use crate::rights::model::DeviceClass;
 use crate::rights::sqlite::SqliteStore;
 use crate::rights::store::Store;
 use crate::rights::{Rights, Source};
+use crate::ticket::{Claims, Kind};
 use respond::ProxyError;
 use upstream::{Upstream, UpstreamRequest};
 
@@ -280,14 +281,7 @@ async fn handle_inner(
                 device: carried.device,
                 client_ip: peer.addr.ip(),
             };
-            let now = (state.clock)();
-            let skew = settings.clock_skew.as_secs();
-            let grant = access::decide(&settings.keys, skew, &path, &presented, now)?;
-            if let Some(rights) = &state.rights {
-                let class = device_class(state, req.headers());
-                rights.check(&grant.claims.sub, &path, class, now).await?;
-            }
-            Some(grant)
+            Some(authorize(state, &path, kind, &presented, req.headers()).await?)
         }
     };
 
@@ -345,6 +339,7 @@ async fn handle_inner(
     match grant {
         Some(grant) if rewrite || playlist::is_playlist_response(&response) => {
             let request = playlist::PlaylistRequest {
+                path: &path,
                 grant: &grant,
                 device: carried.device,
                 query,
@@ -355,6 +350,56 @@ async fn handle_inner(
         _ => Ok(response),
     }
 }
+
+/// The credential check, then the rights check; or, for a playlist requested without any
+/// credential, a preview grant when the content has a preview.
+async fn authorize(
+    state: &State,
+    path: &str,
+    kind: ObjectKind,
+    presented: &Presented<'_>,
+    headers: &http::HeaderMap,
+) -> Result<Grant, ProxyError> {
+    let settings = &state.config.token;
+    let now = (state.clock)();
+    let skew = settings.clock_skew.as_secs();
+    let grant = match access::decide(&settings.keys, skew, path, presented, now) {
+        Ok(grant) => grant,
+        Err(Denied::NoCredential) if kind == ObjectKind::Playlist => {
+            return preview_grant(state, path, now).ok_or(Denied::NoCredential.into());
+        }
+        Err(denied) => return Err(denied.into()),
+    };
+    // A preview token names its paths exactly and carries no rights to check.
+    if let (Some(rights), false) = (&state.rights, grant.claims.is_preview()) {
+        let class = device_class(state, headers);
+        rights.check(&grant.claims.sub, path, class, now).await?;
+    }
+    Ok(grant)
+}
+
+/// A grant for a viewer without a ticket, on a playlist of content that has a preview:
+/// the playlist is rewritten in preview mode, so only its first seconds play.
+fn preview_grant(state: &State, path: &str, now: u64) -> Option<Grant> {
+    let media = state.rights.as_ref()?.media_for(path)?;
+    (media.preview_seconds > 0).then(|| Grant {
+        kind: Kind::Session,
+        claims: Claims {
+            sub: PREVIEW_SUBJECT.to_owned(),
+            scope: media.prefix,
+            nbf: 0,
+            exp: now + state.config.token.session_ttl.as_secs(),
+            dev: None,
+            ip: None,
+            sid: None,
+            cap: 0,
+            allow: vec![path.to_owned()],
+        },
+    })
+}
+
+/// Subject of preview tokens; `~` is outside what account ids may use, so no buyer holds it.
+pub const PREVIEW_SUBJECT: &str = "~preview";
 
 /// The device class a request names in `rights.device_class_header`, or the default.
 fn device_class(state: &State, headers: &http::HeaderMap) -> DeviceClass {

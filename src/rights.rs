@@ -105,7 +105,7 @@ impl Rights {
             })
             .support_invalidation_closures()
             .build();
-        let index = MediaIndex::new(store.all_media()?);
+        let index = MediaIndex::load(store.as_ref())?;
         Ok(Self {
             store,
             source,
@@ -270,7 +270,7 @@ impl Rights {
             .with_label_values(&["all"])
             .inc();
         self.cache.invalidate_all();
-        let index = MediaIndex::new(self.store.all_media()?);
+        let index = MediaIndex::load(self.store.as_ref())?;
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
         Ok(())
     }

@@ -86,6 +86,10 @@ pub struct Claims {
     /// new session token is minted for it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cap: u64,
+    /// Preview tokens only: the exact paths this token opens (the first seconds of a
+    /// product's media, for a viewer without a ticket). Empty for every other credential.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -93,6 +97,11 @@ fn is_zero(value: &u64) -> bool {
 }
 
 impl Claims {
+    /// Whether this is a preview token (minted for a viewer without a ticket).
+    pub fn is_preview(&self) -> bool {
+        !self.allow.is_empty()
+    }
+
     /// Whether `path` (normalised) lies inside this credential's scope. A scope ending in
     /// `/` covers everything below it; otherwise it covers itself and what lies below it
     /// as a directory (`/a` covers `/a` and `/a/b`, not `/ab`).

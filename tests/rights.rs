@@ -502,3 +502,79 @@ async fn acknowledged_writes_survive_sigkill() {
     let url = last.replacen(last.split("/events").next().unwrap(), &usher.url, 1);
     assert_eq!(get(&url, &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn without_a_ticket_the_first_seconds_of_a_product_with_a_preview_play() {
+    let mut objects = HashMap::new();
+    objects.insert(
+        "/films/heist/master.m3u8".to_owned(),
+        playlist("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhd/index.m3u8\n"),
+    );
+    let media = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXTINF:2,\ns3.ts\n#EXT-X-ENDLIST\n";
+    objects.insert("/films/heist/hd/index.m3u8".to_owned(), playlist(media));
+    for s in ["s1", "s2", "s3"] {
+        objects.insert(format!("/films/heist/hd/{s}.ts"), segment(100));
+    }
+    let origin = spawn_origin(objects).await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    sell(
+        &usher,
+        json!({"code": "heist", "name": "Heist", "preview": 4}),
+        &[("heist", "/films/heist/", None)],
+        &["heist"],
+    )
+    .await;
+
+    // No ticket: the master and the media playlist come in preview mode.
+    let master_url = format!("{}/films/heist/master.m3u8", usher.url);
+    let master = get(&master_url, &[]).await;
+    assert_eq!(master.status, 200);
+    let variant = resolve(
+        &master_url,
+        master
+            .text()
+            .lines()
+            .find(|l| l.starts_with("hd/"))
+            .unwrap(),
+    );
+    let media = get(&variant, &[]).await;
+    assert_eq!(media.status, 200);
+    let lines: Vec<String> = media.text().lines().map(str::to_owned).collect();
+    let s1 = lines.iter().find(|l| l.starts_with("s1.ts")).unwrap();
+    let s2 = lines.iter().find(|l| l.starts_with("s2.ts")).unwrap();
+    let s3 = lines.iter().find(|l| l.starts_with("s3.ts")).unwrap();
+    assert!(
+        s1.contains("token=") && s2.contains("token="),
+        "the first 4 seconds: {lines:?}"
+    );
+    assert_eq!(s3, "s3.ts", "the rest gets no token");
+    assert_eq!(get(&resolve(&variant, s1), &[]).await.status, 200);
+    assert_eq!(get(&resolve(&variant, s2), &[]).await.status, 200);
+    assert_eq!(get(&resolve(&variant, s3), &[]).await.status, 401);
+    // The preview token opens nothing else, whatever the path.
+    let token = s1.split("token=").nth(1).unwrap();
+    let stolen = get(
+        &format!("{}/films/heist/hd/s3.ts?token={token}", usher.url),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (stolen.status.as_u16(), stolen.reason().as_str()),
+        (403, "out_of_scope")
+    );
+
+    // Content without a preview still needs a ticket for its playlist.
+    sell(
+        &usher,
+        json!({"code": "final", "name": "Final"}),
+        &[("final-hd", "/events/final/hd/", None)],
+        &["final-hd"],
+    )
+    .await;
+    assert_eq!(
+        get(&format!("{}/events/final/hd/index.m3u8", usher.url), &[])
+            .await
+            .status,
+        401
+    );
+}

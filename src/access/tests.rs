@@ -21,6 +21,7 @@ fn claims() -> Claims {
         ip: None,
         sid: None,
         cap: 0,
+        allow: Vec::new(),
     }
 }
 
@@ -160,4 +161,21 @@ fn routes_public_wins_then_protected_else_unrouted() {
     assert_eq!(route(&access, "/vod/movie/a.ts"), Route::Protected);
     assert_eq!(route(&access, "/vod/trailers/a.ts"), Route::Public);
     assert_eq!(route(&access, "/admin/secret"), Route::Unrouted);
+}
+
+#[test]
+fn a_preview_token_opens_only_its_listed_paths() {
+    let mut c = claims();
+    c.allow = vec![
+        "/vod/movie/720p/seg1.ts".into(),
+        "/vod/movie/720p/index.m3u8".into(),
+    ];
+    let token = ticket::sign(&ring(), Kind::Session, &c);
+    let p = presented(None, Some(&token));
+    assert!(decide(&ring(), 0, PATH, &p, NOW).is_ok());
+    assert!(decide(&ring(), 0, "/vod/movie/720p/index.m3u8", &p, NOW).is_ok());
+    assert_eq!(
+        decide(&ring(), 0, "/vod/movie/720p/seg9.ts", &p, NOW),
+        Err(Denied::OutOfScope)
+    );
 }

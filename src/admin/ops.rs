@@ -412,6 +412,7 @@ fn issue_ticket(
         ip: None,
         sid: None,
         cap: 0,
+        allow: Vec::new(),
     };
     ticket::sign(&settings.keys, Kind::Ticket, &claims)
 }

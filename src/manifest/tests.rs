@@ -42,6 +42,7 @@ fn rewrite_with(
         param: PARAM,
         token,
         request_query,
+        preview: None,
     };
     rewrite(body.as_bytes(), &ctx)
 }
@@ -441,6 +442,7 @@ fn every_origin_base_is_recognised() {
         param: "t",
         token: "eyJ2IjoxfQ.c2ln-_",
         request_query: None,
+        preview: None,
     };
     let out = rewrite(
         b"#EXTM3U\nhttps://alias.example:443/x/a.ts\nhttp://origin.test:8000/hls/b.ts\nc.ts\n",
@@ -461,6 +463,7 @@ fn no_origin_bases_means_every_absolute_uri_is_foreign() {
         param: PARAM,
         token: TOKEN,
         request_query: None,
+        preview: None,
     };
     let out = rewrite(MEDIA_ABSOLUTE.as_bytes(), &ctx).unwrap();
     assert_eq!(out.text, MEDIA_ABSOLUTE);
@@ -527,4 +530,5 @@ fn uri_attribute_is_found_by_name_not_by_text() {
 mod errors;
 mod exact;
 mod oracle;
+mod preview;
 mod variables;

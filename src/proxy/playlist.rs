@@ -9,13 +9,16 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::respond::{full, ProxyError};
+use super::PREVIEW_SUBJECT;
 use super::{Body, State};
 use crate::access::{self, Grant};
-use crate::manifest::{self, Rewrite};
-use crate::ticket::{self, Kind};
+use crate::manifest::{self, ManifestError, Preview, Rewrite, Rewritten};
+use crate::ticket::{self, Claims, Kind};
 
 /// The parts of the request a playlist response depends on.
 pub struct PlaylistRequest<'a> {
+    /// The normalised request path.
+    pub path: &'a str,
     /// What the access check granted.
     pub grant: &'a Grant,
     /// The device the request named.
@@ -63,23 +66,7 @@ pub async fn serve(
     let (mut parts, body) = upstream.into_parts();
     let bytes = read_bounded(body, state.config.upstream.max_playlist_bytes).await?;
 
-    let settings = &state.config.token;
-    let now = (state.clock)();
-    let claims = access::session_claims(
-        req.grant,
-        req.device,
-        now,
-        settings.session_ttl.as_secs(),
-        new_session_id,
-    );
-    let token = ticket::sign(&settings.keys, Kind::Session, &claims);
-    let ctx = Rewrite {
-        origin_bases: &state.origin_bases,
-        param: &settings.session_param,
-        token: &token,
-        request_query: req.query,
-    };
-    let rewritten = manifest::rewrite(&bytes, &ctx).inspect_err(|e| {
+    let rewritten = rewrite_for(state, &req, &bytes).inspect_err(|e| {
         state
             .metrics
             .rewrites
@@ -96,6 +83,7 @@ pub async fn serve(
         ("rerouted", rewritten.rerouted),
         ("foreign", rewritten.foreign),
         ("unresolved", rewritten.unresolved),
+        ("withheld", rewritten.withheld),
     ] {
         if count > 0 {
             m.rewritten_uris
@@ -129,6 +117,71 @@ pub async fn serve(
         full(rewritten.text)
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// Most paths a preview token names.
+const MAX_PREVIEW_PATHS: usize = 512;
+
+/// Mints the token for this response and rewrites the playlist with it: one session token
+/// for a viewer with a right, or, in preview mode, a preview token naming exactly the
+/// paths the rewrite let through (found by a first pass).
+fn rewrite_for(
+    state: &State,
+    req: &PlaylistRequest<'_>,
+    bytes: &[u8],
+) -> Result<Rewritten, ManifestError> {
+    let settings = &state.config.token;
+    let now = (state.clock)();
+    let mut ctx = Rewrite {
+        origin_bases: &state.origin_bases,
+        param: &settings.session_param,
+        token: "",
+        request_query: req.query,
+        preview: None,
+    };
+    let preview_seconds = req
+        .grant
+        .claims
+        .is_preview()
+        .then(|| state.rights.as_ref()?.media_for(req.path))
+        .flatten()
+        .map(|media| media.preview_seconds)
+        .filter(|seconds| *seconds > 0);
+    let claims = match preview_seconds {
+        None => access::session_claims(
+            req.grant,
+            req.device,
+            now,
+            settings.session_ttl.as_secs(),
+            new_session_id,
+        ),
+        Some(seconds) => {
+            ctx.preview = Some(Preview {
+                seconds,
+                playlist_path: req.path,
+            });
+            let mut allow = manifest::rewrite(bytes, &ctx)?.allowed;
+            allow.truncate(MAX_PREVIEW_PATHS);
+            if allow.is_empty() {
+                // An empty list would not mark a preview token: name the playlist itself.
+                allow.push(req.path.to_owned());
+            }
+            Claims {
+                sub: PREVIEW_SUBJECT.to_owned(),
+                scope: req.grant.claims.scope.clone(),
+                nbf: 0,
+                exp: now + settings.session_ttl.as_secs(),
+                dev: None,
+                ip: None,
+                sid: None,
+                cap: 0,
+                allow,
+            }
+        }
+    };
+    let token = ticket::sign(&settings.keys, Kind::Session, &claims);
+    ctx.token = &token;
+    manifest::rewrite(bytes, &ctx)
 }
 
 /// The whole body, refusing more than `limit` bytes.

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::model::Media;
+use super::model::{Media, Status};
+use super::store::{Page, Store, StoreError};
 
 /// What the hot path needs to know of a media.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,9 @@ pub struct MediaRef {
     pub editorial: Option<String>,
     /// Its path prefix.
     pub prefix: String,
+    /// Seconds that play without a ticket: the longest preview of the active products that
+    /// contain it (0: none).
+    pub preview_seconds: u32,
 }
 
 /// Media by path prefix.
@@ -22,14 +26,15 @@ pub struct MediaIndex {
 }
 
 impl MediaIndex {
-    /// An index of `media`.
-    pub fn new(media: Vec<Media>) -> Self {
+    /// An index of `media`, with each one's preview length from `previews` (by code).
+    pub fn new(media: Vec<Media>, previews: &HashMap<String, u32>) -> Self {
         let by_prefix = media
             .into_iter()
             .map(|m| {
                 (
                     m.prefix.clone(),
                     MediaRef {
+                        preview_seconds: previews.get(&m.code).copied().unwrap_or(0),
                         code: m.code,
                         editorial: m.editorial,
                         prefix: m.prefix,
@@ -38,6 +43,41 @@ impl MediaIndex {
             })
             .collect();
         Self { by_prefix }
+    }
+
+    /// Reads every media and the previews of the products containing them from `store`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        let media = store.all_media()?;
+        let mut previews: HashMap<String, u32> = HashMap::new();
+        let mut page = Page {
+            offset: 0,
+            limit: Page::MAX_LIMIT,
+        };
+        loop {
+            let products = store.products(page)?;
+            for product in products
+                .iter()
+                .filter(|p| p.preview_seconds > 0 && p.status == Status::Active)
+            {
+                let links = store.linked(&product.code)?;
+                for m in &media {
+                    let linked = links.contains(&m.code)
+                        || m.editorial.as_ref().is_some_and(|e| links.contains(e));
+                    if linked {
+                        let seconds = previews.entry(m.code.clone()).or_default();
+                        *seconds = (*seconds).max(product.preview_seconds);
+                    }
+                }
+            }
+            if products.len() < page.limit as usize {
+                break;
+            }
+            page.offset += page.limit;
+        }
+        Ok(Self::new(media, &previews))
     }
 
     /// The media whose prefix is the longest one containing `path` (normalised).
@@ -65,10 +105,10 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins() {
-        let index = MediaIndex::new(vec![
-            media("all", "/events/"),
-            media("final", "/events/final/"),
-        ]);
+        let index = MediaIndex::new(
+            vec![media("all", "/events/"), media("final", "/events/final/")],
+            &HashMap::new(),
+        );
         assert_eq!(
             index.lookup("/events/final/hd/seg1.ts").unwrap().code,
             "final"

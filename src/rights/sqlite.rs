@@ -221,7 +221,7 @@ impl Store for SqliteStore {
 
     fn products(&self, page: Page) -> Result<Vec<Product>, StoreError> {
         self.many(
-            "SELECT data FROM products ORDER BY created_at, code LIMIT ?1 OFFSET ?2",
+            "SELECT data FROM products ORDER BY created_at, rowid LIMIT ?1 OFFSET ?2",
             &[&page.limit, &page.offset],
         )
     }
@@ -255,7 +255,7 @@ impl Store for SqliteStore {
     }
 
     fn all_media(&self) -> Result<Vec<Media>, StoreError> {
-        self.many("SELECT data FROM media ORDER BY created_at, code", &[])
+        self.many("SELECT data FROM media ORDER BY created_at, rowid", &[])
     }
 
     fn delete_media(&self, code: &str) -> Result<(), StoreError> {
@@ -358,7 +358,7 @@ impl Store for SqliteStore {
              WHERE (?1 IS NULL OR product = ?1) AND (?2 IS NULL OR media = ?2)
                AND (?3 IS NULL OR email = ?3 COLLATE NOCASE) AND (?4 IS NULL OR account = ?4)
                AND (?5 IS NULL OR status = ?5)
-             ORDER BY purchased_at, hash LIMIT ?6 OFFSET ?7",
+             ORDER BY purchased_at, rowid LIMIT ?6 OFFSET ?7",
             &[
                 &filter.product,
                 &filter.media,

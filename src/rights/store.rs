@@ -94,7 +94,7 @@ pub trait Store: Send + Sync + 'static {
     fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError>;
     /// A purchase by hash.
     fn purchase(&self, hash: &str) -> Result<Option<Purchase>, StoreError>;
-    /// Purchases matching `filter`, oldest first.
+    /// Purchases matching `filter`, in the order they were made.
     fn purchases(&self, filter: &PurchaseFilter, page: Page) -> Result<Vec<Purchase>, StoreError>;
     /// Deletes a purchase.
     fn delete_purchase(&self, hash: &str) -> Result<(), StoreError>;

@@ -18,6 +18,7 @@ fn claims() -> Claims {
         ip: Some("203.0.113.0/24".parse().unwrap()),
         sid: None,
         cap: 0,
+        allow: Vec::new(),
     }
 }
 

@@ -47,6 +47,7 @@ pub fn claims(scope: &str) -> Claims {
         ip: None,
         sid: None,
         cap: 0,
+        allow: Vec::new(),
     }
 }
 

@@ -1,0 +1,119 @@
+//! Preview mode: only the first seconds get the token, and the allowed paths are exact.
+
+use super::*;
+
+fn preview(body: &str, seconds: u32, playlist_path: &str) -> Rewritten {
+    let bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
+    let ctx = Rewrite {
+        origin_bases: &bases,
+        param: PARAM,
+        token: TOKEN,
+        request_query: None,
+        preview: Some(Preview {
+            seconds,
+            playlist_path,
+        }),
+    };
+    rewrite(body.as_bytes(), &ctx).unwrap()
+}
+
+const MEDIA: &str = "#EXTM3U
+#EXT-X-TARGETDURATION:2
+#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/k1.key\"
+#EXTINF:2.000,
+seg1.m4s
+#EXTINF:2.000,
+seg2.m4s?v=1
+#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/k2.key\"
+#EXTINF:2.000,
+seg3.m4s
+#EXTINF:2.000,
+http://origin.test:8000/hls/movie/720p/seg4.m4s
+#EXT-X-ENDLIST
+";
+
+#[test]
+fn only_segments_starting_inside_the_preview_get_the_token() {
+    let r = preview(MEDIA, 4, "/movie/720p/index.m3u8");
+    let expected = MEDIA
+        .replace("\"init.mp4\"", "\"init.mp4?token=TOK\"")
+        .replace("\"../keys/k1.key\"", "\"../keys/k1.key?token=TOK\"")
+        .replace("seg1.m4s\n", "seg1.m4s?token=TOK\n")
+        .replace("seg2.m4s?v=1", "seg2.m4s?v=1&token=TOK");
+    assert_eq!(r.text, expected);
+    assert_eq!(r.withheld, 3, "the second key, seg3 and seg4");
+    assert_eq!(
+        r.allowed,
+        [
+            "/movie/720p/init.mp4",
+            "/movie/keys/k1.key",
+            "/movie/720p/seg1.m4s",
+            "/movie/720p/seg2.m4s"
+        ]
+    );
+}
+
+#[test]
+fn a_preview_shorter_than_one_segment_still_plays_the_first() {
+    let r = preview(MEDIA, 1, "/movie/720p/index.m3u8");
+    assert!(r.text.contains("seg1.m4s?token=TOK"));
+    assert!(!r.text.contains("seg2.m4s?v=1&token"));
+}
+
+#[test]
+fn no_preview_means_every_uri_gets_the_token() {
+    let r = rw(MEDIA);
+    assert_eq!((r.tokenized, r.rerouted, r.withheld), (6, 1, 0));
+    assert!(r.allowed.is_empty());
+}
+
+#[test]
+fn every_playlist_of_a_master_stays_playable() {
+    let master = "#EXTM3U
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"audio/en.m3u8\"
+#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"
+720p/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=2,AUDIO=\"a\"
+/movie/1080p/index.m3u8
+";
+    let r = preview(master, 0, "/movie/master.m3u8");
+    assert_eq!(r.withheld, 0);
+    assert_eq!(
+        r.allowed,
+        [
+            "/movie/audio/en.m3u8",
+            "/movie/720p/index.m3u8",
+            "/movie/1080p/index.m3u8"
+        ]
+    );
+}
+
+#[test]
+fn ll_hls_parts_follow_their_segment() {
+    let live = "#EXTM3U
+#EXT-X-TARGETDURATION:2
+#EXT-X-PART-INF:PART-TARGET=1.0
+#EXTINF:2.0,
+s1.m4s
+#EXT-X-PART:DURATION=1.0,URI=\"s2.p1.m4s\"
+#EXT-X-PART:DURATION=1.0,URI=\"s2.p2.m4s\"
+#EXTINF:2.0,
+s2.m4s
+#EXT-X-PART:DURATION=1.0,URI=\"s3.p1.m4s\"
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s3.p2.m4s\"
+#EXT-X-RENDITION-REPORT:URI=\"../480p/live.m3u8\",LAST-MSN=3
+";
+    let r = preview(live, 3, "/live/720p/live.m3u8");
+    assert_eq!(
+        r.allowed,
+        [
+            "/live/720p/s1.m4s",
+            "/live/720p/s2.p1.m4s",
+            "/live/720p/s2.p2.m4s",
+            "/live/720p/s2.m4s",
+            "/live/480p/live.m3u8"
+        ]
+    );
+    assert_eq!(r.withheld, 2, "the parts of the third segment");
+}

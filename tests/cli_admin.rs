@@ -1,0 +1,348 @@
+//! `usher admin …` against a real usher: sell with the CLI, play the printed URL, switch the
+//! account off and on, revoke, list and delete; refused fields, unknown things, a wrong or
+//! missing token and an unreachable admin API all exit 1 with one line on stderr.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+const MEDIA: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg1.ts\n#EXTINF:2,\nseg2.ts\n#EXT-X-ENDLIST\n";
+
+async fn show_origin() -> Origin {
+    let mut objects = HashMap::new();
+    objects.insert("/shows/ep1/index.m3u8".to_owned(), playlist(MEDIA));
+    objects.insert("/shows/ep1/seg1.ts".to_owned(), segment(1000));
+    objects.insert("/shows/ep1/seg2.ts".to_owned(), segment(1000));
+    spawn_origin(objects).await
+}
+
+/// What one `usher admin` run did.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// Exit 0; its stdout.
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        &self.stdout
+    }
+
+    /// Exit 1 with nothing on stdout and one line on stderr; that line.
+    fn failed(&self) -> &str {
+        assert_eq!(self.code, Some(1), "{self:?}");
+        assert_eq!(self.stdout, "", "{self:?}");
+        assert_eq!(self.stderr.lines().count(), 1, "{self:?}");
+        self.stderr.trim_end()
+    }
+}
+
+/// `usher admin --url URL [--token TOKEN]` with no admin variables from the environment.
+fn command(url: &str, token: Option<&str>) -> Command {
+    let mut command = Command::new(usher_bin());
+    command
+        .arg("admin")
+        .arg("--url")
+        .arg(url)
+        .env_remove("USHER_ADMIN_URL")
+        .env_remove("USHER_ADMIN_TOKEN");
+    if let Some(token) = token {
+        command.arg("--token").arg(token);
+    }
+    command
+}
+
+/// Runs `command` with `args` off the runtime thread (usher's origin lives on it), bounded.
+async fn run(mut command: Command, args: &[&str]) -> Run {
+    command.args(args);
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || command.output().expect("usher admin runs")),
+    )
+    .await
+    .expect("usher admin finishes within 60 s")
+    .unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// `usher admin` against `usher` with the right token.
+async fn admin(usher: &Usher, args: &[&str]) -> Run {
+    run(
+        command(usher.admin.as_ref().unwrap(), Some(ADMIN_TOKEN)),
+        args,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sold_with_the_cli_the_printed_url_plays_until_revoked() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+
+    let created = admin(
+        &usher,
+        &[
+            "product",
+            "create",
+            "--name",
+            "Episode 1",
+            "--code",
+            "ep1",
+            "--period",
+            "2",
+            "--cost",
+            "1.99",
+            "--currency",
+            "EUR",
+            "--device-classes",
+            "ott,iptv",
+        ],
+    )
+    .await;
+    assert_eq!(created.ok(), "ep1\n");
+    let random = admin(&usher, &["product", "create", "--name", "Season"]).await;
+    let random = random.ok().trim_end().to_owned();
+    assert_eq!(random.len(), 8, "a generated code: {random:?}");
+
+    let media = [
+        "media",
+        "add",
+        "--code",
+        "ep1-hd",
+        "--prefix",
+        "/shows/ep1/",
+        "--playlist",
+        "index.m3u8",
+        "--title",
+        "Episode 1",
+        "--product",
+        "ep1",
+    ];
+    assert_eq!(admin(&usher, &media).await.ok(), "ep1-hd\n");
+    assert_eq!(
+        admin(&usher, &media).await.ok(),
+        "ep1-hd\n",
+        "adding it again changes nothing"
+    );
+    let elsewhere = admin(
+        &usher,
+        &[
+            "media",
+            "add",
+            "--code",
+            "ep1-hd",
+            "--prefix",
+            "/shows/ep2/",
+            "--product",
+            "ep1",
+        ],
+    )
+    .await;
+    assert!(
+        elsewhere
+            .failed()
+            .contains("ep1-hd already exists with prefix /shows/ep1/"),
+        "{elsewhere:?}"
+    );
+
+    let sold = admin(
+        &usher,
+        &[
+            "buyer",
+            "add",
+            "--product",
+            "ep1",
+            "--email",
+            "alice@example.com",
+            "--account",
+            "alice",
+            "--name",
+            "Alice",
+        ],
+    )
+    .await;
+    sold.ok();
+    let lines = sold.lines();
+    assert_eq!(lines.len(), 2, "hash, then play URL: {sold:?}");
+    let (hash, url) = (lines[0].to_owned(), lines[1].to_owned());
+    assert!(
+        url.starts_with(&format!("{}/shows/ep1/index.m3u8?ticket=", usher.url)),
+        "{url}"
+    );
+
+    let reply = get(&url, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let segment_url = reply
+        .text()
+        .lines()
+        .find(|l| l.starts_with("seg1.ts"))
+        .map(|l| resolve(&url, l))
+        .expect("the playlist names seg1.ts");
+    assert_eq!(get(&segment_url, &[]).await.status, 200);
+
+    assert_eq!(
+        admin(&usher, &["account", "disable", "alice"]).await.ok(),
+        "alice\n"
+    );
+    assert_eq!(get(&url, &[]).await.reason(), "account_disabled");
+    assert_eq!(
+        admin(&usher, &["account", "enable", "alice"]).await.ok(),
+        "alice\n"
+    );
+    assert_eq!(get(&url, &[]).await.status, 200);
+
+    let listed = admin(
+        &usher,
+        &[
+            "buyer",
+            "list",
+            "--product",
+            "ep1",
+            "--email",
+            "alice@example.com",
+        ],
+    )
+    .await;
+    let items: Vec<serde_json::Value> = listed
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(items.len(), 1, "{listed:?}");
+    assert_eq!(items[0]["hash"], hash.as_str());
+    assert_eq!(items[0]["account"], "alice");
+    let other = admin(
+        &usher,
+        &["buyer", "list", "--product", "ep1", "--account", "bob"],
+    )
+    .await;
+    assert_eq!(other.ok(), "");
+
+    assert_eq!(
+        admin(&usher, &["buyer", "revoke", &hash]).await.ok(),
+        format!("{hash}\n")
+    );
+    for refused in [get(&url, &[]).await, get(&segment_url, &[]).await] {
+        assert_eq!(
+            (refused.status.as_u16(), refused.reason().as_str()),
+            (403, "revoked")
+        );
+    }
+
+    assert_eq!(
+        admin(&usher, &["buyer", "delete", &hash]).await.ok(),
+        format!("{hash}\n")
+    );
+    assert_eq!(get(&url, &[]).await.reason(), "no_rights");
+    let gone = admin(&usher, &["buyer", "list", "--product", "ep1"]).await;
+    assert_eq!(gone.ok(), "");
+
+    let products = admin(&usher, &["product", "list"]).await;
+    let mut codes: Vec<String> = products
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["code"].to_string())
+        .collect();
+    codes.sort();
+    let mut expected = vec!["\"ep1\"".to_owned(), format!("\"{random}\"")];
+    expected.sort();
+    assert_eq!(codes, expected, "{products:?}");
+    assert_eq!(
+        admin(&usher, &["product", "delete", "ep1"]).await.ok(),
+        "ep1\n"
+    );
+    let left = admin(&usher, &["product", "list"]).await;
+    assert!(
+        left.ok().contains(&random) && !left.stdout.contains("\"ep1\""),
+        "{left:?}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_exit_1_with_one_line_naming_the_problem() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    let admin_url = usher.admin.clone().unwrap();
+
+    let bad_date = admin(
+        &usher,
+        &[
+            "product",
+            "create",
+            "--name",
+            "X",
+            "--access-expire",
+            "31/12/2026",
+        ],
+    )
+    .await;
+    let line = bad_date.failed();
+    assert!(line.starts_with("usher: access_expire: "), "{line}");
+    assert!(line.contains("YYYY-MM-DD"), "{line}");
+
+    let unknown = admin(
+        &usher,
+        &["buyer", "add", "--product", "nope", "--email", "a@b.c"],
+    )
+    .await;
+    assert_eq!(unknown.failed(), "usher: product nope not found");
+
+    let wrong = run(
+        command(&admin_url, Some("not-the-admin-token-at-all")),
+        &["product", "list"],
+    )
+    .await;
+    let line = wrong.failed();
+    assert!(line.contains("401") && line.contains("token"), "{line}");
+
+    let missing = run(command(&admin_url, None), &["product", "list"]).await;
+    assert!(
+        missing.failed().contains("token is required"),
+        "{missing:?}"
+    );
+
+    let mut from_env = command(&admin_url, None);
+    from_env.env("USHER_ADMIN_TOKEN", ADMIN_TOKEN);
+    assert_eq!(run(from_env, &["product", "list"]).await.ok(), "");
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let unreachable = run(
+        command(&format!("http://{closed}"), Some(ADMIN_TOKEN)),
+        &["product", "list"],
+    )
+    .await;
+    assert!(
+        unreachable.failed().contains("cannot reach the admin API"),
+        "{unreachable:?}"
+    );
+
+    let usage = run(
+        command(&admin_url, Some(ADMIN_TOKEN)),
+        &["buyer", "add", "--product", "p"],
+    )
+    .await;
+    assert_eq!(
+        usage.code,
+        Some(2),
+        "no buyer named is a usage error: {usage:?}"
+    );
+}
