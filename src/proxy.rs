@@ -386,7 +386,7 @@ fn preview_grant(state: &State, path: &str, now: u64) -> Option<Grant> {
         kind: Kind::Session,
         claims: Claims {
             sub: PREVIEW_SUBJECT.to_owned(),
-            scope: media.prefix,
+            scope: media.prefix.clone(),
             nbf: 0,
             exp: now + state.config.token.session_ttl.as_secs(),
             dev: None,

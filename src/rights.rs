@@ -55,6 +55,10 @@ pub struct Rights {
     index: RwLock<Arc<MediaIndex>>,
     cache: Cache<String, Arc<Decision>>,
     metrics: Metrics,
+    /// `usher_rights_cache_total{outcome="hit"|"miss"}`, resolved once: these count on
+    /// every request.
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
 }
 
 /// Per-entry time to live: positive decisions live longer than refusals.
@@ -111,6 +115,8 @@ impl Rights {
             source,
             index: RwLock::new(Arc::new(index)),
             cache,
+            hits: metrics.rights_cache.with_label_values(&["hit"]),
+            misses: metrics.rights_cache.with_label_values(&["miss"]),
             metrics,
         })
     }
@@ -121,7 +127,7 @@ impl Rights {
     }
 
     /// The media a path belongs to, if any is sold there.
-    pub fn media_for(&self, path: &str) -> Option<MediaRef> {
+    pub fn media_for(&self, path: &str) -> Option<Arc<MediaRef>> {
         self.index
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -141,16 +147,21 @@ impl Rights {
         now: u64,
     ) -> Result<Entitled, RightsDenied> {
         let media = self.media_for(path).ok_or(RightsDenied::NoRights)?;
-        let key = format!("{subject}\0{}\0{}", media.code, class.as_str());
-        let cache = &self.metrics.rights_cache;
+        let class_name = class.as_str();
+        let mut key = String::with_capacity(subject.len() + media.code.len() + class_name.len() + 2);
+        key.push_str(subject);
+        key.push('\0');
+        key.push_str(&media.code);
+        key.push('\0');
+        key.push_str(class_name);
         if let Some(decision) = self.cache.get(&key).await {
             if holds(&decision, now) {
-                cache.with_label_values(&["hit"]).inc();
+                self.hits.inc();
                 return (*decision).clone();
             }
             self.cache.invalidate(&key).await;
         }
-        cache.with_label_values(&["miss"]).inc();
+        self.misses.inc();
         let decision = self
             .cache
             .try_get_with(key.clone(), self.lookup(subject, &media, class, now))

@@ -81,8 +81,8 @@ impl RightsDenied {
 /// A positive decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entitled {
-    /// The purchase that grants it.
-    pub purchase: String,
+    /// The purchase that grants it (shared: cached decisions are cloned on every hit).
+    pub purchase: std::sync::Arc<str>,
     /// When it ends (`None`: no end).
     pub until: Option<u64>,
     /// The purchase counts hours from first play and has not been played yet: the caller
@@ -188,7 +188,7 @@ fn decide_one(
         end
     };
     Ok(Entitled {
-        purchase: purchase.hash.clone(),
+        purchase: purchase.hash.as_str().into(),
         until,
         first_play,
     })

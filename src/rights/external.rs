@@ -118,7 +118,7 @@ impl External {
                     self.recent_yes.insert(key, ()).await;
                 }
                 Ok(Ok(Entitled {
-                    purchase: "external".to_owned(),
+                    purchase: "external".into(),
                     until: None,
                     first_play: false,
                 }))
@@ -128,7 +128,7 @@ impl External {
                 tracing::warn!(error = %e, "rights service down; serving a recent yes (grace)");
                 metrics.rights_lookups.with_label_values(&["grace"]).inc();
                 Ok(Ok(Entitled {
-                    purchase: "external-grace".to_owned(),
+                    purchase: "external-grace".into(),
                     until: Some(now + self.config.grace.as_secs().max(1)),
                     first_play: false,
                 }))

@@ -1,6 +1,7 @@
 //! Path → media, in memory: the longest media prefix that contains a request path.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::model::{Media, Status};
 use super::store::{Page, Store, StoreError};
@@ -22,7 +23,7 @@ pub struct MediaRef {
 /// Media by path prefix.
 #[derive(Debug, Default)]
 pub struct MediaIndex {
-    by_prefix: HashMap<String, MediaRef>,
+    by_prefix: HashMap<String, Arc<MediaRef>>,
 }
 
 impl MediaIndex {
@@ -33,12 +34,12 @@ impl MediaIndex {
             .map(|m| {
                 (
                     m.prefix.clone(),
-                    MediaRef {
+                    Arc::new(MediaRef {
                         preview_seconds: previews.get(&m.code).copied().unwrap_or(0),
                         code: m.code,
                         editorial: m.editorial,
                         prefix: m.prefix,
-                    },
+                    }),
                 )
             })
             .collect();
@@ -81,7 +82,7 @@ impl MediaIndex {
     }
 
     /// The media whose prefix is the longest one containing `path` (normalised).
-    pub fn lookup(&self, path: &str) -> Option<&MediaRef> {
+    pub fn lookup(&self, path: &str) -> Option<&Arc<MediaRef>> {
         path.rmatch_indices('/')
             .find_map(|(at, _)| self.by_prefix.get(&path[..=at]))
     }

@@ -273,7 +273,7 @@ fn no_candidates_is_no_rights_and_the_best_purchase_wins() {
     )
     .unwrap();
     assert_eq!(
-        (got.purchase.as_str(), got.until),
+        (&*got.purchase, got.until),
         ("h2", Some(T0 + 7 * DAY))
     );
 }
