@@ -148,7 +148,8 @@ impl Rights {
     ) -> Result<Entitled, RightsDenied> {
         let media = self.media_for(path).ok_or(RightsDenied::NoRights)?;
         let class_name = class.as_str();
-        let mut key = String::with_capacity(subject.len() + media.code.len() + class_name.len() + 2);
+        let mut key =
+            String::with_capacity(subject.len() + media.code.len() + class_name.len() + 2);
         key.push_str(subject);
         key.push('\0');
         key.push_str(&media.code);

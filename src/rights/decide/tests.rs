@@ -272,10 +272,7 @@ fn no_candidates_is_no_rights_and_the_best_purchase_wins() {
         T0 + 10,
     )
     .unwrap();
-    assert_eq!(
-        (&*got.purchase, got.until),
-        ("h2", Some(T0 + 7 * DAY))
-    );
+    assert_eq!((&*got.purchase, got.until), ("h2", Some(T0 + 7 * DAY)));
 }
 
 #[test]
