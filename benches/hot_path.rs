@@ -146,7 +146,8 @@ fn bench_credentials(c: &mut Criterion) {
         client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 77)),
     };
     let path = "/events/final/1080p/seg_00042.ts";
-    assert!(access::decide(&ring, SKEW, path, &presented, NOW).is_ok());
+    let no_sessions = |_: &str| false;
+    assert!(access::decide(&ring, SKEW, path, &presented, NOW, &no_sessions).is_ok());
     c.bench_function("access_decide", |b| {
         b.iter(|| {
             access::decide(
@@ -155,6 +156,7 @@ fn bench_credentials(c: &mut Criterion) {
                 black_box(path),
                 black_box(&presented),
                 black_box(NOW),
+                &no_sessions,
             )
         })
     });
@@ -164,12 +166,14 @@ fn bench_credentials(c: &mut Criterion) {
     let grant = Grant {
         kind: Kind::Ticket,
         claims: ticket_claims(),
+        right_until: None,
     };
     c.bench_function("session_mint", |b| {
         b.iter(|| {
             let claims = access::session_claims(
                 black_box(&grant),
                 black_box(Some("tv-4b1e")),
+                None,
                 black_box(NOW),
                 black_box(SESSION_TTL),
                 || "9d2c47e1".to_owned(),

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use crate::config::Access;
+use crate::net::IpPrefix;
 use crate::ticket::{self, Claims, KeyRing, Kind, TicketError};
 
 /// How the access policy treats a path.
@@ -53,6 +54,10 @@ pub struct Grant {
     pub kind: Kind,
     /// That credential's claims.
     pub claims: Claims,
+    /// The end of the right the rights check found (`u64::MAX`: no end), when rights are
+    /// checked. Session tokens are capped by it rather than by the ticket's expiry, so
+    /// playback outlives the ticket while the right holds.
+    pub right_until: Option<u64>,
 }
 
 /// Why a request was refused. [`Denied::reason`] is what players and metrics see.
@@ -73,6 +78,9 @@ pub enum Denied {
     /// The client address is outside the credential's IP binding (403).
     #[error("client address outside the credential's binding")]
     IpMismatch,
+    /// A session token presented by another device or from another network (403).
+    #[error("session token used by another device or network")]
+    SessionShared,
 }
 
 impl Denied {
@@ -84,6 +92,7 @@ impl Denied {
             Denied::OutOfScope => "out_of_scope",
             Denied::WrongDevice => "wrong_device",
             Denied::IpMismatch => "ip_mismatch",
+            Denied::SessionShared => "session_shared",
         }
     }
 }
@@ -93,57 +102,75 @@ impl Denied {
 ///
 /// # Errors
 /// The first rule that fails, in the order signature, time, scope, device, address.
+///
+/// An expired session token still passes while `session_alive` says its session is alive:
+/// a movie watched with pauses keeps playing as long as its session does (the rights check
+/// that follows decides whether the right still holds). For session tokens a device or
+/// address mismatch is `SessionShared`: the token was copied, not mis-issued.
 pub fn decide(
     ring: &KeyRing,
     skew: u64,
     path: &str,
     presented: &Presented<'_>,
     now: u64,
+    session_alive: &dyn Fn(&str) -> bool,
 ) -> Result<Grant, Denied> {
     let raw = presented
         .session
         .or(presented.ticket)
         .ok_or(Denied::NoCredential)?;
-    let (kind, claims) = ticket::verify(ring, raw, now, skew)?;
+    let (kind, claims) = ticket::verify_signature(ring, raw)?;
+    match ticket::check_window(&claims, now, skew) {
+        Err(TicketError::Expired { .. })
+            if kind == Kind::Session && claims.sid.as_deref().is_some_and(session_alive) => {}
+        other => other?,
+    }
     if !claims.covers(path) || (claims.is_preview() && !claims.allow.iter().any(|p| p == path)) {
         return Err(Denied::OutOfScope);
     }
+    let shared_or = |denied| match kind {
+        Kind::Session => Denied::SessionShared,
+        Kind::Ticket => denied,
+    };
     if let Some(bound) = &claims.dev {
         if presented.device.is_some_and(|d| d != bound)
             || (kind == Kind::Ticket && presented.device.is_none())
         {
-            return Err(Denied::WrongDevice);
+            return Err(shared_or(Denied::WrongDevice));
         }
     }
     if let Some(prefix) = &claims.ip {
         if !prefix.contains(presented.client_ip) {
-            return Err(Denied::IpMismatch);
+            return Err(shared_or(Denied::IpMismatch));
         }
     }
-    Ok(Grant { kind, claims })
+    Ok(Grant {
+        kind,
+        claims,
+        right_until: None,
+    })
 }
 
 /// The claims of the session token to mint into a playlist served under `grant`.
 ///
-/// The session keeps the grant's subject, scope and IP binding; it is bound to the device
-/// the grant was bound to or, failing that, the device the request named; it keeps the
-/// session id of a session grant or takes `new_sid` for a ticket; and it never outlives the
-/// ticket it descends from.
+/// The session keeps the grant's subject, scope and IP binding (or is bound to `network`
+/// when the grant has none); it is bound to the device the grant was bound to or, failing
+/// that, the device the request named; it keeps the grant's session id (the one the
+/// session registry gave it) or takes `new_sid`; and it never outlives the right it
+/// descends from: the right's end when rights were checked, else the ticket's expiry.
 pub fn session_claims(
     grant: &Grant,
     device: Option<&str>,
+    network: Option<IpPrefix>,
     now: u64,
     session_ttl: u64,
     new_sid: impl FnOnce() -> String,
 ) -> Claims {
-    let cap = match grant.kind {
+    let cap = grant.right_until.unwrap_or(match grant.kind {
         Kind::Ticket => grant.claims.exp,
         Kind::Session => grant.claims.cap,
-    };
-    let sid = match grant.kind {
-        Kind::Session => grant.claims.sid.clone().unwrap_or_else(new_sid),
-        Kind::Ticket => new_sid(),
-    };
+    });
+    let sid = grant.claims.sid.clone().unwrap_or_else(new_sid);
     Claims {
         sub: grant.claims.sub.clone(),
         scope: grant.claims.scope.clone(),
@@ -154,7 +181,7 @@ pub fn session_claims(
             .dev
             .clone()
             .or_else(|| device.map(str::to_owned)),
-        ip: grant.claims.ip,
+        ip: grant.claims.ip.or(network),
         sid: Some(sid),
         cap,
         allow: Vec::new(),

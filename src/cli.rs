@@ -190,7 +190,7 @@ pub fn issue(
         scope,
         nbf: now,
         exp: now + ttl.as_secs().max(1),
-        dev: device,
+        dev: device.map(|d| crate::device::hash_id(&d, None)),
         ip,
         sid: None,
         cap: 0,

@@ -35,8 +35,41 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where rights decisions come from.
     pub rights: RightsConfig,
+    /// Playback sessions.
+    pub sessions: SessionsConfig,
     /// The demo stream, when configured.
     pub demo: Option<Demo>,
+}
+
+/// `[sessions]`, checked.
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    /// Seconds without a request after which a session is over.
+    pub idle_timeout: Duration,
+    /// Least time between two activity records of one session.
+    pub touch_interval: Duration,
+    /// Whether session tokens are bound to the client's network.
+    pub bind_ip: bool,
+    /// IPv4 network prefix length.
+    pub ipv4_prefix: u8,
+    /// IPv6 network prefix length.
+    pub ipv6_prefix: u8,
+}
+
+impl SessionsConfig {
+    /// The network of `ip`, by the configured prefix lengths.
+    pub fn network(&self, ip: std::net::IpAddr) -> crate::net::IpPrefix {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let len = if ip.is_ipv4() {
+            self.ipv4_prefix
+        } else {
+            self.ipv6_prefix
+        };
+        crate::net::IpPrefix::new(ip, len).expect("prefix lengths are checked")
+    }
 }
 
 /// `[rights]`, checked.
@@ -103,6 +136,8 @@ pub struct Listen {
     pub max_header_bytes: usize,
     /// Most header fields per request.
     pub max_headers: usize,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: Vec<crate::net::IpPrefix>,
 }
 
 /// An HTTPS listener.
@@ -206,6 +241,10 @@ pub struct Token {
     pub device_header: HeaderName,
     /// Query parameter naming the device.
     pub device_param: String,
+    /// Cookie naming the device, if read.
+    pub device_cookie: Option<String>,
+    /// Whether the user agent is folded into the device identity.
+    pub device_with_user_agent: bool,
 }
 
 /// `[access]`, checked.

@@ -11,6 +11,8 @@
 //! - [`path`]: request path normalisation and object kinds.
 //! - [`origin`]: origin base URLs and matching absolute URIs against them.
 //! - [`net`]: IP prefixes for address binding.
+//! - [`device`]: hashed device identity.
+//! - [`sessions`]: live playback sessions, concurrency limits and idle timeouts.
 //! - [`form`]: query-string and form decoding.
 //! - [`rights`]: products, media, purchases, the store and the cached rights check.
 //! - [`proxy`]: the request flow, the server, the upstream and responses.
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod device;
 pub mod form;
 pub mod manifest;
 pub mod metrics;
@@ -36,6 +39,7 @@ pub mod origin;
 pub mod path;
 pub mod proxy;
 pub mod rights;
+pub mod sessions;
 pub mod signal;
 pub mod ticket;
 pub mod tls;

@@ -38,6 +38,11 @@ pub struct Metrics {
     pub rights_invalidations: IntCounterVec,
     /// `usher_admin_requests_total{api, status}`: admin API and facade calls.
     pub admin_requests: IntCounterVec,
+    /// `usher_activations_total{outcome}`: device activations of purchases: known, bound
+    /// (a new device used one), limit (refused), recovered (moved by IP recovery).
+    pub activations: IntCounterVec,
+    /// `usher_sessions_active`: live playback sessions at the last sweep.
+    pub sessions_active: IntGauge,
 }
 
 impl Metrics {
@@ -96,6 +101,11 @@ impl Metrics {
             "Admin API and PPV facade calls, by API and HTTP status.",
             &["api", "status"],
         );
+        let activations = counter(
+            "usher_activations_total",
+            "Device activations of purchases: known, bound, limit, recovered.",
+            &["outcome"],
+        );
         let upstream_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "usher_upstream_duration_seconds",
@@ -113,6 +123,11 @@ impl Metrics {
         registry
             .register(Box::new(in_flight.clone()))
             .expect("unique metric");
+        let sessions_active = IntGauge::new("usher_sessions_active", "Live playback sessions.")
+            .expect("valid metric");
+        registry
+            .register(Box::new(sessions_active.clone()))
+            .expect("unique metric");
         Self {
             registry,
             requests,
@@ -126,6 +141,8 @@ impl Metrics {
             rights_lookups,
             rights_invalidations,
             admin_requests,
+            activations,
+            sessions_active,
         }
     }
 

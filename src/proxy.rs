@@ -19,6 +19,7 @@
 //!         ─► CORS headers, x-request-id; metrics and one log line at the end
 //! ```
 
+pub mod authorize;
 pub mod credentials;
 pub mod forward;
 pub mod respond;
@@ -41,17 +42,16 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 
-use crate::access::{self, Denied, Grant, Presented, Route};
+use crate::access::{self, Presented, Route};
 use crate::config::{Config, RightsSource};
 use crate::metrics::Metrics;
 use crate::origin::OriginBase;
 use crate::path::{self, ObjectKind};
 use crate::rights::external::External;
-use crate::rights::model::DeviceClass;
 use crate::rights::sqlite::SqliteStore;
 use crate::rights::store::Store;
 use crate::rights::{Rights, Source};
-use crate::ticket::{Claims, Kind};
+use crate::sessions::Sessions;
 use respond::ProxyError;
 use upstream::{Upstream, UpstreamRequest};
 
@@ -82,6 +82,8 @@ pub struct State {
     pub store: Arc<dyn Store>,
     /// The rights check, unless `rights.source = "none"`.
     pub rights: Option<Rights>,
+    /// Live playback sessions.
+    pub sessions: Sessions,
     /// Base URL players reach usher on (set once the public listener is bound).
     pub public_url: OnceLock<String>,
     /// The admin API credential.
@@ -130,9 +132,15 @@ impl State {
         if let Some(url) = &config.admin.public_url {
             let _ = public_url.set(url.trim_end_matches('/').to_owned());
         }
+        let sessions = Sessions::new(
+            config.sessions.idle_timeout.as_secs(),
+            config.sessions.touch_interval.as_secs(),
+            metrics.sessions_active.clone(),
+        );
         Ok(Self {
             upstream,
             origin_bases,
+            sessions,
             metrics,
             ready: AtomicBool::new(false),
             clock,
@@ -207,7 +215,10 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         Err(err) => {
             let (_, reason) = err.status_and_reason();
             outcome.reason = Some(reason);
-            if matches!(err, ProxyError::Denied(_) | ProxyError::Rights(_)) {
+            if matches!(
+                err,
+                ProxyError::Denied(_) | ProxyError::Rights(_) | ProxyError::Session(_)
+            ) {
                 state.metrics.denials.with_label_values(&[reason]).inc();
             }
             err.to_response()
@@ -270,6 +281,19 @@ async fn handle_inner(
     let settings = &state.config.token;
     let query = req.uri().query();
     let carried = credentials::read(settings, query, req.headers());
+    let client_ip = forward::client_ip(
+        peer.addr.ip(),
+        req.headers(),
+        &state.config.listen.trusted_proxies,
+    );
+    let device = carried.device.map(|id| {
+        let agent = settings
+            .device_with_user_agent
+            .then(|| req.headers().get(http::header::USER_AGENT))
+            .flatten()
+            .and_then(|v| v.to_str().ok());
+        crate::device::hash_id(id, agent)
+    });
     let route = access::route(&state.config.access, &path);
     let grant = match route {
         Route::Unrouted => return Err(ProxyError::NotRouted),
@@ -278,10 +302,10 @@ async fn handle_inner(
             let presented = Presented {
                 ticket: carried.ticket,
                 session: carried.session,
-                device: carried.device,
-                client_ip: peer.addr.ip(),
+                device: device.as_deref(),
+                client_ip,
             };
-            Some(authorize(state, &path, kind, &presented, req.headers()).await?)
+            Some(authorize::authorize(state, &path, kind, &presented, req.headers()).await?)
         }
     };
 
@@ -341,7 +365,8 @@ async fn handle_inner(
             let request = playlist::PlaylistRequest {
                 path: &path,
                 grant: &grant,
-                device: carried.device,
+                device: device.as_deref(),
+                client_ip,
                 query,
                 head_only,
             };
@@ -349,66 +374,6 @@ async fn handle_inner(
         }
         _ => Ok(response),
     }
-}
-
-/// The credential check, then the rights check; or, for a playlist requested without any
-/// credential, a preview grant when the content has a preview.
-async fn authorize(
-    state: &State,
-    path: &str,
-    kind: ObjectKind,
-    presented: &Presented<'_>,
-    headers: &http::HeaderMap,
-) -> Result<Grant, ProxyError> {
-    let settings = &state.config.token;
-    let now = (state.clock)();
-    let skew = settings.clock_skew.as_secs();
-    let grant = match access::decide(&settings.keys, skew, path, presented, now) {
-        Ok(grant) => grant,
-        Err(Denied::NoCredential) if kind == ObjectKind::Playlist => {
-            return preview_grant(state, path, now).ok_or(Denied::NoCredential.into());
-        }
-        Err(denied) => return Err(denied.into()),
-    };
-    // A preview token names its paths exactly and carries no rights to check.
-    if let (Some(rights), false) = (&state.rights, grant.claims.is_preview()) {
-        let class = device_class(state, headers);
-        rights.check(&grant.claims.sub, path, class, now).await?;
-    }
-    Ok(grant)
-}
-
-/// A grant for a viewer without a ticket, on a playlist of content that has a preview:
-/// the playlist is rewritten in preview mode, so only its first seconds play.
-fn preview_grant(state: &State, path: &str, now: u64) -> Option<Grant> {
-    let media = state.rights.as_ref()?.media_for(path)?;
-    (media.preview_seconds > 0).then(|| Grant {
-        kind: Kind::Session,
-        claims: Claims {
-            sub: PREVIEW_SUBJECT.to_owned(),
-            scope: media.prefix.clone(),
-            nbf: 0,
-            exp: now + state.config.token.session_ttl.as_secs(),
-            dev: None,
-            ip: None,
-            sid: None,
-            cap: 0,
-            allow: vec![path.to_owned()],
-        },
-    })
-}
-
-/// Subject of preview tokens; `~` is outside what account ids may use, so no buyer holds it.
-pub const PREVIEW_SUBJECT: &str = "~preview";
-
-/// The device class a request names in `rights.device_class_header`, or the default.
-fn device_class(state: &State, headers: &http::HeaderMap) -> DeviceClass {
-    let rights = &state.config.rights;
-    headers
-        .get(&rights.device_class_header)
-        .and_then(|v| v.to_str().ok())
-        .and_then(DeviceClass::parse)
-        .unwrap_or(rights.default_device_class)
 }
 
 /// `/readyz`: 200 once start-up finished, 503 before.

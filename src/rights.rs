@@ -217,8 +217,14 @@ impl Rights {
                 })
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))??;
-                let enabled = account.is_none_or(|a| a.enabled);
-                decide::decide(enabled, &candidates, class, now)
+                let enabled = account.as_ref().is_none_or(|a| a.enabled);
+                decide::decide(enabled, &candidates, class, now).map(|mut entitled| {
+                    if let Some(account) = &account {
+                        entitled.limits.account_sessions = account.max_sessions;
+                        entitled.limits.account_devices = account.max_devices;
+                    }
+                    entitled
+                })
             }
         };
         self.metrics

@@ -281,7 +281,8 @@ async fn every_denial_has_its_status_and_reason() {
         (
             format!(
                 "{seg}?ticket={}",
-                mint_with("/vod/", |c| c.dev = Some("tv-1".into()))
+                mint_with("/vod/", |c| c.dev =
+                    Some(usher::device::hash_id("tv-1", None)))
             ),
             Some("phone-2"),
             403,
@@ -314,7 +315,7 @@ async fn every_denial_has_its_status_and_reason() {
     let ok = format!(
         "{seg}?ticket={}",
         mint_with("/vod/", |c| {
-            c.dev = Some("tv-1".into());
+            c.dev = Some(usher::device::hash_id("tv-1", None));
             c.ip = Some("127.0.0.0/8".parse().unwrap());
         })
     );
@@ -367,7 +368,7 @@ async fn session_tokens_open_segments_but_only_in_scope_and_on_their_device() {
     let copied = get(&seg, &[("x-device-id", "laptop-9")]).await;
     assert_eq!(
         (copied.status.as_u16(), copied.reason().as_str()),
-        (403, "wrong_device")
+        (403, "session_shared")
     );
     // Players add their own parameters; the token check tolerates them.
     let with_hls = format!("{seg}&_HLS_msn=3&_HLS_part=1");

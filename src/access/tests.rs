@@ -42,6 +42,17 @@ fn ticket_with(edit: impl FnOnce(&mut Claims)) -> String {
 
 const PATH: &str = "/vod/movie/720p/seg1.ts";
 
+/// The decision with no live sessions (expired session tokens stay expired).
+fn decide(
+    ring: &KeyRing,
+    skew: u64,
+    path: &str,
+    presented: &Presented<'_>,
+    now: u64,
+) -> Result<Grant, Denied> {
+    super::decide(ring, skew, path, presented, now, &|_| false)
+}
+
 #[test]
 fn nothing_presented_is_no_credential() {
     let got = decide(&ring(), 0, PATH, &presented(None, None), NOW);
@@ -105,7 +116,7 @@ fn ip_bound_ticket_needs_an_address_in_its_prefix() {
 fn session_minted_from_a_ticket_carries_its_bindings_and_is_capped() {
     let t = ticket_with(|c| c.ip = Some("198.51.100.0/24".parse().unwrap()));
     let grant = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap();
-    let s = session_claims(&grant, Some("tv-1"), NOW, 3600, || "sid-1".into());
+    let s = session_claims(&grant, Some("tv-1"), None, NOW, 3600, || "sid-1".into());
     assert_eq!(s.exp, NOW + 600, "never outlives the ticket");
     assert_eq!(s.cap, NOW + 600);
     assert_eq!(s.dev.as_deref(), Some("tv-1"));
@@ -118,7 +129,7 @@ fn session_minted_from_a_ticket_carries_its_bindings_and_is_capped() {
 fn a_session_token_is_preferred_and_keeps_its_session_id() {
     let t = ticket_with(|_| {});
     let grant = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap();
-    let s = session_claims(&grant, None, NOW, 60, || "sid-1".into());
+    let s = session_claims(&grant, None, None, NOW, 60, || "sid-1".into());
     let token = ticket::sign(&ring(), Kind::Session, &s);
     let garbage = "t1.k1.xx.yy";
     let again = decide(
@@ -130,7 +141,7 @@ fn a_session_token_is_preferred_and_keeps_its_session_id() {
     )
     .unwrap();
     assert_eq!(again.kind, Kind::Session);
-    let renewed = session_claims(&again, None, NOW + 30, 60, || "sid-2".into());
+    let renewed = session_claims(&again, None, None, NOW + 30, 60, || "sid-2".into());
     assert_eq!(renewed.sid.as_deref(), Some("sid-1"));
     assert_eq!(renewed.exp, NOW + 90);
     assert_eq!(renewed.cap, NOW + 600);
@@ -140,7 +151,7 @@ fn a_session_token_is_preferred_and_keeps_its_session_id() {
 fn a_session_token_on_another_device_is_refused() {
     let t = ticket_with(|_| {});
     let grant = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap();
-    let s = session_claims(&grant, Some("tv-1"), NOW, 60, || "sid".into());
+    let s = session_claims(&grant, Some("tv-1"), None, NOW, 60, || "sid".into());
     let token = ticket::sign(&ring(), Kind::Session, &s);
     let mut p = presented(None, Some(&token));
     assert!(
@@ -148,7 +159,10 @@ fn a_session_token_on_another_device_is_refused() {
         "no device named: the token carries it"
     );
     p.device = Some("laptop-9");
-    assert_eq!(decide(&ring(), 0, PATH, &p, NOW), Err(Denied::WrongDevice));
+    assert_eq!(
+        decide(&ring(), 0, PATH, &p, NOW),
+        Err(Denied::SessionShared)
+    );
 }
 
 #[test]
@@ -178,4 +192,66 @@ fn a_preview_token_opens_only_its_listed_paths() {
         decide(&ring(), 0, "/vod/movie/720p/seg9.ts", &p, NOW),
         Err(Denied::OutOfScope)
     );
+}
+
+#[test]
+fn a_session_token_from_another_network_is_shared() {
+    let t = ticket_with(|_| {});
+    let grant = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap();
+    let net: IpPrefix = "198.51.100.0/24".parse().unwrap();
+    let s = session_claims(&grant, None, Some(net), NOW, 60, || "sid".into());
+    assert_eq!(s.ip, Some(net));
+    let token = ticket::sign(&ring(), Kind::Session, &s);
+    let mut p = presented(None, Some(&token));
+    p.client_ip = "198.51.100.200".parse().unwrap();
+    assert!(
+        decide(&ring(), 0, PATH, &p, NOW).is_ok(),
+        "a mobile client moving inside its /24"
+    );
+    p.client_ip = "203.0.113.1".parse().unwrap();
+    assert_eq!(
+        decide(&ring(), 0, PATH, &p, NOW),
+        Err(Denied::SessionShared)
+    );
+}
+
+#[test]
+fn an_expired_session_token_lives_on_while_its_session_does() {
+    let t = ticket_with(|_| {});
+    let grant = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap();
+    let s = session_claims(&grant, None, None, NOW, 60, || "sid-7".into());
+    let token = ticket::sign(&ring(), Kind::Session, &s);
+    let p = presented(None, Some(&token));
+    let later = NOW + 120;
+    assert!(matches!(
+        decide(&ring(), 0, PATH, &p, later),
+        Err(Denied::Credential(TicketError::Expired { .. }))
+    ));
+    let alive = |sid: &str| sid == "sid-7";
+    assert!(super::decide(&ring(), 0, PATH, &p, later, &alive).is_ok());
+    // A ticket is never renewed that way.
+    let expired_ticket = ticket_with(|c| c.exp = NOW - 1);
+    assert!(super::decide(
+        &ring(),
+        0,
+        PATH,
+        &presented(Some(&expired_ticket), None),
+        NOW,
+        &|_| true
+    )
+    .is_err());
+}
+
+#[test]
+fn sessions_are_capped_by_the_right_not_the_ticket_when_rights_are_checked() {
+    let t = ticket_with(|_| {});
+    let mut grant = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap();
+    grant.right_until = Some(NOW + 86_400);
+    let s = session_claims(&grant, None, None, NOW + 3000, 600, || "sid".into());
+    assert_eq!(
+        s.exp,
+        NOW + 3600,
+        "past the ticket's own expiry at NOW + 600"
+    );
+    assert_eq!(s.cap, NOW + 86_400);
 }

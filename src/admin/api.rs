@@ -132,12 +132,7 @@ pub async fn route(
         }
         (&Method::GET, ["accounts", id]) => ok(S::OK, ops::get_account(state, id).await?),
         (&Method::PUT | &Method::PATCH, ["accounts", id]) => {
-            let mut r = fields::Reader::new(body);
-            let enabled = r
-                .flag("enabled")?
-                .ok_or_else(|| AdminError::invalid("enabled", "required"))?;
-            r.finish(&[])?;
-            ok(S::OK, ops::set_account(state, id, enabled).await?)
+            ok(S::OK, ops::set_account(state, id, body).await?)
         }
         _ => Err(AdminError::NoEndpoint),
     }

@@ -256,6 +256,21 @@ pub fn apply_product(r: &mut Reader<'_>, product: &mut Product) -> Result<(), In
     if r.flag("device_ban")? == Some(true) {
         product.max_devices = Some(1);
     }
+    if let Some(n) = r.number("max_sessions")? {
+        product.max_sessions = (n > 0).then_some(n);
+    }
+    if let Some(policy) = r.text("concurrency_policy") {
+        product.concurrency_policy = match policy {
+            "refuse" => crate::sessions::Policy::Refuse,
+            "replace_oldest" => crate::sessions::Policy::ReplaceOldest,
+            other => {
+                return invalid(
+                    "concurrency_policy",
+                    format!("\"{other}\": use refuse or replace_oldest"),
+                )
+            }
+        };
+    }
     if let Some(flag) = r.flag("ip_recovery")? {
         product.ip_recovery = flag;
     }

@@ -500,16 +500,34 @@ pub async fn list_buyers(
     blocking(state, move |s| s.purchases(&filter, page)).await
 }
 
-/// Enables or disables an account; disabling refuses everything it holds from the next
-/// request on.
+/// Creates or updates an account: `enabled` (disabling refuses everything it holds from the
+/// next request on), `max_sessions` and `max_devices` (account-wide stream limits; 0 lifts
+/// one).
 ///
 /// # Errors
 /// On a store failure.
-pub async fn set_account(state: &State, id: &str, enabled: bool) -> Result<Account, AdminError> {
-    let account = Account {
-        id: fields::id("account", id)?,
-        enabled,
-    };
+pub async fn set_account(state: &State, id: &str, f: &Fields) -> Result<Account, AdminError> {
+    let id = fields::id("account", id)?;
+    let i = id.clone();
+    let mut account = blocking(state, move |s| s.account(&i))
+        .await?
+        .unwrap_or(Account {
+            id,
+            enabled: true,
+            max_sessions: None,
+            max_devices: None,
+        });
+    let mut r = Reader::new(f);
+    if let Some(enabled) = r.flag("enabled")? {
+        account.enabled = enabled;
+    }
+    if let Some(n) = r.number("max_sessions")? {
+        account.max_sessions = (n > 0).then_some(n);
+    }
+    if let Some(n) = r.number("max_devices")? {
+        account.max_devices = (n > 0).then_some(n);
+    }
+    r.finish(&[])?;
     let stored = account.clone();
     blocking(state, move |s| s.put_account(&stored)).await?;
     after_purchase_write(state, &account.id);

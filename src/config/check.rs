@@ -162,6 +162,12 @@ pub(super) fn check(
         ),
         max_header_bytes: max_header_bytes as usize,
         max_headers: max_headers as usize,
+        trusted_proxies: listen_file
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| p.take("listen.trusted_proxies", t, t.parse()))
+            .collect(),
     };
 
     let admin_text = overrides
@@ -195,6 +201,7 @@ pub(super) fn check(
         (None, None) => base_dir.join("data"),
     };
     let rights = rights::check(&mut p, file.rights);
+    let sessions = check_sessions(&mut p, file.sessions);
 
     let up = file.upstream;
     let origin = match (&overrides.origin, &up.origin) {
@@ -300,9 +307,38 @@ pub(super) fn check(
             access,
             data_dir,
             rights,
+            sessions,
             demo,
         }),
         _ => Err(ConfigError::Invalid(p.0)),
+    }
+}
+
+fn check_sessions(p: &mut Problems, file: super::file::SessionsFile) -> super::SessionsConfig {
+    let v4 = file.ipv4_prefix.unwrap_or(24);
+    if v4 > 32 {
+        p.add("sessions.ipv4_prefix", &v4.to_string(), "must be 0..=32");
+    }
+    let v6 = file.ipv6_prefix.unwrap_or(48);
+    if v6 > 128 {
+        p.add("sessions.ipv6_prefix", &v6.to_string(), "must be 0..=128");
+    }
+    super::SessionsConfig {
+        idle_timeout: p.duration(
+            "sessions.idle_timeout",
+            file.idle_timeout.as_deref(),
+            "60s",
+            Duration::from_secs(1),
+        ),
+        touch_interval: p.duration(
+            "sessions.touch_interval",
+            file.touch_interval.as_deref(),
+            "5s",
+            Duration::from_secs(1),
+        ),
+        bind_ip: file.bind_ip.unwrap_or(false),
+        ipv4_prefix: v4.min(32),
+        ipv6_prefix: v6.min(128),
     }
 }
 
@@ -419,6 +455,12 @@ fn check_token(p: &mut Problems, file: TokenFile) -> Option<Token> {
             "token.device_param",
             file.device_param.as_deref().unwrap_or("device"),
         ),
+        device_cookie: file
+            .device_cookie
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| p.param_name("token.device_cookie", c)),
+        device_with_user_agent: file.device_with_user_agent.unwrap_or(false),
         ticket_param,
         session_param,
         ticket_cookie,

@@ -32,6 +32,9 @@ pub struct FileConfig {
     /// Where rights decisions come from, and their cache.
     #[serde(default)]
     pub rights: RightsFile,
+    /// Playback sessions: idle timeout, bookkeeping, address binding.
+    #[serde(default)]
+    pub sessions: SessionsFile,
     /// The demo stream whose playable URL `serve` prints.
     pub demo: Option<DemoFile>,
 }
@@ -42,6 +45,23 @@ pub struct FileConfig {
 pub struct StoreFile {
     /// Directory of the embedded database (relative to this file); `--data-dir` overrides.
     pub data_dir: Option<String>,
+}
+
+/// `[sessions]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsFile {
+    /// A session without a request for this long is over.
+    pub idle_timeout: Option<String>,
+    /// Segment requests record activity at most this often per session.
+    pub touch_interval: Option<String>,
+    /// Bind session tokens to the client's network (a copied token from elsewhere is
+    /// refused with `session_shared`).
+    pub bind_ip: Option<bool>,
+    /// IPv4 prefix length of that network (mobile clients move inside it).
+    pub ipv4_prefix: Option<u8>,
+    /// IPv6 prefix length of that network.
+    pub ipv6_prefix: Option<u8>,
 }
 
 /// `[rights]`
@@ -110,6 +130,8 @@ pub struct ListenFile {
     pub max_header_bytes: Option<u64>,
     /// Most header fields in one request.
     pub max_headers: Option<u64>,
+    /// Proxies (addresses or prefixes) whose `X-Forwarded-For`/`Forwarded` name the client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[admin]`
@@ -172,6 +194,11 @@ pub struct TokenFile {
     pub device_header: Option<String>,
     /// Query parameter that names the device (for players that cannot add headers).
     pub device_param: Option<String>,
+    /// Cookie that names the device (for browsers); unset: not read.
+    pub device_cookie: Option<String>,
+    /// Fold the user agent into the device identity (a copied device id on another kind of
+    /// player then counts as another device).
+    pub device_with_user_agent: Option<bool>,
 }
 
 /// One `[[token.keys]]` entry.

@@ -13,7 +13,8 @@ pub struct Carried<'a> {
     pub ticket: Option<&'a str>,
     /// A session token: query parameter.
     pub session: Option<&'a str>,
-    /// The device id: header, then query parameter.
+    /// The device id: header, then cookie, then query parameter (raw; hash it with
+    /// [`crate::device::hash_id`] before it goes anywhere).
     pub device: Option<&'a str>,
 }
 
@@ -31,6 +32,12 @@ pub fn read<'a>(settings: &Token, query: Option<&'a str>, headers: &'a HeaderMap
         .get(&settings.device_header)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
+        .or_else(|| {
+            settings
+                .device_cookie
+                .as_deref()
+                .and_then(|name| cookie(headers, name))
+        })
         .or_else(|| query_param(query, &settings.device_param));
     Carried {
         ticket,

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::credentials::strip_cookie;
 use crate::config::Token;
+use crate::net::IpPrefix;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -45,6 +46,43 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+}
+
+/// The client's address: the socket's peer, or, when the peer is a trusted proxy, the
+/// nearest address in `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a trusted
+/// proxy. Untrusted peers cannot name another client.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpPrefix]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    if hops.is_empty() {
+        hops = headers
+            .get_all(FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .filter_map(|part| part.trim().strip_prefix("for="))
+            .filter_map(|node| {
+                let node = node.trim_matches('"');
+                let node = node
+                    .strip_prefix('[')
+                    .map_or(node, |n| n.split(']').next().unwrap_or(n));
+                node.parse().ok()
+            })
+            .collect();
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(*ip))
+        .unwrap_or(peer)
 }
 
 /// Who the client is, for the forwarding headers.
@@ -153,6 +191,34 @@ mod tests {
         config::from_str(text, std::path::Path::new("."), &Overrides::default())
             .unwrap()
             .token
+    }
+
+    #[test]
+    fn only_trusted_proxies_name_the_client() {
+        let trusted: Vec<IpPrefix> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.1.1.1".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(stranger, &h, &trusted),
+            stranger,
+            "an untrusted peer cannot claim one"
+        );
+        let mut f = HeaderMap::new();
+        f.insert(
+            "forwarded",
+            "for=\"[2001:db8::7]:443\";proto=https".parse().unwrap(),
+        );
+        assert_eq!(
+            client_ip(proxy, &f, &trusted),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
     }
 
     #[test]

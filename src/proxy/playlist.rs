@@ -8,8 +8,8 @@ use http::header::{
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 
+use super::authorize::PREVIEW_SUBJECT;
 use super::respond::{full, ProxyError};
-use super::PREVIEW_SUBJECT;
 use super::{Body, State};
 use crate::access::{self, Grant};
 use crate::manifest::{self, ManifestError, Preview, Rewrite, Rewritten};
@@ -21,8 +21,10 @@ pub struct PlaylistRequest<'a> {
     pub path: &'a str,
     /// What the access check granted.
     pub grant: &'a Grant,
-    /// The device the request named.
+    /// The device the request named (hashed).
     pub device: Option<&'a str>,
+    /// The client's address.
+    pub client_ip: std::net::IpAddr,
     /// The request's query (for `EXT-X-DEFINE:QUERYPARAM`).
     pub query: Option<&'a str>,
     /// A HEAD request: headers only.
@@ -151,9 +153,14 @@ fn rewrite_for(
         None => access::session_claims(
             req.grant,
             req.device,
+            state
+                .config
+                .sessions
+                .bind_ip
+                .then(|| state.config.sessions.network(req.client_ip)),
             now,
             settings.session_ttl.as_secs(),
-            new_session_id,
+            crate::sessions::new_id,
         ),
         Some(seconds) => {
             ctx.preview = Some(Preview {
@@ -197,11 +204,4 @@ async fn read_bounded(mut body: Body, limit: usize) -> Result<bytes::Bytes, Prox
         }
     }
     Ok(buf.freeze())
-}
-
-/// A fresh session id: 64 random bits, hex.
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

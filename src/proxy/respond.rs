@@ -15,6 +15,7 @@ use crate::access::Denied;
 use crate::manifest::ManifestError;
 use crate::path::BadPath;
 use crate::rights::decide::RightsDenied;
+use crate::sessions::SessionDenied;
 
 /// Why a request was not served.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum ProxyError {
     /// The credential is valid but the rights check refused it.
     #[error(transparent)]
     Rights(#[from] RightsDenied),
+    /// Device activation or the session's limits refused it.
+    #[error(transparent)]
+    Session(#[from] SessionDenied),
     /// The path cannot be normalised safely.
     #[error(transparent)]
     BadPath(#[from] BadPath),
@@ -61,6 +65,7 @@ impl ProxyError {
                 (StatusCode::SERVICE_UNAVAILABLE, "rights_unavailable")
             }
             ProxyError::Rights(denied) => (StatusCode::FORBIDDEN, denied.reason()),
+            ProxyError::Session(denied) => (StatusCode::FORBIDDEN, denied.reason()),
             ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path"),
             ProxyError::NotRouted => (StatusCode::NOT_FOUND, "not_routed"),
             ProxyError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -152,6 +157,19 @@ mod tests {
         assert_eq!(status(Denied::OutOfScope.into()), (403, "out_of_scope"));
         assert_eq!(status(Denied::WrongDevice.into()), (403, "wrong_device"));
         assert_eq!(status(Denied::IpMismatch.into()), (403, "ip_mismatch"));
+        assert_eq!(
+            status(Denied::SessionShared.into()),
+            (403, "session_shared")
+        );
+        for (denied, reason) in [
+            (SessionDenied::ConcurrencyLimit, "concurrency_limit"),
+            (SessionDenied::Replaced, "session_replaced"),
+            (SessionDenied::Ended, "session_ended"),
+            (SessionDenied::ActivationLimit, "activation_limit"),
+            (SessionDenied::DeviceRequired, "device_required"),
+        ] {
+            assert_eq!(status(denied.into()), (403, reason));
+        }
     }
 
     #[test]

@@ -88,6 +88,29 @@ pub struct Entitled {
     /// The purchase counts hours from first play and has not been played yet: the caller
     /// records `now` as its first play.
     pub first_play: bool,
+    /// The product bought.
+    pub product: std::sync::Arc<str>,
+    /// Distinct devices that may ever activate the purchase (`None`: no limit).
+    pub activations: Option<u32>,
+    /// Whether a lost session may be resumed from the same network.
+    pub ip_recovery: bool,
+    /// Concurrent-stream limits for a session under this purchase.
+    pub limits: crate::sessions::Limits,
+}
+
+impl Entitled {
+    /// An entitlement from a source that knows no purchases or limits (the external one).
+    pub fn unlimited(purchase: &str, until: Option<u64>) -> Self {
+        Self {
+            purchase: purchase.into(),
+            until,
+            first_play: false,
+            product: "".into(),
+            activations: None,
+            ip_recovery: false,
+            limits: crate::sessions::Limits::default(),
+        }
+    }
 }
 
 /// The window `[start, end)` of a purchase of a product; `end` is `None` when nothing
@@ -191,6 +214,16 @@ fn decide_one(
         purchase: purchase.hash.as_str().into(),
         until,
         first_play,
+        product: product.code.as_str().into(),
+        activations: purchase.activations.or(product.activations),
+        ip_recovery: product.ip_recovery,
+        limits: crate::sessions::Limits {
+            product_sessions: product.max_sessions,
+            product_devices: product.max_devices,
+            account_sessions: None,
+            account_devices: None,
+            policy: product.concurrency_policy,
+        },
     })
 }
 

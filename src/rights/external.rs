@@ -117,21 +117,16 @@ impl External {
                 if !self.config.grace.is_zero() {
                     self.recent_yes.insert(key, ()).await;
                 }
-                Ok(Ok(Entitled {
-                    purchase: "external".into(),
-                    until: None,
-                    first_play: false,
-                }))
+                Ok(Ok(Entitled::unlimited("external", None)))
             }
             Ok(false) => Ok(Err(RightsDenied::NoRights)),
             Err(e) if self.recent_yes.contains_key(&key) => {
                 tracing::warn!(error = %e, "rights service down; serving a recent yes (grace)");
                 metrics.rights_lookups.with_label_values(&["grace"]).inc();
-                Ok(Ok(Entitled {
-                    purchase: "external-grace".into(),
-                    until: Some(now + self.config.grace.as_secs().max(1)),
-                    first_play: false,
-                }))
+                Ok(Ok(Entitled::unlimited(
+                    "external-grace",
+                    Some(now + self.config.grace.as_secs().max(1)),
+                )))
             }
             Err(e) => Err(e),
         }

@@ -104,13 +104,20 @@ pub struct Product {
     /// Where `hours` counts from.
     #[serde(default)]
     pub hours_from: HoursFrom,
-    /// How many devices may ever activate one purchase (issue 4 enforces it).
+    /// How many distinct devices may ever activate one purchase.
     #[serde(default)]
     pub activations: Option<u32>,
-    /// How many devices may play at once (issue 4 enforces it).
+    /// How many devices of one account may play it at once (`device_ban` is 1).
     #[serde(default)]
     pub max_devices: Option<u32>,
-    /// Whether a lost session may be recovered from the same IP (issue 4).
+    /// How many sessions of one account may play it at once.
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
+    /// What a session past a limit does: refuse the new one, or replace the oldest.
+    #[serde(default)]
+    pub concurrency_policy: crate::sessions::Policy,
+    /// Whether a viewer who lost a session may resume it from the same network without a
+    /// new activation.
     #[serde(default)]
     pub ip_recovery: bool,
     /// Seconds at the start of each media that play without a ticket.
@@ -207,13 +214,28 @@ pub struct Purchase {
     pub status: PurchaseStatus,
 }
 
-/// An account: a buyer id with an on/off switch.
+/// An account: a buyer id with an on/off switch and account-wide stream limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// The account id (the subject of tickets).
     pub id: String,
     /// Disabled accounts hold nothing: every check says `account_disabled`.
     pub enabled: bool,
+    /// Concurrent sessions over all its products.
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
+    /// Concurrent devices over all its products.
+    #[serde(default)]
+    pub max_devices: Option<u32>,
+}
+
+/// A device that activated a purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The hashed device id.
+    pub device: String,
+    /// When it activated the purchase.
+    pub bound_at: u64,
 }
 
 /// The seller's contacts (the PPV API's `contacts`).

@@ -14,8 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::model::{Account, Contacts, Media, Product, Purchase};
-use super::store::{Page, PurchaseFilter, Store, StoreError};
+use super::model::{Account, Binding, Contacts, Media, Product, Purchase};
+use super::store::{Bind, Page, PurchaseFilter, Store, StoreError};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -59,6 +59,15 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         data TEXT NOT NULL
     );",
+    // 2: devices and sessions: activations per purchase, account-wide stream limits.
+    "CREATE TABLE device_bindings (
+        purchase TEXT NOT NULL REFERENCES purchases(hash) ON DELETE CASCADE,
+        device TEXT NOT NULL,
+        bound_at INTEGER NOT NULL,
+        PRIMARY KEY (purchase, device)
+    );
+    ALTER TABLE accounts ADD COLUMN max_sessions INTEGER;
+    ALTER TABLE accounts ADD COLUMN max_devices INTEGER;",
 ];
 
 /// The SQLite store. One connection behind a mutex: writes are serialised anyway, and the
@@ -408,12 +417,18 @@ impl Store for SqliteStore {
 
     fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
         let conn = self.conn();
-        conn.query_row("SELECT enabled FROM accounts WHERE id = ?1", [id], |r| {
-            Ok(Account {
-                id: id.to_owned(),
-                enabled: r.get::<_, i64>(0)? != 0,
-            })
-        })
+        conn.query_row(
+            "SELECT enabled, max_sessions, max_devices FROM accounts WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(Account {
+                    id: id.to_owned(),
+                    enabled: r.get::<_, i64>(0)? != 0,
+                    max_sessions: r.get(1)?,
+                    max_devices: r.get(2)?,
+                })
+            },
+        )
         .optional()
         .map_err(backend)
     }
@@ -421,12 +436,99 @@ impl Store for SqliteStore {
     fn put_account(&self, account: &Account) -> Result<(), StoreError> {
         self.conn()
             .execute(
-                "INSERT INTO accounts (id, enabled) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET enabled = excluded.enabled",
-                params![account.id, account.enabled],
+                "INSERT INTO accounts (id, enabled, max_sessions, max_devices) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET enabled = excluded.enabled,
+                   max_sessions = excluded.max_sessions, max_devices = excluded.max_devices",
+                params![account.id, account.enabled, account.max_sessions, account.max_devices],
             )
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn bind_device(
+        &self,
+        purchase: &str,
+        device: &str,
+        limit: Option<u32>,
+        now: u64,
+    ) -> Result<Bind, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let known = tx
+            .query_row(
+                "SELECT 1 FROM device_bindings WHERE purchase = ?1 AND device = ?2",
+                [purchase, device],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(backend)?
+            .is_some();
+        if known {
+            return Ok(Bind::Known);
+        }
+        let used: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM device_bindings WHERE purchase = ?1",
+                [purchase],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if limit.is_some_and(|l| used >= i64::from(l)) {
+            return Ok(Bind::LimitReached);
+        }
+        tx.execute(
+            "INSERT INTO device_bindings (purchase, device, bound_at) VALUES (?1, ?2, ?3)",
+            params![purchase, device, now as i64],
+        )
+        .map_err(|e| conflict_or(e, &format!("purchase {purchase}")))
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::NotFound(format!("purchase {purchase}")),
+            other => other,
+        })?;
+        tx.commit().map_err(backend)?;
+        Ok(Bind::Bound)
+    }
+
+    fn devices(&self, purchase: &str) -> Result<Vec<Binding>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT device, bound_at FROM device_bindings WHERE purchase = ?1 ORDER BY bound_at, rowid",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([purchase], |r| {
+                Ok(Binding {
+                    device: r.get(0)?,
+                    bound_at: r.get::<_, i64>(1)? as u64,
+                })
+            })
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
+    }
+
+    fn unbind_device(&self, purchase: &str, device: &str) -> Result<(), StoreError> {
+        self.changed(
+            "DELETE FROM device_bindings WHERE purchase = ?1 AND device = ?2",
+            &[&purchase, &device],
+            &format!("device {device} on purchase {purchase}"),
+        )
+    }
+
+    fn rebind_device(
+        &self,
+        purchase: &str,
+        from: &str,
+        to: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.changed(
+            "UPDATE device_bindings SET device = ?3, bound_at = ?4 WHERE purchase = ?1 AND device = ?2",
+            &[&purchase, &from, &to, &(now as i64)],
+            &format!("device {from} on purchase {purchase}"),
+        )
     }
 
     fn contacts(&self) -> Result<Contacts, StoreError> {

@@ -5,7 +5,18 @@
 //! # Concurrency
 //! Methods block (they do file I/O); async callers run them on the blocking pool.
 
-use super::model::{Account, Contacts, Media, Product, Purchase, PurchaseStatus};
+use super::model::{Account, Binding, Contacts, Media, Product, Purchase, PurchaseStatus};
+
+/// What binding a device to a purchase did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bind {
+    /// The device had activated this purchase before.
+    Known,
+    /// The device activated it now (one activation used).
+    Bound,
+    /// Every activation is used by other devices.
+    LimitReached,
+}
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +122,28 @@ pub trait Store: Send + Sync + 'static {
     fn account(&self, id: &str) -> Result<Option<Account>, StoreError>;
     /// Creates or replaces an account.
     fn put_account(&self, account: &Account) -> Result<(), StoreError>;
+
+    /// Activates `purchase` on `device` (hashed) unless `limit` devices already did, in one
+    /// transaction, so two devices racing for the last activation cannot both get it.
+    fn bind_device(
+        &self,
+        purchase: &str,
+        device: &str,
+        limit: Option<u32>,
+        now: u64,
+    ) -> Result<Bind, StoreError>;
+    /// The devices that activated `purchase`, oldest first.
+    fn devices(&self, purchase: &str) -> Result<Vec<Binding>, StoreError>;
+    /// Frees the activation `device` holds on `purchase`. `NotFound` if it held none.
+    fn unbind_device(&self, purchase: &str, device: &str) -> Result<(), StoreError>;
+    /// Moves an activation from one device to another (IP recovery), keeping the count.
+    fn rebind_device(
+        &self,
+        purchase: &str,
+        from: &str,
+        to: &str,
+        now: u64,
+    ) -> Result<(), StoreError>;
 
     /// The seller's contacts.
     fn contacts(&self) -> Result<Contacts, StoreError>;

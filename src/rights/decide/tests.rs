@@ -27,6 +27,8 @@ fn product() -> Product {
         hours_from: HoursFrom::Purchase,
         activations: None,
         max_devices: None,
+        max_sessions: None,
+        concurrency_policy: crate::sessions::Policy::Refuse,
         ip_recovery: false,
         preview_seconds: 0,
         device_classes: vec![],

@@ -1,5 +1,6 @@
 use super::*;
 use crate::rights::model::{DeviceClass, HoursFrom, ProductType, PurchaseStatus, Status};
+use crate::rights::store::Bind;
 
 fn product(code: &str) -> Product {
     Product {
@@ -19,6 +20,8 @@ fn product(code: &str) -> Product {
         hours_from: HoursFrom::Purchase,
         activations: None,
         max_devices: None,
+        max_sessions: None,
+        concurrency_policy: crate::sessions::Policy::Refuse,
         ip_recovery: false,
         preview_seconds: 0,
         device_classes: vec![DeviceClass::Ott],
@@ -218,9 +221,13 @@ fn accounts_and_contacts() {
         .put_account(&Account {
             id: "a".into(),
             enabled: false,
+            max_sessions: Some(2),
+            max_devices: None,
         })
         .unwrap();
-    assert!(!store.account("a").unwrap().unwrap().enabled);
+    let account = store.account("a").unwrap().unwrap();
+    assert!(!account.enabled);
+    assert_eq!(account.max_sessions, Some(2));
     assert_eq!(store.contacts().unwrap(), Contacts::default());
     let c = Contacts {
         name: "Alex".into(),
@@ -229,4 +236,57 @@ fn accounts_and_contacts() {
     };
     store.put_contacts(&c).unwrap();
     assert_eq!(store.contacts().unwrap(), c);
+}
+
+#[test]
+fn activations_are_counted_per_purchase_and_can_be_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.create_product(&product("P1")).unwrap();
+    store
+        .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
+        .unwrap();
+    assert_eq!(
+        store.bind_device("h1", "d1", Some(2), 1).unwrap(),
+        Bind::Bound
+    );
+    assert_eq!(
+        store.bind_device("h1", "d1", Some(2), 2).unwrap(),
+        Bind::Known
+    );
+    assert_eq!(
+        store.bind_device("h1", "d2", Some(2), 3).unwrap(),
+        Bind::Bound
+    );
+    assert_eq!(
+        store.bind_device("h1", "d3", Some(2), 4).unwrap(),
+        Bind::LimitReached
+    );
+    assert_eq!(store.devices("h1").unwrap().len(), 2);
+    store.unbind_device("h1", "d1").unwrap();
+    assert_eq!(
+        store.bind_device("h1", "d3", Some(2), 5).unwrap(),
+        Bind::Bound
+    );
+    store.rebind_device("h1", "d3", "d4", 6).unwrap();
+    let devices: Vec<String> = store
+        .devices("h1")
+        .unwrap()
+        .into_iter()
+        .map(|b| b.device)
+        .collect();
+    assert_eq!(devices, ["d2", "d4"]);
+    assert!(matches!(
+        store.unbind_device("h1", "nope"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.bind_device("ghost", "d1", None, 1),
+        Err(StoreError::NotFound(_))
+    ));
+    store.delete_purchase("h1").unwrap();
+    assert!(
+        store.devices("h1").unwrap().is_empty(),
+        "bindings go with their purchase"
+    );
 }

@@ -1,0 +1,285 @@
+//! Live playback sessions: one device playing one content under one purchase. A session
+//! starts at the first playlist request with a ticket, stays alive while its requests keep
+//! coming, and ends after the idle timeout, when the operator ends it, or when a newer
+//! session replaces it under a product's `replace_oldest` policy.
+//!
+//! Sessions live in memory (DESIGN.md: a shared store such as Redis when one machine is not
+//! enough). After a restart, a request carrying a valid session token adopts its session
+//! again, under the same limits, so nobody's playback is lost to a deploy.
+//!
+//! # Concurrency
+//! Starting a session takes the write lock; the per-segment touch takes only the read lock
+//! and one atomic store, and only once per `touch_interval` per session.
+
+mod limits;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub use limits::{Limits, Policy};
+
+/// Why a session was refused or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionDenied {
+    /// Starting it would exceed a concurrent-session or -device limit (policy `refuse`).
+    #[error("concurrent stream limit reached")]
+    ConcurrencyLimit,
+    /// A newer session replaced this one (policy `replace_oldest`).
+    #[error("session replaced by a newer one")]
+    Replaced,
+    /// The operator ended it.
+    #[error("session ended by the operator")]
+    Ended,
+    /// Every activation of the purchase is used by other devices.
+    #[error("activation limit reached")]
+    ActivationLimit,
+    /// The purchase is limited to a number of devices, and the request names none.
+    #[error("the request names no device")]
+    DeviceRequired,
+}
+
+impl SessionDenied {
+    /// The machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SessionDenied::ConcurrencyLimit => "concurrency_limit",
+            SessionDenied::Replaced => "session_replaced",
+            SessionDenied::Ended => "session_ended",
+            SessionDenied::ActivationLimit => "activation_limit",
+            SessionDenied::DeviceRequired => "device_required",
+        }
+    }
+}
+
+/// A fresh session id: 64 random bits, hex.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const LIVE: u8 = 0;
+const REPLACED: u8 = 1;
+const ENDED: u8 = 2;
+
+/// One session.
+#[derive(Debug)]
+pub struct Session {
+    /// Session id, as carried in session tokens.
+    pub sid: String,
+    /// The account playing.
+    pub account: String,
+    /// The purchase it plays under, when rights come from the store.
+    pub purchase: Option<String>,
+    /// The product, for per-product limits.
+    pub product: Option<String>,
+    /// The device (hashed).
+    pub device: Option<String>,
+    /// The client address at start.
+    pub ip: IpAddr,
+    /// When it started (Unix seconds).
+    pub started_at: u64,
+    last_seen: AtomicU64,
+    state: AtomicU8,
+}
+
+impl Session {
+    /// When a request last touched it.
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    fn is_live(&self, now: u64, idle: u64) -> bool {
+        self.state.load(Ordering::Relaxed) == LIVE && now < self.last_seen().saturating_add(idle)
+    }
+}
+
+/// What a new session is about.
+#[derive(Debug, Clone)]
+pub struct Start<'a> {
+    /// Keep this id (adopting a session token's session); `None` makes a new one.
+    pub sid: Option<&'a str>,
+    /// The account.
+    pub account: &'a str,
+    /// The purchase, if known.
+    pub purchase: Option<&'a str>,
+    /// The product, if known.
+    pub product: Option<&'a str>,
+    /// The hashed device, if named.
+    pub device: Option<&'a str>,
+    /// The client address.
+    pub ip: IpAddr,
+}
+
+/// Every session, by id.
+pub struct Sessions {
+    by_id: RwLock<HashMap<String, Arc<Session>>>,
+    idle: u64,
+    touch_interval: u64,
+    active: prometheus::IntGauge,
+}
+
+impl Sessions {
+    /// A registry whose sessions end after `idle` seconds without a request, touched at
+    /// most every `touch_interval` seconds; `active` is kept equal to the live count at
+    /// each sweep.
+    pub fn new(idle: u64, touch_interval: u64, active: prometheus::IntGauge) -> Self {
+        Self {
+            by_id: RwLock::new(HashMap::new()),
+            idle,
+            touch_interval,
+            active,
+        }
+    }
+
+    /// Starts a session, or joins the live one this device already has for this purchase
+    /// (a player reloading its master with the ticket is one viewer, not two).
+    ///
+    /// # Errors
+    /// `ConcurrencyLimit` when the limits refuse it.
+    pub fn start(
+        &self,
+        start: Start<'_>,
+        limits: &Limits,
+        now: u64,
+        new_sid: impl FnOnce() -> String,
+    ) -> Result<Arc<Session>, SessionDenied> {
+        let mut sessions = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(sid) = start.sid {
+            if let Some(existing) = sessions.get(sid) {
+                match existing.state.load(Ordering::Relaxed) {
+                    REPLACED => return Err(SessionDenied::Replaced),
+                    ENDED => return Err(SessionDenied::Ended),
+                    _ if existing.is_live(now, self.idle) => {
+                        existing.last_seen.store(now, Ordering::Relaxed);
+                        return Ok(existing.clone());
+                    }
+                    // Idled out: resuming it is a new start, under the limits.
+                    _ => {
+                        sessions.remove(sid);
+                    }
+                }
+            }
+        }
+        let live: Vec<&Arc<Session>> = sessions
+            .values()
+            .filter(|s| s.is_live(now, self.idle) && s.account == start.account)
+            .collect();
+        if start.sid.is_none() {
+            if let Some(same) = live.iter().find(|s| {
+                s.purchase.as_deref() == start.purchase
+                    && s.device.as_deref() == start.device
+                    && start.device.is_some()
+            }) {
+                same.last_seen.store(now, Ordering::Relaxed);
+                return Ok((*same).clone());
+            }
+        }
+        let to_replace = limits::admit(&live, &start, limits)?;
+        for old in to_replace {
+            old.state.store(REPLACED, Ordering::Relaxed);
+        }
+        let session = Arc::new(Session {
+            sid: start.sid.map_or_else(new_sid, str::to_owned),
+            account: start.account.to_owned(),
+            purchase: start.purchase.map(str::to_owned),
+            product: start.product.map(str::to_owned),
+            device: start.device.map(str::to_owned),
+            ip: start.ip,
+            started_at: now,
+            last_seen: AtomicU64::new(now),
+            state: AtomicU8::new(LIVE),
+        });
+        sessions.insert(session.sid.clone(), session.clone());
+        Ok(session)
+    }
+
+    /// Records a request on session `sid` (at most once per touch interval). `Ok(false)`
+    /// when usher does not know the session (restarted, or swept after idling): the
+    /// caller adopts it with [`Sessions::start`].
+    ///
+    /// # Errors
+    /// `Replaced` or `Ended`.
+    pub fn touch(&self, sid: &str, now: u64) -> Result<bool, SessionDenied> {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        let Some(session) = sessions.get(sid) else {
+            return Ok(false);
+        };
+        match session.state.load(Ordering::Relaxed) {
+            REPLACED => return Err(SessionDenied::Replaced),
+            ENDED => return Err(SessionDenied::Ended),
+            _ => {}
+        }
+        if now.saturating_sub(session.last_seen()) >= self.idle {
+            // Idle past the timeout: over. The caller adopts it afresh under the limits.
+            return Ok(false);
+        }
+        if now >= session.last_seen().saturating_add(self.touch_interval) {
+            session.last_seen.store(now, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    /// Whether `sid` is live at `now` (for renewing an expired session token).
+    pub fn is_live(&self, sid: &str, now: u64) -> bool {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        sessions.get(sid).is_some_and(|s| s.is_live(now, self.idle))
+    }
+
+    /// A live session of `purchase` from an address in `same_network`, for IP recovery.
+    pub fn recoverable(
+        &self,
+        purchase: &str,
+        same_network: impl Fn(IpAddr) -> bool,
+        now: u64,
+    ) -> Option<Arc<Session>> {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .values()
+            .filter(|s| {
+                s.purchase.as_deref() == Some(purchase)
+                    && s.is_live(now, self.idle)
+                    && same_network(s.ip)
+            })
+            .max_by_key(|s| s.last_seen())
+            .cloned()
+    }
+
+    /// Ends a session; its next request is refused with `session_ended`.
+    pub fn end(&self, sid: &str) -> bool {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        sessions.get(sid).is_some_and(|s| {
+            s.state.store(ENDED, Ordering::Relaxed);
+            true
+        })
+    }
+
+    /// Every live session at `now`, oldest first.
+    pub fn live(&self, now: u64) -> Vec<Arc<Session>> {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        let mut live: Vec<_> = sessions
+            .values()
+            .filter(|s| s.is_live(now, self.idle))
+            .cloned()
+            .collect();
+        live.sort_by_key(|s| (s.started_at, s.sid.clone()));
+        live
+    }
+
+    /// Forgets sessions that idled out or were replaced or ended long enough ago that their
+    /// tokens have expired too, and updates the active-sessions gauge.
+    pub fn sweep(&self, now: u64, forget_after: u64) {
+        let mut sessions = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, s| now < s.last_seen().saturating_add(self.idle.max(forget_after)));
+        let live = sessions
+            .values()
+            .filter(|s| s.is_live(now, self.idle))
+            .count();
+        self.active.set(live as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+use super::*;
+
+const T0: u64 = 1_800_000_000;
+
+fn registry() -> Sessions {
+    Sessions::new(60, 5, prometheus::IntGauge::new("g", "g").unwrap())
+}
+
+fn start<'a>(device: &'a str, product: &'a str) -> Start<'a> {
+    Start {
+        sid: None,
+        account: "alice",
+        purchase: Some("h1"),
+        product: Some(product),
+        device: Some(device),
+        ip: "198.51.100.7".parse().unwrap(),
+    }
+}
+
+fn counter() -> impl FnMut() -> String {
+    let mut n = 0;
+    move || {
+        n += 1;
+        format!("s{n}")
+    }
+}
+
+#[test]
+fn the_same_device_joins_its_live_session() {
+    let r = registry();
+    let mut sid = counter();
+    let a = r
+        .start(start("tv", "P"), &Limits::default(), T0, &mut sid)
+        .unwrap();
+    let b = r
+        .start(start("tv", "P"), &Limits::default(), T0 + 10, &mut sid)
+        .unwrap();
+    assert_eq!(a.sid, b.sid);
+    assert_eq!(r.live(T0 + 10).len(), 1);
+}
+
+#[test]
+fn sessions_end_after_the_idle_timeout_and_touches_are_throttled() {
+    let r = registry();
+    let s = r
+        .start(start("tv", "P"), &Limits::default(), T0, counter())
+        .unwrap();
+    assert_eq!(r.touch(&s.sid, T0 + 3), Ok(true));
+    assert_eq!(s.last_seen(), T0, "within the touch interval: not written");
+    assert_eq!(r.touch(&s.sid, T0 + 30), Ok(true));
+    assert_eq!(s.last_seen(), T0 + 30);
+    assert!(r.is_live(&s.sid, T0 + 89));
+    assert!(!r.is_live(&s.sid, T0 + 90), "60 s after the last request");
+    assert_eq!(
+        r.touch(&s.sid, T0 + 90),
+        Ok(false),
+        "the caller must adopt it again"
+    );
+    assert!(r.live(T0 + 90).is_empty());
+    r.sweep(T0 + 90, 0);
+    assert_eq!(r.touch(&s.sid, T0 + 91), Ok(false));
+}
+
+#[test]
+fn refuse_policy_refuses_the_second_device() {
+    let r = registry();
+    let limits = Limits {
+        product_devices: Some(1),
+        ..Limits::default()
+    };
+    let mut sid = counter();
+    r.start(start("tv", "P"), &limits, T0, &mut sid).unwrap();
+    assert_eq!(
+        r.start(start("phone", "P"), &limits, T0 + 1, &mut sid)
+            .map(|s| s.sid.clone()),
+        Err(SessionDenied::ConcurrencyLimit)
+    );
+    // Another product is not limited by this one.
+    assert!(r
+        .start(start("phone", "Q"), &limits, T0 + 1, &mut sid)
+        .is_ok());
+    // Once the first idles out, the second device may start.
+    assert!(r
+        .start(start("phone", "P"), &limits, T0 + 61, &mut sid)
+        .is_ok());
+}
+
+#[test]
+fn replace_oldest_ends_the_first_session() {
+    let r = registry();
+    let limits = Limits {
+        product_sessions: Some(1),
+        policy: Policy::ReplaceOldest,
+        ..Limits::default()
+    };
+    let mut sid = counter();
+    let first = r.start(start("tv", "P"), &limits, T0, &mut sid).unwrap();
+    let second = r
+        .start(start("phone", "P"), &limits, T0 + 5, &mut sid)
+        .unwrap();
+    assert_ne!(first.sid, second.sid);
+    assert_eq!(r.touch(&first.sid, T0 + 6), Err(SessionDenied::Replaced));
+    assert_eq!(r.touch(&second.sid, T0 + 6), Ok(true));
+    assert_eq!(SessionDenied::Replaced.reason(), "session_replaced");
+}
+
+#[test]
+fn account_limits_count_every_product() {
+    let r = registry();
+    let limits = Limits {
+        account_sessions: Some(2),
+        ..Limits::default()
+    };
+    let mut sid = counter();
+    r.start(start("tv", "P"), &limits, T0, &mut sid).unwrap();
+    r.start(start("phone", "Q"), &limits, T0, &mut sid).unwrap();
+    assert_eq!(
+        r.start(start("laptop", "R"), &limits, T0, &mut sid).err(),
+        Some(SessionDenied::ConcurrencyLimit)
+    );
+}
+
+#[test]
+fn an_unknown_session_is_adopted_under_the_limits() {
+    let r = registry();
+    let limits = Limits {
+        product_devices: Some(1),
+        ..Limits::default()
+    };
+    r.start(start("tv", "P"), &limits, T0, counter()).unwrap();
+    let mut adopted = start("phone", "P");
+    adopted.sid = Some("from-before-restart");
+    assert_eq!(
+        r.start(adopted.clone(), &limits, T0, counter()).err(),
+        Some(SessionDenied::ConcurrencyLimit)
+    );
+    adopted.device = Some("tv");
+    let s = r.start(adopted, &limits, T0, counter()).unwrap();
+    assert_eq!(s.sid, "from-before-restart");
+}
+
+#[test]
+fn an_ended_session_is_refused_and_recovery_finds_live_ones_by_network() {
+    let r = registry();
+    let s = r
+        .start(start("tv", "P"), &Limits::default(), T0, counter())
+        .unwrap();
+    let same = |ip: IpAddr| ip.to_string().starts_with("198.51.100.");
+    assert_eq!(
+        r.recoverable("h1", same, T0 + 1).map(|x| x.sid.clone()),
+        Some(s.sid.clone())
+    );
+    assert!(r.recoverable("h1", |_| false, T0 + 1).is_none());
+    assert!(r.end(&s.sid));
+    assert_eq!(r.touch(&s.sid, T0 + 2), Err(SessionDenied::Ended));
+    assert!(r.recoverable("h1", same, T0 + 2).is_none());
+}
