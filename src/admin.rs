@@ -14,7 +14,11 @@
 //! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`, paging) / add a buyer: returns the purchase, its ticket and play URL |
 //! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase |
 //! | POST | `/api/v1/buyers/{hash}/revoke` | revoke it |
-//! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it |
+//! | GET | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase |
+//! | DELETE | `/api/v1/buyers/{hash}/devices/{device}` | free that activation |
+//! | GET | `/api/v1/sessions` | live sessions (`account`, `product` filters) |
+//! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended` |
+//! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it; `max_sessions`, `max_devices` limit its streams |
 //! | GET, POST | `/api/ppv/{method}` | the PPV REST API facade (XML), `apikey` = the admin credential |
 //! | GET, POST | `/sendVideoTicket.php` | the video-ticket call (email, firstName, vidID) |
 //!

@@ -129,6 +129,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let play = usher::demo::seed(&state)
         .await
         .context("selling the demo stream")?;
+    tokio::spawn(sweep_sessions(state.clone()));
     state.ready.store(true, Ordering::Release);
     if let Some(url) = play {
         println!("play: {url}");
@@ -148,6 +149,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("drained; bye");
     }
     Ok(())
+}
+
+/// Forgets idle sessions and keeps the active-sessions gauge current, every half idle
+/// timeout. Ended sessions are kept as long as their tokens could still be presented, so a
+/// replaced session is told so rather than adopted again.
+async fn sweep_sessions(state: Arc<State>) {
+    let sessions = &state.config.sessions;
+    let every = (sessions.idle_timeout / 2).max(std::time::Duration::from_secs(1));
+    let keep = state.config.token.session_ttl.as_secs();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        state.sessions.sweep((state.clock)(), keep);
+    }
 }
 
 fn start<H: Handler>(

@@ -130,6 +130,31 @@ pub async fn route(
         (&Method::POST, ["buyers", hash, "revoke"]) => {
             ok(S::OK, ops::revoke_buyer(state, hash).await?)
         }
+        (&Method::GET, ["buyers", hash, "devices"]) => Ok(listing(
+            ops::devices(state, hash).await?,
+            Page {
+                offset: 0,
+                limit: Page::MAX_LIMIT,
+            },
+        )),
+        (&Method::DELETE, ["buyers", hash, "devices", device]) => {
+            ops::free_device(state, hash, device).await?;
+            ok(S::OK, json!({ "freed": device }))
+        }
+        (&Method::GET, ["sessions"]) => {
+            let text = |name: &str| {
+                query
+                    .get(name)
+                    .map(String::as_str)
+                    .filter(|v| !v.is_empty())
+            };
+            let items = ops::list_sessions(state, text("account"), text("product"));
+            ok(S::OK, json!({ "items": items }))
+        }
+        (&Method::DELETE, ["sessions", sid]) => {
+            ops::end_session(state, sid)?;
+            ok(S::OK, json!({ "ended": sid }))
+        }
         (&Method::GET, ["accounts", id]) => ok(S::OK, ops::get_account(state, id).await?),
         (&Method::PUT | &Method::PATCH, ["accounts", id]) => {
             ok(S::OK, ops::set_account(state, id, body).await?)

@@ -584,3 +584,83 @@ pub async fn update_contacts(state: &State, f: &Fields) -> Result<Contacts, Admi
     blocking(state, move |s| s.put_contacts(&stored)).await?;
     Ok(c)
 }
+
+/// A live session, as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionView {
+    /// Session id.
+    pub sid: String,
+    /// The account playing.
+    pub account: String,
+    /// The purchase it plays under.
+    pub purchase: Option<String>,
+    /// The product.
+    pub product: Option<String>,
+    /// The device (hashed).
+    pub device: Option<String>,
+    /// The client address at start.
+    pub ip: String,
+    /// When it started.
+    pub started_at: u64,
+    /// When a request last touched it.
+    pub last_seen: u64,
+}
+
+/// Live sessions, optionally of one account or product.
+pub fn list_sessions(
+    state: &State,
+    account: Option<&str>,
+    product: Option<&str>,
+) -> Vec<SessionView> {
+    state
+        .sessions
+        .live((state.clock)())
+        .into_iter()
+        .filter(|s| account.is_none_or(|a| s.account == a))
+        .filter(|s| product.is_none_or(|p| s.product.as_deref() == Some(p)))
+        .map(|s| SessionView {
+            sid: s.sid.clone(),
+            account: s.account.clone(),
+            purchase: s.purchase.clone(),
+            product: s.product.clone(),
+            device: s.device.clone(),
+            ip: s.ip.to_string(),
+            started_at: s.started_at,
+            last_seen: s.last_seen(),
+        })
+        .collect()
+}
+
+/// Ends a session: its next request is refused with `session_ended`.
+///
+/// # Errors
+/// No such session.
+pub fn end_session(state: &State, sid: &str) -> Result<(), AdminError> {
+    if state.sessions.end(sid) {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound(format!("session {sid}")))
+    }
+}
+
+/// The devices that activated a purchase.
+///
+/// # Errors
+/// No such purchase.
+pub async fn devices(
+    state: &State,
+    hash: &str,
+) -> Result<Vec<crate::rights::model::Binding>, AdminError> {
+    get_buyer(state, hash).await?;
+    let h = hash.to_owned();
+    blocking(state, move |s| s.devices(&h)).await
+}
+
+/// Frees the activation a device holds on a purchase ("delete device from customer").
+///
+/// # Errors
+/// No such purchase or binding.
+pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<(), AdminError> {
+    let (h, d) = (hash.to_owned(), device.to_owned());
+    blocking(state, move |s| s.unbind_device(&h, &d)).await
+}

@@ -453,6 +453,20 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<Bind, StoreError> {
         let mut conn = self.conn();
+        // The common case, a device coming back, is a read; only a new device takes the
+        // write lock (and checks again inside it).
+        let seen = conn
+            .query_row(
+                "SELECT 1 FROM device_bindings WHERE purchase = ?1 AND device = ?2",
+                [purchase, device],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(backend)?
+            .is_some();
+        if seen {
+            return Ok(Bind::Known);
+        }
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;

@@ -9,20 +9,37 @@ use serde_json::Value;
 
 use super::{read, Reply, Usher, ADMIN_TOKEN};
 
+/// Anything with an admin listener: a usher process or an in-process usher.
+pub trait HasAdmin {
+    /// The admin listener's base URL.
+    fn admin_url(&self) -> &str;
+}
+
+impl HasAdmin for Usher {
+    fn admin_url(&self) -> &str {
+        self.admin.as_deref().expect("admin listener")
+    }
+}
+
 /// Calls the JSON admin API with the test credential.
-pub async fn api(usher: &Usher, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub async fn api(
+    usher: &impl HasAdmin,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     api_as(usher, ADMIN_TOKEN, method, path, body).await
 }
 
 /// Calls the JSON admin API with `token`.
 pub async fn api_as(
-    usher: &Usher,
+    usher: &impl HasAdmin,
     token: &str,
     method: &str,
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let url = format!("{}{path}", usher.admin.as_ref().expect("admin listener"));
+    let url = format!("{}{path}", usher.admin_url());
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = Request::builder()
         .method(method)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod inprocess;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

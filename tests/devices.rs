@@ -1,0 +1,544 @@
+//! Devices and sessions through a real usher, driven the way players drive it: clients with
+//! distinct device ids and addresses (through a trusted proxy's X-Forwarded-For), and
+//! ffprobe. First-use binding and the N+1th device, freeing an activation, both
+//! concurrency policies, IP prefix tolerance, ip_recovery, copied session tokens, bindings
+//! surviving SIGKILL; with a controllable clock, idle timeouts, a live session outlasting
+//! its ticket, and a revoke stopping it.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::admin::{api, HasAdmin};
+use support::inprocess::InProcess;
+use support::*;
+
+const LIVE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n";
+
+async fn origin() -> Origin {
+    let mut objects = HashMap::new();
+    objects.insert("/event/index.m3u8".to_owned(), playlist(LIVE));
+    objects.insert("/event/s1.ts".to_owned(), segment(300));
+    objects.insert("/event/s2.ts".to_owned(), segment(300));
+    spawn_origin(objects).await
+}
+
+/// Rights from the store, the loopback client trusted as a proxy so tests can speak for
+/// many client addresses, sessions bound to the client's /24.
+fn config(origin: &Origin) -> String {
+    rights_config(
+        &origin.url(),
+        "[sessions]\nbind_ip = true\nidle_timeout = \"60s\"\n",
+    )
+    .replace(
+        "[listen]\n",
+        "[listen]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    )
+}
+
+/// Sells product `code` (with `fields`) for `/event/` and returns a buyer's ticket URL.
+async fn sell(usher: &impl HasAdmin, product: Value) -> (String, String) {
+    let code = product["code"].as_str().unwrap().to_owned();
+    let (status, body) = api(usher, "POST", "/api/v1/products", Some(product)).await;
+    assert_eq!(status, 201, "{body}");
+    api(
+        usher,
+        "POST",
+        "/api/v1/media",
+        Some(json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"})),
+    )
+    .await;
+    let (status, body) = api(
+        usher,
+        "POST",
+        &format!("/api/v1/products/{code}/media"),
+        Some(json!({"media": "event"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, sold) = api(
+        usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": code, "media": "event", "account": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    (
+        sold["play_url"].as_str().unwrap().to_owned(),
+        sold["hash"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A player: a device id and a client address.
+struct Player<'a> {
+    device: &'a str,
+    ip: &'a str,
+}
+
+impl Player<'_> {
+    fn headers(&self) -> Vec<(&str, &str)> {
+        vec![("x-device-id", self.device), ("x-forwarded-for", self.ip)]
+    }
+
+    async fn get(&self, url: &str) -> Reply {
+        get(url, &self.headers()).await
+    }
+
+    /// Loads the playlist with the ticket; returns the reply and its first segment's URL.
+    async fn start(&self, play_url: &str) -> (Reply, String) {
+        let reply = self.get(play_url).await;
+        let segment = reply
+            .text()
+            .lines()
+            .find(|l| l.starts_with("s1.ts"))
+            .map(|l| resolve(play_url, l))
+            .unwrap_or_default();
+        (reply, segment)
+    }
+}
+
+fn status_reason(reply: &Reply) -> (u16, String) {
+    (reply.status.as_u16(), reply.reason())
+}
+
+#[tokio::test]
+async fn first_use_binds_and_the_device_past_the_activation_count_is_refused_until_one_is_freed() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, hash) = sell(
+        &usher,
+        json!({"code": "p", "name": "Final", "activation": 2}),
+    )
+    .await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let phone = Player {
+        device: "phone",
+        ip: "198.51.100.8",
+    };
+    let laptop = Player {
+        device: "laptop",
+        ip: "198.51.100.9",
+    };
+    assert_eq!(tv.start(&play).await.0.status, 200);
+    assert_eq!(phone.start(&play).await.0.status, 200);
+    assert_eq!(
+        tv.start(&play).await.0.status,
+        200,
+        "a known device comes back freely"
+    );
+    assert_eq!(
+        status_reason(&laptop.start(&play).await.0),
+        (403, "activation_limit".into())
+    );
+    let nobody = get(&play, &[("x-forwarded-for", "198.51.100.10")]).await;
+    assert_eq!(status_reason(&nobody), (403, "device_required".into()));
+
+    let (_, devices) = api(
+        &usher,
+        "GET",
+        &format!("/api/v1/buyers/{hash}/devices"),
+        None,
+    )
+    .await;
+    let devices = devices["items"].as_array().unwrap().clone();
+    assert_eq!(devices.len(), 2);
+    let tv_hash = usher::device::hash_id("tv", None);
+    assert_eq!(
+        devices[0]["device"],
+        tv_hash.as_str(),
+        "stored hashed, never raw"
+    );
+    let (status, _) = api(
+        &usher,
+        "DELETE",
+        &format!("/api/v1/buyers/{hash}/devices/{tv_hash}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        laptop.start(&play).await.0.status,
+        200,
+        "the freed activation"
+    );
+
+    let metrics = get(&format!("{}/metrics", usher.admin_url()), &[])
+        .await
+        .text();
+    assert!(
+        metrics.contains(r#"usher_activations_total{outcome="limit"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"usher_denials_total{reason="activation_limit"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn refuse_policy_refuses_a_second_concurrent_device() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, _) = sell(
+        &usher,
+        json!({"code": "p", "name": "Final", "device_ban": true}),
+    )
+    .await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let phone = Player {
+        device: "phone",
+        ip: "198.51.100.8",
+    };
+    let (_, tv_segment) = tv.start(&play).await;
+    assert_eq!(
+        status_reason(&phone.start(&play).await.0),
+        (403, "concurrency_limit".into())
+    );
+    assert_eq!(
+        tv.get(&tv_segment).await.status,
+        200,
+        "the first viewer keeps watching"
+    );
+    let (_, sessions) = api(&usher, "GET", "/api/v1/sessions?account=alice", None).await;
+    let items = sessions["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    // The operator ends the session; the other device may now start.
+    let sid = items[0]["sid"].as_str().unwrap();
+    api(&usher, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert_eq!(
+        status_reason(&tv.get(&tv_segment).await),
+        (403, "session_ended".into())
+    );
+    assert_eq!(phone.start(&play).await.0.status, 200);
+}
+
+#[tokio::test]
+async fn replace_oldest_policy_ends_the_first_session() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, _) = sell(&usher, json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"})).await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let phone = Player {
+        device: "phone",
+        ip: "198.51.100.8",
+    };
+    let (_, tv_segment) = tv.start(&play).await;
+    let (reply, phone_segment) = phone.start(&play).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        status_reason(&tv.get(&tv_segment).await),
+        (403, "session_replaced".into())
+    );
+    assert_eq!(phone.get(&phone_segment).await.status, 200);
+}
+
+#[tokio::test]
+async fn session_tokens_tolerate_the_network_and_refuse_copies() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, _) = sell(&usher, json!({"code": "p", "name": "Final"})).await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let (_, segment) = tv.start(&play).await;
+    let moved = Player {
+        device: "tv",
+        ip: "198.51.100.201",
+    };
+    assert_eq!(
+        moved.get(&segment).await.status,
+        200,
+        "a new address inside the /24"
+    );
+    let elsewhere = Player {
+        device: "tv",
+        ip: "203.0.113.5",
+    };
+    assert_eq!(
+        status_reason(&elsewhere.get(&segment).await),
+        (403, "session_shared".into())
+    );
+    let other_device = Player {
+        device: "laptop",
+        ip: "198.51.100.7",
+    };
+    assert_eq!(
+        status_reason(&other_device.get(&segment).await),
+        (403, "session_shared".into())
+    );
+    let no_header = get(&segment, &[("x-forwarded-for", "198.51.100.7")]).await;
+    assert_eq!(
+        no_header.status, 200,
+        "players that cannot add headers: the token carries the device"
+    );
+}
+
+#[tokio::test]
+async fn ip_recovery_resumes_without_a_new_activation_from_the_same_network_only() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, hash) = sell(
+        &usher,
+        json!({"code": "p", "name": "Final", "activation": 1, "ip_recovery": true}),
+    )
+    .await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let (_, old_segment) = tv.start(&play).await;
+    // The player lost its storage: a new device id, same home network.
+    let reborn = Player {
+        device: "tv-after-reset",
+        ip: "198.51.100.7",
+    };
+    let (reply, segment) = reborn.start(&play).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reborn.get(&segment).await.status, 200);
+    assert_eq!(
+        status_reason(&tv.get(&old_segment).await),
+        (403, "session_ended".into())
+    );
+    let (_, devices) = api(
+        &usher,
+        "GET",
+        &format!("/api/v1/buyers/{hash}/devices"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        devices["items"].as_array().unwrap().len(),
+        1,
+        "still one activation"
+    );
+    let stranger = Player {
+        device: "other",
+        ip: "203.0.113.5",
+    };
+    assert_eq!(
+        status_reason(&stranger.start(&play).await.0),
+        (403, "activation_limit".into())
+    );
+}
+
+#[tokio::test]
+async fn ffprobe_plays_on_its_device_and_a_second_device_is_refused() {
+    // The demo stream is real media ffprobe can read.
+    let demo = demo_dir();
+    let usher = Usher::start(&rights_config(demo.to_str().unwrap(), ""), &[]);
+    let (status, _) = api(
+        &usher,
+        "POST",
+        "/api/v1/products",
+        Some(json!({"code": "p", "name": "Demo", "activation": 1})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    api(
+        &usher,
+        "POST",
+        "/api/v1/media",
+        Some(json!({"code": "demo", "prefix": "/demo/"})),
+    )
+    .await;
+    api(
+        &usher,
+        "POST",
+        "/api/v1/products/p/media",
+        Some(json!({"media": "demo"})),
+    )
+    .await;
+    let (_, sold) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "p", "media": "demo", "email": "a@b.c"})),
+    )
+    .await;
+    let play = sold["play_url"].as_str().unwrap();
+    let probe = |device: &str| {
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rw_timeout", "10000000"])
+            .args(["-headers", &format!("X-Device-Id: {device}\r\n")])
+            .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0", play])
+            .output()
+            .unwrap()
+    };
+    let first = probe("living-room-tv");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("h264"));
+    let second = probe("neighbours-tv");
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("403"));
+    assert!(
+        probe("living-room-tv").status.success(),
+        "the activated device keeps playing"
+    );
+}
+
+#[tokio::test]
+async fn bindings_survive_sigkill() {
+    let origin = origin().await;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let mut usher = Usher::start(&config(&origin), &["--data-dir", &dir]);
+    let (play, _) = sell(
+        &usher,
+        json!({"code": "p", "name": "Final", "activation": 1}),
+    )
+    .await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    assert_eq!(tv.start(&play).await.0.status, 200);
+    usher.kill();
+    let usher = Usher::start(&config(&origin), &["--data-dir", &dir]);
+    let play = play.replacen(play.split("/event").next().unwrap(), &usher.url, 1);
+    let phone = Player {
+        device: "phone",
+        ip: "198.51.100.8",
+    };
+    assert_eq!(
+        status_reason(&phone.start(&play).await.0),
+        (403, "activation_limit".into()),
+        "the tv's activation survived"
+    );
+    assert_eq!(tv.start(&play).await.0.status, 200);
+}
+
+/// Reloads the live playlist with the session token it carries, as a live player does.
+async fn reload(player: &Player<'_>, playlist_url: &str) -> (Reply, String) {
+    let reply = player.get(playlist_url).await;
+    let token = reply
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("s1.ts?token="))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    (reply, token)
+}
+
+#[tokio::test]
+async fn with_a_controllable_clock_sessions_idle_out_live_playback_outlasts_the_ticket_and_revoke_stops_it(
+) {
+    let origin = origin().await;
+    let usher =
+        InProcess::start(&config(&origin).replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n"))
+            .await;
+    let (status, _) = api(
+        &usher,
+        "POST",
+        "/api/v1/products",
+        Some(json!({"code": "p", "name": "Six hours live", "hours": 6, "device_ban": true})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    api(
+        &usher,
+        "POST",
+        "/api/v1/media",
+        Some(json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"})),
+    )
+    .await;
+    api(
+        &usher,
+        "POST",
+        "/api/v1/products/p/media",
+        Some(json!({"media": "event"})),
+    )
+    .await;
+    let (_, sold) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "p", "media": "event", "account": "fan"})),
+    )
+    .await;
+    let hash = sold["hash"].as_str().unwrap().to_owned();
+    // A ticket that lives ten minutes, for a right that lasts six hours.
+    let ticket = usher::ticket::sign(
+        &usher.state.config.token.keys,
+        usher::ticket::Kind::Ticket,
+        &usher::ticket::Claims {
+            sub: "fan".into(),
+            scope: "/event/".into(),
+            nbf: usher.now() - 1,
+            exp: usher.now() + 600,
+            dev: None,
+            ip: None,
+            sid: None,
+            cap: 0,
+            allow: Vec::new(),
+        },
+    );
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let playlist_url = format!("{}/event/index.m3u8", usher.url);
+    let (reply, mut token) = reload(&tv, &format!("{playlist_url}?ticket={ticket}")).await;
+    assert_eq!(reply.status, 200);
+    // Two hours of reloads every 20 s, far past the ticket's ten minutes.
+    for _ in 0..360 {
+        usher.advance(20);
+        let (reply, next) = reload(&tv, &format!("{playlist_url}?token={token}")).await;
+        assert_eq!(reply.status, 200, "at +{}s: {}", usher.now(), reply.text());
+        token = next;
+    }
+    let segment = format!("{}/event/s1.ts?token={token}", usher.url);
+    assert_eq!(tv.get(&segment).await.status, 200);
+    assert_eq!(usher.state.sessions.live(usher.now()).len(), 1);
+
+    // A paused VOD-style viewer: the segment token expired, the session is alive.
+    usher.advance(45);
+    assert_eq!(
+        tv.get(&segment).await.status,
+        200,
+        "renewed while the session lives"
+    );
+
+    // Idle past the timeout: the session is over, and the expired token with it.
+    usher.advance(61);
+    assert!(usher.state.sessions.live(usher.now()).is_empty());
+    let expired = tv.get(&segment).await;
+    assert_eq!(status_reason(&expired), (403, "expired".into()));
+
+    // A fresh start, then a revoke: stopped on the next request.
+    let (reply, token) = reload(
+        &tv,
+        &format!("{playlist_url}?ticket={}", sold["ticket"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let segment = format!("{}/event/s1.ts?token={token}", usher.url);
+    assert_eq!(tv.get(&segment).await.status, 200);
+    api(
+        &usher,
+        "POST",
+        &format!("/api/v1/buyers/{hash}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status_reason(&tv.get(&segment).await),
+        (403, "revoked".into())
+    );
+}

@@ -1,0 +1,94 @@
+//! usher in this test's process, with a clock the test moves: for behaviour that depends on
+//! time passing (idle sessions, a live session outlasting its ticket), without sleeping.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use usher::admin::AdminHandler;
+use usher::config::{self, Overrides};
+use usher::proxy::server::{self, Limits, ProxyHandler};
+use usher::proxy::State;
+
+use super::admin::HasAdmin;
+
+/// A running in-process usher.
+pub struct InProcess {
+    /// Public listener, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Admin listener.
+    pub admin: String,
+    /// Its state (sessions, metrics).
+    pub state: Arc<State>,
+    clock: Arc<AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl HasAdmin for InProcess {
+    fn admin_url(&self) -> &str {
+        &self.admin
+    }
+}
+
+impl InProcess {
+    /// Starts usher with `config` (TOML text), its clock at the real time.
+    pub async fn start(config: &str) -> InProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides {
+            data_dir: Some(dir.path().join("data").to_str().unwrap().to_owned()),
+            ..Overrides::default()
+        };
+        let config =
+            config::from_str(config, dir.path(), &overrides).expect("test config is valid");
+        let clock = Arc::new(AtomicU64::new(usher::clock::unix_now()));
+        let read = clock.clone();
+        let state = Arc::new(
+            State::with_clock(config, Arc::new(move || read.load(Ordering::SeqCst))).unwrap(),
+        );
+        let limits = Limits {
+            max_header_bytes: 16384,
+            max_headers: 100,
+        };
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", public.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let _ = state.public_url.set(url.clone());
+        let forever = std::future::pending::<()>;
+        tokio::spawn(server::serve(
+            public,
+            None,
+            ProxyHandler(state.clone()),
+            limits,
+            forever(),
+            Duration::from_secs(1),
+        ));
+        tokio::spawn(server::serve(
+            admin,
+            None,
+            AdminHandler(state.clone()),
+            limits,
+            forever(),
+            Duration::from_secs(1),
+        ));
+        InProcess {
+            url,
+            admin: admin_url,
+            state,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, seconds: u64) {
+        self.clock.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// The clock's time.
+    pub fn now(&self) -> u64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+}
