@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Whole-server load figure: segment requests through usher with the rights check on
-# (rights.source = "store") against the same usher with it off (rights.source = "none"),
-# side by side in one run, same binary, same demo segment, same session token path.
+# Whole-server load figure: segment requests through usher with the checks on against the
+# same usher with them off, side by side in one run, same binary, same demo segment:
+#   none     rights.source = "none": signature, window, scope only
+#   store    + the cached rights check and the session touch
+#   devices  + a device id on every request (hashed, compared with the token's) and
+#            session tokens bound to the client's network (sessions.bind_ip)
 #
 #   benches/load.sh [SECONDS] [CONNECTIONS]
 #
@@ -21,11 +24,14 @@ trap cleanup EXIT
 
 # Two configs from the shipped one: the demo stream from the bundled directory, rights on
 # and off. The demo subject owns the demo product in both stores.
-for mode in store none; do
-  sed -e "s|^source = \"store\"|source = \"$mode\"|" \
+for mode in store none devices; do
+  source=$mode; [ "$mode" = devices ] && source=store
+  sed -e "s|^source = \"store\"|source = \"$source\"|" \
       -e "s|^origin = \"../demo\"|origin = \"$PWD/demo\"|" \
       config/usher.toml > "$work/$mode.toml"
+  [ "$mode" = devices ] && printf '\n[sessions]\nbind_ip = true\n' >> "$work/$mode.toml"
 done
+device_header=(-H "X-Device-Id: bench-tv")
 
 start() { # mode -> prints the play URL
   local mode=$1 out="$work/$1.out"
@@ -36,30 +42,34 @@ start() { # mode -> prints the play URL
   grep '^play: ' "$out" | cut -d' ' -f2
 }
 
-segment_url() { # play URL -> URL of the first 360p segment, with its session token
-  local play=$1 base=${1%%\?*}
+segment_url() { # play URL, curl args -> URL of the first 360p segment, with its session token
+  local play=$1 base=${1%%\?*}; shift
   local variant
-  variant=$(curl -fsS "$play" | grep -m1 '^360p/')
+  variant=$(curl -fsS "$@" "$play" | grep -m1 '^360p/')
   local media_url="${base%/*}/$variant"
   local seg
-  seg=$(curl -fsS "$media_url" | grep -m1 '^seg_')
+  seg=$(curl -fsS "$@" "$media_url" | grep -m1 '^seg_')
   echo "${media_url%%/index.m3u8*}/$seg"
 }
 
 declare -A url
-for mode in store none; do
-  url[$mode]=$(segment_url "$(start $mode)")
-  curl -fsS -o /dev/null "${url[$mode]}"
+for mode in none store devices; do
+  args=(); [ "$mode" = devices ] && args=("${device_header[@]}")
+  url[$mode]=$(segment_url "$(start $mode)" "${args[@]}")
+  curl -fsS -o /dev/null "${args[@]}" "${url[$mode]}"
 done
 
-rate() { wrk -t1 -c"$connections" -d"${seconds}s" "$1" | awk '/^Requests\/sec/ {print $2}'; }
-declare -A total=([store]=0 [none]=0)
+rate() { wrk -t1 -c"$connections" -d"${seconds}s" "$@" | awk '/^Requests\/sec/ {print $2}'; }
+declare -A total=([none]=0 [store]=0 [devices]=0)
 for round in 1 2; do
-  for mode in none store; do
-    r=$(rate "${url[$mode]}")
-    echo "round $round rights=$mode: $r req/s"
+  for mode in none store devices; do
+    args=(); [ "$mode" = devices ] && args=("${device_header[@]}")
+    r=$(rate "${args[@]}" "${url[$mode]}")
+    echo "round $round $mode: $r req/s"
     total[$mode]=$(awk -v a="${total[$mode]}" -v b="$r" 'BEGIN {print a + b}')
   done
 done
-awk -v on="${total[store]}" -v off="${total[none]}" \
-  'BEGIN {printf "rights on: %.0f req/s, off: %.0f req/s, ratio on/off: %.1f%%\n", on/2, off/2, 100*on/off}'
+for mode in store devices; do
+  awk -v on="${total[$mode]}" -v off="${total[none]}" -v m="$mode" \
+    'BEGIN {printf "%s: %.0f req/s against none: %.0f req/s, ratio %.1f%%\n", m, on/2, off/2, 100*on/off}'
+done

@@ -62,9 +62,17 @@ pub async fn authorize(
         .or_else(|| grant.claims.dev.clone());
     match grant.kind {
         Kind::Ticket => {
-            let resumed = activate(state, &entitled, device.as_deref(), presented, now).await?;
+            // Activation is checked before the session starts (a device that may not play
+            // must not end someone else's session under replace_oldest) and recorded
+            // after it was admitted (a refused device uses no activation).
+            let activation =
+                check_activation(state, &entitled, device.as_deref(), presented, now).await?;
+            if let Activation::Recover(old) = &activation {
+                // The same viewer: its old session gives way before the limits count it.
+                state.sessions.end(&old.sid);
+            }
             let start = Start {
-                sid: resumed.as_deref(),
+                sid: None,
                 account: &grant.claims.sub,
                 purchase: Some(&entitled.purchase),
                 product: Some(&entitled.product),
@@ -75,6 +83,12 @@ pub async fn authorize(
                 state
                     .sessions
                     .start(start, &entitled.limits, now, crate::sessions::new_id)?;
+            if let Err(refused) =
+                record_activation(state, &entitled, device.as_deref(), activation, now).await
+            {
+                state.sessions.end(&session.sid);
+                return Err(refused);
+            }
             grant.claims.sid = Some(session.sid.clone());
         }
         Kind::Session => {
@@ -97,48 +111,55 @@ pub async fn authorize(
     Ok(grant)
 }
 
-/// Activates the purchase on `device` when the purchase limits its devices. Returns the id
-/// of a session resumed by IP recovery, if that is how the device got in.
-async fn activate(
+/// What activating a purchase on a device will take.
+enum Activation {
+    /// The purchase does not limit its devices, or this device activated it before.
+    Nothing,
+    /// A new activation, within the limit.
+    New,
+    /// IP recovery: take over this live session's activation.
+    Recover(std::sync::Arc<crate::sessions::Session>),
+}
+
+async fn blocking<T: Send + 'static>(
+    state: &State,
+    f: impl FnOnce(&dyn crate::rights::store::Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ProxyError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|e| {
+            tracing::error!(error = %e, "device activations cannot be read or written");
+            ProxyError::Rights(crate::rights::decide::RightsDenied::Unavailable)
+        })
+}
+
+/// Reads, without writing, what activating the purchase on `device` takes.
+async fn check_activation(
     state: &State,
     entitled: &Entitled,
     device: Option<&str>,
     presented: &Presented<'_>,
     now: u64,
-) -> Result<Option<String>, ProxyError> {
+) -> Result<Activation, ProxyError> {
     let Some(limit) = entitled.activations else {
-        return Ok(None);
+        return Ok(Activation::Nothing);
     };
     let device = device.ok_or(SessionDenied::DeviceRequired)?;
-    let store = state.store.clone();
-    let (purchase, d) = (entitled.purchase.to_string(), device.to_owned());
-    let bind =
-        tokio::task::spawn_blocking(move || store.bind_device(&purchase, &d, Some(limit), now))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))
-            .and_then(|r| r)
-            .map_err(|e| {
-                tracing::error!(error = %e, "device activation could not be recorded");
-                ProxyError::Rights(crate::rights::decide::RightsDenied::Unavailable)
-            })?;
-    let outcome = match bind {
-        Bind::Known => "known",
-        Bind::Bound => "bound",
-        Bind::LimitReached => "limit",
-    };
-    state
-        .metrics
-        .activations
-        .with_label_values(&[outcome])
-        .inc();
-    if bind != Bind::LimitReached {
-        return Ok(None);
+    let purchase = entitled.purchase.to_string();
+    let bound = blocking(state, move |s| s.devices(&purchase)).await?;
+    if bound.iter().any(|b| b.device == device) {
+        return Ok(Activation::Nothing);
+    }
+    if bound.len() < limit as usize {
+        return Ok(Activation::New);
     }
     // IP recovery: the same viewer, on the same network, whose session lost its token
     // (and whose player now names a new device) takes over that session's activation.
-    let sessions_config = &state.config.sessions;
-    let network = sessions_config.network(presented.client_ip);
-    let recovered = entitled
+    let network = state.config.sessions.network(presented.client_ip);
+    entitled
         .ip_recovery
         .then(|| {
             state
@@ -146,28 +167,66 @@ async fn activate(
                 .recoverable(&entitled.purchase, |ip| network.contains(ip), now)
         })
         .flatten()
-        .filter(|s| s.device.as_deref().is_some_and(|old| old != device));
-    let Some(session) = recovered else {
-        return Err(SessionDenied::ActivationLimit.into());
-    };
-    let store = state.store.clone();
-    let (purchase, from, to) = (
+        .filter(|s| s.device.as_deref().is_some_and(|old| old != device))
+        .map(Activation::Recover)
+        .ok_or_else(|| {
+            state
+                .metrics
+                .activations
+                .with_label_values(&["limit"])
+                .inc();
+            SessionDenied::ActivationLimit.into()
+        })
+}
+
+/// Writes the activation `check_activation` found, durably, before the response goes out.
+async fn record_activation(
+    state: &State,
+    entitled: &Entitled,
+    device: Option<&str>,
+    activation: Activation,
+    now: u64,
+) -> Result<(), ProxyError> {
+    let (purchase, device) = (
         entitled.purchase.to_string(),
-        session.device.clone().unwrap_or_default(),
-        device.to_owned(),
+        device.unwrap_or_default().to_owned(),
     );
-    tokio::task::spawn_blocking(move || store.rebind_device(&purchase, &from, &to, now))
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))
-        .and_then(|r| r)
-        .map_err(|_| SessionDenied::ActivationLimit)?;
-    state
-        .metrics
-        .activations
-        .with_label_values(&["recovered"])
-        .inc();
-    state.sessions.end(&session.sid);
-    Ok(None)
+    let outcome = match activation {
+        Activation::Nothing => "known",
+        Activation::New => {
+            let limit = entitled.activations;
+            let bind = blocking(state, move |s| {
+                s.bind_device(&purchase, &device, limit, now)
+            })
+            .await?;
+            if bind == Bind::LimitReached {
+                // Another device took the last activation in the meantime.
+                state
+                    .metrics
+                    .activations
+                    .with_label_values(&["limit"])
+                    .inc();
+                return Err(SessionDenied::ActivationLimit.into());
+            }
+            "bound"
+        }
+        Activation::Recover(session) => {
+            let from = session.device.clone().unwrap_or_default();
+            blocking(state, move |s| {
+                s.rebind_device(&purchase, &from, &device, now)
+            })
+            .await?;
+            "recovered"
+        }
+    };
+    if entitled.activations.is_some() {
+        state
+            .metrics
+            .activations
+            .with_label_values(&[outcome])
+            .inc();
+    }
+    Ok(())
 }
 
 /// A grant for a viewer without a ticket, on a playlist of content that has a preview:
