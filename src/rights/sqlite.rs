@@ -455,31 +455,13 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         // The common case, a device coming back, is a read; only a new device takes the
         // write lock (and checks again inside it).
-        let seen = conn
-            .query_row(
-                "SELECT 1 FROM device_bindings WHERE purchase = ?1 AND device = ?2",
-                [purchase, device],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(backend)?
-            .is_some();
-        if seen {
+        if is_bound(&conn, purchase, device)? {
             return Ok(Bind::Known);
         }
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let known = tx
-            .query_row(
-                "SELECT 1 FROM device_bindings WHERE purchase = ?1 AND device = ?2",
-                [purchase, device],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(backend)?
-            .is_some();
-        if known {
+        if is_bound(&tx, purchase, device)? {
             return Ok(Bind::Known);
         }
         let used: i64 = tx
@@ -561,6 +543,17 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         Ok(())
     }
+}
+
+fn is_bound(conn: &Connection, purchase: &str, device: &str) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT 1 FROM device_bindings WHERE purchase = ?1 AND device = ?2",
+        [purchase, device],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
+    .map_err(backend)
 }
 
 fn self_product_missing(tx: &rusqlite::Transaction<'_>, product: &str) -> bool {
