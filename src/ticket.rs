@@ -14,6 +14,7 @@
 //! checks the MAC in constant time *before* it decodes anything else, then checks the time
 //! window with the configured skew.
 
+pub mod edgeauth;
 mod keyring;
 
 pub use keyring::{Key, KeyId, KeyRing};
