@@ -89,7 +89,7 @@ fn tokens_from_the_reference_package_are_minted_identically_and_verify() {
         let request_path = url.clone().unwrap_or_else(|| "/live/b/1.ts".to_owned());
         let verified = verify(
             reference,
-            &[key.clone()],
+            std::slice::from_ref(&key),
             &request_path,
             &options,
             1_700_001_000,
