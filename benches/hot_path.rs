@@ -199,6 +199,7 @@ fn bench_manifests(c: &mut Criterion) {
         token: &token,
         request_query: None,
         preview: None,
+        per_path: None,
     };
 
     let media = media_playlist(SEGMENTS);

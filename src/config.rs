@@ -37,8 +37,60 @@ pub struct Config {
     pub rights: RightsConfig,
     /// Playback sessions.
     pub sessions: SessionsConfig,
+    /// Per path prefix: the format minted into playlists.
+    pub routes: Vec<Route>,
     /// The demo stream, when configured.
     pub demo: Option<Demo>,
+}
+
+/// A `[[routes]]` entry, checked.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The prefix it covers.
+    pub prefix: String,
+    /// What its playlists carry.
+    pub mint: Mint,
+}
+
+/// A credential format minted into playlists, with its settings.
+#[derive(Debug, Clone)]
+pub enum Mint {
+    /// usher's own session token.
+    Usher,
+    /// nginx `secure_link_md5` links, one per URI.
+    SecureLink {
+        /// The expression and secret.
+        expression: crate::ticket::secure_link::Expression,
+        /// Link lifetime.
+        ttl: Duration,
+    },
+    /// Akamai EdgeAuth ACL tokens over the content's scope.
+    Akamai(Box<AkamaiMint>),
+}
+
+/// Akamai minting settings.
+#[derive(Debug, Clone)]
+pub struct AkamaiMint {
+    /// The key.
+    pub key: crate::ticket::edgeauth::EdgeKey,
+    /// Salt and escaping.
+    pub options: crate::ticket::edgeauth::Options,
+    /// Query parameter of the token.
+    pub token_name: String,
+    /// Token lifetime.
+    pub ttl: Duration,
+}
+
+impl Config {
+    /// What playlists under `path` carry: the longest matching route's format, else
+    /// usher's own.
+    pub fn mint_for(&self, path: &str) -> &Mint {
+        self.routes
+            .iter()
+            .filter(|r| path.starts_with(r.prefix.as_str()))
+            .max_by_key(|r| r.prefix.len())
+            .map_or(&Mint::Usher, |r| &r.mint)
+    }
 }
 
 /// `[sessions]`, checked.

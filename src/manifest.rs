@@ -46,6 +46,27 @@ pub struct Rewrite<'a> {
     pub request_query: Option<&'a str>,
     /// Preview mode: only the first seconds are tokenized (see [`Preview`]).
     pub preview: Option<Preview<'a>>,
+    /// Per-URI credentials instead of `param=token` (see [`PerPath`]).
+    pub per_path: Option<PerPath<'a>>,
+}
+
+/// Per-URI credentials, for formats whose MAC covers the path (nginx `secure_link`): each
+/// URI to tokenize gets the query `mint` returns for its normalised path, instead of the
+/// shared `param=token`.
+#[derive(Clone, Copy)]
+pub struct PerPath<'a> {
+    /// Normalised path of the playlist being rewritten, to resolve relative URIs against.
+    pub playlist_path: &'a str,
+    /// The query to append for a path (`md5=…&expires=…`).
+    pub mint: &'a dyn Fn(&str) -> String,
+}
+
+impl std::fmt::Debug for PerPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerPath")
+            .field("playlist_path", &self.playlist_path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Preview mode, for a viewer without a ticket: in a media playlist only the segments that
@@ -369,13 +390,29 @@ impl Rewriter<'_, '_> {
 
     fn push_tokenized(&mut self, uri: &str, has_query: bool) {
         let (main, fragment) = uri.split_at(uri.find('#').unwrap_or(uri.len()));
+        let per_path = match self.ctx.per_path {
+            None => None,
+            Some(per_path) => match resolve_path(per_path.playlist_path, uri) {
+                Some(path) => Some((per_path.mint)(&path)),
+                None => {
+                    // No path to sign: written as it is (the player will be refused).
+                    self.text.push_str(uri);
+                    return;
+                }
+            },
+        };
         self.text.push_str(main);
         if !(main.ends_with('?') || (has_query && main.ends_with('&'))) {
             self.text.push(if has_query { '&' } else { '?' });
         }
-        self.text.push_str(self.ctx.param);
-        self.text.push('=');
-        self.text.push_str(self.ctx.token);
+        match per_path {
+            Some(query) => self.text.push_str(&query),
+            None => {
+                self.text.push_str(self.ctx.param);
+                self.text.push('=');
+                self.text.push_str(self.ctx.token);
+            }
+        }
         self.text.push_str(fragment);
     }
 

@@ -16,6 +16,7 @@
 
 pub mod edgeauth;
 mod keyring;
+pub mod secure_link;
 
 pub use keyring::{Key, KeyId, KeyRing};
 

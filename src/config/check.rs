@@ -14,6 +14,7 @@ use super::{
 use crate::origin::OriginBase;
 use crate::ticket::{Key, KeyRing};
 
+mod formats;
 mod rights;
 
 /// Collects problems so one run reports all of them.
@@ -202,6 +203,7 @@ pub(super) fn check(
     };
     let rights = rights::check(&mut p, file.rights);
     let sessions = check_sessions(&mut p, file.sessions);
+    let routes = formats::check_routes(&mut p, file.routes, file.secure_link, file.akamai);
 
     let up = file.upstream;
     let origin = match (&overrides.origin, &up.origin) {
@@ -308,6 +310,7 @@ pub(super) fn check(
             data_dir,
             rights,
             sessions,
+            routes,
             demo,
         }),
         _ => Err(ConfigError::Invalid(p.0)),

@@ -35,8 +35,60 @@ pub struct FileConfig {
     /// Playback sessions: idle timeout, bookkeeping, address binding.
     #[serde(default)]
     pub sessions: SessionsFile,
+    /// Per path prefix: which credential format is minted into playlists.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+    /// nginx `secure_link` settings, for routes that mint it.
+    pub secure_link: Option<SecureLinkFile>,
+    /// Akamai EdgeAuth settings, for routes that mint it.
+    pub akamai: Option<AkamaiFile>,
     /// The demo stream whose playable URL `serve` prints.
     pub demo: Option<DemoFile>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Path prefix the route covers (the longest matching prefix wins).
+    pub prefix: Option<String>,
+    /// Format minted into its playlists: `usher` (default), `secure_link` or `akamai`.
+    pub mint: Option<String>,
+}
+
+/// `[secure_link]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureLinkFile {
+    /// The `secure_link_md5` expression, with `$secure_link_expires`, `$uri`,
+    /// `$remote_addr` and `$secret`.
+    pub expression: Option<String>,
+    /// The secret `$secret` stands for.
+    pub secret: Option<String>,
+    /// Environment variable holding the secret instead.
+    pub secret_env: Option<String>,
+    /// Lifetime of minted links.
+    pub ttl: Option<String>,
+}
+
+/// `[akamai]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AkamaiFile {
+    /// The key, hex (as Akamai's property manager shows it).
+    pub key: Option<String>,
+    /// Environment variable holding the key instead.
+    pub key_env: Option<String>,
+    /// `sha256` (default), `sha1` or `md5`.
+    pub algorithm: Option<String>,
+    /// Query parameter of the token (`__token__`).
+    pub token_name: Option<String>,
+    /// Salt, if the property uses one.
+    pub salt: Option<String>,
+    /// Escape early, as the property is configured.
+    pub escape_early: Option<bool>,
+    /// Lifetime of minted tokens.
+    pub ttl: Option<String>,
 }
 
 /// `[store]`

@@ -43,6 +43,7 @@ fn rewrite_with(
         token,
         request_query,
         preview: None,
+        per_path: None,
     };
     rewrite(body.as_bytes(), &ctx)
 }
@@ -443,6 +444,7 @@ fn every_origin_base_is_recognised() {
         token: "eyJ2IjoxfQ.c2ln-_",
         request_query: None,
         preview: None,
+        per_path: None,
     };
     let out = rewrite(
         b"#EXTM3U\nhttps://alias.example:443/x/a.ts\nhttp://origin.test:8000/hls/b.ts\nc.ts\n",
@@ -464,6 +466,7 @@ fn no_origin_bases_means_every_absolute_uri_is_foreign() {
         token: TOKEN,
         request_query: None,
         preview: None,
+        per_path: None,
     };
     let out = rewrite(MEDIA_ABSOLUTE.as_bytes(), &ctx).unwrap();
     assert_eq!(out.text, MEDIA_ABSOLUTE);

@@ -12,7 +12,10 @@ use super::authorize::PREVIEW_SUBJECT;
 use super::respond::{full, ProxyError};
 use super::{Body, State};
 use crate::access::{self, Grant};
-use crate::manifest::{self, ManifestError, Preview, Rewrite, Rewritten};
+use crate::config::Mint;
+use crate::manifest::{self, ManifestError, PerPath, Preview, Rewrite, Rewritten};
+use crate::path::ObjectKind;
+use crate::ticket::edgeauth::{self, EdgeToken};
 use crate::ticket::{self, Claims, Kind};
 
 /// The parts of the request a playlist response depends on.
@@ -140,6 +143,7 @@ fn rewrite_for(
         token: "",
         request_query: req.query,
         preview: None,
+        per_path: None,
     };
     let preview_seconds = req
         .grant
@@ -186,9 +190,46 @@ fn rewrite_for(
             }
         }
     };
-    let token = ticket::sign(&settings.keys, Kind::Session, &claims);
-    ctx.token = &token;
-    manifest::rewrite(bytes, &ctx)
+    // Preview tokens are always usher's own: only usher knows which paths they open.
+    let mint = match preview_seconds {
+        Some(_) => &Mint::Usher,
+        None => state.config.mint_for(req.path),
+    };
+    match mint {
+        Mint::Usher => {
+            let token = ticket::sign(&settings.keys, Kind::Session, &claims);
+            ctx.token = &token;
+            manifest::rewrite(bytes, &ctx)
+        }
+        Mint::SecureLink { expression, ttl } => {
+            // Playlists keep coming to usher with its own session token; media, keys and
+            // init sections go to the CDN (or nginx) that checks the secure link.
+            let expires = now + ttl.as_secs();
+            let client = req.client_ip;
+            let session = ticket::sign(&settings.keys, Kind::Session, &claims);
+            let param = settings.session_param.as_str();
+            let sign = |path: &str| match ObjectKind::of(path) {
+                ObjectKind::Playlist => format!("{param}={session}"),
+                _ => expression.query(path, expires, Some(client)),
+            };
+            ctx.per_path = Some(PerPath {
+                playlist_path: req.path,
+                mint: &sign,
+            });
+            manifest::rewrite(bytes, &ctx)
+        }
+        Mint::Akamai(akamai) => {
+            let token = EdgeToken {
+                exp: now + akamai.ttl.as_secs(),
+                acl: Some(vec![format!("{}*", claims.scope)]),
+                ..EdgeToken::default()
+            };
+            let token = edgeauth::mint(&token, None, &akamai.key, &akamai.options);
+            ctx.param = &akamai.token_name;
+            ctx.token = &token;
+            manifest::rewrite(bytes, &ctx)
+        }
+    }
 }
 
 /// The whole body, refusing more than `limit` bytes.

@@ -13,6 +13,7 @@ fn preview(body: &str, seconds: u32, playlist_path: &str) -> Rewritten {
             seconds,
             playlist_path,
         }),
+        per_path: None,
     };
     rewrite(body.as_bytes(), &ctx).unwrap()
 }
@@ -116,4 +117,36 @@ s2.m4s
         ]
     );
     assert_eq!(r.withheld, 2, "the parts of the third segment");
+}
+
+#[test]
+fn per_path_credentials_sign_each_resolved_path() {
+    let bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
+    let mint = |path: &str| format!("sig={}", path.len());
+    let ctx = Rewrite {
+        origin_bases: &bases,
+        param: PARAM,
+        token: TOKEN,
+        request_query: None,
+        preview: None,
+        per_path: Some(PerPath {
+            playlist_path: "/movie/720p/index.m3u8",
+            mint: &mint,
+        }),
+    };
+    let r = rewrite(MEDIA.as_bytes(), &ctx).unwrap();
+    // /movie/720p/init.mp4 is 20 characters, /movie/keys/k1.key 18.
+    assert!(r.text.contains("URI=\"init.mp4?sig=20\""), "{}", r.text);
+    assert!(
+        r.text.contains("URI=\"../keys/k1.key?sig=18\""),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("seg2.m4s?v=1&sig=20"), "{}", r.text);
+    assert!(
+        r.text.contains("\n/movie/720p/seg4.m4s?sig=20\n"),
+        "rerouted too: {}",
+        r.text
+    );
+    assert!(!r.text.contains("TOK"));
 }
