@@ -5,6 +5,7 @@
 //! | GET | `/metrics` | Prometheus text exposition of every usher metric |
 //! | GET | `/healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | GET | `/readyz` | 200 once config, keys, store, TLS and listeners are loaded; 503 before |
+//! | POST | `/reload` | re-read the config file (as SIGHUP); 200, or 400 with the problems and nothing changed (needs the admin credential) |
 //! | GET, POST | `/api/v1/products` | list (`offset`, `limit`) / create a product |
 //! | GET, PATCH, DELETE | `/api/v1/products/{code}` | one product |
 //! | GET, POST | `/api/v1/products/{code}/media` | its media / add one (`{"media": code}`) |
@@ -58,6 +59,9 @@ impl Handler for AdminHandler {
     async fn call(self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
         let state = self.0;
         let path = req.uri().path().to_owned();
+        if path == "/reload" && req.method() == Method::POST {
+            return reload(&state, bearer(&req));
+        }
         let api = if path.starts_with("/api/v1/") {
             "json"
         } else if path.starts_with("/api/ppv/") || path == "/sendVideoTicket.php" {
@@ -75,6 +79,26 @@ impl Handler for AdminHandler {
             .with_label_values(&[api, response.status().as_str()])
             .inc();
         response
+    }
+}
+
+fn reload(state: &State, credential: Option<&str>) -> Response<Body> {
+    if !authorised(state, credential) {
+        return json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    match state.reload() {
+        Ok(()) => {
+            tracing::info!("config reloaded (POST /reload)");
+            json(StatusCode::OK, &json!({"status": "reloaded"}))
+        }
+        Err(e) => {
+            let problems: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+            tracing::error!(problems = %problems.join("; "), "config reload rejected; the old config keeps serving");
+            json(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "config_rejected", "problems": problems}),
+            )
+        }
     }
 }
 

@@ -26,7 +26,8 @@ pub const DEMO_CODE: &str = "demo";
 /// # Errors
 /// When the store cannot be written.
 pub async fn seed(state: &State) -> Result<Option<String>, AdminError> {
-    let (Some(demo), Some(base)) = (&state.config.demo, state.public_url.get()) else {
+    let config = state.config();
+    let (Some(demo), Some(base)) = (&config.demo, state.public_url.get()) else {
         return Ok(None);
     };
     let fields = |pairs: &[(&str, &str)]| -> Fields {
@@ -90,7 +91,7 @@ pub async fn seed(state: &State) -> Result<Option<String>, AdminError> {
         )
         .await?;
     }
-    let settings = &state.config.token;
+    let settings = &config.token;
     let now = (state.clock)();
     let claims = Claims {
         sub: demo.subject.clone(),

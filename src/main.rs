@@ -50,7 +50,8 @@ fn serve(args: &ServeArgs) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(run(config)) {
+    let source = (args.config.clone(), args.overrides());
+    match runtime.block_on(run(config, source)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("usher: {e:#}");
@@ -59,7 +60,10 @@ fn serve(args: &ServeArgs) -> i32 {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    source: (std::path::PathBuf, usher::config::Overrides),
+) -> anyhow::Result<()> {
     let tls = match &config.listen.https {
         Some(https) => Some(TlsAcceptor::from(
             usher::tls::server_config(&https.cert, &https.key).context("listen.https")?,
@@ -67,7 +71,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let state = Arc::new(State::new(config).context("upstream")?);
-    let config = &state.config;
+    let _ = state.source.set(source);
+    let config = state.config();
     let limits = Limits {
         max_header_bytes: config.listen.max_header_bytes,
         max_headers: config.listen.max_headers,
@@ -134,9 +139,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(url) = play {
         println!("play: {url}");
     }
-    tracing::info!(origin = ?state.config.upstream.origin, "usher is serving");
+    tracing::info!(origin = ?state.config().upstream.origin, "usher is serving");
 
-    let Control::Shutdown = signal::next().await.context("installing signal handlers")?;
+    loop {
+        match signal::next().await.context("installing signal handlers")? {
+            Control::Shutdown => break,
+            Control::Reload => reload(&state),
+        }
+    }
     tracing::info!(drain = ?drain, "shutting down: no new connections, draining in-flight requests");
     let _ = stop_tx.send(true);
     let mut timed_out = false;
@@ -151,16 +161,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Applies a reload, or logs why the new config was refused (the old one keeps serving).
+fn reload(state: &State) {
+    match state.reload() {
+        Ok(()) => tracing::info!("config reloaded"),
+        Err(e) => {
+            tracing::error!(problems = %e.to_string().replace('\n', "; "), "config reload rejected; the old config keeps serving")
+        }
+    }
+}
+
 /// Forgets idle sessions and keeps the active-sessions gauge current, every half idle
 /// timeout. Ended sessions are kept as long as their tokens could still be presented, so a
 /// replaced session is told so rather than adopted again.
 async fn sweep_sessions(state: Arc<State>) {
-    let sessions = &state.config.sessions;
-    let every = (sessions.idle_timeout / 2).max(std::time::Duration::from_secs(1));
-    let keep = state.config.token.session_ttl.as_secs();
+    let config = state.config();
+    let every = (config.sessions.idle_timeout / 2).max(std::time::Duration::from_secs(1));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        let keep = state.config().token.session_ttl.as_secs();
         state.sessions.sweep((state.clock)(), keep);
     }
 }

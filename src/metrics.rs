@@ -43,6 +43,8 @@ pub struct Metrics {
     pub activations: IntCounterVec,
     /// `usher_sessions_active`: live playback sessions at the last sweep.
     pub sessions_active: IntGauge,
+    /// `usher_config_reloads_total{outcome}`: reloads applied (ok) or refused (rejected).
+    pub config_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -106,6 +108,11 @@ impl Metrics {
             "Device activations of purchases: known, bound, limit, recovered.",
             &["outcome"],
         );
+        let config_reloads = counter(
+            "usher_config_reloads_total",
+            "Config reloads (SIGHUP or POST /reload): ok, or rejected with the old config kept.",
+            &["outcome"],
+        );
         let upstream_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "usher_upstream_duration_seconds",
@@ -143,6 +150,7 @@ impl Metrics {
             admin_requests,
             activations,
             sessions_active,
+            config_reloads,
         }
     }
 

@@ -31,7 +31,7 @@ mod playlist;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::Context;
 use std::time::Instant;
@@ -66,8 +66,10 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// What one request's handling needs, shared by every connection.
 pub struct State {
-    /// The checked configuration.
-    pub config: Config,
+    /// The checked configuration; swapped whole by a reload (see [`State::config`]).
+    config: RwLock<Arc<Config>>,
+    /// Where the config came from, for reloads: the file and the command-line overrides.
+    pub source: OnceLock<(std::path::PathBuf, crate::config::Overrides)>,
     /// The one upstream.
     pub upstream: Upstream,
     /// Bases whose absolute URIs are routed back through usher.
@@ -149,8 +151,53 @@ impl State {
             public_url,
             admin_token,
             requests: AtomicU64::new(0),
-            config,
+            config: RwLock::new(Arc::new(config)),
+            source: OnceLock::new(),
         })
+    }
+}
+
+impl State {
+    /// The configuration in force: a snapshot each request takes once, so a reload never
+    /// changes the rules in the middle of one.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the config file and swaps in what may change while running: `[token]`
+    /// (keys, lifetimes, skew, parameters), `[access]`, `[[routes]]`, `[secure_link]`,
+    /// `[akamai]`. Listeners, upstream, store, rights and sessions keep their running
+    /// values until a restart. A config with any problem is rejected whole and the old one
+    /// keeps serving.
+    ///
+    /// # Errors
+    /// The problems, each by key.
+    pub fn reload(&self) -> Result<(), crate::config::ConfigError> {
+        let Some((path, overrides)) = self.source.get() else {
+            return Err(crate::config::ConfigError::Invalid(vec![
+                "no config file to reload from".to_owned(),
+            ]));
+        };
+        let result = crate::config::load(path, overrides);
+        let outcome = if result.is_ok() { "ok" } else { "rejected" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[outcome])
+            .inc();
+        let mut fresh = result?;
+        let current = self.config();
+        fresh.listen = current.listen.clone();
+        fresh.admin = current.admin.clone();
+        fresh.upstream = current.upstream.clone();
+        fresh.data_dir = current.data_dir.clone();
+        fresh.rights = current.rights.clone();
+        fresh.sessions = current.sessions.clone();
+        fresh.demo = current.demo.clone();
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(())
     }
 }
 
@@ -225,7 +272,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         }
     };
     cors::apply(
-        &state.config.access,
+        &state.config().access,
         origin_header.as_ref(),
         response.headers_mut(),
     );
@@ -260,7 +307,7 @@ async fn handle_inner(
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, ProxyError> {
     if req.method() == Method::OPTIONS {
-        return Ok(cors::preflight(&state.config));
+        return Ok(cors::preflight(&state.config()));
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ProxyError::MethodNotAllowed);
@@ -278,13 +325,14 @@ async fn handle_inner(
     }
     let kind = ObjectKind::of(&path);
     outcome.kind = kind.as_str();
-    let settings = &state.config.token;
+    let config = state.config();
+    let settings = &config.token;
     let query = req.uri().query();
     let carried = credentials::read(settings, query, req.headers());
     let client_ip = forward::client_ip(
         peer.addr.ip(),
         req.headers(),
-        &state.config.listen.trusted_proxies,
+        &config.listen.trusted_proxies,
     );
     let device = carried.device.map(|id| {
         let agent = settings
@@ -294,7 +342,7 @@ async fn handle_inner(
             .and_then(|v| v.to_str().ok());
         crate::device::hash_id(id, agent)
     });
-    let route = access::route(&state.config.access, &path);
+    let route = access::route(&config.access, &path);
     let grant = match route {
         Route::Unrouted => return Err(ProxyError::NotRouted),
         Route::Public => None,

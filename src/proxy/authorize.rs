@@ -38,7 +38,8 @@ pub async fn authorize(
     presented: &Presented<'_>,
     headers: &HeaderMap,
 ) -> Result<Grant, ProxyError> {
-    let settings = &state.config.token;
+    let config = state.config();
+    let settings = &config.token;
     let now = (state.clock)();
     let skew = settings.clock_skew.as_secs();
     let alive = |sid: &str| state.sessions.is_live(sid, now);
@@ -158,7 +159,7 @@ async fn check_activation(
     }
     // IP recovery: the same viewer, on the same network, whose session lost its token
     // (and whose player now names a new device) takes over that session's activation.
-    let network = state.config.sessions.network(presented.client_ip);
+    let network = state.config().sessions.network(presented.client_ip);
     entitled
         .ip_recovery
         .then(|| {
@@ -239,7 +240,7 @@ fn preview_grant(state: &State, path: &str, now: u64) -> Option<Grant> {
             sub: PREVIEW_SUBJECT.to_owned(),
             scope: media.prefix.clone(),
             nbf: 0,
-            exp: now + state.config.token.session_ttl.as_secs(),
+            exp: now + state.config().token.session_ttl.as_secs(),
             dev: None,
             ip: None,
             sid: None,
@@ -252,7 +253,8 @@ fn preview_grant(state: &State, path: &str, now: u64) -> Option<Grant> {
 
 /// The device class a request names in `rights.device_class_header`, or the default.
 fn device_class(state: &State, headers: &HeaderMap) -> DeviceClass {
-    let rights = &state.config.rights;
+    let config = state.config();
+    let rights = &config.rights;
     headers
         .get(&rights.device_class_header)
         .and_then(|v| v.to_str().ok())

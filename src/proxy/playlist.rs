@@ -69,7 +69,7 @@ pub async fn serve(
         }
     }
     let (mut parts, body) = upstream.into_parts();
-    let bytes = read_bounded(body, state.config.upstream.max_playlist_bytes).await?;
+    let bytes = read_bounded(body, state.config().upstream.max_playlist_bytes).await?;
 
     let rewritten = rewrite_for(state, &req, &bytes).inspect_err(|e| {
         state
@@ -135,7 +135,8 @@ fn rewrite_for(
     req: &PlaylistRequest<'_>,
     bytes: &[u8],
 ) -> Result<Rewritten, ManifestError> {
-    let settings = &state.config.token;
+    let config = state.config();
+    let settings = &config.token;
     let now = (state.clock)();
     let mut ctx = Rewrite {
         origin_bases: &state.origin_bases,
@@ -157,11 +158,10 @@ fn rewrite_for(
         None => access::session_claims(
             req.grant,
             req.device,
-            state
-                .config
+            config
                 .sessions
                 .bind_ip
-                .then(|| state.config.sessions.network(req.client_ip)),
+                .then(|| config.sessions.network(req.client_ip)),
             now,
             settings.session_ttl.as_secs(),
             crate::sessions::new_id,
@@ -193,7 +193,7 @@ fn rewrite_for(
     // Preview tokens are always usher's own: only usher knows which paths they open.
     let mint = match preview_seconds {
         Some(_) => &Mint::Usher,
-        None => state.config.mint_for(req.path),
+        None => config.mint_for(req.path),
     };
     match mint {
         Mint::Usher => {

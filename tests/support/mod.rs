@@ -372,6 +372,21 @@ impl Usher {
         }
     }
 
+    /// The config file it was started with (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("usher.toml")
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Kills the process with SIGKILL and waits for it: a crash, nothing flushed.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();

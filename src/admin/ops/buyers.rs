@@ -112,7 +112,8 @@ fn issue_ticket(
     product: &Product,
     media: Option<&Media>,
 ) -> String {
-    let settings = &state.config.token;
+    let config = state.config();
+    let settings = &config.token;
     let (_, end) = window(purchase, product);
     let year = purchase.purchased_at + 365 * 86_400;
     let claims = Claims {
@@ -138,7 +139,9 @@ pub fn play_url(state: &State, media: &Media, ticket: &str) -> String {
     let base = state.public_url.get().map_or("", String::as_str);
     format!(
         "{base}{}{}?{}={ticket}",
-        media.prefix, media.playlist, state.config.token.ticket_param
+        media.prefix,
+        media.playlist,
+        state.config().token.ticket_param
     )
 }
 
