@@ -475,7 +475,7 @@ async fn with_a_controllable_clock_sessions_idle_out_live_playback_outlasts_the_
     let hash = sold["hash"].as_str().unwrap().to_owned();
     // A ticket that lives ten minutes, for a right that lasts six hours.
     let ticket = usher::ticket::sign(
-        &usher.state.config.token.keys,
+        &usher.state.config().token.keys,
         usher::ticket::Kind::Ticket,
         &usher::ticket::Claims {
             sub: "fan".into(),
