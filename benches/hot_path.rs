@@ -200,6 +200,7 @@ fn bench_manifests(c: &mut Criterion) {
         request_query: None,
         preview: None,
         per_path: None,
+        carrier: Carrier::Query,
     };
 
     let media = media_playlist(SEGMENTS);

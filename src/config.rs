@@ -50,6 +50,19 @@ pub struct Route {
     pub prefix: String,
     /// What its playlists carry.
     pub mint: Mint,
+    /// How usher's session token travels.
+    pub carrier: CarrierKind,
+}
+
+/// How usher's session token travels on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarrierKind {
+    /// A query parameter on every URI.
+    Query,
+    /// The first path segment of every URI.
+    Path,
+    /// A cookie scoped to the content's path.
+    Cookie,
 }
 
 /// A credential format minted into playlists, with its settings.
@@ -85,11 +98,21 @@ impl Config {
     /// What playlists under `path` carry: the longest matching route's format, else
     /// usher's own.
     pub fn mint_for(&self, path: &str) -> &Mint {
+        self.route_for(path).map_or(&Mint::Usher, |r| &r.mint)
+    }
+
+    /// How the session token travels under `path`: the longest matching route's carrier,
+    /// else a query parameter.
+    pub fn carrier_for(&self, path: &str) -> CarrierKind {
+        self.route_for(path)
+            .map_or(CarrierKind::Query, |r| r.carrier)
+    }
+
+    fn route_for(&self, path: &str) -> Option<&Route> {
         self.routes
             .iter()
             .filter(|r| path.starts_with(r.prefix.as_str()))
             .max_by_key(|r| r.prefix.len())
-            .map_or(&Mint::Usher, |r| &r.mint)
     }
 }
 
@@ -295,6 +318,8 @@ pub struct Token {
     pub device_param: String,
     /// Cookie naming the device, if read.
     pub device_cookie: Option<String>,
+    /// Cookie carrying the session token on cookie-carrier routes.
+    pub session_cookie: String,
     /// Whether the user agent is folded into the device identity.
     pub device_with_user_agent: bool,
 }

@@ -48,6 +48,22 @@ pub struct Rewrite<'a> {
     pub preview: Option<Preview<'a>>,
     /// Per-URI credentials instead of `param=token` (see [`PerPath`]).
     pub per_path: Option<PerPath<'a>>,
+    /// How the shared token travels in URIs.
+    pub carrier: Carrier<'a>,
+}
+
+/// How the session token travels in rewritten URIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier<'a> {
+    /// `?param=token` (or `&`), on every URI.
+    Query,
+    /// As the first path segment: every URI is written path-absolute as
+    /// `/<token>/<path>`, so relative URIs inside the playlists it leads to inherit the
+    /// token, and players that drop query strings still carry it. The value is the
+    /// normalised path of the playlist being rewritten.
+    Path(&'a str),
+    /// Not in URIs at all: the token goes in a cookie; only origin URIs are rerouted.
+    Cookie,
 }
 
 /// Per-URI credentials, for formats whose MAC covers the path (nginx `secure_link`): each
@@ -389,6 +405,26 @@ impl Rewriter<'_, '_> {
     }
 
     fn push_tokenized(&mut self, uri: &str, has_query: bool) {
+        match self.ctx.carrier {
+            Carrier::Query => {}
+            Carrier::Cookie => {
+                self.text.push_str(uri);
+                return;
+            }
+            Carrier::Path(playlist_path) => {
+                match resolve_path(playlist_path, uri) {
+                    Some(path) => {
+                        let rest = &uri[uri.find(['?', '#']).unwrap_or(uri.len())..];
+                        self.text.push('/');
+                        self.text.push_str(self.ctx.token);
+                        self.text.push_str(&path);
+                        self.text.push_str(rest);
+                    }
+                    None => self.text.push_str(uri),
+                }
+                return;
+            }
+        }
         let (main, fragment) = uri.split_at(uri.find('#').unwrap_or(uri.len()));
         let per_path = match self.ctx.per_path {
             None => None,

@@ -290,7 +290,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         request_id = %format_args!("{id:x}"),
         client = %peer.addr.ip(),
         %method,
-        path = uri.path(),
+        path = credentials::split_path_token(uri.path()).1,
         kind = outcome.kind,
         status = status.as_u16(),
         reason = outcome.reason.unwrap_or(""),
@@ -312,7 +312,10 @@ async fn handle_inner(
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ProxyError::MethodNotAllowed);
     }
-    let path = path::normalize(req.uri().path())?;
+    // A session token carried as the first path segment is a credential, never part of
+    // the content's path: it is split off before anything else looks at the path.
+    let (path_token, raw_path) = credentials::split_path_token(req.uri().path());
+    let path = path::normalize(raw_path)?;
     match path.as_str() {
         "/healthz" => {
             return Ok(respond::json(
@@ -349,7 +352,7 @@ async fn handle_inner(
         Route::Protected => {
             let presented = Presented {
                 ticket: carried.ticket,
-                session: carried.session,
+                session: carried.session.or(path_token),
                 device: device.as_deref(),
                 client_ip,
             };
@@ -415,6 +418,7 @@ async fn handle_inner(
                 grant: &grant,
                 device: device.as_deref(),
                 client_ip,
+                https: peer.proto == "https",
                 query,
                 head_only,
             };

@@ -464,6 +464,10 @@ fn check_token(p: &mut Problems, file: TokenFile) -> Option<Token> {
             .filter(|c| !c.is_empty())
             .map(|c| p.param_name("token.device_cookie", c)),
         device_with_user_agent: file.device_with_user_agent.unwrap_or(false),
+        session_cookie: p.param_name(
+            "token.session_cookie",
+            file.session_cookie.as_deref().unwrap_or("usher_session"),
+        ),
         ticket_param,
         session_param,
         ticket_cookie,

@@ -54,6 +54,8 @@ pub struct RouteFile {
     pub prefix: Option<String>,
     /// Format minted into its playlists: `usher` (default), `secure_link` or `akamai`.
     pub mint: Option<String>,
+    /// How usher's session token travels: `query` (default), `path` or `cookie`.
+    pub carrier: Option<String>,
 }
 
 /// `[secure_link]`
@@ -246,6 +248,8 @@ pub struct TokenFile {
     pub device_header: Option<String>,
     /// Query parameter that names the device (for players that cannot add headers).
     pub device_param: Option<String>,
+    /// Cookie that carries the session token on routes with `carrier = "cookie"`.
+    pub session_cookie: Option<String>,
     /// Cookie that names the device (for browsers); unset: not read.
     pub device_cookie: Option<String>,
     /// Fold the user agent into the device identity (a copied device id on another kind of

@@ -44,6 +44,7 @@ fn rewrite_with(
         request_query,
         preview: None,
         per_path: None,
+        carrier: Carrier::Query,
     };
     rewrite(body.as_bytes(), &ctx)
 }
@@ -445,6 +446,7 @@ fn every_origin_base_is_recognised() {
         request_query: None,
         preview: None,
         per_path: None,
+        carrier: Carrier::Query,
     };
     let out = rewrite(
         b"#EXTM3U\nhttps://alias.example:443/x/a.ts\nhttp://origin.test:8000/hls/b.ts\nc.ts\n",
@@ -467,6 +469,7 @@ fn no_origin_bases_means_every_absolute_uri_is_foreign() {
         request_query: None,
         preview: None,
         per_path: None,
+        carrier: Carrier::Query,
     };
     let out = rewrite(MEDIA_ABSOLUTE.as_bytes(), &ctx).unwrap();
     assert_eq!(out.text, MEDIA_ABSOLUTE);

@@ -41,8 +41,29 @@ pub fn read<'a>(settings: &Token, query: Option<&'a str>, headers: &'a HeaderMap
         .or_else(|| query_param(query, &settings.device_param));
     Carried {
         ticket,
-        session: query_param(query, &settings.session_param),
+        session: query_param(query, &settings.session_param)
+            .or_else(|| cookie(headers, &settings.session_cookie)),
         device,
+    }
+}
+
+/// Splits a session token carried as the first path segment (`/s1.<kid>.<claims>.<mac>/…`)
+/// off a raw request path: the token, and the path the content really has.
+pub fn split_path_token(raw_path: &str) -> (Option<&str>, &str) {
+    let Some(rest) = raw_path.strip_prefix('/') else {
+        return (None, raw_path);
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let segment = &rest[..end];
+    let looks_like_token = segment.starts_with("s1.")
+        && segment.matches('.').count() == 3
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if looks_like_token && end < rest.len() {
+        (Some(segment), &rest[end..])
+    } else {
+        (None, raw_path)
     }
 }
 
@@ -124,6 +145,27 @@ mod tests {
         assert_eq!(
             strip_query(Some("a&&b"), &["ticket"]).as_deref(),
             Some("a&b")
+        );
+    }
+
+    #[test]
+    fn a_token_as_the_first_path_segment_is_split_off() {
+        assert_eq!(
+            split_path_token("/s1.k.e30.AAAA/demo/360p/seg.ts"),
+            (Some("s1.k.e30.AAAA"), "/demo/360p/seg.ts")
+        );
+        assert_eq!(
+            split_path_token("/demo/360p/seg.ts"),
+            (None, "/demo/360p/seg.ts")
+        );
+        assert_eq!(
+            split_path_token("/s1.k.e30.AAAA"),
+            (None, "/s1.k.e30.AAAA"),
+            "nothing after it"
+        );
+        assert_eq!(
+            split_path_token("/s1.notatoken/x"),
+            (None, "/s1.notatoken/x")
         );
     }
 

@@ -114,19 +114,26 @@ pub fn upstream_headers(
     if settings.bearer {
         headers.remove(AUTHORIZATION);
     }
-    if let Some(name) = &settings.ticket_cookie {
-        let kept = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| strip_cookie(v, name))
-            .collect::<Vec<_>>()
-            .join("; ");
-        headers.remove(COOKIE);
-        if let Ok(value) = HeaderValue::from_str(&kept) {
-            if !kept.is_empty() {
-                headers.insert(COOKIE, value);
-            }
+    // usher's own cookies (the ticket's and the session token's) stay with usher.
+    let ours = [
+        settings.ticket_cookie.as_deref(),
+        Some(settings.session_cookie.as_str()),
+    ];
+    let kept = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            ours.iter()
+                .flatten()
+                .try_fold(v.to_owned(), |rest, name| strip_cookie(&rest, name))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    headers.remove(COOKIE);
+    if let Ok(value) = HeaderValue::from_str(&kept) {
+        if !kept.is_empty() {
+            headers.insert(COOKIE, value);
         }
     }
     if whole {

@@ -12,8 +12,8 @@ use super::authorize::PREVIEW_SUBJECT;
 use super::respond::{full, ProxyError};
 use super::{Body, State};
 use crate::access::{self, Grant};
-use crate::config::Mint;
-use crate::manifest::{self, ManifestError, PerPath, Preview, Rewrite, Rewritten};
+use crate::config::{CarrierKind, Mint};
+use crate::manifest::{self, Carrier, ManifestError, PerPath, Preview, Rewrite, Rewritten};
 use crate::path::ObjectKind;
 use crate::ticket::edgeauth::{self, EdgeToken};
 use crate::ticket::{self, Claims, Kind};
@@ -28,6 +28,8 @@ pub struct PlaylistRequest<'a> {
     pub device: Option<&'a str>,
     /// The client's address.
     pub client_ip: std::net::IpAddr,
+    /// Whether the client connected over TLS (cookies get `Secure`).
+    pub https: bool,
     /// The request's query (for `EXT-X-DEFINE:QUERYPARAM`).
     pub query: Option<&'a str>,
     /// A HEAD request: headers only.
@@ -71,7 +73,7 @@ pub async fn serve(
     let (mut parts, body) = upstream.into_parts();
     let bytes = read_bounded(body, state.config().upstream.max_playlist_bytes).await?;
 
-    let rewritten = rewrite_for(state, &req, &bytes).inspect_err(|e| {
+    let (rewritten, cookie) = rewrite_for(state, &req, &bytes).inspect_err(|e| {
         state
             .metrics
             .rewrites
@@ -109,6 +111,9 @@ pub async fn serve(
     parts
         .headers
         .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        parts.headers.append(http::header::SET_COOKIE, cookie);
+    }
     parts
         .headers
         .entry(CONTENT_TYPE)
@@ -134,7 +139,7 @@ fn rewrite_for(
     state: &State,
     req: &PlaylistRequest<'_>,
     bytes: &[u8],
-) -> Result<Rewritten, ManifestError> {
+) -> Result<(Rewritten, Option<String>), ManifestError> {
     let config = state.config();
     let settings = &config.token;
     let now = (state.clock)();
@@ -145,6 +150,11 @@ fn rewrite_for(
         request_query: req.query,
         preview: None,
         per_path: None,
+        carrier: match config.carrier_for(req.path) {
+            CarrierKind::Query => Carrier::Query,
+            CarrierKind::Path => Carrier::Path(req.path),
+            CarrierKind::Cookie => Carrier::Cookie,
+        },
     };
     let preview_seconds = req
         .grant
@@ -199,7 +209,16 @@ fn rewrite_for(
         Mint::Usher => {
             let token = ticket::sign(&settings.keys, Kind::Session, &claims);
             ctx.token = &token;
-            manifest::rewrite(bytes, &ctx)
+            let rewritten = manifest::rewrite(bytes, &ctx)?;
+            // The cookie carrier: the token rides in a cookie scoped to the content.
+            let cookie = (ctx.carrier == Carrier::Cookie).then(|| {
+                let secure = if req.https { "; Secure" } else { "" };
+                format!(
+                    "{}={token}; Path={}; HttpOnly; SameSite=Lax{secure}",
+                    settings.session_cookie, claims.scope
+                )
+            });
+            Ok((rewritten, cookie))
         }
         Mint::SecureLink { expression, ttl } => {
             // Playlists keep coming to usher with its own session token; media, keys and
@@ -216,7 +235,7 @@ fn rewrite_for(
                 playlist_path: req.path,
                 mint: &sign,
             });
-            manifest::rewrite(bytes, &ctx)
+            Ok((manifest::rewrite(bytes, &ctx)?, None))
         }
         Mint::Akamai(akamai) => {
             let token = EdgeToken {
@@ -227,7 +246,7 @@ fn rewrite_for(
             let token = edgeauth::mint(&token, None, &akamai.key, &akamai.options);
             ctx.param = &akamai.token_name;
             ctx.token = &token;
-            manifest::rewrite(bytes, &ctx)
+            Ok((manifest::rewrite(bytes, &ctx)?, None))
         }
     }
 }

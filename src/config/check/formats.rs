@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::super::file::{AkamaiFile, RouteFile, SecureLinkFile};
-use super::super::{AkamaiMint, Mint, Route};
+use super::super::{AkamaiMint, CarrierKind, Mint, Route};
 use super::Problems;
 use crate::ticket::edgeauth::{Algorithm, EdgeKey, Options};
 use crate::ticket::secure_link::Expression;
@@ -133,8 +133,21 @@ pub(super) fn check_routes(
                 None
             }
         };
-        if let Some(mint) = mint {
-            out.push(Route { prefix, mint });
+        let carrier = match route.carrier.as_deref().unwrap_or("query") {
+            "query" => Some(CarrierKind::Query),
+            "path" => Some(CarrierKind::Path),
+            "cookie" => Some(CarrierKind::Cookie),
+            other => {
+                p.add(&format!("{at}.carrier"), other, "use query, path or cookie");
+                None
+            }
+        };
+        if let (Some(mint), Some(carrier)) = (mint, carrier) {
+            out.push(Route {
+                prefix,
+                mint,
+                carrier,
+            });
         }
     }
     out

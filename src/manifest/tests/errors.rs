@@ -47,6 +47,7 @@ fn non_utf8_and_empty_bodies_are_refused() {
         request_query: None,
         preview: None,
         per_path: None,
+        carrier: Carrier::Query,
     };
     let mut body = b"#EXTM3U\n#EXTINF:4,\nseg".to_vec();
     body.extend_from_slice(&[0xff, 0xfe]);

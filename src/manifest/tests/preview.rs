@@ -14,6 +14,7 @@ fn preview(body: &str, seconds: u32, playlist_path: &str) -> Rewritten {
             playlist_path,
         }),
         per_path: None,
+        carrier: Carrier::Query,
     };
     rewrite(body.as_bytes(), &ctx).unwrap()
 }

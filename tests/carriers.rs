@@ -1,0 +1,141 @@
+//! The three ways a session token travels: a query parameter, the first path segment
+//! (relative URIs inherit it; players that drop query strings keep it), and a cookie. The
+//! token never reaches the origin.
+
+mod support;
+
+use std::collections::HashMap;
+
+use support::*;
+
+const MASTER: &str = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv/index.m3u8\n";
+const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/k.key\"\n#EXTINF:2,\ns1.ts\n#EXT-X-ENDLIST\n";
+
+async fn origin() -> Origin {
+    let mut objects = HashMap::new();
+    for route in ["q", "p", "c"] {
+        objects.insert(format!("/{route}/master.m3u8"), playlist(MASTER));
+        objects.insert(format!("/{route}/v/index.m3u8"), playlist(MEDIA));
+        objects.insert(format!("/{route}/v/s1.ts"), segment(100));
+        objects.insert(format!("/{route}/keys/k.key"), segment(16));
+    }
+    spawn_origin(objects).await
+}
+
+fn start(origin: &Origin) -> Usher {
+    let routes = "[[routes]]\nprefix = \"/q/\"\ncarrier = \"query\"\n\
+                  [[routes]]\nprefix = \"/p/\"\ncarrier = \"path\"\n\
+                  [[routes]]\nprefix = \"/c/\"\ncarrier = \"cookie\"\n";
+    Usher::start(&test_config(&origin.url(), routes), &[])
+}
+
+fn uri_after<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix} in {text}"))
+}
+
+#[tokio::test]
+async fn a_token_in_the_path_is_inherited_by_relative_uris_and_stripped_before_the_origin() {
+    let origin = origin().await;
+    let usher = start(&origin);
+    let master_url = format!("{}/p/master.m3u8?ticket={}", usher.url, mint("/p/"));
+    let master = get(&master_url, &[]).await;
+    assert_eq!(master.status, 200, "{}", master.text());
+    let variant = uri_after(&master.text(), "/s1.").to_owned();
+    assert!(variant.ends_with("/p/v/index.m3u8"), "{variant}");
+    assert!(!variant.contains('?'), "no query at all: {variant}");
+    let variant_url = format!("{}{variant}", usher.url);
+    let media = get(&variant_url, &[]).await;
+    assert_eq!(media.status, 200, "{}", media.text());
+    let text = media.text();
+    let segment = uri_after(&text, "/s1.");
+    let key = text
+        .lines()
+        .find_map(|l| l.split("URI=\"").nth(1))
+        .unwrap()
+        .trim_end_matches('"');
+    assert!(
+        segment.ends_with("/p/v/s1.ts") && key.ends_with("/p/keys/k.key"),
+        "{text}"
+    );
+    assert_eq!(
+        get(&format!("{}{segment}", usher.url), &[]).await.status,
+        200
+    );
+    assert_eq!(get(&format!("{}{key}", usher.url), &[]).await.status, 200);
+    for seen in origin.seen() {
+        assert!(
+            !seen.target.contains("s1.test-key"),
+            "the token never reaches the origin: {}",
+            seen.target
+        );
+    }
+    let forged = get(
+        &format!(
+            "{}/s1.test-key.e30.AAAAAAAAAAAAAAAAAAAAAA/p/v/s1.ts",
+            usher.url
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (forged.status.as_u16(), forged.reason().as_str()),
+        (403, "bad_signature")
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_carries_the_token_and_uris_stay_as_the_origin_wrote_them() {
+    let origin = origin().await;
+    let usher = start(&origin);
+    let master = get(
+        &format!("{}/c/master.m3u8?ticket={}", usher.url, mint("/c/")),
+        &[],
+    )
+    .await;
+    assert_eq!(master.status, 200);
+    assert_eq!(master.text(), MASTER, "URIs untouched");
+    let cookie = master.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("usher_session=s1."), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/c/; HttpOnly; SameSite=Lax"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let media = get(
+        &format!("{}/c/v/index.m3u8", usher.url),
+        &[("cookie", pair)],
+    )
+    .await;
+    assert_eq!(media.status, 200);
+    assert_eq!(media.text(), MEDIA);
+    assert_eq!(
+        get(&format!("{}/c/v/s1.ts", usher.url), &[("cookie", pair)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&format!("{}/c/v/s1.ts", usher.url), &[]).await.status,
+        401
+    );
+    for seen in origin.seen() {
+        assert!(seen
+            .headers
+            .get("cookie")
+            .is_none_or(|c| !c.to_str().unwrap().contains("usher_session")));
+    }
+}
+
+#[tokio::test]
+async fn the_query_carrier_is_the_default() {
+    let origin = origin().await;
+    let usher = start(&origin);
+    let master = get(
+        &format!("{}/q/master.m3u8?ticket={}", usher.url, mint("/q/")),
+        &[],
+    )
+    .await;
+    assert!(uri_after(&master.text(), "v/index.m3u8?token=s1.").len() > 20);
+}
