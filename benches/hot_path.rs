@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use usher::access::{self, Grant, Presented};
-use usher::manifest::{self, Rewrite};
+use usher::manifest::{self, Carrier, Rewrite};
 use usher::origin::OriginBase;
 use usher::ticket::{self, Claims, Key, KeyRing, Kind};
 

@@ -134,6 +134,7 @@ fn per_path_credentials_sign_each_resolved_path() {
             playlist_path: "/movie/720p/index.m3u8",
             mint: &mint,
         }),
+        carrier: Carrier::Query,
     };
     let r = rewrite(MEDIA.as_bytes(), &ctx).unwrap();
     // /movie/720p/init.mp4 is 20 characters, /movie/keys/k1.key 18.
