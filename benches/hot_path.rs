@@ -289,6 +289,39 @@ fn bench_rights(c: &mut Criterion) {
     });
 }
 
+/// Verifying the CDN formats usher speaks: an Akamai EdgeAuth ACL token and an nginx
+/// secure_link.
+fn bench_cdn_formats(c: &mut Criterion) {
+    use usher::ticket::edgeauth::{self, Algorithm, EdgeKey, EdgeToken, Options};
+    use usher::ticket::secure_link::Expression;
+
+    let key =
+        EdgeKey::from_hex("0123456789abcdef0123456789abcdef", Algorithm::Sha256).expect("key");
+    let token = EdgeToken {
+        start: Some(NOW - 60),
+        exp: NOW + 3_600,
+        acl: Some(vec!["/events/final/*".to_owned()]),
+        id: Some("9d2c47e1".to_owned()),
+        ..EdgeToken::default()
+    };
+    let options = Options::default();
+    let raw = edgeauth::mint(&token, None, &key, &options);
+    let keys = [key];
+    let path = "/events/final/1080p/seg_00042.ts";
+    assert!(edgeauth::verify(&raw, &keys, path, &options, NOW, SKEW).is_ok());
+    c.bench_function("akamai_verify", |b| {
+        b.iter(|| edgeauth::verify(black_box(&raw), &keys, black_box(path), &options, NOW, SKEW))
+    });
+
+    let expression = Expression::new("$secure_link_expires$uri $secret", "nginx-shared-secret");
+    let md5 = expression.hash(path, NOW + 3_600, None);
+    let expires = (NOW + 3_600).to_string();
+    assert!(expression.verify(path, &md5, &expires, None, NOW).is_ok());
+    c.bench_function("secure_link_verify", |b| {
+        b.iter(|| expression.verify(black_box(path), black_box(&md5), &expires, None, NOW))
+    });
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .measurement_time(Duration::from_secs(3))
@@ -299,6 +332,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = bench_credentials, bench_manifests, bench_path, bench_rights
+    targets = bench_credentials, bench_manifests, bench_path, bench_rights, bench_cdn_formats
 }
 criterion_main!(hot_path);

@@ -33,13 +33,13 @@ for mode in store none devices; do
 done
 device_header=(-H "X-Device-Id: bench-tv")
 
-start() { # mode -> prints the play URL
+start() { # mode -> starts usher (in this shell, so cleanup can stop it); play URL in $work/MODE.play
   local mode=$1 out="$work/$1.out"
   RUST_LOG=warn ./target/release/usher serve --config "$work/$mode.toml" \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data-$mode" >"$out" 2>"$work/$mode.err" &
   pids+=($!)
   for _ in $(seq 100); do grep -q '^play: ' "$out" 2>/dev/null && break; sleep 0.1; done
-  grep '^play: ' "$out" | cut -d' ' -f2
+  grep '^play: ' "$out" | cut -d' ' -f2 > "$work/$mode.play"
 }
 
 segment_url() { # play URL, curl args -> URL of the first 360p segment, with its session token
@@ -55,7 +55,8 @@ segment_url() { # play URL, curl args -> URL of the first 360p segment, with its
 declare -A url
 for mode in none store devices; do
   args=(); [ "$mode" = devices ] && args=("${device_header[@]}")
-  url[$mode]=$(segment_url "$(start $mode)" "${args[@]}")
+  start "$mode"
+  url[$mode]=$(segment_url "$(cat "$work/$mode.play")" "${args[@]}")
   curl -fsS -o /dev/null "${args[@]}" "${url[$mode]}"
 done
 

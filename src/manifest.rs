@@ -230,7 +230,8 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
                 }
                 "EXT-X-MEDIA" | "EXT-X-I-FRAME-STREAM-INF" => kind = PlaylistKind::Master,
                 "EXT-X-DEFINE" => out.define(line, line_no)?,
-                "EXTINF" => out.timeline.next_duration(tag),
+                // Durations matter only in preview mode: no parsing otherwise.
+                "EXTINF" if ctx.preview.is_some() => out.timeline.next_duration(tag),
                 _ => {}
             }
             match URI_TAGS.iter().find(|(tag_name, _)| *tag_name == name) {
