@@ -21,17 +21,20 @@ pub enum Route {
 
 /// Which rule covers `path` (normalised). Public prefixes win over protected ones.
 pub fn route(access: &Access, path: &str) -> Route {
-    if access.public.iter().any(|p| path.starts_with(p.as_str())) {
+    if access.public.iter().any(|p| under(path, p)) {
         Route::Public
-    } else if access
-        .protected
-        .iter()
-        .any(|p| path.starts_with(p.as_str()))
-    {
+    } else if access.protected.iter().any(|p| under(path, p)) {
         Route::Protected
     } else {
         Route::Unrouted
     }
+}
+
+/// Whether `path` lies under `prefix` on a segment boundary: `/vod/free` covers
+/// `/vod/free` and `/vod/free/x`, never `/vod/free-premium/x`.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The credentials and facts a request brings. Strings borrow from the request.

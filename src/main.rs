@@ -180,7 +180,12 @@ async fn sweep_sessions(state: Arc<State>) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let keep = state.config().token.session_ttl.as_secs();
+        // Ended and replaced sessions are remembered as long as a token of theirs could
+        // still verify, so they are refused rather than adopted again.
+        let config = state.config();
+        let keep =
+            (config.token.session_ttl + config.sessions.touch_interval + config.token.clock_skew)
+                .as_secs();
         state.sessions.sweep((state.clock)(), keep);
     }
 }

@@ -59,6 +59,9 @@ pub struct Rights {
     /// every request.
     hits: prometheus::IntCounter,
     misses: prometheus::IntCounter,
+    /// Bumped by every invalidation. A lookup that was in flight across one may have read
+    /// the store before the write; its answer is then used once and not cached.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Per-entry time to live: positive decisions live longer than refusals.
@@ -117,6 +120,7 @@ impl Rights {
             cache,
             hits: metrics.rights_cache.with_label_values(&["hit"]),
             misses: metrics.rights_cache.with_label_values(&["miss"]),
+            generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
         })
     }
@@ -163,6 +167,7 @@ impl Rights {
             self.cache.invalidate(&key).await;
         }
         self.misses.inc();
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let decision = self
             .cache
             .try_get_with(key.clone(), self.lookup(subject, &media, class, now))
@@ -171,11 +176,12 @@ impl Rights {
                 tracing::warn!(error = %e, "rights lookup failed; refusing (fail closed)");
                 RightsDenied::Unavailable
             })?;
-        let decision = if holds(&decision, now) {
+        let raced = self.generation.load(std::sync::atomic::Ordering::Acquire) != generation;
+        let decision = if holds(&decision, now) && !raced {
             (*decision).clone()
         } else {
-            // Stored by a concurrent miss at another instant, or a first play to record:
-            // decide afresh and keep it out of the cache.
+            // Stored by a concurrent miss at another instant, raced by an admin write, or a
+            // first play to record: decide afresh and keep it out of the cache.
             self.cache.invalidate(&key).await;
             (*self
                 .lookup(subject, &media, class, now)
@@ -242,15 +248,10 @@ impl Rights {
         let store = self.store.clone();
         let hash = hash.to_owned();
         let written = tokio::task::spawn_blocking(move || {
-            let Some(mut purchase) = store.purchase(&hash)? else {
-                return Ok(None);
-            };
-            if purchase.first_play_at.is_some() {
+            if !store.record_first_play(&hash, now)? {
                 return Ok(None);
             }
-            purchase.first_play_at = Some(now);
-            store.update_purchase(&purchase)?;
-            Ok::<_, StoreError>(Some(purchase.account))
+            Ok::<_, StoreError>(store.purchase(&hash)?.map(|p| p.account))
         })
         .await;
         match written {
@@ -263,6 +264,8 @@ impl Rights {
 
     /// Forgets every cached decision about `subject` (a purchase or account changed).
     pub fn invalidate_subject(&self, subject: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let prefix = format!("{subject}\0");
         self.metrics
             .rights_invalidations
@@ -287,6 +290,8 @@ impl Rights {
             .rights_invalidations
             .with_label_values(&["all"])
             .inc();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.cache.invalidate_all();
         let index = MediaIndex::load(self.store.as_ref())?;
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);

@@ -175,6 +175,17 @@ fn routes_public_wins_then_protected_else_unrouted() {
     assert_eq!(route(&access, "/vod/movie/a.ts"), Route::Protected);
     assert_eq!(route(&access, "/vod/trailers/a.ts"), Route::Public);
     assert_eq!(route(&access, "/admin/secret"), Route::Unrouted);
+    let free = Access {
+        protected: vec!["/".into()],
+        public: vec!["/vod/free".into()],
+        cors_origins: vec![],
+    };
+    assert_eq!(route(&free, "/vod/free/a.ts"), Route::Public);
+    assert_eq!(
+        route(&free, "/vod/free-premium/a.ts"),
+        Route::Protected,
+        "a prefix ends at a segment"
+    );
 }
 
 #[test]

@@ -118,6 +118,7 @@ pub fn upstream_headers(
     let ours = [
         settings.ticket_cookie.as_deref(),
         Some(settings.session_cookie.as_str()),
+        settings.device_cookie.as_deref(),
     ];
     let kept = headers
         .get_all(COOKIE)

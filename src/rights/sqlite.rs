@@ -347,8 +347,16 @@ impl Store for SqliteStore {
 
     fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
         self.changed(
-            "UPDATE purchases SET status = ?2, data = ?3 WHERE hash = ?1",
-            &[&purchase.hash, &status_text(purchase), &to_json(purchase)?],
+            "UPDATE purchases SET status = ?2, data = ?3, email = ?4, media = ?5, account = ?6
+             WHERE hash = ?1",
+            &[
+                &purchase.hash,
+                &status_text(purchase),
+                &to_json(purchase)?,
+                &purchase.email,
+                &purchase.media,
+                &purchase.account,
+            ],
             &format!("purchase {}", purchase.hash),
         )
     }
@@ -378,6 +386,18 @@ impl Store for SqliteStore {
                 &page.offset,
             ],
         )
+    }
+
+    fn record_first_play(&self, hash: &str, now: u64) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE purchases SET data = json_set(data, '$.first_play_at', ?2)
+                 WHERE hash = ?1 AND json_extract(data, '$.first_play_at') IS NULL",
+                params![hash, now as i64],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
     }
 
     fn delete_purchase(&self, hash: &str) -> Result<(), StoreError> {

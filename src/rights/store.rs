@@ -107,6 +107,9 @@ pub trait Store: Send + Sync + 'static {
     fn purchase(&self, hash: &str) -> Result<Option<Purchase>, StoreError>;
     /// Purchases matching `filter`, in the order they were made.
     fn purchases(&self, filter: &PurchaseFilter, page: Page) -> Result<Vec<Purchase>, StoreError>;
+    /// Records the first play of a purchase at `now`, only if none is recorded (one
+    /// statement, so it cannot undo a concurrent revoke). `Ok(true)` when it wrote.
+    fn record_first_play(&self, hash: &str, now: u64) -> Result<bool, StoreError>;
     /// Deletes a purchase.
     fn delete_purchase(&self, hash: &str) -> Result<(), StoreError>;
     /// The account's purchases of products that contain the media `code` or its

@@ -36,15 +36,35 @@ impl Expression {
         }
     }
 
+    /// The expression with its variables substituted in one pass over the template, so a
+    /// `$` inside a value (a URI with `$secret` in it) is never substituted again.
     fn fill(&self, uri: &str, expires: u64, client: Option<IpAddr>) -> String {
-        self.template
-            .replace("$secure_link_expires", &expires.to_string())
-            .replace("$uri", uri)
-            .replace(
-                "$remote_addr",
-                &client.map(|c| c.to_string()).unwrap_or_default(),
-            )
-            .replace("$secret", &self.secret)
+        let expires = expires.to_string();
+        let client = client.map(|c| c.to_string()).unwrap_or_default();
+        let variables: [(&str, &str); 4] = [
+            ("$secure_link_expires", &expires),
+            ("$remote_addr", &client),
+            ("$secret", &self.secret),
+            ("$uri", uri),
+        ];
+        let mut out = String::with_capacity(self.template.len() + uri.len() + 32);
+        let mut rest = self.template.as_str();
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            match variables.iter().find(|(name, _)| tail.starts_with(name)) {
+                Some((name, value)) => {
+                    out.push_str(value);
+                    rest = &tail[name.len()..];
+                }
+                None => {
+                    out.push('$');
+                    rest = &tail[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     /// The hash for `uri` valid until `expires`, as nginx computes it.
@@ -98,6 +118,12 @@ mod tests {
             e.query("/vod/seg1.ts", 1_700_003_600, None),
             "md5=-T9nlsxTii3JcceLH9niBQ&expires=1700003600"
         );
+    }
+
+    #[test]
+    fn a_dollar_in_the_uri_is_not_substituted() {
+        let e = Expression::new("$uri $secret", "s");
+        assert_eq!(e.fill("/a$secret.ts", 1, None), "/a$secret.ts s");
     }
 
     #[test]
