@@ -257,7 +257,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         kind: ObjectKind::of(req.uri().path()).as_str(),
         reason: None,
     };
-    let mut response = match handle_inner(&state, req, peer, &mut outcome).await {
+    // One config snapshot for the whole request: a reload never changes the rules midway.
+    let config = state.config();
+    let mut response = match handle_inner(&state, &config, req, peer, &mut outcome).await {
         Ok(response) => response,
         Err(err) => {
             let (_, reason) = err.status_and_reason();
@@ -272,7 +274,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         }
     };
     cors::apply(
-        &state.config().access,
+        &config.access,
         origin_header.as_ref(),
         response.headers_mut(),
     );
@@ -302,12 +304,13 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
 
 async fn handle_inner(
     state: &State,
+    config: &Config,
     req: Request<Incoming>,
     peer: Peer,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, ProxyError> {
     if req.method() == Method::OPTIONS {
-        return Ok(cors::preflight(&state.config()));
+        return Ok(cors::preflight(config));
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ProxyError::MethodNotAllowed);
@@ -328,7 +331,6 @@ async fn handle_inner(
     }
     let kind = ObjectKind::of(&path);
     outcome.kind = kind.as_str();
-    let config = state.config();
     let settings = &config.token;
     let query = req.uri().query();
     let carried = credentials::read(settings, query, req.headers());
@@ -356,7 +358,7 @@ async fn handle_inner(
                 device: device.as_deref(),
                 client_ip,
             };
-            Some(authorize::authorize(state, &path, kind, &presented, req.headers()).await?)
+            Some(authorize::authorize(state, config, &path, kind, &presented, req.headers()).await?)
         }
     };
 
@@ -414,6 +416,7 @@ async fn handle_inner(
     match grant {
         Some(grant) if rewrite || playlist::is_playlist_response(&response) => {
             let request = playlist::PlaylistRequest {
+                config,
                 path: &path,
                 grant: &grant,
                 device: device.as_deref(),

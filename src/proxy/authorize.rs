@@ -17,6 +17,7 @@ use http::HeaderMap;
 use super::respond::ProxyError;
 use super::State;
 use crate::access::{self, Denied, Grant, Presented};
+use crate::config::Config;
 use crate::path::ObjectKind;
 use crate::rights::decide::Entitled;
 use crate::rights::model::DeviceClass;
@@ -33,12 +34,12 @@ pub const PREVIEW_SUBJECT: &str = "~preview";
 /// The refusal, from whichever check refused first.
 pub async fn authorize(
     state: &State,
+    config: &Config,
     path: &str,
     kind: ObjectKind,
     presented: &Presented<'_>,
     headers: &HeaderMap,
 ) -> Result<Grant, ProxyError> {
-    let config = state.config();
     let settings = &config.token;
     let now = (state.clock)();
     let skew = settings.clock_skew.as_secs();
@@ -46,7 +47,7 @@ pub async fn authorize(
     let mut grant = match access::decide(&settings.keys, skew, path, presented, now, &alive) {
         Ok(grant) => grant,
         Err(Denied::NoCredential) if kind == ObjectKind::Playlist => {
-            return preview_grant(state, path, now).ok_or(Denied::NoCredential.into());
+            return preview_grant(state, config, path, now).ok_or(Denied::NoCredential.into());
         }
         Err(denied) => return Err(denied.into()),
     };
@@ -54,7 +55,7 @@ pub async fn authorize(
     let Some(rights) = state.rights.as_ref().filter(|_| !grant.claims.is_preview()) else {
         return Ok(grant);
     };
-    let class = device_class(state, headers);
+    let class = device_class(config, headers);
     let entitled = rights.check(&grant.claims.sub, path, class, now).await?;
     grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
     let device = presented
@@ -67,7 +68,8 @@ pub async fn authorize(
             // must not end someone else's session under replace_oldest) and recorded
             // after it was admitted (a refused device uses no activation).
             let activation =
-                check_activation(state, &entitled, device.as_deref(), presented, now).await?;
+                check_activation(state, config, &entitled, device.as_deref(), presented, now)
+                    .await?;
             if let Activation::Recover(old) = &activation {
                 // The same viewer: its old session gives way before the limits count it.
                 state.sessions.end(&old.sid);
@@ -140,6 +142,7 @@ async fn blocking<T: Send + 'static>(
 /// Reads, without writing, what activating the purchase on `device` takes.
 async fn check_activation(
     state: &State,
+    config: &Config,
     entitled: &Entitled,
     device: Option<&str>,
     presented: &Presented<'_>,
@@ -159,7 +162,7 @@ async fn check_activation(
     }
     // IP recovery: the same viewer, on the same network, whose session lost its token
     // (and whose player now names a new device) takes over that session's activation.
-    let network = state.config().sessions.network(presented.client_ip);
+    let network = config.sessions.network(presented.client_ip);
     entitled
         .ip_recovery
         .then(|| {
@@ -232,7 +235,7 @@ async fn record_activation(
 
 /// A grant for a viewer without a ticket, on a playlist of content that has a preview:
 /// the playlist is rewritten in preview mode, so only its first seconds play.
-fn preview_grant(state: &State, path: &str, now: u64) -> Option<Grant> {
+fn preview_grant(state: &State, config: &Config, path: &str, now: u64) -> Option<Grant> {
     let media = state.rights.as_ref()?.media_for(path)?;
     (media.preview_seconds > 0).then(|| Grant {
         kind: Kind::Session,
@@ -240,7 +243,7 @@ fn preview_grant(state: &State, path: &str, now: u64) -> Option<Grant> {
             sub: PREVIEW_SUBJECT.to_owned(),
             scope: media.prefix.clone(),
             nbf: 0,
-            exp: now + state.config().token.session_ttl.as_secs(),
+            exp: now + config.token.session_ttl.as_secs(),
             dev: None,
             ip: None,
             sid: None,
@@ -252,8 +255,7 @@ fn preview_grant(state: &State, path: &str, now: u64) -> Option<Grant> {
 }
 
 /// The device class a request names in `rights.device_class_header`, or the default.
-fn device_class(state: &State, headers: &HeaderMap) -> DeviceClass {
-    let config = state.config();
+fn device_class(config: &Config, headers: &HeaderMap) -> DeviceClass {
     let rights = &config.rights;
     headers
         .get(&rights.device_class_header)

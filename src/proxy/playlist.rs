@@ -20,6 +20,8 @@ use crate::ticket::{self, Claims, Kind};
 
 /// The parts of the request a playlist response depends on.
 pub struct PlaylistRequest<'a> {
+    /// The config snapshot the request is served under.
+    pub config: &'a crate::config::Config,
     /// The normalised request path.
     pub path: &'a str,
     /// What the access check granted.
@@ -71,7 +73,7 @@ pub async fn serve(
         }
     }
     let (mut parts, body) = upstream.into_parts();
-    let bytes = read_bounded(body, state.config().upstream.max_playlist_bytes).await?;
+    let bytes = read_bounded(body, req.config.upstream.max_playlist_bytes).await?;
 
     let (rewritten, cookie) = rewrite_for(state, &req, &bytes).inspect_err(|e| {
         state
@@ -140,7 +142,7 @@ fn rewrite_for(
     req: &PlaylistRequest<'_>,
     bytes: &[u8],
 ) -> Result<(Rewritten, Option<String>), ManifestError> {
-    let config = state.config();
+    let config = req.config;
     let settings = &config.token;
     let now = (state.clock)();
     let mut ctx = Rewrite {
