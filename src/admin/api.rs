@@ -130,13 +130,9 @@ pub async fn route(
         (&Method::POST, ["buyers", hash, "revoke"]) => {
             ok(S::OK, ops::revoke_buyer(state, hash).await?)
         }
-        (&Method::GET, ["buyers", hash, "devices"]) => Ok(listing(
-            ops::devices(state, hash).await?,
-            Page {
-                offset: 0,
-                limit: Page::MAX_LIMIT,
-            },
-        )),
+        (&Method::GET, ["buyers", hash, "devices"]) => {
+            Ok(listing(ops::devices(state, hash).await?, Page::ALL))
+        }
         (&Method::DELETE, ["buyers", hash, "devices", device]) => {
             ops::free_device(state, hash, device).await?;
             ok(S::OK, json!({ "freed": device }))

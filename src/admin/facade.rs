@@ -152,15 +152,7 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             let mut xml = Xml::new("Response");
             xml.open("Items");
             for p in &products {
-                let files = ops::product_media(
-                    state,
-                    &p.code,
-                    Page {
-                        offset: 0,
-                        limit: Page::MAX_LIMIT,
-                    },
-                )
-                .await?;
+                let files = ops::product_media(state, &p.code, Page::ALL).await?;
                 xml.open("Item");
                 xml.leaf("Name", &p.name)
                     .leaf("Code", &p.code)
@@ -272,25 +264,10 @@ fn contacts_xml(c: &crate::rights::model::Contacts, note: Option<&str>) -> Strin
 pub async fn video_ticket(state: &State, f: &Fields) -> Result<String, AdminError> {
     let email = required(f, "email")?;
     let media = required(f, "vidID")?;
-    let products = ops::list_products(
-        state,
-        Page {
-            offset: 0,
-            limit: Page::MAX_LIMIT,
-        },
-    )
-    .await?;
+    let products = ops::list_products(state, Page::ALL).await?;
     let mut seller = None;
     for p in products {
-        let media_of = ops::product_media(
-            state,
-            &p.code,
-            Page {
-                offset: 0,
-                limit: Page::MAX_LIMIT,
-            },
-        )
-        .await?;
+        let media_of = ops::product_media(state, &p.code, Page::ALL).await?;
         if media_of.iter().any(|m| m.code == media) {
             seller = Some(p);
             break;

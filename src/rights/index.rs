@@ -53,10 +53,7 @@ impl MediaIndex {
     pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
         let media = store.all_media()?;
         let mut previews: HashMap<String, u32> = HashMap::new();
-        let mut page = Page {
-            offset: 0,
-            limit: Page::MAX_LIMIT,
-        };
+        let mut page = Page::ALL;
         loop {
             let products = store.products(page)?;
             for product in products

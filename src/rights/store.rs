@@ -44,6 +44,11 @@ pub struct Page {
 impl Page {
     /// Largest page.
     pub const MAX_LIMIT: u32 = 1000;
+    /// The first largest page: everything, for lists that are small by nature.
+    pub const ALL: Page = Page {
+        offset: 0,
+        limit: Page::MAX_LIMIT,
+    };
 }
 
 impl Default for Page {
