@@ -111,6 +111,8 @@ pub struct Start<'a> {
     pub device: Option<&'a str>,
     /// The client address.
     pub ip: IpAddr,
+    /// A session this one takes over (IP recovery): not counted against the limits.
+    pub taking_over: Option<&'a str>,
 }
 
 /// Every session, by id.
@@ -146,6 +148,24 @@ impl Sessions {
         now: u64,
         new_sid: impl FnOnce() -> String,
     ) -> Result<Arc<Session>, SessionDenied> {
+        let (session, victims) = self.start_deferred(start, limits, now, new_sid)?;
+        self.replace(&victims);
+        Ok(session)
+    }
+
+    /// [`Sessions::start`] without its effect on others: the sessions it would replace
+    /// are returned, for the caller to [`Sessions::replace`] once the rest of its checks
+    /// passed, or to leave alone (and [`Sessions::discard`] the new one) if they did not.
+    ///
+    /// # Errors
+    /// As [`Sessions::start`].
+    pub fn start_deferred(
+        &self,
+        start: Start<'_>,
+        limits: &Limits,
+        now: u64,
+        new_sid: impl FnOnce() -> String,
+    ) -> Result<(Arc<Session>, Vec<Arc<Session>>), SessionDenied> {
         let mut sessions = self.by_id.write().unwrap_or_else(|p| p.into_inner());
         if let Some(sid) = start.sid {
             if let Some(existing) = sessions.get(sid) {
@@ -154,7 +174,7 @@ impl Sessions {
                     ENDED => return Err(SessionDenied::Ended),
                     _ if existing.is_live(now, self.idle) => {
                         existing.last_seen.store(now, Ordering::Relaxed);
-                        return Ok(existing.clone());
+                        return Ok((existing.clone(), Vec::new()));
                     }
                     // Idled out: resuming it is a new start, under the limits.
                     _ => {
@@ -166,6 +186,7 @@ impl Sessions {
         let live: Vec<&Arc<Session>> = sessions
             .values()
             .filter(|s| s.is_live(now, self.idle) && s.account == start.account)
+            .filter(|s| start.taking_over != Some(s.sid.as_str()))
             .collect();
         if start.sid.is_none() {
             if let Some(same) = live.iter().find(|s| {
@@ -174,13 +195,13 @@ impl Sessions {
                     && start.device.is_some()
             }) {
                 same.last_seen.store(now, Ordering::Relaxed);
-                return Ok((*same).clone());
+                return Ok(((*same).clone(), Vec::new()));
             }
         }
-        let to_replace = limits::admit(&live, &start, limits)?;
-        for old in to_replace {
-            old.state.store(REPLACED, Ordering::Relaxed);
-        }
+        let victims: Vec<Arc<Session>> = limits::admit(&live, &start, limits)?
+            .into_iter()
+            .cloned()
+            .collect();
         let session = Arc::new(Session {
             sid: start.sid.map_or_else(new_sid, str::to_owned),
             account: start.account.to_owned(),
@@ -193,7 +214,22 @@ impl Sessions {
             state: AtomicU8::new(LIVE),
         });
         sessions.insert(session.sid.clone(), session.clone());
-        Ok(session)
+        Ok((session, victims))
+    }
+
+    /// Marks sessions replaced: their next request gets `session_replaced`.
+    pub fn replace(&self, victims: &[Arc<Session>]) {
+        for old in victims {
+            old.state.store(REPLACED, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets a session that was started but not let through after all.
+    pub fn discard(&self, sid: &str) {
+        self.by_id
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sid);
     }
 
     /// Records a request on session `sid` (at most once per touch interval). `Ok(false)`

@@ -65,15 +65,15 @@ pub async fn authorize(
     match grant.kind {
         Kind::Ticket => {
             // Activation is checked before the session starts (a device that may not play
-            // must not end someone else's session under replace_oldest) and recorded
-            // after it was admitted (a refused device uses no activation).
+            // must not end someone else's session), recorded after it was admitted (a
+            // refused device uses no activation), and only then do older sessions give way.
             let activation =
                 check_activation(state, config, &entitled, device.as_deref(), presented, now)
                     .await?;
-            if let Activation::Recover(old) = &activation {
-                // The same viewer: its old session gives way before the limits count it.
-                state.sessions.end(&old.sid);
-            }
+            let taking_over = match &activation {
+                Activation::Recover(old) => Some(old.sid.clone()),
+                _ => None,
+            };
             let start = Start {
                 sid: None,
                 account: &grant.claims.sub,
@@ -81,16 +81,24 @@ pub async fn authorize(
                 product: Some(&entitled.product),
                 device: device.as_deref(),
                 ip: presented.client_ip,
+                taking_over: taking_over.as_deref(),
             };
-            let session =
-                state
-                    .sessions
-                    .start(start, &entitled.limits, now, crate::sessions::new_id)?;
+            let (session, victims) = state.sessions.start_deferred(
+                start,
+                &entitled.limits,
+                now,
+                crate::sessions::new_id,
+            )?;
             if let Err(refused) =
                 record_activation(state, &entitled, device.as_deref(), activation, now).await
             {
-                state.sessions.end(&session.sid);
+                state.sessions.discard(&session.sid);
                 return Err(refused);
+            }
+            state.sessions.replace(&victims);
+            if let Some(old) = &taking_over {
+                // IP recovery: the same viewer's old session gives way to this one.
+                state.sessions.end(old);
             }
             grant.claims.sid = Some(session.sid.clone());
         }
@@ -104,6 +112,7 @@ pub async fn authorize(
                     product: Some(&entitled.product),
                     device: device.as_deref(),
                     ip: presented.client_ip,
+                    taking_over: None,
                 };
                 state
                     .sessions

@@ -14,6 +14,7 @@ fn start<'a>(device: &'a str, product: &'a str) -> Start<'a> {
         product: Some(product),
         device: Some(device),
         ip: "198.51.100.7".parse().unwrap(),
+        taking_over: None,
     }
 }
 
@@ -154,4 +155,47 @@ fn an_ended_session_is_refused_and_recovery_finds_live_ones_by_network() {
     assert!(r.end(&s.sid));
     assert_eq!(r.touch(&s.sid, T0 + 2), Err(SessionDenied::Ended));
     assert!(r.recoverable("h1", same, T0 + 2).is_none());
+}
+
+#[test]
+fn deferred_starts_replace_nobody_until_told_and_can_be_discarded() {
+    let r = registry();
+    let limits = Limits {
+        product_sessions: Some(1),
+        policy: Policy::ReplaceOldest,
+        ..Limits::default()
+    };
+    let mut sid = counter();
+    let first = r.start(start("tv", "P"), &limits, T0, &mut sid).unwrap();
+    let (second, victims) = r
+        .start_deferred(start("phone", "P"), &limits, T0 + 1, &mut sid)
+        .unwrap();
+    assert_eq!(victims.len(), 1);
+    assert_eq!(r.touch(&first.sid, T0 + 2), Ok(true), "not replaced yet");
+    r.discard(&second.sid);
+    assert_eq!(r.live(T0 + 2).len(), 1, "the refused start left no trace");
+    assert_eq!(r.touch(&first.sid, T0 + 3), Ok(true));
+    let (_, victims) = r
+        .start_deferred(start("phone", "P"), &limits, T0 + 4, &mut sid)
+        .unwrap();
+    r.replace(&victims);
+    assert_eq!(r.touch(&first.sid, T0 + 5), Err(SessionDenied::Replaced));
+}
+
+#[test]
+fn a_session_taken_over_does_not_count_against_the_limits() {
+    let r = registry();
+    let limits = Limits {
+        product_devices: Some(1),
+        ..Limits::default()
+    };
+    let mut sid = counter();
+    let old = r.start(start("tv", "P"), &limits, T0, &mut sid).unwrap();
+    let mut recovered = start("tv-after-reset", "P");
+    assert_eq!(
+        r.start(recovered.clone(), &limits, T0, &mut sid).err(),
+        Some(SessionDenied::ConcurrencyLimit)
+    );
+    recovered.taking_over = Some(&old.sid);
+    assert!(r.start(recovered, &limits, T0, &mut sid).is_ok());
 }
