@@ -83,7 +83,7 @@ async fn run(
 
     let mut public_url = None;
     if let Some(addr) = config.listen.http {
-        let listener = server::bind(addr)
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listen.http {addr}"))?;
         let local = listener.local_addr()?;
@@ -99,7 +99,7 @@ async fn run(
         ));
     }
     if let (Some(https), Some(acceptor)) = (&config.listen.https, tls) {
-        let listener = server::bind(https.addr)
+        let listener = tokio::net::TcpListener::bind(https.addr)
             .await
             .with_context(|| format!("listen.https {}", https.addr))?;
         let local = listener.local_addr()?;
@@ -115,7 +115,7 @@ async fn run(
         ));
     }
     if let Some(addr) = config.admin.listen {
-        let listener = server::bind(addr)
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("admin.listen {addr}"))?;
         println!("admin on http://{}", display_addr(listener.local_addr()?));

@@ -125,11 +125,6 @@ impl Rights {
         })
     }
 
-    /// The store behind the check.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// The media a path belongs to, if any is sold there.
     pub fn media_for(&self, path: &str) -> Option<Arc<MediaRef>> {
         self.index

@@ -2,7 +2,6 @@
 //! request-head limits, and graceful shutdown bounded by a drain timeout.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,14 +127,6 @@ fn connection_builder(limits: Limits) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_concurrent_streams(256);
     builder
-}
-
-/// Binds a listener, so the caller learns the real port before serving.
-///
-/// # Errors
-/// When the address cannot be bound.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// The proxy as a [`Handler`].
