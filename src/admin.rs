@@ -19,6 +19,8 @@
 //! | DELETE | `/api/v1/buyers/{hash}/devices/{device}` | free that activation |
 //! | GET | `/api/v1/sessions` | live sessions (`account`, `product` filters) |
 //! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended` |
+//! | POST | `/api/v1/cache/purge` | drop shield entries under `{"prefix": "/path/"}`; answers `{"purged": n}` |
+//! | GET | `/api/v1/cache` | the shield's size in bytes |
 //! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it; `max_sessions`, `max_devices` limit its streams |
 //! | GET, POST | `/api/ppv/{method}` | the PPV REST API facade (XML), `apikey` = the admin credential |
 //! | GET, POST | `/sendVideoTicket.php` | the video-ticket call (email, firstName, vidID) |
@@ -107,10 +109,13 @@ fn operations(state: &State, method: &Method, path: &str) -> Response<Body> {
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     }
     match path {
-        "/metrics" => Response::builder()
-            .header(CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(full(state.metrics.render()))
-            .expect("valid response"),
+        "/metrics" => {
+            state.shield.size();
+            Response::builder()
+                .header(CONTENT_TYPE, "text/plain; version=0.0.4")
+                .body(full(state.metrics.render()))
+                .expect("valid response")
+        }
         "/healthz" => json(StatusCode::OK, &json!({"status": "ok"})),
         "/readyz" => readiness(state),
         _ => json_error(StatusCode::NOT_FOUND, "not_found"),

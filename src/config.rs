@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod file;
+pub mod upstream;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use http::HeaderName;
 use crate::origin::OriginBase;
 use crate::ticket::KeyRing;
 use file::FileConfig;
+pub use upstream::{Health, Server, ShieldConfig};
 
 /// Everything `usher serve` runs on.
 #[derive(Debug, Clone)]
@@ -25,8 +27,12 @@ pub struct Config {
     pub listen: Listen,
     /// The operations listener.
     pub admin: Admin,
-    /// Where content comes from.
+    /// Where content comes from by default.
     pub upstream: Upstream,
+    /// Named upstream groups (`[upstreams.NAME]`) that routes may choose instead.
+    pub upstream_groups: Vec<(String, Upstream)>,
+    /// The cache in front of the upstreams.
+    pub shield: ShieldConfig,
     /// Credential settings.
     pub token: Token,
     /// Which paths are checked, and CORS.
@@ -52,6 +58,8 @@ pub struct Route {
     pub mint: Mint,
     /// How usher's session token travels.
     pub carrier: CarrierKind,
+    /// The named upstream group it fetches from; `None`: `[upstream]`.
+    pub upstream: Option<String>,
 }
 
 /// How usher's session token travels on a route.
@@ -106,6 +114,12 @@ impl Config {
     pub fn carrier_for(&self, path: &str) -> CarrierKind {
         self.route_for(path)
             .map_or(CarrierKind::Query, |r| r.carrier)
+    }
+
+    /// Which upstream group serves `path`: the longest matching route's, else `None` for
+    /// `[upstream]`.
+    pub fn upstream_for(&self, path: &str) -> Option<&str> {
+        self.route_for(path).and_then(|r| r.upstream.as_deref())
     }
 
     fn route_for(&self, path: &str) -> Option<&Route> {
@@ -238,10 +252,10 @@ pub struct Admin {
     pub public_url: Option<String>,
 }
 
-/// `[upstream]`, checked.
+/// `[upstream]` (or an `[upstreams.NAME]` group), checked.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// The one place content is fetched from.
+    /// The primary server.
     pub origin: Origin,
     /// Other bases the origin uses for its own objects in absolute URIs.
     pub aliases: Vec<OriginBase>,
@@ -249,10 +263,43 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Time to the upstream's response headers.
     pub timeout: Duration,
+    /// Time to the end of the upstream's response.
+    pub total_timeout: Duration,
+    /// Servers tried in order when the ones before them fail or are down.
+    pub fallbacks: Vec<Server>,
+    /// When servers count as down, and the active check.
+    pub health: Health,
     /// Extra trusted CA bundle for an `https` origin.
     pub ca_file: Option<PathBuf>,
     /// Largest playlist buffered for rewriting.
     pub max_playlist_bytes: usize,
+}
+
+impl Upstream {
+    /// Every server in the order they are tried: the primary, then the fallbacks.
+    pub fn servers(&self) -> Vec<Server> {
+        let primary = Server {
+            origin: self.origin.clone(),
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+            total_timeout: self.total_timeout,
+        };
+        std::iter::once(primary)
+            .chain(self.fallbacks.iter().cloned())
+            .collect()
+    }
+
+    /// The bases under which absolute playlist URIs are this group's own: every HTTP
+    /// server's, and the aliases.
+    pub fn bases(&self) -> Vec<OriginBase> {
+        let mut bases: Vec<OriginBase> = self
+            .servers()
+            .iter()
+            .filter_map(|s| s.origin.base().cloned())
+            .collect();
+        bases.extend(self.aliases.iter().cloned());
+        bases
+    }
 }
 
 /// Where content comes from.

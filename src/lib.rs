@@ -40,6 +40,7 @@ pub mod path;
 pub mod proxy;
 pub mod rights;
 pub mod sessions;
+pub mod shield;
 pub mod signal;
 pub mod ticket;
 pub mod tls;

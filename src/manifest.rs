@@ -3,9 +3,11 @@
 //! The rewriter copies the playlist byte for byte and splices a session token into each
 //! URI-bearing place, nothing else: the URI line after `EXT-X-STREAM-INF` and every segment
 //! line, and the `URI` attribute of `EXT-X-MEDIA`, `EXT-X-I-FRAME-STREAM-INF`, `EXT-X-KEY`,
-//! `EXT-X-SESSION-KEY`, `EXT-X-MAP`, `EXT-X-PART`, `EXT-X-PRELOAD-HINT`,
-//! `EXT-X-RENDITION-REPORT` and `EXT-X-SESSION-DATA`, and `SERVER-URI` of
-//! `EXT-X-CONTENT-STEERING`. Line endings, attribute order, numbers, comments and unknown
+//! `EXT-X-SESSION-KEY`, `EXT-X-MAP`, `EXT-X-PART`, `EXT-X-PRELOAD-HINT` and
+//! `EXT-X-SESSION-DATA`, and `SERVER-URI` of `EXT-X-CONTENT-STEERING`.
+//! `EXT-X-RENDITION-REPORT` URIs name a rendition and are never fetched: they get no token
+//! (origin URIs are still rerouted), so players such as hls.js match them to the
+//! renditions they know. Line endings, attribute order, numbers, comments and unknown
 //! tags come out exactly as they came in. (A parse-then-serialise library cannot promise
 //! that; see issue 2 on m3u8-rs, which the tests use only as an oracle.)
 //!
@@ -205,6 +207,7 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
         timeline: Timeline::default(),
         withheld: 0,
         allowed: Vec::new(),
+        bare: false,
     };
     // A byte-order mark is copied as it is; the first line is read without it, or the
     // header would be taken for a URI line.
@@ -236,6 +239,7 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
             }
             match URI_TAGS.iter().find(|(tag_name, _)| *tag_name == name) {
                 Some((_, attribute)) => {
+                    out.bare = name == "EXT-X-RENDITION-REPORT";
                     out.role = match name {
                         "EXT-X-MAP" | "EXT-X-KEY" | "EXT-X-PART" | "EXT-X-PRELOAD-HINT" => {
                             Role::Timeline
@@ -243,6 +247,7 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
                         _ => Role::Playlist,
                     };
                     out.tag(line, attribute, line_no)?;
+                    out.bare = false;
                 }
                 None => out.text.push_str(line),
             }
@@ -292,6 +297,11 @@ struct Rewriter<'a, 'c> {
     timeline: Timeline,
     withheld: usize,
     allowed: Vec<String>,
+    /// The URI names a rendition rather than something to fetch (`EXT-X-RENDITION-REPORT`):
+    /// written without a credential, so that it resolves to a prefix of (query carrier) or
+    /// exactly (path carrier) the URI the player has for that rendition, as players match
+    /// reports to renditions.
+    bare: bool,
 }
 
 /// Seconds into a media playlist, from the `EXTINF` durations.
@@ -354,6 +364,13 @@ impl Rewriter<'_, '_> {
 
     fn classified_uri(&mut self, uri: &str) {
         let disposition = uri::classify(uri, self.ctx.origin_bases, &self.vars);
+        if self.bare {
+            match disposition {
+                Disposition::Reroute { path, .. } => self.text.push_str(&path),
+                _ => self.text.push_str(uri),
+            }
+            return;
+        }
         match disposition {
             Disposition::Tokenize { has_query } => {
                 if self.withhold(uri) {

@@ -2,7 +2,8 @@
 //! listener. Labels are small closed sets; each request is recorded once, when it ends.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Upstream latency buckets in seconds: from a loopback cache-warm origin (1 ms) to the
@@ -45,6 +46,22 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     /// `usher_config_reloads_total{outcome}`: reloads applied (ok) or refused (rejected).
     pub config_reloads: IntCounterVec,
+    /// `usher_upstream_up{upstream}`: 1 while a server is up, 0 while marked down.
+    pub upstream_up: IntGaugeVec,
+    /// `usher_upstream_server_duration_seconds{upstream}`: each server's time to headers.
+    pub upstream_server_seconds: HistogramVec,
+    /// `usher_upstream_failures_total{upstream, reason}`: failed attempts by server.
+    pub upstream_failures: IntCounterVec,
+    /// `usher_cache_requests_total{kind, outcome}`: shield lookups: hit, miss (started a
+    /// fetch), coalesced (joined a fetch in flight), pass (went by the shield: ranges, other
+    /// objects, the shield off); and stale: misses and joins answered with a kept copy past
+    /// its lifetime because every upstream failed (also counted as miss or coalesced).
+    pub cache_requests: IntCounterVec,
+    /// `usher_cache_bytes_total{source}`: body bytes served from the cache, and read from
+    /// upstreams into it.
+    pub cache_bytes: IntCounterVec,
+    /// `usher_cache_size_bytes`: what the cache holds now.
+    pub cache_size: IntGauge,
 }
 
 impl Metrics {
@@ -113,6 +130,53 @@ impl Metrics {
             "Config reloads (SIGHUP or POST /reload): ok, or rejected with the old config kept.",
             &["outcome"],
         );
+        let upstream_failures = counter(
+            "usher_upstream_failures_total",
+            "Failed upstream attempts (no answer, or a 5xx), by server and reason.",
+            &["upstream", "reason"],
+        );
+        let cache_requests = counter(
+            "usher_cache_requests_total",
+            "Shield cache lookups by object kind and outcome: hit, miss, coalesced, stale, pass.",
+            &["kind", "outcome"],
+        );
+        let cache_bytes = counter(
+            "usher_cache_bytes_total",
+            "Body bytes served from the shield cache (source=cache) and read from upstreams (source=upstream).",
+            &["source"],
+        );
+        let histogram = |name: &str, help: &str, label: &str| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(UPSTREAM_SECONDS_BUCKETS.to_vec()),
+                &[label],
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let upstream_server_seconds = histogram(
+            "usher_upstream_server_duration_seconds",
+            "Time from sending a request to one upstream server to its response headers.",
+            "upstream",
+        );
+        let upstream_up = IntGaugeVec::new(
+            Opts::new(
+                "usher_upstream_up",
+                "1 while an upstream server is up, 0 while marked down.",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(upstream_up.clone()))
+            .expect("unique metric");
+        let cache_size = IntGauge::new("usher_cache_size_bytes", "Bytes held by the shield cache.")
+            .expect("valid metric");
+        registry
+            .register(Box::new(cache_size.clone()))
+            .expect("unique metric");
         let upstream_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "usher_upstream_duration_seconds",
@@ -151,6 +215,12 @@ impl Metrics {
             activations,
             sessions_active,
             config_reloads,
+            upstream_up,
+            upstream_server_seconds,
+            upstream_failures,
+            cache_requests,
+            cache_bytes,
+            cache_size,
         }
     }
 

@@ -52,8 +52,9 @@ use crate::rights::sqlite::SqliteStore;
 use crate::rights::store::Store;
 use crate::rights::{Rights, Source};
 use crate::sessions::Sessions;
+use crate::shield::{Key, Shield};
 use respond::ProxyError;
-use upstream::{Upstream, UpstreamRequest};
+use upstream::{UpstreamRequest, Upstreams};
 
 /// Error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -70,8 +71,10 @@ pub struct State {
     config: RwLock<Arc<Config>>,
     /// Where the config came from, for reloads: the file and the command-line overrides.
     pub source: OnceLock<(std::path::PathBuf, crate::config::Overrides)>,
-    /// The one upstream.
-    pub upstream: Upstream,
+    /// The upstream groups.
+    pub upstreams: Upstreams,
+    /// The cache in front of them.
+    pub shield: Shield,
     /// Bases whose absolute URIs are routed back through usher.
     pub origin_bases: Vec<OriginBase>,
     /// Metrics.
@@ -107,12 +110,13 @@ impl State {
     /// # Errors
     /// When the upstream cannot be set up.
     pub fn with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let upstream = Upstream::new(&config.upstream)?;
+        let metrics = Metrics::new();
+        let upstreams = Upstreams::new(&config, &metrics)?;
+        let shield = Shield::new(&config.shield, &metrics);
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&config.data_dir)
                 .with_context(|| format!("store.data_dir {}", config.data_dir.display()))?,
         );
-        let metrics = Metrics::new();
         let source = match &config.rights.source {
             RightsSource::None => None,
             RightsSource::Store => Some(Source::Store),
@@ -123,9 +127,10 @@ impl State {
         let rights = source
             .map(|source| Rights::new(store.clone(), source, &config.rights, metrics.clone()))
             .transpose()?;
-        let mut origin_bases: Vec<OriginBase> =
-            config.upstream.origin.base().cloned().into_iter().collect();
-        origin_bases.extend(config.upstream.aliases.iter().cloned());
+        let mut origin_bases: Vec<OriginBase> = config.upstream.bases();
+        for (_, group) in &config.upstream_groups {
+            origin_bases.extend(group.bases());
+        }
         let admin_token = match &config.admin.token {
             Some(token) => token.clone(),
             None => generated_admin_token(&config.data_dir)?,
@@ -140,7 +145,8 @@ impl State {
             metrics.sessions_active.clone(),
         );
         Ok(Self {
-            upstream,
+            upstreams,
+            shield,
             origin_bases,
             sessions,
             metrics,
@@ -192,6 +198,21 @@ impl State {
         fresh.listen = current.listen.clone();
         fresh.admin = current.admin.clone();
         fresh.upstream = current.upstream.clone();
+        fresh.upstream_groups = current.upstream_groups.clone();
+        fresh.shield = current.shield.clone();
+        for route in &mut fresh.routes {
+            let known = route
+                .upstream
+                .as_ref()
+                .is_none_or(|name| current.upstream_groups.iter().any(|(g, _)| g == name));
+            if !known {
+                tracing::warn!(
+                    prefix = %route.prefix,
+                    "routes[].upstream names a group added by the reload; [upstream] serves it until a restart"
+                );
+                route.upstream = None;
+            }
+        }
         fresh.data_dir = current.data_dir.clone();
         fresh.rights = current.rights.clone();
         fresh.sessions = current.sessions.clone();
@@ -387,17 +408,29 @@ async fn handle_inner(
         host,
     };
     let head_only = req.method() == Method::HEAD;
-    let upstream_req = UpstreamRequest {
-        method: if rewrite {
-            Method::GET
-        } else {
-            req.method().clone()
-        },
-        path_and_query,
-        headers: forward::upstream_headers(req.headers(), settings, client, rewrite),
-    };
+    let group = state.upstreams.group(config.upstream_for(&path));
     let fetch_started = Instant::now();
-    let fetched = state.upstream.fetch(upstream_req).await;
+    let fetched = if state.shield.applies(req.method(), kind, req.headers()) {
+        let key = Key::new(&group.name, &path, upstream_query.as_deref());
+        state
+            .shield
+            .fetch(group, key, kind, head_only && !rewrite)
+            .await
+    } else {
+        if kind != ObjectKind::Other {
+            state.shield.pass(kind);
+        }
+        let upstream_req = UpstreamRequest {
+            method: if rewrite {
+                Method::GET
+            } else {
+                req.method().clone()
+            },
+            path_and_query,
+            headers: forward::upstream_headers(req.headers(), settings, client, rewrite),
+        };
+        group.fetch(upstream_req).await
+    };
     state
         .metrics
         .upstream_seconds

@@ -262,7 +262,12 @@ async fn a_right_on_the_editorial_id_covers_every_technical_rendition() {
 #[tokio::test]
 async fn a_live_event_is_sold_before_its_stream_exists() {
     let origin = event_origin().await;
-    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    // 404s not kept by the shield, so the stream plays the moment it exists (by default a
+    // 404 is kept for 2 s).
+    let usher = Usher::start(
+        &rights_config(&origin.url(), "[shield]\nnegative_ttl = \"0s\"\n"),
+        &[],
+    );
     let (status, _) = api(
         &usher,
         "POST",

@@ -151,6 +151,17 @@ pub async fn route(
             ops::end_session(state, sid)?;
             ok(S::OK, json!({ "ended": sid }))
         }
+        (&Method::POST, ["cache", "purge"]) => {
+            let prefix = body
+                .get("prefix")
+                .filter(|p| p.starts_with('/'))
+                .ok_or_else(|| {
+                    AdminError::invalid("prefix", "required: a path prefix starting with /")
+                })?;
+            let purged = state.shield.purge(prefix);
+            ok(S::OK, json!({ "prefix": prefix, "purged": purged }))
+        }
+        (&Method::GET, ["cache"]) => ok(S::OK, json!({ "bytes": state.shield.size() })),
         (&Method::GET, ["accounts", id]) => ok(S::OK, ops::get_account(state, id).await?),
         (&Method::PUT | &Method::PATCH, ["accounts", id]) => {
             ok(S::OK, ops::set_account(state, id, body).await?)

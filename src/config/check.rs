@@ -16,6 +16,7 @@ use crate::ticket::{Key, KeyRing};
 
 mod formats;
 mod rights;
+mod upstream;
 
 /// Collects problems so one run reports all of them.
 #[derive(Default)]
@@ -205,53 +206,38 @@ pub(super) fn check(
     let sessions = check_sessions(&mut p, file.sessions);
     let routes = formats::check_routes(&mut p, file.routes, file.secure_link, file.akamai);
 
-    let up = file.upstream;
-    let origin = match (&overrides.origin, &up.origin) {
-        (Some(text), _) => p.take("--origin", text, Origin::parse(text, Path::new("."))),
-        (None, Some(text)) => p.take("upstream.origin", text, Origin::parse(text, base_dir)),
-        (None, None) => {
-            p.add(
-                "upstream.origin",
-                "",
-                "required: an http(s):// URL or a directory",
-            );
-            None
-        }
-    };
-    let aliases = up
-        .aliases
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| p.take("upstream.aliases", a, OriginBase::parse(a)))
+    let overridden = overrides
+        .origin
+        .as_ref()
+        .map(|text| p.take("--origin", text, Origin::parse(text, Path::new("."))));
+    let upstream = upstream::group(&mut p, "upstream", file.upstream, base_dir, overridden);
+    let upstream_groups: Vec<(String, Upstream)> = file
+        .upstreams
+        .into_iter()
+        .filter_map(|(name, group)| {
+            let key = format!("upstreams.{name}");
+            if group.max_playlist_bytes.is_some() {
+                p.add(
+                    &format!("{key}.max_playlist_bytes"),
+                    "",
+                    "set it in [upstream] only",
+                );
+            }
+            upstream::group(&mut p, &key, group, base_dir, None).map(|g| (name, g))
+        })
         .collect();
-    let max_playlist_bytes = up.max_playlist_bytes.unwrap_or(8 << 20);
-    if !(1024..=256 << 20).contains(&max_playlist_bytes) {
-        p.add(
-            "upstream.max_playlist_bytes",
-            &max_playlist_bytes.to_string(),
-            "must be between 1024 and 268435456",
-        );
+    for (n, route) in routes.iter().enumerate() {
+        if let Some(name) = &route.upstream {
+            if !upstream_groups.iter().any(|(g, _)| g == name) {
+                p.add(
+                    &format!("routes[{n}].upstream"),
+                    name,
+                    "no [upstreams.<name>] group by that name",
+                );
+            }
+        }
     }
-    let connect_timeout = p.duration(
-        "upstream.connect_timeout",
-        up.connect_timeout.as_deref(),
-        "2s",
-        Duration::ZERO,
-    );
-    let timeout = p.duration(
-        "upstream.timeout",
-        up.timeout.as_deref(),
-        "10s",
-        Duration::ZERO,
-    );
-    let upstream = origin.map(|origin| Upstream {
-        origin,
-        aliases,
-        connect_timeout,
-        timeout,
-        ca_file: up.ca_file.map(|f| base_dir.join(f)),
-        max_playlist_bytes: max_playlist_bytes as usize,
-    });
+    let shield = upstream::shield(&mut p, file.shield);
 
     let token = check_token(&mut p, file.token);
 
@@ -305,6 +291,8 @@ pub(super) fn check(
             listen,
             admin,
             upstream,
+            upstream_groups,
+            shield,
             token,
             access,
             data_dir,

@@ -20,6 +20,12 @@ pub struct FileConfig {
     /// Where content comes from.
     #[serde(default)]
     pub upstream: UpstreamFile,
+    /// Named upstream groups, chosen per route with `routes[].upstream`.
+    #[serde(default)]
+    pub upstreams: std::collections::BTreeMap<String, UpstreamFile>,
+    /// The cache in front of the upstreams.
+    #[serde(default)]
+    pub shield: ShieldFile,
     /// Ticket and session-token settings.
     #[serde(default)]
     pub token: TokenFile,
@@ -56,6 +62,8 @@ pub struct RouteFile {
     pub mint: Option<String>,
     /// How usher's session token travels: `query` (default), `path` or `cookie`.
     pub carrier: Option<String>,
+    /// The `[upstreams.NAME]` group it fetches from (default: `[upstream]`).
+    pub upstream: Option<String>,
 }
 
 /// `[secure_link]`
@@ -215,10 +223,76 @@ pub struct UpstreamFile {
     pub connect_timeout: Option<String>,
     /// Time allowed until the upstream's response headers arrive.
     pub timeout: Option<String>,
+    /// Time allowed until the whole response has arrived.
+    pub total_timeout: Option<String>,
+    /// Servers tried in order after `origin`: base URLs, or tables with their own timeouts.
+    pub fallbacks: Option<Vec<FallbackFile>>,
+    /// When a server counts as down, and the active health check.
+    pub health: Option<HealthFile>,
     /// Extra PEM CA bundle trusted for an `https` origin (besides the system roots).
     pub ca_file: Option<String>,
     /// Largest playlist usher will buffer to rewrite, in bytes.
     pub max_playlist_bytes: Option<u64>,
+}
+
+/// One `upstream.fallbacks` entry: a base URL (or directory), or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FallbackFile {
+    /// Just where it is; the group's timeouts apply.
+    Origin(String),
+    /// Where it is, with its own timeouts.
+    Server(ServerFile),
+}
+
+/// A fallback server with its own timeouts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// An `http://` or `https://` base URL, or a local directory.
+    pub origin: Option<String>,
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout: Option<String>,
+    /// Time allowed until the response headers arrive.
+    pub timeout: Option<String>,
+    /// Time allowed until the whole response has arrived.
+    pub total_timeout: Option<String>,
+}
+
+/// `[upstream.health]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    /// Consecutive failures that mark a server down.
+    pub failures: Option<u32>,
+    /// How long a server marked down is passed over.
+    pub cool_off: Option<String>,
+    /// Path the active check requests on each HTTP server; unset: no active check.
+    pub check_path: Option<String>,
+    /// How often the active check runs.
+    pub check_interval: Option<String>,
+}
+
+/// `[shield]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShieldFile {
+    /// Whether the cache is on.
+    pub enabled: Option<bool>,
+    /// Byte budget of the cache.
+    pub memory: Option<u64>,
+    /// Largest single object kept, in bytes.
+    pub max_object_bytes: Option<u64>,
+    /// Lifetime of segments, init sections and keys without an origin `max-age`.
+    pub segment_ttl: Option<String>,
+    /// Lifetime of master and VOD playlists without an origin `max-age`.
+    pub playlist_ttl: Option<String>,
+    /// Lifetime of live media playlists; unset: half the target duration.
+    pub live_playlist_ttl: Option<String>,
+    /// Lifetime of a 404 from the origin.
+    pub negative_ttl: Option<String>,
+    /// How long past its lifetime a copy is served when every upstream fails.
+    pub stale_if_error: Option<String>,
 }
 
 /// `[token]`

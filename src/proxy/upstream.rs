@@ -1,9 +1,13 @@
-//! The one configured upstream: an HTTP(S) origin, or a local directory.
+//! The configured upstreams: HTTP(S) origins or local directories, in groups that fail
+//! over from one server to the next (see [`group`]).
 //!
-//! Only the configured origin is ever contacted: a request names a path (already
-//! normalised and authorised), never a host. Bodies stream in both cases.
+//! Only configured servers are ever contacted: a request names a path (already normalised
+//! and authorised), never a host. Bodies stream in both cases.
 
+mod deadline;
 mod dir;
+pub mod group;
+pub mod health;
 
 use std::time::Duration;
 
@@ -19,9 +23,10 @@ use super::Body;
 use crate::config::{self, Origin};
 use crate::origin::OriginBase;
 pub use dir::DirOrigin;
+pub use group::{Group, Upstreams};
 
 /// Why an upstream fetch failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// No response headers within `upstream.timeout` (504).
     #[error("upstream did not answer within {0:?}")]
@@ -47,7 +52,7 @@ impl UpstreamError {
 
 /// A request for the upstream: method, path and query as usher will send them, headers
 /// already filtered.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UpstreamRequest {
     /// GET or HEAD.
     pub method: Method,
@@ -59,9 +64,9 @@ pub struct UpstreamRequest {
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// Where content is fetched from.
+/// One server content is fetched from.
 #[derive(Debug, Clone)]
-pub enum Upstream {
+pub enum Endpoint {
     /// An HTTP(S) origin (boxed: its client is large, and the enum is built once).
     Http(Box<HttpOrigin>),
     /// A local directory.
@@ -75,22 +80,24 @@ pub struct HttpOrigin {
     host: HeaderValue,
     client: Client<HttpsConnector, Empty<Bytes>>,
     timeout: Duration,
+    total_timeout: Duration,
 }
 
-impl Upstream {
-    /// Builds the upstream `config` describes.
+impl Endpoint {
+    /// Builds the endpoint for `server`, trusting `ca_file` besides the system roots.
     ///
     /// # Errors
     /// When the extra CA file cannot be read or the system roots cannot be loaded.
-    pub fn new(config: &config::Upstream) -> anyhow::Result<Self> {
+    pub fn new(server: &config::Server, ca_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let config = server;
         match &config.origin {
-            Origin::Dir(root) => Ok(Upstream::Dir(DirOrigin::new(root)?)),
+            Origin::Dir(root) => Ok(Endpoint::Dir(DirOrigin::new(root)?)),
             Origin::Http(base) => {
                 let mut http = HttpConnector::new();
                 http.set_connect_timeout(Some(config.connect_timeout));
                 http.set_nodelay(true);
                 http.enforce_http(false);
-                let tls = client_tls(config.ca_file.as_deref())?;
+                let tls = client_tls(ca_file)?;
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls)
                     .https_or_http()
@@ -100,24 +107,26 @@ impl Upstream {
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .build(connector);
-                Ok(Upstream::Http(Box::new(HttpOrigin {
+                Ok(Endpoint::Http(Box::new(HttpOrigin {
                     host: HeaderValue::from_str(base.authority())?,
                     base: base.clone(),
                     client,
                     timeout: config.timeout,
+                    total_timeout: config.total_timeout,
                 })))
             }
         }
     }
 
-    /// Fetches `req` from the upstream. The response's body streams as it arrives.
+    /// Fetches `req` from this server. The response's body streams as it arrives, and
+    /// fails if it has not ended within the server's total timeout.
     ///
     /// # Errors
     /// [`UpstreamError`] when no response head arrives.
     pub async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
         match self {
-            Upstream::Dir(dir) => Ok(dir.serve(&req).await),
-            Upstream::Http(origin) => origin.fetch(req).await,
+            Endpoint::Dir(dir) => Ok(dir.serve(&req).await),
+            Endpoint::Http(origin) => origin.fetch(req).await,
         }
     }
 }
@@ -140,6 +149,7 @@ impl HttpOrigin {
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         *request.headers_mut() = req.headers;
         request.headers_mut().insert(HOST, self.host.clone());
+        let started = tokio::time::Instant::now();
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
             .map_err(|_| UpstreamError::Timeout(self.timeout))?
@@ -150,7 +160,15 @@ impl HttpOrigin {
                     UpstreamError::Protocol(error_chain(&e))
                 }
             })?;
-        Ok(response.map(|body| body.map_err(Into::into).boxed()))
+        let deadline = started + self.total_timeout;
+        Ok(response.map(|body| {
+            deadline::Deadline::new(
+                body.map_err(Into::into).boxed(),
+                deadline,
+                self.total_timeout,
+            )
+            .boxed()
+        }))
     }
 }
 

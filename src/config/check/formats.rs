@@ -147,6 +147,7 @@ pub(super) fn check_routes(
                 prefix,
                 mint,
                 carrier,
+                upstream: route.upstream,
             });
         }
     }

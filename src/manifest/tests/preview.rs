@@ -114,7 +114,6 @@ s2.m4s
             "/live/720p/s2.p1.m4s",
             "/live/720p/s2.p2.m4s",
             "/live/720p/s2.m4s",
-            "/live/480p/live.m3u8"
         ]
     );
     assert_eq!(r.withheld, 2, "the parts of the third segment");

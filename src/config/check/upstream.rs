@@ -1,0 +1,228 @@
+//! `[upstream]`, `[upstreams.NAME]` and `[shield]`, checked.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::super::file::{FallbackFile, HealthFile, ShieldFile, UpstreamFile};
+use super::super::{Health, Origin, Server, ShieldConfig, Upstream};
+use super::Problems;
+use crate::origin::OriginBase;
+
+/// Checks one upstream group under `key` (`upstream` or `upstreams.NAME`). `origin`, when
+/// given, replaces the file's primary (the `--origin` override).
+pub(super) fn group(
+    p: &mut Problems,
+    key: &str,
+    file: UpstreamFile,
+    base_dir: &Path,
+    origin: Option<Option<Origin>>,
+) -> Option<Upstream> {
+    let origin = match (origin, &file.origin) {
+        (Some(overridden), _) => overridden,
+        (None, Some(text)) => p.take(
+            &format!("{key}.origin"),
+            text,
+            Origin::parse(text, base_dir),
+        ),
+        (None, None) => {
+            p.add(
+                &format!("{key}.origin"),
+                "",
+                "required: an http(s):// URL or a directory",
+            );
+            None
+        }
+    };
+    let aliases = file
+        .aliases
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| p.take(&format!("{key}.aliases"), a, OriginBase::parse(a)))
+        .collect();
+    let max_playlist_bytes = file.max_playlist_bytes.unwrap_or(8 << 20);
+    if !(1024..=256 << 20).contains(&max_playlist_bytes) {
+        p.add(
+            &format!("{key}.max_playlist_bytes"),
+            &max_playlist_bytes.to_string(),
+            "must be between 1024 and 268435456",
+        );
+    }
+    let timeouts = Timeouts::check(
+        p,
+        key,
+        [
+            file.connect_timeout.as_deref(),
+            file.timeout.as_deref(),
+            file.total_timeout.as_deref(),
+        ],
+        Timeouts::DEFAULT,
+    );
+    let fallbacks = file
+        .fallbacks
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(n, fallback)| {
+            let at = format!("{key}.fallbacks[{n}]");
+            let (text, own) = match fallback {
+                FallbackFile::Origin(text) => (Some(text), [None, None, None]),
+                FallbackFile::Server(s) => {
+                    (s.origin, [s.connect_timeout, s.timeout, s.total_timeout])
+                }
+            };
+            let Some(text) = text else {
+                p.add(&format!("{at}.origin"), "", "required");
+                return None;
+            };
+            let origin = p.take(&at, &text, Origin::parse(&text, base_dir))?;
+            let own = Timeouts::check(
+                p,
+                &at,
+                own.each_ref().map(Option::as_deref),
+                timeouts.texts(),
+            );
+            Some(own.server(origin))
+        })
+        .collect();
+    let health = health(p, key, file.health.unwrap_or_default());
+    Some(Upstream {
+        origin: origin?,
+        aliases,
+        connect_timeout: timeouts.connect,
+        timeout: timeouts.first_byte,
+        total_timeout: timeouts.total,
+        fallbacks,
+        health,
+        ca_file: file.ca_file.map(|f| base_dir.join(f)),
+        max_playlist_bytes: max_playlist_bytes as usize,
+    })
+}
+
+/// The three timeouts of a server, and the text each came from (for inheritance).
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+    total: Duration,
+    texts: [String; 3],
+}
+
+impl Timeouts {
+    const DEFAULT: [&'static str; 3] = ["2s", "10s", "60s"];
+
+    fn check(p: &mut Problems, key: &str, given: [Option<&str>; 3], defaults: [&str; 3]) -> Self {
+        let names = ["connect_timeout", "timeout", "total_timeout"];
+        let texts: [String; 3] =
+            std::array::from_fn(|i| given[i].unwrap_or(defaults[i]).to_owned());
+        let [connect, first_byte, total] = std::array::from_fn(|i| {
+            p.duration(
+                &format!("{key}.{}", names[i]),
+                Some(&texts[i]),
+                defaults[i],
+                Duration::ZERO,
+            )
+        });
+        if total < first_byte {
+            p.add(
+                &format!("{key}.total_timeout"),
+                &texts[2],
+                "must be at least the first-byte timeout",
+            );
+        }
+        Self {
+            connect,
+            first_byte,
+            total,
+            texts,
+        }
+    }
+
+    fn texts(&self) -> [&str; 3] {
+        self.texts.each_ref().map(String::as_str)
+    }
+
+    fn server(self, origin: Origin) -> Server {
+        Server {
+            origin,
+            connect_timeout: self.connect,
+            timeout: self.first_byte,
+            total_timeout: self.total,
+        }
+    }
+}
+
+fn health(p: &mut Problems, key: &str, file: HealthFile) -> Health {
+    let failures = file.failures.unwrap_or(3);
+    if failures == 0 {
+        p.add(&format!("{key}.health.failures"), "0", "must be at least 1");
+    }
+    let check_path = file
+        .check_path
+        .and_then(|path| p.path_prefix(&format!("{key}.health.check_path"), &path));
+    Health {
+        failures,
+        cool_off: p.duration(
+            &format!("{key}.health.cool_off"),
+            file.cool_off.as_deref(),
+            "10s",
+            Duration::ZERO,
+        ),
+        check_path,
+        check_interval: p.duration(
+            &format!("{key}.health.check_interval"),
+            file.check_interval.as_deref(),
+            "5s",
+            Duration::from_millis(100),
+        ),
+    }
+}
+
+/// Checks `[shield]`.
+pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
+    let memory = file.memory.unwrap_or(256 << 20);
+    if memory < 1 << 20 {
+        p.add(
+            "shield.memory",
+            &memory.to_string(),
+            "must be at least 1048576 (1 MiB)",
+        );
+    }
+    let max_object_bytes = file.max_object_bytes.unwrap_or(16 << 20);
+    if max_object_bytes == 0 || max_object_bytes > memory.min(u64::from(u32::MAX)) {
+        p.add(
+            "shield.max_object_bytes",
+            &max_object_bytes.to_string(),
+            "must be between 1 and shield.memory (and under 4 GiB)",
+        );
+    }
+    let mut ttl = |name: &str, text: Option<String>, default: &str| {
+        p.duration(
+            &format!("shield.{name}"),
+            text.as_deref(),
+            default,
+            Duration::ZERO,
+        )
+    };
+    let segment_ttl = ttl("segment_ttl", file.segment_ttl, "10m");
+    let playlist_ttl = ttl("playlist_ttl", file.playlist_ttl, "5s");
+    let negative_ttl = match file.negative_ttl.as_deref() {
+        Some("0s") | Some("0") => Duration::ZERO,
+        text => ttl("negative_ttl", text.map(str::to_owned), "2s"),
+    };
+    let live_playlist_ttl = file
+        .live_playlist_ttl
+        .map(|text| ttl("live_playlist_ttl", Some(text), ""));
+    let stale_if_error = match file.stale_if_error.as_deref() {
+        Some("0s") | Some("0") => Duration::ZERO,
+        text => ttl("stale_if_error", text.map(str::to_owned), "30s"),
+    };
+    ShieldConfig {
+        enabled: file.enabled.unwrap_or(true),
+        memory,
+        max_object_bytes,
+        segment_ttl,
+        playlist_ttl,
+        live_playlist_ttl,
+        negative_ttl,
+        stale_if_error,
+    }
+}

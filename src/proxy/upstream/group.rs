@@ -1,0 +1,200 @@
+//! Upstream groups: a primary and its fallbacks, tried in order. A server that does not
+//! answer, or answers 5xx, is passed over for the next one (every request usher sends
+//! upstream is a GET or HEAD, so any may be retried); servers marked down by their health
+//! are tried only when every server that is up has failed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderMap, Method, Response};
+
+use super::health::HealthState;
+use super::{Endpoint, UpstreamError, UpstreamRequest};
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::proxy::Body;
+
+/// One server of a group.
+struct Member {
+    label: String,
+    endpoint: Endpoint,
+    health: HealthState,
+}
+
+/// A primary and its fallbacks.
+pub struct Group {
+    /// The group's name (`""` for `[upstream]`), part of every cache key.
+    pub name: String,
+    members: Vec<Member>,
+    check_path: Option<String>,
+    check_interval: std::time::Duration,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field(
+                "servers",
+                &self.members.iter().map(|m| &m.label).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Group {
+    /// The group `config` describes.
+    ///
+    /// # Errors
+    /// When a server cannot be set up (a CA file, a directory).
+    pub fn new(name: &str, config: &config::Upstream, metrics: &Metrics) -> anyhow::Result<Self> {
+        let members = config
+            .servers()
+            .iter()
+            .map(|server| {
+                let label = server.label();
+                let gauge = metrics.upstream_up.with_label_values(&[&label]);
+                Ok(Member {
+                    endpoint: Endpoint::new(server, config.ca_file.as_deref())?,
+                    health: HealthState::new(
+                        label.clone(),
+                        config.health.failures,
+                        config.health.cool_off,
+                        gauge,
+                    ),
+                    label,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            name: name.to_owned(),
+            members,
+            check_path: config.health.check_path.clone(),
+            check_interval: config.health.check_interval,
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// Fetches `req` from the first server that answers without a 5xx: servers that are up
+    /// in order, then those marked down. When all fail, the last answer (a 5xx) or error.
+    ///
+    /// # Errors
+    /// The last server's [`UpstreamError`] when none answered.
+    pub async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
+        let up = self.members.iter().filter(|m| m.health.is_up());
+        let down = self.members.iter().filter(|m| !m.health.is_up());
+        let order: Vec<&Member> = up.chain(down).collect();
+        let mut last = None;
+        for (n, member) in order.iter().enumerate() {
+            let started = Instant::now();
+            let result = member.endpoint.fetch(req.clone()).await;
+            self.metrics
+                .upstream_server_seconds
+                .with_label_values(&[&member.label])
+                .observe(started.elapsed().as_secs_f64());
+            let failure = match &result {
+                Ok(response) if response.status().is_server_error() => {
+                    Some(format!("status {}", response.status().as_u16()))
+                }
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            let Some(why) = failure else {
+                member.health.success();
+                return result;
+            };
+            let reason = match &result {
+                Ok(_) => "status_5xx",
+                Err(e) => e.reason(),
+            };
+            self.metrics
+                .upstream_failures
+                .with_label_values(&[&member.label, reason])
+                .inc();
+            member.health.failure(&why);
+            if n + 1 < order.len() {
+                tracing::warn!(upstream = %member.label, error = %why, "upstream failed; trying the next one");
+            }
+            last = Some(result);
+        }
+        last.unwrap_or_else(|| Err(UpstreamError::Connect("no upstream server".to_owned())))
+    }
+
+    /// Runs the active health check forever: every interval, `check_path` on each server;
+    /// a 2xx or 3xx marks it up, anything else counts as a failure. Returns at once when no
+    /// check is configured.
+    pub async fn check_health(self: Arc<Self>) {
+        let Some(path) = self.check_path.clone() else {
+            return;
+        };
+        let mut ticks = tokio::time::interval(self.check_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            for member in &self.members {
+                let probe = UpstreamRequest {
+                    method: Method::GET,
+                    path_and_query: path.clone(),
+                    headers: HeaderMap::new(),
+                };
+                let answer =
+                    tokio::time::timeout(self.check_interval, member.endpoint.fetch(probe)).await;
+                match answer {
+                    Ok(Ok(response))
+                        if response.status().is_success() || response.status().is_redirection() =>
+                    {
+                        member.health.success()
+                    }
+                    Ok(Ok(response)) => member.health.failure(&format!(
+                        "health check status {}",
+                        response.status().as_u16()
+                    )),
+                    Ok(Err(e)) => member.health.failure(&e.to_string()),
+                    Err(_) => member.health.failure("health check timed out"),
+                }
+            }
+        }
+    }
+}
+
+/// Every upstream group: `[upstream]` and the named ones.
+#[derive(Debug)]
+pub struct Upstreams {
+    default: Arc<Group>,
+    named: HashMap<String, Arc<Group>>,
+}
+
+impl Upstreams {
+    /// The groups `config` describes.
+    ///
+    /// # Errors
+    /// When a server cannot be set up.
+    pub fn new(config: &Config, metrics: &Metrics) -> anyhow::Result<Self> {
+        let named = config
+            .upstream_groups
+            .iter()
+            .map(|(name, group)| Ok((name.clone(), Arc::new(Group::new(name, group, metrics)?))))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            default: Arc::new(Group::new("", &config.upstream, metrics)?),
+            named,
+        })
+    }
+
+    /// The group named `name`, or `[upstream]` for `None` (or a name no longer known).
+    pub fn group(&self, name: Option<&str>) -> &Arc<Group> {
+        name.and_then(|n| self.named.get(n))
+            .unwrap_or(&self.default)
+    }
+
+    /// Starts the active health checks of every group that has one.
+    pub fn spawn_health_checks(&self) {
+        for group in std::iter::once(&self.default).chain(self.named.values()) {
+            if group.check_path.is_some() {
+                tokio::spawn(group.clone().check_health());
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The origin shield: segments, init sections, keys and playlists kept in memory by bytes,
+//! and concurrent misses for one object coalesced into one upstream request.
+//!
+//! ```text
+//! request ─► key (group, path, _HLS_* directives; never a token)
+//!         ─► fresh entry? ─────────────────────────────► hit
+//!         ─► a fetch in flight for the key? ─► join it ─► coalesced
+//!         ─► start one (a task of its own, so a viewer leaving does not stop it),
+//!            read it like any joiner ────────────────────► miss
+//!               upstream group: primary, fallbacks (see proxy::upstream::group)
+//!               every server failed and a stale entry is usable? ─► stale
+//!               complete, storable (policy), small enough ─► kept
+//! ```
+//!
+//! Everyone reading a fetch gets its chunks as they arrive; a failed fetch is kept by no
+//! one and every reader gets its error. Requests for ranges pass by the shield.
+//!
+//! A second tier on disk would slot in behind the memory cache: a miss here would look
+//! there before starting an upstream fetch, and an entry evicted here (moka's eviction
+//! listener) would be written there.
+
+mod entry;
+mod fill;
+mod key;
+pub mod policy;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, RANGE};
+use http::{HeaderMap, HeaderValue, Method, Response};
+use http_body_util::BodyExt;
+use moka::sync::Cache;
+
+pub use entry::CACHE_STATUS;
+use entry::{Entry, Head};
+use fill::Fill;
+pub use key::Key;
+
+use crate::config::ShieldConfig;
+use crate::metrics::Metrics;
+use crate::path::ObjectKind;
+use crate::proxy::forward::strip_hop_by_hop;
+use crate::proxy::upstream::{Group, UpstreamError, UpstreamRequest};
+use crate::proxy::Body;
+
+/// The shield; cheap to clone (one shared cache).
+#[derive(Clone)]
+pub struct Shield {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: Cache<Key, Arc<Entry>>,
+    inflight: Mutex<HashMap<Key, Arc<Fill>>>,
+    settings: ShieldConfig,
+    metrics: Metrics,
+}
+
+/// Keeps each entry for its fresh and stale lifetimes, no longer.
+struct KeepFor;
+
+impl moka::Expiry<Key, Arc<Entry>> for KeepFor {
+    fn expire_after_create(&self, _: &Key, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
+        Some(entry.lifetime.fresh + entry.lifetime.stale)
+    }
+}
+
+impl Shield {
+    /// A shield with `settings`, reporting to `metrics`.
+    pub fn new(settings: &ShieldConfig, metrics: &Metrics) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(settings.memory)
+            .weigher(|_: &Key, entry: &Arc<Entry>| entry.weight())
+            .expire_after(KeepFor)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                cache,
+                inflight: Mutex::new(HashMap::new()),
+                settings: settings.clone(),
+                metrics: metrics.clone(),
+            }),
+        }
+    }
+
+    /// Whether a request goes through the shield: it is on, the request is a whole GET or
+    /// HEAD (no `Range`), and it asks for a media object or a playlist.
+    pub fn applies(&self, method: &Method, kind: ObjectKind, headers: &HeaderMap) -> bool {
+        self.inner.settings.enabled
+            && (method == Method::GET || method == Method::HEAD)
+            && kind != ObjectKind::Other
+            && !headers.contains_key(RANGE)
+    }
+
+    /// Answers for `key` from the cache, from a fetch in flight, or from a new fetch on
+    /// `group`. `head_only`: the body is left out.
+    ///
+    /// # Errors
+    /// The upstream's error when no server answered and no stale copy could stand in.
+    pub async fn fetch(
+        &self,
+        group: &Arc<Group>,
+        key: Key,
+        kind: ObjectKind,
+        head_only: bool,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let inner = &self.inner;
+        let label = kind.as_str();
+        let cached = inner.cache.get(&key);
+        if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(Instant::now())) {
+            return Ok(self.hit(entry, label, head_only));
+        }
+        let (fill, outcome) = {
+            let mut inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(fill) = inflight.get(&key) {
+                (fill.clone(), "coalesced")
+            } else {
+                // A fetch may have completed between the lookup and the lock.
+                if let Some(entry) = inner.cache.get(&key).filter(|e| e.is_fresh(Instant::now())) {
+                    drop(inflight);
+                    return Ok(self.hit(&entry, label, head_only));
+                }
+                let fill = Fill::new();
+                inflight.insert(key.clone(), fill.clone());
+                let task = Fetch {
+                    shield: self.clone(),
+                    group: group.clone(),
+                    key,
+                    kind,
+                    stale: cached,
+                    fill: fill.clone(),
+                };
+                tokio::spawn(task.run());
+                (fill, "miss")
+            }
+        };
+        // Counted before waiting, so that a fetch held by the origin shows its waiters.
+        inner
+            .metrics
+            .cache_requests
+            .with_label_values(&[label, outcome])
+            .inc();
+        let joined = fill.join(head_only, outcome).await;
+        if joined.as_ref().is_ok_and(|j| j.stale) {
+            inner
+                .metrics
+                .cache_requests
+                .with_label_values(&[label, "stale"])
+                .inc();
+        }
+        joined.map(|j| j.response)
+    }
+
+    fn hit(&self, entry: &Entry, label: &str, head_only: bool) -> Response<Body> {
+        let metrics = &self.inner.metrics;
+        metrics
+            .cache_requests
+            .with_label_values(&[label, "hit"])
+            .inc();
+        if !head_only {
+            metrics
+                .cache_bytes
+                .with_label_values(&["cache"])
+                .inc_by(entry.len);
+        }
+        entry.response(head_only, "hit")
+    }
+
+    /// Counts a request that went by the shield (a range, or the shield off).
+    pub fn pass(&self, kind: ObjectKind) {
+        self.inner
+            .metrics
+            .cache_requests
+            .with_label_values(&[kind.as_str(), "pass"])
+            .inc();
+    }
+
+    /// Drops every entry whose path starts with `prefix`; returns how many.
+    pub fn purge(&self, prefix: &str) -> usize {
+        let cache = &self.inner.cache;
+        let doomed: Vec<Arc<Key>> = cache
+            .iter()
+            .filter(|(key, _)| key.path().starts_with(prefix))
+            .map(|(key, _)| key)
+            .collect();
+        for key in &doomed {
+            cache.invalidate(key.as_ref());
+        }
+        cache.run_pending_tasks();
+        self.inner
+            .metrics
+            .cache_size
+            .set(cache.weighted_size() as i64);
+        doomed.len()
+    }
+
+    /// Bytes held now; also sets `usher_cache_size_bytes` (the admin listener asks before
+    /// each scrape, as the cache settles its bookkeeping lazily).
+    pub fn size(&self) -> u64 {
+        let cache = &self.inner.cache;
+        cache.run_pending_tasks();
+        let size = cache.weighted_size();
+        self.inner.metrics.cache_size.set(size as i64);
+        size
+    }
+
+    fn store(&self, key: Key, entry: Entry) {
+        let cache = &self.inner.cache;
+        cache.insert(key, Arc::new(entry));
+        self.inner
+            .metrics
+            .cache_size
+            .set(cache.weighted_size() as i64);
+    }
+}
+
+/// One upstream fetch for the shield, run as a task of its own.
+struct Fetch {
+    shield: Shield,
+    group: Arc<Group>,
+    key: Key,
+    kind: ObjectKind,
+    stale: Option<Arc<Entry>>,
+    fill: Arc<Fill>,
+}
+
+impl Fetch {
+    async fn run(self) {
+        self.fetch().await;
+        let mut inflight = self
+            .shield
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.fill))
+        {
+            inflight.remove(&self.key);
+        }
+    }
+
+    async fn fetch(&self) {
+        let inner = &self.shield.inner;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        let request = UpstreamRequest {
+            method: Method::GET,
+            path_and_query: self.key.upstream_target(),
+            headers,
+        };
+        let result = self.group.fetch(request).await;
+        let failed = match &result {
+            Ok(response) => response.status().is_server_error(),
+            Err(_) => true,
+        };
+        if failed {
+            if let Some(entry) = self
+                .stale
+                .as_ref()
+                .filter(|e| e.is_usable_stale(Instant::now()))
+            {
+                tracing::warn!(
+                    path = self.key.path(),
+                    "every upstream failed; serving a stale copy"
+                );
+                self.fill.head(entry.head.clone(), true);
+                for chunk in entry.chunks.iter() {
+                    self.fill.push(chunk.clone());
+                }
+                self.fill.finish(Ok(()));
+                return;
+            }
+        }
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                self.fill.fail(e);
+                return;
+            }
+        };
+        let (mut parts, mut body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let head = Arc::new(Head {
+            status: parts.status,
+            headers: parts.headers,
+        });
+        let limit = inner.settings.max_object_bytes;
+        let announced_too_large = head
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|len| len > limit);
+        self.fill.head(head.clone(), false);
+        let mut kept = Vec::new();
+        let mut len = 0u64;
+        let upstream_bytes = inner.metrics.cache_bytes.with_label_values(&["upstream"]);
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        len += data.len() as u64;
+                        upstream_bytes.inc_by(data.len() as u64);
+                        kept.push(data.clone());
+                        self.fill.push(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(path = self.key.path(), error = %e, "upstream body failed; not cached");
+                    self.fill.finish(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+        let body_bytes: Vec<u8>;
+        let whole: &[u8] = if self.kind == ObjectKind::Playlist {
+            body_bytes = kept.iter().flat_map(|c| c.iter().copied()).collect();
+            &body_bytes
+        } else {
+            &[]
+        };
+        let lifetime = policy::lifetime(
+            &inner.settings,
+            self.kind,
+            head.status,
+            &head.headers,
+            whole,
+        );
+        if let Some(lifetime) = lifetime.filter(|_| !announced_too_large && len <= limit) {
+            self.shield.store(
+                self.key.clone(),
+                Entry {
+                    head,
+                    chunks: kept.into(),
+                    len,
+                    stored: Instant::now(),
+                    lifetime,
+                },
+            );
+        }
+        // Finished only once stored, so a request that finds no fetch in flight finds the
+        // entry.
+        self.fill.finish(Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::StatusCode;
+
+    fn settings() -> ShieldConfig {
+        ShieldConfig {
+            enabled: true,
+            memory: 1 << 20,
+            max_object_bytes: 1 << 16,
+            segment_ttl: Duration::from_secs(600),
+            playlist_ttl: Duration::from_secs(5),
+            live_playlist_ttl: None,
+            negative_ttl: Duration::from_secs(2),
+            stale_if_error: Duration::from_secs(30),
+        }
+    }
+
+    fn entry(len: usize) -> Entry {
+        Entry {
+            head: Arc::new(Head {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+            }),
+            chunks: vec![Bytes::from(vec![0u8; len])].into(),
+            len: len as u64,
+            stored: Instant::now(),
+            lifetime: policy::Lifetime {
+                fresh: Duration::from_secs(60),
+                stale: Duration::ZERO,
+            },
+        }
+    }
+
+    #[test]
+    fn the_size_counts_bytes_and_a_purge_drops_a_prefix() {
+        let metrics = Metrics::new();
+        let shield = Shield::new(&settings(), &metrics);
+        shield.store(Key::new("", "/a/1.ts", None), entry(1000));
+        shield.store(Key::new("", "/a/2.ts", None), entry(1000));
+        shield.store(Key::new("", "/b/1.ts", None), entry(1000));
+        let size = shield.size();
+        assert!(size >= 3000, "{size}");
+        assert_eq!(metrics.cache_size.get() as u64, size);
+        assert_eq!(shield.purge("/a/"), 2);
+        let size = shield.size();
+        assert!((1000..2000).contains(&size), "{size}");
+        assert_eq!(metrics.cache_size.get() as u64, size);
+    }
+}

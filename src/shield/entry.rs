@@ -1,0 +1,98 @@
+//! A kept response: its head and its body as the chunks it arrived in, and when it was
+//! stored.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+use super::policy::Lifetime;
+use crate::proxy::Body;
+
+/// Header that tells how the shield answered: `hit`, `miss`, `coalesced` or `stale`.
+pub const CACHE_STATUS: &str = "x-usher-cache";
+
+/// Status and headers of a response (hop-by-hop headers already removed).
+#[derive(Debug)]
+pub struct Head {
+    /// The status.
+    pub status: StatusCode,
+    /// The end-to-end headers.
+    pub headers: HeaderMap,
+}
+
+impl Head {
+    /// A response with this head, `body`, and the shield's `outcome` and `age` headers.
+    pub fn response(&self, body: Body, outcome: &'static str, age: Option<u64>) -> Response<Body> {
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        let headers = response.headers_mut();
+        headers.insert(CACHE_STATUS, HeaderValue::from_static(outcome));
+        if let Some(age) = age {
+            headers.insert(http::header::AGE, HeaderValue::from(age));
+        }
+        response
+    }
+}
+
+/// A response in the cache.
+#[derive(Debug)]
+pub struct Entry {
+    /// Status and headers.
+    pub head: Arc<Head>,
+    /// The body, in the chunks it arrived in.
+    pub chunks: Arc<[Bytes]>,
+    /// Body length in bytes.
+    pub len: u64,
+    /// When it was stored.
+    pub stored: Instant,
+    /// How long it is fresh, and usable past that on upstream errors.
+    pub lifetime: Lifetime,
+}
+
+impl Entry {
+    /// Whether it may be served without asking the upstream.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now.duration_since(self.stored) < self.lifetime.fresh
+    }
+
+    /// Whether it may still be served when every upstream fails.
+    pub fn is_usable_stale(&self, now: Instant) -> bool {
+        now.duration_since(self.stored) < self.lifetime.fresh + self.lifetime.stale
+    }
+
+    /// Its weight against the cache's byte budget: body and headers.
+    pub fn weight(&self) -> u32 {
+        let headers: usize = self
+            .head
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        u32::try_from(self.len as usize + headers + 64).unwrap_or(u32::MAX)
+    }
+
+    /// The response for a viewer (the body left out for HEAD).
+    pub fn response(&self, head_only: bool, outcome: &'static str) -> Response<Body> {
+        let age = self.stored.elapsed().as_secs();
+        self.head
+            .response(chunks_body(&self.chunks, head_only), outcome, Some(age))
+    }
+}
+
+/// A body of `chunks` (none for HEAD).
+pub fn chunks_body(chunks: &Arc<[Bytes]>, head_only: bool) -> Body {
+    let chunks = if head_only {
+        Vec::new()
+    } else {
+        chunks.to_vec()
+    };
+    StreamBody::new(futures_util::stream::iter(
+        chunks.into_iter().map(|c| Ok(Frame::data(c))),
+    ))
+    .boxed()
+}

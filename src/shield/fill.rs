@@ -1,0 +1,174 @@
+//! One upstream fetch in flight, shared by everyone who asked for the object meanwhile:
+//! the first viewer and every later one read the same chunks as they arrive, and all see
+//! the same error if it fails.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::sync::watch;
+
+use super::entry::Head;
+use crate::proxy::upstream::UpstreamError;
+use crate::proxy::{Body, BoxError};
+
+/// Where the fetch is.
+#[derive(Debug, Default)]
+enum Progress {
+    /// No response head yet.
+    #[default]
+    Waiting,
+    /// The head, the chunks so far, and how the body ended once it has.
+    Body {
+        head: Arc<Head>,
+        chunks: Vec<Bytes>,
+        end: Option<Result<(), String>>,
+        stale: bool,
+    },
+    /// No response: every waiter gets this.
+    Failed(UpstreamError),
+}
+
+/// A fetch in flight.
+#[derive(Debug)]
+pub struct Fill {
+    progress: watch::Sender<Progress>,
+}
+
+/// The body of a shared fetch broke off.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream body failed: {0}")]
+pub struct BrokenBody(String);
+
+/// What a reader got: a response to send, and whether it is a stale copy.
+pub struct Joined {
+    /// The response.
+    pub response: Response<Body>,
+    /// Whether it was served past its lifetime because every upstream failed.
+    pub stale: bool,
+}
+
+impl Fill {
+    /// A fetch that has not answered yet.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            progress: watch::Sender::new(Progress::Waiting),
+        })
+    }
+
+    /// The response head arrived (`stale`: it is a kept copy served on errors).
+    pub fn head(&self, head: Arc<Head>, stale: bool) {
+        self.progress.send_replace(Progress::Body {
+            head,
+            chunks: Vec::new(),
+            end: None,
+            stale,
+        });
+    }
+
+    /// A body chunk arrived.
+    pub fn push(&self, chunk: Bytes) {
+        self.progress.send_modify(|p| {
+            if let Progress::Body { chunks, .. } = p {
+                chunks.push(chunk);
+            }
+        });
+    }
+
+    /// The body ended: completely, or broken off with a reason.
+    pub fn finish(&self, end: Result<(), String>) {
+        self.progress.send_modify(|p| {
+            if let Progress::Body { end: slot, .. } = p {
+                *slot = Some(end);
+            }
+        });
+    }
+
+    /// No response came.
+    pub fn fail(&self, error: UpstreamError) {
+        self.progress.send_replace(Progress::Failed(error));
+    }
+
+    /// Waits for the head and answers with a body that follows the fetch from its first
+    /// byte (empty for HEAD).
+    ///
+    /// # Errors
+    /// The fetch's [`UpstreamError`] when no response came.
+    pub async fn join(
+        &self,
+        head_only: bool,
+        outcome: &'static str,
+    ) -> Result<Joined, UpstreamError> {
+        let mut rx = self.progress.subscribe();
+        let (head, stale) = loop {
+            match &*rx.borrow_and_update() {
+                Progress::Waiting => {}
+                Progress::Body { head, stale, .. } => break (head.clone(), *stale),
+                Progress::Failed(e) => return Err(e.clone()),
+            }
+            if rx.changed().await.is_err() {
+                return Err(UpstreamError::Protocol("shared fetch abandoned".to_owned()));
+            }
+        };
+        let body = if head_only {
+            http_body_util::Empty::new().map_err(|e| match e {}).boxed()
+        } else {
+            follow(rx)
+        };
+        let outcome = if stale { "stale" } else { outcome };
+        Ok(Joined {
+            response: head.response(body, outcome, None),
+            stale,
+        })
+    }
+}
+
+/// The body chunks as they are published, from the first.
+fn follow(rx: watch::Receiver<Progress>) -> Body {
+    let stream = futures_util::stream::unfold(
+        (rx, 0usize, false),
+        |(mut rx, next, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let step = match &*rx.borrow_and_update() {
+                    Progress::Body { chunks, end, .. } => match (chunks.get(next), end) {
+                        (Some(chunk), _) => Some(Ok(chunk.clone())),
+                        (None, Some(Ok(()))) => return None,
+                        (None, Some(Err(why))) => Some(Err(why.clone())),
+                        (None, None) => None,
+                    },
+                    _ => Some(Err("shared fetch lost".to_owned())),
+                };
+                match step {
+                    Some(Ok(chunk)) => {
+                        return Some((Ok(Frame::data(chunk)), (rx, next + 1, false)))
+                    }
+                    Some(Err(why)) => {
+                        let err: BoxError = Box::new(BrokenBody(why));
+                        return Some((Err(err), (rx, next, true)));
+                    }
+                    None => {
+                        if rx.changed().await.is_err() {
+                            // The fetch task is gone; whatever it published is all there is.
+                            let complete = matches!(
+                                &*rx.borrow(),
+                                Progress::Body { chunks, end: Some(Ok(())), .. } if chunks.len() <= next
+                            );
+                            if complete {
+                                return None;
+                            }
+                            let err: BoxError =
+                                Box::new(BrokenBody("fetch ended early".to_owned()));
+                            return Some((Err(err), (rx, next, true)));
+                        }
+                    }
+                }
+            }
+        },
+    );
+    StreamBody::new(stream).boxed()
+}

@@ -1,0 +1,223 @@
+//! How long a response may be kept: the origin's `Cache-Control` when it says, otherwise
+//! usher's defaults by object kind, with live media playlists kept only briefly.
+
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use http::{HeaderMap, StatusCode};
+
+use crate::config::ShieldConfig;
+use crate::path::ObjectKind;
+
+/// How long an entry is fresh, and how much longer it may be served when every upstream
+/// fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Served as is while this young.
+    pub fresh: Duration,
+    /// Served past `fresh` only for this long, and only when the upstream fails.
+    pub stale: Duration,
+}
+
+/// The `Cache-Control` directives usher acts on.
+#[derive(Debug, Default)]
+struct Directives {
+    no_store: bool,
+    max_age: Option<u64>,
+    shared_max_age: Option<u64>,
+    stale_if_error: Option<u64>,
+}
+
+fn directives(headers: &HeaderMap) -> Directives {
+    let mut out = Directives::default();
+    for part in headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let (name, value) = part.trim().split_once('=').unwrap_or((part.trim(), ""));
+        let seconds = value.trim_matches('"').parse::<u64>().ok();
+        match name.to_ascii_lowercase().as_str() {
+            "no-store" | "private" | "no-cache" => out.no_store = true,
+            "max-age" => out.max_age = seconds,
+            "s-maxage" => out.shared_max_age = seconds,
+            "stale-if-error" => out.stale_if_error = seconds,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether and for how long a response with `status`, `headers` and `body` may be kept.
+/// `None`: not at all (`no-store`, `private`, `no-cache`, `Set-Cookie`, `Vary: *`, an
+/// error other than 404, or a lifetime of zero).
+pub fn lifetime(
+    settings: &ShieldConfig,
+    kind: ObjectKind,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Lifetime> {
+    let cc = directives(headers);
+    let varies_on_everything = headers
+        .get_all(VARY)
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii() == b"*");
+    if cc.no_store || headers.contains_key(SET_COOKIE) || varies_on_everything {
+        return None;
+    }
+    if status == StatusCode::NOT_FOUND {
+        if settings.negative_ttl.is_zero() {
+            return None;
+        }
+        return Some(Lifetime {
+            fresh: settings.negative_ttl,
+            stale: Duration::ZERO,
+        });
+    }
+    if status != StatusCode::OK {
+        return None;
+    }
+    let fresh = match cc.shared_max_age.or(cc.max_age) {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => match kind {
+            ObjectKind::Playlist => match live_target(body) {
+                Some(target) => settings.live_playlist_ttl.unwrap_or(target / 2),
+                None => settings.playlist_ttl,
+            },
+            _ => settings.segment_ttl,
+        },
+    };
+    if fresh.is_zero() {
+        return None;
+    }
+    let stale = cc
+        .stale_if_error
+        .map_or(settings.stale_if_error, Duration::from_secs);
+    Some(Lifetime { fresh, stale })
+}
+
+/// For a live media playlist (segments, no `EXT-X-ENDLIST`, not a VOD playlist type): the
+/// interval at which players reload it: the part target for LL-HLS, else the target
+/// duration (1 s when it names neither).
+fn live_target(body: &[u8]) -> Option<Duration> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut media = false;
+    let mut target = None;
+    let mut part_target = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("#EXT-X-ENDLIST") || line == "#EXT-X-PLAYLIST-TYPE:VOD" {
+            return None;
+        }
+        if line.starts_with("#EXTINF") || line.starts_with("#EXT-X-PART:") {
+            media = true;
+        } else if let Some(value) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            target = value.parse::<f64>().ok();
+        } else if let Some(attrs) = line.strip_prefix("#EXT-X-PART-INF:") {
+            part_target = attrs
+                .split(',')
+                .find_map(|a| a.strip_prefix("PART-TARGET="))
+                .and_then(|v| v.parse::<f64>().ok());
+        }
+    }
+    media.then(|| {
+        part_target
+            .or(target)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(Duration::from_secs(1), Duration::from_secs_f64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ShieldConfig {
+        ShieldConfig {
+            enabled: true,
+            memory: 1 << 20,
+            max_object_bytes: 1 << 20,
+            segment_ttl: Duration::from_secs(600),
+            playlist_ttl: Duration::from_secs(5),
+            live_playlist_ttl: None,
+            negative_ttl: Duration::from_secs(2),
+            stale_if_error: Duration::from_secs(30),
+        }
+    }
+
+    fn headers(cache_control: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if !cache_control.is_empty() {
+            h.insert(CACHE_CONTROL, cache_control.parse().unwrap());
+        }
+        h
+    }
+
+    const LIVE: &[u8] = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\ns1.ts\n";
+    const LL: &[u8] =
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-PART-INF:PART-TARGET=1.0\n#EXT-X-PART:DURATION=1,URI=\"p.m4s\"\n";
+    const VOD: &[u8] = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\ns1.ts\n#EXT-X-ENDLIST\n";
+    const MASTER: &[u8] = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n";
+
+    fn fresh(kind: ObjectKind, status: u16, cc: &str, body: &[u8]) -> Option<Duration> {
+        let status = StatusCode::from_u16(status).unwrap();
+        lifetime(&settings(), kind, status, &headers(cc), body).map(|l| l.fresh)
+    }
+
+    #[test]
+    fn live_playlists_live_half_a_target_and_vod_ones_the_default() {
+        use ObjectKind::Playlist;
+        assert_eq!(fresh(Playlist, 200, "", LIVE), Some(Duration::from_secs(2)));
+        assert_eq!(
+            fresh(Playlist, 200, "", LL),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(fresh(Playlist, 200, "", VOD), Some(Duration::from_secs(5)));
+        assert_eq!(
+            fresh(Playlist, 200, "", MASTER),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            fresh(Playlist, 200, "max-age=1", LIVE),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn the_origin_decides_when_it_says() {
+        use ObjectKind::Segment;
+        assert_eq!(fresh(Segment, 200, "", b""), Some(Duration::from_secs(600)));
+        assert_eq!(
+            fresh(Segment, 200, "public, max-age=60", b""),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            fresh(Segment, 200, "max-age=60, s-maxage=90", b""),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(fresh(Segment, 200, "no-store", b""), None);
+        assert_eq!(fresh(Segment, 200, "private, max-age=60", b""), None);
+        assert_eq!(fresh(Segment, 200, "max-age=0", b""), None);
+        let l = lifetime(
+            &settings(),
+            Segment,
+            StatusCode::OK,
+            &headers("max-age=5, stale-if-error=120"),
+            b"",
+        );
+        assert_eq!(l.unwrap().stale, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn errors_are_not_kept_but_a_404_briefly() {
+        use ObjectKind::Segment;
+        assert_eq!(fresh(Segment, 404, "", b""), Some(Duration::from_secs(2)));
+        for status in [500, 502, 503, 403, 206] {
+            assert_eq!(fresh(Segment, status, "max-age=60", b""), None, "{status}");
+        }
+        let mut h = headers("max-age=60");
+        h.insert(SET_COOKIE, "a=b".parse().unwrap());
+        assert!(lifetime(&settings(), Segment, StatusCode::OK, &h, b"").is_none());
+    }
+}

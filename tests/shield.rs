@@ -1,0 +1,659 @@
+//! The origin shield through a real usher process: one upstream request however many
+//! viewers ask at once, bytes to the first viewer as they arrive, errors shared and not
+//! kept, stale copies when every upstream fails, failover to a second upstream, LL-HLS
+//! blocking reloads coalesced, and the purge endpoint.
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::admin;
+use support::*;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+type OriginBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// What the scripted origin answers for one path.
+#[derive(Clone)]
+struct Script {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    /// Sent at once.
+    first: Bytes,
+    /// Sent once `gate` opens (with `first`, the whole body).
+    rest: Bytes,
+    /// Closed: the answer (or its `rest`, when `hold_head` is false) waits.
+    gate: watch::Receiver<bool>,
+    /// Wait for the gate before the head rather than between `first` and `rest`.
+    hold_head: bool,
+}
+
+impl Script {
+    fn open(status: u16, body: &[u8], content_type: &str) -> Self {
+        let (_, gate) = watch::channel(true);
+        Self {
+            status,
+            headers: vec![("content-type", content_type.to_owned())],
+            first: Bytes::copy_from_slice(body),
+            rest: Bytes::new(),
+            gate,
+            hold_head: false,
+        }
+    }
+
+    fn segment(body: &[u8]) -> Self {
+        Self::open(200, body, "video/mp2t")
+    }
+
+    fn playlist(text: &str) -> Self {
+        Self::open(200, text.as_bytes(), "application/vnd.apple.mpegurl")
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+}
+
+/// A gate a test opens when it is ready.
+struct Gate(watch::Sender<bool>);
+
+impl Gate {
+    fn closed() -> (Self, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Self(tx), rx)
+    }
+
+    fn open(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A real HTTP origin answering by script, counting the requests for each target.
+struct ScriptedOrigin {
+    addr: SocketAddr,
+    scripts: Arc<Mutex<HashMap<String, Script>>>,
+    hits: Arc<Mutex<Vec<String>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ScriptedOrigin {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let scripts: Arc<Mutex<HashMap<String, Script>>> = Arc::default();
+        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (s, h) = (scripts.clone(), hits.clone());
+        tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let tcp = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok((tcp, _)) => tcp, Err(_) => return },
+                    _ = &mut stopped => { connections.abort_all(); return; }
+                };
+                let (s, h) = (s.clone(), h.clone());
+                connections.spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (s, h) = (s.clone(), h.clone());
+                        async move { Ok::<_, Infallible>(answer(&s, &h, &req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            scripts,
+            hits,
+            stop: Some(stop),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn script(&self, path: &str, script: Script) {
+        self.scripts.lock().unwrap().insert(path.to_owned(), script);
+    }
+
+    /// Requests received for exactly `target` (path and query).
+    fn hits(&self, target: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| *t == target)
+            .count()
+    }
+
+    fn all_hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// Stops listening and drops every connection: the origin is gone.
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn answer(
+    scripts: &Mutex<HashMap<String, Script>>,
+    hits: &Mutex<Vec<String>>,
+    req: &Request<Incoming>,
+) -> Response<OriginBody> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    hits.lock().unwrap().push(target);
+    let script = scripts.lock().unwrap().get(req.uri().path()).cloned();
+    let Some(mut script) = script else {
+        return Response::builder()
+            .status(404)
+            .body(http_body_util::Full::new(Bytes::from_static(b"no")).boxed())
+            .unwrap();
+    };
+    if script.hold_head {
+        let _ = script.gate.wait_for(|open| *open).await;
+    }
+    let mut builder = Response::builder().status(script.status);
+    for (name, value) in &script.headers {
+        builder = builder.header(*name, value);
+    }
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    let Script {
+        first,
+        rest,
+        mut gate,
+        ..
+    } = script;
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(Frame::data(first))).await;
+        if !rest.is_empty() {
+            let _ = gate.wait_for(|open| *open).await;
+            let _ = tx.send(Ok(Frame::data(rest))).await;
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    builder.body(StreamBody::new(stream).boxed()).unwrap()
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
+}
+
+const LIVE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n";
+
+/// A test config whose upstream may hold a response for as long as a test needs to line
+/// up its viewers (the default test timeout is 2 s).
+fn patient_config(origin: &str, extra: &str) -> String {
+    test_config(origin, extra).replace("timeout = \"2s\"\n", "timeout = \"60s\"\n")
+}
+
+/// The value of a counter or gauge with exactly these labels on the admin `/metrics`.
+async fn metric(usher: &Usher, series: &str) -> f64 {
+    let text = get(&format!("{}/metrics", usher.admin.as_ref().unwrap()), &[])
+        .await
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// Polls the admin `/metrics` until `series` reaches `at_least` (bounded at 10 s).
+async fn wait_for_metric(usher: &Usher, series: &str, at_least: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric(usher, series).await;
+        if value >= at_least {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} stayed at {value}, wanted {at_least}"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_and_twenty_viewers_of_one_segment_cost_one_upstream_request() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut script = Script::segment(&body);
+    script.gate = rx;
+    script.hold_head = true;
+    origin.script("/live/s1.ts", script);
+    let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
+
+    // Every viewer has a ticket of their own; none of it reaches the cache key.
+    let viewers: Vec<_> = (0..120)
+        .map(|n| {
+            let url = format!(
+                "{}/live/s1.ts?ticket={}",
+                usher.url,
+                mint_with("/live/", |c| c.sub = format!("viewer-{n}"))
+            );
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    // The signal that all 120 are inside usher: one started the fetch, 119 joined it.
+    wait_for_metric(
+        &usher,
+        "usher_cache_requests_total{kind=\"segment\",outcome=\"coalesced\"}",
+        119.0,
+    )
+    .await;
+    gate.open();
+    for viewer in viewers {
+        let reply = viewer.await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.body.as_ref(),
+            body.as_slice(),
+            "every viewer gets the same bytes"
+        );
+    }
+    assert_eq!(
+        origin.hits("/live/s1.ts"),
+        1,
+        "one upstream request for 120 viewers"
+    );
+
+    let later = get(
+        &format!("{}/live/s1.ts?ticket={}", usher.url, mint("/live/")),
+        &[],
+    )
+    .await;
+    assert_eq!(later.headers["x-usher-cache"], "hit");
+    assert_eq!(later.body.as_ref(), body.as_slice());
+    assert_eq!(
+        origin.hits("/live/s1.ts"),
+        1,
+        "a later viewer is served from the cache"
+    );
+    assert!(
+        origin
+            .all_hits()
+            .iter()
+            .all(|t| !t.contains("ticket") && !t.contains("token")),
+        "no credential reaches the origin"
+    );
+    assert!(metric(&usher, "usher_cache_size_bytes").await >= body.len() as f64);
+    assert!(metric(&usher, "usher_cache_bytes_total{source=\"cache\"}").await >= body.len() as f64);
+}
+
+#[tokio::test]
+async fn the_first_viewer_gets_bytes_before_the_origin_has_sent_them_all() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let mut script = Script::segment(&[1u8; 40_000]);
+    script.rest = Bytes::from(vec![2u8; 40_000]);
+    script.gate = rx;
+    origin.script("/live/s1.ts", script);
+    let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
+    let url = format!("{}/live/s1.ts?ticket={}", usher.url, mint("/live/"));
+
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let first = client.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-usher-cache"], "miss");
+    let mut first_body = first.into_body();
+    let mut early = Vec::new();
+    while early.len() < 40_000 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), first_body.frame())
+            .await
+            .expect("the first half arrives while the origin holds the rest")
+            .unwrap()
+            .unwrap();
+        early.extend_from_slice(frame.data_ref().unwrap());
+    }
+    assert!(
+        early.iter().all(|b| *b == 1),
+        "the first half, as the origin sent it"
+    );
+
+    // A second viewer joins the same fetch midway and still gets every byte.
+    let second = client.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(second.headers()["x-usher-cache"], "coalesced");
+    gate.open();
+    let rest = first_body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest.len(), 40_000);
+    let whole = second.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(whole.len(), 80_000);
+    assert_eq!(&whole[..40_000], &early[..]);
+    assert_eq!(origin.hits("/live/s1.ts"), 1);
+}
+
+#[tokio::test]
+async fn a_failed_fetch_reaches_every_waiter_and_is_not_kept() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let mut script = Script::open(500, b"transcoder hiccup", "text/plain");
+    script.gate = rx;
+    script.hold_head = true;
+    origin.script("/live/s1.ts", script);
+    let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
+    let url = format!("{}/live/s1.ts?ticket={}", usher.url, mint("/live/"));
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    wait_for_metric(
+        &usher,
+        "usher_cache_requests_total{kind=\"segment\",outcome=\"coalesced\"}",
+        9.0,
+    )
+    .await;
+    gate.open();
+    for waiter in waiters {
+        assert_eq!(
+            waiter.await.unwrap().status,
+            500,
+            "every waiter gets the error"
+        );
+    }
+    assert_eq!(origin.hits("/live/s1.ts"), 1);
+
+    origin.script("/live/s1.ts", Script::segment(b"recovered"));
+    let next = get(&url, &[]).await;
+    assert_eq!(next.status, 200, "the error was not kept");
+    assert_eq!(next.text(), "recovered");
+    assert_eq!(origin.hits("/live/s1.ts"), 2);
+}
+
+#[tokio::test]
+async fn a_404_is_kept_briefly_and_no_store_is_not_kept() {
+    let origin = ScriptedOrigin::start().await;
+    origin.script(
+        "/vod/private.ts",
+        Script::segment(b"per-request").header("cache-control", "no-store"),
+    );
+    let usher = Usher::start(
+        &test_config(&origin.url(), "[shield]\nnegative_ttl = \"10m\"\n"),
+        &[],
+    );
+    let ticket = mint("/vod/");
+    for _ in 0..2 {
+        let missing = get(
+            &format!("{}/vod/missing.ts?ticket={ticket}", usher.url),
+            &[],
+        )
+        .await;
+        assert_eq!(missing.status, 404);
+        let private = get(
+            &format!("{}/vod/private.ts?ticket={ticket}", usher.url),
+            &[],
+        )
+        .await;
+        assert_eq!(private.status, 200);
+    }
+    assert_eq!(origin.hits("/vod/missing.ts"), 1, "the 404 was kept");
+    assert_eq!(origin.hits("/vod/private.ts"), 2, "no-store was honoured");
+}
+
+#[tokio::test]
+async fn when_the_origin_dies_cached_segments_and_a_stale_playlist_keep_playing() {
+    let mut origin = ScriptedOrigin::start().await;
+    origin.script("/live/index.m3u8", Script::playlist(LIVE));
+    origin.script("/live/s1.ts", Script::segment(&[7u8; 1000]));
+    origin.script("/live/s2.ts", Script::segment(&[8u8; 1000]));
+    // Live playlists are fresh for 1 ms here, so the next request after the origin dies is
+    // past its lifetime and only the stale window can serve it.
+    let extra = "[shield]\nlive_playlist_ttl = \"1ms\"\nstale_if_error = \"10m\"\n";
+    let usher = Usher::start(&test_config(&origin.url(), extra), &[]);
+    let ticket = mint("/live/");
+    let playlist_url = format!("{}/live/index.m3u8?ticket={ticket}", usher.url);
+    let playlist = get(&playlist_url, &[]).await;
+    assert_eq!(playlist.status, 200);
+    for uri in uris(&playlist.text()) {
+        assert_eq!(get(&resolve(&playlist_url, &uri), &[]).await.status, 200);
+    }
+
+    origin.stop();
+    let again = get(&playlist_url, &[]).await;
+    assert_eq!(again.status, 200, "the playlist is served stale");
+    assert_eq!(again.headers["x-usher-cache"], "stale");
+    for uri in uris(&again.text()) {
+        let segment = get(&resolve(&playlist_url, &uri), &[]).await;
+        assert_eq!(segment.status, 200, "cached segments keep playing");
+        assert_eq!(segment.body.len(), 1000);
+    }
+    let uncached = get(&format!("{}/live/s3.ts?ticket={ticket}", usher.url), &[]).await;
+    assert_eq!(uncached.status, 502, "what was never cached is an error");
+    assert_eq!(uncached.reason(), "upstream_unreachable");
+    assert!(
+        metric(
+            &usher,
+            "usher_cache_requests_total{kind=\"playlist\",outcome=\"stale\"}"
+        )
+        .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_second_upstream_takes_over_while_the_first_is_down() {
+    let primary = ScriptedOrigin::start().await;
+    let secondary = ScriptedOrigin::start().await;
+    primary.script("/vod/a.ts", Script::open(503, b"overloaded", "text/plain"));
+    primary.script("/healthz", Script::open(503, b"", "text/plain"));
+    secondary.script("/vod/a.ts", Script::segment(b"from the secondary"));
+    secondary.script("/vod/b.ts", Script::segment(b"b from the secondary"));
+    secondary.script("/healthz", Script::open(200, b"ok", "text/plain"));
+    let config = test_config(
+        &primary.url(),
+        "[upstream.health]\nfailures = 2\ncool_off = \"10m\"\ncheck_path = \"/healthz\"\ncheck_interval = \"200ms\"\n[shield]\nenabled = false\n",
+    )
+    .replace(
+        "timeout = \"2s\"\n",
+        &format!("timeout = \"2s\"\nfallbacks = [\"{}\"]\n", secondary.url()),
+    );
+    let usher = Usher::start(&config, &[]);
+    let ticket = mint("/vod/");
+    let up = format!("usher_upstream_up{{upstream=\"{}\"}}", primary.url());
+
+    let first = get(&format!("{}/vod/a.ts?ticket={ticket}", usher.url), &[]).await;
+    assert_eq!(first.status, 200, "the 503 was retried on the secondary");
+    assert_eq!(first.text(), "from the secondary");
+    let second = get(&format!("{}/vod/a.ts?ticket={ticket}", usher.url), &[]).await;
+    assert_eq!(second.text(), "from the secondary");
+    // Two failures in a row (or the active check) mark the primary down ...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&usher, &up).await != 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the primary is marked down"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... and while it is down it is passed over.
+    let asked = primary.hits("/vod/b.ts");
+    let b = get(&format!("{}/vod/b.ts?ticket={ticket}", usher.url), &[]).await;
+    assert_eq!(b.text(), "b from the secondary");
+    assert_eq!(
+        primary.hits("/vod/b.ts"),
+        asked,
+        "a down upstream is not asked"
+    );
+
+    // The active check sees it healthy again and brings it back.
+    primary.script("/healthz", Script::open(200, b"ok", "text/plain"));
+    primary.script("/vod/b.ts", Script::segment(b"b from the primary"));
+    wait_for_metric(&usher, &up, 1.0).await;
+    let back = get(&format!("{}/vod/b.ts?ticket={ticket}", usher.url), &[]).await;
+    assert_eq!(back.text(), "b from the primary");
+    assert!(
+        metric(
+            &usher,
+            &format!(
+                "usher_upstream_failures_total{{reason=\"status_5xx\",upstream=\"{}\"}}",
+                primary.url()
+            )
+        )
+        .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_players_blocked_on_the_next_part_make_one_upstream_request() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let ll = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=3\n#EXT-X-PART-INF:PART-TARGET=1\n#EXT-X-MEDIA-SEQUENCE:10\n#EXTINF:4,\ns10.m4s\n#EXT-X-PART:DURATION=1,URI=\"s11.0.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s11.1.m4s\"\n#EXT-X-RENDITION-REPORT:URI=\"../lo/index.m3u8\",LAST-MSN=11,LAST-PART=0\n";
+    let mut script = Script::playlist(ll);
+    script.gate = rx;
+    script.hold_head = true;
+    origin.script("/ll/hi/index.m3u8", script);
+    let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
+    const PLAYERS: usize = 1000;
+    let players: Vec<_> = (0..PLAYERS)
+        .map(|n| {
+            let url = format!(
+                "{}/ll/hi/index.m3u8?_HLS_msn=11&_HLS_part=1&ticket={}",
+                usher.url,
+                mint_with("/ll/", |c| c.sub = format!("viewer-{n}"))
+            );
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    wait_for_metric(
+        &usher,
+        "usher_cache_requests_total{kind=\"playlist\",outcome=\"coalesced\"}",
+        (PLAYERS - 1) as f64,
+    )
+    .await;
+    gate.open();
+    let mut tokens = std::collections::HashSet::new();
+    for player in players {
+        let reply = player.await.unwrap();
+        assert_eq!(reply.status, 200);
+        let text = reply.text();
+        let token = text
+            .lines()
+            .find_map(|l| l.strip_prefix("s10.m4s?token="))
+            .expect("a tokenized segment")
+            .to_owned();
+        // The part and the preload hint carry the segments' token; the rendition report
+        // names a rendition and carries none, so hls.js matches it to the variant URI it
+        // has from the master playlist (which carries the master's token).
+        assert!(text.contains(&format!("URI=\"s11.0.m4s?token={token}\"")));
+        assert!(text.contains(&format!("URI=\"s11.1.m4s?token={token}\"")));
+        assert!(text.contains("#EXT-X-RENDITION-REPORT:URI=\"../lo/index.m3u8\",LAST-MSN=11"));
+        tokens.insert(token);
+    }
+    assert_eq!(
+        tokens.len(),
+        PLAYERS,
+        "each player's playlist is rewritten for them"
+    );
+    assert_eq!(
+        origin.all_hits(),
+        vec!["/ll/hi/index.m3u8?_HLS_msn=11&_HLS_part=1".to_owned()],
+        "one blocking request upstream, with the directives and nothing else"
+    );
+}
+
+#[tokio::test]
+async fn purging_a_prefix_sends_the_next_request_upstream() {
+    let origin = ScriptedOrigin::start().await;
+    origin.script("/vod/a/s1.ts", Script::segment(b"a"));
+    origin.script("/vod/b/s1.ts", Script::segment(b"b"));
+    let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let ticket = mint("/vod/");
+    for path in [
+        "/vod/a/s1.ts",
+        "/vod/b/s1.ts",
+        "/vod/a/s1.ts",
+        "/vod/b/s1.ts",
+    ] {
+        assert_eq!(
+            get(&format!("{}{path}?ticket={ticket}", usher.url), &[])
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        (origin.hits("/vod/a/s1.ts"), origin.hits("/vod/b/s1.ts")),
+        (1, 1)
+    );
+
+    let purge = serde_json::json!({ "prefix": "/vod/a/" });
+    let wrong = admin::api_as(
+        &usher,
+        "not-the-admin-token",
+        "POST",
+        "/api/v1/cache/purge",
+        Some(purge.clone()),
+    )
+    .await;
+    assert_eq!(wrong.0, 401);
+    let (status, answer) = admin::api(&usher, "POST", "/api/v1/cache/purge", Some(purge)).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["purged"], 1);
+    for path in ["/vod/a/s1.ts", "/vod/b/s1.ts"] {
+        assert_eq!(
+            get(&format!("{}{path}?ticket={ticket}", usher.url), &[])
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        origin.hits("/vod/a/s1.ts"),
+        2,
+        "the purged prefix went upstream again"
+    );
+    assert_eq!(
+        origin.hits("/vod/b/s1.ts"),
+        1,
+        "the other prefix stayed cached"
+    );
+}
+
+#[tokio::test]
+async fn ranges_pass_by_the_shield() {
+    let origin = spawn_origin(HashMap::from([("/vod/f.ts".to_owned(), segment(1000))])).await;
+    let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let url = format!("{}/vod/f.ts?ticket={}", usher.url, mint("/vod/"));
+    for _ in 0..2 {
+        let part = get(&url, &[("range", "bytes=10-19")]).await;
+        assert_eq!(part.status, 206);
+        assert_eq!(part.body.len(), 10);
+    }
+    assert_eq!(
+        origin.seen().len(),
+        2,
+        "each range went upstream with its Range header"
+    );
+    assert!(origin
+        .seen()
+        .iter()
+        .all(|s| s.headers["range"] == "bytes=10-19"));
+}
