@@ -150,6 +150,8 @@ pub struct PlayerError {
     pub code: Option<u16>,
     /// Path and query of the failed request, when there was one.
     pub url: Option<String>,
+    /// hls.js's explanation, when it gives one.
+    pub reason: Option<String>,
 }
 
 /// What the player has reported so far, summed up.
@@ -227,34 +229,63 @@ pub struct Player {
     server: Running,
 }
 
-impl Player {
-    /// Opens `stream_url` in a player page served by the harness itself (an origin other
-    /// than usher's, so usher's CORS answers are part of what is tested).
-    pub fn open(stream_url: &str) -> Player {
-        Self::launch(None, stream_url)
-    }
+/// The harness server on its own, before Chromium opens its page: its
+/// [`origin`](Self::origin) is known first, so it can go into usher's
+/// `access.cors_origins`.
+pub struct PlayerPage {
+    reports: Arc<Mutex<Vec<(u64, Report)>>>,
+    arrived: watch::Receiver<usize>,
+    server: Running,
+}
 
-    /// Opens `stream_url` in the player page served at `{page_base}/player/player.html`
-    /// (e.g. through usher, from [`player_mounts`] on its origin under a public path).
-    pub fn open_from(page_base: &str, stream_url: &str) -> Player {
-        Self::launch(Some(page_base), stream_url)
-    }
-
-    fn launch(page_base: Option<&str>, stream_url: &str) -> Player {
+impl PlayerPage {
+    /// Starts the harness server: the page, hls.js, and the report endpoint.
+    pub fn serve() -> PlayerPage {
         let reports = Arc::new(Mutex::new(Vec::new()));
         let (arrived_tx, arrived) = watch::channel(0usize);
         let mounts = Arc::new(player_mounts());
         let (store, notify) = (reports.clone(), Arc::new(arrived_tx));
-        let server = Running::spawn("player-reports", move |req: Request<Incoming>| {
+        let server = Running::spawn("player-page", move |req: Request<Incoming>| {
             let (store, notify, mounts) = (store.clone(), notify.clone(), mounts.clone());
             async move { answer(req, &store, &notify, &mounts).await }
         });
-        let harness = format!("http://{}", server.addr);
+        PlayerPage {
+            reports,
+            arrived,
+            server,
+        }
+    }
+
+    /// The page's origin, `http://127.0.0.1:PORT`, as the browser sends it in `Origin`.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// Opens `stream_url` in this page, served by the harness itself.
+    pub fn open(self, stream_url: &str) -> Player {
+        let base = self.origin();
+        self.launch(&base, stream_url, "")
+    }
+
+    /// Opens `stream_url` in the page served at `{page_base}/player/player.html` instead;
+    /// reports still come here.
+    pub fn open_from(self, page_base: &str, stream_url: &str) -> Player {
+        self.launch(page_base, stream_url, "")
+    }
+
+    /// Opens `stream_url` in this page, with hls.js sending and accepting cookies on its
+    /// cross-origin requests (`withCredentials`), as a cross-origin player of the cookie
+    /// carrier must.
+    pub fn open_with_credentials(self, stream_url: &str) -> Player {
+        let base = self.origin();
+        self.launch(&base, stream_url, "&credentials=include")
+    }
+
+    fn launch(self, page_base: &str, stream_url: &str, page_options: &str) -> Player {
         let page = format!(
-            "{}{PAGE_PREFIX}player.html?src={}&report={}",
-            page_base.unwrap_or(&harness),
+            "{page_base}{PAGE_PREFIX}player.html?src={}&report={}{page_options}",
             encode(stream_url),
-            encode(&format!("{harness}/report")),
+            encode(&format!("{}/report", self.origin())),
         );
         let profile = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(profile.path().join("chromium.log")).unwrap();
@@ -272,10 +303,24 @@ impl Player {
         Player {
             chromium: Mutex::new(chromium),
             profile,
-            reports,
-            arrived,
-            server,
+            reports: self.reports,
+            arrived: self.arrived,
+            server: self.server,
         }
+    }
+}
+
+impl Player {
+    /// Opens `stream_url` in a player page served by the harness itself (an origin other
+    /// than usher's, so usher's CORS answers are part of what is tested).
+    pub fn open(stream_url: &str) -> Player {
+        PlayerPage::serve().open(stream_url)
+    }
+
+    /// Opens `stream_url` in the player page served at `{page_base}/player/player.html`
+    /// (e.g. through usher, from [`player_mounts`] on its origin under a public path).
+    pub fn open_from(page_base: &str, stream_url: &str) -> Player {
+        PlayerPage::serve().open_from(page_base, stream_url)
     }
 
     /// What the player reported so far, in the order the page sent it.
