@@ -12,10 +12,11 @@
 //! The page's origin is the harness server (`http://127.0.0.1:PORT`), not usher, so every
 //! playlist and segment request is a cross-origin request that usher's CORS headers must
 //! allow. When the player must be on usher's own origin (the cookie carrier: a cross-origin
-//! XHR only sends and stores cookies with credentials, which `Access-Control-Allow-Origin:
-//! *` forbids), serve [`player_mounts`] from the origin behind usher under a public path and
-//! use [`Player::open_from`]. Reports still go to the harness: a no-cors POST needs no
-//! CORS answer.
+//! XHR sends and stores cookies only with credentials, which need
+//! `Access-Control-Allow-Credentials` and usher does not send it), serve [`player_mounts`]
+//! from the origin behind usher under a public path and use [`Player::open_from`]. Reports
+//! still go to the harness: a no-cors POST needs no CORS answer. [`PlayerPage`] starts the
+//! harness before the browser, for a test that must put its origin into usher's config.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -172,7 +173,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    fn from(reports: &[Report]) -> Seen {
+    fn of(reports: &[Report]) -> Seen {
         let mut seen = Seen {
             reports: reports.to_vec(),
             ..Seen::default()
@@ -328,7 +329,7 @@ impl Player {
         let mut reports = self.reports.lock().unwrap().clone();
         reports.sort_by_key(|(seq, _)| *seq);
         let reports: Vec<Report> = reports.into_iter().map(|(_, r)| r).collect();
-        Seen::from(&reports)
+        Seen::of(&reports)
     }
 
     /// Waits until `done` holds for what the player reported, and returns that.
@@ -343,16 +344,44 @@ impl Player {
         within: Duration,
         mut done: impl FnMut(&Seen) -> bool,
     ) -> Seen {
+        self.wait(what, within, |seen| {
+            if done(seen) {
+                return Some(seen.clone());
+            }
+            if let Some(fatal) = seen.fatal() {
+                self.fail(&format!("{what}: hls.js gave up: {fatal:?}"), seen);
+            }
+            None
+        })
+        .await
+    }
+
+    /// Waits for hls.js to give up, and returns the fatal error.
+    ///
+    /// # Panics
+    /// If it keeps playing or stays silent for `within`, if Chromium exits, or if the page
+    /// cannot play at all.
+    pub async fn wait_for_fatal(&self, within: Duration) -> PlayerError {
+        self.wait("a fatal error", within, |seen| seen.fatal().cloned())
+            .await
+    }
+
+    /// Calls `check` on what the player reported, at first and after each new report,
+    /// until it answers something. Fails on the deadline, when Chromium exits and when the
+    /// page cannot play.
+    async fn wait<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        mut check: impl FnMut(&Seen) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + within;
         let mut arrived = self.arrived.clone();
         loop {
             arrived.borrow_and_update();
             let seen = self.seen();
-            if done(&seen) {
-                return seen;
-            }
-            if let Some(fatal) = seen.fatal() {
-                self.fail(&format!("{what}: hls.js gave up: {fatal:?}"), &seen);
+            if let Some(answer) = check(&seen) {
+                return answer;
             }
             if let Some(broken) = seen.broken() {
                 self.fail(&format!("{what}: the page cannot play: {broken:?}"), &seen);
@@ -364,28 +393,7 @@ impl Player {
             if left.is_zero() {
                 self.fail(&format!("{what}: not within {within:?}"), &seen);
             }
-            // Wake on the next report; at least every second, to notice Chromium dying.
-            let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), arrived.changed()).await;
-        }
-    }
-
-    /// Waits for hls.js to give up, and returns the fatal error.
-    ///
-    /// # Panics
-    /// If it keeps playing or stays silent for `within`.
-    pub async fn wait_for_fatal(&self, within: Duration) -> PlayerError {
-        let deadline = Instant::now() + within;
-        let mut arrived = self.arrived.clone();
-        loop {
-            arrived.borrow_and_update();
-            let seen = self.seen();
-            if let Some(fatal) = seen.fatal() {
-                return fatal.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                self.fail(&format!("no fatal error within {within:?}"), &seen);
-            }
+            // Wake on the next report, and at least every second to notice Chromium dying.
             let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), arrived.changed()).await;
         }
     }
