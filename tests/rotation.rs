@@ -47,7 +47,8 @@ impl Viewer {
     }
 }
 
-/// `rotated` with `kid` added as a key and made the signing key; the other keys stay.
+/// `config` with `kid` added as a key and made the signing key in place of `from`, which
+/// stays in the ring like every other key.
 fn rotate(config: &str, from: &str, kid: &str) -> String {
     let rotated = config.replace(
         &format!("signing_key = \"{from}\""),
@@ -57,6 +58,7 @@ fn rotate(config: &str, from: &str, kid: &str) -> String {
     format!("{rotated}\n[[token.keys]]\nid = \"{kid}\"\nsecret = \"a-secret-for-{kid}-that-is-long-enough\"\n")
 }
 
+/// `usher_config_reloads_total{outcome}` on the admin `/metrics`.
 async fn reloads(usher: &Usher, outcome: &str) -> u64 {
     let metrics = get(&format!("{}/metrics", usher.admin.as_ref().unwrap()), &[])
         .await
@@ -124,8 +126,8 @@ async fn keep_playing(viewer: &Viewer, before: &Seen, kid: &str, when: &str) -> 
     seen
 }
 
-/// The key that signs the tokens usher writes now: read from what a new viewer of the
-/// route gets (the session cookie, or the first segment URI of the media playlist).
+/// The key id that signs the session tokens usher mints now, read from what a new viewer
+/// of the route gets: the session cookie, or the token in the master's variant URI.
 async fn signing_kid(usher: &Usher, prefix: &str) -> String {
     let master = format!("{}{prefix}master.m3u8?ticket={}", usher.url, mint(prefix));
     let reply = get(&master, &[]).await;
