@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod browser;
 pub mod inprocess;
+pub mod live;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
