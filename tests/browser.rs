@@ -161,15 +161,12 @@ async fn without_a_ticket_the_player_reports_401() {
     assert!(player.seen().fragments.is_empty());
 }
 
-/// Fails today: a player page on another origin can only use the cookie carrier with
-/// credentialed requests (`withCredentials`), and the browser then needs
-/// `Access-Control-Allow-Credentials: true` with the exact origin in
-/// `Access-Control-Allow-Origin`. usher never sends the former (and `*` is never allowed
-/// with credentials), so the browser hides the first playlist: a fatal `manifestLoadError`
-/// with status 0. Without credentials the master plays, but the browser ignores its
-/// `Set-Cookie` and the media playlist gets 401.
+/// A player page on another origin can only use the cookie carrier with credentialed
+/// requests (`withCredentials`): the browser then needs `Access-Control-Allow-Credentials:
+/// true` with the exact origin in `Access-Control-Allow-Origin`, which usher sends to an
+/// origin listed by name in `access.cors_origins` (never with `*`). Without them the
+/// browser hides the first playlist (status 0), or ignores its `Set-Cookie`.
 #[tokio::test]
-#[ignore = "usher bug: no Access-Control-Allow-Credentials, so the cookie carrier cannot serve a player on another origin"]
 async fn a_cookie_carrier_player_on_another_origin_plays() {
     let origin = LiveOrigin::start(&["/c/"], Vec::new()).await;
     let page = PlayerPage::serve();

@@ -515,8 +515,16 @@ async fn browsers_on_allowed_origins_may_read_responses() {
         allowed.headers["access-control-allow-origin"],
         "https://player.example"
     );
+    assert_eq!(
+        allowed.headers["access-control-allow-credentials"], "true",
+        "an origin listed by name may send cookies"
+    );
     let denied = get(&url, &[("origin", "https://evil.example")]).await;
     assert!(denied.headers.get("access-control-allow-origin").is_none());
+    assert!(denied
+        .headers
+        .get("access-control-allow-credentials")
+        .is_none());
     let refused = get(
         &format!("{}/vod/movie/master.m3u8", usher.url),
         &[("origin", "https://player.example")],
@@ -537,6 +545,10 @@ async fn browsers_on_allowed_origins_may_read_responses() {
     )
     .await;
     assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.headers["access-control-allow-credentials"],
+        "true"
+    );
     assert!(preflight.headers["access-control-allow-methods"]
         .to_str()
         .unwrap()

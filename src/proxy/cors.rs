@@ -1,8 +1,8 @@
 //! CORS, so a browser player on another origin can read playlists and segments.
 
 use http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, VARY,
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, VARY,
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -11,6 +11,10 @@ use super::Body;
 use crate::config::{Access, Config};
 
 /// Adds `Access-Control-Allow-Origin` (and friends) when the request's `Origin` is allowed.
+///
+/// An origin listed by name may also send credentials (cookies: the cookie carrier, the
+/// ticket cookie): it gets its own origin back and `Access-Control-Allow-Credentials`.
+/// `"*"` never allows credentials, as browsers require.
 pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
     let Some(origin) = origin else {
         return;
@@ -23,6 +27,10 @@ pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut Header
         .any(|o| o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
     {
         headers.append(VARY, HeaderValue::from_static("Origin"));
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
         origin.clone()
     } else {
         return;
