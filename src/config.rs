@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod file;
+pub mod foreign;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The demo stream, when configured.
     pub demo: Option<Demo>,
+    /// `[akamai]`, `[secure_link]`, `[media_cdn]`: for the routes that accept them.
+    pub formats: foreign::Formats,
 }
 
 /// A `[[routes]]` entry, checked.
@@ -52,6 +55,8 @@ pub struct Route {
     pub mint: Mint,
     /// How usher's session token travels.
     pub carrier: CarrierKind,
+    /// The credential formats accepted on incoming requests.
+    pub accept: Vec<foreign::Format>,
 }
 
 /// How usher's session token travels on a route.
@@ -79,6 +84,13 @@ pub enum Mint {
     },
     /// Akamai EdgeAuth ACL tokens over the content's scope.
     Akamai(Box<AkamaiMint>),
+    /// Google Media CDN tokens over the content's scope.
+    MediaCdn {
+        /// The key that mints.
+        signer: crate::ticket::media_cdn::SigningKey,
+        /// The rest of `[media_cdn]`.
+        settings: std::sync::Arc<foreign::MediaCdn>,
+    },
 }
 
 /// Akamai minting settings.
