@@ -347,3 +347,52 @@ async fn a_named_subject_needs_its_rights_and_an_unnamed_credential_does_not() {
         "a credential naming no one is trusted as signed"
     );
 }
+
+/// `POST /reload` on the admin listener; its status.
+async fn post_reload(usher: &Usher) -> u16 {
+    use http_body_util::Full;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let request = http::Request::post(format!("{}/reload", usher.admin.as_ref().unwrap()))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    read(client.request(request).await.unwrap())
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_reload_changes_what_a_route_accepts_and_which_media_cdn_keys_verify() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
+    let rotated = MediaKey::hmac(
+        "rotated",
+        media_cdn::Algorithm::Sha256,
+        b"a-rotated-media-cdn-secret-0123456789",
+    )
+    .unwrap()
+    .signing()
+    .unwrap();
+    let token = media_cdn::mint(
+        &MediaToken::new(Scope::PathGlobs(vec!["/strict/*".into()]), later()),
+        &rotated,
+    );
+    let url = format!("{}/strict/v/s1.ts?edge-cache-token={token}", usher.url);
+    assert_eq!(get(&url, &[]).await.reason(), "format_not_accepted");
+
+    let config = test_config(&origin.url(), &formats())
+        .replace(
+            "[[routes]]\nprefix = \"/strict/\"\n",
+            "[[routes]]\nprefix = \"/strict/\"\naccept = [\"media_cdn\"]\n",
+        )
+        .replace(
+            "[[routes]]\nprefix = \"/open/\"",
+            "[[media_cdn.keys]]\nid = \"rotated\"\nencoding = \"hex\"\nsecret = \"612d726f74617465642d6d656469612d63646e2d7365637265742d30313233343536373839\"\n[[routes]]\nprefix = \"/open/\"",
+        );
+    std::fs::write(usher.config_path(), config).unwrap();
+    assert_eq!(post_reload(&usher).await, 200);
+    let reply = get(&url, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}

@@ -11,7 +11,8 @@
 //!   credential is trusted to have checked.
 //! - **scope**: no wider than the credential: the literal part of a glob that is a
 //!   prefix followed by one `*`, the path of a URL prefix, or else the request path itself.
-//! - **window**: the credential's expiry caps the session tokens minted from it.
+//! - **window**: the credential's expiry caps the session tokens minted from it, unless
+//!   rights were checked: then, as for tickets, the end of the subject's right does.
 //! - **session**: one per credential (its id is derived from the credential), so every
 //!   request carrying the same token counts as the same stream.
 
