@@ -401,7 +401,10 @@ async fn handle_inner(
             req.method().clone()
         },
         path_and_query,
-        headers: forward::upstream_headers(req.headers(), settings, client, rewrite),
+        headers: credentials::without_foreign_cookies(
+            forward::upstream_headers(req.headers(), settings, client, rewrite),
+            &config.formats,
+        ),
     };
     let fetch_started = Instant::now();
     let fetched = state.upstream.fetch(upstream_req).await;

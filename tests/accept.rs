@@ -131,10 +131,16 @@ async fn each_foreign_format_plays_where_accepted_and_never_reaches_the_origin()
     let cookie = format!("Edge-Cache-Cookie={}", media_cdn("/open/*", None, later()));
     let reply = get(
         &format!("{}/open/v/s1.ts", usher.url),
-        &[("cookie", &cookie)],
+        &[("cookie", &format!("theme=dark; {cookie}"))],
     )
     .await;
     assert_eq!(reply.status, 200, "the Media CDN cookie: {}", reply.text());
+    let last = origin.seen().pop().unwrap();
+    assert_eq!(
+        last.headers.get("cookie").map(|v| v.to_str().unwrap()),
+        Some("theme=dark"),
+        "the token's cookie stays with usher, the others go on"
+    );
     for seen in origin.seen() {
         for name in ["__token__", "md5=", "expires=", "edge-cache-token", "hmac="] {
             assert!(

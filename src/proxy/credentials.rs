@@ -87,6 +87,38 @@ pub fn foreign_params(formats: &Formats) -> Vec<&str> {
     names
 }
 
+/// `headers` without the cookies that carry foreign tokens (the Akamai token's and the
+/// Media CDN cookie): credentials stay with usher.
+pub fn without_foreign_cookies(mut headers: HeaderMap, formats: &Formats) -> HeaderMap {
+    let names: Vec<&str> = [
+        formats.akamai.as_ref().map(|a| a.token_name.as_str()),
+        formats.media_cdn.as_ref().map(|m| m.cookie_name.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if names.is_empty() || !headers.contains_key(COOKIE) {
+        return headers;
+    }
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            names
+                .iter()
+                .try_fold(v.to_owned(), |rest, name| strip_cookie(&rest, name))
+        })
+        .collect();
+    headers.remove(COOKIE);
+    if let Ok(value) = http::HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(COOKIE, value);
+        }
+    }
+    headers
+}
+
 /// `scheme://host/path?query` as the client asked for it, for a Media CDN token's
 /// `URLPrefix`; empty when no Media CDN token came (nothing else needs it).
 pub fn request_url<B>(
