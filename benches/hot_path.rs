@@ -289,8 +289,8 @@ fn bench_rights(c: &mut Criterion) {
     });
 }
 
-/// Verifying the CDN formats usher speaks: an Akamai EdgeAuth ACL token and an nginx
-/// secure_link.
+/// Verifying the CDN formats usher speaks: an Akamai EdgeAuth ACL token, an nginx
+/// secure_link, and Google Media CDN tokens (HMAC-SHA256 and Ed25519).
 fn bench_cdn_formats(c: &mut Criterion) {
     use usher::ticket::edgeauth::{self, Algorithm, EdgeKey, EdgeToken, Options};
     use usher::ticket::secure_link::Expression;
@@ -320,6 +320,43 @@ fn bench_cdn_formats(c: &mut Criterion) {
     c.bench_function("secure_link_verify", |b| {
         b.iter(|| expression.verify(black_box(path), black_box(&md5), &expires, None, NOW))
     });
+
+    bench_media_cdn(c, path);
+}
+
+fn bench_media_cdn(c: &mut Criterion, path: &str) {
+    use usher::ticket::media_cdn::{self, Algorithm, MediaKey, MediaToken, Request, Scope};
+
+    let headers = http::HeaderMap::new();
+    let request = Request {
+        url: "https://cdn.example/events/final/1080p/seg_00042.ts",
+        path,
+        client: "203.0.113.9".parse().expect("address"),
+        headers: &headers,
+    };
+    let mut token = MediaToken::new(
+        Scope::PathGlobs(vec!["/events/final/*".to_owned()]),
+        NOW + 3_600,
+    );
+    token.session_id = Some("9d2c47e1".to_owned());
+    for (name, key) in [
+        (
+            "media_cdn_verify",
+            MediaKey::hmac("k1", Algorithm::Sha256, b"0123456789abcdef0123456789abcdef"),
+        ),
+        (
+            "media_cdn_verify_ed25519",
+            MediaKey::ed25519_private("k2", &[7u8; 32]),
+        ),
+    ] {
+        let key = key.expect("key");
+        let raw = media_cdn::mint(&token, &key.clone().signing().expect("signs"));
+        let keys = [key];
+        assert!(media_cdn::verify(&raw, &keys, &request, NOW, SKEW).is_ok());
+        c.bench_function(name, |b| {
+            b.iter(|| media_cdn::verify(black_box(&raw), &keys, black_box(&request), NOW, SKEW))
+        });
+    }
 }
 
 fn config() -> Criterion {

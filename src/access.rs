@@ -2,6 +2,8 @@
 //! instant in; a [`Grant`] or the reason for refusal out. No I/O, so every rule is tested
 //! without sockets and benchmarked without noise.
 
+pub mod foreign;
+
 use std::net::IpAddr;
 
 use crate::config::Access;
@@ -84,6 +86,9 @@ pub enum Denied {
     /// A session token presented by another device or from another network (403).
     #[error("session token used by another device or network")]
     SessionShared,
+    /// A credential came, but in a format this route does not accept (403).
+    #[error("credential format not accepted on this route")]
+    NotAccepted,
 }
 
 impl Denied {
@@ -96,6 +101,7 @@ impl Denied {
             Denied::WrongDevice => "wrong_device",
             Denied::IpMismatch => "ip_mismatch",
             Denied::SessionShared => "session_shared",
+            Denied::NotAccepted => "format_not_accepted",
         }
     }
 }

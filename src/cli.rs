@@ -12,6 +12,7 @@ use crate::net::IpPrefix;
 use crate::ticket::{self, Claims, Kind};
 
 pub mod admin;
+pub mod formats;
 
 /// Exit status for a config that cannot be used (EX_USAGE-like, as sysexits' EX_CONFIG is 78
 /// but operators' scripts already expect 64 from usher).
@@ -78,33 +79,51 @@ impl ServeArgs {
 /// `usher ticket …`.
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
-    /// Print one new ticket on stdout, nothing else.
+    /// Print one new ticket (or foreign token) on stdout, nothing else.
     Issue {
         /// The config file (for the signing key and default lifetime).
         #[arg(long)]
         config: PathBuf,
-        /// Subject: the buyer or account.
+        /// usher (default), akamai, secure_link or media_cdn.
+        #[arg(long, default_value = "usher")]
+        format: String,
+        /// Subject: the buyer or account (required for usher; Akamai id, Media CDN
+        /// SessionID).
         #[arg(long)]
-        sub: String,
-        /// Path prefix the ticket opens, e.g. /events/final/.
+        sub: Option<String>,
+        /// Path prefix the ticket opens, e.g. /events/final/ (foreign formats: a prefix
+        /// ending in /, a glob with *, or one exact path).
         #[arg(long)]
         scope: String,
-        /// Bind the ticket to this device id.
+        /// Bind the ticket to this device id (usher only).
         #[arg(long)]
         device: Option<String>,
-        /// Bind the ticket to this client address or prefix (203.0.113.0/24).
+        /// Bind the ticket to this client address or prefix (203.0.113.0/24; Media CDN:
+        /// comma-separated ranges).
         #[arg(long)]
         ip: Option<String>,
-        /// Lifetime, e.g. 2h (default: token.ticket_ttl).
+        /// Lifetime, e.g. 2h (default: token.ticket_ttl, or the format's ttl).
         #[arg(long)]
         ttl: Option<String>,
     },
-    /// Show a credential's claims and whether it verifies now, and why not.
+    /// Show a credential's fields and whether it verifies now, and why not.
     Inspect {
         /// The config file (for the keys).
         #[arg(long)]
         config: PathBuf,
-        /// The ticket or session token.
+        /// usher, akamai, secure_link or media_cdn (default: guessed from the shape).
+        #[arg(long)]
+        format: Option<String>,
+        /// Foreign formats: the path (or scheme://host/path URL) it is used for.
+        #[arg(long)]
+        path: Option<String>,
+        /// Foreign formats: the client address it is used from (default 127.0.0.1).
+        #[arg(long)]
+        ip: Option<String>,
+        /// Media CDN: a request header, `Name: value` (repeatable).
+        #[arg(long)]
+        header: Vec<String>,
+        /// The ticket, session token or foreign token (a secure link as md5=…&expires=…).
         ticket: String,
     },
 }
@@ -123,22 +142,58 @@ pub fn load_config(path: &std::path::Path, overrides: &Overrides) -> Result<Conf
     })
 }
 
+fn format_arg(text: &str) -> Result<config::foreign::Format, i32> {
+    config::foreign::Format::parse(text).ok_or_else(|| {
+        eprintln!("usher: --format \"{text}\": use usher, akamai, secure_link or media_cdn");
+        2
+    })
+}
+
 /// Runs `usher ticket …`, returning the exit status.
 pub fn ticket(command: TicketCommand) -> i32 {
+    use config::foreign::Format;
     match command {
         TicketCommand::Issue {
             config,
+            format,
             sub,
             scope,
             device,
             ip,
             ttl,
         } => {
+            let format = match format_arg(&format) {
+                Ok(f) => f,
+                Err(code) => return code,
+            };
             let config = match load_config(&config, &Overrides::default()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match issue(&config, sub, scope, device, ip, ttl.as_deref()) {
+            let issued = match format {
+                Format::Usher => {
+                    let sub = sub.ok_or_else(|| "--sub: required for usher tickets".to_owned());
+                    sub.and_then(|sub| issue(&config, sub, scope, device, ip, ttl.as_deref()))
+                }
+                foreign if device.is_some() => Err(format!(
+                    "--device: {} tokens are not bound to a device",
+                    foreign.as_str()
+                )),
+                foreign => ttl
+                    .as_deref()
+                    .map(|t| config::duration::parse(t).map_err(|e| format!("--ttl {e}")))
+                    .transpose()
+                    .and_then(|ttl| {
+                        let request = formats::IssueRequest {
+                            sub,
+                            scope,
+                            ip,
+                            ttl,
+                        };
+                        formats::issue(&config, foreign, &request, crate::clock::unix_now())
+                    }),
+            };
+            match issued {
                 Ok(ticket) => {
                     println!("{ticket}");
                     0
@@ -149,12 +204,42 @@ pub fn ticket(command: TicketCommand) -> i32 {
                 }
             }
         }
-        TicketCommand::Inspect { config, ticket } => {
+        TicketCommand::Inspect {
+            config,
+            format,
+            path,
+            ip,
+            header,
+            ticket,
+        } => {
+            let ticket = ticket.trim();
+            let format = match format.as_deref().map(format_arg) {
+                Some(Ok(f)) => f,
+                Some(Err(code)) => return code,
+                None => formats::detect(ticket),
+            };
+            let ip = match ip.as_deref().unwrap_or("127.0.0.1").parse() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    eprintln!("usher: --ip: not an address");
+                    return 2;
+                }
+            };
             let config = match load_config(&config, &Overrides::default()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            inspect(&config, &ticket)
+            match format {
+                Format::Usher => inspect(&config, ticket),
+                foreign => {
+                    let request = formats::InspectRequest {
+                        path,
+                        ip,
+                        headers: header,
+                    };
+                    formats::inspect(&config, foreign, ticket, &request, crate::clock::unix_now())
+                }
+            }
         }
     }
 }
@@ -174,8 +259,10 @@ pub fn issue(
     if !scope.starts_with('/') {
         return Err(format!("--scope \"{scope}\": a path prefix starts with /"));
     }
-    if sub.is_empty() {
-        return Err("--sub: must not be empty".to_owned());
+    if sub.is_empty() || sub.starts_with('~') {
+        return Err(
+            "--sub: must not be empty or start with ~ (kept for usher's own use)".to_owned(),
+        );
     }
     let ttl = match ttl {
         Some(text) => config::duration::parse(text).map_err(|e| format!("--ttl {e}"))?,
@@ -237,6 +324,7 @@ fn inspect(config: &Config, raw: &str) -> i32 {
     }
 }
 
+/// `unix` as an HTTP date, with the number and how far from now it is.
 fn time(unix: u64) -> String {
     let at = UNIX_EPOCH + Duration::from_secs(unix);
     let relative = match at.duration_since(SystemTime::now()) {

@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod file;
+pub mod foreign;
 pub mod upstream;
 
 use std::fmt;
@@ -47,6 +48,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The demo stream, when configured.
     pub demo: Option<Demo>,
+    /// `[akamai]`, `[secure_link]`, `[media_cdn]`: for the routes that accept them.
+    pub formats: foreign::Formats,
 }
 
 /// A `[[routes]]` entry, checked.
@@ -60,6 +63,8 @@ pub struct Route {
     pub carrier: CarrierKind,
     /// The named upstream group it fetches from; `None`: `[upstream]`.
     pub upstream: Option<String>,
+    /// The credential formats accepted on incoming requests.
+    pub accept: Vec<foreign::Format>,
 }
 
 /// How usher's session token travels on a route.
@@ -87,6 +92,13 @@ pub enum Mint {
     },
     /// Akamai EdgeAuth ACL tokens over the content's scope.
     Akamai(Box<AkamaiMint>),
+    /// Google Media CDN tokens over the content's scope.
+    MediaCdn {
+        /// The key that mints.
+        signer: crate::ticket::media_cdn::SigningKey,
+        /// The rest of `[media_cdn]`.
+        settings: std::sync::Arc<foreign::MediaCdn>,
+    },
 }
 
 /// Akamai minting settings.

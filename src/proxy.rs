@@ -6,7 +6,7 @@
 //!         ─► /healthz, /readyz
 //!         ─► route: public prefix → no check │ protected → check │ neither (404)
 //!         ─► credentials: session token (query) or ticket (query, Bearer, cookie),
-//!            device id (header or query)
+//!            or the foreign tokens the route accepts; device id (header or query)
 //!         ─► access::decide: signature (kid, constant time) → nbf/exp ± skew
 //!            → scope → device → client IP                                  (401/403)
 //!         ─► rights: cached decision for subject + media + device class:
@@ -379,18 +379,25 @@ async fn handle_inner(
                 device: device.as_deref(),
                 client_ip,
             };
-            Some(authorize::authorize(state, config, &path, kind, &presented, req.headers()).await?)
+            let foreign = credentials::read_foreign(&config.formats, query, req.headers());
+            let url = credentials::request_url(&foreign, peer.proto, &req, &path);
+            let facts = access::foreign::Facts {
+                path: &path,
+                url: &url,
+                client_ip,
+                headers: req.headers(),
+            };
+            Some(authorize::authorize(state, config, kind, &presented, &foreign, &facts).await?)
         }
     };
 
-    let upstream_query = credentials::strip_query(
-        query,
-        &[
-            &settings.ticket_param,
-            &settings.session_param,
-            &settings.device_param,
-        ],
-    );
+    let mut credential_params = vec![
+        settings.ticket_param.as_str(),
+        settings.session_param.as_str(),
+        settings.device_param.as_str(),
+    ];
+    credential_params.extend(credentials::foreign_params(&config.formats));
+    let upstream_query = credentials::strip_query(query, &credential_params);
     let mut path_and_query = path.clone();
     if let Some(q) = &upstream_query {
         path_and_query.push('?');
@@ -427,7 +434,10 @@ async fn handle_inner(
                 req.method().clone()
             },
             path_and_query,
-            headers: forward::upstream_headers(req.headers(), settings, client, rewrite),
+            headers: credentials::without_foreign_cookies(
+                forward::upstream_headers(req.headers(), settings, client, rewrite),
+                &config.formats,
+            ),
         };
         group.fetch(upstream_req).await
     };

@@ -16,6 +16,7 @@
 
 pub mod edgeauth;
 mod keyring;
+pub mod media_cdn;
 pub mod secure_link;
 
 pub use keyring::{Key, KeyId, KeyRing};

@@ -15,6 +15,7 @@ use crate::origin::OriginBase;
 use crate::ticket::{Key, KeyRing};
 
 mod formats;
+mod media_cdn;
 mod rights;
 mod upstream;
 
@@ -204,7 +205,8 @@ pub(super) fn check(
     };
     let rights = rights::check(&mut p, file.rights);
     let sessions = check_sessions(&mut p, file.sessions);
-    let routes = formats::check_routes(&mut p, file.routes, file.secure_link, file.akamai);
+    let formats = formats::check_formats(&mut p, file.secure_link, file.akamai, file.media_cdn);
+    let routes = formats::check_routes(&mut p, file.routes, &formats);
 
     let overridden = overrides
         .origin
@@ -300,6 +302,7 @@ pub(super) fn check(
             sessions,
             routes,
             demo,
+            formats,
         }),
         _ => Err(ConfigError::Invalid(p.0)),
     }

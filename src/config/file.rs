@@ -46,8 +46,10 @@ pub struct FileConfig {
     pub routes: Vec<RouteFile>,
     /// nginx `secure_link` settings, for routes that mint it.
     pub secure_link: Option<SecureLinkFile>,
-    /// Akamai EdgeAuth settings, for routes that mint it.
+    /// Akamai EdgeAuth settings, for routes that mint or accept it.
     pub akamai: Option<AkamaiFile>,
+    /// Google Media CDN settings, for routes that mint or accept it.
+    pub media_cdn: Option<MediaCdnFile>,
     /// The demo stream whose playable URL `serve` prints.
     pub demo: Option<DemoFile>,
 }
@@ -64,6 +66,9 @@ pub struct RouteFile {
     pub carrier: Option<String>,
     /// The `[upstreams.NAME]` group it fetches from (default: `[upstream]`).
     pub upstream: Option<String>,
+    /// Credential formats accepted on incoming requests: any of `usher` (default),
+    /// `akamai`, `secure_link`, `media_cdn`.
+    pub accept: Option<Vec<String>>,
 }
 
 /// `[secure_link]`
@@ -365,4 +370,40 @@ pub struct DemoFile {
     pub subject: Option<String>,
     /// Scope of that ticket.
     pub scope: Option<String>,
+}
+
+/// `[media_cdn]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaCdnFile {
+    /// Id of the key in `keys` that mints (default: the first key that can sign).
+    pub signing_key: Option<String>,
+    /// Every key accepted; all verify, one mints.
+    #[serde(default)]
+    pub keys: Vec<MediaCdnKeyFile>,
+    /// Query parameter of the token (`edge-cache-token`).
+    pub token_name: Option<String>,
+    /// Cookie that may carry the token (`Edge-Cache-Cookie`).
+    pub cookie_name: Option<String>,
+    /// Lifetime of minted tokens.
+    pub ttl: Option<String>,
+}
+
+/// One `[[media_cdn.keys]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaCdnKeyFile {
+    /// The key's name (as in the Media CDN keyset).
+    pub id: Option<String>,
+    /// `sha256` (default), `sha1` or `ed25519`.
+    pub algorithm: Option<String>,
+    /// The HMAC secret, or the Ed25519 private key (32-byte seed).
+    pub secret: Option<String>,
+    /// Environment variable holding `secret` instead.
+    pub secret_env: Option<String>,
+    /// An Ed25519 public key: verifies, never mints.
+    pub public_key: Option<String>,
+    /// How `secret` and `public_key` are written: `base64` (default; standard or URL-safe,
+    /// padded or not) or `hex`.
+    pub encoding: Option<String>,
 }

@@ -111,3 +111,107 @@ fn overrides_replace_the_file() {
     assert_eq!(config.admin.listen, None);
     assert_eq!(config.data_dir, Path::new("/tmp/usher-test-data"));
 }
+
+const MEDIA_CDN: &str = r#"
+[media_cdn]
+ttl = "30m"
+[[media_cdn.keys]]
+id = "hmac-1"
+secret = "g_SlMILiIWKqsC6Z2L7gy0sReDOqtSrJrE7CXNr5Nl8="
+[[media_cdn.keys]]
+id = "ed-pub"
+algorithm = "ed25519"
+public_key = "9fb9f0be1cdad750b44ae53d6b2d6e5a30d27f31fe0a9201817c6a233f9877d4"
+encoding = "hex"
+"#;
+
+#[test]
+fn media_cdn_keys_defaults_and_accept() {
+    let text = format!(
+        "{MINIMAL}{MEDIA_CDN}\n[[routes]]\nprefix = \"/cdn/\"\nmint = \"media_cdn\"\naccept = [\"usher\", \"media_cdn\"]\n[[routes]]\nprefix = \"/plain/\"\n"
+    );
+    let config = parse(&text).unwrap();
+    let media = config.formats.media_cdn.as_ref().unwrap();
+    assert_eq!(media.keys.len(), 2);
+    assert_eq!(media.signer.as_ref().unwrap().key().id(), "hmac-1");
+    assert_eq!(media.token_name, "edge-cache-token");
+    assert_eq!(media.cookie_name, "Edge-Cache-Cookie");
+    assert_eq!(media.ttl, Duration::from_secs(1800));
+    use foreign::Format;
+    assert_eq!(
+        config.accepts_for("/cdn/a.ts"),
+        &[Format::Usher, Format::MediaCdn]
+    );
+    assert_eq!(config.accepts_for("/plain/a.ts"), &[Format::Usher]);
+    assert_eq!(config.accepts_for("/elsewhere"), &[Format::Usher]);
+    assert!(matches!(config.mint_for("/cdn/x"), Mint::MediaCdn { .. }));
+}
+
+#[test]
+fn media_cdn_and_accept_problems_name_their_keys() {
+    let text = format!(
+        r#"{MINIMAL}
+[media_cdn]
+signing_key = "ed-pub"
+token_name = "edge cache"
+[[media_cdn.keys]]
+id = "short"
+secret = "c2hvcnQ"
+[[media_cdn.keys]]
+id = "ed-pub"
+algorithm = "ed25519"
+public_key = "AAAA"
+[[media_cdn.keys]]
+id = "bad"
+algorithm = "sha512"
+secret = "x"
+[[media_cdn.keys]]
+id = "nohex"
+secret = "zz"
+encoding = "hex"
+[[routes]]
+prefix = "/a/"
+accept = ["akamai", "usher", "nginx"]
+[[routes]]
+prefix = "/b/"
+accept = []
+"#
+    );
+    let msg = problems(&text);
+    for expected in [
+        "media_cdn.keys[0].secret: 5 bytes: an sha256 secret needs at least 16",
+        "media_cdn.keys[1].public_key: an Ed25519 public key is 32 bytes, not 3",
+        "media_cdn.keys[2].algorithm = \"sha512\": use sha256, sha1 or ed25519",
+        "media_cdn.keys[3].secret: not hex (encoding = \"hex\")",
+        "media_cdn.signing_key = \"ed-pub\": is not among media_cdn.keys",
+        "media_cdn.token_name = \"edge cache\": use 1 or more of A-Z a-z 0-9 _ -",
+        "routes[0].accept = \"akamai\": needs the [akamai] section",
+        "routes[0].accept = \"nginx\": use usher, akamai, secure_link or media_cdn",
+        "routes[1].accept: must list at least one of usher, akamai, secure_link, media_cdn",
+    ] {
+        assert!(msg.contains(expected), "missing {expected:?} in:\n{msg}");
+    }
+}
+
+#[test]
+fn a_media_cdn_route_mints_only_with_a_key_that_signs() {
+    let text = format!(
+        r#"{MINIMAL}
+[media_cdn]
+[[media_cdn.keys]]
+id = "ed-pub"
+algorithm = "ed25519"
+public_key = "n7nwvhza11C0SuU9ay1uWjDSfzH-CpIBgXxqIz-Yd9Q"
+[[routes]]
+prefix = "/a/"
+mint = "media_cdn"
+"#
+    );
+    let msg = problems(&text);
+    assert!(
+        msg.contains(
+            "routes[0].mint = \"media_cdn\": needs a [[media_cdn.keys]] entry that can sign"
+        ),
+        "{msg}"
+    );
+}

@@ -9,6 +9,7 @@
 //!                      ─► session: join this device's live one │ start under the limits
 //!                           (refuse: concurrency_limit │ replace_oldest: end the oldest)
 //! session ─► rights ─► session: touch (throttled) │ replaced/ended: refuse │ unknown: adopt
+//! foreign ─► (named: rights ─► session, as a session token) │ (unnamed: no rights check)
 //! nothing ─► playlist of content with a preview: preview grant │ 401
 //! ```
 
@@ -16,7 +17,8 @@ use http::HeaderMap;
 
 use super::respond::ProxyError;
 use super::State;
-use crate::access::{self, Denied, Grant, Presented};
+use crate::access::{self, foreign, Denied, Grant, Presented};
+use crate::config::foreign::Format;
 use crate::config::Config;
 use crate::path::ObjectKind;
 use crate::rights::decide::Entitled;
@@ -28,31 +30,53 @@ use crate::ticket::{Claims, Kind};
 /// Subject of preview tokens; `~` is outside what account ids may use, so no buyer holds it.
 pub const PREVIEW_SUBJECT: &str = "~preview";
 
-/// Decides whether the request may be served, and under which grant.
+/// Decides whether the request may be served, and under which grant. usher's session
+/// token comes first, then a ticket if the route accepts usher's format, then the
+/// foreign credentials the route accepts (see [`crate::access::foreign`]).
 ///
 /// # Errors
 /// The refusal, from whichever check refused first.
 pub async fn authorize(
     state: &State,
     config: &Config,
-    path: &str,
     kind: ObjectKind,
     presented: &Presented<'_>,
-    headers: &HeaderMap,
+    foreign: &foreign::Carried<'_>,
+    facts: &foreign::Facts<'_>,
 ) -> Result<Grant, ProxyError> {
+    let (path, headers) = (facts.path, facts.headers);
     let settings = &config.token;
     let now = (state.clock)();
     let skew = settings.clock_skew.as_secs();
     let alive = |sid: &str| state.sessions.is_live(sid, now);
-    let mut grant = match access::decide(&settings.keys, skew, path, presented, now, &alive) {
+    let accepts = config.accepts_for(path);
+    let usher = Presented {
+        ticket: presented
+            .ticket
+            .filter(|_| accepts.contains(&Format::Usher)),
+        ..*presented
+    };
+    let mut grant = match access::decide(&settings.keys, skew, path, &usher, now, &alive) {
         Ok(grant) => grant,
-        Err(Denied::NoCredential) if kind == ObjectKind::Playlist => {
-            return preview_grant(state, config, path, now).ok_or(Denied::NoCredential.into());
+        Err(Denied::NoCredential) => {
+            match foreign::decide(&config.formats, accepts, foreign, facts, now, skew) {
+                Ok(grant) => grant,
+                Err(Denied::NoCredential) if presented.ticket.is_some() => {
+                    return Err(Denied::NotAccepted.into())
+                }
+                Err(Denied::NoCredential) if kind == ObjectKind::Playlist => {
+                    return preview_grant(state, config, path, now)
+                        .ok_or(Denied::NoCredential.into());
+                }
+                Err(denied) => return Err(denied.into()),
+            }
         }
         Err(denied) => return Err(denied.into()),
     };
-    // A preview token names its paths exactly and carries no rights to check.
-    let Some(rights) = state.rights.as_ref().filter(|_| !grant.claims.is_preview()) else {
+    // A preview token names its paths exactly and carries no rights to check; nor does a
+    // foreign credential that names no subject (its signer vouched for it).
+    let checked = !grant.claims.is_preview() && grant.claims.sub != foreign::UNNAMED_SUBJECT;
+    let Some(rights) = state.rights.as_ref().filter(|_| checked) else {
         return Ok(grant);
     };
     let class = device_class(config, headers);

@@ -4,6 +4,8 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
+use crate::access::foreign;
+use crate::config::foreign::Formats;
 use crate::config::Token;
 
 /// The credential-bearing parts of one request, borrowed from it.
@@ -44,6 +46,99 @@ pub fn read<'a>(settings: &Token, query: Option<&'a str>, headers: &'a HeaderMap
         session: query_param(query, &settings.session_param)
             .or_else(|| cookie(headers, &settings.session_cookie)),
         device,
+    }
+}
+
+/// Finds the foreign credentials of every configured format: the Akamai token in its query
+/// parameter or cookie, a secure link's `md5` and `expires`, the Media CDN token in its
+/// query parameter or cookie.
+pub fn read_foreign<'a>(
+    formats: &Formats,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+) -> foreign::Carried<'a> {
+    foreign::Carried {
+        akamai: formats.akamai.as_ref().and_then(|a| {
+            query_param(query, &a.token_name).or_else(|| cookie(headers, &a.token_name))
+        }),
+        secure_link: formats
+            .secure_link
+            .as_ref()
+            .and_then(|_| Some((query_param(query, "md5")?, query_param(query, "expires")?))),
+        media_cdn: formats.media_cdn.as_ref().and_then(|m| {
+            query_param(query, &m.token_name).or_else(|| cookie(headers, &m.cookie_name))
+        }),
+    }
+}
+
+/// The query parameters of the configured foreign formats: credentials, never sent
+/// upstream.
+pub fn foreign_params(formats: &Formats) -> Vec<&str> {
+    let mut names = Vec::new();
+    if let Some(akamai) = &formats.akamai {
+        names.push(akamai.token_name.as_str());
+    }
+    if formats.secure_link.is_some() {
+        names.extend(["md5", "expires"]);
+    }
+    if let Some(media) = &formats.media_cdn {
+        names.push(media.token_name.as_str());
+    }
+    names
+}
+
+/// `headers` without the cookies that carry foreign tokens (the Akamai token's and the
+/// Media CDN cookie): credentials stay with usher.
+pub fn without_foreign_cookies(mut headers: HeaderMap, formats: &Formats) -> HeaderMap {
+    let names: Vec<&str> = [
+        formats.akamai.as_ref().map(|a| a.token_name.as_str()),
+        formats.media_cdn.as_ref().map(|m| m.cookie_name.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if names.is_empty() || !headers.contains_key(COOKIE) {
+        return headers;
+    }
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            names
+                .iter()
+                .try_fold(v.to_owned(), |rest, name| strip_cookie(&rest, name))
+        })
+        .collect();
+    headers.remove(COOKIE);
+    if let Ok(value) = http::HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(COOKIE, value);
+        }
+    }
+    headers
+}
+
+/// `scheme://host/path?query` as the client asked for it, for a Media CDN token's
+/// `URLPrefix`; empty when no Media CDN token came (nothing else needs it).
+pub fn request_url<B>(
+    carried: &foreign::Carried<'_>,
+    proto: &str,
+    req: &http::Request<B>,
+    path: &str,
+) -> String {
+    if carried.media_cdn.is_none() {
+        return String::new();
+    }
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
+        .unwrap_or_default();
+    match req.uri().query() {
+        Some(query) => format!("{proto}://{host}{path}?{query}"),
+        None => format!("{proto}://{host}{path}"),
     }
 }
 

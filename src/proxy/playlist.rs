@@ -11,11 +11,13 @@ use http_body_util::BodyExt;
 use super::authorize::PREVIEW_SUBJECT;
 use super::respond::{full, ProxyError};
 use super::{Body, State};
+use crate::access::foreign::UNNAMED_SUBJECT;
 use crate::access::{self, Grant};
 use crate::config::{CarrierKind, Mint};
 use crate::manifest::{self, Carrier, ManifestError, PerPath, Preview, Rewrite, Rewritten};
 use crate::path::ObjectKind;
 use crate::ticket::edgeauth::{self, EdgeToken};
+use crate::ticket::media_cdn::{self, MediaToken, Scope};
 use crate::ticket::{self, Claims, Kind};
 
 /// The parts of the request a playlist response depends on.
@@ -243,6 +245,7 @@ fn rewrite_for(
             let token = EdgeToken {
                 exp: now + akamai.ttl.as_secs(),
                 acl: Some(vec![format!("{}*", claims.scope)]),
+                id: named(&claims),
                 ..EdgeToken::default()
             };
             let token = edgeauth::mint(&token, None, &akamai.key, &akamai.options);
@@ -250,7 +253,24 @@ fn rewrite_for(
             ctx.token = &token;
             Ok((manifest::rewrite(bytes, &ctx)?, None))
         }
+        Mint::MediaCdn { signer, settings } => {
+            let mut token = MediaToken::new(
+                Scope::PathGlobs(vec![format!("{}*", claims.scope)]),
+                now + settings.ttl.as_secs(),
+            );
+            token.session_id = named(&claims);
+            let token = media_cdn::mint(&token, signer);
+            ctx.param = &settings.token_name;
+            ctx.token = &token;
+            Ok((manifest::rewrite(bytes, &ctx)?, None))
+        }
     }
+}
+
+/// The subject to write into a foreign token (Akamai `id`, Media CDN `SessionID`), so the
+/// rights check follows it when the token comes back; none for a grant that names no one.
+fn named(claims: &Claims) -> Option<String> {
+    (claims.sub != UNNAMED_SUBJECT).then(|| claims.sub.clone())
 }
 
 /// The whole body, refusing more than `limit` bytes.

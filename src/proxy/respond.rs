@@ -161,6 +161,10 @@ mod tests {
             status(Denied::SessionShared.into()),
             (403, "session_shared")
         );
+        assert_eq!(
+            status(Denied::NotAccepted.into()),
+            (403, "format_not_accepted")
+        );
         for (denied, reason) in [
             (SessionDenied::ConcurrencyLimit, "concurrency_limit"),
             (SessionDenied::Replaced, "session_replaced"),

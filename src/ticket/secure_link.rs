@@ -67,6 +67,11 @@ impl Expression {
         out
     }
 
+    /// Whether the expression binds links to the client's address (`$remote_addr`).
+    pub fn binds_address(&self) -> bool {
+        self.template.contains("$remote_addr")
+    }
+
     /// The hash for `uri` valid until `expires`, as nginx computes it.
     pub fn hash(&self, uri: &str, expires: u64, client: Option<IpAddr>) -> String {
         let digest = Md5::digest(self.fill(uri, expires, client).as_bytes());

@@ -1,8 +1,9 @@
-//! `[[routes]]`, `[secure_link]` and `[akamai]`, checked.
+//! `[[routes]]`, `[secure_link]`, `[akamai]` and `[media_cdn]`, checked.
 
 use std::time::Duration;
 
-use super::super::file::{AkamaiFile, RouteFile, SecureLinkFile};
+use super::super::file::{AkamaiFile, MediaCdnFile, RouteFile, SecureLinkFile};
+use super::super::foreign::{Format, Formats, SecureLink, DEFAULT_ACCEPT};
 use super::super::{AkamaiMint, CarrierKind, Mint, Route};
 use super::Problems;
 use crate::ticket::edgeauth::{Algorithm, EdgeKey, Options};
@@ -31,7 +32,7 @@ fn secret(
     }
 }
 
-fn secure_link(p: &mut Problems, file: SecureLinkFile) -> Option<Mint> {
+fn secure_link(p: &mut Problems, file: SecureLinkFile) -> Option<SecureLink> {
     let template = file
         .expression
         .unwrap_or_else(|| "$secure_link_expires$uri $secret".to_owned());
@@ -49,13 +50,13 @@ fn secure_link(p: &mut Problems, file: SecureLinkFile) -> Option<Mint> {
         "2h",
         Duration::from_secs(1),
     );
-    Some(Mint::SecureLink {
+    Some(SecureLink {
         expression: Expression::new(&template, &secret),
         ttl,
     })
 }
 
-fn akamai(p: &mut Problems, file: AkamaiFile) -> Option<Mint> {
+fn akamai(p: &mut Problems, file: AkamaiFile) -> Option<AkamaiMint> {
     let algorithm_text = file.algorithm.unwrap_or_else(|| "sha256".to_owned());
     let algorithm = Algorithm::parse(&algorithm_text).or_else(|| {
         p.add(
@@ -67,7 +68,7 @@ fn akamai(p: &mut Problems, file: AkamaiFile) -> Option<Mint> {
     });
     let hex = secret(p, "akamai.key", file.key, file.key_env)?;
     let key = p.take("akamai.key", "", EdgeKey::from_hex(&hex, algorithm?))?;
-    Some(Mint::Akamai(Box::new(AkamaiMint {
+    Some(AkamaiMint {
         key,
         options: Options {
             salt: file.salt,
@@ -83,17 +84,109 @@ fn akamai(p: &mut Problems, file: AkamaiFile) -> Option<Mint> {
             "2h",
             Duration::from_secs(1),
         ),
-    })))
+    })
+}
+
+/// The sections themselves, checked once for every route that names them.
+pub(super) fn check_formats(
+    p: &mut Problems,
+    secure_link_file: Option<SecureLinkFile>,
+    akamai_file: Option<AkamaiFile>,
+    media_cdn_file: Option<MediaCdnFile>,
+) -> Formats {
+    Formats {
+        secure_link: secure_link_file.and_then(|f| secure_link(p, f)),
+        akamai: akamai_file.and_then(|f| akamai(p, f)),
+        media_cdn: media_cdn_file.and_then(|f| super::media_cdn::check(p, f)),
+    }
+}
+
+/// What `routes[n].mint` names, with its settings.
+fn mint(p: &mut Problems, at: &str, name: &str, formats: &Formats) -> Option<Mint> {
+    let key = format!("{at}.mint");
+    let missing = |p: &mut Problems, section: &str| {
+        p.add(&key, name, format!("needs the [{section}] section"));
+        None
+    };
+    match name {
+        "usher" => Some(Mint::Usher),
+        "secure_link" => match &formats.secure_link {
+            Some(s) => Some(Mint::SecureLink {
+                expression: s.expression.clone(),
+                ttl: s.ttl,
+            }),
+            None => missing(p, "secure_link"),
+        },
+        "akamai" => match &formats.akamai {
+            Some(a) => Some(Mint::Akamai(Box::new(a.clone()))),
+            None => missing(p, "akamai"),
+        },
+        "media_cdn" => match &formats.media_cdn {
+            Some(m) if m.signer.is_some() => Some(Mint::MediaCdn {
+                signer: m.signer.clone()?,
+                settings: m.clone(),
+            }),
+            Some(_) => {
+                p.add(
+                    &key,
+                    name,
+                    "needs a [[media_cdn.keys]] entry that can sign (an HMAC secret or an ed25519 secret)",
+                );
+                None
+            }
+            None => missing(p, "media_cdn"),
+        },
+        other => {
+            p.add(&key, other, "use usher, secure_link, akamai or media_cdn");
+            None
+        }
+    }
+}
+
+/// What `routes[n].accept` lists: each a known format whose section is configured.
+fn accept(
+    p: &mut Problems,
+    at: &str,
+    names: Option<Vec<String>>,
+    formats: &Formats,
+) -> Vec<Format> {
+    let Some(names) = names else {
+        return DEFAULT_ACCEPT.to_vec();
+    };
+    let key = format!("{at}.accept");
+    if names.is_empty() {
+        p.add(
+            &key,
+            "",
+            "must list at least one of usher, akamai, secure_link, media_cdn",
+        );
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let Some(format) = Format::parse(&name) else {
+            p.add(&key, &name, "use usher, akamai, secure_link or media_cdn");
+            continue;
+        };
+        let configured = match format {
+            Format::Usher => true,
+            Format::Akamai => formats.akamai.is_some(),
+            Format::SecureLink => formats.secure_link.is_some(),
+            Format::MediaCdn => formats.media_cdn.is_some(),
+        };
+        if !configured {
+            p.add(&key, &name, format!("needs the [{name}] section"));
+        } else if !out.contains(&format) {
+            out.push(format);
+        }
+    }
+    out
 }
 
 pub(super) fn check_routes(
     p: &mut Problems,
     routes: Vec<RouteFile>,
-    secure_link_file: Option<SecureLinkFile>,
-    akamai_file: Option<AkamaiFile>,
+    formats: &Formats,
 ) -> Vec<Route> {
-    let secure_link_mint = secure_link_file.map(|f| secure_link(p, f));
-    let akamai_mint = akamai_file.map(|f| akamai(p, f));
     let mut out = Vec::new();
     for (n, route) in routes.into_iter().enumerate() {
         let at = format!("routes[{n}]");
@@ -104,35 +197,8 @@ pub(super) fn check_routes(
         let Some(prefix) = p.path_prefix(&format!("{at}.prefix"), &prefix) else {
             continue;
         };
-        let mint = match route.mint.as_deref().unwrap_or("usher") {
-            "usher" => Some(Mint::Usher),
-            "secure_link" => match &secure_link_mint {
-                Some(m) => m.clone(),
-                None => {
-                    p.add(
-                        &format!("{at}.mint"),
-                        "secure_link",
-                        "needs a [secure_link] section",
-                    );
-                    None
-                }
-            },
-            "akamai" => match &akamai_mint {
-                Some(m) => m.clone(),
-                None => {
-                    p.add(&format!("{at}.mint"), "akamai", "needs an [akamai] section");
-                    None
-                }
-            },
-            other => {
-                p.add(
-                    &format!("{at}.mint"),
-                    other,
-                    "use usher, secure_link or akamai",
-                );
-                None
-            }
-        };
+        let mint = mint(p, &at, route.mint.as_deref().unwrap_or("usher"), formats);
+        let accept = accept(p, &at, route.accept, formats);
         let carrier = match route.carrier.as_deref().unwrap_or("query") {
             "query" => Some(CarrierKind::Query),
             "path" => Some(CarrierKind::Path),
@@ -148,6 +214,7 @@ pub(super) fn check_routes(
                 mint,
                 carrier,
                 upstream: route.upstream,
+                accept,
             });
         }
     }

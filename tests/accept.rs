@@ -1,0 +1,404 @@
+//! Foreign credentials on incoming requests, through a real usher: Akamai EdgeAuth, nginx
+//! secure_link and Google Media CDN tokens play on a route that accepts their format, are
+//! refused on one that does not, never reach the origin, and are refused when tampered
+//! with or expired. A token naming a subject is held to that subject's rights; one naming
+//! no one is not.
+
+mod support;
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use support::admin::api;
+use support::*;
+use usher::clock::unix_now;
+use usher::ticket::edgeauth::{self, EdgeKey, EdgeToken, Options};
+use usher::ticket::media_cdn::{self, MediaKey, MediaToken, Scope};
+use usher::ticket::secure_link::Expression;
+
+const AKAMAI_KEY: &str = "0123456789abcdef0123456789abcdef";
+/// Google's sample HMAC key (base64url), from python-docs-samples media_cdn.
+const MEDIA_KEY: &str = "g_SlMILiIWKqsC6Z2L7gy0sReDOqtSrJrE7CXNr5Nl8=";
+const SECURE_LINK_SECRET: &str = "nginx-shared-secret";
+
+const MASTER: &str = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv/index.m3u8\n";
+const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXT-X-ENDLIST\n";
+
+/// `/open/` accepts every format, `/strict/` only usher's (the default), `/cdn/` mints
+/// Media CDN tokens and accepts them back.
+fn formats() -> String {
+    format!(
+        r#"
+[akamai]
+key = "{AKAMAI_KEY}"
+[secure_link]
+secret = "{SECURE_LINK_SECRET}"
+[media_cdn]
+[[media_cdn.keys]]
+id = "google-sample"
+secret = "{MEDIA_KEY}"
+[[routes]]
+prefix = "/open/"
+accept = ["usher", "akamai", "secure_link", "media_cdn"]
+[[routes]]
+prefix = "/strict/"
+[[routes]]
+prefix = "/cdn/"
+mint = "media_cdn"
+accept = ["usher", "media_cdn"]
+"#
+    )
+}
+
+async fn origin() -> Origin {
+    let mut objects = HashMap::new();
+    for route in ["open", "strict", "cdn"] {
+        objects.insert(format!("/{route}/master.m3u8"), playlist(MASTER));
+        objects.insert(format!("/{route}/v/index.m3u8"), playlist(MEDIA));
+        objects.insert(format!("/{route}/v/s1.ts"), segment(500));
+    }
+    spawn_origin(objects).await
+}
+
+fn akamai(acl: &str, id: Option<&str>, exp: u64) -> String {
+    let token = EdgeToken {
+        exp,
+        acl: Some(vec![acl.to_owned()]),
+        id: id.map(str::to_owned),
+        ..EdgeToken::default()
+    };
+    let key = EdgeKey::from_hex(AKAMAI_KEY, edgeauth::Algorithm::Sha256).unwrap();
+    edgeauth::mint(&token, None, &key, &Options::default())
+}
+
+fn secure_link(path: &str, expires: u64) -> String {
+    Expression::new("$secure_link_expires$uri $secret", SECURE_LINK_SECRET)
+        .query(path, expires, None)
+}
+
+fn media_cdn(glob: &str, session: Option<&str>, exp: u64) -> String {
+    use base64::Engine;
+    let secret = base64::engine::general_purpose::URL_SAFE
+        .decode(MEDIA_KEY)
+        .unwrap();
+    let key = MediaKey::hmac("google-sample", media_cdn::Algorithm::Sha256, &secret)
+        .unwrap()
+        .signing()
+        .unwrap();
+    let mut token = MediaToken::new(Scope::PathGlobs(vec![glob.to_owned()]), exp);
+    token.session_id = session.map(str::to_owned);
+    media_cdn::mint(&token, &key)
+}
+
+fn later() -> u64 {
+    unix_now() + 600
+}
+
+/// The same segment under `route`, with each foreign format's credential.
+fn foreign_segment_urls(base: &str, route: &str) -> Vec<(&'static str, String)> {
+    let path = format!("/{route}/v/s1.ts");
+    vec![
+        (
+            "akamai",
+            format!(
+                "{base}{path}?__token__={}",
+                akamai(&format!("/{route}/*"), None, later())
+            ),
+        ),
+        (
+            "secure_link",
+            format!("{base}{path}?{}", secure_link(&path, later())),
+        ),
+        (
+            "media_cdn",
+            format!(
+                "{base}{path}?edge-cache-token={}",
+                media_cdn(&format!("/{route}/*"), None, later())
+            ),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn each_foreign_format_plays_where_accepted_and_never_reaches_the_origin() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
+    for (format, url) in foreign_segment_urls(&usher.url, "open") {
+        let reply = get(&url, &[]).await;
+        assert_eq!(reply.status, 200, "{format}: {}", reply.text());
+        assert_eq!(reply.body.len(), 500, "{format}");
+    }
+    let cookie = format!("Edge-Cache-Cookie={}", media_cdn("/open/*", None, later()));
+    let reply = get(
+        &format!("{}/open/v/s1.ts", usher.url),
+        &[("cookie", &format!("theme=dark; {cookie}"))],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "the Media CDN cookie: {}", reply.text());
+    let last = origin.seen().pop().unwrap();
+    assert_eq!(
+        last.headers.get("cookie").map(|v| v.to_str().unwrap()),
+        Some("theme=dark"),
+        "the token's cookie stays with usher, the others go on"
+    );
+    for seen in origin.seen() {
+        for name in ["__token__", "md5=", "expires=", "edge-cache-token", "hmac="] {
+            assert!(
+                !seen.target.contains(name),
+                "{name} reached the origin: {}",
+                seen.target
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_token_on_a_playlist_leads_to_usher_session_tokens() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
+    let master_url = format!(
+        "{}/open/master.m3u8?__token__={}",
+        usher.url,
+        akamai("/open/*", None, later())
+    );
+    let master = get(&master_url, &[]).await;
+    assert_eq!(master.status, 200, "{}", master.text());
+    let variant = uris(&master.text()).remove(0);
+    assert!(variant.contains("token=s1."), "{variant}");
+    let media_url = resolve(&master_url, &variant);
+    let media = get(&media_url, &[]).await;
+    assert_eq!(media.status, 200, "{}", media.text());
+    let segment = resolve(&media_url, &uris(&media.text())[0]);
+    assert_eq!(get(&segment, &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_route_that_does_not_accept_a_format_refuses_it_by_name() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
+    for (format, url) in foreign_segment_urls(&usher.url, "strict") {
+        let reply = get(&url, &[]).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.reason().as_str()),
+            (403, "format_not_accepted"),
+            "{format}"
+        );
+    }
+    let ticket_on_cdn_only = Usher::start(
+        &test_config(
+            &origin.url(),
+            &formats().replace(
+                "accept = [\"usher\", \"media_cdn\"]",
+                "accept = [\"media_cdn\"]",
+            ),
+        ),
+        &[],
+    );
+    let reply = get(
+        &format!(
+            "{}/cdn/v/s1.ts?ticket={}",
+            ticket_on_cdn_only.url,
+            mint("/cdn/")
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (403, "format_not_accepted"),
+        "a ticket where only Media CDN tokens are accepted"
+    );
+    let reply = get(&format!("{}/strict/v/s1.ts", usher.url), &[]).await;
+    assert_eq!(reply.status, 401, "nothing at all is still no_credential");
+}
+
+#[tokio::test]
+async fn tampered_expired_and_out_of_scope_tokens_are_refused() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
+    let base = format!("{}/open/v/s1.ts", usher.url);
+    let past = unix_now() - 60;
+    let cases = [
+        (
+            format!(
+                "?__token__={}",
+                akamai("/open/*", None, later()).replace("/open/*", "/*")
+            ),
+            "bad_signature",
+        ),
+        (
+            format!("?__token__={}", akamai("/open/*", None, past)),
+            "expired",
+        ),
+        (
+            format!("?__token__={}", akamai("/strict/*", None, later())),
+            "out_of_scope",
+        ),
+        (
+            format!("?{}", secure_link("/open/v/other.ts", later())),
+            "bad_signature",
+        ),
+        (
+            format!("?{}", secure_link("/open/v/s1.ts", past)),
+            "expired",
+        ),
+        (
+            format!(
+                "?edge-cache-token={}",
+                media_cdn("/open/*", None, later()).replace("PathGlobs=/open/*", "PathGlobs=/*")
+            ),
+            "bad_signature",
+        ),
+        (
+            format!("?edge-cache-token={}", media_cdn("/open/*", None, past)),
+            "expired",
+        ),
+        (
+            format!("?edge-cache-token={}", media_cdn("/vod/*", None, later())),
+            "out_of_scope",
+        ),
+        (
+            "?edge-cache-token=Expires=1~hmac=00".to_owned(),
+            "malformed",
+        ),
+    ];
+    for (query, reason) in cases {
+        let reply = get(&format!("{base}{query}"), &[]).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.reason().as_str()),
+            (403, reason),
+            "{query}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn media_cdn_tokens_minted_into_playlists_come_back_and_play() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
+    let master_url = format!("{}/cdn/master.m3u8?ticket={}", usher.url, mint("/cdn/"));
+    let master = get(&master_url, &[]).await;
+    assert_eq!(master.status, 200, "{}", master.text());
+    let variant = uris(&master.text()).remove(0);
+    assert!(
+        variant.contains("edge-cache-token=PathGlobs=/cdn/*~Expires=")
+            && variant.contains("~SessionID=viewer-1~hmac="),
+        "{variant}"
+    );
+    let media_url = resolve(&master_url, &variant);
+    let media = get(&media_url, &[]).await;
+    assert_eq!(media.status, 200, "{}", media.text());
+    let segment = resolve(&media_url, &uris(&media.text())[0]);
+    let reply = get(&segment, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn a_named_subject_needs_its_rights_and_an_unnamed_credential_does_not() {
+    let origin = origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), &formats()), &[]);
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/products",
+        Some(json!({"code": "open", "name": "Open", "period": 2, "cost": "1", "currency": "EUR"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/media",
+        Some(json!({"code": "open-v", "prefix": "/open/", "playlist": "master.m3u8"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/products/open/media",
+        Some(json!({"media": "open-v"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "open", "account": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let segment = format!("{}/open/v/s1.ts", usher.url);
+    let as_alice = format!(
+        "{segment}?__token__={}",
+        akamai("/open/*", Some("alice"), later())
+    );
+    let as_mallory = format!(
+        "{segment}?edge-cache-token={}",
+        media_cdn("/open/*", Some("mallory"), later())
+    );
+    let unnamed = format!("{segment}?{}", secure_link("/open/v/s1.ts", later()));
+    assert_eq!(get(&as_alice, &[]).await.status, 200, "alice bought it");
+    let reply = get(&as_mallory, &[]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (403, "no_rights"),
+        "mallory did not"
+    );
+    assert_eq!(
+        get(&unnamed, &[]).await.status,
+        200,
+        "a credential naming no one is trusted as signed"
+    );
+}
+
+/// `POST /reload` on the admin listener; its status.
+async fn post_reload(usher: &Usher) -> u16 {
+    use http_body_util::Full;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let request = http::Request::post(format!("{}/reload", usher.admin.as_ref().unwrap()))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    read(client.request(request).await.unwrap())
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_reload_changes_what_a_route_accepts_and_which_media_cdn_keys_verify() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
+    let rotated = MediaKey::hmac(
+        "rotated",
+        media_cdn::Algorithm::Sha256,
+        b"a-rotated-media-cdn-secret-0123456789",
+    )
+    .unwrap()
+    .signing()
+    .unwrap();
+    let token = media_cdn::mint(
+        &MediaToken::new(Scope::PathGlobs(vec!["/strict/*".into()]), later()),
+        &rotated,
+    );
+    let url = format!("{}/strict/v/s1.ts?edge-cache-token={token}", usher.url);
+    assert_eq!(get(&url, &[]).await.reason(), "format_not_accepted");
+
+    let config = test_config(&origin.url(), &formats())
+        .replace(
+            "[[routes]]\nprefix = \"/strict/\"\n",
+            "[[routes]]\nprefix = \"/strict/\"\naccept = [\"media_cdn\"]\n",
+        )
+        .replace(
+            "[[routes]]\nprefix = \"/open/\"",
+            "[[media_cdn.keys]]\nid = \"rotated\"\nencoding = \"hex\"\nsecret = \"612d726f74617465642d6d656469612d63646e2d7365637265742d30313233343536373839\"\n[[routes]]\nprefix = \"/open/\"",
+        );
+    std::fs::write(usher.config_path(), config).unwrap();
+    assert_eq!(post_reload(&usher).await, 200);
+    let reply = get(&url, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
