@@ -53,6 +53,7 @@ use crate::rights::store::Store;
 use crate::rights::{Rights, Source};
 use crate::sessions::Sessions;
 use crate::shield::{Key, Shield};
+use crate::ticket::KeyRing;
 use respond::ProxyError;
 use upstream::{UpstreamRequest, Upstreams};
 
@@ -69,6 +70,9 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 pub struct State {
     /// The checked configuration; swapped whole by a reload (see [`State::config`]).
     config: RwLock<Arc<Config>>,
+    /// Keys a reload removed from `[token]`, kept in memory only to verify the session
+    /// tokens they signed before (see [`State::retired_keys`]).
+    retired: RwLock<Arc<Vec<RetiredKey>>>,
     /// Where the config came from, for reloads: the file and the command-line overrides.
     pub source: OnceLock<(std::path::PathBuf, crate::config::Overrides)>,
     /// The upstream groups.
@@ -158,6 +162,7 @@ impl State {
             admin_token,
             requests: AtomicU64::new(0),
             config: RwLock::new(Arc::new(config)),
+            retired: RwLock::new(Arc::new(Vec::new())),
             source: OnceLock::new(),
         })
     }
@@ -168,6 +173,15 @@ impl State {
     /// changes the rules in the middle of one.
     pub fn config(&self) -> Arc<Config> {
         self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Keys removed by reloads since the start: they verify session tokens they signed
+    /// before their removal, never tickets (see `authorize`).
+    pub fn retired_keys(&self) -> Arc<Vec<RetiredKey>> {
+        self.retired
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -217,9 +231,41 @@ impl State {
         fresh.rights = current.rights.clone();
         fresh.sessions = current.sessions.clone();
         fresh.demo = current.demo.clone();
+        // Keys taken out stop verifying tickets and new sessions at once; the sessions
+        // playing under them go on (a player reloads the playlist URI its master gave it,
+        // with the token of that moment) until they end.
+        let now = (self.clock)();
+        // Nothing it signed before now expires later than this (session tokens are minted
+        // for session_ttl); a token claiming a later expiry was made after the retirement.
+        let latest_exp = now + current.token.session_ttl.as_secs();
+        let mut retired: Vec<RetiredKey> = self
+            .retired_keys()
+            .iter()
+            .filter(|r| r.ring.missing_from(&fresh.token.keys).len() == 1)
+            .cloned()
+            .collect();
+        for key in current.token.keys.missing_from(&fresh.token.keys) {
+            if let Some(ring) = KeyRing::of(vec![key]) {
+                retired.push(RetiredKey {
+                    ring: Arc::new(ring),
+                    latest_exp,
+                });
+            }
+        }
+        *self.retired.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(retired);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         Ok(())
     }
+}
+
+/// A key a reload removed: a ring of it alone, and the latest expiry a session token it
+/// signed before its removal can carry.
+#[derive(Clone)]
+pub struct RetiredKey {
+    /// The key.
+    pub ring: Arc<KeyRing>,
+    /// Retirement time plus the session-token lifetime then in force.
+    pub latest_exp: u64,
 }
 
 /// The admin credential kept in `<data_dir>/admin.token` when none is configured: made
@@ -467,6 +513,7 @@ async fn handle_inner(
                 https: peer.proto == "https",
                 query,
                 head_only,
+                path_token: path_token.filter(|_| carried.session.is_none()),
             };
             playlist::serve(state, request, response).await
         }

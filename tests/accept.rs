@@ -121,33 +121,43 @@ fn foreign_segment_urls(base: &str, route: &str) -> Vec<(&'static str, String)> 
 
 #[tokio::test]
 async fn each_foreign_format_plays_where_accepted_and_never_reaches_the_origin() {
-    let origin = origin().await;
-    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
-    for (format, url) in foreign_segment_urls(&usher.url, "open") {
-        let reply = get(&url, &[]).await;
-        assert_eq!(reply.status, 200, "{format}: {}", reply.text());
-        assert_eq!(reply.body.len(), 500, "{format}");
-    }
-    let cookie = format!("Edge-Cache-Cookie={}", media_cdn("/open/*", None, later()));
-    let reply = get(
-        &format!("{}/open/v/s1.ts", usher.url),
-        &[("cookie", &format!("theme=dark; {cookie}"))],
-    )
-    .await;
-    assert_eq!(reply.status, 200, "the Media CDN cookie: {}", reply.text());
-    let last = origin.seen().pop().unwrap();
-    assert_eq!(
-        last.headers.get("cookie").map(|v| v.to_str().unwrap()),
-        Some("theme=dark"),
-        "the token's cookie stays with usher, the others go on"
-    );
-    for seen in origin.seen() {
-        for name in ["__token__", "md5=", "expires=", "edge-cache-token", "hmac="] {
-            assert!(
-                !seen.target.contains(name),
-                "{name} reached the origin: {}",
-                seen.target
+    // Through the shield (one shared fetch) and past it (a fetch per request, which carries
+    // the client's other cookies): no credential reaches the origin either way.
+    for shield in ["true", "false"] {
+        let origin = origin().await;
+        let extra = format!("{}\n[shield]\nenabled = {shield}\n", formats());
+        let usher = Usher::start(&test_config(&origin.url(), &extra), &[]);
+        for (format, url) in foreign_segment_urls(&usher.url, "open") {
+            let reply = get(&url, &[]).await;
+            assert_eq!(reply.status, 200, "{format}: {}", reply.text());
+            assert_eq!(reply.body.len(), 500, "{format}");
+        }
+        let cookie = format!("Edge-Cache-Cookie={}", media_cdn("/open/*", None, later()));
+        let reply = get(
+            &format!("{}/open/v/s1.ts", usher.url),
+            &[("cookie", &format!("theme=dark; {cookie}"))],
+        )
+        .await;
+        assert_eq!(reply.status, 200, "the Media CDN cookie: {}", reply.text());
+        let last = origin.seen().pop().unwrap();
+        let forwarded = last.headers.get("cookie").map(|v| v.to_str().unwrap());
+        if shield == "false" {
+            assert_eq!(
+                forwarded,
+                Some("theme=dark"),
+                "the token's cookie stays with usher, the others go on"
             );
+        } else {
+            assert_eq!(forwarded, None, "a shared fetch carries no viewer's cookie");
+        }
+        for seen in origin.seen() {
+            for name in ["__token__", "md5=", "expires=", "edge-cache-token", "hmac="] {
+                assert!(
+                    !seen.target.contains(name),
+                    "{name} reached the origin: {}",
+                    seen.target
+                );
+            }
         }
     }
 }

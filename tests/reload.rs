@@ -106,6 +106,35 @@ async fn rotating_the_signing_key_twice_drops_no_viewer() {
     let refused = get(&format!("{playlist_url}?ticket={old_ticket}"), &[]).await;
     assert_eq!(
         (refused.status.as_u16(), refused.reason().as_str()),
+        (403, "unknown_key"),
+        "a retired key opens no ticket"
+    );
+    let forged = mint_with("/live/", |c| c.sub = "someone-else".to_owned());
+    assert_eq!(
+        get(&format!("{playlist_url}?ticket={forged}"), &[])
+            .await
+            .reason(),
+        "unknown_key"
+    );
+    // A session token the retired key signed before it went (a player's playlist URI from
+    // its master) plays on until it expires or its session ends.
+    let kept = get(&format!("{playlist_url}?token={old_session}"), &[]).await;
+    assert_eq!(
+        kept.status, 200,
+        "a session in progress is not cut by the retirement"
+    );
+    assert!(
+        token_of(&kept).starts_with("s1.rotated-2027."),
+        "what it is given is signed with the new key"
+    );
+    // What the retired key signs now (a longer life than any token it signed before)
+    // opens nothing.
+    let mut late = claims("/live/");
+    late.exp = usher::clock::unix_now() + 86_400;
+    let late = usher::ticket::sign(&ring(), usher::ticket::Kind::Session, &late);
+    let refused = get(&format!("{playlist_url}?token={late}"), &[]).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.reason().as_str()),
         (403, "unknown_key")
     );
     let still = get(&format!("{playlist_url}?token={new_session}"), &[]).await;

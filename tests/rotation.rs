@@ -2,13 +2,15 @@
 //! Chromium plays a live stream from a real transcoder (ffmpeg) through usher, once per
 //! session-token carrier (query, path, cookie), while the signing key is rotated twice with
 //! SIGHUP. After each rotation the player keeps loading new fragments without an error,
-//! its `currentTime` keeps advancing, and the tokens in use are signed with the new key. A
-//! reload with an invalid config then changes nothing, and is counted as rejected.
+//! its `currentTime` keeps advancing, and new viewers get tokens signed with the new key
+//! (the query player's segment tokens move to it too; the path player keeps its session's
+//! token, which names every segment the same way on each reload). A reload with an invalid
+//! config then changes nothing, and is counted as rejected. Retiring the first key cuts no
+//! one: the tokens of sessions still playing verify with the retired key until they end.
 //!
 //! The query and path players load their page from the harness (another origin than
 //! usher). The cookie player loads it from usher itself (`/player/`, a public path served
-//! from the origin): a cross-origin player would need credentialed CORS for its cookie,
-//! which usher does not answer (see DEVELOPERS.md).
+//! from the origin); `tests/browser.rs` plays the cookie carrier from another origin.
 
 mod support;
 
@@ -40,10 +42,12 @@ struct Viewer {
 }
 
 impl Viewer {
-    /// Whether the session token is visible in the fragment URLs the page reports (in the
-    /// cookie carrier it travels in an HttpOnly cookie, out of the page's reach).
+    /// Whether the fragment URLs the page reports move to new-key tokens: in the query
+    /// carrier each playlist reload mints a token for its segments. (The path carrier keeps
+    /// its session's token, so that segment URIs stay the same across reloads; in the
+    /// cookie carrier the token travels in an HttpOnly cookie, out of the page's reach.)
     fn token_in_urls(&self) -> bool {
-        self.carrier != "cookie"
+        self.carrier == "query"
     }
 }
 
@@ -251,13 +255,10 @@ async fn a_cookie_carrier_player_keeps_playing_through_two_sighup_rotations() {
     rotate_twice_while_playing("cookie", "/c/").await;
 }
 
-/// Fails today: hls.js (since 1.6) refuses a live playlist reload in which the URI of a
-/// segment it already knows changed other than in its query ("media sequence mismatch",
-/// a fatal `levelParsingError`). The path carrier writes a freshly minted token into the
-/// path of every segment URI on every reload, so the player stops at its first live
-/// reload, before any rotation.
+/// hls.js (since 1.6) refuses a live playlist reload in which the URI of a segment it
+/// already knows changed other than in its query ("media sequence mismatch"). So the path
+/// carrier gives a playlist requested under a session token that same token again.
 #[tokio::test]
-#[ignore = "usher bug: path-carrier tokens change segment URIs on every live reload; hls.js stops"]
 async fn a_path_carrier_player_keeps_playing_through_two_sighup_rotations() {
     rotate_twice_while_playing("path", "/p/").await;
 }
@@ -271,12 +272,16 @@ async fn a_cookie_carrier_player_keeps_playing_when_the_old_key_is_retired() {
     retire_the_first_key_while_playing("cookie", "/c/").await;
 }
 
-/// Fails today: hls.js keeps reloading the media playlist at the URI the master gave it,
-/// with the session token minted then, signed with the old key. Segment URIs move to the
-/// new key, but that playlist URI never does, so retiring the old key (runbook step 4)
-/// cuts the player with 403 `unknown_key`, however long the operator waits.
+/// hls.js keeps reloading the media playlist at the URI the master gave it, with the
+/// session token minted then, signed with the old key. A key retired by a reload still
+/// verifies session tokens of live sessions, so the player goes on.
 #[tokio::test]
-#[ignore = "usher bug: a query-carrier player keeps the master's old-key token in its media playlist URI; retiring the key cuts it"]
 async fn a_query_carrier_player_keeps_playing_when_the_old_key_is_retired() {
     retire_the_first_key_while_playing("query", "/q/").await;
+}
+
+/// The path player's every URI carries its session's token, signed with the old key.
+#[tokio::test]
+async fn a_path_carrier_player_keeps_playing_when_the_old_key_is_retired() {
+    retire_the_first_key_while_playing("path", "/p/").await;
 }

@@ -25,7 +25,31 @@ use crate::rights::decide::Entitled;
 use crate::rights::model::DeviceClass;
 use crate::rights::store::{Bind, StoreError};
 use crate::sessions::{SessionDenied, Start};
-use crate::ticket::{Claims, Kind};
+use crate::ticket::{Claims, Kind, TicketError};
+
+/// A session token signed by a key a reload retired: accepted as before the retirement
+/// (while unexpired, or while its session is live), so players keep the playlist URIs their
+/// master gave them through a rotation. Only tokens it could have signed before the
+/// retirement: no ticket, and no expiry later than the retirement plus the session-token
+/// lifetime, so a retired key opens nothing new even in other hands.
+fn retired_session(
+    state: &State,
+    skew: u64,
+    path: &str,
+    presented: &Presented<'_>,
+    now: u64,
+) -> Option<Grant> {
+    presented.session?;
+    let session_only = Presented {
+        ticket: None,
+        ..*presented
+    };
+    let alive = |sid: &str| state.sessions.is_live(sid, now);
+    state.retired_keys().iter().find_map(|retired| {
+        let grant = access::decide(&retired.ring, skew, path, &session_only, now, &alive).ok()?;
+        (grant.kind == Kind::Session && grant.claims.exp <= retired.latest_exp).then_some(grant)
+    })
+}
 
 /// Subject of preview tokens; `~` is outside what account ids may use, so no buyer holds it.
 pub const PREVIEW_SUBJECT: &str = "~preview";
@@ -70,6 +94,9 @@ pub async fn authorize(
                 }
                 Err(denied) => return Err(denied.into()),
             }
+        }
+        Err(denied @ Denied::Credential(TicketError::UnknownKey(_))) => {
+            retired_session(state, skew, path, presented, now).ok_or(denied)?
         }
         Err(denied) => return Err(denied.into()),
     };

@@ -38,6 +38,9 @@ pub struct PlaylistRequest<'a> {
     pub query: Option<&'a str>,
     /// A HEAD request: headers only.
     pub head_only: bool,
+    /// The session token the request carried as its first path segment, when that is the
+    /// credential it was granted by.
+    pub path_token: Option<&'a str>,
 }
 
 /// Whether the upstream says this is a playlist, whatever the path looked like.
@@ -211,7 +214,21 @@ fn rewrite_for(
     };
     match mint {
         Mint::Usher => {
-            let token = ticket::sign(&settings.keys, Kind::Session, &claims);
+            // The path carrier hands a playlist requested under a session token the same
+            // token again: every reload of a live playlist then names each segment by the
+            // same URI, which players require (hls.js refuses a reload whose known segments
+            // changed anywhere but in their query). The session keeps the token alive past
+            // its expiry, and the rights check still runs on every request.
+            let reused = match (ctx.carrier, req.path_token) {
+                (Carrier::Path(_), Some(token))
+                    if req.grant.kind == Kind::Session && preview_seconds.is_none() =>
+                {
+                    Some(token.to_owned())
+                }
+                _ => None,
+            };
+            let token =
+                reused.unwrap_or_else(|| ticket::sign(&settings.keys, Kind::Session, &claims));
             ctx.token = &token;
             let rewritten = manifest::rewrite(bytes, &ctx)?;
             // The cookie carrier: the token rides in a cookie scoped to the content.

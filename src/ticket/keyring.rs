@@ -121,4 +121,19 @@ impl KeyRing {
     pub fn signing_key(&self) -> &Key {
         &self.keys[&self.signing]
     }
+
+    /// The keys of this ring whose ids `other` does not have.
+    pub fn missing_from(&self, other: &KeyRing) -> Vec<Key> {
+        self.keys
+            .values()
+            .filter(|k| other.get(&k.id).is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// A ring of `keys` (signing with the first), or `None` when there are none.
+    pub fn of(keys: Vec<Key>) -> Option<KeyRing> {
+        let signing = keys.first()?.id.clone();
+        KeyRing::new(keys, &signing).ok()
+    }
 }
