@@ -217,6 +217,21 @@ impl Shield {
     }
 }
 
+/// `chunks` in one piece (copied only when there are several).
+fn join(chunks: &[bytes::Bytes]) -> bytes::Bytes {
+    match chunks {
+        [] => bytes::Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut whole = bytes::BytesMut::with_capacity(many.iter().map(|c| c.len()).sum());
+            for chunk in many {
+                whole.extend_from_slice(chunk);
+            }
+            whole.freeze()
+        }
+    }
+}
+
 /// One upstream fetch for the shield, run as a task of its own.
 struct Fetch {
     shield: Shield,
@@ -269,9 +284,7 @@ impl Fetch {
                     "every upstream failed; serving a stale copy"
                 );
                 self.fill.head(entry.head.clone(), true);
-                for chunk in entry.chunks.iter() {
-                    self.fill.push(chunk.clone());
-                }
+                self.fill.push(entry.body.clone());
                 self.fill.finish(Ok(()));
                 return;
             }
@@ -317,26 +330,21 @@ impl Fetch {
                 }
             }
         }
-        let body_bytes: Vec<u8>;
-        let whole: &[u8] = if self.kind == ObjectKind::Playlist {
-            body_bytes = kept.iter().flat_map(|c| c.iter().copied()).collect();
-            &body_bytes
+        let body = join(&kept);
+        // A playlist's lifetime depends on whether it is live, which its text tells.
+        let text: &[u8] = if self.kind == ObjectKind::Playlist {
+            &body
         } else {
             &[]
         };
-        let lifetime = policy::lifetime(
-            &inner.settings,
-            self.kind,
-            head.status,
-            &head.headers,
-            whole,
-        );
+        let lifetime =
+            policy::lifetime(&inner.settings, self.kind, head.status, &head.headers, text);
         if let Some(lifetime) = lifetime.filter(|_| !announced_too_large && len <= limit) {
             self.shield.store(
                 self.key.clone(),
                 Entry {
                     head,
-                    chunks: kept.into(),
+                    body,
                     len,
                     stored: Instant::now(),
                     lifetime,
@@ -374,7 +382,7 @@ mod tests {
                 status: StatusCode::OK,
                 headers: HeaderMap::new(),
             }),
-            chunks: vec![Bytes::from(vec![0u8; len])].into(),
+            body: Bytes::from(vec![0u8; len]),
             len: len as u64,
             stored: Instant::now(),
             lifetime: policy::Lifetime {

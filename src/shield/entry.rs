@@ -1,13 +1,11 @@
-//! A kept response: its head and its body as the chunks it arrived in, and when it was
-//! stored.
+//! A kept response: its head, its body in one piece, and when it was stored.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http_body_util::{BodyExt, Full};
 
 use super::policy::Lifetime;
 use crate::proxy::Body;
@@ -44,8 +42,8 @@ impl Head {
 pub struct Entry {
     /// Status and headers.
     pub head: Arc<Head>,
-    /// The body, in the chunks it arrived in.
-    pub chunks: Arc<[Bytes]>,
+    /// The body, in one piece: a hit is written with one vectored write.
+    pub body: Bytes,
     /// Body length in bytes.
     pub len: u64,
     /// When it was stored.
@@ -80,19 +78,16 @@ impl Entry {
     pub fn response(&self, head_only: bool, outcome: &'static str) -> Response<Body> {
         let age = self.stored.elapsed().as_secs();
         self.head
-            .response(chunks_body(&self.chunks, head_only), outcome, Some(age))
+            .response(bytes_body(&self.body, head_only), outcome, Some(age))
     }
 }
 
-/// A body of `chunks` (none for HEAD).
-pub fn chunks_body(chunks: &Arc<[Bytes]>, head_only: bool) -> Body {
-    let chunks = if head_only {
-        Vec::new()
+/// A body of `body` (none for HEAD).
+pub fn bytes_body(body: &Bytes, head_only: bool) -> Body {
+    let body = if head_only {
+        Bytes::new()
     } else {
-        chunks.to_vec()
+        body.clone()
     };
-    StreamBody::new(futures_util::stream::iter(
-        chunks.into_iter().map(|c| Ok(Frame::data(c))),
-    ))
-    .boxed()
+    Full::new(body).map_err(|never| match never {}).boxed()
 }
