@@ -29,7 +29,7 @@ for mode in store none devices; do
   sed -e "s|^source = \"store\"|source = \"$source\"|" \
       -e "s|^origin = \"../demo\"|origin = \"$PWD/demo\"|" \
       config/usher.toml > "$work/$mode.toml"
-  [ "$mode" = devices ] && printf '\n[sessions]\nbind_ip = true\n' >> "$work/$mode.toml"
+  [ "$mode" = devices ] && sed -i 's/^bind_ip = false/bind_ip = true/' "$work/$mode.toml"
 done
 device_header=(-H "X-Device-Id: bench-tv")
 
