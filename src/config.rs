@@ -104,8 +104,10 @@ pub enum Mint {
 /// Akamai minting settings.
 #[derive(Debug, Clone)]
 pub struct AkamaiMint {
-    /// The key.
+    /// The key: it signs, and verifies.
     pub key: crate::ticket::edgeauth::EdgeKey,
+    /// Every key that verifies: `key`, then the transition key if one is set.
+    pub verify_keys: Vec<crate::ticket::edgeauth::EdgeKey>,
     /// Salt and escaping.
     pub options: crate::ticket::edgeauth::Options,
     /// Query parameter of the token.

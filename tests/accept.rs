@@ -61,13 +61,17 @@ async fn origin() -> Origin {
 }
 
 fn akamai(acl: &str, id: Option<&str>, exp: u64) -> String {
+    akamai_signed_by(AKAMAI_KEY, acl, id, exp)
+}
+
+fn akamai_signed_by(key_hex: &str, acl: &str, id: Option<&str>, exp: u64) -> String {
     let token = EdgeToken {
         exp,
         acl: Some(vec![acl.to_owned()]),
         id: id.map(str::to_owned),
         ..EdgeToken::default()
     };
-    let key = EdgeKey::from_hex(AKAMAI_KEY, edgeauth::Algorithm::Sha256).unwrap();
+    let key = EdgeKey::from_hex(key_hex, edgeauth::Algorithm::Sha256).unwrap();
     edgeauth::mint(&token, None, &key, &Options::default())
 }
 
@@ -411,4 +415,33 @@ async fn a_reload_changes_what_a_route_accepts_and_which_media_cdn_keys_verify()
     assert_eq!(post_reload(&usher).await, 200);
     let reply = get(&url, &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn an_akamai_transition_key_verifies_beside_the_key() {
+    const TRANSITION: &str = "fedcba9876543210fedcba9876543210";
+    let origin = origin().await;
+    let extra = formats().replace(
+        &format!("key = \"{AKAMAI_KEY}\"\n"),
+        &format!("key = \"{AKAMAI_KEY}\"\ntransition_key = \"{TRANSITION}\"\n"),
+    );
+    assert_ne!(extra, formats());
+    let usher = Usher::start(&test_config(&origin.url(), &extra), &[]);
+    for (key, status, reason) in [
+        (AKAMAI_KEY, 200, ""),
+        (TRANSITION, 200, ""),
+        ("00112233445566778899aabbccddeeff", 403, "bad_signature"),
+    ] {
+        let token = akamai_signed_by(key, "/open/*", None, later());
+        let reply = get(
+            &format!("{}/open/v/s1.ts?__token__={token}", usher.url),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.reason().as_str()),
+            (status, reason),
+            "signed with {key}"
+        );
+    }
 }

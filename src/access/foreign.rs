@@ -161,8 +161,14 @@ fn akamai(
     let (Some(settings), Some(raw)) = (&formats.akamai, carried.akamai) else {
         return Err(Denied::NoCredential);
     };
-    let keys = std::slice::from_ref(&settings.key);
-    let verified = edgeauth::verify(raw, keys, facts.path, &settings.options, now, skew)?;
+    let verified = edgeauth::verify(
+        raw,
+        &settings.verify_keys,
+        facts.path,
+        &settings.options,
+        now,
+        skew,
+    )?;
     if !verified.in_scope {
         return Err(Denied::OutOfScope);
     }

@@ -241,7 +241,7 @@ fn inspect_akamai(config: &Config, raw: &str, path: &str, ip: IpAddr, now: u64) 
         return outcome(Err(TicketError::UnknownKey("[akamai]".into())));
     };
     let skew = config.token.clock_skew.as_secs();
-    let keys = std::slice::from_ref(&akamai.key);
+    let keys = &akamai.verify_keys;
     outcome(
         edgeauth::verify(raw, keys, path, &akamai.options, now, skew).map(|v| {
             let mut fit = Vec::new();

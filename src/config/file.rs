@@ -94,6 +94,10 @@ pub struct AkamaiFile {
     pub key: Option<String>,
     /// Environment variable holding the key instead.
     pub key_env: Option<String>,
+    /// A second key that also verifies (Akamai's transition key, during a rotation), hex.
+    pub transition_key: Option<String>,
+    /// Environment variable holding the transition key instead.
+    pub transition_key_env: Option<String>,
     /// `sha256` (default), `sha1` or `md5`.
     pub algorithm: Option<String>,
     /// Query parameter of the token (`__token__`).

@@ -23,14 +23,19 @@ fn media_key() -> MediaKey {
     .unwrap()
 }
 
+fn akamai_key() -> EdgeKey {
+    EdgeKey::from_hex(
+        "0123456789abcdef0123456789abcdef",
+        edgeauth::Algorithm::Sha256,
+    )
+    .unwrap()
+}
+
 fn formats() -> Formats {
     Formats {
         akamai: Some(AkamaiMint {
-            key: EdgeKey::from_hex(
-                "0123456789abcdef0123456789abcdef",
-                edgeauth::Algorithm::Sha256,
-            )
-            .unwrap(),
+            key: akamai_key(),
+            verify_keys: vec![akamai_key()],
             options: Options::default(),
             token_name: "__token__".into(),
             ttl: Duration::from_secs(60),

@@ -66,9 +66,22 @@ fn akamai(p: &mut Problems, file: AkamaiFile) -> Option<AkamaiMint> {
         );
         None
     });
+    let algorithm = algorithm?;
+    let transition = match (file.transition_key, file.transition_key_env) {
+        (None, None) => None,
+        (value, env) => {
+            let hex = secret(p, "akamai.transition_key", value, env)?;
+            p.take(
+                "akamai.transition_key",
+                "",
+                EdgeKey::from_hex(&hex, algorithm),
+            )
+        }
+    };
     let hex = secret(p, "akamai.key", file.key, file.key_env)?;
-    let key = p.take("akamai.key", "", EdgeKey::from_hex(&hex, algorithm?))?;
+    let key = p.take("akamai.key", "", EdgeKey::from_hex(&hex, algorithm))?;
     Some(AkamaiMint {
+        verify_keys: std::iter::once(key.clone()).chain(transition).collect(),
         key,
         options: Options {
             salt: file.salt,
