@@ -363,19 +363,6 @@ mod tests {
     use bytes::Bytes;
     use http::StatusCode;
 
-    fn settings() -> ShieldConfig {
-        ShieldConfig {
-            enabled: true,
-            memory: 1 << 20,
-            max_object_bytes: 1 << 16,
-            segment_ttl: Duration::from_secs(600),
-            playlist_ttl: Duration::from_secs(5),
-            live_playlist_ttl: None,
-            negative_ttl: Duration::from_secs(2),
-            stale_if_error: Duration::from_secs(30),
-        }
-    }
-
     fn entry(len: usize) -> Entry {
         Entry {
             head: Arc::new(Head {
@@ -395,7 +382,9 @@ mod tests {
     #[test]
     fn the_size_counts_bytes_and_a_purge_drops_a_prefix() {
         let metrics = Metrics::new();
-        let shield = Shield::new(&settings(), &metrics);
+        let mut settings = policy::tests::settings();
+        settings.max_object_bytes = 1 << 16;
+        let shield = Shield::new(&settings, &metrics);
         shield.store(Key::new("", "/a/1.ts", None), entry(1000));
         shield.store(Key::new("", "/a/2.ts", None), entry(1000));
         shield.store(Key::new("", "/b/1.ts", None), entry(1000));

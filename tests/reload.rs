@@ -30,14 +30,8 @@ async fn post_reload(usher: &Usher) -> (u16, Value) {
 }
 
 async fn reloads(usher: &Usher, outcome: &str) -> u64 {
-    let metrics = get(&format!("{}/metrics", usher.admin.as_ref().unwrap()), &[])
-        .await
-        .text();
-    let needle = format!("usher_config_reloads_total{{outcome=\"{outcome}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .map_or(0, |n| n.parse().unwrap())
+    let series = format!("usher_config_reloads_total{{outcome=\"{outcome}\"}}");
+    metric(usher, &series).await as u64
 }
 
 /// The session token of a playlist response.

@@ -64,14 +64,8 @@ fn rotate(config: &str, from: &str, kid: &str) -> String {
 
 /// `usher_config_reloads_total{outcome}` on the admin `/metrics`.
 async fn reloads(usher: &Usher, outcome: &str) -> u64 {
-    let metrics = get(&format!("{}/metrics", usher.admin.as_ref().unwrap()), &[])
-        .await
-        .text();
-    let needle = format!("usher_config_reloads_total{{outcome=\"{outcome}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .map_or(0, |n| n.parse().unwrap())
+    let series = format!("usher_config_reloads_total{{outcome=\"{outcome}\"}}");
+    metric(usher, &series).await as u64
 }
 
 /// Writes `config`, sends SIGHUP, and waits (bounded) until usher counts reload number

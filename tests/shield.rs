@@ -210,14 +210,19 @@ fn patient_config(origin: &str, extra: &str) -> String {
     test_config(origin, extra).replace("timeout = \"2s\"\n", "timeout = \"60s\"\n")
 }
 
-/// The value of a counter or gauge with exactly these labels on the admin `/metrics`.
-async fn metric(usher: &Usher, series: &str) -> f64 {
-    let text = get(&format!("{}/metrics", usher.admin.as_ref().unwrap()), &[])
-        .await
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().unwrap())
+/// `n` viewers requesting at once, each with a ticket of their own for `scope`, at the
+/// URL `url` makes of it.
+fn viewers(
+    n: usize,
+    scope: &'static str,
+    url: impl Fn(String) -> String,
+) -> Vec<tokio::task::JoinHandle<Reply>> {
+    (0..n)
+        .map(|n| {
+            let url = url(mint_with(scope, |c| c.sub = format!("viewer-{n}")));
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect()
 }
 
 /// Polls the admin `/metrics` until `series` reaches `at_least` (bounded at 10 s).
@@ -249,16 +254,9 @@ async fn a_hundred_and_twenty_viewers_of_one_segment_cost_one_upstream_request()
     let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
 
     // Every viewer has a ticket of their own; none of it reaches the cache key.
-    let viewers: Vec<_> = (0..120)
-        .map(|n| {
-            let url = format!(
-                "{}/live/s1.ts?ticket={}",
-                usher.url,
-                mint_with("/live/", |c| c.sub = format!("viewer-{n}"))
-            );
-            tokio::spawn(async move { get(&url, &[]).await })
-        })
-        .collect();
+    let viewers = viewers(120, "/live/", |ticket| {
+        format!("{}/live/s1.ts?ticket={ticket}", usher.url)
+    });
     // The signal that all 120 are inside usher: one started the fetch, 119 joined it.
     wait_for_metric(
         &usher,
@@ -532,16 +530,12 @@ async fn a_thousand_players_blocked_on_the_next_part_make_one_upstream_request()
     origin.script("/ll/hi/index.m3u8", script);
     let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
     const PLAYERS: usize = 1000;
-    let players: Vec<_> = (0..PLAYERS)
-        .map(|n| {
-            let url = format!(
-                "{}/ll/hi/index.m3u8?_HLS_msn=11&_HLS_part=1&ticket={}",
-                usher.url,
-                mint_with("/ll/", |c| c.sub = format!("viewer-{n}"))
-            );
-            tokio::spawn(async move { get(&url, &[]).await })
-        })
-        .collect();
+    let players = viewers(PLAYERS, "/ll/", |ticket| {
+        format!(
+            "{}/ll/hi/index.m3u8?_HLS_msn=11&_HLS_part=1&ticket={ticket}",
+            usher.url
+        )
+    });
     wait_for_metric(
         &usher,
         "usher_cache_requests_total{kind=\"playlist\",outcome=\"coalesced\"}",

@@ -130,10 +130,11 @@ fn live_target(body: &[u8]) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn settings() -> ShieldConfig {
+    /// Shield settings for unit tests: the shipped defaults, 1 MiB of memory.
+    pub(crate) fn settings() -> ShieldConfig {
         ShieldConfig {
             enabled: true,
             memory: 1 << 20,
