@@ -232,6 +232,27 @@ fn join(chunks: &[bytes::Bytes]) -> bytes::Bytes {
     }
 }
 
+/// Ends a fetch's time in flight however its task ends (done, panicked, or dropped with
+/// the runtime): the key is free for the next request, and readers still waiting get an
+/// error rather than waiting forever.
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.fill.abandon();
+        let mut inflight = self
+            .shield
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.fill))
+        {
+            inflight.remove(&self.key);
+        }
+    }
+}
+
 /// One upstream fetch for the shield, run as a task of its own.
 struct Fetch {
     shield: Shield,
@@ -245,18 +266,6 @@ struct Fetch {
 impl Fetch {
     async fn run(self) {
         self.fetch().await;
-        let mut inflight = self
-            .shield
-            .inner
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if inflight
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.fill))
-        {
-            inflight.remove(&self.key);
-        }
     }
 
     async fn fetch(&self) {

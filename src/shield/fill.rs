@@ -86,6 +86,24 @@ impl Fill {
         });
     }
 
+    /// The fetch is over: a reader still waiting for a head gets an error, and one waiting
+    /// for more body gets a broken body. Nothing changes for a fetch that ended properly.
+    pub fn abandon(&self) {
+        self.progress.send_if_modified(|p| match p {
+            Progress::Waiting => {
+                *p = Progress::Failed(UpstreamError::Protocol("shared fetch abandoned".to_owned()));
+                true
+            }
+            Progress::Body {
+                end: end @ None, ..
+            } => {
+                *end = Some(Err("shared fetch abandoned".to_owned()));
+                true
+            }
+            _ => false,
+        });
+    }
+
     /// No response came.
     pub fn fail(&self, error: UpstreamError) {
         self.progress.send_replace(Progress::Failed(error));
@@ -171,4 +189,53 @@ fn follow(rx: watch::Receiver<Progress>) -> Body {
         },
     );
     StreamBody::new(stream).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, StatusCode};
+
+    #[tokio::test]
+    async fn an_abandoned_fetch_fails_its_waiters_instead_of_holding_them() {
+        let waiting = Fill::new();
+        let reader = tokio::spawn({
+            let fill = waiting.clone();
+            async move { fill.join(false, "coalesced").await.map(|_| ()) }
+        });
+        waiting.abandon();
+        assert!(reader.await.unwrap().is_err(), "no head: an error");
+
+        let midway = Fill::new();
+        midway.head(
+            Arc::new(Head {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+            }),
+            false,
+        );
+        midway.push(Bytes::from_static(b"half"));
+        let joined = midway.join(false, "coalesced").await.unwrap();
+        midway.abandon();
+        let body = joined.response.into_body().collect().await;
+        assert!(
+            body.is_err(),
+            "a body broken off is an error, not a short body"
+        );
+
+        let done = Fill::new();
+        done.head(
+            Arc::new(Head {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+            }),
+            false,
+        );
+        done.push(Bytes::from_static(b"whole"));
+        done.finish(Ok(()));
+        done.abandon();
+        let joined = done.join(false, "coalesced").await.unwrap();
+        let body = joined.response.into_body().collect().await.unwrap();
+        assert_eq!(body.to_bytes(), "whole", "a finished fetch stays finished");
+    }
 }
