@@ -53,6 +53,9 @@ pub struct Shield {
 
 struct Inner {
     cache: Cache<Key, Arc<Entry>>,
+    /// Counts purges: a fetch that started before one does not store what it fetched (it
+    /// may be what the purge meant to remove).
+    purges: std::sync::atomic::AtomicU64,
     inflight: Mutex<HashMap<Key, Arc<Fill>>>,
     settings: ShieldConfig,
     metrics: Metrics,
@@ -79,6 +82,7 @@ impl Shield {
         Self {
             inner: Arc::new(Inner {
                 cache,
+                purges: std::sync::atomic::AtomicU64::new(0),
                 inflight: Mutex::new(HashMap::new()),
                 settings: settings.clone(),
                 metrics: metrics.clone(),
@@ -126,6 +130,7 @@ impl Shield {
                 let fill = Fill::new();
                 inflight.insert(key.clone(), fill.clone());
                 let task = Fetch {
+                    purges: inner.purges.load(std::sync::atomic::Ordering::Acquire),
                     shield: self.clone(),
                     group: group.clone(),
                     key,
@@ -180,6 +185,9 @@ impl Shield {
 
     /// Drops every entry whose path starts with `prefix`; returns how many.
     pub fn purge(&self, prefix: &str) -> usize {
+        self.inner
+            .purges
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let cache = &self.inner.cache;
         let doomed: Vec<Arc<Key>> = cache
             .iter()
@@ -255,6 +263,8 @@ impl Drop for Fetch {
 
 /// One upstream fetch for the shield, run as a task of its own.
 struct Fetch {
+    /// The purge count when it started.
+    purges: u64,
     shield: Shield,
     group: Arc<Group>,
     key: Key,
@@ -348,7 +358,9 @@ impl Fetch {
         };
         let lifetime =
             policy::lifetime(&inner.settings, self.kind, head.status, &head.headers, text);
-        if let Some(lifetime) = lifetime.filter(|_| !announced_too_large && len <= limit) {
+        let purged = inner.purges.load(std::sync::atomic::Ordering::Acquire) != self.purges;
+        if let Some(lifetime) = lifetime.filter(|_| !announced_too_large && len <= limit && !purged)
+        {
             self.shield.store(
                 self.key.clone(),
                 Entry {

@@ -651,3 +651,42 @@ async fn ranges_pass_by_the_shield() {
         .iter()
         .all(|s| s.headers["range"] == "bytes=10-19"));
 }
+
+#[tokio::test]
+async fn a_purge_also_drops_what_a_fetch_in_flight_brings_back() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let mut script = Script::segment(b"old bytes");
+    script.gate = rx;
+    script.hold_head = true;
+    origin.script("/vod/a/s1.ts", script);
+    let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
+    let url = format!("{}/vod/a/s1.ts?ticket={}", usher.url, mint("/vod/"));
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url, &[]).await }
+    });
+    wait_for_metric(
+        &usher,
+        "usher_cache_requests_total{kind=\"segment\",outcome=\"miss\"}",
+        1.0,
+    )
+    .await;
+    let purge = serde_json::json!({ "prefix": "/vod/a/" });
+    assert_eq!(
+        admin::api(&usher, "POST", "/api/v1/cache/purge", Some(purge))
+            .await
+            .0,
+        200
+    );
+    gate.open();
+    assert_eq!(first.await.unwrap().text(), "old bytes");
+    origin.script("/vod/a/s1.ts", Script::segment(b"new bytes"));
+    let next = get(&url, &[]).await;
+    assert_eq!(
+        next.text(),
+        "new bytes",
+        "what the purge overtook was not kept"
+    );
+    assert_eq!(origin.hits("/vod/a/s1.ts"), 2);
+}
