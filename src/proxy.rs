@@ -189,9 +189,10 @@ impl State {
 
     /// Re-reads the config file and swaps in what may change while running: `[token]`
     /// (keys, lifetimes, skew, parameters), `[access]`, `[[routes]]`, `[secure_link]`,
-    /// `[akamai]`. Listeners, upstream, store, rights and sessions keep their running
-    /// values until a restart. A config with any problem is rejected whole and the old one
-    /// keeps serving.
+    /// `[akamai]`, `[media_cdn]`. Listeners, upstreams, the shield, store, rights and
+    /// sessions keep their running values until a restart. A config with any problem is
+    /// rejected whole and the old one keeps serving. Keys the new config drops are kept as
+    /// [`RetiredKey`]s.
     ///
     /// # Errors
     /// The problems, each by key.
@@ -231,9 +232,10 @@ impl State {
         fresh.rights = current.rights.clone();
         fresh.sessions = current.sessions.clone();
         fresh.demo = current.demo.clone();
-        // Keys taken out stop verifying tickets and new sessions at once; the sessions
-        // playing under them go on (a player reloads the playlist URI its master gave it,
-        // with the token of that moment) until they end.
+        // Keys taken out stop verifying tickets at once, so no session starts under them;
+        // the session tokens they signed go on (a player reloads the playlist URI its
+        // master gave it, with the token of that moment) until they expire or their
+        // session ends.
         let now = (self.clock)();
         // Nothing it signed before now expires later than this (session tokens are minted
         // for session_ttl); a token claiming a later expiry was made after the retirement.
