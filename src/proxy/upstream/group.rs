@@ -83,9 +83,9 @@ impl Group {
     /// # Errors
     /// The last server's [`UpstreamError`] when none answered.
     pub async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
-        let up = self.members.iter().filter(|m| m.health.is_up());
-        let down = self.members.iter().filter(|m| !m.health.is_up());
-        let order: Vec<&Member> = up.chain(down).collect();
+        let (up, down): (Vec<&Member>, Vec<&Member>) =
+            self.members.iter().partition(|m| m.health.is_up());
+        let order: Vec<&Member> = up.into_iter().chain(down).collect();
         let mut last = None;
         for (n, member) in order.iter().enumerate() {
             let started = Instant::now();
