@@ -542,3 +542,37 @@ async fn with_a_controllable_clock_sessions_idle_out_live_playback_outlasts_the_
         (403, "revoked".into())
     );
 }
+
+/// Without rights (`rights.source = "none"`) sessions are still kept, so a player that
+/// reloads the media playlist URI its master gave it, with the session token of that
+/// moment, plays on past the token's expiry while it keeps playing, and stops once idle.
+#[tokio::test]
+async fn without_rights_a_players_playlist_uri_outlives_its_token_while_the_session_plays() {
+    let origin = origin().await;
+    let usher = InProcess::start(
+        &test_config(&origin.url(), "[sessions]\nidle_timeout = \"60s\"\n")
+            .replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n"),
+    )
+    .await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let playlist_url = format!("{}/event/index.m3u8", usher.url);
+    let (reply, token) = reload(&tv, &format!("{playlist_url}?ticket={}", mint("/event/"))).await;
+    assert_eq!(reply.status, 200);
+    let level_url = format!("{playlist_url}?token={token}");
+    // Five minutes of reloads every 20 s on one 30-second token.
+    for _ in 0..15 {
+        usher.advance(20);
+        let (reply, _) = reload(&tv, &level_url).await;
+        assert_eq!(reply.status, 200, "at +{}s: {}", usher.now(), reply.text());
+    }
+    assert_eq!(usher.state.sessions.live(usher.now()).len(), 1);
+    usher.advance(61);
+    assert_eq!(
+        status_reason(&tv.get(&level_url).await),
+        (403, "expired".into()),
+        "idle past the timeout, the session and its expired token are over"
+    );
+}

@@ -104,6 +104,12 @@ pub async fn authorize(
     // foreign credential that names no subject (its signer vouched for it).
     let checked = !grant.claims.is_preview() && grant.claims.sub != foreign::UNNAMED_SUBJECT;
     let Some(rights) = state.rights.as_ref().filter(|_| checked) else {
+        if checked {
+            // No rights to check (`rights.source = "none"`): sessions are still kept, with no
+            // limits, so a session token outlives its expiry while its session plays, as
+            // with rights (a player reloads the playlist URI its master gave it).
+            keep_session(state, &mut grant, presented, now)?;
+        }
         return Ok(grant);
     };
     let class = device_class(config, headers);
@@ -172,6 +178,42 @@ pub async fn authorize(
         }
     }
     Ok(grant)
+}
+
+/// Session bookkeeping without rights: a ticket starts a session, a session token keeps
+/// its session alive (or adopts it again after a restart or an idle timeout).
+fn keep_session(
+    state: &State,
+    grant: &mut Grant,
+    presented: &Presented<'_>,
+    now: u64,
+) -> Result<(), ProxyError> {
+    let sid = match grant.kind {
+        Kind::Session => match grant.claims.sid.clone() {
+            Some(sid) if state.sessions.touch(&sid, now)? => return Ok(()),
+            Some(sid) => Some(sid),
+            None => return Ok(()),
+        },
+        Kind::Ticket => None,
+    };
+    let device = presented.device.or(grant.claims.dev.as_deref());
+    let start = Start {
+        sid: sid.as_deref(),
+        account: &grant.claims.sub,
+        purchase: None,
+        product: None,
+        device,
+        ip: presented.client_ip,
+        taking_over: None,
+    };
+    let session = state.sessions.start(
+        start,
+        &crate::sessions::Limits::default(),
+        now,
+        crate::sessions::new_id,
+    )?;
+    grant.claims.sid = Some(session.sid.clone());
+    Ok(())
 }
 
 /// What activating a purchase on a device will take.
