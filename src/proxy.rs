@@ -465,29 +465,37 @@ async fn handle_inner(
     let head_only = req.method() == Method::HEAD;
     let group = state.upstreams.group(config.upstream_for(&path));
     let fetch_started = Instant::now();
-    let fetched = if state.shield.applies(req.method(), kind, req.headers()) {
+    let shielded = if state.shield.applies(req.method(), kind, req.headers()) {
         let key = Key::new(&group.name, &path, upstream_query.as_deref());
         state
             .shield
             .fetch(group, key, kind, head_only && !rewrite)
             .await
+            .transpose()
     } else {
         if kind != ObjectKind::Other {
             state.shield.pass(kind);
         }
-        let upstream_req = UpstreamRequest {
-            method: if rewrite {
-                Method::GET
-            } else {
-                req.method().clone()
-            },
-            path_and_query,
-            headers: credentials::without_foreign_cookies(
-                forward::upstream_headers(req.headers(), settings, client, rewrite),
-                &config.formats,
-            ),
-        };
-        group.fetch(upstream_req).await
+        None
+    };
+    let fetched = match shielded {
+        Some(answer) => answer,
+        None => {
+            let upstream_req = UpstreamRequest {
+                method: if rewrite {
+                    Method::GET
+                } else {
+                    req.method().clone()
+                },
+                path_and_query,
+                headers: credentials::without_foreign_cookies(
+                    forward::upstream_headers(req.headers(), settings, client, rewrite),
+                    &config.formats,
+                ),
+                bounded: false,
+            };
+            group.fetch(upstream_req).await
+        }
     };
     state
         .metrics

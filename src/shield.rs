@@ -53,6 +53,8 @@ pub struct Shield {
 
 struct Inner {
     cache: Cache<Key, Arc<Entry>>,
+    /// Objects found too large to keep: requests for them go by the shield for a while.
+    too_large: Cache<Key, ()>,
     /// Counts purges: a fetch that started before one does not store what it fetched (it
     /// may be what the purge meant to remove).
     purges: std::sync::atomic::AtomicU64,
@@ -61,12 +63,23 @@ struct Inner {
     metrics: Metrics,
 }
 
-/// Keeps each entry for its fresh and stale lifetimes, no longer.
+/// Keeps each entry for its fresh and stale lifetimes from when it was stored, no longer;
+/// a refetched entry replacing a stale one starts over.
 struct KeepFor;
 
 impl moka::Expiry<Key, Arc<Entry>> for KeepFor {
     fn expire_after_create(&self, _: &Key, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(entry.lifetime.fresh + entry.lifetime.stale)
+        Some(entry.lifetime.kept())
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        entry: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.lifetime.kept())
     }
 }
 
@@ -82,6 +95,10 @@ impl Shield {
         Self {
             inner: Arc::new(Inner {
                 cache,
+                too_large: Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(settings.segment_ttl)
+                    .build(),
                 purges: std::sync::atomic::AtomicU64::new(0),
                 inflight: Mutex::new(HashMap::new()),
                 settings: settings.clone(),
@@ -100,7 +117,8 @@ impl Shield {
     }
 
     /// Answers for `key` from the cache, from a fetch in flight, or from a new fetch on
-    /// `group`. `head_only`: the body is left out.
+    /// `group`. `head_only`: the body is left out. `None`: the object is too large for the
+    /// shield, and the caller fetches it past the shield.
     ///
     /// # Errors
     /// The upstream's error when no server answered and no stale copy could stand in.
@@ -110,22 +128,26 @@ impl Shield {
         key: Key,
         kind: ObjectKind,
         head_only: bool,
-    ) -> Result<Response<Body>, UpstreamError> {
+    ) -> Result<Option<Response<Body>>, UpstreamError> {
         let inner = &self.inner;
         let label = kind.as_str();
+        if inner.too_large.contains_key(&key) {
+            self.pass(kind);
+            return Ok(None);
+        }
         let cached = inner.cache.get(&key);
         if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(Instant::now())) {
-            return Ok(self.hit(entry, label, head_only));
+            return Ok(Some(self.hit(entry, label, head_only)));
         }
-        let (fill, outcome) = {
+        let (fill, task) = {
             let mut inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(fill) = inflight.get(&key) {
-                (fill.clone(), "coalesced")
+                (fill.clone(), None)
             } else {
                 // A fetch may have completed between the lookup and the lock.
                 if let Some(entry) = inner.cache.get(&key).filter(|e| e.is_fresh(Instant::now())) {
                     drop(inflight);
-                    return Ok(self.hit(&entry, label, head_only));
+                    return Ok(Some(self.hit(&entry, label, head_only)));
                 }
                 let fill = Fill::new();
                 inflight.insert(key.clone(), fill.clone());
@@ -138,9 +160,17 @@ impl Shield {
                     stale: cached,
                     fill: fill.clone(),
                 };
-                tokio::spawn(task.run());
-                (fill, "miss")
+                (fill, Some(task))
             }
+        };
+        // Spawned once the lock is released: a task dropped on the spot (a runtime shutting
+        // down) takes the lock itself when it goes.
+        let outcome = match task {
+            Some(task) => {
+                tokio::spawn(task.run());
+                "miss"
+            }
+            None => "coalesced",
         };
         // Counted before waiting, so that a fetch held by the origin shows its waiters.
         inner
@@ -148,15 +178,19 @@ impl Shield {
             .cache_requests
             .with_label_values(&[label, outcome])
             .inc();
-        let joined = fill.join(head_only, outcome).await;
-        if joined.as_ref().is_ok_and(|j| j.stale) {
+        let joined = fill.join(head_only, outcome).await?;
+        let Some(joined) = joined else {
+            self.pass(kind);
+            return Ok(None);
+        };
+        if joined.stale {
             inner
                 .metrics
                 .cache_requests
                 .with_label_values(&[label, "stale"])
                 .inc();
         }
-        joined.map(|j| j.response)
+        Ok(Some(joined.response))
     }
 
     fn hit(&self, entry: &Entry, label: &str, head_only: bool) -> Response<Body> {
@@ -174,7 +208,8 @@ impl Shield {
         entry.response(head_only, "hit")
     }
 
-    /// Counts a request that went by the shield (a range, or the shield off).
+    /// Counts a request that went by the shield (a range, an object too large, the shield
+    /// off).
     pub fn pass(&self, kind: ObjectKind) {
         self.inner
             .metrics
@@ -215,13 +250,18 @@ impl Shield {
         size
     }
 
-    fn store(&self, key: Key, entry: Entry) {
-        let cache = &self.inner.cache;
-        cache.insert(key, Arc::new(entry));
-        self.inner
-            .metrics
-            .cache_size
-            .set(cache.weighted_size() as i64);
+    /// Keeps `entry` unless a purge came after `purges` (the count when its fetch began),
+    /// also one that ran while it was being stored.
+    fn store(&self, key: Key, entry: Entry, purges: u64) {
+        let inner = &self.inner;
+        let current = || inner.purges.load(std::sync::atomic::Ordering::Acquire);
+        if current() != purges {
+            return;
+        }
+        inner.cache.insert(key.clone(), Arc::new(entry));
+        if current() != purges {
+            inner.cache.invalidate(&key);
+        }
     }
 }
 
@@ -286,6 +326,7 @@ impl Fetch {
             method: Method::GET,
             path_and_query: self.key.upstream_target(),
             headers,
+            bounded: true,
         };
         let result = self.group.fetch(request).await;
         let failed = match &result {
@@ -327,6 +368,13 @@ impl Fetch {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .is_some_and(|len| len > limit);
+        if announced_too_large {
+            // Not held in memory at all: this request and the next ones for a while fetch
+            // it past the shield, streamed at each client's pace.
+            inner.too_large.insert(self.key.clone(), ());
+            self.fill.pass();
+            return;
+        }
         self.fill.head(head.clone(), false);
         let mut kept = Vec::new();
         let mut len = 0u64;
@@ -358,19 +406,19 @@ impl Fetch {
         };
         let lifetime =
             policy::lifetime(&inner.settings, self.kind, head.status, &head.headers, text);
-        let purged = inner.purges.load(std::sync::atomic::Ordering::Acquire) != self.purges;
-        if let Some(lifetime) = lifetime.filter(|_| !announced_too_large && len <= limit && !purged)
-        {
-            self.shield.store(
-                self.key.clone(),
-                Entry {
-                    head,
-                    body,
-                    len,
-                    stored: Instant::now(),
-                    lifetime,
-                },
-            );
+        if len > limit {
+            // Larger than announced (or not announced): served, not kept, and the next
+            // requests go past the shield.
+            inner.too_large.insert(self.key.clone(), ());
+        } else if let Some(lifetime) = lifetime {
+            let entry = Entry {
+                head,
+                body,
+                len,
+                stored: Instant::now(),
+                lifetime,
+            };
+            self.shield.store(self.key.clone(), entry, self.purges);
         }
         // Finished only once stored, so a request that finds no fetch in flight finds the
         // entry.
@@ -406,9 +454,9 @@ mod tests {
         let mut settings = policy::tests::settings();
         settings.max_object_bytes = 1 << 16;
         let shield = Shield::new(&settings, &metrics);
-        shield.store(Key::new("", "/a/1.ts", None), entry(1000));
-        shield.store(Key::new("", "/a/2.ts", None), entry(1000));
-        shield.store(Key::new("", "/b/1.ts", None), entry(1000));
+        shield.store(Key::new("", "/a/1.ts", None), entry(1000), 0);
+        shield.store(Key::new("", "/a/2.ts", None), entry(1000), 0);
+        shield.store(Key::new("", "/b/1.ts", None), entry(1000), 0);
         let size = shield.size();
         assert!(size >= 3000, "{size}");
         assert_eq!(metrics.cache_size.get() as u64, size);

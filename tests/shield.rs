@@ -690,3 +690,56 @@ async fn a_purge_also_drops_what_a_fetch_in_flight_brings_back() {
     );
     assert_eq!(origin.hits("/vod/a/s1.ts"), 2);
 }
+
+#[tokio::test]
+async fn objects_too_large_to_keep_go_past_the_shield_unbuffered() {
+    let origin = spawn_origin(HashMap::from([
+        ("/vod/big.mp4".to_owned(), segment(5000)),
+        ("/vod/small.ts".to_owned(), segment(500)),
+    ]))
+    .await;
+    let usher = Usher::start(
+        &test_config(&origin.url(), "[shield]\nmax_object_bytes = 1000\n"),
+        &[],
+    );
+    let ticket = mint("/vod/");
+    for _ in 0..2 {
+        let big = get(
+            &format!("{}/vod/big.mp4?ticket={ticket}", usher.url),
+            &[("cookie", "theme=dark")],
+        )
+        .await;
+        assert_eq!((big.status.as_u16(), big.body.len()), (200, 5000));
+        assert!(
+            big.headers.get("x-usher-cache").is_none(),
+            "not from the shield"
+        );
+    }
+    let seen: Vec<_> = origin
+        .seen()
+        .into_iter()
+        .filter(|s| s.target == "/vod/big.mp4")
+        .collect();
+    assert_eq!(
+        seen.len(),
+        3,
+        "one announced too large, then each viewer's own fetch"
+    );
+    assert_eq!(
+        seen[2].headers["cookie"], "theme=dark",
+        "fetched for the viewer, as past the shield"
+    );
+    for _ in 0..2 {
+        let small = get(&format!("{}/vod/small.ts?ticket={ticket}", usher.url), &[]).await;
+        assert_eq!(small.body.len(), 500);
+    }
+    assert_eq!(
+        origin
+            .seen()
+            .iter()
+            .filter(|s| s.target == "/vod/small.ts")
+            .count(),
+        1,
+        "small objects are still kept"
+    );
+}

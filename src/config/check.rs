@@ -218,6 +218,14 @@ pub(super) fn check(
         .into_iter()
         .filter_map(|(name, group)| {
             let key = format!("upstreams.{name}");
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid {
+                p.add(&key, &name, "a group name is 1 or more of A-Z a-z 0-9 _ -");
+                return None;
+            }
             if group.max_playlist_bytes.is_some() {
                 p.add(
                     &format!("{key}.max_playlist_bytes"),

@@ -215,3 +215,84 @@ mint = "media_cdn"
         "{msg}"
     );
 }
+
+const GROUPED: &str = r#"
+listen.http = "127.0.0.1:0"
+[upstream]
+origin = "http://127.0.0.1:9/hls"
+timeout = "3s"
+fallbacks = ["http://127.0.0.1:10/hls", { origin = "https://cdn.example/hls", timeout = "5s", total_timeout = "30s" }]
+[upstream.health]
+failures = 2
+check_path = "/healthz"
+[upstreams.events]
+origin = "http://127.0.0.1:11"
+[[routes]]
+prefix = "/live/"
+upstream = "events"
+[shield]
+memory = 2097152
+live_playlist_ttl = "1s"
+[token]
+signing_key = "k"
+keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
+"#;
+
+#[test]
+fn upstream_groups_fallbacks_and_the_shield() {
+    let config = parse(GROUPED).unwrap();
+    let servers = config.upstream.servers();
+    assert_eq!(servers.len(), 3);
+    assert_eq!(servers[0].timeout, Duration::from_secs(3));
+    assert_eq!(
+        servers[1].timeout,
+        Duration::from_secs(3),
+        "a bare fallback inherits"
+    );
+    assert_eq!(servers[2].timeout, Duration::from_secs(5));
+    assert_eq!(servers[2].total_timeout, Duration::from_secs(30));
+    assert_eq!(servers[1].total_timeout, Duration::from_secs(60));
+    assert_eq!(config.upstream.health.failures, 2);
+    assert_eq!(
+        config.upstream.health.check_path.as_deref(),
+        Some("/healthz")
+    );
+    assert_eq!(config.upstream.bases().len(), 3);
+    assert_eq!(config.upstream_for("/live/a.ts"), Some("events"));
+    assert_eq!(config.upstream_for("/vod/a.ts"), None);
+    assert_eq!(config.shield.memory, 2 << 20);
+    assert_eq!(
+        config.shield.live_playlist_ttl,
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(config.shield.segment_ttl, Duration::from_secs(600));
+    let defaults = parse(MINIMAL).unwrap();
+    assert!(defaults.shield.enabled);
+    assert_eq!(defaults.shield.negative_ttl, Duration::from_secs(2));
+    assert_eq!(defaults.shield.stale_if_error, Duration::from_secs(30));
+    assert_eq!(defaults.upstream.health.failures, 3);
+    assert!(defaults.upstream.fallbacks.is_empty());
+}
+
+#[test]
+fn upstream_and_shield_problems_name_their_keys() {
+    let text = GROUPED
+        .replace(
+            "timeout = \"5s\", total_timeout = \"30s\"",
+            "total_timeout = \"1s\"",
+        )
+        .replace("failures = 2", "failures = 0")
+        .replace("upstream = \"events\"", "upstream = \"nowhere\"")
+        .replace("memory = 2097152", "memory = 1000");
+    let all = problems(&text);
+    for expected in [
+        "upstream.fallbacks[1].total_timeout = \"1s\": must be at least the first-byte timeout",
+        "upstream.health.failures = \"0\": must be at least 1",
+        "routes[0].upstream = \"nowhere\": no [upstreams.<name>] group by that name",
+        "shield.memory = \"1000\": must be at least 1048576",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    let unnamed = GROUPED.replace("[upstreams.events]", "[upstreams.\"\"]");
+    assert!(problems(&unnamed).contains("upstreams.: a group name"));
+}

@@ -60,6 +60,9 @@ pub struct UpstreamRequest {
     pub path_and_query: String,
     /// End-to-end headers to send.
     pub headers: HeaderMap,
+    /// Whether the server's total timeout bounds the body: for the shield's fetches, read
+    /// at the upstream's pace; not for responses streamed at a client's pace.
+    pub bounded: bool,
 }
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -118,8 +121,8 @@ impl Endpoint {
         }
     }
 
-    /// Fetches `req` from this server. The response's body streams as it arrives, and
-    /// fails if it has not ended within the server's total timeout.
+    /// Fetches `req` from this server. The response's body streams as it arrives; with
+    /// `req.bounded`, it fails if it has not ended within the server's total timeout.
     ///
     /// # Errors
     /// [`UpstreamError`] when no response head arrives.
@@ -133,6 +136,7 @@ impl Endpoint {
 
 impl HttpOrigin {
     async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
+        let bounded = req.bounded;
         let uri: Uri = format!(
             "{}://{}{}{}",
             self.base.scheme(),
@@ -161,13 +165,14 @@ impl HttpOrigin {
                 }
             })?;
         let deadline = started + self.total_timeout;
+        let total = self.total_timeout;
         Ok(response.map(|body| {
-            deadline::Deadline::new(
-                body.map_err(Into::into).boxed(),
-                deadline,
-                self.total_timeout,
-            )
-            .boxed()
+            let body = body.map_err(Into::into).boxed();
+            if bounded {
+                deadline::Deadline::new(body, deadline, total).boxed()
+            } else {
+                body
+            }
         }))
     }
 }

@@ -60,7 +60,7 @@ impl Entry {
 
     /// Whether it may still be served when every upstream fails.
     pub fn is_usable_stale(&self, now: Instant) -> bool {
-        now.duration_since(self.stored) < self.lifetime.fresh + self.lifetime.stale
+        now.duration_since(self.stored) < self.lifetime.kept()
     }
 
     /// Its weight against the cache's byte budget: body and headers.

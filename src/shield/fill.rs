@@ -29,6 +29,8 @@ enum Progress {
     },
     /// No response: every waiter gets this.
     Failed(UpstreamError),
+    /// Not for the shield (too large to hold): every waiter fetches it on its own.
+    Pass,
 }
 
 /// A fetch in flight.
@@ -104,13 +106,18 @@ impl Fill {
         });
     }
 
+    /// The object is not for the shield: waiters fetch it on their own.
+    pub fn pass(&self) {
+        self.progress.send_replace(Progress::Pass);
+    }
+
     /// No response came.
     pub fn fail(&self, error: UpstreamError) {
         self.progress.send_replace(Progress::Failed(error));
     }
 
     /// Waits for the head and answers with a body that follows the fetch from its first
-    /// byte (empty for HEAD).
+    /// byte (empty for HEAD); `None` when the object is not for the shield.
     ///
     /// # Errors
     /// The fetch's [`UpstreamError`] when no response came.
@@ -118,13 +125,14 @@ impl Fill {
         &self,
         head_only: bool,
         outcome: &'static str,
-    ) -> Result<Joined, UpstreamError> {
+    ) -> Result<Option<Joined>, UpstreamError> {
         let mut rx = self.progress.subscribe();
         let (head, stale) = loop {
             match &*rx.borrow_and_update() {
                 Progress::Waiting => {}
                 Progress::Body { head, stale, .. } => break (head.clone(), *stale),
                 Progress::Failed(e) => return Err(e.clone()),
+                Progress::Pass => return Ok(None),
             }
             if rx.changed().await.is_err() {
                 return Err(UpstreamError::Protocol("shared fetch abandoned".to_owned()));
@@ -136,10 +144,10 @@ impl Fill {
             follow(rx)
         };
         let outcome = if stale { "stale" } else { outcome };
-        Ok(Joined {
+        Ok(Some(Joined {
             response: head.response(body, outcome, None),
             stale,
-        })
+        }))
     }
 }
 
@@ -215,7 +223,7 @@ mod tests {
             false,
         );
         midway.push(Bytes::from_static(b"half"));
-        let joined = midway.join(false, "coalesced").await.unwrap();
+        let joined = midway.join(false, "coalesced").await.unwrap().unwrap();
         midway.abandon();
         let body = joined.response.into_body().collect().await;
         assert!(
@@ -234,7 +242,7 @@ mod tests {
         done.push(Bytes::from_static(b"whole"));
         done.finish(Ok(()));
         done.abandon();
-        let joined = done.join(false, "coalesced").await.unwrap();
+        let joined = done.join(false, "coalesced").await.unwrap().unwrap();
         let body = joined.response.into_body().collect().await.unwrap();
         assert_eq!(body.to_bytes(), "whole", "a finished fetch stays finished");
     }

@@ -9,6 +9,9 @@ use http::{HeaderMap, StatusCode};
 use crate::config::ShieldConfig;
 use crate::path::ObjectKind;
 
+/// The longest lifetime usher gives anything, whatever the origin says (a year).
+const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How long an entry is fresh, and how much longer it may be served when every upstream
 /// fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +20,13 @@ pub struct Lifetime {
     pub fresh: Duration,
     /// Served past `fresh` only for this long, and only when the upstream fails.
     pub stale: Duration,
+}
+
+impl Lifetime {
+    /// How long it is kept at all: fresh, then stale.
+    pub fn kept(&self) -> Duration {
+        self.fresh.saturating_add(self.stale)
+    }
 }
 
 /// The `Cache-Control` directives usher acts on.
@@ -80,7 +90,7 @@ pub fn lifetime(
         return None;
     }
     let fresh = match cc.shared_max_age.or(cc.max_age) {
-        Some(seconds) => Duration::from_secs(seconds),
+        Some(seconds) => Duration::from_secs(seconds).min(MAX_LIFETIME),
         None => match kind {
             ObjectKind::Playlist => match live_target(body) {
                 Some(target) => settings.live_playlist_ttl.unwrap_or(target / 2),
@@ -94,13 +104,14 @@ pub fn lifetime(
     }
     let stale = cc
         .stale_if_error
-        .map_or(settings.stale_if_error, Duration::from_secs);
+        .map_or(settings.stale_if_error, Duration::from_secs)
+        .min(MAX_LIFETIME);
     Some(Lifetime { fresh, stale })
 }
 
 /// For a live media playlist (segments, no `EXT-X-ENDLIST`, not a VOD playlist type): the
 /// interval at which players reload it: the part target for LL-HLS, else the target
-/// duration (1 s when it names neither).
+/// duration (1 s when it names neither, or a number no duration holds).
 fn live_target(body: &[u8]) -> Option<Duration> {
     let text = std::str::from_utf8(body).ok()?;
     let mut media = false;
@@ -124,8 +135,9 @@ fn live_target(body: &[u8]) -> Option<Duration> {
     media.then(|| {
         part_target
             .or(target)
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map_or(Duration::from_secs(1), Duration::from_secs_f64)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .filter(|d| !d.is_zero())
+            .map_or(Duration::from_secs(1), |d| d.min(MAX_LIFETIME))
     })
 }
 
@@ -208,6 +220,27 @@ pub(crate) mod tests {
             b"",
         );
         assert_eq!(l.unwrap().stale, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn absurd_numbers_from_the_origin_are_capped_not_fatal() {
+        use ObjectKind::{Playlist, Segment};
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let huge = "max-age=18446744073709551615, stale-if-error=18446744073709551615";
+        let l = lifetime(&settings(), Segment, StatusCode::OK, &headers(huge), b"").unwrap();
+        assert_eq!((l.fresh, l.stale), (year, year));
+        assert_eq!(l.kept(), year * 2);
+        let live = b"#EXTM3U\n#EXT-X-TARGETDURATION:1e300\n#EXTINF:4,\ns1.ts\n";
+        // A target no duration can hold counts as none: the 1 s default, halved.
+        assert_eq!(
+            fresh(Playlist, 200, "", live),
+            Some(Duration::from_millis(500))
+        );
+        let nan = b"#EXTM3U\n#EXT-X-TARGETDURATION:NaN\n#EXTINF:4,\ns1.ts\n";
+        assert_eq!(
+            fresh(Playlist, 200, "", nan),
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]

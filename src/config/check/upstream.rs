@@ -186,7 +186,8 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
             "must be at least 1048576 (1 MiB)",
         );
     }
-    let max_object_bytes = file.max_object_bytes.unwrap_or(16 << 20);
+    // The default never exceeds the budget, so setting only `memory` is enough.
+    let max_object_bytes = file.max_object_bytes.unwrap_or((16 << 20).min(memory));
     if max_object_bytes == 0 || max_object_bytes > memory.min(u64::from(u32::MAX)) {
         p.add(
             "shield.max_object_bytes",

@@ -138,6 +138,7 @@ impl Group {
                     method: Method::GET,
                     path_and_query: path.clone(),
                     headers: HeaderMap::new(),
+                    bounded: true,
                 };
                 let answer =
                     tokio::time::timeout(self.check_interval, member.endpoint.fetch(probe)).await;
