@@ -6,28 +6,43 @@
 
 use std::sync::Arc;
 
-/// The cache key of an object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The cache key of an object. Two keys are equal when group, path and sorted query are;
+/// the query as the request wrote it is what goes upstream (an origin may sign its URLs in
+/// an order of its own).
+#[derive(Debug, Clone)]
 pub struct Key {
     group: Arc<str>,
     path: String,
     query: String,
+    as_written: String,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.group, &self.path, &self.query) == (&other.group, &other.path, &other.query)
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.group, &self.path, &self.query).hash(state);
+    }
 }
 
 impl Key {
     /// The key of `path` in `group`, with the parameters of the upstream `query` (credentials
     /// already removed) sorted.
     pub fn new(group: &str, path: &str, query: Option<&str>) -> Self {
-        let mut pairs: Vec<&str> = query
-            .unwrap_or("")
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .collect();
+        let query = query.unwrap_or("");
+        let mut pairs: Vec<&str> = query.split('&').filter(|pair| !pair.is_empty()).collect();
         pairs.sort_unstable();
         Self {
             group: Arc::from(group),
             path: path.to_owned(),
             query: pairs.join("&"),
+            as_written: query.to_owned(),
         }
     }
 
@@ -41,12 +56,12 @@ impl Key {
         &self.group
     }
 
-    /// What usher asks the upstream for: the path and the query.
+    /// What usher asks the upstream for: the path and the query as the request wrote it.
     pub fn upstream_target(&self) -> String {
-        if self.query.is_empty() {
+        if self.as_written.is_empty() {
             self.path.clone()
         } else {
-            format!("{}?{}", self.path, self.query)
+            format!("{}?{}", self.path, self.as_written)
         }
     }
 }
@@ -61,8 +76,13 @@ mod tests {
         let b = Key::new("", "/live/index.m3u8", Some("_HLS_msn=10&_HLS_part=2"));
         assert_eq!(a, b, "order does not split the entry");
         assert_eq!(
-            a.upstream_target(),
+            b.upstream_target(),
             "/live/index.m3u8?_HLS_msn=10&_HLS_part=2"
+        );
+        assert_eq!(
+            a.upstream_target(),
+            "/live/index.m3u8?_HLS_part=2&_HLS_msn=10",
+            "the upstream gets the order the request wrote"
         );
         let other_part = Key::new("", "/live/index.m3u8", Some("_HLS_msn=10&_HLS_part=3"));
         assert_ne!(a, other_part);
