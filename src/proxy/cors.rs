@@ -20,6 +20,8 @@ pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut Header
         return;
     };
     let allowed = if access.cors_origins.iter().any(|o| o == "*") {
+        // Never credentials with `*`, whatever the origin's own answer said.
+        headers.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
         HeaderValue::from_static("*")
     } else if access
         .cors_origins
