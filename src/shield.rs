@@ -328,7 +328,12 @@ impl Fetch {
             headers,
             bounded: true,
         };
-        let result = self.group.fetch(request).await;
+        // With a stale copy to fall back on, servers already marked down are not waited on.
+        let has_stale = self
+            .stale
+            .as_ref()
+            .is_some_and(|e| e.is_usable_stale(Instant::now()));
+        let result = self.group.fetch_from(request, !has_stale).await;
         let failed = match &result {
             Ok(response) => response.status().is_server_error(),
             Err(_) => true,

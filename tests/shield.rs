@@ -445,13 +445,25 @@ async fn when_the_origin_dies_cached_segments_and_a_stale_playlist_keep_playing(
     let uncached = get(&format!("{}/live/s3.ts?ticket={ticket}", usher.url), &[]).await;
     assert_eq!(uncached.status, 502, "what was never cached is an error");
     assert_eq!(uncached.reason(), "upstream_unreachable");
+
+    // Three failures in a row mark the origin down; from then on a stale answer does not
+    // wait on it: the failure count stops.
+    let failures = format!(
+        "usher_upstream_failures_total{{reason=\"upstream_unreachable\",upstream=\"{}\"}}",
+        origin.url()
+    );
+    for _ in 0..6 {
+        let reload = get(&playlist_url, &[]).await;
+        assert_eq!(reload.headers["x-usher-cache"], "stale");
+    }
+    assert_eq!(metric(&usher, &failures).await, 3.0);
     assert!(
         metric(
             &usher,
             "usher_cache_requests_total{kind=\"playlist\",outcome=\"stale\"}"
         )
         .await
-            >= 1.0
+            >= 7.0
     );
 }
 

@@ -83,8 +83,23 @@ impl Group {
     /// # Errors
     /// The last server's [`UpstreamError`] when none answered.
     pub async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
+        self.fetch_from(req, true).await
+    }
+
+    /// As [`Group::fetch`], trying servers marked down only when `down_too`: a caller with
+    /// something to serve instead (a stale copy) does not wait on servers known to fail.
+    ///
+    /// # Errors
+    /// The last server's [`UpstreamError`]; `Connect` when every server is down and
+    /// `down_too` is false.
+    pub async fn fetch_from(
+        &self,
+        req: UpstreamRequest,
+        down_too: bool,
+    ) -> Result<Response<Body>, UpstreamError> {
         let (up, down): (Vec<&Member>, Vec<&Member>) =
             self.members.iter().partition(|m| m.health.is_up());
+        let down = if down_too { down } else { Vec::new() };
         let order: Vec<&Member> = up.into_iter().chain(down).collect();
         let mut last = None;
         for (n, member) in order.iter().enumerate() {
@@ -119,7 +134,11 @@ impl Group {
             }
             last = Some(result);
         }
-        last.unwrap_or_else(|| Err(UpstreamError::Connect("no upstream server".to_owned())))
+        last.unwrap_or_else(|| {
+            Err(UpstreamError::Connect(
+                "every upstream server is marked down".to_owned(),
+            ))
+        })
     }
 
     /// Runs the active health check forever: every interval, `check_path` on each server;
