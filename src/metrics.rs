@@ -20,7 +20,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `usher_denials_total{reason}`: requests refused, by reason.
     pub denials: IntCounterVec,
-    /// `usher_upstream_duration_seconds{kind}`: time to the upstream's response headers.
+    /// `usher_upstream_duration_seconds{kind}`: time to the response headers, from the
+    /// shield (a hit is near zero) or from the upstream.
     pub upstream_seconds: HistogramVec,
     /// `usher_upstream_errors_total{error}`: upstream fetches that failed.
     pub upstream_errors: IntCounterVec,
@@ -180,7 +181,7 @@ impl Metrics {
         let upstream_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "usher_upstream_duration_seconds",
-                "Time from sending an upstream request to its response headers.",
+                "Time to the response headers, from the shield cache or the upstream servers (see usher_upstream_server_duration_seconds for each server).",
             )
             .buckets(UPSTREAM_SECONDS_BUCKETS.to_vec()),
             &["kind"],

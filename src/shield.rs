@@ -459,9 +459,9 @@ mod tests {
         let mut settings = policy::tests::settings();
         settings.max_object_bytes = 1 << 16;
         let shield = Shield::new(&settings, &metrics);
-        shield.store(Key::new("", "/a/1.ts", None), entry(1000), 0);
-        shield.store(Key::new("", "/a/2.ts", None), entry(1000), 0);
-        shield.store(Key::new("", "/b/1.ts", None), entry(1000), 0);
+        shield.store(Key::new(&Arc::from(""), "/a/1.ts", None), entry(1000), 0);
+        shield.store(Key::new(&Arc::from(""), "/a/2.ts", None), entry(1000), 0);
+        shield.store(Key::new(&Arc::from(""), "/b/1.ts", None), entry(1000), 0);
         let size = shield.size();
         assert!(size >= 3000, "{size}");
         assert_eq!(metrics.cache_size.get() as u64, size);

@@ -272,6 +272,20 @@ fn upstream_groups_fallbacks_and_the_shield() {
     assert_eq!(defaults.shield.stale_if_error, Duration::from_secs(30));
     assert_eq!(defaults.upstream.health.failures, 3);
     assert!(defaults.upstream.fallbacks.is_empty());
+    let never = parse(&format!(
+        "{MINIMAL}\n[shield]\nnegative_ttl = \"0ms\"\nstale_if_error = \"0s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(never.shield.negative_ttl, Duration::ZERO, "404s not kept");
+    assert_eq!(
+        never.shield.stale_if_error,
+        Duration::ZERO,
+        "no stale copies"
+    );
+    assert!(
+        problems(&format!("{MINIMAL}\n[shield]\nsegment_ttl = \"0s\"\n"))
+            .contains("shield.segment_ttl")
+    );
 }
 
 #[test]

@@ -34,12 +34,12 @@ impl std::hash::Hash for Key {
 impl Key {
     /// The key of `path` in `group`, with the parameters of the upstream `query` (credentials
     /// already removed) sorted.
-    pub fn new(group: &str, path: &str, query: Option<&str>) -> Self {
+    pub fn new(group: &Arc<str>, path: &str, query: Option<&str>) -> Self {
         let query = query.unwrap_or("");
         let mut pairs: Vec<&str> = query.split('&').filter(|pair| !pair.is_empty()).collect();
         pairs.sort_unstable();
         Self {
-            group: Arc::from(group),
+            group: group.clone(),
             path: path.to_owned(),
             query: pairs.join("&"),
             as_written: query.to_owned(),
@@ -72,8 +72,16 @@ mod tests {
 
     #[test]
     fn the_directives_in_any_order_make_one_key() {
-        let a = Key::new("", "/live/index.m3u8", Some("_HLS_part=2&_HLS_msn=10"));
-        let b = Key::new("", "/live/index.m3u8", Some("_HLS_msn=10&_HLS_part=2"));
+        let a = Key::new(
+            &Arc::from(""),
+            "/live/index.m3u8",
+            Some("_HLS_part=2&_HLS_msn=10"),
+        );
+        let b = Key::new(
+            &Arc::from(""),
+            "/live/index.m3u8",
+            Some("_HLS_msn=10&_HLS_part=2"),
+        );
         assert_eq!(a, b, "order does not split the entry");
         assert_eq!(
             b.upstream_target(),
@@ -84,17 +92,27 @@ mod tests {
             "/live/index.m3u8?_HLS_part=2&_HLS_msn=10",
             "the upstream gets the order the request wrote"
         );
-        let other_part = Key::new("", "/live/index.m3u8", Some("_HLS_msn=10&_HLS_part=3"));
+        let other_part = Key::new(
+            &Arc::from(""),
+            "/live/index.m3u8",
+            Some("_HLS_msn=10&_HLS_part=3"),
+        );
         assert_ne!(a, other_part);
         assert_eq!(
-            Key::new("", "/s1.ts", Some("v=2")).upstream_target(),
+            Key::new(&Arc::from(""), "/s1.ts", Some("v=2")).upstream_target(),
             "/s1.ts?v=2"
         );
         assert_ne!(
-            Key::new("", "/s1.ts", Some("v=2")),
-            Key::new("", "/s1.ts", Some("v=3"))
+            Key::new(&Arc::from(""), "/s1.ts", Some("v=2")),
+            Key::new(&Arc::from(""), "/s1.ts", Some("v=3"))
         );
-        assert_eq!(Key::new("", "/s1.ts", Some("")).upstream_target(), "/s1.ts");
-        assert_ne!(Key::new("a", "/s1.ts", None), Key::new("b", "/s1.ts", None));
+        assert_eq!(
+            Key::new(&Arc::from(""), "/s1.ts", Some("")).upstream_target(),
+            "/s1.ts"
+        );
+        assert_ne!(
+            Key::new(&Arc::from("a"), "/s1.ts", None),
+            Key::new(&Arc::from("b"), "/s1.ts", None)
+        );
     }
 }

@@ -195,7 +195,12 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
             "must be between 1 and shield.memory (and under 4 GiB)",
         );
     }
-    let mut ttl = |name: &str, text: Option<String>, default: &str| {
+    // `zero_ok`: a lifetime of zero means "never kept" (any way of writing zero).
+    let mut ttl = |name: &str, text: Option<String>, default: &str, zero_ok: bool| {
+        let is_zero = |t: &str| super::super::duration::parse(t).is_ok_and(|d| d.is_zero());
+        if zero_ok && is_zero(text.as_deref().unwrap_or(default)) {
+            return Duration::ZERO;
+        }
         p.duration(
             &format!("shield.{name}"),
             text.as_deref(),
@@ -203,19 +208,13 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
             Duration::ZERO,
         )
     };
-    let segment_ttl = ttl("segment_ttl", file.segment_ttl, "10m");
-    let playlist_ttl = ttl("playlist_ttl", file.playlist_ttl, "5s");
-    let negative_ttl = match file.negative_ttl.as_deref() {
-        Some("0s") | Some("0") => Duration::ZERO,
-        text => ttl("negative_ttl", text.map(str::to_owned), "2s"),
-    };
+    let segment_ttl = ttl("segment_ttl", file.segment_ttl, "10m", false);
+    let playlist_ttl = ttl("playlist_ttl", file.playlist_ttl, "5s", false);
+    let negative_ttl = ttl("negative_ttl", file.negative_ttl, "2s", true);
     let live_playlist_ttl = file
         .live_playlist_ttl
-        .map(|text| ttl("live_playlist_ttl", Some(text), ""));
-    let stale_if_error = match file.stale_if_error.as_deref() {
-        Some("0s") | Some("0") => Duration::ZERO,
-        text => ttl("stale_if_error", text.map(str::to_owned), "30s"),
-    };
+        .map(|text| ttl("live_playlist_ttl", Some(text), "", false));
+    let stale_if_error = ttl("stale_if_error", file.stale_if_error, "30s", true);
     ShieldConfig {
         enabled: file.enabled.unwrap_or(true),
         memory,

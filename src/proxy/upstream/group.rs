@@ -25,7 +25,7 @@ struct Member {
 /// A primary and its fallbacks.
 pub struct Group {
     /// The group's name (`""` for `[upstream]`), part of every cache key.
-    pub name: String,
+    pub name: Arc<str>,
     members: Vec<Member>,
     check_path: Option<String>,
     check_interval: std::time::Duration,
@@ -69,7 +69,7 @@ impl Group {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
-            name: name.to_owned(),
+            name: Arc::from(name),
             members,
             check_path: config.health.check_path.clone(),
             check_interval: config.health.check_interval,
