@@ -41,6 +41,7 @@ fn ticket_claims() -> Claims {
         sid: None,
         cap: 0,
         allow: Vec::new(),
+        cls: None,
     }
 }
 
@@ -55,6 +56,7 @@ fn session_claims() -> Claims {
         sid: Some("9d2c47e1".to_owned()),
         cap: NOW + 4 * 3_600,
         allow: Vec::new(),
+        cls: None,
     }
 }
 
@@ -167,6 +169,7 @@ fn bench_credentials(c: &mut Criterion) {
         kind: Kind::Ticket,
         claims: ticket_claims(),
         right_until: None,
+        minted_device: None,
     };
     c.bench_function("session_mint", |b| {
         b.iter(|| {

@@ -63,6 +63,10 @@ pub struct Grant {
     /// checked. Session tokens are capped by it rather than by the ticket's expiry, so
     /// playback outlives the ticket while the right holds.
     pub right_until: Option<u64>,
+    /// The device id usher made up for this request, which named none although the
+    /// purchase counts activations: the purchase was bound to it, and the response hands
+    /// it to the client as usher's device cookie.
+    pub minted_device: Option<crate::device::Minted>,
 }
 
 /// Why a request was refused. [`Denied::reason`] is what players and metrics see.
@@ -157,6 +161,7 @@ pub fn decide(
         kind,
         claims,
         right_until: None,
+        minted_device: None,
     })
 }
 
@@ -165,8 +170,8 @@ pub fn decide(
 /// The session keeps the grant's subject, scope and IP binding (or is bound to `network`
 /// when the grant has none); it is bound to the device the grant was bound to or, failing
 /// that, the device the request named; it keeps the grant's session id (the one the
-/// session registry gave it) or takes `new_sid`; and it never outlives the right it
-/// descends from: the right's end when rights were checked, else the ticket's expiry.
+/// session registry gave it) or takes `new_sid`; it keeps the grant's device class; and it
+/// never outlives the right it descends from: the right's end when rights were checked, else the ticket's expiry.
 pub fn session_claims(
     grant: &Grant,
     device: Option<&str>,
@@ -194,6 +199,8 @@ pub fn session_claims(
         sid: Some(sid),
         cap,
         allow: Vec::new(),
+        // The class decided at this request travels on, so no later request re-reads it.
+        cls: grant.claims.cls,
     }
 }
 

@@ -282,6 +282,7 @@ pub fn issue(
         sid: None,
         cap: 0,
         allow: Vec::new(),
+        cls: None,
     };
     Ok(ticket::sign(&config.token.keys, Kind::Ticket, &claims))
 }

@@ -379,6 +379,9 @@ pub struct Token {
     pub device_param: String,
     /// Cookie naming the device, if read.
     pub device_cookie: Option<String>,
+    /// Whether usher sets its own device cookie (named `device_cookie`) when a request
+    /// that must name a device, to activate a purchase, names none.
+    pub set_device_cookie: bool,
     /// Cookie carrying the session token on cookie-carrier routes.
     pub session_cookie: String,
     /// Whether the user agent is folded into the device identity.

@@ -103,6 +103,7 @@ pub async fn seed(state: &State) -> Result<Option<String>, AdminError> {
         sid: None,
         cap: 0,
         allow: Vec::new(),
+        cls: None,
     };
     let ticket = ticket::sign(&settings.keys, Kind::Ticket, &claims);
     Ok(Some(format!(

@@ -25,6 +25,40 @@ pub fn hash_id(id: &str, user_agent: Option<&str>) -> String {
     out
 }
 
+/// How long usher's own device cookie lives: 400 days, the most browsers keep one.
+pub const COOKIE_MAX_AGE: u64 = 400 * 86_400;
+
+/// A device id usher made up for a request that named none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Minted {
+    /// The id as the client will send it back (the cookie's value): 128 random bits, hex.
+    pub id: String,
+    /// Its hashed form, as every other device id is kept.
+    pub hash: String,
+}
+
+impl Minted {
+    /// A fresh id from the OS random source, hashed like one a client sent with
+    /// `user_agent` (when the identity folds the user agent in).
+    pub fn new(user_agent: Option<&str>) -> Self {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).expect("the OS random source works");
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = hash_id(&id, user_agent);
+        Self { id, hash }
+    }
+
+    /// The `Set-Cookie` value that hands it to the client as cookie `name`: durable, for
+    /// every path, out of scripts' reach, `Secure` when the client came over HTTPS.
+    pub fn set_cookie(&self, name: &str, https: bool) -> String {
+        let secure = if https { "; Secure" } else { "" };
+        format!(
+            "{name}={}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax{secure}",
+            self.id
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +71,21 @@ mod tests {
         assert_ne!(a, hash_id("tv-2", None));
         assert_ne!(a, hash_id("tv-1", Some("AppleCoreMedia/1.0")));
         assert!(!a.contains("tv-1"));
+    }
+
+    #[test]
+    fn minted_ids_are_random_hashed_and_set_as_a_durable_private_cookie() {
+        let (a, b) = (Minted::new(None), Minted::new(None));
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.id.len(), 32);
+        assert_eq!(a.hash, hash_id(&a.id, None));
+        assert_eq!(
+            a.set_cookie("usher_device", true),
+            format!(
+                "usher_device={}; Path=/; Max-Age=34560000; HttpOnly; SameSite=Lax; Secure",
+                a.id
+            )
+        );
+        assert!(!a.set_cookie("d", false).contains("Secure"));
     }
 }

@@ -6,7 +6,8 @@
 //!         ─► /healthz, /readyz
 //!         ─► route: public prefix → no check │ protected → check │ neither (404)
 //!         ─► credentials: session token (query) or ticket (query, Bearer, cookie),
-//!            or the foreign tokens the route accepts; device id (header or query)
+//!            or the foreign tokens the route accepts; device id (header, cookie or
+//!            query; none on a purchase that counts activations: usher's own cookie)
 //!         ─► access::decide: signature (kid, constant time) → nbf/exp ± skew
 //!            → scope → device → client IP                                  (401/403)
 //!         ─► rights: cached decision for subject + media + device class:
@@ -311,6 +312,9 @@ pub struct Peer {
 struct Outcome {
     kind: &'static str,
     reason: Option<&'static str>,
+    /// usher's device cookie for a device it made up for this request: set on whatever
+    /// the answer turns out to be, since the purchase is already bound to that device.
+    device_cookie: Option<HeaderValue>,
 }
 
 /// Serves one request: records, logs once and responds; [`handle_inner`] does the work.
@@ -325,6 +329,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
     let mut outcome = Outcome {
         kind: ObjectKind::of(req.uri().path()).as_str(),
         reason: None,
+        device_cookie: None,
     };
     // One config snapshot for the whole request: a reload never changes the rules midway.
     let config = state.config();
@@ -342,6 +347,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
             err.to_response()
         }
     };
+    if let Some(cookie) = outcome.device_cookie.take() {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, cookie);
+    }
     cors::apply(
         &config.access,
         origin_header.as_ref(),
@@ -435,9 +445,20 @@ async fn handle_inner(
                 client_ip,
                 headers: req.headers(),
             };
-            Some(authorize::authorize(state, config, kind, &presented, &foreign, &facts).await?)
+            let grant =
+                authorize::authorize(state, config, kind, &presented, &foreign, &facts).await?;
+            if let (Some(minted), Some(name)) = (&grant.minted_device, &settings.device_cookie) {
+                outcome.device_cookie =
+                    HeaderValue::from_str(&minted.set_cookie(name, peer.proto == "https")).ok();
+            }
+            Some(grant)
         }
     };
+    let device = grant
+        .as_ref()
+        .and_then(|g| g.minted_device.as_ref())
+        .map(|minted| minted.hash.clone())
+        .or(device);
 
     let mut credential_params = vec![
         settings.ticket_param.as_str(),

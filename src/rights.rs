@@ -1,11 +1,13 @@
 //! Entitlements: who bought what, for how long, and the cached check on the hot path.
 //!
 //! ```text
-//! path ─► media index (in memory: longest prefix → media code, editorial id)
-//!      ─► decision cache (moka): key subject + media + device class
+//! path ─► media index (in memory: longest prefix → media code, editorial id, and the
+//!                     content ids of the media enclosing it, whose rights cover it too)
+//!      ─► decision cache (moka): key subject + (innermost) media + device class
 //!           hit, still true at `now` ─► answer
 //!           miss ─► one lookup per key however many ask (try_get_with)
 //!                   ─► store: account + purchases of products covering the media
+//!                      or any media enclosing it
 //!                   ─► decide::decide ─► cached: positive TTL, or the shorter negative
 //!                      TTL; never used past the right's own end (checked at `now`)
 //! ```
@@ -145,6 +147,9 @@ impl Rights {
         class: DeviceClass,
         now: u64,
     ) -> Result<Entitled, RightsDenied> {
+        // The generation is read before the index: an invalidation swaps the index first
+        // and bumps the generation after, so a lookup that saw the old index is never cached.
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let media = self.media_for(path).ok_or(RightsDenied::NoRights)?;
         let class_name = class.as_str();
         let mut key =
@@ -162,7 +167,6 @@ impl Rights {
             self.cache.invalidate(&key).await;
         }
         self.misses.inc();
-        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let decision = self
             .cache
             .try_get_with(key.clone(), self.lookup(subject, &media, class, now))
@@ -200,20 +204,36 @@ impl Rights {
         now: u64,
     ) -> Result<Arc<Decision>, StoreError> {
         let decision = match &self.source {
-            Source::External(external) => external
-                .decide(subject, media, class, now, &self.metrics)
-                .await
-                .map_err(|e| StoreError::Backend(e.to_string()))?,
+            Source::External(external) => {
+                // Innermost first; a right on an enclosing media covers this one too.
+                let mut refusal = None;
+                let mut failure = None;
+                let mut granted = None;
+                for m in media.chain() {
+                    match external.decide(subject, m, class, now, &self.metrics).await {
+                        Ok(Ok(entitled)) => {
+                            granted = Some(entitled);
+                            break;
+                        }
+                        Ok(Err(why)) => {
+                            refusal.get_or_insert(why);
+                        }
+                        Err(e) => failure = Some(e),
+                    }
+                }
+                match (granted, failure) {
+                    (Some(entitled), _) => Ok(entitled),
+                    // No yes, and one answer missing: it might have been the yes.
+                    (None, Some(e)) => return Err(StoreError::Backend(e.to_string())),
+                    (None, None) => Err(refusal.unwrap_or(RightsDenied::NoRights)),
+                }
+            }
             Source::Store => {
                 let store = self.store.clone();
-                let (subject, code, editorial) = (
-                    subject.to_owned(),
-                    media.code.clone(),
-                    media.editorial.clone(),
-                );
+                let (subject, contents) = (subject.to_owned(), media.covered_by.clone());
                 let (account, candidates) = tokio::task::spawn_blocking(move || {
                     let account = store.account(&subject)?;
-                    let candidates = store.entitlements(&subject, &code, editorial.as_deref())?;
+                    let candidates = store.entitlements(&subject, &contents)?;
                     Ok::<_, StoreError>((account, candidates))
                 })
                 .await
@@ -285,12 +305,16 @@ impl Rights {
             .rights_invalidations
             .with_label_values(&["all"])
             .inc();
+        // The new index goes in before the generation moves (see `check`): a decision
+        // made against the old one, whose media may have gained or lost an enclosing
+        // media, is then never cached.
+        let result = MediaIndex::load(self.store.as_ref()).map(|index| {
+            *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
+        });
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.cache.invalidate_all();
-        let index = MediaIndex::load(self.store.as_ref())?;
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
-        Ok(())
+        result
     }
 }
 

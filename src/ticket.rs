@@ -26,6 +26,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::net::IpPrefix;
+use crate::rights::model::DeviceClass;
 
 /// Which of the two credential kinds a string is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +94,18 @@ pub struct Claims {
     /// product's media, for a viewer without a ticket). Empty for every other credential.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
+    /// The device class the credential plays as. On a ticket, optional: when set, the only
+    /// class it opens, whatever the client's header says. On a session token, the class
+    /// decided at the playlist request, so segment requests (which players cannot add
+    /// headers to) are judged by it, never by a header. One letter on the wire (`c`:
+    /// `o`, `i`, `h`), to keep session tokens short.
+    #[serde(
+        default,
+        rename = "c",
+        skip_serializing_if = "Option::is_none",
+        with = "class_letter"
+    )]
+    pub cls: Option<DeviceClass>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -255,6 +268,30 @@ pub fn check_window(claims: &Claims, now: u64, skew: u64) -> Result<(), TicketEr
         return Err(TicketError::Expired { at: claims.exp });
     }
     Ok(())
+}
+
+mod class_letter {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::rights::model::DeviceClass;
+
+    pub fn serialize<S: Serializer>(value: &Option<DeviceClass>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(class) => s.serialize_str(&class.as_str()[..1]),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DeviceClass>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| match t.as_str() {
+            "o" => Ok(DeviceClass::Ott),
+            "i" => Ok(DeviceClass::Iptv),
+            "h" => Ok(DeviceClass::Hybrid),
+            _ => Err(serde::de::Error::custom("unknown device class")),
+        })
+        .transpose()
+    }
 }
 
 mod ip_prefix_text {

@@ -487,6 +487,7 @@ async fn with_a_controllable_clock_sessions_idle_out_live_playback_outlasts_the_
             sid: None,
             cap: 0,
             allow: Vec::new(),
+            cls: None,
         },
     );
     let tv = Player {

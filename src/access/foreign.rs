@@ -286,8 +286,10 @@ fn grant(
             sid: Some(sid),
             cap: exp,
             allow: Vec::new(),
+            cls: None,
         },
         right_until: None,
+        minted_device: None,
     }
 }
 

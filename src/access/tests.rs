@@ -22,6 +22,7 @@ fn claims() -> Claims {
         sid: None,
         cap: 0,
         allow: Vec::new(),
+        cls: None,
     }
 }
 

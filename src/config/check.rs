@@ -457,11 +457,12 @@ fn check_token(p: &mut Problems, file: TokenFile) -> Option<Token> {
             "token.device_param",
             file.device_param.as_deref().unwrap_or("device"),
         ),
-        device_cookie: file
-            .device_cookie
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .map(|c| p.param_name("token.device_cookie", c)),
+        device_cookie: match file.device_cookie.as_deref() {
+            Some("") => None,
+            Some(name) => Some(p.param_name("token.device_cookie", name)),
+            None => Some("usher_device".to_owned()),
+        },
+        set_device_cookie: file.set_device_cookie.unwrap_or(true),
         device_with_user_agent: file.device_with_user_agent.unwrap_or(false),
         session_cookie: p.param_name(
             "token.session_cookie",

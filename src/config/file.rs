@@ -333,8 +333,12 @@ pub struct TokenFile {
     pub device_param: Option<String>,
     /// Cookie that carries the session token on routes with `carrier = "cookie"`.
     pub session_cookie: Option<String>,
-    /// Cookie that names the device (for browsers); unset: not read.
+    /// Cookie that names the device (default `usher_device`; empty string: not read, and
+    /// never set).
     pub device_cookie: Option<String>,
+    /// Whether usher sets its own device cookie on the first request of a purchase that
+    /// counts activations and names no device (default true).
+    pub set_device_cookie: Option<bool>,
     /// Fold the user agent into the device identity (a copied device id on another kind of
     /// player then counts as another device).
     pub device_with_user_agent: Option<bool>,

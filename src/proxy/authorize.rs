@@ -3,7 +3,11 @@
 //! purchase, and the session's place among the account's concurrent streams.
 //!
 //! ```text
+//! device class: the credential's (ticket claim, or the session token's, fixed at the
+//! playlist request) │ the class header, on a ticket that names none │ the default
+//!
 //! ticket  ─► rights ─► activation: device known │ bound now │ limit reached
+//!                           (no device named: usher makes one up, sets it as its cookie)
 //!                           (limit reached + ip_recovery + a live session of this
 //!                            purchase from the same network ─► move its activation)
 //!                      ─► session: join this device's live one │ start under the limits
@@ -112,15 +116,26 @@ pub async fn authorize(
         }
         return Ok(grant);
     };
-    let class = device_class(config, headers);
+    let class = device_class(config, &grant.claims, headers);
+    // Decided once: the session token minted from this grant carries it on.
+    grant.claims.cls = Some(class);
     let entitled = rights.check(&grant.claims.sub, path, class, now).await?;
     grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
-    let device = presented
+    let mut device = presented
         .device
         .map(str::to_owned)
         .or_else(|| grant.claims.dev.clone());
     match grant.kind {
         Kind::Ticket => {
+            // A purchase that counts activations needs a device. A request that names none
+            // (the bare emailed link) gets one made up here, bound like any other and
+            // handed back as usher's device cookie; the session token carries it on.
+            if entitled.activations.is_some() && device.is_none() {
+                if let Some(minted) = mint_device(config, headers) {
+                    device = Some(minted.hash.clone());
+                    grant.minted_device = Some(minted);
+                }
+            }
             // Activation is checked before the session starts (a device that may not play
             // must not end someone else's session), recorded after it was admitted (a
             // refused device uses no activation), and only then do older sessions give way.
@@ -351,17 +366,39 @@ fn preview_grant(state: &State, config: &Config, path: &str, now: u64) -> Option
             sid: None,
             cap: 0,
             allow: vec![path.to_owned()],
+            cls: None,
         },
         right_until: None,
+        minted_device: None,
     })
 }
 
-/// The device class a request names in `rights.device_class_header`, or the default.
-fn device_class(config: &Config, headers: &HeaderMap) -> DeviceClass {
+/// A device id for a request that names none, when usher sets device cookies.
+fn mint_device(config: &Config, headers: &HeaderMap) -> Option<crate::device::Minted> {
+    let settings = &config.token;
+    settings.device_cookie.as_ref()?;
+    let agent = settings
+        .device_with_user_agent
+        .then(|| headers.get(http::header::USER_AGENT))
+        .flatten()
+        .and_then(|v| v.to_str().ok());
+    settings
+        .set_device_cookie
+        .then(|| crate::device::Minted::new(agent))
+}
+
+/// The device class a request plays as: the one its credential names (a ticket that
+/// names one, or the session token minted at the playlist request), else the class named
+/// in `rights.device_class_header`, else the default. A header never overrides a class
+/// the credential names, so it can neither open a class the ticket does not grant nor
+/// change the class of a session's segments.
+fn device_class(config: &Config, claims: &Claims, headers: &HeaderMap) -> DeviceClass {
     let rights = &config.rights;
-    headers
-        .get(&rights.device_class_header)
-        .and_then(|v| v.to_str().ok())
-        .and_then(DeviceClass::parse)
-        .unwrap_or(rights.default_device_class)
+    claims.cls.unwrap_or_else(|| {
+        headers
+            .get(&rights.device_class_header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(DeviceClass::parse)
+            .unwrap_or(rights.default_device_class)
+    })
 }

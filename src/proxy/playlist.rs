@@ -204,6 +204,7 @@ fn rewrite_for(
                 sid: None,
                 cap: 0,
                 allow,
+                cls: None,
             }
         }
     };

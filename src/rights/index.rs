@@ -1,4 +1,10 @@
 //! Path → media, in memory: the longest media prefix that contains a request path.
+//!
+//! Prefixes may nest (`demo` at `/demo/`, `m180` at `/demo/180p/`). A path belongs to the
+//! most specific media, and a right on any media that encloses it still covers it: the
+//! buyer of `demo` keeps playing `/demo/180p/` after `m180` is created, and a buyer of
+//! `m180` alone plays only `/demo/180p/`. Each entry carries the content ids whose rights
+//! cover it, worked out once when the index is built, so the hot path does one lookup.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +22,20 @@ pub struct MediaRef {
     /// Its path prefix.
     pub prefix: String,
     /// Seconds that play without a ticket: the longest preview of the active products that
-    /// contain it (0: none).
+    /// contain it or a media enclosing it (0: none).
     pub preview_seconds: u32,
+    /// The nearest media whose prefix encloses this one's, if any.
+    pub enclosing: Option<Arc<MediaRef>>,
+    /// The content ids a right on which covers this media: its code and editorial id, then
+    /// those of every enclosing media, innermost first, without repeats.
+    pub covered_by: Vec<String>,
+}
+
+impl MediaRef {
+    /// This media, then every media enclosing it, innermost first.
+    pub fn chain(&self) -> impl Iterator<Item = &MediaRef> {
+        std::iter::successors(Some(self), |m| m.enclosing.as_deref())
+    }
 }
 
 /// Media by path prefix.
@@ -27,23 +45,38 @@ pub struct MediaIndex {
 }
 
 impl MediaIndex {
-    /// An index of `media`, with each one's preview length from `previews` (by code).
-    pub fn new(media: Vec<Media>, previews: &HashMap<String, u32>) -> Self {
-        let by_prefix = media
-            .into_iter()
-            .map(|m| {
-                (
-                    m.prefix.clone(),
-                    Arc::new(MediaRef {
-                        preview_seconds: previews.get(&m.code).copied().unwrap_or(0),
-                        code: m.code,
-                        editorial: m.editorial,
-                        prefix: m.prefix,
-                    }),
-                )
-            })
-            .collect();
-        Self { by_prefix }
+    /// An index of `media`, with each one's own preview length from `previews` (by code).
+    pub fn new(mut media: Vec<Media>, previews: &HashMap<String, u32>) -> Self {
+        // Outer prefixes are shorter: built first, they are there when the media they
+        // enclose look for them.
+        media.sort_by_key(|m| m.prefix.len());
+        let mut index = Self::default();
+        for m in media {
+            let enclosing = m
+                .prefix
+                .strip_suffix('/')
+                .and_then(|parent| index.lookup(parent))
+                .cloned();
+            let mut covered_by = vec![m.code.clone()];
+            covered_by.extend(m.editorial.clone());
+            let mut preview_seconds = previews.get(&m.code).copied().unwrap_or(0);
+            if let Some(outer) = &enclosing {
+                covered_by.extend(outer.covered_by.iter().cloned());
+                preview_seconds = preview_seconds.max(outer.preview_seconds);
+            }
+            let mut seen = std::collections::HashSet::new();
+            covered_by.retain(|c| seen.insert(c.clone()));
+            let entry = Arc::new(MediaRef {
+                preview_seconds,
+                code: m.code,
+                editorial: m.editorial,
+                prefix: m.prefix.clone(),
+                enclosing,
+                covered_by,
+            });
+            index.by_prefix.insert(m.prefix, entry);
+        }
+        index
     }
 
     /// Reads every media and the previews of the products containing them from `store`.
@@ -115,5 +148,28 @@ mod tests {
         assert_eq!(index.lookup("/events/finals/x.ts").unwrap().code, "all");
         assert!(index.lookup("/other/x.ts").is_none());
         assert!(index.lookup("/events").is_none());
+    }
+
+    #[test]
+    fn a_nested_media_is_covered_by_the_rights_and_previews_of_every_enclosing_one() {
+        let mut hd = media("final-hd", "/events/final/hd/");
+        hd.editorial = Some("final".into());
+        let mut previews = HashMap::new();
+        previews.insert("all".to_owned(), 30);
+        let index = MediaIndex::new(
+            // In any order: the index sorts outer prefixes first.
+            vec![hd, media("all", "/events/"), media("final-sd", "/events/final/")],
+            &previews,
+        );
+        let inner = index.lookup("/events/final/hd/seg1.ts").unwrap();
+        assert_eq!(inner.code, "final-hd");
+        assert_eq!(inner.covered_by, ["final-hd", "final", "final-sd", "all"]);
+        assert_eq!(
+            inner.chain().map(|m| m.code.as_str()).collect::<Vec<_>>(),
+            ["final-hd", "final-sd", "all"]
+        );
+        assert_eq!(inner.preview_seconds, 30, "the enclosing product's preview");
+        let outer = index.lookup("/events/semi/x.ts").unwrap();
+        assert_eq!(outer.covered_by, ["all"], "rights flow inwards only");
     }
 }

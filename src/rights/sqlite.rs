@@ -411,20 +411,24 @@ impl Store for SqliteStore {
     fn entitlements(
         &self,
         account: &str,
-        code: &str,
-        editorial: Option<&str>,
+        contents: &[String],
     ) -> Result<Vec<(Purchase, Product)>, StoreError> {
+        if contents.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement per chain length (nesting is shallow), each cached once prepared.
+        let marks = vec!["?"; contents.len()].join(", ");
+        let sql = format!(
+            "SELECT DISTINCT pu.data, pr.data FROM purchases pu
+             JOIN products pr ON pr.code = pu.product
+             JOIN product_media pm ON pm.product = pu.product
+             WHERE pu.account = ? AND pm.content IN ({marks})"
+        );
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT DISTINCT pu.data, pr.data FROM purchases pu
-                 JOIN products pr ON pr.code = pu.product
-                 JOIN product_media pm ON pm.product = pu.product
-                 WHERE pu.account = ?1 AND pm.content IN (?2, ?3)",
-            )
-            .map_err(backend)?;
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let args = std::iter::once(account).chain(contents.iter().map(String::as_str));
         let rows = stmt
-            .query_map(params![account, code, editorial.unwrap_or(code)], |r| {
+            .query_map(rusqlite::params_from_iter(args), |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .map_err(backend)?;

@@ -117,13 +117,14 @@ pub trait Store: Send + Sync + 'static {
     fn record_first_play(&self, hash: &str, now: u64) -> Result<bool, StoreError>;
     /// Deletes a purchase.
     fn delete_purchase(&self, hash: &str) -> Result<(), StoreError>;
-    /// The account's purchases of products that contain the media `code` or its
-    /// `editorial` id, with those products: everything a rights decision needs.
+    /// The account's purchases of products that contain any of `contents` (content ids:
+    /// a media's code and editorial id, and those of the media enclosing it, as
+    /// [`super::index::MediaRef::covered_by`] lists them), each purchase once, with its
+    /// product: everything a rights decision needs.
     fn entitlements(
         &self,
         account: &str,
-        code: &str,
-        editorial: Option<&str>,
+        contents: &[String],
     ) -> Result<Vec<(Purchase, Product)>, StoreError>;
 
     /// An account by id.

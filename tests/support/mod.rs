@@ -51,6 +51,7 @@ pub fn claims(scope: &str) -> Claims {
         sid: None,
         cap: 0,
         allow: Vec::new(),
+        cls: None,
     }
 }
 

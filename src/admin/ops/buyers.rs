@@ -130,6 +130,7 @@ fn issue_ticket(
         sid: None,
         cap: 0,
         allow: Vec::new(),
+        cls: None,
     };
     ticket::sign(&settings.keys, Kind::Ticket, &claims)
 }

@@ -134,17 +134,17 @@ fn entitlements_follow_media_and_editorial_links() {
     assert!(store.account("alice").unwrap().unwrap().enabled);
 
     let alice_4k = store
-        .entitlements("alice", "final-4k", Some("final"))
+        .entitlements("alice", &["final-4k".into(), "final".into()])
         .unwrap();
     assert_eq!(alice_4k.len(), 1, "the editorial right covers 4K");
     assert_eq!(alice_4k[0].0.hash, "h1");
     let bob_4k = store
-        .entitlements("bob", "final-4k", Some("final"))
+        .entitlements("bob", &["final-4k".into(), "final".into()])
         .unwrap();
     assert!(bob_4k.is_empty(), "bob bought HD only");
     assert_eq!(
         store
-            .entitlements("bob", "final-hd", Some("final"))
+            .entitlements("bob", &["final-hd".into(), "final".into()])
             .unwrap()
             .len(),
         1
@@ -152,7 +152,7 @@ fn entitlements_follow_media_and_editorial_links() {
 
     store.unlink("P2", "final-hd").unwrap();
     assert!(store
-        .entitlements("bob", "final-hd", Some("final"))
+        .entitlements("bob", &["final-hd".into(), "final".into()])
         .unwrap()
         .is_empty());
     store.delete_product("P1").unwrap();
