@@ -136,8 +136,10 @@ async fn first_use_binds_and_the_device_past_the_activation_count_is_refused_unt
         status_reason(&laptop.start(&play).await.0),
         (403, "activation_limit".into())
     );
+    // A client that names no device gets one from usher (its device cookie): a third
+    // device, past the two activations (issue 11 item 4; it used to be device_required).
     let nobody = get(&play, &[("x-forwarded-for", "198.51.100.10")]).await;
-    assert_eq!(status_reason(&nobody), (403, "device_required".into()));
+    assert_eq!(status_reason(&nobody), (403, "activation_limit".into()));
 
     let (_, devices) = api(
         &usher,
@@ -172,11 +174,11 @@ async fn first_use_binds_and_the_device_past_the_activation_count_is_refused_unt
         .await
         .text();
     assert!(
-        metrics.contains(r#"usher_activations_total{outcome="limit"} 1"#),
+        metrics.contains(r#"usher_activations_total{outcome="limit"} 2"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"usher_denials_total{reason="activation_limit"} 1"#),
+        metrics.contains(r#"usher_denials_total{reason="activation_limit"} 2"#),
         "{metrics}"
     );
 }

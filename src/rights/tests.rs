@@ -195,3 +195,48 @@ async fn first_play_is_recorded_once() {
         })
     );
 }
+
+/// Item 1 of issue 11: adding a media inside a sold one takes no right away, and the
+/// cached decisions follow the index as media come and go.
+#[tokio::test]
+async fn a_nested_media_keeps_the_enclosing_right_through_the_cache_and_its_invalidation() {
+    let (_dir, store, rights, _metrics) = setup(None);
+    let inner = "/final/180p/seg1.ts";
+    assert!(rights
+        .check("alice", inner, DeviceClass::Ott, T0 + 1)
+        .await
+        .is_ok());
+    let m180: Media =
+        serde_json::from_value(serde_json::json!({"code": "m180", "prefix": "/final/180p/"}))
+            .unwrap();
+    store.create_media(&m180).unwrap();
+    let p180: Product =
+        serde_json::from_value(serde_json::json!({"code": "P180", "name": "180p"})).unwrap();
+    store.create_product(&p180).unwrap();
+    store.link("P180", "m180").unwrap();
+    let purchase: Purchase = serde_json::from_value(serde_json::json!({
+        "hash": "h2", "product": "P180", "account": "bob", "purchased_at": T0
+    }))
+    .unwrap();
+    store.create_purchase(&purchase).unwrap();
+    rights.invalidate_all().unwrap();
+    assert_eq!(rights.media_for(inner).unwrap().code, "m180");
+    let alice = rights.check("alice", inner, DeviceClass::Ott, T0 + 2).await;
+    assert_eq!(alice.unwrap().purchase.as_ref(), "h1", "the right on final");
+    let bob = rights.check("bob", inner, DeviceClass::Ott, T0 + 2).await;
+    assert_eq!(bob.unwrap().purchase.as_ref(), "h2");
+    assert_eq!(
+        rights
+            .check("bob", "/final/360p/seg1.ts", DeviceClass::Ott, T0 + 2)
+            .await,
+        Err(RightsDenied::NoRights),
+        "a right on the inner media covers only it"
+    );
+    // The enclosing media goes: its right no longer reaches inside, cached or not.
+    store.delete_media("final").unwrap();
+    rights.invalidate_all().unwrap();
+    assert_eq!(
+        rights.check("alice", inner, DeviceClass::Ott, T0 + 3).await,
+        Err(RightsDenied::NoRights)
+    );
+}

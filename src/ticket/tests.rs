@@ -172,3 +172,16 @@ fn debug_output_never_shows_the_secret() {
     let key = Key::new("k", b"super-secret-value-super-secret-value").unwrap();
     assert!(!format!("{key:?}").contains("super"));
 }
+
+#[test]
+fn the_device_class_travels_as_one_letter() {
+    let mut with_class = claims();
+    with_class.cls = Some(DeviceClass::Iptv);
+    let raw = sign(&ring(), Kind::Session, &with_class);
+    let (_, _, decoded) = decode_unverified(&raw).unwrap();
+    assert_eq!(decoded.cls, Some(DeviceClass::Iptv));
+    let json = serde_json::to_string(&with_class).unwrap();
+    assert!(json.ends_with(r#","c":"i"}"#), "{json}");
+    let without = serde_json::to_string(&claims()).unwrap();
+    assert!(!without.contains(r#""c":"#), "absent when not set: {without}");
+}
