@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Overrides};
 use crate::net::IpPrefix;
+use crate::rights::model::DeviceClass;
 use crate::ticket::{self, Claims, Kind};
 
 pub mod admin;
@@ -105,6 +106,11 @@ pub enum TicketCommand {
         /// Lifetime, e.g. 2h (default: token.ticket_ttl, or the format's ttl).
         #[arg(long)]
         ttl: Option<String>,
+        /// The device class the ticket plays as, whatever the client's class header says:
+        /// ott, iptv or hybrid (usher only; default: the header, else
+        /// rights.default_device_class).
+        #[arg(long)]
+        class: Option<String>,
     },
     /// Show a credential's fields and whether it verifies now, and why not.
     Inspect {
@@ -161,6 +167,7 @@ pub fn ticket(command: TicketCommand) -> i32 {
             device,
             ip,
             ttl,
+            class,
         } => {
             let format = match format_arg(&format) {
                 Ok(f) => f,
@@ -173,10 +180,27 @@ pub fn ticket(command: TicketCommand) -> i32 {
             let issued = match format {
                 Format::Usher => {
                     let sub = sub.ok_or_else(|| "--sub: required for usher tickets".to_owned());
-                    sub.and_then(|sub| issue(&config, sub, scope, device, ip, ttl.as_deref()))
+                    sub.and_then(|sub| {
+                        let class = class
+                            .map(|text| {
+                                DeviceClass::parse(&text).ok_or(format!(
+                                    "--class \"{text}\": use ott, iptv or hybrid"
+                                ))
+                            })
+                            .transpose()?;
+                        let ticket = issue(&config, sub, scope, device, ip, ttl.as_deref())?;
+                        match class {
+                            None => Ok(ticket),
+                            Some(class) => with_class(&config, &ticket, class),
+                        }
+                    })
                 }
                 foreign if device.is_some() => Err(format!(
                     "--device: {} tokens are not bound to a device",
+                    foreign.as_str()
+                )),
+                foreign if class.is_some() => Err(format!(
+                    "--class: {} tokens carry no device class",
                     foreign.as_str()
                 )),
                 foreign => ttl
@@ -287,6 +311,14 @@ pub fn issue(
     Ok(ticket::sign(&config.token.keys, Kind::Ticket, &claims))
 }
 
+/// `ticket`, signed again with the device class `class` added.
+fn with_class(config: &Config, ticket: &str, class: DeviceClass) -> Result<String, String> {
+    let (kind, mut claims) =
+        ticket::verify_signature(&config.token.keys, ticket).map_err(|e| e.to_string())?;
+    claims.cls = Some(class);
+    Ok(ticket::sign(&config.token.keys, kind, &claims))
+}
+
 fn inspect(config: &Config, raw: &str) -> i32 {
     let raw = raw.trim();
     let (kind, kid, claims) = match ticket::decode_unverified(raw) {
@@ -311,6 +343,9 @@ fn inspect(config: &Config, raw: &str) -> i32 {
     }
     if let Some(sid) = &claims.sid {
         println!("session:    {sid}");
+    }
+    if let Some(class) = claims.cls {
+        println!("class:      {}", class.as_str());
     }
     let skew = config.token.clock_skew.as_secs();
     match ticket::verify(&config.token.keys, raw, crate::clock::unix_now(), skew) {

@@ -185,6 +185,19 @@ async fn item3_the_device_class_is_decided_at_the_playlist_and_segments_play_wit
     assert_eq!(master.status, 200, "the ticket's own class, no header needed");
     let level = uri_of(&named, &master, "360p/");
     assert_eq!(get(&level, &[("x-device-class", "ott")]).await.status, 200);
+
+    // The operator issues such a ticket from the command line.
+    let issued = Command::new(usher_bin())
+        .args(["ticket", "issue", "--config"])
+        .arg(usher.config_path())
+        .args(["--sub", "stb", "--scope", "/demo/", "--class", "iptv"])
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let ticket = String::from_utf8(issued.stdout).unwrap();
+    let url = format!("{}/demo/master.m3u8?ticket={}", usher.url, ticket.trim());
+    let reply = get(&url, &[("x-device-class", "ott")]).await;
+    assert_eq!(reply.status, 200, "the ticket's class, not the header's");
 }
 
 /// A product that may play on one computer only, sold for the demo's `/demo/`: the play
