@@ -183,9 +183,8 @@ pub fn ticket(command: TicketCommand) -> i32 {
                     sub.and_then(|sub| {
                         let class = class
                             .map(|text| {
-                                DeviceClass::parse(&text).ok_or(format!(
-                                    "--class \"{text}\": use ott, iptv or hybrid"
-                                ))
+                                DeviceClass::parse(&text)
+                                    .ok_or(format!("--class \"{text}\": use ott, iptv or hybrid"))
                             })
                             .transpose()?;
                         let ticket = issue(&config, sub, scope, device, ip, ttl.as_deref())?;

@@ -30,7 +30,10 @@ async fn origin() -> Origin {
 
 async fn ok(usher: &Usher, method: &str, path: &str, body: Value) -> Value {
     let (status, answer) = api(usher, method, path, Some(body)).await;
-    assert!((200..300).contains(&status), "{method} {path}: {status} {answer}");
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {answer}"
+    );
     answer
 }
 
@@ -91,7 +94,13 @@ fn status_reason(reply: &Reply) -> (u16, String) {
 async fn item1_a_nested_media_prefix_keeps_the_enclosing_buyers_playing_and_sells_only_inside() {
     let origin = origin().await;
     let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
-    product_with_media(&usher, json!({"code": "p", "name": "Demo"}), "demo", "/demo/").await;
+    product_with_media(
+        &usher,
+        json!({"code": "p", "name": "Demo"}),
+        "demo",
+        "/demo/",
+    )
+    .await;
     let alice = sell(&usher, "p", "demo", "alice").await;
     let master = get(&alice, &[]).await;
     assert_eq!(master.status, 200, "{}", master.text());
@@ -101,8 +110,13 @@ async fn item1_a_nested_media_prefix_keeps_the_enclosing_buyers_playing_and_sell
     assert_eq!(get(&alice_180_with_ticket, &[]).await.status, 200);
 
     // The operator adds a media for the 180p rendition alone, and sells it to bob.
-    product_with_media(&usher, json!({"code": "p180", "name": "Low"}), "m180", "/demo/180p/")
-        .await;
+    product_with_media(
+        &usher,
+        json!({"code": "p180", "name": "Low"}),
+        "m180",
+        "/demo/180p/",
+    )
+    .await;
     let bob = sell(&usher, "p180", "m180", "bob").await;
 
     // alice's right on demo still covers /demo/180p/, with her ticket or her session.
@@ -123,9 +137,17 @@ async fn item1_a_nested_media_prefix_keeps_the_enclosing_buyers_playing_and_sell
     assert_eq!(status_reason(&get(&bob_360, &[]).await).0, 403);
     // Even a ticket whose scope would open all of /demo/: no right covers /demo/360p/.
     let wide = mint_with("/demo/", |c| c.sub = "bob".into());
-    let reply = get(&format!("{}/demo/360p/index.m3u8?ticket={wide}", usher.url), &[]).await;
+    let reply = get(
+        &format!("{}/demo/360p/index.m3u8?ticket={wide}", usher.url),
+        &[],
+    )
+    .await;
     assert_eq!(status_reason(&reply), (403, "no_rights".into()));
-    let reply = get(&format!("{}/demo/180p/index.m3u8?ticket={wide}", usher.url), &[]).await;
+    let reply = get(
+        &format!("{}/demo/180p/index.m3u8?ticket={wide}", usher.url),
+        &[],
+    )
+    .await;
     assert_eq!(reply.status, 200);
 
     // The media goes again: /demo/180p/ is demo's alone, and alice plays on.
@@ -135,8 +157,7 @@ async fn item1_a_nested_media_prefix_keeps_the_enclosing_buyers_playing_and_sell
 }
 
 #[tokio::test]
-async fn item3_the_device_class_is_decided_at_the_playlist_and_segments_play_without_the_header()
-{
+async fn item3_the_device_class_is_decided_at_the_playlist_and_segments_play_without_the_header() {
     let origin = origin().await;
     let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
     product_with_media(
@@ -156,7 +177,11 @@ async fn item3_the_device_class_is_decided_at_the_playlist_and_segments_play_wit
     let media = get(&level, &[]).await;
     assert_eq!(media.status, 200, "{}", media.text());
     let segment = uri_of(&level, &media, "s1.ts");
-    assert_eq!(get(&segment, &[]).await.status, 200, "no header on segments");
+    assert_eq!(
+        get(&segment, &[]).await.status,
+        200,
+        "no header on segments"
+    );
     assert_eq!(
         get(&segment, &[("x-device-class", "ott")]).await.status,
         200,
@@ -182,7 +207,10 @@ async fn item3_the_device_class_is_decided_at_the_playlist_and_segments_play_wit
     );
     let named = ticket_url(DeviceClass::Iptv);
     let master = get(&named, &[]).await;
-    assert_eq!(master.status, 200, "the ticket's own class, no header needed");
+    assert_eq!(
+        master.status, 200,
+        "the ticket's own class, no header needed"
+    );
     let level = uri_of(&named, &master, "360p/");
     assert_eq!(get(&level, &[("x-device-class", "ott")]).await.status, 200);
 
@@ -193,7 +221,11 @@ async fn item3_the_device_class_is_decided_at_the_playlist_and_segments_play_wit
         .args(["--sub", "stb", "--scope", "/demo/", "--class", "iptv"])
         .output()
         .unwrap();
-    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
     let ticket = String::from_utf8(issued.stdout).unwrap();
     let url = format!("{}/demo/master.m3u8?ticket={}", usher.url, ticket.trim());
     let reply = get(&url, &[("x-device-class", "ott")]).await;
@@ -245,13 +277,22 @@ async fn item4_the_bare_link_binds_usher_s_device_cookie_and_a_second_computer_i
     // The same computer comes back with its cookie: the same device.
     let back = get(&play, &[("cookie", &cookie)]).await;
     assert_eq!(back.status, 200, "{}", back.text());
-    assert!(back.headers.get("set-cookie").is_none(), "nothing new to set");
+    assert!(
+        back.headers.get("set-cookie").is_none(),
+        "nothing new to set"
+    );
     // A second computer, which has no cookie, is a new device.
     assert_eq!(
         status_reason(&get(&play, &[]).await),
         (403, "activation_limit".into())
     );
-    let (_, devices) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}/devices"), None).await;
+    let (_, devices) = api(
+        &usher,
+        "GET",
+        &format!("/api/v1/buyers/{hash}/devices"),
+        None,
+    )
+    .await;
     let id = cookie.strip_prefix("usher_device=").unwrap();
     assert_eq!(
         devices["items"][0]["device"],
@@ -283,7 +324,13 @@ async fn item4_ffprobe_plays_the_bare_link_of_a_one_computer_purchase() {
     let probe = || {
         Command::new("ffprobe")
             .args(["-v", "error", "-rw_timeout", "10000000"])
-            .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0", &play])
+            .args([
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+                &play,
+            ])
             .output()
             .expect("ffprobe is installed (scripts/test installs ffmpeg)")
     };

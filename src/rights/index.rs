@@ -158,7 +158,11 @@ mod tests {
         previews.insert("all".to_owned(), 30);
         let index = MediaIndex::new(
             // In any order: the index sorts outer prefixes first.
-            vec![hd, media("all", "/events/"), media("final-sd", "/events/final/")],
+            vec![
+                hd,
+                media("all", "/events/"),
+                media("final-sd", "/events/final/"),
+            ],
             &previews,
         );
         let inner = index.lookup("/events/final/hd/seg1.ts").unwrap();

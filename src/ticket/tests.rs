@@ -183,5 +183,8 @@ fn the_device_class_travels_as_one_letter() {
     let json = serde_json::to_string(&with_class).unwrap();
     assert!(json.ends_with(r#","c":"i"}"#), "{json}");
     let without = serde_json::to_string(&claims()).unwrap();
-    assert!(!without.contains(r#""c":"#), "absent when not set: {without}");
+    assert!(
+        !without.contains(r#""c":"#),
+        "absent when not set: {without}"
+    );
 }
