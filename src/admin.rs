@@ -5,7 +5,7 @@
 //! | GET | `/metrics` | Prometheus text exposition of every usher metric |
 //! | GET | `/healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | GET | `/readyz` | 200 once config, keys, store, TLS and listeners are loaded; 503 before |
-//! | POST | `/reload` | re-read the config file (as SIGHUP); 200, or 400 with the problems and nothing changed (needs the admin credential) |
+//! | POST | `/reload` | re-read the config file (as SIGHUP); 200 `{"status":"reloaded","restart_required":[dotted keys changed that only a restart applies]}`, or 400 with the problems and nothing changed (needs the admin credential) |
 //! | GET, POST | `/api/v1/products` | list (`offset`, `limit`) / create a product |
 //! | GET, PATCH, DELETE | `/api/v1/products/{code}` | one product |
 //! | GET, POST | `/api/v1/products/{code}/media` | its media / add one (`{"media": code}`) |
@@ -89,9 +89,19 @@ fn reload(state: &State, credential: Option<&str>) -> Response<Body> {
         return json_error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     match state.reload() {
-        Ok(()) => {
-            tracing::info!("config reloaded (POST /reload)");
-            json(StatusCode::OK, &json!({"status": "reloaded"}))
+        Ok(done) => {
+            if done.restart_required.is_empty() {
+                tracing::info!("config reloaded (POST /reload)");
+            } else {
+                tracing::warn!(
+                    restart_required = ?done.restart_required,
+                    "config reloaded (POST /reload); these changed settings take effect only after a restart"
+                );
+            }
+            json(
+                StatusCode::OK,
+                &json!({"status": "reloaded", "restart_required": done.restart_required}),
+            )
         }
         Err(e) => {
             let problems: Vec<String> = e.to_string().lines().map(str::to_owned).collect();

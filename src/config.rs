@@ -529,6 +529,7 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     format!("line {line}{table}: {message}")
 }
 
+pub mod changes;
 mod check;
 mod parse;
 
