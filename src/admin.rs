@@ -5,18 +5,18 @@
 //! | GET | `/metrics` | Prometheus text exposition of every usher metric |
 //! | GET | `/healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | GET | `/readyz` | 200 once config, keys, store, TLS and listeners are loaded; 503 before |
-//! | POST | `/reload` | re-read the config file (as SIGHUP); 200, or 400 with the problems and nothing changed (needs the admin credential) |
+//! | POST | `/reload` | re-read the config file (as SIGHUP); 200 `{"status":"reloaded","restart_required":[dotted keys changed that only a restart applies]}`, or 400 with the problems and nothing changed (needs the admin credential) |
 //! | GET, POST | `/api/v1/products` | list (`offset`, `limit`) / create a product |
 //! | GET, PATCH, DELETE | `/api/v1/products/{code}` | one product |
 //! | GET, POST | `/api/v1/products/{code}/media` | its media / add one (`{"media": code}`) |
 //! | DELETE | `/api/v1/products/{code}/media/{content}` | take a media out |
 //! | GET, POST | `/api/v1/media` | list / create a media (content id → path prefix) |
-//! | GET, DELETE | `/api/v1/media/{code}` | one media |
+//! | GET, PATCH, DELETE | `/api/v1/media/{code}` | one media; PATCH changes `title`, `live_title`, `playlist`, `editorial`, `live` (not `prefix`: 400); DELETE of a media buyers hold is 409 `has_buyers` with their count unless `?force=true` |
 //! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`, paging) / add a buyer: returns the purchase, its ticket and play URL |
 //! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase |
 //! | POST | `/api/v1/buyers/{hash}/revoke` | revoke it |
-//! | GET | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase |
-//! | DELETE | `/api/v1/buyers/{hash}/devices/{device}` | free that activation |
+//! | GET, POST | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase (hash, and the id of devices the operator added) / add one ahead of use (`{"device": id}`; 409 `activation_limit` when full) |
+//! | DELETE | `/api/v1/buyers/{hash}/devices/{id-or-hash}` | free that activation |
 //! | GET | `/api/v1/sessions` | live sessions (`account`, `product` filters) |
 //! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended` |
 //! | POST | `/api/v1/cache/purge` | drop shield entries under `{"prefix": "/path/"}`; answers `{"purged": n}` |
@@ -89,9 +89,19 @@ fn reload(state: &State, credential: Option<&str>) -> Response<Body> {
         return json_error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     match state.reload() {
-        Ok(()) => {
-            tracing::info!("config reloaded (POST /reload)");
-            json(StatusCode::OK, &json!({"status": "reloaded"}))
+        Ok(done) => {
+            if done.restart_required.is_empty() {
+                tracing::info!("config reloaded (POST /reload)");
+            } else {
+                tracing::warn!(
+                    restart_required = ?done.restart_required,
+                    "config reloaded (POST /reload); these changed settings take effect only after a restart"
+                );
+            }
+            json(
+                StatusCode::OK,
+                &json!({"status": "reloaded", "restart_required": done.restart_required}),
+            )
         }
         Err(e) => {
             let problems: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
@@ -161,6 +171,14 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
         AdminError::Conflict(what) => (
             StatusCode::CONFLICT,
             json!({"error": "conflict", "what": what}),
+        ),
+        AdminError::HasBuyers { what, buyers } => (
+            StatusCode::CONFLICT,
+            json!({"error": "has_buyers", "what": what, "buyers": buyers, "reason": e.to_string()}),
+        ),
+        AdminError::ActivationLimit { purchase, limit } => (
+            StatusCode::CONFLICT,
+            json!({"error": "activation_limit", "buyer": purchase, "limit": limit, "reason": e.to_string()}),
         ),
         AdminError::NoEndpoint => (StatusCode::NOT_FOUND, json!({"error": "no_such_endpoint"})),
         AdminError::Store(why) => {

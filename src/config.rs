@@ -18,7 +18,6 @@ use http::HeaderName;
 
 use crate::origin::OriginBase;
 use crate::ticket::KeyRing;
-use file::FileConfig;
 pub use upstream::{Health, Server, ShieldConfig};
 
 /// Everything `usher serve` runs on.
@@ -50,6 +49,9 @@ pub struct Config {
     pub demo: Option<Demo>,
     /// `[akamai]`, `[secure_link]`, `[media_cdn]`: for the routes that accept them.
     pub formats: foreign::Formats,
+    /// The file as written, for telling which settings a reload changed (empty when the
+    /// config did not come from text).
+    pub file: std::sync::Arc<toml::Table>,
 }
 
 /// A `[[routes]]` entry, checked.
@@ -470,12 +472,8 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: describe_toml_error(&text, &e),
-    })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    check::check(file, base_dir, overrides)
+    from_text(&text, path, base_dir, overrides)
 }
 
 /// Parses config text as if read from a file in `base_dir` (for tests and tools).
@@ -483,11 +481,38 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
 /// # Errors
 /// As [`load`].
 pub fn from_str(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: PathBuf::from("<config>"),
-        message: describe_toml_error(text, &e),
+    from_text(text, Path::new("<config>"), base_dir, overrides)
+}
+
+/// Parses and checks `text` read from `path`: a syntax error alone (it hides what follows
+/// it), or every type problem by dotted key together with every problem of the values
+/// that did parse.
+fn from_text(
+    text: &str,
+    path: &Path,
+    base_dir: &Path,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let parsed = parse::parse(text).map_err(|message| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
     })?;
-    check::check(file, base_dir, overrides)
+    let checked = check::check(parsed.file, base_dir, overrides);
+    if parsed.problems.is_empty() {
+        return checked.map(|mut config| {
+            config.file = std::sync::Arc::new(parsed.table);
+            config
+        });
+    }
+    let mut problems = parsed.problems;
+    if let Err(ConfigError::Invalid(more)) = checked {
+        // A key taken out for its type may be reported missing again: once is enough.
+        problems.extend(
+            more.into_iter()
+                .filter(|p| !parsed.removed.iter().any(|key| p.starts_with(key.as_str()))),
+        );
+    }
+    Err(ConfigError::Invalid(problems))
 }
 
 fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
@@ -507,7 +532,9 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     format!("line {line}{table}: {message}")
 }
 
+pub mod changes;
 mod check;
+mod parse;
 
 #[cfg(test)]
 mod tests;

@@ -165,7 +165,11 @@ async fn run(
 /// Applies a reload, or logs why the new config was refused (the old one keeps serving).
 fn reload(state: &State) {
     match state.reload() {
-        Ok(()) => tracing::info!("config reloaded"),
+        Ok(done) if done.restart_required.is_empty() => tracing::info!("config reloaded"),
+        Ok(done) => tracing::warn!(
+            restart_required = ?done.restart_required,
+            "config reloaded; these changed settings take effect only after a restart"
+        ),
         Err(e) => {
             tracing::error!(problems = %e.to_string().replace('\n', "; "), "config reload rejected; the old config keeps serving")
         }

@@ -195,9 +195,12 @@ impl State {
     /// rejected whole and the old one keeps serving. Keys the new config drops are kept as
     /// [`RetiredKey`]s.
     ///
+    /// Answers the changed settings it could not apply, by dotted key, so a reload never
+    /// ignores a change silently.
+    ///
     /// # Errors
     /// The problems, each by key.
-    pub fn reload(&self) -> Result<(), crate::config::ConfigError> {
+    pub fn reload(&self) -> Result<Reloaded, crate::config::ConfigError> {
         let Some((path, overrides)) = self.source.get() else {
             return Err(crate::config::ConfigError::Invalid(vec![
                 "no config file to reload from".to_owned(),
@@ -211,12 +214,15 @@ impl State {
             .inc();
         let mut fresh = result?;
         let current = self.config();
+        let mut restart_required =
+            crate::config::changes::restart_required(&current.file, &fresh.file);
+        fresh.file = Arc::new(crate::config::changes::in_force(&current.file, &fresh.file));
         fresh.listen = current.listen.clone();
         fresh.admin = current.admin.clone();
         fresh.upstream = current.upstream.clone();
         fresh.upstream_groups = current.upstream_groups.clone();
         fresh.shield = current.shield.clone();
-        for route in &mut fresh.routes {
+        for (n, route) in fresh.routes.iter_mut().enumerate() {
             let known = route
                 .upstream
                 .as_ref()
@@ -227,6 +233,7 @@ impl State {
                     "routes[].upstream names a group added by the reload; [upstream] serves it until a restart"
                 );
                 route.upstream = None;
+                restart_required.push(format!("routes[{n}].upstream"));
             }
         }
         fresh.data_dir = current.data_dir.clone();
@@ -257,8 +264,16 @@ impl State {
         }
         *self.retired.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(retired);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
-        Ok(())
+        Ok(Reloaded { restart_required })
     }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Changed settings that keep their running values until a restart, by dotted key
+    /// (`sessions.idle_timeout`, `listen.http`). Everything else changed took effect.
+    pub restart_required: Vec<String>,
 }
 
 /// A key a reload removed: a ring of it alone, and the latest expiry a session token it

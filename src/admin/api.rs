@@ -91,8 +91,13 @@ pub async fn route(
         }
         (&Method::POST, ["media"]) => ok(S::CREATED, ops::create_media(state, body).await?),
         (&Method::GET, ["media", code]) => ok(S::OK, ops::get_media(state, code).await?),
+        (&Method::PATCH | &Method::PUT, ["media", code]) => {
+            ok(S::OK, ops::update_media(state, code, body).await?)
+        }
         (&Method::DELETE, ["media", code]) => {
-            ops::delete_media(state, code).await?;
+            let mut r = fields::Reader::new(query);
+            let force = r.flag("force")?.unwrap_or(false);
+            ops::delete_media(state, code, force).await?;
             ok(S::OK, json!({ "deleted": code }))
         }
         (&Method::GET, ["buyers"]) => {
@@ -133,9 +138,12 @@ pub async fn route(
         (&Method::GET, ["buyers", hash, "devices"]) => {
             Ok(listing(ops::devices(state, hash).await?, Page::ALL))
         }
+        (&Method::POST, ["buyers", hash, "devices"]) => {
+            ok(S::CREATED, ops::add_device(state, hash, body).await?)
+        }
         (&Method::DELETE, ["buyers", hash, "devices", device]) => {
-            ops::free_device(state, hash, device).await?;
-            ok(S::OK, json!({ "freed": device }))
+            let freed = ops::free_device(state, hash, device).await?;
+            ok(S::OK, json!({ "freed": freed }))
         }
         (&Method::GET, ["sessions"]) => {
             let text = |name: &str| {

@@ -333,6 +333,7 @@ pub fn media(r: &mut Reader<'_>, code: String, now: u64) -> Result<Media, Invali
         playlist: playlist.to_owned(),
         editorial: r.text("editorial").map(str::to_owned),
         live: r.flag("live")?.unwrap_or(false),
+        live_title: r.text("live_title").map(str::to_owned),
         created_at: now,
     };
     Ok(media)

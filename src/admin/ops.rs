@@ -24,6 +24,22 @@ pub enum AdminError {
     /// Taken (409).
     #[error("{0} already exists")]
     Conflict(String),
+    /// Buyers hold what was to be deleted (409), unless forced.
+    #[error("{what} has {buyers} buyers: add ?force=true to delete it anyway")]
+    HasBuyers {
+        /// What it was (`media demo`).
+        what: String,
+        /// How many purchases hold it.
+        buyers: u64,
+    },
+    /// Every activation of the purchase is used by other devices (409).
+    #[error("buyer {purchase} has used all {limit} activations: delete a device first")]
+    ActivationLimit {
+        /// The purchase hash.
+        purchase: String,
+        /// Its activation limit.
+        limit: u32,
+    },
     /// No such endpoint (404) or method (405).
     #[error("no such endpoint")]
     NoEndpoint,
@@ -215,17 +231,6 @@ pub async fn list_media(state: &State) -> Result<Vec<Media>, AdminError> {
     blocking(state, |s| s.all_media()).await
 }
 
-/// Deletes a media and its links.
-///
-/// # Errors
-/// No such media.
-pub async fn delete_media(state: &State, code: &str) -> Result<(), AdminError> {
-    let code = code.to_owned();
-    blocking(state, move |s| s.delete_media(&code)).await?;
-    after_product_write(state);
-    Ok(())
-}
-
 /// Puts a media (or an editorial id) into a product. A content id that is neither a media
 /// nor any media's editorial id is refused, so typos do not sell nothing.
 ///
@@ -290,5 +295,9 @@ pub async fn product_media(
 }
 
 mod buyers;
+mod devices;
+mod media;
 
 pub use buyers::*;
+pub use devices::*;
+pub use media::*;

@@ -6,7 +6,8 @@
 //!   (product and media codes, purchase hashes, account ids);
 //! - `buyer add` prints exactly two lines: the purchase hash, then the play URL, or the
 //!   bare ticket when the purchase does not resolve to one media;
-//! - `product list` and `buyer list` print one JSON object per line (JSON Lines), all pages;
+//! - `product list`, `buyer list`, `device list` and `session list` print one JSON object
+//!   per line (JSON Lines), all pages;
 //! - every failure is one line on stderr, `usher: <field>: <reason>` for a refused field or
 //!   `usher: <message>` otherwise, and exit status 1 (usage errors: clap's status 2).
 
@@ -23,10 +24,11 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 mod args;
+mod devices;
 
 pub use args::{
-    AccountCommand, AdminArgs, AdminCommand, BuyerAdd, BuyerCommand, MediaAdd, MediaCommand,
-    ProductCommand, ProductCreate,
+    AccountCommand, AdminArgs, AdminCommand, BuyerAdd, BuyerCommand, DeviceCommand, MediaAdd,
+    MediaCommand, ProductCommand, ProductCreate, SessionCommand,
 };
 
 /// Where the admin API is when neither `--url` nor `USHER_ADMIN_URL` says.
@@ -250,7 +252,10 @@ fn refusal(status: StatusCode, v: &Value) -> AdminCliError {
         },
         error => AdminCliError::Api {
             status: status.as_u16(),
-            error: error.to_owned(),
+            error: match text("reason").as_str() {
+                "" => error.to_owned(),
+                reason => format!("{error}: {reason}"),
+            },
         },
     }
 }
@@ -385,6 +390,8 @@ pub async fn execute(args: AdminArgs) -> Result<(), AdminCliError> {
             api.call(Method::PUT, &path, Some(&body)).await?;
             emit(&id)
         }
+        AdminCommand::Device(command) => devices::device(&api, command).await,
+        AdminCommand::Session(command) => devices::session(&api, command).await,
     }
 }
 

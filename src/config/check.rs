@@ -311,6 +311,7 @@ pub(super) fn check(
             routes,
             demo,
             formats,
+            file: Default::default(),
         }),
         _ => Err(ConfigError::Invalid(p.0)),
     }

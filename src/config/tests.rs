@@ -40,7 +40,7 @@ fn unknown_keys_name_the_key_and_the_table() {
     let text = format!("{MINIMAL}\n[access]\nprotectd = [\"/\"]\n");
     let msg = problems(&text);
     assert!(msg.contains("unknown field `protectd`"), "{msg}");
-    assert!(msg.contains("[access]"), "{msg}");
+    assert!(msg.contains("access.protectd:"), "{msg}");
 }
 
 #[test]

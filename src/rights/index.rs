@@ -130,6 +130,7 @@ mod tests {
             playlist: "master.m3u8".into(),
             editorial: None,
             live: false,
+            live_title: None,
             created_at: 0,
         }
     }

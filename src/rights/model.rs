@@ -151,6 +151,11 @@ pub struct Media {
     /// A live event: may be sold before its stream exists at the origin.
     #[serde(default)]
     pub live: bool,
+    /// The title of the live event the media stands for at the moment (the seeds' "LIVE
+    /// Title": one media sold ahead for Jan 1, retitled for Jan 2; it may change at any
+    /// time, unlike the code buyers hold).
+    #[serde(default)]
+    pub live_title: Option<String>,
     /// When it was created.
     #[serde(default)]
     pub created_at: u64,
@@ -234,6 +239,11 @@ pub struct Account {
 pub struct Binding {
     /// The hashed device id.
     pub device: String,
+    /// The device id as the operator gave it, for devices the operator added ahead of use
+    /// (`POST /api/v1/buyers/{hash}/devices`); `None` for devices a player activated, whose
+    /// id usher never stores.
+    #[serde(default)]
+    pub id: Option<String>,
     /// When it activated the purchase.
     pub bound_at: u64,
 }

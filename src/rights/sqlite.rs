@@ -68,6 +68,9 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE accounts ADD COLUMN max_sessions INTEGER;
     ALTER TABLE accounts ADD COLUMN max_devices INTEGER;",
+    // 3 (catalog): the id of a device the operator added ahead of use (AddDeviceToCustomer);
+    // NULL for devices a player activated, of which only the hash is kept.
+    "ALTER TABLE device_bindings ADD COLUMN id TEXT;",
 ];
 
 /// The SQLite store. One connection behind a mutex: writes are serialised anyway, and the
@@ -281,6 +284,36 @@ impl Store for SqliteStore {
         tx.commit().map_err(backend)
     }
 
+    fn update_media(&self, media: &Media) -> Result<(), StoreError> {
+        let what = format!("media {}", media.code);
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE media SET prefix = ?2, editorial = ?3, data = ?4 WHERE code = ?1",
+                params![media.code, media.prefix, media.editorial, to_json(media)?],
+            )
+            .map_err(|e| conflict_or(e, &format!("prefix {}", media.prefix)))?;
+        if n == 0 {
+            return Err(StoreError::NotFound(what));
+        }
+        Ok(())
+    }
+
+    fn media_buyers(&self, code: &str, editorial: Option<&str>) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM purchases pu
+                 WHERE pu.status = 'active'
+                   AND (pu.media = ?1 OR EXISTS (SELECT 1 FROM product_media pm
+                        WHERE pm.product = pu.product AND pm.content IN (?1, ?2)))",
+                params![code, editorial.unwrap_or(code)],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
     fn link(&self, product: &str, content: &str) -> Result<(), StoreError> {
         let n = self
             .conn()
@@ -476,52 +509,32 @@ impl Store for SqliteStore {
         limit: Option<u32>,
         now: u64,
     ) -> Result<Bind, StoreError> {
-        let mut conn = self.conn();
-        // The common case, a device coming back, is a read; only a new device takes the
-        // write lock (and checks again inside it).
-        if is_bound(&conn, purchase, device)? {
-            return Ok(Bind::Known);
-        }
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        if is_bound(&tx, purchase, device)? {
-            return Ok(Bind::Known);
-        }
-        let used: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM device_bindings WHERE purchase = ?1",
-                [purchase],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
-        if limit.is_some_and(|l| used >= i64::from(l)) {
-            return Ok(Bind::LimitReached);
-        }
-        tx.execute(
-            "INSERT INTO device_bindings (purchase, device, bound_at) VALUES (?1, ?2, ?3)",
-            params![purchase, device, now as i64],
-        )
-        .map_err(|e| conflict_or(e, &format!("purchase {purchase}")))
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => StoreError::NotFound(format!("purchase {purchase}")),
-            other => other,
-        })?;
-        tx.commit().map_err(backend)?;
-        Ok(Bind::Bound)
+        self.bind(purchase, device, None, limit, now)
+    }
+
+    fn add_device(
+        &self,
+        purchase: &str,
+        device: &str,
+        id: &str,
+        limit: Option<u32>,
+        now: u64,
+    ) -> Result<Bind, StoreError> {
+        self.bind(purchase, device, Some(id), limit, now)
     }
 
     fn devices(&self, purchase: &str) -> Result<Vec<Binding>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT device, bound_at FROM device_bindings WHERE purchase = ?1 ORDER BY bound_at, rowid",
+                "SELECT device, bound_at, id FROM device_bindings WHERE purchase = ?1 ORDER BY bound_at, rowid",
             )
             .map_err(backend)?;
         let rows = stmt
             .query_map([purchase], |r| {
                 Ok(Binding {
                     device: r.get(0)?,
+                    id: r.get(2)?,
                     bound_at: r.get::<_, i64>(1)? as u64,
                 })
             })
@@ -569,17 +582,6 @@ impl Store for SqliteStore {
     }
 }
 
-fn is_bound(conn: &Connection, purchase: &str, device: &str) -> Result<bool, StoreError> {
-    conn.query_row(
-        "SELECT 1 FROM device_bindings WHERE purchase = ?1 AND device = ?2",
-        [purchase, device],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|found| found.is_some())
-    .map_err(backend)
-}
-
 fn self_product_missing(tx: &rusqlite::Transaction<'_>, product: &str) -> bool {
     tx.query_row("SELECT 1 FROM products WHERE code = ?1", [product], |_| {
         Ok(())
@@ -589,5 +591,6 @@ fn self_product_missing(tx: &rusqlite::Transaction<'_>, product: &str) -> bool {
     .unwrap_or(false)
 }
 
+mod bind;
 #[cfg(test)]
 mod tests;

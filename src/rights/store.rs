@@ -96,6 +96,12 @@ pub trait Store: Send + Sync + 'static {
     fn all_media(&self) -> Result<Vec<Media>, StoreError>;
     /// Deletes a media and the links to it.
     fn delete_media(&self, code: &str) -> Result<(), StoreError>;
+    /// Replaces a media's fields (its code stays). `NotFound` when it does not exist,
+    /// `Conflict` when a new prefix is taken.
+    fn update_media(&self, media: &Media) -> Result<(), StoreError>;
+    /// How many purchases not revoked hold the media `code`: bought for it, or of a
+    /// product that contains it or its `editorial` id.
+    fn media_buyers(&self, code: &str, editorial: Option<&str>) -> Result<u64, StoreError>;
 
     /// Puts a content id (a media code or an editorial id) in a product. Idempotent.
     fn link(&self, product: &str, content: &str) -> Result<(), StoreError>;
@@ -138,6 +144,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         purchase: &str,
         device: &str,
+        limit: Option<u32>,
+        now: u64,
+    ) -> Result<Bind, StoreError>;
+    /// Binds `device` (hashed) to `purchase` ahead of use, as [`Store::bind_device`] does
+    /// (the same activation limit), remembering the operator's `id` for it. A device bound
+    /// before keeps its activation and gains the id.
+    fn add_device(
+        &self,
+        purchase: &str,
+        device: &str,
+        id: &str,
         limit: Option<u32>,
         now: u64,
     ) -> Result<Bind, StoreError>;

@@ -356,25 +356,3 @@ pub fn end_session(state: &State, sid: &str) -> Result<(), AdminError> {
         Err(AdminError::NotFound(format!("session {sid}")))
     }
 }
-
-/// The devices that activated a purchase.
-///
-/// # Errors
-/// No such purchase.
-pub async fn devices(
-    state: &State,
-    hash: &str,
-) -> Result<Vec<crate::rights::model::Binding>, AdminError> {
-    get_buyer(state, hash).await?;
-    let h = hash.to_owned();
-    blocking(state, move |s| s.devices(&h)).await
-}
-
-/// Frees the activation a device holds on a purchase ("delete device from customer").
-///
-/// # Errors
-/// No such purchase or binding.
-pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<(), AdminError> {
-    let (h, d) = (hash.to_owned(), device.to_owned());
-    blocking(state, move |s| s.unbind_device(&h, &d)).await
-}

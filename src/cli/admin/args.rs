@@ -32,6 +32,12 @@ pub enum AdminCommand {
     /// Accounts: switch a buyer account off or on.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Devices: the activations of a purchase.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Sessions: what is playing now.
+    #[command(subcommand)]
+    Session(SessionCommand),
 }
 
 /// `usher admin product …`.
@@ -203,5 +209,52 @@ pub enum AccountCommand {
     Enable {
         /// The account id.
         id: String,
+    },
+}
+
+/// `usher admin device …`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// A purchase's devices, one JSON object per line (`device` is the hash, `id` the id of
+    /// a device added with `device add`).
+    List {
+        /// The purchase hash.
+        hash: String,
+    },
+    /// Bind a device to a purchase ahead of use (one activation); prints the device hash.
+    Add {
+        /// The purchase hash.
+        hash: String,
+        /// The device id, as its player will name it.
+        device: String,
+        /// The player's user agent, when `token.device_with_user_agent` is on.
+        #[arg(long, value_name = "UA")]
+        user_agent: Option<String>,
+    },
+    /// Free the activation a device holds, named by its id or hash; prints the hash freed.
+    Delete {
+        /// The purchase hash.
+        hash: String,
+        /// The device id or hash.
+        device: String,
+    },
+}
+
+/// `usher admin session …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Live sessions, one JSON object per line.
+    List {
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only this product.
+        #[arg(long)]
+        product: Option<String>,
+    },
+    /// End a session (its next request: 403 session_ended); prints its id.
+    End {
+        /// The session id.
+        sid: String,
     },
 }

@@ -37,6 +37,7 @@ fn media(code: &str, prefix: &str, editorial: Option<&str>) -> Media {
         playlist: "master.m3u8".into(),
         editorial: editorial.map(Into::into),
         live: false,
+        live_title: None,
         created_at: 1,
     }
 }
