@@ -128,6 +128,13 @@ fn authorised(state: &State, given: Option<&str>) -> bool {
     given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected)))
 }
 
+/// The `Idempotency-Key` header, when a request sends one (checked where it is read).
+fn idempotency_key(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(fields::IDEMPOTENCY_KEY)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 fn bearer(req: &Request<Incoming>) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)?
@@ -162,6 +169,15 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
             StatusCode::CONFLICT,
             json!({"error": "conflict", "what": what}),
         ),
+        AdminError::NotSellable { product, reason } => (
+            StatusCode::CONFLICT,
+            json!({"error": "not_sellable", "reason": reason, "product": product}),
+        ),
+        AdminError::KeyReused { field } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": "idempotency_key_reused", "field": field,
+                   "reason": "this key was used by a different sale"}),
+        ),
         AdminError::NoEndpoint => (StatusCode::NOT_FOUND, json!({"error": "no_such_endpoint"})),
         AdminError::Store(why) => {
             tracing::error!(error = %why, "admin store failure");
@@ -180,19 +196,23 @@ async fn json_api(state: &State, req: Request<Incoming>) -> Response<Body> {
         }
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let key = idempotency_key(&req);
         let query = req
             .uri()
             .query()
             .map(crate::form::pairs)
             .unwrap_or_default();
         let bytes = read_body(req.into_body()).await?;
-        let body: Fields = if bytes.is_empty() {
+        let mut body: Fields = if bytes.is_empty() {
             Fields::new()
         } else {
             let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| AdminError::invalid("body", format!("not JSON: {e}")))?;
             fields::from_json(&value)?
         };
+        if let Some(key) = key.filter(|_| method == Method::POST && path == "/api/v1/buyers") {
+            body.insert(fields::IDEMPOTENCY_KEY.to_owned(), key);
+        }
         let segments: Vec<&str> = path
             .trim_start_matches("/api/v1/")
             .split('/')
@@ -212,6 +232,7 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let result = async {
         let bearer_token = bearer(&req).map(str::to_owned);
+        let key = idempotency_key(&req);
         let mut fields = req
             .uri()
             .query()
@@ -226,6 +247,11 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
         let given = fields.get("apikey").cloned().or(bearer_token);
         if !authorised(state, given.as_deref()) {
             return Err(AdminError::Unauthorized);
+        }
+        if let Some(key) = key.filter(|_| {
+            path == "/sendVideoTicket.php" || path == "/api/ppv/addbuyer"
+        }) {
+            fields.insert(fields::IDEMPOTENCY_KEY.to_owned(), key);
         }
         if path == "/sendVideoTicket.php" {
             return facade::video_ticket(state, &fields)
@@ -251,11 +277,13 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             .body(full(body))
             .expect("valid response"),
         Err(e) => {
-            let (status, _) = error_json(&e);
+            let (status, value) = error_json(&e);
+            let reason = matches!(e, AdminError::NotSellable { .. } | AdminError::KeyReused { .. })
+                .then(|| value["reason"].as_str().unwrap_or_default());
             Response::builder()
                 .status(status)
                 .header(CONTENT_TYPE, "application/xml; charset=utf-8")
-                .body(full(facade::failure(&e.to_string())))
+                .body(full(facade::failure_with(&e.to_string(), reason)))
                 .expect("valid response")
         }
     }
