@@ -12,8 +12,8 @@
 //! | DELETE | `/api/v1/products/{code}/media/{content}` | take a media out |
 //! | GET, POST | `/api/v1/media` | list / create a media (content id → path prefix) |
 //! | GET, DELETE | `/api/v1/media/{code}` | one media |
-//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`, paging) / add a buyer: returns the purchase, its ticket and play URL |
-//! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase |
+//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`, paging) / add a buyer: returns the purchase, its ticket and play URL; 409 `not_sellable`; `Idempotency-Key` or `order_id` sells once (422 when reused with another request) |
+//! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase (with `access_starts_at`/`access_ends_at`); PATCH reissues its ticket |
 //! | POST | `/api/v1/buyers/{hash}/revoke` | revoke it |
 //! | GET | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase |
 //! | DELETE | `/api/v1/buyers/{hash}/devices/{device}` | free that activation |
@@ -23,7 +23,7 @@
 //! | GET | `/api/v1/cache` | the shield's size in bytes |
 //! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it; `max_sessions`, `max_devices` limit its streams |
 //! | GET, POST | `/api/ppv/{method}` | the PPV REST API facade (XML), `apikey` = the admin credential |
-//! | GET, POST | `/sendVideoTicket.php` | the video-ticket call (email, firstName, vidID) |
+//! | GET, POST | `/sendVideoTicket.php` | the video-ticket call (email, firstName, vidID; `order_id`) |
 //!
 //! Everything under `/api/` and the video-ticket call need the admin credential:
 //! `Authorization: Bearer <token>`, or `apikey=<token>` for the facade and video ticket.
@@ -248,9 +248,9 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
         if !authorised(state, given.as_deref()) {
             return Err(AdminError::Unauthorized);
         }
-        if let Some(key) = key.filter(|_| {
-            path == "/sendVideoTicket.php" || path == "/api/ppv/addbuyer"
-        }) {
+        if let Some(key) =
+            key.filter(|_| path == "/sendVideoTicket.php" || path == "/api/ppv/addbuyer")
+        {
             fields.insert(fields::IDEMPOTENCY_KEY.to_owned(), key);
         }
         if path == "/sendVideoTicket.php" {
@@ -278,8 +278,11 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             .expect("valid response"),
         Err(e) => {
             let (status, value) = error_json(&e);
-            let reason = matches!(e, AdminError::NotSellable { .. } | AdminError::KeyReused { .. })
-                .then(|| value["reason"].as_str().unwrap_or_default());
+            let reason = matches!(
+                e,
+                AdminError::NotSellable { .. } | AdminError::KeyReused { .. }
+            )
+            .then(|| value["reason"].as_str().unwrap_or_default());
             Response::builder()
                 .status(status)
                 .header(CONTENT_TYPE, "application/xml; charset=utf-8")

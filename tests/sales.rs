@@ -43,7 +43,9 @@ async fn product_with(usher: &impl HasAdmin, product: Value, media: &str) {
         usher,
         "POST",
         "/api/v1/media",
-        Some(json!({"code": media, "prefix": format!("/shows/{media}/"), "playlist": "index.m3u8"})),
+        Some(
+            json!({"code": media, "prefix": format!("/shows/{media}/"), "playlist": "index.m3u8"}),
+        ),
     )
     .await;
     assert!(status == 201 || status == 409, "{body}");
@@ -133,7 +135,11 @@ fn session_token(playlist: &str) -> String {
 fn assert_refused_sale(reply: &Reply, reason: &str) {
     let body = reply.text();
     assert_eq!(reply.status, 409, "{body}");
-    assert_eq!(xml_text(&body, "Status").as_deref(), Some("Failed"), "{body}");
+    assert_eq!(
+        xml_text(&body, "Status").as_deref(),
+        Some("Failed"),
+        "{body}"
+    );
     assert_eq!(xml_text(&body, "Reason").as_deref(), Some(reason), "{body}");
 }
 
@@ -178,7 +184,14 @@ async fn item2_an_inactive_product_refuses_the_sale_in_every_interface() {
 
     let (code, stdout, stderr) = usher_admin(
         &usher,
-        &["buyer", "add", "--product", "off", "--email", "a@example.com"],
+        &[
+            "buyer",
+            "add",
+            "--product",
+            "off",
+            "--email",
+            "a@example.com",
+        ],
     )
     .await;
     assert_eq!(code, Some(1), "{stdout}{stderr}");
@@ -186,7 +199,10 @@ async fn item2_an_inactive_product_refuses_the_sale_in_every_interface() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("product_inactive"), "{stderr}");
 
-    assert!(buyers_of(&usher, "off").await.is_empty(), "nothing was sold");
+    assert!(
+        buyers_of(&usher, "off").await.is_empty(),
+        "nothing was sold"
+    );
 }
 
 #[tokio::test]
@@ -238,7 +254,10 @@ async fn item2_a_product_past_its_availability_or_window_refuses_but_a_future_on
         Some(json!({"product": "ahead", "email": "a@example.com", "access_expire": now - 60})),
     )
     .await;
-    assert_eq!((status, body["reason"].clone()), (409, json!("window_ended")));
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (409, json!("window_ended"))
+    );
 
     // Pre-selling a future event is a feature: it sells, and says when access starts.
     let (status, sold) = api(
@@ -270,8 +289,8 @@ async fn item2_a_product_past_its_availability_or_window_refuses_but_a_future_on
 // ---- item 5: extending a purchase extends it ---------------------------------------------
 
 #[tokio::test]
-async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_and_access_ends_at(
-) {
+async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_and_access_ends_at()
+{
     let origin = show_origin().await;
     let usher = InProcess::start(&rights_config(&origin.url(), "")).await;
     product_with(
@@ -310,7 +329,11 @@ async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["access_ends_at"], new_end);
     let ticket = patched["ticket"].as_str().unwrap();
-    assert_eq!(claims_of(ticket).exp, new_end, "the ticket was reissued to the new end");
+    assert_eq!(
+        claims_of(ticket).exp,
+        new_end,
+        "the ticket was reissued to the new end"
+    );
     let new_url = patched["play_url"].as_str().unwrap().to_owned();
     let playlist = get(&new_url, &[]).await;
     assert_eq!(playlist.status, 200, "{}", playlist.text());
@@ -321,7 +344,10 @@ async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_
     );
     let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
     assert_eq!(shown["access_ends_at"], new_end);
-    assert_eq!(buyers_of(&usher, "rental").await[0]["access_ends_at"], new_end);
+    assert_eq!(
+        buyers_of(&usher, "rental").await[0]["access_ends_at"],
+        new_end
+    );
 
     // The facade's updatebuyer, on a one-day purchase, with a date as the PPV API sends it.
     product_with(
@@ -339,10 +365,7 @@ async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_
     assert_eq!(reply.status, 200, "{body}");
     let day_hash = xml_text(&body, "Hash").unwrap();
     let day_end = usher.now() + DAY;
-    assert_eq!(
-        xml_text(&body, "AccessEndsAt"),
-        Some(date::format(day_end))
-    );
+    assert_eq!(xml_text(&body, "AccessEndsAt"), Some(date::format(day_end)));
     usher.advance(2 * DAY);
     let until = date::format(usher.now() + 5 * DAY)[..10].to_owned();
     let reply = facade(
@@ -354,7 +377,10 @@ async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_
     assert_eq!(reply.status, 200, "{body}");
     assert_eq!(xml_text(&body, "Status").as_deref(), Some("Success"));
     let extended = date::parse(&until, Edge::End).unwrap();
-    assert_eq!(xml_text(&body, "AccessEndsAt"), Some(date::format(extended)));
+    assert_eq!(
+        xml_text(&body, "AccessEndsAt"),
+        Some(date::format(extended))
+    );
     let ticket = xml_text(&body, "Ticket").unwrap();
     assert_eq!(claims_of(&ticket).exp, extended);
     let played = get(&xml_text(&body, "PlayUrl").unwrap(), &[]).await;
@@ -391,7 +417,11 @@ async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_
 async fn item6_subscription_type_is_validated_and_password_or_collection_refused() {
     let origin = show_origin().await;
     let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
-    let ok = facade(&usher, "/api/ppv/create?name=ppv&subscription_type=subscription").await;
+    let ok = facade(
+        &usher,
+        "/api/ppv/create?name=ppv&subscription_type=subscription",
+    )
+    .await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     for kind in ["password", "collection", "pay-per-view"] {
         let reply = facade(
@@ -402,7 +432,9 @@ async fn item6_subscription_type_is_validated_and_password_or_collection_refused
         let body = reply.text();
         assert_eq!(reply.status, 400, "{kind}: {body}");
         assert!(
-            xml_text(&body, "Message").unwrap().starts_with("subscription_type: "),
+            xml_text(&body, "Message")
+                .unwrap()
+                .starts_with("subscription_type: "),
             "{body}"
         );
         let (status, body) = api(
@@ -412,7 +444,10 @@ async fn item6_subscription_type_is_validated_and_password_or_collection_refused
             Some(json!({"name": "x", "subscription_type": kind})),
         )
         .await;
-        assert_eq!((status, body["field"].clone()), (400, json!("subscription_type")));
+        assert_eq!(
+            (status, body["field"].clone()),
+            (400, json!("subscription_type"))
+        );
     }
     let reply = facade(&usher, "/api/ppv/create?name=ppv&collection_type=protect").await;
     assert_eq!(reply.status, 400, "{}", reply.text());
@@ -423,28 +458,65 @@ async fn item6_device_ban_0_or_null_and_a_json_null_clear_a_limit() {
     let origin = show_origin().await;
     let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
     let code = xml_text(
-        &facade(&usher, "/api/ppv/create?name=ppv&device_ban=1").await.text(),
+        &facade(&usher, "/api/ppv/create?name=ppv&device_ban=1")
+            .await
+            .text(),
         "Code",
     )
     .unwrap();
     let code = code.as_str();
     assert_eq!(product_field(&usher, code, "max_devices").await, 1);
     for clear in ["0", "null"] {
-        let reply = facade(&usher, &format!("/api/ppv/update?code={code}&device_ban={clear}")).await;
+        let reply = facade(
+            &usher,
+            &format!("/api/ppv/update?code={code}&device_ban={clear}"),
+        )
+        .await;
         assert_eq!(reply.status, 200, "{}", reply.text());
-        assert_eq!(product_field(&usher, code, "max_devices").await, Value::Null, "device_ban={clear}");
+        assert_eq!(
+            product_field(&usher, code, "max_devices").await,
+            Value::Null,
+            "device_ban={clear}"
+        );
         facade(&usher, &format!("/api/ppv/update?code={code}&device_ban=1")).await;
         assert_eq!(product_field(&usher, code, "max_devices").await, 1);
     }
     let path = format!("/api/v1/products/{code}");
-    let (status, _) = api(&usher, "PATCH", &path, Some(json!({"max_devices": 3, "max_sessions": 2}))).await;
+    let (status, _) = api(
+        &usher,
+        "PATCH",
+        &path,
+        Some(json!({"max_devices": 3, "max_sessions": 2})),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, p) = api(&usher, "PATCH", &path, Some(json!({"max_devices": null, "max_sessions": null}))).await;
+    let (status, p) = api(
+        &usher,
+        "PATCH",
+        &path,
+        Some(json!({"max_devices": null, "max_sessions": null})),
+    )
+    .await;
     assert_eq!(status, 200, "{p}");
-    assert_eq!((p["max_devices"].clone(), p["max_sessions"].clone()), (Value::Null, Value::Null));
-    let (_, a) = api(&usher, "PUT", "/api/v1/accounts/acc", Some(json!({"max_devices": 2}))).await;
+    assert_eq!(
+        (p["max_devices"].clone(), p["max_sessions"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let (_, a) = api(
+        &usher,
+        "PUT",
+        "/api/v1/accounts/acc",
+        Some(json!({"max_devices": 2})),
+    )
+    .await;
     assert_eq!(a["max_devices"], 2);
-    let (_, a) = api(&usher, "PUT", "/api/v1/accounts/acc", Some(json!({"max_devices": null}))).await;
+    let (_, a) = api(
+        &usher,
+        "PUT",
+        "/api/v1/accounts/acc",
+        Some(json!({"max_devices": null})),
+    )
+    .await;
     assert_eq!(a["max_devices"], Value::Null);
 }
 
@@ -469,7 +541,10 @@ async fn item6_updatebuyer_with_another_products_code_fails_naming_code() {
     .await;
     let body = reply.text();
     assert_eq!(reply.status, 400, "{body}");
-    assert!(xml_text(&body, "Message").unwrap().starts_with("code: "), "{body}");
+    assert!(
+        xml_text(&body, "Message").unwrap().starts_with("code: "),
+        "{body}"
+    );
     let (status, body) = api(
         &usher,
         "PATCH",
@@ -509,7 +584,9 @@ async fn item10_a_double_submitted_video_ticket_sells_once_and_first_name_is_req
     let other = post_form(
         &usher,
         "/sendVideoTicket.php",
-        &format!("email=z%40example.com&firstName=Zed&vidID=ep1&order_id=order-77&apikey={ADMIN_TOKEN}"),
+        &format!(
+            "email=z%40example.com&firstName=Zed&vidID=ep1&order_id=order-77&apikey={ADMIN_TOKEN}"
+        ),
     )
     .await;
     assert_eq!(other.status, 422, "{}", other.text());
@@ -582,11 +659,27 @@ async fn item10_an_idempotency_key_answers_the_first_sale_again_even_after_a_res
     let one = send(request("k-2")).await;
     let two = send(request("k-2")).await;
     assert_eq!(one.status, 200, "{}", one.text());
-    assert_eq!(
-        xml_text(&one.text(), "Hash"),
-        xml_text(&two.text(), "Hash")
-    );
+    assert_eq!(xml_text(&one.text(), "Hash"), xml_text(&two.text(), "Hash"));
     assert_eq!(buyers_of(&usher, "movie").await.len(), 2);
+
+    // And `usher admin buyer add --order-id`.
+    let args = [
+        "buyer",
+        "add",
+        "--product",
+        "movie",
+        "--media",
+        "ep1",
+        "--email",
+        "d@example.com",
+        "--order-id",
+        "cli-1",
+    ];
+    let (code, once, stderr) = usher_admin(&usher, &args).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, twice, _) = usher_admin(&usher, &args).await;
+    assert_eq!(once, twice, "the same hash and play URL");
+    assert_eq!(buyers_of(&usher, "movie").await.len(), 3);
 }
 
 #[tokio::test]

@@ -6,10 +6,10 @@
 //! issues a ticket and answers its link.
 
 use super::fields::Fields;
+use super::ops::PurchaseView;
 use super::ops::{self, AdminError};
 use super::xml::Xml;
 use crate::proxy::State;
-use super::ops::PurchaseView;
 use crate::rights::date;
 use crate::rights::decide::sellable;
 use crate::rights::model::{Media, Product, Purchase, PurchaseStatus};

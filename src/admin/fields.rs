@@ -352,13 +352,17 @@ fn subscription_type(r: &mut Reader<'_>) -> Result<(), Invalid> {
         Some(kind @ ("password" | "collection")) => {
             return invalid(
                 "subscription_type",
-                format!("\"{kind}\" is not supported by usher: use subscription (pay-per-view access)"),
+                format!(
+                    "\"{kind}\" is not supported by usher: use subscription (pay-per-view access)"
+                ),
             )
         }
         Some(other) => {
             return invalid(
                 "subscription_type",
-                format!("\"{other}\": use subscription (password and collection are not supported)"),
+                format!(
+                    "\"{other}\": use subscription (password and collection are not supported)"
+                ),
             )
         }
     }
@@ -528,7 +532,11 @@ mod tests {
         p.max_devices = Some(1);
         p.max_sessions = Some(2);
         p.activations = Some(3);
-        for (field, value) in [("device_ban", "0"), ("device_ban", "null"), ("device_ban", NULL)] {
+        for (field, value) in [
+            ("device_ban", "0"),
+            ("device_ban", "null"),
+            ("device_ban", NULL),
+        ] {
             let mut q = p.clone();
             let f = fields(&[("name", "x"), (field, value)]);
             apply_product(&mut Reader::new(&f), &mut q).unwrap();

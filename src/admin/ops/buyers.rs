@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use super::fields::{self, Fields, Reader};
+use super::sales::{sale_key, OrderKey, KEY_FIELDS};
 use super::{
     after_purchase_write, blocking, find, get_media, get_product, new_code, product_media,
     AdminError,
 };
-use super::sales::{sale_key, OrderKey, KEY_FIELDS};
 use crate::proxy::State;
 use crate::rights::decide::{extension_fits, sellable, window};
 use crate::rights::model::{Account, Contacts, Media, Product, Purchase, PurchaseStatus};

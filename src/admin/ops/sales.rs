@@ -132,9 +132,13 @@ mod tests {
 
     #[test]
     fn the_same_order_has_the_same_fingerprint_whatever_its_key_or_credential() {
-        let a = sale_key(&fields(&[("order_id", "o-1"), ("email", "a@b.c"), ("apikey", "x")]))
-            .unwrap()
-            .unwrap();
+        let a = sale_key(&fields(&[
+            ("order_id", "o-1"),
+            ("email", "a@b.c"),
+            ("apikey", "x"),
+        ]))
+        .unwrap()
+        .unwrap();
         let b = sale_key(&fields(&[(IDEMPOTENCY_KEY, "o-1"), ("email", "a@b.c")]))
             .unwrap()
             .unwrap();
@@ -154,7 +158,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(bad(&[("order_id", "a b")]), "order_id");
-        assert_eq!(bad(&[(IDEMPOTENCY_KEY, "a"), ("order_id", "b")]), "order_id");
+        assert_eq!(
+            bad(&[(IDEMPOTENCY_KEY, "a"), ("order_id", "b")]),
+            "order_id"
+        );
         assert!(sale_key(&fields(&[("email", "a@b.c")])).unwrap().is_none());
     }
 }

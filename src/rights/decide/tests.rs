@@ -340,7 +340,10 @@ fn item2_inactive_unavailable_or_ended_products_are_not_sellable_but_future_ones
         available_until: Some(T0),
         ..product()
     };
-    assert_eq!(sellable(&b, &gone, T0), Err(NotSellable::ProductUnavailable));
+    assert_eq!(
+        sellable(&b, &gone, T0),
+        Err(NotSellable::ProductUnavailable)
+    );
     let over = Product {
         access_expire: Some(T0 - 1),
         ..product()

@@ -29,7 +29,10 @@ pub(super) fn create_keyed(
     Ok(KeyedSale::Created)
 }
 
-pub(super) fn insert_purchase(tx: &rusqlite::Transaction<'_>, purchase: &Purchase) -> Result<(), StoreError> {
+pub(super) fn insert_purchase(
+    tx: &rusqlite::Transaction<'_>,
+    purchase: &Purchase,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -44,13 +47,15 @@ pub(super) fn insert_purchase(tx: &rusqlite::Transaction<'_>, purchase: &Purchas
             to_json(purchase)?
         ],
     )
-    .map_err(|e| match conflict_or(e, &format!("purchase {}", purchase.hash)) {
-        // A foreign-key failure is a constraint violation too: name the product.
-        StoreError::Conflict(_) if self_product_missing(tx, &purchase.product) => {
-            StoreError::NotFound(format!("product {}", purchase.product))
-        }
-        other => other,
-    })?;
+    .map_err(
+        |e| match conflict_or(e, &format!("purchase {}", purchase.hash)) {
+            // A foreign-key failure is a constraint violation too: name the product.
+            StoreError::Conflict(_) if self_product_missing(tx, &purchase.product) => {
+                StoreError::NotFound(format!("product {}", purchase.product))
+            }
+            other => other,
+        },
+    )?;
     tx.execute(
         "INSERT OR IGNORE INTO accounts (id, enabled) VALUES (?1, 1)",
         [&purchase.account],
@@ -73,7 +78,6 @@ pub(super) fn sale_key(conn: &Connection, key: &str) -> Result<Option<SaleKey>, 
     .optional()
     .map_err(backend)
 }
-
 
 fn self_product_missing(tx: &rusqlite::Transaction<'_>, product: &str) -> bool {
     tx.query_row("SELECT 1 FROM products WHERE code = ?1", [product], |_| {

@@ -300,7 +300,9 @@ fn item10_a_sale_key_records_once_survives_reopening_and_goes_with_its_purchase(
         store.create_product(&product("P1")).unwrap();
         let first = purchase("h1", "P1", "alice", "a@example.com");
         assert_eq!(
-            store.create_purchase_keyed(&first, "order-1", "fp").unwrap(),
+            store
+                .create_purchase_keyed(&first, "order-1", "fp")
+                .unwrap(),
             KeyedSale::Created
         );
         let second = purchase("h2", "P1", "alice", "a@example.com");
@@ -309,10 +311,16 @@ fn item10_a_sale_key_records_once_survives_reopening_and_goes_with_its_purchase(
             fingerprint: "fp".into(),
         };
         assert_eq!(
-            store.create_purchase_keyed(&second, "order-1", "fp").unwrap(),
+            store
+                .create_purchase_keyed(&second, "order-1", "fp")
+                .unwrap(),
             KeyedSale::Taken(taken.clone())
         );
-        assert_eq!(store.purchase("h2").unwrap(), None, "the second wrote nothing");
+        assert_eq!(
+            store.purchase("h2").unwrap(),
+            None,
+            "the second wrote nothing"
+        );
         assert_eq!(store.sale_key("order-1").unwrap(), Some(taken));
     }
     let store = SqliteStore::open(dir.path()).unwrap();
