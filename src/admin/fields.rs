@@ -469,6 +469,9 @@ pub fn id(field: &str, value: &str) -> Result<String, Invalid> {
 }
 
 #[cfg(test)]
+mod limits_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -524,54 +527,6 @@ mod tests {
         let mut r = Reader::new(&f);
         apply_product(&mut r, &mut blank_product()).unwrap();
         assert_eq!(r.finish(&[]).unwrap_err().field, "colour");
-    }
-
-    #[test]
-    fn item6_zero_null_and_json_null_lift_limits_and_device_ban_0_clears() {
-        let mut p = blank_product();
-        p.max_devices = Some(1);
-        p.max_sessions = Some(2);
-        p.activations = Some(3);
-        for (field, value) in [
-            ("device_ban", "0"),
-            ("device_ban", "null"),
-            ("device_ban", NULL),
-        ] {
-            let mut q = p.clone();
-            let f = fields(&[("name", "x"), (field, value)]);
-            apply_product(&mut Reader::new(&f), &mut q).unwrap();
-            assert_eq!(q.max_devices, None, "{field}={value:?}");
-        }
-        let f = from_json(&serde_json::json!({"name": "x", "max_sessions": null, "activation": 0}))
-            .unwrap();
-        let mut r = Reader::new(&f);
-        apply_product(&mut r, &mut p).unwrap();
-        r.finish(&[]).unwrap();
-        assert_eq!((p.max_sessions, p.activations), (None, None));
-        let f = fields(&[("name", "x"), ("device_ban", "1"), ("max_devices", "4")]);
-        apply_product(&mut Reader::new(&f), &mut p).unwrap();
-        assert_eq!(p.max_devices, Some(4), "an explicit max_devices wins");
-        let f = from_json(&serde_json::json!({"name": null})).unwrap();
-        let mut kept = blank_product();
-        kept.name = "kept".into();
-        apply_product(&mut Reader::new(&f), &mut kept).unwrap();
-        assert_eq!(kept.name, "kept", "null leaves a text field alone");
-    }
-
-    #[test]
-    fn item6_subscription_type_subscription_only() {
-        let ok = fields(&[("name", "x"), ("subscription_type", "subscription")]);
-        apply_product(&mut Reader::new(&ok), &mut blank_product()).unwrap();
-        for (field, value) in [
-            ("subscription_type", "password"),
-            ("subscription_type", "collection"),
-            ("subscription_type", "other"),
-            ("collection_type", "protect"),
-        ] {
-            let f = fields(&[("name", "x"), (field, value)]);
-            let got = apply_product(&mut Reader::new(&f), &mut blank_product()).unwrap_err();
-            assert_eq!(got.field, field, "{value}");
-        }
     }
 
     #[test]

@@ -127,7 +127,6 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
             }
         }
     }
-    // AUDIT: buyer.add
     after_purchase_write(state, &purchase.account);
     let play_url = media
         .as_ref()
