@@ -278,11 +278,12 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             .expect("valid response"),
         Err(e) => {
             let (status, value) = error_json(&e);
-            let reason = matches!(
-                e,
-                AdminError::NotSellable { .. } | AdminError::KeyReused { .. }
-            )
-            .then(|| value["reason"].as_str().unwrap_or_default());
+            // The machine-readable reason of a refused sale, as the JSON API gives it.
+            let reason = match &e {
+                AdminError::NotSellable { reason, .. } => Some(*reason),
+                AdminError::KeyReused { .. } => value["error"].as_str(),
+                _ => None,
+            };
             Response::builder()
                 .status(status)
                 .header(CONTENT_TYPE, "application/xml; charset=utf-8")
