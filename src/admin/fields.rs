@@ -96,23 +96,25 @@ impl<'a> Reader<'a> {
             .filter(|v| !v.is_empty() && *v != NULL)
     }
 
+    /// Whether `name` is given as `null` (the text, or a JSON `null`).
+    pub fn null(&mut self, name: &'static str) -> bool {
+        self.known.push(name);
+        self.fields
+            .get(name)
+            .map(|v| v.trim())
+            .is_some_and(|v| v == NULL || v.eq_ignore_ascii_case("null"))
+    }
+
     /// A limit: a whole number, where `0`, `null` (a form's text) or a JSON `null` lift
     /// it. `Some(None)`: lift it; `Some(Some(n))`: set it; `None`: not given.
     ///
     /// # Errors
     /// When present and none of these.
     pub fn limit(&mut self, name: &'static str) -> Result<Option<Option<u32>>, Invalid> {
-        match self.fields.get(name).map(|v| v.trim()) {
-            Some(NULL) => {
-                self.known.push(name);
-                Ok(Some(None))
-            }
-            Some(v) if v.eq_ignore_ascii_case("null") => {
-                self.known.push(name);
-                Ok(Some(None))
-            }
-            _ => Ok(self.number(name)?.map(|n| (n > 0).then_some(n))),
+        if self.null(name) {
+            return Ok(Some(None));
         }
+        Ok(self.number(name)?.map(|n| (n > 0).then_some(n)))
     }
 
     /// A required text.
@@ -154,14 +156,10 @@ impl<'a> Reader<'a> {
     /// # Errors
     /// When present and not a boolean.
     pub fn flag(&mut self, name: &'static str) -> Result<Option<bool>, Invalid> {
-        if self.fields.get(name).is_some_and(|v| v.trim() == NULL) {
-            self.known.push(name);
-            return Ok(Some(false));
-        }
         self.text(name)
             .map(|v| match v.to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" | "null" => Ok(false),
+                "0" | "false" | "no" | "off" => Ok(false),
                 _ => invalid(name, format!("\"{v}\": expected true/false or 1/0")),
             })
             .transpose()
@@ -283,7 +281,11 @@ pub fn apply_product(r: &mut Reader<'_>, product: &mut Product) -> Result<(), In
     }
     // `device_ban` is `max_devices = 1`; `device_ban = 0` (or null) lifts the limit. An
     // explicit `max_devices` in the same request wins.
-    let ban = r.flag("device_ban")?;
+    let ban = if r.null("device_ban") {
+        Some(false)
+    } else {
+        r.flag("device_ban")?
+    };
     match r.limit("max_devices")? {
         Some(n) => product.max_devices = n,
         None => match ban {

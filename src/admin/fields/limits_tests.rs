@@ -39,11 +39,14 @@ fn item6_zero_null_and_json_null_lift_limits_and_device_ban_0_clears() {
     let f = fields(&[("name", "x"), ("device_ban", "1"), ("max_devices", "4")]);
     apply_product(&mut Reader::new(&f), &mut p).unwrap();
     assert_eq!(p.max_devices, Some(4), "an explicit max_devices wins");
-    let f = from_json(&serde_json::json!({"name": null})).unwrap();
+    let f = from_json(&serde_json::json!({"name": null, "ip_recovery": null})).unwrap();
     let mut kept = blank_product();
     kept.name = "kept".into();
     apply_product(&mut Reader::new(&f), &mut kept).unwrap();
     assert_eq!(kept.name, "kept", "null leaves a text field alone");
+    kept.ip_recovery = true;
+    apply_product(&mut Reader::new(&f), &mut kept).unwrap();
+    assert!(kept.ip_recovery, "and a flag");
 }
 
 #[test]
