@@ -12,8 +12,8 @@
 //! | DELETE | `/api/v1/products/{code}/media/{content}` | take a media out |
 //! | GET, POST | `/api/v1/media` | list / create a media (content id → path prefix) |
 //! | GET, PATCH, DELETE | `/api/v1/media/{code}` | one media; PATCH changes `title`, `live_title`, `playlist`, `editorial`, `live` (not `prefix`: 400); DELETE of a media buyers hold is 409 `has_buyers` with their count unless `?force=true` |
-//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`, paging) / add a buyer: returns the purchase, its ticket and play URL |
-//! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase |
+//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`, paging) / add a buyer: returns the purchase, its ticket and play URL; 409 `not_sellable`; `Idempotency-Key` or `order_id` sells once (422 when reused with another request) |
+//! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase (with `access_starts_at`/`access_ends_at`); PATCH reissues its ticket |
 //! | POST | `/api/v1/buyers/{hash}/revoke` | revoke it |
 //! | GET, POST | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase (hash, and the id of devices the operator added) / add one ahead of use (`{"device": id}`; 409 `activation_limit` when full) |
 //! | DELETE | `/api/v1/buyers/{hash}/devices/{id-or-hash}` | free that activation |
@@ -23,7 +23,7 @@
 //! | GET | `/api/v1/cache` | the shield's size in bytes |
 //! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it; `max_sessions`, `max_devices` limit its streams |
 //! | GET, POST | `/api/ppv/{method}` | the PPV REST API facade (XML), `apikey` = the admin credential |
-//! | GET, POST | `/sendVideoTicket.php` | the video-ticket call (email, firstName, vidID) |
+//! | GET, POST | `/sendVideoTicket.php` | the video-ticket call (email, firstName, vidID; `order_id`) |
 //!
 //! Everything under `/api/` and the video-ticket call need the admin credential:
 //! `Authorization: Bearer <token>`, or `apikey=<token>` for the facade and video ticket.
@@ -138,6 +138,13 @@ fn authorised(state: &State, given: Option<&str>) -> bool {
     given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected)))
 }
 
+/// The `Idempotency-Key` header, when a request sends one (checked where it is read).
+fn idempotency_key(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(fields::IDEMPOTENCY_KEY)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 fn bearer(req: &Request<Incoming>) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)?
@@ -180,6 +187,15 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
             StatusCode::CONFLICT,
             json!({"error": "activation_limit", "buyer": purchase, "limit": limit, "reason": e.to_string()}),
         ),
+        AdminError::NotSellable { product, reason } => (
+            StatusCode::CONFLICT,
+            json!({"error": "not_sellable", "reason": reason, "product": product}),
+        ),
+        AdminError::KeyReused { field } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": "idempotency_key_reused", "field": field,
+                   "reason": "this key was used by a different sale"}),
+        ),
         AdminError::NoEndpoint => (StatusCode::NOT_FOUND, json!({"error": "no_such_endpoint"})),
         AdminError::Store(why) => {
             tracing::error!(error = %why, "admin store failure");
@@ -198,19 +214,23 @@ async fn json_api(state: &State, req: Request<Incoming>) -> Response<Body> {
         }
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let key = idempotency_key(&req);
         let query = req
             .uri()
             .query()
             .map(crate::form::pairs)
             .unwrap_or_default();
         let bytes = read_body(req.into_body()).await?;
-        let body: Fields = if bytes.is_empty() {
+        let mut body: Fields = if bytes.is_empty() {
             Fields::new()
         } else {
             let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| AdminError::invalid("body", format!("not JSON: {e}")))?;
             fields::from_json(&value)?
         };
+        if let Some(key) = key.filter(|_| method == Method::POST && path == "/api/v1/buyers") {
+            body.insert(fields::IDEMPOTENCY_KEY.to_owned(), key);
+        }
         let segments: Vec<&str> = path
             .trim_start_matches("/api/v1/")
             .split('/')
@@ -230,6 +250,7 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let result = async {
         let bearer_token = bearer(&req).map(str::to_owned);
+        let key = idempotency_key(&req);
         let mut fields = req
             .uri()
             .query()
@@ -244,6 +265,11 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
         let given = fields.get("apikey").cloned().or(bearer_token);
         if !authorised(state, given.as_deref()) {
             return Err(AdminError::Unauthorized);
+        }
+        if let Some(key) =
+            key.filter(|_| path == "/sendVideoTicket.php" || path == "/api/ppv/addbuyer")
+        {
+            fields.insert(fields::IDEMPOTENCY_KEY.to_owned(), key);
         }
         if path == "/sendVideoTicket.php" {
             return facade::video_ticket(state, &fields)
@@ -269,11 +295,17 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             .body(full(body))
             .expect("valid response"),
         Err(e) => {
-            let (status, _) = error_json(&e);
+            let (status, value) = error_json(&e);
+            // The machine-readable reason of a refused sale, as the JSON API gives it.
+            let reason = match &e {
+                AdminError::NotSellable { reason, .. } => Some(*reason),
+                AdminError::KeyReused { .. } => value["error"].as_str(),
+                _ => None,
+            };
             Response::builder()
                 .status(status)
                 .header(CONTENT_TYPE, "application/xml; charset=utf-8")
-                .body(full(facade::failure(&e.to_string())))
+                .body(full(facade::failure_with(&e.to_string(), reason)))
                 .expect("valid response")
         }
     }

@@ -189,7 +189,8 @@ async fn sample_queries_answer_in_the_documents_shape() {
             "Hash",
             "Period",
             "AccessExpirationDate",
-            "DatePurchase"
+            "DatePurchase",
+            "AccessEndsAt"
         ]
     );
 
@@ -346,7 +347,7 @@ async fn the_video_ticket_post_returns_a_link_that_plays() {
     let unknown = post_form(
         &usher,
         "/sendVideoTicket.php",
-        &format!("email=a%40b.c&vidID=nope&apikey={ADMIN_TOKEN}"),
+        &format!("email=a%40b.c&firstName=A&vidID=nope&apikey={ADMIN_TOKEN}"),
     )
     .await;
     assert_eq!(unknown.status, 404);

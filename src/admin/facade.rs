@@ -6,11 +6,13 @@
 //! issues a ticket and answers its link.
 
 use super::fields::Fields;
+use super::ops::PurchaseView;
 use super::ops::{self, AdminError};
 use super::xml::Xml;
 use crate::proxy::State;
 use crate::rights::date;
-use crate::rights::model::{Media, Product, Purchase};
+use crate::rights::decide::sellable;
+use crate::rights::model::{Media, Product, Purchase, PurchaseStatus};
 use crate::rights::store::{Page, PurchaseFilter};
 
 fn required<'f>(f: &'f Fields, name: &str) -> Result<&'f str, AdminError> {
@@ -80,26 +82,23 @@ fn media_item(state: &State, xml: &mut Xml, m: &Media) {
     xml.close();
 }
 
-fn buyer_item(xml: &mut Xml, b: &Purchase, p: Option<&Product>, extra: Option<&str>) {
+/// One buyer. The access dates are the computed window (what the rights check enforces),
+/// and `<AccessEndsAt>` repeats the end under the JSON API's name.
+fn buyer_item(xml: &mut Xml, b: &PurchaseView, p: Option<&Product>, extra: Option<&str>) {
     xml.open("Item");
     xml.leaf("Email", b.email.as_deref().unwrap_or(""))
         .leaf("Hash", &b.hash)
         .leaf("Period", &p.map(period).unwrap_or_default());
     if extra.is_some() {
-        xml.leaf(
-            "AccessStartDate",
-            &date_or_empty(b.access_start.or(p.and_then(|p| p.access_start))),
-        );
+        xml.leaf("AccessStartDate", &date::format(b.access_starts_at));
     }
-    xml.leaf(
-        "AccessExpirationDate",
-        &date_or_empty(b.access_expire.or(p.and_then(|p| p.access_expire))),
-    )
-    .leaf("DatePurchase", &date::format(b.purchased_at));
+    xml.leaf("AccessExpirationDate", &date_or_empty(b.access_ends_at))
+        .leaf("DatePurchase", &date::format(b.purchased_at));
     if let Some(url) = extra {
         xml.leaf("Ticket", b.ticket.as_deref().unwrap_or(""));
         xml.leaf("PlayUrl", url);
     }
+    xml.leaf("AccessEndsAt", &date_or_empty(b.access_ends_at));
     xml.close();
 }
 
@@ -116,8 +115,18 @@ fn message(text: &str) -> String {
 
 /// The XML body for an error.
 pub fn failure(message: &str) -> String {
+    failure_with(message, None)
+}
+
+/// The XML body for an error with a machine-readable `<Reason>` (a refused sale:
+/// `product_inactive`, `product_unavailable`, `window_ended`).
+pub fn failure_with(message: &str, reason: Option<&str>) -> String {
     let mut xml = Xml::new("Response");
-    xml.leaf("Message", message).leaf("Status", "Failed");
+    xml.leaf("Message", message);
+    if let Some(reason) = reason {
+        xml.leaf("Reason", reason);
+    }
+    xml.leaf("Status", "Failed");
     xml.finish()
 }
 
@@ -210,8 +219,19 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             Ok(success(xml))
         }
         "updatebuyer" => {
-            ops::update_buyer(state, required(f, "hash")?, f).await?;
-            Ok(message("Recovery code is updated"))
+            let sold = ops::update_buyer(state, required(f, "hash")?, f).await?;
+            let product = ops::get_product(state, &sold.purchase.product).await?;
+            let mut xml = Xml::new("Response");
+            xml.leaf("Message", "Recovery code is updated");
+            xml.open("Items");
+            buyer_item(
+                &mut xml,
+                &sold.purchase,
+                Some(&product),
+                Some(sold.play_url.as_deref().unwrap_or("")),
+            );
+            xml.close();
+            Ok(success(xml))
         }
         "deletebuyer" => {
             ops::delete_buyer(state, required(f, "hash")?).await?;
@@ -256,32 +276,57 @@ fn contacts_xml(c: &crate::rights::model::Contacts, note: Option<&str>) -> Strin
     success(xml)
 }
 
-/// `sendVideoTicket.php`: `email`, `firstName`, `vidID` (a media code) → a purchase of the
-/// first product that contains the media, and the link that plays it.
+/// `sendVideoTicket.php`: `email`, `firstName` (both required, as documented), `vidID` (a
+/// media code) → a purchase of the first product that contains the media and can be sold
+/// now, and the link that plays it. An `order_id` (or `Idempotency-Key` header) makes a
+/// resubmitted thank-you page answer the first sale's link again.
 ///
 /// # Errors
-/// Missing fields, or no product sells that media.
+/// Missing fields, no product sells that media, or none can sell it now (409, the first
+/// product's reason).
 pub async fn video_ticket(state: &State, f: &Fields) -> Result<String, AdminError> {
     let email = required(f, "email")?;
+    let name = required(f, "firstName")?;
     let media = required(f, "vidID")?;
     let products = ops::list_products(state, Page::ALL).await?;
-    let mut seller = None;
+    let now = (state.clock)();
+    let mut sellers = Vec::new();
     for p in products {
         let media_of = ops::product_media(state, &p.code, Page::ALL).await?;
         if media_of.iter().any(|m| m.code == media) {
-            seller = Some(p);
-            break;
+            sellers.push(p);
         }
     }
-    let product =
-        seller.ok_or_else(|| AdminError::NotFound(format!("a product selling {media}")))?;
+    let sale_now = |p: &Product| {
+        let probe = Purchase {
+            hash: String::new(),
+            product: p.code.clone(),
+            media: None,
+            account: String::new(),
+            email: None,
+            name: None,
+            phone: None,
+            access_start: None,
+            access_expire: None,
+            purchased_at: now,
+            first_play_at: None,
+            activations: None,
+            ticket: None,
+            status: PurchaseStatus::Active,
+        };
+        sellable(&probe, p, now).is_ok()
+    };
+    // The first product that can sell it now; else the first, whose refusal is the answer.
+    let product = match sellers.iter().position(sale_now) {
+        Some(i) => sellers.swap_remove(i),
+        None if !sellers.is_empty() => sellers.swap_remove(0),
+        None => return Err(AdminError::NotFound(format!("a product selling {media}"))),
+    };
     let mut fields = Fields::new();
     fields.insert("code".into(), product.code);
     fields.insert("media".into(), media.to_owned());
     fields.insert("email".into(), email.to_owned());
-    if let Some(name) = f.get("firstName") {
-        fields.insert("name".into(), name.clone());
-    }
-    let sold = ops::add_buyer(state, &fields).await?;
+    fields.insert("name".into(), name.to_owned());
+    let sold = ops::sell(state, &fields, f).await?;
     Ok(sold.play_url.unwrap_or_default())
 }

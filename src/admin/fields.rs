@@ -28,8 +28,16 @@ pub fn invalid<T>(field: &str, reason: impl Into<String>) -> Result<T, Invalid> 
 }
 
 /// Field name → text value. JSON numbers and booleans arrive as their text; arrays as
-/// comma-separated text.
+/// comma-separated text; `null` as [`NULL`].
 pub type Fields = HashMap<String, String>;
+
+/// The field an `Idempotency-Key` header is passed on in (the header's own name, so a
+/// problem with it names it).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// What a JSON `null` becomes in [`Fields`]: absent for text fields (no change), "no
+/// limit" for limits (see [`Reader::limit`]). A form cannot send it; forms write `null`.
+pub const NULL: &str = "\0";
 
 /// Turns a JSON object into [`Fields`].
 ///
@@ -42,7 +50,7 @@ pub fn from_json(value: &serde_json::Value) -> Result<Fields, Invalid> {
     let mut fields = Fields::new();
     for (key, value) in object {
         let text = match value {
-            serde_json::Value::Null => continue,
+            serde_json::Value::Null => NULL.to_owned(),
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Bool(b) => b.to_string(),
             serde_json::Value::Number(n) => n.to_string(),
@@ -85,7 +93,28 @@ impl<'a> Reader<'a> {
             .get(name)
             .map(String::as_str)
             .map(str::trim)
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.is_empty() && *v != NULL)
+    }
+
+    /// Whether `name` is given as `null` (the text, or a JSON `null`).
+    pub fn null(&mut self, name: &'static str) -> bool {
+        self.known.push(name);
+        self.fields
+            .get(name)
+            .map(|v| v.trim())
+            .is_some_and(|v| v == NULL || v.eq_ignore_ascii_case("null"))
+    }
+
+    /// A limit: a whole number, where `0`, `null` (a form's text) or a JSON `null` lift
+    /// it. `Some(None)`: lift it; `Some(Some(n))`: set it; `None`: not given.
+    ///
+    /// # Errors
+    /// When present and none of these.
+    pub fn limit(&mut self, name: &'static str) -> Result<Option<Option<u32>>, Invalid> {
+        if self.null(name) {
+            return Ok(Some(None));
+        }
+        Ok(self.number(name)?.map(|n| (n > 0).then_some(n)))
     }
 
     /// A required text.
@@ -223,8 +252,8 @@ pub fn apply_product(r: &mut Reader<'_>, product: &mut Product) -> Result<(), In
         }
         product.currency = Some(currency.to_owned());
     }
-    if let Some(days) = r.number("period")? {
-        product.period_days = (days > 0).then_some(days);
+    if let Some(days) = r.limit("period")? {
+        product.period_days = days;
     }
     if let Some(t) = r.date("access_start", Edge::Start)? {
         product.access_start = Some(t);
@@ -232,8 +261,8 @@ pub fn apply_product(r: &mut Reader<'_>, product: &mut Product) -> Result<(), In
     if let Some(t) = r.date("access_expire", Edge::End)? {
         product.access_expire = Some(t);
     }
-    if let Some(hours) = r.number("hours")? {
-        product.hours = (hours > 0).then_some(hours);
+    if let Some(hours) = r.limit("hours")? {
+        product.hours = hours;
     }
     if let Some(from) = r.text("hours_from") {
         product.hours_from = match from {
@@ -247,18 +276,28 @@ pub fn apply_product(r: &mut Reader<'_>, product: &mut Product) -> Result<(), In
             }
         };
     }
-    if let Some(n) = r.number("activation")? {
-        product.activations = (n > 0).then_some(n);
+    if let Some(n) = r.limit("activation")? {
+        product.activations = n;
     }
-    if let Some(n) = r.number("max_devices")? {
-        product.max_devices = (n > 0).then_some(n);
+    // `device_ban` is `max_devices = 1`; `device_ban = 0` (or null) lifts the limit. An
+    // explicit `max_devices` in the same request wins.
+    let ban = if r.null("device_ban") {
+        Some(false)
+    } else {
+        r.flag("device_ban")?
+    };
+    match r.limit("max_devices")? {
+        Some(n) => product.max_devices = n,
+        None => match ban {
+            Some(true) => product.max_devices = Some(1),
+            Some(false) => product.max_devices = None,
+            None => {}
+        },
     }
-    if r.flag("device_ban")? == Some(true) {
-        product.max_devices = Some(1);
+    if let Some(n) = r.limit("max_sessions")? {
+        product.max_sessions = n;
     }
-    if let Some(n) = r.number("max_sessions")? {
-        product.max_sessions = (n > 0).then_some(n);
-    }
+    subscription_type(r)?;
     if let Some(policy) = r.text("concurrency_policy") {
         product.concurrency_policy = match policy {
             "refuse" => crate::sessions::Policy::Refuse,
@@ -302,6 +341,38 @@ pub fn apply_product(r: &mut Reader<'_>, product: &mut Product) -> Result<(), In
         if expire <= start {
             return invalid("access_expire", "must be after access_start");
         }
+    }
+    Ok(())
+}
+
+/// The PPV API's `subscription_type`: usher sells `subscription` (pay-per-view access),
+/// the default; `password` (a shared password) and `collection` (a registration form,
+/// with its `collection_type`) are refused, since usher runs neither.
+fn subscription_type(r: &mut Reader<'_>) -> Result<(), Invalid> {
+    match r.text("subscription_type") {
+        None | Some("subscription") => {}
+        Some(kind @ ("password" | "collection")) => {
+            return invalid(
+                "subscription_type",
+                format!(
+                    "\"{kind}\" is not supported by usher: use subscription (pay-per-view access)"
+                ),
+            )
+        }
+        Some(other) => {
+            return invalid(
+                "subscription_type",
+                format!(
+                    "\"{other}\": use subscription (password and collection are not supported)"
+                ),
+            )
+        }
+    }
+    if r.text("collection_type").is_some() {
+        return invalid(
+            "collection_type",
+            "only for subscription_type=collection, which usher does not support",
+        );
     }
     Ok(())
 }
@@ -362,8 +433,8 @@ pub fn apply_purchase(r: &mut Reader<'_>, purchase: &mut Purchase) -> Result<(),
     if let Some(t) = r.date("access_expire", Edge::End)? {
         purchase.access_expire = Some(t);
     }
-    if let Some(n) = r.number("activation")? {
-        purchase.activations = (n > 0).then_some(n);
+    if let Some(n) = r.limit("activation")? {
+        purchase.activations = n;
     }
     if let Some(status) = r.text("status") {
         purchase.status = match status {
@@ -399,6 +470,9 @@ pub fn id(field: &str, value: &str) -> Result<String, Invalid> {
         )
     }
 }
+
+#[cfg(test)]
+mod limits_tests;
 
 #[cfg(test)]
 mod tests {

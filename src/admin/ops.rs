@@ -40,6 +40,20 @@ pub enum AdminError {
         /// Its activation limit.
         limit: u32,
     },
+    /// The product cannot be sold now (409), with the machine-readable reason.
+    #[error("product {product} cannot be sold: {reason}")]
+    NotSellable {
+        /// The product's code.
+        product: String,
+        /// Why: `product_inactive`, `product_unavailable` or `window_ended`.
+        reason: &'static str,
+    },
+    /// An idempotency key came back with a different request (422).
+    #[error("{field}: this key was used by a different sale")]
+    KeyReused {
+        /// Where the key came from: `Idempotency-Key` or `order_id`.
+        field: &'static str,
+    },
     /// No such endpoint (404) or method (405).
     #[error("no such endpoint")]
     NoEndpoint,
@@ -93,8 +107,6 @@ pub(crate) async fn find<T: Send + 'static>(
 /// payment pages, e-mails and DRM features usher does not run).
 const IGNORED_PRODUCT_FIELDS: &[&str] = &[
     "apikey",
-    "subscription_type",
-    "collection_type",
     "materials",
     "buy_redirect_url",
     "custom_url",
@@ -297,6 +309,7 @@ pub async fn product_media(
 mod buyers;
 mod devices;
 mod media;
+mod sales;
 
 pub use buyers::*;
 pub use devices::*;

@@ -88,6 +88,14 @@ pub enum AdminCliError {
     /// 409.
     #[error("{0} already exists")]
     Conflict(String),
+    /// 409: the product cannot be sold now.
+    #[error("product {product} cannot be sold: {reason}")]
+    NotSellable {
+        /// The product code.
+        product: String,
+        /// Why (`product_inactive`, `product_unavailable`, `window_ended`).
+        reason: String,
+    },
     /// The media code exists with another prefix.
     #[error("media {code} already exists with prefix {existing}, not {wanted}")]
     MediaMismatch {
@@ -245,6 +253,14 @@ fn refusal(status: StatusCode, v: &Value) -> AdminCliError {
             reason: text("reason"),
         },
         "not_found" => AdminCliError::NotFound(text("what")),
+        "not_sellable" => AdminCliError::NotSellable {
+            product: text("product"),
+            reason: text("reason"),
+        },
+        "idempotency_key_reused" => AdminCliError::Invalid {
+            field: text("field"),
+            reason: text("reason"),
+        },
         "conflict" => AdminCliError::Conflict(text("what")),
         "" => AdminCliError::Api {
             status: status.as_u16(),

@@ -115,6 +115,12 @@ impl Entitled {
 
 /// The window `[start, end)` of a purchase of a product; `end` is `None` when nothing
 /// bounds it (yet: an hours-from-first-play purchase not yet played).
+///
+/// A purchase's own `access_expire` is the operator's word for that buyer: it replaces
+/// every end the product gives (its `access_expire`, `period` and `hours`), so extending
+/// a purchase extends it. Only the product's `available_until` still bounds it (the
+/// product plays nowhere after it; an extension past it is refused, see
+/// [`extension_fits`]).
 pub fn window(purchase: &Purchase, product: &Product) -> (u64, Option<u64>) {
     let mut start = purchase
         .access_start
@@ -123,6 +129,23 @@ pub fn window(purchase: &Purchase, product: &Product) -> (u64, Option<u64>) {
     if let Some(from) = product.available_from {
         start = start.max(from);
     }
+    let own = match purchase.access_expire {
+        Some(expire) => Some(expire),
+        None => product_end(purchase, product),
+    };
+    let end = [own, product.available_until].into_iter().flatten().min();
+    (start, end)
+}
+
+/// Whether the product counts `hours` for this purchase (not overridden by the
+/// purchase's own end).
+fn counts_hours(purchase: &Purchase, product: &Product) -> bool {
+    product.hours.is_some() && purchase.access_expire.is_none()
+}
+
+/// The end the product's rules give a purchase: the earliest of its `access_expire`,
+/// purchase + `period` days and purchase (or first play) + `hours`.
+fn product_end(purchase: &Purchase, product: &Product) -> Option<u64> {
     let hours_end = product.hours.and_then(|hours| {
         let base = match product.hours_from {
             HoursFrom::Purchase => Some(purchase.purchased_at),
@@ -130,15 +153,74 @@ pub fn window(purchase: &Purchase, product: &Product) -> (u64, Option<u64>) {
         };
         base.map(|b| b + u64::from(hours) * 3600)
     });
-    let ends = [
-        purchase.access_expire.or(product.access_expire),
-        product.available_until,
+    [
+        product.access_expire,
         product
             .period_days
             .map(|days| purchase.purchased_at + u64::from(days) * 86_400),
         hours_end,
-    ];
-    (start, ends.into_iter().flatten().min())
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+/// Why a product may not be sold now. Pre-selling (a window that starts later, an
+/// `available_from` in the future) is allowed: live events are sold ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotSellable {
+    /// The product is switched off.
+    #[error("the product is inactive")]
+    ProductInactive,
+    /// The product's `available_until` has passed.
+    #[error("the product is no longer available (available_until has passed)")]
+    ProductUnavailable,
+    /// The rights window a sale made now would get has already ended (the product's
+    /// `access_expire`, or the buyer's, lies in the past).
+    #[error("the access window of this sale has already ended")]
+    WindowEnded,
+}
+
+impl NotSellable {
+    /// The machine-readable reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            NotSellable::ProductInactive => "product_inactive",
+            NotSellable::ProductUnavailable => "product_unavailable",
+            NotSellable::WindowEnded => "window_ended",
+        }
+    }
+}
+
+/// Whether `purchase` (a sale being made at `now`) of `product` could ever play: the one
+/// check every way of selling goes through.
+///
+/// # Errors
+/// The reason it could not.
+pub fn sellable(purchase: &Purchase, product: &Product, now: u64) -> Result<(), NotSellable> {
+    if product.status == Status::Inactive {
+        return Err(NotSellable::ProductInactive);
+    }
+    if product.available_until.is_some_and(|until| now >= until) {
+        return Err(NotSellable::ProductUnavailable);
+    }
+    let (start, end) = window(purchase, product);
+    if end.is_some_and(|end| now >= end || end <= start) {
+        return Err(NotSellable::WindowEnded);
+    }
+    Ok(())
+}
+
+/// Whether a purchase's own `access_expire` lies within what the product allows: not
+/// after its `available_until`, so an extension never answers success without effect.
+///
+/// # Errors
+/// The product's `available_until`, when the purchase's end lies past it.
+pub fn extension_fits(purchase: &Purchase, product: &Product) -> Result<(), u64> {
+    match (purchase.access_expire, product.available_until) {
+        (Some(expire), Some(until)) if expire > until => Err(until),
+        _ => Ok(()),
+    }
 }
 
 /// Decides whether an account holding `candidates` (purchases with their products, all
@@ -199,7 +281,7 @@ fn decide_one(
     if let Some(end) = end.filter(|&end| now >= end) {
         return Err(RightsDenied::Expired { at: end });
     }
-    let first_play = product.hours.is_some()
+    let first_play = counts_hours(purchase, product)
         && product.hours_from == HoursFrom::FirstPlay
         && purchase.first_play_at.is_none();
     let until = if first_play {

@@ -200,7 +200,8 @@ pub struct Purchase {
     /// Rights start no earlier than this (overrides the product's).
     #[serde(default)]
     pub access_start: Option<u64>,
-    /// Rights end no later than this (overrides the product's).
+    /// Rights end at this instant: replaces every end the product gives (its
+    /// `access_expire`, `period`, `hours`); only its `available_until` still bounds it.
     #[serde(default)]
     pub access_expire: Option<u64>,
     /// When it was bought.

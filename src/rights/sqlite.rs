@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::model::{Account, Binding, Contacts, Media, Product, Purchase};
-use super::store::{Bind, Page, PurchaseFilter, Store, StoreError};
+use super::store::{Bind, KeyedSale, Page, PurchaseFilter, SaleKey, Store, StoreError};
+
+mod sales;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -68,9 +70,15 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE accounts ADD COLUMN max_sessions INTEGER;
     ALTER TABLE accounts ADD COLUMN max_devices INTEGER;",
-    // 3 (catalog): the id of a device the operator added ahead of use (AddDeviceToCustomer);
+    // 3: the id of a device the operator added ahead of use (AddDeviceToCustomer);
     // NULL for devices a player activated, of which only the hash is kept.
     "ALTER TABLE device_bindings ADD COLUMN id TEXT;",
+    // 4: idempotency keys of sales, so a resubmitted order sells once.
+    "CREATE TABLE sale_keys (
+        key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        purchase TEXT NOT NULL REFERENCES purchases(hash) ON DELETE CASCADE
+    );",
 ];
 
 /// The SQLite store. One connection behind a mutex: writes are serialised anyway, and the
@@ -349,33 +357,21 @@ impl Store for SqliteStore {
     fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;
-        tx.execute(
-            "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                purchase.hash,
-                purchase.product,
-                purchase.media,
-                purchase.account,
-                purchase.email,
-                status_text(purchase),
-                purchase.purchased_at as i64,
-                to_json(purchase)?
-            ],
-        )
-        .map_err(|e| match conflict_or(e, &format!("purchase {}", purchase.hash)) {
-            // A foreign-key failure is a constraint violation too: name the product.
-            StoreError::Conflict(_) if self_product_missing(&tx, &purchase.product) => {
-                StoreError::NotFound(format!("product {}", purchase.product))
-            }
-            other => other,
-        })?;
-        tx.execute(
-            "INSERT OR IGNORE INTO accounts (id, enabled) VALUES (?1, 1)",
-            [&purchase.account],
-        )
-        .map_err(backend)?;
+        sales::insert_purchase(&tx, purchase)?;
         tx.commit().map_err(backend)
+    }
+
+    fn create_purchase_keyed(
+        &self,
+        purchase: &Purchase,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<KeyedSale, StoreError> {
+        sales::create_keyed(&mut self.conn(), purchase, key, fingerprint)
+    }
+
+    fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError> {
+        sales::sale_key(&self.conn(), key)
     }
 
     fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
@@ -582,15 +578,7 @@ impl Store for SqliteStore {
     }
 }
 
-fn self_product_missing(tx: &rusqlite::Transaction<'_>, product: &str) -> bool {
-    tx.query_row("SELECT 1 FROM products WHERE code = ?1", [product], |_| {
-        Ok(())
-    })
-    .optional()
-    .map(|found| found.is_none())
-    .unwrap_or(false)
-}
-
 mod bind;
+
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,24 @@ pub enum Bind {
     LimitReached,
 }
 
+/// What recording a sale under an idempotency key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyedSale {
+    /// The key was new: the purchase is recorded under it.
+    Created,
+    /// The key was taken (by an earlier or a concurrent sale): nothing was written.
+    Taken(SaleKey),
+}
+
+/// The sale an idempotency key made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleKey {
+    /// The purchase it made.
+    pub purchase: String,
+    /// The fingerprint of the request that made it.
+    pub fingerprint: String,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -112,6 +130,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a purchase, creating its account (enabled) if new.
     fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError>;
+    /// Records a purchase (as [`Store::create_purchase`]) under an idempotency `key`, in
+    /// one transaction with the check: of two concurrent sales with one key, one records
+    /// and the other gets [`KeyedSale::Taken`] with the first's purchase. The key lives as
+    /// long as its purchase.
+    fn create_purchase_keyed(
+        &self,
+        purchase: &Purchase,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<KeyedSale, StoreError>;
+    /// The sale an idempotency key made, if any.
+    fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError>;
     /// Replaces a purchase. `NotFound` when it does not exist.
     fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError>;
     /// A purchase by hash.

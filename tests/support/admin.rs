@@ -54,7 +54,7 @@ pub async fn api_as(
 }
 
 /// GETs a facade URL (`/api/ppv/...?...`); `apikey` is added.
-pub async fn facade(usher: &Usher, path_and_query: &str) -> Reply {
+pub async fn facade(usher: &impl HasAdmin, path_and_query: &str) -> Reply {
     let sep = if path_and_query.contains('?') {
         '&'
     } else {
@@ -62,15 +62,15 @@ pub async fn facade(usher: &Usher, path_and_query: &str) -> Reply {
     };
     let url = format!(
         "{}{path_and_query}{sep}apikey={ADMIN_TOKEN}",
-        usher.admin.as_ref().expect("admin listener")
+        usher.admin_url()
     );
     let request = Request::get(url).body(Full::new(Bytes::new())).unwrap();
     send(request).await
 }
 
 /// POSTs a form to the admin listener.
-pub async fn post_form(usher: &Usher, path: &str, form: &str) -> Reply {
-    let url = format!("{}{path}", usher.admin.as_ref().expect("admin listener"));
+pub async fn post_form(usher: &impl HasAdmin, path: &str, form: &str) -> Reply {
+    let url = format!("{}{path}", usher.admin_url());
     let request = Request::post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(form.to_owned())))
@@ -78,7 +78,8 @@ pub async fn post_form(usher: &Usher, path: &str, form: &str) -> Reply {
     send(request).await
 }
 
-async fn send(request: Request<Full<Bytes>>) -> Reply {
+/// Sends one request to the admin listener and reads the whole answer.
+pub async fn send(request: Request<Full<Bytes>>) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let response =
         tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))

@@ -1,23 +1,28 @@
 //! Buyers (purchases and their tickets), accounts, device activations, live sessions and
 //! the seller's contacts.
 
+use std::collections::HashMap;
+
 use super::fields::{self, Fields, Reader};
+use super::sales::{sale_key, OrderKey, KEY_FIELDS};
 use super::{
     after_purchase_write, blocking, find, get_media, get_product, new_code, product_media,
     AdminError,
 };
 use crate::proxy::State;
-use crate::rights::decide::window;
+use crate::rights::decide::{extension_fits, sellable, window};
 use crate::rights::model::{Account, Contacts, Media, Product, Purchase, PurchaseStatus};
-use crate::rights::store::{Page, PurchaseFilter};
+use crate::rights::store::{KeyedSale, Page, PurchaseFilter, SaleKey as StoredKey};
+
+pub use super::sales::PurchaseView;
 use crate::ticket::{self, Claims, Kind};
 
 /// A purchase with its ticket and the URL that plays it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sold {
-    /// The purchase.
+    /// The purchase, with its computed window.
     #[serde(flatten)]
-    pub purchase: Purchase,
+    pub purchase: PurchaseView,
     /// The URL that plays it, when the purchase names one media (or the product has one).
     pub play_url: Option<String>,
 }
@@ -25,8 +30,31 @@ pub struct Sold {
 /// Adds a buyer to a product: records the purchase and issues its ticket.
 ///
 /// # Errors
-/// Bad fields, no such product or media.
+/// Bad fields, no such product or media, a product that cannot be sold now (409), or an
+/// idempotency key reused with another request (422).
 pub async fn add_buyer(state: &State, f: &Fields) -> Result<Sold, AdminError> {
+    sell(state, f, f).await
+}
+
+/// Sells as [`add_buyer`] with `f`, where `request` is what the caller sent: it carries
+/// the idempotency key and is what a resubmission must repeat (for `sendVideoTicket`,
+/// which picks the product itself, it differs from `f`).
+///
+/// Every sale goes through here, whichever interface made it: the idempotency key is
+/// looked up first (a resubmitted order answers its first sale, even if the product has
+/// since stopped selling), then [`sellable`] decides, then the purchase and the key are
+/// written in one transaction.
+///
+/// # Errors
+/// As [`add_buyer`].
+pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, AdminError> {
+    let key = sale_key(request)?;
+    if let Some(key) = &key {
+        let k = key.key.clone();
+        if let Some(taken) = blocking(state, move |s| s.sale_key(&k)).await? {
+            return replay(state, key, taken).await;
+        }
+    }
     let mut r = Reader::new(f);
     let product_code = r
         .required("code")
@@ -65,8 +93,7 @@ pub async fn add_buyer(state: &State, f: &Fields) -> Result<Sold, AdminError> {
         status: PurchaseStatus::Active,
     };
     fields::apply_purchase(&mut r, &mut purchase)?;
-    r.finish(&[
-        "apikey",
+    let mut ignored = vec![
         "notification",
         "custom_url",
         "use_subscription_custom_url",
@@ -74,19 +101,75 @@ pub async fn add_buyer(state: &State, f: &Fields) -> Result<Sold, AdminError> {
         "code",
         "media",
         "account",
-    ])?;
+    ];
+    ignored.extend_from_slice(KEY_FIELDS);
+    r.finish(&ignored)?;
+    fits(&purchase, &product)?;
+    sellable(&purchase, &product, now).map_err(|why| AdminError::NotSellable {
+        product: product.code.clone(),
+        reason: why.reason(),
+    })?;
     let media = match media {
         Some(m) => Some(m),
         None => only_media(state, &product.code).await?,
     };
     purchase.ticket = Some(issue_ticket(state, &purchase, &product, media.as_ref()));
     let stored = purchase.clone();
-    blocking(state, move |s| s.create_purchase(&stored)).await?;
+    match key {
+        None => blocking(state, move |s| s.create_purchase(&stored)).await?,
+        Some(key) => {
+            let (k, fp) = (key.key.clone(), key.fingerprint.clone());
+            let written =
+                blocking(state, move |s| s.create_purchase_keyed(&stored, &k, &fp)).await?;
+            if let KeyedSale::Taken(taken) = written {
+                // A concurrent submission with this key won: answer its sale.
+                return replay(state, &key, taken).await;
+            }
+        }
+    }
     after_purchase_write(state, &purchase.account);
     let play_url = media
         .as_ref()
         .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
-    Ok(Sold { purchase, play_url })
+    Ok(Sold {
+        purchase: PurchaseView::new(purchase, Some(&product)),
+        play_url,
+    })
+}
+
+/// The first sale made under `key`, answered again; a different request under the same
+/// key is refused.
+async fn replay(state: &State, key: &OrderKey, taken: StoredKey) -> Result<Sold, AdminError> {
+    if taken.fingerprint != key.fingerprint {
+        return Err(AdminError::KeyReused { field: key.field });
+    }
+    let purchase = find_buyer(state, &taken.purchase).await?;
+    let product = get_product(state, &purchase.product).await?;
+    let media = match &purchase.media {
+        Some(code) => Some(get_media(state, code).await?),
+        None => only_media(state, &product.code).await?,
+    };
+    let play_url = media
+        .as_ref()
+        .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
+    Ok(Sold {
+        purchase: PurchaseView::new(purchase, Some(&product)),
+        play_url,
+    })
+}
+
+/// A purchase's own end may not lie past the product's `available_until`: it would
+/// answer success and change nothing.
+fn fits(purchase: &Purchase, product: &Product) -> Result<(), AdminError> {
+    extension_fits(purchase, product).map_err(|until| {
+        AdminError::invalid(
+            "access_expire",
+            format!(
+                "after the product's available_until ({}): it plays nowhere after that",
+                crate::rights::date::format(until)
+            ),
+        )
+    })
 }
 
 async fn only_media(state: &State, product: &str) -> Result<Option<Media>, AdminError> {
@@ -146,17 +229,31 @@ pub fn play_url(state: &State, media: &Media, ticket: &str) -> String {
     )
 }
 
-/// Updates a buyer's fields (dates, activations, name, status); reissues the ticket when
-/// the window grew past it.
+/// Updates a buyer's fields (dates, activations, name, status) and reissues its ticket
+/// for the window they give. `code`, when sent (the PPV API sends it), must be the
+/// purchase's product.
 ///
 /// # Errors
-/// Bad fields, or no such purchase.
+/// Bad fields, a `code` that is not the purchase's product, an `access_expire` past the
+/// product's `available_until`, or no such purchase.
 pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold, AdminError> {
-    let mut purchase = get_buyer(state, hash).await?;
+    let mut purchase = find_buyer(state, hash).await?;
     let mut r = Reader::new(f);
+    if let Some(code) = r.text("code") {
+        if code != purchase.product {
+            return Err(AdminError::invalid(
+                "code",
+                format!(
+                    "buyer {hash} bought product {}, not {code}",
+                    purchase.product
+                ),
+            ));
+        }
+    }
     fields::apply_purchase(&mut r, &mut purchase)?;
-    r.finish(&["apikey", "code", "hash"])?;
+    r.finish(&["apikey", "hash"])?;
     let product = get_product(state, &purchase.product).await?;
+    fits(&purchase, &product)?;
     let media = match &purchase.media {
         Some(code) => Some(get_media(state, code).await?),
         None => only_media(state, &product.code).await?,
@@ -168,20 +265,23 @@ pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold,
     let play_url = media
         .as_ref()
         .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
-    Ok(Sold { purchase, play_url })
+    Ok(Sold {
+        purchase: PurchaseView::new(purchase, Some(&product)),
+        play_url,
+    })
 }
 
 /// Revokes a purchase: the next request under it is refused with `revoked`.
 ///
 /// # Errors
 /// No such purchase.
-pub async fn revoke_buyer(state: &State, hash: &str) -> Result<Purchase, AdminError> {
-    let mut purchase = get_buyer(state, hash).await?;
+pub async fn revoke_buyer(state: &State, hash: &str) -> Result<PurchaseView, AdminError> {
+    let mut purchase = find_buyer(state, hash).await?;
     purchase.status = PurchaseStatus::Revoked;
     let stored = purchase.clone();
     blocking(state, move |s| s.update_purchase(&stored)).await?;
     after_purchase_write(state, &purchase.account);
-    Ok(purchase)
+    view(state, purchase).await
 }
 
 /// Deletes a purchase: the next request under it is refused with `no_rights`.
@@ -189,23 +289,34 @@ pub async fn revoke_buyer(state: &State, hash: &str) -> Result<Purchase, AdminEr
 /// # Errors
 /// No such purchase.
 pub async fn delete_buyer(state: &State, hash: &str) -> Result<(), AdminError> {
-    let purchase = get_buyer(state, hash).await?;
+    let purchase = find_buyer(state, hash).await?;
     let h = hash.to_owned();
     blocking(state, move |s| s.delete_purchase(&h)).await?;
     after_purchase_write(state, &purchase.account);
     Ok(())
 }
 
-/// A purchase by hash.
+/// A purchase by hash, with its computed window.
 ///
 /// # Errors
 /// No such purchase.
-pub async fn get_buyer(state: &State, hash: &str) -> Result<Purchase, AdminError> {
+pub async fn get_buyer(state: &State, hash: &str) -> Result<PurchaseView, AdminError> {
+    let purchase = find_buyer(state, hash).await?;
+    view(state, purchase).await
+}
+
+async fn find_buyer(state: &State, hash: &str) -> Result<Purchase, AdminError> {
     let h = hash.to_owned();
     find(state, format!("buyer {hash}"), move |s| s.purchase(&h)).await
 }
 
-/// Purchases matching `filter`.
+async fn view(state: &State, purchase: Purchase) -> Result<PurchaseView, AdminError> {
+    let code = purchase.product.clone();
+    let product = blocking(state, move |s| s.product(&code)).await?;
+    Ok(PurchaseView::new(purchase, product.as_ref()))
+}
+
+/// Purchases matching `filter`, each with its computed window.
 ///
 /// # Errors
 /// On a store failure.
@@ -213,8 +324,22 @@ pub async fn list_buyers(
     state: &State,
     filter: PurchaseFilter,
     page: Page,
-) -> Result<Vec<Purchase>, AdminError> {
-    blocking(state, move |s| s.purchases(&filter, page)).await
+) -> Result<Vec<PurchaseView>, AdminError> {
+    blocking(state, move |s| {
+        let mut products: HashMap<String, Option<Product>> = HashMap::new();
+        s.purchases(&filter, page)?
+            .into_iter()
+            .map(|purchase| {
+                if !products.contains_key(&purchase.product) {
+                    let product = s.product(&purchase.product)?;
+                    products.insert(purchase.product.clone(), product);
+                }
+                let product = products[&purchase.product].as_ref();
+                Ok(PurchaseView::new(purchase, product))
+            })
+            .collect()
+    })
+    .await
 }
 
 /// Creates or updates an account: `enabled` (disabling refuses everything it holds from the
@@ -238,11 +363,11 @@ pub async fn set_account(state: &State, id: &str, f: &Fields) -> Result<Account,
     if let Some(enabled) = r.flag("enabled")? {
         account.enabled = enabled;
     }
-    if let Some(n) = r.number("max_sessions")? {
-        account.max_sessions = (n > 0).then_some(n);
+    if let Some(n) = r.limit("max_sessions")? {
+        account.max_sessions = n;
     }
-    if let Some(n) = r.number("max_devices")? {
-        account.max_devices = (n > 0).then_some(n);
+    if let Some(n) = r.limit("max_devices")? {
+        account.max_devices = n;
     }
     r.finish(&[])?;
     let stored = account.clone();

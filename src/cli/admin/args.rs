@@ -192,9 +192,13 @@ pub struct BuyerAdd {
     /// Rights start no earlier (overrides the product's).
     #[arg(long, value_name = "DATE")]
     pub access_start: Option<String>,
-    /// Rights end no later (overrides the product's).
+    /// Rights end at this date (replaces the product's period, hours and expiry).
     #[arg(long, value_name = "DATE")]
     pub access_expire: Option<String>,
+    /// Idempotency key: repeating the command with the same order id and arguments
+    /// answers the first sale again instead of selling twice.
+    #[arg(long, value_name = "ID")]
+    pub order_id: Option<String>,
 }
 
 /// `usher admin account …`; each prints the account id.

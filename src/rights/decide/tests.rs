@@ -295,3 +295,74 @@ fn refusals_name_the_closest_to_a_yes() {
     );
     assert_eq!(got, Err(RightsDenied::NotStarted { at: T0 + DAY }));
 }
+
+#[test]
+fn item5_a_purchases_own_end_replaces_the_products_hours_period_and_expiry() {
+    let p = Product {
+        hours: Some(2),
+        period_days: Some(1),
+        access_expire: Some(T0 + DAY),
+        ..product()
+    };
+    let extended = Purchase {
+        access_expire: Some(T0 + 7 * DAY),
+        ..purchase()
+    };
+    assert_eq!(window(&purchase(), &p), (T0, Some(T0 + 2 * HOUR)));
+    assert_eq!(window(&extended, &p), (T0, Some(T0 + 7 * DAY)));
+    assert!(at(&p, &extended, T0 + 3 * DAY).is_ok(), "past the old end");
+    let first_play = Product {
+        hours_from: HoursFrom::FirstPlay,
+        ..p.clone()
+    };
+    let granted = at(&first_play, &extended, T0 + DAY).unwrap();
+    assert!(!granted.first_play, "hours no longer count");
+    assert_eq!(granted.until, Some(T0 + 7 * DAY));
+    // available_until still bounds it; an extension past it does not fit.
+    let ending = Product {
+        available_until: Some(T0 + 3 * DAY),
+        ..p
+    };
+    assert_eq!(window(&extended, &ending).1, Some(T0 + 3 * DAY));
+    assert_eq!(extension_fits(&extended, &ending), Err(T0 + 3 * DAY));
+}
+
+#[test]
+fn item2_inactive_unavailable_or_ended_products_are_not_sellable_but_future_ones_are() {
+    let b = purchase();
+    assert_eq!(sellable(&b, &product(), T0), Ok(()));
+    let off = Product {
+        status: Status::Inactive,
+        ..product()
+    };
+    assert_eq!(sellable(&b, &off, T0), Err(NotSellable::ProductInactive));
+    let gone = Product {
+        available_until: Some(T0),
+        ..product()
+    };
+    assert_eq!(
+        sellable(&b, &gone, T0),
+        Err(NotSellable::ProductUnavailable)
+    );
+    let over = Product {
+        access_expire: Some(T0 - 1),
+        ..product()
+    };
+    assert_eq!(sellable(&b, &over, T0), Err(NotSellable::WindowEnded));
+    let never = Product {
+        access_start: Some(T0 + 5 * DAY),
+        hours: Some(6),
+        ..product()
+    };
+    assert_eq!(
+        sellable(&b, &never, T0),
+        Err(NotSellable::WindowEnded),
+        "hours from purchase end before the event starts"
+    );
+    let ahead = Product {
+        available_from: Some(T0 + 7 * DAY),
+        ..product()
+    };
+    assert_eq!(sellable(&b, &ahead, T0), Ok(()), "pre-sale");
+    assert_eq!(NotSellable::ProductInactive.reason(), "product_inactive");
+}

@@ -291,3 +291,41 @@ fn activations_are_counted_per_purchase_and_can_be_freed() {
         "bindings go with their purchase"
     );
 }
+
+#[test]
+fn item10_a_sale_key_records_once_survives_reopening_and_goes_with_its_purchase() {
+    use crate::rights::store::{KeyedSale, SaleKey};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.create_product(&product("P1")).unwrap();
+        let first = purchase("h1", "P1", "alice", "a@example.com");
+        assert_eq!(
+            store
+                .create_purchase_keyed(&first, "order-1", "fp")
+                .unwrap(),
+            KeyedSale::Created
+        );
+        let second = purchase("h2", "P1", "alice", "a@example.com");
+        let taken = SaleKey {
+            purchase: "h1".into(),
+            fingerprint: "fp".into(),
+        };
+        assert_eq!(
+            store
+                .create_purchase_keyed(&second, "order-1", "fp")
+                .unwrap(),
+            KeyedSale::Taken(taken.clone())
+        );
+        assert_eq!(
+            store.purchase("h2").unwrap(),
+            None,
+            "the second wrote nothing"
+        );
+        assert_eq!(store.sale_key("order-1").unwrap(), Some(taken));
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.sale_key("order-1").unwrap().unwrap().purchase, "h1");
+    store.delete_purchase("h1").unwrap();
+    assert_eq!(store.sale_key("order-1").unwrap(), None);
+}

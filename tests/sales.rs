@@ -1,0 +1,702 @@
+//! Selling as an operator would, through every door (JSON API, PPV facade,
+//! `sendVideoTicket.php`, `usher admin`): products that cannot play refuse the sale
+//! (issue 11 item 2), extending a purchase moves the window, the ticket and the session
+//! caps (item 5), PPV API fields that were ignored are checked (item 6), and a sale with
+//! an idempotency key sells once (item 10).
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use serde_json::{json, Value};
+use support::admin::{api, facade, post_form, send, xml_text, HasAdmin};
+use support::inprocess::InProcess;
+use support::*;
+use usher::rights::date::{self, Edge};
+
+const MEDIA: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg1.ts\n#EXTINF:2,\nseg2.ts\n#EXT-X-ENDLIST\n";
+const DAY: u64 = 86_400;
+
+async fn show_origin() -> Origin {
+    let mut objects = HashMap::new();
+    for show in ["ep1", "ep2"] {
+        objects.insert(format!("/shows/{show}/index.m3u8"), playlist(MEDIA));
+        objects.insert(format!("/shows/{show}/seg1.ts"), segment(500));
+        objects.insert(format!("/shows/{show}/seg2.ts"), segment(500));
+    }
+    spawn_origin(objects).await
+}
+
+/// Creates product `product` (its `code` in it) holding a new media `media` at
+/// `/shows/<media>/`, or the existing one.
+async fn product_with(usher: &impl HasAdmin, product: Value, media: &str) {
+    let code = product["code"].as_str().unwrap().to_owned();
+    let (status, body) = api(usher, "POST", "/api/v1/products", Some(product)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        usher,
+        "POST",
+        "/api/v1/media",
+        Some(
+            json!({"code": media, "prefix": format!("/shows/{media}/"), "playlist": "index.m3u8"}),
+        ),
+    )
+    .await;
+    assert!(status == 201 || status == 409, "{body}");
+    let (status, body) = api(
+        usher,
+        "POST",
+        &format!("/api/v1/products/{code}/media"),
+        Some(json!({"media": media})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// POST /api/v1/buyers with an `Idempotency-Key` header.
+async fn buy_with_key(usher: &impl HasAdmin, key: &str, body: &Value) -> (u16, Value) {
+    let request = Request::post(format!("{}/api/v1/buyers", usher.admin_url()))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let reply = send(request).await;
+    (
+        reply.status.as_u16(),
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+async fn buyers_of(usher: &impl HasAdmin, product: &str) -> Vec<Value> {
+    let (status, body) = api(
+        usher,
+        "GET",
+        &format!("/api/v1/buyers?product={product}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["items"].as_array().unwrap().clone()
+}
+
+async fn product_field(usher: &impl HasAdmin, code: &str, field: &str) -> Value {
+    let (status, p) = api(usher, "GET", &format!("/api/v1/products/{code}"), None).await;
+    assert_eq!(status, 200, "{p}");
+    p[field].clone()
+}
+
+/// Runs `usher admin --url <admin> --token <token> args…` off the runtime thread.
+async fn usher_admin(usher: &Usher, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(usher_bin());
+    command
+        .arg("admin")
+        .arg("--url")
+        .arg(usher.admin_url())
+        .arg("--token")
+        .arg(ADMIN_TOKEN)
+        .env_remove("USHER_ADMIN_URL")
+        .env_remove("USHER_ADMIN_TOKEN")
+        .args(args);
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || command.output().expect("usher admin runs")),
+    )
+    .await
+    .expect("usher admin finishes within 60 s")
+    .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// The claims of a ticket or session token signed with the test key.
+fn claims_of(token: &str) -> usher::ticket::Claims {
+    usher::ticket::verify_signature(&ring(), token).unwrap().1
+}
+
+/// The session token written into a playlist.
+fn session_token(playlist: &str) -> String {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("seg1.ts"))
+        .unwrap_or_else(|| panic!("a segment line in {playlist}"));
+    line.split("token=").nth(1).unwrap().to_owned()
+}
+
+fn assert_refused_sale(reply: &Reply, reason: &str) {
+    let body = reply.text();
+    assert_eq!(reply.status, 409, "{body}");
+    assert_eq!(
+        xml_text(&body, "Status").as_deref(),
+        Some("Failed"),
+        "{body}"
+    );
+    assert_eq!(xml_text(&body, "Reason").as_deref(), Some(reason), "{body}");
+}
+
+// ---- item 2: products that cannot play do not sell --------------------------------------
+
+#[tokio::test]
+async fn item2_an_inactive_product_refuses_the_sale_in_every_interface() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    product_with(
+        &usher,
+        json!({"code": "off", "name": "Switched off", "status": "inactive"}),
+        "ep1",
+    )
+    .await;
+
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "off", "email": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "not_sellable");
+    assert_eq!(body["reason"], "product_inactive");
+
+    let reply = facade(
+        &usher,
+        "/api/ppv/addbuyer?code=off&media=ep1&email=a@example.com&notification=1",
+    )
+    .await;
+    assert_refused_sale(&reply, "product_inactive");
+
+    let reply = post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!("email=a%40example.com&firstName=Ann&vidID=ep1&apikey={ADMIN_TOKEN}"),
+    )
+    .await;
+    assert_refused_sale(&reply, "product_inactive");
+
+    let (code, stdout, stderr) = usher_admin(
+        &usher,
+        &[
+            "buyer",
+            "add",
+            "--product",
+            "off",
+            "--email",
+            "a@example.com",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("product_inactive"), "{stderr}");
+
+    assert!(
+        buyers_of(&usher, "off").await.is_empty(),
+        "nothing was sold"
+    );
+}
+
+#[tokio::test]
+async fn item2_a_product_past_its_availability_or_window_refuses_but_a_future_one_presells() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    let now = usher::clock::unix_now();
+    product_with(
+        &usher,
+        json!({"code": "gone", "name": "Gone", "available_from": now - 10 * DAY, "available_until": now - DAY}),
+        "ep1",
+    )
+    .await;
+    product_with(
+        &usher,
+        json!({"code": "over", "name": "Over", "access_expire": now - DAY}),
+        "ep1",
+    )
+    .await;
+    product_with(
+        &usher,
+        json!({"code": "ahead", "name": "Next week", "available_from": now + 7 * DAY}),
+        "ep2",
+    )
+    .await;
+
+    for (product, reason) in [("gone", "product_unavailable"), ("over", "window_ended")] {
+        let (status, body) = api(
+            &usher,
+            "POST",
+            "/api/v1/buyers",
+            Some(json!({"product": product, "email": "a@example.com"})),
+        )
+        .await;
+        assert_eq!(status, 409, "{product}: {body}");
+        assert_eq!(body["reason"], reason, "{product}: {body}");
+        let reply = facade(
+            &usher,
+            &format!("/api/ppv/addbuyer?code={product}&media=ep1&email=a@example.com"),
+        )
+        .await;
+        assert_refused_sale(&reply, reason);
+    }
+    // A buyer's own end in the past could never play either.
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "ahead", "email": "a@example.com", "access_expire": now - 60})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (409, json!("window_ended"))
+    );
+
+    // Pre-selling a future event is a feature: it sells, and says when access starts.
+    let (status, sold) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "ahead", "email": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    assert!(sold["access_starts_at"].as_u64().unwrap() >= now + 7 * DAY);
+    let played = get(sold["play_url"].as_str().unwrap(), &[]).await;
+    assert_eq!(played.status, 403);
+    assert_eq!(played.reason(), "rights_not_started");
+
+    // The video-ticket call sells the media through a product that can sell it now.
+    product_with(&usher, json!({"code": "open", "name": "Open"}), "ep1").await;
+    let reply = post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!("email=b%40example.com&firstName=Bob&vidID=ep1&apikey={ADMIN_TOKEN}"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(get(&reply.text(), &[]).await.status, 200);
+    assert_eq!(buyers_of(&usher, "open").await.len(), 1);
+}
+
+// ---- item 5: extending a purchase extends it ---------------------------------------------
+
+#[tokio::test]
+async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_and_access_ends_at()
+{
+    let origin = show_origin().await;
+    let usher = InProcess::start(&rights_config(&origin.url(), "")).await;
+    product_with(
+        &usher,
+        json!({"code": "rental", "name": "Two-hour rental", "hours": 2}),
+        "ep1",
+    )
+    .await;
+    let bought = usher.now();
+    let (status, sold) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "rental", "media": "ep1", "email": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    let old_end = bought + 2 * 3600;
+    assert_eq!(sold["access_ends_at"], old_end);
+    assert_eq!(sold["access_starts_at"], bought);
+    let old_url = sold["play_url"].as_str().unwrap().to_owned();
+    let hash = sold["hash"].as_str().unwrap().to_owned();
+    assert_eq!(get(&old_url, &[]).await.status, 200);
+
+    // Past the old end: refused. Then extended by PATCH to three days.
+    usher.advance(3 * 3600);
+    assert_eq!(get(&old_url, &[]).await.status, 403);
+    let new_end = bought + 3 * DAY;
+    let (status, patched) = api(
+        &usher,
+        "PATCH",
+        &format!("/api/v1/buyers/{hash}"),
+        Some(json!({"access_expire": new_end})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["access_ends_at"], new_end);
+    let ticket = patched["ticket"].as_str().unwrap();
+    assert_eq!(
+        claims_of(ticket).exp,
+        new_end,
+        "the ticket was reissued to the new end"
+    );
+    let new_url = patched["play_url"].as_str().unwrap().to_owned();
+    let playlist = get(&new_url, &[]).await;
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    assert_eq!(
+        claims_of(&session_token(&playlist.text())).cap,
+        new_end,
+        "session tokens are capped at the new end"
+    );
+    let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(shown["access_ends_at"], new_end);
+    assert_eq!(
+        buyers_of(&usher, "rental").await[0]["access_ends_at"],
+        new_end
+    );
+
+    // The facade's updatebuyer, on a one-day purchase, with a date as the PPV API sends it.
+    product_with(
+        &usher,
+        json!({"code": "day", "name": "Day pass", "period": 1}),
+        "ep2",
+    )
+    .await;
+    let reply = facade(
+        &usher,
+        "/api/ppv/addbuyer?code=day&media=ep2&email=b@example.com&notification=1",
+    )
+    .await;
+    let body = reply.text();
+    assert_eq!(reply.status, 200, "{body}");
+    let day_hash = xml_text(&body, "Hash").unwrap();
+    let day_end = usher.now() + DAY;
+    assert_eq!(xml_text(&body, "AccessEndsAt"), Some(date::format(day_end)));
+    usher.advance(2 * DAY);
+    let until = date::format(usher.now() + 5 * DAY)[..10].to_owned();
+    let reply = facade(
+        &usher,
+        &format!("/api/ppv/updatebuyer?code=day&hash={day_hash}&access_expire={until}"),
+    )
+    .await;
+    let body = reply.text();
+    assert_eq!(reply.status, 200, "{body}");
+    assert_eq!(xml_text(&body, "Status").as_deref(), Some("Success"));
+    let extended = date::parse(&until, Edge::End).unwrap();
+    assert_eq!(
+        xml_text(&body, "AccessEndsAt"),
+        Some(date::format(extended))
+    );
+    let ticket = xml_text(&body, "Ticket").unwrap();
+    assert_eq!(claims_of(&ticket).exp, extended);
+    let played = get(&xml_text(&body, "PlayUrl").unwrap(), &[]).await;
+    assert_eq!(played.status, 200, "granted a day past the old end");
+    let listed = facade(&usher, "/api/ppv/listbuyers?code=day&media=ep2").await;
+    assert_eq!(
+        xml_text(&listed.text(), "AccessExpirationDate"),
+        Some(date::format(extended))
+    );
+
+    // An extension the product cannot honour is refused, not answered with a no-op.
+    let (status, _) = api(
+        &usher,
+        "PATCH",
+        "/api/v1/products/day",
+        Some(json!({"available_until": usher.now() + 10 * DAY})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = api(
+        &usher,
+        "PATCH",
+        &format!("/api/v1/buyers/{day_hash}"),
+        Some(json!({"access_expire": usher.now() + 20 * DAY})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "access_expire");
+}
+
+// ---- item 6: subscription_type, clearing limits, updatebuyer's code ----------------------
+
+#[tokio::test]
+async fn item6_subscription_type_is_validated_and_password_or_collection_refused() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    let ok = facade(
+        &usher,
+        "/api/ppv/create?name=ppv&subscription_type=subscription",
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    for kind in ["password", "collection", "pay-per-view"] {
+        let reply = facade(
+            &usher,
+            &format!("/api/ppv/create?name=ppv&subscription_type={kind}"),
+        )
+        .await;
+        let body = reply.text();
+        assert_eq!(reply.status, 400, "{kind}: {body}");
+        assert!(
+            xml_text(&body, "Message")
+                .unwrap()
+                .starts_with("subscription_type: "),
+            "{body}"
+        );
+        let (status, body) = api(
+            &usher,
+            "POST",
+            "/api/v1/products",
+            Some(json!({"name": "x", "subscription_type": kind})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["field"].clone()),
+            (400, json!("subscription_type"))
+        );
+    }
+    let reply = facade(&usher, "/api/ppv/create?name=ppv&collection_type=protect").await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn item6_device_ban_0_or_null_and_a_json_null_clear_a_limit() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    let code = xml_text(
+        &facade(&usher, "/api/ppv/create?name=ppv&device_ban=1")
+            .await
+            .text(),
+        "Code",
+    )
+    .unwrap();
+    let code = code.as_str();
+    assert_eq!(product_field(&usher, code, "max_devices").await, 1);
+    for clear in ["0", "null"] {
+        let reply = facade(
+            &usher,
+            &format!("/api/ppv/update?code={code}&device_ban={clear}"),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(
+            product_field(&usher, code, "max_devices").await,
+            Value::Null,
+            "device_ban={clear}"
+        );
+        facade(&usher, &format!("/api/ppv/update?code={code}&device_ban=1")).await;
+        assert_eq!(product_field(&usher, code, "max_devices").await, 1);
+    }
+    let path = format!("/api/v1/products/{code}");
+    let (status, _) = api(
+        &usher,
+        "PATCH",
+        &path,
+        Some(json!({"max_devices": 3, "max_sessions": 2})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, p) = api(
+        &usher,
+        "PATCH",
+        &path,
+        Some(json!({"max_devices": null, "max_sessions": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        (p["max_devices"].clone(), p["max_sessions"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let (_, a) = api(
+        &usher,
+        "PUT",
+        "/api/v1/accounts/acc",
+        Some(json!({"max_devices": 2})),
+    )
+    .await;
+    assert_eq!(a["max_devices"], 2);
+    let (_, a) = api(
+        &usher,
+        "PUT",
+        "/api/v1/accounts/acc",
+        Some(json!({"max_devices": null})),
+    )
+    .await;
+    assert_eq!(a["max_devices"], Value::Null);
+}
+
+#[tokio::test]
+async fn item6_updatebuyer_with_another_products_code_fails_naming_code() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    product_with(&usher, json!({"code": "mine", "name": "Mine"}), "ep1").await;
+    product_with(&usher, json!({"code": "other", "name": "Other"}), "ep2").await;
+    let (_, sold) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "mine", "email": "a@example.com"})),
+    )
+    .await;
+    let hash = sold["hash"].as_str().unwrap();
+    let reply = facade(
+        &usher,
+        &format!("/api/ppv/updatebuyer?code=other&hash={hash}&access_expire=2031-12-31"),
+    )
+    .await;
+    let body = reply.text();
+    assert_eq!(reply.status, 400, "{body}");
+    assert!(
+        xml_text(&body, "Message").unwrap().starts_with("code: "),
+        "{body}"
+    );
+    let (status, body) = api(
+        &usher,
+        "PATCH",
+        &format!("/api/v1/buyers/{hash}"),
+        Some(json!({"code": "other", "name": "X"})),
+    )
+    .await;
+    assert_eq!((status, body["field"].clone()), (400, json!("code")));
+    let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(shown["access_expire"], Value::Null, "nothing was written");
+    // Its own code is fine.
+    let ok = facade(
+        &usher,
+        &format!("/api/ppv/updatebuyer?code=mine&hash={hash}&name=Ann"),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+}
+
+// ---- item 10: idempotent sales -----------------------------------------------------------
+
+#[tokio::test]
+async fn item10_a_double_submitted_video_ticket_sells_once_and_first_name_is_required() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    product_with(&usher, json!({"code": "movie", "name": "Movie"}), "ep1").await;
+    let form = format!(
+        "email=a%40example.com&firstName=Ann&vidID=ep1&order_id=order-77&apikey={ADMIN_TOKEN}"
+    );
+    let first = post_form(&usher, "/sendVideoTicket.php", &form).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let again = post_form(&usher, "/sendVideoTicket.php", &form).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.text(), first.text(), "the same link, the same ticket");
+    assert_eq!(buyers_of(&usher, "movie").await.len(), 1, "sold once");
+
+    let other = post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!(
+            "email=z%40example.com&firstName=Zed&vidID=ep1&order_id=order-77&apikey={ADMIN_TOKEN}"
+        ),
+    )
+    .await;
+    assert_eq!(other.status, 422, "{}", other.text());
+    assert_eq!(buyers_of(&usher, "movie").await.len(), 1);
+
+    let nameless = post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!("email=a%40example.com&vidID=ep1&apikey={ADMIN_TOKEN}"),
+    )
+    .await;
+    assert_eq!(nameless.status, 400, "{}", nameless.text());
+    assert!(
+        xml_text(&nameless.text(), "Message")
+            .unwrap()
+            .starts_with("firstName: "),
+        "{}",
+        nameless.text()
+    );
+}
+
+#[tokio::test]
+async fn item10_an_idempotency_key_answers_the_first_sale_again_even_after_a_restart() {
+    let origin = show_origin().await;
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let config = rights_config(&origin.url(), "");
+    let mut usher = Usher::start(&config, &["--data-dir", &data_dir]);
+    product_with(&usher, json!({"code": "movie", "name": "Movie"}), "ep1").await;
+    let order = json!({"product": "movie", "media": "ep1", "email": "a@example.com"});
+    let (status, first) = buy_with_key(&usher, "k-1", &order).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = buy_with_key(&usher, "k-1", &order).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again, first, "the first sale, answered again");
+
+    // The key in the body (order_id) is the same key.
+    let mut with_order_id = order.clone();
+    with_order_id["order_id"] = json!("k-1");
+    let (status, body) = api(&usher, "POST", "/api/v1/buyers", Some(with_order_id)).await;
+    assert_eq!((status, body["hash"].clone()), (201, first["hash"].clone()));
+
+    usher.kill();
+    let usher = Usher::start(&config, &["--data-dir", &data_dir]);
+    let (status, after) = buy_with_key(&usher, "k-1", &order).await;
+    assert_eq!(status, 201, "{after}");
+    assert_eq!(after["hash"], first["hash"], "the key survived the restart");
+    assert_eq!(after["ticket"], first["ticket"]);
+
+    let (status, body) = buy_with_key(
+        &usher,
+        "k-1",
+        &json!({"product": "movie", "media": "ep1", "email": "b@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "idempotency_key_reused");
+    assert_eq!(buyers_of(&usher, "movie").await.len(), 1);
+
+    // The facade's addbuyer takes the header too.
+    let request = |key: &str| {
+        Request::get(format!(
+            "{}/api/ppv/addbuyer?code=movie&media=ep1&email=c@example.com&apikey={ADMIN_TOKEN}",
+            usher.admin_url()
+        ))
+        .header("idempotency-key", key)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+    };
+    let one = send(request("k-2")).await;
+    let two = send(request("k-2")).await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(xml_text(&one.text(), "Hash"), xml_text(&two.text(), "Hash"));
+    assert_eq!(buyers_of(&usher, "movie").await.len(), 2);
+
+    // And `usher admin buyer add --order-id`.
+    let args = [
+        "buyer",
+        "add",
+        "--product",
+        "movie",
+        "--media",
+        "ep1",
+        "--email",
+        "d@example.com",
+        "--order-id",
+        "cli-1",
+    ];
+    let (code, once, stderr) = usher_admin(&usher, &args).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, twice, _) = usher_admin(&usher, &args).await;
+    assert_eq!(once, twice, "the same hash and play URL");
+    assert_eq!(buyers_of(&usher, "movie").await.len(), 3);
+}
+
+#[tokio::test]
+async fn item10_concurrent_identical_submits_sell_once() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    product_with(&usher, json!({"code": "movie", "name": "Movie"}), "ep1").await;
+    let order = json!({"product": "movie", "media": "ep1", "email": "a@example.com"});
+    let answers = futures_util::future::join_all(
+        (0..8).map(|_| buy_with_key(&usher, "thank-you-page-1", &order)),
+    )
+    .await;
+    let hash = answers[0].1["hash"].clone();
+    for (status, body) in &answers {
+        assert_eq!(*status, 201, "{body}");
+        assert_eq!(body["hash"], hash);
+        assert_eq!(body["ticket"], answers[0].1["ticket"]);
+    }
+    assert_eq!(buyers_of(&usher, "movie").await.len(), 1, "sold once");
+}
