@@ -29,24 +29,28 @@
 //! `Authorization: Bearer <token>`, or `apikey=<token>` for the facade and video ticket.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod facade;
 pub mod fields;
+pub mod lists;
 pub mod ops;
 pub mod xml;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::proxy::respond::{full, json, json_error};
 use crate::proxy::server::Handler;
 use crate::proxy::{readiness, Body, Peer, State};
+use audit::{Actor, Interface};
 use fields::Fields;
 use ops::AdminError;
 
@@ -58,11 +62,12 @@ const MAX_BODY: usize = 1 << 20;
 pub struct AdminHandler(pub Arc<State>);
 
 impl Handler for AdminHandler {
-    async fn call(self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
+    async fn call(self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
         let state = self.0;
+        let client = peer.addr.ip();
         let path = req.uri().path().to_owned();
         if path == "/reload" && req.method() == Method::POST {
-            return reload(&state, bearer(&req));
+            return reload(&state, client, bearer(&req)).await;
         }
         let api = if path.starts_with("/api/v1/") {
             "json"
@@ -72,8 +77,8 @@ impl Handler for AdminHandler {
             return operations(&state, req.method(), &path);
         };
         let response = match api {
-            "json" => json_api(&state, req).await,
-            _ => facade_api(&state, req).await,
+            "json" => json_api(&state, client, req).await,
+            _ => facade_api(&state, client, req).await,
         };
         state
             .metrics
@@ -84,11 +89,15 @@ impl Handler for AdminHandler {
     }
 }
 
-fn reload(state: &State, credential: Option<&str>) -> Response<Body> {
-    if !authorised(state, credential) {
-        return json_error(StatusCode::UNAUTHORIZED, "unauthorized");
-    }
-    match state.reload() {
+async fn reload(state: &State, client: IpAddr, credential: Option<&str>) -> Response<Body> {
+    let actor = match authenticate(state, client, credential, Interface::Reload) {
+        Ok(actor) => actor,
+        Err(e) => {
+            let (status, value) = error_json(&e);
+            return with_retry_after(json(status, &value), &e);
+        }
+    };
+    match audit::reload(state, &actor).await {
         Ok(()) => {
             tracing::info!("config reloaded (POST /reload)");
             json(StatusCode::OK, &json!({"status": "reloaded"}))
@@ -122,10 +131,58 @@ fn operations(state: &State, method: &Method, path: &str) -> Response<Body> {
     }
 }
 
-/// Whether `given` is the admin credential, compared in constant time.
-fn authorised(state: &State, given: Option<&str>) -> bool {
-    let expected = state.admin_token.as_bytes();
-    given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected)))
+/// Who `given` is (the credential's name), for a call from `client` through `interface`;
+/// refusals are counted in `usher_admin_auth_failures_total`.
+fn authenticate(
+    state: &State,
+    client: IpAddr,
+    given: Option<&str>,
+    interface: Interface,
+) -> Result<Actor, AdminError> {
+    match state.admin_guard.check(client, given, (state.clock)()) {
+        Ok(name) => Ok(Actor {
+            name: name.to_owned(),
+            interface,
+        }),
+        Err(refused) => {
+            let (outcome, error) = match refused {
+                auth::Refused::Unauthorized => ("unauthorized", AdminError::Unauthorized),
+                auth::Refused::Limited { retry_after } => {
+                    ("limited", AdminError::Limited { retry_after })
+                }
+            };
+            state
+                .metrics
+                .admin_auth_failures
+                .with_label_values(&[outcome])
+                .inc();
+            tracing::warn!(%client, outcome, "admin credential refused");
+            Err(error)
+        }
+    }
+}
+
+/// Adds `Retry-After` to the answer of a [`AdminError::Limited`].
+fn with_retry_after(mut response: Response<Body>, e: &AdminError) -> Response<Body> {
+    if let AdminError::Limited { retry_after } = e {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
+    response
+}
+
+/// The interface a JSON API call came through: `usher admin` says so in a header.
+fn json_interface(req: &Request<Incoming>) -> Interface {
+    let cli = req
+        .headers()
+        .get("x-usher-interface")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cli"));
+    if cli {
+        Interface::Cli
+    } else {
+        Interface::Api
+    }
 }
 
 fn bearer(req: &Request<Incoming>) -> Option<&str> {
@@ -162,6 +219,10 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
             StatusCode::CONFLICT,
             json!({"error": "conflict", "what": what}),
         ),
+        AdminError::Limited { retry_after } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": "too_many_failed_credentials", "retry_after": retry_after}),
+        ),
         AdminError::NoEndpoint => (StatusCode::NOT_FOUND, json!({"error": "no_such_endpoint"})),
         AdminError::Store(why) => {
             tracing::error!(error = %why, "admin store failure");
@@ -173,13 +234,31 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
     }
 }
 
-async fn json_api(state: &State, req: Request<Incoming>) -> Response<Body> {
-    let result = async {
-        if !authorised(state, bearer(&req)) {
-            return Err(AdminError::Unauthorized);
+/// What a JSON API call answers: JSON, or the buyers list as CSV.
+enum Reply {
+    Json(api::Answer),
+    Csv(String),
+}
+
+impl audit::Answered for Reply {
+    fn field(&self, name: &str) -> Option<String> {
+        match self {
+            Reply::Json(answer) => answer.field(name),
+            Reply::Csv(_) => None,
         }
+    }
+}
+
+async fn json_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Response<Body> {
+    let result = async {
+        let actor = authenticate(state, client, bearer(&req), json_interface(&req))?;
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let accept = req
+            .headers()
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let query = req
             .uri()
             .query()
@@ -198,17 +277,35 @@ async fn json_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
-        api::route(state, &method, &segments, &query, &body).await
+        if method == Method::GET
+            && segments == ["buyers"]
+            && lists::wants_csv(&query, accept.as_deref())
+        {
+            return lists::buyers_csv(state, &query).await.map(Reply::Csv);
+        }
+        let write = audit::api_write(&method, &segments);
+        let call = async {
+            api::route(state, &method, &segments, &query, &body)
+                .await
+                .map(Reply::Json)
+        };
+        audit::recorded(state, &actor, write, &segments, &body, call).await
     }
     .await;
-    let (status, value) = match result {
-        Ok(answer) => answer,
-        Err(e) => error_json(&e),
-    };
-    json(status, &value)
+    match result {
+        Ok(Reply::Json((status, value))) => json(status, &value),
+        Ok(Reply::Csv(text)) => Response::builder()
+            .header(CONTENT_TYPE, "text/csv; charset=utf-8")
+            .body(full(text))
+            .expect("valid response"),
+        Err(e) => {
+            let (status, value) = error_json(&e);
+            with_retry_after(json(status, &value), &e)
+        }
+    }
 }
 
-async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn facade_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let result = async {
         let bearer_token = bearer(&req).map(str::to_owned);
@@ -224,18 +321,26 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             return Err(AdminError::NoEndpoint);
         }
         let given = fields.get("apikey").cloned().or(bearer_token);
-        if !authorised(state, given.as_deref()) {
-            return Err(AdminError::Unauthorized);
-        }
+        let actor = authenticate(state, client, given.as_deref(), Interface::Facade)?;
         if path == "/sendVideoTicket.php" {
-            return facade::video_ticket(state, &fields)
+            let write = audit::facade_write("sendVideoTicket");
+            let call = facade::video_ticket(state, &fields);
+            return audit::recorded(state, &actor, write, &[], &fields, call)
                 .await
                 .map(|url| (true, url));
         }
         let method = path.trim_start_matches("/api/ppv/");
-        facade::call(state, method, &fields)
-            .await
-            .map(|xml| (false, xml))
+        let call = facade::call(state, method, &fields);
+        audit::recorded(
+            state,
+            &actor,
+            audit::facade_write(method),
+            &[],
+            &fields,
+            call,
+        )
+        .await
+        .map(|xml| (false, xml))
     }
     .await;
     match result {
@@ -252,11 +357,12 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             .expect("valid response"),
         Err(e) => {
             let (status, _) = error_json(&e);
-            Response::builder()
+            let response = Response::builder()
                 .status(status)
                 .header(CONTENT_TYPE, "application/xml; charset=utf-8")
                 .body(full(facade::failure(&e.to_string())))
-                .expect("valid response")
+                .expect("valid response");
+            with_retry_after(response, &e)
         }
     }
 }
