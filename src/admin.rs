@@ -6,27 +6,38 @@
 //! | GET | `/healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | GET | `/readyz` | 200 once config, keys, store, TLS and listeners are loaded; 503 before |
 //! | POST | `/reload` | re-read the config file (as SIGHUP); 200, or 400 with the problems and nothing changed (needs the admin credential) |
-//! | GET, POST | `/api/v1/products` | list (`offset`, `limit`) / create a product |
+//! | GET, POST | `/api/v1/products` | list / create a product |
 //! | GET, PATCH, DELETE | `/api/v1/products/{code}` | one product |
 //! | GET, POST | `/api/v1/products/{code}/media` | its media / add one (`{"media": code}`) |
 //! | DELETE | `/api/v1/products/{code}/media/{content}` | take a media out |
 //! | GET, POST | `/api/v1/media` | list / create a media (content id → path prefix) |
 //! | GET, DELETE | `/api/v1/media/{code}` | one media |
-//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`, paging) / add a buyer: returns the purchase, its ticket and play URL |
+//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`; CSV with `Accept: text/csv` or `format=csv`) / add a buyer: returns the purchase, its ticket and play URL |
 //! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase |
 //! | POST | `/api/v1/buyers/{hash}/revoke` | revoke it |
 //! | GET | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase |
 //! | DELETE | `/api/v1/buyers/{hash}/devices/{device}` | free that activation |
-//! | GET | `/api/v1/sessions` | live sessions (`account`, `product` filters) |
+//! | GET | `/api/v1/sessions` | live sessions (`account`, `product`, `purchase` filters) |
 //! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended` |
 //! | POST | `/api/v1/cache/purge` | drop shield entries under `{"prefix": "/path/"}`; answers `{"purged": n}` |
 //! | GET | `/api/v1/cache` | the shield's size in bytes |
 //! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it; `max_sessions`, `max_devices` limit its streams |
+//! | GET | `/api/v1/audit` | the audit trail of admin writes (`purchase`, `account`, `action`, `since` filters); see [`audit`] |
 //! | GET, POST | `/api/ppv/{method}` | the PPV REST API facade (XML), `apikey` = the admin credential |
 //! | GET, POST | `/sendVideoTicket.php` | the video-ticket call (email, firstName, vidID) |
 //!
-//! Everything under `/api/` and the video-ticket call need the admin credential:
+//! Everything under `/api/` and the video-ticket call need an admin credential:
 //! `Authorization: Bearer <token>`, or `apikey=<token>` for the facade and video ticket.
+//! Credentials have names (the main one is `admin`, more come from
+//! `[[admin.credentials]]`) that the audit trail records. A client past
+//! `admin.max_failed_auth_per_minute` wrong credentials is answered 429 with `Retry-After`
+//! until its minute is over, whatever it presents (see [`auth`]).
+//!
+//! Lists (see [`lists`]) refuse unknown query parameters with 400 naming them, and answer
+//! `items`, `offset`, `limit`, `total` and `next` (a cursor for `?cursor=`). Every write
+//! that succeeds is recorded by [`audit::recorded`], which the JSON and facade routers
+//! wrap around each call; a new write route needs one entry in [`audit::API_WRITES`] (or
+//! [`audit::FACADE_WRITES`]).
 
 pub mod api;
 pub mod audit;

@@ -54,3 +54,50 @@ pub(super) fn credentials(p: &mut Problems, entries: Vec<CredentialFile>) -> Vec
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, env: &str) -> CredentialFile {
+        CredentialFile {
+            name: name.to_owned(),
+            token_env: env.to_owned(),
+        }
+    }
+
+    #[test]
+    fn credentials_are_named_unique_and_read_from_the_environment() {
+        std::env::set_var("USHER_CHECK_ADMIN_A", "token-a-0123456789");
+        std::env::set_var("USHER_CHECK_ADMIN_SHORT", "short");
+        let mut p = Problems::default();
+        let got = credentials(
+            &mut p,
+            vec![
+                entry("billing", "USHER_CHECK_ADMIN_A"),
+                entry("admin", "USHER_CHECK_ADMIN_A"),
+                entry("Bad Name", "USHER_CHECK_ADMIN_A"),
+                entry("crm", "USHER_CHECK_ADMIN_SHORT"),
+                entry("crm2", "USHER_CHECK_ADMIN_UNSET_X"),
+                entry("again", "USHER_CHECK_ADMIN_A"),
+            ],
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "billing");
+        assert!(
+            !format!("{got:?}").contains("token-a"),
+            "Debug hides the token"
+        );
+        let keys: Vec<&str> = p.0.iter().map(|m| m.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "admin.credentials[1].name",
+                "admin.credentials[2].name",
+                "admin.credentials[3].token_env",
+                "admin.credentials[4].token_env",
+                "admin.credentials[5].token_env",
+            ]
+        );
+    }
+}
