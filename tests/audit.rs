@@ -363,3 +363,105 @@ async fn item13_wrong_admin_credentials_are_limited_per_client_with_429() {
         4.0
     );
 }
+
+#[tokio::test]
+async fn item7_facade_sales_links_sessions_and_deletes_name_their_targets() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&config(&origin.url()), &[]);
+    let created = facade(&usher, "/api/ppv/create?name=Show&period=2").await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let code = support::admin::xml_text(&created.text(), "Code").unwrap();
+    let (status, _) = api(
+        &usher,
+        "POST",
+        "/api/v1/media",
+        Some(json!({"code": "ep1", "prefix": "/shows/ep1/", "playlist": "index.m3u8"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        facade(&usher, &format!("/api/ppv/addmedia?code={code}&media=ep1"))
+            .await
+            .status,
+        200
+    );
+    let sold = support::admin::post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!("email=viewer%40example.com&firstName=Vi&vidID=ep1&apikey={ADMIN_TOKEN}"),
+    )
+    .await;
+    assert_eq!(sold.status, 200, "{}", sold.text());
+    let (_, buyers) = api(
+        &usher,
+        "GET",
+        "/api/v1/buyers?email=viewer@example.com",
+        None,
+    )
+    .await;
+    let hash = buyers["items"][0]["hash"].as_str().unwrap().to_owned();
+    // Play, so there is a session to end.
+    assert_eq!(get(&sold.text(), &[]).await.status, 200);
+    let (_, sessions) = api(&usher, "GET", "/api/v1/sessions", None).await;
+    let sid = sessions["items"][0]["sid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api(&usher, "DELETE", &format!("/api/v1/sessions/{sid}"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        facade(&usher, &format!("/api/ppv/deletebuyer?hash={hash}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        facade(
+            &usher,
+            "/api/ppv/updatecontacts?name=Alex&email=a%40example.com"
+        )
+        .await
+        .status,
+        200
+    );
+
+    let entries = items(&audit(&usher, "").await);
+    let seen: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["interface"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let link = format!("{code}/ep1");
+    assert_eq!(
+        seen,
+        [
+            ("facade", "product.create", code.as_str()),
+            ("api", "media.create", "ep1"),
+            ("facade", "product.media.add", link.as_str()),
+            ("facade", "purchase.create", hash.as_str()),
+            ("api", "session.end", sid.as_str()),
+            ("facade", "purchase.delete", hash.as_str()),
+            ("facade", "contacts.update", "contacts"),
+        ]
+    );
+    assert_eq!(
+        entries[3]["changes"]["name"],
+        json!({"before": null, "after": "Vi"})
+    );
+    assert_eq!(entries[4]["purchase"], hash.as_str());
+    assert_eq!(
+        entries[5]["changes"]["email"],
+        json!({"before": "viewer@example.com", "after": null})
+    );
+    assert_eq!(entries[6]["changes"]["name"]["after"], "Alex");
+    assert_eq!(
+        audit(&usher, &format!("?purchase={hash}")).await["total"],
+        3
+    );
+}

@@ -381,7 +381,10 @@ pub async fn recorded<T: Answered>(
             parts => target(parts, segments, fields, Some(&answer)),
         },
     };
-    let id = id.unwrap_or_default();
+    // A target without an id (the seller's contacts) is named by its kind.
+    let id = id
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| write.kind.as_str().to_owned());
     let after = snapshot(state, write.kind, &id).await;
     let entry = AuditEntry {
         id: 0,
