@@ -6,47 +6,62 @@
 //! | GET | `/healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | GET | `/readyz` | 200 once config, keys, store, TLS and listeners are loaded; 503 before |
 //! | POST | `/reload` | re-read the config file (as SIGHUP); 200 `{"status":"reloaded","restart_required":[dotted keys changed that only a restart applies]}`, or 400 with the problems and nothing changed (needs the admin credential) |
-//! | GET, POST | `/api/v1/products` | list (`offset`, `limit`) / create a product |
+//! | GET, POST | `/api/v1/products` | list / create a product |
 //! | GET, PATCH, DELETE | `/api/v1/products/{code}` | one product |
 //! | GET, POST | `/api/v1/products/{code}/media` | its media / add one (`{"media": code}`) |
 //! | DELETE | `/api/v1/products/{code}/media/{content}` | take a media out |
 //! | GET, POST | `/api/v1/media` | list / create a media (content id → path prefix) |
 //! | GET, PATCH, DELETE | `/api/v1/media/{code}` | one media; PATCH changes `title`, `live_title`, `playlist`, `editorial`, `live` (not `prefix`: 400); DELETE of a media buyers hold is 409 `has_buyers` with their count unless `?force=true` |
-//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`, paging) / add a buyer: returns the purchase, its ticket and play URL; 409 `not_sellable`; `Idempotency-Key` or `order_id` sells once (422 when reused with another request) |
+//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`; CSV with `Accept: text/csv` or `format=csv`) / add a buyer: returns the purchase, its ticket and play URL; 409 `not_sellable`; `Idempotency-Key` or `order_id` sells once (422 when reused with another request) |
 //! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase (with `access_starts_at`/`access_ends_at`); PATCH reissues its ticket |
 //! | POST | `/api/v1/buyers/{hash}/revoke` | revoke it |
 //! | GET, POST | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase (hash, and the id of devices the operator added) / add one ahead of use (`{"device": id}`; 409 `activation_limit` when full) |
 //! | DELETE | `/api/v1/buyers/{hash}/devices/{id-or-hash}` | free that activation |
-//! | GET | `/api/v1/sessions` | live sessions (`account`, `product` filters) |
+//! | GET | `/api/v1/sessions` | live sessions (`account`, `product`, `purchase` filters) |
 //! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended` |
 //! | POST | `/api/v1/cache/purge` | drop shield entries under `{"prefix": "/path/"}`; answers `{"purged": n}` |
 //! | GET | `/api/v1/cache` | the shield's size in bytes |
 //! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it; `max_sessions`, `max_devices` limit its streams |
+//! | GET | `/api/v1/audit` | the audit trail of admin writes (`purchase`, `account`, `action`, `since` filters); see [`audit`] |
 //! | GET, POST | `/api/ppv/{method}` | the PPV REST API facade (XML), `apikey` = the admin credential |
 //! | GET, POST | `/sendVideoTicket.php` | the video-ticket call (email, firstName, vidID; `order_id`) |
 //!
-//! Everything under `/api/` and the video-ticket call need the admin credential:
+//! Everything under `/api/` and the video-ticket call need an admin credential:
 //! `Authorization: Bearer <token>`, or `apikey=<token>` for the facade and video ticket.
+//! Credentials have names (the main one is `admin`, more come from
+//! `[[admin.credentials]]`) that the audit trail records. A client past
+//! `admin.max_failed_auth_per_minute` wrong credentials is answered 429 with `Retry-After`
+//! until its minute is over, whatever it presents (see [`auth`]).
+//!
+//! Lists (see [`lists`]) refuse unknown query parameters with 400 naming them, and answer
+//! `items`, `offset`, `limit`, `total` and `next` (a cursor for `?cursor=`). Every write
+//! that succeeds is recorded by [`audit::recorded`], which the JSON and facade routers
+//! wrap around each call; a new write route needs one entry in [`audit::API_WRITES`] (or
+//! [`audit::FACADE_WRITES`]).
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod facade;
 pub mod fields;
+pub mod lists;
 pub mod ops;
 pub mod xml;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::proxy::respond::{full, json, json_error};
 use crate::proxy::server::Handler;
 use crate::proxy::{readiness, Body, Peer, State};
+use audit::{Actor, Interface};
 use fields::Fields;
 use ops::AdminError;
 
@@ -58,11 +73,12 @@ const MAX_BODY: usize = 1 << 20;
 pub struct AdminHandler(pub Arc<State>);
 
 impl Handler for AdminHandler {
-    async fn call(self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
+    async fn call(self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
         let state = self.0;
+        let client = peer.addr.ip();
         let path = req.uri().path().to_owned();
         if path == "/reload" && req.method() == Method::POST {
-            return reload(&state, bearer(&req));
+            return reload(&state, client, bearer(&req)).await;
         }
         let api = if path.starts_with("/api/v1/") {
             "json"
@@ -72,8 +88,8 @@ impl Handler for AdminHandler {
             return operations(&state, req.method(), &path);
         };
         let response = match api {
-            "json" => json_api(&state, req).await,
-            _ => facade_api(&state, req).await,
+            "json" => json_api(&state, client, req).await,
+            _ => facade_api(&state, client, req).await,
         };
         state
             .metrics
@@ -84,11 +100,15 @@ impl Handler for AdminHandler {
     }
 }
 
-fn reload(state: &State, credential: Option<&str>) -> Response<Body> {
-    if !authorised(state, credential) {
-        return json_error(StatusCode::UNAUTHORIZED, "unauthorized");
-    }
-    match state.reload() {
+async fn reload(state: &State, client: IpAddr, credential: Option<&str>) -> Response<Body> {
+    let actor = match authenticate(state, client, credential, Interface::Reload) {
+        Ok(actor) => actor,
+        Err(e) => {
+            let (status, value) = error_json(&e);
+            return with_retry_after(json(status, &value), &e);
+        }
+    };
+    match audit::reload(state, &actor).await {
         Ok(done) => {
             if done.restart_required.is_empty() {
                 tracing::info!("config reloaded (POST /reload)");
@@ -132,10 +152,58 @@ fn operations(state: &State, method: &Method, path: &str) -> Response<Body> {
     }
 }
 
-/// Whether `given` is the admin credential, compared in constant time.
-fn authorised(state: &State, given: Option<&str>) -> bool {
-    let expected = state.admin_token.as_bytes();
-    given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected)))
+/// Who `given` is (the credential's name), for a call from `client` through `interface`;
+/// refusals are counted in `usher_admin_auth_failures_total`.
+fn authenticate(
+    state: &State,
+    client: IpAddr,
+    given: Option<&str>,
+    interface: Interface,
+) -> Result<Actor, AdminError> {
+    match state.admin_guard.check(client, given, (state.clock)()) {
+        Ok(name) => Ok(Actor {
+            name: name.to_owned(),
+            interface,
+        }),
+        Err(refused) => {
+            let (outcome, error) = match refused {
+                auth::Refused::Unauthorized => ("unauthorized", AdminError::Unauthorized),
+                auth::Refused::Limited { retry_after } => {
+                    ("limited", AdminError::Limited { retry_after })
+                }
+            };
+            state
+                .metrics
+                .admin_auth_failures
+                .with_label_values(&[outcome])
+                .inc();
+            tracing::warn!(%client, outcome, "admin credential refused");
+            Err(error)
+        }
+    }
+}
+
+/// Adds `Retry-After` to the answer of a [`AdminError::Limited`].
+fn with_retry_after(mut response: Response<Body>, e: &AdminError) -> Response<Body> {
+    if let AdminError::Limited { retry_after } = e {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
+    response
+}
+
+/// The interface a JSON API call came through: `usher admin` says so in a header.
+fn json_interface(req: &Request<Incoming>) -> Interface {
+    let cli = req
+        .headers()
+        .get("x-usher-interface")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cli"));
+    if cli {
+        Interface::Cli
+    } else {
+        Interface::Api
+    }
 }
 
 /// The `Idempotency-Key` header, when a request sends one (checked where it is read).
@@ -196,6 +264,10 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
             json!({"error": "idempotency_key_reused", "field": field,
                    "reason": "this key was used by a different sale"}),
         ),
+        AdminError::Limited { retry_after } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": "too_many_failed_credentials", "retry_after": retry_after}),
+        ),
         AdminError::NoEndpoint => (StatusCode::NOT_FOUND, json!({"error": "no_such_endpoint"})),
         AdminError::Store(why) => {
             tracing::error!(error = %why, "admin store failure");
@@ -207,14 +279,32 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
     }
 }
 
-async fn json_api(state: &State, req: Request<Incoming>) -> Response<Body> {
-    let result = async {
-        if !authorised(state, bearer(&req)) {
-            return Err(AdminError::Unauthorized);
+/// What a JSON API call answers: JSON, or the buyers list as CSV.
+enum Reply {
+    Json(api::Answer),
+    Csv(String),
+}
+
+impl audit::Answered for Reply {
+    fn field(&self, name: &str) -> Option<String> {
+        match self {
+            Reply::Json(answer) => answer.field(name),
+            Reply::Csv(_) => None,
         }
+    }
+}
+
+async fn json_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Response<Body> {
+    let result = async {
+        let actor = authenticate(state, client, bearer(&req), json_interface(&req))?;
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let key = idempotency_key(&req);
+        let accept = req
+            .headers()
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let query = req
             .uri()
             .query()
@@ -236,17 +326,35 @@ async fn json_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
-        api::route(state, &method, &segments, &query, &body).await
+        if method == Method::GET
+            && segments == ["buyers"]
+            && lists::wants_csv(&query, accept.as_deref())
+        {
+            return lists::buyers_csv(state, &query).await.map(Reply::Csv);
+        }
+        let write = audit::api_write(&method, &segments);
+        let call = async {
+            api::route(state, &method, &segments, &query, &body)
+                .await
+                .map(Reply::Json)
+        };
+        audit::recorded(state, &actor, write, &segments, &body, call).await
     }
     .await;
-    let (status, value) = match result {
-        Ok(answer) => answer,
-        Err(e) => error_json(&e),
-    };
-    json(status, &value)
+    match result {
+        Ok(Reply::Json((status, value))) => json(status, &value),
+        Ok(Reply::Csv(text)) => Response::builder()
+            .header(CONTENT_TYPE, "text/csv; charset=utf-8")
+            .body(full(text))
+            .expect("valid response"),
+        Err(e) => {
+            let (status, value) = error_json(&e);
+            with_retry_after(json(status, &value), &e)
+        }
+    }
 }
 
-async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn facade_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let result = async {
         let bearer_token = bearer(&req).map(str::to_owned);
@@ -263,23 +371,31 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
             return Err(AdminError::NoEndpoint);
         }
         let given = fields.get("apikey").cloned().or(bearer_token);
-        if !authorised(state, given.as_deref()) {
-            return Err(AdminError::Unauthorized);
-        }
+        let actor = authenticate(state, client, given.as_deref(), Interface::Facade)?;
         if let Some(key) =
             key.filter(|_| path == "/sendVideoTicket.php" || path == "/api/ppv/addbuyer")
         {
             fields.insert(fields::IDEMPOTENCY_KEY.to_owned(), key);
         }
         if path == "/sendVideoTicket.php" {
-            return facade::video_ticket(state, &fields)
+            let write = audit::facade_write("sendVideoTicket");
+            let call = facade::video_ticket(state, &fields);
+            return audit::recorded(state, &actor, write, &[], &fields, call)
                 .await
                 .map(|url| (true, url));
         }
         let method = path.trim_start_matches("/api/ppv/");
-        facade::call(state, method, &fields)
-            .await
-            .map(|xml| (false, xml))
+        let call = facade::call(state, method, &fields);
+        audit::recorded(
+            state,
+            &actor,
+            audit::facade_write(method),
+            &[],
+            &fields,
+            call,
+        )
+        .await
+        .map(|xml| (false, xml))
     }
     .await;
     match result {
@@ -302,11 +418,12 @@ async fn facade_api(state: &State, req: Request<Incoming>) -> Response<Body> {
                 AdminError::KeyReused { .. } => value["error"].as_str(),
                 _ => None,
             };
-            Response::builder()
+            let response = Response::builder()
                 .status(status)
                 .header(CONTENT_TYPE, "application/xml; charset=utf-8")
                 .body(full(facade::failure_with(&e.to_string(), reason)))
-                .expect("valid response")
+                .expect("valid response");
+            with_retry_after(response, &e)
         }
     }
 }

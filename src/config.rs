@@ -266,6 +266,28 @@ pub struct Admin {
     pub token: Option<String>,
     /// Base URL for play URLs, if configured.
     pub public_url: Option<String>,
+    /// Named credentials besides the main one (which is named `admin`).
+    pub credentials: Vec<Credential>,
+    /// Wrong credentials per client address per minute before 429; 0 = no limit.
+    pub max_failed_auth_per_minute: u32,
+}
+
+/// A named admin credential (`[[admin.credentials]]`), its token read from the environment.
+#[derive(Clone)]
+pub struct Credential {
+    /// The name the audit trail records.
+    pub name: String,
+    /// The token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token: configs are printed in logs and panics.
+        f.debug_struct("Credential")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[upstream]` (or an `[upstreams.NAME]` group), checked.

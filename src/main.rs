@@ -145,7 +145,7 @@ async fn run(
     loop {
         match signal::next().await.context("installing signal handlers")? {
             Control::Shutdown => break,
-            Control::Reload => reload(&state),
+            Control::Reload => reload(&state).await,
         }
     }
     tracing::info!(drain = ?drain, "shutting down: no new connections, draining in-flight requests");
@@ -162,9 +162,10 @@ async fn run(
     Ok(())
 }
 
-/// Applies a reload, or logs why the new config was refused (the old one keeps serving).
-fn reload(state: &State) {
-    match state.reload() {
+/// Applies a reload (recorded in the audit trail as `signal`), or logs why the new config
+/// was refused (the old one keeps serving).
+async fn reload(state: &State) {
+    match usher::admin::audit::reload(state, &usher::admin::audit::Actor::signal()).await {
         Ok(done) if done.restart_required.is_empty() => tracing::info!("config reloaded"),
         Ok(done) => tracing::warn!(
             restart_required = ?done.restart_required,

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub rights_invalidations: IntCounterVec,
     /// `usher_admin_requests_total{api, status}`: admin API and facade calls.
     pub admin_requests: IntCounterVec,
+    /// `usher_admin_auth_failures_total{outcome}`: admin calls refused for their
+    /// credential: `unauthorized` (401, a wrong or missing one) and `limited` (429, from a
+    /// client past `admin.max_failed_auth_per_minute`).
+    pub admin_auth_failures: IntCounterVec,
     /// `usher_activations_total{outcome}`: device activations of purchases: known, bound
     /// (a new device used one), limit (refused), recovered (moved by IP recovery).
     pub activations: IntCounterVec,
@@ -120,6 +124,11 @@ impl Metrics {
             "usher_admin_requests_total",
             "Admin API and PPV facade calls, by API and HTTP status.",
             &["api", "status"],
+        );
+        let admin_auth_failures = counter(
+            "usher_admin_auth_failures_total",
+            "Admin calls refused for their credential: unauthorized (401) or limited (429).",
+            &["outcome"],
         );
         let activations = counter(
             "usher_activations_total",
@@ -213,6 +222,7 @@ impl Metrics {
             rights_lookups,
             rights_invalidations,
             admin_requests,
+            admin_auth_failures,
             activations,
             sessions_active,
             config_reloads,

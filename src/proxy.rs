@@ -98,6 +98,8 @@ pub struct State {
     pub public_url: OnceLock<String>,
     /// The admin API credential.
     pub admin_token: String,
+    /// Every admin credential by name (the main one is `admin`), and the failure limit.
+    pub admin_guard: crate::admin::auth::Guard,
     requests: AtomicU64,
 }
 
@@ -140,6 +142,16 @@ impl State {
             Some(token) => token.clone(),
             None => generated_admin_token(&config.data_dir)?,
         };
+        let mut credentials = vec![("admin".to_owned(), admin_token.clone())];
+        credentials.extend(
+            config
+                .admin
+                .credentials
+                .iter()
+                .map(|c| (c.name.clone(), c.token.clone())),
+        );
+        let admin_guard =
+            crate::admin::auth::Guard::new(credentials, config.admin.max_failed_auth_per_minute);
         let public_url = OnceLock::new();
         if let Some(url) = &config.admin.public_url {
             let _ = public_url.set(url.trim_end_matches('/').to_owned());
@@ -161,6 +173,7 @@ impl State {
             rights,
             public_url,
             admin_token,
+            admin_guard,
             requests: AtomicU64::new(0),
             config: RwLock::new(Arc::new(config)),
             retired: RwLock::new(Arc::new(Vec::new())),

@@ -1,37 +1,17 @@
 //! The JSON admin API, `/api/v1/…`. Bodies and answers are JSON; bad input is 400
-//! `{"error":"invalid","field":…,"reason":…}`.
+//! `{"error":"invalid","field":…,"reason":…}`. Lists are in [`super::lists`]; which calls
+//! are writes, and how they are recorded, is in [`super::audit`].
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::fields::{self, Fields};
+use super::lists;
 use super::ops::{self, AdminError};
 use crate::proxy::State;
-use crate::rights::model::PurchaseStatus;
-use crate::rights::store::{Page, PurchaseFilter};
 
 /// One API answer: a status and a JSON document.
 pub type Answer = (StatusCode, Value);
-
-fn page(query: &Fields) -> Result<Page, AdminError> {
-    let mut r = fields::Reader::new(query);
-    let offset = r.number("offset")?.unwrap_or(0);
-    let limit = r.number("limit")?.unwrap_or(100);
-    if limit == 0 || limit > Page::MAX_LIMIT {
-        return Err(AdminError::invalid(
-            "limit",
-            format!("must be 1..={}", Page::MAX_LIMIT),
-        ));
-    }
-    Ok(Page { offset, limit })
-}
-
-fn listing<T: serde::Serialize>(items: Vec<T>, page: Page) -> Answer {
-    (
-        StatusCode::OK,
-        json!({ "items": items, "offset": page.offset, "limit": page.limit }),
-    )
-}
 
 fn ok<T: serde::Serialize>(status: StatusCode, value: T) -> Result<Answer, AdminError> {
     Ok((
@@ -53,10 +33,7 @@ pub async fn route(
 ) -> Result<Answer, AdminError> {
     use StatusCode as S;
     match (method, segments) {
-        (&Method::GET, ["products"]) => {
-            let page = page(query)?;
-            Ok(listing(ops::list_products(state, page).await?, page))
-        }
+        (&Method::GET, ["products"]) => lists::products(state, query).await,
         (&Method::POST, ["products"]) => ok(S::CREATED, ops::create_product(state, body).await?),
         (&Method::GET, ["products", code]) => ok(S::OK, ops::get_product(state, code).await?),
         (&Method::PATCH | &Method::PUT, ["products", code]) => {
@@ -67,8 +44,7 @@ pub async fn route(
             ok(S::OK, json!({ "deleted": code }))
         }
         (&Method::GET, ["products", code, "media"]) => {
-            let page = page(query)?;
-            Ok(listing(ops::product_media(state, code, page).await?, page))
+            lists::product_media(state, code, query).await
         }
         (&Method::POST, ["products", code, "media"]) => {
             let content = body.get("media").map(String::as_str).unwrap_or("");
@@ -79,16 +55,7 @@ pub async fn route(
             ops::remove_media(state, code, content).await?;
             ok(S::OK, json!({ "product": code, "removed": content }))
         }
-        (&Method::GET, ["media"]) => {
-            let page = page(query)?;
-            let all = ops::list_media(state).await?;
-            let items = all
-                .into_iter()
-                .skip(page.offset as usize)
-                .take(page.limit as usize)
-                .collect::<Vec<_>>();
-            Ok(listing(items, page))
-        }
+        (&Method::GET, ["media"]) => lists::media(state, query).await,
         (&Method::POST, ["media"]) => ok(S::CREATED, ops::create_media(state, body).await?),
         (&Method::GET, ["media", code]) => ok(S::OK, ops::get_media(state, code).await?),
         (&Method::PATCH | &Method::PUT, ["media", code]) => {
@@ -97,32 +64,11 @@ pub async fn route(
         (&Method::DELETE, ["media", code]) => {
             let mut r = fields::Reader::new(query);
             let force = r.flag("force")?.unwrap_or(false);
+            r.deny_unknown()?;
             ops::delete_media(state, code, force).await?;
             ok(S::OK, json!({ "deleted": code }))
         }
-        (&Method::GET, ["buyers"]) => {
-            let page = page(query)?;
-            let status = match query.get("status").map(String::as_str) {
-                None | Some("") => None,
-                Some("active") => Some(PurchaseStatus::Active),
-                Some("revoked") => Some(PurchaseStatus::Revoked),
-                Some(other) => {
-                    return Err(AdminError::invalid(
-                        "status",
-                        format!("\"{other}\": use active or revoked"),
-                    ))
-                }
-            };
-            let text = |name: &str| query.get(name).filter(|v| !v.is_empty()).cloned();
-            let filter = PurchaseFilter {
-                product: text("product"),
-                media: text("media"),
-                email: text("email"),
-                account: text("account"),
-                status,
-            };
-            Ok(listing(ops::list_buyers(state, filter, page).await?, page))
-        }
+        (&Method::GET, ["buyers"]) => lists::buyers(state, query).await,
         (&Method::POST, ["buyers"]) => ok(S::CREATED, ops::add_buyer(state, body).await?),
         (&Method::GET, ["buyers", hash]) => ok(S::OK, ops::get_buyer(state, hash).await?),
         (&Method::PATCH | &Method::PUT, ["buyers", hash]) => {
@@ -135,9 +81,7 @@ pub async fn route(
         (&Method::POST, ["buyers", hash, "revoke"]) => {
             ok(S::OK, ops::revoke_buyer(state, hash).await?)
         }
-        (&Method::GET, ["buyers", hash, "devices"]) => {
-            Ok(listing(ops::devices(state, hash).await?, Page::ALL))
-        }
+        (&Method::GET, ["buyers", hash, "devices"]) => lists::devices(state, hash, query).await,
         (&Method::POST, ["buyers", hash, "devices"]) => {
             ok(S::CREATED, ops::add_device(state, hash, body).await?)
         }
@@ -145,16 +89,8 @@ pub async fn route(
             let freed = ops::free_device(state, hash, device).await?;
             ok(S::OK, json!({ "freed": freed }))
         }
-        (&Method::GET, ["sessions"]) => {
-            let text = |name: &str| {
-                query
-                    .get(name)
-                    .map(String::as_str)
-                    .filter(|v| !v.is_empty())
-            };
-            let items = ops::list_sessions(state, text("account"), text("product"));
-            ok(S::OK, json!({ "items": items }))
-        }
+        (&Method::GET, ["sessions"]) => lists::sessions(state, query),
+        (&Method::GET, ["audit"]) => lists::audit(state, query).await,
         (&Method::DELETE, ["sessions", sid]) => {
             ops::end_session(state, sid)?;
             ok(S::OK, json!({ "ended": sid }))

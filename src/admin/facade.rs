@@ -27,13 +27,25 @@ fn required<'f>(f: &'f Fields, name: &str) -> Result<&'f str, AdminError> {
         })
 }
 
-fn page(f: &Fields) -> Page {
-    let number =
-        |name: &str, default: u32| f.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    Page {
-        offset: number("offset", 0),
-        limit: number("limit", 100).min(Page::MAX_LIMIT),
+/// The paging of a facade list, refusing any parameter it does not take besides `names`
+/// (`apikey` and the document's `ver` are always taken).
+fn list_page(f: &Fields, names: &[&'static str]) -> Result<Page, AdminError> {
+    let mut r = super::fields::Reader::new(f);
+    r.text("apikey");
+    r.text("ver");
+    for name in names {
+        r.text(name);
     }
+    let offset = r.number("offset")?.unwrap_or(0);
+    let limit = r.number("limit")?.unwrap_or(100);
+    if limit == 0 || limit > Page::MAX_LIMIT {
+        return Err(AdminError::invalid(
+            "limit",
+            format!("must be 1..={}", Page::MAX_LIMIT),
+        ));
+    }
+    r.deny_unknown()?;
+    Ok(Page { offset, limit })
 }
 
 fn date_or_empty(t: Option<u64>) -> String {
@@ -157,7 +169,7 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             Ok(success(Xml::new("Response")))
         }
         "list" => {
-            let products = ops::list_products(state, page(f)).await?;
+            let products = ops::list_products(state, list_page(f, &[])?).await?;
             let mut xml = Xml::new("Response");
             xml.open("Items");
             for p in &products {
@@ -195,7 +207,8 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             Ok(success(Xml::new("Response")))
         }
         "listmedia" => {
-            let media = ops::product_media(state, required(f, "code")?, page(f)).await?;
+            let page = list_page(f, &["code"])?;
+            let media = ops::product_media(state, required(f, "code")?, page).await?;
             let mut xml = Xml::new("Response");
             xml.open("Medias");
             for m in &media {
@@ -238,6 +251,7 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             Ok(message("Recovery code is deleted"))
         }
         "listbuyers" => {
+            let page = list_page(f, &["code", "media", "email"])?;
             let product = ops::get_product(state, required(f, "code")?).await?;
             let filter = PurchaseFilter {
                 product: Some(product.code.clone()),
@@ -245,7 +259,7 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
                 email: f.get("email").filter(|m| !m.is_empty()).cloned(),
                 ..PurchaseFilter::default()
             };
-            let buyers = ops::list_buyers(state, filter, page(f)).await?;
+            let buyers = ops::list_buyers(state, filter, page).await?;
             let mut xml = Xml::new("Response");
             xml.open("Items");
             for b in &buyers {

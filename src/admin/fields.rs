@@ -199,6 +199,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    /// For query parameters: fails on the first one no reader asked for, naming it and
+    /// the ones this call takes, so a misspelt filter is refused instead of ignored.
+    ///
+    /// # Errors
+    /// Naming the unknown parameter.
+    pub fn deny_unknown(&self) -> Result<(), Invalid> {
+        let mut known = self.known.clone();
+        known.sort_unstable();
+        known.dedup();
+        let mut names: Vec<&String> = self.fields.keys().collect();
+        names.sort();
+        match names.into_iter().find(|n| !known.contains(&n.as_str())) {
+            Some(name) => invalid(
+                name,
+                format!("unknown parameter; this call takes {}", known.join(", ")),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Applies product fields to `product` (a new one with defaults, or the stored one for an
 /// update). `code` and `created_at` are the caller's.
 ///

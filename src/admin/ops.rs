@@ -54,6 +54,13 @@ pub enum AdminError {
         /// Where the key came from: `Idempotency-Key` or `order_id`.
         field: &'static str,
     },
+    /// Too many wrong credentials from this client (429): refused, whatever it presents,
+    /// for `retry_after` more seconds.
+    #[error("too many wrong admin credentials from this client; try again in {retry_after} s")]
+    Limited {
+        /// Seconds until the client's window is over.
+        retry_after: u64,
+    },
     /// No such endpoint (404) or method (405).
     #[error("no such endpoint")]
     NoEndpoint,

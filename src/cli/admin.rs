@@ -15,7 +15,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -169,7 +169,10 @@ impl AdminClient {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}/api/v1/{path}", self.base))
-            .header(AUTHORIZATION, self.auth.clone());
+            .header(AUTHORIZATION, self.auth.clone())
+            // So the audit trail records this write as made with `usher admin`.
+            .header("x-usher-interface", "cli")
+            .header(USER_AGENT, concat!("usher-cli/", env!("CARGO_PKG_VERSION")));
         if body.is_some() {
             req = req.header(CONTENT_TYPE, "application/json");
         }

@@ -14,6 +14,7 @@ use super::{
 use crate::origin::OriginBase;
 use crate::ticket::{Key, KeyRing};
 
+mod admin;
 mod formats;
 mod media_cdn;
 mod rights;
@@ -189,6 +190,8 @@ pub(super) fn check(
             .filter(|t| !t.is_empty())
             .or(file.admin.token),
         public_url: file.admin.public_url,
+        credentials: admin::credentials(&mut p, file.admin.credentials.unwrap_or_default()),
+        max_failed_auth_per_minute: file.admin.max_failed_auth_per_minute.unwrap_or(10),
     };
     if let Some(url) = &admin.public_url {
         if let Err(why) = OriginBase::parse(url) {

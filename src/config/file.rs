@@ -218,6 +218,22 @@ pub struct AdminFile {
     /// Base URL players use to reach usher, for play URLs the admin API returns; default:
     /// the first public listener.
     pub public_url: Option<String>,
+    /// Further named admin credentials (`[[admin.credentials]]`), each read from an
+    /// environment variable; the audit trail records which one made each write.
+    pub credentials: Option<Vec<CredentialFile>>,
+    /// Wrong credentials one client address may present in a minute before the admin API
+    /// answers it 429 for the rest of that minute; default 10, 0 turns the limit off.
+    pub max_failed_auth_per_minute: Option<u32>,
+}
+
+/// `[[admin.credentials]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialFile {
+    /// The name the audit trail records, such as `billing`.
+    pub name: String,
+    /// The environment variable holding its token (16+ characters).
+    pub token_env: String,
 }
 
 /// `[upstream]`

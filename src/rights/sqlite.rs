@@ -15,8 +15,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::model::{Account, Binding, Contacts, Media, Product, Purchase};
-use super::store::{Bind, KeyedSale, Page, PurchaseFilter, SaleKey, Store, StoreError};
+use super::store::{
+    AuditEntry, AuditFilter, Bind, KeyedSale, Page, PurchaseFilter, SaleKey, Store, StoreError,
+};
 
+mod audit;
 mod sales;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -79,6 +82,23 @@ const MIGRATIONS: &[&str] = &[
         fingerprint TEXT NOT NULL,
         purchase TEXT NOT NULL REFERENCES purchases(hash) ON DELETE CASCADE
     );",
+    // 5: the audit trail of admin writes.
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        interface TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target_kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        purchase TEXT,
+        account TEXT,
+        changes TEXT NOT NULL
+    );
+    CREATE INDEX audit_purchase ON audit(purchase);
+    CREATE INDEX audit_account ON audit(account);
+    CREATE INDEX audit_action ON audit(action);
+    CREATE INDEX audit_at ON audit(at);",
 ];
 
 /// The SQLite store. One connection behind a mutex: writes are serialised anyway, and the
@@ -100,11 +120,20 @@ fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
 }
 
 fn status_text(purchase: &Purchase) -> &'static str {
-    match purchase.status {
+    status_name(purchase.status)
+}
+
+fn status_name(status: super::model::PurchaseStatus) -> &'static str {
+    match status {
         super::model::PurchaseStatus::Active => "active",
         super::model::PurchaseStatus::Revoked => "revoked",
     }
 }
+
+/// The `WHERE` of a purchase listing: `?1`–`?5` are a [`PurchaseFilter`]'s fields.
+const PURCHASE_FILTER: &str = "WHERE (?1 IS NULL OR product = ?1) AND (?2 IS NULL OR media = ?2)
+    AND (?3 IS NULL OR email = ?3 COLLATE NOCASE) AND (?4 IS NULL OR account = ?4)
+    AND (?5 IS NULL OR status = ?5)";
 
 fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
     match e {
@@ -201,6 +230,14 @@ impl SqliteStore {
         rows.map(|row| from_json(&row.map_err(backend)?)).collect()
     }
 
+    fn count(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()
+            .query_row(sql, params, |r| r.get(0))
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
     fn changed(
         &self,
         sql: &str,
@@ -244,6 +281,10 @@ impl Store for SqliteStore {
             "SELECT data FROM products ORDER BY created_at, rowid LIMIT ?1 OFFSET ?2",
             &[&page.limit, &page.offset],
         )
+    }
+
+    fn product_count(&self) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) FROM products", &[])
     }
 
     fn delete_product(&self, code: &str) -> Result<(), StoreError> {
@@ -417,6 +458,20 @@ impl Store for SqliteStore {
         )
     }
 
+    fn purchase_count(&self, filter: &PurchaseFilter) -> Result<u64, StoreError> {
+        let status = filter.status.map(status_name);
+        self.count(
+            &format!("SELECT COUNT(*) FROM purchases {PURCHASE_FILTER}"),
+            &[
+                &filter.product,
+                &filter.media,
+                &filter.email,
+                &filter.account,
+                &status,
+            ],
+        )
+    }
+
     fn record_first_play(&self, hash: &str, now: u64) -> Result<bool, StoreError> {
         let n = self
             .conn()
@@ -575,6 +630,18 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        audit::append(&self.conn(), entry)
+    }
+
+    fn audit(
+        &self,
+        filter: &AuditFilter,
+        page: Page,
+    ) -> Result<(Vec<AuditEntry>, u64), StoreError> {
+        audit::list(&self.conn(), filter, page)
     }
 }
 

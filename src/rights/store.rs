@@ -93,6 +93,44 @@ pub struct PurchaseFilter {
     pub status: Option<PurchaseStatus>,
 }
 
+/// One recorded admin write (see `crate::admin::audit`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// Its number, in the order written (0 before it is appended).
+    pub id: u64,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Who: the name of the admin credential, or `signal` for a SIGHUP.
+    pub actor: String,
+    /// Through what: `api`, `facade`, `cli`, `reload` or `signal`.
+    pub interface: String,
+    /// What, such as `purchase.update`.
+    pub action: String,
+    /// The kind of thing written: `product`, `media`, `purchase`, …
+    pub target_kind: String,
+    /// Its id (`product/content` for a link, `purchase/device` for a device).
+    pub target: String,
+    /// The purchase concerned, if any.
+    pub purchase: Option<String>,
+    /// The account concerned, if any.
+    pub account: Option<String>,
+    /// The changed fields: `{"field": {"before": …, "after": …}}`, credentials redacted.
+    pub changes: serde_json::Value,
+}
+
+/// Which audit entries a listing returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Concerning this purchase.
+    pub purchase: Option<String>,
+    /// Concerning this account.
+    pub account: Option<String>,
+    /// Of this action.
+    pub action: Option<String>,
+    /// At or after this time (Unix seconds).
+    pub since: Option<u64>,
+}
+
 /// Rights state.
 pub trait Store: Send + Sync + 'static {
     /// Creates a product. `Conflict` when the code is taken.
@@ -103,6 +141,8 @@ pub trait Store: Send + Sync + 'static {
     fn product(&self, code: &str) -> Result<Option<Product>, StoreError>;
     /// Products, oldest first.
     fn products(&self, page: Page) -> Result<Vec<Product>, StoreError>;
+    /// How many products there are.
+    fn product_count(&self) -> Result<u64, StoreError>;
     /// Deletes a product with its media links and its purchases.
     fn delete_product(&self, code: &str) -> Result<(), StoreError>;
 
@@ -148,6 +188,8 @@ pub trait Store: Send + Sync + 'static {
     fn purchase(&self, hash: &str) -> Result<Option<Purchase>, StoreError>;
     /// Purchases matching `filter`, in the order they were made.
     fn purchases(&self, filter: &PurchaseFilter, page: Page) -> Result<Vec<Purchase>, StoreError>;
+    /// How many purchases match `filter`.
+    fn purchase_count(&self, filter: &PurchaseFilter) -> Result<u64, StoreError>;
     /// Records the first play of a purchase at `now`, only if none is recorded (one
     /// statement, so it cannot undo a concurrent revoke). `Ok(true)` when it wrote.
     fn record_first_play(&self, hash: &str, now: u64) -> Result<bool, StoreError>;
@@ -205,4 +247,10 @@ pub trait Store: Send + Sync + 'static {
     fn contacts(&self) -> Result<Contacts, StoreError>;
     /// Replaces the seller's contacts.
     fn put_contacts(&self, contacts: &Contacts) -> Result<(), StoreError>;
+
+    /// Appends an entry to the audit trail (its `id` is ignored); durable like every write.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Audit entries matching `filter`, oldest first, and how many match in all.
+    fn audit(&self, filter: &AuditFilter, page: Page)
+        -> Result<(Vec<AuditEntry>, u64), StoreError>;
 }

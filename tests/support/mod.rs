@@ -323,14 +323,40 @@ impl Usher {
 
     /// Starts `usher serve --config path` with extra args.
     pub fn start_file(path: &Path, args: &[&str], dir: tempfile::TempDir) -> Usher {
+        Self::launch(path, args, dir, None)
+    }
+
+    /// Starts like [`Usher::start`], logging at `info` into the file `log` (appended, so
+    /// a restart adds to it) instead of the test's stderr.
+    pub fn start_logged(config: &str, args: &[&str], log: &Path) -> Usher {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usher.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::launch(&path, args, dir, Some(log))
+    }
+
+    fn launch(path: &Path, args: &[&str], dir: tempfile::TempDir, log: Option<&Path>) -> Usher {
+        let (level, stderr) = match log {
+            Some(log) => (
+                "info",
+                Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(log)
+                        .unwrap(),
+                ),
+            ),
+            None => ("warn", Stdio::inherit()),
+        };
         let mut child = Command::new(usher_bin())
             .arg("serve")
             .arg("--config")
             .arg(path)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("usher starts");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());

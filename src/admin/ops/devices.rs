@@ -59,7 +59,6 @@ pub async fn add_device(state: &State, hash: &str, f: &Fields) -> Result<Binding
             limit: limit.unwrap_or(0),
         }),
         Bind::Known | Bind::Bound => {
-            // AUDIT: device.add
             after_purchase_write(state, &purchase.account);
             let h = hash.to_owned();
             let all = blocking(state, move |s| s.devices(&h)).await?;
@@ -92,6 +91,5 @@ pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<Stri
         .ok_or_else(|| AdminError::NotFound(format!("device {device} on buyer {hash}")))?;
     let (h, d) = (hash.to_owned(), found.device.clone());
     blocking(state, move |s| s.unbind_device(&h, &d)).await?;
-    // AUDIT: device.delete
     Ok(found.device.clone())
 }

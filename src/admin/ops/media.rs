@@ -54,7 +54,6 @@ pub async fn update_media(state: &State, code: &str, f: &Fields) -> Result<Media
     r.finish(&["apikey"])?;
     let stored = media.clone();
     blocking(state, move |s| s.update_media(&stored)).await?;
-    // AUDIT: media.update
     // The editorial id decides which rights cover the media: re-read the index and forget
     // cached decisions.
     after_product_write(state);
@@ -81,7 +80,6 @@ pub async fn delete_media(state: &State, code: &str, force: bool) -> Result<(), 
     }
     let code = code.to_owned();
     blocking(state, move |s| s.delete_media(&code)).await?;
-    // AUDIT: media.delete
     after_product_write(state);
     Ok(())
 }

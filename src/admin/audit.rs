@@ -1,0 +1,276 @@
+//! The audit trail: every admin write that succeeds — through the JSON API, the facade,
+//! `usher admin`, `POST /reload` or SIGHUP — is appended to the store with who (the
+//! credential's name), through what, what, when, and the before/after of the fields it
+//! changed, and logged once (target `usher::audit`, field names only, never values).
+//!
+//! Writes are recorded at the dispatch boundary, not inside each operation: [`API_WRITES`]
+//! and [`FACADE_WRITES`] say which calls are writes, what to call them and where the id of
+//! their target is; [`recorded`] snapshots the target before, runs the call, snapshots it
+//! after and keeps what changed. A new write route is one table entry.
+//!
+//! Rules:
+//! - A call that fails writes nothing and is not recorded (the log has its refusal).
+//! - Credentials are never recorded: a changed `ticket` (or `token`, `secret`, `apikey`)
+//!   shows as `"<redacted>"` before and after, saying only that it changed.
+//! - Admin writes are recorded one at a time (a lock spans snapshot, write, snapshot), so
+//!   the before/after of one never holds another's change. Playback may still touch a
+//!   purchase in between (`first_play_at`), and shows in the diff when it does.
+//! - The entry is appended after the write commits; if appending fails, the write stands
+//!   and the failure is logged as an error.
+
+use std::future::Future;
+
+use serde_json::{json, Map, Value};
+
+use super::fields::Fields;
+use super::ops::{self, AdminError};
+use crate::proxy::State;
+use crate::rights::store::AuditEntry;
+
+mod routes;
+mod snapshot;
+
+use routes::target;
+pub use routes::{api_write, facade_write, Answered, Kind, Part, Write, API_WRITES, FACADE_WRITES};
+use snapshot::{snapshot, sold_by_url, Snapshot};
+
+/// The door a write came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// The JSON API (`/api/v1/`).
+    Api,
+    /// The PPV facade (`/api/ppv/`, `sendVideoTicket.php`).
+    Facade,
+    /// `usher admin` (the JSON API, sending `X-Usher-Interface: cli`).
+    Cli,
+    /// `POST /reload`.
+    Reload,
+    /// SIGHUP.
+    Signal,
+}
+
+impl Interface {
+    /// As recorded.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interface::Api => "api",
+            Interface::Facade => "facade",
+            Interface::Cli => "cli",
+            Interface::Reload => "reload",
+            Interface::Signal => "signal",
+        }
+    }
+}
+
+/// Who made a write, and through what.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The admin credential's name (`admin` for the main one), or `signal`.
+    pub name: String,
+    /// The door.
+    pub interface: Interface,
+}
+
+impl Actor {
+    /// A SIGHUP.
+    pub fn signal() -> Self {
+        Self {
+            name: "signal".to_owned(),
+            interface: Interface::Signal,
+        }
+    }
+}
+
+/// Serialises admin writes, so one's before/after never holds another's change.
+static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `op`, the call `write` describes (or any call when `write` is `None`), and records
+/// it when it succeeds. `segments` and `fields` are the call's path and input.
+///
+/// # Errors
+/// Whatever `op` fails with; recording never fails the call.
+pub async fn recorded<T: Answered>(
+    state: &State,
+    actor: &Actor,
+    write: Option<&'static Write>,
+    segments: &[&str],
+    fields: &Fields,
+    op: impl Future<Output = Result<T, AdminError>>,
+) -> Result<T, AdminError> {
+    let Some(write) = write else {
+        return op.await;
+    };
+    let _one_at_a_time = WRITES.lock().await;
+    let known = target(write.target, segments, fields, None);
+    let before = match &known {
+        Some(id) => snapshot(state, write.kind, id).await,
+        None => Snapshot::default(),
+    };
+    let answer = op.await?;
+    let id = match known {
+        Some(id) => Some(id),
+        None => match write.target {
+            [Part::SoldByUrl] => sold_by_url(state, fields, &answer).await,
+            parts => target(parts, segments, fields, Some(&answer)),
+        },
+    };
+    // A target without an id (the seller's contacts) is named by its kind.
+    let id = id
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| write.kind.as_str().to_owned());
+    let after = snapshot(state, write.kind, &id).await;
+    let entry = AuditEntry {
+        id: 0,
+        at: (state.clock)(),
+        actor: actor.name.clone(),
+        interface: actor.interface.as_str().to_owned(),
+        action: write.action.to_owned(),
+        target_kind: write.kind.as_str().to_owned(),
+        purchase: after.purchase.clone().or(before.purchase.clone()),
+        account: after.account.clone().or(before.account.clone()),
+        target: id,
+        changes: changes(&before.value, &after.value),
+    };
+    append(state, entry).await;
+    Ok(answer)
+}
+
+/// Reloads the config (as `POST /reload` or SIGHUP) and records which reloadable sections
+/// changed (their values redacted: they hold keys).
+///
+/// # Errors
+/// The new config's problems; nothing changed and nothing is recorded.
+pub async fn reload(
+    state: &State,
+    actor: &Actor,
+) -> Result<crate::proxy::Reloaded, crate::config::ConfigError> {
+    let before = sections(&state.config());
+    let done = state.reload()?;
+    let after = sections(&state.config());
+    let mut changed = Map::new();
+    for ((name, old), (_, new)) in before.iter().zip(&after) {
+        if old != new {
+            changed.insert(
+                (*name).to_owned(),
+                json!({"before": REDACTED, "after": REDACTED}),
+            );
+        }
+    }
+    let entry = AuditEntry {
+        id: 0,
+        at: (state.clock)(),
+        actor: actor.name.clone(),
+        interface: actor.interface.as_str().to_owned(),
+        action: "config.reload".to_owned(),
+        target_kind: "config".to_owned(),
+        target: state
+            .source
+            .get()
+            .map(|(path, _)| path.display().to_string())
+            .unwrap_or_default(),
+        purchase: None,
+        account: None,
+        changes: Value::Object(changed),
+    };
+    append(state, entry).await;
+    Ok(done)
+}
+
+/// The sections a reload can change, each as text to compare (never recorded).
+fn sections(config: &crate::config::Config) -> [(&'static str, String); 4] {
+    [
+        ("token", format!("{:?}", config.token)),
+        ("access", format!("{:?}", config.access)),
+        ("routes", format!("{:?}", config.routes)),
+        ("formats", format!("{:?}", config.formats)),
+    ]
+}
+
+async fn append(state: &State, entry: AuditEntry) {
+    let names: Vec<&str> = entry
+        .changes
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    tracing::info!(
+        target: "usher::audit",
+        actor = %entry.actor,
+        interface = %entry.interface,
+        action = %entry.action,
+        target_kind = %entry.target_kind,
+        target = %entry.target,
+        purchase = entry.purchase.as_deref().unwrap_or(""),
+        account = entry.account.as_deref().unwrap_or(""),
+        fields = %names.join(","),
+        "admin write"
+    );
+    if let Err(e) = ops::blocking(state, move |s| s.append_audit(&entry)).await {
+        tracing::error!(error = %e, "could not append to the audit trail; the write stands");
+    }
+}
+
+/// What a redacted value is recorded as.
+const REDACTED: &str = "<redacted>";
+/// Fields whose values are credentials.
+const SECRET_FIELDS: &[&str] = &["ticket", "token", "secret", "apikey", "password"];
+
+/// The top-level fields that differ, `{"field": {"before": …, "after": …}}`.
+fn changes(before: &Value, after: &Value) -> Value {
+    let empty = Map::new();
+    let (b, a) = (
+        before.as_object().unwrap_or(&empty),
+        after.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Map::new();
+    for key in keys {
+        let (old, new) = (
+            b.get(key).unwrap_or(&Value::Null),
+            a.get(key).unwrap_or(&Value::Null),
+        );
+        if old == new {
+            continue;
+        }
+        let shown = |v: &Value| {
+            if SECRET_FIELDS.contains(&key.as_str()) && !v.is_null() {
+                Value::from(REDACTED)
+            } else {
+                v.clone()
+            }
+        };
+        out.insert(
+            key.clone(),
+            json!({"before": shown(old), "after": shown(new)}),
+        );
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changed_fields_are_kept_and_tickets_are_redacted() {
+        let before =
+            json!({"hash": "H", "status": "active", "ticket": "t1.secret", "email": "a@x"});
+        let after =
+            json!({"hash": "H", "status": "revoked", "ticket": "t2.secret", "email": "a@x"});
+        let c = changes(&before, &after);
+        assert_eq!(
+            c,
+            json!({
+                "status": {"before": "active", "after": "revoked"},
+                "ticket": {"before": REDACTED, "after": REDACTED},
+            })
+        );
+        let created = changes(&Value::Null, &json!({"ticket": "t", "name": "n"}));
+        assert_eq!(
+            created["ticket"],
+            json!({"before": null, "after": REDACTED})
+        );
+        assert_eq!(created["name"], json!({"before": null, "after": "n"}));
+    }
+}

@@ -1,0 +1,135 @@
+//! Reading a write's target before and after it, as JSON.
+
+use serde_json::{json, Value};
+
+use super::super::fields::Fields;
+use super::super::ops::{self, AdminError};
+use super::{Answered, Kind};
+use crate::proxy::State;
+use crate::rights::store::PurchaseFilter;
+
+/// A target's state, as JSON (`null` when absent), and whom it concerns.
+#[derive(Debug, Default)]
+pub(super) struct Snapshot {
+    /// The target as the API shows it; `null` when it does not exist.
+    pub(super) value: Value,
+    /// The purchase it concerns.
+    pub(super) purchase: Option<String>,
+    /// The account it concerns.
+    pub(super) account: Option<String>,
+}
+
+/// The target `id` of `kind` now; an empty snapshot (logged) when the store fails.
+pub(super) async fn snapshot(state: &State, kind: Kind, id: &str) -> Snapshot {
+    match read(state, kind, id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, target_kind = kind.as_str(), "audit: could not read the target");
+            Snapshot::default()
+        }
+    }
+}
+
+fn value(v: Option<impl serde::Serialize>) -> Value {
+    v.map_or(Value::Null, |v| {
+        serde_json::to_value(v).expect("model serialises")
+    })
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+async fn read(state: &State, kind: Kind, id: &str) -> Result<Snapshot, AdminError> {
+    let owned = id.to_owned();
+    let (first, second) = id.split_once('/').unwrap_or((id, ""));
+    let (first, second) = (first.to_owned(), second.to_owned());
+    Ok(match kind {
+        Kind::Product => Snapshot {
+            value: value(ops::blocking(state, move |s| s.product(&owned)).await?),
+            ..Snapshot::default()
+        },
+        Kind::Media => Snapshot {
+            value: value(ops::blocking(state, move |s| s.media(&owned)).await?),
+            ..Snapshot::default()
+        },
+        Kind::Purchase => {
+            let v = value(ops::blocking(state, move |s| s.purchase(&owned)).await?);
+            Snapshot {
+                account: text(&v, "account"),
+                purchase: (!v.is_null()).then(|| id.to_owned()),
+                value: v,
+            }
+        }
+        Kind::Account => Snapshot {
+            value: value(ops::blocking(state, move |s| s.account(&owned)).await?),
+            account: Some(id.to_owned()),
+            ..Snapshot::default()
+        },
+        Kind::Contacts => Snapshot {
+            value: value(Some(ops::blocking(state, |s| s.contacts()).await?)),
+            ..Snapshot::default()
+        },
+        Kind::Link => {
+            let (p, c) = (first.clone(), second.clone());
+            let linked = ops::blocking(state, move |s| s.linked(&p))
+                .await?
+                .contains(&c);
+            Snapshot {
+                value: if linked {
+                    json!({"product": first, "content": second})
+                } else {
+                    Value::Null
+                },
+                ..Snapshot::default()
+            }
+        }
+        Kind::Device => {
+            let h = first.clone();
+            let (purchase, devices) =
+                ops::blocking(state, move |s| Ok((s.purchase(&h)?, s.devices(&h)?))).await?;
+            Snapshot {
+                value: value(devices.into_iter().find(|d| d.device == second)),
+                account: purchase.map(|p| p.account),
+                purchase: Some(first),
+            }
+        }
+        Kind::Session => {
+            let v = value(
+                ops::list_sessions(state, None, None)
+                    .into_iter()
+                    .find(|s| s.sid == id),
+            );
+            Snapshot {
+                purchase: text(&v, "purchase"),
+                account: text(&v, "account"),
+                value: v,
+            }
+        }
+        Kind::Other(_) => Snapshot::default(),
+    })
+}
+
+/// The hash of the purchase whose ticket the play URL in `answer` carries.
+pub(super) async fn sold_by_url(
+    state: &State,
+    fields: &Fields,
+    answer: &impl Answered,
+) -> Option<String> {
+    let url = answer.whole()?;
+    let param = format!("{}=", state.config().token.ticket_param);
+    let ticket = url.split(['?', '&']).find_map(|p| p.strip_prefix(&param))?;
+    let filter = PurchaseFilter {
+        email: fields.get("email").cloned(),
+        ..PurchaseFilter::default()
+    };
+    let ticket = ticket.to_owned();
+    let page = crate::rights::store::Page::ALL;
+    ops::blocking(state, move |s| s.purchases(&filter, page))
+        .await
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|p| p.ticket.as_deref() == Some(ticket.as_str()))
+        .map(|p| p.hash)
+}
