@@ -224,6 +224,8 @@ pub struct ExternalConfig {
     pub success_body_contains: Option<String>,
     /// How long a recent yes outlives an outage.
     pub grace: Duration,
+    /// Headers sent on every call (values marked sensitive: `Debug` hides them).
+    pub headers: Vec<(HeaderName, http::HeaderValue)>,
 }
 
 /// `[listen]`, checked.

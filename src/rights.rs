@@ -275,6 +275,42 @@ impl Rights {
         }
     }
 
+    /// Forgets the cached decisions about `subject`, about any of the media `codes`, or,
+    /// given both, about that subject and those media (the rights invalidation endpoint,
+    /// for an external billing system's revokes). The external source's grace memory of
+    /// them goes too, so a revoked yes is not served through an outage. Answers how many
+    /// cached decisions were dropped.
+    pub async fn invalidate(&self, subject: Option<&str>, codes: Option<&[String]>) -> u64 {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let scope = match (subject, codes) {
+            (Some(_), Some(_)) => "subject_content",
+            (None, Some(_)) => "content",
+            _ => "subject",
+        };
+        self.metrics
+            .rights_invalidations
+            .with_label_values(&[scope])
+            .inc();
+        let matches = |key: &str| {
+            let mut parts = key.split('\0');
+            let (sub, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            subject.is_none_or(|s| s == sub)
+                && codes.is_none_or(|codes| codes.iter().any(|c| c == code))
+        };
+        let mut dropped = 0;
+        for (key, _) in self.cache.iter() {
+            if matches(&key) {
+                self.cache.invalidate(key.as_str()).await;
+                dropped += 1;
+            }
+        }
+        if let Source::External(external) = &self.source {
+            external.forget(matches).await;
+        }
+        dropped
+    }
+
     /// Forgets every cached decision (a product or media changed) and re-reads the media
     /// index.
     ///

@@ -290,5 +290,7 @@ pub async fn product_media(
 }
 
 mod buyers;
+mod invalidate;
 
 pub use buyers::*;
+pub use invalidate::*;

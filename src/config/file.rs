@@ -181,6 +181,12 @@ pub struct ExternalFile {
     pub success_body_contains: Option<String>,
     /// Keep serving a yes seen within this long while the service is down (`0s`: never).
     pub grace: Option<String>,
+    /// Headers sent on every call, name → value (e.g. `X-Api-Key`). Prefer `headers_env`
+    /// for secrets.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Headers sent on every call, name → the environment variable holding the value
+    /// (e.g. `Authorization = "BILLING_AUTH"`). Values are never logged.
+    pub headers_env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[listen]`

@@ -320,9 +320,28 @@ impl Usher {
         Self::start_file(&path, args, dir)
     }
 
+    /// Starts `usher serve` with `config`, extra args and environment variables.
+    pub fn start_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Usher {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usher.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::start_file_env(&path, args, env, dir)
+    }
+
     /// Starts `usher serve --config path` with extra args.
     pub fn start_file(path: &Path, args: &[&str], dir: tempfile::TempDir) -> Usher {
+        Self::start_file_env(path, args, &[], dir)
+    }
+
+    /// Starts `usher serve --config path` with extra args and environment variables.
+    pub fn start_file_env(
+        path: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> Usher {
         let mut child = Command::new(usher_bin())
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--config")
             .arg(path)
