@@ -8,6 +8,7 @@ pub mod duration;
 pub mod file;
 pub mod foreign;
 pub mod upstream;
+pub mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub struct Config {
     pub demo: Option<Demo>,
     /// `[akamai]`, `[secure_link]`, `[media_cdn]`: for the routes that accept them.
     pub formats: foreign::Formats,
+    /// `[webhooks]`: where events are sent (reloadable).
+    pub webhooks: webhooks::WebhooksConfig,
 }
 
 /// A `[[routes]]` entry, checked.

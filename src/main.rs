@@ -135,6 +135,7 @@ async fn run(
         .await
         .context("selling the demo stream")?;
     tokio::spawn(sweep_sessions(state.clone()));
+    tokio::spawn(state.webhooks.clone().run());
     state.upstreams.spawn_health_checks();
     state.ready.store(true, Ordering::Release);
     if let Some(url) = play {

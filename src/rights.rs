@@ -62,6 +62,8 @@ pub struct Rights {
     /// Bumped by every invalidation. A lookup that was in flight across one may have read
     /// the store before the write; its answer is then used once and not cached.
     generation: std::sync::atomic::AtomicU64,
+    /// Where first plays are announced.
+    webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 /// Per-entry time to live: positive decisions live longer than refusals.
@@ -122,7 +124,14 @@ impl Rights {
             misses: metrics.rights_cache.with_label_values(&["miss"]),
             generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
+            webhooks: None,
         })
+    }
+
+    /// The same check, announcing first plays on `webhooks`.
+    pub fn with_webhooks(mut self, webhooks: crate::webhooks::Webhooks) -> Self {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     /// The media a path belongs to, if any is sold there.
@@ -246,11 +255,21 @@ impl Rights {
             if !store.record_first_play(&hash, now)? {
                 return Ok(None);
             }
-            Ok::<_, StoreError>(store.purchase(&hash)?.map(|p| p.account))
+            Ok::<_, StoreError>(store.purchase(&hash)?)
         })
         .await;
         match written {
-            Ok(Ok(Some(account))) => self.invalidate_subject(&account),
+            Ok(Ok(Some(purchase))) => {
+                self.invalidate_subject(&purchase.account);
+                if let Some(webhooks) = &self.webhooks {
+                    webhooks.emit(crate::webhooks::Event::FirstPlay {
+                        purchase: purchase.hash,
+                        product: purchase.product,
+                        account: purchase.account,
+                        at: now,
+                    });
+                }
+            }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record first play"),
             Err(e) => tracing::warn!(error = %e, "could not record first play"),

@@ -68,7 +68,20 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE accounts ADD COLUMN max_sessions INTEGER;
     ALTER TABLE accounts ADD COLUMN max_devices INTEGER;",
+    // 3 (webhooks): the persisted delivery queue.
+    "CREATE TABLE webhook_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint TEXT NOT NULL,
+        event TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_queue_due ON webhook_queue(next_attempt);",
 ];
+
+mod webhooks;
 
 /// The SQLite store. One connection behind a mutex: writes are serialised anyway, and the
 /// hot path reads through the decision cache, not from here.

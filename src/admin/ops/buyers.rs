@@ -11,6 +11,7 @@ use crate::rights::decide::window;
 use crate::rights::model::{Account, Contacts, Media, Product, Purchase, PurchaseStatus};
 use crate::rights::store::{Page, PurchaseFilter};
 use crate::ticket::{self, Claims, Kind};
+use crate::webhooks::Event;
 
 /// A purchase with its ticket and the URL that plays it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -83,6 +84,10 @@ pub async fn add_buyer(state: &State, f: &Fields) -> Result<Sold, AdminError> {
     let stored = purchase.clone();
     blocking(state, move |s| s.create_purchase(&stored)).await?;
     after_purchase_write(state, &purchase.account);
+    state
+        .webhooks
+        .record(Event::Purchase((&purchase).into()))
+        .await;
     let play_url = media
         .as_ref()
         .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
@@ -152,6 +157,7 @@ pub fn play_url(state: &State, media: &Media, ticket: &str) -> String {
 /// Bad fields, or no such purchase.
 pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold, AdminError> {
     let mut purchase = get_buyer(state, hash).await?;
+    let was_revoked = purchase.status == PurchaseStatus::Revoked;
     let mut r = Reader::new(f);
     fields::apply_purchase(&mut r, &mut purchase)?;
     r.finish(&["apikey", "code", "hash"])?;
@@ -164,6 +170,12 @@ pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold,
     let stored = purchase.clone();
     blocking(state, move |s| s.update_purchase(&stored)).await?;
     after_purchase_write(state, &purchase.account);
+    if !was_revoked && purchase.status == PurchaseStatus::Revoked {
+        state
+            .webhooks
+            .record(Event::Revoke((&purchase).into()))
+            .await;
+    }
     let play_url = media
         .as_ref()
         .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
@@ -180,6 +192,10 @@ pub async fn revoke_buyer(state: &State, hash: &str) -> Result<Purchase, AdminEr
     let stored = purchase.clone();
     blocking(state, move |s| s.update_purchase(&stored)).await?;
     after_purchase_write(state, &purchase.account);
+    state
+        .webhooks
+        .record(Event::Revoke((&purchase).into()))
+        .await;
     Ok(purchase)
 }
 
