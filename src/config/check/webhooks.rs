@@ -130,3 +130,69 @@ fn endpoint(
         events,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::webhooks::EventKind;
+    use crate::config::{from_str, Overrides};
+
+    const MINIMAL: &str = r#"
+listen.http = "127.0.0.1:0"
+upstream.origin = "http://127.0.0.1:9"
+[token]
+signing_key = "k"
+keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
+"#;
+
+    fn parse(hooks: &str) -> Result<crate::config::Config, String> {
+        from_str(
+            &format!("{MINIMAL}{hooks}"),
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn endpoints_are_loopback_or_allowed_with_a_secret_and_known_events() {
+        let ok = parse(
+            "[webhooks]\nallowed_hosts = [\"hooks.example.com\"]\n\
+             [[webhooks.endpoints]]\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"0123456789abcdef\"\n\
+             [[webhooks.endpoints]]\nurl = \"https://hooks.example.com/h\"\n\
+             secret = \"0123456789abcdef\"\nevents = [\"revoke\"]\n",
+        )
+        .unwrap();
+        let hooks = &ok.webhooks;
+        assert_eq!(hooks.endpoints.len(), 2);
+        assert_eq!(hooks.endpoints[0].events, EventKind::ALL.to_vec());
+        assert_eq!(hooks.subscribed(EventKind::Purchase).count(), 1);
+        assert!(
+            !format!("{hooks:?}").contains("0123456789abcdef"),
+            "secret hidden"
+        );
+        let bad = parse(
+            "[webhooks]\nqueue_limit = 0\n[[webhooks.endpoints]]\nurl = \"http://10.0.0.1/h\"\n\
+             secret = \"short\"\nevents = [\"purchased\"]\n",
+        )
+        .unwrap_err();
+        for expected in [
+            "webhooks.endpoints[0].url = \"http://10.0.0.1/h\": 10.0.0.1 is neither loopback",
+            "webhooks.endpoints[0].secret: must be at least 16 bytes",
+            "webhooks.endpoints[0].events = \"purchased\"",
+            "webhooks.queue_limit = \"0\"",
+        ] {
+            assert!(bad.contains(expected), "{expected} in {bad}");
+        }
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let config = parse("[webhooks]\nretry_initial = \"2s\"\nretry_max = \"30s\"\n")
+            .unwrap()
+            .webhooks;
+        let waits: Vec<u64> = (1..=6).map(|n| config.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30]);
+    }
+}
