@@ -255,7 +255,7 @@ impl Rights {
             if !store.record_first_play(&hash, now)? {
                 return Ok(None);
             }
-            Ok::<_, StoreError>(store.purchase(&hash)?)
+            store.purchase(&hash)
         })
         .await;
         match written {

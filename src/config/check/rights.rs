@@ -172,7 +172,7 @@ fn check_headers(
             p.add(&key, "", "not a valid header name");
             continue;
         };
-        if headers.iter().any(|(h, _)| h == &header) {
+        if headers.iter().any(|(h, _)| *h == header) {
             p.add(&key, "", "set in both headers and headers_env; keep one");
             continue;
         }
