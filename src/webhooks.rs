@@ -181,6 +181,11 @@ impl Webhooks {
             }
         };
         loop {
+            if self.config().endpoints.is_empty() {
+                // Nothing can be delivered: no polling until a reload adds a receiver.
+                self.0.wake.notified().await;
+                continue;
+            }
             let claimed = self.round(&sender).await;
             if claimed < BATCH as usize {
                 // Due rows are polled every second; a new event wakes the worker at once.

@@ -367,3 +367,47 @@ async fn item12_events_queued_before_a_sigkill_are_delivered_after_the_restart()
     assert_eq!(delivered["revoke"], revoke.id, "queued before the crash");
     drop(usher);
 }
+
+#[tokio::test]
+async fn item12_a_reload_changes_which_events_are_sent() {
+    let origin = origin().await;
+    let mut receiver = Receiver::start().await;
+    let only_revokes = config(&origin, &receiver).replace(
+        &format!("secret = \"{SECRET_TEXT}\"\n"),
+        &format!("secret = \"{SECRET_TEXT}\"\nevents = [\"revoke\"]\n"),
+    );
+    let usher = Usher::start(&only_revokes, &[]);
+    let (_, hash) = sell(&usher, json!({"code": "p", "name": "Final"}), "alice").await;
+    let (status, _) = api(
+        &usher,
+        "POST",
+        &format!("/api/v1/buyers/{hash}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let first = tokio::time::timeout(Duration::from_secs(20), receiver.got.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.event, "revoke", "the purchase was not subscribed");
+    std::fs::write(usher.config_path(), config(&origin, &receiver)).unwrap();
+    let request = http::Request::post(format!("{}/reload", usher.admin.as_ref().unwrap()))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(read(send_any(request).await).await.status, 200);
+    let (_, bob) = buy(&usher, "p", "bob").await;
+    let purchase = receiver.next("purchase").await;
+    assert_eq!(purchase.payload["data"]["purchase"], bob.as_str());
+}
+
+async fn send_any(
+    request: http::Request<http_body_util::Empty<Bytes>>,
+) -> http::Response<hyper::body::Incoming> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http()
+        .request(request)
+        .await
+        .unwrap()
+}
