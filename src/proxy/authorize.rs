@@ -318,7 +318,7 @@ async fn record_activation(
         entitled.purchase.to_string(),
         device.unwrap_or_default().to_owned(),
     );
-    let device_for_event = Some(device.clone());
+    let refused_device = device.clone();
     let outcome = match activation {
         Activation::Nothing => "known",
         Activation::New => {
@@ -329,11 +329,7 @@ async fn record_activation(
             .await?;
             if bind == Bind::LimitReached {
                 // Another device took the last activation in the meantime.
-                return Err(activation_refused(
-                    state,
-                    entitled,
-                    device_for_event.as_deref(),
-                ));
+                return Err(activation_refused(state, entitled, Some(&refused_device)));
             }
             "bound"
         }
