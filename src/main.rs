@@ -70,6 +70,9 @@ async fn run(
         )),
         None => None,
     };
+    for warning in config.rights.warnings() {
+        tracing::warn!("{warning}");
+    }
     let state = Arc::new(State::new(config).context("upstream")?);
     let _ = state.source.set(source);
     let config = state.config();
