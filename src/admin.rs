@@ -21,6 +21,7 @@
 //! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended` |
 //! | POST | `/api/v1/cache/purge` | drop shield entries under `{"prefix": "/path/"}`; answers `{"purged": n}` |
 //! | GET | `/api/v1/cache` | the shield's size in bytes |
+//! | POST | `/api/v1/rights/invalidate` | drop cached rights decisions about `{"subject": …}` and/or `{"content": …}` (for a billing system's revokes); answers `{"dropped": n}` |
 //! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it; `max_sessions`, `max_devices` limit its streams |
 //! | GET | `/api/v1/audit` | the audit trail of admin writes (`purchase`, `account`, `action`, `since` filters); see [`audit`] |
 //! | GET, POST | `/api/ppv/{method}` | the PPV REST API facade (XML), `apikey` = the admin credential |

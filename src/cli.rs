@@ -372,7 +372,10 @@ fn time(unix: u64) -> String {
 /// Runs `usher check-config`, returning the exit status.
 pub fn check_config(file: &std::path::Path) -> i32 {
     match load_config(file, &Overrides::default()) {
-        Ok(_) => {
+        Ok(config) => {
+            for warning in config.rights.warnings() {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
             println!("{}: ok", file.display());
             0
         }

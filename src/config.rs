@@ -8,6 +8,7 @@ pub mod duration;
 pub mod file;
 pub mod foreign;
 pub mod upstream;
+pub mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub struct Config {
     /// The file as written, for telling which settings a reload changed (empty when the
     /// config did not come from text).
     pub file: std::sync::Arc<toml::Table>,
+    /// `[webhooks]`: where events are sent (reloadable).
+    pub webhooks: webhooks::WebhooksConfig,
 }
 
 /// A `[[routes]]` entry, checked.
@@ -226,6 +229,8 @@ pub struct ExternalConfig {
     pub success_body_contains: Option<String>,
     /// How long a recent yes outlives an outage.
     pub grace: Duration,
+    /// Headers sent on every call (values marked sensitive: `Debug` hides them).
+    pub headers: Vec<(HeaderName, http::HeaderValue)>,
 }
 
 /// `[listen]`, checked.

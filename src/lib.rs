@@ -23,6 +23,7 @@
 //! - [`cli`]: the command line.
 //! - [`clock`]: the wall clock as Unix seconds.
 //! - [`demo`]: selling the bundled demo stream at start-up.
+//! - [`webhooks`]: signed HTTP callbacks on PPV events, from a queue persisted in the store.
 
 pub mod access;
 pub mod admin;
@@ -44,3 +45,4 @@ pub mod shield;
 pub mod signal;
 pub mod ticket;
 pub mod tls;
+pub mod webhooks;

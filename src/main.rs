@@ -70,6 +70,9 @@ async fn run(
         )),
         None => None,
     };
+    for warning in config.rights.warnings() {
+        tracing::warn!("{warning}");
+    }
     let state = Arc::new(State::new(config).context("upstream")?);
     let _ = state.source.set(source);
     let config = state.config();
@@ -135,6 +138,7 @@ async fn run(
         .await
         .context("selling the demo stream")?;
     tokio::spawn(sweep_sessions(state.clone()));
+    tokio::spawn(state.webhooks.clone().run());
     state.upstreams.spawn_health_checks();
     state.ready.store(true, Ordering::Release);
     if let Some(url) = play {

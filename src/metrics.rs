@@ -67,6 +67,15 @@ pub struct Metrics {
     pub cache_bytes: IntCounterVec,
     /// `usher_cache_size_bytes`: what the cache holds now.
     pub cache_size: IntGauge,
+    /// `usher_webhook_deliveries_total{outcome}`: webhook attempts: delivered (2xx), or
+    /// failed (retried later, or given up).
+    pub webhook_deliveries: IntCounterVec,
+    /// `usher_webhook_dropped_total{reason}`: deliveries dropped undelivered: queue_full
+    /// (the oldest, to make room), gave_up (max_attempts failed), unconfigured (its
+    /// endpoint left the config).
+    pub webhook_dropped: IntCounterVec,
+    /// `usher_webhook_queue_depth`: deliveries waiting in the store.
+    pub webhook_queue_depth: IntGauge,
 }
 
 impl Metrics {
@@ -155,6 +164,16 @@ impl Metrics {
             "Body bytes served from the shield cache (source=cache) and read from upstreams (source=upstream).",
             &["source"],
         );
+        let webhook_deliveries = counter(
+            "usher_webhook_deliveries_total",
+            "Webhook delivery attempts: delivered (2xx) or failed.",
+            &["outcome"],
+        );
+        let webhook_dropped = counter(
+            "usher_webhook_dropped_total",
+            "Webhook deliveries dropped undelivered: queue_full, gave_up, unconfigured.",
+            &["reason"],
+        );
         let histogram = |name: &str, help: &str, label: &str| {
             let h = HistogramVec::new(
                 HistogramOpts::new(name, help).buckets(UPSTREAM_SECONDS_BUCKETS.to_vec()),
@@ -209,7 +228,18 @@ impl Metrics {
         registry
             .register(Box::new(sessions_active.clone()))
             .expect("unique metric");
+        let webhook_queue_depth = IntGauge::new(
+            "usher_webhook_queue_depth",
+            "Webhook deliveries waiting in the store.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(webhook_queue_depth.clone()))
+            .expect("unique metric");
         Self {
+            webhook_deliveries,
+            webhook_dropped,
+            webhook_queue_depth,
             registry,
             requests,
             denials,

@@ -100,6 +100,8 @@ pub struct State {
     pub admin_token: String,
     /// Every admin credential by name (the main one is `admin`), and the failure limit.
     pub admin_guard: crate::admin::auth::Guard,
+    /// Signed HTTP callbacks on PPV events; the worker is started by `main`.
+    pub webhooks: crate::webhooks::Webhooks,
     requests: AtomicU64,
 }
 
@@ -131,9 +133,16 @@ impl State {
                 (**external).clone(),
             )?))),
         };
+        let webhooks = crate::webhooks::Webhooks::new(
+            config.webhooks.clone(),
+            store.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
         let rights = source
             .map(|source| Rights::new(store.clone(), source, &config.rights, metrics.clone()))
-            .transpose()?;
+            .transpose()?
+            .map(|rights| rights.with_webhooks(webhooks.clone()));
         let mut origin_bases: Vec<OriginBase> = config.upstream.bases();
         for (_, group) in &config.upstream_groups {
             origin_bases.extend(group.bases());
@@ -160,8 +169,10 @@ impl State {
             config.sessions.idle_timeout.as_secs(),
             config.sessions.touch_interval.as_secs(),
             metrics.sessions_active.clone(),
-        );
+        )
+        .with_webhooks(webhooks.clone());
         Ok(Self {
+            webhooks,
             upstreams,
             shield,
             origin_bases,
@@ -276,6 +287,7 @@ impl State {
             }
         }
         *self.retired.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(retired);
+        self.webhooks.configure(fresh.webhooks.clone());
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         Ok(Reloaded { restart_required })
     }

@@ -64,6 +64,8 @@ pub struct Rights {
     /// Bumped by every invalidation. A lookup that was in flight across one may have read
     /// the store before the write; its answer is then used once and not cached.
     generation: std::sync::atomic::AtomicU64,
+    /// Where first plays are announced.
+    webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 /// Per-entry time to live: positive decisions live longer than refusals.
@@ -124,7 +126,14 @@ impl Rights {
             misses: metrics.rights_cache.with_label_values(&["miss"]),
             generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
+            webhooks: None,
         })
+    }
+
+    /// The same check, announcing first plays on `webhooks`.
+    pub fn with_webhooks(mut self, webhooks: crate::webhooks::Webhooks) -> Self {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     /// The media a path belongs to, if any is sold there.
@@ -266,11 +275,21 @@ impl Rights {
             if !store.record_first_play(&hash, now)? {
                 return Ok(None);
             }
-            Ok::<_, StoreError>(store.purchase(&hash)?.map(|p| p.account))
+            store.purchase(&hash)
         })
         .await;
         match written {
-            Ok(Ok(Some(account))) => self.invalidate_subject(&account),
+            Ok(Ok(Some(purchase))) => {
+                self.invalidate_subject(&purchase.account);
+                if let Some(webhooks) = &self.webhooks {
+                    webhooks.emit(crate::webhooks::Event::FirstPlay {
+                        purchase: purchase.hash,
+                        product: purchase.product,
+                        account: purchase.account,
+                        at: now,
+                    });
+                }
+            }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record first play"),
             Err(e) => tracing::warn!(error = %e, "could not record first play"),
@@ -293,6 +312,42 @@ impl Rights {
             tracing::warn!(error = %e, "targeted invalidation failed; dropping every decision");
             self.cache.invalidate_all();
         }
+    }
+
+    /// Forgets the cached decisions about `subject`, about any of the media `codes`, or,
+    /// given both, about that subject and those media (the rights invalidation endpoint,
+    /// for an external billing system's revokes). The external source's grace memory of
+    /// them goes too, so a revoked yes is not served through an outage. Answers how many
+    /// cached decisions were dropped.
+    pub async fn invalidate(&self, subject: Option<&str>, codes: Option<&[String]>) -> u64 {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let scope = match (subject, codes) {
+            (Some(_), Some(_)) => "subject_content",
+            (None, Some(_)) => "content",
+            _ => "subject",
+        };
+        self.metrics
+            .rights_invalidations
+            .with_label_values(&[scope])
+            .inc();
+        let matches = |key: &str| {
+            let mut parts = key.split('\0');
+            let (sub, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            subject.is_none_or(|s| s == sub)
+                && codes.is_none_or(|codes| codes.iter().any(|c| c == code))
+        };
+        let mut dropped = 0;
+        for (key, _) in self.cache.iter() {
+            if matches(&key) {
+                self.cache.invalidate(key.as_str()).await;
+                dropped += 1;
+            }
+        }
+        if let Source::External(external) = &self.source {
+            external.forget(matches).await;
+        }
+        dropped
     }
 
     /// Forgets every cached decision (a product or media changed) and re-reads the media

@@ -121,6 +121,7 @@ pub struct Sessions {
     idle: u64,
     touch_interval: u64,
     active: prometheus::IntGauge,
+    webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 impl Sessions {
@@ -133,7 +134,14 @@ impl Sessions {
             idle,
             touch_interval,
             active,
+            webhooks: None,
         }
+    }
+
+    /// The same registry, announcing replaced sessions on `webhooks`.
+    pub fn with_webhooks(mut self, webhooks: crate::webhooks::Webhooks) -> Self {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     /// Starts a session, or joins the live one this device already has for this purchase
@@ -221,6 +229,15 @@ impl Sessions {
     pub fn replace(&self, victims: &[Arc<Session>]) {
         for old in victims {
             old.state.store(REPLACED, Ordering::Relaxed);
+            if let Some(webhooks) = &self.webhooks {
+                webhooks.emit(crate::webhooks::Event::SessionReplaced {
+                    sid: old.sid.clone(),
+                    account: old.account.clone(),
+                    purchase: old.purchase.clone(),
+                    product: old.product.clone(),
+                    device: old.device.clone(),
+                });
+            }
         }
     }
 

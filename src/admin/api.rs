@@ -105,6 +105,9 @@ pub async fn route(
             let purged = state.shield.purge(prefix);
             ok(S::OK, json!({ "prefix": prefix, "purged": purged }))
         }
+        (&Method::POST, ["rights", "invalidate"]) => {
+            ok(S::OK, ops::invalidate_rights(state, body).await?)
+        }
         (&Method::GET, ["cache"]) => ok(S::OK, json!({ "bytes": state.shield.size() })),
         (&Method::GET, ["accounts", id]) => ok(S::OK, ops::get_account(state, id).await?),
         (&Method::PUT | &Method::PATCH, ["accounts", id]) => {

@@ -177,12 +177,13 @@ pub async fn reload(
 }
 
 /// The sections a reload can change, each as text to compare (never recorded).
-fn sections(config: &crate::config::Config) -> [(&'static str, String); 4] {
+fn sections(config: &crate::config::Config) -> [(&'static str, String); 5] {
     [
         ("token", format!("{:?}", config.token)),
         ("access", format!("{:?}", config.access)),
         ("routes", format!("{:?}", config.routes)),
         ("formats", format!("{:?}", config.formats)),
+        ("webhooks", format!("{:?}", config.webhooks)),
     ]
 }
 

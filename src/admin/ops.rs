@@ -315,9 +315,11 @@ pub async fn product_media(
 
 mod buyers;
 mod devices;
+mod invalidate;
 mod media;
 mod sales;
 
 pub use buyers::*;
 pub use devices::*;
+pub use invalidate::*;
 pub use media::*;

@@ -12,6 +12,7 @@ const RELOADABLE: &[&str] = &[
     "secure_link",
     "akamai",
     "media_cdn",
+    "webhooks",
 ];
 
 /// The dotted keys (`sessions.idle_timeout`, `listen.http`, `upstreams.cdn`) that differ

@@ -19,6 +19,7 @@ mod formats;
 mod media_cdn;
 mod rights;
 mod upstream;
+mod webhooks;
 
 /// Collects problems so one run reports all of them.
 #[derive(Default)]
@@ -253,6 +254,7 @@ pub(super) fn check(
     let shield = upstream::shield(&mut p, file.shield);
 
     let token = check_token(&mut p, file.token);
+    let webhooks = webhooks::check(&mut p, file.webhooks.unwrap_or_default());
 
     let access_file = file.access;
     let protected = access_file
@@ -315,6 +317,7 @@ pub(super) fn check(
             demo,
             formats,
             file: Default::default(),
+            webhooks,
         }),
         _ => Err(ConfigError::Invalid(p.0)),
     }

@@ -52,6 +52,45 @@ pub struct FileConfig {
     pub media_cdn: Option<MediaCdnFile>,
     /// The demo stream whose playable URL `serve` prints.
     pub demo: Option<DemoFile>,
+    /// HTTP callbacks on purchases, revokes, first plays, refused activations and replaced
+    /// sessions.
+    pub webhooks: Option<WebhooksFile>,
+}
+
+/// `[webhooks]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksFile {
+    /// Most deliveries waiting in the store; when full, the oldest is dropped.
+    pub queue_limit: Option<u64>,
+    /// Time allowed for one delivery attempt.
+    pub timeout: Option<String>,
+    /// Wait before the first retry; doubled after each failure.
+    pub retry_initial: Option<String>,
+    /// Longest wait between two attempts.
+    pub retry_max: Option<String>,
+    /// Attempts after which a delivery is given up.
+    pub max_attempts: Option<u32>,
+    /// Hosts endpoints may name besides loopback (`hooks.example.com`).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// The receivers.
+    #[serde(default)]
+    pub endpoints: Vec<WebhookEndpointFile>,
+}
+
+/// One `[[webhooks.endpoints]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointFile {
+    /// `http://` or `https://` URL; its host is loopback or in `webhooks.allowed_hosts`.
+    pub url: Option<String>,
+    /// HMAC-SHA256 key of the signature, at least 16 bytes. Prefer `secret_env`.
+    pub secret: Option<String>,
+    /// Environment variable holding the secret instead.
+    pub secret_env: Option<String>,
+    /// Events sent to it: `purchase`, `revoke`, `first_play`, `activation_refused`,
+    /// `session_replaced`; unset: all of them.
+    pub events: Option<Vec<String>>,
 }
 
 /// One `[[routes]]` entry.
@@ -181,6 +220,12 @@ pub struct ExternalFile {
     pub success_body_contains: Option<String>,
     /// Keep serving a yes seen within this long while the service is down (`0s`: never).
     pub grace: Option<String>,
+    /// Headers sent on every call, name → value (e.g. `X-Api-Key`). Prefer `headers_env`
+    /// for secrets.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Headers sent on every call, name → the environment variable holding the value
+    /// (e.g. `Authorization = "BILLING_AUTH"`). Values are never logged.
+    pub headers_env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[listen]`

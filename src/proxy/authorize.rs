@@ -290,14 +290,35 @@ async fn check_activation(
         .flatten()
         .filter(|s| s.device.as_deref().is_some_and(|old| old != device))
         .map(Activation::Recover)
-        .ok_or_else(|| {
-            state
-                .metrics
-                .activations
-                .with_label_values(&["limit"])
-                .inc();
-            SessionDenied::ActivationLimit.into()
-        })
+        .ok_or_else(|| activation_refused(state, entitled, Some(device)))
+}
+
+/// Counts and announces a device refused for the activation limit; the refusal.
+fn activation_refused(state: &State, entitled: &Entitled, device: Option<&str>) -> ProxyError {
+    state
+        .metrics
+        .activations
+        .with_label_values(&["limit"])
+        .inc();
+    let (purchase, device, limit) = (
+        entitled.purchase.to_string(),
+        device.map(str::to_owned),
+        entitled.activations,
+    );
+    state.webhooks.emit_with(
+        crate::config::webhooks::EventKind::ActivationRefused,
+        move |s| {
+            let bought = s.purchase(&purchase).ok().flatten()?;
+            Some(crate::webhooks::Event::ActivationRefused {
+                purchase,
+                product: bought.product,
+                account: bought.account,
+                device,
+                limit,
+            })
+        },
+    );
+    SessionDenied::ActivationLimit.into()
 }
 
 /// Writes the activation `check_activation` found, durably, before the response goes out.
@@ -312,6 +333,7 @@ async fn record_activation(
         entitled.purchase.to_string(),
         device.unwrap_or_default().to_owned(),
     );
+    let refused_device = device.clone();
     let outcome = match activation {
         Activation::Nothing => "known",
         Activation::New => {
@@ -322,12 +344,7 @@ async fn record_activation(
             .await?;
             if bind == Bind::LimitReached {
                 // Another device took the last activation in the meantime.
-                state
-                    .metrics
-                    .activations
-                    .with_label_values(&["limit"])
-                    .inc();
-                return Err(SessionDenied::ActivationLimit.into());
+                return Err(activation_refused(state, entitled, Some(&refused_device)));
             }
             "bound"
         }

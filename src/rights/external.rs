@@ -132,6 +132,19 @@ impl External {
         }
     }
 
+    /// Forgets the recent yeses whose cache key (`subject\0content\0class`) `matches`, so
+    /// a revoked right is not served through an outage by grace.
+    pub async fn forget(&self, matches: impl Fn(&str) -> bool) -> u64 {
+        let mut forgotten = 0;
+        for (key, ()) in self.recent_yes.iter() {
+            if matches(&key) {
+                self.recent_yes.invalidate(key.as_str()).await;
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+
     async fn ask(
         &self,
         subject: &str,
@@ -149,6 +162,9 @@ impl External {
         let mut request = Request::builder()
             .method(self.config.method.clone())
             .uri(&url);
+        for (name, value) in &self.config.headers {
+            request = request.header(name, value);
+        }
         if self.config.method == Method::POST {
             request = request.header(
                 http::header::CONTENT_TYPE,

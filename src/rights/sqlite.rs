@@ -99,7 +99,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_account ON audit(account);
     CREATE INDEX audit_action ON audit(action);
     CREATE INDEX audit_at ON audit(at);",
+    // 6: the persisted webhook delivery queue.
+    "CREATE TABLE webhook_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint TEXT NOT NULL,
+        event TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_queue_due ON webhook_queue(next_attempt);",
 ];
+
+mod webhooks;
 
 /// The SQLite store. One connection behind a mutex: writes are serialised anyway, and the
 /// hot path reads through the decision cache, not from here.

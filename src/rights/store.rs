@@ -132,7 +132,7 @@ pub struct AuditFilter {
 }
 
 /// Rights state.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: WebhookQueue + Send + Sync + 'static {
     /// Creates a product. `Conflict` when the code is taken.
     fn create_product(&self, product: &Product) -> Result<(), StoreError>;
     /// Replaces a product. `NotFound` when it does not exist.
@@ -253,4 +253,52 @@ pub trait Store: Send + Sync + 'static {
     /// Audit entries matching `filter`, oldest first, and how many match in all.
     fn audit(&self, filter: &AuditFilter, page: Page)
         -> Result<(Vec<AuditEntry>, u64), StoreError>;
+}
+
+/// A webhook delivery to queue: one event for one receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// The receiver's URL (its identity; the secret is never stored).
+    pub endpoint: String,
+    /// The event's kind (`purchase`, …).
+    pub event: String,
+    /// The event's id, the same for every receiver and attempt.
+    pub event_id: String,
+    /// The JSON payload, exactly as it is sent and signed.
+    pub body: String,
+    /// When it is first due (Unix seconds).
+    pub due: u64,
+}
+
+/// A queued webhook delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedDelivery {
+    /// Queue id.
+    pub id: i64,
+    /// What was queued.
+    pub delivery: NewDelivery,
+    /// Attempts that failed so far.
+    pub attempts: u32,
+}
+
+/// The persisted webhook queue: deliveries survive a restart until they are delivered or
+/// given up. At least once: a delivery claimed before a crash is claimed again after it.
+pub trait WebhookQueue {
+    /// Queues `deliveries`; when that makes more than `limit`, drops the oldest to `limit`
+    /// in the same transaction. The number dropped.
+    fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError>;
+    /// Up to `max` deliveries due at `now`, oldest due first, each leased until
+    /// `now + lease` (not claimed again before, unless marked).
+    fn claim_webhooks(
+        &self,
+        now: u64,
+        lease: u64,
+        max: u32,
+    ) -> Result<Vec<QueuedDelivery>, StoreError>;
+    /// Removes a delivery: delivered, or given up.
+    fn webhook_done(&self, id: i64) -> Result<(), StoreError>;
+    /// Records a failed attempt; the delivery is due again at `next_attempt`.
+    fn webhook_failed(&self, id: i64, next_attempt: u64) -> Result<(), StoreError>;
+    /// Deliveries waiting.
+    fn webhook_queue_depth(&self) -> Result<u64, StoreError>;
 }

@@ -321,9 +321,27 @@ impl Usher {
         Self::start_file(&path, args, dir)
     }
 
+    /// Starts `usher serve` with `config`, extra args and environment variables.
+    pub fn start_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Usher {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usher.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::start_file_env(&path, args, env, dir)
+    }
+
     /// Starts `usher serve --config path` with extra args.
     pub fn start_file(path: &Path, args: &[&str], dir: tempfile::TempDir) -> Usher {
-        Self::launch(path, args, dir, None)
+        Self::launch(path, args, &[], dir, None)
+    }
+
+    /// Starts `usher serve --config path` with extra args and environment variables.
+    pub fn start_file_env(
+        path: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> Usher {
+        Self::launch(path, args, env, dir, None)
     }
 
     /// Starts like [`Usher::start`], logging at `info` into the file `log` (appended, so
@@ -332,10 +350,16 @@ impl Usher {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("usher.toml");
         std::fs::write(&path, config).unwrap();
-        Self::launch(&path, args, dir, Some(log))
+        Self::launch(&path, args, &[], dir, Some(log))
     }
 
-    fn launch(path: &Path, args: &[&str], dir: tempfile::TempDir, log: Option<&Path>) -> Usher {
+    fn launch(
+        path: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+        log: Option<&Path>,
+    ) -> Usher {
         let (level, stderr) = match log {
             Some(log) => (
                 "info",
@@ -350,6 +374,7 @@ impl Usher {
             None => ("warn", Stdio::inherit()),
         };
         let mut child = Command::new(usher_bin())
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--config")
             .arg(path)

@@ -100,6 +100,7 @@ pub const API_WRITES: &[(&str, &str, Write)] = &[
     ("POST", "buyers/*/devices", write("device.add", Kind::Device, &[Segment(1), Answer("device")])),
     ("DELETE", "buyers/*/devices/*", write("device.free", Kind::Device, &[Segment(1), Segment(3)])),
     ("DELETE", "sessions/*", write("session.end", Kind::Session, &[Segment(1)])),
+    ("POST", "rights/invalidate", write("rights.invalidate", Kind::Other("rights"), &[Field("subject")])),
     ("POST", "cache/purge", write("cache.purge", Kind::Other("cache"), &[Field("prefix")])),
     ("PUT PATCH", "accounts/*", write("account.update", Kind::Account, &[Segment(1)])),
 ];

@@ -16,6 +16,7 @@ use crate::rights::store::{KeyedSale, Page, PurchaseFilter, SaleKey as StoredKey
 
 pub use super::sales::PurchaseView;
 use crate::ticket::{self, Claims, Kind};
+use crate::webhooks::Event;
 
 /// A purchase with its ticket and the URL that plays it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -128,6 +129,10 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
         }
     }
     after_purchase_write(state, &purchase.account);
+    state
+        .webhooks
+        .record(Event::Purchase((&purchase).into()))
+        .await;
     let play_url = media
         .as_ref()
         .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
@@ -238,6 +243,7 @@ pub fn play_url(state: &State, media: &Media, ticket: &str) -> String {
 /// product's `available_until`, or no such purchase.
 pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold, AdminError> {
     let mut purchase = find_buyer(state, hash).await?;
+    let was_revoked = purchase.status == PurchaseStatus::Revoked;
     let mut r = Reader::new(f);
     if let Some(code) = r.text("code") {
         if code != purchase.product {
@@ -262,6 +268,12 @@ pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold,
     let stored = purchase.clone();
     blocking(state, move |s| s.update_purchase(&stored)).await?;
     after_purchase_write(state, &purchase.account);
+    if !was_revoked && purchase.status == PurchaseStatus::Revoked {
+        state
+            .webhooks
+            .record(Event::Revoke((&purchase).into()))
+            .await;
+    }
     let play_url = media
         .as_ref()
         .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
@@ -281,6 +293,10 @@ pub async fn revoke_buyer(state: &State, hash: &str) -> Result<PurchaseView, Adm
     let stored = purchase.clone();
     blocking(state, move |s| s.update_purchase(&stored)).await?;
     after_purchase_write(state, &purchase.account);
+    state
+        .webhooks
+        .record(Event::Revoke((&purchase).into()))
+        .await;
     view(state, purchase).await
 }
 

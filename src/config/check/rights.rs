@@ -1,8 +1,9 @@
 //! `[rights]` and `[rights.external]`, checked.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 
 use super::super::file::{ExternalFile, RightsFile};
 use super::super::{ExternalConfig, RightsConfig, RightsSource};
@@ -126,6 +127,7 @@ fn check_external(p: &mut Problems, file: ExternalFile) -> RightsSource {
             Duration::ZERO
         }
     };
+    let headers = check_headers(p, file.headers, file.headers_env);
     RightsSource::External(Box::new(ExternalConfig {
         url,
         method,
@@ -143,5 +145,69 @@ fn check_external(p: &mut Problems, file: ExternalFile) -> RightsSource {
         success_json,
         success_body_contains: file.success_body_contains,
         grace,
+        headers,
     }))
+}
+
+/// `rights.external.headers` and `headers_env`: names and values checked, values from the
+/// environment read now, every value marked sensitive so no `Debug` or log shows it.
+fn check_headers(
+    p: &mut Problems,
+    plain: Option<BTreeMap<String, String>>,
+    from_env: Option<BTreeMap<String, String>>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let plain = plain.unwrap_or_default();
+    let from_env = from_env.unwrap_or_default();
+    let mut headers = Vec::new();
+    let entries = plain
+        .iter()
+        .map(|(name, value)| ("headers", name, Some(value.clone())))
+        .chain(from_env.iter().map(|(name, var)| {
+            let value = std::env::var(var).ok();
+            ("headers_env", name, value)
+        }));
+    for (table, name, value) in entries {
+        let key = format!("rights.external.{table}.{name}");
+        let Ok(header) = HeaderName::try_from(name.as_str()) else {
+            p.add(&key, "", "not a valid header name");
+            continue;
+        };
+        if headers.iter().any(|(h, _)| *h == header) {
+            p.add(&key, "", "set in both headers and headers_env; keep one");
+            continue;
+        }
+        let Some(value) = value else {
+            let var = from_env.get(name).map_or("", String::as_str);
+            p.add(&key, var, "environment variable is not set");
+            continue;
+        };
+        match HeaderValue::try_from(value) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                headers.push((header, value));
+            }
+            // The value may be a secret: never quote it.
+            Err(_) => p.add(&key, "", "the value is not a valid header value"),
+        }
+    }
+    headers
+}
+
+impl RightsConfig {
+    /// Settings that are valid but do not do what they seem to (`usher check-config`
+    /// prints them; start-up logs them).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let RightsSource::External(external) = &self.source {
+            if !external.grace.is_zero() && external.grace <= self.positive_ttl {
+                warnings.push(format!(
+                    "rights.external.grace = {:?} is not longer than rights.positive_ttl = {:?}: \
+                     a yes is cached for positive_ttl and the grace memory of it ends no later, \
+                     so grace never applies; make grace longer than positive_ttl",
+                    external.grace, self.positive_ttl
+                ));
+            }
+        }
+        warnings
+    }
 }

@@ -1,0 +1,67 @@
+//! The rights invalidation an external billing system calls when it revokes: the cached
+//! decisions it names are dropped, so the very next request is decided afresh.
+
+use super::fields::{Fields, Reader};
+use super::{blocking, AdminError};
+use crate::proxy::State;
+
+/// What an invalidation dropped.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Invalidated {
+    /// The subject (account) named, if any.
+    pub subject: Option<String>,
+    /// The content named (a media code or an editorial id), if any.
+    pub content: Option<String>,
+    /// The media codes that content stands for.
+    pub media: Vec<String>,
+    /// Cached decisions dropped.
+    pub dropped: u64,
+}
+
+/// Drops the cached rights decisions about `subject`, about `content` (a media code, or an
+/// editorial id standing for every media that carries it), or about both together.
+///
+/// # Errors
+/// 400 when neither is given.
+pub async fn invalidate_rights(state: &State, f: &Fields) -> Result<Invalidated, AdminError> {
+    let mut r = Reader::new(f);
+    let subject = r.text("subject").map(str::to_owned);
+    let content = r.text("content").map(str::to_owned);
+    r.finish(&[])?;
+    if subject.is_none() && content.is_none() {
+        return Err(AdminError::invalid(
+            "subject",
+            "give subject, content, or both",
+        ));
+    }
+    let media = match &content {
+        None => Vec::new(),
+        Some(content) => {
+            let c = content.clone();
+            let mut codes: Vec<String> = blocking(state, move |s| s.all_media())
+                .await?
+                .into_iter()
+                .filter(|m| m.editorial.as_deref() == Some(c.as_str()))
+                .map(|m| m.code)
+                .collect();
+            if !codes.contains(content) {
+                codes.insert(0, content.clone());
+            }
+            codes
+        }
+    };
+    let dropped = match &state.rights {
+        Some(rights) => {
+            let codes = content.as_ref().map(|_| media.as_slice());
+            rights.invalidate(subject.as_deref(), codes).await
+        }
+        None => 0,
+    };
+    tracing::info!(subject = ?subject, content = ?content, dropped, "rights invalidated");
+    Ok(Invalidated {
+        subject,
+        content,
+        media,
+        dropped,
+    })
+}

@@ -1,0 +1,198 @@
+//! `[webhooks]` and `[[webhooks.endpoints]]`, checked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::super::file::{WebhookEndpointFile, WebhooksFile};
+use super::super::webhooks::{Endpoint, EventKind, WebhooksConfig};
+use super::Problems;
+
+pub(super) fn check(p: &mut Problems, file: WebhooksFile) -> WebhooksConfig {
+    let defaults = WebhooksConfig::default();
+    let allowed = file.allowed_hosts.unwrap_or_default();
+    let endpoints = file
+        .endpoints
+        .into_iter()
+        .enumerate()
+        .filter_map(|(n, e)| endpoint(p, &format!("webhooks.endpoints[{n}]"), e, &allowed))
+        .collect::<Vec<_>>();
+    for (n, e) in endpoints.iter().enumerate() {
+        if endpoints[..n].iter().any(|other| other.url == e.url) {
+            p.add("webhooks.endpoints", &e.url, "listed twice");
+        }
+    }
+    let queue_limit = file.queue_limit.unwrap_or(defaults.queue_limit);
+    if queue_limit == 0 {
+        p.add("webhooks.queue_limit", "0", "must be at least 1");
+    }
+    let max_attempts = file.max_attempts.unwrap_or(defaults.max_attempts);
+    if max_attempts == 0 {
+        p.add("webhooks.max_attempts", "0", "must be at least 1");
+    }
+    WebhooksConfig {
+        endpoints,
+        queue_limit,
+        timeout: p.duration(
+            "webhooks.timeout",
+            file.timeout.as_deref(),
+            "5s",
+            Duration::ZERO,
+        ),
+        retry_initial: p.duration(
+            "webhooks.retry_initial",
+            file.retry_initial.as_deref(),
+            "1s",
+            Duration::from_secs(1),
+        ),
+        retry_max: p.duration(
+            "webhooks.retry_max",
+            file.retry_max.as_deref(),
+            "10m",
+            Duration::from_secs(1),
+        ),
+        max_attempts,
+    }
+}
+
+/// Loopback, by name or address.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn endpoint(
+    p: &mut Problems,
+    at: &str,
+    file: WebhookEndpointFile,
+    allowed: &[String],
+) -> Option<Endpoint> {
+    let url = file.url.unwrap_or_default();
+    let key = format!("{at}.url");
+    let uri = match url.parse::<http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => uri,
+        _ => {
+            p.add(&key, &url, "an http:// or https:// URL is required");
+            return None;
+        }
+    };
+    let host = uri.host().unwrap_or("");
+    if !is_loopback(host) && !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+        p.add(
+            &key,
+            &url,
+            format!("{host} is neither loopback nor in webhooks.allowed_hosts"),
+        );
+    }
+    let secret = match (file.secret, file.secret_env) {
+        (Some(secret), None) => Some(secret),
+        (None, Some(var)) => match std::env::var(&var) {
+            Ok(secret) => Some(secret),
+            Err(_) => {
+                p.add(
+                    &format!("{at}.secret_env"),
+                    &var,
+                    "environment variable is not set",
+                );
+                None
+            }
+        },
+        _ => {
+            p.add(at, &url, "set exactly one of secret or secret_env");
+            None
+        }
+    };
+    if secret.as_ref().is_some_and(|s| s.len() < 16) {
+        p.add(&format!("{at}.secret"), "", "must be at least 16 bytes");
+    }
+    let events = match file.events {
+        None => EventKind::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .filter_map(|name| {
+                let kind = EventKind::parse(name);
+                if kind.is_none() {
+                    p.add(
+                        &format!("{at}.events"),
+                        name,
+                        "use purchase, revoke, first_play, activation_refused or session_replaced",
+                    );
+                }
+                kind
+            })
+            .collect(),
+    };
+    Some(Endpoint {
+        url,
+        secret: Arc::from(secret?.into_bytes()),
+        events,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::webhooks::EventKind;
+    use crate::config::{from_str, Overrides};
+
+    const MINIMAL: &str = r#"
+listen.http = "127.0.0.1:0"
+upstream.origin = "http://127.0.0.1:9"
+[token]
+signing_key = "k"
+keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
+"#;
+
+    fn parse(hooks: &str) -> Result<crate::config::Config, String> {
+        from_str(
+            &format!("{MINIMAL}{hooks}"),
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn endpoints_are_loopback_or_allowed_with_a_secret_and_known_events() {
+        let ok = parse(
+            "[webhooks]\nallowed_hosts = [\"hooks.example.com\"]\n\
+             [[webhooks.endpoints]]\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"0123456789abcdef\"\n\
+             [[webhooks.endpoints]]\nurl = \"https://hooks.example.com/h\"\n\
+             secret = \"0123456789abcdef\"\nevents = [\"revoke\"]\n",
+        )
+        .unwrap();
+        let hooks = &ok.webhooks;
+        assert_eq!(hooks.endpoints.len(), 2);
+        assert_eq!(hooks.endpoints[0].events, EventKind::ALL.to_vec());
+        assert_eq!(hooks.subscribed(EventKind::Purchase).count(), 1);
+        assert!(
+            !format!("{hooks:?}").contains("0123456789abcdef"),
+            "secret hidden"
+        );
+        let bad = parse(
+            "[webhooks]\nqueue_limit = 0\n[[webhooks.endpoints]]\nurl = \"http://10.0.0.1/h\"\n\
+             secret = \"short\"\nevents = [\"purchased\"]\n",
+        )
+        .unwrap_err();
+        for expected in [
+            "webhooks.endpoints[0].url = \"http://10.0.0.1/h\": 10.0.0.1 is neither loopback",
+            "webhooks.endpoints[0].secret: must be at least 16 bytes",
+            "webhooks.endpoints[0].events = \"purchased\"",
+            "webhooks.queue_limit = \"0\"",
+        ] {
+            assert!(bad.contains(expected), "{expected} in {bad}");
+        }
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let config = parse("[webhooks]\nretry_initial = \"2s\"\nretry_max = \"30s\"\n")
+            .unwrap()
+            .webhooks;
+        let waits: Vec<u64> = (1..=6).map(|n| config.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30]);
+    }
+}

@@ -1,0 +1,154 @@
+//! The webhook queue in the embedded store: one row per delivery, removed once delivered
+//! or given up.
+
+use rusqlite::params;
+
+use super::{backend, SqliteStore};
+use crate::rights::store::{NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
+
+impl WebhookQueue for SqliteStore {
+    fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        for d in deliveries {
+            tx.execute(
+                "INSERT INTO webhook_queue (endpoint, event, event_id, body, next_attempt)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![d.endpoint, d.event, d.event_id, d.body, d.due as i64],
+            )
+            .map_err(backend)?;
+        }
+        let depth: i64 = tx
+            .query_row("SELECT COUNT(*) FROM webhook_queue", [], |r| r.get(0))
+            .map_err(backend)?;
+        let excess = (depth as u64).saturating_sub(limit);
+        if excess > 0 {
+            tx.execute(
+                "DELETE FROM webhook_queue WHERE id IN
+                 (SELECT id FROM webhook_queue ORDER BY id LIMIT ?1)",
+                [excess as i64],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(excess)
+    }
+
+    fn claim_webhooks(
+        &self,
+        now: u64,
+        lease: u64,
+        max: u32,
+    ) -> Result<Vec<QueuedDelivery>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let claimed = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, endpoint, event, event_id, body, attempts, next_attempt
+                     FROM webhook_queue WHERE next_attempt <= ?1
+                     ORDER BY next_attempt, id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![now as i64, max], |r| {
+                    Ok(QueuedDelivery {
+                        id: r.get(0)?,
+                        delivery: NewDelivery {
+                            endpoint: r.get(1)?,
+                            event: r.get(2)?,
+                            event_id: r.get(3)?,
+                            body: r.get(4)?,
+                            due: r.get::<_, i64>(6)? as u64,
+                        },
+                        attempts: r.get(5)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)?
+        };
+        for q in &claimed {
+            tx.execute(
+                "UPDATE webhook_queue SET next_attempt = ?2 WHERE id = ?1",
+                params![q.id, now.saturating_add(lease) as i64],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(claimed)
+    }
+
+    fn webhook_done(&self, id: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM webhook_queue WHERE id = ?1", [id])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn webhook_failed(&self, id: i64, next_attempt: u64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE webhook_queue SET attempts = attempts + 1, next_attempt = ?2
+                 WHERE id = ?1",
+                params![id, next_attempt as i64],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn webhook_queue_depth(&self) -> Result<u64, StoreError> {
+        let depth: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM webhook_queue", [], |r| r.get(0))
+            .map_err(backend)?;
+        Ok(depth as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(n: u64) -> NewDelivery {
+        NewDelivery {
+            endpoint: "http://127.0.0.1:1/hook".into(),
+            event: "purchase".into(),
+            event_id: format!("e{n}"),
+            body: format!("{{\"n\":{n}}}"),
+            due: 100 + n,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_and_claims_lease_until_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let all: Vec<_> = (0..4).map(delivery).collect();
+        assert_eq!(store.enqueue_webhooks(&all[..3], 3).unwrap(), 0);
+        assert_eq!(
+            store.enqueue_webhooks(&all[3..], 3).unwrap(),
+            1,
+            "oldest dropped"
+        );
+        assert_eq!(store.webhook_queue_depth().unwrap(), 3);
+        let due = store.claim_webhooks(102, 30, 10).unwrap();
+        let ids: Vec<_> = due.iter().map(|q| q.delivery.event_id.as_str()).collect();
+        assert_eq!(ids, ["e1", "e2"], "e0 was dropped, e3 is not due");
+        assert!(
+            store.claim_webhooks(102, 30, 10).unwrap().is_empty(),
+            "leased"
+        );
+        store.webhook_failed(due[0].id, 110).unwrap();
+        store.webhook_done(due[1].id).unwrap();
+        let again = store.claim_webhooks(110, 30, 10).unwrap();
+        assert_eq!(again.len(), 2, "e1 retried, e3 due");
+        assert_eq!(
+            (again[0].delivery.event_id.as_str(), again[0].attempts),
+            ("e3", 0)
+        );
+        assert_eq!(
+            (again[1].delivery.event_id.as_str(), again[1].attempts),
+            ("e1", 1)
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! Webhooks: signed HTTP callbacks on PPV events, delivered at least once from a queue
+//! persisted in the store.
+//!
+//! ```text
+//! event (admin op, rights, activation, sessions)
+//!   ─► Webhooks::emit / record: the receivers subscribed in the config snapshot
+//!        none ─► nothing (no I/O)
+//!        some ─► one row per receiver in the store's queue (blocking pool, off the
+//!                request for emit), oldest dropped past queue_limit ─► wake the worker
+//! worker (one task): claim due rows (leased) ─► POST, signed ─► 2xx: remove
+//!        otherwise: due again after retry_initial · 2^(attempts-1), at most retry_max;
+//!        removed (gave_up) after max_attempts; removed (unconfigured) if the receiver
+//!        left the config
+//! ```
+//!
+//! A row is written before the worker sees it and removed only after a 2xx, so a restart
+//! (even `kill -9`) loses none: the worker picks them up again. A delivery in flight at a
+//! crash is sent again (at least once): receivers deduplicate on `X-Usher-Delivery`.
+
+pub mod deliver;
+pub mod event;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::webhooks::{EventKind, WebhooksConfig};
+use crate::metrics::Metrics;
+use crate::proxy::Clock;
+use crate::rights::store::{NewDelivery, QueuedDelivery, Store};
+use deliver::{Attempt, Sender};
+pub use event::{Event, PurchaseInfo};
+
+/// Most deliveries claimed (and attempted concurrently) at once.
+const BATCH: u32 = 32;
+
+/// The webhook queue's front (emit, record) and its delivery worker. Cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks(Arc<Inner>);
+
+struct Inner {
+    config: RwLock<Arc<WebhooksConfig>>,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    clock: Clock,
+    wake: Notify,
+}
+
+/// A fresh event id: 128 random bits, hex.
+fn new_event_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Webhooks {
+    /// Webhooks on `store` under `config`.
+    pub fn new(
+        config: WebhooksConfig,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            config: RwLock::new(Arc::new(config)),
+            store,
+            metrics,
+            clock,
+            wake: Notify::new(),
+        }))
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> Arc<WebhooksConfig> {
+        self.0
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps in reloaded settings: new events go to the new receivers; queued deliveries
+    /// to a receiver that is gone are dropped (`unconfigured`).
+    pub fn configure(&self, config: WebhooksConfig) {
+        *self.0.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        self.0.wake.notify_one();
+    }
+
+    /// Whether any receiver takes `kind` (cheap: the config snapshot, no I/O).
+    fn wanted(&self, kind: EventKind) -> bool {
+        self.config().subscribed(kind).next().is_some()
+    }
+
+    fn deliveries(&self, event: &Event) -> Vec<NewDelivery> {
+        let config = self.config();
+        let now = (self.0.clock)();
+        let id = new_event_id();
+        let body = event.payload(&id, now);
+        config
+            .subscribed(event.kind())
+            .map(|r| NewDelivery {
+                endpoint: r.url.clone(),
+                event: event.kind().as_str().to_owned(),
+                event_id: id.clone(),
+                body: body.clone(),
+                due: now,
+            })
+            .collect()
+    }
+
+    fn enqueue(&self, deliveries: &[NewDelivery]) {
+        let limit = self.config().queue_limit;
+        match self.0.store.enqueue_webhooks(deliveries, limit) {
+            Ok(dropped) => {
+                if dropped > 0 {
+                    tracing::warn!(dropped, limit, "webhook queue full; dropped the oldest");
+                    self.0
+                        .metrics
+                        .webhook_dropped
+                        .with_label_values(&["queue_full"])
+                        .inc_by(dropped);
+                }
+                self.0.wake.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "could not queue a webhook event"),
+        }
+    }
+
+    /// Queues `event` for its receivers without waiting: the store write runs on the
+    /// blocking pool, off the request. Nothing happens when no receiver takes it.
+    pub fn emit(&self, event: Event) {
+        self.emit_with(event.kind(), move |_| Some(event));
+    }
+
+    /// As [`Webhooks::emit`], for an event of `kind` that `build` completes from the
+    /// store on the blocking pool (e.g. the account of a purchase); `build` runs only
+    /// when a receiver takes `kind`, and `None` queues nothing.
+    pub fn emit_with(
+        &self,
+        kind: EventKind,
+        build: impl FnOnce(&dyn Store) -> Option<Event> + Send + 'static,
+    ) {
+        if !self.wanted(kind) {
+            return;
+        }
+        let this = self.clone();
+        let work = move || {
+            if let Some(event) = build(this.0.store.as_ref()) {
+                this.enqueue(&this.deliveries(&event));
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(work);
+            }
+            Err(_) => work(),
+        }
+    }
+
+    /// Queues `event` and waits until it is in the store (admin writes: the event is
+    /// durable before the operation answers).
+    pub async fn record(&self, event: Event) {
+        if !self.wanted(event.kind()) {
+            return;
+        }
+        let this = self.clone();
+        let work = move || this.enqueue(&this.deliveries(&event));
+        if let Err(e) = tokio::task::spawn_blocking(work).await {
+            tracing::error!(error = %e, "could not queue a webhook event");
+        }
+    }
+
+    /// The delivery worker: runs until the process ends (start it once, in `main`).
+    pub async fn run(self) {
+        let sender = match Sender::new() {
+            Ok(sender) => sender,
+            Err(e) => {
+                tracing::error!(error = %e, "webhooks cannot start: no HTTP client");
+                return;
+            }
+        };
+        loop {
+            if self.config().endpoints.is_empty() {
+                // Nothing can be delivered: no polling until a reload adds a receiver.
+                self.0.wake.notified().await;
+                continue;
+            }
+            let claimed = self.round(&sender).await;
+            if claimed < BATCH as usize {
+                // Due rows are polled every second; a new event wakes the worker at once.
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.0.wake.notified()).await;
+            }
+        }
+    }
+
+    /// One round: claims what is due and attempts it; how many were claimed.
+    async fn round(&self, sender: &Sender) -> usize {
+        let config = self.config();
+        let now = (self.0.clock)();
+        let lease = config.timeout.as_secs() + 5;
+        let store = self.0.store.clone();
+        let claimed = tokio::task::spawn_blocking(move || {
+            let claimed = store.claim_webhooks(now, lease, BATCH)?;
+            Ok::<_, crate::rights::store::StoreError>((claimed, store.webhook_queue_depth()?))
+        })
+        .await;
+        let claimed = match claimed {
+            Ok(Ok((claimed, depth))) => {
+                self.0.metrics.webhook_queue_depth.set(depth as i64);
+                claimed
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "webhook queue cannot be read");
+                return 0;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "webhook queue cannot be read");
+                return 0;
+            }
+        };
+        let count = claimed.len();
+        let attempts = claimed
+            .into_iter()
+            .map(|queued| self.attempt(sender, &config, queued));
+        futures_util::future::join_all(attempts).await;
+        count
+    }
+
+    async fn attempt(&self, sender: &Sender, config: &WebhooksConfig, queued: QueuedDelivery) {
+        let d = &queued.delivery;
+        let Some(endpoint) = config.endpoint(&d.endpoint) else {
+            tracing::warn!(url = %d.endpoint, event = %d.event, "webhook receiver no longer configured; dropped");
+            self.finish(queued.id, None, "unconfigured").await;
+            return;
+        };
+        let attempt = Attempt {
+            url: &endpoint.url,
+            secret: &endpoint.secret,
+            event: &d.event,
+            event_id: &d.event_id,
+            body: &d.body,
+            timestamp: (self.0.clock)(),
+        };
+        let outcome = sender.send(&attempt, config.timeout).await;
+        let deliveries = &self.0.metrics.webhook_deliveries;
+        match outcome {
+            Ok(()) => {
+                deliveries.with_label_values(&["delivered"]).inc();
+                self.finish(queued.id, None, "").await;
+            }
+            Err(e) => {
+                deliveries.with_label_values(&["failed"]).inc();
+                let attempts = queued.attempts + 1;
+                if attempts >= config.max_attempts {
+                    tracing::warn!(url = %d.endpoint, event = %d.event, attempts, error = %e, "webhook given up");
+                    self.finish(queued.id, None, "gave_up").await;
+                } else {
+                    let next = (self.0.clock)() + config.backoff(attempts).as_secs();
+                    tracing::info!(url = %d.endpoint, event = %d.event, attempts, error = %e, "webhook failed; will retry");
+                    self.finish(queued.id, Some(next), "").await;
+                }
+            }
+        }
+    }
+
+    /// Removes a delivery (counting `dropped` as its reason when not empty), or makes it
+    /// due again at `retry`.
+    async fn finish(&self, id: i64, retry: Option<u64>, dropped: &'static str) {
+        let store = self.0.store.clone();
+        let written = tokio::task::spawn_blocking(move || match retry {
+            Some(next) => store.webhook_failed(id, next),
+            None => store.webhook_done(id),
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "webhook queue cannot be written"),
+            Err(e) => tracing::error!(error = %e, "webhook queue cannot be written"),
+        }
+        if !dropped.is_empty() {
+            self.0
+                .metrics
+                .webhook_dropped
+                .with_label_values(&[dropped])
+                .inc();
+        }
+    }
+}
