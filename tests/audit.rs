@@ -457,3 +457,30 @@ async fn item7_facade_sales_links_sessions_and_deletes_name_their_targets() {
         3
     );
 }
+
+#[tokio::test]
+async fn item7_an_idempotent_sale_answered_again_is_recorded_once() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&config(&origin.url()), &[]);
+    for (path, body) in [
+        ("/api/v1/products", json!({"code": "show", "name": "Show"})),
+        (
+            "/api/v1/media",
+            json!({"code": "ep1", "prefix": "/shows/ep1/", "playlist": "index.m3u8"}),
+        ),
+        ("/api/v1/products/show/media", json!({"media": "ep1"})),
+    ] {
+        let (status, answer) = api(&usher, "POST", path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {answer}");
+    }
+    let sale = json!({"product": "show", "email": "ann@example.com", "order_id": "order-1"});
+    let (status, first) = api(&usher, "POST", "/api/v1/buyers", Some(sale.clone())).await;
+    assert_eq!(status, 201, "{first}");
+    let (_, again) = api(&usher, "POST", "/api/v1/buyers", Some(sale)).await;
+    assert_eq!(again["hash"], first["hash"], "{again}");
+
+    let hash = first["hash"].as_str().unwrap();
+    let page = audit(&usher, &format!("?action=purchase.create&purchase={hash}")).await;
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(items(&page).len(), 1, "{page}");
+}

@@ -118,6 +118,11 @@ pub async fn recorded<T: Answered>(
     let id = id
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| write.kind.as_str().to_owned());
+    if write.action == "purchase.create" && already_created(state, &id).await {
+        // An idempotent sale answered again (its Idempotency-Key or order_id came back)
+        // created nothing: its first answer is the one on record.
+        return Ok(answer);
+    }
     let after = snapshot(state, write.kind, &id).await;
     let entry = AuditEntry {
         id: 0,
@@ -133,6 +138,22 @@ pub async fn recorded<T: Answered>(
     };
     append(state, entry).await;
     Ok(answer)
+}
+
+/// Whether the trail already records the creation of purchase `hash`.
+async fn already_created(state: &State, hash: &str) -> bool {
+    let filter = crate::rights::store::AuditFilter {
+        purchase: Some(hash.to_owned()),
+        action: Some("purchase.create".to_owned()),
+        ..Default::default()
+    };
+    let page = crate::rights::store::Page {
+        offset: 0,
+        limit: 1,
+    };
+    ops::blocking(state, move |s| s.audit(&filter, page))
+        .await
+        .is_ok_and(|(_, total)| total > 0)
 }
 
 /// Reloads the config (as `POST /reload` or SIGHUP) and records which reloadable sections
