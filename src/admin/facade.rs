@@ -12,7 +12,7 @@ use super::xml::Xml;
 use crate::proxy::State;
 use crate::rights::date;
 use crate::rights::decide::sellable;
-use crate::rights::model::{Media, Product, Purchase, PurchaseStatus};
+use crate::rights::model::{Media, Product, Purchase};
 use crate::rights::store::{Page, PurchaseFilter};
 
 fn required<'f>(f: &'f Fields, name: &str) -> Result<&'f str, AdminError> {
@@ -312,22 +312,7 @@ pub async fn video_ticket(state: &State, f: &Fields) -> Result<String, AdminErro
         }
     }
     let sale_now = |p: &Product| {
-        let probe = Purchase {
-            hash: String::new(),
-            product: p.code.clone(),
-            media: None,
-            account: String::new(),
-            email: None,
-            name: None,
-            phone: None,
-            access_start: None,
-            access_expire: None,
-            purchased_at: now,
-            first_play_at: None,
-            activations: None,
-            ticket: None,
-            status: PurchaseStatus::Active,
-        };
+        let probe = Purchase::new(String::new(), &p.code, String::new(), now);
         sellable(&probe, p, now).is_ok()
     };
     // The first product that can sell it now; else the first, whose refusal is the answer.

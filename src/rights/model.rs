@@ -220,6 +220,28 @@ pub struct Purchase {
     pub status: PurchaseStatus,
 }
 
+impl Purchase {
+    /// An active purchase of `product` by `account` at `now`, with nothing else set yet.
+    pub fn new(hash: String, product: &str, account: String, now: u64) -> Self {
+        Self {
+            hash,
+            product: product.to_owned(),
+            media: None,
+            account,
+            email: None,
+            name: None,
+            phone: None,
+            access_start: None,
+            access_expire: None,
+            purchased_at: now,
+            first_play_at: None,
+            activations: None,
+            ticket: None,
+            status: PurchaseStatus::Active,
+        }
+    }
+}
+
 /// An account: a buyer id with an on/off switch and account-wide stream limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {

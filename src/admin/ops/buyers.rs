@@ -28,6 +28,15 @@ pub struct Sold {
     pub play_url: Option<String>,
 }
 
+/// `purchase` answered with its window and, when it names one media, the URL that plays it.
+fn sold(state: &State, purchase: Purchase, product: &Product, media: Option<&Media>) -> Sold {
+    let play_url = media.map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
+    Sold {
+        purchase: PurchaseView::new(purchase, Some(product)),
+        play_url,
+    }
+}
+
 /// Adds a buyer to a product: records the purchase and issues its ticket.
 ///
 /// # Errors
@@ -78,20 +87,8 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
     };
     let now = (state.clock)();
     let mut purchase = Purchase {
-        hash: new_code(10),
-        product: product.code.clone(),
         media: media.as_ref().map(|m| m.code.clone()),
-        account,
-        email: None,
-        name: None,
-        phone: None,
-        access_start: None,
-        access_expire: None,
-        purchased_at: now,
-        first_play_at: None,
-        activations: None,
-        ticket: None,
-        status: PurchaseStatus::Active,
+        ..Purchase::new(new_code(10), &product.code, account, now)
     };
     fields::apply_purchase(&mut r, &mut purchase)?;
     let mut ignored = vec![
@@ -133,13 +130,7 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
         .webhooks
         .record(Event::Purchase((&purchase).into()))
         .await;
-    let play_url = media
-        .as_ref()
-        .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
-    Ok(Sold {
-        purchase: PurchaseView::new(purchase, Some(&product)),
-        play_url,
-    })
+    Ok(sold(state, purchase, &product, media.as_ref()))
 }
 
 /// The first sale made under `key`, answered again; a different request under the same
@@ -154,13 +145,7 @@ async fn replay(state: &State, key: &OrderKey, taken: StoredKey) -> Result<Sold,
         Some(code) => Some(get_media(state, code).await?),
         None => only_media(state, &product.code).await?,
     };
-    let play_url = media
-        .as_ref()
-        .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
-    Ok(Sold {
-        purchase: PurchaseView::new(purchase, Some(&product)),
-        play_url,
-    })
+    Ok(sold(state, purchase, &product, media.as_ref()))
 }
 
 /// A purchase's own end may not lie past the product's `available_until`: it would
@@ -274,13 +259,7 @@ pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold,
             .record(Event::Revoke((&purchase).into()))
             .await;
     }
-    let play_url = media
-        .as_ref()
-        .map(|m| play_url(state, m, purchase.ticket.as_deref().unwrap_or("")));
-    Ok(Sold {
-        purchase: PurchaseView::new(purchase, Some(&product)),
-        play_url,
-    })
+    Ok(sold(state, purchase, &product, media.as_ref()))
 }
 
 /// Revokes a purchase: the next request under it is refused with `revoked`.
