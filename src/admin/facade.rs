@@ -94,6 +94,28 @@ fn media_item(state: &State, xml: &mut Xml, m: &Media) {
     xml.close();
 }
 
+/// A sale's answer: the buyer with its ticket and play URL, after an optional message.
+async fn sold_answer(
+    state: &State,
+    sold: ops::Sold,
+    message: Option<&str>,
+) -> Result<String, AdminError> {
+    let product = ops::get_product(state, &sold.purchase.product).await?;
+    let mut xml = Xml::new("Response");
+    if let Some(message) = message {
+        xml.leaf("Message", message);
+    }
+    xml.open("Items");
+    buyer_item(
+        &mut xml,
+        &sold.purchase,
+        Some(&product),
+        Some(sold.play_url.as_deref().unwrap_or("")),
+    );
+    xml.close();
+    Ok(success(xml))
+}
+
 /// One buyer. The access dates are the computed window (what the rights check enforces),
 /// and `<AccessEndsAt>` repeats the end under the JSON API's name.
 fn buyer_item(xml: &mut Xml, b: &PurchaseView, p: Option<&Product>, extra: Option<&str>) {
@@ -217,34 +239,10 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             xml.close();
             Ok(success(xml))
         }
-        "addbuyer" => {
-            let sold = ops::add_buyer(state, f).await?;
-            let product = ops::get_product(state, &sold.purchase.product).await?;
-            let mut xml = Xml::new("Response");
-            xml.open("Items");
-            buyer_item(
-                &mut xml,
-                &sold.purchase,
-                Some(&product),
-                Some(sold.play_url.as_deref().unwrap_or("")),
-            );
-            xml.close();
-            Ok(success(xml))
-        }
+        "addbuyer" => sold_answer(state, ops::add_buyer(state, f).await?, None).await,
         "updatebuyer" => {
             let sold = ops::update_buyer(state, required(f, "hash")?, f).await?;
-            let product = ops::get_product(state, &sold.purchase.product).await?;
-            let mut xml = Xml::new("Response");
-            xml.leaf("Message", "Recovery code is updated");
-            xml.open("Items");
-            buyer_item(
-                &mut xml,
-                &sold.purchase,
-                Some(&product),
-                Some(sold.play_url.as_deref().unwrap_or("")),
-            );
-            xml.close();
-            Ok(success(xml))
+            sold_answer(state, sold, Some("Recovery code is updated")).await
         }
         "deletebuyer" => {
             ops::delete_buyer(state, required(f, "hash")?).await?;
