@@ -7,11 +7,11 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::admin::{api, api_as, facade};
+use support::cli::usher_admin;
 use support::*;
 
 const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg1.ts\n#EXT-X-ENDLIST\n";
@@ -44,21 +44,9 @@ fn items(page: &Value) -> Vec<Value> {
     page["items"].as_array().expect("items").clone()
 }
 
-/// `usher admin --url … --token … ARGS`, off the runtime thread.
+/// `usher admin ARGS`, which must succeed; its stdout.
 async fn cli(usher: &Usher, args: &[&str]) -> String {
-    let mut command = Command::new(usher_bin());
-    command
-        .arg("admin")
-        .arg("--url")
-        .arg(usher.admin.as_deref().unwrap())
-        .arg("--token")
-        .arg(ADMIN_TOKEN)
-        .args(args);
-    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap()
+    usher_admin(usher, args).await.ok().to_owned()
 }
 
 async fn post_reload(usher: &Usher) -> u16 {

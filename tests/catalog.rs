@@ -8,11 +8,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::admin::{api, HasAdmin};
+use support::admin::api;
+use support::cli::{usher_admin, CliRun};
 use support::*;
 
 const VOD: &str =
@@ -348,41 +347,12 @@ async fn item9_a_device_a_player_activated_is_listed_by_hash_only_and_deleted_by
     assert_eq!(status, 404);
 }
 
-/// What one `usher admin` run did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// `usher admin ARGS` with the test credential.
+async fn admin(usher: &Usher, args: &[&str]) -> CliRun {
+    usher_admin(usher, args).await
 }
 
-/// `usher admin --url … --token … ARGS`, off the runtime thread, bounded.
-async fn admin(usher: &Usher, args: &[&str]) -> Run {
-    let mut command = Command::new(usher_bin());
-    command
-        .arg("admin")
-        .arg("--url")
-        .arg(usher.admin_url())
-        .arg("--token")
-        .arg(ADMIN_TOKEN)
-        .env_remove("USHER_ADMIN_URL")
-        .env_remove("USHER_ADMIN_TOKEN")
-        .args(args);
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || command.output().expect("usher admin runs")),
-    )
-    .await
-    .expect("usher admin finishes within 60 s")
-    .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-fn json_lines(run: &Run) -> Vec<Value> {
+fn json_lines(run: &CliRun) -> Vec<Value> {
     assert_eq!(run.code, Some(0), "{run:?}");
     run.stdout
         .lines()

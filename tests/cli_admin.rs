@@ -5,9 +5,8 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Command;
-use std::time::Duration;
 
+use support::cli::{admin_command, run_cli, usher_admin, CliRun};
 use support::*;
 
 const MEDIA: &str =
@@ -21,73 +20,9 @@ async fn show_origin() -> Origin {
     spawn_origin(objects).await
 }
 
-/// What one `usher admin` run did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-
-    /// Exit 0; its stdout.
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "{self:?}");
-        &self.stdout
-    }
-
-    /// Exit 1 with nothing on stdout and one line on stderr; that line.
-    fn failed(&self) -> &str {
-        assert_eq!(self.code, Some(1), "{self:?}");
-        assert_eq!(self.stdout, "", "{self:?}");
-        assert_eq!(self.stderr.lines().count(), 1, "{self:?}");
-        self.stderr.trim_end()
-    }
-}
-
-/// `usher admin --url URL [--token TOKEN]` with no admin variables from the environment.
-fn command(url: &str, token: Option<&str>) -> Command {
-    let mut command = Command::new(usher_bin());
-    command
-        .arg("admin")
-        .arg("--url")
-        .arg(url)
-        .env_remove("USHER_ADMIN_URL")
-        .env_remove("USHER_ADMIN_TOKEN");
-    if let Some(token) = token {
-        command.arg("--token").arg(token);
-    }
-    command
-}
-
-/// Runs `command` with `args` off the runtime thread (usher's origin lives on it), bounded.
-async fn run(mut command: Command, args: &[&str]) -> Run {
-    command.args(args);
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || command.output().expect("usher admin runs")),
-    )
-    .await
-    .expect("usher admin finishes within 60 s")
-    .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
 /// `usher admin` against `usher` with the right token.
-async fn admin(usher: &Usher, args: &[&str]) -> Run {
-    run(
-        command(usher.admin.as_ref().unwrap(), Some(ADMIN_TOKEN)),
-        args,
-    )
-    .await
+async fn admin(usher: &Usher, args: &[&str]) -> CliRun {
+    usher_admin(usher, args).await
 }
 
 #[tokio::test]
@@ -303,30 +238,30 @@ async fn refusals_exit_1_with_one_line_naming_the_problem() {
     .await;
     assert_eq!(unknown.failed(), "usher: product nope not found");
 
-    let wrong = run(
-        command(&admin_url, Some("not-the-admin-token-at-all")),
+    let wrong = run_cli(
+        admin_command(&admin_url, Some("not-the-admin-token-at-all")),
         &["product", "list"],
     )
     .await;
     let line = wrong.failed();
     assert!(line.contains("401") && line.contains("token"), "{line}");
 
-    let missing = run(command(&admin_url, None), &["product", "list"]).await;
+    let missing = run_cli(admin_command(&admin_url, None), &["product", "list"]).await;
     assert!(
         missing.failed().contains("token is required"),
         "{missing:?}"
     );
 
-    let mut from_env = command(&admin_url, None);
+    let mut from_env = admin_command(&admin_url, None);
     from_env.env("USHER_ADMIN_TOKEN", ADMIN_TOKEN);
-    assert_eq!(run(from_env, &["product", "list"]).await.ok(), "");
+    assert_eq!(run_cli(from_env, &["product", "list"]).await.ok(), "");
 
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let unreachable = run(
-        command(&format!("http://{closed}"), Some(ADMIN_TOKEN)),
+    let unreachable = run_cli(
+        admin_command(&format!("http://{closed}"), Some(ADMIN_TOKEN)),
         &["product", "list"],
     )
     .await;
@@ -335,8 +270,8 @@ async fn refusals_exit_1_with_one_line_naming_the_problem() {
         "{unreachable:?}"
     );
 
-    let usage = run(
-        command(&admin_url, Some(ADMIN_TOKEN)),
+    let usage = run_cli(
+        admin_command(&admin_url, Some(ADMIN_TOKEN)),
         &["buyer", "add", "--product", "p"],
     )
     .await;

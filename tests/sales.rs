@@ -7,14 +7,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Command;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use serde_json::{json, Value};
 use support::admin::{api, facade, post_form, send, xml_text, HasAdmin};
+use support::cli::usher_admin;
 use support::inprocess::InProcess;
 use support::*;
 use usher::rights::date::{self, Edge};
@@ -92,32 +91,6 @@ async fn product_field(usher: &impl HasAdmin, code: &str, field: &str) -> Value 
     p[field].clone()
 }
 
-/// Runs `usher admin --url <admin> --token <token> args…` off the runtime thread.
-async fn usher_admin(usher: &Usher, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut command = Command::new(usher_bin());
-    command
-        .arg("admin")
-        .arg("--url")
-        .arg(usher.admin_url())
-        .arg("--token")
-        .arg(ADMIN_TOKEN)
-        .env_remove("USHER_ADMIN_URL")
-        .env_remove("USHER_ADMIN_TOKEN")
-        .args(args);
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || command.output().expect("usher admin runs")),
-    )
-    .await
-    .expect("usher admin finishes within 60 s")
-    .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
-
 /// The claims of a ticket or session token signed with the test key.
 fn claims_of(token: &str) -> usher::ticket::Claims {
     usher::ticket::verify_signature(&ring(), token).unwrap().1
@@ -182,7 +155,7 @@ async fn item2_an_inactive_product_refuses_the_sale_in_every_interface() {
     .await;
     assert_refused_sale(&reply, "product_inactive");
 
-    let (code, stdout, stderr) = usher_admin(
+    let run = usher_admin(
         &usher,
         &[
             "buyer",
@@ -194,10 +167,8 @@ async fn item2_an_inactive_product_refuses_the_sale_in_every_interface() {
         ],
     )
     .await;
-    assert_eq!(code, Some(1), "{stdout}{stderr}");
-    assert_eq!(stdout, "");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("product_inactive"), "{stderr}");
+    let line = run.failed();
+    assert!(line.contains("product_inactive"), "{line}");
 
     assert!(
         buyers_of(&usher, "off").await.is_empty(),
@@ -675,10 +646,9 @@ async fn item10_an_idempotency_key_answers_the_first_sale_again_even_after_a_res
         "--order-id",
         "cli-1",
     ];
-    let (code, once, stderr) = usher_admin(&usher, &args).await;
-    assert_eq!(code, Some(0), "{stderr}");
-    let (_, twice, _) = usher_admin(&usher, &args).await;
-    assert_eq!(once, twice, "the same hash and play URL");
+    let once = usher_admin(&usher, &args).await;
+    let twice = usher_admin(&usher, &args).await;
+    assert_eq!(once.ok(), twice.ok(), "the same hash and play URL");
     assert_eq!(buyers_of(&usher, "movie").await.len(), 3);
 }
 

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod browser;
+pub mod cli;
 pub mod inprocess;
 pub mod live;
 
