@@ -176,9 +176,10 @@ async fn only_media(state: &State, product: &str) -> Result<Option<Media>, Admin
 }
 
 /// The ticket for a purchase: its account as subject, the media's prefix (or `/`) as
-/// scope, valid from purchase to the end of its window or, when the window has no end yet,
-/// for a year. The rights check enforces the window itself; the ticket only has to outlast
-/// it.
+/// scope, valid from purchase for at least a year (`token.ticket_ttl` when longer), or to
+/// the end of its window when that is later. The rights check enforces the window itself
+/// (`rights_expired`); the ticket only has to outlast it, so a link already sent keeps
+/// working when the purchase or its product is extended.
 fn issue_ticket(
     state: &State,
     purchase: &Purchase,
@@ -195,9 +196,10 @@ fn issue_ticket(
         nbf: purchase
             .purchased_at
             .saturating_sub(settings.clock_skew.as_secs()),
-        exp: end.map_or(year, |e| {
-            e.max(purchase.purchased_at + settings.ticket_ttl.as_secs())
-        }),
+        exp: end
+            .unwrap_or(0)
+            .max(year)
+            .max(purchase.purchased_at + settings.ticket_ttl.as_secs()),
         dev: None,
         ip: None,
         sid: None,
