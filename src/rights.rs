@@ -145,6 +145,15 @@ impl Rights {
             .cloned()
     }
 
+    /// The codes of every media a right on `content` covers (see
+    /// [`MediaIndex::covered_by`]): what an invalidation of `content` must reach.
+    pub fn media_covered_by(&self, content: &str) -> Vec<String> {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .covered_by(content)
+    }
+
     /// May `subject` watch what lies at `path` on a `class` device at `now`?
     ///
     /// # Errors

@@ -111,6 +111,20 @@ impl MediaIndex {
         Ok(Self::new(media, &previews))
     }
 
+    /// The codes of every media a right on `content` (a media code or an editorial id)
+    /// covers: that media, the media carrying that editorial id, and every media nested
+    /// inside those, sorted.
+    pub fn covered_by(&self, content: &str) -> Vec<String> {
+        let mut codes: Vec<String> = self
+            .by_prefix
+            .values()
+            .filter(|m| m.covered_by.iter().any(|c| c == content))
+            .map(|m| m.code.clone())
+            .collect();
+        codes.sort_unstable();
+        codes
+    }
+
     /// The media whose prefix is the longest one containing `path` (normalised).
     pub fn lookup(&self, path: &str) -> Option<&Arc<MediaRef>> {
         path.rmatch_indices('/')
@@ -176,5 +190,12 @@ mod tests {
         assert_eq!(inner.preview_seconds, 30, "the enclosing product's preview");
         let outer = index.lookup("/events/semi/x.ts").unwrap();
         assert_eq!(outer.covered_by, ["all"], "rights flow inwards only");
+        assert_eq!(
+            index.covered_by("final-sd"),
+            ["final-hd", "final-sd"],
+            "an invalidation of the enclosing media reaches the nested one"
+        );
+        assert_eq!(index.covered_by("all"), ["all", "final-hd", "final-sd"]);
+        assert_eq!(index.covered_by("final"), ["final-hd"], "by editorial id");
     }
 }

@@ -2,7 +2,7 @@
 //! decisions it names are dropped, so the very next request is decided afresh.
 
 use super::fields::{Fields, Reader};
-use super::{blocking, AdminError};
+use super::AdminError;
 use crate::proxy::State;
 
 /// What an invalidation dropped.
@@ -19,7 +19,8 @@ pub struct Invalidated {
 }
 
 /// Drops the cached rights decisions about `subject`, about `content` (a media code, or an
-/// editorial id standing for every media that carries it), or about both together.
+/// editorial id standing for every media that carries it, with every media nested inside
+/// those), or about both together.
 ///
 /// # Errors
 /// 400 when neither is given.
@@ -34,21 +35,18 @@ pub async fn invalidate_rights(state: &State, f: &Fields) -> Result<Invalidated,
             "give subject, content, or both",
         ));
     }
-    let media = match &content {
-        None => Vec::new(),
-        Some(content) => {
-            let c = content.clone();
-            let mut codes: Vec<String> = blocking(state, move |s| s.all_media())
-                .await?
-                .into_iter()
-                .filter(|m| m.editorial.as_deref() == Some(c.as_str()))
-                .map(|m| m.code)
-                .collect();
+    // A right on a media covers the media nested inside it, and an editorial id every
+    // media carrying it: their decisions are cached under those media's codes.
+    let media = match (&content, &state.rights) {
+        (None, _) => Vec::new(),
+        (Some(content), Some(rights)) => {
+            let mut codes = rights.media_covered_by(content);
             if !codes.contains(content) {
                 codes.insert(0, content.clone());
             }
             codes
         }
+        (Some(content), None) => vec![content.clone()],
     };
     let dropped = match &state.rights {
         Some(rights) => {
