@@ -105,7 +105,7 @@ async fn item7_every_admin_write_is_audited_with_who_what_and_before_after() {
     assert_eq!(status, 201, "{sold}");
     let hash = sold["hash"].as_str().unwrap().to_owned();
     let mut tickets = vec![sold["ticket"].as_str().unwrap().to_owned()];
-    // A shorter window: the ticket is reissued.
+    // A shorter window (the ticket, valid for a year, stays as it was).
     let ends = usher::clock::unix_now() + 36 * 3600;
     let (status, updated) = api(
         &usher,
@@ -200,9 +200,9 @@ async fn item7_every_admin_write_is_audited_with_who_what_and_before_after() {
         by_api["access_expire"],
         json!({"before": null, "after": ends})
     );
-    assert_eq!(
-        by_api["ticket"],
-        json!({"before": "<redacted>", "after": "<redacted>"})
+    assert!(
+        by_api.get("ticket").is_none(),
+        "the reissued ticket is the same (it outlasts the window): {by_api}"
     );
     assert!(
         by_api.get("email").is_none(),

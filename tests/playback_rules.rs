@@ -251,6 +251,15 @@ async fn item4_the_bare_link_binds_usher_s_device_cookie_and_a_second_computer_i
     let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
     let (play, hash) = one_computer(&usher).await;
 
+    // A ticket on a segment URL (an answer a cache may keep) makes up no device.
+    let segment = play.replace("master.m3u8", "180p/s1.ts");
+    let bare_segment = get(&segment, &[]).await;
+    assert_eq!(
+        status_reason(&bare_segment),
+        (403, "device_required".into())
+    );
+    assert!(bare_segment.headers.get("set-cookie").is_none());
+
     // The bare link, as curl sends it: no device header, cookie or parameter.
     let first = get(&play, &[]).await;
     assert_eq!(first.status, 200, "{}", first.text());

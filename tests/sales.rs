@@ -177,6 +177,35 @@ async fn item2_an_inactive_product_refuses_the_sale_in_every_interface() {
 }
 
 #[tokio::test]
+async fn item2_a_sale_for_a_media_the_product_does_not_hold_is_refused() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    product_with(&usher, json!({"code": "one", "name": "One"}), "ep1").await;
+    product_with(&usher, json!({"code": "two", "name": "Two"}), "ep2").await;
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "one", "media": "ep2", "email": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["reason"], "media_not_in_product", "{body}");
+    assert!(
+        buyers_of(&usher, "one").await.is_empty(),
+        "nothing was sold"
+    );
+    let (status, sold) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "one", "media": "ep1", "email": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+}
+
+#[tokio::test]
 async fn item2_a_product_past_its_availability_or_window_refuses_but_a_future_one_presells() {
     let origin = show_origin().await;
     let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);

@@ -45,7 +45,8 @@ pub enum AdminError {
     NotSellable {
         /// The product's code.
         product: String,
-        /// Why: `product_inactive`, `product_unavailable` or `window_ended`.
+        /// Why: `product_inactive`, `product_unavailable`, `window_ended` or
+        /// `media_not_in_product`.
         reason: &'static str,
     },
     /// An idempotency key came back with a different request (422).

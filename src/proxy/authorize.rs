@@ -127,10 +127,12 @@ pub async fn authorize(
         .or_else(|| grant.claims.dev.clone());
     match grant.kind {
         Kind::Ticket => {
-            // A purchase that counts activations needs a device. A request that names none
-            // (the bare emailed link) gets one made up here, bound like any other and
-            // handed back as usher's device cookie; the session token carries it on.
-            if entitled.activations.is_some() && device.is_none() {
+            // A purchase that counts activations needs a device. A playlist request that
+            // names none (the bare emailed link) gets one made up here, bound like any other
+            // and handed back as usher's device cookie; the session token carries it on.
+            // Only playlists: their answers are private and never stored by a cache, so the
+            // cookie cannot be handed to other viewers.
+            if entitled.activations.is_some() && device.is_none() && kind == ObjectKind::Playlist {
                 if let Some(minted) = mint_device(config, headers) {
                     device = Some(minted.hash.clone());
                     grant.minted_device = Some(minted);

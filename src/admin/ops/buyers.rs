@@ -75,6 +75,9 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
         Some(code) => Some(get_media(state, code).await?),
         None => None,
     };
+    if let Some(media) = &media {
+        in_product(state, &product, media).await?;
+    }
     if r.text("email").is_none() && r.text("phone").is_none() && r.text("account").is_none() {
         return Err(AdminError::invalid(
             "email",
@@ -160,6 +163,34 @@ fn fits(purchase: &Purchase, product: &Product) -> Result<(), AdminError> {
             ),
         )
     })
+}
+
+/// A sale for one media must be of a product that holds it: the media itself, its
+/// editorial id, or a media enclosing it (a right on which covers it).
+///
+/// # Errors
+/// 409 `media_not_in_product`: the buyer would get a link that answers `no_rights`.
+async fn in_product(state: &State, product: &Product, media: &Media) -> Result<(), AdminError> {
+    let code = product.code.clone();
+    let linked = blocking(state, move |s| s.linked(&code)).await?;
+    let covered_by = state
+        .rights
+        .as_ref()
+        .and_then(|rights| rights.media_for(&media.prefix))
+        .map(|m| m.covered_by.clone())
+        .unwrap_or_else(|| {
+            std::iter::once(media.code.clone())
+                .chain(media.editorial.clone())
+                .collect()
+        });
+    if covered_by.iter().any(|c| linked.contains(c)) {
+        Ok(())
+    } else {
+        Err(AdminError::NotSellable {
+            product: product.code.clone(),
+            reason: "media_not_in_product",
+        })
+    }
 }
 
 async fn only_media(state: &State, product: &str) -> Result<Option<Media>, AdminError> {
