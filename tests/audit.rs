@@ -216,9 +216,14 @@ async fn item7_every_admin_write_is_audited_with_who_what_and_before_after() {
         entries[6]["changes"]["status"],
         json!({"before": "active", "after": "revoked"})
     );
-    assert!(
-        entries[7]["changes"].get("token").is_some(),
-        "the reload names the changed section"
+    assert_eq!(
+        entries[7]["changes"],
+        json!({"token.clock_skew": {"before": "<redacted>", "after": "<redacted>"}}),
+        "the reload names the setting it changed, and only that"
+    );
+    assert_eq!(
+        entries[8]["changes"],
+        json!({"token.clock_skew": {"before": "<redacted>", "after": "<redacted>"}})
     );
     assert!(entries
         .iter()

@@ -156,8 +156,8 @@ async fn already_created(state: &State, hash: &str) -> bool {
         .is_ok_and(|(_, total)| total > 0)
 }
 
-/// Reloads the config (as `POST /reload` or SIGHUP) and records which reloadable sections
-/// changed (their values redacted: they hold keys).
+/// Reloads the config (as `POST /reload` or SIGHUP) and records the dotted keys of the
+/// settings it applied that changed (their values redacted: they may hold keys).
 ///
 /// # Errors
 /// The new config's problems; nothing changed and nothing is recorded.
@@ -165,18 +165,13 @@ pub async fn reload(
     state: &State,
     actor: &Actor,
 ) -> Result<crate::proxy::Reloaded, crate::config::ConfigError> {
-    let before = sections(&state.config());
+    let before = state.config().file.clone();
     let done = state.reload()?;
-    let after = sections(&state.config());
-    let mut changed = Map::new();
-    for ((name, old), (_, new)) in before.iter().zip(&after) {
-        if old != new {
-            changed.insert(
-                (*name).to_owned(),
-                json!({"before": REDACTED, "after": REDACTED}),
-            );
-        }
-    }
+    let after = state.config().file.clone();
+    let changed: Map<String, Value> = crate::config::changes::applied(&before, &after)
+        .into_iter()
+        .map(|key| (key, json!({"before": REDACTED, "after": REDACTED})))
+        .collect();
     let entry = AuditEntry {
         id: 0,
         at: (state.clock)(),
@@ -195,17 +190,6 @@ pub async fn reload(
     };
     append(state, entry).await;
     Ok(done)
-}
-
-/// The sections a reload can change, each as text to compare (never recorded).
-fn sections(config: &crate::config::Config) -> [(&'static str, String); 5] {
-    [
-        ("token", format!("{:?}", config.token)),
-        ("access", format!("{:?}", config.access)),
-        ("routes", format!("{:?}", config.routes)),
-        ("formats", format!("{:?}", config.formats)),
-        ("webhooks", format!("{:?}", config.webhooks)),
-    ]
 }
 
 async fn append(state: &State, entry: AuditEntry) {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The window failures are counted in.
@@ -68,11 +69,14 @@ impl Guard {
                 });
             }
         }
-        // Every credential is compared, so the time taken says nothing about which matched.
+        // Every credential is compared, as digests of equal length, so the time taken says
+        // nothing about which matched nor about a credential's length.
         let mut found = None;
         if let Some(given) = given {
+            let given = Sha256::digest(given.as_bytes());
             for (name, token) in &self.credentials {
-                if bool::from(given.as_bytes().ct_eq(token.as_bytes())) && found.is_none() {
+                let token = Sha256::digest(token.as_bytes());
+                if bool::from(given.ct_eq(&token)) && found.is_none() {
                     found = Some(name.as_str());
                 }
             }
@@ -84,8 +88,11 @@ impl Guard {
             if failures.len() >= TRACKED {
                 failures.retain(|_, (start, _)| now < *start + WINDOW_SECS);
             }
-            let (start, count) = window.unwrap_or((now, 0));
-            failures.insert(client, (start, count + 1));
+            // Bounded: past TRACKED clients inside their minute, new ones are not tracked.
+            if failures.len() < TRACKED || failures.contains_key(&client) {
+                let (start, count) = window.unwrap_or((now, 0));
+                failures.insert(client, (start, count + 1));
+            }
         }
         Err(Refused::Unauthorized)
     }

@@ -287,12 +287,12 @@ fn csv_values(p: &Purchase) -> impl Iterator<Item = String> {
 }
 
 /// One CSV line (RFC 4180): fields with a comma, quote or line break are quoted, quotes
-/// doubled; a field starting with `= + - @` gets a leading `'` so a spreadsheet does not
+/// doubled; a field starting with `= + - @`, a tab or a CR gets a leading `'` so a spreadsheet does not
 /// run it as a formula.
 fn csv_row(fields: impl Iterator<Item = String>) -> String {
     let mut line = fields
         .map(|f| {
-            let f = if f.starts_with(['=', '+', '-', '@']) {
+            let f = if f.starts_with(['=', '+', '-', '@', '\t', '\r']) {
                 format!("'{f}")
             } else {
                 f

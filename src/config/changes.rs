@@ -30,6 +30,15 @@ pub fn restart_required(old: &toml::Table, new: &toml::Table) -> Vec<String> {
         .collect()
 }
 
+/// The dotted keys that differ between `old` and `new` in the sections a reload applies,
+/// in file order: what a reload changed. Names only, never values.
+pub fn applied(old: &toml::Table, new: &toml::Table) -> Vec<String> {
+    let mut changed = Vec::new();
+    diff_tables("", old, new, &mut changed);
+    changed.retain(|key| RELOADABLE.contains(&key.split(['.', '[']).next().unwrap_or_default()));
+    changed
+}
+
 /// The file as it is in force after a reload from `old` to `new`: `new`'s reloadable
 /// sections, `old`'s others (they keep running until a restart), so the next reload still
 /// names a change that is waiting for one.

@@ -89,7 +89,12 @@ async fn read(state: &State, kind: Kind, id: &str) -> Result<Snapshot, AdminErro
             let (purchase, devices) =
                 ops::blocking(state, move |s| Ok((s.purchase(&h)?, s.devices(&h)?))).await?;
             Snapshot {
-                value: value(devices.into_iter().find(|d| d.device == second)),
+                // Named by its hash or by the id the operator added it with.
+                value: value(
+                    devices
+                        .into_iter()
+                        .find(|d| d.device == second || d.id.as_deref() == Some(second.as_str())),
+                ),
                 account: purchase.map(|p| p.account),
                 purchase: Some(first),
             }
