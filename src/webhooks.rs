@@ -45,7 +45,13 @@ struct Inner {
     metrics: Metrics,
     clock: Clock,
     wake: Notify,
+    /// Keys of events announced in the last minute, for events a client can repeat at will
+    /// (a second computer retrying): one announcement per key and minute.
+    recent: moka::sync::Cache<String, ()>,
 }
+
+/// How many repeatable events [`Webhooks::emit_once_per_minute`] remembers.
+const RECENT_CAPACITY: u64 = 10_000;
 
 /// A fresh event id: 128 random bits, hex.
 fn new_event_id() -> String {
@@ -68,6 +74,10 @@ impl Webhooks {
             metrics,
             clock,
             wake: Notify::new(),
+            recent: moka::sync::Cache::builder()
+                .max_capacity(RECENT_CAPACITY)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
         }))
     }
 
@@ -155,6 +165,25 @@ impl Webhooks {
                 runtime.spawn_blocking(work);
             }
             Err(_) => work(),
+        }
+    }
+
+    /// As [`Webhooks::emit_with`], at most once a minute per `key`: for events a client
+    /// can repeat at will, so a retrying player neither floods the queue (pushing out the
+    /// purchases and revokes in it) nor writes to the store on every request.
+    pub fn emit_once_per_minute(
+        &self,
+        key: String,
+        kind: EventKind,
+        build: impl FnOnce(&dyn Store) -> Option<Event> + Send + 'static,
+    ) {
+        if !self.wanted(kind) {
+            return;
+        }
+        let mut first = false;
+        self.0.recent.get_with(key, || first = true);
+        if first {
+            self.emit_with(kind, build);
         }
     }
 

@@ -260,6 +260,24 @@ async fn item12_a_device_past_the_activation_limit_is_announced() {
         "{:?}",
         event.payload
     );
+
+    // The same computer retrying is announced once a minute, not on every request.
+    for _ in 0..4 {
+        assert_eq!(
+            get(&play, &[("x-device-id", "laptop")]).await.reason(),
+            "activation_limit"
+        );
+    }
+    assert_eq!(
+        get(&play, &[("x-device-id", "phone")]).await.reason(),
+        "activation_limit"
+    );
+    let next = receiver.next("activation_refused").await;
+    assert_ne!(
+        next.payload["data"]["device"], event.payload["data"]["device"],
+        "the next announcement is the other device's: {:?}",
+        next.payload
+    );
 }
 
 #[tokio::test]

@@ -307,7 +307,9 @@ fn activation_refused(state: &State, entitled: &Entitled, device: Option<&str>) 
         device.map(str::to_owned),
         entitled.activations,
     );
-    state.webhooks.emit_with(
+    let key = format!("{purchase}\0{}", device.as_deref().unwrap_or(""));
+    state.webhooks.emit_once_per_minute(
+        key,
         crate::config::webhooks::EventKind::ActivationRefused,
         move |s| {
             let bought = s.purchase(&purchase).ok().flatten()?;
