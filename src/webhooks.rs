@@ -50,6 +50,15 @@ struct Inner {
     recent: moka::sync::Cache<String, ()>,
 }
 
+/// A receiver's URL as logs may show it: scheme, host and port, never the path or query
+/// (receivers often carry their secret there).
+fn receiver(url: &str) -> &str {
+    let authority = url.find("://").map_or(0, |at| at + 3);
+    url[authority..]
+        .find(['/', '?', '#'])
+        .map_or(url, |end| &url[..authority + end])
+}
+
 /// How many repeatable events [`Webhooks::emit_once_per_minute`] remembers.
 const RECENT_CAPACITY: u64 = 10_000;
 
@@ -259,7 +268,7 @@ impl Webhooks {
     async fn attempt(&self, sender: &Sender, config: &WebhooksConfig, queued: QueuedDelivery) {
         let d = &queued.delivery;
         let Some(endpoint) = config.endpoint(&d.endpoint) else {
-            tracing::warn!(url = %d.endpoint, event = %d.event, "webhook receiver no longer configured; dropped");
+            tracing::warn!(receiver = %receiver(&d.endpoint), event = %d.event, "webhook receiver no longer configured; dropped");
             self.finish(queued.id, None, "unconfigured").await;
             return;
         };
@@ -282,11 +291,11 @@ impl Webhooks {
                 deliveries.with_label_values(&["failed"]).inc();
                 let attempts = queued.attempts + 1;
                 if attempts >= config.max_attempts {
-                    tracing::warn!(url = %d.endpoint, event = %d.event, attempts, error = %e, "webhook given up");
+                    tracing::warn!(receiver = %receiver(&d.endpoint), event = %d.event, attempts, error = %e, "webhook given up");
                     self.finish(queued.id, None, "gave_up").await;
                 } else {
                     let next = (self.0.clock)() + config.backoff(attempts).as_secs();
-                    tracing::info!(url = %d.endpoint, event = %d.event, attempts, error = %e, "webhook failed; will retry");
+                    tracing::info!(receiver = %receiver(&d.endpoint), event = %d.event, attempts, error = %e, "webhook failed; will retry");
                     self.finish(queued.id, Some(next), "").await;
                 }
             }
@@ -314,5 +323,20 @@ impl Webhooks {
                 .with_label_values(&[dropped])
                 .inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logs_name_a_receiver_by_its_origin_only() {
+        assert_eq!(
+            super::receiver("https://hooks.example.com/T000/B000/s3cr3t?x=1"),
+            "https://hooks.example.com"
+        );
+        assert_eq!(
+            super::receiver("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080"
+        );
     }
 }
