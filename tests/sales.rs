@@ -725,6 +725,26 @@ async fn item10_an_idempotency_key_answers_the_first_sale_again_even_after_a_res
 }
 
 #[tokio::test]
+async fn item10_an_order_id_in_the_query_of_a_sale_is_refused_not_ignored() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    product_with(&usher, json!({"code": "movie", "name": "Movie"}), "ep1").await;
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers?order_id=order-7",
+        Some(json!({"product": "movie", "media": "ep1", "email": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "order_id", "{body}");
+    assert!(
+        buyers_of(&usher, "movie").await.is_empty(),
+        "nothing was sold"
+    );
+}
+
+#[tokio::test]
 async fn item10_concurrent_identical_submits_sell_once() {
     let origin = show_origin().await;
     let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);

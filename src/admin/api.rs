@@ -32,6 +32,14 @@ pub async fn route(
     body: &Fields,
 ) -> Result<Answer, AdminError> {
     use StatusCode as S;
+    // Writes take their fields from the body; a parameter in the query (a sale's
+    // `order_id`, say) would be ignored, so it is refused by name. Deleting media reads
+    // its `force` itself.
+    let reads_query =
+        method == Method::GET || (method == Method::DELETE && segments.first() == Some(&"media"));
+    if !reads_query {
+        fields::Reader::new(query).deny_unknown()?;
+    }
     match (method, segments) {
         (&Method::GET, ["products"]) => lists::products(state, query).await,
         (&Method::POST, ["products"]) => ok(S::CREATED, ops::create_product(state, body).await?),
