@@ -528,7 +528,8 @@ async fn handle_inner(
     let fetch_started = Instant::now();
     let shielded = if state
         .shield
-        .applies(req.method(), kind, &path, req.headers()) {
+        .applies(req.method(), kind, &path, req.headers())
+    {
         let key = Key::new(&group.name, &path, upstream_query.as_deref());
         state
             .shield

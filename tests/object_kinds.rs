@@ -59,8 +59,7 @@ fn upstream_requests(origin: &Origin, path: &str) -> usize {
 }
 
 #[tokio::test]
-async fn item_every_object_kind_subtitles_keys_and_trick_play_images_cost_one_upstream_request()
-{
+async fn item_every_object_kind_subtitles_keys_and_trick_play_images_cost_one_upstream_request() {
     let objects = objects();
     let origin = spawn_origin(objects.clone()).await;
     let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
@@ -132,7 +131,10 @@ fn item_every_object_kind_check_config_rejects_bad_lists_by_dotted_key() {
         "shield.cache_content_types[1] = \"text\"",
         "shield.cache_content_types[2] = \"text/vtt; charset=utf-8\"",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
     assert!(!stderr.contains("cache_extensions[0]"), "{stderr}");
     assert!(!stderr.contains("cache_content_types[0]"), "{stderr}");

@@ -152,12 +152,13 @@ pub fn type_listed(settings: &ShieldConfig, headers: &HeaderMap) -> bool {
     };
     let media_type = value.split(';').next().unwrap_or("").trim();
     let (kind, _) = media_type.split_once('/').unwrap_or((media_type, ""));
-    settings.cache_content_types.iter().any(|listed| {
-        match listed.strip_suffix("/*") {
+    settings
+        .cache_content_types
+        .iter()
+        .any(|listed| match listed.strip_suffix("/*") {
             Some(listed_kind) => listed_kind.eq_ignore_ascii_case(kind),
             None => listed.eq_ignore_ascii_case(media_type),
-        }
-    })
+        })
 }
 
 /// For a live media playlist (segments, no `EXT-X-ENDLIST`, not a VOD playlist type): the

@@ -348,7 +348,10 @@ mod tests {
     async fn body(origin: &DirOrigin, req: &UpstreamRequest) -> (StatusCode, Bytes) {
         let response = origin.serve(req).await;
         let status = response.status();
-        (status, response.into_body().collect().await.unwrap().to_bytes())
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
     }
 
     #[tokio::test]
@@ -362,7 +365,10 @@ mod tests {
         std::fs::remove_file(dir.path().join("k.bin")).unwrap();
         assert_eq!(body(&origin, &get("/k.bin", None)).await, first);
         let part = body(&origin, &get("/k.bin", Some("bytes=1020-"))).await;
-        assert_eq!(part, (StatusCode::PARTIAL_CONTENT, Bytes::from(vec![7u8; 4])));
+        assert_eq!(
+            part,
+            (StatusCode::PARTIAL_CONTENT, Bytes::from(vec![7u8; 4]))
+        );
     }
 
     #[tokio::test]
