@@ -119,7 +119,7 @@ impl DirOrigin {
         };
         let (response, start, count) = match head(req, &file, len) {
             Ok(head) => head,
-            Err(done) => return done,
+            Err(done) => return *done,
         };
         if start > 0 && handle.seek(SeekFrom::Start(start)).await.is_err() {
             return status(StatusCode::INTERNAL_SERVER_ERROR);
@@ -160,7 +160,7 @@ fn head(
     req: &UpstreamRequest,
     file: &Path,
     len: u64,
-) -> Result<(http::response::Builder, u64, u64), Response<Body>> {
+) -> Result<(http::response::Builder, u64, u64), Box<Response<Body>>> {
     let range = req
         .headers
         .get(RANGE)
@@ -172,11 +172,13 @@ fn head(
     let (start, count) = match range {
         None | Some(RangeSpec::Ignored) => (0, len),
         Some(RangeSpec::Unsatisfiable) => {
-            return Err(Response::builder()
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(CONTENT_RANGE, format!("bytes */{len}"))
-                .body(empty())
-                .expect("valid response"));
+            return Err(Box::new(
+                Response::builder()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(CONTENT_RANGE, format!("bytes */{len}"))
+                    .body(empty())
+                    .expect("valid response"),
+            ));
         }
         Some(RangeSpec::Bytes { start, end }) => {
             response = response
@@ -187,7 +189,7 @@ fn head(
     };
     let response = response.header(CONTENT_LENGTH, count);
     if req.method == Method::HEAD {
-        return Err(response.body(empty()).expect("valid response"));
+        return Err(Box::new(response.body(empty()).expect("valid response")));
     }
     Ok((response, start, count))
 }
@@ -196,7 +198,7 @@ fn head(
 fn from_memory(req: &UpstreamRequest, file: &Path, bytes: &Bytes) -> Response<Body> {
     let (response, start, count) = match head(req, file, bytes.len() as u64) {
         Ok(head) => head,
-        Err(done) => return done,
+        Err(done) => return *done,
     };
     // `parse_range` keeps ranges inside the file.
     let slice = bytes.slice(start as usize..(start + count) as usize);
