@@ -526,7 +526,10 @@ async fn handle_inner(
     let head_only = req.method() == Method::HEAD;
     let group = state.upstreams.group(config.upstream_for(&path));
     let fetch_started = Instant::now();
-    let shielded = if state.shield.applies(req.method(), kind, req.headers()) {
+    let shielded = if state
+        .shield
+        .applies(req.method(), kind, &path, req.headers())
+    {
         let key = Key::new(&group.name, &path, upstream_query.as_deref());
         state
             .shield

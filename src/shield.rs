@@ -1,5 +1,7 @@
 //! The origin shield: segments, init sections, keys and playlists kept in memory by bytes,
-//! and concurrent misses for one object coalesced into one upstream request.
+//! and concurrent misses for one object coalesced into one upstream request. Other objects
+//! (trick-play images, `.bin` or extensionless keys, subtitles) are kept when their
+//! extension or content type is listed (see [`policy::choice`]).
 //!
 //! ```text
 //! request ─► key (group, path, _HLS_* directives; never a token)
@@ -10,6 +12,8 @@
 //!               upstream group: primary, fallbacks (see proxy::upstream::group)
 //!               every server failed and a stale entry is usable? ─► stale
 //!               complete, storable (policy), small enough ─► kept
+//!               an other object whose type is not listed ─► served, not kept, and the
+//!               next requests for it go past the shield
 //! ```
 //!
 //! Everyone reading a fetch gets its chunks as they arrive; a failed fetch is kept by no
@@ -53,8 +57,9 @@ pub struct Shield {
 
 struct Inner {
     cache: Cache<Key, Arc<Entry>>,
-    /// Objects found too large to keep: requests for them go by the shield for a while.
-    too_large: Cache<Key, ()>,
+    /// Objects found too large to keep, or other objects of a type not listed: requests
+    /// for them go by the shield for a while.
+    bypass: Cache<Key, ()>,
     /// Counts purges: a fetch that started before one does not store what it fetched (it
     /// may be what the purge meant to remove).
     purges: std::sync::atomic::AtomicU64,
@@ -95,7 +100,7 @@ impl Shield {
         Self {
             inner: Arc::new(Inner {
                 cache,
-                too_large: Cache::builder()
+                bypass: Cache::builder()
                     .max_capacity(10_000)
                     .time_to_live(settings.segment_ttl)
                     .build(),
@@ -108,12 +113,20 @@ impl Shield {
     }
 
     /// Whether a request goes through the shield: it is on, the request is a whole GET or
-    /// HEAD (no `Range`), and it asks for a media object or a playlist.
-    pub fn applies(&self, method: &Method, kind: ObjectKind, headers: &HeaderMap) -> bool {
-        self.inner.settings.enabled
+    /// HEAD (no `Range`), and it asks for a media object, a playlist, or another object
+    /// the settings choose (by extension, or by content type once fetched).
+    pub fn applies(
+        &self,
+        method: &Method,
+        kind: ObjectKind,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> bool {
+        let settings = &self.inner.settings;
+        settings.enabled
             && (method == Method::GET || method == Method::HEAD)
-            && kind != ObjectKind::Other
             && !headers.contains_key(RANGE)
+            && policy::choice(settings, kind, path) != policy::Choice::Pass
     }
 
     /// Answers for `key` from the cache, from a fetch in flight, or from a new fetch on
@@ -131,7 +144,7 @@ impl Shield {
     ) -> Result<Option<Response<Body>>, UpstreamError> {
         let inner = &self.inner;
         let label = kind.as_str();
-        if inner.too_large.contains_key(&key) {
+        if inner.bypass.contains_key(&key) {
             self.pass(kind);
             return Ok(None);
         }
@@ -376,9 +389,17 @@ impl Fetch {
         if announced_too_large {
             // Not held in memory at all: this request and the next ones for a while fetch
             // it past the shield, streamed at each client's pace.
-            inner.too_large.insert(self.key.clone(), ());
+            inner.bypass.insert(self.key.clone(), ());
             self.fill.pass();
             return;
+        }
+        // An other object chosen by type and answered with a type not listed: this fetch
+        // serves the viewers waiting for it, and the next requests go past the shield.
+        let keep = policy::choice(&inner.settings, self.kind, self.key.path())
+            != policy::Choice::ByType
+            || policy::type_listed(&inner.settings, &head.headers);
+        if !keep && head.status.is_success() {
+            inner.bypass.insert(self.key.clone(), ());
         }
         self.fill.head(head.clone(), false);
         let mut kept = Vec::new();
@@ -414,8 +435,8 @@ impl Fetch {
         if len > limit {
             // Larger than announced (or not announced): served, not kept, and the next
             // requests go past the shield.
-            inner.too_large.insert(self.key.clone(), ());
-        } else if let Some(lifetime) = lifetime {
+            inner.bypass.insert(self.key.clone(), ());
+        } else if let Some(lifetime) = lifetime.filter(|_| keep) {
             let entry = Entry {
                 head,
                 body,

@@ -363,6 +363,11 @@ pub struct ShieldFile {
     pub negative_ttl: Option<String>,
     /// How long past its lifetime a copy is served when every upstream fails.
     pub stale_if_error: Option<String>,
+    /// File extensions of other objects (not playlists, segments, init sections or `.key`
+    /// keys) that are cached too.
+    pub cache_extensions: Option<Vec<String>>,
+    /// Content types (`type/subtype` or `type/*`) that make any other object cached.
+    pub cache_content_types: Option<Vec<String>>,
 }
 
 /// `[token]`

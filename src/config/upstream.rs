@@ -44,7 +44,8 @@ pub struct Health {
 /// `[shield]`, checked: the in-memory cache in front of the upstreams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShieldConfig {
-    /// Whether segments, init sections, keys and playlists are cached and coalesced.
+    /// Whether segments, init sections, keys, playlists and the other objects chosen by
+    /// `cache_extensions` and `cache_content_types` are cached and coalesced.
     pub enabled: bool,
     /// Byte budget of the cache (bodies and headers).
     pub memory: u64,
@@ -61,4 +62,26 @@ pub struct ShieldConfig {
     pub negative_ttl: Duration,
     /// How long past its lifetime a copy is served when every upstream fails.
     pub stale_if_error: Duration,
+    /// Extensions (lower case, no dot) of other objects that are cached: trick-play
+    /// images, `.bin` keys, subtitles in other formats.
+    pub cache_extensions: Vec<String>,
+    /// Media types (lower case, `type/subtype` or `type/*`) whose responses are cached
+    /// whatever the path: extensionless keys, images. Empty: other objects with an
+    /// unlisted extension go past the shield untouched.
+    pub cache_content_types: Vec<String>,
 }
+
+/// Extensions of other objects cached by default.
+pub const DEFAULT_CACHE_EXTENSIONS: &[&str] = &[
+    "bin", "jpg", "jpeg", "png", "webp", "avif", "gif", "srt", "ttml", "dfxp",
+];
+
+/// Content types cached by default, whatever the path.
+pub const DEFAULT_CACHE_CONTENT_TYPES: &[&str] = &[
+    "application/octet-stream",
+    "application/ttml+xml",
+    "text/vtt",
+    "image/*",
+    "audio/*",
+    "video/*",
+];

@@ -1,9 +1,12 @@
 //! How long a response may be kept: the origin's `Cache-Control` when it says, otherwise
-//! usher's defaults by object kind, with live media playlists kept only briefly.
+//! usher's defaults by object kind, with live media playlists kept only briefly; and which
+//! other objects (neither playlists nor known media kinds) are kept at all: those with an
+//! extension in `cache_extensions`, or answered with a type in `cache_content_types`. They
+//! live as long as segments.
 
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, VARY};
 use http::{HeaderMap, StatusCode};
 
 use crate::config::ShieldConfig;
@@ -109,6 +112,55 @@ pub fn lifetime(
     Some(Lifetime { fresh, stale })
 }
 
+/// Which of the other objects the shield takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Not an other object, or one whose extension is listed: kept like a segment.
+    Keep,
+    /// Fetched through the shield, kept only if its content type is listed.
+    ByType,
+    /// Past the shield, as a request for it came.
+    Pass,
+}
+
+/// How the shield treats an object of `kind` at `path`.
+pub fn choice(settings: &ShieldConfig, kind: ObjectKind, path: &str) -> Choice {
+    if kind != ObjectKind::Other {
+        return Choice::Keep;
+    }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let ext = name.rsplit_once('.').map(|(_, ext)| ext);
+    if ext.is_some_and(|ext| {
+        settings
+            .cache_extensions
+            .iter()
+            .any(|listed| listed.eq_ignore_ascii_case(ext))
+    }) {
+        Choice::Keep
+    } else if settings.cache_content_types.is_empty() {
+        Choice::Pass
+    } else {
+        Choice::ByType
+    }
+}
+
+/// Whether the `Content-Type` in `headers` is one of `cache_content_types` (`type/*`
+/// matches any subtype; parameters are ignored).
+pub fn type_listed(settings: &ShieldConfig, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    let (kind, _) = media_type.split_once('/').unwrap_or((media_type, ""));
+    settings
+        .cache_content_types
+        .iter()
+        .any(|listed| match listed.strip_suffix("/*") {
+            Some(listed_kind) => listed_kind.eq_ignore_ascii_case(kind),
+            None => listed.eq_ignore_ascii_case(media_type),
+        })
+}
+
 /// For a live media playlist (segments, no `EXT-X-ENDLIST`, not a VOD playlist type): the
 /// interval at which players reload it: the part target for LL-HLS, else the target
 /// duration (1 s when it names neither, or a number no duration holds).
@@ -156,6 +208,14 @@ pub(crate) mod tests {
             live_playlist_ttl: None,
             negative_ttl: Duration::from_secs(2),
             stale_if_error: Duration::from_secs(30),
+            cache_extensions: crate::config::upstream::DEFAULT_CACHE_EXTENSIONS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            cache_content_types: crate::config::upstream::DEFAULT_CACHE_CONTENT_TYPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 
@@ -253,5 +313,32 @@ pub(crate) mod tests {
         let mut h = headers("max-age=60");
         h.insert(SET_COOKIE, "a=b".parse().unwrap());
         assert!(lifetime(&settings(), Segment, StatusCode::OK, &h, b"").is_none());
+    }
+
+    #[test]
+    fn other_objects_are_chosen_by_extension_then_by_content_type() {
+        use ObjectKind::{Other, Segment};
+        let s = settings();
+        assert_eq!(choice(&s, Segment, "/a/s1.ts"), Choice::Keep);
+        for path in ["/a/key.bin", "/a/thumb-001.JPG", "/a/t.webp", "/a/x.png"] {
+            assert_eq!(choice(&s, Other, path), Choice::Keep, "{path}");
+        }
+        for path in ["/a/key", "/a/notes.txt", "/a/"] {
+            assert_eq!(choice(&s, Other, path), Choice::ByType, "{path}");
+        }
+        let typed = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, ct.parse().unwrap());
+            type_listed(&s, &h)
+        };
+        assert!(typed("application/octet-stream"));
+        assert!(typed("image/jpeg"));
+        assert!(typed("Text/VTT; charset=utf-8"));
+        assert!(!typed("text/plain"));
+        assert!(!typed("application/json"));
+        assert!(!type_listed(&s, &HeaderMap::new()), "no type, not kept");
+        let mut none = s.clone();
+        none.cache_content_types.clear();
+        assert_eq!(choice(&none, Other, "/a/key"), Choice::Pass);
     }
 }

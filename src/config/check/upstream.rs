@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::super::file::{FallbackFile, HealthFile, ShieldFile, UpstreamFile};
+use super::super::upstream::{DEFAULT_CACHE_CONTENT_TYPES, DEFAULT_CACHE_EXTENSIONS};
 use super::super::{Health, Origin, Server, ShieldConfig, Upstream};
 use super::Problems;
 use crate::origin::OriginBase;
@@ -215,6 +216,20 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
         .live_playlist_ttl
         .map(|text| ttl("live_playlist_ttl", Some(text), "", false));
     let stale_if_error = ttl("stale_if_error", file.stale_if_error, "30s", true);
+    let cache_extensions = listed(
+        p,
+        "shield.cache_extensions",
+        file.cache_extensions,
+        DEFAULT_CACHE_EXTENSIONS,
+        extension_problem,
+    );
+    let cache_content_types = listed(
+        p,
+        "shield.cache_content_types",
+        file.cache_content_types,
+        DEFAULT_CACHE_CONTENT_TYPES,
+        content_type_problem,
+    );
     ShieldConfig {
         enabled: file.enabled.unwrap_or(true),
         memory,
@@ -224,5 +239,51 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
         live_playlist_ttl,
         negative_ttl,
         stale_if_error,
+        cache_extensions,
+        cache_content_types,
     }
+}
+
+/// A list of the shield's choices, lower-cased, each entry checked by `problem` (reported
+/// as `key[i]`); `default` when unset.
+fn listed(
+    p: &mut Problems,
+    key: &str,
+    given: Option<Vec<String>>,
+    default: &[&str],
+    problem: fn(&str) -> Option<&'static str>,
+) -> Vec<String> {
+    let Some(given) = given else {
+        return default.iter().map(|s| (*s).to_owned()).collect();
+    };
+    let mut out = Vec::with_capacity(given.len());
+    for (i, entry) in given.iter().enumerate() {
+        match problem(entry) {
+            Some(why) => p.add(&format!("{key}[{i}]"), entry, why),
+            None => out.push(entry.to_ascii_lowercase()),
+        }
+    }
+    out
+}
+
+/// Why `ext` is no extension usher can match: letters and digits only, 1 to 16 of them.
+fn extension_problem(ext: &str) -> Option<&'static str> {
+    if ext.starts_with('.') {
+        return Some("an extension without its dot (\"vtt\", not \".vtt\")");
+    }
+    let ok = (1..=16).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric());
+    (!ok).then_some("an extension is 1 to 16 letters or digits")
+}
+
+/// Why `media_type` is not `type/subtype` or `type/*` (no parameters).
+fn content_type_problem(media_type: &str) -> Option<&'static str> {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let ok = media_type
+        .split_once('/')
+        .is_some_and(|(kind, sub)| token(kind) && (sub == "*" || token(sub)));
+    (!ok).then_some("a media type is type/subtype or type/*, without parameters")
 }
