@@ -1,5 +1,6 @@
 //! Benchmarks of everything on the per-request hot path: credential verification, the
-//! access decision, minting a session token, playlist rewriting and path normalisation.
+//! access decision, minting a session token, playlist rewriting and compression, and path
+//! normalisation.
 //!
 //! Run with `cargo bench --bench hot_path`. Targets: ticket verification under 2 µs, a
 //! 10,000-segment media playlist rewrite under 5 ms.
@@ -14,6 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use usher::access::{self, Grant, Presented};
 use usher::manifest::{self, Carrier, Rewrite};
 use usher::origin::OriginBase;
+use usher::proxy::compress;
 use usher::ticket::{self, Claims, Key, KeyRing, Kind};
 
 /// An instant inside every credential's window (Unix seconds).
@@ -230,6 +232,66 @@ fn bench_manifests(c: &mut Criterion) {
     group.finish();
 }
 
+/// A live media playlist of `segments` segments (a sliding window, no ENDLIST).
+fn live_playlist(segments: usize) -> String {
+    let mut text = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4810\n",
+    );
+    for n in 4810..4810 + segments {
+        writeln!(text, "#EXTINF:2.000,\nseg_{n:05}.ts").expect("write to String");
+    }
+    text
+}
+
+/// Playlist compression after rewriting (issue 12): gzip at level 1 (usher's default) and
+/// 6 (zlib's default) of a tokenized 10,000-segment VOD playlist and a tokenized 6-segment
+/// live playlist. The sizes are printed once: identity bytes, gzip bytes per level.
+fn bench_compress(c: &mut Criterion) {
+    let ring = ring();
+    let token = ticket::sign(&ring, Kind::Session, &session_claims());
+    let bases = [OriginBase::parse("http://origin.test/hls").expect("origin base")];
+    let ctx = Rewrite {
+        origin_bases: &bases,
+        param: "token",
+        token: &token,
+        request_query: None,
+        preview: None,
+        per_path: None,
+        carrier: Carrier::Query,
+    };
+    for (name, text) in [
+        ("media_10k", media_playlist(SEGMENTS)),
+        ("live_6", live_playlist(6)),
+    ] {
+        let tokenized = manifest::rewrite(text.as_bytes(), &ctx)
+            .expect("rewrites")
+            .text;
+        let sizes: Vec<String> = [1, 6, 9]
+            .iter()
+            .map(|level| {
+                format!(
+                    "level {level}: {} B",
+                    compress::gzip(tokenized.as_bytes(), *level).len()
+                )
+            })
+            .collect();
+        eprintln!(
+            "gzip {name}: origin {} B, tokenized {} B, {}",
+            text.len(),
+            tokenized.len(),
+            sizes.join(", ")
+        );
+        let mut group = c.benchmark_group("gzip");
+        group.throughput(Throughput::Bytes(tokenized.len() as u64));
+        for level in [1, 6] {
+            group.bench_function(format!("gzip_{name}_level{level}"), |b| {
+                b.iter(|| compress::gzip(black_box(tokenized.as_bytes()), level))
+            });
+        }
+        group.finish();
+    }
+}
+
 fn bench_path(c: &mut Criterion) {
     let raw = "/events/final/1080p/seg_00042.ts";
     assert_eq!(usher::path::normalize(raw).as_deref(), Ok(raw));
@@ -372,6 +434,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = bench_credentials, bench_manifests, bench_path, bench_rights, bench_cdn_formats
+    targets = bench_credentials, bench_manifests, bench_compress, bench_path, bench_rights, bench_cdn_formats
 }
 criterion_main!(hot_path);

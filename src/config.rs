@@ -55,6 +55,38 @@ pub struct Config {
     pub file: std::sync::Arc<toml::Table>,
     /// `[webhooks]`: where events are sent (reloadable).
     pub webhooks: webhooks::WebhooksConfig,
+    /// `[playlists]`: how playlist responses are encoded (reloadable).
+    pub playlists: PlaylistsConfig,
+}
+
+/// `[playlists]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaylistsConfig {
+    /// The content coding offered for playlist responses.
+    pub compress: Compress,
+    /// Identity bodies shorter than this go out uncompressed.
+    pub compress_min_bytes: usize,
+    /// The gzip level, 1 (fastest) to 9 (smallest).
+    pub compress_level: u32,
+}
+
+impl Default for PlaylistsConfig {
+    fn default() -> Self {
+        Self {
+            compress: Compress::Gzip,
+            compress_min_bytes: 1024,
+            compress_level: 1,
+        }
+    }
+}
+
+/// `[playlists] compress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// gzip for clients that accept it.
+    Gzip,
+    /// Always identity.
+    Off,
 }
 
 /// A `[[routes]]` entry, checked.

@@ -2,8 +2,8 @@
 //! listener. Labels are small closed sets; each request is recorded once, when it ends.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Upstream latency buckets in seconds: from a loopback cache-warm origin (1 ms) to the
@@ -29,6 +29,15 @@ pub struct Metrics {
     pub rewrites: IntCounterVec,
     /// `usher_playlist_uris_total{disposition}`: URIs seen in rewritten playlists.
     pub rewritten_uris: IntCounterVec,
+    /// `usher_playlist_bytes_total{encoding="identity"}`: playlist body bytes sent
+    /// uncompressed (pre-resolved).
+    pub playlist_bytes_identity: IntCounter,
+    /// `usher_playlist_bytes_total{encoding="gzip"}`: playlist body bytes sent
+    /// gzip-encoded (pre-resolved).
+    pub playlist_bytes_gzip: IntCounter,
+    /// `usher_playlist_gzip_input_bytes_total`: the identity size of the playlist bodies
+    /// sent gzip-encoded (with the gzip series: the ratio saved).
+    pub playlist_gzip_input_bytes: IntCounter,
     /// `usher_requests_in_flight`: requests being served now.
     pub in_flight: IntGauge,
     /// `usher_rights_cache_total{outcome}`: rights decisions found in the cache or not.
@@ -114,6 +123,19 @@ impl Metrics {
             "URIs in rewritten playlists: tokenized, rerouted, foreign, unresolved, or withheld (past a preview).",
             &["disposition"],
         );
+        let playlist_bytes = counter(
+            "usher_playlist_bytes_total",
+            "Playlist body bytes sent, by content coding (identity or gzip).",
+            &["encoding"],
+        );
+        let playlist_gzip_input_bytes = IntCounter::new(
+            "usher_playlist_gzip_input_bytes_total",
+            "Identity size of the playlist bodies sent gzip-encoded.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(playlist_gzip_input_bytes.clone()))
+            .expect("unique metric");
         let rights_cache = counter(
             "usher_rights_cache_total",
             "Rights decisions answered from the cache (hit) or looked up (miss).",
@@ -247,6 +269,9 @@ impl Metrics {
             upstream_errors,
             rewrites,
             rewritten_uris,
+            playlist_bytes_identity: playlist_bytes.with_label_values(&["identity"]),
+            playlist_bytes_gzip: playlist_bytes.with_label_values(&["gzip"]),
+            playlist_gzip_input_bytes,
             in_flight,
             rights_cache,
             rights_lookups,

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod authorize;
+pub mod compress;
 pub mod credentials;
 pub mod forward;
 pub mod respond;
@@ -588,8 +589,12 @@ async fn handle_inner(
                 query,
                 head_only,
                 path_token: path_token.filter(|_| carried.session.is_none()),
+                headers: req.headers(),
             };
             playlist::serve(state, request, response).await
+        }
+        _ if kind == ObjectKind::Playlist || playlist::is_playlist_response(&response) => {
+            playlist::pass_through(state, config, req.headers(), head_only, response).await
         }
         _ => Ok(response),
     }

@@ -13,6 +13,7 @@ const RELOADABLE: &[&str] = &[
     "akamai",
     "media_cdn",
     "webhooks",
+    "playlists",
 ];
 
 /// The dotted keys (`sessions.idle_timeout`, `listen.http`, `upstreams.cdn`) that differ

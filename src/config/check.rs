@@ -255,6 +255,7 @@ pub(super) fn check(
 
     let token = check_token(&mut p, file.token);
     let webhooks = webhooks::check(&mut p, file.webhooks.unwrap_or_default());
+    let playlists = check_playlists(&mut p, file.playlists);
 
     let access_file = file.access;
     let protected = access_file
@@ -318,8 +319,38 @@ pub(super) fn check(
             formats,
             file: Default::default(),
             webhooks,
+            playlists,
         }),
         _ => Err(ConfigError::Invalid(p.0)),
+    }
+}
+
+fn check_playlists(p: &mut Problems, file: super::file::PlaylistsFile) -> super::PlaylistsConfig {
+    let defaults = super::PlaylistsConfig::default();
+    let compress = match file.compress.as_deref() {
+        None | Some("gzip") => super::Compress::Gzip,
+        Some("off") => super::Compress::Off,
+        Some(other) => {
+            p.add("playlists.compress", other, "must be \"gzip\" or \"off\"");
+            defaults.compress
+        }
+    };
+    let level = file.compress_level.unwrap_or(defaults.compress_level);
+    if !(1..=9).contains(&level) {
+        p.add(
+            "playlists.compress_level",
+            &level.to_string(),
+            "must be 1..=9",
+        );
+    }
+    super::PlaylistsConfig {
+        compress,
+        compress_min_bytes: file
+            .compress_min_bytes
+            .map_or(defaults.compress_min_bytes, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+        compress_level: level.clamp(1, 9),
     }
 }
 

@@ -55,6 +55,21 @@ pub struct FileConfig {
     /// HTTP callbacks on purchases, revokes, first plays, refused activations and replaced
     /// sessions.
     pub webhooks: Option<WebhooksFile>,
+    /// `[playlists]`
+    #[serde(default)]
+    pub playlists: PlaylistsFile,
+}
+
+/// `[playlists]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaylistsFile {
+    /// `"gzip"` (default) or `"off"`.
+    pub compress: Option<String>,
+    /// Smallest identity body that is compressed.
+    pub compress_min_bytes: Option<u64>,
+    /// gzip level 1..=9.
+    pub compress_level: Option<u32>,
 }
 
 /// `[webhooks]`

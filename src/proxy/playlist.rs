@@ -2,8 +2,7 @@
 //! answer privately. A playlist that cannot be rewritten is a 502, never a pass-through.
 
 use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, EXPIRES,
-    LAST_MODIFIED,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, EXPIRES, LAST_MODIFIED,
 };
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -41,6 +40,8 @@ pub struct PlaylistRequest<'a> {
     /// The session token the request carried as its first path segment, when that is the
     /// credential it was granted by.
     pub path_token: Option<&'a str>,
+    /// The request's headers (`Accept-Encoding`, `Range`).
+    pub headers: &'a http::HeaderMap,
 }
 
 /// Whether the upstream says this is a playlist, whatever the path looked like.
@@ -54,9 +55,12 @@ pub fn is_playlist_response(response: &Response<Body>) -> bool {
 
 /// Rewrites the upstream's playlist response for one viewer.
 ///
+/// An upstream that gzips the playlist anyway (usher asks for identity) is decoded first;
+/// the response is compressed again per viewer, after rewriting (see [`super::compress`]).
+///
 /// # Errors
-/// 502-class [`ProxyError`]s when the playlist is encoded, too large, broken off or does
-/// not parse.
+/// 502-class [`ProxyError`]s when the playlist is in another coding, too large, broken off
+/// or does not parse.
 pub async fn serve(
     state: &State,
     req: PlaylistRequest<'_>,
@@ -71,14 +75,28 @@ pub async fn serve(
         }
         return Ok(upstream);
     }
-    if let Some(encoding) = upstream.headers().get(CONTENT_ENCODING) {
-        if encoding.as_bytes() != b"identity" {
+    let gzipped = match upstream.headers().get(CONTENT_ENCODING) {
+        None => false,
+        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"identity") => false,
+        Some(v)
+            if v.as_bytes().eq_ignore_ascii_case(b"gzip")
+                || v.as_bytes().eq_ignore_ascii_case(b"x-gzip") =>
+        {
+            true
+        }
+        Some(encoding) => {
             let name = String::from_utf8_lossy(encoding.as_bytes()).into_owned();
             return Err(ProxyError::EncodedPlaylist(name));
         }
-    }
+    };
     let (mut parts, body) = upstream.into_parts();
-    let bytes = read_bounded(body, req.config.upstream.max_playlist_bytes).await?;
+    let limit = req.config.upstream.max_playlist_bytes;
+    let mut bytes = read_bounded(body, limit).await?;
+    if gzipped {
+        bytes = super::compress::gunzip(&bytes, limit)
+            .map_err(|e| ProxyError::PlaylistBody(format!("upstream gzip: {e}")))?
+            .into();
+    }
 
     let (rewritten, cookie) = rewrite_for(state, &req, &bytes).inspect_err(|e| {
         state
@@ -125,15 +143,64 @@ pub async fn serve(
         .headers
         .entry(CONTENT_TYPE)
         .or_insert(HeaderValue::from_static("application/vnd.apple.mpegurl"));
-    parts
-        .headers
-        .insert(CONTENT_LENGTH, HeaderValue::from(rewritten.text.len()));
+    // HEAD encodes too, so its Content-Length and Content-Encoding are GET's.
+    let text = super::compress::encode(
+        &req.config.playlists,
+        &state.metrics,
+        req.headers,
+        &mut parts.headers,
+        rewritten.text.into(),
+    );
     let body = if req.head_only {
         full(bytes::Bytes::new())
     } else {
-        full(rewritten.text)
+        full(text)
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// A playlist usher does not rewrite (a public route): gzip-encoded like a rewritten one
+/// when the upstream sent it whole and uncompressed with a known length within
+/// `max_playlist_bytes`; otherwise it goes out as it came. Either way it says
+/// `Vary: Accept-Encoding`. A HEAD answer keeps the upstream's identity headers.
+///
+/// # Errors
+/// A 502-class [`ProxyError`] when the body breaks off.
+pub async fn pass_through(
+    state: &State,
+    config: &crate::config::Config,
+    request: &http::HeaderMap,
+    head_only: bool,
+    upstream: Response<Body>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = upstream.into_parts();
+    let length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let whole = parts.status == StatusCode::OK
+        && !head_only
+        && !parts.headers.contains_key(CONTENT_ENCODING)
+        && length.is_some_and(|n| {
+            n <= config.upstream.max_playlist_bytes
+                && super::compress::wants_gzip(&config.playlists, request, n)
+        });
+    if !whole {
+        super::compress::vary(&mut parts.headers);
+        return Ok(Response::from_parts(parts, body));
+    }
+    let bytes = read_bounded(body, config.upstream.max_playlist_bytes).await?;
+    parts.headers.remove(ETAG);
+    parts.headers.remove(ACCEPT_RANGES);
+    let text = super::compress::encode(
+        &config.playlists,
+        &state.metrics,
+        request,
+        &mut parts.headers,
+        bytes,
+    );
+    Ok(Response::from_parts(parts, full(text)))
 }
 
 /// Most paths a preview token names.
