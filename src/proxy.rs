@@ -30,6 +30,9 @@ pub mod upstream;
 
 mod cors;
 mod playlist;
+mod reload;
+
+pub use reload::{Reloaded, RetiredKey};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,7 +58,6 @@ use crate::rights::store::Store;
 use crate::rights::{Rights, Source};
 use crate::sessions::Sessions;
 use crate::shield::{Key, Shield};
-use crate::ticket::KeyRing;
 use respond::ProxyError;
 use upstream::{UpstreamRequest, Upstreams};
 
@@ -192,124 +194,6 @@ impl State {
             source: OnceLock::new(),
         })
     }
-}
-
-impl State {
-    /// The configuration in force: a snapshot each request takes once, so a reload never
-    /// changes the rules in the middle of one.
-    pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Keys removed by reloads since the start: they verify session tokens they signed
-    /// before their removal, never tickets (see `authorize`).
-    pub fn retired_keys(&self) -> Arc<Vec<RetiredKey>> {
-        self.retired
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Re-reads the config file and swaps in what may change while running: `[token]`
-    /// (keys, lifetimes, skew, parameters), `[access]`, `[[routes]]`, `[secure_link]`,
-    /// `[akamai]`, `[media_cdn]`. Listeners, upstreams, the shield, store, rights and
-    /// sessions keep their running values until a restart. A config with any problem is
-    /// rejected whole and the old one keeps serving. Keys the new config drops are kept as
-    /// [`RetiredKey`]s.
-    ///
-    /// Answers the changed settings it could not apply, by dotted key, so a reload never
-    /// ignores a change silently.
-    ///
-    /// # Errors
-    /// The problems, each by key.
-    pub fn reload(&self) -> Result<Reloaded, crate::config::ConfigError> {
-        let Some((path, overrides)) = self.source.get() else {
-            return Err(crate::config::ConfigError::Invalid(vec![
-                "no config file to reload from".to_owned(),
-            ]));
-        };
-        let result = crate::config::load(path, overrides);
-        let outcome = if result.is_ok() { "ok" } else { "rejected" };
-        self.metrics
-            .config_reloads
-            .with_label_values(&[outcome])
-            .inc();
-        let mut fresh = result?;
-        let current = self.config();
-        let mut restart_required =
-            crate::config::changes::restart_required(&current.file, &fresh.file);
-        fresh.file = Arc::new(crate::config::changes::in_force(&current.file, &fresh.file));
-        fresh.listen = current.listen.clone();
-        fresh.admin = current.admin.clone();
-        fresh.upstream = current.upstream.clone();
-        fresh.upstream_groups = current.upstream_groups.clone();
-        fresh.shield = current.shield.clone();
-        for (n, route) in fresh.routes.iter_mut().enumerate() {
-            let known = route
-                .upstream
-                .as_ref()
-                .is_none_or(|name| current.upstream_groups.iter().any(|(g, _)| g == name));
-            if !known {
-                tracing::warn!(
-                    prefix = %route.prefix,
-                    "routes[].upstream names a group added by the reload; [upstream] serves it until a restart"
-                );
-                route.upstream = None;
-                restart_required.push(format!("routes[{n}].upstream"));
-            }
-        }
-        fresh.data_dir = current.data_dir.clone();
-        fresh.rights = current.rights.clone();
-        fresh.sessions = current.sessions.clone();
-        fresh.demo = current.demo.clone();
-        // Keys taken out stop verifying tickets at once, so no session starts under them;
-        // the session tokens they signed go on (a player reloads the playlist URI its
-        // master gave it, with the token of that moment) until they expire or their
-        // session ends.
-        let now = (self.clock)();
-        // Nothing it signed before now expires later than this (session tokens are minted
-        // for session_ttl); a token claiming a later expiry was made after the retirement.
-        let latest_exp = now + current.token.session_ttl.as_secs();
-        let mut retired: Vec<RetiredKey> = self
-            .retired_keys()
-            .iter()
-            .filter(|r| r.ring.missing_from(&fresh.token.keys).len() == 1)
-            .cloned()
-            .collect();
-        for key in current.token.keys.missing_from(&fresh.token.keys) {
-            if let Some(ring) = KeyRing::of(vec![key]) {
-                retired.push(RetiredKey {
-                    ring: Arc::new(ring),
-                    latest_exp,
-                });
-            }
-        }
-        *self.retired.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(retired);
-        self.webhooks.configure(fresh.webhooks.clone());
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
-        Ok(Reloaded { restart_required })
-    }
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reloaded {
-    /// Changed settings that keep their running values until a restart, by dotted key
-    /// (`sessions.idle_timeout`, `listen.http`). Everything else changed took effect.
-    pub restart_required: Vec<String>,
-}
-
-/// A key a reload removed: a ring of it alone, and the latest expiry a session token it
-/// signed before its removal can carry.
-#[derive(Clone)]
-pub struct RetiredKey {
-    /// The key.
-    pub ring: Arc<KeyRing>,
-    /// Retirement time plus the session-token lifetime then in force.
-    pub latest_exp: u64,
 }
 
 /// The admin credential kept in `<data_dir>/admin.token` when none is configured: made
