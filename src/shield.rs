@@ -298,20 +298,19 @@ fn join(chunks: &[bytes::Bytes]) -> bytes::Bytes {
 /// error rather than waiting forever.
 impl Drop for Fetch {
     fn drop(&mut self) {
+        self.release();
         self.fill.abandon();
-        let mut inflight = self
-            .shield
-            .inner
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if inflight
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.fill))
-        {
-            inflight.remove(&self.key);
-        }
     }
+}
+
+/// How a fetch ends for the readers waiting on it.
+enum End {
+    /// The whole body was handed over (or the upstream body failed part way).
+    Done(Result<(), String>),
+    /// Too large for the shield: each reader fetches past it.
+    Pass,
+    /// No server answered.
+    Fail(UpstreamError),
 }
 
 /// One upstream fetch for the shield, run as a task of its own.
@@ -329,6 +328,35 @@ struct Fetch {
 impl Fetch {
     async fn run(self) {
         self.fetch().await;
+    }
+
+    /// Frees the key, so the next request starts a fetch of its own (or finds the stored
+    /// entry) rather than joining this one.
+    fn release(&self) {
+        let mut inflight = self
+            .shield
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.fill))
+        {
+            inflight.remove(&self.key);
+        }
+    }
+
+    /// Ends the fetch for its waiters. The key is freed first: a client that has read the
+    /// whole answer and asks again must not join this fetch and be handed the same answer
+    /// (a 404 not kept, an object not kept).
+    fn end(&self, end: End) {
+        self.release();
+        match end {
+            End::Done(result) => self.fill.finish(result),
+            End::Pass => self.fill.pass(),
+            End::Fail(e) => self.fill.fail(e),
+        }
     }
 
     async fn fetch(&self) {
@@ -363,14 +391,14 @@ impl Fetch {
                 );
                 self.fill.head(entry.head.clone(), true);
                 self.fill.push(entry.body.clone());
-                self.fill.finish(Ok(()));
+                self.end(End::Done(Ok(())));
                 return;
             }
         }
         let response = match result {
             Ok(response) => response,
             Err(e) => {
-                self.fill.fail(e);
+                self.end(End::Fail(e));
                 return;
             }
         };
@@ -390,7 +418,7 @@ impl Fetch {
             // Not held in memory at all: this request and the next ones for a while fetch
             // it past the shield, streamed at each client's pace.
             inner.bypass.insert(self.key.clone(), ());
-            self.fill.pass();
+            self.end(End::Pass);
             return;
         }
         // An other object chosen by type and answered with a type not listed: this fetch
@@ -418,7 +446,7 @@ impl Fetch {
                 }
                 Some(Err(e)) => {
                     tracing::warn!(path = self.key.path(), error = %e, "upstream body failed; not cached");
-                    self.fill.finish(Err(e.to_string()));
+                    self.end(End::Done(Err(e.to_string())));
                     return;
                 }
             }
@@ -448,7 +476,7 @@ impl Fetch {
         }
         // Finished only once stored, so a request that finds no fetch in flight finds the
         // entry.
-        self.fill.finish(Ok(()));
+        self.end(End::Done(Ok(())));
     }
 }
 

@@ -415,6 +415,41 @@ async fn a_404_is_kept_briefly_and_no_store_is_not_kept() {
     assert_eq!(origin.hits("/vod/private.ts"), 2, "no-store was honoured");
 }
 
+/// A request sent after the whole answer was read never joins the fetch that brought it:
+/// with nothing kept (no-store, a 404 with `negative_ttl = "0s"`), each request reaches
+/// the origin. (A fetch used to leave the in-flight table only after its last byte went
+/// out, so a quick player could be handed the previous answer again.)
+#[tokio::test]
+async fn an_answer_not_kept_is_fetched_again_by_the_next_request() {
+    let origin = ScriptedOrigin::start().await;
+    origin.script(
+        "/vod/private.ts",
+        Script::segment(b"per-request").header("cache-control", "no-store"),
+    );
+    let usher = Usher::start(
+        &test_config(&origin.url(), "[shield]\nnegative_ttl = \"0s\"\n"),
+        &[],
+    );
+    let ticket = mint("/vod/");
+    const ROUNDS: usize = 150;
+    for _ in 0..ROUNDS {
+        let missing = get(
+            &format!("{}/vod/missing.ts?ticket={ticket}", usher.url),
+            &[],
+        )
+        .await;
+        assert_eq!(missing.status, 404);
+        let private = get(
+            &format!("{}/vod/private.ts?ticket={ticket}", usher.url),
+            &[],
+        )
+        .await;
+        assert_eq!(private.status, 200);
+    }
+    assert_eq!(origin.hits("/vod/missing.ts"), ROUNDS);
+    assert_eq!(origin.hits("/vod/private.ts"), ROUNDS);
+}
+
 #[tokio::test]
 async fn when_the_origin_dies_cached_segments_and_a_stale_playlist_keep_playing() {
     let mut origin = ScriptedOrigin::start().await;
