@@ -64,6 +64,11 @@ pub enum Carrier<'a> {
     /// token, and players that drop query strings still carry it. The value is the
     /// normalised path of the playlist being rewritten.
     Path(&'a str),
+    /// The path carrier for a playlist that was itself requested as `/<token>/<path>` with
+    /// the token it hands on: relative URIs are written as they are, since the player
+    /// resolves them under the token the playlist came by; path-absolute and origin URIs
+    /// are written as [`Carrier::Path`] writes them. The value is the playlist's path.
+    Inherited(&'a str),
     /// Not in URIs at all: the token goes in a cookie; only origin URIs are rerouted.
     Cookie,
 }
@@ -429,7 +434,11 @@ impl Rewriter<'_, '_> {
                 self.text.push_str(uri);
                 return;
             }
-            Carrier::Path(playlist_path) => {
+            Carrier::Inherited(_) if !uri.starts_with('/') => {
+                self.text.push_str(uri);
+                return;
+            }
+            Carrier::Path(playlist_path) | Carrier::Inherited(playlist_path) => {
                 match resolve_path(playlist_path, uri) {
                     Some(path) => {
                         let rest = &uri[uri.find(['?', '#']).unwrap_or(uri.len())..];

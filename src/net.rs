@@ -25,6 +25,16 @@ impl IpPrefix {
         Ok(Self { addr, len })
     }
 
+    /// The address as written (not masked to the prefix).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length in bits.
+    pub fn bits(&self) -> u8 {
+        self.len
+    }
+
     /// Whether `ip` lies inside this prefix.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {

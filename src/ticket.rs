@@ -1,19 +1,22 @@
-//! Credentials: tickets and session tokens, format v1, and the key ring that signs them.
+//! Credentials: tickets and session tokens, and the key ring that signs them.
 //!
 //! A credential is four dot-separated fields, all URL-safe:
 //!
 //! ```text
 //! t1.<kid>.<claims>.<mac>        a ticket (issued at purchase, long-lived)
-//! s1.<kid>.<claims>.<mac>        a session token (minted into rewritten playlists)
+//! s2.<kid>.<claims>.<mac>        a session token (minted into rewritten playlists)
+//! s1.<kid>.<claims>.<mac>        a session token of the first format (still accepted)
 //! ```
 //!
-//! `claims` is unpadded base64url of a small JSON object ([`Claims`]); `mac` is unpadded
-//! base64url of HMAC-SHA256 over everything before the last dot, under the key named by
-//! `kid` (the full 32 bytes for tickets, the first 16 for session tokens, which appear
-//! once per URI in a playlist and so are kept short). Verification looks the key up by id,
-//! checks the MAC in constant time *before* it decodes anything else, then checks the time
-//! window with the configured skew.
+//! `claims` is unpadded base64url of the [`Claims`]: a small JSON object in `t1` and `s1`,
+//! packed bytes in `s2` ([`compact`]), because a session token is written on every URI of a
+//! playlist. `mac` is unpadded base64url of HMAC-SHA256 over everything before the last
+//! dot, under the key named by `kid` (the full 32 bytes for tickets, the first 16, 128 bits,
+//! for session tokens). Verification looks the key up by id, checks the MAC in constant
+//! time *before* it decodes anything else, then checks the time window with the configured
+//! skew.
 
+mod compact;
 pub mod edgeauth;
 mod keyring;
 pub mod media_cdn;
@@ -38,13 +41,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn prefix(self) -> &'static str {
-        match self {
-            Kind::Ticket => "t1",
-            Kind::Session => "s1",
-        }
-    }
-
     fn mac_len(self) -> usize {
         match self {
             Kind::Ticket => 32,
@@ -168,29 +164,59 @@ impl TicketError {
     }
 }
 
-/// Signs `claims` as a credential of `kind` with the ring's signing key.
+/// How the claims of a credential are written, told by its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// JSON (`t1`, `s1`).
+    Json,
+    /// Packed bytes (`s2`).
+    Packed,
+}
+
+/// Signs `claims` as a credential of `kind` with the ring's signing key. Session tokens
+/// are packed (`s2`), unless a claim does not fit the packed form (then `s1`).
 pub fn sign(ring: &KeyRing, kind: Kind, claims: &Claims) -> String {
     let key = ring.signing_key();
-    let json = serde_json::to_vec(claims).expect("claims serialise");
-    let mut out = String::with_capacity(8 + key.id().len() + json.len() * 4 / 3 + 44);
-    out.push_str(kind.prefix());
+    let packed = match kind {
+        Kind::Session => compact::encode(claims),
+        Kind::Ticket => None,
+    };
+    let (prefix, payload) = match packed {
+        Some(bytes) => ("s2", bytes),
+        None => (
+            match kind {
+                Kind::Ticket => "t1",
+                Kind::Session => "s1",
+            },
+            serde_json::to_vec(claims).expect("claims serialise"),
+        ),
+    };
+    let mut out = String::with_capacity(8 + key.id().len() + payload.len() * 4 / 3 + 44);
+    out.push_str(prefix);
     out.push('.');
     out.push_str(key.id());
     out.push('.');
-    URL_SAFE_NO_PAD.encode_string(&json, &mut out);
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
     let mac = key.mac(out.as_bytes());
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(&mac[..kind.mac_len()], &mut out);
     out
 }
 
-/// Splits a credential into its kind, key id and the signed part, without checking anything.
-fn split(raw: &str) -> Result<(Kind, &str, &str, &str), TicketError> {
+/// Whether `text` starts like a session token (`s1.` or `s2.`), before any check.
+pub fn looks_like_session(text: &str) -> bool {
+    text.starts_with("s2.") || text.starts_with("s1.")
+}
+
+/// Splits a credential into its kind, format, key id and the signed part, without checking
+/// anything.
+fn split(raw: &str) -> Result<(Kind, Format, &str, &str, &str), TicketError> {
     let (signed, mac) = raw.rsplit_once('.').ok_or(TicketError::Malformed)?;
     let mut fields = signed.splitn(3, '.');
-    let kind = match fields.next() {
-        Some("t1") => Kind::Ticket,
-        Some("s1") => Kind::Session,
+    let (kind, format) = match fields.next() {
+        Some("t1") => (Kind::Ticket, Format::Json),
+        Some("s1") => (Kind::Session, Format::Json),
+        Some("s2") => (Kind::Session, Format::Packed),
         _ => return Err(TicketError::Malformed),
     };
     let kid = fields.next().ok_or(TicketError::Malformed)?;
@@ -198,7 +224,7 @@ fn split(raw: &str) -> Result<(Kind, &str, &str, &str), TicketError> {
     if claims.contains('.') {
         return Err(TicketError::Malformed);
     }
-    Ok((kind, kid, signed, mac))
+    Ok((kind, format, kid, signed, mac))
 }
 
 /// Decodes the kind, key id and claims of `raw` *without* checking the signature: for
@@ -207,17 +233,20 @@ fn split(raw: &str) -> Result<(Kind, &str, &str, &str), TicketError> {
 /// # Errors
 /// `Malformed` when the claims do not decode.
 pub fn decode_unverified(raw: &str) -> Result<(Kind, String, Claims), TicketError> {
-    let (kind, kid, signed, _) = split(raw)?;
-    let claims = decode_claims(signed)?;
+    let (kind, format, kid, signed, _) = split(raw)?;
+    let claims = decode_claims(format, signed)?;
     Ok((kind, kid.to_owned(), claims))
 }
 
-fn decode_claims(signed: &str) -> Result<Claims, TicketError> {
+fn decode_claims(format: Format, signed: &str) -> Result<Claims, TicketError> {
     let payload = &signed[signed.rfind('.').map_or(0, |dot| dot + 1)..];
-    let json = URL_SAFE_NO_PAD
+    let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| TicketError::Malformed)?;
-    serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)
+    match format {
+        Format::Json => serde_json::from_slice(&bytes).map_err(|_| TicketError::Malformed),
+        Format::Packed => compact::decode(&bytes).ok_or(TicketError::Malformed),
+    }
 }
 
 /// Checks the signature of `raw` and decodes its claims, but not its time window: what
@@ -226,7 +255,7 @@ fn decode_claims(signed: &str) -> Result<Claims, TicketError> {
 /// # Errors
 /// `Malformed`, `UnknownKey` or `BadSignature`.
 pub fn verify_signature(ring: &KeyRing, raw: &str) -> Result<(Kind, Claims), TicketError> {
-    let (kind, kid, signed, mac) = split(raw)?;
+    let (kind, format, kid, signed, mac) = split(raw)?;
     let key = ring
         .get(kid)
         .ok_or_else(|| TicketError::UnknownKey(kid.to_owned()))?;
@@ -237,7 +266,7 @@ pub fn verify_signature(ring: &KeyRing, raw: &str) -> Result<(Kind, Claims), Tic
     if len != kind.mac_len() || !key.verify_truncated(signed.as_bytes(), &given[..len]) {
         return Err(TicketError::BadSignature);
     }
-    Ok((kind, decode_claims(signed)?))
+    Ok((kind, decode_claims(format, signed)?))
 }
 
 /// Verifies `raw` completely at instant `now` (Unix seconds), allowing `skew` seconds of

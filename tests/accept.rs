@@ -178,7 +178,7 @@ async fn a_foreign_token_on_a_playlist_leads_to_usher_session_tokens() {
     let master = get(&master_url, &[]).await;
     assert_eq!(master.status, 200, "{}", master.text());
     let variant = uris(&master.text()).remove(0);
-    assert!(variant.contains("token=s1."), "{variant}");
+    assert!(variant.contains("token=s2."), "{variant}");
     let media_url = resolve(&master_url, &variant);
     let media = get(&media_url, &[]).await;
     assert_eq!(media.status, 200, "{}", media.text());

@@ -45,7 +45,7 @@ async fn the_demo_vod_plays_to_the_end_with_a_ticket() {
     assert!(
         seen.fragments
             .iter()
-            .all(|f| f.starts_with("/demo/") && f.contains(".ts?token=s1.")),
+            .all(|f| f.starts_with("/demo/") && f.contains(".ts?token=s2.")),
         "fragments come through usher with a session token: {:?}",
         seen.fragments
     );
@@ -111,7 +111,7 @@ async fn a_buyer_plays_the_live_event_until_the_purchase_is_revoked() {
         playing
             .fragments
             .iter()
-            .all(|f| f.starts_with("/live/seg_") && f.contains(".ts?token=s1.")),
+            .all(|f| f.starts_with("/live/seg_") && f.contains(".ts?token=s2.")),
         "fragments come through usher with a session token: {:?}",
         playing.fragments
     );

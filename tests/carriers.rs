@@ -11,11 +11,15 @@ use support::*;
 const MASTER: &str = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv/index.m3u8\n";
 const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/k.key\"\n#EXTINF:2,\ns1.ts\n#EXT-X-ENDLIST\n";
 
+/// A media playlist naming its segment by a path-absolute URI.
+const ABSOLUTE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n/p/v/s1.ts\n#EXT-X-ENDLIST\n";
+
 async fn origin() -> Origin {
     let mut objects = HashMap::new();
     for route in ["q", "p", "c"] {
         objects.insert(format!("/{route}/master.m3u8"), playlist(MASTER));
         objects.insert(format!("/{route}/v/index.m3u8"), playlist(MEDIA));
+        objects.insert(format!("/{route}/v/absolute.m3u8"), playlist(ABSOLUTE));
         objects.insert(format!("/{route}/v/s1.ts"), segment(100));
         objects.insert(format!("/{route}/keys/k.key"), segment(16));
     }
@@ -35,6 +39,22 @@ fn uri_after<'a>(text: &'a str, prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line starting {prefix} in {text}"))
 }
 
+/// Resolves `relative` against the path `base` as a player does (RFC 3986 dot segments).
+fn resolve(base: &str, relative: &str) -> String {
+    let mut segments: Vec<&str> = base.split('/').collect();
+    segments.pop();
+    for part in relative.split('/') {
+        match part {
+            ".." => {
+                segments.pop();
+            }
+            "." => {}
+            _ => segments.push(part),
+        }
+    }
+    segments.join("/")
+}
+
 #[tokio::test]
 async fn a_token_in_the_path_is_inherited_by_relative_uris_and_stripped_before_the_origin() {
     let origin = origin().await;
@@ -42,38 +62,46 @@ async fn a_token_in_the_path_is_inherited_by_relative_uris_and_stripped_before_t
     let master_url = format!("{}/p/master.m3u8?ticket={}", usher.url, mint("/p/"));
     let master = get(&master_url, &[]).await;
     assert_eq!(master.status, 200, "{}", master.text());
-    let variant = uri_after(&master.text(), "/s1.").to_owned();
+    // Requested with a ticket: the master's URIs are written under the token.
+    let variant = uri_after(&master.text(), "/s2.").to_owned();
     assert!(variant.ends_with("/p/v/index.m3u8"), "{variant}");
     assert!(!variant.contains('?'), "no query at all: {variant}");
     let variant_url = format!("{}{variant}", usher.url);
     let media = get(&variant_url, &[]).await;
     assert_eq!(media.status, 200, "{}", media.text());
-    let text = media.text();
-    let segment = uri_after(&text, "/s1.");
-    let key = text
-        .lines()
-        .find_map(|l| l.split("URI=\"").nth(1))
-        .unwrap()
-        .trim_end_matches('"');
+    // Requested under the token: relative URIs inherit it as they are, so the playlist
+    // goes out byte for byte as the origin wrote it.
+    assert_eq!(media.text(), MEDIA);
+    let segment = resolve(&variant, "s1.ts");
+    let key = resolve(&variant, "../keys/k.key");
     assert!(
         segment.ends_with("/p/v/s1.ts") && key.ends_with("/p/keys/k.key"),
-        "{text}"
+        "{segment} {key}"
     );
     assert_eq!(
         get(&format!("{}{segment}", usher.url), &[]).await.status,
         200
     );
     assert_eq!(get(&format!("{}{key}", usher.url), &[]).await.status, 200);
+    // A path-absolute URI would lose the token: it is written under it.
+    let absolute = get(&resolve(&variant_url, "absolute.m3u8"), &[]).await;
+    assert_eq!(absolute.status, 200, "{}", absolute.text());
+    let token = variant.split('/').nth(1).unwrap();
+    assert!(
+        absolute.text().contains(&format!("\n/{token}/p/v/s1.ts\n")),
+        "{}",
+        absolute.text()
+    );
     for seen in origin.seen() {
         assert!(
-            !seen.target.contains("s1.test-key"),
+            !seen.target.contains("test-key"),
             "the token never reaches the origin: {}",
             seen.target
         );
     }
     let forged = get(
         &format!(
-            "{}/s1.test-key.e30.AAAAAAAAAAAAAAAAAAAAAA/p/v/s1.ts",
+            "{}/s2.test-key.AQID.AAAAAAAAAAAAAAAAAAAAAA/p/v/s1.ts",
             usher.url
         ),
         &[],
@@ -97,7 +125,7 @@ async fn a_cookie_carries_the_token_and_uris_stay_as_the_origin_wrote_them() {
     assert_eq!(master.status, 200);
     assert_eq!(master.text(), MASTER, "URIs untouched");
     let cookie = master.headers["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.starts_with("usher_session=s1."), "{cookie}");
+    assert!(cookie.starts_with("usher_session=s2."), "{cookie}");
     assert!(
         cookie.contains("; Path=/c/; HttpOnly; SameSite=Lax"),
         "{cookie}"
@@ -137,5 +165,5 @@ async fn the_query_carrier_is_the_default() {
         &[],
     )
     .await;
-    assert!(uri_after(&master.text(), "v/index.m3u8?token=s1.").len() > 20);
+    assert!(uri_after(&master.text(), "v/index.m3u8?token=s2.").len() > 20);
 }

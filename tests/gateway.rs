@@ -121,7 +121,7 @@ async fn every_uri_in_a_rewritten_playlist_is_tokenized_and_fetchable_through_us
                 foreign.push(uri);
                 continue;
             }
-            assert!(uri.contains("token=s1."), "{uri} carries a session token");
+            assert!(uri.contains("token=s2."), "{uri} carries a session token");
             assert!(
                 !uri.contains(&origin.addr.to_string()),
                 "{uri} no longer names the origin"

@@ -121,7 +121,7 @@ async fn nginx_accepts_links_usher_minted_and_refuses_tampered_ones() {
         .unwrap()
         .to_owned();
     assert!(
-        variant.contains("token=s1."),
+        variant.contains("token=s2."),
         "playlists keep usher's token: {variant}"
     );
     let media_url = resolve(&master, &variant);

@@ -115,9 +115,9 @@ fn assert_uri_tokenized(got: &str, was: &str) {
         .strip_prefix(was)
         .unwrap_or_else(|| panic!("{got} starts with the original {was}"));
     let sep = if was.contains('?') {
-        "&token=s1."
+        "&token=s2."
     } else {
-        "?token=s1."
+        "?token=s2."
     };
     assert!(token.starts_with(sep), "{got}: token appended to {was}");
 }

@@ -56,7 +56,7 @@ async fn rotating_the_signing_key_twice_drops_no_viewer() {
     let old_ticket = mint("/live/");
     let first = get(&format!("{playlist_url}?ticket={old_ticket}"), &[]).await;
     let old_session = token_of(&first);
-    assert!(old_session.starts_with("s1.test-key."));
+    assert!(old_session.starts_with("s2.test-key."));
 
     // Rotation 1: add the new key and sign with it; the old one stays accepted.
     let rotated = config.replace(
@@ -69,7 +69,7 @@ async fn rotating_the_signing_key_twice_drops_no_viewer() {
     assert_eq!(after.status, 200, "a session in progress is not cut");
     let new_session = token_of(&after);
     assert!(
-        new_session.starts_with("s1.rotated-2027."),
+        new_session.starts_with("s2.rotated-2027."),
         "new tokens use the new key"
     );
     assert_eq!(
@@ -118,7 +118,7 @@ async fn rotating_the_signing_key_twice_drops_no_viewer() {
         "a session in progress is not cut by the retirement"
     );
     assert!(
-        token_of(&kept).starts_with("s1.rotated-2027."),
+        token_of(&kept).starts_with("s2.rotated-2027."),
         "what it is given is signed with the new key"
     );
     // What the retired key signs now (a longer life than any token it signed before)

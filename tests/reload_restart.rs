@@ -38,7 +38,7 @@ async fn item13b_reload_names_sessions_idle_timeout_as_needing_a_restart_and_app
     let playlist_url = format!("{}/live/index.m3u8?ticket={}", usher.url, mint("/live/"));
     let first = get(&playlist_url, &[]).await;
     assert!(
-        first.text().contains("token=s1.test-key."),
+        first.text().contains("token=s2.test-key."),
         "{}",
         first.text()
     );
@@ -67,7 +67,7 @@ async fn item13b_reload_names_sessions_idle_timeout_as_needing_a_restart_and_app
     let after = get(&playlist_url, &[]).await;
     assert_eq!(after.status, 200);
     assert!(
-        after.text().contains("token=s1.rotated-2027."),
+        after.text().contains("token=s2.rotated-2027."),
         "the new signing key took effect: {}",
         after.text()
     );

@@ -32,7 +32,7 @@ pub struct IssueRequest {
 
 /// Guesses the format of a credential from its shape.
 pub fn detect(raw: &str) -> Format {
-    if raw.starts_with("t1.") || raw.starts_with("s1.") {
+    if raw.starts_with("t1.") || crate::ticket::looks_like_session(raw) {
         Format::Usher
     } else if raw.contains("md5=") {
         Format::SecureLink

@@ -539,3 +539,44 @@ mod exact;
 mod oracle;
 mod preview;
 mod variables;
+
+fn rewrite_inherited(body: &str, playlist_path: &str) -> Rewritten {
+    let ctx = Rewrite {
+        origin_bases: &[OriginBase::parse("http://origin.test:8000/hls").unwrap()],
+        param: PARAM,
+        token: TOKEN,
+        request_query: None,
+        preview: None,
+        per_path: None,
+        carrier: Carrier::Inherited(playlist_path),
+    };
+    rewrite(body.as_bytes(), &ctx).unwrap_or_else(|e| panic!("rewrite failed: {e}"))
+}
+
+#[test]
+fn under_an_inherited_path_token_relative_playlists_go_out_byte_for_byte() {
+    // The fixtures whose every URI is relative (parts, hints, maps and rendition reports
+    // included).
+    for body in [MEDIA_VOD, MEDIA_LLHLS, MEDIA_BYTERANGE] {
+        let kept = rewrite_inherited(body, "/live/1080p/index.m3u8");
+        assert_eq!(kept.text, body, "relative URIs are kept");
+        assert!(kept.tokenized > 0, "they still count as tokenized");
+    }
+}
+
+#[test]
+fn under_an_inherited_path_token_absolute_and_origin_uris_get_the_token() {
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"/live/init.mp4\"\n\
+                #EXTINF:2,\nseg1.ts\n#EXTINF:2,\n/live/1080p/seg2.ts\n\
+                #EXTINF:2,\nhttp://origin.test:8000/hls/live/1080p/seg3.ts?m=1\n\
+                #EXTINF:2,\nhttps://ads.example.net/ad.ts\n";
+    let out = rewrite_inherited(body, "/live/1080p/index.m3u8");
+    assert_eq!(
+        out.text,
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"/TOK/live/init.mp4\"\n\
+         #EXTINF:2,\nseg1.ts\n#EXTINF:2,\n/TOK/live/1080p/seg2.ts\n\
+         #EXTINF:2,\n/TOK/live/1080p/seg3.ts?m=1\n\
+         #EXTINF:2,\nhttps://ads.example.net/ad.ts\n"
+    );
+    assert_eq!(counts(&out), (PlaylistKind::Media, 3, 1, 1, 0));
+}

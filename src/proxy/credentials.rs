@@ -142,7 +142,7 @@ pub fn request_url<B>(
     }
 }
 
-/// Splits a session token carried as the first path segment (`/s1.<kid>.<claims>.<mac>/…`)
+/// Splits a session token carried as the first path segment (`/s2.<kid>.<claims>.<mac>/…`)
 /// off a raw request path: the token, and the path the content really has.
 pub fn split_path_token(raw_path: &str) -> (Option<&str>, &str) {
     let Some(rest) = raw_path.strip_prefix('/') else {
@@ -150,7 +150,7 @@ pub fn split_path_token(raw_path: &str) -> (Option<&str>, &str) {
     };
     let end = rest.find('/').unwrap_or(rest.len());
     let segment = &rest[..end];
-    let looks_like_token = segment.starts_with("s1.")
+    let looks_like_token = crate::ticket::looks_like_session(segment)
         && segment.matches('.').count() == 3
         && segment
             .bytes()
@@ -248,6 +248,10 @@ mod tests {
         assert_eq!(
             split_path_token("/s1.k.e30.AAAA/demo/360p/seg.ts"),
             (Some("s1.k.e30.AAAA"), "/demo/360p/seg.ts")
+        );
+        assert_eq!(
+            split_path_token("/s2.k.AQID.AAAA/demo/360p/seg.ts"),
+            (Some("s2.k.AQID.AAAA"), "/demo/360p/seg.ts")
         );
         assert_eq!(
             split_path_token("/demo/360p/seg.ts"),

@@ -295,6 +295,9 @@ fn rewrite_for(
                 }
                 _ => None,
             };
+            if reused.is_some() {
+                ctx.carrier = Carrier::Inherited(req.path);
+            }
             let token =
                 reused.unwrap_or_else(|| ticket::sign(&settings.keys, Kind::Session, &claims));
             ctx.token = &token;

@@ -33,18 +33,79 @@ fn a_signed_ticket_verifies_with_its_claims() {
     assert_eq!(verify(&ring(), &raw, NOW, 30), Ok((Kind::Ticket, claims())));
 }
 
+/// The claims of a session token as usher mints them: a 32-hex device hash, a 16-hex
+/// session id, the right's end as its cap, a device class.
+fn session_claims() -> Claims {
+    Claims {
+        sub: "buyer-17".into(),
+        scope: "/events/final/".into(),
+        nbf: 0,
+        exp: NOW + 600,
+        dev: Some(crate::device::hash_id("tv-1", None)),
+        ip: None,
+        sid: Some("0f1e2d3c4b5a6978".into()),
+        cap: NOW + 86_400,
+        allow: Vec::new(),
+        cls: Some(DeviceClass::Ott),
+    }
+}
+
 #[test]
-fn session_tokens_carry_a_shorter_mac() {
-    let ticket = sign(&ring(), Kind::Ticket, &claims());
-    let session = sign(&ring(), Kind::Session, &claims());
-    assert!(session.starts_with("s1."));
-    assert_eq!(ticket.len() - session.len(), 43 - 22);
-    assert_eq!(verify(&ring(), &session, NOW, 0).unwrap().0, Kind::Session);
+fn session_tokens_are_packed_short_with_a_128_bit_mac() {
+    let session = sign(&ring(), Kind::Session, &session_claims());
+    assert!(session.starts_with("s2.k2026."), "{session}");
+    let mac = session.rsplit('.').next().unwrap();
+    assert_eq!(mac.len(), 22, "16 bytes of MAC");
+    // 59 packed bytes: flags 1, exp 4, cap 4, sub 9, scope 15, device 17, session 9; the
+    // demo's shorter names (`demo`, `/demo/`) make it 96 characters with its key id.
+    assert_eq!(session.len(), "s2.k2026..".len() + 79 + 22, "{session}");
+    let json = {
+        let mut claims = session_claims();
+        claims.exp = u64::MAX - 1; // does not pack: signed as s1 JSON
+        sign(&ring(), Kind::Session, &claims)
+    };
+    assert!(
+        json.starts_with("s1.") && json.len() > session.len() + 60,
+        "{json}"
+    );
+    assert_eq!(
+        verify(&ring(), &session, NOW, 0),
+        Ok((Kind::Session, session_claims()))
+    );
+}
+
+#[test]
+fn first_format_session_tokens_still_verify() {
+    let key = ring().signing_key().clone();
+    let mut raw = String::from("s1.k2026.");
+    URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(&session_claims()).unwrap(), &mut raw);
+    let mac = key.mac(raw.as_bytes());
+    raw.push('.');
+    URL_SAFE_NO_PAD.encode_string(&mac[..16], &mut raw);
+    assert_eq!(
+        verify(&ring(), &raw, NOW, 0),
+        Ok((Kind::Session, session_claims()))
+    );
+    // The same claims under the packed prefix do not decode: the prefix is signed too.
+    let relabelled = raw.replacen("s1.", "s2.", 1);
+    assert_eq!(
+        verify(&ring(), &relabelled, NOW, 0),
+        Err(TicketError::BadSignature)
+    );
 }
 
 #[test]
 fn any_changed_character_is_refused() {
-    let raw = sign(&ring(), Kind::Ticket, &claims());
+    for raw in [
+        sign(&ring(), Kind::Ticket, &claims()),
+        sign(&ring(), Kind::Session, &session_claims()),
+    ] {
+        refuses_every_change(&raw);
+    }
+}
+
+fn refuses_every_change(raw: &str) {
+    let raw = raw.to_owned();
     let start = raw.find('.').unwrap() + 1 + "k2026".len() + 1;
     for at in start..raw.len() {
         let mut bytes = raw.clone().into_bytes();
