@@ -1,4 +1,5 @@
-//! rustls server configuration from PEM files, with ALPN for h2 and HTTP/1.1.
+//! rustls server configuration from PEM files, with ALPN for h2 and HTTP/1.1 and session
+//! resumption by stateless tickets.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,7 +59,10 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// A server config for `cert` and `key`, offering h2 then HTTP/1.1.
+/// A server config for `cert` and `key`, offering h2 then HTTP/1.1. Returning clients
+/// (a player fetching its next segment on a new connection) resume their TLS session from
+/// a ticket rather than pay a full handshake: tickets are sealed with keys that rotate every
+/// six hours and live only in this process's memory, so no ticket survives a restart.
 ///
 /// # Errors
 /// Any [`TlsError`].
@@ -76,5 +80,6 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
 }

@@ -88,7 +88,7 @@ async fn sighup(usher: &Usher, config: &str, outcome: &str, n: u64) {
 /// `before`, and, where the token shows in the URLs, until the fragments it loads are
 /// signed with `kid`. Returns what it has seen.
 async fn keep_playing(viewer: &Viewer, before: &Seen, kid: &str, when: &str) -> Seen {
-    let signed = format!("s1.{kid}.");
+    let signed = format!("s2.{kid}.");
     let from = before.fragments.len();
     let what = format!("{when}: the {} player keeps playing", viewer.carrier);
     let seen = viewer
@@ -110,7 +110,7 @@ async fn keep_playing(viewer: &Viewer, before: &Seen, kid: &str, when: &str) -> 
     let new = &seen.fragments[from..];
     assert!(
         new.iter().all(|f| f.starts_with(viewer.prefix)
-            || (f.starts_with("/s1.") && f.contains(&format!("{}seg_", viewer.prefix)))),
+            || (f.starts_with("/s2.") && f.contains(&format!("{}seg_", viewer.prefix)))),
         "{what}: fragments of its own route: {new:?}"
     );
     if viewer.token_in_urls() {
@@ -143,7 +143,7 @@ async fn signing_kid(usher: &Usher, prefix: &str) -> String {
         None => {
             let text = reply.text();
             let variant = uris(&text).into_iter().next().expect("a variant");
-            let at = variant.find("s1.").expect("a session token");
+            let at = variant.find("s2.").expect("a session token");
             variant[at..].split(['/', '&']).next().unwrap().to_owned()
         }
     };

@@ -65,10 +65,8 @@ where
     read(client.request(request).await.expect("request goes through")).await
 }
 
-#[tokio::test]
-async fn https_negotiates_h2_and_serves_the_same_answers() {
-    let origin = origin().await;
-    let pki = pki();
+/// usher with an HTTPS listener on the certificate of `pki`, and its `https://` base URL.
+fn tls_usher(origin: &Origin, pki: &Pki) -> (Usher, String) {
     let cert = pki.dir.path().join("cert.pem");
     let key = pki.dir.path().join("key.pem");
     // The shield off: this checks what a request passed through tells the origin about the
@@ -90,20 +88,29 @@ async fn https_negotiates_h2_and_serves_the_same_answers() {
         .expect("an https listening line")
         .to_owned();
     assert!(https.starts_with("https://127.0.0.1:"), "{https}");
+    (usher, https)
+}
 
+/// A client config that trusts only the CA of `pki`.
+fn client_tls(pki: &Pki) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+#[tokio::test]
+async fn https_negotiates_h2_and_serves_the_same_answers() {
+    let origin = origin().await;
+    let pki = pki();
+    let (_usher, https) = tls_usher(&origin, &pki);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+        .with_tls_config(client_tls(&pki))
         .https_only()
         .enable_http1()
         .enable_http2()
@@ -131,6 +138,41 @@ async fn https_negotiates_h2_and_serves_the_same_answers() {
     assert_eq!(
         origin.seen().last().unwrap().headers["x-forwarded-proto"],
         "https"
+    );
+}
+
+/// A player that opens a new connection for its next segment resumes its TLS session
+/// instead of paying for a full handshake again.
+#[tokio::test]
+async fn a_returning_client_resumes_its_tls_session() {
+    use rustls::HandshakeKind;
+
+    let origin = origin().await;
+    let pki = pki();
+    let (_usher, https) = tls_usher(&origin, &pki);
+    let addr = https.trim_start_matches("https://").trim_end_matches('/');
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls(&pki)));
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        kinds.push(tls.get_ref().1.handshake_kind());
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // Reading the answer also takes in the session tickets sent after the handshake.
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert_eq!(
+        kinds,
+        [Some(HandshakeKind::Full), Some(HandshakeKind::Resumed)]
     );
 }
 
