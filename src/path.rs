@@ -105,19 +105,35 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    /// Classifies a normalised path by its file name.
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [ObjectKind; 5] = [
+        ObjectKind::Playlist,
+        ObjectKind::Segment,
+        ObjectKind::Init,
+        ObjectKind::Key,
+        ObjectKind::Other,
+    ];
+
+    /// Classifies a normalised path by its file name (the extension in any case).
     pub fn of(path: &str) -> Self {
         let name = path.rsplit('/').next().unwrap_or(path);
         let ext = name.rsplit_once('.').map_or("", |(_, ext)| ext);
-        let ext = ext.to_ascii_lowercase();
-        match ext.as_str() {
-            "m3u8" | "m3u" => ObjectKind::Playlist,
-            "key" => ObjectKind::Key,
-            "mp4" | "m4s" | "cmfv" | "cmfa" | "m4v" | "m4a" if name.contains("init") => {
+        // Extensions longer than any known one are nothing known; the rest are lowered on
+        // the stack, since this runs more than once per request.
+        let mut lowered = [0u8; 6];
+        let Some(buf) = lowered.get_mut(..ext.len()) else {
+            return ObjectKind::Other;
+        };
+        buf.copy_from_slice(ext.as_bytes());
+        buf.make_ascii_lowercase();
+        match &*buf {
+            b"m3u8" | b"m3u" => ObjectKind::Playlist,
+            b"key" => ObjectKind::Key,
+            b"mp4" | b"m4s" | b"cmfv" | b"cmfa" | b"m4v" | b"m4a" if name.contains("init") => {
                 ObjectKind::Init
             }
-            "ts" | "m4s" | "mp4" | "m4v" | "m4a" | "aac" | "ac3" | "ec3" | "mp3" | "vtt"
-            | "webvtt" | "cmfv" | "cmfa" | "cmft" => ObjectKind::Segment,
+            b"ts" | b"m4s" | b"mp4" | b"m4v" | b"m4a" | b"aac" | b"ac3" | b"ec3" | b"mp3"
+            | b"vtt" | b"webvtt" | b"cmfv" | b"cmfa" | b"cmft" => ObjectKind::Segment,
             _ => ObjectKind::Other,
         }
     }
@@ -185,5 +201,14 @@ mod tests {
         assert_eq!(ObjectKind::of("/a/key.key"), ObjectKind::Key);
         assert_eq!(ObjectKind::of("/a/"), ObjectKind::Other);
         assert_eq!(ObjectKind::of("/a/readme"), ObjectKind::Other);
+        assert_eq!(ObjectKind::of("/a/seg.WebVTT"), ObjectKind::Segment);
+        assert_eq!(ObjectKind::of("/a/seg.tsxxxxxxxx"), ObjectKind::Other);
+        for kind in ObjectKind::ALL {
+            assert_eq!(
+                ObjectKind::ALL[kind as usize],
+                kind,
+                "ALL is in declaration order"
+            );
+        }
     }
 }

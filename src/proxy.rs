@@ -235,7 +235,7 @@ pub struct Peer {
 
 /// What the outer handler records about a request once it is answered.
 struct Outcome {
-    kind: &'static str,
+    kind: ObjectKind,
     reason: Option<&'static str>,
     /// usher's device cookie for a device it made up for this request: set on whatever
     /// the answer turns out to be, since the purchase is already bound to that device.
@@ -252,7 +252,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
     let uri = req.uri().clone();
     let origin_header = req.headers().get(http::header::ORIGIN).cloned();
     let mut outcome = Outcome {
-        kind: ObjectKind::of(req.uri().path()).as_str(),
+        kind: ObjectKind::of(req.uri().path()),
         reason: None,
         device_cookie: None,
     };
@@ -286,18 +286,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         response.headers_mut().insert("x-request-id", value);
     }
     let status = response.status();
-    state
-        .metrics
-        .requests
-        .with_label_values(&[outcome.kind, status.as_str()])
-        .inc();
+    state.metrics.count_request(outcome.kind, status);
     state.metrics.in_flight.dec();
     tracing::info!(
         request_id = %format_args!("{id:x}"),
         client = %peer.addr.ip(),
         %method,
         path = credentials::split_path_token(uri.path()).1,
-        kind = outcome.kind,
+        kind = outcome.kind.as_str(),
         status = status.as_u16(),
         reason = outcome.reason.unwrap_or(""),
         micros = started.elapsed().as_micros() as u64,
@@ -334,7 +330,7 @@ async fn handle_inner(
         _ => {}
     }
     let kind = ObjectKind::of(&path);
-    outcome.kind = kind.as_str();
+    outcome.kind = kind;
     let settings = &config.token;
     let query = req.uri().query();
     let carried = credentials::read(settings, query, req.headers());
@@ -448,8 +444,8 @@ async fn handle_inner(
     };
     state
         .metrics
+        .kind(kind)
         .upstream_seconds
-        .with_label_values(&[kind.as_str()])
         .observe(fetch_started.elapsed().as_secs_f64());
     let mut response = fetched.inspect_err(|e| {
         state

@@ -144,13 +144,14 @@ impl Shield {
     ) -> Result<Option<Response<Body>>, UpstreamError> {
         let inner = &self.inner;
         let label = kind.as_str();
+        // A fresh copy first: the common case pays one lookup.
+        let cached = inner.cache.get(&key);
+        if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(Instant::now())) {
+            return Ok(Some(self.hit(entry, kind, head_only)));
+        }
         if inner.bypass.contains_key(&key) {
             self.pass(kind);
             return Ok(None);
-        }
-        let cached = inner.cache.get(&key);
-        if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(Instant::now())) {
-            return Ok(Some(self.hit(entry, label, head_only)));
         }
         let (fill, task) = {
             let mut inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -160,7 +161,7 @@ impl Shield {
                 // A fetch may have completed between the lookup and the lock.
                 if let Some(entry) = inner.cache.get(&key).filter(|e| e.is_fresh(Instant::now())) {
                     drop(inflight);
-                    return Ok(Some(self.hit(&entry, label, head_only)));
+                    return Ok(Some(self.hit(&entry, kind, head_only)));
                 }
                 let fill = Fill::new();
                 inflight.insert(key.clone(), fill.clone());
@@ -206,17 +207,11 @@ impl Shield {
         Ok(Some(joined.response))
     }
 
-    fn hit(&self, entry: &Entry, label: &str, head_only: bool) -> Response<Body> {
+    fn hit(&self, entry: &Entry, kind: ObjectKind, head_only: bool) -> Response<Body> {
         let metrics = &self.inner.metrics;
-        metrics
-            .cache_requests
-            .with_label_values(&[label, "hit"])
-            .inc();
+        metrics.kind(kind).cache_hit.inc();
         if !head_only {
-            metrics
-                .cache_bytes
-                .with_label_values(&["cache"])
-                .inc_by(entry.len);
+            metrics.cache_bytes_served.inc_by(entry.len);
         }
         entry.response(head_only, "hit")
     }

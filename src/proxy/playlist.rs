@@ -46,11 +46,11 @@ pub struct PlaylistRequest<'a> {
 
 /// Whether the upstream says this is a playlist, whatever the path looked like.
 pub fn is_playlist_response(response: &Response<Body>) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("mpegurl"))
+    response.headers().get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .windows(b"mpegurl".len())
+            .any(|w| w.eq_ignore_ascii_case(b"mpegurl"))
+    })
 }
 
 /// Rewrites the upstream's playlist response for one viewer.
