@@ -153,7 +153,8 @@ pub fn failure(message: &str) -> String {
 }
 
 /// The XML body for an error with a machine-readable `<Reason>` (a refused sale:
-/// `product_inactive`, `product_unavailable`, `window_ended`).
+/// `product_inactive`, `product_unavailable`, `window_ended`, `media_not_in_product`; a
+/// reused idempotency key: `idempotency_key_reused`).
 pub fn failure_with(message: &str, reason: Option<&str>) -> String {
     let mut xml = Xml::new("Response");
     xml.leaf("Message", message);

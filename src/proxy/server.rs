@@ -74,7 +74,9 @@ pub async fn serve<H: Handler>(
         let peer = Peer { addr, proto };
         let handler = handler.clone();
         let service = service_fn(move |req| {
-            let response = handler.clone().call(req, peer);
+            // Boxed: hyper keeps the service's future in its own slot, and moving usher's
+            // whole request state machine there was a memcpy of kilobytes per request.
+            let response = Box::pin(handler.clone().call(req, peer));
             async move { Ok::<_, std::convert::Infallible>(response.await) }
         });
         let builder = builder.clone();

@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# The contract benchmark (issue 12): usher against nginx, same content, same machine, one run.
+#
+#   benches/vs_nginx.sh [SECONDS] [ROUNDS] [CONNECTIONS]     (defaults 8, 3, 64)
+#
+# Servers, all in front of (or being) the same files:
+#   nginx static   nginx serving the files from disk (sendfile, open_file_cache, keep-alive)
+#   nginx edge     nginx as an operator sets up the peer: secure_link (MD5, per URI) and
+#                  proxy_cache in front of an nginx origin; playlists get one token appended to
+#                  each segment line with sub_filter; HTTP/1.1, h2c and h2 over TLS
+#   usher          the shipped config with the same nginx origin as its upstream: session
+#                  token, rights from the embedded store, session touch, shield hit
+# Cases: 1,000 distinct 1 KiB objects (.bin), 1,000 distinct 188 KB segments (.ts), a
+# 10,000-segment VOD playlist (usher: query carrier and path carrier), and the 188 KB segments
+# over HTTP/2 (h2load, h2c and TLS).
+#
+# Rounds are interleaved (each round runs every case on every server); the figures are the
+# medians over the rounds: requests/s, p99 latency, requests per server CPU-second (the
+# serving processes' user+system time from /proc, nginx master and workers; the nginx origin
+# behind the edge and usher is not counted, it only sees misses), then the ratios. usher's
+# peak RSS is checked against the shield budget + 64 MiB.
+#
+# Needs wrk, h2load, nginx, openssl, python3 (Debian: wrk nghttp2-client nginx-light openssl
+# python3). Traffic goes to 127.0.0.1 only; every load run is bounded by SECONDS. wrk and
+# h2load share the cores with the servers, as in every figure in the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-8}
+rounds=${2:-3}
+connections=${3:-64}
+for tool in wrk h2load openssl python3; do
+  command -v "$tool" >/dev/null || { echo "benches/vs_nginx.sh: needs $tool" >&2; exit 1; }
+done
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx" ] || { echo "benches/vs_nginx.sh: needs nginx (apt-get install nginx-light)" >&2; exit 1; }
+
+cargo build --release --quiet
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 100); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+
+# --- content: under /demo/ so the demo viewer's purchase covers it --------------------------
+root=$work/root
+bench=$root/demo/bench
+mkdir -p "$bench/small" "$bench/big" "$bench/long" "$bench/plong"
+python3 - "$bench" <<'EOF'
+import os, sys
+bench = sys.argv[1]
+def playlist(names, duration):
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{max(1, round(duration))}",
+             "#EXT-X-PLAYLIST-TYPE:VOD"]
+    for n in names:
+        lines += [f"#EXTINF:{duration:.3f},", n]
+    return "\n".join(lines + ["#EXT-X-ENDLIST", ""])
+small = [f"part_{i:04}.bin" for i in range(1000)]
+for n in small:
+    with open(os.path.join(bench, "small", n), "wb") as f:
+        f.write(os.urandom(1024))
+big = [f"seg_{i:04}.ts" for i in range(1000)]
+first = os.path.join(bench, "big", big[0])
+with open(first, "wb") as f:
+    f.write(os.urandom(188 * 1000))
+for n in big[1:]:
+    os.link(first, os.path.join(bench, "big", n))
+for d, names, dur in (("small", small, 0.2), ("big", big, 4.0)):
+    with open(os.path.join(bench, d, "index.m3u8"), "w") as f:
+        f.write(playlist(names, dur))
+long = playlist([f"seg_{i:05}.ts" for i in range(10000)], 6.0)
+for d in ("long", "plong"):
+    with open(os.path.join(bench, d, "index.m3u8"), "w") as f:
+        f.write(long)
+EOF
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+# --- nginx: the origin, the static server, the edge -----------------------------------------
+secret=bench-secret-0123456789
+declare -A port
+for p in origin static edge edge_h2c edge_tls usher usher_tls; do port[$p]=$(free_port); done
+nginx_conf() { # name, server blocks -> starts an nginx with them
+  local dir=$work/nginx-$1
+  mkdir -p "$dir/cache"
+  cat > "$dir/nginx.conf" <<EOF
+daemon off;
+$([ "$(id -u)" = 0 ] && echo "user root;") # the work dir is private to whoever runs this
+worker_processes $(nproc);
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    open_file_cache max=4096 inactive=60s;
+    open_file_cache_valid 60s;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+$2
+}
+EOF
+  "$nginx" -c "$dir/nginx.conf" -p "$dir" &
+  pids+=($!)
+  echo $! > "$dir/master.pid"
+}
+nginx_conf origin "server { listen 127.0.0.1:${port[origin]}; root $root; }"
+nginx_conf static "server { listen 127.0.0.1:${port[static]}; root $root; }"
+edge_locations="
+        secure_link \$arg_md5,\$arg_expires;
+        secure_link_md5 \"\$secure_link_expires\$uri $secret\";
+        if (\$secure_link = \"\") { return 403; }
+        if (\$secure_link = \"0\") { return 410; }
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Accept-Encoding \"\";
+            proxy_cache shield;
+            proxy_cache_key \$uri;
+            proxy_cache_valid 200 10m;
+            proxy_cache_lock on;
+        }
+        location ~ \\.m3u8\$ {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Accept-Encoding \"\";
+            proxy_cache shield;
+            proxy_cache_key \$uri;
+            proxy_cache_valid 200 5s;
+            proxy_cache_lock on;
+            sub_filter_types application/vnd.apple.mpegurl;
+            sub_filter_once off;
+            sub_filter '.ts' '.ts?md5=\$arg_md5&expires=\$arg_expires';
+        }"
+nginx_conf edge "
+    upstream origin { server 127.0.0.1:${port[origin]}; keepalive 64; }
+    proxy_cache_path $work/nginx-edge/cache levels=1:2 keys_zone=shield:16m max_size=512m inactive=1h;
+    http2_max_concurrent_streams 128;
+    server { listen 127.0.0.1:${port[edge]}; $edge_locations }
+    server { listen 127.0.0.1:${port[edge_h2c]} http2; $edge_locations }
+    server {
+        listen 127.0.0.1:${port[edge_tls]} ssl http2;
+        ssl_certificate $work/cert.pem;
+        ssl_certificate_key $work/key.pem;
+        ssl_session_cache shared:tls:10m;
+        $edge_locations
+    }"
+for p in origin static edge; do wait_for "http://127.0.0.1:${port[$p]}/"; done
+
+# --- usher: the shipped config, the nginx origin upstream, HTTPS beside HTTP -----------------
+sed -e "s|^origin = \"../demo\"|origin = \"http://127.0.0.1:${port[origin]}\"|" \
+    -e "s|^http = \"127.0.0.1:8080\"|http = \"127.0.0.1:${port[usher]}\"\nhttps = \"127.0.0.1:${port[usher_tls]}\"\ncert = \"$work/cert.pem\"\nkey = \"$work/key.pem\"|" \
+    config/usher.toml > "$work/usher.toml"
+cat >> "$work/usher.toml" <<'EOF'
+
+[[routes]]
+prefix = "/demo/bench/plong/"
+carrier = "path"
+EOF
+RUST_LOG=warn ./target/release/usher serve --config "$work/usher.toml" \
+  --admin-listen 127.0.0.1:0 --data-dir "$work/data" >"$work/usher.out" 2>"$work/usher.err" &
+usher_pid=$!
+pids+=($usher_pid)
+for _ in $(seq 100); do grep -q '^play: ' "$work/usher.out" 2>/dev/null && break; sleep 0.1; done
+play=$(grep '^play: ' "$work/usher.out" | cut -d' ' -f2) || { cat "$work/usher.err" >&2; exit 1; }
+ticket=${play##*ticket=}
+u=http://127.0.0.1:${port[usher]}
+ut=https://127.0.0.1:${port[usher_tls]}
+
+# --- the URL lists ----------------------------------------------------------------------------
+# usher: each object URI as its playlist (requested with the ticket) wrote it.
+for kind in small big; do
+  curl -fsS "$u/demo/bench/$kind/index.m3u8?ticket=$ticket" | grep -v '^#' \
+    | sed "s|^|/demo/bench/$kind/|" > "$work/usher-$kind.paths"
+done
+token=$(head -1 "$work/usher-small.paths" | sed 's/.*token=//')
+echo "/demo/bench/long/index.m3u8?token=$token" > "$work/usher-playlist-query.paths"
+plong=$(curl -fsS "$u/demo/bench/plong/index.m3u8?ticket=$ticket")
+ptoken=$(grep -m1 -v '^#' <<<"$plong" | cut -d/ -f2)
+echo "/$ptoken/demo/bench/plong/index.m3u8" > "$work/usher-playlist-path.paths"
+# nginx: a secure_link per URI, as the operator's billing would sign it.
+python3 - "$work" "$secret" <<'EOF'
+import base64, hashlib, sys, time
+work, secret = sys.argv[1], sys.argv[2]
+expires = int(time.time()) + 3600
+def link(path):
+    md5 = hashlib.md5(f"{expires}{path} {secret}".encode()).digest()
+    return f"{path}?md5={base64.urlsafe_b64encode(md5).decode().rstrip('=')}&expires={expires}"
+for kind, names in (("small", [f"part_{i:04}.bin" for i in range(1000)]),
+                    ("big", [f"seg_{i:04}.ts" for i in range(1000)])):
+    paths = [f"/demo/bench/{kind}/{n}" for n in names]
+    open(f"{work}/static-{kind}.paths", "w").write("\n".join(paths) + "\n")
+    open(f"{work}/edge-{kind}.paths", "w").write("\n".join(map(link, paths)) + "\n")
+open(f"{work}/edge-playlist.paths", "w").write(link("/demo/bench/long/index.m3u8") + "\n")
+EOF
+
+# Each server answers each list with the same bytes (checked on the first object), nginx's
+# edge refuses a bad link, and a warm-up pass fills both shields.
+for kind in small big; do
+  a=$(curl -fsS "$u$(head -1 "$work/usher-$kind.paths")" | sha256sum)
+  b=$(curl -fsS "http://127.0.0.1:${port[edge]}$(head -1 "$work/edge-$kind.paths")" | sha256sum)
+  c=$(curl -fsS "http://127.0.0.1:${port[static]}$(head -1 "$work/static-$kind.paths")" | sha256sum)
+  [ "$a" = "$b" ] && [ "$b" = "$c" ] || { echo "the servers answer $kind with different bytes" >&2; exit 1; }
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[edge]}/demo/bench/small/part_0000.bin?md5=x&expires=9999999999")" = 403 ]
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$u/demo/bench/small/part_0000.bin")" = 401 ]
+for kind in small big; do
+  sed "s|^|$u|" "$work/usher-$kind.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
+  sed "s|^|http://127.0.0.1:${port[edge]}|" "$work/edge-$kind.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
+done
+hit=$(curl -fsS -o /dev/null -w '%header{x-usher-cache}' "$u$(tail -1 "$work/usher-big.paths")")
+[ "$hit" = hit ] || { echo "usher does not serve the segments from its shield ($hit)" >&2; exit 1; }
+size() { curl -fsS "$1" | wc -c; }
+bytes_in=$(wc -c < "$bench/long/index.m3u8")
+bytes_query=$(size "$u$(cat "$work/usher-playlist-query.paths")")
+bytes_path=$(size "$u$(cat "$work/usher-playlist-path.paths")")
+bytes_sub=$(size "http://127.0.0.1:${port[edge]}$(cat "$work/edge-playlist.paths")")
+
+# --- measuring ---------------------------------------------------------------------------------
+cat > "$work/paths.lua" <<'EOF'
+local paths = {}
+for line in io.lines(os.getenv("PATHS")) do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+EOF
+tck=$(getconf CLK_TCK)
+server_pids() { # server -> its pids (nginx: master and workers)
+  case $1 in
+    usher) echo "$usher_pid" ;;
+    *) local m; m=$(cat "$work/nginx-$1/master.pid"); echo "$m" $(pgrep -P "$m") ;;
+  esac
+}
+cpu_ticks() { local t=0 p; for p in $(server_pids "$1"); do
+  t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+
+# one load run -> "rps p99_ms req_per_cpu_s" appended to $work/results/CASE.SERVER
+run() { # case server transport base paths-file
+  local case=$1 server=$2 transport=$3 base=$4 paths=$5 before after out requests rps p99 errors
+  before=$(cpu_ticks "$server")
+  if [ "$transport" = h1 ]; then
+    out=$(PATHS=$paths wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/paths.lua" "$base")
+    after=$(cpu_ticks "$server")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+    errors=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  else
+    sed "s|^|$base|" "$paths" > "$work/h2.uris"
+    rm -f "$work/h2.log"
+    out=$(h2load -t2 -c16 -m8 -D "$seconds" --log-file="$work/h2.log" -i "$work/h2.uris" 2>&1)
+    after=$(cpu_ticks "$server")
+    requests=$(awk '/^requests:/ {print $4}' <<<"$out")
+    rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+    p99=$(cut -f3 "$work/h2.log" | sort -n | awk '{v[NR]=$1} END {print v[int(NR*0.99)]/1000}')
+    errors=$(awk '/^status codes:/ {print $5 + $7 + $9}' <<<"$out")
+  fi
+  [ "${errors:-0}" = 0 ] || { echo "$case $server: $errors failed requests" >&2; echo "$out" >&2; exit 1; }
+  echo "$rps $p99 $(awk -v r="$requests" -v t=$((after - before)) -v k="$tck" 'BEGIN {printf "%.0f", r / (t / k)}')" \
+    >> "$work/results/$case.$server"
+  printf '  %-9s %-7s %10.0f req/s  p99 %7.2f ms  %8.0f req/CPU-s\n' "$case" "$server" $(tail -1 "$work/results/$case.$server")
+}
+mkdir -p "$work/results"
+e=http://127.0.0.1:${port[edge]}
+s=http://127.0.0.1:${port[static]}
+for round in $(seq "$rounds"); do
+  echo "round $round"
+  run 1k static h1 "$s" "$work/static-small.paths"
+  run 1k edge h1 "$e" "$work/edge-small.paths"
+  run 1k usher h1 "$u" "$work/usher-small.paths"
+  run 188k static h1 "$s" "$work/static-big.paths"
+  run 188k edge h1 "$e" "$work/edge-big.paths"
+  run 188k usher h1 "$u" "$work/usher-big.paths"
+  run playlist edge h1 "$e" "$work/edge-playlist.paths"
+  run pl-query usher h1 "$u" "$work/usher-playlist-query.paths"
+  run pl-path usher h1 "$u" "$work/usher-playlist-path.paths"
+  run h2c-188k edge h2 "http://127.0.0.1:${port[edge_h2c]}" "$work/edge-big.paths"
+  run h2c-188k usher h2 "$u" "$work/usher-big.paths"
+  run tls-188k edge h2 "https://127.0.0.1:${port[edge_tls]}" "$work/edge-big.paths"
+  run tls-188k usher h2 "$ut" "$work/usher-big.paths"
+done
+
+# --- the medians and the ratios --------------------------------------------------------------
+median() { # file column
+  awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'
+}
+declare -A m
+for f in "$work"/results/*; do
+  k=${f##*/}
+  m[$k.rps]=$(median "$f" 1); m[$k.p99]=$(median "$f" 2); m[$k.cpu]=$(median "$f" 3)
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f×", a / b}'; }
+row() { # label case server [ratio-against-case.server ...]
+  local label=$1 k=$2.$3 r="" against; shift 3
+  for against in "$@"; do r+=" $(ratio "${m[$k.rps]}" "${m[$against.rps]}") (CPU-s $(ratio "${m[$k.cpu]}" "${m[$against.cpu]}")) |"; done
+  printf '| %s | %.0f | %.2f ms | %.0f |%s\n' "$label" "${m[$k.rps]}" "${m[$k.p99]}" "${m[$k.cpu]}" "${r:- |}"
+}
+echo
+echo "medians of $rounds rounds, ${seconds} s each, wrk -t2 -c$connections / h2load -t2 -c16 -m8, $(date -u +%F), $(nproc) cores"
+echo
+echo "| case | req/s | p99 | req per server CPU-s | against nginx edge (secure_link + proxy_cache) | against nginx static |"
+echo "| --- | --- | --- | --- | --- | --- |"
+row "1 KiB, nginx static" 1k static
+row "1 KiB, nginx edge" 1k edge
+row "1 KiB, usher" 1k usher 1k.edge 1k.static
+row "188 KB, nginx static" 188k static
+row "188 KB, nginx edge" 188k edge
+row "188 KB, usher" 188k usher 188k.edge 188k.static
+row "10k playlist, nginx sub_filter ($bytes_sub B out)" playlist edge
+row "10k playlist, usher query carrier ($bytes_query B out)" pl-query usher playlist.edge
+row "10k playlist, usher path carrier ($bytes_path B out)" pl-path usher playlist.edge
+row "188 KB h2c, nginx edge" h2c-188k edge
+row "188 KB h2c, usher" h2c-188k usher h2c-188k.edge
+row "188 KB h2 TLS, nginx edge" tls-188k edge
+row "188 KB h2 TLS, usher" tls-188k usher tls-188k.edge
+echo
+awk -v i="$bytes_in" -v q="$bytes_query" -v p="$bytes_path" \
+  'BEGIN {printf "playlist: %d B from the origin; usher query carrier %.2f× the input, path carrier %.2f×\n", i, q / i, p / i}'
+budget=$(awk -F' *= *' '/^memory = / {print $2}' "$work/usher.toml")
+hwm=$(awk '/^VmHWM/ {print $2 * 1024}' "/proc/$usher_pid/status")
+awk -v h="$hwm" -v b="$budget" 'BEGIN {printf "usher peak RSS %.0f MiB; shield budget %.0f MiB + 64 MiB = %.0f MiB: %s\n",
+  h / 1048576, b / 1048576, b / 1048576 + 64, (h <= b + 67108864) ? "within" : "OVER"}'
