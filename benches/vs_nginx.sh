@@ -113,30 +113,26 @@ EOF
 }
 nginx_conf origin "server { listen 127.0.0.1:${port[origin]}; root $root; }"
 nginx_conf static "server { listen 127.0.0.1:${port[static]}; root $root; }"
+edge_proxy="
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Accept-Encoding \"\";
+            proxy_cache shield;
+            proxy_cache_key \$uri;
+            proxy_cache_lock on;"
 edge_locations="
         secure_link \$arg_md5,\$arg_expires;
         secure_link_md5 \"\$secure_link_expires\$uri $secret\";
         if (\$secure_link = \"\") { return 403; }
         if (\$secure_link = \"0\") { return 410; }
         location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header Accept-Encoding \"\";
-            proxy_cache shield;
-            proxy_cache_key \$uri;
+            $edge_proxy
             proxy_cache_valid 200 10m;
-            proxy_cache_lock on;
         }
         location ~ \\.m3u8\$ {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header Accept-Encoding \"\";
-            proxy_cache shield;
-            proxy_cache_key \$uri;
+            $edge_proxy
             proxy_cache_valid 200 5s;
-            proxy_cache_lock on;
             sub_filter_types application/vnd.apple.mpegurl;
             sub_filter_once off;
             sub_filter '.ts' '.ts?md5=\$arg_md5&expires=\$arg_expires';

@@ -205,7 +205,7 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
     }
     let mut out = Rewriter {
         ctx,
-        text: String::with_capacity(text.len() + text.len() / 2),
+        text: String::with_capacity(output_estimate(text, ctx)),
         vars: HashMap::new(),
         counts: [0; 4],
         role: Role::Timeline,
@@ -284,6 +284,20 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
         withheld: out.withheld,
         allowed: out.allowed,
     })
+}
+
+/// Bytes to reserve for the rewritten text: the input plus a token for about every other
+/// line (a media playlist's segment lines), so a large playlist is written without
+/// reallocating and copying what is already written.
+fn output_estimate(text: &str, ctx: &Rewrite<'_>) -> usize {
+    let per_uri = match (ctx.carrier, ctx.per_path) {
+        (Carrier::Inherited(_) | Carrier::Cookie, _) => return text.len(),
+        (_, Some(_)) => 64,
+        (Carrier::Query, None) => ctx.param.len() + ctx.token.len() + 2,
+        (Carrier::Path(_), None) => ctx.token.len() + 2 + 32,
+    };
+    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    text.len() + (lines / 2 + 1) * per_uri
 }
 
 fn split_eol(line: &str) -> (&str, &str) {

@@ -385,19 +385,23 @@ async fn a_failed_fetch_reaches_every_waiter_and_is_not_kept() {
     assert_eq!(origin.hits("/live/s1.ts"), 2);
 }
 
-#[tokio::test]
-async fn a_404_is_kept_briefly_and_no_store_is_not_kept() {
+/// Asks `rounds` times for a missing segment and a `no-store` one, with the shield's
+/// `negative_ttl` set; answers the origin's hits for each.
+async fn missing_and_private_hits(negative_ttl: &str, rounds: usize) -> (usize, usize) {
     let origin = ScriptedOrigin::start().await;
     origin.script(
         "/vod/private.ts",
         Script::segment(b"per-request").header("cache-control", "no-store"),
     );
     let usher = Usher::start(
-        &test_config(&origin.url(), "[shield]\nnegative_ttl = \"10m\"\n"),
+        &test_config(
+            &origin.url(),
+            &format!("[shield]\nnegative_ttl = \"{negative_ttl}\"\n"),
+        ),
         &[],
     );
     let ticket = mint("/vod/");
-    for _ in 0..2 {
+    for _ in 0..rounds {
         let missing = get(
             &format!("{}/vod/missing.ts?ticket={ticket}", usher.url),
             &[],
@@ -410,9 +414,19 @@ async fn a_404_is_kept_briefly_and_no_store_is_not_kept() {
         )
         .await;
         assert_eq!(private.status, 200);
+        assert_eq!(private.text(), "per-request");
     }
-    assert_eq!(origin.hits("/vod/missing.ts"), 1, "the 404 was kept");
-    assert_eq!(origin.hits("/vod/private.ts"), 2, "no-store was honoured");
+    (
+        origin.hits("/vod/missing.ts"),
+        origin.hits("/vod/private.ts"),
+    )
+}
+
+#[tokio::test]
+async fn a_404_is_kept_briefly_and_no_store_is_not_kept() {
+    let (missing, private) = missing_and_private_hits("10m", 2).await;
+    assert_eq!(missing, 1, "the 404 was kept");
+    assert_eq!(private, 2, "no-store was honoured");
 }
 
 /// A request sent after the whole answer was read never joins the fetch that brought it:
@@ -421,33 +435,10 @@ async fn a_404_is_kept_briefly_and_no_store_is_not_kept() {
 /// out, so a quick player could be handed the previous answer again.)
 #[tokio::test]
 async fn an_answer_not_kept_is_fetched_again_by_the_next_request() {
-    let origin = ScriptedOrigin::start().await;
-    origin.script(
-        "/vod/private.ts",
-        Script::segment(b"per-request").header("cache-control", "no-store"),
-    );
-    let usher = Usher::start(
-        &test_config(&origin.url(), "[shield]\nnegative_ttl = \"0s\"\n"),
-        &[],
-    );
-    let ticket = mint("/vod/");
     const ROUNDS: usize = 150;
-    for _ in 0..ROUNDS {
-        let missing = get(
-            &format!("{}/vod/missing.ts?ticket={ticket}", usher.url),
-            &[],
-        )
-        .await;
-        assert_eq!(missing.status, 404);
-        let private = get(
-            &format!("{}/vod/private.ts?ticket={ticket}", usher.url),
-            &[],
-        )
-        .await;
-        assert_eq!(private.status, 200);
-    }
-    assert_eq!(origin.hits("/vod/missing.ts"), ROUNDS);
-    assert_eq!(origin.hits("/vod/private.ts"), ROUNDS);
+    let (missing, private) = missing_and_private_hits("0s", ROUNDS).await;
+    assert_eq!(missing, ROUNDS);
+    assert_eq!(private, ROUNDS);
 }
 
 #[tokio::test]

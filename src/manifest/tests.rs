@@ -32,21 +32,32 @@ const REROUTED_PREFIXES: &[&str] = &[
     "{$origin}",
 ];
 
-fn rewrite_with(
-    body: &str,
+/// Rewrites `body` with the test origin, `PARAM`, no preview and no per-URI credentials.
+fn rewrite_in(
+    body: &[u8],
     token: &str,
     request_query: Option<&str>,
+    carrier: Carrier<'_>,
 ) -> Result<Rewritten, ManifestError> {
+    let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
-        origin_bases: &[OriginBase::parse("http://origin.test:8000/hls").unwrap()],
+        origin_bases: &origin_bases,
         param: PARAM,
         token,
         request_query,
         preview: None,
         per_path: None,
-        carrier: Carrier::Query,
+        carrier,
     };
-    rewrite(body.as_bytes(), &ctx)
+    rewrite(body, &ctx)
+}
+
+fn rewrite_with(
+    body: &str,
+    token: &str,
+    request_query: Option<&str>,
+) -> Result<Rewritten, ManifestError> {
+    rewrite_in(body.as_bytes(), token, request_query, Carrier::Query)
 }
 
 fn rw(body: &str) -> Rewritten {
@@ -541,16 +552,13 @@ mod preview;
 mod variables;
 
 fn rewrite_inherited(body: &str, playlist_path: &str) -> Rewritten {
-    let ctx = Rewrite {
-        origin_bases: &[OriginBase::parse("http://origin.test:8000/hls").unwrap()],
-        param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Inherited(playlist_path),
-    };
-    rewrite(body.as_bytes(), &ctx).unwrap_or_else(|e| panic!("rewrite failed: {e}"))
+    rewrite_in(
+        body.as_bytes(),
+        TOKEN,
+        None,
+        Carrier::Inherited(playlist_path),
+    )
+    .unwrap_or_else(|e| panic!("rewrite failed: {e}"))
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Deciding what to do with one URI of a playlist.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::origin::OriginBase;
@@ -51,9 +52,10 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
 /// variable (it may name any host). Unknown variables further in are kept as written: they
 /// sit inside a path or query, where they cannot change the host, and a rerouted path must
 /// keep them for the player to substitute.
-fn resolve(uri: &str, vars: &HashMap<String, String>) -> Option<String> {
+fn resolve<'u>(uri: &'u str, vars: &HashMap<String, String>) -> Option<Cow<'u, str>> {
     if !uri.contains("{$") {
-        return Some(uri.to_owned());
+        // The common case, once per segment line: no copy.
+        return Some(Cow::Borrowed(uri));
     }
     let mut out = String::with_capacity(uri.len());
     let mut rest = uri;
@@ -71,7 +73,7 @@ fn resolve(uri: &str, vars: &HashMap<String, String>) -> Option<String> {
         rest = &rest[start + len + 1..];
     }
     out.push_str(rest);
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// Whether `uri` begins with `scheme:` (RFC 3986: a letter, then letters, digits, `+-.`).

@@ -40,29 +40,21 @@ fn malformed_fixtures_give_the_exact_error() {
 
 #[test]
 fn non_utf8_and_empty_bodies_are_refused() {
-    let ctx = Rewrite {
-        origin_bases: &[OriginBase::parse("http://origin.test:8000/hls").unwrap()],
-        param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
-    };
+    let rewrite = |body: &[u8]| rewrite_in(body, TOKEN, None, Carrier::Query);
     let mut body = b"#EXTM3U\n#EXTINF:4,\nseg".to_vec();
     body.extend_from_slice(&[0xff, 0xfe]);
     body.extend_from_slice(b".ts\n");
-    assert_eq!(rewrite(&body, &ctx), Err(ManifestError::NotUtf8));
+    assert_eq!(rewrite(&body), Err(ManifestError::NotUtf8));
     // Latin-1 "Français" in an otherwise fine master.
     let latin1 = MASTER.replace("Français", "Fran\u{0}ais");
     let mut latin1 = latin1.into_bytes();
     let at = latin1.iter().position(|&b| b == 0).unwrap();
     latin1[at] = 0xe7;
-    assert_eq!(rewrite(&latin1, &ctx), Err(ManifestError::NotUtf8));
-    assert_eq!(rewrite(b"", &ctx), Err(ManifestError::NoHeader));
-    assert_eq!(rewrite(b"\n#EXTM3U\n", &ctx), Err(ManifestError::NoHeader));
+    assert_eq!(rewrite(&latin1), Err(ManifestError::NotUtf8));
+    assert_eq!(rewrite(b""), Err(ManifestError::NoHeader));
+    assert_eq!(rewrite(b"\n#EXTM3U\n"), Err(ManifestError::NoHeader));
     assert_eq!(
-        rewrite(b"<html>502 Bad Gateway</html>", &ctx),
+        rewrite(b"<html>502 Bad Gateway</html>"),
         Err(ManifestError::NoHeader)
     );
 }
