@@ -294,6 +294,7 @@ fn output_estimate(text: &str, ctx: &Rewrite<'_>) -> usize {
         (Carrier::Inherited(_) | Carrier::Cookie, _) => return text.len(),
         (_, Some(_)) => 64,
         (Carrier::Query, None) => ctx.param.len() + ctx.token.len() + 2,
+        // `/<token>` plus the playlist's directory, which a relative URI gains (a guess).
         (Carrier::Path(_), None) => ctx.token.len() + 2 + 32,
     };
     let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
