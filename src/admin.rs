@@ -277,6 +277,14 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
                 json!({"error": "store_failure"}),
             )
         }
+        AdminError::StoreUnavailable(why) => {
+            tracing::error!(error = %why, "admin store unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "store_unavailable",
+                       "reason": "the shared store cannot be reached; nothing was written"}),
+            )
+        }
     }
 }
 

@@ -38,8 +38,10 @@ pub struct Config {
     pub token: Token,
     /// Which paths are checked, and CORS.
     pub access: Access,
-    /// Where the embedded database lives.
+    /// Where the embedded database lives (and `admin.token` when none is configured).
     pub data_dir: PathBuf,
+    /// Which store holds products, purchases and bindings.
+    pub store: StoreBackend,
     /// Where rights decisions come from.
     pub rights: RightsConfig,
     /// Playback sessions.
@@ -178,6 +180,40 @@ impl Config {
             .iter()
             .filter(|r| path.starts_with(r.prefix.as_str()))
             .max_by_key(|r| r.prefix.len())
+    }
+}
+
+/// `[store] backend`, checked.
+#[derive(Debug, Clone, Default)]
+pub enum StoreBackend {
+    /// The embedded SQLite file in `data_dir`: one node.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by every node.
+    Postgres(PostgresConfig),
+}
+
+/// `[store.postgres]`, checked.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// Connection URL (may hold a password: never printed).
+    pub url: String,
+    /// Most connections this node opens.
+    pub pool_size: u32,
+    /// Longest wait for a new connection.
+    pub connect_timeout: Duration,
+    /// Longest one store operation may take.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 

@@ -8,6 +8,9 @@ use prometheus::{
 
 use crate::path::ObjectKind;
 
+mod backends;
+pub use backends::{FanoutMetrics, StoreMetrics};
+
 /// Upstream latency buckets in seconds: from a loopback cache-warm origin (1 ms) to the
 /// default upstream timeout (10 s).
 const UPSTREAM_SECONDS_BUCKETS: &[f64] = &[
@@ -92,6 +95,10 @@ pub struct Metrics {
     by_kind: [KindSeries; ObjectKind::ALL.len()],
     /// `usher_cache_bytes_total{source="cache"}`, resolved once.
     pub cache_bytes_served: IntCounter,
+    /// The shared store's series (empty on the embedded store).
+    pub store: StoreMetrics,
+    /// The invalidation fan-out's series (empty on one node).
+    pub fanout: FanoutMetrics,
 }
 
 /// The series every request of one object kind touches when it is answered the common way
@@ -283,6 +290,8 @@ impl Metrics {
             upstream_seconds: upstream_seconds.with_label_values(&[kind.as_str()]),
             cache_hit: cache_requests.with_label_values(&[kind.as_str(), "hit"]),
         });
+        let store = StoreMetrics::register(&registry);
+        let fanout = FanoutMetrics::register(&registry);
         Self {
             by_kind,
             cache_bytes_served: cache_bytes.with_label_values(&["cache"]),
@@ -314,6 +323,8 @@ impl Metrics {
             cache_requests,
             cache_bytes,
             cache_size,
+            store,
+            fanout,
         }
     }
 

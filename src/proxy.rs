@@ -125,10 +125,7 @@ impl State {
         let metrics = Metrics::new();
         let upstreams = Upstreams::new(&config, &metrics)?;
         let shield = Shield::new(&config.shield, &metrics);
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&config.data_dir)
-                .with_context(|| format!("store.data_dir {}", config.data_dir.display()))?,
-        );
+        let store = open_store(&config, &metrics)?;
         let source = match &config.rights.source {
             RightsSource::None => None,
             RightsSource::Store => Some(Source::Store),
@@ -194,6 +191,23 @@ impl State {
             source: OnceLock::new(),
         })
     }
+}
+
+/// The store `[store]` names: the embedded SQLite file, or the shared PostgreSQL database.
+///
+/// # Errors
+/// When it cannot be opened or reached, or its schema cannot be brought up to date.
+pub fn open_store(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.store {
+        crate::config::StoreBackend::Sqlite => Arc::new(
+            SqliteStore::open(&config.data_dir)
+                .with_context(|| format!("store.data_dir {}", config.data_dir.display()))?,
+        ),
+        crate::config::StoreBackend::Postgres(pg) => Arc::new(
+            crate::rights::postgres::PostgresStore::connect(pg, metrics.store.clone())
+                .context("store.postgres")?,
+        ),
+    })
 }
 
 /// The admin credential kept in `<data_dir>/admin.token` when none is configured: made

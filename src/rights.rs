@@ -22,6 +22,7 @@ pub mod decide;
 pub mod external;
 pub mod index;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 pub mod store;
 

@@ -68,6 +68,9 @@ pub enum AdminError {
     /// The store failed (500); nothing was written.
     #[error("store failure: {0}")]
     Store(String),
+    /// The shared store cannot be reached (503); nothing was written.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
 }
 
 impl AdminError {
@@ -86,6 +89,7 @@ impl From<StoreError> for AdminError {
             StoreError::NotFound(what) => AdminError::NotFound(what),
             StoreError::Conflict(what) => AdminError::Conflict(what),
             StoreError::Backend(why) => AdminError::Store(why),
+            StoreError::Unavailable(why) => AdminError::StoreUnavailable(why),
         }
     }
 }

@@ -168,8 +168,28 @@ pub struct AkamaiFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreFile {
+    /// `"sqlite"` (the embedded database, the default) or `"postgres"` (shared by nodes).
+    pub backend: Option<String>,
     /// Directory of the embedded database (relative to this file); `--data-dir` overrides.
     pub data_dir: Option<String>,
+    /// `[store.postgres]`, for `backend = "postgres"`.
+    pub postgres: Option<PostgresFile>,
+}
+
+/// `[store.postgres]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresFile {
+    /// Connection URL, `postgres://user:password@host:port/db`.
+    pub url: Option<String>,
+    /// Environment variable holding the URL instead (keeps the password out of the file).
+    pub url_env: Option<String>,
+    /// Most connections this node opens.
+    pub pool_size: Option<u32>,
+    /// Longest wait for a new connection.
+    pub connect_timeout: Option<String>,
+    /// Longest one store operation may take, waiting for a connection included.
+    pub timeout: Option<String>,
 }
 
 /// `[sessions]`

@@ -48,6 +48,10 @@ pub enum StoreError {
     /// The backend failed (disk, corruption); nothing was written.
     #[error("store failure: {0}")]
     Backend(String),
+    /// A shared backend cannot be reached or did not answer in time; nothing was written
+    /// (a transaction that did not commit is rolled back by the server).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A page of a listing.

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod cli;
 pub mod inprocess;
 pub mod live;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

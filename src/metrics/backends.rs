@@ -1,0 +1,145 @@
+//! Metrics of the shared backends: the PostgreSQL store and the invalidation fan-out.
+
+use std::time::Duration;
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::rights::store::StoreError;
+
+/// Store latency buckets in seconds: a loopback round trip (0.2 ms) to the timeout.
+const STORE_SECONDS_BUCKETS: &[f64] = &[
+    0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The shared store's series.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// `usher_store_duration_seconds{op}`: each store operation, waiting for a connection
+    /// included.
+    pub seconds: HistogramVec,
+    /// `usher_store_errors_total{error}`: operations that failed: unavailable (no
+    /// connection, or no answer in time) or backend (the server refused).
+    pub errors: IntCounterVec,
+    /// `usher_store_pool_connections{state}`: open, idle and max connections of the pool.
+    pub pool: IntGaugeVec,
+}
+
+impl StoreMetrics {
+    pub(super) fn register(registry: &Registry) -> Self {
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "usher_store_duration_seconds",
+                "Shared store operations, by operation, waiting for a connection included.",
+            )
+            .buckets(STORE_SECONDS_BUCKETS.to_vec()),
+            &["op"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "usher_store_errors_total",
+                "Shared store operations that failed: unavailable or backend.",
+            ),
+            &["error"],
+        )
+        .expect("valid metric");
+        let pool = IntGaugeVec::new(
+            Opts::new(
+                "usher_store_pool_connections",
+                "Connections of the shared store's pool: open, idle, max.",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(seconds.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(errors.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(pool.clone()))
+            .expect("unique metric");
+        Self {
+            seconds,
+            errors,
+            pool,
+        }
+    }
+
+    /// Records one operation.
+    pub fn observe<T>(&self, op: &str, took: Duration, result: &Result<T, StoreError>) {
+        self.seconds
+            .with_label_values(&[op])
+            .observe(took.as_secs_f64());
+        let error = match result {
+            Err(StoreError::Unavailable(_)) => "unavailable",
+            Err(StoreError::Backend(_)) => "backend",
+            _ => return,
+        };
+        self.errors.with_label_values(&[error]).inc();
+    }
+
+    /// Records the pool's state.
+    pub fn pool(&self, open: i64, idle: i64, max: i64) {
+        self.pool.with_label_values(&["open"]).set(open);
+        self.pool.with_label_values(&["idle"]).set(idle);
+        self.pool.with_label_values(&["max"]).set(max);
+    }
+}
+
+/// The invalidation fan-out's series.
+#[derive(Clone)]
+pub struct FanoutMetrics {
+    /// `usher_invalidations_sent_total{scope}`: invalidations this node published.
+    pub sent: IntCounterVec,
+    /// `usher_invalidations_received_total{scope}`: invalidations from other nodes applied.
+    pub received: IntCounterVec,
+    /// `usher_invalidation_errors_total{error}`: publish failures and lost subscriptions.
+    pub errors: IntCounterVec,
+    /// `usher_invalidation_listener_up`: 1 while this node is subscribed.
+    pub up: IntGauge,
+}
+
+impl FanoutMetrics {
+    pub(super) fn register(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str, label: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let sent = counter(
+            "usher_invalidations_sent_total",
+            "Rights invalidations published to the other nodes, by scope.",
+            "scope",
+        );
+        let received = counter(
+            "usher_invalidations_received_total",
+            "Rights invalidations received from other nodes and applied, by scope.",
+            "scope",
+        );
+        let errors = counter(
+            "usher_invalidation_errors_total",
+            "Fan-out failures: publish (not sent), lost (subscription lost; the cache was flushed).",
+            "error",
+        );
+        let up = IntGauge::new(
+            "usher_invalidation_listener_up",
+            "1 while this node is subscribed to other nodes' invalidations.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(up.clone()))
+            .expect("unique metric");
+        Self {
+            sent,
+            received,
+            errors,
+            up,
+        }
+    }
+}

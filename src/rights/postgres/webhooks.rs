@@ -1,0 +1,111 @@
+//! The webhook queue in PostgreSQL. Nodes claim deliveries with `FOR UPDATE SKIP LOCKED`,
+//! so two nodes never lease the same delivery at once.
+
+use super::{pg, PostgresStore};
+use crate::rights::store::{NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
+
+impl WebhookQueue for PostgresStore {
+    fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
+        let deliveries = deliveries.to_vec();
+        self.run("enqueue_webhooks", move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            for d in &deliveries {
+                tx.execute(
+                    "INSERT INTO webhook_queue (endpoint, event, event_id, body, next_attempt)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&d.endpoint, &d.event, &d.event_id, &d.body, &(d.due as i64)],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            let depth: i64 = tx
+                .query_one("SELECT COUNT(*) FROM webhook_queue", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            let excess = (depth as u64).saturating_sub(limit);
+            if excess > 0 {
+                tx.execute(
+                    "DELETE FROM webhook_queue WHERE id IN
+                     (SELECT id FROM webhook_queue ORDER BY id LIMIT $1)",
+                    &[&(excess as i64)],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(excess)
+        })
+    }
+
+    fn claim_webhooks(
+        &self,
+        now: u64,
+        lease: u64,
+        max: u32,
+    ) -> Result<Vec<QueuedDelivery>, StoreError> {
+        self.run("claim_webhooks", move |c| async move {
+            let rows = c
+                .query(
+                    "WITH due AS (
+                        SELECT id, next_attempt FROM webhook_queue WHERE next_attempt <= $1
+                        ORDER BY next_attempt, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                     UPDATE webhook_queue q SET next_attempt = $2 FROM due WHERE q.id = due.id
+                     RETURNING q.id, q.endpoint, q.event, q.event_id, q.body, q.attempts,
+                               due.next_attempt",
+                    &[
+                        &(now as i64),
+                        &(now.saturating_add(lease) as i64),
+                        &i64::from(max),
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            let mut claimed: Vec<QueuedDelivery> = rows
+                .iter()
+                .map(|r| QueuedDelivery {
+                    id: r.get(0),
+                    delivery: NewDelivery {
+                        endpoint: r.get(1),
+                        event: r.get(2),
+                        event_id: r.get(3),
+                        body: r.get(4),
+                        due: r.get::<_, i64>(6) as u64,
+                    },
+                    attempts: r.get::<_, i32>(5) as u32,
+                })
+                .collect();
+            claimed.sort_by_key(|q| (q.delivery.due, q.id));
+            Ok(claimed)
+        })
+    }
+
+    fn webhook_done(&self, id: i64) -> Result<(), StoreError> {
+        self.run("webhook_done", move |c| async move {
+            c.execute("DELETE FROM webhook_queue WHERE id = $1", &[&id])
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn webhook_failed(&self, id: i64, next_attempt: u64) -> Result<(), StoreError> {
+        self.run("webhook_failed", move |c| async move {
+            c.execute(
+                "UPDATE webhook_queue SET attempts = attempts + 1, next_attempt = $2 WHERE id = $1",
+                &[&id, &(next_attempt as i64)],
+            )
+            .await
+            .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn webhook_queue_depth(&self) -> Result<u64, StoreError> {
+        self.count(
+            "webhook_queue_depth",
+            "SELECT COUNT(*) FROM webhook_queue",
+            args![],
+        )
+    }
+}
