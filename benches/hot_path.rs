@@ -346,6 +346,7 @@ fn bench_rights(c: &mut Criterion) {
     .expect("purchase");
     store.create_purchase(&purchase).expect("purchase stored");
     let config = RightsConfig {
+        grace: Duration::ZERO,
         source: RightsSource::Store,
         positive_ttl: Duration::from_secs(3600),
         negative_ttl: Duration::from_secs(5),

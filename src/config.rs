@@ -259,6 +259,9 @@ pub struct RightsConfig {
     pub negative_ttl: Duration,
     /// Most cached decisions.
     pub cache_capacity: u64,
+    /// With the shared store unreachable, how long after it was seen a yes keeps being
+    /// served (`0`: refuse with `rights_unavailable` at once).
+    pub grace: Duration,
     /// Header naming the device class.
     pub device_class_header: HeaderName,
     /// Class of requests that name none.

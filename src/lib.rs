@@ -32,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod device;
+pub mod fanout;
 pub mod form;
 pub mod manifest;
 pub mod metrics;

@@ -139,6 +139,9 @@ async fn run(
         .context("selling the demo stream")?;
     tokio::spawn(sweep_sessions(state.clone()));
     tokio::spawn(state.webhooks.clone().run());
+    if let usher::config::StoreBackend::Postgres(pg) = &config.store {
+        tokio::spawn(usher::fanout::listen(state.clone(), pg.clone()));
+    }
     state.upstreams.spawn_health_checks();
     state.ready.store(true, Ordering::Release);
     if let Some(url) = play {

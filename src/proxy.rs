@@ -53,6 +53,7 @@ use crate::metrics::Metrics;
 use crate::origin::OriginBase;
 use crate::path::{self, ObjectKind};
 use crate::rights::external::External;
+use crate::rights::postgres::PostgresStore;
 use crate::rights::sqlite::SqliteStore;
 use crate::rights::store::Store;
 use crate::rights::{Rights, Source};
@@ -103,6 +104,9 @@ pub struct State {
     pub admin_token: String,
     /// Every admin credential by name (the main one is `admin`), and the failure limit.
     pub admin_guard: crate::admin::auth::Guard,
+    /// Tells the other nodes sharing the store which decisions to drop; the listener is
+    /// started by `main` (see [`crate::fanout`]).
+    pub fanout: crate::fanout::Fanout,
     /// Signed HTTP callbacks on PPV events; the worker is started by `main`.
     pub webhooks: crate::webhooks::Webhooks,
     requests: AtomicU64,
@@ -125,7 +129,8 @@ impl State {
         let metrics = Metrics::new();
         let upstreams = Upstreams::new(&config, &metrics)?;
         let shield = Shield::new(&config.shield, &metrics);
-        let store = open_store(&config, &metrics)?;
+        let OpenedStore { store, shared } = open_store(&config, &metrics)?;
+        let fanout = crate::fanout::Fanout::new(shared, metrics.fanout.clone());
         let source = match &config.rights.source {
             RightsSource::None => None,
             RightsSource::Store => Some(Source::Store),
@@ -143,6 +148,10 @@ impl State {
             .map(|source| Rights::new(store.clone(), source, &config.rights, metrics.clone()))
             .transpose()?
             .map(|rights| rights.with_webhooks(webhooks.clone()));
+        if let Some(rights) = &rights {
+            // Until the listener hears the other nodes, this node trusts no cached decision.
+            rights.set_caching(!fanout.is_shared());
+        }
         let mut origin_bases: Vec<OriginBase> = config.upstream.bases();
         for (_, group) in &config.upstream_groups {
             origin_bases.extend(group.bases());
@@ -172,6 +181,7 @@ impl State {
         )
         .with_webhooks(webhooks.clone());
         Ok(Self {
+            fanout,
             webhooks,
             upstreams,
             shield,
@@ -193,20 +203,36 @@ impl State {
     }
 }
 
+/// An opened store.
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The same store when it is the shared PostgreSQL one (for the invalidation fan-out).
+    pub shared: Option<Arc<PostgresStore>>,
+}
+
 /// The store `[store]` names: the embedded SQLite file, or the shared PostgreSQL database.
 ///
 /// # Errors
 /// When it cannot be opened or reached, or its schema cannot be brought up to date.
-pub fn open_store(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
+pub fn open_store(config: &Config, metrics: &Metrics) -> anyhow::Result<OpenedStore> {
     Ok(match &config.store {
-        crate::config::StoreBackend::Sqlite => Arc::new(
-            SqliteStore::open(&config.data_dir)
-                .with_context(|| format!("store.data_dir {}", config.data_dir.display()))?,
-        ),
-        crate::config::StoreBackend::Postgres(pg) => Arc::new(
-            crate::rights::postgres::PostgresStore::connect(pg, metrics.store.clone())
-                .context("store.postgres")?,
-        ),
+        crate::config::StoreBackend::Sqlite => OpenedStore {
+            store: Arc::new(
+                SqliteStore::open(&config.data_dir)
+                    .with_context(|| format!("store.data_dir {}", config.data_dir.display()))?,
+            ),
+            shared: None,
+        },
+        crate::config::StoreBackend::Postgres(pg) => {
+            let store = Arc::new(
+                PostgresStore::connect(pg, metrics.store.clone()).context("store.postgres")?,
+            );
+            OpenedStore {
+                store: store.clone(),
+                shared: Some(store),
+            }
+        }
     })
 }
 
@@ -496,12 +522,23 @@ async fn handle_inner(
 
 /// `/readyz`: 200 once start-up finished, 503 before.
 pub fn readiness(state: &State) -> Response<Body> {
-    if state.ready.load(Ordering::Acquire) {
-        respond::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-    } else {
-        respond::json(
+    if !state.ready.load(Ordering::Acquire) {
+        return respond::json(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({"status": "starting"}),
-        )
+        );
+    }
+    match state.fanout.health() {
+        None | Some((true, true)) => {
+            respond::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+        }
+        Some((store, subscribed)) => respond::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({
+                "status": "degraded",
+                "store": if store { "ok" } else { "unavailable" },
+                "invalidations": if subscribed { "subscribed" } else { "unsubscribed" },
+            }),
+        ),
     }
 }

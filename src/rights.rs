@@ -67,6 +67,19 @@ pub struct Rights {
     generation: std::sync::atomic::AtomicU64,
     /// Where first plays are announced.
     webhooks: Option<crate::webhooks::Webhooks>,
+    /// Off while a node sharing its store with others cannot hear their invalidations:
+    /// every request is then decided from the store (see `crate::fanout`).
+    caching: std::sync::atomic::AtomicBool,
+    /// `rights.grace` in seconds, and the store's recent yeses with when each was seen:
+    /// what is served while the store cannot be reached.
+    grace: u64,
+    recent_yes: Option<Cache<String, Arc<(Entitled, u64)>>>,
+}
+
+/// Which [`Source`] a check asks, without its contents.
+enum SourceKind {
+    Store,
+    External,
 }
 
 /// Per-entry time to live: positive decisions live longer than refusals.
@@ -118,6 +131,10 @@ impl Rights {
             .support_invalidation_closures()
             .build();
         let index = MediaIndex::load(store.as_ref())?;
+        let source_kind = match &source {
+            Source::Store => SourceKind::Store,
+            Source::External(_) => SourceKind::External,
+        };
         Ok(Self {
             store,
             source,
@@ -128,6 +145,17 @@ impl Rights {
             generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
             webhooks: None,
+            caching: std::sync::atomic::AtomicBool::new(true),
+            grace: config.grace.as_secs(),
+            recent_yes: (!config.grace.is_zero() && matches!(source_kind, SourceKind::Store)).then(
+                || {
+                    Cache::builder()
+                        .max_capacity(config.cache_capacity)
+                        .time_to_live(config.grace)
+                        .support_invalidation_closures()
+                        .build()
+                },
+            ),
         })
     }
 
@@ -178,34 +206,46 @@ impl Rights {
         key.push_str(&media.code);
         key.push('\0');
         key.push_str(class_name);
-        if let Some(decision) = self.cache.get(&key).await {
-            if holds(&decision, now) {
-                self.hits.inc();
-                return (*decision).clone();
+        let decision = if self.caching.load(std::sync::atomic::Ordering::Acquire) {
+            if let Some(decision) = self.cache.get(&key).await {
+                if holds(&decision, now) {
+                    self.hits.inc();
+                    return (*decision).clone();
+                }
+                self.cache.invalidate(&key).await;
             }
-            self.cache.invalidate(&key).await;
-        }
-        self.misses.inc();
-        let decision = self
-            .cache
-            .try_get_with(key.clone(), self.lookup(subject, &media, class, now))
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "rights lookup failed; refusing (fail closed)");
-                RightsDenied::Unavailable
-            })?;
-        let raced = self.generation.load(std::sync::atomic::Ordering::Acquire) != generation;
-        let decision = if holds(&decision, now) && !raced {
-            (*decision).clone()
+            self.misses.inc();
+            let decision = self
+                .cache
+                .try_get_with(key.clone(), self.lookup(subject, &media, class, now))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "rights lookup failed; refusing (fail closed)");
+                    RightsDenied::Unavailable
+                })?;
+            let raced = self.generation.load(std::sync::atomic::Ordering::Acquire) != generation;
+            if holds(&decision, now) && !raced {
+                Some((*decision).clone())
+            } else {
+                // Stored by a concurrent miss at another instant, raced by an admin write,
+                // or a first play to record: decide afresh and keep it out of the cache.
+                self.cache.invalidate(&key).await;
+                None
+            }
         } else {
-            // Stored by a concurrent miss at another instant, raced by an admin write, or a
-            // first play to record: decide afresh and keep it out of the cache.
-            self.cache.invalidate(&key).await;
-            (*self
+            self.misses.inc();
+            None
+        };
+        let decision = match decision {
+            Some(decision) => decision,
+            None => (*self
                 .lookup(subject, &media, class, now)
                 .await
-                .map_err(|_| RightsDenied::Unavailable)?)
-            .clone()
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "rights lookup failed; refusing (fail closed)");
+                    RightsDenied::Unavailable
+                })?)
+            .clone(),
         };
         if let Ok(entitled) = &decision {
             if entitled.first_play {
@@ -249,22 +289,41 @@ impl Rights {
             }
             Source::Store => {
                 let store = self.store.clone();
-                let (subject, contents) = (subject.to_owned(), media.covered_by.clone());
-                let (account, candidates) = tokio::task::spawn_blocking(move || {
-                    let account = store.account(&subject)?;
-                    let candidates = store.entitlements(&subject, &contents)?;
+                let (owned, contents) = (subject.to_owned(), media.covered_by.clone());
+                let found = tokio::task::spawn_blocking(move || {
+                    let account = store.account(&owned)?;
+                    let candidates = store.entitlements(&owned, &contents)?;
                     Ok::<_, StoreError>((account, candidates))
                 })
                 .await
-                .map_err(|e| StoreError::Backend(e.to_string()))??;
-                let enabled = account.as_ref().is_none_or(|a| a.enabled);
-                decide::decide(enabled, &candidates, class, now).map(|mut entitled| {
-                    if let Some(account) = &account {
-                        entitled.limits.account_sessions = account.max_sessions;
-                        entitled.limits.account_devices = account.max_devices;
+                .map_err(|e| StoreError::Backend(e.to_string()))
+                .and_then(|found| found);
+                let grace_key = || format!("{subject}\0{}\0{}", media.code, class.as_str());
+                let (account, candidates) = match found {
+                    Ok(found) => found,
+                    Err(StoreError::Unavailable(why)) => {
+                        return match self.graced(&grace_key(), now).await {
+                            Some(entitled) => Ok(Arc::new(Ok(entitled))),
+                            None => Err(StoreError::Unavailable(why)),
+                        };
                     }
-                    entitled
-                })
+                    Err(e) => return Err(e),
+                };
+                let enabled = account.as_ref().is_none_or(|a| a.enabled);
+                let decision =
+                    decide::decide(enabled, &candidates, class, now).map(|mut entitled| {
+                        if let Some(account) = &account {
+                            entitled.limits.account_sessions = account.max_sessions;
+                            entitled.limits.account_devices = account.max_devices;
+                        }
+                        entitled
+                    });
+                if let (Some(recent), Ok(entitled)) = (&self.recent_yes, &decision) {
+                    recent
+                        .insert(grace_key(), Arc::new((entitled.clone(), now)))
+                        .await;
+                }
+                decision
             }
         };
         self.metrics
@@ -276,6 +335,39 @@ impl Rights {
             }])
             .inc();
         Ok(Arc::new(decision))
+    }
+
+    /// A yes seen within the last `rights.grace` for `key`, served while the store cannot
+    /// be reached: it ends when the grace does (or the right, if sooner) and records no
+    /// first play. Counted in `usher_rights_lookups_total{outcome="grace"}`.
+    async fn graced(&self, key: &str, now: u64) -> Option<Entitled> {
+        let remembered = self.recent_yes.as_ref()?.get(key).await?;
+        let (entitled, seen) = &*remembered;
+        let ends = seen.saturating_add(self.grace);
+        if now >= ends {
+            return None;
+        }
+        tracing::warn!("rights store unreachable; serving a recent yes (grace)");
+        self.metrics
+            .rights_lookups
+            .with_label_values(&["grace"])
+            .inc();
+        let mut entitled = entitled.clone();
+        entitled.first_play = false;
+        entitled.until = Some(entitled.until.map_or(ends, |until| until.min(ends)));
+        Some(entitled)
+    }
+
+    /// Drops the grace memory of decisions whose key `matches` (a right changed).
+    fn forget_recent(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        if let Some(recent) = &self.recent_yes {
+            if recent
+                .invalidate_entries_if(move |key, _| matches(key))
+                .is_err()
+            {
+                recent.invalidate_all();
+            }
+        }
     }
 
     async fn record_first_play(&self, hash: &str, now: u64) {
@@ -306,6 +398,15 @@ impl Rights {
         }
     }
 
+    /// Turns the decision cache on or off; off, every request is decided from the store and
+    /// nothing is cached (a node that cannot hear the other nodes' invalidations).
+    pub fn set_caching(&self, on: bool) {
+        self.caching.store(on, std::sync::atomic::Ordering::Release);
+        if !on {
+            self.cache.invalidate_all();
+        }
+    }
+
     /// Forgets every cached decision about `subject` (a purchase or account changed).
     pub fn invalidate_subject(&self, subject: &str) {
         self.generation
@@ -315,6 +416,8 @@ impl Rights {
             .rights_invalidations
             .with_label_values(&["subject"])
             .inc();
+        let recent = prefix.clone();
+        self.forget_recent(move |key| key.starts_with(&recent));
         if let Err(e) = self
             .cache
             .invalidate_entries_if(move |key, _| key.starts_with(&prefix))
@@ -341,12 +444,12 @@ impl Rights {
             .rights_invalidations
             .with_label_values(&[scope])
             .inc();
-        let matches = |key: &str| {
-            let mut parts = key.split('\0');
-            let (sub, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            subject.is_none_or(|s| s == sub)
-                && codes.is_none_or(|codes| codes.iter().any(|c| c == code))
-        };
+        let matches = |key: &str| key_matches(key, subject, codes);
+        let (owned_subject, owned_codes) =
+            (subject.map(str::to_owned), codes.map(<[String]>::to_vec));
+        self.forget_recent(move |key| {
+            key_matches(key, owned_subject.as_deref(), owned_codes.as_deref())
+        });
         let mut dropped = 0;
         for (key, _) in self.cache.iter() {
             if matches(&key) {
@@ -360,12 +463,23 @@ impl Rights {
         dropped
     }
 
-    /// Forgets every cached decision (a product or media changed) and re-reads the media
-    /// index.
+    /// Forgets every cached decision and its grace memory (a product or media changed) and
+    /// re-reads the media index.
     ///
     /// # Errors
     /// When the store cannot be read; the old index stays.
     pub fn invalidate_all(&self) -> Result<(), StoreError> {
+        self.forget_recent(|_| true);
+        self.flush_cache()
+    }
+
+    /// Forgets every cached decision, keeping the grace memory (what a node does when it
+    /// stops hearing the other nodes: nothing is known to have changed, only that it might
+    /// have), and re-reads the media index.
+    ///
+    /// # Errors
+    /// When the store cannot be read; the old index stays.
+    pub fn flush_cache(&self) -> Result<(), StoreError> {
         self.metrics
             .rights_invalidations
             .with_label_values(&["all"])
@@ -381,6 +495,14 @@ impl Rights {
         self.cache.invalidate_all();
         result
     }
+}
+
+/// Whether the cache key `subject\0code\0class` is about `subject` (any, if `None`) and
+/// one of `codes` (any, if `None`).
+fn key_matches(key: &str, subject: Option<&str>, codes: Option<&[String]>) -> bool {
+    let mut parts = key.split('\0');
+    let (sub, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    subject.is_none_or(|s| s == sub) && codes.is_none_or(|codes| codes.iter().any(|c| c == code))
 }
 
 impl DeviceClass {

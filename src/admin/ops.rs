@@ -141,18 +141,24 @@ pub fn new_code(len: usize) -> String {
         .collect()
 }
 
+/// Drops every cached decision and re-reads the media index, here and on the other nodes.
 pub(crate) fn after_product_write(state: &State) {
     if let Some(rights) = &state.rights {
         if let Err(e) = rights.invalidate_all() {
             tracing::error!(error = %e, "could not re-read the media index");
         }
     }
+    state.fanout.publish(crate::fanout::Invalidation::All);
 }
 
+/// Drops the cached decisions about `account`, here and on the other nodes.
 pub(crate) fn after_purchase_write(state: &State, account: &str) {
     if let Some(rights) = &state.rights {
         rights.invalidate_subject(account);
     }
+    state.fanout.publish(crate::fanout::Invalidation::Subject {
+        subject: account.to_owned(),
+    });
 }
 
 /// Creates a product from fields (`code` optional: one is made).

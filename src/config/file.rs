@@ -221,6 +221,8 @@ pub struct RightsFile {
     /// How long a refusal is cached.
     pub negative_ttl: Option<String>,
     /// Most decisions cached.
+    /// With the store unreachable, how long a yes seen before keeps being served.
+    pub grace: Option<String>,
     pub cache_capacity: Option<u64>,
     /// Request header naming the device class (`ott`, `iptv`, `hybrid`).
     pub device_class_header: Option<String>,

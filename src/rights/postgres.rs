@@ -53,6 +53,8 @@ pub struct PostgresStore {
     runtime: Option<tokio::runtime::Runtime>,
     timeout: Duration,
     metrics: StoreMetrics,
+    /// Whether the last operation reached the server.
+    reachable: std::sync::atomic::AtomicBool,
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
@@ -142,6 +144,7 @@ impl PostgresStore {
             runtime: Some(runtime),
             timeout: config.timeout,
             metrics,
+            reachable: std::sync::atomic::AtomicBool::new(true),
         };
         store.migrate()?;
         Ok(store)
@@ -248,6 +251,10 @@ impl PostgresStore {
             .recv()
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the store stopped".into())));
         self.metrics.observe(op, started.elapsed(), &result);
+        self.reachable.store(
+            !matches!(result, Err(StoreError::Unavailable(_))),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let status = self.pool.status();
         self.metrics.pool(
             status.size as i64,
@@ -327,13 +334,9 @@ impl PostgresStore {
         })
     }
 
-    /// Whether the server answers now.
-    pub fn ping(&self) -> bool {
-        self.run("ping", |c| async move {
-            c.simple_query("SELECT 1").await.map_err(pg)?;
-            Ok(())
-        })
-        .is_ok()
+    /// Whether the last operation reached the server.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

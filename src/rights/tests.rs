@@ -14,6 +14,7 @@ const T0: u64 = 1_800_000_000;
 
 fn config() -> RightsConfig {
     RightsConfig {
+        grace: Duration::ZERO,
         source: RightsSource::Store,
         positive_ttl: Duration::from_secs(60),
         negative_ttl: Duration::from_secs(60),

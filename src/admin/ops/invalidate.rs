@@ -55,6 +55,10 @@ pub async fn invalidate_rights(state: &State, f: &Fields) -> Result<Invalidated,
         }
         None => 0,
     };
+    state.fanout.publish(crate::fanout::Invalidation::Scoped {
+        subject: subject.clone(),
+        content: content.as_ref().map(|_| media.clone()),
+    });
     tracing::info!(subject = ?subject, content = ?content, dropped, "rights invalidated");
     Ok(Invalidated {
         subject,

@@ -75,6 +75,13 @@ pub(super) fn check(p: &mut Problems, file: RightsFile) -> RightsConfig {
             Duration::ZERO,
         ),
         cache_capacity,
+        grace: match super::super::duration::parse(file.grace.as_deref().unwrap_or("0s")) {
+            Ok(grace) => grace,
+            Err(why) => {
+                p.0.push(format!("rights.grace = {why}"));
+                Duration::ZERO
+            }
+        },
         device_class_header,
         default_device_class,
     }

@@ -1,0 +1,275 @@
+//! Invalidation fan-out: every node sharing a store drops the cached rights decisions an
+//! admin write on any node made wrong.
+//!
+//! ```text
+//! admin write on node A ─► A's own cache (at once, before the answer)
+//!                       └► NOTIFY usher_invalidate {node, scope, …} ─► PostgreSQL
+//!                                                   ─► LISTEN on B, C ─► their caches
+//! ```
+//!
+//! A node learns nothing while it is not subscribed, so it does not trust its cache then:
+//! when the subscription is lost it drops every cached decision and decides each request
+//! from the store until it is subscribed again (and drops them once more then, for what
+//! it cached in between). A decision served from a node's cache is therefore never older
+//! than the last invalidation it could have missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::AsyncMessage;
+
+use crate::config::PostgresConfig;
+use crate::metrics::FanoutMetrics;
+use crate::proxy::State;
+use crate::rights::postgres::PostgresStore;
+
+/// The PostgreSQL channel invalidations travel on.
+pub const CHANNEL: &str = "usher_invalidate";
+
+/// What an invalidation drops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", rename_all = "snake_case")]
+pub enum Invalidation {
+    /// Every decision about an account or purchase holder (a purchase or account changed).
+    Subject {
+        /// The account.
+        subject: String,
+    },
+    /// Decisions about a subject, some media, or both (`POST /api/v1/rights/invalidate`).
+    Scoped {
+        /// The account, if named.
+        subject: Option<String>,
+        /// The media codes, if named.
+        content: Option<Vec<String>>,
+    },
+    /// Every decision, and the media index (a product or media changed).
+    All,
+}
+
+impl Invalidation {
+    fn scope(&self) -> &'static str {
+        match self {
+            Invalidation::Subject { .. } => "subject",
+            Invalidation::Scoped { .. } => "scoped",
+            Invalidation::All => "all",
+        }
+    }
+}
+
+/// One message on the channel.
+#[derive(Debug, Serialize, Deserialize)]
+struct Message {
+    /// The sending node, which has applied it already.
+    node: String,
+    #[serde(flatten)]
+    what: Invalidation,
+}
+
+/// The sending side, and what the listener needs; inert on the embedded store.
+pub struct Fanout {
+    /// This node's random id, to skip its own messages.
+    node: String,
+    /// The shared store, when there is one.
+    store: Option<Arc<PostgresStore>>,
+    metrics: FanoutMetrics,
+}
+
+impl Fanout {
+    /// Fan-out through `store`, or none (`None`: one node, nothing to tell).
+    pub fn new(store: Option<Arc<PostgresStore>>, metrics: FanoutMetrics) -> Self {
+        Self {
+            node: crate::sessions::new_id(),
+            store,
+            metrics,
+        }
+    }
+
+    /// Whether other nodes may share this node's store.
+    pub fn is_shared(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// On a shared store, whether the store answered its last operation and this node hears
+    /// the others' invalidations, as `(store, subscribed)`; `None` on the embedded store.
+    pub fn health(&self) -> Option<(bool, bool)> {
+        let store = self.store.as_ref()?;
+        Some((store.reachable(), self.metrics.up.get() == 1))
+    }
+
+    /// Tells the other nodes, in the background (the write is committed: a node that
+    /// reads the store after the message arrives sees it). A failure is logged and counted;
+    /// nodes whose subscription broke flush their caches on their own.
+    pub fn publish(&self, what: Invalidation) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let scope = what.scope();
+        let payload = match serde_json::to_string(&Message {
+            node: self.node.clone(),
+            what,
+        }) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::error!(error = %e, "invalidation not encoded");
+                return;
+            }
+        };
+        let metrics = self.metrics.clone();
+        let send = move || match store.notify(CHANNEL, payload) {
+            Ok(()) => metrics.sent.with_label_values(&[scope]).inc(),
+            Err(e) => {
+                metrics.errors.with_label_values(&["publish"]).inc();
+                tracing::error!(error = %e, "invalidation not sent to the other nodes");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(send)),
+            Err(_) => send(),
+        }
+    }
+}
+
+/// Listens for the other nodes' invalidations until the process ends: subscribes, applies
+/// each message, and on a lost subscription flushes the cache, stops caching and
+/// resubscribes with backoff (100 ms doubling to 5 s).
+pub async fn listen(state: Arc<State>, config: PostgresConfig) {
+    let metrics = state.metrics.fanout.clone();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match subscribe(&config).await {
+            Ok((client, mut messages)) => {
+                backoff = Duration::from_millis(100);
+                // What happened while unsubscribed is unknown: start from the store.
+                reread(&state, Forget::Cache).await;
+                set_caching(&state, true);
+                metrics.up.set(1);
+                tracing::info!("subscribed to the other nodes' invalidations");
+                while let Some(payload) = messages.recv().await {
+                    apply(&state, &payload).await;
+                }
+                drop(client);
+                metrics.up.set(0);
+                metrics.errors.with_label_values(&["lost"]).inc();
+                tracing::warn!(
+                    "invalidation subscription lost; deciding from the store until it is back"
+                );
+            }
+            Err(e) => {
+                metrics.up.set(0);
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot subscribe to invalidations");
+            }
+        }
+        set_caching(&state, false);
+        reread(&state, Forget::Cache).await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A listening connection: the client (dropping it ends the subscription) and the
+/// payloads that arrive on [`CHANNEL`]; the channel closes when the connection breaks.
+async fn subscribe(
+    config: &PostgresConfig,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ),
+    tokio_postgres::Error,
+> {
+    let mut pg: tokio_postgres::Config = config.url.parse()?;
+    // A silent peer (a partition, not a shutdown) is found by TCP keepalives.
+    pg.connect_timeout(config.connect_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .application_name("usher-listen");
+    let (client, mut connection) = pg.connect(tokio_postgres::NoTls).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "invalidation connection failed");
+                    return;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    Ok((client, rx))
+}
+
+async fn apply(state: &Arc<State>, payload: &str) {
+    let message: Message = match serde_json::from_str(payload) {
+        Ok(message) => message,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable invalidation; dropping every decision");
+            reread(state, Forget::Everything).await;
+            return;
+        }
+    };
+    if message.node == state.fanout.node {
+        return;
+    }
+    let Some(rights) = &state.rights else {
+        return;
+    };
+    state
+        .metrics
+        .fanout
+        .received
+        .with_label_values(&[message.what.scope()])
+        .inc();
+    match message.what {
+        Invalidation::Subject { subject } => rights.invalidate_subject(&subject),
+        Invalidation::Scoped { subject, content } => {
+            rights
+                .invalidate(subject.as_deref(), content.as_deref())
+                .await;
+        }
+        Invalidation::All => reread(state, Forget::Everything).await,
+    }
+}
+
+/// What [`reread`] forgets besides re-reading the media index.
+enum Forget {
+    /// Every cached decision, keeping the grace memory: nothing is known to have changed,
+    /// only that something might have (a lost subscription).
+    Cache,
+    /// The grace memory too: something changed (a product or media write elsewhere).
+    Everything,
+}
+
+/// Drops cached decisions and re-reads the media index, off the async threads (the store
+/// blocks).
+async fn reread(state: &Arc<State>, forget: Forget) {
+    let state = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Some(rights) = &state.rights else {
+            return;
+        };
+        let result = match forget {
+            Forget::Cache => rights.flush_cache(),
+            Forget::Everything => rights.invalidate_all(),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "media index not re-read; the old one stays");
+        }
+    })
+    .await;
+}
+
+fn set_caching(state: &State, on: bool) {
+    if let Some(rights) = &state.rights {
+        rights.set_caching(on);
+    }
+}

@@ -1,0 +1,382 @@
+//! Three usher nodes on loopback sharing one PostgreSQL (`store.backend = "postgres"`), as
+//! behind a load balancer: a buyer sold on one node plays on another, activations are
+//! counted once across nodes, a revoke on one node stops the next segment on another
+//! while decisions are cached for ten minutes, a stopped database refuses admin writes
+//! with 503 and loses nothing, and acknowledged writes survive SIGKILL.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::admin::api;
+use support::postgres::Postgres;
+use support::*;
+
+const MEDIA: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
+
+async fn origin() -> Origin {
+    let mut objects = HashMap::new();
+    objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
+    objects.insert("/event/s1.ts".to_owned(), segment(300));
+    objects.insert("/event/s2.ts".to_owned(), segment(300));
+    spawn_origin(objects).await
+}
+
+/// A node's config: rights from the shared store, cached ten minutes (so a change seen
+/// on another node proves the fan-out, not an expiry).
+fn node_config(origin: &Origin, url: &str) -> String {
+    rights_config(
+        &origin.url(),
+        &format!("[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{url}\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n"),
+    )
+}
+
+/// Waits (bounded) until `node` answers `/readyz` with `want`: subscribed to the others'
+/// invalidations and reaching the store, or not.
+async fn wait_ready(node: &Usher, want: u16) {
+    let url = format!("{}/readyz", node.admin.as_ref().unwrap());
+    for _ in 0..200 {
+        if get(&url, &[]).await.status == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never answered {want}");
+}
+
+/// Three nodes on one database, each subscribed.
+async fn cluster(origin: &Origin, url: &str) -> Vec<Usher> {
+    let nodes: Vec<Usher> = (0..3)
+        .map(|_| Usher::start(&node_config(origin, url), &[]))
+        .collect();
+    for node in &nodes {
+        wait_ready(node, 200).await;
+    }
+    nodes
+}
+
+/// Waits (bounded) until `node` has applied `n` invalidations of `scope` from the others.
+async fn wait_received(node: &Usher, scope: &str, n: f64) {
+    let series = format!("usher_invalidations_received_total{{scope=\"{scope}\"}}");
+    for _ in 0..200 {
+        if metric(node, &series).await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{series} never reached {n}");
+}
+
+/// Waits (bounded) until `to` has applied every invalidation of `scope` that `from` sent.
+async fn wait_converged(from: &Usher, to: &Usher, scope: &str) {
+    let sent = format!("usher_invalidations_sent_total{{scope=\"{scope}\"}}");
+    let n = metric(from, &sent).await;
+    assert!(n >= 1.0, "{sent} is {n}");
+    wait_received(to, scope, n).await;
+}
+
+/// Creates product `product` (JSON fields) holding the media `event` at `/event/`, through
+/// `node`.
+async fn sell_event(node: &Usher, product: Value) {
+    let code = product["code"].as_str().unwrap().to_owned();
+    let (status, body) = api(node, "POST", "/api/v1/products", Some(product)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        node,
+        "POST",
+        "/api/v1/media",
+        Some(json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        node,
+        "POST",
+        &format!("/api/v1/products/{code}/media"),
+        Some(json!({"media": "event"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn add_buyer(node: &Usher, product: &str, account: &str) -> (String, String) {
+    let (status, sold) = api(
+        node,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": product, "media": "event", "account": account})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    (
+        sold["play_url"].as_str().unwrap().to_owned(),
+        sold["hash"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `url` (minted by some node) pointed at `node`.
+fn on(node: &Usher, url: &str) -> String {
+    let path = &url[url.find("/event/").unwrap()..];
+    format!("{}{path}", node.url)
+}
+
+/// The playlist through `node` with `headers`, and its first segment's URL.
+async fn play(node: &Usher, url: &str, headers: &[(&str, &str)]) -> (Reply, String) {
+    let url = on(node, url);
+    let reply = get(&url, headers).await;
+    let segment = reply
+        .text()
+        .lines()
+        .find(|l| l.starts_with("s1.ts"))
+        .map(|l| resolve(&url, l))
+        .unwrap_or_default();
+    (reply, segment)
+}
+
+fn status_reason(reply: &Reply) -> (u16, String) {
+    (reply.status.as_u16(), reply.reason())
+}
+
+#[tokio::test]
+async fn a_buyer_sold_on_node_a_plays_on_node_c_and_a_revoke_on_a_stops_the_next_segment_on_c() {
+    let pg = Postgres::start();
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let nodes = cluster(&origin, &url).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    sell_event(a, json!({"code": "final", "name": "Final"})).await;
+    // Node C learns the new media from A's invalidations (its media index is re-read).
+    wait_converged(a, c, "all").await;
+    wait_converged(a, b, "all").await;
+    let (play_url, hash) = add_buyer(a, "final", "alice").await;
+
+    let (playlist, segment) = play(c, &play_url, &[]).await;
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    assert_eq!(get(&segment, &[]).await.status, 200);
+    assert_eq!(
+        get(&segment, &[]).await.status,
+        200,
+        "again, from C's cache"
+    );
+    assert!(metric(c, "usher_rights_cache_total{outcome=\"hit\"}").await >= 1.0);
+    let (from_b, _) = play(b, &play_url, &[]).await;
+    assert_eq!(from_b.status, 200, "and on B");
+
+    let (status, body) = api(a, "POST", &format!("/api/v1/buyers/{hash}/revoke"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let revoked = Instant::now();
+    let mut refused = get(&segment, &[]).await;
+    for _ in 0..200 {
+        if refused.status != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        refused = get(&segment, &[]).await;
+    }
+    eprintln!(
+        "revoke on A refused on C after {} ms",
+        revoked.elapsed().as_millis()
+    );
+    assert_eq!(status_reason(&refused), (403, "revoked".into()));
+    assert!(metric(c, "usher_invalidations_received_total{scope=\"subject\"}").await >= 1.0);
+    assert!(metric(a, "usher_invalidations_sent_total{scope=\"subject\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn activations_are_counted_once_across_nodes_even_when_twenty_devices_race() {
+    let pg = Postgres::start();
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let nodes = cluster(&origin, &url).await;
+    sell_event(
+        &nodes[0],
+        json!({"code": "p", "name": "Final", "activation": 2}),
+    )
+    .await;
+    for node in &nodes[1..] {
+        wait_converged(&nodes[0], node, "all").await;
+    }
+    let (play_url, _) = add_buyer(&nodes[0], "p", "alice").await;
+    let device = |d: &'static str| [("x-device-id", d)];
+    assert_eq!(
+        play(&nodes[0], &play_url, &device("tv")).await.0.status,
+        200
+    );
+    assert_eq!(
+        play(&nodes[1], &play_url, &device("phone")).await.0.status,
+        200
+    );
+    let (third, _) = play(&nodes[2], &play_url, &device("laptop")).await;
+    assert_eq!(status_reason(&third), (403, "activation_limit".into()));
+    assert_eq!(
+        play(&nodes[2], &play_url, &device("tv")).await.0.status,
+        200,
+        "a device bound on A plays on C without another activation"
+    );
+
+    // A second purchase, and 20 distinct devices playing it for the first time at once,
+    // spread over the three nodes.
+    let (race_url, race_hash) = add_buyer(&nodes[0], "p", "bob").await;
+    let players: Vec<_> = (0..20)
+        .map(|n| {
+            let url = on(&nodes[n % 3], &race_url);
+            tokio::spawn(async move {
+                let id = format!("device-{n}");
+                get(&url, &[("x-device-id", id.as_str())]).await
+            })
+        })
+        .collect();
+    let mut played = 0;
+    let mut limited = 0;
+    for player in players {
+        match status_reason(&player.await.unwrap()) {
+            (200, _) => played += 1,
+            (403, reason) if reason == "activation_limit" => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((played, limited), (2, 18));
+    let (_, devices) = api(
+        &nodes[1],
+        "GET",
+        &format!("/api/v1/buyers/{race_hash}/devices"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        devices["items"].as_array().map(Vec::len),
+        Some(2),
+        "exactly 2 activations recorded: {devices}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_database_stopped_admin_writes_answer_503_recent_viewers_play_by_grace_and_nothing_is_lost(
+) {
+    let mut pg = Postgres::start();
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let config = node_config(&origin, &url).replace(
+        "negative_ttl = \"10m\"",
+        "negative_ttl = \"10m\"\ngrace = \"10m\"",
+    );
+    let node = Usher::start(&config, &[]);
+    wait_ready(&node, 200).await;
+    sell_event(&node, json!({"code": "final", "name": "Final"})).await;
+    let (play_url, hash) = add_buyer(&node, "final", "alice").await;
+    let (late_url, _) = add_buyer(&node, "final", "bob").await;
+    let (playlist, segment) = play(&node, &play_url, &[]).await;
+    assert_eq!(playlist.status, 200);
+    assert_eq!(get(&segment, &[]).await.status, 200);
+
+    pg.stop();
+    let (status, body) = api(
+        &node,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "final", "media": "event", "account": "carol"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("store_unavailable"))
+    );
+    let (status, _) = api(
+        &node,
+        "POST",
+        &format!("/api/v1/buyers/{hash}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 503, "the revoke is refused, not half-done");
+    wait_ready(&node, 503).await;
+    let readyz = get(&format!("{}/readyz", node.admin.as_ref().unwrap()), &[]).await;
+    let health: Value = serde_json::from_str(&readyz.text()).unwrap();
+    assert_eq!(
+        (health["status"].as_str(), health["store"].as_str()),
+        (Some("degraded"), Some("unavailable"))
+    );
+    // The subscription is lost, so the cache is dropped; the viewer seen playing within
+    // the grace keeps playing, a viewer never seen is refused.
+    assert_eq!(get(&segment, &[]).await.status, 200, "alice plays by grace");
+    assert!(metric(&node, "usher_rights_lookups_total{outcome=\"grace\"}").await >= 1.0);
+    let (unseen, _) = play(&node, &late_url, &[]).await;
+    assert_eq!(status_reason(&unseen), (503, "rights_unavailable".into()));
+    assert!(metric(&node, "usher_store_errors_total{error=\"unavailable\"}").await >= 1.0);
+
+    pg.resume();
+    wait_ready(&node, 200).await;
+    assert_eq!(
+        play(&node, &late_url, &[]).await.0.status,
+        200,
+        "bob plays once it is back"
+    );
+    let (status, body) = api(&node, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("active")));
+    let (_, listed) = api(&node, "GET", "/api/v1/buyers?product=final", None).await;
+    assert_eq!(
+        listed["total"], 2,
+        "the refused sale wrote nothing: {listed}"
+    );
+    let (status, _) = api(
+        &node,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "final", "media": "event", "account": "carol"})),
+    )
+    .await;
+    assert_eq!(status, 201, "writes work again");
+}
+
+#[tokio::test]
+async fn acknowledged_writes_to_postgres_survive_sigkill() {
+    let pg = Postgres::start();
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let config = node_config(&origin, &url);
+    let mut node = Usher::start(&config, &[]);
+    sell_event(
+        &node,
+        json!({"code": "final", "name": "Final", "activation": 1}),
+    )
+    .await;
+    let mut acknowledged = Vec::new();
+    for n in 0..40 {
+        acknowledged.push(add_buyer(&node, "final", &format!("viewer-{n}")).await);
+    }
+    let (status, _) = api(
+        &node,
+        "POST",
+        &format!("/api/v1/buyers/{}/revoke", acknowledged[0].1),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (tv, _) = play(&node, &acknowledged[1].0, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200, "the tv takes the one activation");
+    node.kill();
+
+    let node = Usher::start(&config, &[]);
+    for (_, hash) in &acknowledged {
+        let (status, body) = api(&node, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+        assert_eq!(status, 200, "purchase {hash} survived: {body}");
+    }
+    let (_, revoked) = api(
+        &node,
+        "GET",
+        &format!("/api/v1/buyers/{}", acknowledged[0].1),
+        None,
+    )
+    .await;
+    assert_eq!(revoked["status"], "revoked", "the revocation survived too");
+    let (phone, _) = play(&node, &acknowledged[1].0, &[("x-device-id", "phone")]).await;
+    assert_eq!(
+        status_reason(&phone),
+        (403, "activation_limit".into()),
+        "the tv's activation survived"
+    );
+}
