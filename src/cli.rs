@@ -14,6 +14,7 @@ use crate::ticket::{self, Claims, Kind};
 
 pub mod admin;
 pub mod formats;
+pub mod store;
 
 /// Exit status for a config that cannot be used (EX_USAGE-like, as sysexits' EX_CONFIG is 78
 /// but operators' scripts already expect 64 from usher).
@@ -43,6 +44,11 @@ pub enum Command {
     },
     /// Manage products, media, buyers and accounts through a running usher's admin API.
     Admin(admin::AdminArgs),
+    /// Bring the configured store's schema up to date (serve does it on start too).
+    Migrate(store::MigrateArgs),
+    /// Export or import every record of the configured store (JSON lines).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// `usher serve`.

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         Command::Ticket(command) => cli::ticket(command),
         Command::CheckConfig { file } => cli::check_config(&file),
         Command::Admin(args) => cli::admin::run(args),
+        Command::Migrate(args) => cli::store::migrate(&args),
+        Command::Store(command) => cli::store::run(command),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -25,6 +25,7 @@ pub mod model;
 pub mod postgres;
 pub mod sqlite;
 pub mod store;
+pub mod transfer;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

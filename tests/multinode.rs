@@ -380,3 +380,125 @@ async fn acknowledged_writes_to_postgres_survive_sigkill() {
         "the tv's activation survived"
     );
 }
+
+/// `usher store …` or `usher migrate …` with `args`.
+async fn store_cli(args: &[&str]) -> support::cli::CliRun {
+    support::cli::run_cli(std::process::Command::new(usher_bin()), args).await
+}
+
+#[tokio::test]
+async fn an_embedded_store_moves_to_postgres_with_every_purchase_binding_key_and_audit_entry() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sqlite_config = dir.path().join("sqlite.toml");
+    std::fs::write(&sqlite_config, rights_config(&origin.url(), "")).unwrap();
+    let data_arg = data.to_str().unwrap().to_owned();
+
+    // A single node on the embedded store, with some history.
+    let node = Usher::start(
+        &rights_config(&origin.url(), ""),
+        &["--data-dir", &data_arg],
+    );
+    sell_event(
+        &node,
+        json!({"code": "final", "name": "Final", "activation": 1}),
+    )
+    .await;
+    let mut sold = Vec::new();
+    for n in 0..25 {
+        sold.push(add_buyer(&node, "final", &format!("viewer-{n}")).await);
+    }
+    let (tv, _) = play(&node, &sold[0].0, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200, "viewer-0's tv takes the one activation");
+    let (status, _) = api(
+        &node,
+        "PUT",
+        "/api/v1/accounts/viewer-1",
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let keyed =
+        json!({"product": "final", "media": "event", "account": "keyed", "order_id": "order-77"});
+    let (status, first) = api(&node, "POST", "/api/v1/buyers", Some(keyed.clone())).await;
+    assert_eq!(status, 201, "{first}");
+    let (_, audit_before) = api(&node, "GET", "/api/v1/audit", None).await;
+    drop(node);
+
+    let file = dir.path().join("usher.jsonl");
+    let file_arg = file.to_str().unwrap();
+    let sqlite_arg = sqlite_config.to_str().unwrap();
+    let exported = store_cli(&[
+        "store",
+        "export",
+        "--config",
+        sqlite_arg,
+        "--data-dir",
+        &data_arg,
+        "--file",
+        file_arg,
+    ])
+    .await;
+    exported.ok();
+    assert!(
+        exported
+            .stderr
+            .contains("exported 1 products, 1 media, 1 links, 26 accounts, 26 purchases, 1 device bindings, 1 idempotency keys"),
+        "{exported:?}"
+    );
+
+    let pg = Postgres::start();
+    let url = pg.database("usher");
+    let pg_config = dir.path().join("pg.toml");
+    std::fs::write(&pg_config, node_config(&origin, &url)).unwrap();
+    let pg_arg = pg_config.to_str().unwrap();
+    let migrated = store_cli(&["migrate", "--config", pg_arg]).await;
+    assert!(migrated.ok().starts_with("schema version "), "{migrated:?}");
+    let imported = store_cli(&["store", "import", "--config", pg_arg, "--file", file_arg]).await;
+    imported.ok();
+    assert!(
+        imported.stderr.contains("imported 1 products"),
+        "{imported:?}"
+    );
+    let again = store_cli(&["store", "import", "--config", pg_arg, "--file", file_arg]).await;
+    assert!(again.failed().contains("not empty"), "{again:?}");
+
+    let node = Usher::start(&node_config(&origin, &url), &[]);
+    for (_, hash) in &sold {
+        let (status, body) = api(&node, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+        assert_eq!(status, 200, "purchase {hash} moved: {body}");
+    }
+    let (status, replay) = api(&node, "POST", "/api/v1/buyers", Some(keyed)).await;
+    assert_eq!(
+        (status, replay["hash"].as_str()),
+        (201, first["hash"].as_str()),
+        "the idempotency key answers the first sale again"
+    );
+    let (phone, _) = play(&node, &sold[0].0, &[("x-device-id", "phone")]).await;
+    assert_eq!(
+        status_reason(&phone),
+        (403, "activation_limit".into()),
+        "the tv's binding moved"
+    );
+    assert_eq!(
+        play(&node, &sold[0].0, &[("x-device-id", "tv")])
+            .await
+            .0
+            .status,
+        200
+    );
+    let (disabled, _) = play(&node, &sold[1].0, &[]).await;
+    assert_eq!(status_reason(&disabled), (403, "account_disabled".into()));
+    assert_eq!(
+        play(&node, &sold[2].0, &[]).await.0.status,
+        200,
+        "links sent before still play"
+    );
+    let (_, audit_after) = api(&node, "GET", "/api/v1/audit", None).await;
+    assert_eq!(
+        audit_after["total"].as_u64(),
+        audit_before["total"].as_u64(),
+        "every audit entry moved (the replayed sale adds none)"
+    );
+}

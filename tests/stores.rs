@@ -248,6 +248,7 @@ fn accounts_and_contacts(store: &dyn Store) {
         })
         .unwrap();
     let account = store.account("a").unwrap().unwrap();
+    assert_eq!(store.accounts().unwrap(), vec![account.clone()]);
     assert!(!account.enabled);
     assert_eq!(account.max_sessions, Some(2));
     assert_eq!(store.contacts().unwrap(), Contacts::default());
@@ -335,7 +336,23 @@ fn a_sale_key_records_once_and_goes_with_its_purchase(store: &dyn Store) {
         None,
         "the second wrote nothing"
     );
-    assert_eq!(store.sale_key("order-1").unwrap(), Some(taken));
+    assert_eq!(store.sale_key("order-1").unwrap(), Some(taken.clone()));
+    assert_eq!(
+        store.sale_keys().unwrap(),
+        vec![("order-1".to_owned(), taken.clone())]
+    );
+    assert!(matches!(
+        store.put_sale_key("order-1", &taken),
+        Err(StoreError::Conflict(_))
+    ));
+    let ghost = SaleKey {
+        purchase: "ghost".into(),
+        fingerprint: "fp".into(),
+    };
+    assert!(matches!(
+        store.put_sale_key("order-2", &ghost),
+        Err(StoreError::NotFound(_))
+    ));
     store.delete_purchase("h1").unwrap();
     assert_eq!(store.sale_key("order-1").unwrap(), None);
 }
@@ -413,6 +430,14 @@ fn the_webhook_queue_leases_and_drops_the_oldest(store: &dyn Store) {
         .unwrap();
     assert_eq!(dropped, 1, "the oldest made room");
     assert_eq!(store.webhook_queue_depth().unwrap(), 2);
+    let pending = store.pending_webhooks().unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|q| q.delivery.clone())
+            .collect::<Vec<_>>(),
+        [delivery(2), delivery(3)]
+    );
     let claimed = store.claim_webhooks(10, 60, 10).unwrap();
     assert_eq!(
         claimed

@@ -793,6 +793,70 @@ impl Store for PostgresStore {
         })
     }
 
+    fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.run("accounts", |c| async move {
+            let rows = c
+                .query(
+                    "SELECT id, enabled, max_sessions, max_devices FROM accounts ORDER BY id",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Account {
+                    id: r.get(0),
+                    enabled: r.get(1),
+                    max_sessions: opt_u32(r.get(2)),
+                    max_devices: opt_u32(r.get(3)),
+                })
+                .collect())
+        })
+    }
+
+    fn sale_keys(&self) -> Result<Vec<(String, SaleKey)>, StoreError> {
+        self.run("sale_keys", |c| async move {
+            let rows = c
+                .query(
+                    "SELECT key, purchase, fingerprint FROM sale_keys ORDER BY key",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        SaleKey {
+                            purchase: r.get(1),
+                            fingerprint: r.get(2),
+                        },
+                    )
+                })
+                .collect())
+        })
+    }
+
+    fn put_sale_key(&self, key: &str, sale: &SaleKey) -> Result<(), StoreError> {
+        let (key, sale) = (key.to_owned(), sale.clone());
+        self.run("put_sale_key", move |c| async move {
+            c.execute(
+                "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES ($1, $2, $3)",
+                &[&key, &sale.fingerprint, &sale.purchase],
+            )
+            .await
+            .map_err(|e| {
+                if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+                    StoreError::NotFound(format!("purchase {}", sale.purchase))
+                } else {
+                    conflict_or(e, &format!("sale key {key}"))
+                }
+            })?;
+            Ok(())
+        })
+    }
+
     fn bind_device(
         &self,
         purchase: &str,

@@ -28,7 +28,7 @@ pub enum KeyedSale {
 }
 
 /// The sale an idempotency key made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SaleKey {
     /// The purchase it made.
     pub purchase: String,
@@ -213,6 +213,13 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     fn account(&self, id: &str) -> Result<Option<Account>, StoreError>;
     /// Creates or replaces an account.
     fn put_account(&self, account: &Account) -> Result<(), StoreError>;
+    /// Every account, by id (for `usher store export`).
+    fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Every idempotency key with the sale it made, by key (for `usher store export`).
+    fn sale_keys(&self) -> Result<Vec<(String, SaleKey)>, StoreError>;
+    /// Records `key` for a purchase already recorded (for `usher store import`).
+    /// `Conflict` when the key is taken, `NotFound` when the purchase is not recorded.
+    fn put_sale_key(&self, key: &str, sale: &SaleKey) -> Result<(), StoreError>;
 
     /// Activates `purchase` on `device` (hashed) unless `limit` devices already did, in one
     /// transaction, so two devices racing for the last activation cannot both get it.
@@ -260,7 +267,7 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
 }
 
 /// A webhook delivery to queue: one event for one receiver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewDelivery {
     /// The receiver's URL (its identity; the secret is never stored).
     pub endpoint: String,
@@ -305,4 +312,7 @@ pub trait WebhookQueue {
     fn webhook_failed(&self, id: i64, next_attempt: u64) -> Result<(), StoreError>;
     /// Deliveries waiting.
     fn webhook_queue_depth(&self) -> Result<u64, StoreError>;
+    /// Every delivery waiting, in the order queued, leases ignored (for
+    /// `usher store export`).
+    fn pending_webhooks(&self) -> Result<Vec<QueuedDelivery>, StoreError>;
 }

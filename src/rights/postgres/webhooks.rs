@@ -4,6 +4,21 @@
 use super::{pg, PostgresStore};
 use crate::rights::store::{NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
 
+/// A delivery from a row of `id, endpoint, event, event_id, body, attempts, due`.
+fn queued(r: &tokio_postgres::Row) -> QueuedDelivery {
+    QueuedDelivery {
+        id: r.get(0),
+        delivery: NewDelivery {
+            endpoint: r.get(1),
+            event: r.get(2),
+            event_id: r.get(3),
+            body: r.get(4),
+            due: r.get::<_, i64>(6) as u64,
+        },
+        attempts: r.get::<_, i32>(5) as u32,
+    }
+}
+
 impl WebhookQueue for PostgresStore {
     fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
         let deliveries = deliveries.to_vec();
@@ -61,20 +76,7 @@ impl WebhookQueue for PostgresStore {
                 )
                 .await
                 .map_err(pg)?;
-            let mut claimed: Vec<QueuedDelivery> = rows
-                .iter()
-                .map(|r| QueuedDelivery {
-                    id: r.get(0),
-                    delivery: NewDelivery {
-                        endpoint: r.get(1),
-                        event: r.get(2),
-                        event_id: r.get(3),
-                        body: r.get(4),
-                        due: r.get::<_, i64>(6) as u64,
-                    },
-                    attempts: r.get::<_, i32>(5) as u32,
-                })
-                .collect();
+            let mut claimed: Vec<QueuedDelivery> = rows.iter().map(queued).collect();
             claimed.sort_by_key(|q| (q.delivery.due, q.id));
             Ok(claimed)
         })
@@ -98,6 +100,20 @@ impl WebhookQueue for PostgresStore {
             .await
             .map_err(pg)?;
             Ok(())
+        })
+    }
+
+    fn pending_webhooks(&self) -> Result<Vec<QueuedDelivery>, StoreError> {
+        self.run("pending_webhooks", |c| async move {
+            let rows = c
+                .query(
+                    "SELECT id, endpoint, event, event_id, body, attempts, next_attempt
+                     FROM webhook_queue ORDER BY id",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(queued).collect())
         })
     }
 

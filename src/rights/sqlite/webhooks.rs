@@ -6,6 +6,21 @@ use rusqlite::params;
 use super::{backend, SqliteStore};
 use crate::rights::store::{NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
 
+/// A delivery from a row of `id, endpoint, event, event_id, body, attempts, next_attempt`.
+fn queued(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedDelivery> {
+    Ok(QueuedDelivery {
+        id: r.get(0)?,
+        delivery: NewDelivery {
+            endpoint: r.get(1)?,
+            event: r.get(2)?,
+            event_id: r.get(3)?,
+            body: r.get(4)?,
+            due: r.get::<_, i64>(6)? as u64,
+        },
+        attempts: r.get(5)?,
+    })
+}
+
 impl WebhookQueue for SqliteStore {
     fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
         let mut conn = self.conn();
@@ -51,19 +66,7 @@ impl WebhookQueue for SqliteStore {
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![now as i64, max], |r| {
-                    Ok(QueuedDelivery {
-                        id: r.get(0)?,
-                        delivery: NewDelivery {
-                            endpoint: r.get(1)?,
-                            event: r.get(2)?,
-                            event_id: r.get(3)?,
-                            body: r.get(4)?,
-                            due: r.get::<_, i64>(6)? as u64,
-                        },
-                        attempts: r.get(5)?,
-                    })
-                })
+                .query_map(params![now as i64, max], queued)
                 .map_err(backend)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)?
         };
@@ -94,6 +97,18 @@ impl WebhookQueue for SqliteStore {
             )
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn pending_webhooks(&self) -> Result<Vec<QueuedDelivery>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, endpoint, event, event_id, body, attempts, next_attempt
+                 FROM webhook_queue ORDER BY id",
+            )
+            .map_err(backend)?;
+        let rows = stmt.query_map([], queued).map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
     }
 
     fn webhook_queue_depth(&self) -> Result<u64, StoreError> {

@@ -1,0 +1,256 @@
+//! Moving every record from one store to another as JSON lines (`usher store export` and
+//! `usher store import`): how an operator goes from the embedded SQLite file to
+//! PostgreSQL without losing a purchase.
+//!
+//! One line per record, `{"kind": …, …}`, in an order that an import can replay: contacts,
+//! products, media, links, accounts, purchases, device bindings, idempotency keys, the
+//! audit trail, waiting webhook deliveries. Tickets stay inside their purchases (they are
+//! what buyers hold); keep the file as secret as the database.
+
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Account, Binding, Contacts, Media, Product, Purchase};
+use super::store::{AuditEntry, AuditFilter, NewDelivery, Page, PurchaseFilter, SaleKey, Store};
+
+/// One exported record.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Record {
+    Contacts { contacts: Contacts },
+    Product { product: Product },
+    Media { media: Media },
+    Link { product: String, content: String },
+    Account { account: Account },
+    Purchase { purchase: Purchase },
+    Binding { purchase: String, binding: Binding },
+    SaleKey { key: String, sale: SaleKey },
+    Audit { entry: AuditEntry },
+    Webhook { delivery: NewDelivery },
+}
+
+/// How many records of each kind moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Products.
+    pub products: u64,
+    /// Media.
+    pub media: u64,
+    /// Product–content links.
+    pub links: u64,
+    /// Accounts.
+    pub accounts: u64,
+    /// Purchases.
+    pub purchases: u64,
+    /// Device bindings.
+    pub bindings: u64,
+    /// Idempotency keys.
+    pub sale_keys: u64,
+    /// Audit entries.
+    pub audit: u64,
+    /// Waiting webhook deliveries.
+    pub webhooks: u64,
+}
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] super::store::StoreError),
+    /// Reading or writing the file failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A line of the file is not a record.
+    #[error("line {line}: {why}")]
+    Line {
+        /// Its number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The target already holds products: an import goes into an empty store.
+    #[error("the target store is not empty ({0} products): import into an empty store")]
+    NotEmpty(u64),
+}
+
+fn write_line(out: &mut impl Write, record: &Record) -> Result<(), TransferError> {
+    serde_json::to_writer(&mut *out, record).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Every page of a listing.
+fn all_pages<T>(
+    mut page_of: impl FnMut(Page) -> Result<Vec<T>, super::store::StoreError>,
+) -> Result<Vec<T>, super::store::StoreError> {
+    let mut all = Vec::new();
+    loop {
+        let page = page_of(Page {
+            offset: all.len() as u32,
+            limit: Page::MAX_LIMIT,
+        })?;
+        let last = page.len() < Page::MAX_LIMIT as usize;
+        all.extend(page);
+        if last {
+            return Ok(all);
+        }
+    }
+}
+
+/// Writes every record of `store` to `out`, one JSON line each.
+///
+/// # Errors
+/// When the store cannot be read or `out` written.
+pub fn export(store: &dyn Store, out: &mut impl Write) -> Result<Counts, TransferError> {
+    let mut n = Counts::default();
+    write_line(
+        out,
+        &Record::Contacts {
+            contacts: store.contacts()?,
+        },
+    )?;
+    let products = all_pages(|page| store.products(page))?;
+    for product in &products {
+        write_line(
+            out,
+            &Record::Product {
+                product: product.clone(),
+            },
+        )?;
+        n.products += 1;
+    }
+    for media in store.all_media()? {
+        write_line(out, &Record::Media { media })?;
+        n.media += 1;
+    }
+    for product in &products {
+        for content in store.linked(&product.code)? {
+            write_line(
+                out,
+                &Record::Link {
+                    product: product.code.clone(),
+                    content,
+                },
+            )?;
+            n.links += 1;
+        }
+    }
+    for account in store.accounts()? {
+        write_line(out, &Record::Account { account })?;
+        n.accounts += 1;
+    }
+    let purchases = all_pages(|page| store.purchases(&PurchaseFilter::default(), page))?;
+    for purchase in &purchases {
+        write_line(
+            out,
+            &Record::Purchase {
+                purchase: purchase.clone(),
+            },
+        )?;
+        n.purchases += 1;
+    }
+    for purchase in &purchases {
+        for binding in store.devices(&purchase.hash)? {
+            write_line(
+                out,
+                &Record::Binding {
+                    purchase: purchase.hash.clone(),
+                    binding,
+                },
+            )?;
+            n.bindings += 1;
+        }
+    }
+    for (key, sale) in store.sale_keys()? {
+        write_line(out, &Record::SaleKey { key, sale })?;
+        n.sale_keys += 1;
+    }
+    let audit = all_pages(|page| Ok(store.audit(&AuditFilter::default(), page)?.0))?;
+    for entry in audit {
+        write_line(out, &Record::Audit { entry })?;
+        n.audit += 1;
+    }
+    for queued in store.pending_webhooks()? {
+        write_line(
+            out,
+            &Record::Webhook {
+                delivery: queued.delivery,
+            },
+        )?;
+        n.webhooks += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+/// Writes every record of `input` (an [`export`]) into `store`, which must hold no product.
+/// Each record is one store write; a failed line stops the import and names the line
+/// (what was written before it stays: import again into a fresh database).
+///
+/// # Errors
+/// A non-empty target, an unreadable line, or a store failure.
+pub fn import(store: &dyn Store, input: impl BufRead) -> Result<Counts, TransferError> {
+    let existing = store.product_count()?;
+    if existing > 0 {
+        return Err(TransferError::NotEmpty(existing));
+    }
+    let mut n = Counts::default();
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |why: String| TransferError::Line { line: i + 1, why };
+        let record: Record = serde_json::from_str(&line).map_err(|e| at(e.to_string()))?;
+        let written = match record {
+            Record::Contacts { contacts } => store.put_contacts(&contacts),
+            Record::Product { product } => {
+                n.products += 1;
+                store.create_product(&product)
+            }
+            Record::Media { media } => {
+                n.media += 1;
+                store.create_media(&media)
+            }
+            Record::Link { product, content } => {
+                n.links += 1;
+                store.link(&product, &content)
+            }
+            Record::Account { account } => {
+                n.accounts += 1;
+                store.put_account(&account)
+            }
+            Record::Purchase { purchase } => {
+                n.purchases += 1;
+                store.create_purchase(&purchase)
+            }
+            Record::Binding { purchase, binding } => {
+                n.bindings += 1;
+                // No limit: the binding was admitted when it was made.
+                match &binding.id {
+                    Some(id) => {
+                        store.add_device(&purchase, &binding.device, id, None, binding.bound_at)
+                    }
+                    None => store.bind_device(&purchase, &binding.device, None, binding.bound_at),
+                }
+                .map(drop)
+            }
+            Record::SaleKey { key, sale } => {
+                n.sale_keys += 1;
+                store.put_sale_key(&key, &sale)
+            }
+            Record::Audit { entry } => {
+                n.audit += 1;
+                store.append_audit(&entry)
+            }
+            Record::Webhook { delivery } => {
+                n.webhooks += 1;
+                store.enqueue_webhooks(&[delivery], u64::MAX).map(drop)
+            }
+        };
+        written.map_err(|e| at(e.to_string()))?;
+    }
+    Ok(n)
+}
