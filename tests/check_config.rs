@@ -86,3 +86,36 @@ fn item13a_a_syntax_error_is_reported_with_its_line() {
     assert!(stderr.contains("line "), "{stderr}");
     assert!(stderr.contains("[sessions]"), "{stderr}");
 }
+
+#[test]
+fn the_shared_store_settings_are_checked_without_printing_the_password() {
+    let base = config_with("http://127.0.0.1:1", "source = \"store\"\ngrace = \"2m\"", "");
+    let good = format!(
+        "{base}\n[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"postgres://usher:hunter2@127.0.0.1:5432/usher\"\npool_size = 16\n"
+    );
+    let (code, stdout, stderr) = check_config(&good);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("hunter2"));
+
+    let bad = format!(
+        "{base}\n[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"postgres://usher:hunter2@127.0.0.1:notaport/usher\"\npool_size = 0\ntimeout = \"1ms\"\n"
+    );
+    let (code, stdout, stderr) = check_config(&bad);
+    assert_eq!(code, Some(64), "{stdout}{stderr}");
+    for key in [
+        "store.postgres.url",
+        "store.postgres.pool_size",
+        "store.postgres.timeout",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.trim_start().starts_with(key)),
+            "{key} is named:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("hunter2"), "the password is never printed:\n{stderr}");
+
+    let unknown = format!("{base}\n[store]\nbackend = \"mysql\"\n");
+    let (code, _, stderr) = check_config(&unknown);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("store.backend = \"mysql\": use \"sqlite\" or \"postgres\""), "{stderr}");
+}
