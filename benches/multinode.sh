@@ -61,6 +61,7 @@ start() { # name config -> usher in the background; its play URL in $work/NAME.p
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data-$name" >"$out" 2>"$work/$name.err" &
   pids+=($!)
   for _ in $(seq 100); do grep -q '^play: ' "$out" 2>/dev/null && break; sleep 0.1; done
+  grep -q "^play: " "$out" || { echo "usher $name did not start:" >&2; cat "$work/$name.err" >&2; exit 1; }
   grep '^play: ' "$out" | cut -d' ' -f2 > "$work/$name.play"
 }
 

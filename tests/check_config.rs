@@ -89,7 +89,11 @@ fn item13a_a_syntax_error_is_reported_with_its_line() {
 
 #[test]
 fn the_shared_store_settings_are_checked_without_printing_the_password() {
-    let base = config_with("http://127.0.0.1:1", "source = \"store\"\ngrace = \"2m\"", "");
+    let base = config_with(
+        "http://127.0.0.1:1",
+        "source = \"store\"\ngrace = \"2m\"",
+        "",
+    );
     let good = format!(
         "{base}\n[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"postgres://usher:hunter2@127.0.0.1:5432/usher\"\npool_size = 16\n"
     );
@@ -112,10 +116,16 @@ fn the_shared_store_settings_are_checked_without_printing_the_password() {
             "{key} is named:\n{stderr}"
         );
     }
-    assert!(!stderr.contains("hunter2"), "the password is never printed:\n{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never printed:\n{stderr}"
+    );
 
     let unknown = format!("{base}\n[store]\nbackend = \"mysql\"\n");
     let (code, _, stderr) = check_config(&unknown);
     assert_eq!(code, Some(64));
-    assert!(stderr.contains("store.backend = \"mysql\": use \"sqlite\" or \"postgres\""), "{stderr}");
+    assert!(
+        stderr.contains("store.backend = \"mysql\": use \"sqlite\" or \"postgres\""),
+        "{stderr}"
+    );
 }

@@ -502,3 +502,18 @@ async fn an_embedded_store_moves_to_postgres_with_every_purchase_binding_key_and
         "every audit entry moved (the replayed sale adds none)"
     );
 }
+
+#[tokio::test]
+async fn a_node_on_postgres_without_an_admin_token_makes_one_in_its_data_directory() {
+    let pg = Postgres::start();
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let config = node_config(&origin, &url).replace(&format!("token = \"{ADMIN_TOKEN}\"\n"), "");
+    assert!(!config.contains(ADMIN_TOKEN));
+    let node = Usher::start(&config, &[]);
+    let token = std::fs::read_to_string(node.config_path().with_file_name("data/admin.token"))
+        .expect("the generated credential is kept in data_dir, which no SQLite file created");
+    let (status, _) =
+        support::admin::api_as(&node, token.trim(), "GET", "/api/v1/products", None).await;
+    assert_eq!(status, 200);
+}
