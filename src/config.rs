@@ -204,6 +204,8 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// Longest one store operation may take.
     pub timeout: Duration,
+    /// Extra PEM CAs for the server's certificate (TLS is used as the URL's `sslmode` says).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -213,6 +215,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

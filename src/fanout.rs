@@ -177,15 +177,16 @@ async fn subscribe(
         tokio_postgres::Client,
         tokio::sync::mpsc::UnboundedReceiver<String>,
     ),
-    tokio_postgres::Error,
+    String,
 > {
-    let mut pg: tokio_postgres::Config = config.url.parse()?;
+    let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| format!("{e}"))?;
     // A silent peer (a partition, not a shutdown) is found by TCP keepalives.
     pg.connect_timeout(config.connect_timeout)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(10))
         .application_name("usher-listen");
-    let (client, mut connection) = pg.connect(tokio_postgres::NoTls).await?;
+    let tls = crate::rights::postgres::tls(config).map_err(|e| e.to_string())?;
+    let (client, mut connection) = pg.connect(tls).await.map_err(|e| e.to_string())?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -204,7 +205,10 @@ async fn subscribe(
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((client, rx))
 }
 

@@ -35,6 +35,7 @@ fn pg_config(url: &str) -> PostgresConfig {
         pool_size: 4,
         connect_timeout: Duration::from_secs(2),
         timeout: Duration::from_secs(3),
+        ca_file: None,
     }
 }
 
@@ -675,5 +676,29 @@ fn a_stopped_server_is_unavailable_and_the_store_recovers_when_it_returns() {
         store.purchase("h1").unwrap(),
         None,
         "the failed sale wrote nothing"
+    );
+}
+
+/// A server that takes TCP connections over TLS only: with `sslmode=require` and its
+/// certificate trusted (`ca_file`) the store works; without the certificate trusted it is
+/// unavailable rather than talking in the clear.
+#[test]
+fn a_server_that_takes_tls_only_is_reached_over_tls_with_its_ca_trusted() {
+    let (pg, ca) = Postgres::start_tls_only();
+    let url = format!("{}?sslmode=require", pg.database("tls"));
+    let mut config = pg_config(&url);
+    config.ca_file = Some(ca);
+    let store = PostgresStore::connect(&config, Metrics::new().store).unwrap();
+    store.create_product(&product("P1")).unwrap();
+    assert_eq!(
+        store.product("P1").unwrap().map(|p| p.code),
+        Some("P1".into())
+    );
+
+    let untrusted = PostgresStore::connect(&pg_config(&url), Metrics::new().store);
+    assert!(
+        matches!(untrusted, Err(StoreError::Unavailable(_))),
+        "an untrusted certificate is refused: {:?}",
+        untrusted.err()
     );
 }

@@ -203,7 +203,12 @@ pub(super) fn check(
     if admin.token.as_ref().is_some_and(|t| t.len() < 16) {
         p.add("admin.token", "", "must be at least 16 characters");
     }
-    let store = store::check(&mut p, file.store.backend.as_deref(), file.store.postgres);
+    let store = store::check(
+        &mut p,
+        file.store.backend.as_deref(),
+        file.store.postgres,
+        base_dir,
+    );
     let data_dir = match (&overrides.data_dir, file.store.data_dir) {
         (Some(dir), _) => std::path::PathBuf::from(dir),
         (None, Some(dir)) => base_dir.join(dir),

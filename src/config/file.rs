@@ -190,6 +190,8 @@ pub struct PostgresFile {
     pub connect_timeout: Option<String>,
     /// Longest one store operation may take, waiting for a connection included.
     pub timeout: Option<String>,
+    /// Extra PEM CAs trusted for the server's TLS certificate (relative to this file).
+    pub ca_file: Option<String>,
 }
 
 /// `[sessions]`

@@ -21,7 +21,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
 
 use super::model::{Account, Binding, Contacts, Media, Product, Purchase, PurchaseStatus};
 use super::store::{
@@ -100,6 +99,20 @@ fn opt_u32(value: Option<i64>) -> Option<u32> {
     value.and_then(|v| u32::try_from(v).ok())
 }
 
+/// The TLS connector for `config`: the system roots plus `ca_file`. Whether TLS is used
+/// is the URL's `sslmode`: `disable`, `prefer` (the default: TLS when the server offers
+/// it) or `require`.
+///
+/// # Errors
+/// When `ca_file` cannot be read.
+pub fn tls(
+    config: &PostgresConfig,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    crate::proxy::upstream::client_tls(config.ca_file.as_deref())
+        .map(tokio_postgres_rustls::MakeRustlsConnect::new)
+        .map_err(|e| StoreError::Backend(format!("store.postgres.ca_file: {e:#}")))
+}
+
 impl PostgresStore {
     /// Connects to the database `config` names and brings its schema up to date (several
     /// nodes starting at once apply each migration once: they take an advisory lock).
@@ -117,7 +130,7 @@ impl PostgresStore {
         }
         let manager = Manager::from_config(
             pg_config,
-            NoTls,
+            tls(config)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -16,6 +16,8 @@ pub struct Postgres {
     pub port: u16,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// Extra server options (TLS).
+    options: String,
     /// The watchdog of the running server.
     server: Option<Child>,
 }
@@ -57,6 +59,18 @@ fn as_server_user(program: &Path) -> Command {
     }
 }
 
+/// Gives `path` to the server's user (as root; otherwise it is ours already).
+fn fix_owner(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .arg("postgres")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -68,6 +82,38 @@ fn free_port() -> u16 {
 impl Postgres {
     /// A fresh cluster, started.
     pub fn start() -> Postgres {
+        Self::init(|_| String::new())
+    }
+
+    /// A fresh cluster that accepts TCP connections over TLS only, with a self-signed
+    /// certificate for 127.0.0.1; the path of that certificate (the CA to trust).
+    pub fn start_tls_only() -> (Postgres, PathBuf) {
+        let pg = Self::init(|data| {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+            std::fs::write(data.join("server.crt"), cert.cert.pem()).unwrap();
+            std::fs::write(data.join("server.key"), cert.key_pair.serialize_pem()).unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            for file in ["server.crt", "server.key", "pg_hba.conf"] {
+                fix_owner(&data.join(file));
+            }
+            let status = Command::new("chmod")
+                .arg("600")
+                .arg(data.join("server.key"))
+                .status()
+                .unwrap();
+            assert!(status.success());
+            " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_owned()
+        });
+        let ca = pg.dir.path().join("data/server.crt");
+        (pg, ca)
+    }
+
+    /// initdb, `configure` the data directory (it returns extra server options), start.
+    fn init(configure: impl FnOnce(&Path) -> String) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         if is_root() {
@@ -91,12 +137,14 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let options = configure(&data);
         let port = free_port();
         let mut pg = Postgres {
             url: format!("postgres://usher@127.0.0.1:{port}/postgres"),
             port,
             dir,
             bin,
+            options,
             server: None,
         };
         pg.resume();
@@ -109,9 +157,10 @@ impl Postgres {
         let data = self.dir.path().join("data");
         // pg_ctl -w returns once the server accepts connections (or fails within -t).
         let options = format!(
-            "-p {} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200",
+            "-p {} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.options
         );
         let out = as_server_user(&self.bin.join("pg_ctl"))
             .arg("-D")

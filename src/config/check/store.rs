@@ -1,5 +1,6 @@
 //! `[store]`: the embedded SQLite file, or a PostgreSQL database shared by nodes.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::Problems;
@@ -12,6 +13,7 @@ pub(super) fn check(
     p: &mut Problems,
     backend: Option<&str>,
     postgres: Option<PostgresFile>,
+    base_dir: &Path,
 ) -> StoreBackend {
     match backend.unwrap_or("sqlite") {
         "sqlite" => {
@@ -33,7 +35,7 @@ pub(super) fn check(
                 );
                 return StoreBackend::Sqlite;
             };
-            StoreBackend::Postgres(check_postgres(p, file))
+            StoreBackend::Postgres(check_postgres(p, file, base_dir))
         }
         other => {
             p.add("store.backend", other, "use \"sqlite\" or \"postgres\"");
@@ -42,7 +44,7 @@ pub(super) fn check(
     }
 }
 
-fn check_postgres(p: &mut Problems, file: PostgresFile) -> PostgresConfig {
+fn check_postgres(p: &mut Problems, file: PostgresFile, base_dir: &Path) -> PostgresConfig {
     let url = match (file.url, file.url_env) {
         (Some(url), None) => url,
         (None, Some(var)) => match std::env::var(&var) {
@@ -84,8 +86,19 @@ fn check_postgres(p: &mut Problems, file: PostgresFile) -> PostgresConfig {
         );
     }
     let min = Duration::from_millis(100);
+    let ca_file = file.ca_file.map(|f| base_dir.join(f));
+    if let Some(path) = &ca_file {
+        if let Err(e) = crate::tls::read_certs(path) {
+            p.add(
+                "store.postgres.ca_file",
+                &path.display().to_string(),
+                format!("{e:#}"),
+            );
+        }
+    }
     PostgresConfig {
         url,
+        ca_file,
         pool_size,
         connect_timeout: p.duration(
             "store.postgres.connect_timeout",
@@ -101,6 +114,14 @@ fn check_postgres(p: &mut Problems, file: PostgresFile) -> PostgresConfig {
 mod tests {
     use super::*;
 
+    fn in_here(
+        p: &mut Problems,
+        backend: Option<&str>,
+        postgres: Option<PostgresFile>,
+    ) -> StoreBackend {
+        check(p, backend, postgres, Path::new("."))
+    }
+
     fn postgres(url: Option<&str>) -> PostgresFile {
         PostgresFile {
             url: url.map(str::to_owned),
@@ -111,8 +132,8 @@ mod tests {
     #[test]
     fn sqlite_is_the_default_and_postgres_takes_a_url() {
         let mut p = Problems::default();
-        assert!(matches!(check(&mut p, None, None), StoreBackend::Sqlite));
-        let got = check(
+        assert!(matches!(in_here(&mut p, None, None), StoreBackend::Sqlite));
+        let got = in_here(
             &mut p,
             Some("postgres"),
             Some(postgres(Some(
@@ -133,10 +154,10 @@ mod tests {
     #[test]
     fn bad_store_settings_are_named_by_key_without_the_password() {
         let mut p = Problems::default();
-        check(&mut p, Some("mysql"), None);
-        check(&mut p, Some("postgres"), None);
-        check(&mut p, None, Some(postgres(Some("postgres://a@b/c"))));
-        check(
+        in_here(&mut p, Some("mysql"), None);
+        in_here(&mut p, Some("postgres"), None);
+        in_here(&mut p, None, Some(postgres(Some("postgres://a@b/c"))));
+        in_here(
             &mut p,
             Some("postgres"),
             Some(PostgresFile {
@@ -146,7 +167,7 @@ mod tests {
                 ..Default::default()
             }),
         );
-        check(
+        in_here(
             &mut p,
             Some("postgres"),
             Some(PostgresFile {
