@@ -233,6 +233,48 @@ pub struct SessionsConfig {
     pub ipv4_prefix: u8,
     /// IPv6 network prefix length.
     pub ipv6_prefix: u8,
+    /// Where sessions are shared, if anywhere.
+    pub backend: SessionsBackend,
+}
+
+/// `[sessions] backend`, checked.
+#[derive(Debug, Clone, Default)]
+pub enum SessionsBackend {
+    /// Each node keeps its own sessions in memory; limits count one node's sessions.
+    #[default]
+    Memory,
+    /// Sessions shared by every node through Redis.
+    Redis(RedisConfig),
+}
+
+/// `[sessions.redis]` and `sessions.on_backend_error`, checked.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// Connection URL (may hold a password: never printed).
+    pub url: String,
+    /// Longest one Redis call may take.
+    pub timeout: Duration,
+    /// What a new session gets while Redis cannot be reached.
+    pub on_backend_error: OnBackendError,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .field("on_backend_error", &self.on_backend_error)
+            .finish()
+    }
+}
+
+/// `sessions.on_backend_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBackendError {
+    /// Refuse new sessions with 503 `sessions_unavailable` (limits are never exceeded).
+    Deny,
+    /// Admit them by this node's own sessions (playback goes on; limits count per node).
+    Local,
 }
 
 impl SessionsConfig {

@@ -144,6 +144,18 @@ async fn run(
     if let usher::config::StoreBackend::Postgres(pg) = &config.store {
         tokio::spawn(usher::fanout::listen(state.clone(), pg.clone()));
     }
+    if let usher::config::SessionsBackend::Redis(redis) = &config.sessions.backend {
+        let shared = usher::sessions::shared::SharedSessions::connect(
+            redis,
+            config.sessions.idle_timeout.as_secs(),
+            state.metrics.sessions_backend.clone(),
+        )
+        .await
+        .context("sessions.redis")?;
+        let shared = Arc::new(shared);
+        state.sessions.share(shared.clone());
+        tokio::spawn(shared.follow(state.clone()));
+    }
     state.upstreams.spawn_health_checks();
     state.ready.store(true, Ordering::Release);
     if let Some(url) = play {

@@ -9,7 +9,7 @@ use prometheus::{
 use crate::path::ObjectKind;
 
 mod backends;
-pub use backends::{FanoutMetrics, StoreMetrics};
+pub use backends::{FanoutMetrics, SessionsBackendMetrics, StoreMetrics};
 
 /// Upstream latency buckets in seconds: from a loopback cache-warm origin (1 ms) to the
 /// default upstream timeout (10 s).
@@ -99,6 +99,8 @@ pub struct Metrics {
     pub store: StoreMetrics,
     /// The invalidation fan-out's series (empty on one node).
     pub fanout: FanoutMetrics,
+    /// The shared session store's series (empty without Redis).
+    pub sessions_backend: SessionsBackendMetrics,
 }
 
 /// The series every request of one object kind touches when it is answered the common way
@@ -292,6 +294,7 @@ impl Metrics {
         });
         let store = StoreMetrics::register(&registry);
         let fanout = FanoutMetrics::register(&registry);
+        let sessions_backend = SessionsBackendMetrics::register(&registry);
         Self {
             by_kind,
             cache_bytes_served: cache_bytes.with_label_values(&["cache"]),
@@ -325,6 +328,7 @@ impl Metrics {
             cache_size,
             store,
             fanout,
+            sessions_backend,
         }
     }
 

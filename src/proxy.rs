@@ -523,7 +523,8 @@ async fn handle_inner(
     }
 }
 
-/// `/readyz`: 200 once start-up finished, 503 before.
+/// `/readyz`: 200 once start-up finished, 503 `starting` before; 503 `degraded` while a
+/// shared backend (the PostgreSQL store, its invalidations, Redis sessions) is unavailable.
 pub fn readiness(state: &State) -> Response<Body> {
     if !state.ready.load(Ordering::Acquire) {
         return respond::json(
@@ -531,17 +532,18 @@ pub fn readiness(state: &State) -> Response<Body> {
             &serde_json::json!({"status": "starting"}),
         );
     }
-    match state.fanout.health() {
-        None | Some((true, true)) => {
-            respond::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-        }
-        Some((store, subscribed)) => respond::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({
-                "status": "degraded",
-                "store": if store { "ok" } else { "unavailable" },
-                "invalidations": if subscribed { "subscribed" } else { "unsubscribed" },
-            }),
-        ),
+    let (store, subscribed) = state.fanout.health().unwrap_or((true, true));
+    let sessions = state.sessions.shared_up().unwrap_or(true);
+    if store && subscribed && sessions {
+        return respond::json(StatusCode::OK, &serde_json::json!({"status": "ready"}));
     }
+    respond::json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({
+            "status": "degraded",
+            "store": if store { "ok" } else { "unavailable" },
+            "invalidations": if subscribed { "subscribed" } else { "unsubscribed" },
+            "sessions": if sessions { "ok" } else { "unavailable" },
+        }),
+    )
 }

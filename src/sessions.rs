@@ -12,6 +12,7 @@
 //! and one atomic store, and only once per `touch_interval` per session.
 
 mod limits;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,6 +39,9 @@ pub enum SessionDenied {
     /// The purchase is limited to a number of devices, and the request names none.
     #[error("the request names no device")]
     DeviceRequired,
+    /// The shared session store cannot be reached and `sessions.on_backend_error = "deny"`.
+    #[error("the shared session store cannot be reached")]
+    Unavailable,
 }
 
 impl SessionDenied {
@@ -49,6 +53,7 @@ impl SessionDenied {
             SessionDenied::Ended => "session_ended",
             SessionDenied::ActivationLimit => "activation_limit",
             SessionDenied::DeviceRequired => "device_required",
+            SessionDenied::Unavailable => "sessions_unavailable",
         }
     }
 }
@@ -115,6 +120,77 @@ pub struct Start<'a> {
     pub taking_over: Option<&'a str>,
 }
 
+/// What a start comes to, given the sessions known (this node's, or every node's).
+enum Plan {
+    /// The start is this live session again: keep it.
+    Join(Arc<Session>),
+    /// A new session, for which these sessions give way (empty under `refuse`).
+    New {
+        /// The sessions it replaces.
+        victims: Vec<Arc<Session>>,
+    },
+}
+
+/// Decides a start against `sessions`: the session token's own session if it is still
+/// live (refused if it was replaced or ended), else the live session this device already
+/// has for this purchase (a player reloading its master with the ticket is one viewer, not
+/// two), else a new session under `limits`.
+fn plan(
+    sessions: &HashMap<String, Arc<Session>>,
+    start: &Start<'_>,
+    limits: &Limits,
+    now: u64,
+    idle: u64,
+) -> Result<Plan, SessionDenied> {
+    if let Some(sid) = start.sid {
+        if let Some(existing) = sessions.get(sid) {
+            match existing.state.load(Ordering::Relaxed) {
+                REPLACED => return Err(SessionDenied::Replaced),
+                ENDED => return Err(SessionDenied::Ended),
+                _ if existing.is_live(now, idle) => return Ok(Plan::Join(existing.clone())),
+                // Idled out: resuming it is a new start, under the limits.
+                _ => {}
+            }
+        }
+    }
+    let live: Vec<&Arc<Session>> = sessions
+        .values()
+        .filter(|s| s.is_live(now, idle) && s.account == start.account)
+        .filter(|s| start.taking_over != Some(s.sid.as_str()) && start.sid != Some(s.sid.as_str()))
+        .collect();
+    if start.sid.is_none() {
+        if let Some(same) = live.iter().find(|s| {
+            s.purchase.as_deref() == start.purchase
+                && s.device.as_deref() == start.device
+                && start.device.is_some()
+        }) {
+            return Ok(Plan::Join((*same).clone()));
+        }
+    }
+    let victims = limits::admit(&live, start, limits)?
+        .into_iter()
+        .cloned()
+        .collect();
+    Ok(Plan::New { victims })
+}
+
+impl Session {
+    /// A live session for `start`, named `sid`, last seen `now`.
+    fn new(start: &Start<'_>, sid: String, now: u64) -> Self {
+        Session {
+            sid,
+            account: start.account.to_owned(),
+            purchase: start.purchase.map(str::to_owned),
+            product: start.product.map(str::to_owned),
+            device: start.device.map(str::to_owned),
+            ip: start.ip,
+            started_at: now,
+            last_seen: AtomicU64::new(now),
+            state: AtomicU8::new(LIVE),
+        }
+    }
+}
+
 /// Every session, by id.
 pub struct Sessions {
     by_id: RwLock<HashMap<String, Arc<Session>>>,
@@ -122,6 +198,18 @@ pub struct Sessions {
     touch_interval: u64,
     active: prometheus::IntGauge,
     webhooks: Option<crate::webhooks::Webhooks>,
+    /// Every node's sessions, when `sessions.backend = "redis"` (set once at start).
+    shared: std::sync::OnceLock<Arc<shared::SharedSessions>>,
+}
+
+/// A start decided but not yet recorded everywhere (see [`Sessions::begin`]).
+pub struct Started {
+    /// The session, in this node's registry.
+    pub session: Arc<Session>,
+    /// Sessions it replaces on this node.
+    victims: Vec<Arc<Session>>,
+    /// Whether the shared store still has to record it.
+    shared: bool,
 }
 
 impl Sessions {
@@ -135,6 +223,172 @@ impl Sessions {
             touch_interval,
             active,
             webhooks: None,
+            shared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// On shared sessions, whether this node hears the others' session changes.
+    pub fn shared_up(&self) -> Option<bool> {
+        self.shared.get().map(|shared| shared.is_up())
+    }
+
+    /// Shares sessions with the other nodes through `shared` from now on.
+    pub fn share(&self, shared: Arc<shared::SharedSessions>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// What a failed shared call leaves a start with: a refusal (`deny`), or `None` to go
+    /// on with this node's sessions alone (`local`).
+    fn backend_failed(
+        &self,
+        shared: &shared::SharedSessions,
+        e: &shared::BackendError,
+    ) -> Option<SessionDenied> {
+        tracing::warn!(error = %e, policy = ?shared.policy, "shared sessions unavailable");
+        shared.fallback(shared.policy);
+        match shared.policy {
+            crate::config::OnBackendError::Deny => Some(SessionDenied::Unavailable),
+            crate::config::OnBackendError::Local => None,
+        }
+    }
+
+    /// Starts a session as [`Sessions::start_deferred`] does, under the limits of every
+    /// node's sessions when they are shared (nothing is written there yet: a refused device
+    /// must cost nobody anything). Finish with [`Sessions::commit`], or
+    /// [`Sessions::discard`] the session.
+    ///
+    /// # Errors
+    /// `ConcurrencyLimit`, `Replaced`, `Ended`; `Unavailable` when the shared store does
+    /// not answer and the policy is `deny`.
+    pub async fn begin(
+        &self,
+        start: Start<'_>,
+        limits: &Limits,
+        now: u64,
+    ) -> Result<Started, SessionDenied> {
+        let local = |start: Start<'_>, limits: &Limits, shared: bool| {
+            self.start_deferred(start, limits, now, new_id)
+                .map(|(session, victims)| Started {
+                    session,
+                    victims,
+                    shared,
+                })
+        };
+        let Some(shared) = self.shared.get() else {
+            return local(start, limits, false);
+        };
+        let sid = start.sid.map_or_else(new_id, str::to_owned);
+        let named = |sid| Start {
+            sid: Some(sid),
+            ..start.clone()
+        };
+        match shared.start(&start, &sid, limits, now, false).await {
+            // This node keeps a copy; the limits were applied over every node's sessions.
+            Ok(Ok(shared::Admitted::Join(existing))) => {
+                local(named(&existing), &Limits::default(), false)
+            }
+            Ok(Ok(shared::Admitted::New(_))) => local(named(&sid), &Limits::default(), true),
+            Ok(Err(denied)) => Err(denied),
+            Err(e) => match self.backend_failed(shared, &e) {
+                Some(denied) => Err(denied),
+                None => local(start, limits, false),
+            },
+        }
+    }
+
+    /// Records a begun start: on shared sessions it is decided again and written (a start
+    /// on another node may have taken the last stream since; then it is refused and
+    /// discarded). Then the sessions it replaces give way, on whichever node they play.
+    ///
+    /// # Errors
+    /// As [`Sessions::begin`].
+    pub async fn commit(
+        &self,
+        started: Started,
+        start: Start<'_>,
+        limits: &Limits,
+        now: u64,
+    ) -> Result<Arc<Session>, SessionDenied> {
+        let mut victims = started.victims;
+        if let (true, Some(shared)) = (started.shared, self.shared.get()) {
+            let sid = &started.session.sid;
+            match shared.start(&start, sid, limits, now, true).await {
+                Ok(Ok(shared::Admitted::New(replaced))) => victims.extend(replaced),
+                Ok(Ok(shared::Admitted::Join(_))) => {}
+                Ok(Err(denied)) => {
+                    self.discard(sid);
+                    return Err(denied);
+                }
+                Err(e) => {
+                    if let Some(denied) = self.backend_failed(shared, &e) {
+                        self.discard(sid);
+                        return Err(denied);
+                    }
+                }
+            }
+        }
+        self.replace(&victims);
+        Ok(started.session)
+    }
+
+    /// [`Sessions::begin`] and [`Sessions::commit`] at once.
+    ///
+    /// # Errors
+    /// As [`Sessions::begin`].
+    pub async fn admit(
+        &self,
+        start: Start<'_>,
+        limits: &Limits,
+        now: u64,
+    ) -> Result<Arc<Session>, SessionDenied> {
+        let started = self.begin(start.clone(), limits, now).await?;
+        self.commit(started, start, limits, now).await
+    }
+
+    /// Ends a session on whichever node plays it; `false` when no node may hold it (on
+    /// shared sessions the end is announced to every node, so it is `true`).
+    pub async fn end_everywhere(&self, sid: &str) -> bool {
+        let held = {
+            let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+            sessions.get(sid).cloned()
+        };
+        let known = self.end(sid);
+        let Some(shared) = self.shared.get() else {
+            return known;
+        };
+        match held {
+            Some(session) => {
+                if let Err(e) = shared.end(&session.account, sid).await {
+                    tracing::warn!(error = %e, "session end not recorded in the shared store");
+                }
+            }
+            None => shared.announce(sid, ENDED).await,
+        }
+        true
+    }
+
+    /// Marks this node's copy of a session (a change announced by another node). A session
+    /// ended elsewhere by id only is recorded as ended in the shared store by the node
+    /// that holds it.
+    pub fn mark(&self, sid: &str, state: u8) {
+        if !shared::is_state(state) || state == LIVE {
+            return;
+        }
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        let Some(session) = sessions.get(sid).cloned() else {
+            return;
+        };
+        drop(sessions);
+        let before = session.state.swap(state, Ordering::Relaxed);
+        if before == LIVE && state == ENDED {
+            if let (Some(shared), Ok(runtime)) = (
+                self.shared.get().cloned(),
+                tokio::runtime::Handle::try_current(),
+            ) {
+                runtime.spawn(async move {
+                    let _ = shared.end(&session.account, &session.sid).await;
+                });
+            }
         }
     }
 
@@ -175,52 +429,18 @@ impl Sessions {
         new_sid: impl FnOnce() -> String,
     ) -> Result<(Arc<Session>, Vec<Arc<Session>>), SessionDenied> {
         let mut sessions = self.by_id.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(sid) = start.sid {
-            if let Some(existing) = sessions.get(sid) {
-                match existing.state.load(Ordering::Relaxed) {
-                    REPLACED => return Err(SessionDenied::Replaced),
-                    ENDED => return Err(SessionDenied::Ended),
-                    _ if existing.is_live(now, self.idle) => {
-                        existing.last_seen.store(now, Ordering::Relaxed);
-                        return Ok((existing.clone(), Vec::new()));
-                    }
-                    // Idled out: resuming it is a new start, under the limits.
-                    _ => {
-                        sessions.remove(sid);
-                    }
-                }
+        let victims = match plan(&sessions, &start, limits, now, self.idle)? {
+            Plan::Join(existing) => {
+                existing.last_seen.store(now, Ordering::Relaxed);
+                return Ok((existing, Vec::new()));
             }
-        }
-        let live: Vec<&Arc<Session>> = sessions
-            .values()
-            .filter(|s| s.is_live(now, self.idle) && s.account == start.account)
-            .filter(|s| start.taking_over != Some(s.sid.as_str()))
-            .collect();
-        if start.sid.is_none() {
-            if let Some(same) = live.iter().find(|s| {
-                s.purchase.as_deref() == start.purchase
-                    && s.device.as_deref() == start.device
-                    && start.device.is_some()
-            }) {
-                same.last_seen.store(now, Ordering::Relaxed);
-                return Ok(((*same).clone(), Vec::new()));
-            }
-        }
-        let victims: Vec<Arc<Session>> = limits::admit(&live, &start, limits)?
-            .into_iter()
-            .cloned()
-            .collect();
-        let session = Arc::new(Session {
-            sid: start.sid.map_or_else(new_sid, str::to_owned),
-            account: start.account.to_owned(),
-            purchase: start.purchase.map(str::to_owned),
-            product: start.product.map(str::to_owned),
-            device: start.device.map(str::to_owned),
-            ip: start.ip,
-            started_at: now,
-            last_seen: AtomicU64::new(now),
-            state: AtomicU8::new(LIVE),
-        });
+            Plan::New { victims } => victims,
+        };
+        let session = Arc::new(Session::new(
+            &start,
+            start.sid.map_or_else(new_sid, str::to_owned),
+            now,
+        ));
         sessions.insert(session.sid.clone(), session.clone());
         Ok((session, victims))
     }
@@ -229,6 +449,8 @@ impl Sessions {
     pub fn replace(&self, victims: &[Arc<Session>]) {
         for old in victims {
             old.state.store(REPLACED, Ordering::Relaxed);
+            // A victim read from the shared store is a copy: mark this node's own too.
+            self.mark(&old.sid, REPLACED);
             if let Some(webhooks) = &self.webhooks {
                 webhooks.emit(crate::webhooks::Event::SessionReplaced {
                     sid: old.sid.clone(),
@@ -271,6 +493,13 @@ impl Sessions {
         }
         if now >= session.last_seen().saturating_add(self.touch_interval) {
             session.last_seen.store(now, Ordering::Relaxed);
+            if let (Some(shared), Ok(runtime)) = (
+                self.shared.get().cloned(),
+                tokio::runtime::Handle::try_current(),
+            ) {
+                let (account, sid) = (session.account.clone(), session.sid.clone());
+                runtime.spawn(async move { shared.touch(&account, &sid, now).await });
+            }
         }
         Ok(true)
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::admin::api;
 use support::postgres::Postgres;
+use support::redis::Redis;
 use support::*;
 
 const MEDIA: &str =
@@ -31,6 +32,15 @@ fn node_config(origin: &Origin, url: &str) -> String {
     rights_config(
         &origin.url(),
         &format!("[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{url}\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n"),
+    )
+}
+
+/// A node's config with sessions shared through `redis` and `policy` when Redis is down.
+fn shared_config(origin: &Origin, url: &str, redis: &Redis, policy: &str) -> String {
+    format!(
+        "{}\n[sessions]\nbackend = \"redis\"\non_backend_error = \"{policy}\"\n[sessions.redis]\nurl = \"{}\"\ntimeout = \"500ms\"\n",
+        node_config(origin, url),
+        redis.url
     )
 }
 
@@ -516,4 +526,160 @@ async fn a_node_on_postgres_without_an_admin_token_makes_one_in_its_data_directo
     let (status, _) =
         support::admin::api_as(&node, token.trim(), "GET", "/api/v1/products", None).await;
     assert_eq!(status, 200);
+}
+
+/// Two nodes on one PostgreSQL and one Redis, subscribed to both.
+async fn shared_pair(origin: &Origin, url: &str, redis: &Redis, policy: &str) -> Vec<Usher> {
+    let nodes: Vec<Usher> = (0..2)
+        .map(|_| Usher::start(&shared_config(origin, url, redis, policy), &[]))
+        .collect();
+    for node in &nodes {
+        wait_ready(node, 200).await;
+    }
+    nodes
+}
+
+/// Sells `product` through `nodes[0]` and waits until `nodes[1]` knows its media.
+async fn sell_on_pair(nodes: &[Usher], product: Value) -> String {
+    let code = product["code"].as_str().unwrap().to_owned();
+    sell_event(&nodes[0], product).await;
+    wait_converged(&nodes[0], &nodes[1], "all").await;
+    add_buyer(&nodes[0], &code, "alice").await.0
+}
+
+#[tokio::test]
+async fn with_shared_sessions_a_second_device_on_another_node_is_refused_by_max_sessions_1() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let nodes = shared_pair(&origin, &url, &redis, "deny").await;
+    let play_url = sell_on_pair(
+        &nodes,
+        json!({"code": "p", "name": "Final", "max_sessions": 1}),
+    )
+    .await;
+    let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200);
+    let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(status_reason(&phone), (403, "concurrency_limit".into()));
+    assert_eq!(
+        get(&tv_segment, &[("x-device-id", "tv")]).await.status,
+        200,
+        "the first viewer keeps watching"
+    );
+    let (again, _) = play(&nodes[1], &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(
+        again.status, 200,
+        "the same device on another node is the same viewer"
+    );
+}
+
+#[tokio::test]
+async fn with_shared_sessions_replace_oldest_ends_the_first_device_on_its_own_node() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let nodes = shared_pair(&origin, &url, &redis, "deny").await;
+    let play_url = sell_on_pair(
+        &nodes,
+        json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
+    )
+    .await;
+    let (_, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
+    let (phone, phone_segment) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(phone.status, 200);
+    let mut tv = get(&tv_segment, &[("x-device-id", "tv")]).await;
+    for _ in 0..200 {
+        if tv.status != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tv = get(&tv_segment, &[("x-device-id", "tv")]).await;
+    }
+    assert_eq!(status_reason(&tv), (403, "session_replaced".into()));
+    assert_eq!(
+        get(&phone_segment, &[("x-device-id", "phone")])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn redis_killed_mid_playback_with_deny_keeps_viewers_refuses_new_sessions_and_recovers() {
+    let (pg, mut redis) = (Postgres::start(), Redis::start());
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let nodes = shared_pair(&origin, &url, &redis, "deny").await;
+    let play_url = sell_on_pair(
+        &nodes,
+        json!({"code": "p", "name": "Final", "max_sessions": 1}),
+    )
+    .await;
+    let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200);
+
+    redis.kill();
+    assert_eq!(
+        get(&tv_segment, &[("x-device-id", "tv")]).await.status,
+        200,
+        "segments never wait on Redis"
+    );
+    let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(status_reason(&phone), (503, "sessions_unavailable".into()));
+    assert!(
+        metric(
+            &nodes[1],
+            "usher_sessions_backend_fallbacks_total{policy=\"deny\"}"
+        )
+        .await
+            >= 1.0
+    );
+    wait_ready(&nodes[0], 503).await;
+
+    // Redis comes back empty; node A writes its live session back, so the limit holds.
+    redis.resume();
+    wait_ready(&nodes[0], 200).await;
+    wait_ready(&nodes[1], 200).await;
+    let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(status_reason(&phone), (403, "concurrency_limit".into()));
+    assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
+}
+
+#[tokio::test]
+async fn redis_killed_with_local_admits_new_sessions_by_each_nodes_own() {
+    let (pg, mut redis) = (Postgres::start(), Redis::start());
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let nodes = shared_pair(&origin, &url, &redis, "local").await;
+    let play_url = sell_on_pair(
+        &nodes,
+        json!({"code": "p", "name": "Final", "max_sessions": 1}),
+    )
+    .await;
+    assert_eq!(
+        play(&nodes[0], &play_url, &[("x-device-id", "tv")])
+            .await
+            .0
+            .status,
+        200
+    );
+    redis.kill();
+    let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(phone.status, 200, "admitted by node B's own sessions");
+    let (laptop, _) = play(&nodes[1], &play_url, &[("x-device-id", "laptop")]).await;
+    assert_eq!(
+        status_reason(&laptop),
+        (403, "concurrency_limit".into()),
+        "node B's own limit still holds"
+    );
+    assert!(
+        metric(
+            &nodes[1],
+            "usher_sessions_backend_fallbacks_total{policy=\"local\"}"
+        )
+        .await
+            >= 2.0
+    );
 }

@@ -100,7 +100,7 @@ pub async fn route(
         (&Method::GET, ["sessions"]) => lists::sessions(state, query),
         (&Method::GET, ["audit"]) => lists::audit(state, query).await,
         (&Method::DELETE, ["sessions", sid]) => {
-            ops::end_session(state, sid)?;
+            ops::end_session(state, sid).await?;
             ok(S::OK, json!({ "ended": sid }))
         }
         (&Method::POST, ["cache", "purge"]) => {

@@ -387,6 +387,12 @@ fn check_sessions(p: &mut Problems, file: super::file::SessionsFile) -> super::S
         bind_ip: file.bind_ip.unwrap_or(false),
         ipv4_prefix: v4.min(32),
         ipv6_prefix: v6.min(128),
+        backend: store::check_sessions_backend(
+            p,
+            file.backend.as_deref(),
+            file.on_backend_error.as_deref(),
+            file.redis,
+        ),
     }
 }
 

@@ -209,6 +209,25 @@ pub struct SessionsFile {
     pub ipv4_prefix: Option<u8>,
     /// IPv6 prefix length of that network.
     pub ipv6_prefix: Option<u8>,
+    /// `"memory"` (each node its own, the default) or `"redis"` (shared by nodes).
+    pub backend: Option<String>,
+    /// With Redis unreachable: `"deny"` new sessions, or admit them by this node's own
+    /// (`"local"`) sessions.
+    pub on_backend_error: Option<String>,
+    /// `[sessions.redis]`, for `backend = "redis"`.
+    pub redis: Option<RedisFile>,
+}
+
+/// `[sessions.redis]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    /// Connection URL, `redis://[:password@]host:port[/db]`.
+    pub url: Option<String>,
+    /// Environment variable holding the URL instead.
+    pub url_env: Option<String>,
+    /// Longest one Redis call may take.
+    pub timeout: Option<String>,
 }
 
 /// `[rights]`

@@ -143,3 +143,50 @@ impl FanoutMetrics {
         }
     }
 }
+
+/// The shared session store's series.
+#[derive(Clone)]
+pub struct SessionsBackendMetrics {
+    /// `usher_sessions_backend_errors_total{op}`: Redis calls that failed or timed out.
+    pub errors: IntCounterVec,
+    /// `usher_sessions_backend_fallbacks_total{policy}`: starts decided without Redis:
+    /// refused (`deny`) or admitted by this node's sessions (`local`).
+    pub fallbacks: IntCounterVec,
+    /// `usher_sessions_backend_up`: 1 while subscribed to the other nodes' session changes.
+    pub up: IntGauge,
+}
+
+impl SessionsBackendMetrics {
+    pub(super) fn register(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str, label: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let errors = counter(
+            "usher_sessions_backend_errors_total",
+            "Shared session store (Redis) calls that failed or timed out, by operation.",
+            "op",
+        );
+        let fallbacks = counter(
+            "usher_sessions_backend_fallbacks_total",
+            "Session starts decided without the shared store, by sessions.on_backend_error.",
+            "policy",
+        );
+        let up = IntGauge::new(
+            "usher_sessions_backend_up",
+            "1 while subscribed to the other nodes' session changes.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(up.clone()))
+            .expect("unique metric");
+        Self {
+            errors,
+            fallbacks,
+            up,
+        }
+    }
+}

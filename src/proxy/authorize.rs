@@ -157,19 +157,20 @@ pub async fn authorize(
                 ip: presented.client_ip,
                 taking_over: taking_over.as_deref(),
             };
-            let (session, victims) = state.sessions.start_deferred(
-                start,
-                &entitled.limits,
-                now,
-                crate::sessions::new_id,
-            )?;
+            let started = state
+                .sessions
+                .begin(start.clone(), &entitled.limits, now)
+                .await?;
             if let Err(refused) =
                 record_activation(state, &entitled, device.as_deref(), activation, now).await
             {
-                state.sessions.discard(&session.sid);
+                state.sessions.discard(&started.session.sid);
                 return Err(refused);
             }
-            state.sessions.replace(&victims);
+            let session = state
+                .sessions
+                .commit(started, start, &entitled.limits, now)
+                .await?;
             if let Some(old) = &taking_over {
                 // IP recovery: the same viewer's old session gives way to this one.
                 state.sessions.end(old);
@@ -188,9 +189,7 @@ pub async fn authorize(
                     ip: presented.client_ip,
                     taking_over: None,
                 };
-                state
-                    .sessions
-                    .start(start, &entitled.limits, now, crate::sessions::new_id)?;
+                state.sessions.admit(start, &entitled.limits, now).await?;
             }
         }
     }

@@ -65,6 +65,9 @@ impl ProxyError {
                 (StatusCode::SERVICE_UNAVAILABLE, "rights_unavailable")
             }
             ProxyError::Rights(denied) => (StatusCode::FORBIDDEN, denied.reason()),
+            ProxyError::Session(SessionDenied::Unavailable) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "sessions_unavailable")
+            }
             ProxyError::Session(denied) => (StatusCode::FORBIDDEN, denied.reason()),
             ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path"),
             ProxyError::NotRouted => (StatusCode::NOT_FOUND, "not_routed"),
@@ -174,6 +177,10 @@ mod tests {
         ] {
             assert_eq!(status(denied.into()), (403, reason));
         }
+        assert_eq!(
+            status(SessionDenied::Unavailable.into()),
+            (503, "sessions_unavailable")
+        );
     }
 
     #[test]

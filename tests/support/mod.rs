@@ -9,6 +9,7 @@ pub mod cli;
 pub mod inprocess;
 pub mod live;
 pub mod postgres;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -502,8 +502,8 @@ pub fn list_sessions(
 ///
 /// # Errors
 /// No such session.
-pub fn end_session(state: &State, sid: &str) -> Result<(), AdminError> {
-    if state.sessions.end(sid) {
+pub async fn end_session(state: &State, sid: &str) -> Result<(), AdminError> {
+    if state.sessions.end_everywhere(sid).await {
         Ok(())
     } else {
         Err(AdminError::NotFound(format!("session {sid}")))

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::Problems;
-use crate::config::file::PostgresFile;
-use crate::config::{PostgresConfig, StoreBackend};
+use crate::config::file::{PostgresFile, RedisFile};
+use crate::config::{OnBackendError, PostgresConfig, RedisConfig, SessionsBackend, StoreBackend};
 
 /// Checks `backend` and `[store.postgres]`: the URL from `url` or the variable `url_env`
 /// (exactly one), a pool of 1–256 connections, timeouts of at least 100 ms.
@@ -44,14 +44,16 @@ pub(super) fn check(
     }
 }
 
-fn check_postgres(p: &mut Problems, file: PostgresFile, base_dir: &Path) -> PostgresConfig {
-    let url = match (file.url, file.url_env) {
+/// The URL of `table` from `url` or the variable `url_env`, exactly one of them (`""`
+/// after a problem).
+fn url_of(p: &mut Problems, table: &str, url: Option<String>, url_env: Option<String>) -> String {
+    match (url, url_env) {
         (Some(url), None) => url,
         (None, Some(var)) => match std::env::var(&var) {
             Ok(url) if !url.is_empty() => url,
             _ => {
                 p.add(
-                    "store.postgres.url_env",
+                    &format!("{table}.url_env"),
                     &var,
                     "must name an environment variable holding the URL",
                 );
@@ -59,14 +61,84 @@ fn check_postgres(p: &mut Problems, file: PostgresFile, base_dir: &Path) -> Post
             }
         },
         (Some(_), Some(_)) => {
-            p.add("store.postgres", "", "set url or url_env, not both");
+            p.add(table, "", "set url or url_env, not both");
             String::new()
         }
         (None, None) => {
-            p.add("store.postgres.url", "", "missing (or set url_env)");
+            p.add(&format!("{table}.url"), "", "missing (or set url_env)");
             String::new()
         }
+    }
+}
+
+/// Checks `[sessions] backend`, `on_backend_error` and `[sessions.redis]`.
+pub(super) fn check_sessions_backend(
+    p: &mut Problems,
+    backend: Option<&str>,
+    on_error: Option<&str>,
+    redis: Option<RedisFile>,
+) -> SessionsBackend {
+    let on_backend_error = match on_error.unwrap_or("deny") {
+        "deny" => OnBackendError::Deny,
+        "local" => OnBackendError::Local,
+        other => {
+            p.add(
+                "sessions.on_backend_error",
+                other,
+                "use \"deny\" or \"local\"",
+            );
+            OnBackendError::Deny
+        }
     };
+    match (backend.unwrap_or("memory"), redis) {
+        ("memory", None) => SessionsBackend::Memory,
+        ("memory", Some(_)) => {
+            p.add(
+                "sessions.redis",
+                "",
+                "set sessions.backend = \"redis\" to use it",
+            );
+            SessionsBackend::Memory
+        }
+        ("redis", None) => {
+            p.add(
+                "sessions.redis",
+                "",
+                "backend \"redis\" needs [sessions.redis] with url or url_env",
+            );
+            SessionsBackend::Memory
+        }
+        ("redis", Some(file)) => {
+            let url = url_of(p, "sessions.redis", file.url, file.url_env);
+            if !url.is_empty() {
+                if let Err(e) = redis::Client::open(url.as_str()) {
+                    p.add(
+                        "sessions.redis.url",
+                        "",
+                        format!("not a Redis URL ({})", e.category()),
+                    );
+                }
+            }
+            SessionsBackend::Redis(RedisConfig {
+                url,
+                timeout: p.duration(
+                    "sessions.redis.timeout",
+                    file.timeout.as_deref(),
+                    "1s",
+                    Duration::from_millis(10),
+                ),
+                on_backend_error,
+            })
+        }
+        (other, _) => {
+            p.add("sessions.backend", other, "use \"memory\" or \"redis\"");
+            SessionsBackend::Memory
+        }
+    }
+}
+
+fn check_postgres(p: &mut Problems, file: PostgresFile, base_dir: &Path) -> PostgresConfig {
+    let url = url_of(p, "store.postgres", file.url, file.url_env);
     if !url.is_empty() {
         if let Err(e) = url.parse::<tokio_postgres::Config>() {
             // The value may hold a password: name the error, not the URL.

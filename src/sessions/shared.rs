@@ -1,0 +1,494 @@
+//! Sessions shared by every node through Redis (`sessions.backend = "redis"`), so a
+//! concurrency limit counts the account's streams on all nodes, and a session replaced or
+//! ended on one node is refused on the node playing it at its next request.
+//!
+//! Per account, two hashes with a common hash tag (one cluster slot):
+//! `usher:{account}:s` holds each session as JSON (and the field `~v`, a version bumped by
+//! every change), `usher:{account}:seen` each session's last request time. A start reads
+//! both, decides with the same [`super::plan`] a single node uses, and writes its outcome
+//! with a script that applies it only if the version is still the one it read (otherwise it
+//! reads again), so two nodes starting sessions for one account at once cannot both take
+//! the last stream. Keys expire after four idle timeouts without a change.
+//!
+//! Segment requests stay off the network: each node touches its own copy, and at most once
+//! per `touch_interval` per session writes the time to Redis in the background. Replacing
+//! or ending a session is announced on the channel `usher:sessions`; every node marks its
+//! copy at once, and after (re)subscribing re-reads the state of the sessions it holds.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use super::{plan, Limits, Plan, Session, SessionDenied, Start, ENDED, LIVE, REPLACED};
+use crate::config::{OnBackendError, RedisConfig};
+use crate::metrics::SessionsBackendMetrics;
+
+/// The channel session state changes travel on.
+const CHANNEL: &str = "usher:sessions";
+
+/// Writes the changes a start decided, if the account's sessions are still at the version
+/// read: `KEYS` the sessions and seen hashes; `ARGV` the version, the key lifetime in ms,
+/// then triples `op field value`: `s` sets a session, `t` its last-seen time, `d` deletes
+/// it. 1 when written, 0 when another node changed the account first.
+const COMMIT: &str = r"
+local v = redis.call('HGET', KEYS[1], '~v') or '0'
+if v ~= ARGV[1] then return 0 end
+redis.call('HINCRBY', KEYS[1], '~v', 1)
+local i = 3
+while i <= #ARGV do
+  local op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == 's' then redis.call('HSET', KEYS[1], field, value)
+  elseif op == 't' then redis.call('HSET', KEYS[2], field, value)
+  elseif op == 'd' then redis.call('HDEL', KEYS[1], field); redis.call('HDEL', KEYS[2], field)
+  end
+  i = i + 3
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+";
+
+/// One session as stored in Redis.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    purchase: Option<String>,
+    product: Option<String>,
+    device: Option<String>,
+    ip: IpAddr,
+    started_at: u64,
+    state: u8,
+}
+
+impl Record {
+    fn of(session: &Session) -> Self {
+        Record {
+            purchase: session.purchase.clone(),
+            product: session.product.clone(),
+            device: session.device.clone(),
+            ip: session.ip,
+            started_at: session.started_at,
+            state: session.state.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A change of state announced to every node.
+#[derive(Debug, Serialize, Deserialize)]
+struct Change {
+    sid: String,
+    state: u8,
+}
+
+/// Why the shared store did not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(String);
+
+impl From<redis::RedisError> for BackendError {
+    fn from(e: redis::RedisError) -> Self {
+        BackendError(e.to_string())
+    }
+}
+
+/// What a shared start decided.
+pub(super) enum Admitted {
+    /// The start joins this live session (by its id).
+    Join(String),
+    /// A new session was recorded under the given id; these sessions gave way.
+    New(Vec<Arc<Session>>),
+}
+
+/// The Redis side of the session registry.
+pub struct SharedSessions {
+    conn: ConnectionManager,
+    client: redis::Client,
+    idle: u64,
+    timeout: Duration,
+    /// What a start gets when Redis does not answer.
+    pub policy: OnBackendError,
+    metrics: SessionsBackendMetrics,
+}
+
+fn keys(account: &str) -> (String, String) {
+    (
+        format!("usher:{{{account}}}:s"),
+        format!("usher:{{{account}}}:seen"),
+    )
+}
+
+impl SharedSessions {
+    /// Connects to `config.url` (the connection reconnects by itself after a failure).
+    ///
+    /// # Errors
+    /// When the URL is bad or Redis cannot be reached at start.
+    pub async fn connect(
+        config: &RedisConfig,
+        idle: u64,
+        metrics: SessionsBackendMetrics,
+    ) -> Result<Self, BackendError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let conn = tokio::time::timeout(config.timeout * 5, ConnectionManager::new(client.clone()))
+            .await
+            .map_err(|_| BackendError("no answer from Redis".into()))??;
+        Ok(Self {
+            conn,
+            client,
+            idle,
+            timeout: config.timeout,
+            policy: config.on_backend_error,
+            metrics,
+        })
+    }
+
+    /// Whether this node is subscribed to the other nodes' session changes.
+    pub fn is_up(&self) -> bool {
+        self.metrics.up.get() == 1
+    }
+
+    /// Counts a start decided without the shared store, by `policy`.
+    pub(super) fn fallback(&self, policy: OnBackendError) {
+        let policy = match policy {
+            OnBackendError::Deny => "deny",
+            OnBackendError::Local => "local",
+        };
+        self.metrics.fallbacks.with_label_values(&[policy]).inc();
+    }
+
+    /// Runs one Redis call within the timeout, counting failures by `op`. A call that
+    /// finds the connection broken is made once more: the first failure sets the
+    /// connection reconnecting, and the second waits for it.
+    async fn call<T, F, Fut>(&self, op: &'static str, work: F) -> Result<T, BackendError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            match tokio::time::timeout(self.timeout, work(self.conn.clone())).await {
+                Ok(Ok(value)) => break Ok(value),
+                Ok(Err(e))
+                    if attempt == 1
+                        && (e.is_io_error()
+                            || e.is_connection_dropped()
+                            || e.is_connection_refusal()) => {}
+                Ok(Err(e)) => break Err(BackendError::from(e)),
+                Err(_) => break Err(BackendError(format!("no answer within {:?}", self.timeout))),
+            }
+        };
+        if result.is_err() {
+            self.metrics.errors.with_label_values(&[op]).inc();
+        }
+        result
+    }
+
+    /// Every session of `account` as Redis holds it, and the version read.
+    async fn read(
+        &self,
+        account: &str,
+    ) -> Result<(HashMap<String, Arc<Session>>, String), BackendError> {
+        let (sessions_key, seen_key) = keys(account);
+        let (records, seen): (HashMap<String, String>, HashMap<String, u64>) = self
+            .call("read", |mut conn| {
+                let (a, b) = (sessions_key.clone(), seen_key.clone());
+                async move {
+                    redis::pipe()
+                        .hgetall(a)
+                        .hgetall(b)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        let mut version = "0".to_owned();
+        let mut sessions = HashMap::new();
+        for (sid, json) in records {
+            if sid == "~v" {
+                version = json;
+                continue;
+            }
+            let Ok(record) = serde_json::from_str::<Record>(&json) else {
+                continue;
+            };
+            let last_seen = seen.get(&sid).copied().unwrap_or(record.started_at);
+            let session = Session {
+                sid: sid.clone(),
+                account: account.to_owned(),
+                purchase: record.purchase,
+                product: record.product,
+                device: record.device,
+                ip: record.ip,
+                started_at: record.started_at,
+                last_seen: AtomicU64::new(last_seen),
+                state: AtomicU8::new(record.state),
+            };
+            sessions.insert(sid, Arc::new(session));
+        }
+        Ok((sessions, version))
+    }
+
+    /// Decides `start` against every node's sessions of its account (a new session is
+    /// named `sid`). With `commit`, records the outcome (the new session, the sessions it replaces, stale sessions
+    /// dropped) and announces the replaced ones; without, only decides (a refusal costs no
+    /// write).
+    ///
+    /// # Errors
+    /// The refusal (`Ok(Err)`), or the backend failure.
+    pub(super) async fn start(
+        &self,
+        start: &Start<'_>,
+        sid: &str,
+        limits: &Limits,
+        now: u64,
+        commit: bool,
+    ) -> Result<Result<Admitted, SessionDenied>, BackendError> {
+        for _ in 0..16 {
+            let (sessions, version) = self.read(start.account).await?;
+            let planned = plan(&sessions, start, limits, now, self.idle);
+            let victims = match planned {
+                Err(denied) => return Ok(Err(denied)),
+                Ok(Plan::Join(existing)) => {
+                    if commit {
+                        self.touch(start.account, &existing.sid, now).await;
+                    }
+                    return Ok(Ok(Admitted::Join(existing.sid.clone())));
+                }
+                Ok(Plan::New { victims }) => victims,
+            };
+            if !commit {
+                return Ok(Ok(Admitted::New(victims)));
+            }
+            let fresh = Session::new(start, sid.to_owned(), now);
+            let mut args: Vec<String> = vec![version, self.key_ttl_ms().to_string()];
+            let mut op = |op: &str, field: &str, value: String| {
+                args.extend([op.to_owned(), field.to_owned(), value]);
+            };
+            op("s", sid, json(&Record::of(&fresh)));
+            op("t", sid, now.to_string());
+            for victim in &victims {
+                victim.state.store(REPLACED, Ordering::Relaxed);
+                op("s", &victim.sid, json(&Record::of(victim)));
+            }
+            for old in sessions.values() {
+                let forget_at = old.last_seen().saturating_add(self.idle.saturating_mul(2));
+                if now >= forget_at && old.sid != sid {
+                    op("d", &old.sid, String::new());
+                }
+            }
+            let written = self.commit(start.account, &args).await?;
+            if written {
+                for victim in &victims {
+                    self.announce(&victim.sid, REPLACED).await;
+                }
+                return Ok(Ok(Admitted::New(victims)));
+            }
+        }
+        Err(BackendError(
+            "the account's sessions kept changing; gave up after 16 tries".into(),
+        ))
+    }
+
+    /// Records a request on a session (in the background of the request that made it).
+    pub(super) async fn touch(&self, account: &str, sid: &str, now: u64) {
+        let (_, seen_key) = keys(account);
+        let ttl = self.key_ttl_ms() as i64;
+        let _ = self
+            .call("touch", |mut conn| {
+                let (key, sid) = (seen_key.clone(), sid.to_owned());
+                async move {
+                    redis::pipe()
+                        .hset(&key, sid, now)
+                        .ignore()
+                        .pexpire(&key, ttl)
+                        .ignore()
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+    }
+
+    /// Marks a session ended (the operator's `DELETE /api/v1/sessions/{sid}` on any node).
+    /// `Ok(false)` when Redis does not hold it.
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub(super) async fn end(&self, account: &str, sid: &str) -> Result<bool, BackendError> {
+        for _ in 0..16 {
+            let (sessions, version) = self.read(account).await?;
+            let Some(session) = sessions.get(sid) else {
+                return Ok(false);
+            };
+            session.state.store(ENDED, Ordering::Relaxed);
+            let args = [
+                version,
+                self.key_ttl_ms().to_string(),
+                "s".to_owned(),
+                sid.to_owned(),
+                json(&Record::of(session)),
+            ];
+            let written = self.commit(account, &args).await?;
+            if written {
+                self.announce(sid, ENDED).await;
+                return Ok(true);
+            }
+        }
+        Err(BackendError("the account's sessions kept changing".into()))
+    }
+
+    pub(super) async fn announce(&self, sid: &str, state: u8) {
+        let change = json(&Change {
+            sid: sid.to_owned(),
+            state,
+        });
+        let _ = self
+            .call("publish", |mut conn| {
+                let change = change.clone();
+                async move {
+                    redis::cmd("PUBLISH")
+                        .arg(CHANNEL)
+                        .arg(change)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+    }
+
+    /// Brings this node and Redis level after a gap (a lost subscription, or a Redis that
+    /// restarted empty): each of `sessions` that Redis holds takes Redis's state here; each
+    /// it does not hold is written back, so the limits count it again. Returns the states
+    /// to mark.
+    async fn catch_up(
+        &self,
+        sessions: &[Arc<Session>],
+        now: u64,
+    ) -> Result<Vec<(String, u8)>, BackendError> {
+        // The command connection answers too (not only the subscription).
+        self.call("ping", |mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await?;
+        let mut marks = Vec::new();
+        let mut by_account: HashMap<&str, Vec<&Arc<Session>>> = HashMap::new();
+        for s in sessions {
+            by_account.entry(&s.account).or_default().push(s);
+        }
+        for (account, mine) in by_account {
+            for _ in 0..16 {
+                let (held, version) = self.read(account).await?;
+                let missing: Vec<&&Arc<Session>> =
+                    mine.iter().filter(|s| !held.contains_key(&s.sid)).collect();
+                for s in &mine {
+                    if let Some(h) = held.get(&s.sid) {
+                        marks.push((s.sid.clone(), h.state.load(Ordering::Relaxed)));
+                    }
+                }
+                if missing.is_empty() {
+                    break;
+                }
+                let mut args = vec![version, self.key_ttl_ms().to_string()];
+                for s in missing {
+                    args.extend(["s".to_owned(), s.sid.clone(), json(&Record::of(s))]);
+                    args.extend([
+                        "t".to_owned(),
+                        s.sid.clone(),
+                        s.last_seen().max(now).to_string(),
+                    ]);
+                }
+                if self.commit(account, &args).await? {
+                    break;
+                }
+            }
+        }
+        Ok(marks)
+    }
+
+    fn key_ttl_ms(&self) -> u64 {
+        self.idle.saturating_mul(4).max(60) * 1000
+    }
+
+    /// Runs [`COMMIT`] for `account` with `args`; whether it wrote.
+    async fn commit(&self, account: &str, args: &[String]) -> Result<bool, BackendError> {
+        let (sessions_key, seen_key) = keys(account);
+        let script = redis::Script::new(COMMIT);
+        let written: i64 = self
+            .call("commit", |mut conn| {
+                let mut invocation = script.key(&sessions_key);
+                invocation.key(&seen_key).arg(args);
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// Follows the other nodes' session changes until the process ends, marking the
+    /// sessions `registry` holds; after each (re)subscription it re-reads the state of all
+    /// of them, for what it missed. Reconnects with backoff (100 ms doubling to 5 s).
+    pub async fn follow(self: Arc<Self>, state: Arc<crate::proxy::State>) {
+        let registry = &state.sessions;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.client.get_async_pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(100);
+                        // Changes arriving meanwhile wait in the subscription. The command
+                        // connection may still be reconnecting: try a few times.
+                        let mut caught_up = false;
+                        let mut pause = Duration::from_millis(50);
+                        for _ in 0..8 {
+                            let now = (state.clock)();
+                            match self.catch_up(&registry.live(now), now).await {
+                                Ok(marks) => {
+                                    for (sid, state) in marks {
+                                        registry.mark(&sid, state);
+                                    }
+                                    caught_up = true;
+                                    break;
+                                }
+                                Err(e) => tracing::warn!(error = %e, "sessions not caught up yet"),
+                            }
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(1));
+                        }
+                        if caught_up {
+                            self.metrics.up.set(1);
+                            let mut messages = pubsub.on_message();
+                            while let Some(message) = messages.next().await {
+                                let Ok(payload) = message.get_payload::<String>() else {
+                                    continue;
+                                };
+                                if let Ok(change) = serde_json::from_str::<Change>(&payload) {
+                                    registry.mark(&change.sid, change.state);
+                                }
+                            }
+                            tracing::warn!("session change subscription lost");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to session changes"),
+                },
+                Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach Redis"),
+            }
+            self.metrics.up.set(0);
+            self.metrics.errors.with_label_values(&["subscribe"]).inc();
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("session records serialize")
+}
+
+/// Whether a stored state is one a session can be marked with.
+pub(super) fn is_state(state: u8) -> bool {
+    matches!(state, LIVE | REPLACED | ENDED)
+}

@@ -1,0 +1,69 @@
+//! A throwaway Redis server for one test: no persistence, a free loopback port, stopped
+//! (SIGKILL, as a crash) when the handle is dropped or by [`Redis::kill`].
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running (or killed) test server.
+pub struct Redis {
+    /// `redis://127.0.0.1:PORT`.
+    pub url: String,
+    port: u16,
+    server: Option<Child>,
+}
+
+impl Redis {
+    /// A fresh server, started.
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            server: None,
+        };
+        redis.resume();
+        redis
+    }
+
+    /// Starts a server again on the same port, empty (nothing was persisted).
+    pub fn resume(&mut self) {
+        assert!(self.server.is_none(), "already running");
+        let mut server = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-server runs (scripts/test installs Debian's redis-server)");
+        // It says when it is ready; read up to that line.
+        let mut out = BufReader::new(server.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "redis-server exited");
+            if line.contains("Ready to accept connections") {
+                break;
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in out.lines() {});
+        self.server = Some(server);
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
