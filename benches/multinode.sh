@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Multi-node load figure: segment requests with every check on (ticket-derived session
 # token, rights from the store through the decision cache, session touch), on the embedded
-# store against the shared PostgreSQL store, in interleaved rounds:
-#   sqlite    1 node, the embedded default
-#   postgres  1 node, store.backend = "postgres"
-#   2 nodes   2 nodes on the same PostgreSQL, each loaded by its own wrk at once
-#             (half the connections each), the sum of both
+# default against the shared backends, in interleaved rounds:
+#   sqlite    1 node, the embedded default (SQLite, sessions in memory)
+#   shared    1 node, store.backend = "postgres" and sessions.backend = "redis"
+#   2 nodes   2 such nodes on the same PostgreSQL and Redis, each loaded by its own wrk at
+#             once (half the connections each), the sum of both
 #
 #   benches/multinode.sh [SECONDS] [CONNECTIONS] [ROUNDS]
 #
-# Needs wrk and Debian's postgresql (a throwaway server on a free loopback port, in a temp
-# dir, run as the postgres user when started as root, stopped at the end). All traffic
-# goes to 127.0.0.1. Prints req/s per round, the medians, and postgres/sqlite.
+# Needs wrk, Debian's postgresql and redis-server (throwaway servers on free loopback ports
+# in a temp dir, PostgreSQL run as the postgres user when started as root, both stopped at
+# the end). All traffic goes to 127.0.0.1. Prints req/s and p99 latency per round, the
+# medians, shared/sqlite, and how many backend calls the nodes made in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-8}
 connections=${2:-32}
 rounds=${3:-3}
-command -v wrk >/dev/null || { echo "benches/multinode.sh: needs wrk" >&2; exit 1; }
+for tool in wrk redis-server redis-cli; do
+  command -v "$tool" >/dev/null || { echo "benches/multinode.sh: needs $tool" >&2; exit 1; }
+done
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort | tail -1)
 [ -x "$pgbin/postgres" ] || { echo "benches/multinode.sh: needs postgresql" >&2; exit 1; }
 
@@ -32,28 +35,35 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 mkdir -p "$work/pg"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work/pg"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 as_pg "$pgbin/initdb" -D "$work/pg/data" -A trust -U usher -E UTF8 --no-sync >/dev/null
 as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w \
   -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1" start >/dev/null
-url="postgres://usher@127.0.0.1:$port/postgres"
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --logfile "$work/redis.log" &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 sed -e "s|^origin = \"../demo\"|origin = \"$PWD/demo\"|" config/usher.toml > "$work/sqlite.toml"
-sed -e "s|^backend = \"sqlite\"|backend = \"postgres\"|" "$work/sqlite.toml" > "$work/postgres.toml"
-printf '\n[store.postgres]\nurl = "%s"\n' "$url" >> "$work/postgres.toml"
-# [store.postgres] must follow [store]: move it there.
-python3 - "$work/postgres.toml" <<'EOF'
+# The shared config: [store] backend and [store.postgres] before [rights]; [sessions]
+# backend and [sessions.redis] after the [sessions] table.
+python3 - "$work/sqlite.toml" "$work/shared.toml" "postgres://usher@127.0.0.1:$port/postgres" "redis://127.0.0.1:$rport" <<'PY'
 import sys
-p = sys.argv[1]
-s = open(p).read()
-block = s[s.rindex("\n[store.postgres]"):]
-s = s[: s.rindex("\n[store.postgres]")]
+src, dst, pg, redis = sys.argv[1:]
+s = open(src).read().replace('backend = "sqlite"', 'backend = "postgres"', 1)
 i = s.index("\n[rights]")
-open(p, "w").write(s[:i] + block + s[i:])
-EOF
+s = s[:i] + f'\n[store.postgres]\nurl = "{pg}"\n' + s[i:]
+i = s.index("\n[sessions]\n") + len("\n[sessions]\n")
+s = s[:i] + s[i:].replace('backend = "memory"', 'backend = "redis"', 1)
+j = s.find("\n[", i)
+j = len(s) if j < 0 else j
+s = s[:j] + f'\n[sessions.redis]\nurl = "{redis}"\n' + s[j:]
+open(dst, "w").write(s)
+PY
 
 start() { # name config -> usher in the background; its play URL in $work/NAME.play
   local name=$1 config=$2 out="$work/$1.out"
@@ -75,34 +85,51 @@ segment_url() { # play URL -> URL of the first 360p segment, with its session to
 }
 
 start sqlite "$work/sqlite.toml"
-start pg1 "$work/postgres.toml"
-start pg2 "$work/postgres.toml"
+start node1 "$work/shared.toml"
+start node2 "$work/shared.toml"
 declare -A seg
-for name in sqlite pg1 pg2; do
+for name in sqlite node1 node2; do
   seg[$name]=$(segment_url "$(cat "$work/$name.play")")
   curl -fsS -o /dev/null "${seg[$name]}"
 done
 
-rate() { wrk -t1 -c"$1" -d"${seconds}s" "$2" | awk '/^Requests\/sec/ {print $2}'; }
-declare -A runs=([sqlite]="" [postgres]="" [two]="")
+rate() { # connections url -> "req/s p99_ms"
+  wrk -t1 -c"$1" -d"${seconds}s" --latency "$2" | awk '
+    /^Requests\/sec/ {r = $2}
+    /^ +99%/ {
+      v = $2
+      if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 }
+      else if (v ~ /ms$/) { sub(/ms$/, "", v) }
+      else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }
+      p = v
+    }
+    END {print r, p}'
+}
+declare -A runs=([sqlite]="" [shared]="" [two]="")
+declare -A p99=([sqlite]="" [shared]="")
 for round in $(seq "$rounds"); do
-  r=$(rate "$connections" "${seg[sqlite]}"); runs[sqlite]+="$r "
-  echo "round $round sqlite: $r req/s"
-  r=$(rate "$connections" "${seg[pg1]}"); runs[postgres]+="$r "
-  echo "round $round postgres: $r req/s"
+  read -r r l <<<"$(rate "$connections" "${seg[sqlite]}")"
+  runs[sqlite]+="$r "; p99[sqlite]+="$l "
+  echo "round $round sqlite: $r req/s, p99 $l ms"
+  read -r r l <<<"$(rate "$connections" "${seg[node1]}")"
+  runs[shared]+="$r "; p99[shared]+="$l "
+  echo "round $round shared: $r req/s, p99 $l ms"
   half=$((connections / 2))
-  rate "$half" "${seg[pg1]}" > "$work/a" & a=$!
-  rate "$half" "${seg[pg2]}" > "$work/b" & b=$!
+  rate "$half" "${seg[node1]}" > "$work/a" & a=$!
+  rate "$half" "${seg[node2]}" > "$work/b" & b=$!
   wait $a $b
   r=$(awk '{s += $1} END {print s}' "$work/a" "$work/b"); runs[two]+="$r "
-  echo "round $round 2 nodes: $r req/s ($(cat "$work/a") + $(cat "$work/b"))"
+  echo "round $round 2 nodes: $r req/s ($(cut -d' ' -f1 "$work/a") + $(cut -d' ' -f1 "$work/b"))"
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-s=$(median "${runs[sqlite]}"); p=$(median "${runs[postgres]}"); t=$(median "${runs[two]}")
-awk -v s="$s" -v p="$p" -v t="$t" 'BEGIN {
-  printf "median sqlite %.0f req/s, postgres %.0f req/s (%.1f%% of sqlite), 2 nodes %.0f req/s (%.2fx one postgres node)\n", s, p, 100*p/s, t, t/p }'
-for name in pg1 pg2; do
+s=$(median "${runs[sqlite]}"); p=$(median "${runs[shared]}"); t=$(median "${runs[two]}")
+ls=$(median "${p99[sqlite]}"); lp=$(median "${p99[shared]}")
+awk -v s="$s" -v p="$p" -v t="$t" -v ls="$ls" -v lp="$lp" 'BEGIN {
+  printf "median sqlite %.0f req/s (p99 %.2f ms), shared %.0f req/s (p99 %.2f ms; %.1f%% of sqlite), 2 nodes %.0f req/s (%.2fx one shared node)\n", s, ls, p, lp, 100*p/s, t, t/p }'
+for name in node1 node2; do
   admin=$(grep '^admin on ' "$work/$name.out" | cut -d' ' -f3)
-  ops=$(curl -fsS "$admin/metrics" | awk '/^usher_store_duration_seconds_count/ {n += $2} END {print n + 0}')
-  echo "$name: $ops store operations in all (the segment path makes none per request)"
+  metrics=$(curl -fsS "$admin/metrics")
+  ops=$(awk '/^usher_store_duration_seconds_count/ {n += $2} END {print n + 0}' <<<"$metrics")
+  calls=$(awk '/^usher_sessions_backend_duration_seconds_count/ {n += $2} END {print n + 0}' <<<"$metrics")
+  echo "$name: $ops PostgreSQL operations and $calls Redis calls in all"
 done

@@ -3,9 +3,10 @@
 //! coming, and ends after the idle timeout, when the operator ends it, or when a newer
 //! session replaces it under a product's `replace_oldest` policy.
 //!
-//! Sessions live in memory (DESIGN.md: a shared store such as Redis when one machine is not
-//! enough). After a restart, a request carrying a valid session token adopts its session
-//! again, under the same limits, so nobody's playback is lost to a deploy.
+//! Each node keeps its sessions in memory; with `sessions.backend = "redis"` starts are
+//! decided over every node's sessions ([`shared`]). After a restart, a request carrying a
+//! valid session token adopts its session again, under the same limits, so nobody's
+//! playback is lost to a deploy.
 //!
 //! # Concurrency
 //! Starting a session takes the write lock; the per-segment touch takes only the read lock

@@ -121,6 +121,24 @@ fn the_shared_store_settings_are_checked_without_printing_the_password() {
         "the password is never printed:\n{stderr}"
     );
 
+    let sessions = format!(
+        "{base}\n[sessions]\nbackend = \"redis\"\non_backend_error = \"maybe\"\n[sessions.redis]\nurl = \"http://:hunter2@127.0.0.1\"\n"
+    );
+    let (code, _, stderr) = check_config(&sessions);
+    assert_eq!(code, Some(64));
+    for key in [
+        "sessions.on_backend_error = \"maybe\"",
+        "sessions.redis.url: not a Redis URL",
+    ] {
+        assert!(stderr.contains(key), "{key} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let redis = format!(
+        "{base}\n[sessions]\nbackend = \"redis\"\n[sessions.redis]\nurl = \"redis://127.0.0.1:6379\"\n"
+    );
+    let (code, stdout, stderr) = check_config(&redis);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+
     let unknown = format!("{base}\n[store]\nbackend = \"mysql\"\n");
     let (code, _, stderr) = check_config(&unknown);
     assert_eq!(code, Some(64));

@@ -572,6 +572,46 @@ async fn with_shared_sessions_a_second_device_on_another_node_is_refused_by_max_
         again.status, 200,
         "the same device on another node is the same viewer"
     );
+
+    // The operator ends the tv's session through node B; node A, which plays it, refuses
+    // its next segment, and the stream is free for the phone.
+    let (_, listed) = api(&nodes[0], "GET", "/api/v1/sessions?account=alice", None).await;
+    let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
+    let (status, _) = api(
+        &nodes[1],
+        "DELETE",
+        &format!("/api/v1/sessions/{sid}"),
+        None,
+    )
+    .await;
+    assert!(status < 300, "{status}");
+    let mut ended = get(&tv_segment, &[("x-device-id", "tv")]).await;
+    for _ in 0..200 {
+        if ended.status != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        ended = get(&tv_segment, &[("x-device-id", "tv")]).await;
+    }
+    assert_eq!(status_reason(&ended), (403, "session_ended".into()));
+    let mut phone = play(&nodes[1], &play_url, &[("x-device-id", "phone")])
+        .await
+        .0;
+    for _ in 0..200 {
+        if phone.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        phone = play(&nodes[1], &play_url, &[("x-device-id", "phone")])
+            .await
+            .0;
+    }
+    assert_eq!(
+        phone.status,
+        200,
+        "the ended session no longer counts: {}",
+        phone.text()
+    );
 }
 
 #[tokio::test]

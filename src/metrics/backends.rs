@@ -147,6 +147,9 @@ impl FanoutMetrics {
 /// The shared session store's series.
 #[derive(Clone)]
 pub struct SessionsBackendMetrics {
+    /// `usher_sessions_backend_duration_seconds{op}`: each Redis call (session starts, the
+    /// background touch, announcements), retries included.
+    pub seconds: HistogramVec,
     /// `usher_sessions_backend_errors_total{op}`: Redis calls that failed or timed out.
     pub errors: IntCounterVec,
     /// `usher_sessions_backend_fallbacks_total{policy}`: starts decided without Redis:
@@ -175,6 +178,18 @@ impl SessionsBackendMetrics {
             "Session starts decided without the shared store, by sessions.on_backend_error.",
             "policy",
         );
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "usher_sessions_backend_duration_seconds",
+                "Shared session store (Redis) calls, by operation.",
+            )
+            .buckets(STORE_SECONDS_BUCKETS.to_vec()),
+            &["op"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(seconds.clone()))
+            .expect("unique metric");
         let up = IntGauge::new(
             "usher_sessions_backend_up",
             "1 while subscribed to the other nodes' session changes.",
@@ -184,6 +199,7 @@ impl SessionsBackendMetrics {
             .register(Box::new(up.clone()))
             .expect("unique metric");
         Self {
+            seconds,
             errors,
             fallbacks,
             up,

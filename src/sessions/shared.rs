@@ -168,6 +168,7 @@ impl SharedSessions {
         F: Fn(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
@@ -182,6 +183,10 @@ impl SharedSessions {
                 Err(_) => break Err(BackendError(format!("no answer within {:?}", self.timeout))),
             }
         };
+        self.metrics
+            .seconds
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
         if result.is_err() {
             self.metrics.errors.with_label_values(&[op]).inc();
         }
