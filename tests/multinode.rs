@@ -146,6 +146,24 @@ async fn play(node: &Usher, url: &str, headers: &[(&str, &str)]) -> (Reply, Stri
     (reply, segment)
 }
 
+/// Repeats `request` (bounded: 200 tries, 5 ms apart) until its reply satisfies `done`
+/// (a change made on one node reaching another); the last reply.
+async fn until<F, Fut>(mut request: F, done: impl Fn(&Reply) -> bool) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let mut reply = request().await;
+    for _ in 0..200 {
+        if done(&reply) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        reply = request().await;
+    }
+    reply
+}
+
 fn status_reason(reply: &Reply) -> (u16, String) {
     (reply.status.as_u16(), reply.reason())
 }
@@ -179,14 +197,7 @@ async fn a_buyer_sold_on_node_a_plays_on_node_c_and_a_revoke_on_a_stops_the_next
     let (status, body) = api(a, "POST", &format!("/api/v1/buyers/{hash}/revoke"), None).await;
     assert_eq!(status, 200, "{body}");
     let revoked = Instant::now();
-    let mut refused = get(&segment, &[]).await;
-    for _ in 0..200 {
-        if refused.status != 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        refused = get(&segment, &[]).await;
-    }
+    let refused = until(|| async { get(&segment, &[]).await }, |r| r.status != 200).await;
     eprintln!(
         "revoke on A refused on C after {} ms",
         revoked.elapsed().as_millis()
@@ -585,27 +596,21 @@ async fn with_shared_sessions_a_second_device_on_another_node_is_refused_by_max_
     )
     .await;
     assert!(status < 300, "{status}");
-    let mut ended = get(&tv_segment, &[("x-device-id", "tv")]).await;
-    for _ in 0..200 {
-        if ended.status != 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        ended = get(&tv_segment, &[("x-device-id", "tv")]).await;
-    }
+    let ended = until(
+        || async { get(&tv_segment, &[("x-device-id", "tv")]).await },
+        |r| r.status != 200,
+    )
+    .await;
     assert_eq!(status_reason(&ended), (403, "session_ended".into()));
-    let mut phone = play(&nodes[1], &play_url, &[("x-device-id", "phone")])
-        .await
-        .0;
-    for _ in 0..200 {
-        if phone.status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        phone = play(&nodes[1], &play_url, &[("x-device-id", "phone")])
-            .await
-            .0;
-    }
+    let phone = until(
+        || async {
+            play(&nodes[1], &play_url, &[("x-device-id", "phone")])
+                .await
+                .0
+        },
+        |r| r.status == 200,
+    )
+    .await;
     assert_eq!(
         phone.status,
         200,
@@ -629,14 +634,11 @@ async fn with_shared_sessions_replace_oldest_ends_the_first_device_on_its_own_no
     assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
     let (phone, phone_segment) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
     assert_eq!(phone.status, 200);
-    let mut tv = get(&tv_segment, &[("x-device-id", "tv")]).await;
-    for _ in 0..200 {
-        if tv.status != 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        tv = get(&tv_segment, &[("x-device-id", "tv")]).await;
-    }
+    let tv = until(
+        || async { get(&tv_segment, &[("x-device-id", "tv")]).await },
+        |r| r.status != 200,
+    )
+    .await;
     assert_eq!(status_reason(&tv), (403, "session_replaced".into()));
     assert_eq!(
         get(&phone_segment, &[("x-device-id", "phone")])

@@ -529,6 +529,30 @@ fn both_the_webhook_queue_leases_and_drops_the_oldest() {
     );
 }
 
+/// The embedded store is one file: its schema is made once, and what was written (a sale
+/// under its idempotency key, the audit trail) is there after reopening it.
+#[test]
+fn the_embedded_store_keeps_its_schema_sale_keys_and_audit_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.create_product(&product("P1")).unwrap();
+        let sale = purchase("h1", "P1", "alice", "a@example.com");
+        store.create_purchase_keyed(&sale, "order-1", "fp").unwrap();
+        store
+            .append_audit(&audit_entry("purchase.create", Some("h1"), 10))
+            .unwrap();
+        store.schema_version().unwrap()
+    };
+    assert!(version > 0);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), version, "migrated once");
+    assert_eq!(store.product("P1").unwrap(), Some(product("P1")));
+    assert_eq!(store.sale_key("order-1").unwrap().unwrap().purchase, "h1");
+    let (audit, total) = store.audit(&AuditFilter::default(), Page::ALL).unwrap();
+    assert_eq!((total, audit[0].id), (1, 1));
+}
+
 /// Nodes racing for the last activations of one purchase: three stores on one database,
 /// each with its own pool, 20 distinct devices at once. Exactly the limit wins.
 #[test]

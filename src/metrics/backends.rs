@@ -13,6 +13,24 @@ const STORE_SECONDS_BUCKETS: &[f64] = &[
     0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// Registers an `IntCounterVec` with one label.
+fn counter(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+/// Registers an `IntGauge`.
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
 /// The shared store's series.
 #[derive(Clone)]
 pub struct StoreMetrics {
@@ -37,14 +55,12 @@ impl StoreMetrics {
             &["op"],
         )
         .expect("valid metric");
-        let errors = IntCounterVec::new(
-            Opts::new(
-                "usher_store_errors_total",
-                "Shared store operations that failed: unavailable or backend.",
-            ),
-            &["error"],
-        )
-        .expect("valid metric");
+        let errors = counter(
+            registry,
+            "usher_store_errors_total",
+            "Shared store operations that failed: unavailable or backend.",
+            "error",
+        );
         let pool = IntGaugeVec::new(
             Opts::new(
                 "usher_store_pool_connections",
@@ -55,9 +71,6 @@ impl StoreMetrics {
         .expect("valid metric");
         registry
             .register(Box::new(seconds.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(errors.clone()))
             .expect("unique metric");
         registry
             .register(Box::new(pool.clone()))
@@ -105,36 +118,29 @@ pub struct FanoutMetrics {
 
 impl FanoutMetrics {
     pub(super) fn register(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
         let sent = counter(
+            registry,
             "usher_invalidations_sent_total",
             "Rights invalidations published to the other nodes, by scope.",
             "scope",
         );
         let received = counter(
+            registry,
             "usher_invalidations_received_total",
             "Rights invalidations received from other nodes and applied, by scope.",
             "scope",
         );
         let errors = counter(
+            registry,
             "usher_invalidation_errors_total",
             "Fan-out failures: publish (not sent), lost (subscription lost; the cache was flushed).",
             "error",
         );
-        let up = IntGauge::new(
+        let up = gauge(
+            registry,
             "usher_invalidation_listener_up",
             "1 while this node is subscribed to other nodes' invalidations.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(up.clone()))
-            .expect("unique metric");
+        );
         Self {
             sent,
             received,
@@ -161,19 +167,14 @@ pub struct SessionsBackendMetrics {
 
 impl SessionsBackendMetrics {
     pub(super) fn register(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
         let errors = counter(
+            registry,
             "usher_sessions_backend_errors_total",
             "Shared session store (Redis) calls that failed or timed out, by operation.",
             "op",
         );
         let fallbacks = counter(
+            registry,
             "usher_sessions_backend_fallbacks_total",
             "Session starts decided without the shared store, by sessions.on_backend_error.",
             "policy",
@@ -190,14 +191,11 @@ impl SessionsBackendMetrics {
         registry
             .register(Box::new(seconds.clone()))
             .expect("unique metric");
-        let up = IntGauge::new(
+        let up = gauge(
+            registry,
             "usher_sessions_backend_up",
             "1 while subscribed to the other nodes' session changes.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(up.clone()))
-            .expect("unique metric");
+        );
         Self {
             seconds,
             errors,

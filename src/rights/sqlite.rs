@@ -622,6 +622,3 @@ impl Store for SqliteStore {
         audit::list(&self.conn(), filter, page)
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -224,29 +224,6 @@ impl Postgres {
         format!("postgres://usher@127.0.0.1:{}/{name}", self.port)
     }
 
-    /// Runs one SQL statement in database `db`; its output, one row per line, columns
-    /// separated by `|`.
-    pub fn sql(&self, db: &str, statement: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "usher",
-            ])
-            .args(["-d", db, "-v", "ON_ERROR_STOP=1", "-Atqc", statement])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
