@@ -550,6 +550,29 @@ async fn shared_pair(origin: &Origin, url: &str, redis: &Redis, policy: &str) ->
     nodes
 }
 
+/// The backends two shared nodes run on (kept for the test's length).
+struct Backends {
+    _pg: Postgres,
+    redis: Redis,
+    _origin: Origin,
+}
+
+/// PostgreSQL, Redis, the origin and two shared nodes (`policy` when Redis is down), with
+/// `product` sold to alice through the first: the backends, the nodes and her play URL.
+async fn shared_setup(policy: &str, product: Value) -> (Backends, Vec<Usher>, String) {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let nodes = shared_pair(&origin, &url, &redis, policy).await;
+    let play_url = sell_on_pair(&nodes, product).await;
+    let backends = Backends {
+        _pg: pg,
+        redis,
+        _origin: origin,
+    };
+    (backends, nodes, play_url)
+}
+
 /// Sells `product` through `nodes[0]` and waits until `nodes[1]` knows its media.
 async fn sell_on_pair(nodes: &[Usher], product: Value) -> String {
     let code = product["code"].as_str().unwrap().to_owned();
@@ -560,12 +583,8 @@ async fn sell_on_pair(nodes: &[Usher], product: Value) -> String {
 
 #[tokio::test]
 async fn with_shared_sessions_a_second_device_on_another_node_is_refused_by_max_sessions_1() {
-    let (pg, redis) = (Postgres::start(), Redis::start());
-    let url = pg.database("usher");
-    let origin = origin().await;
-    let nodes = shared_pair(&origin, &url, &redis, "deny").await;
-    let play_url = sell_on_pair(
-        &nodes,
+    let (_backends, nodes, play_url) = shared_setup(
+        "deny",
         json!({"code": "p", "name": "Final", "max_sessions": 1}),
     )
     .await;
@@ -621,15 +640,7 @@ async fn with_shared_sessions_a_second_device_on_another_node_is_refused_by_max_
 
 #[tokio::test]
 async fn with_shared_sessions_replace_oldest_ends_the_first_device_on_its_own_node() {
-    let (pg, redis) = (Postgres::start(), Redis::start());
-    let url = pg.database("usher");
-    let origin = origin().await;
-    let nodes = shared_pair(&origin, &url, &redis, "deny").await;
-    let play_url = sell_on_pair(
-        &nodes,
-        json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
-    )
-    .await;
+    let (_backends, nodes, play_url) = shared_setup("deny", json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"})).await;
     let (_, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
     assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
     let (phone, phone_segment) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
@@ -650,19 +661,15 @@ async fn with_shared_sessions_replace_oldest_ends_the_first_device_on_its_own_no
 
 #[tokio::test]
 async fn redis_killed_mid_playback_with_deny_keeps_viewers_refuses_new_sessions_and_recovers() {
-    let (pg, mut redis) = (Postgres::start(), Redis::start());
-    let url = pg.database("usher");
-    let origin = origin().await;
-    let nodes = shared_pair(&origin, &url, &redis, "deny").await;
-    let play_url = sell_on_pair(
-        &nodes,
+    let (mut shared, nodes, play_url) = shared_setup(
+        "deny",
         json!({"code": "p", "name": "Final", "max_sessions": 1}),
     )
     .await;
     let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
     assert_eq!(tv.status, 200);
 
-    redis.kill();
+    shared.redis.kill();
     assert_eq!(
         get(&tv_segment, &[("x-device-id", "tv")]).await.status,
         200,
@@ -681,7 +688,7 @@ async fn redis_killed_mid_playback_with_deny_keeps_viewers_refuses_new_sessions_
     wait_ready(&nodes[0], 503).await;
 
     // Redis comes back empty; node A writes its live session back, so the limit holds.
-    redis.resume();
+    shared.redis.resume();
     wait_ready(&nodes[0], 200).await;
     wait_ready(&nodes[1], 200).await;
     let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
@@ -691,12 +698,8 @@ async fn redis_killed_mid_playback_with_deny_keeps_viewers_refuses_new_sessions_
 
 #[tokio::test]
 async fn redis_killed_with_local_admits_new_sessions_by_each_nodes_own() {
-    let (pg, mut redis) = (Postgres::start(), Redis::start());
-    let url = pg.database("usher");
-    let origin = origin().await;
-    let nodes = shared_pair(&origin, &url, &redis, "local").await;
-    let play_url = sell_on_pair(
-        &nodes,
+    let (mut shared, nodes, play_url) = shared_setup(
+        "local",
         json!({"code": "p", "name": "Final", "max_sessions": 1}),
     )
     .await;
@@ -707,7 +710,7 @@ async fn redis_killed_with_local_admits_new_sessions_by_each_nodes_own() {
             .status,
         200
     );
-    redis.kill();
+    shared.redis.kill();
     let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
     assert_eq!(phone.status, 200, "admitted by node B's own sessions");
     let (laptop, _) = play(&nodes[1], &play_url, &[("x-device-id", "laptop")]).await;
