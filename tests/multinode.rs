@@ -1,8 +1,11 @@
-//! Three usher nodes on loopback sharing one PostgreSQL (`store.backend = "postgres"`), as
-//! behind a load balancer: a buyer sold on one node plays on another, activations are
-//! counted once across nodes, a revoke on one node stops the next segment on another
-//! while decisions are cached for ten minutes, a stopped database refuses admin writes
-//! with 503 and loses nothing, and acknowledged writes survive SIGKILL.
+//! Three usher nodes on loopback sharing one PostgreSQL (`store.backend = "postgres"`) and
+//! one Redis (`sessions.backend = "redis"`), as behind a load balancer: a buyer sold on one
+//! node plays on another, activations are counted once across nodes, a revoke on one node
+//! stops the next segment on another while decisions are cached for ten minutes,
+//! concurrency limits and `replace_oldest` hold across nodes, Redis killed mid-playback
+//! follows `sessions.on_backend_error`, a stopped database refuses admin writes with 503
+//! and loses nothing, acknowledged writes survive SIGKILL, and an embedded store moves to
+//! PostgreSQL whole.
 
 mod support;
 
@@ -57,15 +60,9 @@ async fn wait_ready(node: &Usher, want: u16) {
     panic!("{url} never answered {want}");
 }
 
-/// Three nodes on one database, each subscribed.
-async fn cluster(origin: &Origin, url: &str) -> Vec<Usher> {
-    let nodes: Vec<Usher> = (0..3)
-        .map(|_| Usher::start(&node_config(origin, url), &[]))
-        .collect();
-    for node in &nodes {
-        wait_ready(node, 200).await;
-    }
-    nodes
+/// Three nodes on one PostgreSQL and one Redis, each subscribed to both.
+async fn cluster(origin: &Origin, url: &str, redis: &Redis) -> Vec<Usher> {
+    shared_cluster(origin, url, redis, "deny").await
 }
 
 /// Waits (bounded) until `node` has applied `n` invalidations of `scope` from the others.
@@ -173,7 +170,8 @@ async fn a_buyer_sold_on_node_a_plays_on_node_c_and_a_revoke_on_a_stops_the_next
     let pg = Postgres::start();
     let url = pg.database("usher");
     let origin = origin().await;
-    let nodes = cluster(&origin, &url).await;
+    let redis = Redis::start();
+    let nodes = cluster(&origin, &url, &redis).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
 
     sell_event(a, json!({"code": "final", "name": "Final"})).await;
@@ -212,7 +210,8 @@ async fn activations_are_counted_once_across_nodes_even_when_twenty_devices_race
     let pg = Postgres::start();
     let url = pg.database("usher");
     let origin = origin().await;
-    let nodes = cluster(&origin, &url).await;
+    let redis = Redis::start();
+    let nodes = cluster(&origin, &url, &redis).await;
     sell_event(
         &nodes[0],
         json!({"code": "p", "name": "Final", "activation": 2}),
@@ -539,9 +538,10 @@ async fn a_node_on_postgres_without_an_admin_token_makes_one_in_its_data_directo
     assert_eq!(status, 200);
 }
 
-/// Two nodes on one PostgreSQL and one Redis, subscribed to both.
-async fn shared_pair(origin: &Origin, url: &str, redis: &Redis, policy: &str) -> Vec<Usher> {
-    let nodes: Vec<Usher> = (0..2)
+/// Three nodes on one PostgreSQL and one Redis (`policy` when Redis is down), subscribed to
+/// both.
+async fn shared_cluster(origin: &Origin, url: &str, redis: &Redis, policy: &str) -> Vec<Usher> {
+    let nodes: Vec<Usher> = (0..3)
         .map(|_| Usher::start(&shared_config(origin, url, redis, policy), &[]))
         .collect();
     for node in &nodes {
@@ -550,20 +550,20 @@ async fn shared_pair(origin: &Origin, url: &str, redis: &Redis, policy: &str) ->
     nodes
 }
 
-/// The backends two shared nodes run on (kept for the test's length).
+/// The backends shared nodes run on (kept for the test's length).
 struct Backends {
     _pg: Postgres,
     redis: Redis,
     _origin: Origin,
 }
 
-/// PostgreSQL, Redis, the origin and two shared nodes (`policy` when Redis is down), with
+/// PostgreSQL, Redis, the origin and three shared nodes (`policy` when Redis is down), with
 /// `product` sold to alice through the first: the backends, the nodes and her play URL.
 async fn shared_setup(policy: &str, product: Value) -> (Backends, Vec<Usher>, String) {
     let (pg, redis) = (Postgres::start(), Redis::start());
     let url = pg.database("usher");
     let origin = origin().await;
-    let nodes = shared_pair(&origin, &url, &redis, policy).await;
+    let nodes = shared_cluster(&origin, &url, &redis, policy).await;
     let play_url = sell_on_pair(&nodes, product).await;
     let backends = Backends {
         _pg: pg,
@@ -573,11 +573,13 @@ async fn shared_setup(policy: &str, product: Value) -> (Backends, Vec<Usher>, St
     (backends, nodes, play_url)
 }
 
-/// Sells `product` through `nodes[0]` and waits until `nodes[1]` knows its media.
+/// Sells `product` through `nodes[0]` and waits until the others know its media.
 async fn sell_on_pair(nodes: &[Usher], product: Value) -> String {
     let code = product["code"].as_str().unwrap().to_owned();
     sell_event(&nodes[0], product).await;
-    wait_converged(&nodes[0], &nodes[1], "all").await;
+    for node in &nodes[1..] {
+        wait_converged(&nodes[0], node, "all").await;
+    }
     add_buyer(&nodes[0], &code, "alice").await.0
 }
 
