@@ -117,10 +117,22 @@ impl Fanout {
             }
         };
         let metrics = self.metrics.clone();
-        let send = move || match store.notify(CHANNEL, payload) {
-            Ok(()) => metrics.sent.with_label_values(&[scope]).inc(),
-            Err(e) => {
-                metrics.errors.with_label_values(&["publish"]).inc();
+        let send = move || {
+            // A busy pool or a blip is retried (3 tries, 50 ms and 200 ms apart); the
+            // nodes' caches depend on it.
+            let mut last = None;
+            for pause in [0, 50, 200] {
+                std::thread::sleep(Duration::from_millis(pause));
+                match store.notify(CHANNEL, payload.clone()) {
+                    Ok(()) => {
+                        metrics.sent.with_label_values(&[scope]).inc();
+                        return;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            metrics.errors.with_label_values(&["publish"]).inc();
+            if let Some(e) = last {
                 tracing::error!(error = %e, "invalidation not sent to the other nodes");
             }
         };

@@ -95,7 +95,7 @@ pub struct State {
     /// Rights state: products, media, purchases, accounts.
     pub store: Arc<dyn Store>,
     /// The rights check, unless `rights.source = "none"`.
-    pub rights: Option<Rights>,
+    pub rights: Option<Arc<Rights>>,
     /// Live playback sessions.
     pub sessions: Sessions,
     /// Base URL players reach usher on (set once the public listener is bound).
@@ -191,7 +191,7 @@ impl State {
             ready: AtomicBool::new(false),
             clock,
             store,
-            rights,
+            rights: rights.map(Arc::new),
             public_url,
             admin_token,
             admin_guard,

@@ -291,6 +291,8 @@ impl Rights {
             Source::Store => {
                 let store = self.store.clone();
                 let (owned, contents) = (subject.to_owned(), media.covered_by.clone());
+                // Read before the store: a yes read across an invalidation is not remembered.
+                let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
                 let found = tokio::task::spawn_blocking(move || {
                     let account = store.account(&owned)?;
                     let candidates = store.entitlements(&owned, &contents)?;
@@ -319,10 +321,18 @@ impl Rights {
                         }
                         entitled
                     });
-                if let (Some(recent), Ok(entitled)) = (&self.recent_yes, &decision) {
-                    recent
-                        .insert(grace_key(), Arc::new((entitled.clone(), now)))
-                        .await;
+                if let Some(recent) = &self.recent_yes {
+                    let raced =
+                        self.generation.load(std::sync::atomic::Ordering::Acquire) != generation;
+                    match &decision {
+                        Ok(entitled) if !raced => {
+                            recent
+                                .insert(grace_key(), Arc::new((entitled.clone(), now)))
+                                .await;
+                        }
+                        // A refusal (or a raced read) ends what grace remembered.
+                        _ => recent.invalidate(&grace_key()).await,
+                    }
                 }
                 decision
             }

@@ -315,6 +315,18 @@ impl Sessions {
             let sid = &started.session.sid;
             match shared.start(&start, sid, limits, now, true).await {
                 Ok(Ok(shared::Admitted::New(replaced))) => victims.extend(replaced),
+                Ok(Ok(shared::Admitted::Join(existing))) if existing != *sid => {
+                    // The same device started meanwhile on another node: this start is
+                    // that session, the one Redis counts.
+                    self.discard(sid);
+                    let joined = Start {
+                        sid: Some(&existing),
+                        ..start
+                    };
+                    return self
+                        .start_deferred(joined, &Limits::default(), now, new_id)
+                        .map(|(session, _)| session);
+                }
                 Ok(Ok(shared::Admitted::Join(_))) => {}
                 Ok(Err(denied)) => {
                     self.discard(sid);
@@ -357,13 +369,19 @@ impl Sessions {
         let Some(shared) = self.shared.get() else {
             return known;
         };
-        match held {
-            Some(session) => {
-                if let Err(e) = shared.end(&session.account, sid).await {
+        let recorded = match held {
+            Some(session) => match shared.end(&session.account, sid).await {
+                Ok(recorded) => recorded,
+                Err(e) => {
                     tracing::warn!(error = %e, "session end not recorded in the shared store");
+                    false
                 }
-            }
-            None => shared.announce(sid, ENDED).await,
+            },
+            None => false,
+        };
+        if !recorded {
+            // Whichever node holds it records the end when it hears this.
+            shared.announce(sid, ENDED).await;
         }
         true
     }

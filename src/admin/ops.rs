@@ -141,10 +141,14 @@ pub fn new_code(len: usize) -> String {
         .collect()
 }
 
-/// Drops every cached decision and re-reads the media index, here and on the other nodes.
-pub(crate) fn after_product_write(state: &State) {
-    if let Some(rights) = &state.rights {
-        if let Err(e) = rights.invalidate_all() {
+/// Drops every cached decision and re-reads the media index (on the blocking pool: the
+/// store may be a network away), here and on the other nodes.
+pub(crate) async fn after_product_write(state: &State) {
+    if let Some(rights) = state.rights.clone() {
+        let result = tokio::task::spawn_blocking(move || rights.invalidate_all())
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
+        if let Err(e) = result {
             tracing::error!(error = %e, "could not re-read the media index");
         }
     }
@@ -194,7 +198,7 @@ pub async fn update_product(state: &State, code: &str, f: &Fields) -> Result<Pro
     r.finish(IGNORED_PRODUCT_FIELDS)?;
     let stored = product.clone();
     blocking(state, move |s| s.update_product(&stored)).await?;
-    after_product_write(state);
+    after_product_write(state).await;
     Ok(product)
 }
 
@@ -214,7 +218,7 @@ pub async fn get_product(state: &State, code: &str) -> Result<Product, AdminErro
 pub async fn delete_product(state: &State, code: &str) -> Result<(), AdminError> {
     let code = code.to_owned();
     blocking(state, move |s| s.delete_product(&code)).await?;
-    after_product_write(state);
+    after_product_write(state).await;
     Ok(())
 }
 
@@ -240,7 +244,7 @@ pub async fn create_media(state: &State, f: &Fields) -> Result<Media, AdminError
     r.finish(&["apikey"])?;
     let stored = media.clone();
     blocking(state, move |s| s.create_media(&stored)).await?;
-    after_product_write(state);
+    after_product_write(state).await;
     Ok(media)
 }
 
@@ -280,7 +284,7 @@ pub async fn add_media(state: &State, product: &str, content: &str) -> Result<()
         s.link(&product, &c)
     })
     .await?;
-    after_product_write(state);
+    after_product_write(state).await;
     Ok(())
 }
 
@@ -291,7 +295,7 @@ pub async fn add_media(state: &State, product: &str, content: &str) -> Result<()
 pub async fn remove_media(state: &State, product: &str, content: &str) -> Result<(), AdminError> {
     let (product, content) = (product.to_owned(), content.to_owned());
     blocking(state, move |s| s.unlink(&product, &content)).await?;
-    after_product_write(state);
+    after_product_write(state).await;
     Ok(())
 }
 

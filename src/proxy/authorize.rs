@@ -161,19 +161,32 @@ pub async fn authorize(
                 .sessions
                 .begin(start.clone(), &entitled.limits, now)
                 .await?;
+            let activates = matches!(activation, Activation::New);
             if let Err(refused) =
                 record_activation(state, &entitled, device.as_deref(), activation, now).await
             {
                 state.sessions.discard(&started.session.sid);
                 return Err(refused);
             }
-            let session = state
+            let session = match state
                 .sessions
                 .commit(started, start, &entitled.limits, now)
-                .await?;
+                .await
+            {
+                Ok(session) => session,
+                Err(refused) => {
+                    // Another node took the last stream in between: the device that may
+                    // not play gives its new activation back.
+                    if let (true, Some(device)) = (activates, device.clone()) {
+                        let purchase = entitled.purchase.to_string();
+                        let _ = blocking(state, move |s| s.unbind_device(&purchase, &device)).await;
+                    }
+                    return Err(refused.into());
+                }
+            };
             if let Some(old) = &taking_over {
                 // IP recovery: the same viewer's old session gives way to this one.
-                state.sessions.end(old);
+                state.sessions.end_everywhere(old).await;
             }
             grant.claims.sid = Some(session.sid.clone());
         }

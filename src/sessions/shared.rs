@@ -301,16 +301,20 @@ impl SharedSessions {
 
     /// Records a request on a session (in the background of the request that made it).
     pub(super) async fn touch(&self, account: &str, sid: &str, now: u64) {
-        let (_, seen_key) = keys(account);
+        let (sessions_key, seen_key) = keys(account);
         let ttl = self.key_ttl_ms() as i64;
+        // Both keys live on while a session plays, however long since the last start.
         let _ = self
             .call("touch", |mut conn| {
-                let (key, sid) = (seen_key.clone(), sid.to_owned());
+                let (sessions, seen, sid) =
+                    (sessions_key.clone(), seen_key.clone(), sid.to_owned());
                 async move {
                     redis::pipe()
-                        .hset(&key, sid, now)
+                        .hset(&seen, sid, now)
                         .ignore()
-                        .pexpire(&key, ttl)
+                        .pexpire(&seen, ttl)
+                        .ignore()
+                        .pexpire(&sessions, ttl)
                         .ignore()
                         .query_async::<()>(&mut conn)
                         .await

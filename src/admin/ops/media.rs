@@ -56,7 +56,7 @@ pub async fn update_media(state: &State, code: &str, f: &Fields) -> Result<Media
     blocking(state, move |s| s.update_media(&stored)).await?;
     // The editorial id decides which rights cover the media: re-read the index and forget
     // cached decisions.
-    after_product_write(state);
+    after_product_write(state).await;
     Ok(media)
 }
 
@@ -80,6 +80,6 @@ pub async fn delete_media(state: &State, code: &str, force: bool) -> Result<(), 
     }
     let code = code.to_owned();
     blocking(state, move |s| s.delete_media(&code)).await?;
-    after_product_write(state);
+    after_product_write(state).await;
     Ok(())
 }
