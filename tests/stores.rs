@@ -726,3 +726,49 @@ fn a_server_that_takes_tls_only_is_reached_over_tls_with_its_ca_trusted() {
         untrusted.err()
     );
 }
+
+/// A write held up past `store.postgres.timeout` (another session holds the row) is
+/// cancelled by the server and rolled back: usher reports the store unavailable, and the
+/// write does not land later, when the row comes free.
+#[test]
+fn a_write_held_past_the_timeout_is_rolled_back_not_left_to_land_later() {
+    let url = server().database("slow_write");
+    let mut config = pg_config(&url);
+    config.timeout = Duration::from_millis(300);
+    let store = PostgresStore::connect(&config, Metrics::new().store).unwrap();
+    store.create_product(&product("P1")).unwrap();
+    store
+        .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
+        .unwrap();
+    let mut holder = server()
+        .psql(
+            "slow_write",
+            "BEGIN; SELECT 1 FROM purchases WHERE hash = 'h1' FOR UPDATE; SELECT pg_sleep(2); COMMIT;",
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The holder has the row once its session sleeps inside the transaction.
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' \
+                    AND state = 'active' AND pid <> pg_backend_pid()";
+    let mut held = false;
+    for _ in 0..200 {
+        let out = server().psql("slow_write", sleeping).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            held = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(held, "the holder took the row");
+    let mut revoked = store.purchase("h1").unwrap().unwrap();
+    revoked.status = PurchaseStatus::Revoked;
+    let got = store.update_purchase(&revoked);
+    assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(
+        store.purchase("h1").unwrap().unwrap().status,
+        PurchaseStatus::Active,
+        "the cancelled write never landed"
+    );
+}

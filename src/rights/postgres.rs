@@ -64,9 +64,19 @@ fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-/// A client error: the server's own refusal is a backend failure; a connection that
-/// broke or never formed is the store being unavailable.
+/// How many `store.postgres.timeout`s a whole operation may take before usher stops
+/// waiting for it (each statement is cancelled by the server after one).
+const GIVE_UP_FACTOR: u32 = 3;
+
+/// A client error: the server's own refusal is a backend failure; a statement the server
+/// cancelled after `statement_timeout` (rolled back), or a connection that broke or never
+/// formed, is the store being unavailable.
 fn pg(e: tokio_postgres::Error) -> StoreError {
+    if e.code() == Some(&SqlState::QUERY_CANCELED) {
+        return StoreError::Unavailable(
+            "a statement ran past store.postgres.timeout and was rolled back".into(),
+        );
+    }
     match e.as_db_error() {
         Some(db) => StoreError::Backend(format!("{} ({})", db.message(), db.code().code())),
         None => StoreError::Unavailable(e.to_string()),
@@ -125,6 +135,20 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::Backend(format!("store.postgres.url: {e}")))?;
         pg_config.connect_timeout(config.connect_timeout);
+        // The server bounds every statement by the same timeout and rolls back what it
+        // cancels, so a slow write fails whole and known ("nothing written") instead of
+        // landing after usher gave up on it; a transaction a vanished client left open is
+        // ended too.
+        let ms = config.timeout.as_millis();
+        let bounds = format!(
+            "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={}",
+            ms * GIVE_UP_FACTOR as u128
+        );
+        let options = match pg_config.get_options() {
+            Some(theirs) => format!("{theirs} {bounds}"),
+            None => bounds,
+        };
+        pg_config.options(&options);
         if pg_config.get_application_name().is_none() {
             pg_config.application_name("usher");
         }
@@ -190,6 +214,11 @@ impl PostgresStore {
         self.run("migrate", |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
             // One node migrates at a time; the others find the work done.
+            // Migrations may wait for another node's, and may take long on a big table:
+            // the per-statement bound does not apply to them.
+            tx.batch_execute("SET LOCAL statement_timeout = 0")
+                .await
+                .map_err(pg)?;
             tx.execute("SELECT pg_advisory_xact_lock(7567236572)", &[])
                 .await
                 .map_err(pg)?;
@@ -228,8 +257,9 @@ impl PostgresStore {
         })
     }
 
-    /// Runs `f` with a pooled connection on the store's runtime and waits for its answer,
-    /// at most `store.postgres.timeout` (waiting for a connection included). `op` names
+    /// Runs `f` with a pooled connection on the store's runtime and waits for its answer:
+    /// a connection within `store.postgres.timeout`, each statement within it (the server
+    /// cancels it after), the whole at most three times it. `op` names
     /// the operation in metrics.
     fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
@@ -251,11 +281,12 @@ impl PostgresStore {
                     .map_err(|e| StoreError::Unavailable(format!("no connection: {e}")))?;
                 f(client).await
             };
-            let result = tokio::time::timeout(timeout, work)
+            let give_up = timeout * GIVE_UP_FACTOR;
+            let result = tokio::time::timeout(give_up, work)
                 .await
                 .unwrap_or_else(|_| {
                     Err(StoreError::Unavailable(format!(
-                        "no answer within {timeout:?}"
+                        "no answer within {give_up:?}"
                     )))
                 });
             let _ = answer.send(result);

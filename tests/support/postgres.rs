@@ -224,6 +224,23 @@ impl Postgres {
         format!("postgres://usher@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// `psql` running `statement` in database `db` (output unaligned, one row per line),
+    /// to run or spawn.
+    pub fn psql(&self, db: &str, statement: &str) -> Command {
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "usher",
+            ])
+            .args(["-d", db, "-v", "ON_ERROR_STOP=1", "-Atqc", statement]);
+        command
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
