@@ -4,9 +4,11 @@
 //! Every problem is reported, not just the first, each naming its dotted key and value:
 //! `token.session_ttl = "0s": must be greater than zero`.
 
+mod backends;
 pub mod duration;
 pub mod file;
 pub mod foreign;
+mod rights;
 pub mod upstream;
 pub mod webhooks;
 
@@ -19,6 +21,8 @@ use http::HeaderName;
 
 use crate::origin::OriginBase;
 use crate::ticket::KeyRing;
+pub use backends::{OnBackendError, PostgresConfig, RedisConfig, SessionsBackend, StoreBackend};
+pub use rights::{ExternalConfig, RightsConfig, RightsSource};
 pub use upstream::{Health, Server, ShieldConfig};
 
 /// Everything `usher serve` runs on.
@@ -183,43 +187,6 @@ impl Config {
     }
 }
 
-/// `[store] backend`, checked.
-#[derive(Debug, Clone, Default)]
-pub enum StoreBackend {
-    /// The embedded SQLite file in `data_dir`: one node.
-    #[default]
-    Sqlite,
-    /// A PostgreSQL database shared by every node.
-    Postgres(PostgresConfig),
-}
-
-/// `[store.postgres]`, checked.
-#[derive(Clone)]
-pub struct PostgresConfig {
-    /// Connection URL (may hold a password: never printed).
-    pub url: String,
-    /// Most connections this node opens.
-    pub pool_size: u32,
-    /// Longest wait for a new connection.
-    pub connect_timeout: Duration,
-    /// Longest one store operation may take.
-    pub timeout: Duration,
-    /// Extra PEM CAs for the server's certificate (TLS is used as the URL's `sslmode` says).
-    pub ca_file: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for PostgresConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresConfig")
-            .field("url", &"<redacted>")
-            .field("pool_size", &self.pool_size)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("timeout", &self.timeout)
-            .field("ca_file", &self.ca_file)
-            .finish()
-    }
-}
-
 /// `[sessions]`, checked.
 #[derive(Debug, Clone)]
 pub struct SessionsConfig {
@@ -237,46 +204,6 @@ pub struct SessionsConfig {
     pub backend: SessionsBackend,
 }
 
-/// `[sessions] backend`, checked.
-#[derive(Debug, Clone, Default)]
-pub enum SessionsBackend {
-    /// Each node keeps its own sessions in memory; limits count one node's sessions.
-    #[default]
-    Memory,
-    /// Sessions shared by every node through Redis.
-    Redis(RedisConfig),
-}
-
-/// `[sessions.redis]` and `sessions.on_backend_error`, checked.
-#[derive(Clone)]
-pub struct RedisConfig {
-    /// Connection URL (may hold a password: never printed).
-    pub url: String,
-    /// Longest one Redis call may take.
-    pub timeout: Duration,
-    /// What a new session gets while Redis cannot be reached.
-    pub on_backend_error: OnBackendError,
-}
-
-impl std::fmt::Debug for RedisConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field("url", &"<redacted>")
-            .field("timeout", &self.timeout)
-            .field("on_backend_error", &self.on_backend_error)
-            .finish()
-    }
-}
-
-/// `sessions.on_backend_error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnBackendError {
-    /// Refuse new sessions with 503 `sessions_unavailable` (limits are never exceeded).
-    Deny,
-    /// Admit them by this node's own sessions (playback goes on; limits count per node).
-    Local,
-}
-
 impl SessionsConfig {
     /// The network of `ip`, by the configured prefix lengths.
     pub fn network(&self, ip: std::net::IpAddr) -> crate::net::IpPrefix {
@@ -291,62 +218,6 @@ impl SessionsConfig {
         };
         crate::net::IpPrefix::new(ip, len).expect("prefix lengths are checked")
     }
-}
-
-/// `[rights]`, checked.
-#[derive(Debug, Clone)]
-pub struct RightsConfig {
-    /// Where decisions come from.
-    pub source: RightsSource,
-    /// Positive decision cache lifetime.
-    pub positive_ttl: Duration,
-    /// Refusal cache lifetime.
-    pub negative_ttl: Duration,
-    /// Most cached decisions.
-    pub cache_capacity: u64,
-    /// With the shared store unreachable, how long after it was seen a yes keeps being
-    /// served (`0`: refuse with `rights_unavailable` at once).
-    pub grace: Duration,
-    /// Header naming the device class.
-    pub device_class_header: HeaderName,
-    /// Class of requests that name none.
-    pub default_device_class: crate::rights::model::DeviceClass,
-}
-
-/// Where rights decisions come from.
-#[derive(Debug, Clone)]
-pub enum RightsSource {
-    /// A valid ticket is enough (no rights check).
-    None,
-    /// The embedded store.
-    Store,
-    /// The operator's HTTP service.
-    External(Box<ExternalConfig>),
-}
-
-/// `[rights.external]`, checked.
-#[derive(Debug, Clone)]
-pub struct ExternalConfig {
-    /// URL template.
-    pub url: String,
-    /// GET or POST.
-    pub method: http::Method,
-    /// POST body template.
-    pub body: Option<String>,
-    /// POST content type.
-    pub content_type: String,
-    /// Exchange timeout.
-    pub timeout: Duration,
-    /// Statuses that can mean yes.
-    pub success_status: Vec<u16>,
-    /// JSON pointer and the value that means yes.
-    pub success_json: Option<(String, serde_json::Value)>,
-    /// Body text that means yes.
-    pub success_body_contains: Option<String>,
-    /// How long a recent yes outlives an outage.
-    pub grace: Duration,
-    /// Headers sent on every call (values marked sensitive: `Debug` hides them).
-    pub headers: Vec<(HeaderName, http::HeaderValue)>,
 }
 
 /// `[listen]`, checked.

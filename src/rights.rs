@@ -77,12 +77,6 @@ pub struct Rights {
     recent_yes: Option<Cache<String, Arc<(Entitled, u64)>>>,
 }
 
-/// Which [`Source`] a check asks, without its contents.
-enum SourceKind {
-    Store,
-    External,
-}
-
 /// Per-entry time to live: positive decisions live longer than refusals.
 struct DecisionExpiry {
     positive: Duration,
@@ -132,10 +126,7 @@ impl Rights {
             .support_invalidation_closures()
             .build();
         let index = MediaIndex::load(store.as_ref())?;
-        let source_kind = match &source {
-            Source::Store => SourceKind::Store,
-            Source::External(_) => SourceKind::External,
-        };
+        let from_store = matches!(source, Source::Store);
         Ok(Self {
             store,
             source,
@@ -148,15 +139,13 @@ impl Rights {
             webhooks: None,
             caching: std::sync::atomic::AtomicBool::new(true),
             grace: config.grace.as_secs(),
-            recent_yes: (!config.grace.is_zero() && matches!(source_kind, SourceKind::Store)).then(
-                || {
-                    Cache::builder()
-                        .max_capacity(config.cache_capacity)
-                        .time_to_live(config.grace)
-                        .support_invalidation_closures()
-                        .build()
-                },
-            ),
+            recent_yes: (!config.grace.is_zero() && from_store).then(|| {
+                Cache::builder()
+                    .max_capacity(config.cache_capacity)
+                    .time_to_live(config.grace)
+                    .support_invalidation_closures()
+                    .build()
+            }),
         })
     }
 

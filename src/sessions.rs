@@ -398,8 +398,13 @@ impl Sessions {
             return;
         };
         drop(sessions);
-        let before = session.state.swap(state, Ordering::Relaxed);
-        if before == LIVE && state == ENDED {
+        // Only a live session changes: an ended one is not replaced after all, nor the
+        // other way round.
+        let changed = session
+            .state
+            .compare_exchange(LIVE, state, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if changed && state == ENDED {
             if let (Some(shared), Ok(runtime)) = (
                 self.shared.get().cloned(),
                 tokio::runtime::Handle::try_current(),

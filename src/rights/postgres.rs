@@ -13,10 +13,9 @@
 //! bounded by `store.postgres.timeout`: a server that is down or slow gives
 //! [`StoreError::Unavailable`] (admin writes answer 503) instead of a hang.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
@@ -26,7 +25,6 @@ use super::model::{Account, Binding, Contacts, Media, Product, Purchase, Purchas
 use super::store::{
     AuditEntry, AuditFilter, Bind, KeyedSale, Page, PurchaseFilter, SaleKey, Store, StoreError,
 };
-use crate::config::PostgresConfig;
 use crate::metrics::StoreMetrics;
 
 /// Statement arguments, owned so a call can move them to the store's runtime.
@@ -40,10 +38,14 @@ macro_rules! args {
 }
 
 mod audit;
+mod bind;
+mod client;
 mod migrations;
+mod sales;
 mod webhooks;
 
-use migrations::MIGRATIONS;
+pub use client::tls;
+use sales::{insert_purchase, sale_key_in};
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -63,10 +65,6 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
 fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Backend(e.to_string()))
 }
-
-/// How many `store.postgres.timeout`s a whole operation may take before usher stops
-/// waiting for it (each statement is cancelled by the server after one).
-const GIVE_UP_FACTOR: u32 = 3;
 
 /// A client error: the server's own refusal is a backend failure; a statement the server
 /// cancelled after `statement_timeout` (rolled back), or a connection that broke or never
@@ -109,281 +107,6 @@ fn opt_u32(value: Option<i64>) -> Option<u32> {
     value.and_then(|v| u32::try_from(v).ok())
 }
 
-/// The TLS connector for `config`: the system roots plus `ca_file`. Whether TLS is used
-/// is the URL's `sslmode`: `disable`, `prefer` (the default: TLS when the server offers
-/// it) or `require`.
-///
-/// # Errors
-/// When `ca_file` cannot be read.
-pub fn tls(
-    config: &PostgresConfig,
-) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
-    crate::proxy::upstream::client_tls(config.ca_file.as_deref())
-        .map(tokio_postgres_rustls::MakeRustlsConnect::new)
-        .map_err(|e| StoreError::Backend(format!("store.postgres.ca_file: {e:#}")))
-}
-
-impl PostgresStore {
-    /// Connects to the database `config` names and brings its schema up to date (several
-    /// nodes starting at once apply each migration once: they take an advisory lock).
-    ///
-    /// # Errors
-    /// When the URL is bad, the server cannot be reached, or a migration fails.
-    pub fn connect(config: &PostgresConfig, metrics: StoreMetrics) -> Result<Self, StoreError> {
-        let mut pg_config: tokio_postgres::Config = config
-            .url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("store.postgres.url: {e}")))?;
-        pg_config.connect_timeout(config.connect_timeout);
-        // The server bounds every statement by the same timeout and rolls back what it
-        // cancels, so a slow write fails whole and known ("nothing written") instead of
-        // landing after usher gave up on it; a transaction a vanished client left open is
-        // ended too.
-        let ms = config.timeout.as_millis();
-        let bounds = format!(
-            "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={}",
-            ms * GIVE_UP_FACTOR as u128
-        );
-        let options = match pg_config.get_options() {
-            Some(theirs) => format!("{theirs} {bounds}"),
-            None => bounds,
-        };
-        pg_config.options(&options);
-        if pg_config.get_application_name().is_none() {
-            pg_config.application_name("usher");
-        }
-        let manager = Manager::from_config(
-            pg_config,
-            tls(config)?,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("usher-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Backend(format!("store runtime: {e}")))?;
-        let pool = {
-            let _entered = runtime.enter();
-            Pool::builder(manager)
-                .max_size(config.pool_size as usize)
-                .runtime(deadpool_postgres::Runtime::Tokio1)
-                .wait_timeout(Some(config.timeout))
-                .create_timeout(Some(config.connect_timeout))
-                .recycle_timeout(Some(config.timeout))
-                .build()
-                .map_err(|e| StoreError::Backend(format!("store pool: {e}")))?
-        };
-        let store = Self {
-            pool,
-            runtime: Some(runtime),
-            timeout: config.timeout,
-            metrics,
-            reachable: std::sync::atomic::AtomicBool::new(true),
-        };
-        store.migrate()?;
-        Ok(store)
-    }
-
-    /// The schema version (number of migrations applied).
-    ///
-    /// # Errors
-    /// On a backend failure.
-    pub fn schema_version(&self) -> Result<usize, StoreError> {
-        self.run("schema", |c| async move {
-            let exists: bool = c
-                .query_one("SELECT to_regclass('usher_schema') IS NOT NULL", &[])
-                .await
-                .map_err(pg)?
-                .get(0);
-            if !exists {
-                return Ok(0);
-            }
-            let version: i32 = c
-                .query_one("SELECT version FROM usher_schema", &[])
-                .await
-                .map_err(pg)?
-                .get(0);
-            Ok(version as usize)
-        })
-    }
-
-    fn migrate(&self) -> Result<(), StoreError> {
-        self.run("migrate", |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
-            // One node migrates at a time; the others find the work done.
-            // Migrations may wait for another node's, and may take long on a big table:
-            // the per-statement bound does not apply to them.
-            tx.batch_execute("SET LOCAL statement_timeout = 0")
-                .await
-                .map_err(pg)?;
-            tx.execute("SELECT pg_advisory_xact_lock(7567236572)", &[])
-                .await
-                .map_err(pg)?;
-            tx.batch_execute("CREATE TABLE IF NOT EXISTS usher_schema (version INTEGER NOT NULL);")
-                .await
-                .map_err(pg)?;
-            let row = tx
-                .query_opt("SELECT version FROM usher_schema", &[])
-                .await
-                .map_err(pg)?;
-            let applied = match row {
-                Some(row) => row.get::<_, i32>(0) as usize,
-                None => {
-                    tx.execute("INSERT INTO usher_schema (version) VALUES (0)", &[])
-                        .await
-                        .map_err(pg)?;
-                    0
-                }
-            };
-            if applied > MIGRATIONS.len() {
-                return Err(StoreError::Backend(format!(
-                    "database schema version {applied} is newer than this usher knows ({})",
-                    MIGRATIONS.len()
-                )));
-            }
-            for sql in &MIGRATIONS[applied..] {
-                tx.batch_execute(sql).await.map_err(pg)?;
-            }
-            tx.execute(
-                "UPDATE usher_schema SET version = $1",
-                &[&(MIGRATIONS.len() as i32)],
-            )
-            .await
-            .map_err(pg)?;
-            tx.commit().await.map_err(pg)
-        })
-    }
-
-    /// Runs `f` with a pooled connection on the store's runtime and waits for its answer:
-    /// a connection within `store.postgres.timeout`, each statement within it (the server
-    /// cancels it after), the whole at most three times it. `op` names
-    /// the operation in metrics.
-    fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Object) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        let Some(runtime) = &self.runtime else {
-            return Err(StoreError::Unavailable("the store is shutting down".into()));
-        };
-        let (pool, timeout) = (self.pool.clone(), self.timeout);
-        let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        let started = Instant::now();
-        runtime.spawn(async move {
-            let work = async {
-                let client = pool
-                    .get()
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("no connection: {e}")))?;
-                f(client).await
-            };
-            let give_up = timeout * GIVE_UP_FACTOR;
-            let result = tokio::time::timeout(give_up, work)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(format!(
-                        "no answer within {give_up:?}"
-                    )))
-                });
-            let _ = answer.send(result);
-        });
-        let result = answered
-            .recv()
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store stopped".into())));
-        self.metrics.observe(op, started.elapsed(), &result);
-        self.reachable.store(
-            !matches!(result, Err(StoreError::Unavailable(_))),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        let status = self.pool.status();
-        self.metrics.pool(
-            status.size as i64,
-            status.available as i64,
-            status.max_size as i64,
-        );
-        result
-    }
-
-    /// Rows of JSON in column 0, decoded.
-    fn json_rows<T: DeserializeOwned + Send + 'static>(
-        &self,
-        op: &'static str,
-        sql: &'static str,
-        args: Args,
-    ) -> Result<Vec<T>, StoreError> {
-        self.run(op, move |c| async move {
-            let rows = c.query(sql, &refs(&args)).await.map_err(pg)?;
-            rows.iter()
-                .map(|row| from_json(row.get::<_, &str>(0)))
-                .collect()
-        })
-    }
-
-    /// The JSON in column 0 of the row `sql` finds, if any.
-    fn json_row<T: DeserializeOwned + Send + 'static>(
-        &self,
-        op: &'static str,
-        sql: &'static str,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
-        Ok(self
-            .json_rows(op, sql, args![key.to_owned()])?
-            .into_iter()
-            .next())
-    }
-
-    fn count(&self, op: &'static str, sql: &'static str, args: Args) -> Result<u64, StoreError> {
-        self.run(op, move |c| async move {
-            let n: i64 = c.query_one(sql, &refs(&args)).await.map_err(pg)?.get(0);
-            Ok(n as u64)
-        })
-    }
-
-    /// Runs a write; `NotFound(what)` when it touched no row, `Conflict(what)` on a taken
-    /// unique value.
-    fn changed(
-        &self,
-        op: &'static str,
-        sql: &'static str,
-        args: Args,
-        what: String,
-    ) -> Result<(), StoreError> {
-        self.run(op, move |c| async move {
-            let n = c
-                .execute(sql, &refs(&args))
-                .await
-                .map_err(|e| conflict_or(e, &what))?;
-            if n == 0 {
-                Err(StoreError::NotFound(what))
-            } else {
-                Ok(())
-            }
-        })
-    }
-
-    /// Sends `payload` to every node listening on `channel` (PostgreSQL `NOTIFY`).
-    ///
-    /// # Errors
-    /// When the server cannot be reached.
-    pub fn notify(&self, channel: &'static str, payload: String) -> Result<(), StoreError> {
-        self.run("notify", move |c| async move {
-            c.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
-                .await
-                .map_err(pg)?;
-            Ok(())
-        })
-    }
-
-    /// Whether the last operation reached the server.
-    pub fn reachable(&self) -> bool {
-        self.reachable.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         // Dropping a runtime blocks, which async code may not do; this does not.
@@ -410,57 +133,6 @@ fn filter_args(filter: &PurchaseFilter) -> Args {
         filter.account.clone(),
         filter.status.map(status_name),
     ]
-}
-
-/// Inserts a purchase and, if new, its account (enabled), inside `tx`.
-async fn insert_purchase(
-    tx: &deadpool_postgres::Transaction<'_>,
-    purchase: &Purchase,
-    data: &str,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &purchase.hash,
-            &purchase.product,
-            &purchase.media,
-            &purchase.account,
-            &purchase.email,
-            &status_name(purchase.status),
-            &(purchase.purchased_at as i64),
-            &data,
-        ],
-    )
-    .await
-    .map_err(|e| {
-        if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
-            StoreError::NotFound(format!("product {}", purchase.product))
-        } else {
-            conflict_or(e, &format!("purchase {}", purchase.hash))
-        }
-    })?;
-    tx.execute(
-        "INSERT INTO accounts (id, enabled) VALUES ($1, TRUE) ON CONFLICT (id) DO NOTHING",
-        &[&purchase.account],
-    )
-    .await
-    .map_err(pg)?;
-    Ok(())
-}
-
-async fn sale_key_in(c: &tokio_postgres::Client, key: &str) -> Result<Option<SaleKey>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT purchase, fingerprint FROM sale_keys WHERE key = $1",
-            &[&key],
-        )
-        .await
-        .map_err(pg)?;
-    Ok(row.map(|r| SaleKey {
-        purchase: r.get(0),
-        fingerprint: r.get(1),
-    }))
 }
 
 impl Store for PostgresStore {
@@ -656,37 +328,7 @@ impl Store for PostgresStore {
         key: &str,
         fingerprint: &str,
     ) -> Result<KeyedSale, StoreError> {
-        let data = to_json(purchase)?;
-        let (purchase, key, fingerprint) =
-            (purchase.clone(), key.to_owned(), fingerprint.to_owned());
-        self.run("create_purchase_keyed", move |mut c| async move {
-            if let Some(taken) = sale_key_in(&c, &key).await? {
-                return Ok(KeyedSale::Taken(taken));
-            }
-            let tx = c.transaction().await.map_err(pg)?;
-            insert_purchase(&tx, &purchase, &data).await?;
-            // A concurrent sale under the same key waits here for the other to end; if
-            // it committed, this inserts nothing and the whole transaction is dropped.
-            let n = tx
-                .execute(
-                    "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES ($1, $2, $3)
-                     ON CONFLICT (key) DO NOTHING",
-                    &[&key, &fingerprint, &purchase.hash],
-                )
-                .await
-                .map_err(pg)?;
-            if n == 1 {
-                tx.commit().await.map_err(pg)?;
-                return Ok(KeyedSale::Created);
-            }
-            tx.rollback().await.map_err(pg)?;
-            match sale_key_in(&c, &key).await? {
-                Some(taken) => Ok(KeyedSale::Taken(taken)),
-                None => Err(StoreError::Backend(format!(
-                    "sale key {key} was taken and then released"
-                ))),
-            }
-        })
+        self.create_keyed(purchase, key, fingerprint)
     }
 
     fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError> {
@@ -859,46 +501,11 @@ impl Store for PostgresStore {
     }
 
     fn sale_keys(&self) -> Result<Vec<(String, SaleKey)>, StoreError> {
-        self.run("sale_keys", |c| async move {
-            let rows = c
-                .query(
-                    "SELECT key, purchase, fingerprint FROM sale_keys ORDER BY key",
-                    &[],
-                )
-                .await
-                .map_err(pg)?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    (
-                        r.get(0),
-                        SaleKey {
-                            purchase: r.get(1),
-                            fingerprint: r.get(2),
-                        },
-                    )
-                })
-                .collect())
-        })
+        self.all_sale_keys()
     }
 
     fn put_sale_key(&self, key: &str, sale: &SaleKey) -> Result<(), StoreError> {
-        let (key, sale) = (key.to_owned(), sale.clone());
-        self.run("put_sale_key", move |c| async move {
-            c.execute(
-                "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES ($1, $2, $3)",
-                &[&key, &sale.fingerprint, &sale.purchase],
-            )
-            .await
-            .map_err(|e| {
-                if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
-                    StoreError::NotFound(format!("purchase {}", sale.purchase))
-                } else {
-                    conflict_or(e, &format!("sale key {key}"))
-                }
-            })?;
-            Ok(())
-        })
+        self.insert_sale_key(key, sale)
     }
 
     fn bind_device(
@@ -923,34 +530,11 @@ impl Store for PostgresStore {
     }
 
     fn devices(&self, purchase: &str) -> Result<Vec<Binding>, StoreError> {
-        let purchase = purchase.to_owned();
-        self.run("devices", move |c| async move {
-            let rows = c
-                .query(
-                    "SELECT device, bound_at, id FROM device_bindings WHERE purchase = $1
-                     ORDER BY bound_at, seq",
-                    &[&purchase],
-                )
-                .await
-                .map_err(pg)?;
-            Ok(rows
-                .iter()
-                .map(|r| Binding {
-                    device: r.get(0),
-                    bound_at: r.get::<_, i64>(1) as u64,
-                    id: r.get(2),
-                })
-                .collect())
-        })
+        self.bindings(purchase)
     }
 
     fn unbind_device(&self, purchase: &str, device: &str) -> Result<(), StoreError> {
-        self.changed(
-            "unbind_device",
-            "DELETE FROM device_bindings WHERE purchase = $1 AND device = $2",
-            args![purchase.to_owned(), device.to_owned()],
-            format!("device {device} on purchase {purchase}"),
-        )
+        self.unbind(purchase, device)
     }
 
     fn rebind_device(
@@ -960,27 +544,18 @@ impl Store for PostgresStore {
         to: &str,
         now: u64,
     ) -> Result<(), StoreError> {
-        self.changed(
-            "rebind_device",
-            "UPDATE device_bindings SET device = $3, bound_at = $4
-             WHERE purchase = $1 AND device = $2",
-            args![
-                purchase.to_owned(),
-                from.to_owned(),
-                to.to_owned(),
-                now as i64
-            ],
-            format!("device {from} on purchase {purchase}"),
-        )
+        self.rebind(purchase, from, to, now)
     }
 
     fn contacts(&self) -> Result<Contacts, StoreError> {
         Ok(self
-            .json_row::<Contacts>(
+            .json_rows::<Contacts>(
                 "contacts",
-                "SELECT data FROM contacts WHERE id = $1::text::integer",
-                "1",
+                "SELECT data FROM contacts WHERE id = 1",
+                args![],
             )?
+            .into_iter()
+            .next()
             .unwrap_or_default())
     }
 
@@ -1004,84 +579,5 @@ impl Store for PostgresStore {
         page: Page,
     ) -> Result<(Vec<AuditEntry>, u64), StoreError> {
         audit::list(self, filter, page)
-    }
-}
-
-impl PostgresStore {
-    /// Binds a device under the activation limit: the purchase row is locked first, so
-    /// binds of one purchase from every node take turns, and the count they see is the
-    /// count they write against.
-    fn bind(
-        &self,
-        purchase: &str,
-        device: &str,
-        id: Option<&str>,
-        limit: Option<u32>,
-        now: u64,
-    ) -> Result<Bind, StoreError> {
-        let (purchase, device, id) = (
-            purchase.to_owned(),
-            device.to_owned(),
-            id.map(str::to_owned),
-        );
-        self.run("bind_device", move |mut c| async move {
-            let known = "SELECT 1 FROM device_bindings WHERE purchase = $1 AND device = $2";
-            // A device coming back is the common case: a read, no lock.
-            if id.is_none()
-                && c.query_opt(known, &[&purchase, &device])
-                    .await
-                    .map_err(pg)?
-                    .is_some()
-            {
-                return Ok(Bind::Known);
-            }
-            let tx = c.transaction().await.map_err(pg)?;
-            let locked = tx
-                .query_opt(
-                    "SELECT 1 FROM purchases WHERE hash = $1 FOR UPDATE",
-                    &[&purchase],
-                )
-                .await
-                .map_err(pg)?;
-            if locked.is_none() {
-                return Err(StoreError::NotFound(format!("purchase {purchase}")));
-            }
-            if tx
-                .query_opt(known, &[&purchase, &device])
-                .await
-                .map_err(pg)?
-                .is_some()
-            {
-                if let Some(id) = &id {
-                    tx.execute(
-                        "UPDATE device_bindings SET id = $3 WHERE purchase = $1 AND device = $2",
-                        &[&purchase, &device, id],
-                    )
-                    .await
-                    .map_err(pg)?;
-                    tx.commit().await.map_err(pg)?;
-                }
-                return Ok(Bind::Known);
-            }
-            let used: i64 = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM device_bindings WHERE purchase = $1",
-                    &[&purchase],
-                )
-                .await
-                .map_err(pg)?
-                .get(0);
-            if limit.is_some_and(|l| used >= i64::from(l)) {
-                return Ok(Bind::LimitReached);
-            }
-            tx.execute(
-                "INSERT INTO device_bindings (purchase, device, bound_at, id) VALUES ($1, $2, $3, $4)",
-                &[&purchase, &device, &(now as i64), &id],
-            )
-            .await
-            .map_err(pg)?;
-            tx.commit().await.map_err(pg)?;
-            Ok(Bind::Bound)
-        })
     }
 }

@@ -500,35 +500,11 @@ impl Store for SqliteStore {
     }
 
     fn sale_keys(&self) -> Result<Vec<(String, SaleKey)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT key, purchase, fingerprint FROM sale_keys ORDER BY key")
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    SaleKey {
-                        purchase: r.get(1)?,
-                        fingerprint: r.get(2)?,
-                    },
-                ))
-            })
-            .map_err(backend)?;
-        rows.map(|r| r.map_err(backend)).collect()
+        sales::all_keys(&self.conn())
     }
 
     fn put_sale_key(&self, key: &str, sale: &SaleKey) -> Result<(), StoreError> {
-        if self.purchase(&sale.purchase)?.is_none() {
-            return Err(StoreError::NotFound(format!("purchase {}", sale.purchase)));
-        }
-        self.conn()
-            .execute(
-                "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES (?1, ?2, ?3)",
-                params![key, sale.fingerprint, sale.purchase],
-            )
-            .map_err(|e| conflict_or(e, &format!("sale key {key}")))?;
-        Ok(())
+        sales::put_key(&self.conn(), key, sale)
     }
 
     fn bind_device(

@@ -116,14 +116,7 @@ impl Postgres {
     fn init(configure: impl FnOnce(&Path) -> String) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
-        if is_root() {
-            let status = Command::new("chown")
-                .arg("postgres")
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
+        fix_owner(dir.path());
         let data = dir.path().join("data");
         let out = as_server_user(&bin.join("initdb"))
             .arg("-D")

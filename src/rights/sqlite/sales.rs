@@ -87,3 +87,45 @@ fn self_product_missing(tx: &rusqlite::Transaction<'_>, product: &str) -> bool {
     .map(|found| found.is_none())
     .unwrap_or(false)
 }
+
+/// Every idempotency key with the sale it made, by key.
+pub(super) fn all_keys(conn: &Connection) -> Result<Vec<(String, SaleKey)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT key, purchase, fingerprint FROM sale_keys ORDER BY key")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                SaleKey {
+                    purchase: r.get(1)?,
+                    fingerprint: r.get(2)?,
+                },
+            ))
+        })
+        .map_err(backend)?;
+    rows.map(|r| r.map_err(backend)).collect()
+}
+
+/// Records `key` for a purchase already recorded: `NotFound` without it, `Conflict` when
+/// the key is taken.
+pub(super) fn put_key(conn: &Connection, key: &str, sale: &SaleKey) -> Result<(), StoreError> {
+    let recorded = conn
+        .query_row(
+            "SELECT 1 FROM purchases WHERE hash = ?1",
+            [&sale.purchase],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if !recorded {
+        return Err(StoreError::NotFound(format!("purchase {}", sale.purchase)));
+    }
+    conn.execute(
+        "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES (?1, ?2, ?3)",
+        params![key, sale.fingerprint, sale.purchase],
+    )
+    .map_err(|e| conflict_or(e, &format!("sale key {key}")))?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Writing purchases in PostgreSQL, alone or under an idempotency key.
+
+use tokio_postgres::error::SqlState;
+
+use super::{conflict_or, pg, status_name, to_json, PostgresStore};
+use crate::rights::model::Purchase;
+use crate::rights::store::{KeyedSale, SaleKey, StoreError};
+
+/// Inserts a purchase and, if new, its account (enabled), inside `tx`.
+pub(super) async fn insert_purchase(
+    tx: &deadpool_postgres::Transaction<'_>,
+    purchase: &Purchase,
+    data: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &purchase.hash,
+            &purchase.product,
+            &purchase.media,
+            &purchase.account,
+            &purchase.email,
+            &status_name(purchase.status),
+            &(purchase.purchased_at as i64),
+            &data,
+        ],
+    )
+    .await
+    .map_err(|e| {
+        if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+            StoreError::NotFound(format!("product {}", purchase.product))
+        } else {
+            conflict_or(e, &format!("purchase {}", purchase.hash))
+        }
+    })?;
+    tx.execute(
+        "INSERT INTO accounts (id, enabled) VALUES ($1, TRUE) ON CONFLICT (id) DO NOTHING",
+        &[&purchase.account],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+pub(super) async fn sale_key_in(
+    c: &tokio_postgres::Client,
+    key: &str,
+) -> Result<Option<SaleKey>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT purchase, fingerprint FROM sale_keys WHERE key = $1",
+            &[&key],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(row.map(|r| SaleKey {
+        purchase: r.get(0),
+        fingerprint: r.get(1),
+    }))
+}
+
+impl PostgresStore {
+    /// Records a purchase under an idempotency key (see
+    /// [`Store::create_purchase_keyed`]).
+    pub(super) fn create_keyed(
+        &self,
+        purchase: &Purchase,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<KeyedSale, StoreError> {
+        let data = to_json(purchase)?;
+        let (purchase, key, fingerprint) =
+            (purchase.clone(), key.to_owned(), fingerprint.to_owned());
+        self.run("create_purchase_keyed", move |mut c| async move {
+            if let Some(taken) = sale_key_in(&c, &key).await? {
+                return Ok(KeyedSale::Taken(taken));
+            }
+            let tx = c.transaction().await.map_err(pg)?;
+            insert_purchase(&tx, &purchase, &data).await?;
+            // A concurrent sale under the same key waits here for the other to end; if
+            // it committed, this inserts nothing and the whole transaction is dropped.
+            let n = tx
+                .execute(
+                    "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES ($1, $2, $3)
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&key, &fingerprint, &purchase.hash],
+                )
+                .await
+                .map_err(pg)?;
+            if n == 1 {
+                tx.commit().await.map_err(pg)?;
+                return Ok(KeyedSale::Created);
+            }
+            tx.rollback().await.map_err(pg)?;
+            match sale_key_in(&c, &key).await? {
+                Some(taken) => Ok(KeyedSale::Taken(taken)),
+                None => Err(StoreError::Backend(format!(
+                    "sale key {key} was taken and then released"
+                ))),
+            }
+        })
+    }
+
+    /// Every idempotency key with its sale.
+    pub(super) fn all_sale_keys(&self) -> Result<Vec<(String, SaleKey)>, StoreError> {
+        self.run("sale_keys", |c| async move {
+            let rows = c
+                .query(
+                    "SELECT key, purchase, fingerprint FROM sale_keys ORDER BY key",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        SaleKey {
+                            purchase: r.get(1),
+                            fingerprint: r.get(2),
+                        },
+                    )
+                })
+                .collect())
+        })
+    }
+
+    /// Records a key for a purchase already recorded.
+    pub(super) fn insert_sale_key(&self, key: &str, sale: &SaleKey) -> Result<(), StoreError> {
+        let (key, sale) = (key.to_owned(), sale.clone());
+        self.run("put_sale_key", move |c| async move {
+            c.execute(
+                "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES ($1, $2, $3)",
+                &[&key, &sale.fingerprint, &sale.purchase],
+            )
+            .await
+            .map_err(|e| {
+                if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+                    StoreError::NotFound(format!("purchase {}", sale.purchase))
+                } else {
+                    conflict_or(e, &format!("sale key {key}"))
+                }
+            })?;
+            Ok(())
+        })
+    }
+}
