@@ -11,7 +11,8 @@
 #   usher          the shipped config with the same nginx origin as its upstream: session
 #                  token, rights from the embedded store, session touch, shield hit
 # Cases: 1,000 distinct 1 KiB objects (.bin), 1,000 distinct 188 KB segments (.ts), a
-# 10,000-segment VOD playlist (usher: query carrier and path carrier), and the 188 KB segments
+# 10,000-segment VOD playlist (usher: query carrier, its variable form, and path carrier), and
+# the 188 KB segments
 # over HTTP/2 (h2load, h2c and TLS).
 #
 # Rounds are interleaved (each round runs every case on every server); the figures are the
@@ -45,7 +46,7 @@ wait_for() { for _ in $(seq 100); do curl -sk -o /dev/null "$1" && return 0; sle
 # --- content: under /demo/ so the demo viewer's purchase covers it --------------------------
 root=$work/root
 bench=$root/demo/bench
-mkdir -p "$bench/small" "$bench/big" "$bench/long" "$bench/plong"
+mkdir -p "$bench/small" "$bench/big" "$bench/long" "$bench/plong" "$bench/vlong"
 python3 - "$bench" <<'EOF'
 import os, sys
 bench = sys.argv[1]
@@ -69,7 +70,7 @@ for d, names, dur in (("small", small, 0.2), ("big", big, 4.0)):
     with open(os.path.join(bench, d, "index.m3u8"), "w") as f:
         f.write(playlist(names, dur))
 long = playlist([f"seg_{i:05}.ts" for i in range(10000)], 6.0)
-for d in ("long", "plong"):
+for d in ("long", "plong", "vlong"):
     with open(os.path.join(bench, d, "index.m3u8"), "w") as f:
         f.write(long)
 EOF
@@ -161,6 +162,10 @@ cat >> "$work/usher.toml" <<'EOF'
 [[routes]]
 prefix = "/demo/bench/plong/"
 carrier = "path"
+
+[[routes]]
+prefix = "/demo/bench/vlong/"
+carrier = "variable"
 EOF
 RUST_LOG=warn ./target/release/usher serve --config "$work/usher.toml" \
   --admin-listen 127.0.0.1:0 --data-dir "$work/data" >"$work/usher.out" 2>"$work/usher.err" &
@@ -183,6 +188,7 @@ echo "/demo/bench/long/index.m3u8?token=$token" > "$work/usher-playlist-query.pa
 plong=$(curl -fsS "$u/demo/bench/plong/index.m3u8?ticket=$ticket")
 ptoken=$(grep -m1 -v '^#' <<<"$plong" | cut -d/ -f2)
 echo "/$ptoken/demo/bench/plong/index.m3u8" > "$work/usher-playlist-path.paths"
+echo "/demo/bench/vlong/index.m3u8?token=$token" > "$work/usher-playlist-variable.paths"
 # nginx: a secure_link per URI, as the operator's billing would sign it.
 python3 - "$work" "$secret" <<'EOF'
 import base64, hashlib, sys, time
@@ -219,6 +225,7 @@ size() { curl -fsS "$1" | wc -c; }
 bytes_in=$(wc -c < "$bench/long/index.m3u8")
 bytes_query=$(size "$u$(cat "$work/usher-playlist-query.paths")")
 bytes_path=$(size "$u$(cat "$work/usher-playlist-path.paths")")
+bytes_variable=$(size "$u$(cat "$work/usher-playlist-variable.paths")")
 bytes_sub=$(size "http://127.0.0.1:${port[edge]}$(cat "$work/edge-playlist.paths")")
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -281,6 +288,7 @@ for round in $(seq "$rounds"); do
   run playlist edge h1 "$e" "$work/edge-playlist.paths"
   run pl-query usher h1 "$u" "$work/usher-playlist-query.paths"
   run pl-path usher h1 "$u" "$work/usher-playlist-path.paths"
+  run pl-var usher h1 "$u" "$work/usher-playlist-variable.paths"
   run h2c-188k edge h2 "http://127.0.0.1:${port[edge_h2c]}" "$work/edge-big.paths"
   run h2c-188k usher h2 "$u" "$work/usher-big.paths"
   run tls-188k edge h2 "https://127.0.0.1:${port[edge_tls]}" "$work/edge-big.paths"
@@ -316,13 +324,14 @@ row "188 KB, usher" 188k usher 188k.edge 188k.static
 row "10k playlist, nginx sub_filter ($bytes_sub B out)" playlist edge
 row "10k playlist, usher query carrier ($bytes_query B out)" pl-query usher playlist.edge
 row "10k playlist, usher path carrier ($bytes_path B out)" pl-path usher playlist.edge
+row "10k playlist, usher variable carrier ($bytes_variable B out)" pl-var usher playlist.edge
 row "188 KB h2c, nginx edge" h2c-188k edge
 row "188 KB h2c, usher" h2c-188k usher h2c-188k.edge
 row "188 KB h2 TLS, nginx edge" tls-188k edge
 row "188 KB h2 TLS, usher" tls-188k usher tls-188k.edge
 echo
-awk -v i="$bytes_in" -v q="$bytes_query" -v p="$bytes_path" \
-  'BEGIN {printf "playlist: %d B from the origin; usher query carrier %.2f× the input, path carrier %.2f×\n", i, q / i, p / i}'
+awk -v i="$bytes_in" -v q="$bytes_query" -v v="$bytes_variable" -v p="$bytes_path" \
+  'BEGIN {printf "playlist: %d B from the origin; usher query carrier %.2f× the input (written with a variable %.2f×), path carrier %.2f×\n", i, q / i, v / i, p / i}'
 budget=$(awk -F' *= *' '/^memory = / {print $2}' "$work/usher.toml")
 hwm=$(awk '/^VmHWM/ {print $2 * 1024}' "/proc/$usher_pid/status")
 awk -v h="$hwm" -v b="$budget" 'BEGIN {printf "usher peak RSS %.0f MiB; shield budget %.0f MiB + 64 MiB = %.0f MiB: %s\n",

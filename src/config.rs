@@ -115,6 +115,9 @@ pub struct Route {
 pub enum CarrierKind {
     /// A query parameter on every URI.
     Query,
+    /// A query parameter on every URI, whose value the playlist defines once as an HLS
+    /// variable (`EXT-X-DEFINE`) for the player to substitute.
+    Variable,
     /// The first path segment of every URI.
     Path,
     /// A cookie scoped to the content's path.

@@ -27,12 +27,14 @@
 //! unresolved.
 
 mod attributes;
+mod define;
 mod uri;
 
 use std::collections::HashMap;
 
 use crate::origin::OriginBase;
 use attributes::find_attribute;
+use define::Definition;
 use uri::Disposition;
 
 /// What the rewriter needs for one response.
@@ -59,6 +61,11 @@ pub struct Rewrite<'a> {
 pub enum Carrier<'a> {
     /// `?param=token` (or `&`), on every URI.
     Query,
+    /// The query carrier with the token written once: `#EXT-X-DEFINE:NAME="t",
+    /// VALUE="token"` after `#EXTM3U`, and `?param={$t}` on every URI for the player to
+    /// substitute (HLS variable substitution, `EXT-X-VERSION` 8, see [`define`]). A playlist
+    /// that uses a variable named `t` itself is written as [`Carrier::Query`] writes it.
+    Variable,
     /// As the first path segment: every URI is written path-absolute as
     /// `/<token>/<path>`, so relative URIs inside the playlists it leads to inherit the
     /// token, and players that drop query strings still carry it. The value is the
@@ -203,9 +210,13 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
     if first_line.trim_end() != "#EXTM3U" {
         return Err(ManifestError::NoHeader);
     }
+    let definition = Definition::plan(header, ctx);
     let mut out = Rewriter {
         ctx,
-        text: String::with_capacity(output_estimate(text, ctx)),
+        token: definition
+            .as_ref()
+            .map_or(ctx.token, |d| d.reference.as_str()),
+        text: String::with_capacity(output_estimate(text, ctx, definition.is_some())),
         vars: HashMap::new(),
         counts: [0; 4],
         role: Role::Timeline,
@@ -228,6 +239,21 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
         }
         if let Some(tag) = line.strip_prefix('#') {
             let name = tag.split(':').next().unwrap_or(tag);
+            if let Some(definition) = &definition {
+                if line_no == 1 {
+                    // `#EXTM3U`: the definition follows it, in its line ending.
+                    out.text.push_str(line);
+                    let eol = if eol.is_empty() { "\n" } else { eol };
+                    out.text.push_str(eol);
+                    definition.write_header(&mut out.text, eol);
+                    continue;
+                }
+                if name == "EXT-X-VERSION" {
+                    out.text.push_str(&define::version_line(line));
+                    out.text.push_str(eol);
+                    continue;
+                }
+            }
             match name {
                 "EXT-X-STREAM-INF" => {
                     if let Some(line) = variant_tag_line {
@@ -289,16 +315,18 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
 /// Bytes to reserve for the rewritten text: the input plus a token for about every other
 /// line (a media playlist's segment lines), so a large playlist is written without
 /// reallocating and copying what is already written.
-fn output_estimate(text: &str, ctx: &Rewrite<'_>) -> usize {
-    let per_uri = match (ctx.carrier, ctx.per_path) {
+fn output_estimate(text: &str, ctx: &Rewrite<'_>, defined: bool) -> usize {
+    let (per_uri, once) = match (ctx.carrier, ctx.per_path) {
         (Carrier::Inherited(_) | Carrier::Cookie, _) => return text.len(),
-        (_, Some(_)) => 64,
-        (Carrier::Query, None) => ctx.param.len() + ctx.token.len() + 2,
+        (_, Some(_)) => (64, 0),
+        // `?token={$t}` on each URI, and the definition (and a version line) once.
+        (Carrier::Variable, None) if defined => (ctx.param.len() + 6, ctx.token.len() + 64),
+        (Carrier::Query | Carrier::Variable, None) => (ctx.param.len() + ctx.token.len() + 2, 0),
         // `/<token>` plus the playlist's directory, which a relative URI gains (a guess).
-        (Carrier::Path(_), None) => ctx.token.len() + 2 + 32,
+        (Carrier::Path(_), None) => (ctx.token.len() + 2 + 32, 0),
     };
     let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
-    text.len() + (lines / 2 + 1) * per_uri
+    text.len() + once + (lines / 2 + 1) * per_uri
 }
 
 fn split_eol(line: &str) -> (&str, &str) {
@@ -308,6 +336,9 @@ fn split_eol(line: &str) -> (&str, &str) {
 
 struct Rewriter<'a, 'c> {
     ctx: &'c Rewrite<'a>,
+    /// What a URI carries as the token: the token itself, or the variable carrier's
+    /// reference to it.
+    token: &'c str,
     text: String,
     vars: HashMap<String, String>,
     /// tokenized, rerouted, foreign, unresolved
@@ -444,7 +475,7 @@ impl Rewriter<'_, '_> {
 
     fn push_tokenized(&mut self, uri: &str, has_query: bool) {
         match self.ctx.carrier {
-            Carrier::Query => {}
+            Carrier::Query | Carrier::Variable => {}
             Carrier::Cookie => {
                 self.text.push_str(uri);
                 return;
@@ -488,7 +519,7 @@ impl Rewriter<'_, '_> {
             None => {
                 self.text.push_str(self.ctx.param);
                 self.text.push('=');
-                self.text.push_str(self.ctx.token);
+                self.text.push_str(self.token);
             }
         }
         self.text.push_str(fragment);

@@ -53,6 +53,40 @@ async fn the_demo_vod_plays_to_the_end_with_a_ticket() {
     no_network_errors(&seen);
 }
 
+/// The variable carrier writes the session token once per playlist, as an `EXT-X-DEFINE`
+/// variable every URI refers to; hls.js substitutes it and plays the demo to its end, every
+/// fragment requested with the token in its query as under the query carrier.
+#[tokio::test]
+async fn a_variable_carrier_player_substitutes_the_token_and_plays_to_the_end() {
+    let demo = demo_dir();
+    let extra = "[[routes]]\nprefix = \"/demo/\"\ncarrier = \"variable\"\n";
+    let usher = Usher::start(&test_config(demo.to_str().unwrap(), extra), &[]);
+    let url = format!("{}/demo/master.m3u8?ticket={}", usher.url, mint("/demo/"));
+
+    let master = get(&url, &[]).await.text();
+    assert!(
+        master.contains("\n#EXT-X-DEFINE:NAME=\"t\",VALUE=\"s2.")
+            && master.contains("index.m3u8?token={$t}")
+            && !master.contains("token=s2."),
+        "the token is defined once and referenced: {master}"
+    );
+    let player = Player::open(&url);
+    let seen = player
+        .wait_until("the demo plays to its end", WITHIN, |s| s.ended)
+        .await;
+    assert_eq!(seen.levels, Some(2), "both renditions in the master");
+    assert!(
+        seen.fragments.len() >= 3
+            && seen
+                .fragments
+                .iter()
+                .all(|f| f.starts_with("/demo/") && f.contains(".ts?token=s2.")),
+        "fragments come with the substituted session token: {:?}",
+        seen.fragments
+    );
+    no_network_errors(&seen);
+}
+
 /// A live origin under `/live/`, usher with rights from its store in front of it, and the
 /// stream sold as a PPV event to one buyer: the buyer's purchase hash and play URL.
 async fn live_event() -> (LiveOrigin, Usher, String, String) {

@@ -310,3 +310,24 @@ fn upstream_and_shield_problems_name_their_keys() {
     let unnamed = GROUPED.replace("[upstreams.events]", "[upstreams.\"\"]");
     assert!(problems(&unnamed).contains("upstreams.: a group name"));
 }
+
+#[test]
+fn route_carriers_are_named_and_an_unknown_one_lists_them() {
+    for (name, kind) in [
+        ("query", CarrierKind::Query),
+        ("variable", CarrierKind::Variable),
+        ("path", CarrierKind::Path),
+        ("cookie", CarrierKind::Cookie),
+    ] {
+        let text = format!("{MINIMAL}\n[[routes]]\nprefix = \"/v/\"\ncarrier = \"{name}\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.carrier_for("/v/a.m3u8"), kind, "{name}");
+        assert_eq!(config.carrier_for("/other/a.m3u8"), CarrierKind::Query);
+    }
+    let text = format!("{MINIMAL}\n[[routes]]\nprefix = \"/v/\"\ncarrier = \"define\"\n");
+    let msg = problems(&text);
+    assert!(
+        msg.contains("routes[0].carrier = \"define\": use query, variable, path or cookie"),
+        "{msg}"
+    );
+}

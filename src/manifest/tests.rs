@@ -545,6 +545,7 @@ fn uri_attribute_is_found_by_name_not_by_text() {
 
 // --- EXT-X-DEFINE ---------------------------------------------------------------------------
 
+mod define;
 mod errors;
 mod exact;
 mod oracle;

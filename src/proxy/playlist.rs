@@ -226,6 +226,7 @@ fn rewrite_for(
         per_path: None,
         carrier: match config.carrier_for(req.path) {
             CarrierKind::Query => Carrier::Query,
+            CarrierKind::Variable => Carrier::Variable,
             CarrierKind::Path => Carrier::Path(req.path),
             CarrierKind::Cookie => Carrier::Cookie,
         },

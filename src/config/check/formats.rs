@@ -216,8 +216,13 @@ pub(super) fn check_routes(
             "query" => Some(CarrierKind::Query),
             "path" => Some(CarrierKind::Path),
             "cookie" => Some(CarrierKind::Cookie),
+            "variable" => Some(CarrierKind::Variable),
             other => {
-                p.add(&format!("{at}.carrier"), other, "use query, path or cookie");
+                p.add(
+                    &format!("{at}.carrier"),
+                    other,
+                    "use query, variable, path or cookie",
+                );
                 None
             }
         };
