@@ -325,9 +325,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         origin_header.as_ref(),
         response.headers_mut(),
     );
-    if let Ok(value) = HeaderValue::from_str(&format!("{id:x}")) {
-        response.headers_mut().insert("x-request-id", value);
-    }
+    response
+        .headers_mut()
+        .insert("x-request-id", request_id_header(id));
     let status = response.status();
     state.metrics.count_request(outcome.kind, status);
     state.metrics.in_flight.dec();
@@ -343,6 +343,22 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         "request"
     );
     response
+}
+
+/// `id` in lower-case hex, as the log line writes it, without formatting a string first.
+fn request_id_header(id: u64) -> HeaderValue {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut rest = id;
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&digits[at..]).expect("hex digits are a valid header value")
 }
 
 async fn handle_inner(
@@ -424,18 +440,9 @@ async fn handle_inner(
         .map(|minted| minted.hash.clone())
         .or(device);
 
-    let mut credential_params = vec![
-        settings.ticket_param.as_str(),
-        settings.session_param.as_str(),
-        settings.device_param.as_str(),
-    ];
-    credential_params.extend(credentials::foreign_params(&config.formats));
-    let upstream_query = credentials::strip_query(query, &credential_params);
-    let mut path_and_query = path.clone();
-    if let Some(q) = &upstream_query {
-        path_and_query.push('?');
-        path_and_query.push_str(q);
-    }
+    let upstream_query = credentials::strip_query(query, |name| {
+        credentials::is_credential_param(settings, &config.formats, name)
+    });
     let rewrite = grant.is_some() && kind == ObjectKind::Playlist;
     let host = req
         .uri()
@@ -469,6 +476,11 @@ async fn handle_inner(
     let fetched = match shielded {
         Some(answer) => answer,
         None => {
+            let mut path_and_query = path.clone();
+            if let Some(q) = &upstream_query {
+                path_and_query.push('?');
+                path_and_query.push_str(q);
+            }
             let upstream_req = UpstreamRequest {
                 method: if rewrite {
                     Method::GET
@@ -500,8 +512,10 @@ async fn handle_inner(
     })?;
     forward::strip_hop_by_hop(response.headers_mut());
 
+    // Whether the upstream says this is a playlist, whatever the path looked like.
+    let playlist_answer = playlist::is_playlist_response(&response);
     match grant {
-        Some(grant) if rewrite || playlist::is_playlist_response(&response) => {
+        Some(grant) if rewrite || playlist_answer => {
             let request = playlist::PlaylistRequest {
                 config,
                 path: &path,
@@ -516,7 +530,7 @@ async fn handle_inner(
             };
             playlist::serve(state, request, response).await
         }
-        _ if kind == ObjectKind::Playlist || playlist::is_playlist_response(&response) => {
+        _ if kind == ObjectKind::Playlist || playlist_answer => {
             playlist::pass_through(state, config, req.headers(), head_only, response).await
         }
         _ => Ok(response),
@@ -546,4 +560,14 @@ pub fn readiness(state: &State) -> Response<Body> {
             "sessions": if sessions { "ok" } else { "unavailable" },
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_written_in_hex_as_the_log_writes_them() {
+        for id in [0, 4, 0xabc, 0x1234_5678_9abc, u64::MAX] {
+            assert_eq!(super::request_id_header(id), format!("{id:x}").as_str());
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! The three ways a session token travels: a query parameter, the first path segment
-//! (relative URIs inherit it; players that drop query strings keep it), and a cookie. The
-//! token never reaches the origin.
+//! The ways a session token travels: a query parameter (written on every URI, or once as a
+//! playlist variable every URI refers to), the first path segment (relative URIs inherit
+//! it; players that drop query strings keep it), and a cookie. The token never reaches the
+//! origin.
 
 mod support;
 
@@ -16,7 +17,7 @@ const ABSOLUTE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n/p/v/s1.ts
 
 async fn origin() -> Origin {
     let mut objects = HashMap::new();
-    for route in ["q", "p", "c"] {
+    for route in ["q", "p", "c", "var"] {
         objects.insert(format!("/{route}/master.m3u8"), playlist(MASTER));
         objects.insert(format!("/{route}/v/index.m3u8"), playlist(MEDIA));
         objects.insert(format!("/{route}/v/absolute.m3u8"), playlist(ABSOLUTE));
@@ -29,7 +30,8 @@ async fn origin() -> Origin {
 fn start(origin: &Origin) -> Usher {
     let routes = "[[routes]]\nprefix = \"/q/\"\ncarrier = \"query\"\n\
                   [[routes]]\nprefix = \"/p/\"\ncarrier = \"path\"\n\
-                  [[routes]]\nprefix = \"/c/\"\ncarrier = \"cookie\"\n";
+                  [[routes]]\nprefix = \"/c/\"\ncarrier = \"cookie\"\n\
+                  [[routes]]\nprefix = \"/var/\"\ncarrier = \"variable\"\n";
     Usher::start(&test_config(&origin.url(), routes), &[])
 }
 
@@ -166,4 +168,66 @@ async fn the_query_carrier_is_the_default() {
     )
     .await;
     assert!(uri_after(&master.text(), "v/index.m3u8?token=s2.").len() > 20);
+}
+
+/// The variable carrier: each playlist defines the token once and its URIs refer to it; a
+/// player that substitutes the variable requests exactly what the query carrier's would,
+/// and one that does not (ffmpeg) sends the reference itself and is refused.
+#[tokio::test]
+async fn a_variable_defines_the_token_once_and_the_substituted_uris_play() {
+    let origin = origin().await;
+    let usher = start(&origin);
+    let master = get(
+        &format!("{}/var/master.m3u8?ticket={}", usher.url, mint("/var/")),
+        &[],
+    )
+    .await;
+    assert_eq!(master.status, 200);
+    let text = master.text();
+    let token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-DEFINE:NAME=\"t\",VALUE=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("a definition of t in {text}"))
+        .to_owned();
+    assert!(token.starts_with("s2."), "{token}");
+    assert_eq!(
+        text,
+        format!(
+            "#EXTM3U\n#EXT-X-VERSION:8\n#EXT-X-DEFINE:NAME=\"t\",VALUE=\"{token}\"\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1\nv/index.m3u8?token={{$t}}\n"
+        )
+    );
+
+    // The player substitutes the variable in the variant URI.
+    let media = get(
+        &format!("{}/var/v/index.m3u8?token={token}", usher.url),
+        &[],
+    )
+    .await;
+    assert_eq!(media.status, 200);
+    let media = media.text();
+    assert!(
+        media.contains("#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/k.key?token={$t}\"")
+            && media.contains("\ns1.ts?token={$t}\n"),
+        "{media}"
+    );
+    let fresh = media
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-DEFINE:NAME=\"t\",VALUE=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("the media playlist defines its own token");
+    for uri in ["v/s1.ts", "keys/k.key"] {
+        let reply = get(&format!("{}/var/{uri}?token={fresh}", usher.url), &[]).await;
+        assert_eq!(reply.status, 200, "{uri}");
+    }
+    let literal = get(&format!("{}/var/v/s1.ts?token={{$t}}", usher.url), &[]).await;
+    assert_eq!(
+        (literal.status.as_u16(), literal.reason().as_str()),
+        (403, "malformed"),
+        "a player that does not substitute is refused"
+    );
+    for seen in origin.seen() {
+        assert!(!seen.target.contains("token"), "{}", seen.target);
+    }
 }

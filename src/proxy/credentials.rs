@@ -71,20 +71,21 @@ pub fn read_foreign<'a>(
     }
 }
 
-/// The query parameters of the configured foreign formats: credentials, never sent
-/// upstream.
-pub fn foreign_params(formats: &Formats) -> Vec<&str> {
-    let mut names = Vec::new();
-    if let Some(akamai) = &formats.akamai {
-        names.push(akamai.token_name.as_str());
-    }
-    if formats.secure_link.is_some() {
-        names.extend(["md5", "expires"]);
-    }
-    if let Some(media) = &formats.media_cdn {
-        names.push(media.token_name.as_str());
-    }
-    names
+/// Whether the query parameter `name` carries a credential (usher's ticket, session token
+/// or device id, or a configured foreign format's): never sent upstream.
+pub fn is_credential_param(settings: &Token, formats: &Formats, name: &str) -> bool {
+    name == settings.ticket_param
+        || name == settings.session_param
+        || name == settings.device_param
+        || formats
+            .akamai
+            .as_ref()
+            .is_some_and(|a| a.token_name == name)
+        || (formats.secure_link.is_some() && (name == "md5" || name == "expires"))
+        || formats
+            .media_cdn
+            .as_ref()
+            .is_some_and(|m| m.token_name == name)
 }
 
 /// `headers` without the cookies that carry foreign tokens (the Akamai token's and the
@@ -172,18 +173,21 @@ pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
         .map(|(_, value)| value)
 }
 
-/// `query` without any pair named in `names`, byte for byte otherwise; `None` when
-/// nothing is left.
-pub fn strip_query(query: Option<&str>, names: &[&str]) -> Option<String> {
-    let query = query?;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !pair.is_empty() && !names.contains(&key)
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("&"))
+/// `query` without the pairs whose name `dropped` says so (and empty pairs), byte for byte
+/// otherwise; `None` when nothing is left. Nothing is allocated when nothing is kept.
+pub fn strip_query(query: Option<&str>, dropped: impl Fn(&str) -> bool) -> Option<String> {
+    let mut kept = String::new();
+    for pair in query?.split('&') {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if pair.is_empty() || dropped(key) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push('&');
+        }
+        kept.push_str(pair);
+    }
+    (!kept.is_empty()).then_some(kept)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -231,16 +235,18 @@ mod tests {
 
     #[test]
     fn strip_keeps_everything_else_in_order() {
+        let credential = |name: &str| ["ticket", "token", "device"].contains(&name);
         let q = Some("_HLS_msn=5&ticket=t&_HLS_part=2&token=s&device=d");
         assert_eq!(
-            strip_query(q, &["ticket", "token", "device"]).as_deref(),
+            strip_query(q, credential).as_deref(),
             Some("_HLS_msn=5&_HLS_part=2")
         );
-        assert_eq!(strip_query(Some("ticket=t"), &["ticket"]), None);
+        assert_eq!(strip_query(Some("ticket=t"), credential), None);
         assert_eq!(
-            strip_query(Some("a&&b"), &["ticket"]).as_deref(),
+            strip_query(Some("a&&b"), credential).as_deref(),
             Some("a&b")
         );
+        assert_eq!(strip_query(None, credential), None);
     }
 
     #[test]
