@@ -230,12 +230,23 @@ fn bench_manifests(c: &mut Criterion) {
     group.bench_function("rewrite_media_10k_path_inherited", |b| {
         b.iter(|| manifest::rewrite(black_box(media.as_bytes()), black_box(&inherited)))
     });
+    // The variable carrier: the token defined once, `?token={$t}` on every URI.
+    let variable = Rewrite {
+        carrier: Carrier::Variable,
+        ..ctx
+    };
+    let defined = manifest::rewrite(media.as_bytes(), &variable).expect("media rewrites");
+    assert_eq!(defined.tokenized, SEGMENTS);
+    group.bench_function("rewrite_media_10k_variable", |b| {
+        b.iter(|| manifest::rewrite(black_box(media.as_bytes()), black_box(&variable)))
+    });
     group.finish();
     println!(
-        "media_10k: {} B in, {} B out with the query carrier ({}-character token), {} B with the inherited path carrier",
+        "media_10k: {} B in, {} B out with the query carrier ({}-character token), {} B with the variable carrier, {} B with the inherited path carrier",
         media.len(),
         rewritten.text.len(),
         token.len(),
+        defined.text.len(),
         kept.text.len()
     );
 

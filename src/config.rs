@@ -238,6 +238,10 @@ pub struct Listen {
     pub max_headers: usize,
     /// Proxies whose forwarding headers name the client.
     pub trusted_proxies: Vec<crate::net::IpPrefix>,
+    /// Threads that accept and serve players' connections, each with a single-threaded
+    /// runtime of its own; 0: the shared work-stealing runtime (see
+    /// [`crate::proxy::server::serve_on_threads`]).
+    pub threads: usize,
 }
 
 /// An HTTPS listener.

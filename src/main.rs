@@ -88,36 +88,38 @@ async fn run(
 
     let mut public_url = None;
     if let Some(addr) = config.listen.http {
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listener = bind_public(addr, config.listen.threads)
             .await
             .with_context(|| format!("listen.http {addr}"))?;
         let local = listener.local_addr()?;
         println!("listening on http://{}", display_addr(local));
         public_url.get_or_insert(format!("http://{}", display_addr(local)));
-        servers.push(start(
+        servers.extend(start_public(
             listener,
             None,
             ProxyHandler(state.clone()),
             limits,
             &stop_rx,
             drain,
-        ));
+            config.listen.threads,
+        )?);
     }
     if let (Some(https), Some(acceptor)) = (&config.listen.https, tls) {
-        let listener = tokio::net::TcpListener::bind(https.addr)
+        let listener = bind_public(https.addr, config.listen.threads)
             .await
             .with_context(|| format!("listen.https {}", https.addr))?;
         let local = listener.local_addr()?;
         println!("listening on https://{}", display_addr(local));
         public_url.get_or_insert(format!("https://{}", display_addr(local)));
-        servers.push(start(
+        servers.extend(start_public(
             listener,
             Some(acceptor),
             ProxyHandler(state.clone()),
             limits,
             &stop_rx,
             drain,
-        ));
+            config.listen.threads,
+        )?);
     }
     if let Some(addr) = config.admin.listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -232,6 +234,40 @@ fn start<H: Handler>(
     tokio::spawn(server::serve(
         listener, tls, handler, limits, shutdown, drain,
     ))
+}
+
+/// Binds a public listener: for serving threads of its own (`listen.threads`), so that
+/// each can bind the same address; otherwise as usual.
+async fn bind_public(addr: SocketAddr, threads: usize) -> std::io::Result<tokio::net::TcpListener> {
+    if threads == 0 {
+        tokio::net::TcpListener::bind(addr).await
+    } else {
+        server::bind_shared(addr)
+    }
+}
+
+/// Starts a public listener: on `threads` serving threads of its own (`listen.threads`),
+/// or, with 0, on this runtime as [`start`] does. Each handle ends with how its part
+/// drained.
+#[allow(clippy::too_many_arguments)]
+fn start_public(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: ProxyHandler,
+    limits: Limits,
+    stop: &watch::Receiver<bool>,
+    drain: std::time::Duration,
+    threads: usize,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Drained>>> {
+    if threads == 0 {
+        return Ok(vec![start(listener, tls, handler, limits, stop, drain)]);
+    }
+    let outcomes = server::serve_on_threads(listener, threads, tls, handler, limits, stop, drain)
+        .context("starting the serving threads")?;
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| tokio::spawn(async move { outcome.await.unwrap_or(Drained::TimedOut) }))
+        .collect())
 }
 
 /// The address as a URL host: unspecified addresses become loopback so the line is usable.

@@ -209,8 +209,27 @@ async fn oversized_request_heads_are_refused() {
 
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_segment_finish_then_exits() {
+    sigterm_with_threads(None).await;
+}
+
+/// The same on the shared work-stealing runtime (`listen.threads = 0`) and on three serving
+/// threads (three sockets on one address, every one of them closed at the end).
+#[tokio::test]
+async fn sigterm_drains_whichever_runtime_serves_the_listener() {
+    sigterm_with_threads(Some(0)).await;
+    sigterm_with_threads(Some(3)).await;
+}
+
+async fn sigterm_with_threads(threads: Option<usize>) {
     let origin = origin().await;
-    let mut usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let mut config = test_config(&origin.url(), "");
+    if let Some(threads) = threads {
+        config = config.replace(
+            "drain_timeout = \"5s\"",
+            &format!("drain_timeout = \"5s\"\nthreads = {threads}"),
+        );
+    }
+    let mut usher = Usher::start(&config, &[]);
     let url = format!("{}/vod/a/slow.ts?ticket={}", usher.url, mint("/vod/a/"));
     let in_flight = tokio::spawn(async move { get(&url, &[]).await });
     origin.wait_for_requests(1).await;

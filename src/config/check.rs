@@ -100,6 +100,9 @@ impl Problems {
     }
 }
 
+/// Most threads `listen.threads` may ask for.
+const MAX_LISTEN_THREADS: u64 = 256;
+
 pub(super) fn check(
     file: FileConfig,
     base_dir: &Path,
@@ -157,6 +160,16 @@ pub(super) fn check(
             "must be between 16 and 1000",
         );
     }
+    let threads = listen_file
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64));
+    if threads > MAX_LISTEN_THREADS {
+        p.add(
+            "listen.threads",
+            &threads.to_string(),
+            format!("must be between 0 and {MAX_LISTEN_THREADS}"),
+        );
+    }
     let listen = Listen {
         http,
         https,
@@ -174,6 +187,7 @@ pub(super) fn check(
             .iter()
             .filter_map(|t| p.take("listen.trusted_proxies", t, t.parse()))
             .collect(),
+        threads: threads.min(MAX_LISTEN_THREADS) as usize,
     };
 
     let admin_text = overrides

@@ -306,6 +306,9 @@ pub struct ListenFile {
     pub max_headers: Option<u64>,
     /// Proxies (addresses or prefixes) whose `X-Forwarded-For`/`Forwarded` name the client.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Threads serving the public listeners, each running its own single-threaded runtime;
+    /// default one per CPU core; 0: one work-stealing runtime shared with everything else.
+    pub threads: Option<u64>,
 }
 
 /// `[admin]`

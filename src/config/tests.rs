@@ -331,3 +331,23 @@ fn route_carriers_are_named_and_an_unknown_one_lists_them() {
         "{msg}"
     );
 }
+
+#[test]
+fn listen_threads_default_to_the_cores_and_are_bounded() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(parse(MINIMAL).unwrap().listen.threads, cores);
+    let text = MINIMAL.replace(
+        "listen.http = \"127.0.0.1:0\"",
+        "listen.http = \"127.0.0.1:0\"\nlisten.threads = 0",
+    );
+    assert_eq!(parse(&text).unwrap().listen.threads, 0);
+    let text = MINIMAL.replace(
+        "listen.http = \"127.0.0.1:0\"",
+        "listen.http = \"127.0.0.1:0\"\nlisten.threads = 1000",
+    );
+    assert!(
+        problems(&text).contains("listen.threads = \"1000\": must be between 0 and 256"),
+        "{}",
+        problems(&text)
+    );
+}
