@@ -9,7 +9,9 @@
 #                  proxy_cache in front of an nginx origin; playlists get one token appended to
 #                  each segment line with sub_filter; HTTP/1.1, h2c and h2 over TLS
 #   usher          the shipped config with the same nginx origin as its upstream: session
-#                  token, rights from the embedded store, session touch, shield hit
+#                  token, rights from the embedded store, session touch, shield hit; a
+#                  second usher with listen.threads = 0 (the shared work-stealing runtime
+#                  instead of one runtime per core) runs the 1 KiB and 188 KB cases too
 # Cases: 1,000 distinct 1 KiB objects (.bin), 1,000 distinct 188 KB segments (.ts), a
 # 10,000-segment VOD playlist (usher: query carrier, its variable form, and path carrier), and
 # the 188 KB segments
@@ -80,7 +82,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
 # --- nginx: the origin, the static server, the edge -----------------------------------------
 secret=bench-secret-0123456789
 declare -A port
-for p in origin static edge edge_h2c edge_tls usher usher_tls; do port[$p]=$(free_port); done
+for p in origin static edge edge_h2c edge_tls usher usher_tls usher0; do port[$p]=$(free_port); done
 nginx_conf() { # name, server blocks -> starts an nginx with them
   local dir=$work/nginx-$1
   mkdir -p "$dir/cache"
@@ -167,21 +169,34 @@ carrier = "path"
 prefix = "/demo/bench/vlong/"
 carrier = "variable"
 EOF
-RUST_LOG=warn ./target/release/usher serve --config "$work/usher.toml" \
-  --admin-listen 127.0.0.1:0 --data-dir "$work/data" >"$work/usher.out" 2>"$work/usher.err" &
-usher_pid=$!
-pids+=($usher_pid)
-for _ in $(seq 100); do grep -q '^play: ' "$work/usher.out" 2>/dev/null && break; sleep 0.1; done
-play=$(grep '^play: ' "$work/usher.out" | cut -d' ' -f2) || { cat "$work/usher.err" >&2; exit 1; }
-ticket=${play##*ticket=}
+# A second usher, HTTP only, with the shared work-stealing runtime (`listen.threads = 0`)
+# instead of one runtime per core: the two ways of serving side by side.
+sed -e "s|^\[listen\]|[listen]\nthreads = 0|" -e "s|:${port[usher]}\"|:${port[usher0]}\"|" \
+    -e "/^https = /d" -e "/^cert = /d" -e "/^key = /d" "$work/usher.toml" > "$work/usher0.toml"
+start_usher() { # name -> starts it, sets ${name}_pid and ${name}_ticket
+  RUST_LOG=warn ./target/release/usher serve --config "$work/$1.toml" \
+    --admin-listen 127.0.0.1:0 --data-dir "$work/data-$1" >"$work/$1.out" 2>"$work/$1.err" &
+  pids+=($!)
+  printf -v "$1_pid" %s $!
+  for _ in $(seq 100); do grep -q '^play: ' "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
+  local play
+  play=$(grep '^play: ' "$work/$1.out" | cut -d' ' -f2) || { cat "$work/$1.err" >&2; exit 1; }
+  printf -v "$1_ticket" %s "${play##*ticket=}"
+}
+start_usher usher
+start_usher usher0
+ticket=$usher_ticket
 u=http://127.0.0.1:${port[usher]}
 ut=https://127.0.0.1:${port[usher_tls]}
+u0=http://127.0.0.1:${port[usher0]}
 
 # --- the URL lists ----------------------------------------------------------------------------
 # usher: each object URI as its playlist (requested with the ticket) wrote it.
 for kind in small big; do
   curl -fsS "$u/demo/bench/$kind/index.m3u8?ticket=$ticket" | grep -v '^#' \
     | sed "s|^|/demo/bench/$kind/|" > "$work/usher-$kind.paths"
+  curl -fsS "$u0/demo/bench/$kind/index.m3u8?ticket=$usher0_ticket" | grep -v '^#' \
+    | sed "s|^|/demo/bench/$kind/|" > "$work/usher0-$kind.paths"
 done
 token=$(head -1 "$work/usher-small.paths" | sed 's/.*token=//')
 echo "/demo/bench/long/index.m3u8?token=$token" > "$work/usher-playlist-query.paths"
@@ -217,6 +232,7 @@ done
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$u/demo/bench/small/part_0000.bin")" = 401 ]
 for kind in small big; do
   sed "s|^|$u|" "$work/usher-$kind.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
+  sed "s|^|$u0|" "$work/usher0-$kind.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
   sed "s|^|http://127.0.0.1:${port[edge]}|" "$work/edge-$kind.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
 done
 hit=$(curl -fsS -o /dev/null -w '%header{x-usher-cache}' "$u$(tail -1 "$work/usher-big.paths")")
@@ -242,6 +258,7 @@ tck=$(getconf CLK_TCK)
 server_pids() { # server -> its pids (nginx: master and workers)
   case $1 in
     usher) echo "$usher_pid" ;;
+    usher0) echo "$usher0_pid" ;;
     *) local m; m=$(cat "$work/nginx-$1/master.pid"); echo "$m" $(pgrep -P "$m") ;;
   esac
 }
@@ -282,9 +299,11 @@ for round in $(seq "$rounds"); do
   run 1k static h1 "$s" "$work/static-small.paths"
   run 1k edge h1 "$e" "$work/edge-small.paths"
   run 1k usher h1 "$u" "$work/usher-small.paths"
+  run 1k usher0 h1 "$u0" "$work/usher0-small.paths"
   run 188k static h1 "$s" "$work/static-big.paths"
   run 188k edge h1 "$e" "$work/edge-big.paths"
   run 188k usher h1 "$u" "$work/usher-big.paths"
+  run 188k usher0 h1 "$u0" "$work/usher0-big.paths"
   run playlist edge h1 "$e" "$work/edge-playlist.paths"
   run pl-query usher h1 "$u" "$work/usher-playlist-query.paths"
   run pl-path usher h1 "$u" "$work/usher-playlist-path.paths"
@@ -318,9 +337,11 @@ echo "| --- | --- | --- | --- | --- | --- |"
 row "1 KiB, nginx static" 1k static
 row "1 KiB, nginx edge" 1k edge
 row "1 KiB, usher" 1k usher 1k.edge 1k.static
+row "1 KiB, usher with listen.threads = 0" 1k usher0 1k.edge 1k.static
 row "188 KB, nginx static" 188k static
 row "188 KB, nginx edge" 188k edge
 row "188 KB, usher" 188k usher 188k.edge 188k.static
+row "188 KB, usher with listen.threads = 0" 188k usher0 188k.edge 188k.static
 row "10k playlist, nginx sub_filter ($bytes_sub B out)" playlist edge
 row "10k playlist, usher query carrier ($bytes_query B out)" pl-query usher playlist.edge
 row "10k playlist, usher path carrier ($bytes_path B out)" pl-path usher playlist.edge

@@ -35,6 +35,16 @@ fn start(origin: &Origin) -> Usher {
     Usher::start(&test_config(&origin.url(), routes), &[])
 }
 
+/// The master playlist of `route`, requested with a ticket for it.
+async fn master(usher: &Usher, route: &str) -> Reply {
+    let url = format!(
+        "{}/{route}/master.m3u8?ticket={}",
+        usher.url,
+        mint(&format!("/{route}/"))
+    );
+    get(&url, &[]).await
+}
+
 fn uri_after<'a>(text: &'a str, prefix: &str) -> &'a str {
     text.lines()
         .find(|l| l.starts_with(prefix))
@@ -119,11 +129,7 @@ async fn a_token_in_the_path_is_inherited_by_relative_uris_and_stripped_before_t
 async fn a_cookie_carries_the_token_and_uris_stay_as_the_origin_wrote_them() {
     let origin = origin().await;
     let usher = start(&origin);
-    let master = get(
-        &format!("{}/c/master.m3u8?ticket={}", usher.url, mint("/c/")),
-        &[],
-    )
-    .await;
+    let master = master(&usher, "c").await;
     assert_eq!(master.status, 200);
     assert_eq!(master.text(), MASTER, "URIs untouched");
     let cookie = master.headers["set-cookie"].to_str().unwrap().to_owned();
@@ -162,11 +168,7 @@ async fn a_cookie_carries_the_token_and_uris_stay_as_the_origin_wrote_them() {
 async fn the_query_carrier_is_the_default() {
     let origin = origin().await;
     let usher = start(&origin);
-    let master = get(
-        &format!("{}/q/master.m3u8?ticket={}", usher.url, mint("/q/")),
-        &[],
-    )
-    .await;
+    let master = master(&usher, "q").await;
     assert!(uri_after(&master.text(), "v/index.m3u8?token=s2.").len() > 20);
 }
 
@@ -177,19 +179,10 @@ async fn the_query_carrier_is_the_default() {
 async fn a_variable_defines_the_token_once_and_the_substituted_uris_play() {
     let origin = origin().await;
     let usher = start(&origin);
-    let master = get(
-        &format!("{}/var/master.m3u8?ticket={}", usher.url, mint("/var/")),
-        &[],
-    )
-    .await;
+    let master = master(&usher, "var").await;
     assert_eq!(master.status, 200);
     let text = master.text();
-    let token = text
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-DEFINE:NAME=\"t\",VALUE=\""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("a definition of t in {text}"))
-        .to_owned();
+    let token = defined_token(&text);
     assert!(token.starts_with("s2."), "{token}");
     assert_eq!(
         text,
@@ -212,11 +205,8 @@ async fn a_variable_defines_the_token_once_and_the_substituted_uris_play() {
             && media.contains("\ns1.ts?token={$t}\n"),
         "{media}"
     );
-    let fresh = media
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-DEFINE:NAME=\"t\",VALUE=\""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .expect("the media playlist defines its own token");
+    // The media playlist defines a token of its own.
+    let fresh = defined_token(&media);
     for uri in ["v/s1.ts", "keys/k.key"] {
         let reply = get(&format!("{}/var/{uri}?token={fresh}", usher.url), &[]).await;
         assert_eq!(reply.status, 200, "{uri}");
@@ -230,4 +220,14 @@ async fn a_variable_defines_the_token_once_and_the_substituted_uris_play() {
     for seen in origin.seen() {
         assert!(!seen.target.contains("token"), "{}", seen.target);
     }
+}
+
+/// The value of the variable carrier's definition of `t` in `playlist`.
+fn defined_token(playlist: &str) -> String {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-DEFINE:NAME=\"t\",VALUE=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("a definition of t in {playlist}"))
+        .to_owned()
 }

@@ -140,9 +140,9 @@ pub fn bind_shared(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// drains as [`serve`] does.
 ///
 /// One runtime per thread keeps a connection's reads, its handling and its writes on one
-/// core: no work stealing, no wake-ups across threads on the request path (the 1 KiB case
-/// of `benches/vs_nginx.sh` serves about 40 % more requests this way on 2 cores than on
-/// the shared work-stealing runtime). What a request hands off (shield fills, the store's
+/// core: no work stealing, no wake-ups across threads on the request path
+/// (`benches/vs_nginx.sh` on 2 cores: 10 % more 1 KiB and 8 % more 188 KB requests per
+/// CPU-second than the shared work-stealing runtime). What a request hands off (shield fills, the store's
 /// blocking calls) runs on that thread's runtime and blocking pool, and the caches, the
 /// sessions and the upstream pool are the same for every thread.
 ///
