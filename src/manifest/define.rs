@@ -17,7 +17,7 @@ use super::{Carrier, Rewrite};
 const VERSION: u32 = 8;
 
 /// The variable's name: one letter, since every URI line carries a reference to it.
-pub(super) const NAME: &str = "t";
+const NAME: &str = "t";
 
 /// What the variable carrier adds to one playlist.
 #[derive(Debug)]

@@ -142,9 +142,9 @@ pub fn bind_shared(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// One runtime per thread keeps a connection's reads, its handling and its writes on one
 /// core: no work stealing, no wake-ups across threads on the request path
 /// (`benches/vs_nginx.sh` on 2 cores: 10 % more 1 KiB and 8 % more 188 KB requests per
-/// CPU-second than the shared work-stealing runtime). What a request hands off (shield fills, the store's
-/// blocking calls) runs on that thread's runtime and blocking pool, and the caches, the
-/// sessions and the upstream pool are the same for every thread.
+/// CPU-second than the shared work-stealing runtime). What a request hands off (shield
+/// fills, the store's blocking calls) runs on that thread's runtime and blocking pool, and
+/// the caches, the sessions and the upstream pool are the same for every thread.
 ///
 /// Each thread's outcome arrives on the returned receivers; a thread that could not start
 /// its runtime reports [`Drained::TimedOut`] at once.
