@@ -230,6 +230,13 @@ async fn sigterm_with_threads(threads: Option<usize>) {
         );
     }
     let mut usher = Usher::start(&config, &[]);
+    let port: u16 = usher.url.rsplit(':').next().unwrap().parse().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        listening_sockets(port),
+        threads.unwrap_or(cores).max(1),
+        "one listening socket per serving thread"
+    );
     let url = format!("{}/vod/a/slow.ts?ticket={}", usher.url, mint("/vod/a/"));
     let in_flight = tokio::spawn(async move { get(&url, &[]).await });
     origin.wait_for_requests(1).await;
@@ -243,4 +250,75 @@ async fn sigterm_with_threads(threads: Option<usize>) {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+/// The sockets listening on `port` on this machine, from `/proc/net/tcp` and `tcp6`.
+fn listening_sockets(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is the second field, st the fourth; 0A is LISTEN.
+            if fields.get(1).is_some_and(|l| l.ends_with(&local)) && fields.get(3) == Some(&"0A") {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// The serving threads share their port among themselves only: a second usher started on
+/// the same port fails at start-up, naming the listener, instead of taking some of its
+/// connections.
+#[tokio::test]
+async fn a_second_usher_on_a_port_in_use_fails_to_start() {
+    let origin = origin().await;
+    let first = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let addr = first.url.strip_prefix("http://").unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usher.toml");
+    let config = test_config(&origin.url(), "")
+        .replace("http = \"127.0.0.1:0\"", &format!("http = \"{addr}\""));
+    std::fs::write(&path, config).unwrap();
+    let second = std::process::Command::new(usher_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = second.id().to_string();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || second.wait_with_output()),
+    )
+    .await;
+    let Ok(output) = waited else {
+        // It serves: stop it, so that the waiting thread (and this test) can end.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+        panic!("the second usher started on the port in use instead of failing");
+    };
+    let output = output.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("listen.http {addr}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    // The first one still answers every connection.
+    for _ in 0..8 {
+        assert_eq!(
+            get(&format!("{}/healthz", first.url), &[]).await.status,
+            200
+        );
+    }
 }

@@ -19,6 +19,9 @@ const VERSION: u32 = 8;
 /// The variable's name: one letter, since every URI line carries a reference to it.
 const NAME: &str = "t";
 
+/// A reference to it, as URIs carry it.
+const REFERENCE: &str = "{$t}";
+
 /// What the variable carrier adds to one playlist.
 #[derive(Debug)]
 pub(super) struct Definition {
@@ -31,21 +34,24 @@ pub(super) struct Definition {
 impl Definition {
     /// Whether the rewrite of `text` writes the token as a variable, and how: only for the
     /// variable carrier with one token for every URI (not per-URI credentials), a token
-    /// that fits in a quoted string, and a playlist that does not define a variable of that
-    /// name itself (which would be a duplicate definition); otherwise `None`, and the
-    /// playlist is written as the query carrier writes it.
+    /// that fits in a quoted string, and a playlist that neither defines a variable of that
+    /// name itself (which would be a duplicate definition) nor refers to one anywhere
+    /// (`{$t}` in a URI usher leaves alone, another host's, would be handed the token by
+    /// the player); otherwise `None`, and the playlist is written as the query carrier
+    /// writes it.
     pub(super) fn plan(text: &str, ctx: &Rewrite<'_>) -> Option<Self> {
         if ctx.carrier != Carrier::Variable
             || ctx.per_path.is_some()
             || ctx.token.is_empty()
             || ctx.token.contains(['"', '\r', '\n'])
+            || text.contains(REFERENCE)
             || defines(text, NAME)
         {
             return None;
         }
         let mut lines = Vec::with_capacity(2);
         // The first line is `#EXTM3U`, so a version tag always follows a line end.
-        if !text.contains("\n#EXT-X-VERSION") {
+        if !text.contains("\n#EXT-X-VERSION:") {
             lines.push(format!("#EXT-X-VERSION:{VERSION}"));
         }
         lines.push(format!(
@@ -53,7 +59,7 @@ impl Definition {
             ctx.token
         ));
         Some(Self {
-            reference: format!("{{${NAME}}}"),
+            reference: REFERENCE.to_owned(),
             lines,
         })
     }

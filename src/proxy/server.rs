@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 
 use super::{Body, Peer};
@@ -118,20 +118,39 @@ pub async fn serve<H: Handler>(
 /// Binds `addr` for [`serve_on_threads`]: with `SO_REUSEPORT`, so that every serving thread
 /// listens on a socket of its own at the same address and the kernel spreads new
 /// connections over them evenly (one shared socket lets whichever thread wakes first take
-/// most of them). Only processes of the same user can join such a group of sockets.
+/// most of them).
+///
+/// A port some other socket holds is refused first, as a plain bind would refuse it, so a
+/// second usher started on the same port fails with "address in use" rather than quietly
+/// sharing the port's connections.
 ///
 /// # Errors
-/// When the address cannot be bound.
+/// When the address is taken or cannot be bound.
 pub fn bind_shared(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    // Port 0: the kernel picks a port no socket holds, `SO_REUSEPORT` groups included.
+    if addr.port() != 0 {
+        drop(reuse_socket(addr, false)?);
+    }
+    reuse_socket(addr, true)?.listen(1024)
+}
+
+/// A socket bound to `addr` (with `SO_REUSEADDR`, as every listener here), with
+/// `SO_REUSEPORT` when `shared`.
+fn reuse_socket(addr: std::net::SocketAddr, shared: bool) -> std::io::Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
+        TcpSocket::new_v4()?
     } else {
-        tokio::net::TcpSocket::new_v6()?
+        TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
+    socket.set_reuseport(shared)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    Ok(socket)
+}
+
+/// Binds one more socket of the group [`bind_shared`] started at `addr` (its actual port).
+fn join_shared(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    reuse_socket(addr, true)?.listen(1024)
 }
 
 /// Serves `listener` (bound by [`bind_shared`]) on `threads` threads of its own, each
@@ -146,8 +165,13 @@ pub fn bind_shared(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// fills, the store's blocking calls) runs on that thread's runtime and blocking pool, and
 /// the caches, the sessions and the upstream pool are the same for every thread.
 ///
-/// Each thread's outcome arrives on the returned receivers; a thread that could not start
-/// its runtime reports [`Drained::TimedOut`] at once.
+/// Every thread keeps its runtime running until all of them have drained, since what one
+/// thread's runtime started (a shield fill, an upstream connection) may be serving
+/// another's requests; then each stops its runtime, waiting for its blocking work, and
+/// only then reports how it drained on the returned receivers. A thread that could not
+/// start its runtime reports [`Drained::TimedOut`] at once. Each runtime may run
+/// `512 / threads` blocking calls at once, so the threads together keep tokio's usual
+/// bound.
 ///
 /// # Errors
 /// When the socket cannot be shared between the threads, or a thread cannot be started.
@@ -163,39 +187,51 @@ pub fn serve_on_threads<H: Handler>(
     let addr = listener.local_addr()?;
     let mut sockets = vec![listener.into_std()?];
     for _ in 1..threads {
-        sockets.push(bind_shared(addr)?.into_std()?);
+        sockets.push(join_shared(addr)?.into_std()?);
     }
+    // How many threads have drained, for each to wait on the others.
+    let (drained_tx, drained_rx) = tokio::sync::watch::channel(0usize);
+    let drained_tx = std::sync::Arc::new(drained_tx);
     let mut outcomes = Vec::with_capacity(threads);
     for (n, socket) in sockets.into_iter().enumerate() {
         let (tls, handler, mut stop) = (tls.clone(), handler.clone(), stop.clone());
+        let (drained_tx, mut drained_rx) = (drained_tx.clone(), drained_rx.clone());
         let (done, outcome) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("usher-serve-{n}"))
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .max_blocking_threads((512 / threads).max(1))
                     .build()
                 {
                     Ok(runtime) => runtime,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start a serving thread's runtime");
+                        drained_tx.send_modify(|count| *count += 1);
                         let _ = done.send(Drained::TimedOut);
                         return;
                     }
                 };
                 let drained = runtime.block_on(async move {
-                    let listener = match TcpListener::from_std(socket) {
-                        Ok(listener) => listener,
+                    let drained = match TcpListener::from_std(socket) {
+                        Ok(listener) => {
+                            let shutdown = async move {
+                                let _ = stop.wait_for(|stopped| *stopped).await;
+                            };
+                            serve(listener, tls, handler, limits, shutdown, drain).await
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot watch the listening socket");
-                            return Drained::TimedOut;
+                            Drained::TimedOut
                         }
                     };
-                    let shutdown = async move {
-                        let _ = stop.wait_for(|stopped| *stopped).await;
-                    };
-                    serve(listener, tls, handler, limits, shutdown, drain).await
+                    drained_tx.send_modify(|count| *count += 1);
+                    let _ = drained_rx.wait_for(|count| *count == threads).await;
+                    drained
                 });
+                // Waits for this runtime's blocking work (a store write, say) to return.
+                drop(runtime);
                 let _ = done.send(drained);
             })?;
         outcomes.push(outcome);

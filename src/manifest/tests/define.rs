@@ -173,3 +173,62 @@ fn a_ten_thousand_segment_playlist_grows_by_the_reference_not_the_token() {
     );
     assert_eq!(variable.tokenized, 10_000);
 }
+
+#[test]
+fn a_playlist_that_refers_to_the_variable_gets_the_token_in_every_uri() {
+    // Another host's URI naming `{$t}` is left alone; with usher's definition the player
+    // would put the token into it and send it there.
+    let body = "#EXTM3U\n#EXTINF:4,\nhttps://cdn.example.net/{$t}/a.ts\n#EXTINF:4,\nb.ts\n";
+    let out = rv(body, TOKEN);
+    assert_eq!(out.text, rw(body).text);
+    assert!(!out.text.contains("EXT-X-DEFINE"), "{}", out.text);
+    // A tag that only starts like the version tag is no version.
+    let out = rv("#EXTM3U\n#EXT-X-VERSIONS:1\n#EXTINF:4,\na.ts\n", "T");
+    assert!(
+        out.text
+            .starts_with("#EXTM3U\n#EXT-X-VERSION:8\n#EXT-X-DEFINE"),
+        "{}",
+        out.text
+    );
+}
+
+#[test]
+fn preview_and_per_uri_credentials_under_the_variable_carrier() {
+    let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
+    let body = "#EXTM3U\n#EXTINF:4,\na.ts\n#EXTINF:4,\nb.ts\n";
+    // Preview: the segments inside the preview refer to the variable, the rest get nothing.
+    let ctx = Rewrite {
+        origin_bases: &origin_bases,
+        param: PARAM,
+        token: "P",
+        request_query: None,
+        preview: Some(Preview {
+            seconds: 4,
+            playlist_path: "/v/index.m3u8",
+        }),
+        per_path: None,
+        carrier: Carrier::Variable,
+    };
+    let out = rewrite(body.as_bytes(), &ctx).unwrap();
+    assert_eq!(
+        out.text,
+        "#EXTM3U\n#EXT-X-VERSION:8\n#EXT-X-DEFINE:NAME=\"t\",VALUE=\"P\"\n\
+         #EXTINF:4,\na.ts?token={$t}\n#EXTINF:4,\nb.ts\n"
+    );
+    assert_eq!(out.allowed, ["/v/a.ts"]);
+    // Per-URI credentials have no one token to define: each URI gets its own.
+    let mint = |path: &str| format!("md5={path}");
+    let ctx = Rewrite {
+        preview: None,
+        per_path: Some(PerPath {
+            playlist_path: "/v/index.m3u8",
+            mint: &mint,
+        }),
+        ..ctx
+    };
+    let out = rewrite(body.as_bytes(), &ctx).unwrap();
+    assert_eq!(
+        out.text,
+        "#EXTM3U\n#EXTINF:4,\na.ts?md5=/v/a.ts\n#EXTINF:4,\nb.ts?md5=/v/b.ts\n"
+    );
+}
