@@ -213,9 +213,11 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
     let definition = Definition::plan(header, ctx);
     let mut out = Rewriter {
         ctx,
-        token: definition
-            .as_ref()
-            .map_or(ctx.token, |d| d.reference.as_str()),
+        token: if definition.is_some() {
+            define::REFERENCE
+        } else {
+            ctx.token
+        },
         text: String::with_capacity(output_estimate(text, ctx, definition.is_some())),
         vars: HashMap::new(),
         counts: [0; 4],

@@ -19,19 +19,19 @@ const VERSION: u32 = 8;
 /// The variable's name: one letter, since every URI line carries a reference to it.
 const NAME: &str = "t";
 
-/// A reference to it, as URIs carry it.
-const REFERENCE: &str = "{$t}";
+/// A reference to it, as URIs carry it instead of the token.
+pub(super) const REFERENCE: &str = "{$t}";
 
 /// What the variable carrier adds to one playlist.
 #[derive(Debug)]
-pub(super) struct Definition {
-    /// What each URI carries instead of the token: `{$t}`.
-    pub(super) reference: String,
-    /// The lines to write after `#EXTM3U`, without their line ends.
-    lines: Vec<String>,
+pub(super) struct Definition<'a> {
+    /// The token, the variable's value.
+    value: &'a str,
+    /// The playlist names no version: `#EXT-X-VERSION:8` goes before the definition.
+    add_version: bool,
 }
 
-impl Definition {
+impl<'a> Definition<'a> {
     /// Whether the rewrite of `text` writes the token as a variable, and how: only for the
     /// variable carrier with one token for every URI (not per-URI credentials), a token
     /// that fits in a quoted string, and a playlist that neither defines a variable of that
@@ -39,7 +39,7 @@ impl Definition {
     /// (`{$t}` in a URI usher leaves alone, another host's, would be handed the token by
     /// the player); otherwise `None`, and the playlist is written as the query carrier
     /// writes it.
-    pub(super) fn plan(text: &str, ctx: &Rewrite<'_>) -> Option<Self> {
+    pub(super) fn plan(text: &str, ctx: &Rewrite<'a>) -> Option<Self> {
         if ctx.carrier != Carrier::Variable
             || ctx.per_path.is_some()
             || ctx.token.is_empty()
@@ -49,27 +49,26 @@ impl Definition {
         {
             return None;
         }
-        let mut lines = Vec::with_capacity(2);
-        // The first line is `#EXTM3U`, so a version tag always follows a line end.
-        if !text.contains("\n#EXT-X-VERSION:") {
-            lines.push(format!("#EXT-X-VERSION:{VERSION}"));
-        }
-        lines.push(format!(
-            "#EXT-X-DEFINE:NAME=\"{NAME}\",VALUE=\"{}\"",
-            ctx.token
-        ));
         Some(Self {
-            reference: REFERENCE.to_owned(),
-            lines,
+            value: ctx.token,
+            // The first line is `#EXTM3U`, so a version tag always follows a line end.
+            add_version: !text.contains("\n#EXT-X-VERSION:"),
         })
     }
 
     /// Writes the added lines, each ended by `eol` (the `#EXTM3U` line's own line end).
     pub(super) fn write_header(&self, out: &mut String, eol: &str) {
-        for line in &self.lines {
-            out.push_str(line);
+        if self.add_version {
+            out.push_str("#EXT-X-VERSION:");
+            out.push_str(&VERSION.to_string());
             out.push_str(eol);
         }
+        out.push_str("#EXT-X-DEFINE:NAME=\"");
+        out.push_str(NAME);
+        out.push_str("\",VALUE=\"");
+        out.push_str(self.value);
+        out.push('"');
+        out.push_str(eol);
     }
 }
 

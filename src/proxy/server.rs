@@ -131,7 +131,7 @@ pub fn bind_shared(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     if addr.port() != 0 {
         drop(reuse_socket(addr, false)?);
     }
-    reuse_socket(addr, true)?.listen(1024)
+    join_shared(addr)
 }
 
 /// A socket bound to `addr` (with `SO_REUSEADDR`, as every listener here), with
