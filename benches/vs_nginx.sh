@@ -12,6 +12,13 @@
 #                  token, rights from the embedded store, session touch, shield hit; a
 #                  second usher with listen.threads = 0 (the shared work-stealing runtime
 #                  instead of one runtime per core) runs the 1 KiB and 188 KB cases too
+#   bare floor     benches/support/bare_floor.rs, for the 1 KiB case: hyper on the same
+#                  threads and sockets as usher, a truncated HMAC-SHA256 of the path checked,
+#                  the object from a map in memory, nothing else; what usher's own work per
+#                  request costs is the distance between the two; a second one spins
+#                  FLOOR_WORK_NS (default 3500, about what usher's handling of a 1 KiB hit
+#                  takes in a profile here) per request, to show what that much handling
+#                  costs the whole server
 # Cases: 1,000 distinct 1 KiB objects (.bin), 1,000 distinct 188 KB segments (.ts), a
 # 10,000-segment VOD playlist (usher: query carrier, its variable form, and path carrier), and
 # the 188 KB segments
@@ -37,7 +44,7 @@ done
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || { echo "benches/vs_nginx.sh: needs nginx (apt-get install nginx-light)" >&2; exit 1; }
 
-cargo build --release --quiet
+cargo build --release --quiet --bin usher --example bare_floor
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -82,7 +89,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
 # --- nginx: the origin, the static server, the edge -----------------------------------------
 secret=bench-secret-0123456789
 declare -A port
-for p in origin static edge edge_h2c edge_tls usher usher_tls usher0; do port[$p]=$(free_port); done
+for p in origin static edge edge_h2c edge_tls usher usher_tls usher0 floor floor_work; do port[$p]=$(free_port); done
 nginx_conf() { # name, server blocks -> starts an nginx with them
   local dir=$work/nginx-$1
   mkdir -p "$dir/cache"
@@ -189,6 +196,18 @@ ticket=$usher_ticket
 u=http://127.0.0.1:${port[usher]}
 ut=https://127.0.0.1:${port[usher_tls]}
 u0=http://127.0.0.1:${port[usher0]}
+./target/release/examples/bare_floor "127.0.0.1:${port[floor]}" "$(nproc)" "$bench/small" >"$work/floor.out" &
+pids+=($!)
+floor_pid=$!
+f=http://127.0.0.1:${port[floor]}
+work_ns=${FLOOR_WORK_NS:-3500}
+./target/release/examples/bare_floor "127.0.0.1:${port[floor_work]}" "$(nproc)" "$bench/small" "$work_ns" \
+  >"$work/floor_work.out" &
+pids+=($!)
+floor_work_pid=$!
+fw=http://127.0.0.1:${port[floor_work]}
+wait_for "$f/"
+wait_for "$fw/"
 
 # --- the URL lists ----------------------------------------------------------------------------
 # usher: each object URI as its playlist (requested with the ticket) wrote it.
@@ -206,7 +225,7 @@ echo "/$ptoken/demo/bench/plong/index.m3u8" > "$work/usher-playlist-path.paths"
 echo "/demo/bench/vlong/index.m3u8?token=$token" > "$work/usher-playlist-variable.paths"
 # nginx: a secure_link per URI, as the operator's billing would sign it.
 python3 - "$work" "$secret" <<'EOF'
-import base64, hashlib, sys, time
+import base64, hashlib, hmac, sys, time
 work, secret = sys.argv[1], sys.argv[2]
 expires = int(time.time()) + 3600
 def link(path):
@@ -218,6 +237,12 @@ for kind, names in (("small", [f"part_{i:04}.bin" for i in range(1000)]),
     open(f"{work}/static-{kind}.paths", "w").write("\n".join(paths) + "\n")
     open(f"{work}/edge-{kind}.paths", "w").write("\n".join(map(link, paths)) + "\n")
 open(f"{work}/edge-playlist.paths", "w").write(link("/demo/bench/long/index.m3u8") + "\n")
+# The bare floor's links: base64url of the first 16 bytes of HMAC-SHA256 over the path.
+def floor_link(path):
+    tag = hmac.new(b"bare-floor-secret", path.encode(), hashlib.sha256).digest()[:16]
+    return f"{path}?token={base64.urlsafe_b64encode(tag).decode().rstrip('=')}"
+small = [f"/demo/bench/small/part_{i:04}.bin" for i in range(1000)]
+open(f"{work}/floor-small.paths", "w").write("\n".join(map(floor_link, small)) + "\n")
 EOF
 
 # Each server answers each list with the same bytes (checked on the first object), nginx's
@@ -230,6 +255,9 @@ for kind in small big; do
 done
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[edge]}/demo/bench/small/part_0000.bin?md5=x&expires=9999999999")" = 403 ]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$u/demo/bench/small/part_0000.bin")" = 401 ]
+[ "$(curl -fsS "$f$(head -1 "$work/floor-small.paths")" | sha256sum)" = \
+  "$(curl -fsS "$u$(head -1 "$work/usher-small.paths")" | sha256sum)" ]
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$f/demo/bench/small/part_0000.bin?token=AAAAAAAAAAAAAAAAAAAAAA")" = 403 ]
 for kind in small big; do
   sed "s|^|$u|" "$work/usher-$kind.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
   sed "s|^|$u0|" "$work/usher0-$kind.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
@@ -259,6 +287,8 @@ server_pids() { # server -> its pids (nginx: master and workers)
   case $1 in
     usher) echo "$usher_pid" ;;
     usher0) echo "$usher0_pid" ;;
+    floor) echo "$floor_pid" ;;
+    floor_work) echo "$floor_work_pid" ;;
     *) local m; m=$(cat "$work/nginx-$1/master.pid"); echo "$m" $(pgrep -P "$m") ;;
   esac
 }
@@ -300,6 +330,8 @@ for round in $(seq "$rounds"); do
   run 1k edge h1 "$e" "$work/edge-small.paths"
   run 1k usher h1 "$u" "$work/usher-small.paths"
   run 1k usher0 h1 "$u0" "$work/usher0-small.paths"
+  run 1k floor h1 "$f" "$work/floor-small.paths"
+  run 1k floor_work h1 "$fw" "$work/floor-small.paths"
   run 188k static h1 "$s" "$work/static-big.paths"
   run 188k edge h1 "$e" "$work/edge-big.paths"
   run 188k usher h1 "$u" "$work/usher-big.paths"
@@ -338,6 +370,8 @@ row "1 KiB, nginx static" 1k static
 row "1 KiB, nginx edge" 1k edge
 row "1 KiB, usher" 1k usher 1k.edge 1k.static
 row "1 KiB, usher with listen.threads = 0" 1k usher0 1k.edge 1k.static
+row "1 KiB, bare floor (hyper, HMAC, a map; no usher)" 1k floor 1k.edge 1k.static
+row "1 KiB, bare floor + $((work_ns / 1000)).$((work_ns % 1000 / 100)) µs of work a request" 1k floor_work 1k.edge 1k.static
 row "188 KB, nginx static" 188k static
 row "188 KB, nginx edge" 188k edge
 row "188 KB, usher" 188k usher 188k.edge 188k.static
