@@ -9,6 +9,7 @@
 //! `#EXTM3U`. Nothing else changes.
 
 use std::borrow::Cow;
+use std::fmt::Write;
 
 use super::attributes::find_attribute;
 use super::{Carrier, Rewrite};
@@ -59,9 +60,8 @@ impl<'a> Definition<'a> {
     /// Writes the added lines, each ended by `eol` (the `#EXTM3U` line's own line end).
     pub(super) fn write_header(&self, out: &mut String, eol: &str) {
         if self.add_version {
-            out.push_str("#EXT-X-VERSION:");
-            out.push_str(&VERSION.to_string());
-            out.push_str(eol);
+            // Writing into a String cannot fail.
+            let _ = write!(out, "#EXT-X-VERSION:{VERSION}{eol}");
         }
         out.push_str("#EXT-X-DEFINE:NAME=\"");
         out.push_str(NAME);
