@@ -494,7 +494,11 @@ async fn handle_inner(
                 ),
                 bounded: false,
             };
-            group.fetch(upstream_req).await
+            // What the shield answers was stripped once, when it was stored.
+            group.fetch(upstream_req).await.map(|mut response| {
+                forward::strip_hop_by_hop(response.headers_mut());
+                response
+            })
         }
     };
     state
@@ -502,7 +506,7 @@ async fn handle_inner(
         .kind(kind)
         .upstream_seconds
         .observe(fetch_started.elapsed().as_secs_f64());
-    let mut response = fetched.inspect_err(|e| {
+    let response = fetched.inspect_err(|e| {
         state
             .metrics
             .upstream_errors
@@ -510,7 +514,6 @@ async fn handle_inner(
             .inc();
         tracing::warn!(error = %e, "upstream fetch failed");
     })?;
-    forward::strip_hop_by_hop(response.headers_mut());
 
     // Whether the upstream says this is a playlist, whatever the path looked like.
     let playlist_answer = playlist::is_playlist_response(&response);

@@ -273,11 +273,13 @@ impl Shield {
     }
 }
 
-/// `chunks` in one piece (copied only when there are several).
+/// `chunks` in one piece, in an allocation of its own: a single chunk is a slice of the
+/// upstream connection's read buffer, which a kept slice would hold whole (see
+/// [`Head::owned`]).
 fn join(chunks: &[bytes::Bytes]) -> bytes::Bytes {
     match chunks {
         [] => bytes::Bytes::new(),
-        [one] => one.clone(),
+        [one] => bytes::Bytes::copy_from_slice(one),
         many => {
             let mut whole = bytes::BytesMut::with_capacity(many.iter().map(|c| c.len()).sum());
             for chunk in many {
@@ -399,10 +401,7 @@ impl Fetch {
         };
         let (mut parts, mut body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let head = Arc::new(Head {
-            status: parts.status,
-            headers: parts.headers,
-        });
+        let head = Arc::new(Head::owned(parts.status, &parts.headers));
         let limit = inner.settings.max_object_bytes;
         let announced_too_large = head
             .headers
@@ -513,5 +512,47 @@ mod tests {
         let size = shield.size();
         assert!((1000..2000).contains(&size), "{size}");
         assert_eq!(metrics.cache_size.get() as u64, size);
+    }
+
+    /// Whether `kept` lies inside the allocation `buffer` points into.
+    fn inside(buffer: &Bytes, kept: &[u8]) -> bool {
+        buffer.as_ptr_range().contains(&kept.as_ptr())
+    }
+
+    #[test]
+    fn what_is_kept_holds_none_of_the_upstream_read_buffer() {
+        // What hyper hands over: slices of one 64 KiB read buffer.
+        let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+        let body = buffer.slice(100..1124);
+        let kept = join(std::slice::from_ref(&body));
+        assert_eq!(kept, body);
+        assert!(
+            !inside(&buffer, &kept),
+            "a kept 1 KiB body pins the 64 KiB buffer"
+        );
+        let joined = join(&[buffer.slice(0..10), buffer.slice(10..20)]);
+        assert_eq!(joined, buffer.slice(0..20));
+        assert!(!inside(&buffer, &joined));
+
+        let mut headers = HeaderMap::new();
+        let etag = HeaderValue::from_maybe_shared(buffer.slice(0..8)).unwrap();
+        headers.insert(http::header::ETAG, etag);
+        let mut secret = HeaderValue::from_maybe_shared(buffer.slice(8..16)).unwrap();
+        secret.set_sensitive(true);
+        headers.append("x-one", HeaderValue::from_static("1"));
+        headers.append("x-one", secret);
+        let head = Head::owned(StatusCode::OK, &headers);
+        assert_eq!(head.headers, headers, "the same headers, in the same order");
+        for value in head.headers.values() {
+            assert!(
+                !inside(&buffer, value.as_bytes()),
+                "{value:?} pins the buffer"
+            );
+        }
+        let copied = head.headers.get_all("x-one").iter().nth(1).unwrap();
+        assert!(
+            copied.is_sensitive(),
+            "a sensitive value stays sensitive (HPACK never indexes it)"
+        );
     }
 }

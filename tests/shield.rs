@@ -670,6 +670,41 @@ async fn purging_a_prefix_sends_the_next_request_upstream() {
 }
 
 #[tokio::test]
+async fn hop_by_hop_headers_from_the_origin_reach_no_viewer() {
+    let origin = ScriptedOrigin::start().await;
+    origin.script(
+        "/vod/h.ts",
+        Script::segment(b"segment")
+            .header("connection", "x-hop")
+            .header("x-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("x-end-to-end", "kept"),
+    );
+    let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let url = format!("{}/vod/h.ts?ticket={}", usher.url, mint("/vod/"));
+    // Filled by the shield, served from it, and (a range) fetched past it.
+    let range = [("range", "bytes=0-3")];
+    for (headers, cache) in [
+        (&range[..0], Some("miss")),
+        (&range[..0], Some("hit")),
+        (&range[..], None),
+    ] {
+        let reply = get(&url, headers).await;
+        assert_eq!(reply.status, 200);
+        let header = |name: &str| reply.headers.get(name).map(|v| v.to_str().unwrap());
+        assert_eq!(header("x-usher-cache"), cache);
+        assert_eq!(header("x-hop"), None, "named by Connection: {cache:?}");
+        assert_eq!(header("keep-alive"), None, "{cache:?}");
+        assert!(
+            !header("connection").unwrap_or("").contains("x-hop"),
+            "{cache:?}"
+        );
+        assert_eq!(header("x-end-to-end"), Some("kept"), "{cache:?}");
+    }
+    assert_eq!(origin.hits("/vod/h.ts"), 2, "the miss and the range");
+}
+
+#[tokio::test]
 async fn ranges_pass_by_the_shield() {
     let origin = spawn_origin(HashMap::from([("/vod/f.ts".to_owned(), segment(1000))])).await;
     let usher = Usher::start(&test_config(&origin.url(), ""), &[]);

@@ -18,7 +18,7 @@ pub const CACHE_STATUS: &str = "x-usher-cache";
 pub struct Head {
     /// The status.
     pub status: StatusCode,
-    /// The end-to-end headers.
+    /// The end-to-end headers, with room for what an answer adds (see [`Head::response`]).
     pub headers: HeaderMap,
 }
 
@@ -27,17 +27,35 @@ pub struct Head {
 const EXTRA_HEADERS: usize = 6;
 
 impl Head {
+    /// The head to keep of an upstream response: its own copy of every header value, in a
+    /// map with room for the headers each answer adds.
+    ///
+    /// The values hyper parsed are slices of the connection's read buffer: kept as they
+    /// are, one small object would hold that whole buffer in memory (several times its
+    /// weight against the shield's budget), and every hit on any object read through that
+    /// buffer would count on one shared reference counter from every thread.
+    pub fn owned(status: StatusCode, headers: &HeaderMap) -> Self {
+        let mut own = HeaderMap::with_capacity(headers.len() + EXTRA_HEADERS);
+        for (name, value) in headers {
+            let mut copy = HeaderValue::from_bytes(value.as_bytes())
+                .expect("a parsed header value is a valid header value");
+            copy.set_sensitive(value.is_sensitive());
+            own.append(name, copy);
+        }
+        Self {
+            status,
+            headers: own,
+        }
+    }
+
     /// A response with this head, `body`, and the shield's `outcome` and `age` headers.
     pub fn response(&self, body: Body, outcome: &'static str, age: Option<u64>) -> Response<Body> {
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
-        // Built at the size the answer ends up with (these two, then the request id and
-        // CORS headers), rather than cloned at its exact size and grown by the next insert.
+        // A clone keeps the stored map's room for the headers added here and after (the
+        // request id and CORS headers), and needs no hashing of the stored names.
         let headers = response.headers_mut();
-        headers.reserve(self.headers.len() + EXTRA_HEADERS);
-        for (name, value) in &self.headers {
-            headers.append(name, value.clone());
-        }
+        *headers = self.headers.clone();
         headers.insert(CACHE_STATUS, HeaderValue::from_static(outcome));
         if let Some(age) = age {
             headers.insert(http::header::AGE, HeaderValue::from(age));
