@@ -171,7 +171,7 @@ fn bench_credentials(c: &mut Criterion) {
     // token to mint from the grant, then signing them. A ticket grant, so a new sid is made.
     let grant = Grant {
         kind: Kind::Ticket,
-        claims: ticket_claims(),
+        claims: ticket_claims().into(),
         right_until: None,
         minted_device: None,
     };

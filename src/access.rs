@@ -5,6 +5,7 @@
 pub mod foreign;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::config::Access;
 use crate::net::IpPrefix;
@@ -57,8 +58,9 @@ pub struct Presented<'a> {
 pub struct Grant {
     /// Which credential opened it.
     pub kind: Kind,
-    /// That credential's claims.
-    pub claims: Claims,
+    /// That credential's claims (shared with the thread's memo of verified credentials,
+    /// see [`ticket::verify_signature_remembered`]; changed with `Arc::make_mut`).
+    pub claims: Arc<Claims>,
     /// The end of the right the rights check found (`u64::MAX`: no end), when rights are
     /// checked. Session tokens are capped by it rather than by the ticket's expiry, so
     /// playback outlives the ticket while the right holds.
@@ -132,7 +134,7 @@ pub fn decide(
         .session
         .or(presented.ticket)
         .ok_or(Denied::NoCredential)?;
-    let (kind, claims) = ticket::verify_signature(ring, raw)?;
+    let (kind, claims) = ticket::verify_signature_remembered(ring, raw)?;
     match ticket::check_window(&claims, now, skew) {
         Err(TicketError::Expired { .. })
             if kind == Kind::Session && claims.sid.as_deref().is_some_and(session_alive) => {}

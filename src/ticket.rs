@@ -20,9 +20,11 @@ mod compact;
 pub mod edgeauth;
 mod keyring;
 pub mod media_cdn;
+mod memo;
 pub mod secure_link;
 
 pub use keyring::{Key, KeyId, KeyRing};
+pub use memo::verify_signature_remembered;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

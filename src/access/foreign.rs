@@ -274,7 +274,7 @@ fn grant(
         .collect();
     Grant {
         kind: Kind::Session,
-        claims: Claims {
+        claims: std::sync::Arc::new(Claims {
             sub: subject
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| UNNAMED_SUBJECT.to_owned()),
@@ -287,7 +287,7 @@ fn grant(
             cap: exp,
             allow: Vec::new(),
             cls: None,
-        },
+        }),
         right_until: None,
         minted_device: None,
     }

@@ -17,6 +17,8 @@
 //! nothing ─► playlist of content with a preview: preview grant │ 401
 //! ```
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 
 use super::respond::ProxyError;
@@ -117,8 +119,11 @@ pub async fn authorize(
         return Ok(grant);
     };
     let class = device_class(config, &grant.claims, headers);
-    // Decided once: the session token minted from this grant carries it on.
-    grant.claims.cls = Some(class);
+    // Decided once: the session token minted from this grant carries it on (a session
+    // token already names it, and its claims stay shared).
+    if grant.claims.cls != Some(class) {
+        Arc::make_mut(&mut grant.claims).cls = Some(class);
+    }
     let entitled = rights.check(&grant.claims.sub, path, class, now).await?;
     grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
     let mut device = presented
@@ -188,7 +193,7 @@ pub async fn authorize(
                 // IP recovery: the same viewer's old session gives way to this one.
                 state.sessions.end_everywhere(old).await;
             }
-            grant.claims.sid = Some(session.sid.clone());
+            Arc::make_mut(&mut grant.claims).sid = Some(session.sid.clone());
         }
         Kind::Session => {
             let sid = grant.claims.sid.clone().unwrap_or_default();
@@ -241,7 +246,7 @@ fn keep_session(
         now,
         crate::sessions::new_id,
     )?;
-    grant.claims.sid = Some(session.sid.clone());
+    Arc::make_mut(&mut grant.claims).sid = Some(session.sid.clone());
     Ok(())
 }
 
@@ -389,7 +394,7 @@ fn preview_grant(state: &State, config: &Config, path: &str, now: u64) -> Option
     let media = state.rights.as_ref()?.media_for(path)?;
     (media.preview_seconds > 0).then(|| Grant {
         kind: Kind::Session,
-        claims: Claims {
+        claims: std::sync::Arc::new(Claims {
             sub: PREVIEW_SUBJECT.to_owned(),
             scope: media.prefix.clone(),
             nbf: 0,
@@ -400,7 +405,7 @@ fn preview_grant(state: &State, config: &Config, path: &str, now: u64) -> Option
             cap: 0,
             allow: vec![path.to_owned()],
             cls: None,
-        },
+        }),
         right_until: None,
         minted_device: None,
     })

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -88,7 +89,12 @@ fn valid_key_id(id: &str) -> bool {
 pub struct KeyRing {
     keys: HashMap<KeyId, Key>,
     signing: KeyId,
+    /// Which ring this is: made anew by [`KeyRing::new`], kept by a clone (the same keys).
+    id: u64,
 }
+
+/// The id of the next ring made.
+static NEXT_RING_ID: AtomicU64 = AtomicU64::new(1);
 
 impl KeyRing {
     /// A ring of `keys` that signs with `signing`.
@@ -109,7 +115,14 @@ impl KeyRing {
         Ok(Self {
             keys: by_id,
             signing: signing.to_owned(),
+            id: NEXT_RING_ID.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// Which ring this is: two rings with the same id verify the same credentials (one
+    /// is a clone of the other); a ring built again, even from the same keys, has another.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The key with id `kid`, if the ring accepts it.
