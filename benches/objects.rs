@@ -16,7 +16,7 @@ use usher::config::{self, Overrides};
 use usher::metrics::Metrics;
 use usher::path::ObjectKind;
 use usher::proxy::upstream::{DirOrigin, Group, UpstreamRequest};
-use usher::shield::{Key, Shield};
+use usher::shield::Shield;
 
 const PATH: &str = "/keys/k1.bin";
 
@@ -64,18 +64,19 @@ fn bench_objects(c: &mut Criterion) {
     let metrics = Metrics::new();
     let upstream = Arc::new(Group::new("", &config.upstream, &metrics).unwrap());
     let shield = Shield::new(&config.shield, &metrics);
-    let name: Arc<str> = Arc::from("");
     let kind = ObjectKind::of(PATH);
     assert!(shield.applies(&Method::GET, kind, PATH, &HeaderMap::new()));
     rt.block_on(async {
-        let first = shield.fetch(&upstream, Key::new(&name, PATH, None), kind, false);
+        let first = shield.fetch(&upstream, PATH, None, kind, false);
         let first = first.await.unwrap().unwrap();
         first.into_body().collect().await.unwrap();
     });
     group.bench_function("shield_hit", |b| {
         b.to_async(&rt).iter(|| async {
-            let key = Key::new(&name, black_box(PATH), None);
-            let response = shield.fetch(&upstream, key, kind, false).await.unwrap();
+            let response = shield
+                .fetch(&upstream, black_box(PATH), None, kind, false)
+                .await
+                .unwrap();
             let body = response.unwrap().into_body().collect().await.unwrap();
             black_box(body.to_bytes())
         })

@@ -58,7 +58,7 @@ use crate::rights::sqlite::SqliteStore;
 use crate::rights::store::Store;
 use crate::rights::{Rights, Source};
 use crate::sessions::Sessions;
-use crate::shield::{Key, Shield};
+use crate::shield::Shield;
 use respond::ProxyError;
 use upstream::{UpstreamRequest, Upstreams};
 
@@ -461,10 +461,15 @@ async fn handle_inner(
         .shield
         .applies(req.method(), kind, &path, req.headers())
     {
-        let key = Key::new(&group.name, &path, upstream_query.as_deref());
         state
             .shield
-            .fetch(group, key, kind, head_only && !rewrite)
+            .fetch(
+                group,
+                &path,
+                upstream_query.as_deref(),
+                kind,
+                head_only && !rewrite,
+            )
             .await
             .transpose()
     } else {

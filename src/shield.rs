@@ -25,6 +25,7 @@
 
 mod entry;
 mod fill;
+mod front;
 mod key;
 pub mod policy;
 
@@ -40,7 +41,7 @@ use moka::sync::Cache;
 pub use entry::CACHE_STATUS;
 use entry::{Entry, Head};
 use fill::Fill;
-pub use key::Key;
+use key::Key;
 
 use crate::config::ShieldConfig;
 use crate::metrics::Metrics;
@@ -56,6 +57,8 @@ pub struct Shield {
 }
 
 struct Inner {
+    /// Which shield this is, for the threads' fronts (see [`front`]).
+    id: u64,
     cache: Cache<Key, Arc<Entry>>,
     /// Objects found too large to keep, or other objects of a type not listed: requests
     /// for them go by the shield for a while.
@@ -97,8 +100,10 @@ impl Shield {
             .expire_after(KeepFor)
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .build();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 cache,
                 bypass: Cache::builder()
                     .max_capacity(10_000)
@@ -129,24 +134,40 @@ impl Shield {
             && policy::choice(settings, kind, path) != policy::Choice::Pass
     }
 
-    /// Answers for `key` from the cache, from a fetch in flight, or from a new fetch on
-    /// `group`. `head_only`: the body is left out. `None`: the object is too large for the
-    /// shield, and the caller fetches it past the shield.
+    /// Answers for `path` with the upstream `query` (credentials removed) from this
+    /// thread's front, the cache, a fetch in flight, or a new fetch on `group`.
+    /// `head_only`: the body is left out. `None`: the object is too large for the shield,
+    /// and the caller fetches it past the shield.
     ///
     /// # Errors
     /// The upstream's error when no server answered and no stale copy could stand in.
     pub async fn fetch(
         &self,
         group: &Arc<Group>,
-        key: Key,
+        path: &str,
+        query: Option<&str>,
         kind: ObjectKind,
         head_only: bool,
     ) -> Result<Option<Response<Body>>, UpstreamError> {
         let inner = &self.inner;
         let label = kind.as_str();
-        // A fresh copy first: the common case pays one lookup.
+        // A fresh copy first: the common case pays one lookup, in this thread's front when
+        // it served the object lately, else in the cache.
+        let now = Instant::now();
+        let ask = front::Ask {
+            shield: inner.id,
+            purges: inner.purges.load(std::sync::atomic::Ordering::Acquire),
+            group: &group.name,
+            path,
+            query: query.unwrap_or(""),
+        };
+        if let Some(hit) = front::serve(&ask, now, |entry| self.hit(entry, kind, head_only)) {
+            return Ok(Some(hit));
+        }
+        let key = Key::new(&group.name, path, query);
         let cached = inner.cache.get(&key);
-        if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(Instant::now())) {
+        if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(now)) {
+            front::keep(&ask, &group.name, entry);
             return Ok(Some(self.hit(entry, kind, head_only)));
         }
         if inner.bypass.contains_key(&key) {

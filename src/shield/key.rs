@@ -51,11 +51,6 @@ impl Key {
         &self.path
     }
 
-    /// The upstream group's name (`""` for `[upstream]`).
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
     /// What usher asks the upstream for: the path and the query as the request wrote it.
     pub fn upstream_target(&self) -> String {
         if self.as_written.is_empty() {
