@@ -21,6 +21,7 @@ pub mod date;
 pub mod decide;
 pub mod external;
 pub mod index;
+mod memo;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -54,6 +55,10 @@ pub enum Source {
 
 /// The rights check, with its cache and index.
 pub struct Rights {
+    /// Which rights check this is, for the threads' memos (see [`memo`]).
+    id: u64,
+    /// How long a thread's memo may keep a yes: `positive_ttl`, at most [`memo::MAX_AGE`].
+    memo_age: Duration,
     store: Arc<dyn Store>,
     source: Source,
     index: RwLock<Arc<MediaIndex>>,
@@ -63,8 +68,9 @@ pub struct Rights {
     /// every request.
     hits: prometheus::IntCounter,
     misses: prometheus::IntCounter,
-    /// Bumped by every invalidation. A lookup that was in flight across one may have read
-    /// the store before the write; its answer is then used once and not cached.
+    /// Bumped by every invalidation, as it starts and when it is done. A lookup that was
+    /// in flight across one may have read the store before the write; its answer is then
+    /// used once and not cached, nor kept by a thread's memo.
     generation: std::sync::atomic::AtomicU64,
     /// Where first plays are announced.
     webhooks: Option<crate::webhooks::Webhooks>,
@@ -127,7 +133,10 @@ impl Rights {
             .build();
         let index = MediaIndex::load(store.as_ref())?;
         let from_store = matches!(source, Source::Store);
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            memo_age: config.positive_ttl.min(memo::MAX_AGE),
             store,
             source,
             index: RwLock::new(Arc::new(index)),
@@ -187,6 +196,19 @@ impl Rights {
         // The generation is read before the index: an invalidation swaps the index first
         // and bumps the generation after, so a lookup that saw the old index is never cached.
         let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let caching = self.caching.load(std::sync::atomic::Ordering::Acquire);
+        let ask = memo::Ask {
+            rights: self.id,
+            generation,
+            subject,
+            directory: memo::directory(path),
+            class,
+        };
+        let instant = std::time::Instant::now();
+        if let Some(entitled) = memo::recall(&ask, now, instant).filter(|_| caching) {
+            self.hits.inc();
+            return Ok(entitled);
+        }
         let media = self.media_for(path).ok_or(RightsDenied::NoRights)?;
         let class_name = class.as_str();
         let mut key =
@@ -196,10 +218,13 @@ impl Rights {
         key.push_str(&media.code);
         key.push('\0');
         key.push_str(class_name);
-        let decision = if self.caching.load(std::sync::atomic::Ordering::Acquire) {
+        let decision = if caching {
             if let Some(decision) = self.cache.get(&key).await {
                 if holds(&decision, now) {
                     self.hits.inc();
+                    if let Ok(entitled) = decision.as_ref() {
+                        memo::keep(&ask, entitled, instant, self.memo_age);
+                    }
                     return (*decision).clone();
                 }
                 self.cache.invalidate(&key).await;
@@ -404,6 +429,7 @@ impl Rights {
         self.caching.store(on, std::sync::atomic::Ordering::Release);
         if !on {
             self.cache.invalidate_all();
+            self.moved();
         }
     }
 
@@ -425,6 +451,15 @@ impl Rights {
             tracing::warn!(error = %e, "targeted invalidation failed; dropping every decision");
             self.cache.invalidate_all();
         }
+        self.moved();
+    }
+
+    /// Moves the generation once more when an invalidation is done: a request that read
+    /// a decision while it ran may have kept it in its thread's memo under the generation
+    /// of its start, which no longer counts from now on (see [`memo`]).
+    fn moved(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Forgets the cached decisions about `subject`, about any of the media `codes`, or,
@@ -460,6 +495,7 @@ impl Rights {
         if let Source::External(external) = &self.source {
             external.forget(matches).await;
         }
+        self.moved();
         dropped
     }
 
@@ -493,6 +529,7 @@ impl Rights {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.cache.invalidate_all();
+        self.moved();
         result
     }
 }
