@@ -499,11 +499,16 @@ async fn handle_inner(
                 ),
                 bounded: false,
             };
-            // What the shield answers was stripped once, when it was stored.
-            group.fetch(upstream_req).await.map(|mut response| {
-                forward::strip_hop_by_hop(response.headers_mut());
-                response
-            })
+            // What the shield answers was stripped once, when it was stored. The fetch is
+            // boxed, as are the playlist paths below: a hit never takes them, and held
+            // inline their futures would make every request's future (moved whole into
+            // the connection's task) several kilobytes larger.
+            Box::pin(group.fetch(upstream_req))
+                .await
+                .map(|mut response| {
+                    forward::strip_hop_by_hop(response.headers_mut());
+                    response
+                })
         }
     };
     state
@@ -536,10 +541,17 @@ async fn handle_inner(
                 path_token: path_token.filter(|_| carried.session.is_none()),
                 headers: req.headers(),
             };
-            playlist::serve(state, request, response).await
+            Box::pin(playlist::serve(state, request, response)).await
         }
         _ if kind == ObjectKind::Playlist || playlist_answer => {
-            playlist::pass_through(state, config, req.headers(), head_only, response).await
+            Box::pin(playlist::pass_through(
+                state,
+                config,
+                req.headers(),
+                head_only,
+                response,
+            ))
+            .await
         }
         _ => Ok(response),
     }

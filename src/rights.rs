@@ -83,6 +83,13 @@ pub struct Rights {
     recent_yes: Option<Cache<String, Arc<(Entitled, u64)>>>,
 }
 
+/// What a decision past the memo needs to be remembered there: the question, with the
+/// generation read before anything else, and the instant it was asked.
+struct Remembered<'a> {
+    ask: memo::Ask<'a>,
+    instant: std::time::Instant,
+}
+
 /// Per-entry time to live: positive decisions live longer than refusals.
 struct DecisionExpiry {
     positive: Duration,
@@ -209,6 +216,22 @@ impl Rights {
             self.hits.inc();
             return Ok(entitled);
         }
+        // Boxed: the cache's and the store's futures are large, and held inline they would
+        // make every request's future kilobytes larger, memo hit or not.
+        let remembered = Remembered { ask, instant };
+        Box::pin(self.decide(path, now, caching, remembered)).await
+    }
+
+    /// [`Rights::check`] past the thread's memo: the cache, else the source.
+    async fn decide(
+        &self,
+        path: &str,
+        now: u64,
+        caching: bool,
+        remembered: Remembered<'_>,
+    ) -> Result<Entitled, RightsDenied> {
+        let Remembered { ask, instant } = remembered;
+        let (subject, class, generation) = (ask.subject, ask.class, ask.generation);
         let media = self.media_for(path).ok_or(RightsDenied::NoRights)?;
         let class_name = class.as_str();
         let mut key =

@@ -126,74 +126,25 @@ pub async fn authorize(
     }
     let entitled = rights.check(&grant.claims.sub, path, class, now).await?;
     grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
-    let mut device = presented
+    let device = presented
         .device
         .map(str::to_owned)
         .or_else(|| grant.claims.dev.clone());
     match grant.kind {
         Kind::Ticket => {
-            // A purchase that counts activations needs a device. A playlist request that
-            // names none (the bare emailed link) gets one made up here, bound like any other
-            // and handed back as usher's device cookie; the session token carries it on.
-            // Only playlists: their answers are private and never stored by a cache, so the
-            // cookie cannot be handed to other viewers.
-            if entitled.activations.is_some() && device.is_none() && kind == ObjectKind::Playlist {
-                if let Some(minted) = mint_device(config, headers) {
-                    device = Some(minted.hash.clone());
-                    grant.minted_device = Some(minted);
-                }
-            }
-            // Activation is checked before the session starts (a device that may not play
-            // must not end someone else's session), recorded after it was admitted (a
-            // refused device uses no activation), and only then do older sessions give way.
-            let activation =
-                check_activation(state, config, &entitled, device.as_deref(), presented, now)
-                    .await?;
-            let taking_over = match &activation {
-                Activation::Recover(old) => Some(old.sid.clone()),
-                _ => None,
+            // Boxed: starting a session is a playlist request's work, and its future is
+            // large; held inline, every segment request's future would carry its room.
+            let request = TicketRequest {
+                config,
+                kind,
+                presented,
+                headers,
+                now,
             };
-            let start = Start {
-                sid: None,
-                account: &grant.claims.sub,
-                purchase: Some(&entitled.purchase),
-                product: Some(&entitled.product),
-                device: device.as_deref(),
-                ip: presented.client_ip,
-                taking_over: taking_over.as_deref(),
-            };
-            let started = state
-                .sessions
-                .begin(start.clone(), &entitled.limits, now)
-                .await?;
-            let activates = matches!(activation, Activation::New);
-            if let Err(refused) =
-                record_activation(state, &entitled, device.as_deref(), activation, now).await
-            {
-                state.sessions.discard(&started.session.sid);
-                return Err(refused);
-            }
-            let session = match state
-                .sessions
-                .commit(started, start, &entitled.limits, now)
-                .await
-            {
-                Ok(session) => session,
-                Err(refused) => {
-                    // Another node took the last stream in between: the device that may
-                    // not play gives its new activation back.
-                    if let (true, Some(device)) = (activates, device.clone()) {
-                        let purchase = entitled.purchase.to_string();
-                        let _ = blocking(state, move |s| s.unbind_device(&purchase, &device)).await;
-                    }
-                    return Err(refused.into());
-                }
-            };
-            if let Some(old) = &taking_over {
-                // IP recovery: the same viewer's old session gives way to this one.
-                state.sessions.end_everywhere(old).await;
-            }
-            Arc::make_mut(&mut grant.claims).sid = Some(session.sid.clone());
+            Box::pin(start_session(
+                state, &request, &entitled, &mut grant, device,
+            ))
+            .await?;
         }
         Kind::Session => {
             let sid = grant.claims.sid.clone().unwrap_or_default();
@@ -207,11 +158,101 @@ pub async fn authorize(
                     ip: presented.client_ip,
                     taking_over: None,
                 };
-                state.sessions.admit(start, &entitled.limits, now).await?;
+                // Boxed for the same reason: an adoption is rare.
+                Box::pin(state.sessions.admit(start, &entitled.limits, now)).await?;
             }
         }
     }
     Ok(grant)
+}
+
+/// What [`start_session`] needs of a ticket's request.
+struct TicketRequest<'a> {
+    config: &'a Config,
+    kind: ObjectKind,
+    presented: &'a Presented<'a>,
+    headers: &'a HeaderMap,
+    now: u64,
+}
+
+/// A ticket's request under `entitled`: the device (made up when the purchase needs one
+/// and the request names none), its activation, and a new session, named in `grant`.
+async fn start_session(
+    state: &State,
+    request: &TicketRequest<'_>,
+    entitled: &Entitled,
+    grant: &mut Grant,
+    mut device: Option<String>,
+) -> Result<(), ProxyError> {
+    let TicketRequest {
+        config,
+        kind,
+        presented,
+        headers,
+        now,
+    } = *request;
+    // A purchase that counts activations needs a device. A playlist request that
+    // names none (the bare emailed link) gets one made up here, bound like any other
+    // and handed back as usher's device cookie; the session token carries it on.
+    // Only playlists: their answers are private and never stored by a cache, so the
+    // cookie cannot be handed to other viewers.
+    if entitled.activations.is_some() && device.is_none() && kind == ObjectKind::Playlist {
+        if let Some(minted) = mint_device(config, headers) {
+            device = Some(minted.hash.clone());
+            grant.minted_device = Some(minted);
+        }
+    }
+    // Activation is checked before the session starts (a device that may not play
+    // must not end someone else's session), recorded after it was admitted (a
+    // refused device uses no activation), and only then do older sessions give way.
+    let activation =
+        check_activation(state, config, entitled, device.as_deref(), presented, now).await?;
+    let taking_over = match &activation {
+        Activation::Recover(old) => Some(old.sid.clone()),
+        _ => None,
+    };
+    let start = Start {
+        sid: None,
+        account: &grant.claims.sub,
+        purchase: Some(&entitled.purchase),
+        product: Some(&entitled.product),
+        device: device.as_deref(),
+        ip: presented.client_ip,
+        taking_over: taking_over.as_deref(),
+    };
+    let started = state
+        .sessions
+        .begin(start.clone(), &entitled.limits, now)
+        .await?;
+    let activates = matches!(activation, Activation::New);
+    if let Err(refused) =
+        record_activation(state, entitled, device.as_deref(), activation, now).await
+    {
+        state.sessions.discard(&started.session.sid);
+        return Err(refused);
+    }
+    let session = match state
+        .sessions
+        .commit(started, start, &entitled.limits, now)
+        .await
+    {
+        Ok(session) => session,
+        Err(refused) => {
+            // Another node took the last stream in between: the device that may
+            // not play gives its new activation back.
+            if let (true, Some(device)) = (activates, device.clone()) {
+                let purchase = entitled.purchase.to_string();
+                let _ = blocking(state, move |s| s.unbind_device(&purchase, &device)).await;
+            }
+            return Err(refused.into());
+        }
+    };
+    if let Some(old) = &taking_over {
+        // IP recovery: the same viewer's old session gives way to this one.
+        state.sessions.end_everywhere(old).await;
+    }
+    Arc::make_mut(&mut grant.claims).sid = Some(session.sid.clone());
+    Ok(())
 }
 
 /// Session bookkeeping without rights: a ticket starts a session, a session token keeps
