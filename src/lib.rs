@@ -44,6 +44,7 @@ pub mod rights;
 pub mod sessions;
 pub mod shield;
 pub mod signal;
+pub mod slots;
 pub mod ticket;
 pub mod tls;
 pub mod webhooks;

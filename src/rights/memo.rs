@@ -54,13 +54,7 @@ pub struct Ask<'a> {
 
 impl Ask<'_> {
     fn slot(&self) -> usize {
-        let hash = [self.subject, self.directory, self.class.as_str()]
-            .iter()
-            .flat_map(|part| part.bytes().chain([0xff]))
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        (hash % SLOTS as u64) as usize
+        crate::slots::slot_of(&[self.subject, self.directory, self.class.as_str()], SLOTS)
     }
 
     fn answers(&self, slot: &Slot) -> bool {

@@ -46,13 +46,7 @@ pub struct Ask<'a> {
 
 impl Ask<'_> {
     fn slot(&self) -> usize {
-        let hash = [self.group, self.path, self.query]
-            .iter()
-            .flat_map(|part| part.bytes().chain([0xff]))
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        (hash % SLOTS as u64) as usize
+        crate::slots::slot_of(&[self.group, self.path, self.query], SLOTS)
     }
 
     fn answers(&self, slot: &Slot) -> bool {

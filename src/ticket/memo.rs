@@ -49,7 +49,7 @@ pub fn verify_signature_remembered(
     if raw.len() > MAX_REMEMBERED_LEN {
         return verify_signature(ring, raw).map(|(kind, claims)| (kind, Arc::new(claims)));
     }
-    let slot = slot_of(raw.as_bytes());
+    let slot = crate::slots::slot_of(&[raw], SLOTS);
     let found = MEMO.with_borrow(|memo| {
         memo[slot]
             .as_ref()
@@ -76,15 +76,6 @@ pub fn verify_signature_remembered(
 /// (lengths are no secret: every credential of a format has one of a few).
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-/// The slot of a credential: FNV-1a over its bytes. Whoever picks a credential's slot can
-/// only push another credential of this thread out of the memo, never into a slot's match.
-fn slot_of(raw: &[u8]) -> usize {
-    let hash = raw.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % SLOTS as u64) as usize
 }
 
 #[cfg(test)]
