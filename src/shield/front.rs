@@ -6,8 +6,9 @@
 //! group, path and upstream query, a weak reference to the last entry it served there. An
 //! entry counts only while the cache still holds it (the weak reference holds nothing
 //! alive: an entry the cache evicted is gone from here too), while it is fresh, and while
-//! no purge came after it was taken from the cache. What a front costs is its slots, about
-//! 0.5 MiB a thread. Hits here do not tell the cache's eviction order that the entry was
+//! no purge came after it was taken from the cache. What a front costs is its slots (80
+//! bytes each), their keys and, for an entry the cache let go, its emptied shell: under
+//! 1 MiB a thread. Hits here do not tell the cache's eviction order that the entry was
 //! used; the hit metrics count them as any other.
 
 use std::cell::RefCell;
