@@ -83,13 +83,6 @@ pub struct Rights {
     recent_yes: Option<Cache<String, Arc<(Entitled, u64)>>>,
 }
 
-/// What a decision past the memo needs to be remembered there: the question, with the
-/// generation read before anything else, and the instant it was asked.
-struct Remembered<'a> {
-    ask: memo::Ask<'a>,
-    instant: std::time::Instant,
-}
-
 /// Per-entry time to live: positive decisions live longer than refusals.
 struct DecisionExpiry {
     positive: Duration,
@@ -114,7 +107,7 @@ impl Expiry<String, Arc<Decision>> for DecisionExpiry {
 /// Whether a cached decision still holds at `now`.
 fn holds(decision: &Decision, now: u64) -> bool {
     match decision {
-        Ok(entitled) => !entitled.first_play && entitled.until.is_none_or(|until| now < until),
+        Ok(entitled) => entitled.holds_at(now),
         Err(denied) => denied.holds_until().is_none_or(|until| now < until),
     }
 }
@@ -218,19 +211,20 @@ impl Rights {
         }
         // Boxed: the cache's and the store's futures are large, and held inline they would
         // make every request's future kilobytes larger, memo hit or not.
-        let remembered = Remembered { ask, instant };
-        Box::pin(self.decide(path, now, caching, remembered)).await
+        Box::pin(self.decide(path, now, caching, ask, instant)).await
     }
 
-    /// [`Rights::check`] past the thread's memo: the cache, else the source.
+    /// [`Rights::check`] past the thread's memo: the cache, else the source. `ask` is the
+    /// question for the memo (with the generation read before anything else), asked at
+    /// `instant`.
     async fn decide(
         &self,
         path: &str,
         now: u64,
         caching: bool,
-        remembered: Remembered<'_>,
+        ask: memo::Ask<'_>,
+        instant: std::time::Instant,
     ) -> Result<Entitled, RightsDenied> {
-        let Remembered { ask, instant } = remembered;
         let (subject, class, generation) = (ask.subject, ask.class, ask.generation);
         let media = self.media_for(path).ok_or(RightsDenied::NoRights)?;
         let class_name = class.as_str();

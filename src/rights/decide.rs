@@ -99,6 +99,12 @@ pub struct Entitled {
 }
 
 impl Entitled {
+    /// Whether this yes still holds at `now` by the clock alone: its right has not ended,
+    /// and no first play is waiting to be recorded (that answer is used once).
+    pub fn holds_at(&self, now: u64) -> bool {
+        !self.first_play && self.until.is_none_or(|until| now < until)
+    }
+
     /// An entitlement from a source that knows no purchases or limits (the external one).
     pub fn unlimited(purchase: &str, until: Option<u64>) -> Self {
         Self {

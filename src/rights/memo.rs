@@ -13,12 +13,12 @@
 //! A directory stands for the media: the media of a path is the one with the longest
 //! prefix ending in `/` that contains it, so every file of one directory has the same.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::decide::Entitled;
 use super::model::DeviceClass;
+use crate::slots::{slot_of, Slots};
 
 /// Slots per thread.
 const SLOTS: usize = 1024;
@@ -54,7 +54,7 @@ pub struct Ask<'a> {
 
 impl Ask<'_> {
     fn slot(&self) -> usize {
-        crate::slots::slot_of(&[self.subject, self.directory, self.class.as_str()], SLOTS)
+        slot_of(&[self.subject, self.directory, self.class.as_str()], SLOTS)
     }
 
     fn answers(&self, slot: &Slot) -> bool {
@@ -67,27 +67,24 @@ impl Ask<'_> {
 }
 
 thread_local! {
-    static MEMO: RefCell<Vec<Option<Slot>>> = RefCell::new((0..SLOTS).map(|_| None).collect());
+    static MEMO: Slots<Slot> = Slots::new(SLOTS);
 }
 
 /// The yes remembered for `ask`, if one counts at `now` (Unix seconds) and `instant`.
 pub fn recall(ask: &Ask<'_>, now: u64, instant: Instant) -> Option<Entitled> {
     let slot = ask.slot();
-    MEMO.with_borrow(|memo| {
-        memo[slot]
-            .as_ref()
-            .filter(|s| ask.answers(s) && instant < s.until)
-            .filter(|s| s.entitled.until.is_none_or(|until| now < until))
-            .map(|s| s.entitled.clone())
+    MEMO.with(|memo| {
+        memo.read(slot, |s| {
+            (ask.answers(s) && instant < s.until && s.entitled.holds_at(now))
+                .then(|| s.entitled.clone())
+        })
     })
 }
 
-/// Remembers `entitled` (a yes from the cache that holds now, not a first play) for
-/// `ask`, for `age` from `instant` (at most [`MAX_AGE`]).
+/// Remembers `entitled` (a yes from the cache) for `ask`, for `age` from `instant` (at
+/// most [`MAX_AGE`]); it is recalled only while it holds (see [`Entitled::holds_at`]),
+/// so a first play never is.
 pub fn keep(ask: &Ask<'_>, entitled: &Entitled, instant: Instant, age: Duration) {
-    if entitled.first_play {
-        return;
-    }
     // Copies of its own: this thread's clones of it then count on counters no other
     // thread touches.
     let entitled = Entitled {
@@ -96,16 +93,19 @@ pub fn keep(ask: &Ask<'_>, entitled: &Entitled, instant: Instant, age: Duration)
         ..entitled.clone()
     };
     let slot = ask.slot();
-    MEMO.with_borrow_mut(|memo| {
-        memo[slot] = Some(Slot {
-            rights: ask.rights,
-            generation: ask.generation,
-            subject: ask.subject.into(),
-            directory: ask.directory.into(),
-            class: ask.class,
-            entitled,
-            until: instant + age.min(MAX_AGE),
-        });
+    MEMO.with(|memo| {
+        memo.put(
+            slot,
+            Slot {
+                rights: ask.rights,
+                generation: ask.generation,
+                subject: ask.subject.into(),
+                directory: ask.directory.into(),
+                class: ask.class,
+                entitled,
+                until: instant + age.min(MAX_AGE),
+            },
+        )
     });
 }
 

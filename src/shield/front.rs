@@ -11,11 +11,11 @@
 //! 1 MiB a thread. Hits here do not tell the cache's eviction order that the entry was
 //! used; the hit metrics count them as any other.
 
-use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::entry::Entry;
+use crate::slots::{slot_of, Slots};
 
 /// Slots per thread: room for the objects a busy edge serves within a few seconds.
 const SLOTS: usize = 4096;
@@ -47,7 +47,7 @@ pub struct Ask<'a> {
 
 impl Ask<'_> {
     fn slot(&self) -> usize {
-        crate::slots::slot_of(&[self.group, self.path, self.query], SLOTS)
+        slot_of(&[self.group, self.path, self.query], SLOTS)
     }
 
     fn answers(&self, slot: &Slot) -> bool {
@@ -60,18 +60,17 @@ impl Ask<'_> {
 }
 
 thread_local! {
-    static FRONT: RefCell<Vec<Option<Slot>>> = RefCell::new((0..SLOTS).map(|_| None).collect());
+    static FRONT: Slots<Slot> = Slots::new(SLOTS);
 }
 
 /// Serves `ask` with `serve` from this thread's front, if it knows a fresh entry for it
 /// that the cache still holds.
 pub fn serve<T>(ask: &Ask<'_>, now: Instant, serve: impl FnOnce(&Entry) -> T) -> Option<T> {
     let slot = ask.slot();
-    let entry = FRONT.with_borrow(|front| {
-        front[slot]
-            .as_ref()
-            .filter(|s| ask.answers(s))
-            .and_then(|s| s.entry.upgrade())
+    let entry = FRONT.with(|front| {
+        front.read(slot, |s| {
+            ask.answers(s).then(|| s.entry.upgrade()).flatten()
+        })
     })?;
     entry.is_fresh(now).then(|| serve(&entry))
 }
@@ -79,15 +78,18 @@ pub fn serve<T>(ask: &Ask<'_>, now: Instant, serve: impl FnOnce(&Entry) -> T) ->
 /// Remembers `entry` (fresh, just served from the cache) for `ask`.
 pub fn keep(ask: &Ask<'_>, group: &Arc<str>, entry: &Arc<Entry>) {
     let slot = ask.slot();
-    FRONT.with_borrow_mut(|front| {
-        front[slot] = Some(Slot {
-            shield: ask.shield,
-            purges: ask.purges,
-            group: group.clone(),
-            path: ask.path.into(),
-            query: ask.query.into(),
-            entry: Arc::downgrade(entry),
-        });
+    FRONT.with(|front| {
+        front.put(
+            slot,
+            Slot {
+                shield: ask.shield,
+                purges: ask.purges,
+                group: group.clone(),
+                path: ask.path.into(),
+                query: ask.query.into(),
+                entry: Arc::downgrade(entry),
+            },
+        )
     });
 }
 

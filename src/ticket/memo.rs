@@ -12,12 +12,12 @@
 //! nothing the old one verified counts any more. A credential that fails is not
 //! remembered.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
 use super::{verify_signature, Claims, KeyRing, Kind, TicketError};
+use crate::slots::{slot_of, Slots};
 
 /// Slots per thread.
 const SLOTS: usize = 64;
@@ -34,8 +34,7 @@ struct Remembered {
 }
 
 thread_local! {
-    static MEMO: RefCell<Vec<Option<Remembered>>> =
-        RefCell::new((0..SLOTS).map(|_| None).collect());
+    static MEMO: Slots<Remembered> = Slots::new(SLOTS);
 }
 
 /// [`verify_signature`], remembered per thread: the same answer, cheaper the second time.
@@ -49,33 +48,36 @@ pub fn verify_signature_remembered(
     if raw.len() > MAX_REMEMBERED_LEN {
         return verify_signature(ring, raw).map(|(kind, claims)| (kind, Arc::new(claims)));
     }
-    let slot = crate::slots::slot_of(&[raw], SLOTS);
-    let found = MEMO.with_borrow(|memo| {
-        memo[slot]
-            .as_ref()
-            .filter(|r| r.ring == ring.id() && same(&r.raw, raw))
-            .map(|r| (r.kind, r.claims.clone()))
+    let slot = slot_of(&[raw], SLOTS);
+    let found = MEMO.with(|memo| {
+        memo.read(slot, |r| {
+            (r.ring == ring.id() && same(&r.raw, raw)).then(|| (r.kind, r.claims.clone()))
+        })
     });
     if let Some(found) = found {
         return Ok(found);
     }
     let (kind, claims) = verify_signature(ring, raw)?;
     let claims = Arc::new(claims);
-    MEMO.with_borrow_mut(|memo| {
-        memo[slot] = Some(Remembered {
-            ring: ring.id(),
-            raw: raw.into(),
-            kind,
-            claims: claims.clone(),
-        });
+    MEMO.with(|memo| {
+        memo.put(
+            slot,
+            Remembered {
+                ring: ring.id(),
+                raw: raw.into(),
+                kind,
+                claims: claims.clone(),
+            },
+        )
     });
     Ok((kind, claims))
 }
 
 /// Whether `a` and `b` are the same credential; the bytes are compared in constant time
-/// (lengths are no secret: every credential of a format has one of a few).
+/// (unequal lengths answer at once: lengths are no secret, every credential of a format
+/// has one of a few).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 #[cfg(test)]
