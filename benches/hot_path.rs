@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -371,7 +371,7 @@ fn bench_rights(c: &mut Criterion) {
         .expect("runtime");
     let path = "/events/final/1080p/seg_00042.ts";
     runtime
-        .block_on(rights.check("u-81f3a9", path, DeviceClass::Ott, NOW))
+        .block_on(rights.check("u-81f3a9", path, DeviceClass::Ott, NOW, Instant::now()))
         .expect("the buyer is entitled");
     c.bench_function("rights_check_cached", |b| {
         b.to_async(&runtime).iter(|| {
@@ -380,6 +380,7 @@ fn bench_rights(c: &mut Criterion) {
                 black_box(path),
                 DeviceClass::Ott,
                 NOW,
+                Instant::now(),
             )
         })
     });

@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::{HeaderMap, Method};
@@ -67,14 +67,21 @@ fn bench_objects(c: &mut Criterion) {
     let kind = ObjectKind::of(PATH);
     assert!(shield.applies(&Method::GET, kind, PATH, &HeaderMap::new()));
     rt.block_on(async {
-        let first = shield.fetch(&upstream, PATH, None, kind, false);
+        let first = shield.fetch(&upstream, PATH, None, kind, false, Instant::now());
         let first = first.await.unwrap().unwrap();
         first.into_body().collect().await.unwrap();
     });
     group.bench_function("shield_hit", |b| {
         b.to_async(&rt).iter(|| async {
             let response = shield
-                .fetch(&upstream, black_box(PATH), None, kind, false)
+                .fetch(
+                    &upstream,
+                    black_box(PATH),
+                    None,
+                    kind,
+                    false,
+                    Instant::now(),
+                )
                 .await
                 .unwrap();
             let body = response.unwrap().into_body().collect().await.unwrap();

@@ -2,14 +2,17 @@
 //! listener. Labels are small closed sets; each request is recorded once, when it ends.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::path::ObjectKind;
 
 mod backends;
+mod sharded;
 pub use backends::{FanoutMetrics, SessionsBackendMetrics, StoreMetrics};
+use sharded::{Cells, Hot};
+pub use sharded::{ShardedCounter, ShardedHistogram};
 
 /// Upstream latency buckets in seconds: from a loopback cache-warm origin (1 ms) to the
 /// default upstream timeout (10 s).
@@ -43,10 +46,13 @@ pub struct Metrics {
     /// `usher_playlist_gzip_input_bytes_total`: the identity size of the playlist bodies
     /// sent gzip-encoded (with the gzip series: the ratio saved).
     pub playlist_gzip_input_bytes: IntCounter,
-    /// `usher_requests_in_flight`: requests being served now.
-    pub in_flight: IntGauge,
+    /// `usher_requests_in_flight`: requests being served now (counted per thread).
+    pub in_flight: ShardedCounter,
     /// `usher_rights_cache_total{outcome}`: rights decisions found in the cache or not.
     pub rights_cache: IntCounterVec,
+    /// `usher_rights_cache_total{outcome="hit"}`, counted per thread: every request that
+    /// checks rights and finds them cached moves it.
+    pub rights_cache_hits: ShardedCounter,
     /// `usher_rights_lookups_total{outcome}`: decisions made by the rights source:
     /// granted, refused, or grace (a recent yes served while the external source is down).
     pub rights_lookups: IntCounterVec,
@@ -93,8 +99,8 @@ pub struct Metrics {
     /// The series a request of each object kind touches on its common path, resolved
     /// once (see [`Metrics::kind`]).
     by_kind: [KindSeries; ObjectKind::ALL.len()],
-    /// `usher_cache_bytes_total{source="cache"}`, resolved once.
-    pub cache_bytes_served: IntCounter,
+    /// `usher_cache_bytes_total{source="cache"}`, counted per thread.
+    pub cache_bytes_served: ShardedCounter,
     /// The shared store's series (empty on the embedded store).
     pub store: StoreMetrics,
     /// The invalidation fan-out's series (empty on one node).
@@ -104,30 +110,35 @@ pub struct Metrics {
 }
 
 /// The series every request of one object kind touches when it is answered the common way
-/// (a 200, a shield hit), resolved once at start: looking a series up by its label values
-/// hashes them and takes a lock, which a 1 KiB request should not pay three times over.
+/// (a 200, a shield hit), resolved once at start and counted per thread (see
+/// [`sharded`]): looking a series up by its label values hashes them and takes a lock, and a
+/// counter shared by every thread moves its cache line between the cores on every request.
 #[derive(Clone)]
 pub struct KindSeries {
     /// `usher_requests_total{kind, status="200"}`.
-    pub ok: IntCounter,
+    pub ok: ShardedCounter,
     /// `usher_upstream_duration_seconds{kind}`.
-    pub upstream_seconds: Histogram,
+    pub upstream_seconds: ShardedHistogram,
     /// `usher_cache_requests_total{kind, outcome="hit"}`.
-    pub cache_hit: IntCounter,
+    pub cache_hit: ShardedCounter,
 }
 
 impl Metrics {
     /// Creates and registers every metric in a fresh registry.
     pub fn new() -> Self {
         let registry = Registry::new();
+        // Families with series counted per thread are registered through `hot`, below.
+        let unregistered = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            let c = unregistered(name, help, labels);
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
             c
         };
-        let requests = counter(
+        let requests = unregistered(
             "usher_requests_total",
             "Requests answered, by object kind and HTTP status.",
             &["kind", "status"],
@@ -165,7 +176,7 @@ impl Metrics {
         registry
             .register(Box::new(playlist_gzip_input_bytes.clone()))
             .expect("unique metric");
-        let rights_cache = counter(
+        let rights_cache = unregistered(
             "usher_rights_cache_total",
             "Rights decisions answered from the cache (hit) or looked up (miss).",
             &["outcome"],
@@ -205,12 +216,12 @@ impl Metrics {
             "Failed upstream attempts (no answer, or a 5xx), by server and reason.",
             &["upstream", "reason"],
         );
-        let cache_requests = counter(
+        let cache_requests = unregistered(
             "usher_cache_requests_total",
             "Shield cache lookups by object kind and outcome: hit, miss, coalesced, stale, pass.",
             &["kind", "outcome"],
         );
-        let cache_bytes = counter(
+        let cache_bytes = unregistered(
             "usher_cache_bytes_total",
             "Body bytes served from the shield cache (source=cache) and read from upstreams (source=upstream).",
             &["source"],
@@ -266,14 +277,6 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(upstream_seconds.clone()))
-            .expect("unique metric");
-        let in_flight = IntGauge::new("usher_requests_in_flight", "Requests being served now.")
-            .expect("valid metric");
-        registry
-            .register(Box::new(in_flight.clone()))
-            .expect("unique metric");
         let sessions_active = IntGauge::new("usher_sessions_active", "Live playback sessions.")
             .expect("valid metric");
         registry
@@ -287,17 +290,62 @@ impl Metrics {
         registry
             .register(Box::new(webhook_queue_depth.clone()))
             .expect("unique metric");
-        let by_kind = ObjectKind::ALL.map(|kind| KindSeries {
-            ok: requests.with_label_values(&[kind.as_str(), "200"]),
-            upstream_seconds: upstream_seconds.with_label_values(&[kind.as_str()]),
-            cache_hit: cache_requests.with_label_values(&[kind.as_str(), "hit"]),
+        let mut cells = Cells::default();
+        let by_kind = ObjectKind::ALL.map(|_| KindSeries {
+            ok: ShardedCounter::new(&mut cells),
+            upstream_seconds: ShardedHistogram::new(&mut cells, UPSTREAM_SECONDS_BUCKETS),
+            cache_hit: ShardedCounter::new(&mut cells),
         });
+        let in_flight = ShardedCounter::new(&mut cells);
+        let rights_cache_hits = ShardedCounter::new(&mut cells);
+        let cache_bytes_served = ShardedCounter::new(&mut cells);
+        cells.build();
+        let mut hot = Hot::default();
+        let each_kind = |series: fn(&KindSeries) -> ShardedCounter, label: &'static str| {
+            ObjectKind::ALL
+                .iter()
+                .map(|&kind| {
+                    let labels = vec![kind.as_str(), label];
+                    (labels, series(&by_kind[kind as usize]))
+                })
+                .collect()
+        };
+        hot.counters(requests.clone(), each_kind(|k| k.ok.clone(), "200"));
+        hot.counters(
+            cache_requests.clone(),
+            each_kind(|k| k.cache_hit.clone(), "hit"),
+        );
+        hot.histograms(
+            upstream_seconds.clone(),
+            ObjectKind::ALL
+                .iter()
+                .map(|&kind| {
+                    let histogram = by_kind[kind as usize].upstream_seconds.clone();
+                    (vec![kind.as_str()], histogram)
+                })
+                .collect(),
+        );
+        hot.counters(
+            rights_cache.clone(),
+            vec![(vec!["hit"], rights_cache_hits.clone())],
+        );
+        hot.counters(
+            cache_bytes.clone(),
+            vec![(vec!["cache"], cache_bytes_served.clone())],
+        );
+        hot.gauge(
+            "usher_requests_in_flight",
+            "Requests being served now.",
+            in_flight.clone(),
+        );
+        registry.register(Box::new(hot)).expect("unique metric");
         let store = StoreMetrics::register(&registry);
         let fanout = FanoutMetrics::register(&registry);
         let sessions_backend = SessionsBackendMetrics::register(&registry);
         Self {
             by_kind,
-            cache_bytes_served: cache_bytes.with_label_values(&["cache"]),
+            cache_bytes_served,
+            rights_cache_hits,
             webhook_deliveries,
             webhook_dropped,
             webhook_queue_depth,

@@ -301,7 +301,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
     };
     // One config snapshot for the whole request: a reload never changes the rules midway.
     let config = state.config();
-    let mut response = match handle_inner(&state, &config, req, peer, &mut outcome).await {
+    let mut response = match handle_inner(&state, &config, req, peer, started, &mut outcome).await {
         Ok(response) => response,
         Err(err) => {
             let (_, reason) = err.status_and_reason();
@@ -366,6 +366,7 @@ async fn handle_inner(
     config: &Config,
     req: Request<Incoming>,
     peer: Peer,
+    started: Instant,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, ProxyError> {
     if req.method() == Method::OPTIONS {
@@ -426,7 +427,8 @@ async fn handle_inner(
                 headers: req.headers(),
             };
             let grant =
-                authorize::authorize(state, config, kind, &presented, &foreign, &facts).await?;
+                authorize::authorize(state, config, kind, &presented, &foreign, &facts, started)
+                    .await?;
             if let (Some(minted), Some(name)) = (&grant.minted_device, &settings.device_cookie) {
                 outcome.device_cookie =
                     HeaderValue::from_str(&minted.set_cookie(name, peer.proto == "https")).ok();
@@ -456,7 +458,6 @@ async fn handle_inner(
     };
     let head_only = req.method() == Method::HEAD;
     let group = state.upstreams.group(config.upstream_for(&path));
-    let fetch_started = Instant::now();
     let shielded = if state
         .shield
         .applies(req.method(), kind, &path, req.headers())
@@ -469,6 +470,7 @@ async fn handle_inner(
                 upstream_query.as_deref(),
                 kind,
                 head_only && !rewrite,
+                started,
             )
             .await
             .transpose()
@@ -503,19 +505,19 @@ async fn handle_inner(
             // boxed, as are the playlist paths below: a hit never takes them, and held
             // inline their futures would make every request's future (moved whole into
             // the connection's task) several kilobytes larger.
-            Box::pin(group.fetch(upstream_req))
-                .await
-                .map(|mut response| {
-                    forward::strip_hop_by_hop(response.headers_mut());
-                    response
-                })
+            let fetch_started = Instant::now();
+            let fetched = Box::pin(group.fetch(upstream_req)).await;
+            state
+                .metrics
+                .kind(kind)
+                .upstream_seconds
+                .observe(fetch_started.elapsed().as_secs_f64());
+            fetched.map(|mut response| {
+                forward::strip_hop_by_hop(response.headers_mut());
+                response
+            })
         }
     };
-    state
-        .metrics
-        .kind(kind)
-        .upstream_seconds
-        .observe(fetch_started.elapsed().as_secs_f64());
     let response = fetched.inspect_err(|e| {
         state
             .metrics

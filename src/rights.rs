@@ -65,8 +65,8 @@ pub struct Rights {
     cache: Cache<String, Arc<Decision>>,
     metrics: Metrics,
     /// `usher_rights_cache_total{outcome="hit"|"miss"}`, resolved once: these count on
-    /// every request.
-    hits: prometheus::IntCounter,
+    /// every request (the hits per thread).
+    hits: crate::metrics::ShardedCounter,
     misses: prometheus::IntCounter,
     /// Bumped by every invalidation, as it starts and when it is done. A lookup that was
     /// in flight across one may have read the store before the write; its answer is then
@@ -141,7 +141,7 @@ impl Rights {
             source,
             index: RwLock::new(Arc::new(index)),
             cache,
-            hits: metrics.rights_cache.with_label_values(&["hit"]),
+            hits: metrics.rights_cache_hits.clone(),
             misses: metrics.rights_cache.with_label_values(&["miss"]),
             generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
@@ -182,7 +182,8 @@ impl Rights {
             .covered_by(content)
     }
 
-    /// May `subject` watch what lies at `path` on a `class` device at `now`?
+    /// May `subject` watch what lies at `path` on a `class` device at `now` (Unix seconds;
+    /// `instant`, the same moment on the monotonic clock, ages the thread's memo)?
     ///
     /// # Errors
     /// The refusal, with its reason.
@@ -192,6 +193,7 @@ impl Rights {
         path: &str,
         class: DeviceClass,
         now: u64,
+        instant: std::time::Instant,
     ) -> Result<Entitled, RightsDenied> {
         // The generation is read before the index: an invalidation swaps the index first
         // and bumps the generation after, so a lookup that saw the old index is never cached.
@@ -204,7 +206,6 @@ impl Rights {
             directory: memo::directory(path),
             class,
         };
-        let instant = std::time::Instant::now();
         if let Some(entitled) = memo::recall(&ask, now, instant).filter(|_| caching) {
             self.hits.inc();
             return Ok(entitled);

@@ -136,8 +136,9 @@ impl Shield {
 
     /// Answers for `path` with the upstream `query` (credentials removed) from this
     /// thread's front, the cache, a fetch in flight, or a new fetch on `group`.
-    /// `head_only`: the body is left out. `None`: the object is too large for the shield,
-    /// and the caller fetches it past the shield.
+    /// `head_only`: the body is left out. `now`: the request's instant, for freshness and
+    /// `Age`. `None`: the object is too large for the shield, and the caller fetches it
+    /// past the shield. Counts the answer's time to its headers (0 for a fresh copy).
     ///
     /// # Errors
     /// The upstream's error when no server answered and no stale copy could stand in.
@@ -148,12 +149,12 @@ impl Shield {
         query: Option<&str>,
         kind: ObjectKind,
         head_only: bool,
+        now: Instant,
     ) -> Result<Option<Response<Body>>, UpstreamError> {
         let inner = &self.inner;
         let label = kind.as_str();
         // A fresh copy first: the common case pays one lookup, in this thread's front when
         // it served the object lately, else in the cache.
-        let now = Instant::now();
         let ask = front::Ask {
             shield: inner.id,
             purges: inner.purges.load(std::sync::atomic::Ordering::Acquire),
@@ -161,14 +162,14 @@ impl Shield {
             path,
             query: query.unwrap_or(""),
         };
-        if let Some(hit) = front::serve(&ask, now, |entry| self.hit(entry, kind, head_only)) {
+        if let Some(hit) = front::serve(&ask, now, |entry| self.hit(entry, kind, head_only, now)) {
             return Ok(Some(hit));
         }
         let key = Key::new(&group.name, path, query);
         let cached = inner.cache.get(&key);
         if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(now)) {
             front::keep(&ask, &group.name, entry);
-            return Ok(Some(self.hit(entry, kind, head_only)));
+            return Ok(Some(self.hit(entry, kind, head_only, now)));
         }
         if inner.bypass.contains_key(&key) {
             self.pass(kind);
@@ -180,9 +181,9 @@ impl Shield {
                 (fill.clone(), None)
             } else {
                 // A fetch may have completed between the lookup and the lock.
-                if let Some(entry) = inner.cache.get(&key).filter(|e| e.is_fresh(Instant::now())) {
+                if let Some(entry) = inner.cache.get(&key).filter(|e| e.is_fresh(now)) {
                     drop(inflight);
-                    return Ok(Some(self.hit(&entry, kind, head_only)));
+                    return Ok(Some(self.hit(&entry, kind, head_only, now)));
                 }
                 let fill = Fill::new();
                 inflight.insert(key.clone(), fill.clone());
@@ -213,8 +214,17 @@ impl Shield {
             .cache_requests
             .with_label_values(&[label, outcome])
             .inc();
-        let joined = fill.join(head_only, outcome).await?;
-        let Some(joined) = joined else {
+        let started = Instant::now();
+        let joined = fill.join(head_only, outcome).await;
+        // A pass is timed by the caller, who fetches past the shield.
+        if !matches!(joined, Ok(None)) {
+            inner
+                .metrics
+                .kind(kind)
+                .upstream_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let Some(joined) = joined? else {
             self.pass(kind);
             return Ok(None);
         };
@@ -228,13 +238,23 @@ impl Shield {
         Ok(Some(joined.response))
     }
 
-    fn hit(&self, entry: &Entry, kind: ObjectKind, head_only: bool) -> Response<Body> {
+    /// A fresh copy's answer at `now`; its time to the response headers is counted as 0
+    /// (the answer is in memory; a clock read would cost more than it tells).
+    fn hit(
+        &self,
+        entry: &Entry,
+        kind: ObjectKind,
+        head_only: bool,
+        now: Instant,
+    ) -> Response<Body> {
         let metrics = &self.inner.metrics;
-        metrics.kind(kind).cache_hit.inc();
+        let series = metrics.kind(kind);
+        series.cache_hit.inc();
+        series.upstream_seconds.observe(0.0);
         if !head_only {
             metrics.cache_bytes_served.inc_by(entry.len);
         }
-        entry.response(head_only, "hit")
+        entry.response(head_only, "hit", now)
     }
 
     /// Counts a request that went by the shield (a range, an object too large, the shield

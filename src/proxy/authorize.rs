@@ -62,7 +62,8 @@ pub const PREVIEW_SUBJECT: &str = "~preview";
 
 /// Decides whether the request may be served, and under which grant. usher's session
 /// token comes first, then a ticket if the route accepts usher's format, then the
-/// foreign credentials the route accepts (see [`crate::access::foreign`]).
+/// foreign credentials the route accepts (see [`crate::access::foreign`]). `instant`: the
+/// request's moment on the monotonic clock.
 ///
 /// # Errors
 /// The refusal, from whichever check refused first.
@@ -73,6 +74,7 @@ pub async fn authorize(
     presented: &Presented<'_>,
     foreign: &foreign::Carried<'_>,
     facts: &foreign::Facts<'_>,
+    instant: std::time::Instant,
 ) -> Result<Grant, ProxyError> {
     let (path, headers) = (facts.path, facts.headers);
     let settings = &config.token;
@@ -124,7 +126,9 @@ pub async fn authorize(
     if grant.claims.cls != Some(class) {
         Arc::make_mut(&mut grant.claims).cls = Some(class);
     }
-    let entitled = rights.check(&grant.claims.sub, path, class, now).await?;
+    let entitled = rights
+        .check(&grant.claims.sub, path, class, now, instant)
+        .await?;
     grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
     let device = presented
         .device

@@ -2,6 +2,7 @@
 //! and decisions never used past the right's own end.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::*;
 use crate::config::RightsSource;
@@ -51,7 +52,10 @@ fn setup(hours: Option<u32>) -> (tempfile::TempDir, Arc<dyn Store>, Rights, Metr
 }
 
 fn count(metrics: &Metrics, outcome: &str) -> u64 {
-    metrics.rights_cache.with_label_values(&[outcome]).get()
+    match outcome {
+        "hit" => metrics.rights_cache_hits.get(),
+        _ => metrics.rights_cache.with_label_values(&[outcome]).get(),
+    }
 }
 
 #[tokio::test]
@@ -59,21 +63,29 @@ async fn the_second_check_is_a_cache_hit() {
     let (_dir, _store, rights, metrics) = setup(None);
     let seg = "/final/hd/seg1.ts";
     assert!(rights
-        .check("alice", seg, DeviceClass::Ott, T0 + 1)
+        .check("alice", seg, DeviceClass::Ott, T0 + 1, Instant::now())
         .await
         .is_ok());
     assert!(rights
-        .check("alice", seg, DeviceClass::Ott, T0 + 2)
+        .check("alice", seg, DeviceClass::Ott, T0 + 2, Instant::now())
         .await
         .is_ok());
     assert_eq!((count(&metrics, "miss"), count(&metrics, "hit")), (1, 1));
     assert_eq!(
-        rights.check("bob", seg, DeviceClass::Ott, T0).await,
+        rights
+            .check("bob", seg, DeviceClass::Ott, T0, Instant::now())
+            .await,
         Err(RightsDenied::NoRights)
     );
     assert_eq!(
         rights
-            .check("alice", "/unsold/a.ts", DeviceClass::Ott, T0)
+            .check(
+                "alice",
+                "/unsold/a.ts",
+                DeviceClass::Ott,
+                T0,
+                Instant::now()
+            )
             .await,
         Err(RightsDenied::NoRights)
     );
@@ -87,7 +99,13 @@ async fn concurrent_misses_for_one_key_make_one_lookup() {
         let rights = rights.clone();
         tokio::spawn(async move {
             rights
-                .check("alice", "/final/a.ts", DeviceClass::Ott, T0 + 1)
+                .check(
+                    "alice",
+                    "/final/a.ts",
+                    DeviceClass::Ott,
+                    T0 + 1,
+                    Instant::now(),
+                )
                 .await
         })
     });
@@ -104,7 +122,13 @@ async fn concurrent_misses_for_one_key_make_one_lookup() {
 async fn a_revocation_applies_to_the_next_check_despite_the_cache() {
     let (_dir, store, rights, _metrics) = setup(None);
     assert!(rights
-        .check("alice", "/final/a.ts", DeviceClass::Ott, T0 + 1)
+        .check(
+            "alice",
+            "/final/a.ts",
+            DeviceClass::Ott,
+            T0 + 1,
+            Instant::now()
+        )
         .await
         .is_ok());
     let mut p = store.purchase("h1").unwrap().unwrap();
@@ -112,13 +136,25 @@ async fn a_revocation_applies_to_the_next_check_despite_the_cache() {
     store.update_purchase(&p).unwrap();
     // Without invalidation the cache would still say yes.
     assert!(rights
-        .check("alice", "/final/a.ts", DeviceClass::Ott, T0 + 2)
+        .check(
+            "alice",
+            "/final/a.ts",
+            DeviceClass::Ott,
+            T0 + 2,
+            Instant::now()
+        )
         .await
         .is_ok());
     rights.invalidate_subject("alice");
     assert_eq!(
         rights
-            .check("alice", "/final/a.ts", DeviceClass::Ott, T0 + 3)
+            .check(
+                "alice",
+                "/final/a.ts",
+                DeviceClass::Ott,
+                T0 + 3,
+                Instant::now()
+            )
             .await,
         Err(RightsDenied::Revoked)
     );
@@ -129,12 +165,24 @@ async fn a_cached_yes_is_not_used_past_the_end_of_the_right() {
     let (_dir, _store, rights, _metrics) = setup(Some(2));
     let end = T0 + 2 * 3600;
     assert!(rights
-        .check("alice", "/final/a.ts", DeviceClass::Ott, end - 1)
+        .check(
+            "alice",
+            "/final/a.ts",
+            DeviceClass::Ott,
+            end - 1,
+            Instant::now()
+        )
         .await
         .is_ok());
     assert_eq!(
         rights
-            .check("alice", "/final/a.ts", DeviceClass::Ott, end)
+            .check(
+                "alice",
+                "/final/a.ts",
+                DeviceClass::Ott,
+                end,
+                Instant::now()
+            )
             .await,
         Err(RightsDenied::Expired { at: end })
     );
@@ -149,13 +197,13 @@ async fn media_written_later_is_found_after_invalidate_all() {
     store.link("P", "semi").unwrap();
     assert_eq!(
         rights
-            .check("alice", "/semi/a.ts", DeviceClass::Ott, T0)
+            .check("alice", "/semi/a.ts", DeviceClass::Ott, T0, Instant::now())
             .await,
         Err(RightsDenied::NoRights)
     );
     rights.invalidate_all().unwrap();
     assert!(rights
-        .check("alice", "/semi/a.ts", DeviceClass::Ott, T0)
+        .check("alice", "/semi/a.ts", DeviceClass::Ott, T0, Instant::now())
         .await
         .is_ok());
 }
@@ -170,7 +218,13 @@ async fn first_play_is_recorded_once() {
     let rights = Rights::new(store.clone(), Source::Store, &config(), Metrics::new()).unwrap();
     let played = T0 + 86_400 * 3;
     let got = rights
-        .check("alice", "/final/a.ts", DeviceClass::Ott, played)
+        .check(
+            "alice",
+            "/final/a.ts",
+            DeviceClass::Ott,
+            played,
+            Instant::now(),
+        )
         .await
         .unwrap();
     assert_eq!(got.until, Some(played + 86_400));
@@ -179,7 +233,13 @@ async fn first_play_is_recorded_once() {
         Some(played)
     );
     rights
-        .check("alice", "/final/a.ts", DeviceClass::Ott, played + 100)
+        .check(
+            "alice",
+            "/final/a.ts",
+            DeviceClass::Ott,
+            played + 100,
+            Instant::now(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -189,7 +249,13 @@ async fn first_play_is_recorded_once() {
     );
     assert_eq!(
         rights
-            .check("alice", "/final/a.ts", DeviceClass::Ott, played + 86_400)
+            .check(
+                "alice",
+                "/final/a.ts",
+                DeviceClass::Ott,
+                played + 86_400,
+                Instant::now()
+            )
             .await,
         Err(RightsDenied::Expired {
             at: played + 86_400
@@ -204,7 +270,7 @@ async fn a_nested_media_keeps_the_enclosing_right_through_the_cache_and_its_inva
     let (_dir, store, rights, _metrics) = setup(None);
     let inner = "/final/180p/seg1.ts";
     assert!(rights
-        .check("alice", inner, DeviceClass::Ott, T0 + 1)
+        .check("alice", inner, DeviceClass::Ott, T0 + 1, Instant::now())
         .await
         .is_ok());
     let m180: Media =
@@ -222,13 +288,23 @@ async fn a_nested_media_keeps_the_enclosing_right_through_the_cache_and_its_inva
     store.create_purchase(&purchase).unwrap();
     rights.invalidate_all().unwrap();
     assert_eq!(rights.media_for(inner).unwrap().code, "m180");
-    let alice = rights.check("alice", inner, DeviceClass::Ott, T0 + 2).await;
+    let alice = rights
+        .check("alice", inner, DeviceClass::Ott, T0 + 2, Instant::now())
+        .await;
     assert_eq!(alice.unwrap().purchase.as_ref(), "h1", "the right on final");
-    let bob = rights.check("bob", inner, DeviceClass::Ott, T0 + 2).await;
+    let bob = rights
+        .check("bob", inner, DeviceClass::Ott, T0 + 2, Instant::now())
+        .await;
     assert_eq!(bob.unwrap().purchase.as_ref(), "h2");
     assert_eq!(
         rights
-            .check("bob", "/final/360p/seg1.ts", DeviceClass::Ott, T0 + 2)
+            .check(
+                "bob",
+                "/final/360p/seg1.ts",
+                DeviceClass::Ott,
+                T0 + 2,
+                Instant::now()
+            )
             .await,
         Err(RightsDenied::NoRights),
         "a right on the inner media covers only it"
@@ -237,7 +313,9 @@ async fn a_nested_media_keeps_the_enclosing_right_through_the_cache_and_its_inva
     store.delete_media("final").unwrap();
     rights.invalidate_all().unwrap();
     assert_eq!(
-        rights.check("alice", inner, DeviceClass::Ott, T0 + 3).await,
+        rights
+            .check("alice", inner, DeviceClass::Ott, T0 + 3, Instant::now())
+            .await,
         Err(RightsDenied::NoRights)
     );
 }

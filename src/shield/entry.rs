@@ -18,7 +18,7 @@ pub const CACHE_STATUS: &str = "x-usher-cache";
 pub struct Head {
     /// The status.
     pub status: StatusCode,
-    /// The end-to-end headers, with room for what an answer adds (see [`Head::response`]).
+    /// The end-to-end headers.
     pub headers: HeaderMap,
 }
 
@@ -28,7 +28,7 @@ const EXTRA_HEADERS: usize = 6;
 
 impl Head {
     /// The head to keep of an upstream response: its own copy of the header values, all in
-    /// one allocation, in a map with room for the headers each answer adds.
+    /// one allocation.
     ///
     /// The values hyper parsed are slices of the connection's read buffer: kept as they
     /// are, one small object would hold that whole buffer in memory (several times its
@@ -42,7 +42,7 @@ impl Head {
             values.extend_from_slice(value.as_bytes());
         }
         let values = values.freeze();
-        let mut own = HeaderMap::with_capacity(headers.len() + EXTRA_HEADERS);
+        let mut own = HeaderMap::with_capacity(headers.len());
         let mut at = 0;
         for (name, value) in headers {
             let mut copy = HeaderValue::from_maybe_shared(values.slice(at..at + value.len()))
@@ -61,10 +61,14 @@ impl Head {
     pub fn response(&self, body: Body, outcome: &'static str, age: Option<u64>) -> Response<Body> {
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
-        // A clone keeps the stored map's room for the headers added here and after (the
-        // request id and CORS headers), and needs no hashing of the stored names.
+        // Built at its final size, with room for the headers added here and after (the
+        // request id and CORS headers): a clone would be exactly as large as the stored
+        // map and grow (a reallocation) at the first header added.
         let headers = response.headers_mut();
-        *headers = self.headers.clone();
+        *headers = HeaderMap::with_capacity(self.headers.len() + EXTRA_HEADERS);
+        for (name, value) in &self.headers {
+            headers.append(name, value.clone());
+        }
         headers.insert(CACHE_STATUS, HeaderValue::from_static(outcome));
         if let Some(age) = age {
             headers.insert(http::header::AGE, HeaderValue::from(age));
@@ -110,9 +114,9 @@ impl Entry {
         u32::try_from(self.len as usize + headers + 64).unwrap_or(u32::MAX)
     }
 
-    /// The response for a viewer (the body left out for HEAD).
-    pub fn response(&self, head_only: bool, outcome: &'static str) -> Response<Body> {
-        let age = self.stored.elapsed().as_secs();
+    /// The response for a viewer at `now` (the body left out for HEAD).
+    pub fn response(&self, head_only: bool, outcome: &'static str, now: Instant) -> Response<Body> {
+        let age = now.saturating_duration_since(self.stored).as_secs();
         self.head
             .response(bytes_body(&self.body, head_only), outcome, Some(age))
     }
