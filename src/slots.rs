@@ -1,48 +1,86 @@
 //! A thread's memo slots: the per-thread memos of verified credentials
 //! ([`crate::ticket::verify_signature_remembered`]), of the shield's entries and of rights
-//! decisions each keep one entry a slot in a [`Slots`], in the slot [`slot_of`] gives its key.
+//! decisions each keep one entry a slot in a [`Slots`], in the pair of slots (two ways)
+//! that [`slot_of`] gives its key: two keys that fall in one place both stay.
 //!
-//! The slot is FNV-1a over the key's parts, each followed by a byte no text holds (0xff),
-//! so that `("ab", "c")` and `("a", "bc")` are different keys. Whoever chooses a key can
-//! only push another key of the same thread out of its slot: a slot matches a request only
-//! when every part of the key is equal.
+//! The place is a multiplicative hash over the key's parts, eight bytes at a time, each
+//! part closed by its length, so that `("ab", "c")` and `("a", "bc")` land apart. Whoever
+//! chooses a key can only push other keys of the same thread out of their place: a slot
+//! matches a request only when every part of the key is equal.
 
 use std::cell::RefCell;
 
-/// One thread's slots, each empty or holding one entry; held in a `thread_local!`.
+/// One thread's slots, each empty or holding one entry, in pairs; held in a
+/// `thread_local!`.
 pub struct Slots<T>(RefCell<Vec<Option<T>>>);
 
 impl<T> Slots<T> {
-    /// `count` empty slots.
+    /// `count` empty slots (`count / 2` pairs).
     pub fn new(count: usize) -> Self {
-        Self(RefCell::new((0..count).map(|_| None).collect()))
+        Self(RefCell::new((0..count.max(2)).map(|_| None).collect()))
     }
 
-    /// What `read` makes of the entry in slot `at`, if it holds one.
-    pub fn read<R>(&self, at: usize, read: impl FnOnce(&T) -> Option<R>) -> Option<R> {
-        self.0.borrow()[at].as_ref().and_then(read)
+    /// What `read` makes of an entry in the pair of slot `at`: the newer first, then the
+    /// older.
+    pub fn read<R>(&self, at: usize, read: impl Fn(&T) -> Option<R>) -> Option<R> {
+        let slots = self.0.borrow();
+        let first = at & !1;
+        slots[first..first + 2]
+            .iter()
+            .find_map(|slot| slot.as_ref().and_then(&read))
     }
 
-    /// Puts `entry` in slot `at`, in place of what it held.
+    /// Puts `entry` in the pair of slot `at`, as its newer entry; the newer one it held
+    /// becomes the older, and the older one goes.
     pub fn put(&self, at: usize, entry: T) {
-        self.0.borrow_mut()[at] = Some(entry);
+        let mut slots = self.0.borrow_mut();
+        let first = at & !1;
+        slots[first + 1] = slots[first].replace(entry);
     }
 }
 
-/// The slot among `slots` that the key made of `parts` falls in.
+/// The slot among `slots` (of a [`Slots`] that many long) that the key made of `parts`
+/// falls in.
 pub fn slot_of(parts: &[&str], slots: usize) -> usize {
-    let hash = parts
-        .iter()
-        .flat_map(|part| part.bytes().chain([0xff]))
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    (hash % slots as u64) as usize
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut mix = |word: u64| {
+        hash = (hash ^ word)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    };
+    for part in parts {
+        let bytes = part.as_bytes();
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            mix(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        mix(u64::from_le_bytes(tail));
+        mix(bytes.len() as u64);
+    }
+    ((hash ^ (hash >> 32)) % slots as u64) as usize
 }
 
 #[cfg(test)]
 mod tests {
-    use super::slot_of;
+    use super::{slot_of, Slots};
+
+    #[test]
+    fn two_keys_of_one_pair_both_stay_until_a_third_comes() {
+        let slots = Slots::new(8);
+        let find = |key: u32| slots.read(4, |&k| (k == key).then_some(k));
+        slots.put(4, 1);
+        slots.put(5, 2);
+        assert_eq!((find(1), find(2)), (Some(1), Some(2)));
+        slots.put(4, 3);
+        assert_eq!((find(1), find(2), find(3)), (None, Some(2), Some(3)));
+        assert_eq!(
+            slots.read(2, |&k| Some(k)),
+            None,
+            "another pair is untouched"
+        );
+    }
 
     #[test]
     fn the_parts_are_kept_apart_and_every_slot_is_used() {

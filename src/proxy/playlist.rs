@@ -47,9 +47,10 @@ pub struct PlaylistRequest<'a> {
 /// Whether the upstream says this is a playlist, whatever the path looked like.
 pub fn is_playlist_response(response: &Response<Body>) -> bool {
     response.headers().get(CONTENT_TYPE).is_some_and(|v| {
+        // Windows are compared only where an `m` starts one: most types hold none or one.
         v.as_bytes()
             .windows(b"mpegurl".len())
-            .any(|w| w.eq_ignore_ascii_case(b"mpegurl"))
+            .any(|w| w[0] | 0x20 == b'm' && w.eq_ignore_ascii_case(b"mpegurl"))
     })
 }
 
