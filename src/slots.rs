@@ -15,9 +15,10 @@ use std::cell::RefCell;
 pub struct Slots<T>(RefCell<Vec<Option<T>>>);
 
 impl<T> Slots<T> {
-    /// `count` empty slots (`count / 2` pairs).
+    /// `count` empty slots (rounded up to whole pairs).
     pub fn new(count: usize) -> Self {
-        Self(RefCell::new((0..count.max(2)).map(|_| None).collect()))
+        let count = count.max(2).next_multiple_of(2);
+        Self(RefCell::new((0..count).map(|_| None).collect()))
     }
 
     /// What `read` makes of an entry in the pair of slot `at`: the newer first, then the
