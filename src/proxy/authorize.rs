@@ -130,12 +130,12 @@ pub async fn authorize(
         .check(&grant.claims.sub, path, class, now, instant)
         .await?;
     grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
-    let device = presented
-        .device
-        .map(str::to_owned)
-        .or_else(|| grant.claims.dev.clone());
+    // The device the request names, else the credential's (borrowed: a session's segment
+    // request allocates nothing for it).
+    let device = presented.device.or(grant.claims.dev.as_deref());
     match grant.kind {
         Kind::Ticket => {
+            let device = device.map(str::to_owned);
             // Boxed: starting a session is a playlist request's work, and its future is
             // large; held inline, every segment request's future would carry its room.
             let request = TicketRequest {
@@ -151,14 +151,14 @@ pub async fn authorize(
             .await?;
         }
         Kind::Session => {
-            let sid = grant.claims.sid.clone().unwrap_or_default();
-            if !state.sessions.touch(&sid, now)? {
+            let sid = grant.claims.sid.as_deref().unwrap_or_default();
+            if !state.sessions.touch(sid, now)? {
                 let start = Start {
-                    sid: Some(&sid),
+                    sid: Some(sid),
                     account: &grant.claims.sub,
                     purchase: Some(&entitled.purchase),
                     product: Some(&entitled.product),
-                    device: device.as_deref(),
+                    device,
                     ip: presented.client_ip,
                     taking_over: None,
                 };
