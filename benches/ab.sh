@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# usher builds against each other at 1 KiB, beside nginx's edge and the bare floor: the
+# A/B run every hot-path change in issue 12 was measured with.
+#
+#   VARIANTS="before:/tmp/usher-before after:target/release/usher" \
+#     benches/ab.sh [SECONDS] [ROUNDS] [CONNECTIONS]          (defaults 8, 5, 64)
+#
+# Each variant is an usher binary, started with the shipped config and an nginx origin as
+# its upstream, over 1,000 distinct 1 KiB objects (the 1 KiB case of benches/vs_nginx.sh).
+# Rounds are interleaved: each round runs `wrk -t2 -c64` against every server in turn. Per
+# run it prints requests/s, requests per server CPU-second, and the user and system
+# microseconds per request (from /proc). On this VM single rounds of one build against
+# itself differ by up to 15 %: compare medians of 5 rounds or more, and say the spread.
+#
+# Options, as environment variables:
+#   EDGE=0          leave nginx's edge (secure_link + proxy_cache) out (default: in)
+#   FLOOR=1         add the bare floor (benches/support/bare_floor.rs)
+#   PROF=NAME       `perf record -e cpu-clock` of that server in the first round, into
+#                   $OUT/perf-NAME.data; PROFG sets the call-graph option (default -g;
+#                   "--call-graph dwarf,16384" sees through inlined frames)
+#   SCHED=1         count the servers' context switches by kind (sched:sched_switch)
+#   WRKPREFIX=...   run wrk under this (e.g. "chrt -b 0": wrk's wakeups never preempt)
+#   OUT=DIR         where profiles and the results go (default: a fresh temporary folder)
+#
+# Needs wrk, nginx, python3, curl (and perf for PROF or SCHED). Traffic goes to 127.0.0.1
+# only; every load run is bounded by SECONDS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-8}
+rounds=${2:-5}
+connections=${3:-64}
+[ -n "${VARIANTS:-}" ] || { echo "benches/ab.sh: set VARIANTS=\"name:/path/to/usher ...\"" >&2; exit 1; }
+for tool in wrk python3 curl; do
+  command -v "$tool" >/dev/null || { echo "benches/ab.sh: needs $tool" >&2; exit 1; }
+done
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx" ] || { echo "benches/ab.sh: needs nginx (apt-get install nginx-light)" >&2; exit 1; }
+if [ "${FLOOR:-0}" = 1 ]; then cargo build --release --quiet --example bare_floor; fi
+out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+
+# --- content and signed links ------------------------------------------------------------------
+bench=$work/root/demo/bench
+mkdir -p "$bench/small"
+secret=bench-secret-0123456789
+python3 - "$bench" "$work" "$secret" <<'EOF'
+import base64, hashlib, hmac, os, sys, time
+bench, work, secret = sys.argv[1], sys.argv[2], sys.argv[3]
+names = [f"part_{i:04}.bin" for i in range(1000)]
+for n in names:
+    with open(os.path.join(bench, "small", n), "wb") as f:
+        f.write(os.urandom(1024))
+lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
+for n in names:
+    lines += ["#EXTINF:0.200,", n]
+with open(os.path.join(bench, "small", "index.m3u8"), "w") as f:
+    f.write("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
+expires = int(time.time()) + 3600
+paths = [f"/demo/bench/small/{n}" for n in names]
+def edge(p):
+    md5 = hashlib.md5(f"{expires}{p} {secret}".encode()).digest()
+    return f"{p}?md5={base64.urlsafe_b64encode(md5).decode().rstrip('=')}&expires={expires}"
+def floor(p):
+    tag = hmac.new(b"bare-floor-secret", p.encode(), hashlib.sha256).digest()[:16]
+    return f"{p}?token={base64.urlsafe_b64encode(tag).decode().rstrip('=')}"
+open(f"{work}/edge.paths", "w").write("\n".join(map(edge, paths)) + "\n")
+open(f"{work}/floor.paths", "w").write("\n".join(map(floor, paths)) + "\n")
+EOF
+
+# --- nginx: the origin, and the edge as vs_nginx.sh sets it up -----------------------------------
+declare -A port pid
+for p in origin edge floor; do port[$p]=$(free_port); done
+nginx_conf() { # name, server blocks -> starts an nginx with them
+  local dir=$work/nginx-$1
+  mkdir -p "$dir/cache"
+  cat > "$dir/nginx.conf" <<EOF
+daemon off;
+$([ "$(id -u)" = 0 ] && echo "user root;")
+worker_processes $(nproc);
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    open_file_cache max=4096 inactive=60s;
+    open_file_cache_valid 60s;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+$2
+}
+EOF
+  "$nginx" -c "$dir/nginx.conf" -p "$dir" &
+  pids+=($!)
+  echo $! > "$dir/master.pid"
+}
+nginx_conf origin "server { listen 127.0.0.1:${port[origin]}; root $work/root; }"
+nginx_conf edge "
+    upstream origin { server 127.0.0.1:${port[origin]}; keepalive 64; }
+    proxy_cache_path $work/nginx-edge/cache levels=1:2 keys_zone=shield:16m max_size=512m inactive=1h;
+    server {
+        listen 127.0.0.1:${port[edge]};
+        secure_link \$arg_md5,\$arg_expires;
+        secure_link_md5 \"\$secure_link_expires\$uri $secret\";
+        if (\$secure_link = \"\") { return 403; }
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_cache shield;
+            proxy_cache_key \$uri;
+            proxy_cache_valid 200 10m;
+        }
+    }"
+wait_for "http://127.0.0.1:${port[origin]}/"
+wait_for "http://127.0.0.1:${port[edge]}/"
+
+# --- the servers under test ----------------------------------------------------------------------
+names=()
+for variant in $VARIANTS; do
+  name=${variant%%:*}
+  binary=${variant#*:}
+  [ -x "$binary" ] || { echo "benches/ab.sh: $binary is not an executable" >&2; exit 1; }
+  names+=("$name")
+  port[$name]=$(free_port)
+  sed -e "s|^origin = \"../demo\"|origin = \"http://127.0.0.1:${port[origin]}\"|" \
+      -e "s|^http = \"127.0.0.1:8080\"|http = \"127.0.0.1:${port[$name]}\"|" \
+      config/usher.toml > "$work/$name.toml"
+  RUST_LOG=warn "$binary" serve --config "$work/$name.toml" --admin-listen 127.0.0.1:0 \
+    --data-dir "$work/data-$name" >"$work/$name.out" 2>"$work/$name.err" &
+  pids+=($!)
+  pid[$name]=$!
+  for _ in $(seq 100); do grep -q '^play: ' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+  play=$(grep '^play: ' "$work/$name.out" | cut -d' ' -f2) || { cat "$work/$name.err" >&2; exit 1; }
+  # Each object URI as the playlist (requested with the demo ticket) wrote it.
+  curl -fsS "http://127.0.0.1:${port[$name]}/demo/bench/small/index.m3u8?ticket=${play##*ticket=}" \
+    | grep -v '^#' | sed "s|^|/demo/bench/small/|" > "$work/$name.paths"
+done
+if [ "${FLOOR:-0}" = 1 ]; then
+  ./target/release/examples/bare_floor "127.0.0.1:${port[floor]}" "$(nproc)" "$bench/small" >/dev/null &
+  pids+=($!)
+  pid[floor]=$!
+  wait_for "http://127.0.0.1:${port[floor]}/"
+  names+=(floor)
+fi
+if [ "${EDGE:-1}" = 1 ]; then names+=(edge); fi
+# A warm-up pass fills every shield.
+for name in "${names[@]}"; do
+  [ "$name" = floor ] && continue
+  sed "s|^|http://127.0.0.1:${port[$name]}|" "$work/$name.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
+done
+
+# --- measuring -----------------------------------------------------------------------------------
+cat > "$work/paths.lua" <<'EOF'
+local paths = {}
+for line in io.lines(os.getenv("PATHS")) do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+EOF
+tck=$(getconf CLK_TCK)
+server_pids() { # name -> its pids (nginx: master and workers, read each time)
+  if [ "$1" = edge ]; then
+    local m; m=$(cat "$work/nginx-edge/master.pid"); echo "$m" $(pgrep -P "$m")
+  else
+    echo "${pid[$1]}"
+  fi
+}
+ticks() { # field (14 user, 15 system) pids... -> their sum
+  local field=$1 t=0 p v; shift
+  for p in "$@"; do v=$(awk -v f="$field" '{print $f}' "/proc/$p/stat" 2>/dev/null) || continue; t=$((t + v)); done
+  echo $t
+}
+echo "results in $out/results.txt"
+: > "$out/results.txt"
+for round in $(seq "$rounds"); do
+  for name in "${names[@]}"; do
+    read -r -a pp <<<"$(server_pids "$name")"
+    user0=$(ticks 14 "${pp[@]}"); sys0=$(ticks 15 "${pp[@]}")
+    watcher=
+    if [ "${PROF:-}" = "$name" ] && [ "$round" = 1 ]; then
+      # shellcheck disable=SC2086 # PROFG is options
+      perf record -e cpu-clock ${PROFG:--g} -p "$(IFS=,; echo "${pp[*]}")" -o "$out/perf-$name.data" \
+        -- sleep "$seconds" >/dev/null 2>&1 &
+      watcher=$!
+    elif [ -n "${SCHED:-}" ] && [ "$round" = 1 ]; then
+      perf record -e sched:sched_switch -p "$(IFS=,; echo "${pp[*]}")" -o "$out/sched-$name.data" \
+        -- sleep "$seconds" >/dev/null 2>&1 &
+      watcher=$!
+    fi
+    # shellcheck disable=SC2086 # WRKPREFIX is a command and its options
+    result=$(PATHS=$work/$name.paths ${WRKPREFIX:-} wrk -t2 -c"$connections" -d"${seconds}s" \
+      -s "$work/paths.lua" "http://127.0.0.1:${port[$name]}")
+    if [ -n "$watcher" ]; then wait "$watcher" || true; fi
+    user=$(( $(ticks 14 "${pp[@]}") - user0 )); sys=$(( $(ticks 15 "${pp[@]}") - sys0 ))
+    requests=$(awk '/requests in/ {print $1}' <<<"$result")
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$result")
+    errors=$(awk '/Non-2xx/ {print $5}' <<<"$result")
+    [ "${errors:-0}" = 0 ] || { echo "$name: $errors failed requests" >&2; exit 1; }
+    awk -v r="$round" -v n="$name" -v rps="$rps" -v q="$requests" -v u="$user" -v s="$sys" -v k="$tck" \
+      'BEGIN {printf "round %d %-10s %9.0f req/s %9.0f req/CPU-s  user %5.2f µs/req  system %5.2f µs/req\n",
+        r, n, rps, q / ((u + s) / k), u / k / q * 1e6, s / k / q * 1e6}' | tee -a "$out/results.txt"
+    if [ -n "${SCHED:-}" ] && [ "$round" = 1 ] && [ -f "$out/sched-$name.data" ]; then
+      echo "  $name switches: $(perf script -i "$out/sched-$name.data" 2>/dev/null \
+        | grep -o 'prev_state=[A-Z+]*' | sort | uniq -c | tr '\n' ' ') (R: preempted, S: went to sleep)"
+    fi
+  done
+done
+
+# --- medians -------------------------------------------------------------------------------------
+echo
+echo "medians of $rounds rounds, ${seconds} s each, wrk -t2 -c$connections, $(date -u +%F), $(nproc) cores"
+for name in "${names[@]}"; do
+  grep " $name " "$out/results.txt" | awk -v n="$name" '
+    {rps[NR] = $4; cpu[NR] = $6; user[NR] = $9; sys[NR] = $12}
+    function median(a, n,   i, j, t) {
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
+      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    END {printf "%-10s %9.0f req/s %9.0f req/CPU-s  user %5.2f µs/req  system %5.2f µs/req\n",
+      n, median(rps, NR), median(cpu, NR), median(user, NR), median(sys, NR)}'
+done
