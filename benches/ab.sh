@@ -33,17 +33,11 @@ connections=${3:-64}
 for tool in wrk python3 curl; do
   command -v "$tool" >/dev/null || { echo "benches/ab.sh: needs $tool" >&2; exit 1; }
 done
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$nginx" ] || { echo "benches/ab.sh: needs nginx (apt-get install nginx-light)" >&2; exit 1; }
 if [ "${FLOOR:-0}" = 1 ]; then cargo build --release --quiet --example bare_floor; fi
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+# The work folder, ports, nginx_conf, the edge setup and wrk's script.
+source benches/support/nginx_bench.sh
 
 # --- content and signed links ------------------------------------------------------------------
 bench=$work/root/demo/bench
@@ -76,55 +70,9 @@ EOF
 # --- nginx: the origin, and the edge as vs_nginx.sh sets it up -----------------------------------
 declare -A port pid
 for p in origin edge floor; do port[$p]=$(free_port); done
-nginx_conf() { # name, server blocks -> starts an nginx with them
-  local dir=$work/nginx-$1
-  mkdir -p "$dir/cache"
-  cat > "$dir/nginx.conf" <<EOF
-daemon off;
-$([ "$(id -u)" = 0 ] && echo "user root;")
-worker_processes $(nproc);
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 1000000;
-    open_file_cache max=4096 inactive=60s;
-    open_file_cache_valid 60s;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-$2
-}
-EOF
-  "$nginx" -c "$dir/nginx.conf" -p "$dir" &
-  pids+=($!)
-  echo $! > "$dir/master.pid"
-}
 nginx_conf origin "server { listen 127.0.0.1:${port[origin]}; root $work/root; }"
-nginx_conf edge "
-    upstream origin { server 127.0.0.1:${port[origin]}; keepalive 64; }
-    proxy_cache_path $work/nginx-edge/cache levels=1:2 keys_zone=shield:16m max_size=512m inactive=1h;
-    server {
-        listen 127.0.0.1:${port[edge]};
-        secure_link \$arg_md5,\$arg_expires;
-        secure_link_md5 \"\$secure_link_expires\$uri $secret\";
-        if (\$secure_link = \"\") { return 403; }
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_cache shield;
-            proxy_cache_key \$uri;
-            proxy_cache_valid 200 10m;
-        }
-    }"
+nginx_conf edge "$(edge_upstream "${port[origin]}")
+    server { listen 127.0.0.1:${port[edge]}; $(edge_locations "$secret") }"
 wait_for "http://127.0.0.1:${port[origin]}/"
 wait_for "http://127.0.0.1:${port[edge]}/"
 
@@ -164,15 +112,6 @@ for name in "${names[@]}"; do
 done
 
 # --- measuring -----------------------------------------------------------------------------------
-cat > "$work/paths.lua" <<'EOF'
-local paths = {}
-for line in io.lines(os.getenv("PATHS")) do paths[#paths + 1] = line end
-local i = 0
-request = function()
-  i = i % #paths + 1
-  return wrk.format("GET", paths[i])
-end
-EOF
 tck=$(getconf CLK_TCK)
 server_pids() { # name -> its pids (nginx: master and workers, read each time)
   if [ "$1" = edge ]; then

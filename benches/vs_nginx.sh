@@ -41,16 +41,9 @@ connections=${3:-64}
 for tool in wrk h2load openssl python3; do
   command -v "$tool" >/dev/null || { echo "benches/vs_nginx.sh: needs $tool" >&2; exit 1; }
 done
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$nginx" ] || { echo "benches/vs_nginx.sh: needs nginx (apt-get install nginx-light)" >&2; exit 1; }
-
 cargo build --release --quiet --bin usher --example bare_floor
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 100); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+# The work folder, ports, nginx_conf, the edge setup and wrk's script.
+source benches/support/nginx_bench.sh
 
 # --- content: under /demo/ so the demo viewer's purchase covers it --------------------------
 root=$work/root
@@ -90,75 +83,19 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
 secret=bench-secret-0123456789
 declare -A port
 for p in origin static edge edge_h2c edge_tls usher usher_tls usher0 floor floor_work; do port[$p]=$(free_port); done
-nginx_conf() { # name, server blocks -> starts an nginx with them
-  local dir=$work/nginx-$1
-  mkdir -p "$dir/cache"
-  cat > "$dir/nginx.conf" <<EOF
-daemon off;
-$([ "$(id -u)" = 0 ] && echo "user root;") # the work dir is private to whoever runs this
-worker_processes $(nproc);
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 1000000;
-    open_file_cache max=4096 inactive=60s;
-    open_file_cache_valid 60s;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-$2
-}
-EOF
-  "$nginx" -c "$dir/nginx.conf" -p "$dir" &
-  pids+=($!)
-  echo $! > "$dir/master.pid"
-}
 nginx_conf origin "server { listen 127.0.0.1:${port[origin]}; root $root; }"
 nginx_conf static "server { listen 127.0.0.1:${port[static]}; root $root; }"
-edge_proxy="
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header Accept-Encoding \"\";
-            proxy_cache shield;
-            proxy_cache_key \$uri;
-            proxy_cache_lock on;"
-edge_locations="
-        secure_link \$arg_md5,\$arg_expires;
-        secure_link_md5 \"\$secure_link_expires\$uri $secret\";
-        if (\$secure_link = \"\") { return 403; }
-        if (\$secure_link = \"0\") { return 410; }
-        location / {
-            $edge_proxy
-            proxy_cache_valid 200 10m;
-        }
-        location ~ \\.m3u8\$ {
-            $edge_proxy
-            proxy_cache_valid 200 5s;
-            sub_filter_types application/vnd.apple.mpegurl;
-            sub_filter_once off;
-            sub_filter '.ts' '.ts?md5=\$arg_md5&expires=\$arg_expires';
-        }"
-nginx_conf edge "
-    upstream origin { server 127.0.0.1:${port[origin]}; keepalive 64; }
-    proxy_cache_path $work/nginx-edge/cache levels=1:2 keys_zone=shield:16m max_size=512m inactive=1h;
+locations=$(edge_locations "$secret")
+nginx_conf edge "$(edge_upstream "${port[origin]}")
     http2_max_concurrent_streams 128;
-    server { listen 127.0.0.1:${port[edge]}; $edge_locations }
-    server { listen 127.0.0.1:${port[edge_h2c]} http2; $edge_locations }
+    server { listen 127.0.0.1:${port[edge]}; $locations }
+    server { listen 127.0.0.1:${port[edge_h2c]} http2; $locations }
     server {
         listen 127.0.0.1:${port[edge_tls]} ssl http2;
         ssl_certificate $work/cert.pem;
         ssl_certificate_key $work/key.pem;
         ssl_session_cache shared:tls:10m;
-        $edge_locations
+        $locations
     }"
 for p in origin static edge; do wait_for "http://127.0.0.1:${port[$p]}/"; done
 
@@ -273,15 +210,6 @@ bytes_variable=$(size "$u$(cat "$work/usher-playlist-variable.paths")")
 bytes_sub=$(size "http://127.0.0.1:${port[edge]}$(cat "$work/edge-playlist.paths")")
 
 # --- measuring ---------------------------------------------------------------------------------
-cat > "$work/paths.lua" <<'EOF'
-local paths = {}
-for line in io.lines(os.getenv("PATHS")) do paths[#paths + 1] = line end
-local i = 0
-request = function()
-  i = i % #paths + 1
-  return wrk.format("GET", paths[i])
-end
-EOF
 tck=$(getconf CLK_TCK)
 server_pids() { # server -> its pids (nginx: master and workers)
   case $1 in
