@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# usher builds against each other at 1 KiB, beside nginx's edge and the bare floor: the
-# A/B run every hot-path change in issue 12 was measured with.
+# usher builds against each other at 1 KiB (or 188 KB), beside nginx's edge, nginx static
+# and the bare floor: the A/B run every hot-path change in issue 12 was measured with.
 #
 #   VARIANTS="before:/tmp/usher-before after:target/release/usher" \
 #     benches/ab.sh [SECONDS] [ROUNDS] [CONNECTIONS]          (defaults 8, 5, 64)
 #
 # Each variant is an usher binary, started with the shipped config and an nginx origin as
-# its upstream, over 1,000 distinct 1 KiB objects (the 1 KiB case of benches/vs_nginx.sh).
+# its upstream, over 1,000 distinct 1 KiB objects (the 1 KiB case of benches/vs_nginx.sh) or,
+# with OBJECT=big, 1,000 distinct 188 KB segments (its 188 KB case).
 # Rounds are interleaved: each round runs `wrk -t2 -c64` against every server in turn. Per
 # run it prints requests/s, requests per server CPU-second, and the user and system
 # microseconds per request (from /proc). On this VM single rounds of one build against
 # itself differ by up to 15 %: compare medians of 5 rounds or more, and say the spread.
 #
 # Options, as environment variables:
+#   OBJECT=big      the 188 KB segments instead of the 1 KiB objects
 #   EDGE=0          leave nginx's edge (secure_link + proxy_cache) out (default: in)
+#   STATIC=1        add nginx static (the files from disk with sendfile)
+#   H2=1            load with `h2load -t2 -c16 -m8` (h2c) instead of wrk
 #   FLOOR=1         add the bare floor (benches/support/bare_floor.rs)
 #   PROF=NAME       `perf record -e cpu-clock` of that server in the first round, into
 #                   $OUT/perf-NAME.data; PROFG sets the call-graph option (default -g;
@@ -30,7 +34,7 @@ seconds=${1:-8}
 rounds=${2:-5}
 connections=${3:-64}
 [ -n "${VARIANTS:-}" ] || { echo "benches/ab.sh: set VARIANTS=\"name:/path/to/usher ...\"" >&2; exit 1; }
-for tool in wrk python3 curl; do
+for tool in wrk python3 curl $([ "${H2:-0}" = 1 ] && echo h2load); do
   command -v "$tool" >/dev/null || { echo "benches/ab.sh: needs $tool" >&2; exit 1; }
 done
 if [ "${FLOOR:-0}" = 1 ]; then cargo build --release --quiet --example bare_floor; fi
@@ -41,22 +45,30 @@ source benches/support/nginx_bench.sh
 
 # --- content and signed links ------------------------------------------------------------------
 bench=$work/root/demo/bench
-mkdir -p "$bench/small"
+object=${OBJECT:-small}
+case $object in small | big) ;; *) echo "benches/ab.sh: OBJECT is small or big" >&2; exit 1 ;; esac
+mkdir -p "$bench/$object"
 secret=bench-secret-0123456789
-python3 - "$bench" "$work" "$secret" <<'EOF'
+python3 - "$bench" "$work" "$secret" "$object" <<'EOF'
 import base64, hashlib, hmac, os, sys, time
-bench, work, secret = sys.argv[1], sys.argv[2], sys.argv[3]
-names = [f"part_{i:04}.bin" for i in range(1000)]
-for n in names:
-    with open(os.path.join(bench, "small", n), "wb") as f:
-        f.write(os.urandom(1024))
+bench, work, secret, kind = sys.argv[1:5]
+if kind == "small":
+    names = [f"part_{i:04}.bin" for i in range(1000)]
+    for n in names:
+        with open(os.path.join(bench, kind, n), "wb") as f:
+            f.write(os.urandom(1024))
+else:  # 1,000 distinct 188 KB files, as in vs_nginx.sh
+    names = [f"seg_{i:04}.ts" for i in range(1000)]
+    for n in names:
+        with open(os.path.join(bench, kind, n), "wb") as f:
+            f.write(os.urandom(188 * 1000))
 lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
 for n in names:
     lines += ["#EXTINF:0.200,", n]
-with open(os.path.join(bench, "small", "index.m3u8"), "w") as f:
+with open(os.path.join(bench, kind, "index.m3u8"), "w") as f:
     f.write("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
 expires = int(time.time()) + 3600
-paths = [f"/demo/bench/small/{n}" for n in names]
+paths = [f"/demo/bench/{kind}/{n}" for n in names]
 def edge(p):
     md5 = hashlib.md5(f"{expires}{p} {secret}".encode()).digest()
     return f"{p}?md5={base64.urlsafe_b64encode(md5).decode().rstrip('=')}&expires={expires}"
@@ -65,12 +77,17 @@ def floor(p):
     return f"{p}?token={base64.urlsafe_b64encode(tag).decode().rstrip('=')}"
 open(f"{work}/edge.paths", "w").write("\n".join(map(edge, paths)) + "\n")
 open(f"{work}/floor.paths", "w").write("\n".join(map(floor, paths)) + "\n")
+open(f"{work}/static.paths", "w").write("\n".join(paths) + "\n")
 EOF
 
 # --- nginx: the origin, and the edge as vs_nginx.sh sets it up -----------------------------------
 declare -A port pid
-for p in origin edge floor; do port[$p]=$(free_port); done
+for p in origin edge floor static; do port[$p]=$(free_port); done
 nginx_conf origin "server { listen 127.0.0.1:${port[origin]}; root $work/root; }"
+if [ "${STATIC:-0}" = 1 ]; then
+  nginx_conf static "server { listen 127.0.0.1:${port[static]}; root $work/root; }"
+  wait_for "http://127.0.0.1:${port[static]}/"
+fi
 nginx_conf edge "$(edge_upstream "${port[origin]}")
     server { listen 127.0.0.1:${port[edge]}; $(edge_locations "$secret") }"
 wait_for "http://127.0.0.1:${port[origin]}/"
@@ -94,28 +111,29 @@ for variant in $VARIANTS; do
   for _ in $(seq 100); do grep -q '^play: ' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
   play=$(grep '^play: ' "$work/$name.out" | cut -d' ' -f2) || { cat "$work/$name.err" >&2; exit 1; }
   # Each object URI as the playlist (requested with the demo ticket) wrote it.
-  curl -fsS "http://127.0.0.1:${port[$name]}/demo/bench/small/index.m3u8?ticket=${play##*ticket=}" \
-    | grep -v '^#' | sed "s|^|/demo/bench/small/|" > "$work/$name.paths"
+  curl -fsS "http://127.0.0.1:${port[$name]}/demo/bench/$object/index.m3u8?ticket=${play##*ticket=}" \
+    | grep -v '^#' | sed "s|^|/demo/bench/$object/|" > "$work/$name.paths"
 done
 if [ "${FLOOR:-0}" = 1 ]; then
-  ./target/release/examples/bare_floor "127.0.0.1:${port[floor]}" "$(nproc)" "$bench/small" >/dev/null &
+  ./target/release/examples/bare_floor "127.0.0.1:${port[floor]}" "$(nproc)" "$bench/$object" >/dev/null &
   pids+=($!)
   pid[floor]=$!
   wait_for "http://127.0.0.1:${port[floor]}/"
   names+=(floor)
 fi
 if [ "${EDGE:-1}" = 1 ]; then names+=(edge); fi
+if [ "${STATIC:-0}" = 1 ]; then names+=(static); fi
 # A warm-up pass fills every shield.
 for name in "${names[@]}"; do
-  [ "$name" = floor ] && continue
+  case $name in floor | static) continue ;; esac
   sed "s|^|http://127.0.0.1:${port[$name]}|" "$work/$name.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
 done
 
 # --- measuring -----------------------------------------------------------------------------------
 tck=$(getconf CLK_TCK)
 server_pids() { # name -> its pids (nginx: master and workers, read each time)
-  if [ "$1" = edge ]; then
-    local m; m=$(cat "$work/nginx-edge/master.pid"); echo "$m" $(pgrep -P "$m")
+  if [ "$1" = edge ] || [ "$1" = static ]; then
+    local m; m=$(cat "$work/nginx-$1/master.pid"); echo "$m" $(pgrep -P "$m")
   else
     echo "${pid[$1]}"
   fi
@@ -142,14 +160,22 @@ for round in $(seq "$rounds"); do
         -- sleep "$seconds" >/dev/null 2>&1 &
       watcher=$!
     fi
-    # shellcheck disable=SC2086 # WRKPREFIX is a command and its options
-    result=$(PATHS=$work/$name.paths ${WRKPREFIX:-} wrk -t2 -c"$connections" -d"${seconds}s" \
-      -s "$work/paths.lua" "http://127.0.0.1:${port[$name]}")
+    if [ "${H2:-0}" = 1 ]; then
+      sed "s|^|http://127.0.0.1:${port[$name]}|" "$work/$name.paths" > "$work/h2.uris"
+      result=$(h2load -t2 -c16 -m8 -D "$seconds" -i "$work/h2.uris" 2>&1)
+      requests=$(awk '/^requests:/ {print $4}' <<<"$result")
+      rps=$(awk '/^finished in/ {print $4}' <<<"$result")
+      errors=$(awk '/^status codes:/ {print $5 + $7 + $9}' <<<"$result")
+    else
+      # shellcheck disable=SC2086 # WRKPREFIX is a command and its options
+      result=$(PATHS=$work/$name.paths ${WRKPREFIX:-} wrk -t2 -c"$connections" -d"${seconds}s" \
+        -s "$work/paths.lua" "http://127.0.0.1:${port[$name]}")
+      requests=$(awk '/requests in/ {print $1}' <<<"$result")
+      rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$result")
+      errors=$(awk '/Non-2xx/ {print $5}' <<<"$result")
+    fi
     if [ -n "$watcher" ]; then wait "$watcher" || true; fi
     user=$(( $(ticks 14 "${pp[@]}") - user0 )); sys=$(( $(ticks 15 "${pp[@]}") - sys0 ))
-    requests=$(awk '/requests in/ {print $1}' <<<"$result")
-    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$result")
-    errors=$(awk '/Non-2xx/ {print $5}' <<<"$result")
     [ "${errors:-0}" = 0 ] || { echo "$name: $errors failed requests" >&2; exit 1; }
     awk -v r="$round" -v n="$name" -v rps="$rps" -v q="$requests" -v u="$user" -v s="$sys" -v k="$tck" \
       'BEGIN {printf "round %d %-10s %9.0f req/s %9.0f req/CPU-s  user %5.2f µs/req  system %5.2f µs/req\n",
@@ -163,7 +189,7 @@ done
 
 # --- medians -------------------------------------------------------------------------------------
 echo
-echo "medians of $rounds rounds, ${seconds} s each, wrk -t2 -c$connections, $(date -u +%F), $(nproc) cores"
+echo "medians of $rounds rounds, ${seconds} s each, $object objects, $([ "${H2:-0}" = 1 ] && echo "h2load -t2 -c16 -m8" || echo "wrk -t2 -c$connections"), $(date -u +%F), $(nproc) cores"
 for name in "${names[@]}"; do
   grep " $name " "$out/results.txt" | awk -v n="$name" '
     {rps[NR] = $4; cpu[NR] = $6; user[NR] = $9; sys[NR] = $12}

@@ -8,6 +8,7 @@
 //! - [`ticket`]: tickets and session tokens, signing and verification, the key ring.
 //! - [`access`]: the pure per-request decision.
 //! - [`manifest`]: playlist rewriting, pure text in and out.
+//! - [`mapped`]: bodies in memory files, for `sendfile`.
 //! - [`path`]: request path normalisation and object kinds.
 //! - [`origin`]: origin base URLs and matching absolute URIs against them.
 //! - [`net`]: IP prefixes for address binding.
@@ -35,6 +36,7 @@ pub mod device;
 pub mod fanout;
 pub mod form;
 pub mod manifest;
+pub mod mapped;
 pub mod metrics;
 pub mod net;
 pub mod origin;

@@ -87,6 +87,9 @@ pub struct Metrics {
     pub cache_bytes: IntCounterVec,
     /// `usher_cache_size_bytes`: what the cache holds now.
     pub cache_size: IntGauge,
+    /// `usher_cache_mapped_bodies`: kept bodies in memory files of their own (sent with
+    /// `sendfile`), process-wide, as of the last scrape.
+    pub cache_mapped_bodies: IntGauge,
     /// `usher_webhook_deliveries_total{outcome}`: webhook attempts: delivered (2xx), or
     /// failed (retried later, or given up).
     pub webhook_deliveries: IntCounterVec,
@@ -268,6 +271,17 @@ impl Metrics {
         registry
             .register(Box::new(cache_size.clone()))
             .expect("unique metric");
+        let cache_mapped_bodies = IntGauge::new(
+            "usher_cache_mapped_bodies",
+            "Kept bodies held in memory files of their own, sent with sendfile on plain connections.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cache_mapped_bodies.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(crate::proxy::sendfile::bytes_sent().clone()))
+            .expect("unique metric");
         let upstream_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "usher_upstream_duration_seconds",
@@ -374,6 +388,7 @@ impl Metrics {
             cache_requests,
             cache_bytes,
             cache_size,
+            cache_mapped_bodies,
             store,
             fanout,
             sessions_backend,

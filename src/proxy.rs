@@ -25,6 +25,7 @@ pub mod compress;
 pub mod credentials;
 pub mod forward;
 pub mod respond;
+pub mod sendfile;
 pub mod server;
 pub mod upstream;
 

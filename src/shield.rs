@@ -296,6 +296,8 @@ impl Shield {
         cache.run_pending_tasks();
         let size = cache.weighted_size();
         self.inner.metrics.cache_size.set(size as i64);
+        let mapped = i64::try_from(crate::mapped::live()).unwrap_or(i64::MAX);
+        self.inner.metrics.cache_mapped_bodies.set(mapped);
         size
     }
 
@@ -312,6 +314,17 @@ impl Shield {
             inner.cache.invalidate(&key);
         }
     }
+}
+
+/// The body to keep of `chunks`: in a memory file of its own when it is at least
+/// `sendfile_min_bytes` long (not 0) and the file can be made, so that plain connections
+/// send it with `sendfile`; otherwise in one allocation ([`join`]).
+fn keep_body(chunks: &[bytes::Bytes], sendfile_min_bytes: u64) -> bytes::Bytes {
+    let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    (sendfile_min_bytes != 0 && len >= sendfile_min_bytes)
+        .then(|| crate::mapped::collect(chunks))
+        .flatten()
+        .unwrap_or_else(|| join(chunks))
 }
 
 /// `chunks` in one piece, in an allocation of its own: a single chunk is a slice of the
@@ -486,7 +499,7 @@ impl Fetch {
                 }
             }
         }
-        let body = join(&kept);
+        let body = keep_body(&kept, inner.settings.sendfile_min_bytes);
         // A playlist's lifetime depends on whether it is live, which its text tells.
         let text: &[u8] = if self.kind == ObjectKind::Playlist {
             &body

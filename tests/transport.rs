@@ -41,6 +41,9 @@ fn pki() -> Pki {
     }
 }
 
+/// Length of the segment kept in a memory file (over the 64 KiB default).
+const BIG: usize = 300_000;
+
 async fn origin() -> Origin {
     let mut objects = HashMap::new();
     objects.insert(
@@ -48,6 +51,7 @@ async fn origin() -> Origin {
         playlist("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXT-X-ENDLIST\n"),
     );
     objects.insert("/vod/a/s1.ts".to_owned(), segment(50_000));
+    objects.insert("/vod/a/big.ts".to_owned(), segment(BIG));
     let slow = Object {
         delay: Some(Duration::from_millis(1500)),
         ..segment(200_000)
@@ -67,11 +71,19 @@ where
 
 /// usher with an HTTPS listener on the certificate of `pki`, and its `https://` base URL.
 fn tls_usher(origin: &Origin, pki: &Pki) -> (Usher, String) {
-    let cert = pki.dir.path().join("cert.pem");
-    let key = pki.dir.path().join("key.pem");
     // The shield off: this checks what a request passed through tells the origin about the
     // client (the shield's shared fetches name no client).
-    let extra = "[access]\nprotected = [\"/vod/\"]\n[shield]\nenabled = false\n";
+    tls_usher_with(
+        origin,
+        pki,
+        "[access]\nprotected = [\"/vod/\"]\n[shield]\nenabled = false\n",
+    )
+}
+
+/// usher with an HTTPS listener as [`tls_usher`], `extra` appended to its config.
+fn tls_usher_with(origin: &Origin, pki: &Pki, extra: &str) -> (Usher, String) {
+    let cert = pki.dir.path().join("cert.pem");
+    let key = pki.dir.path().join("key.pem");
     let config = test_config(&origin.url(), extra).replace(
         "[listen]\n",
         &format!(
@@ -174,6 +186,77 @@ async fn a_returning_client_resumes_its_tls_session() {
         kinds,
         [Some(HandshakeKind::Full), Some(HandshakeKind::Resumed)]
     );
+}
+
+/// A segment the shield keeps in a memory file goes out byte for byte over HTTP/1.1 and
+/// h2c (from the file, by `sendfile`) and over TLS (from its mapping); below
+/// `shield.sendfile_min_bytes`, or with it 0, bodies stay on the heap.
+#[tokio::test]
+async fn a_segment_kept_in_a_memory_file_goes_out_whole_on_every_transport() {
+    let origin = origin().await;
+    let want = segment(BIG).body;
+    let pki = pki();
+    let (usher, https) = tls_usher_with(&origin, &pki, "");
+    let ticket = mint("/vod/a/");
+    let path = format!("/vod/a/big.ts?ticket={ticket}");
+    let h2c = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let tls = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(&pki))
+            .https_only()
+            .enable_http2()
+            .build(),
+    );
+    let sent_before = metric(&usher, "usher_sendfile_bytes_total").await;
+    for (round, cache) in ["miss", "hit"].into_iter().enumerate() {
+        let replies = [
+            get(&format!("{}{path}", usher.url), &[]).await,
+            fetch(&h2c, &format!("{}{path}", usher.url)).await,
+            fetch(&tls, &format!("{https}{path}")).await,
+        ];
+        for (reply, version) in
+            replies
+                .iter()
+                .zip([Version::HTTP_11, Version::HTTP_2, Version::HTTP_2])
+        {
+            assert_eq!((reply.status.as_u16(), reply.version), (200, version));
+            let outcome = reply.headers["x-usher-cache"].to_str().unwrap();
+            assert!(round == 0 || outcome == cache, "{outcome} in round {round}");
+            assert!(
+                reply.body == want,
+                "{version:?} round {round}: the origin's bytes"
+            );
+        }
+    }
+    assert_eq!(origin.seen().len(), 1, "one fetch, then the kept copy");
+    assert_eq!(metric(&usher, "usher_cache_mapped_bodies").await, 1.0);
+    // The HTTP/1.1 hit, less at most a short tail written by copying; HTTP/2 frames are
+    // copied (a miss streams from the origin, not from the file).
+    let sent = metric(&usher, "usher_sendfile_bytes_total").await - sent_before;
+    assert!(
+        sent > (BIG - 16_384) as f64 && sent <= BIG as f64,
+        "the plain HTTP/1.1 hit went by sendfile, and only it: {sent} bytes"
+    );
+    let small = get(&format!("{}/vod/a/s1.ts?ticket={ticket}", usher.url), &[]).await;
+    assert_eq!(small.body.len(), 50_000);
+    assert_eq!(
+        metric(&usher, "usher_cache_mapped_bodies").await,
+        1.0,
+        "50 KB stays on the heap"
+    );
+
+    let off = Usher::start(
+        &test_config(&origin.url(), "[shield]\nsendfile_min_bytes = 0\n"),
+        &[],
+    );
+    for _ in 0..2 {
+        let reply = get(&format!("{}{path}", off.url), &[]).await;
+        assert!(reply.body == want);
+    }
+    assert_eq!(metric(&off, "usher_cache_mapped_bodies").await, 0.0);
+    assert_eq!(metric(&off, "usher_sendfile_bytes_total").await, 0.0);
 }
 
 #[tokio::test]

@@ -270,6 +270,7 @@ fn upstream_groups_fallbacks_and_the_shield() {
     assert!(defaults.shield.enabled);
     assert_eq!(defaults.shield.negative_ttl, Duration::from_secs(2));
     assert_eq!(defaults.shield.stale_if_error, Duration::from_secs(30));
+    assert_eq!(defaults.shield.sendfile_min_bytes, 64 * 1024);
     assert_eq!(defaults.upstream.health.failures, 3);
     assert!(defaults.upstream.fallbacks.is_empty());
     let never = parse(&format!(
@@ -297,13 +298,17 @@ fn upstream_and_shield_problems_name_their_keys() {
         )
         .replace("failures = 2", "failures = 0")
         .replace("upstream = \"events\"", "upstream = \"nowhere\"")
-        .replace("memory = 2097152", "memory = 1000");
+        .replace(
+            "memory = 2097152",
+            "memory = 1000\nsendfile_min_bytes = 100",
+        );
     let all = problems(&text);
     for expected in [
         "upstream.fallbacks[1].total_timeout = \"1s\": must be at least the first-byte timeout",
         "upstream.health.failures = \"0\": must be at least 1",
         "routes[0].upstream = \"nowhere\": no [upstreams.<name>] group by that name",
         "shield.memory = \"1000\": must be at least 1048576",
+        "shield.sendfile_min_bytes = \"100\": must be 0 (off) or at least 8192",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }

@@ -51,6 +51,9 @@ pub struct ShieldConfig {
     pub memory: u64,
     /// Largest single object kept.
     pub max_object_bytes: u64,
+    /// Smallest body kept in a memory file of its own, which plain HTTP/1.1 connections
+    /// send with `sendfile` instead of copying it; 0: every body on the heap.
+    pub sendfile_min_bytes: u64,
     /// Lifetime of segments, init sections and keys the origin gives none for.
     pub segment_ttl: Duration,
     /// Lifetime of master and VOD playlists the origin gives none for.
@@ -70,6 +73,10 @@ pub struct ShieldConfig {
     /// unlisted extension go past the shield untouched.
     pub cache_content_types: Vec<String>,
 }
+
+/// Default `shield.sendfile_min_bytes`: segments and large init sections go out by
+/// `sendfile`; keys, parts and small playlists are copied.
+pub const DEFAULT_SENDFILE_MIN_BYTES: u64 = 64 * 1024;
 
 /// Extensions of other objects cached by default.
 pub const DEFAULT_CACHE_EXTENSIONS: &[&str] = &[

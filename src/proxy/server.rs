@@ -14,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 
+use super::sendfile::SendfileStream;
 use super::{Body, Peer};
 
 /// Anything that answers requests: the proxy and the admin listener.
@@ -99,7 +100,8 @@ pub async fn serve<H: Handler>(
                     }
                 }
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    let stream = SendfileStream::new(tcp);
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
             };

@@ -203,6 +203,7 @@ pub(crate) mod tests {
             enabled: true,
             memory: 1 << 20,
             max_object_bytes: 1 << 20,
+            sendfile_min_bytes: crate::config::upstream::DEFAULT_SENDFILE_MIN_BYTES,
             segment_ttl: Duration::from_secs(600),
             playlist_ttl: Duration::from_secs(5),
             live_playlist_ttl: None,

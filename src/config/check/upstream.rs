@@ -4,7 +4,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::super::file::{FallbackFile, HealthFile, ShieldFile, UpstreamFile};
-use super::super::upstream::{DEFAULT_CACHE_CONTENT_TYPES, DEFAULT_CACHE_EXTENSIONS};
+use super::super::upstream::{
+    DEFAULT_CACHE_CONTENT_TYPES, DEFAULT_CACHE_EXTENSIONS, DEFAULT_SENDFILE_MIN_BYTES,
+};
 use super::super::{Health, Origin, Server, ShieldConfig, Upstream};
 use super::Problems;
 use crate::origin::OriginBase;
@@ -177,6 +179,10 @@ fn health(p: &mut Problems, key: &str, file: HealthFile) -> Health {
     }
 }
 
+/// The smallest `shield.sendfile_min_bytes` other than 0: slices shorter than this are
+/// copied anyway ([`crate::proxy::sendfile::MIN_SENDFILE`]).
+const MIN_SENDFILE_BYTES: u64 = crate::proxy::sendfile::MIN_SENDFILE as u64;
+
 /// Checks `[shield]`.
 pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
     let memory = file.memory.unwrap_or(256 << 20);
@@ -194,6 +200,18 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
             "shield.max_object_bytes",
             &max_object_bytes.to_string(),
             "must be between 1 and shield.memory (and under 4 GiB)",
+        );
+    }
+    let sendfile_min_bytes = file
+        .sendfile_min_bytes
+        .unwrap_or(DEFAULT_SENDFILE_MIN_BYTES);
+    if sendfile_min_bytes != 0 && sendfile_min_bytes < MIN_SENDFILE_BYTES {
+        p.add(
+            "shield.sendfile_min_bytes",
+            &sendfile_min_bytes.to_string(),
+            format!(
+                "must be 0 (off) or at least {MIN_SENDFILE_BYTES}: a smaller body is cheaper to copy than to send from a file"
+            ),
         );
     }
     // `zero_ok`: a lifetime of zero means "never kept" (any way of writing zero).
@@ -234,6 +252,7 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
         enabled: file.enabled.unwrap_or(true),
         memory,
         max_object_bytes,
+        sendfile_min_bytes,
         segment_ttl,
         playlist_ttl,
         live_playlist_ttl,
