@@ -12,6 +12,7 @@
 //! - [`path`]: request path normalisation and object kinds.
 //! - [`origin`]: origin base URLs and matching absolute URIs against them.
 //! - [`net`]: IP prefixes for address binding.
+//! - [`open_files`]: the limit on open files, raised at start-up.
 //! - [`device`]: hashed device identity.
 //! - [`sessions`]: live playback sessions, concurrency limits and idle timeouts.
 //! - [`form`]: query-string and form decoding.
@@ -39,6 +40,7 @@ pub mod manifest;
 pub mod mapped;
 pub mod metrics;
 pub mod net;
+pub mod open_files;
 pub mod origin;
 pub mod path;
 pub mod proxy;

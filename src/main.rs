@@ -38,6 +38,7 @@ fn serve(args: &ServeArgs) -> i32 {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    usher::open_files::raise_and_log();
     let config = match cli::load_config(&args.config, &args.overrides()) {
         Ok(config) => config,
         Err(code) => return code,

@@ -63,16 +63,9 @@ impl Drop for Mapping {
 pub fn limit() -> usize {
     static LIMIT: OnceLock<usize> = OnceLock::new();
     *LIMIT.get_or_init(|| {
-        let mut files = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `getrlimit` writes one `rlimit` into the pointer it is given.
-        let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut files) } == 0 {
-            usize::try_from(files.rlim_cur).unwrap_or(usize::MAX)
-        } else {
-            1024
-        };
+        let files = crate::open_files::limits()
+            .and_then(|(soft, _)| usize::try_from(soft).ok())
+            .unwrap_or(1024);
         let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count")
             .ok()
             .and_then(|text| text.trim().parse::<usize>().ok())

@@ -259,6 +259,44 @@ async fn a_segment_kept_in_a_memory_file_goes_out_whole_on_every_transport() {
     assert_eq!(metric(&off, "usher_sendfile_bytes_total").await, 0.0);
 }
 
+/// A service manager's soft limit of 256 open files does not cap usher's connections and
+/// memory files: it raises the soft limit to the hard one at start-up, and says so.
+#[tokio::test]
+async fn a_low_soft_limit_on_open_files_is_raised_to_the_hard_one() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes one `rlimit` into the pointer it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let hard = limit.rlim_max;
+    assert!(
+        hard > 256,
+        "the runner's hard limit ({hard}) leaves room to raise"
+    );
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("usher.log");
+    let usher = Usher::start_with_open_files(&test_config(&origin.url(), ""), &log, 256);
+    assert_eq!(usher.open_files_limits(), (hard, hard));
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("raised the soft limit on open files")
+            && said.contains("before=256")
+            && said.contains(&format!("after={hard}")),
+        "{said}"
+    );
+    let reply = get(
+        &format!("{}/vod/a/s1.ts?ticket={}", usher.url, mint("/vod/a/")),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status.as_u16(), 200);
+}
+
 #[tokio::test]
 async fn plain_listener_speaks_h2c_with_prior_knowledge() {
     let origin = origin().await;

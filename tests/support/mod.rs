@@ -334,7 +334,7 @@ impl Usher {
 
     /// Starts `usher serve --config path` with extra args.
     pub fn start_file(path: &Path, args: &[&str], dir: tempfile::TempDir) -> Usher {
-        Self::launch(path, args, &[], dir, None)
+        Self::launch(path, args, &[], dir, None, None)
     }
 
     /// Starts `usher serve --config path` with extra args and environment variables.
@@ -344,7 +344,7 @@ impl Usher {
         env: &[(&str, &str)],
         dir: tempfile::TempDir,
     ) -> Usher {
-        Self::launch(path, args, env, dir, None)
+        Self::launch(path, args, env, dir, None, None)
     }
 
     /// Starts like [`Usher::start`], logging at `info` into the file `log` (appended, so
@@ -353,7 +353,16 @@ impl Usher {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("usher.toml");
         std::fs::write(&path, config).unwrap();
-        Self::launch(&path, args, &[], dir, Some(log))
+        Self::launch(&path, args, &[], dir, Some(log), None)
+    }
+
+    /// Starts like [`Usher::start_logged`], with the soft limit on open files lowered to
+    /// `soft` (the hard limit as the test runner's), as a service manager may start it.
+    pub fn start_with_open_files(config: &str, log: &Path, soft: u64) -> Usher {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usher.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::launch(&path, &[], &[], dir, Some(log), Some(soft))
     }
 
     fn launch(
@@ -362,6 +371,7 @@ impl Usher {
         env: &[(&str, &str)],
         dir: tempfile::TempDir,
         log: Option<&Path>,
+        soft_open_files: Option<u64>,
     ) -> Usher {
         let (level, stderr) = match log {
             Some(log) => (
@@ -376,7 +386,29 @@ impl Usher {
             ),
             None => ("warn", Stdio::inherit()),
         };
-        let mut child = Command::new(usher_bin())
+        let mut command = Command::new(usher_bin());
+        if let Some(soft) = soft_open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the closure only calls getrlimit and setrlimit,
+            // which are async-signal-safe, on values on its own stack.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .envs(env.iter().copied())
             .arg("serve")
             .arg("--config")
@@ -427,6 +459,21 @@ impl Usher {
             _stdout: stdout,
             _dir: dir,
         }
+    }
+
+    /// The limits on open files the running process has, soft and hard, from
+    /// `/proc/PID/limits`.
+    pub fn open_files_limits(&self) -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id())).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap();
+        let numbers: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (numbers[0], numbers[1])
     }
 
     /// The config file it was started with (rewrite it, then reload).
