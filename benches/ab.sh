@@ -101,8 +101,10 @@ for variant in $VARIANTS; do
   [ -x "$binary" ] || { echo "benches/ab.sh: $binary is not an executable" >&2; exit 1; }
   names+=("$name")
   port[$name]=$(free_port)
+  # session_ttl: the URL lists' session tokens outlive a run of any length (vs_nginx.sh).
   sed -e "s|^origin = \"../demo\"|origin = \"http://127.0.0.1:${port[origin]}\"|" \
       -e "s|^http = \"127.0.0.1:8080\"|http = \"127.0.0.1:${port[$name]}\"|" \
+      -e "s|^session_ttl = .*|session_ttl = \"2h\"|" \
       config/usher.toml > "$work/$name.toml"
   RUST_LOG=warn "$binary" serve --config "$work/$name.toml" --admin-listen 127.0.0.1:0 \
     --data-dir "$work/data-$name" >"$work/$name.out" 2>"$work/$name.err" &

@@ -100,7 +100,11 @@ nginx_conf edge "$(edge_upstream "${port[origin]}")
 for p in origin static edge; do wait_for "http://127.0.0.1:${port[$p]}/"; done
 
 # --- usher: the shipped config, the nginx origin upstream, HTTPS beside HTTP -----------------
+# The URL lists are taken once, so their session tokens must outlive the run: a session
+# token past `session_ttl` (10 min) works only while its session had a request within
+# `sessions.idle_timeout`, and the 188 KB lists sit idle for longer than that between rounds.
 sed -e "s|^origin = \"../demo\"|origin = \"http://127.0.0.1:${port[origin]}\"|" \
+    -e "s|^session_ttl = .*|session_ttl = \"2h\"|" \
     -e "s|^http = \"127.0.0.1:8080\"|http = \"127.0.0.1:${port[usher]}\"\nhttps = \"127.0.0.1:${port[usher_tls]}\"\ncert = \"$work/cert.pem\"\nkey = \"$work/key.pem\"|" \
     config/usher.toml > "$work/usher.toml"
 cat >> "$work/usher.toml" <<'EOF'
