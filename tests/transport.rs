@@ -188,8 +188,8 @@ async fn a_returning_client_resumes_its_tls_session() {
     );
 }
 
-/// A segment the shield keeps in a memory file goes out byte for byte over HTTP/1.1 and
-/// h2c (from the file, by `sendfile`) and over TLS (from its mapping); below
+/// A segment the shield keeps in a memory file goes out byte for byte over HTTP/1.1 (from
+/// the file, by `sendfile`) and over h2c and TLS (copied from its mapping); below
 /// `shield.sendfile_min_bytes`, or with it 0, bodies stay on the heap.
 #[tokio::test]
 async fn a_segment_kept_in_a_memory_file_goes_out_whole_on_every_transport() {
