@@ -141,6 +141,13 @@ impl Metrics {
                 .expect("unique metric");
             c
         };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
         let requests = unregistered(
             "usher_requests_total",
             "Requests answered, by object kind and HTTP status.",
@@ -266,19 +273,11 @@ impl Metrics {
         registry
             .register(Box::new(upstream_up.clone()))
             .expect("unique metric");
-        let cache_size = IntGauge::new("usher_cache_size_bytes", "Bytes held by the shield cache.")
-            .expect("valid metric");
-        registry
-            .register(Box::new(cache_size.clone()))
-            .expect("unique metric");
-        let cache_mapped_bodies = IntGauge::new(
+        let cache_size = gauge("usher_cache_size_bytes", "Bytes held by the shield cache.");
+        let cache_mapped_bodies = gauge(
             "usher_cache_mapped_bodies",
             "Kept bodies held in memory files of their own, sent with sendfile on plain connections.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(cache_mapped_bodies.clone()))
-            .expect("unique metric");
+        );
         registry
             .register(Box::new(crate::proxy::sendfile::bytes_sent().clone()))
             .expect("unique metric");
@@ -291,19 +290,11 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
-        let sessions_active = IntGauge::new("usher_sessions_active", "Live playback sessions.")
-            .expect("valid metric");
-        registry
-            .register(Box::new(sessions_active.clone()))
-            .expect("unique metric");
-        let webhook_queue_depth = IntGauge::new(
+        let sessions_active = gauge("usher_sessions_active", "Live playback sessions.");
+        let webhook_queue_depth = gauge(
             "usher_webhook_queue_depth",
             "Webhook deliveries waiting in the store.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(webhook_queue_depth.clone()))
-            .expect("unique metric");
+        );
         let mut cells = Cells::default();
         let by_kind = ObjectKind::ALL.map(|_| KindSeries {
             ok: ShardedCounter::new(&mut cells),

@@ -39,7 +39,7 @@ use http_body_util::BodyExt;
 use moka::sync::Cache;
 
 pub use entry::CACHE_STATUS;
-use entry::{Entry, Head};
+use entry::{keep_body, Entry, Head};
 use fill::Fill;
 use key::Key;
 
@@ -316,34 +316,6 @@ impl Shield {
     }
 }
 
-/// The body to keep of `chunks`: in a memory file of its own when it is at least
-/// `sendfile_min_bytes` long (not 0) and the file can be made, so that plain connections
-/// send it with `sendfile`; otherwise in one allocation ([`join`]).
-fn keep_body(chunks: &[bytes::Bytes], sendfile_min_bytes: u64) -> bytes::Bytes {
-    let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-    (sendfile_min_bytes != 0 && len >= sendfile_min_bytes)
-        .then(|| crate::mapped::collect(chunks))
-        .flatten()
-        .unwrap_or_else(|| join(chunks))
-}
-
-/// `chunks` in one piece, in an allocation of its own: a single chunk is a slice of the
-/// upstream connection's read buffer, which a kept slice would hold whole (see
-/// [`Head::owned`]).
-fn join(chunks: &[bytes::Bytes]) -> bytes::Bytes {
-    match chunks {
-        [] => bytes::Bytes::new(),
-        [one] => bytes::Bytes::copy_from_slice(one),
-        many => {
-            let mut whole = bytes::BytesMut::with_capacity(many.iter().map(|c| c.len()).sum());
-            for chunk in many {
-                whole.extend_from_slice(chunk);
-            }
-            whole.freeze()
-        }
-    }
-}
-
 /// Ends a fetch's time in flight however its task ends (done, panicked, or dropped with
 /// the runtime): the key is free for the next request, and readers still waiting get an
 /// error rather than waiting forever.
@@ -578,13 +550,13 @@ mod tests {
         // What hyper hands over: slices of one 64 KiB read buffer.
         let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
         let body = buffer.slice(100..1124);
-        let kept = join(std::slice::from_ref(&body));
+        let kept = entry::join(std::slice::from_ref(&body));
         assert_eq!(kept, body);
         assert!(
             !inside(&buffer, &kept),
             "a kept 1 KiB body pins the 64 KiB buffer"
         );
-        let joined = join(&[buffer.slice(0..10), buffer.slice(10..20)]);
+        let joined = entry::join(&[buffer.slice(0..10), buffer.slice(10..20)]);
         assert_eq!(joined, buffer.slice(0..20));
         assert!(!inside(&buffer, &joined));
 

@@ -131,3 +131,31 @@ pub fn bytes_body(body: &Bytes, head_only: bool) -> Body {
     };
     Full::new(body).map_err(|never| match never {}).boxed()
 }
+
+/// The body to keep of `chunks`: in a memory file of its own when it is at least
+/// `sendfile_min_bytes` long (not 0) and the file can be made, so that plain connections
+/// send it with `sendfile`; otherwise in one allocation ([`join`]).
+pub fn keep_body(chunks: &[Bytes], sendfile_min_bytes: u64) -> Bytes {
+    let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    (sendfile_min_bytes != 0 && len >= sendfile_min_bytes)
+        .then(|| crate::mapped::collect(chunks))
+        .flatten()
+        .unwrap_or_else(|| join(chunks))
+}
+
+/// `chunks` in one piece, in an allocation of its own: a single chunk is a slice of the
+/// upstream connection's read buffer, which a kept slice would hold whole (see
+/// [`Head::owned`]).
+pub fn join(chunks: &[Bytes]) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        [one] => Bytes::copy_from_slice(one),
+        many => {
+            let mut whole = bytes::BytesMut::with_capacity(many.iter().map(|c| c.len()).sum());
+            for chunk in many {
+                whole.extend_from_slice(chunk);
+            }
+            whole.freeze()
+        }
+    }
+}
