@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Response};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use moka::sync::Cache;
 
 pub use entry::CACHE_STATUS;
@@ -412,6 +413,8 @@ impl Fetch {
                     path = self.key.path(),
                     "every upstream failed; serving a stale copy"
                 );
+                // Freed first, as below: a reader with every byte may ask again at once.
+                self.release();
                 self.fill.head(entry.head.clone(), true);
                 self.fill.push(entry.body.clone());
                 self.end(End::Done(Ok(())));
@@ -453,6 +456,10 @@ impl Fetch {
         let mut kept = Vec::new();
         let mut len = 0u64;
         let upstream_bytes = inner.metrics.cache_bytes.with_label_values(&["upstream"]);
+        // The body's last chunk, when the upstream says it is the last (its length was
+        // announced): handed to the readers only once the entry is stored and the key
+        // freed, since a reader that has every byte may ask again at once.
+        let mut last = None;
         loop {
             match body.frame().await {
                 None => break,
@@ -461,6 +468,10 @@ impl Fetch {
                         len += data.len() as u64;
                         upstream_bytes.inc_by(data.len() as u64);
                         kept.push(data.clone());
+                        if body.is_end_stream() {
+                            last = Some(data);
+                            break;
+                        }
                         self.fill.push(data);
                     }
                 }
@@ -495,7 +506,12 @@ impl Fetch {
             self.shield.store(self.key.clone(), entry, self.purges);
         }
         // Finished only once stored, so a request that finds no fetch in flight finds the
-        // entry.
+        // entry; freed before the last bytes go out, so a request after them never joins
+        // this fetch.
+        self.release();
+        if let Some(data) = last {
+            self.fill.push(data);
+        }
         self.end(End::Done(Ok(())));
     }
 }
