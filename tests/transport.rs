@@ -263,16 +263,7 @@ async fn a_segment_kept_in_a_memory_file_goes_out_whole_on_every_transport() {
 /// memory files: it raises the soft limit to the hard one at start-up, and says so.
 #[tokio::test]
 async fn a_low_soft_limit_on_open_files_is_raised_to_the_hard_one() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` writes one `rlimit` into the pointer it is given.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    let hard = limit.rlim_max;
+    let (_, hard) = usher::open_files::limits().expect("limits are readable");
     assert!(
         hard > 256,
         "the runner's hard limit ({hard}) leaves room to raise"

@@ -393,14 +393,12 @@ impl Usher {
             // which are async-signal-safe, on values on its own stack.
             unsafe {
                 command.pre_exec(move || {
-                    let mut limit = libc::rlimit {
-                        rlim_cur: 0,
-                        rlim_max: 0,
+                    let (_, hard) =
+                        usher::open_files::limits().ok_or_else(std::io::Error::last_os_error)?;
+                    let limit = libc::rlimit {
+                        rlim_cur: soft.min(hard),
+                        rlim_max: hard,
                     };
-                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    limit.rlim_cur = soft.min(limit.rlim_max);
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
