@@ -8,7 +8,7 @@
 //! - [`ticket`]: tickets and session tokens, signing and verification, the key ring.
 //! - [`access`]: the pure per-request decision.
 //! - [`manifest`]: playlist rewriting, pure text in and out.
-//! - [`mapped`]: bodies in memory files, for `sendfile`.
+//! - [`mapped`]: bodies in files of their own, for `sendfile`.
 //! - [`path`]: request path normalisation and object kinds.
 //! - [`origin`]: origin base URLs and matching absolute URIs against them.
 //! - [`net`]: IP prefixes for address binding.

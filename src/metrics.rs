@@ -87,8 +87,8 @@ pub struct Metrics {
     pub cache_bytes: IntCounterVec,
     /// `usher_cache_size_bytes`: what the cache holds now.
     pub cache_size: IntGauge,
-    /// `usher_cache_mapped_bodies`: kept bodies in memory files of their own (sent with
-    /// `sendfile`), process-wide, as of the last scrape.
+    /// `usher_cache_mapped_bodies`: kept bodies in files of their own (unnamed or memory
+    /// files, sent with `sendfile`), process-wide, as of the last scrape.
     pub cache_mapped_bodies: IntGauge,
     /// `usher_webhook_deliveries_total{outcome}`: webhook attempts: delivered (2xx), or
     /// failed (retried later, or given up).
@@ -276,7 +276,7 @@ impl Metrics {
         let cache_size = gauge("usher_cache_size_bytes", "Bytes held by the shield cache.");
         let cache_mapped_bodies = gauge(
             "usher_cache_mapped_bodies",
-            "Kept bodies held in memory files of their own, sent with sendfile on plain connections.",
+            "Kept bodies held in files of their own (unnamed or memory files), sent with sendfile on plain connections.",
         );
         registry
             .register(Box::new(crate::proxy::sendfile::bytes_sent().clone()))

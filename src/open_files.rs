@@ -1,7 +1,7 @@
 //! The process's limit on open files, raised at start-up from its soft value to its hard
 //! one.
 //!
-//! Every client connection, upstream connection and body kept in a memory file
+//! Every client connection, upstream connection and body kept in a file of its own
 //! ([`crate::mapped`]) holds a file descriptor. Service managers and shells commonly start
 //! programs with a soft limit of 1,024 and a hard limit far above it; the soft limit is
 //! only a default the program may raise up to the hard one, as nginx does with
@@ -60,7 +60,7 @@ pub fn raise_and_log() {
                 tracing::warn!(
                     limit = after,
                     "the limit on open files is low: every client connection, upstream \
-                     connection and cached memory file takes one; raise the hard limit \
+                     connection and body kept in a file takes one; raise the hard limit \
                      (LimitNOFILE= in a systemd unit, ulimit -Hn, docker --ulimit nofile=)"
                 );
             }

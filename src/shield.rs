@@ -69,6 +69,8 @@ struct Inner {
     purges: std::sync::atomic::AtomicU64,
     inflight: Mutex<HashMap<Key, Arc<Fill>>>,
     settings: ShieldConfig,
+    /// Where bodies sent with `sendfile` are kept.
+    bodies: crate::mapped::Backing,
     metrics: Metrics,
 }
 
@@ -113,6 +115,7 @@ impl Shield {
                 purges: std::sync::atomic::AtomicU64::new(0),
                 inflight: Mutex::new(HashMap::new()),
                 settings: settings.clone(),
+                bodies: entry::body_backing(settings),
                 metrics: metrics.clone(),
             }),
         }
@@ -482,7 +485,7 @@ impl Fetch {
                 }
             }
         }
-        let body = keep_body(&kept, inner.settings.sendfile_min_bytes);
+        let body = keep_body(&kept, inner.settings.sendfile_min_bytes, &inner.bodies);
         // A playlist's lifetime depends on whether it is live, which its text tells.
         let text: &[u8] = if self.kind == ObjectKind::Playlist {
             &body

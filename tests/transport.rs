@@ -41,7 +41,7 @@ fn pki() -> Pki {
     }
 }
 
-/// Length of the segment kept in a memory file (over the 64 KiB default).
+/// Length of the segment kept in a file of its own (over the 64 KiB default).
 const BIG: usize = 300_000;
 
 async fn origin() -> Origin {
@@ -188,11 +188,22 @@ async fn a_returning_client_resumes_its_tls_session() {
     );
 }
 
-/// A segment the shield keeps in a memory file goes out byte for byte over HTTP/1.1 (from
-/// the file, by `sendfile`) and over h2c and TLS (copied from its mapping); below
-/// `shield.sendfile_min_bytes`, or with it 0, bodies stay on the heap.
+/// The unnamed files of `usher`'s bodies kept for `sendfile`: its open descriptors that
+/// point to deleted files.
+fn unnamed_files(usher: &Usher) -> Vec<String> {
+    usher
+        .open_file_targets()
+        .into_iter()
+        .filter(|target| target.ends_with(" (deleted)"))
+        .collect()
+}
+
+/// A segment the shield keeps in a file of its own goes out byte for byte over HTTP/1.1
+/// (from the file, by `sendfile`) and over h2c and TLS (copied from its mapping). The file
+/// is unnamed, in the data directory by default and in memory with `sendfile_dir = ""`;
+/// below `shield.sendfile_min_bytes`, or with it 0, bodies stay on the heap.
 #[tokio::test]
-async fn a_segment_kept_in_a_memory_file_goes_out_whole_on_every_transport() {
+async fn a_segment_kept_in_a_file_goes_out_whole_on_every_transport() {
     let origin = origin().await;
     let want = segment(BIG).body;
     let pki = pki();
@@ -232,6 +243,22 @@ async fn a_segment_kept_in_a_memory_file_goes_out_whole_on_every_transport() {
     }
     assert_eq!(origin.seen().len(), 1, "one fetch, then the kept copy");
     assert_eq!(metric(&usher, "usher_cache_mapped_bodies").await, 1.0);
+    let data_dir = usher.config_path().with_file_name("data");
+    let files = unnamed_files(&usher);
+    assert!(
+        files.len() == 1 && files[0].starts_with(&format!("{}/#", data_dir.display())),
+        "one unnamed file in the data directory {}: {files:?}",
+        data_dir.display()
+    );
+    assert_eq!(
+        std::fs::read_dir(&data_dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with('#'))
+            .count(),
+        0,
+        "no name left in the directory"
+    );
     // The HTTP/1.1 hit, less at most a short tail written by copying; HTTP/2 frames are
     // copied (a miss streams from the origin, not from the file).
     let sent = metric(&usher, "usher_sendfile_bytes_total").await - sent_before;
@@ -247,6 +274,17 @@ async fn a_segment_kept_in_a_memory_file_goes_out_whole_on_every_transport() {
         "50 KB stays on the heap"
     );
 
+    let memory = Usher::start(
+        &test_config(&origin.url(), "[shield]\nsendfile_dir = \"\"\n"),
+        &[],
+    );
+    for _ in 0..2 {
+        let reply = get(&format!("{}{path}", memory.url), &[]).await;
+        assert!(reply.body == want);
+    }
+    assert_eq!(unnamed_files(&memory), ["/memfd:usher-body (deleted)"]);
+    assert!(metric(&memory, "usher_sendfile_bytes_total").await > (BIG - 16_384) as f64);
+
     let off = Usher::start(
         &test_config(&origin.url(), "[shield]\nsendfile_min_bytes = 0\n"),
         &[],
@@ -259,8 +297,39 @@ async fn a_segment_kept_in_a_memory_file_goes_out_whole_on_every_transport() {
     assert_eq!(metric(&off, "usher_sendfile_bytes_total").await, 0.0);
 }
 
+/// A `shield.sendfile_dir` that cannot be a directory does not stop usher: it says so in
+/// its log and keeps bodies in memory files, which go out whole.
+#[tokio::test]
+async fn a_sendfile_dir_that_cannot_be_made_falls_back_to_memory_files() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let log = dir.path().join("usher.log");
+    let config = test_config(
+        &origin.url(),
+        &format!(
+            "[shield]\nsendfile_dir = \"{}/bodies\"\n",
+            blocker.display()
+        ),
+    );
+    let usher = Usher::start_logged(&config, &[], &log);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("shield.sendfile_dir cannot hold unnamed files")
+            && said.contains(&format!("{}/bodies", blocker.display())),
+        "{said}"
+    );
+    let path = format!("/vod/a/big.ts?ticket={}", mint("/vod/a/"));
+    for _ in 0..2 {
+        let reply = get(&format!("{}{path}", usher.url), &[]).await;
+        assert!(reply.body == segment(BIG).body);
+    }
+    assert_eq!(unnamed_files(&usher), ["/memfd:usher-body (deleted)"]);
+}
+
 /// A service manager's soft limit of 256 open files does not cap usher's connections and
-/// memory files: it raises the soft limit to the hard one at start-up, and says so.
+/// bodies' files: it raises the soft limit to the hard one at start-up, and says so.
 #[tokio::test]
 async fn a_low_soft_limit_on_open_files_is_raised_to_the_hard_one() {
     let (_, hard) = usher::open_files::limits().expect("limits are readable");

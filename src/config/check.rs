@@ -272,7 +272,7 @@ pub(super) fn check(
             }
         }
     }
-    let shield = upstream::shield(&mut p, file.shield);
+    let shield = upstream::shield(&mut p, file.shield, base_dir, &data_dir);
 
     let token = check_token(&mut p, file.token);
     let webhooks = webhooks::check(&mut p, file.webhooks.unwrap_or_default());

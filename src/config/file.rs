@@ -414,8 +414,10 @@ pub struct ShieldFile {
     pub memory: Option<u64>,
     /// Largest single object kept, in bytes.
     pub max_object_bytes: Option<u64>,
-    /// Smallest body kept in a memory file and sent with `sendfile`; 0: none.
+    /// Smallest body kept in a file of its own and sent with `sendfile`; 0: none.
     pub sendfile_min_bytes: Option<u64>,
+    /// Directory for those files; unset: `store.data_dir`; empty: memory files.
+    pub sendfile_dir: Option<String>,
     /// Lifetime of segments, init sections and keys without an origin `max-age`.
     pub segment_ttl: Option<String>,
     /// Lifetime of master and VOD playlists without an origin `max-age`.

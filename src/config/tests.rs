@@ -271,6 +271,15 @@ fn upstream_groups_fallbacks_and_the_shield() {
     assert_eq!(defaults.shield.negative_ttl, Duration::from_secs(2));
     assert_eq!(defaults.shield.stale_if_error, Duration::from_secs(30));
     assert_eq!(defaults.shield.sendfile_min_bytes, 64 * 1024);
+    assert_eq!(
+        defaults.shield.sendfile_dir.as_deref(),
+        Some(defaults.data_dir.as_path()),
+        "bodies sent with sendfile live beside the embedded database by default"
+    );
+    for (set, dir) in [("\"\"", None), ("\"bodies\"", Some(Path::new("./bodies")))] {
+        let config = parse(&format!("{MINIMAL}\n[shield]\nsendfile_dir = {set}\n")).unwrap();
+        assert_eq!(config.shield.sendfile_dir.as_deref(), dir, "{set}");
+    }
     assert_eq!(defaults.upstream.health.failures, 3);
     assert!(defaults.upstream.fallbacks.is_empty());
     let never = parse(&format!(

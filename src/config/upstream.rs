@@ -51,9 +51,12 @@ pub struct ShieldConfig {
     pub memory: u64,
     /// Largest single object kept.
     pub max_object_bytes: u64,
-    /// Smallest body kept in a memory file of its own, which plain HTTP/1.1 connections
+    /// Smallest body kept in a file of its own, which plain HTTP/1.1 connections
     /// send with `sendfile` instead of copying it; 0: every body on the heap.
     pub sendfile_min_bytes: u64,
+    /// Directory whose filesystem holds those files, unnamed (`O_TMPFILE`); `None`:
+    /// anonymous memory files.
+    pub sendfile_dir: Option<std::path::PathBuf>,
     /// Lifetime of segments, init sections and keys the origin gives none for.
     pub segment_ttl: Duration,
     /// Lifetime of master and VOD playlists the origin gives none for.

@@ -1,7 +1,7 @@
 //! A plain TCP connection that sends slices of mapped bodies with `sendfile(2)`.
 //!
 //! hyper writes a response as a vectored write of its head and body slices. Where a slice
-//! lies within a body kept in a memory file ([`crate::mapped`]), this connection sends it
+//! lies within a body kept in a file of its own ([`crate::mapped`]), this connection sends it
 //! from the file, so the kernel takes the file's pages instead of copying the bytes in
 //! from user space (the copy was 44 % of usher's CPU serving 188 KB segments); the slices
 //! before it go first with `MSG_MORE`, so the head and the body's start still leave
@@ -26,14 +26,14 @@ use crate::mapped;
 /// cost more than copying a few kilobytes.
 pub const MIN_SENDFILE: usize = 8 * 1024;
 
-/// `usher_sendfile_bytes_total`: body bytes sent from memory files, process-wide (every
+/// `usher_sendfile_bytes_total`: body bytes sent from bodies' files, process-wide (every
 /// [`crate::metrics::Metrics`] registers this one counter).
 pub fn bytes_sent() -> &'static IntCounter {
     static SENT: OnceLock<IntCounter> = OnceLock::new();
     SENT.get_or_init(|| {
         IntCounter::new(
             "usher_sendfile_bytes_total",
-            "Body bytes sent from memory files with sendfile instead of copied into the socket.",
+            "Body bytes sent from bodies' files with sendfile instead of copied into the socket.",
         )
         .expect("valid metric")
     })
@@ -232,7 +232,8 @@ mod tests {
     async fn a_head_and_a_mapped_body_arrive_whole_and_in_order() {
         // Larger than the socket buffers, so sends come back short and wait for room.
         let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let mapped = mapped::collect(&[Bytes::from(body.clone())]).expect("memory files work");
+        let mapped = mapped::collect(&[Bytes::from(body.clone())], &mapped::Backing::Memory)
+            .expect("memory files work");
         assert!(mapped::locate(&mapped).is_some());
         let head = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 3000000\r\n\r\n");
         let tail = Bytes::from_static(b"and a trailing heap slice");
@@ -260,7 +261,8 @@ mod tests {
     #[tokio::test]
     async fn heap_bodies_and_short_slices_are_written_as_before() {
         let heap = Bytes::from(vec![3u8; 200_000]);
-        let mapped = mapped::collect(&[Bytes::from(vec![9u8; 100_000])]).unwrap();
+        let mapped =
+            mapped::collect(&[Bytes::from(vec![9u8; 100_000])], &mapped::Backing::Memory).unwrap();
         let short = mapped.slice(..100);
         let got = through(
             HTTP1,

@@ -8,6 +8,8 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::policy::Lifetime;
+use crate::config::upstream::ShieldConfig;
+use crate::mapped::Backing;
 use crate::proxy::Body;
 
 /// Header that tells how the shield answered: `hit`, `miss`, `coalesced` or `stale`.
@@ -132,13 +134,40 @@ pub fn bytes_body(body: &Bytes, head_only: bool) -> Body {
     Full::new(body).map_err(|never| match never {}).boxed()
 }
 
-/// The body to keep of `chunks`: in a memory file of its own when it is at least
-/// `sendfile_min_bytes` long (not 0) and the file can be made, so that plain connections
-/// send it with `sendfile`; otherwise in one allocation ([`join`]).
-pub fn keep_body(chunks: &[Bytes], sendfile_min_bytes: u64) -> Bytes {
+/// Where the shield keeps bodies sent with `sendfile`: unnamed files in
+/// `shield.sendfile_dir`, or memory files when it is empty or its filesystem cannot hold
+/// unnamed files (said in the log).
+pub fn body_backing(settings: &ShieldConfig) -> Backing {
+    let backing = match &settings.sendfile_dir {
+        Some(dir) if settings.sendfile_min_bytes != 0 => {
+            Backing::directory(dir).unwrap_or_else(|e| {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "shield.sendfile_dir cannot hold unnamed files; bodies sent with sendfile go in memory files"
+                );
+                Backing::Memory
+            })
+        }
+        _ => Backing::Memory,
+    };
+    if settings.sendfile_min_bytes != 0 {
+        tracing::info!(
+            place = %backing.describe(),
+            min_bytes = settings.sendfile_min_bytes,
+            "shield bodies sent with sendfile are kept in files"
+        );
+    }
+    backing
+}
+
+/// The body to keep of `chunks`: in a file of its own made by `backing` when it is at
+/// least `sendfile_min_bytes` long (not 0) and the file can be made, so that plain
+/// connections send it with `sendfile`; otherwise in one allocation ([`join`]).
+pub fn keep_body(chunks: &[Bytes], sendfile_min_bytes: u64, backing: &Backing) -> Bytes {
     let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
     (sendfile_min_bytes != 0 && len >= sendfile_min_bytes)
-        .then(|| crate::mapped::collect(chunks))
+        .then(|| crate::mapped::collect(chunks, backing))
         .flatten()
         .unwrap_or_else(|| join(chunks))
 }

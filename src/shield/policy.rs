@@ -204,6 +204,7 @@ pub(crate) mod tests {
             memory: 1 << 20,
             max_object_bytes: 1 << 20,
             sendfile_min_bytes: crate::config::upstream::DEFAULT_SENDFILE_MIN_BYTES,
+            sendfile_dir: None,
             segment_ttl: Duration::from_secs(600),
             playlist_ttl: Duration::from_secs(5),
             live_playlist_ttl: None,

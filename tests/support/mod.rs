@@ -474,6 +474,16 @@ impl Usher {
         (numbers[0], numbers[1])
     }
 
+    /// Where the running process's open descriptors point (`/proc/PID/fd`): paths,
+    /// `socket:[…]`, `/memfd:usher-body (deleted)`.
+    pub fn open_file_targets(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .map(|target| target.display().to_string())
+            .collect()
+    }
+
     /// The config file it was started with (rewrite it, then reload).
     pub fn config_path(&self) -> PathBuf {
         self._dir.path().join("usher.toml")

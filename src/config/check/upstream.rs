@@ -183,8 +183,13 @@ fn health(p: &mut Problems, key: &str, file: HealthFile) -> Health {
 /// copied anyway ([`crate::proxy::sendfile::MIN_SENDFILE`]).
 const MIN_SENDFILE_BYTES: u64 = crate::proxy::sendfile::MIN_SENDFILE as u64;
 
-/// Checks `[shield]`.
-pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
+/// Checks `[shield]`; `sendfile_dir` is relative to `base_dir` and defaults to `data_dir`.
+pub(super) fn shield(
+    p: &mut Problems,
+    file: ShieldFile,
+    base_dir: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> ShieldConfig {
     let memory = file.memory.unwrap_or(256 << 20);
     if memory < 1 << 20 {
         p.add(
@@ -214,6 +219,11 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
             ),
         );
     }
+    let sendfile_dir = match file.sendfile_dir.as_deref() {
+        None => Some(data_dir.to_owned()),
+        Some("") => None,
+        Some(dir) => Some(base_dir.join(dir)),
+    };
     // `zero_ok`: a lifetime of zero means "never kept" (any way of writing zero).
     let mut ttl = |name: &str, text: Option<String>, default: &str, zero_ok: bool| {
         let is_zero = |t: &str| super::super::duration::parse(t).is_ok_and(|d| d.is_zero());
@@ -253,6 +263,7 @@ pub(super) fn shield(p: &mut Problems, file: ShieldFile) -> ShieldConfig {
         memory,
         max_object_bytes,
         sendfile_min_bytes,
+        sendfile_dir,
         segment_ttl,
         playlist_ttl,
         live_playlist_ttl,
