@@ -172,7 +172,7 @@ impl Shield {
         let key = Key::new(&group.name, path, query);
         let cached = inner.cache.get(&key);
         if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(now)) {
-            front::keep(&ask, &group.name, entry);
+            front::keep(&ask, &group.name, entry, now);
             return Ok(Some(self.hit(entry, kind, head_only, now)));
         }
         if inner.bypass.contains_key(&key) {

@@ -816,3 +816,57 @@ async fn objects_too_large_to_keep_go_past_the_shield_unbuffered() {
         "small objects are still kept"
     );
 }
+
+/// A full cache evicts the object viewers stopped asking for, not the one they keep asking
+/// for, although each serving thread answers that one from its own front without the
+/// shared cache: once a second a request for it goes to the cache, which marks it used.
+#[tokio::test]
+async fn a_full_cache_evicts_what_viewers_stopped_asking_for_not_what_they_keep_asking_for() {
+    let origin = ScriptedOrigin::start().await;
+    let body = vec![b'x'; 300_000];
+    for name in ["hot", "c1", "c2", "c3"] {
+        origin.script(&format!("/vod/a/{name}.ts"), Script::segment(&body));
+    }
+    // Room for three of the four objects.
+    let usher = Usher::start(
+        &test_config(&origin.url(), "[shield]\nmemory = 1048576\n"),
+        &[],
+    );
+    let ticket = mint("/vod/a/");
+    let fetch = |name: &'static str| {
+        let url = format!("{}/vod/a/{name}.ts?ticket={ticket}", usher.url);
+        async move {
+            let reply = get(&url, &[]).await;
+            assert_eq!(
+                (reply.status.as_u16(), reply.body.len()),
+                (200, 300_000),
+                "{name}"
+            );
+            reply.headers["x-usher-cache"].to_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(fetch("hot").await, "miss");
+    // A connection each: both serving threads come to answer it from their fronts.
+    for _ in 0..8 {
+        assert_eq!(fetch("hot").await, "hit");
+    }
+    assert_eq!(fetch("c1").await, "miss");
+    assert_eq!(fetch("c2").await, "miss");
+    // Past the fronts' refresh interval (a time the behaviour is defined by, not a wait
+    // for something to happen), viewers keep asking for `hot` only.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..8 {
+        assert_eq!(fetch("hot").await, "hit");
+    }
+    assert_eq!(fetch("c3").await, "miss");
+    // A scrape settles the cache's pending bookkeeping, evictions included.
+    assert!(metric(&usher, "usher_cache_size_bytes").await <= 1_048_576.0);
+    assert_eq!(fetch("hot").await, "hit", "the object in demand stayed");
+    assert_eq!(origin.hits("/vod/a/hot.ts"), 1);
+    assert_eq!(
+        fetch("c1").await,
+        "miss",
+        "the one asked for longest ago went"
+    );
+    assert_eq!(origin.hits("/vod/a/c1.ts"), 2);
+}

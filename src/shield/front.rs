@@ -8,17 +8,25 @@
 //! alive: an entry the cache evicted is gone from here too), while it is fresh, and while
 //! no purge came after it was taken from the cache. What a front costs is its slots (80
 //! bytes each), their keys and, for an entry the cache let go, its emptied shell: under
-//! 1 MiB a thread. Hits here do not tell the cache's eviction order that the entry was
-//! used; the hit metrics count them as any other.
+//! 1 MiB a thread. The hit metrics count hits here as any other.
+//!
+//! A hit here does not tell the cache's eviction order that the entry was used, so a slot
+//! answers for [`REFRESH`] after it was taken from the cache and then sends the next
+//! request to the cache again, which marks the entry used and puts it back here. Without
+//! that, the objects served most (all from fronts) would look the least used to the cache
+//! and be the first evicted when it is full, to be fetched from the upstream again.
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::entry::Entry;
 use crate::slots::{slot_of, Slots};
 
 /// Slots per thread: room for the objects a busy edge serves within a few seconds.
 const SLOTS: usize = 4096;
+
+/// How long a slot answers before the next request for its object goes to the cache.
+pub const REFRESH: Duration = Duration::from_secs(1);
 
 /// What a slot holds: where the entry came from, what it answers, and the entry.
 struct Slot {
@@ -28,6 +36,8 @@ struct Slot {
     path: Box<str>,
     query: Box<str>,
     entry: Weak<Entry>,
+    /// When the entry was taken from the cache.
+    taken: Instant,
 }
 
 /// What a request asks the front for.
@@ -64,19 +74,21 @@ thread_local! {
 }
 
 /// Serves `ask` with `serve` from this thread's front, if it knows a fresh entry for it
-/// that the cache still holds.
+/// that the cache still holds and took from the cache less than [`REFRESH`] ago.
 pub fn serve<T>(ask: &Ask<'_>, now: Instant, serve: impl FnOnce(&Entry) -> T) -> Option<T> {
     let slot = ask.slot();
     let entry = FRONT.with(|front| {
         front.read(slot, |s| {
-            ask.answers(s).then(|| s.entry.upgrade()).flatten()
+            (ask.answers(s) && now.saturating_duration_since(s.taken) < REFRESH)
+                .then(|| s.entry.upgrade())
+                .flatten()
         })
     })?;
     entry.is_fresh(now).then(|| serve(&entry))
 }
 
-/// Remembers `entry` (fresh, just served from the cache) for `ask`.
-pub fn keep(ask: &Ask<'_>, group: &Arc<str>, entry: &Arc<Entry>) {
+/// Remembers `entry` (fresh, just served from the cache at `now`) for `ask`.
+pub fn keep(ask: &Ask<'_>, group: &Arc<str>, entry: &Arc<Entry>, now: Instant) {
     let slot = ask.slot();
     FRONT.with(|front| {
         front.put(
@@ -88,6 +100,7 @@ pub fn keep(ask: &Ask<'_>, group: &Arc<str>, entry: &Arc<Entry>) {
                 path: ask.path.into(),
                 query: ask.query.into(),
                 entry: Arc::downgrade(entry),
+                taken: now,
             },
         )
     });
@@ -95,8 +108,6 @@ pub fn keep(ask: &Ask<'_>, group: &Arc<str>, entry: &Arc<Entry>) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use bytes::Bytes;
     use http::{HeaderMap, StatusCode};
 
@@ -141,7 +152,7 @@ mod tests {
         let first = ask("/vod/a/1.m4s", "_HLS_msn=3", 0);
         // The cache's reference: the front holds none of its own.
         let cached = entry(1000, Duration::from_secs(60));
-        keep(&first, &group, &cached);
+        keep(&first, &group, &cached, now);
         assert_eq!(served(&first, now), Some(1000));
         assert_eq!(served(&ask("/vod/a/1.m4s", "_HLS_msn=4", 0), now), None);
         assert_eq!(served(&ask("/vod/a/2.m4s", "_HLS_msn=3", 0), now), None);
@@ -157,13 +168,36 @@ mod tests {
             ..ask("/vod/a/1.m4s", "_HLS_msn=3", 0)
         };
         assert_eq!(served(&other_group, now), None);
-        assert_eq!(
-            served(&first, now + Duration::from_secs(61)),
-            None,
-            "no longer fresh"
-        );
         assert_eq!(served(&first, now), Some(1000));
         drop(cached);
         assert_eq!(served(&first, now), None, "the cache let it go");
+
+        let brief = entry(10, Duration::from_millis(500));
+        keep(&first, &group, &brief, now);
+        assert_eq!(served(&first, now + Duration::from_millis(400)), Some(10));
+        assert_eq!(
+            served(&first, now + Duration::from_millis(800)),
+            None,
+            "no longer fresh"
+        );
+    }
+
+    #[test]
+    fn a_kept_entry_sends_its_requests_back_to_the_cache_every_refresh_interval() {
+        let now = Instant::now();
+        let group: Arc<str> = Arc::from("");
+        let hot = ask("/vod/a/hot.m4s", "", 0);
+        let cached = entry(7, Duration::from_secs(600));
+        keep(&hot, &group, &cached, now);
+        let almost = now + REFRESH - Duration::from_millis(1);
+        assert_eq!(served(&hot, almost), Some(7));
+        assert_eq!(
+            served(&hot, now + REFRESH),
+            None,
+            "the cache is asked again, and marks the entry used"
+        );
+        keep(&hot, &group, &cached, now + REFRESH);
+        assert_eq!(served(&hot, now + REFRESH), Some(7), "and it answers again");
+        assert_eq!(served(&hot, almost + REFRESH), Some(7));
     }
 }
