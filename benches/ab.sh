@@ -18,6 +18,8 @@
 #   EDGE=0          leave nginx's edge (secure_link + proxy_cache) out (default: in)
 #   STATIC=1        add nginx static (the files from disk with sendfile)
 #   H2=1            load with `h2load -t2 -c16 -m8` (h2c) instead of wrk
+#   TLS=1           the same h2load, over TLS (h2 by ALPN) to every server: usher's HTTPS
+#                   listener, nginx's edge with `ssl http2` (not nginx static or the floor)
 #   FLOOR=1         add the bare floor (benches/support/bare_floor.rs)
 #   PROF=NAME       `perf record -e cpu-clock` of that server in the first round, into
 #                   $OUT/perf-NAME.data; PROFG sets the call-graph option (default -g;
@@ -34,7 +36,13 @@ seconds=${1:-8}
 rounds=${2:-5}
 connections=${3:-64}
 [ -n "${VARIANTS:-}" ] || { echo "benches/ab.sh: set VARIANTS=\"name:/path/to/usher ...\"" >&2; exit 1; }
-for tool in wrk python3 curl $([ "${H2:-0}" = 1 ] && echo h2load); do
+if [ "${TLS:-0}" = 1 ]; then
+  H2=1
+  if [ "${FLOOR:-0}" = 1 ] || [ "${STATIC:-0}" = 1 ]; then
+    echo "benches/ab.sh: TLS=1 loads usher and nginx's edge only (no FLOOR or STATIC)" >&2; exit 1
+  fi
+fi
+for tool in wrk python3 curl $([ "${H2:-0}" = 1 ] && echo h2load) $([ "${TLS:-0}" = 1 ] && echo openssl); do
   command -v "$tool" >/dev/null || { echo "benches/ab.sh: needs $tool" >&2; exit 1; }
 done
 if [ "${FLOOR:-0}" = 1 ]; then cargo build --release --quiet --example bare_floor; fi
@@ -81,17 +89,26 @@ open(f"{work}/static.paths", "w").write("\n".join(paths) + "\n")
 EOF
 
 # --- nginx: the origin, and the edge as vs_nginx.sh sets it up -----------------------------------
-declare -A port pid
+declare -A port pid plain
 for p in origin edge floor static; do port[$p]=$(free_port); done
 nginx_conf origin "server { listen 127.0.0.1:${port[origin]}; root $work/root; }"
 if [ "${STATIC:-0}" = 1 ]; then
   nginx_conf static "server { listen 127.0.0.1:${port[static]}; root $work/root; }"
   wait_for "http://127.0.0.1:${port[static]}/"
 fi
+scheme=http
+edge_listen="listen 127.0.0.1:${port[edge]};"
+if [ "${TLS:-0}" = 1 ]; then
+  scheme=https
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  edge_listen="listen 127.0.0.1:${port[edge]} ssl http2; ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem; ssl_session_cache shared:tls:10m;"
+fi
 nginx_conf edge "$(edge_upstream "${port[origin]}")
-    server { listen 127.0.0.1:${port[edge]}; $(edge_locations "$secret") }"
+    server { $edge_listen $(edge_locations "$secret") }"
 wait_for "http://127.0.0.1:${port[origin]}/"
-wait_for "http://127.0.0.1:${port[edge]}/"
+wait_for "$scheme://127.0.0.1:${port[edge]}/"
 
 # --- the servers under test ----------------------------------------------------------------------
 names=()
@@ -101,9 +118,17 @@ for variant in $VARIANTS; do
   [ -x "$binary" ] || { echo "benches/ab.sh: $binary is not an executable" >&2; exit 1; }
   names+=("$name")
   port[$name]=$(free_port)
+  plain[$name]=$(free_port)
   # session_ttl: the URL lists' session tokens outlive a run of any length (vs_nginx.sh).
+  # With TLS=1 the port under load is an HTTPS listener beside the plain one.
+  if [ "${TLS:-0}" = 1 ]; then
+    listeners="http = \"127.0.0.1:${plain[$name]}\"\nhttps = \"127.0.0.1:${port[$name]}\"\ncert = \"$work/cert.pem\"\nkey = \"$work/key.pem\""
+  else
+    plain[$name]=${port[$name]}
+    listeners="http = \"127.0.0.1:${port[$name]}\""
+  fi
   sed -e "s|^origin = \"../demo\"|origin = \"http://127.0.0.1:${port[origin]}\"|" \
-      -e "s|^http = \"127.0.0.1:8080\"|http = \"127.0.0.1:${port[$name]}\"|" \
+      -e "s|^http = \"127.0.0.1:8080\"|$listeners|" \
       -e "s|^session_ttl = .*|session_ttl = \"2h\"|" \
       config/usher.toml > "$work/$name.toml"
   RUST_LOG=warn "$binary" serve --config "$work/$name.toml" --admin-listen 127.0.0.1:0 \
@@ -113,7 +138,7 @@ for variant in $VARIANTS; do
   for _ in $(seq 100); do grep -q '^play: ' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
   play=$(grep '^play: ' "$work/$name.out" | cut -d' ' -f2) || { cat "$work/$name.err" >&2; exit 1; }
   # Each object URI as the playlist (requested with the demo ticket) wrote it.
-  curl -fsS "http://127.0.0.1:${port[$name]}/demo/bench/$object/index.m3u8?ticket=${play##*ticket=}" \
+  curl -fsS "http://127.0.0.1:${plain[$name]}/demo/bench/$object/index.m3u8?ticket=${play##*ticket=}" \
     | grep -v '^#' | sed "s|^|/demo/bench/$object/|" > "$work/$name.paths"
 done
 if [ "${FLOOR:-0}" = 1 ]; then
@@ -128,7 +153,7 @@ if [ "${STATIC:-0}" = 1 ]; then names+=(static); fi
 # A warm-up pass fills every shield.
 for name in "${names[@]}"; do
   case $name in floor | static) continue ;; esac
-  sed "s|^|http://127.0.0.1:${port[$name]}|" "$work/$name.paths" | xargs -n 100 -P 2 curl -fsS >/dev/null
+  sed "s|^|$scheme://127.0.0.1:${port[$name]}|" "$work/$name.paths" | xargs -n 100 -P 2 curl -kfsS >/dev/null
 done
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -163,7 +188,7 @@ for round in $(seq "$rounds"); do
       watcher=$!
     fi
     if [ "${H2:-0}" = 1 ]; then
-      sed "s|^|http://127.0.0.1:${port[$name]}|" "$work/$name.paths" > "$work/h2.uris"
+      sed "s|^|$scheme://127.0.0.1:${port[$name]}|" "$work/$name.paths" > "$work/h2.uris"
       result=$(h2load -t2 -c16 -m8 -D "$seconds" -i "$work/h2.uris" 2>&1)
       requests=$(awk '/^requests:/ {print $4}' <<<"$result")
       rps=$(awk '/^finished in/ {print $4}' <<<"$result")
@@ -191,7 +216,7 @@ done
 
 # --- medians -------------------------------------------------------------------------------------
 echo
-echo "medians of $rounds rounds, ${seconds} s each, $object objects, $([ "${H2:-0}" = 1 ] && echo "h2load -t2 -c16 -m8" || echo "wrk -t2 -c$connections"), $(date -u +%F), $(nproc) cores"
+echo "medians of $rounds rounds, ${seconds} s each, $object objects, $([ "${H2:-0}" = 1 ] && echo "h2load -t2 -c16 -m8 over $([ "$scheme" = https ] && echo TLS || echo h2c)" || echo "wrk -t2 -c$connections"), $(date -u +%F), $(nproc) cores"
 for name in "${names[@]}"; do
   grep " $name " "$out/results.txt" | awk -v n="$name" '
     {rps[NR] = $4; cpu[NR] = $6; user[NR] = $9; sys[NR] = $12}
