@@ -198,6 +198,16 @@ fn unnamed_files(usher: &Usher) -> Vec<String> {
         .collect()
 }
 
+/// `usher` once it answered `path` (the big segment) twice, the origin's bytes each time:
+/// a miss, then the kept copy.
+async fn serving_twice(usher: Usher, path: &str) -> Usher {
+    for _ in 0..2 {
+        let reply = get(&format!("{}{path}", usher.url), &[]).await;
+        assert!(reply.body == segment(BIG).body, "the origin's bytes");
+    }
+    usher
+}
+
 /// A segment the shield keeps in a file of its own goes out byte for byte over HTTP/1.1
 /// (from the file, by `sendfile`) and over h2c and TLS (copied from its mapping). The file
 /// is unnamed, in the data directory by default and in memory with `sendfile_dir = ""`;
@@ -274,25 +284,25 @@ async fn a_segment_kept_in_a_file_goes_out_whole_on_every_transport() {
         "50 KB stays on the heap"
     );
 
-    let memory = Usher::start(
-        &test_config(&origin.url(), "[shield]\nsendfile_dir = \"\"\n"),
-        &[],
-    );
-    for _ in 0..2 {
-        let reply = get(&format!("{}{path}", memory.url), &[]).await;
-        assert!(reply.body == want);
-    }
+    let memory = serving_twice(
+        Usher::start(
+            &test_config(&origin.url(), "[shield]\nsendfile_dir = \"\"\n"),
+            &[],
+        ),
+        &path,
+    )
+    .await;
     assert_eq!(unnamed_files(&memory), ["/memfd:usher-body (deleted)"]);
     assert!(metric(&memory, "usher_sendfile_bytes_total").await > (BIG - 16_384) as f64);
 
-    let off = Usher::start(
-        &test_config(&origin.url(), "[shield]\nsendfile_min_bytes = 0\n"),
-        &[],
-    );
-    for _ in 0..2 {
-        let reply = get(&format!("{}{path}", off.url), &[]).await;
-        assert!(reply.body == want);
-    }
+    let off = serving_twice(
+        Usher::start(
+            &test_config(&origin.url(), "[shield]\nsendfile_min_bytes = 0\n"),
+            &[],
+        ),
+        &path,
+    )
+    .await;
     assert_eq!(metric(&off, "usher_cache_mapped_bodies").await, 0.0);
     assert_eq!(metric(&off, "usher_sendfile_bytes_total").await, 0.0);
 }
@@ -313,18 +323,14 @@ async fn a_sendfile_dir_that_cannot_be_made_falls_back_to_memory_files() {
             blocker.display()
         ),
     );
-    let usher = Usher::start_logged(&config, &[], &log);
+    let path = format!("/vod/a/big.ts?ticket={}", mint("/vod/a/"));
+    let usher = serving_twice(Usher::start_logged(&config, &[], &log), &path).await;
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(
         said.contains("shield.sendfile_dir cannot hold unnamed files")
             && said.contains(&format!("{}/bodies", blocker.display())),
         "{said}"
     );
-    let path = format!("/vod/a/big.ts?ticket={}", mint("/vod/a/"));
-    for _ in 0..2 {
-        let reply = get(&format!("{}{path}", usher.url), &[]).await;
-        assert!(reply.body == segment(BIG).body);
-    }
     assert_eq!(unnamed_files(&usher), ["/memfd:usher-body (deleted)"]);
 }
 
