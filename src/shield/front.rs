@@ -6,7 +6,7 @@
 //! group, path and upstream query, a weak reference to the last entry it served there. An
 //! entry counts only while the cache still holds it (the weak reference holds nothing
 //! alive: an entry the cache evicted is gone from here too), while it is fresh, and while
-//! no purge came after it was taken from the cache. What a front costs is its slots (80
+//! no purge came after it was taken from the cache. What a front costs is its slots (88
 //! bytes each), their keys and, for an entry the cache let go, its emptied shell: under
 //! 1 MiB a thread. The hit metrics count hits here as any other.
 //!
