@@ -31,7 +31,7 @@ pub mod policy;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Response};
@@ -74,33 +74,13 @@ struct Inner {
     metrics: Metrics,
 }
 
-/// Keeps each entry for its fresh and stale lifetimes from when it was stored, no longer;
-/// a refetched entry replacing a stale one starts over.
-struct KeepFor;
-
-impl moka::Expiry<Key, Arc<Entry>> for KeepFor {
-    fn expire_after_create(&self, _: &Key, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(entry.lifetime.kept())
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Key,
-        entry: &Arc<Entry>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.lifetime.kept())
-    }
-}
-
 impl Shield {
     /// A shield with `settings`, reporting to `metrics`.
     pub fn new(settings: &ShieldConfig, metrics: &Metrics) -> Self {
         let cache = Cache::builder()
             .max_capacity(settings.memory)
             .weigher(|_: &Key, entry: &Arc<Entry>| entry.weight())
-            .expire_after(KeepFor)
+            .expire_after(policy::KeepFor)
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .build();
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -524,6 +504,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use http::StatusCode;
+    use std::time::Duration;
 
     fn entry(len: usize) -> Entry {
         Entry {

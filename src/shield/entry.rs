@@ -138,26 +138,25 @@ pub fn bytes_body(body: &Bytes, head_only: bool) -> Body {
 /// `shield.sendfile_dir`, or memory files when it is empty or its filesystem cannot hold
 /// unnamed files (said in the log).
 pub fn body_backing(settings: &ShieldConfig) -> Backing {
-    let backing = match &settings.sendfile_dir {
-        Some(dir) if settings.sendfile_min_bytes != 0 => {
-            Backing::directory(dir).unwrap_or_else(|e| {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    error = %e,
-                    "shield.sendfile_dir cannot hold unnamed files; bodies sent with sendfile go in memory files"
-                );
-                Backing::Memory
-            })
-        }
-        _ => Backing::Memory,
-    };
-    if settings.sendfile_min_bytes != 0 {
-        tracing::info!(
-            place = %backing.describe(),
-            min_bytes = settings.sendfile_min_bytes,
-            "shield bodies sent with sendfile are kept in files"
-        );
+    if settings.sendfile_min_bytes == 0 {
+        return Backing::Memory;
     }
+    let backing = match &settings.sendfile_dir {
+        None => Backing::Memory,
+        Some(dir) => Backing::directory(dir).unwrap_or_else(|e| {
+            tracing::warn!(
+                dir = %dir.display(),
+                error = %e,
+                "shield.sendfile_dir cannot hold unnamed files; bodies sent with sendfile go in memory files"
+            );
+            Backing::Memory
+        }),
+    };
+    tracing::info!(
+        place = %backing.describe(),
+        min_bytes = settings.sendfile_min_bytes,
+        "shield bodies sent with sendfile are kept in files"
+    );
     backing
 }
 

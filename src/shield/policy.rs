@@ -4,11 +4,14 @@
 //! extension in `cache_extensions`, or answered with a type in `cache_content_types`. They
 //! live as long as segments.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, VARY};
 use http::{HeaderMap, StatusCode};
 
+use super::entry::Entry;
+use super::key::Key;
 use crate::config::ShieldConfig;
 use crate::path::ObjectKind;
 
@@ -191,6 +194,26 @@ fn live_target(body: &[u8]) -> Option<Duration> {
             .filter(|d| !d.is_zero())
             .map_or(Duration::from_secs(1), |d| d.min(MAX_LIFETIME))
     })
+}
+
+/// Keeps each entry for its fresh and stale lifetimes from when it was stored, no longer;
+/// a refetched entry replacing a stale one starts over.
+pub(super) struct KeepFor;
+
+impl moka::Expiry<Key, Arc<Entry>> for KeepFor {
+    fn expire_after_create(&self, _: &Key, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
+        Some(entry.lifetime.kept())
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        entry: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.lifetime.kept())
+    }
 }
 
 #[cfg(test)]
