@@ -21,14 +21,21 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 usher \
  && useradd --system --uid 10001 --gid usher --home-dir /nonexistent --no-create-home \
-      --shell /usr/sbin/nologin usher
+      --shell /usr/sbin/nologin usher \
+ && install -d -o usher -g usher -m 700 /var/lib/usher
 COPY --from=builder /out/usher /usr/local/bin/usher
 COPY config/ /etc/usher/
 COPY demo/ /usr/share/usher/demo/
 USER usher:usher
+# The embedded database, the generated admin token and the shield's unnamed body files live
+# here. The config's own data_dir ("../data" beside /etc/usher) is not writable by the usher
+# user, so the command below points --data-dir here. Mount a volume to keep purchases across
+# containers: docker run -v usher-data:/var/lib/usher ...
+VOLUME /var/lib/usher
 # 8080: HLS gateway, 9090: metrics/admin
 EXPOSE 8080 9090
 ENTRYPOINT ["usher"]
 # Inside a container the public listener must bind all interfaces; the admin listener stays
 # on loopback unless you publish it deliberately (--admin-listen 0.0.0.0:9090).
-CMD ["serve", "--config", "/etc/usher/usher.toml", "--origin", "/usr/share/usher/demo", "--listen", "0.0.0.0:8080"]
+CMD ["serve", "--config", "/etc/usher/usher.toml", "--origin", "/usr/share/usher/demo", \
+     "--listen", "0.0.0.0:8080", "--data-dir", "/var/lib/usher"]

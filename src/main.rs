@@ -76,7 +76,7 @@ async fn run(
     for warning in config.rights.warnings() {
         tracing::warn!("{warning}");
     }
-    let state = Arc::new(State::new(config).context("upstream")?);
+    let state = Arc::new(State::new(config).context("starting the gateway")?);
     let _ = state.source.set(source);
     let config = state.config();
     let limits = Limits {
