@@ -32,6 +32,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod data_dir;
 pub mod demo;
 pub mod device;
 pub mod fanout;

@@ -68,7 +68,7 @@ impl Backing {
     /// When the directory cannot be made or opened, or its filesystem cannot hold unnamed
     /// files (`O_TMPFILE` needs ext4, XFS, btrfs, tmpfs or another that supports it).
     pub fn directory(path: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(path)?;
+        crate::data_dir::create(path)?;
         let dir = OwnedFd::from(File::open(path)?);
         let backing = Self::Directory {
             dir,

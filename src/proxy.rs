@@ -253,7 +253,7 @@ fn generated_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     // With a shared store nothing else creates the directory.
-    std::fs::create_dir_all(data_dir)
+    crate::data_dir::create(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

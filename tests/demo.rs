@@ -11,10 +11,15 @@ use support::*;
 /// The shipped config, as the README runs it, with ports and the database moved aside so
 /// tests can run side by side.
 fn start_demo() -> Usher {
+    start_demo_with_data_dir().0
+}
+
+/// [`start_demo`], and the data directory it made.
+fn start_demo_with_data_dir() -> (Usher, std::path::PathBuf) {
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/usher.toml");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    Usher::start_file(
+    let usher = Usher::start_file(
         &config,
         &[
             "--listen",
@@ -25,7 +30,17 @@ fn start_demo() -> Usher {
             data.to_str().unwrap(),
         ],
         dir,
-    )
+    );
+    (usher, data)
+}
+
+#[test]
+fn the_data_directory_usher_makes_is_for_its_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_usher, data) = start_demo_with_data_dir();
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", data.display());
+    assert!(data.join("usher.db").exists());
 }
 
 fn play_url(usher: &Usher) -> String {

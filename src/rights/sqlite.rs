@@ -78,7 +78,7 @@ impl SqliteStore {
     /// # Errors
     /// When the directory or the file cannot be created or read, or a migration fails.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| backend(format!("{}: {e}", dir.display())))?;
+        crate::data_dir::create(dir).map_err(|e| backend(format!("{}: {e}", dir.display())))?;
         let path = dir.join("usher.db");
         let conn =
             Connection::open(&path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
