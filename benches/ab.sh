@@ -21,6 +21,7 @@
 #   TLS=1           the same h2load, over TLS (h2 by ALPN) to every server: usher's HTTPS
 #                   listener, nginx's edge with `ssl http2` (not nginx static or the floor)
 #   FLOOR=1         add the bare floor (benches/support/bare_floor.rs)
+#   RAWFLOOR=1      add the bare floor without hyper (its `raw` mode) as "rawfloor"
 #   PROF=NAME       `perf record -e cpu-clock` of that server in the first round, into
 #                   $OUT/perf-NAME.data; PROFG sets the call-graph option (default -g;
 #                   "--call-graph dwarf,16384" sees through inlined frames)
@@ -38,14 +39,14 @@ connections=${3:-64}
 [ -n "${VARIANTS:-}" ] || { echo "benches/ab.sh: set VARIANTS=\"name:/path/to/usher ...\"" >&2; exit 1; }
 if [ "${TLS:-0}" = 1 ]; then
   H2=1
-  if [ "${FLOOR:-0}" = 1 ] || [ "${STATIC:-0}" = 1 ]; then
+  if [ "${FLOOR:-0}" = 1 ] || [ "${RAWFLOOR:-0}" = 1 ] || [ "${STATIC:-0}" = 1 ]; then
     echo "benches/ab.sh: TLS=1 loads usher and nginx's edge only (no FLOOR or STATIC)" >&2; exit 1
   fi
 fi
 for tool in wrk python3 curl $([ "${H2:-0}" = 1 ] && echo h2load) $([ "${TLS:-0}" = 1 ] && echo openssl); do
   command -v "$tool" >/dev/null || { echo "benches/ab.sh: needs $tool" >&2; exit 1; }
 done
-if [ "${FLOOR:-0}" = 1 ]; then cargo build --release --quiet --example bare_floor; fi
+if [ "${FLOOR:-0}" = 1 ] || [ "${RAWFLOOR:-0}" = 1 ]; then cargo build --release --quiet --example bare_floor; fi
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 # The work folder, ports, nginx_conf, the edge setup and wrk's script.
@@ -90,7 +91,7 @@ EOF
 
 # --- nginx: the origin, and the edge as vs_nginx.sh sets it up -----------------------------------
 declare -A port pid plain
-for p in origin edge floor static; do port[$p]=$(free_port); done
+for p in origin edge floor rawfloor static; do port[$p]=$(free_port); done
 nginx_conf origin "server { listen 127.0.0.1:${port[origin]}; root $work/root; }"
 if [ "${STATIC:-0}" = 1 ]; then
   nginx_conf static "server { listen 127.0.0.1:${port[static]}; root $work/root; }"
@@ -148,11 +149,19 @@ if [ "${FLOOR:-0}" = 1 ]; then
   wait_for "http://127.0.0.1:${port[floor]}/"
   names+=(floor)
 fi
+if [ "${RAWFLOOR:-0}" = 1 ]; then
+  cp "$work/floor.paths" "$work/rawfloor.paths"
+  ./target/release/examples/bare_floor "127.0.0.1:${port[rawfloor]}" "$(nproc)" "$bench/$object" 0 raw >/dev/null &
+  pids+=($!)
+  pid[rawfloor]=$!
+  wait_for "http://127.0.0.1:${port[rawfloor]}/"
+  names+=(rawfloor)
+fi
 if [ "${EDGE:-1}" = 1 ]; then names+=(edge); fi
 if [ "${STATIC:-0}" = 1 ]; then names+=(static); fi
 # A warm-up pass fills every shield.
 for name in "${names[@]}"; do
-  case $name in floor | static) continue ;; esac
+  case $name in floor | rawfloor | static) continue ;; esac
   sed "s|^|$scheme://127.0.0.1:${port[$name]}|" "$work/$name.paths" | xargs -n 100 -P 2 curl -kfsS >/dev/null
 done
 

@@ -1,7 +1,7 @@
 //! The floor `benches/vs_nginx.sh` measures usher against: a bare hyper server that does the
 //! least a token gateway must do for a kept object, and nothing else.
 //!
-//!     bare_floor ADDR THREADS DIR [WORK_NS]
+//!     bare_floor ADDR THREADS DIR [WORK_NS [raw]]
 //!
 //! It loads every file of DIR into memory, then answers `GET /<any prefix>/<file name>?token=T`
 //! from that memory when T is the base64url of the first 16 bytes of
@@ -13,7 +13,11 @@
 //! usher's own work per request costs. With WORK_NS, each request first spins that many
 //! nanoseconds on the CPU: a stand-in for a handler of that cost, to see what a nanosecond
 //! of handling costs the whole server once the kernel and the client on the same cores
-//! have had their share. Bench code only; it runs until killed.
+//! have had their share. With `raw`, hyper is left out too: each connection is a loop of
+//! its own that parses request heads with `httparse` and writes each answer (status line,
+//! `content-type`, `content-length`, a fixed `date`, body) with one write: what a hit could
+//! cost below hyper's HTTP/1 server (no timeouts, no limits, no error answers beyond closing
+//! the connection). Bench code only; it runs until killed.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,11 +41,14 @@ type Objects = Arc<HashMap<String, Bytes>>;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (addr, threads, dir, work) = match args.as_slice() {
-        [addr, threads, dir] => (addr, threads, dir, "0"),
-        [addr, threads, dir, work] => (addr, threads, dir, work.as_str()),
+    let (addr, threads, dir, work, raw) = match args.as_slice() {
+        [addr, threads, dir] => (addr, threads, dir, "0", false),
+        [addr, threads, dir, work] => (addr, threads, dir, work.as_str(), false),
+        [addr, threads, dir, work, raw] if raw == "raw" => {
+            (addr, threads, dir, work.as_str(), true)
+        }
         _ => {
-            eprintln!("usage: bare_floor ADDR THREADS DIR [WORK_NS]");
+            eprintln!("usage: bare_floor ADDR THREADS DIR [WORK_NS [raw]]");
             std::process::exit(2);
         }
     };
@@ -62,7 +69,7 @@ fn main() {
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (objects, keyed) = (objects.clone(), keyed.clone());
-            std::thread::spawn(move || serve(addr, objects, keyed, work))
+            std::thread::spawn(move || serve(addr, objects, keyed, work, raw))
         })
         .collect();
     println!("listening on {addr}");
@@ -74,7 +81,7 @@ fn main() {
 }
 
 /// One serving thread: its runtime, its socket, its connections.
-fn serve(addr: SocketAddr, objects: Objects, keyed: Hmac<sha2::Sha256>, work: Duration) {
+fn serve(addr: SocketAddr, objects: Objects, keyed: Hmac<sha2::Sha256>, work: Duration, raw: bool) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -91,6 +98,10 @@ fn serve(addr: SocketAddr, objects: Objects, keyed: Hmac<sha2::Sha256>, work: Du
             };
             let _ = tcp.set_nodelay(true);
             let (objects, keyed) = (objects.clone(), keyed.clone());
+            if raw {
+                tokio::spawn(raw_connection(tcp, objects, keyed, work));
+                continue;
+            }
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     spin(work);
@@ -105,6 +116,90 @@ fn serve(addr: SocketAddr, objects: Objects, keyed: Hmac<sha2::Sha256>, work: Du
             });
         }
     });
+}
+
+/// One connection without hyper: parse every complete head in the buffer, answer each into
+/// one output buffer, write it, read more.
+async fn raw_connection(
+    mut tcp: tokio::net::TcpStream,
+    objects: Objects,
+    keyed: Hmac<sha2::Sha256>,
+    work: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut input = vec![0u8; 16 * 1024];
+    let (mut start, mut end) = (0, 0);
+    let mut output = Vec::with_capacity(4096);
+    loop {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut head = httparse::Request::new(&mut headers);
+            match head.parse(&input[start..end]) {
+                Ok(httparse::Status::Complete(used)) => {
+                    spin(work);
+                    let target = head.path.unwrap_or("/");
+                    let (path, query) = match target.split_once('?') {
+                        Some((path, query)) => (path, Some(query)),
+                        None => (target, None),
+                    };
+                    raw_answer(&objects, &keyed, path, query, &mut output);
+                    start += used;
+                }
+                Ok(httparse::Status::Partial) => break,
+                Err(_) => return,
+            }
+        }
+        if !output.is_empty() {
+            if tcp.write_all(&output).await.is_err() {
+                return;
+            }
+            output.clear();
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        } else if end == input.len() {
+            if start == 0 {
+                return; // a head larger than the buffer
+            }
+            input.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+        }
+        match tcp.read(&mut input[end..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => end += n,
+        }
+    }
+}
+
+/// [`answer`], written straight into `output` as HTTP/1.1.
+fn raw_answer(
+    objects: &Objects,
+    keyed: &Hmac<sha2::Sha256>,
+    path: &str,
+    query: Option<&str>,
+    output: &mut Vec<u8>,
+) {
+    const DATE: &str = "date: Sun, 06 Dec 2026 00:00:00 GMT\r\n";
+    let body = if signed(keyed, path, query) {
+        objects.get(path.rsplit('/').next().unwrap_or_default())
+    } else {
+        None
+    };
+    match body {
+        Some(body) => {
+            output.extend_from_slice(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n",
+            );
+            output.extend_from_slice(DATE.as_bytes());
+            output.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+            output.extend_from_slice(body);
+        }
+        None => {
+            output.extend_from_slice(b"HTTP/1.1 403 Forbidden\r\n");
+            output.extend_from_slice(DATE.as_bytes());
+            output.extend_from_slice(b"content-length: 0\r\n\r\n");
+        }
+    }
 }
 
 /// Keeps the CPU busy for `work`.
