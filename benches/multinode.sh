@@ -35,7 +35,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORTS_TAKEN=$work/ports.taken
+source benches/support/ports.sh
 
 mkdir -p "$work/pg"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work/pg"

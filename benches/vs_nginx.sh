@@ -27,7 +27,8 @@
 # Rounds are interleaved (each round runs every case on every server); the figures are the
 # medians over the rounds: requests/s, p99 latency, requests per server CPU-second (the
 # serving processes' user+system time from /proc, nginx master and workers; the nginx origin
-# behind the edge and usher is not counted, it only sees misses), then the ratios. usher's
+# behind the edge and usher is not counted, it only sees misses), then the ratios, and the
+# main ratios once more round by round (the spread between rounds shows there). usher's
 # peak RSS is checked against the shield budget + 64 MiB.
 #
 # Needs wrk, h2load, nginx, openssl, python3 (Debian: wrk nghttp2-client nginx-light openssl
@@ -316,6 +317,20 @@ row "188 KB h2c, nginx edge" h2c-188k edge
 row "188 KB h2c, usher" h2c-188k usher h2c-188k.edge
 row "188 KB h2 TLS, nginx edge" tls-188k edge
 row "188 KB h2 TLS, usher" tls-188k usher tls-188k.edge
+echo
+# The same ratios round by round: servers in one round ran minutes apart at most, so a
+# round's ratio is spared the drift between rounds that the medians above mix in.
+per_round() { # label case.server against.case.server
+  paste -d' ' "$work/results/$2" "$work/results/$3" | awk -v l="$1" '
+    {r = r sprintf(" %.2f×", $1 / $4); c = c sprintf(" %.2f×", $3 / $6)}
+    END {printf "  %-24s req/s%s; per CPU-s%s\n", l, r, c}'
+}
+echo "ratios round by round:"
+per_round "1 KiB usher / edge" 1k.usher 1k.edge
+per_round "1 KiB usher / static" 1k.usher 1k.static
+per_round "188 KB usher / edge" 188k.usher 188k.edge
+per_round "188 KB usher / static" 188k.usher 188k.static
+per_round "h2 TLS usher / edge" tls-188k.usher tls-188k.edge
 echo
 awk -v i="$bytes_in" -v q="$bytes_query" -v v="$bytes_variable" -v p="$bytes_path" \
   'BEGIN {printf "playlist: %d B from the origin; usher query carrier %.2f× the input (written with a variable %.2f×), path carrier %.2f×\n", i, q / i, v / i, p / i}'
