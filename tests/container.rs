@@ -1,7 +1,8 @@
 //! The container image's command, run the way the image runs it: the Dockerfile's `CMD`,
 //! with its paths laid out under a temporary root (the config copied where `/etc/usher` is
 //! and not writable by usher, the demo where `/usr/share/usher/demo` is, and the folders the
-//! Dockerfile gives the usher user with `install -d -o usher`), as an unprivileged user.
+//! Dockerfile gives the usher user with `install -d -o usher`, the binary where
+//! `/usr/local/bin/usher` is), as an unprivileged user.
 //! Docker is not needed: the test checks what the image's user can and cannot write.
 
 mod support;
@@ -139,7 +140,14 @@ async fn the_images_command_serves_the_demo_as_an_unprivileged_user() {
         }
     }
     args.extend(["--admin-listen".to_owned(), "127.0.0.1:0".to_owned()]);
-    let mut command = Command::new(usher_bin());
+    // COPY --from=builder /out/usher /usr/local/bin/usher: the image's user must be able to
+    // run it wherever the checkout lives (a home folder of mode 700, say).
+    let binary = under(root, "/usr/local/bin/usher");
+    std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    if std::fs::hard_link(usher_bin(), &binary).is_err() {
+        std::fs::copy(usher_bin(), &binary).unwrap();
+    }
+    let mut command = Command::new(&binary);
     if is_root() {
         command.uid(NOBODY).gid(NOBODY);
     }
