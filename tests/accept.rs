@@ -81,6 +81,12 @@ fn secure_link(path: &str, expires: u64) -> String {
 }
 
 fn media_cdn(glob: &str, session: Option<&str>, exp: u64) -> String {
+    let mut token = MediaToken::new(Scope::PathGlobs(vec![glob.to_owned()]), exp);
+    token.session_id = session.map(str::to_owned);
+    media_cdn_signed(&token)
+}
+
+fn media_cdn_signed(token: &MediaToken) -> String {
     use base64::Engine;
     let secret = base64::engine::general_purpose::URL_SAFE
         .decode(MEDIA_KEY)
@@ -89,9 +95,7 @@ fn media_cdn(glob: &str, session: Option<&str>, exp: u64) -> String {
         .unwrap()
         .signing()
         .unwrap();
-    let mut token = MediaToken::new(Scope::PathGlobs(vec![glob.to_owned()]), exp);
-    token.session_id = session.map(str::to_owned);
-    media_cdn::mint(&token, &key)
+    media_cdn::mint(token, &key)
 }
 
 fn later() -> u64 {
@@ -282,6 +286,45 @@ async fn tampered_expired_and_out_of_scope_tokens_are_refused() {
             (reply.status.as_u16(), reply.reason().as_str()),
             (403, reason),
             "{query}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_media_cdn_url_prefix_covers_its_own_paths_whatever_host_the_client_names() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
+    let segment = format!("{}/open/v/s1.ts", usher.url);
+    let token = |prefix: &str| {
+        media_cdn_signed(&MediaToken::new(
+            Scope::UrlPrefix(prefix.to_owned()),
+            later(),
+        ))
+    };
+    let covering = format!(
+        "{segment}?edge-cache-token={}",
+        token("http://cdn.example/open/v/")
+    );
+    let reply = get(&covering, &[("host", "cdn.example")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.reason());
+
+    // A token for another folder, and a Host that would put that folder in front of the
+    // path asked for: `http://cdn.example/open/free//open/v/s1.ts` starts with the prefix.
+    let other = format!(
+        "{segment}?edge-cache-token={}",
+        token("http://cdn.example/open/free/")
+    );
+    for host in [
+        "cdn.example",
+        "cdn.example/open/free/",
+        "cdn.example/open/free/?",
+        "x@cdn.example",
+    ] {
+        let reply = get(&other, &[("host", host)]).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.reason().as_str()),
+            (403, "out_of_scope"),
+            "Host: {host}"
         );
     }
 }

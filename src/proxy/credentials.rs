@@ -121,7 +121,13 @@ pub fn without_foreign_cookies(mut headers: HeaderMap, formats: &Formats) -> Hea
 }
 
 /// `scheme://host/path?query` as the client asked for it, for a Media CDN token's
-/// `URLPrefix`; empty when no Media CDN token came (nothing else needs it).
+/// `URLPrefix`; empty when no Media CDN token came (nothing else needs it), and when the
+/// host the client named is not a plain `host[:port]`.
+///
+/// The host comes from the client. A `Host` of `cdn.example/vod/free/` would otherwise put
+/// a path of the client's choosing in front of the real one, and a token for
+/// `http://cdn.example/vod/free/` would cover every path on the route. The empty URL
+/// matches no prefix: the token is out of scope.
 pub fn request_url<B>(
     carried: &foreign::Carried<'_>,
     proto: &str,
@@ -137,10 +143,23 @@ pub fn request_url<B>(
         .map(|a| a.as_str())
         .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
         .unwrap_or_default();
+    if !is_plain_host(host) {
+        return String::new();
+    }
     match req.uri().query() {
         Some(query) => format!("{proto}://{host}{path}?{query}"),
         None => format!("{proto}://{host}{path}"),
     }
+}
+
+/// Whether `host` is a host name, an IPv4 address or a bracketed IPv6 address, with an
+/// optional port: nothing that could end the authority (`/`, `?`, `#`, `\\`) or add user
+/// information (`@`).
+fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
 }
 
 /// Splits a session token carried as the first path segment (`/s2.<kid>.<claims>.<mac>/…`)
@@ -272,6 +291,40 @@ mod tests {
             split_path_token("/s1.notatoken/x"),
             (None, "/s1.notatoken/x")
         );
+    }
+
+    #[test]
+    fn the_request_url_takes_a_plain_host_only() {
+        let carried = foreign::Carried {
+            media_cdn: Some("URLPrefix=x~Expires=1~hmac=00"),
+            ..Default::default()
+        };
+        let url = |host: &str| {
+            let req = http::Request::builder()
+                .uri("/vod/premium/seg1.ts?edge-cache-token=t")
+                .header(http::header::HOST, host)
+                .body(())
+                .unwrap();
+            request_url(&carried, "http", &req, "/vod/premium/seg1.ts")
+        };
+        assert_eq!(
+            url("cdn.example:8080"),
+            "http://cdn.example:8080/vod/premium/seg1.ts?edge-cache-token=t"
+        );
+        assert_eq!(
+            url("[::1]:80"),
+            "http://[::1]:80/vod/premium/seg1.ts?edge-cache-token=t"
+        );
+        for host in [
+            "cdn.example/vod/free/",
+            "cdn.example?",
+            "cdn.example#",
+            "user@cdn.example",
+            "a\\b",
+            "",
+        ] {
+            assert_eq!(url(host), "", "{host:?}");
+        }
     }
 
     #[test]

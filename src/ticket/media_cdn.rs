@@ -441,10 +441,14 @@ fn parse(fields: &str, request: &Request<'_>) -> Result<(MediaToken, String), Ti
             "Headers" => {
                 signed.push_str("Headers=");
                 for (n, header) in value.split(',').enumerate() {
+                    // A value holding the separators could pass for further fields
+                    // (`bar~IPRanges=…`) or header pairs (`bar,x-b=…`) that the token no
+                    // longer carries: the same signed bytes without the binding they made.
                     let got = request
                         .headers
                         .get(header)
                         .and_then(|v| v.to_str().ok())
+                        .filter(|v| !v.contains(['~', ',']))
                         .ok_or(TicketError::BadSignature)?;
                     if n > 0 {
                         signed.push(',');

@@ -185,6 +185,41 @@ fn headers_named_by_the_token_must_carry_the_signed_values() {
 }
 
 #[test]
+fn a_header_value_cannot_stand_in_for_fields_the_token_dropped() {
+    let key = key(Algorithm::Sha256);
+    let mut token = MediaToken::new(scope("glob"), EXPIRES);
+    token.headers = vec![("x-foo".into(), "bar".into())];
+    token.ip_ranges = Some("10.0.0.0/8".into());
+    let raw = mint(&token, &key);
+    let keys = vec![key.key().clone()];
+    let mut req = Req::new("http://cdn.example/a.ts");
+    req.headers = headers(&[("x-foo", "bar")]);
+    let honest = verify(&raw, &keys, &req.as_request(), NOW, 0).unwrap();
+    assert!(!honest.client_allowed, "203.0.113.7 is outside 10.0.0.0/8");
+
+    // The same signed bytes, with the address binding moved from the token into the header.
+    let ranges = format!("~IPRanges={}", URL_SAFE_NO_PAD.encode("10.0.0.0/8"));
+    let forged = raw.replace(&ranges, "");
+    assert_ne!(forged, raw);
+    req.headers = headers(&[("x-foo", &format!("bar{ranges}"))]);
+    assert_eq!(
+        verify(&forged, &keys, &req.as_request(), NOW, 0),
+        Err(TicketError::BadSignature)
+    );
+
+    // Two headers signed, one dropped from the token and carried in the other's value.
+    token.ip_ranges = None;
+    token.headers.push(("x-bar".into(), "baz".into()));
+    let raw = mint(&token, &key);
+    let forged = raw.replace("Headers=x-foo,x-bar", "Headers=x-foo");
+    req.headers = headers(&[("x-foo", "bar,x-bar=baz")]);
+    assert_eq!(
+        verify(&forged, &keys, &req.as_request(), NOW, 0),
+        Err(TicketError::BadSignature)
+    );
+}
+
+#[test]
 fn tampering_with_any_field_or_the_signature_is_refused() {
     let keys = verifying_keys();
     let req = Req::new("http://10.20.30.40/example.m3u8");
