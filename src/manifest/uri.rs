@@ -33,7 +33,8 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
         return Disposition::Unresolved;
     };
     let before_fragment = resolved.split('#').next().unwrap_or("");
-    let is_absolute = has_scheme(before_fragment) || before_fragment.starts_with("//");
+    let as_browsers_read = browser_view(before_fragment);
+    let is_absolute = has_scheme(&as_browsers_read) || as_browsers_read.starts_with("//");
     if !is_absolute {
         return Disposition::Tokenize {
             has_query: before_fragment.contains('?'),
@@ -76,6 +77,26 @@ fn resolve<'u>(uri: &'u str, vars: &HashMap<String, String>) -> Option<Cow<'u, s
     Some(Cow::Owned(out))
 }
 
+/// `uri` as a browser's URL parser reads it before resolving it against the playlist's
+/// URL (WHATWG URL: leading and trailing C0 controls and spaces dropped, tabs and line
+/// breaks removed anywhere, `\` read as `/` under `http(s)`). Players in browsers resolve
+/// `\\evil.example/a.ts`, `/\evil.example/a.ts` and `ht<TAB>tp://evil.example/a.ts` to
+/// another host: classified as written, they would look relative and carry the viewer's
+/// token there.
+fn browser_view(uri: &str) -> Cow<'_, str> {
+    let trimmed = uri.trim_matches(|c: char| c <= ' ');
+    if trimmed.len() == uri.len() && !uri.contains(['\t', '\n', '\r', '\\']) {
+        return Cow::Borrowed(uri);
+    }
+    Cow::Owned(
+        trimmed
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .map(|c| if c == '\\' { '/' } else { c })
+            .collect(),
+    )
+}
+
 /// Whether `uri` begins with `scheme:` (RFC 3986: a letter, then letters, digits, `+-.`).
 fn has_scheme(uri: &str) -> bool {
     let Some(colon) = uri.find(':') else {
@@ -98,6 +119,27 @@ mod tests {
 
     fn classify_plain(uri: &str) -> Disposition {
         classify(uri, &bases(), &HashMap::new())
+    }
+
+    #[test]
+    fn what_a_browser_reads_as_another_host_is_never_tokenized() {
+        for uri in [
+            "\\\\evil.example/a.ts",
+            "/\\evil.example/b.ts",
+            "\\/evil.example/b.ts",
+            "ht\ttp://evil.example/c.ts",
+            "/\t/evil.example/d.ts",
+            "/\n/evil.example/d.ts",
+            " //evil.example/e.ts",
+            "\u{1}http://evil.example/f.ts",
+        ] {
+            assert_eq!(classify_plain(uri), Disposition::Foreign, "{uri:?}");
+        }
+        // Relative names without those characters are read as before.
+        assert_eq!(
+            classify_plain("seg 1.ts"),
+            Disposition::Tokenize { has_query: false }
+        );
     }
 
     #[test]
