@@ -11,7 +11,9 @@ pub enum BadPath {
     #[error("invalid percent-encoding")]
     BadEscape,
     /// An encoded `/`, `\` or NUL, a raw `\`, or a control character: ways to smuggle a
-    /// different path past the check.
+    /// different path past the check. Also a segment that an upstream would read as `.`,
+    /// `..` or more than one segment: `..;x` (Tomcat and Jetty cut `;…` off a segment),
+    /// `%252e%252e` and `%252f` (servers that decode twice).
     #[error("forbidden character in path")]
     Forbidden,
     /// `..` climbing above the root.
@@ -48,7 +50,7 @@ fn is_canonical(raw: &str) -> bool {
             |(segment, last)| match segment {
                 "" => last,
                 "." | ".." => false,
-                _ => true,
+                _ => !segment.starts_with(".;") && !segment.starts_with("..;"),
             },
         )
 }
@@ -63,6 +65,7 @@ fn rebuild(raw: &str) -> Result<String, BadPath> {
             ".." => {
                 segments.pop().ok_or(BadPath::AboveRoot)?;
             }
+            other if hides_a_dot_segment(other) => return Err(BadPath::Forbidden),
             other => segments.push(other),
         }
     }
@@ -76,6 +79,48 @@ fn rebuild(raw: &str) -> Result<String, BadPath> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// Whether `segment` (decoded once, as usher forwards it) is `.` or `..` to an upstream
+/// that cuts path parameters (`;…`) off segments, or that decodes the path once or twice
+/// more; or splits there into more segments.
+fn hides_a_dot_segment(segment: &str) -> bool {
+    let mut view = std::borrow::Cow::Borrowed(segment);
+    for _ in 0..3 {
+        let name = view.split(';').next().unwrap_or_default();
+        if matches!(name, "." | "..") || view.contains(['/', '\\']) {
+            return true;
+        }
+        if !view.contains('%') {
+            return false;
+        }
+        view = std::borrow::Cow::Owned(decode_every_escape(&view));
+    }
+    false
+}
+
+/// `text` with every `%XX` decoded, as a server that decodes paths once more would.
+fn decode_every_escape(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| hex_value(hex[0]).zip(hex_value(hex[1])));
+        match escaped {
+            Some((hi, lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn decode_unreserved(raw: &str) -> Result<String, BadPath> {
@@ -243,6 +288,22 @@ mod tests {
         assert_eq!(normalize("/../etc/passwd"), Err(BadPath::AboveRoot));
         assert_eq!(normalize("/a/%2e%2e/%2e%2e/x"), Err(BadPath::AboveRoot));
         assert_eq!(normalize("demo/x.ts"), Err(BadPath::NotAbsolute));
+        // What an upstream would read as `..` or as another segment once it cuts `;…` off
+        // or decodes again: a way around a public prefix to the protected one beside it.
+        for hidden in [
+            "/vod/free/..;/premium/seg1.ts",
+            "/vod/free/.;x/seg1.ts",
+            "/vod/free/%2E%2E%3B/premium/seg1.ts",
+            "/vod/free/%252e%252e/premium/seg1.ts",
+            "/vod/free%252fpremium/seg1.ts",
+            "/vod/free%255cpremium/seg1.ts",
+        ] {
+            assert_eq!(normalize(hidden), Err(BadPath::Forbidden), "{hidden}");
+        }
+        // Parameters and escaped percents in ordinary names stay as they were.
+        assert_eq!(normalize("/a/b;v=2/c.ts").unwrap(), "/a/b;v=2/c.ts");
+        assert_eq!(normalize("/a/100%25/x.ts").unwrap(), "/a/100%25/x.ts");
+        assert_eq!(normalize("/a/..b;c/.x").unwrap(), "/a/..b;c/.x");
         assert_eq!(normalize("http://evil/x"), Err(BadPath::NotAbsolute));
     }
 

@@ -414,6 +414,13 @@ async fn paths_are_normalised_before_the_check_and_the_fetch() {
         ("/vod/movie/%2e%2e/%2E%2E/etc/passwd", 404, "not_routed"),
         ("/vod/movie/..%2f..%2fetc/passwd", 400, "bad_path"),
         ("/vod/movie/%2e%2e/%2e%2e/%2e%2e/x", 400, "bad_path"),
+        // In scope for usher, `..` to Tomcat or Jetty upstreams, or to one that decodes twice.
+        ("/vod/movie/video/..;/../other/seg1.m4s", 400, "bad_path"),
+        (
+            "/vod/movie/video/%252e%252e/%252e%252e/other/seg1.m4s",
+            400,
+            "bad_path",
+        ),
     ];
     for (path, status, reason) in cases {
         let reply = get(&format!("{}{path}?ticket={ticket}", usher.url), &[]).await;
