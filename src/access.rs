@@ -34,8 +34,9 @@ pub fn route(access: &Access, path: &str) -> Route {
 }
 
 /// Whether `path` lies under `prefix` on a segment boundary: `/vod/free` covers
-/// `/vod/free` and `/vod/free/x`, never `/vod/free-premium/x`.
-fn under(path: &str, prefix: &str) -> bool {
+/// `/vod/free` and `/vod/free/x`, never `/vod/free-premium/x`. Access prefixes and
+/// `[[routes]]` both match this way.
+pub fn under(path: &str, prefix: &str) -> bool {
     path.strip_prefix(prefix)
         .is_some_and(|rest| prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'))
 }

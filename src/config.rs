@@ -185,7 +185,7 @@ impl Config {
     fn route_for(&self, path: &str) -> Option<&Route> {
         self.routes
             .iter()
-            .filter(|r| path.starts_with(r.prefix.as_str()))
+            .filter(|r| crate::access::under(path, &r.prefix))
             .max_by_key(|r| r.prefix.len())
     }
 }

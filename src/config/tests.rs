@@ -148,6 +148,24 @@ fn media_cdn_keys_defaults_and_accept() {
 }
 
 #[test]
+fn a_route_covers_its_prefix_on_a_segment_boundary_only() {
+    let text = format!(
+        "{MINIMAL}{MEDIA_CDN}\n[[routes]]\nprefix = \"/live\"\nmint = \"media_cdn\"\naccept = [\"usher\", \"media_cdn\"]\n"
+    );
+    let config = parse(&text).unwrap();
+    use foreign::Format;
+    for covered in ["/live", "/live/", "/live/a.ts"] {
+        assert_eq!(
+            config.accepts_for(covered),
+            &[Format::Usher, Format::MediaCdn],
+            "{covered}"
+        );
+    }
+    assert_eq!(config.accepts_for("/live-premium/a.ts"), &[Format::Usher]);
+    assert!(matches!(config.mint_for("/livex/a.m3u8"), Mint::Usher));
+}
+
+#[test]
 fn media_cdn_and_accept_problems_name_their_keys() {
     let text = format!(
         r#"{MINIMAL}
