@@ -336,7 +336,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         request_id = %format_args!("{id:x}"),
         client = %peer.addr.ip(),
         %method,
-        path = credentials::split_path_token(uri.path()).1,
+        path = credentials::loggable_path(uri.path()),
         kind = outcome.kind.as_str(),
         status = status.as_u16(),
         reason = outcome.reason.unwrap_or(""),

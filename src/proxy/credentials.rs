@@ -165,9 +165,25 @@ fn is_plain_host(host: &str) -> bool {
 /// Splits a session token carried as the first path segment (`/s2.<kid>.<claims>.<mac>/…`)
 /// off a raw request path: the token, and the path the content really has.
 pub fn split_path_token(raw_path: &str) -> (Option<&str>, &str) {
-    let Some(rest) = raw_path.strip_prefix('/') else {
-        return (None, raw_path);
-    };
+    match leading_token(raw_path) {
+        Some((token, rest)) if !rest.is_empty() => (Some(token), rest),
+        _ => (None, raw_path),
+    }
+}
+
+/// The request path as the log writes it: without a session token as its first segment,
+/// even one with nothing after it (which [`split_path_token`] leaves in the path).
+pub fn loggable_path(raw_path: &str) -> &str {
+    match leading_token(raw_path) {
+        Some((_, "")) => "/",
+        Some((_, rest)) => rest,
+        None => raw_path,
+    }
+}
+
+/// A first path segment shaped like a session token, and what follows it (from its `/`).
+fn leading_token(raw_path: &str) -> Option<(&str, &str)> {
+    let rest = raw_path.strip_prefix('/')?;
     let end = rest.find('/').unwrap_or(rest.len());
     let segment = &rest[..end];
     let looks_like_token = crate::ticket::looks_like_session(segment)
@@ -175,11 +191,7 @@ pub fn split_path_token(raw_path: &str) -> (Option<&str>, &str) {
         && segment
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if looks_like_token && end < rest.len() {
-        (Some(segment), &rest[end..])
-    } else {
-        (None, raw_path)
-    }
+    looks_like_token.then(|| (segment, &rest[end..]))
 }
 
 /// The value of the last `name=` pair in `query` (usher appends its token last, after any
@@ -291,6 +303,13 @@ mod tests {
             split_path_token("/s1.notatoken/x"),
             (None, "/s1.notatoken/x")
         );
+    }
+
+    #[test]
+    fn the_logged_path_never_holds_a_path_token() {
+        assert_eq!(loggable_path("/s2.k.AQID.AAAA/demo/seg.ts"), "/demo/seg.ts");
+        assert_eq!(loggable_path("/s1.k.e30.AAAA"), "/");
+        assert_eq!(loggable_path("/demo/seg.ts"), "/demo/seg.ts");
     }
 
     #[test]
