@@ -143,6 +143,9 @@ async fn run(
         .await
         .context("selling the demo stream")?;
     tokio::spawn(sweep_sessions(state.clone()));
+    if let Some(rights) = &state.rights {
+        tokio::spawn(usher::rights::retry_stale_index(rights.clone()));
+    }
     tokio::spawn(state.webhooks.clone().run());
     if let usher::config::StoreBackend::Postgres(pg) = &config.store {
         tokio::spawn(usher::fanout::listen(state.clone(), pg.clone()));

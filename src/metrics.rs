@@ -58,6 +58,9 @@ pub struct Metrics {
     pub rights_lookups: IntCounterVec,
     /// `usher_rights_invalidations_total{scope}`: cache invalidations by admin writes.
     pub rights_invalidations: IntCounterVec,
+    /// `usher_rights_index_stale`: 1 while the media index could not be re-read after a
+    /// write (media written since may be refused until a retry succeeds), else 0.
+    pub rights_index_stale: IntGauge,
     /// `usher_admin_requests_total{api, status}`: admin API and facade calls.
     pub admin_requests: IntCounterVec,
     /// `usher_admin_auth_failures_total{outcome}`: admin calls refused for their
@@ -200,6 +203,10 @@ impl Metrics {
             "usher_rights_invalidations_total",
             "Rights cache invalidations by admin writes, by scope (subject or all).",
             &["scope"],
+        );
+        let rights_index_stale = gauge(
+            "usher_rights_index_stale",
+            "1 while the media index could not be re-read after a write; retried every second.",
         );
         let admin_requests = counter(
             "usher_admin_requests_total",
@@ -368,6 +375,7 @@ impl Metrics {
             rights_cache,
             rights_lookups,
             rights_invalidations,
+            rights_index_stale,
             admin_requests,
             admin_auth_failures,
             activations,

@@ -21,6 +21,8 @@ pub mod date;
 pub mod decide;
 pub mod external;
 pub mod index;
+mod invalidate;
+pub use invalidate::{retry_stale_index, INDEX_RETRY};
 mod memo;
 pub mod model;
 pub mod postgres;
@@ -62,6 +64,9 @@ pub struct Rights {
     store: Arc<dyn Store>,
     source: Source,
     index: RwLock<Arc<MediaIndex>>,
+    /// Set when the last re-read of the index failed: media written since may be missing
+    /// from it until a retry succeeds (see [`Rights::retry_index`]).
+    index_stale: std::sync::atomic::AtomicBool,
     cache: Cache<String, Arc<Decision>>,
     metrics: Metrics,
     /// `usher_rights_cache_total{outcome="hit"|"miss"}`, resolved once: these count on
@@ -140,6 +145,7 @@ impl Rights {
             store,
             source,
             index: RwLock::new(Arc::new(index)),
+            index_stale: std::sync::atomic::AtomicBool::new(false),
             cache,
             hits: metrics.rights_cache_hits.clone(),
             misses: metrics.rights_cache.with_label_values(&["miss"]),
@@ -440,124 +446,6 @@ impl Rights {
             Err(e) => tracing::warn!(error = %e, "could not record first play"),
         }
     }
-
-    /// Turns the decision cache on or off; off, every request is decided from the store and
-    /// nothing is cached (a node that cannot hear the other nodes' invalidations).
-    pub fn set_caching(&self, on: bool) {
-        self.caching.store(on, std::sync::atomic::Ordering::Release);
-        if !on {
-            self.cache.invalidate_all();
-            self.moved();
-        }
-    }
-
-    /// Forgets every cached decision about `subject` (a purchase or account changed).
-    pub fn invalidate_subject(&self, subject: &str) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let prefix = format!("{subject}\0");
-        self.metrics
-            .rights_invalidations
-            .with_label_values(&["subject"])
-            .inc();
-        let recent = prefix.clone();
-        self.forget_recent(move |key| key.starts_with(&recent));
-        if let Err(e) = self
-            .cache
-            .invalidate_entries_if(move |key, _| key.starts_with(&prefix))
-        {
-            tracing::warn!(error = %e, "targeted invalidation failed; dropping every decision");
-            self.cache.invalidate_all();
-        }
-        self.moved();
-    }
-
-    /// Moves the generation once more when an invalidation is done: a request that read
-    /// a decision while it ran may have kept it in its thread's memo under the generation
-    /// of its start, which no longer counts from now on (see [`memo`]).
-    fn moved(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    }
-
-    /// Forgets the cached decisions about `subject`, about any of the media `codes`, or,
-    /// given both, about that subject and those media (the rights invalidation endpoint,
-    /// for an external billing system's revokes). The external source's grace memory of
-    /// them goes too, so a revoked yes is not served through an outage. Answers how many
-    /// cached decisions were dropped.
-    pub async fn invalidate(&self, subject: Option<&str>, codes: Option<&[String]>) -> u64 {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let scope = match (subject, codes) {
-            (Some(_), Some(_)) => "subject_content",
-            (None, Some(_)) => "content",
-            _ => "subject",
-        };
-        self.metrics
-            .rights_invalidations
-            .with_label_values(&[scope])
-            .inc();
-        let matches = |key: &str| key_matches(key, subject, codes);
-        let (owned_subject, owned_codes) =
-            (subject.map(str::to_owned), codes.map(<[String]>::to_vec));
-        self.forget_recent(move |key| {
-            key_matches(key, owned_subject.as_deref(), owned_codes.as_deref())
-        });
-        let mut dropped = 0;
-        for (key, _) in self.cache.iter() {
-            if matches(&key) {
-                self.cache.invalidate(key.as_str()).await;
-                dropped += 1;
-            }
-        }
-        if let Source::External(external) = &self.source {
-            external.forget(matches).await;
-        }
-        self.moved();
-        dropped
-    }
-
-    /// Forgets every cached decision and its grace memory (a product or media changed) and
-    /// re-reads the media index.
-    ///
-    /// # Errors
-    /// When the store cannot be read; the old index stays.
-    pub fn invalidate_all(&self) -> Result<(), StoreError> {
-        self.forget_recent(|_| true);
-        self.flush_cache()
-    }
-
-    /// Forgets every cached decision, keeping the grace memory (what a node does when it
-    /// stops hearing the other nodes: nothing is known to have changed, only that it might
-    /// have), and re-reads the media index.
-    ///
-    /// # Errors
-    /// When the store cannot be read; the old index stays.
-    pub fn flush_cache(&self) -> Result<(), StoreError> {
-        self.metrics
-            .rights_invalidations
-            .with_label_values(&["all"])
-            .inc();
-        // The new index goes in before the generation moves (see `check`): a decision
-        // made against the old one, whose media may have gained or lost an enclosing
-        // media, is then never cached.
-        let result = MediaIndex::load(self.store.as_ref()).map(|index| {
-            *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
-        });
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.cache.invalidate_all();
-        self.moved();
-        result
-    }
-}
-
-/// Whether the cache key `subject\0code\0class` is about `subject` (any, if `None`) and
-/// one of `codes` (any, if `None`).
-fn key_matches(key: &str, subject: Option<&str>, codes: Option<&[String]>) -> bool {
-    let mut parts = key.split('\0');
-    let (sub, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    subject.is_none_or(|s| s == sub) && codes.is_none_or(|codes| codes.iter().any(|c| c == code))
 }
 
 impl DeviceClass {

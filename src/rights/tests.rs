@@ -319,3 +319,48 @@ async fn a_nested_media_keeps_the_enclosing_right_through_the_cache_and_its_inva
         Err(RightsDenied::NoRights)
     );
 }
+
+#[tokio::test]
+async fn a_media_index_that_could_not_be_re_read_is_read_again_until_it_is() {
+    let (dir, store, rights, metrics) = setup(None);
+    let media: Media =
+        serde_json::from_value(serde_json::json!({"code": "sequel", "prefix": "/sequel/"}))
+            .unwrap();
+    store.create_media(&media).unwrap();
+    store.link("P", "sequel").unwrap();
+    // The store cannot be read as the write's re-read runs (here: its media table gone
+    // for a moment, through a second connection).
+    let other = rusqlite::Connection::open(dir.path().join("usher.db")).unwrap();
+    other
+        .execute_batch("ALTER TABLE media RENAME TO media_away")
+        .unwrap();
+    assert!(rights.invalidate_all().is_err());
+    assert!(rights.index_is_stale());
+    assert_eq!(metrics.rights_index_stale.get(), 1);
+    let seg = "/sequel/seg1.ts";
+    assert!(rights
+        .check("alice", seg, DeviceClass::Ott, T0 + 1, Instant::now())
+        .await
+        .is_err());
+    assert!(rights.retry_index().is_err(), "still unreadable");
+    assert!(rights.index_is_stale());
+
+    // The retry that runs beside the gateway reads it as soon as the store answers again.
+    let rights = Arc::new(rights);
+    let retrying = tokio::spawn(retry_stale_index(rights.clone()));
+    other
+        .execute_batch("ALTER TABLE media_away RENAME TO media")
+        .unwrap();
+    let deadline = Instant::now() + INDEX_RETRY * 10;
+    while rights.index_is_stale() {
+        assert!(Instant::now() < deadline, "the index was not read again");
+        tokio::time::sleep(INDEX_RETRY / 10).await;
+    }
+    retrying.abort();
+    assert_eq!(metrics.rights_index_stale.get(), 0);
+    assert!(rights
+        .check("alice", seg, DeviceClass::Ott, T0 + 2, Instant::now())
+        .await
+        .is_ok());
+    assert_eq!(rights.retry_index(), Ok(false), "nothing to retry");
+}
