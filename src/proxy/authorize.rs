@@ -228,13 +228,14 @@ async fn start_session(
         .sessions
         .begin(start.clone(), &entitled.limits, now)
         .await?;
-    let activates = matches!(activation, Activation::New);
-    if let Err(refused) =
-        record_activation(state, entitled, device.as_deref(), activation, now).await
-    {
-        state.sessions.discard(&started.session.sid);
-        return Err(refused);
-    }
+    let bound_now =
+        match record_activation(state, entitled, device.as_deref(), activation, now).await {
+            Ok(bound_now) => bound_now,
+            Err(refused) => {
+                state.sessions.discard(&started.session.sid);
+                return Err(refused);
+            }
+        };
     let session = match state
         .sessions
         .commit(started, start, &entitled.limits, now)
@@ -243,8 +244,10 @@ async fn start_session(
         Ok(session) => session,
         Err(refused) => {
             // Another node took the last stream in between: the device that may
-            // not play gives its new activation back.
-            if let (true, Some(device)) = (activates, device.clone()) {
+            // not play gives back the activation this request made. One that another
+            // request of the same device made first (it found the device known) stays:
+            // that request's session may be playing on it.
+            if let (true, Some(device)) = (bound_now, device.clone()) {
                 let purchase = entitled.purchase.to_string();
                 let _ = blocking(state, move |s| s.unbind_device(&purchase, &device)).await;
             }
@@ -388,18 +391,21 @@ fn activation_refused(state: &State, entitled: &Entitled, device: Option<&str>) 
 }
 
 /// Writes the activation `check_activation` found, durably, before the response goes out.
+/// Answers whether this request used an activation (bound the device now); a device that
+/// another request bound in the meantime is known, not bound again.
 async fn record_activation(
     state: &State,
     entitled: &Entitled,
     device: Option<&str>,
     activation: Activation,
     now: u64,
-) -> Result<(), ProxyError> {
+) -> Result<bool, ProxyError> {
     let (purchase, device) = (
         entitled.purchase.to_string(),
         device.unwrap_or_default().to_owned(),
     );
     let refused_device = device.clone();
+    let mut bound_now = false;
     let outcome = match activation {
         Activation::Nothing => "known",
         Activation::New => {
@@ -408,11 +414,17 @@ async fn record_activation(
                 s.bind_device(&purchase, &device, limit, now)
             })
             .await?;
-            if bind == Bind::LimitReached {
+            match bind {
                 // Another device took the last activation in the meantime.
-                return Err(activation_refused(state, entitled, Some(&refused_device)));
+                Bind::LimitReached => {
+                    return Err(activation_refused(state, entitled, Some(&refused_device)))
+                }
+                Bind::Bound => {
+                    bound_now = true;
+                    "bound"
+                }
+                Bind::Known => "known",
             }
-            "bound"
         }
         Activation::Recover(session) => {
             let from = session.device.clone().unwrap_or_default();
@@ -430,7 +442,7 @@ async fn record_activation(
             .with_label_values(&[outcome])
             .inc();
     }
-    Ok(())
+    Ok(bound_now)
 }
 
 /// A grant for a viewer without a ticket, on a playlist of content that has a preview:
