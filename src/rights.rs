@@ -67,7 +67,7 @@ pub struct Rights {
     /// Set when the last re-read of the index failed: media written since may be missing
     /// from it until a retry succeeds (see [`Rights::retry_index`]).
     index_stale: std::sync::atomic::AtomicBool,
-    cache: Cache<String, Arc<Decision>>,
+    cache: Cache<String, Looked>,
     metrics: Metrics,
     /// `usher_rights_cache_total{outcome="hit"|"miss"}`, resolved once: these count on
     /// every request (the hits per thread).
@@ -88,20 +88,30 @@ pub struct Rights {
     recent_yes: Option<Cache<String, Arc<(Entitled, u64)>>>,
 }
 
+/// A decision in the cache, and whether an invalidation ran while it was looked up: then
+/// it may have been read before a write that is already answered, and nobody uses it
+/// (neither the request whose lookup it was, nor one that joined that lookup, nor a later
+/// one that finds it cached).
+#[derive(Clone)]
+struct Looked {
+    decision: Arc<Decision>,
+    raced: bool,
+}
+
 /// Per-entry time to live: positive decisions live longer than refusals.
 struct DecisionExpiry {
     positive: Duration,
     negative: Duration,
 }
 
-impl Expiry<String, Arc<Decision>> for DecisionExpiry {
+impl Expiry<String, Looked> for DecisionExpiry {
     fn expire_after_create(
         &self,
         _key: &String,
-        value: &Arc<Decision>,
+        value: &Looked,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(if value.is_ok() {
+        Some(if value.decision.is_ok() {
             self.positive
         } else {
             self.negative
@@ -243,31 +253,43 @@ impl Rights {
         key.push('\0');
         key.push_str(class_name);
         let decision = if caching {
-            if let Some(decision) = self.cache.get(&key).await {
-                if holds(&decision, now) {
+            if let Some(looked) = self.cache.get(&key).await {
+                if !looked.raced && holds(&looked.decision, now) {
                     self.hits.inc();
-                    if let Ok(entitled) = decision.as_ref() {
+                    if let Ok(entitled) = looked.decision.as_ref() {
                         memo::keep(&ask, entitled, instant, self.memo_age);
                     }
-                    return (*decision).clone();
+                    return (*looked.decision).clone();
                 }
                 self.cache.invalidate(&key).await;
             }
             self.misses.inc();
-            let decision = self
+            let looked = self
                 .cache
-                .try_get_with(key.clone(), self.lookup(subject, &media, class, now))
+                .try_get_with(key.clone(), async {
+                    // A request that joins this lookup may have started after a write
+                    // this lookup read the store before: the lookup says whether an
+                    // invalidation ran meanwhile, for every request it answers.
+                    let started = self.generation.load(std::sync::atomic::Ordering::Acquire);
+                    let decision = self.lookup(subject, &media, class, now).await?;
+                    let ended = self.generation.load(std::sync::atomic::Ordering::Acquire);
+                    Ok::<_, StoreError>(Looked {
+                        decision,
+                        raced: started != ended,
+                    })
+                })
                 .await
                 .map_err(|e| {
                     tracing::warn!(error = %e, "rights lookup failed; refusing (fail closed)");
                     RightsDenied::Unavailable
                 })?;
             let raced = self.generation.load(std::sync::atomic::Ordering::Acquire) != generation;
-            if holds(&decision, now) && !raced {
-                Some((*decision).clone())
+            if holds(&looked.decision, now) && !raced && !looked.raced {
+                Some((*looked.decision).clone())
             } else {
-                // Stored by a concurrent miss at another instant, raced by an admin write,
-                // or a first play to record: decide afresh and keep it out of the cache.
+                // Stored by a concurrent miss at another instant, raced by an admin write
+                // (during this request or during the lookup it joined), or a first play to
+                // record: decide afresh and keep it out of the cache.
                 self.cache.invalidate(&key).await;
                 None
             }
