@@ -285,6 +285,16 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
                        "reason": "the shared store cannot be reached; nothing was written"}),
             )
         }
+        AdminError::StoreOutcomeUnknown(why) => {
+            tracing::error!(error = %why, "admin store outcome unknown");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "store_outcome_unknown",
+                       "reason": "the shared store stopped answering after the write was sent; \
+                                  it may or may not stand: repeat it with the same \
+                                  Idempotency-Key, or read it back"}),
+            )
+        }
     }
 }
 

@@ -278,7 +278,7 @@ async fn reread(state: &Arc<State>, forget: Forget) {
             Forget::Everything => rights.invalidate_all(),
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e, "media index not re-read; the old one stays");
+            tracing::warn!(error = %e, "media index not re-read; the old one serves until a retry reads it");
         }
     })
     .await;

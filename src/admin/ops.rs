@@ -71,6 +71,10 @@ pub enum AdminError {
     /// The shared store cannot be reached (503); nothing was written.
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
+    /// The shared store stopped answering after the write was sent (503): it may or may
+    /// not stand.
+    #[error("store outcome unknown: {0}")]
+    StoreOutcomeUnknown(String),
 }
 
 impl AdminError {
@@ -90,6 +94,7 @@ impl From<StoreError> for AdminError {
             StoreError::Conflict(what) => AdminError::Conflict(what),
             StoreError::Backend(why) => AdminError::Store(why),
             StoreError::Unavailable(why) => AdminError::StoreUnavailable(why),
+            StoreError::Unknown(why) => AdminError::StoreOutcomeUnknown(why),
         }
     }
 }
@@ -149,7 +154,7 @@ pub(crate) async fn after_product_write(state: &State) {
             .await
             .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
         if let Err(e) = result {
-            tracing::error!(error = %e, "could not re-read the media index");
+            tracing::error!(error = %e, "could not re-read the media index; retrying every second");
         }
     }
     state.fanout.publish(crate::fanout::Invalidation::All);

@@ -89,6 +89,7 @@ impl StoreMetrics {
             .observe(took.as_secs_f64());
         let error = match result {
             Err(StoreError::Unavailable(_)) => "unavailable",
+            Err(StoreError::Unknown(_)) => "unknown",
             Err(StoreError::Backend(_)) => "backend",
             _ => return,
         };

@@ -11,7 +11,9 @@
 //! a small runtime of its own, and a call waits on a channel for its answer, so the store
 //! works the same from the blocking pool, from the CLI and from async code. Every call is
 //! bounded by `store.postgres.timeout`: a server that is down or slow gives
-//! [`StoreError::Unavailable`] (admin writes answer 503) instead of a hang.
+//! [`StoreError::Unavailable`] (admin writes answer 503) instead of a hang, or
+//! [`StoreError::Unknown`] for a write whose connection or answer was lost after it was
+//! sent (it may have committed).
 
 use std::time::Duration;
 
@@ -67,8 +69,9 @@ fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
 }
 
 /// A client error: the server's own refusal is a backend failure; a statement the server
-/// cancelled after `statement_timeout` (rolled back), or a connection that broke or never
-/// formed, is the store being unavailable.
+/// cancelled after `statement_timeout` (rolled back) is the store being unavailable; a
+/// connection that broke under a statement leaves its outcome unknown (which
+/// `StoreClient::run` reports as unavailable for operations that only read).
 fn pg(e: tokio_postgres::Error) -> StoreError {
     if e.code() == Some(&SqlState::QUERY_CANCELED) {
         return StoreError::Unavailable(
@@ -77,7 +80,7 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
     }
     match e.as_db_error() {
         Some(db) => StoreError::Backend(format!("{} ({})", db.message(), db.code().code())),
-        None => StoreError::Unavailable(e.to_string()),
+        None => StoreError::Unknown(e.to_string()),
     }
 }
 

@@ -52,6 +52,11 @@ pub enum StoreError {
     /// (a transaction that did not commit is rolled back by the server).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A shared backend stopped answering after a write was sent (the connection broke,
+    /// or no answer came in time): it may or may not stand. Repeat it with the same
+    /// idempotency key, or read it back.
+    #[error("store outcome unknown: {0}")]
+    Unknown(String),
 }
 
 /// A page of a listing.

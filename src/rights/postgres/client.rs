@@ -192,18 +192,19 @@ impl PostgresStore {
             let result = tokio::time::timeout(give_up, work)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(format!(
-                        "no answer within {give_up:?}"
-                    )))
+                    Err(StoreError::Unknown(format!("no answer within {give_up:?}")))
                 });
-            let _ = answer.send(result);
+            let _ = answer.send(settle(op, result));
         });
         let result = answered
             .recv()
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the store stopped".into())));
         self.metrics.observe(op, started.elapsed(), &result);
         self.reachable.store(
-            !matches!(result, Err(StoreError::Unavailable(_))),
+            !matches!(
+                result,
+                Err(StoreError::Unavailable(_) | StoreError::Unknown(_))
+            ),
             std::sync::atomic::Ordering::Relaxed,
         );
         let status = self.pool.status();
@@ -293,5 +294,66 @@ impl PostgresStore {
     /// Whether the last operation reached the server.
     pub fn reachable(&self) -> bool {
         self.reachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The operations that write. One of them that loses its connection or its answer after
+/// sending may have been carried out; one that only reads has written nothing either way.
+const WRITES: &[&str] = &[
+    "append_audit",
+    "bind_device",
+    "claim_webhooks",
+    "create_media",
+    "create_product",
+    "create_purchase",
+    "create_purchase_keyed",
+    "delete_media",
+    "delete_product",
+    "delete_purchase",
+    "enqueue_webhooks",
+    "link",
+    "migrate",
+    "notify",
+    "put_account",
+    "put_contacts",
+    "put_sale_key",
+    "rebind_device",
+    "record_first_play",
+    "unbind_device",
+    "unlink",
+    "update_media",
+    "update_product",
+    "update_purchase",
+    "webhook_done",
+    "webhook_failed",
+];
+
+/// `result` of `op` as the caller should read it: an unknown outcome of an operation that
+/// only reads is the store being unavailable.
+fn settle<T>(op: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match result {
+        Err(StoreError::Unknown(why)) if !WRITES.contains(&op) => Err(StoreError::Unavailable(why)),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_answer_is_unknown_for_a_write_and_unavailable_for_a_read() {
+        let lost = || Err::<(), _>(StoreError::Unknown("connection closed".into()));
+        assert_eq!(
+            settle("create_purchase", lost()),
+            Err(StoreError::Unknown("connection closed".into()))
+        );
+        assert_eq!(
+            settle("entitlements", lost()),
+            Err(StoreError::Unavailable("connection closed".into()))
+        );
+        let refused = Err::<(), _>(StoreError::Unavailable("no connection".into()));
+        assert_eq!(settle("create_purchase", refused.clone()), refused);
+        assert_eq!(settle("linked", Ok(())), Ok(()));
     }
 }
