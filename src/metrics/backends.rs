@@ -38,7 +38,8 @@ pub struct StoreMetrics {
     /// included.
     pub seconds: HistogramVec,
     /// `usher_store_errors_total{error}`: operations that failed: unavailable (no
-    /// connection, or no answer in time) or backend (the server refused).
+    /// connection, or no answer in time), unknown (a write whose connection or answer was
+    /// lost after it was sent) or backend (the server refused).
     pub errors: IntCounterVec,
     /// `usher_store_pool_connections{state}`: open, idle and max connections of the pool.
     pub pool: IntGaugeVec,
@@ -58,7 +59,7 @@ impl StoreMetrics {
         let errors = counter(
             registry,
             "usher_store_errors_total",
-            "Shared store operations that failed: unavailable or backend.",
+            "Shared store operations that failed: unavailable, unknown (a write lost after it was sent) or backend.",
             "error",
         );
         let pool = IntGaugeVec::new(
