@@ -235,6 +235,27 @@ async fn item9_deleting_media_that_buyers_hold_is_refused_with_their_count_unles
     let (status, _) = api(&usher, "GET", "/api/v1/media/event", None).await;
     assert_eq!(status, 404);
 
+    // The product its buyers bought is refused the same way: deleting it would take
+    // their purchases and device bindings with it.
+    let (status, refused) = api(&usher, "DELETE", "/api/v1/products/p", None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        (refused["error"].as_str(), refused["buyers"].as_u64()),
+        (Some("has_buyers"), Some(2)),
+        "{refused}"
+    );
+    let (status, buyers) = api(&usher, "GET", "/api/v1/buyers?product=p", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        buyers["items"].as_array().map(Vec::len),
+        Some(3),
+        "{buyers}"
+    );
+    let (status, body) = api(&usher, "DELETE", "/api/v1/products/p?force=true", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = api(&usher, "GET", "/api/v1/products/p", None).await;
+    assert_eq!(status, 404);
+
     // Media nobody bought goes without force.
     let (status, _) = api(
         &usher,

@@ -198,8 +198,28 @@ async fn sold_with_the_cli_the_printed_url_plays_until_revoked() {
     let mut expected = vec!["\"ep1\"".to_owned(), format!("\"{random}\"")];
     expected.sort();
     assert_eq!(codes, expected, "{products:?}");
+    admin(
+        &usher,
+        &[
+            "buyer",
+            "add",
+            "--product",
+            "ep1",
+            "--email",
+            "bob@example.com",
+        ],
+    )
+    .await
+    .ok();
+    let held = admin(&usher, &["product", "delete", "ep1"]).await;
+    assert!(
+        held.failed().contains("product ep1 has 1 buyers"),
+        "a product a buyer holds stays: {held:?}"
+    );
     assert_eq!(
-        admin(&usher, &["product", "delete", "ep1"]).await.ok(),
+        admin(&usher, &["product", "delete", "ep1", "--force"])
+            .await
+            .ok(),
         "ep1\n"
     );
     let left = admin(&usher, &["product", "list"]).await;

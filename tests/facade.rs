@@ -240,7 +240,15 @@ async fn sample_queries_answer_in_the_documents_shape() {
         )
         .await,
     );
-    assert_success(&facade(&usher, &format!("/api/ppv/delete?code={code}")).await);
+    // A buyer still holds the subscription: usher refuses to take it away unless forced
+    // (the document's delete has no such guard).
+    let refused = facade(&usher, &format!("/api/ppv/delete?code={code}")).await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert_eq!(
+        xml_text(&refused.text(), "Status").as_deref(),
+        Some("Failed")
+    );
+    assert_success(&facade(&usher, &format!("/api/ppv/delete?code={code}&force=1")).await);
     let gone = facade(&usher, &format!("/api/ppv/listmedia?code={code}")).await;
     assert_eq!(gone.status, 404);
     assert_eq!(xml_text(&gone.text(), "Status").as_deref(), Some("Failed"));

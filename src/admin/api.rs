@@ -33,10 +33,10 @@ pub async fn route(
 ) -> Result<Answer, AdminError> {
     use StatusCode as S;
     // Writes take their fields from the body; a parameter in the query (a sale's
-    // `order_id`, say) would be ignored, so it is refused by name. Deleting media reads
-    // its `force` itself.
-    let reads_query =
-        method == Method::GET || (method == Method::DELETE && segments.first() == Some(&"media"));
+    // `order_id`, say) would be ignored, so it is refused by name. Deleting a media or a
+    // product reads its `force` itself.
+    let reads_query = method == Method::GET
+        || (method == Method::DELETE && matches!(segments, ["media", _] | ["products", _]));
     if !reads_query {
         fields::Reader::new(query).deny_unknown()?;
     }
@@ -48,7 +48,10 @@ pub async fn route(
             ok(S::OK, ops::update_product(state, code, body).await?)
         }
         (&Method::DELETE, ["products", code]) => {
-            ops::delete_product(state, code).await?;
+            let mut r = fields::Reader::new(query);
+            let force = r.flag("force")?.unwrap_or(false);
+            r.deny_unknown()?;
+            ops::delete_product(state, code, force).await?;
             ok(S::OK, json!({ "deleted": code }))
         }
         (&Method::GET, ["products", code, "media"]) => {

@@ -188,7 +188,10 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             Ok(success(xml))
         }
         "delete" => {
-            ops::delete_product(state, required(f, "code")?).await?;
+            let force = super::fields::Reader::new(f)
+                .flag("force")?
+                .unwrap_or(false);
+            ops::delete_product(state, required(f, "code")?, force).await?;
             Ok(success(Xml::new("Response")))
         }
         "list" => {

@@ -216,11 +216,28 @@ pub async fn get_product(state: &State, code: &str) -> Result<Product, AdminErro
     find(state, format!("product {code}"), move |s| s.product(&code)).await
 }
 
-/// Deletes a product, its media links and its purchases.
+/// Deletes a product, its media links and its purchases. A product with active purchases
+/// is refused with 409 naming how many, unless `force`: deleting it would take away what
+/// its buyers paid for, with their device bindings, for good.
 ///
 /// # Errors
-/// No such product.
-pub async fn delete_product(state: &State, code: &str) -> Result<(), AdminError> {
+/// No such product, or buyers hold it.
+pub async fn delete_product(state: &State, code: &str, force: bool) -> Result<(), AdminError> {
+    if !force {
+        get_product(state, code).await?;
+        let filter = crate::rights::store::PurchaseFilter {
+            product: Some(code.to_owned()),
+            status: Some(crate::rights::model::PurchaseStatus::Active),
+            ..Default::default()
+        };
+        let buyers = blocking(state, move |s| s.purchase_count(&filter)).await?;
+        if buyers > 0 {
+            return Err(AdminError::HasBuyers {
+                what: format!("product {code}"),
+                buyers,
+            });
+        }
+    }
     let code = code.to_owned();
     blocking(state, move |s| s.delete_product(&code)).await?;
     after_product_write(state).await;

@@ -358,8 +358,9 @@ pub async fn execute(args: AdminArgs) -> Result<(), AdminCliError> {
             emit(&field(&product, "code")?)
         }
         AdminCommand::Product(ProductCommand::List) => api.list_all("products", &[]).await,
-        AdminCommand::Product(ProductCommand::Delete { code }) => {
-            let path = format!("products/{}", encode(&code));
+        AdminCommand::Product(ProductCommand::Delete { code, force }) => {
+            let force = if force { "?force=true" } else { "" };
+            let path = format!("products/{}{force}", encode(&code));
             api.call(Method::DELETE, &path, None).await?;
             emit(&code)
         }

@@ -47,10 +47,14 @@ pub enum ProductCommand {
     Create(Box<ProductCreate>),
     /// Every product, one JSON object per line.
     List,
-    /// Delete a product with its media links and purchases; prints its code.
+    /// Delete a product with its media links and purchases; prints its code. A product
+    /// with active purchases is refused (409 has_buyers) unless `--force`.
     Delete {
         /// The product code.
         code: String,
+        /// Delete it even though buyers hold it: their purchases go with it.
+        #[arg(long)]
+        force: bool,
     },
 }
 
