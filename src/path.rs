@@ -83,12 +83,16 @@ fn rebuild(raw: &str) -> Result<String, BadPath> {
 
 /// Whether `segment` (decoded once, as usher forwards it) is `.` or `..` to an upstream
 /// that cuts path parameters (`;…`) off segments, or that decodes the path once or twice
-/// more; or splits there into more segments.
+/// more; or splits there into more segments, or holds a control character (`%2500`: a
+/// NUL, where a C server may cut the name short) once decoded again.
 fn hides_a_dot_segment(segment: &str) -> bool {
     let mut view = std::borrow::Cow::Borrowed(segment);
     for _ in 0..3 {
         let name = view.split(';').next().unwrap_or_default();
-        if matches!(name, "." | "..") || view.contains(['/', '\\']) {
+        if matches!(name, "." | "..")
+            || view.contains(['/', '\\'])
+            || view.contains(|c: char| c.is_control())
+        {
             return true;
         }
         if !view.contains('%') {
@@ -297,6 +301,7 @@ mod tests {
             "/vod/free/%252e%252e/premium/seg1.ts",
             "/vod/free%252fpremium/seg1.ts",
             "/vod/free%255cpremium/seg1.ts",
+            "/vod/free/..%2500/premium/seg1.ts",
         ] {
             assert_eq!(normalize(hidden), Err(BadPath::Forbidden), "{hidden}");
         }

@@ -122,8 +122,9 @@ async fn the_images_command_serves_the_demo_as_an_unprivileged_user() {
             std::os::unix::fs::chown(&place, Some(NOBODY), Some(NOBODY)).unwrap();
         }
     }
-    // /etc is not the image user's to write in.
-    std::fs::set_permissions(under(root, "/etc"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    // /etc is not the image user's to write in (given back at the end, pass or fail, so
+    // the temporary folder can go).
+    let _writable_again = ReadOnly::make(under(root, "/etc"));
 
     let mut args = Vec::new();
     let mut given = image_command().into_iter();
@@ -197,5 +198,20 @@ async fn the_images_command_serves_the_demo_as_an_unprivileged_user() {
     }
     assert_eq!(token.mode() & 0o777, 0o600);
     assert!(!under(root, "/etc/data").exists());
-    std::fs::set_permissions(under(root, "/etc"), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A folder at mode 555 until dropped, then 755 again.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn make(path: PathBuf) -> Self {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555)).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+    }
 }

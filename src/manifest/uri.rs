@@ -32,20 +32,23 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
     let Some(resolved) = resolve(uri, vars) else {
         return Disposition::Unresolved;
     };
-    let before_fragment = resolved.split('#').next().unwrap_or("");
-    let as_browsers_read = browser_view(before_fragment);
-    let is_absolute = has_scheme(&as_browsers_read) || as_browsers_read.starts_with("//");
+    // Judged, and rerouted, as a browser's player reads it (see `browser_view`).
+    let seen = browser_view(&resolved);
+    let before_fragment = seen.split('#').next().unwrap_or("");
+    let is_absolute = has_scheme(before_fragment) || before_fragment.starts_with("//");
     if !is_absolute {
         return Disposition::Tokenize {
             has_query: before_fragment.contains('?'),
         };
     }
-    match bases.iter().find_map(|base| base.strip(&resolved)) {
-        Some(path) => Disposition::Reroute {
+    match bases.iter().find_map(|base| base.strip(&seen)) {
+        // `http://origin/base//evil.example/a.ts` is the origin's, but its path, written
+        // on its own, would be another host's.
+        Some(path) if !path.starts_with("//") => Disposition::Reroute {
             has_query: path.split('#').next().unwrap_or("").contains('?'),
             path: path.to_owned(),
         },
-        None => Disposition::Foreign,
+        _ => Disposition::Foreign,
     }
 }
 
@@ -135,6 +138,24 @@ mod tests {
         ] {
             assert_eq!(classify_plain(uri), Disposition::Foreign, "{uri:?}");
         }
+        // The origin's own URLs whose path alone would name another host.
+        for uri in [
+            "http://origin.test:8000/hls//evil.example/a.ts",
+            "http://origin.test:8000/hls/\\evil.example/a.ts",
+            "http://origin.test:8000/hls/\t/evil.example/a.ts",
+            "//origin.test:8000/hls//evil.example/a.ts",
+        ] {
+            assert_eq!(classify_plain(uri), Disposition::Foreign, "{uri:?}");
+        }
+        // The origin's URL with a tab in its scheme is still the origin's, as a browser
+        // reads it.
+        assert_eq!(
+            classify_plain("ht\ttp://origin.test:8000/hls/a.ts"),
+            Disposition::Reroute {
+                path: "/a.ts".into(),
+                has_query: false
+            }
+        );
         // Relative names without those characters are read as before.
         assert_eq!(
             classify_plain("seg 1.ts"),

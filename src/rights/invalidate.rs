@@ -129,11 +129,12 @@ impl Rights {
         self.index_stale.load(Ordering::Acquire)
     }
 
-    /// Reads the media index again when the last re-read failed, forgetting the cached
-    /// decisions as [`Rights::flush_cache`] does: an admin write that committed but whose
-    /// re-read failed (the store busy or a network away) would otherwise leave this node
-    /// refusing the new media's buyers until the next product or media write. Answers
-    /// whether the index was stale.
+    /// Reads the media index again when the last re-read failed: an admin write that
+    /// committed but whose re-read failed (the store busy or a network away) would
+    /// otherwise leave this node refusing the new media's buyers until the next product or
+    /// media write. Only a read that succeeds changes anything: it puts the index in and
+    /// forgets the cached decisions made against the old one; a failed read leaves the
+    /// cache alone (the store is struggling already). Answers whether the index was stale.
     ///
     /// # Errors
     /// When the store still cannot be read; the index stays stale.
@@ -141,7 +142,14 @@ impl Rights {
         if !self.index_is_stale() {
             return Ok(false);
         }
-        self.flush_cache().map(|()| true)
+        let index = MediaIndex::load(self.store.as_ref())?;
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
+        self.index_stale.store(false, Ordering::Release);
+        self.metrics.rights_index_stale.set(0);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
+        self.moved();
+        Ok(true)
     }
 }
 

@@ -342,8 +342,27 @@ async fn a_media_index_that_could_not_be_re_read_is_read_again_until_it_is() {
         .check("alice", seg, DeviceClass::Ott, T0 + 1, Instant::now())
         .await
         .is_err());
+    // Decisions about media the old index knows are cached as usual, and a retry that
+    // fails again leaves them be: the store is struggling already.
+    let known = "/final/seg1.ts";
+    for at in [T0 + 1, T0 + 2] {
+        assert!(rights
+            .check("alice", known, DeviceClass::Ott, at, Instant::now())
+            .await
+            .is_ok());
+    }
+    let hits = count(&metrics, "hit");
     assert!(rights.retry_index().is_err(), "still unreadable");
     assert!(rights.index_is_stale());
+    assert!(rights
+        .check("alice", known, DeviceClass::Ott, T0 + 3, Instant::now())
+        .await
+        .is_ok());
+    assert_eq!(
+        count(&metrics, "hit"),
+        hits + 1,
+        "the failed retry kept the cache"
+    );
 
     // The retry that runs beside the gateway reads it as soon as the store answers again.
     let rights = Arc::new(rights);

@@ -415,6 +415,20 @@ pub fn verify(
     })
 }
 
+/// Whether a header value signed under `Headers` could pass for more of the signed value:
+/// further fields (`bar~IPRanges=…`) or further `name=value` pairs (`bar,x-b=baz`) that
+/// the token no longer carries, giving the same signed bytes without the binding they
+/// made. Commas alone are common (`Mozilla/5.0 (KHTML, like Gecko)`, `en-US,en;q=0.9`);
+/// only a comma followed by a header name and `=` could pose as a pair.
+fn poses_as_fields(value: &str) -> bool {
+    let is_name_byte = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|".contains(&b);
+    value.contains('~')
+        || value.split(',').skip(1).any(|part| {
+            part.split_once('=')
+                .is_some_and(|(name, _)| !name.is_empty() && name.bytes().all(is_name_byte))
+        })
+}
+
 /// Reads the fields before the signature: the token, and the value that was signed.
 fn parse(fields: &str, request: &Request<'_>) -> Result<(MediaToken, String), TicketError> {
     let mut scope = None;
@@ -441,14 +455,11 @@ fn parse(fields: &str, request: &Request<'_>) -> Result<(MediaToken, String), Ti
             "Headers" => {
                 signed.push_str("Headers=");
                 for (n, header) in value.split(',').enumerate() {
-                    // A value holding the separators could pass for further fields
-                    // (`bar~IPRanges=…`) or header pairs (`bar,x-b=…`) that the token no
-                    // longer carries: the same signed bytes without the binding they made.
                     let got = request
                         .headers
                         .get(header)
                         .and_then(|v| v.to_str().ok())
-                        .filter(|v| !v.contains(['~', ',']))
+                        .filter(|v| !poses_as_fields(v))
                         .ok_or(TicketError::BadSignature)?;
                     if n > 0 {
                         signed.push(',');

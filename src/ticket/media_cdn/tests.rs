@@ -220,6 +220,32 @@ fn a_header_value_cannot_stand_in_for_fields_the_token_dropped() {
 }
 
 #[test]
+fn commas_in_ordinary_header_values_still_verify() {
+    let key = key(Algorithm::Sha256);
+    for (name, value) in [
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)",
+        ),
+        ("accept-language", "en-US,en;q=0.9"),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+    ] {
+        let mut token = MediaToken::new(scope("glob"), EXPIRES);
+        token.headers = vec![(name.into(), value.into())];
+        let raw = mint(&token, &key);
+        let mut req = Req::new("http://cdn.example/a.ts");
+        req.headers = headers(&[(name, value)]);
+        assert!(
+            verify(&raw, &[key.key().clone()], &req.as_request(), NOW, 0).is_ok(),
+            "{name}: {value}"
+        );
+    }
+}
+
+#[test]
 fn tampering_with_any_field_or_the_signature_is_refused() {
     let keys = verifying_keys();
     let req = Req::new("http://10.20.30.40/example.m3u8");
