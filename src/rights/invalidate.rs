@@ -13,7 +13,7 @@ impl Rights {
     /// Turns the decision cache on or off; off, every request is decided from the store and
     /// nothing is cached (a node that cannot hear the other nodes' invalidations).
     pub fn set_caching(&self, on: bool) {
-        self.caching.store(on, std::sync::atomic::Ordering::Release);
+        self.caching.store(on, Ordering::Release);
         if !on {
             self.cache.invalidate_all();
             self.moved();
@@ -22,8 +22,7 @@ impl Rights {
 
     /// Forgets every cached decision about `subject` (a purchase or account changed).
     pub fn invalidate_subject(&self, subject: &str) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let prefix = format!("{subject}\0");
         self.metrics
             .rights_invalidations
@@ -45,8 +44,7 @@ impl Rights {
     /// a decision while it ran may have kept it in its thread's memo under the generation
     /// of its start, which no longer counts from now on (see [`memo`]).
     fn moved(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets the cached decisions about `subject`, about any of the media `codes`, or,
@@ -55,8 +53,7 @@ impl Rights {
     /// them goes too, so a revoked yes is not served through an outage. Answers how many
     /// cached decisions were dropped.
     pub async fn invalidate(&self, subject: Option<&str>, codes: Option<&[String]>) -> u64 {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let scope = match (subject, codes) {
             (Some(_), Some(_)) => "subject_content",
             (None, Some(_)) => "content",
@@ -110,6 +107,14 @@ impl Rights {
         // The new index goes in before the generation moves (see `check`): a decision
         // made against the old one, whose media may have gained or lost an enclosing
         // media, is then never cached.
+        let result = self.reread_index();
+        self.forget_all_decisions();
+        result
+    }
+
+    /// Reads the media index from the store and puts it in; on failure keeps the old one
+    /// and marks it stale (see [`Rights::retry_index`]).
+    fn reread_index(&self) -> Result<(), StoreError> {
         let result = MediaIndex::load(self.store.as_ref()).map(|index| {
             *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
         });
@@ -117,11 +122,14 @@ impl Rights {
         self.metrics
             .rights_index_stale
             .set(i64::from(result.is_err()));
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        result
+    }
+
+    /// Drops every cached decision, moving the generation before and after.
+    fn forget_all_decisions(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
         self.moved();
-        result
     }
 
     /// Whether the last re-read of the media index failed (see [`Rights::retry_index`]).
@@ -142,13 +150,8 @@ impl Rights {
         if !self.index_is_stale() {
             return Ok(false);
         }
-        let index = MediaIndex::load(self.store.as_ref())?;
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
-        self.index_stale.store(false, Ordering::Release);
-        self.metrics.rights_index_stale.set(0);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate_all();
-        self.moved();
+        self.reread_index()?;
+        self.forget_all_decisions();
         Ok(true)
     }
 }
