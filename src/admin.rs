@@ -248,6 +248,10 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
             StatusCode::CONFLICT,
             json!({"error": "conflict", "what": what}),
         ),
+        AdminError::Changed(what) => (
+            StatusCode::CONFLICT,
+            json!({"error": "changed_concurrently", "what": what, "reason": e.to_string()}),
+        ),
         AdminError::HasBuyers { what, buyers } => (
             StatusCode::CONFLICT,
             json!({"error": "has_buyers", "what": what, "buyers": buyers, "reason": e.to_string()}),

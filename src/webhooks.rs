@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! event (admin op, rights, activation, sessions)
-//!   ─► Webhooks::emit / record: the receivers subscribed in the config snapshot
+//!   ─► Webhooks::emit / deliveries: the receivers subscribed in the config snapshot
 //!        none ─► nothing (no I/O)
-//!        some ─► one row per receiver in the store's queue (blocking pool, off the
-//!                request for emit), oldest dropped past queue_limit ─► wake the worker
+//!        some ─► one row per receiver in the store's queue (emit: blocking pool, off the
+//!                request; deliveries: in the sale's or revoke's own transaction), oldest
+//!                dropped past queue_limit ─► wake the worker
 //! worker (one task): claim due rows (leased) ─► POST, signed ─► 2xx: remove
 //!        otherwise: due again after retry_initial · 2^(attempts-1), at most retry_max;
 //!        removed (gave_up) after max_attempts; removed (unconfigured) if the receiver
@@ -14,7 +15,9 @@
 //! ```
 //!
 //! A row is written before the worker sees it and removed only after a 2xx, so a restart
-//! (even `kill -9`) loses none: the worker picks them up again. A delivery in flight at a
+//! (even `kill -9`) loses none: the worker picks them up again. A sale's or a revoke's
+//! event is written in the same transaction as the purchase (an outbox): a sale that
+//! stands is announced, one that does not is not. A delivery in flight at a
 //! crash is sent again (at least once): receivers deduplicate on `X-Usher-Delivery`.
 
 pub mod deliver;
@@ -111,7 +114,14 @@ impl Webhooks {
         self.config().subscribed(kind).next().is_some()
     }
 
-    fn deliveries(&self, event: &Event) -> Vec<NewDelivery> {
+    /// The deliveries that announce `event`, one per receiver that takes it (none when no
+    /// receiver does): for a write that queues them in its own transaction (a sale, a
+    /// revoke), so the change and its announcement stand or fall together. Call
+    /// [`Webhooks::queued`] after it commits.
+    pub fn deliveries(&self, event: &Event) -> Vec<NewDelivery> {
+        if !self.wanted(event.kind()) {
+            return Vec::new();
+        }
         let config = self.config();
         let now = (self.0.clock)();
         let id = new_event_id();
@@ -196,17 +206,19 @@ impl Webhooks {
         }
     }
 
-    /// Queues `event` and waits until it is in the store (admin writes: the event is
-    /// durable before the operation answers).
-    pub async fn record(&self, event: Event) {
-        if !self.wanted(event.kind()) {
+    /// After a write that queued [`Webhooks::deliveries`] in its transaction: applies the
+    /// queue's limit (dropping the oldest, counted) and wakes the worker. Nothing to do
+    /// when nothing was queued.
+    pub async fn queued(&self, deliveries: &[NewDelivery]) {
+        if deliveries.is_empty() {
             return;
         }
         let this = self.clone();
-        let work = move || this.enqueue(&this.deliveries(&event));
-        if let Err(e) = tokio::task::spawn_blocking(work).await {
-            tracing::error!(error = %e, "could not queue a webhook event");
+        if let Err(e) = tokio::task::spawn_blocking(move || this.enqueue(&[])).await {
+            tracing::error!(error = %e, "could not apply the webhook queue's limit");
         }
+        // The deliveries are queued whether or not the limit could be applied.
+        self.0.wake.notify_one();
     }
 
     /// The delivery worker: runs until the process ends (start it once, in `main`).

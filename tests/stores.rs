@@ -226,9 +226,10 @@ fn listing_filters_and_pages(store: &dyn Store) {
         page.iter().map(|p| p.hash.as_str()).collect::<Vec<_>>(),
         ["h1", "h2"]
     );
-    let mut revoked = store.purchase("h3").unwrap().unwrap();
+    let before = store.purchase("h3").unwrap().unwrap();
+    let mut revoked = before.clone();
     revoked.status = PurchaseStatus::Revoked;
-    store.update_purchase(&revoked).unwrap();
+    store.replace_purchase(&before, &revoked, &[]).unwrap();
     let only_revoked = PurchaseFilter {
         status: Some(PurchaseStatus::Revoked),
         ..PurchaseFilter::default()
@@ -461,6 +462,98 @@ fn the_webhook_queue_leases_and_drops_the_oldest(store: &dyn Store) {
         ("ev2", 1)
     );
     assert_eq!(store.webhook_queue_depth().unwrap(), 1);
+}
+
+/// A sale and the webhook deliveries that announce it are one transaction: a sale that
+/// is not written is not announced, and one that is, is.
+fn a_sale_and_its_announcement_stand_or_fall_together(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    let ghost = purchase("h0", "ghost", "alice", "a@x");
+    let got = store.record_sale(&ghost, None, &[delivery(1)]);
+    assert!(matches!(got, Err(StoreError::NotFound(_))), "{got:?}");
+    assert_eq!(store.webhook_queue_depth().unwrap(), 0, "nothing announced");
+    let first = purchase("h1", "P1", "alice", "a@x");
+    let sold = store
+        .record_sale(&first, Some(("order-1", "fp")), &[delivery(2), delivery(3)])
+        .unwrap();
+    assert_eq!(sold, KeyedSale::Created);
+    let again = purchase("h2", "P1", "alice", "a@x");
+    let resubmitted = store
+        .record_sale(&again, Some(("order-1", "fp")), &[delivery(4)])
+        .unwrap();
+    assert_eq!(
+        resubmitted,
+        KeyedSale::Taken(SaleKey {
+            purchase: "h1".into(),
+            fingerprint: "fp".into()
+        })
+    );
+    assert_eq!(store.purchase("h2").unwrap(), None);
+    let queued: Vec<String> = store
+        .pending_webhooks()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.delivery.event_id)
+        .collect();
+    assert_eq!(queued, ["ev2", "ev3"], "the sale's events, once");
+}
+
+/// A change to a purchase is written only over the purchase it was made from: a revoke
+/// read before the buyer's first play does not erase that play, and is written (with its
+/// event) once made from the purchase as it now stands.
+fn a_purchase_written_since_it_was_read_is_not_overwritten(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    store
+        .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
+        .unwrap();
+    let before = store.purchase("h1").unwrap().unwrap();
+    assert!(store.record_first_play("h1", 500).unwrap(), "meanwhile");
+    let mut revoked = before.clone();
+    revoked.status = PurchaseStatus::Revoked;
+    let got = store.replace_purchase(&before, &revoked, &[delivery(1)]);
+    assert!(matches!(got, Err(StoreError::Changed(_))), "{got:?}");
+    let now = store.purchase("h1").unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.first_play_at),
+        (PurchaseStatus::Active, Some(500))
+    );
+    assert_eq!(
+        store.webhook_queue_depth().unwrap(),
+        0,
+        "no revoke announced"
+    );
+
+    let mut revoked = now.clone();
+    revoked.status = PurchaseStatus::Revoked;
+    store
+        .replace_purchase(&now, &revoked, &[delivery(2)])
+        .unwrap();
+    assert_eq!(store.purchase("h1").unwrap().unwrap(), revoked);
+    assert_eq!(
+        store.webhook_queue_depth().unwrap(),
+        1,
+        "the revoke announced"
+    );
+
+    store.delete_purchase("h1").unwrap();
+    let gone = store.replace_purchase(&revoked, &now, &[]);
+    assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+}
+
+#[test]
+fn both_a_sale_and_its_announcement_stand_or_fall_together() {
+    on_both(
+        "sale_announcement",
+        a_sale_and_its_announcement_stand_or_fall_together,
+    );
+}
+
+#[test]
+fn both_a_purchase_written_since_it_was_read_is_not_overwritten() {
+    on_both(
+        "purchase_changed",
+        a_purchase_written_since_it_was_read_is_not_overwritten,
+    );
 }
 
 #[test]
@@ -761,9 +854,10 @@ fn a_write_held_past_the_timeout_is_rolled_back_not_left_to_land_later() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(held, "the holder took the row");
-    let mut revoked = store.purchase("h1").unwrap().unwrap();
+    let before = store.purchase("h1").unwrap().unwrap();
+    let mut revoked = before.clone();
     revoked.status = PurchaseStatus::Revoked;
-    let got = store.update_purchase(&revoked);
+    let got = store.replace_purchase(&before, &revoked, &[]);
     assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
     assert!(holder.wait().unwrap().success());
     assert_eq!(

@@ -24,6 +24,10 @@ pub enum AdminError {
     /// Taken (409).
     #[error("{0} already exists")]
     Conflict(String),
+    /// Written by someone else while this change was being made, every time it was
+    /// tried (409): read it and try again.
+    #[error("{0} kept changing while this change was being made; read it and try again")]
+    Changed(String),
     /// Buyers hold what was to be deleted (409), unless forced.
     #[error("{what} has {buyers} buyers: add ?force=true to delete it anyway")]
     HasBuyers {
@@ -95,6 +99,7 @@ impl From<StoreError> for AdminError {
             StoreError::Backend(why) => AdminError::Store(why),
             StoreError::Unavailable(why) => AdminError::StoreUnavailable(why),
             StoreError::Unknown(why) => AdminError::StoreOutcomeUnknown(why),
+            StoreError::Changed(what) => AdminError::Changed(what),
         }
     }
 }

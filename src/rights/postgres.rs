@@ -25,7 +25,8 @@ use tokio_postgres::types::ToSql;
 
 use super::model::{Account, Binding, Contacts, Media, Product, Purchase, PurchaseStatus};
 use super::store::{
-    AuditEntry, AuditFilter, Bind, KeyedSale, Page, PurchaseFilter, SaleKey, Store, StoreError,
+    AuditEntry, AuditFilter, Bind, KeyedSale, NewDelivery, Page, PurchaseFilter, SaleKey, Store,
+    StoreError,
 };
 use crate::metrics::StoreMetrics;
 
@@ -47,7 +48,7 @@ mod sales;
 mod webhooks;
 
 pub use client::tls;
-use sales::{insert_purchase, sale_key_in};
+use sales::sale_key_in;
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -315,23 +316,13 @@ impl Store for PostgresStore {
         })
     }
 
-    fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
-        let data = to_json(purchase)?;
-        let purchase = purchase.clone();
-        self.run("create_purchase", move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
-            insert_purchase(&tx, &purchase, &data).await?;
-            tx.commit().await.map_err(pg)
-        })
-    }
-
-    fn create_purchase_keyed(
+    fn record_sale(
         &self,
         purchase: &Purchase,
-        key: &str,
-        fingerprint: &str,
+        key: Option<(&str, &str)>,
+        events: &[NewDelivery],
     ) -> Result<KeyedSale, StoreError> {
-        self.create_keyed(purchase, key, fingerprint)
+        self.record(purchase, key, events)
     }
 
     fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError> {
@@ -342,21 +333,13 @@ impl Store for PostgresStore {
         )
     }
 
-    fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
-        self.changed(
-            "update_purchase",
-            "UPDATE purchases SET status = $2, data = $3, email = $4, media = $5, account = $6
-             WHERE hash = $1",
-            args![
-                purchase.hash.clone(),
-                status_name(purchase.status),
-                to_json(purchase)?,
-                purchase.email.clone(),
-                purchase.media.clone(),
-                purchase.account.clone(),
-            ],
-            format!("purchase {}", purchase.hash),
-        )
+    fn replace_purchase(
+        &self,
+        before: &Purchase,
+        after: &Purchase,
+        events: &[NewDelivery],
+    ) -> Result<(), StoreError> {
+        self.replace(before, after, events)
     }
 
     fn purchase(&self, hash: &str) -> Result<Option<Purchase>, StoreError> {

@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use super::model::{Account, Binding, Contacts, Media, Product, Purchase};
 use super::store::{
-    AuditEntry, AuditFilter, Bind, KeyedSale, Page, PurchaseFilter, SaleKey, Store, StoreError,
+    AuditEntry, AuditFilter, Bind, KeyedSale, NewDelivery, Page, PurchaseFilter, SaleKey, Store,
+    StoreError,
 };
 
 mod audit;
@@ -321,40 +322,26 @@ impl Store for SqliteStore {
         rows.map(|r| r.map_err(backend)).collect()
     }
 
-    fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
-        sales::insert_purchase(&tx, purchase)?;
-        tx.commit().map_err(backend)
-    }
-
-    fn create_purchase_keyed(
+    fn record_sale(
         &self,
         purchase: &Purchase,
-        key: &str,
-        fingerprint: &str,
+        key: Option<(&str, &str)>,
+        events: &[NewDelivery],
     ) -> Result<KeyedSale, StoreError> {
-        sales::create_keyed(&mut self.conn(), purchase, key, fingerprint)
+        sales::record(&mut self.conn(), purchase, key, events)
     }
 
     fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError> {
         sales::sale_key(&self.conn(), key)
     }
 
-    fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
-        self.changed(
-            "UPDATE purchases SET status = ?2, data = ?3, email = ?4, media = ?5, account = ?6
-             WHERE hash = ?1",
-            &[
-                &purchase.hash,
-                &status_text(purchase),
-                &to_json(purchase)?,
-                &purchase.email,
-                &purchase.media,
-                &purchase.account,
-            ],
-            &format!("purchase {}", purchase.hash),
-        )
+    fn replace_purchase(
+        &self,
+        before: &Purchase,
+        after: &Purchase,
+        events: &[NewDelivery],
+    ) -> Result<(), StoreError> {
+        sales::replace(&mut self.conn(), before, after, events)
     }
 
     fn purchase(&self, hash: &str) -> Result<Option<Purchase>, StoreError> {

@@ -57,6 +57,10 @@ pub enum StoreError {
     /// idempotency key, or read it back.
     #[error("store outcome unknown: {0}")]
     Unknown(String),
+    /// The thing named was written by someone else since the caller read it; nothing was
+    /// written.
+    #[error("{0} changed since it was read")]
+    Changed(String),
 }
 
 /// A page of a listing.
@@ -177,22 +181,44 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     /// The content ids in a product.
     fn linked(&self, product: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Records a purchase, creating its account (enabled) if new.
-    fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError>;
-    /// Records a purchase (as [`Store::create_purchase`]) under an idempotency `key`, in
-    /// one transaction with the check: of two concurrent sales with one key, one records
-    /// and the other gets [`KeyedSale::Taken`] with the first's purchase. The key lives as
-    /// long as its purchase.
+    /// Records a purchase, creating its account (enabled) if new, with `events` (the
+    /// webhook deliveries that announce it) in the same transaction: the sale and its
+    /// announcement stand or fall together. Under `key` (an idempotency key and the
+    /// request's fingerprint) the check is in that transaction too: of two concurrent
+    /// sales with one key, one records and the other gets [`KeyedSale::Taken`] with the
+    /// first's purchase, and writes nothing. The key lives as long as its purchase.
+    fn record_sale(
+        &self,
+        purchase: &Purchase,
+        key: Option<(&str, &str)>,
+        events: &[NewDelivery],
+    ) -> Result<KeyedSale, StoreError>;
+    /// Records a purchase without key or events (see [`Store::record_sale`]).
+    fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
+        self.record_sale(purchase, None, &[]).map(drop)
+    }
+    /// Records a purchase under an idempotency `key`, without events (see
+    /// [`Store::record_sale`]).
     fn create_purchase_keyed(
         &self,
         purchase: &Purchase,
         key: &str,
         fingerprint: &str,
-    ) -> Result<KeyedSale, StoreError>;
+    ) -> Result<KeyedSale, StoreError> {
+        self.record_sale(purchase, Some((key, fingerprint)), &[])
+    }
     /// The sale an idempotency key made, if any.
     fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError>;
-    /// Replaces a purchase. `NotFound` when it does not exist.
-    fn update_purchase(&self, purchase: &Purchase) -> Result<(), StoreError>;
+    /// Replaces purchase `before` with `after` (same hash), with `events` in the same
+    /// transaction, if the stored purchase is still `before`. `Changed` when it was
+    /// written since `before` was read (nothing is written: read it again and redo the
+    /// change), `NotFound` when it is gone.
+    fn replace_purchase(
+        &self,
+        before: &Purchase,
+        after: &Purchase,
+        events: &[NewDelivery],
+    ) -> Result<(), StoreError>;
     /// A purchase by hash.
     fn purchase(&self, hash: &str) -> Result<Option<Purchase>, StoreError>;
     /// Purchases matching `filter`, in the order they were made.

@@ -131,9 +131,10 @@ async fn a_revocation_applies_to_the_next_check_despite_the_cache() {
         )
         .await
         .is_ok());
-    let mut p = store.purchase("h1").unwrap().unwrap();
+    let before = store.purchase("h1").unwrap().unwrap();
+    let mut p = before.clone();
     p.status = PurchaseStatus::Revoked;
-    store.update_purchase(&p).unwrap();
+    store.replace_purchase(&before, &p, &[]).unwrap();
     // Without invalidation the cache would still say yes.
     assert!(rights
         .check(

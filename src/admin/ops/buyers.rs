@@ -115,24 +115,22 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
         None => only_media(state, &product.code).await?,
     };
     purchase.ticket = Some(issue_ticket(state, &purchase, &product, media.as_ref()));
-    let stored = purchase.clone();
-    match key {
-        None => blocking(state, move |s| s.create_purchase(&stored)).await?,
-        Some(key) => {
-            let (k, fp) = (key.key.clone(), key.fingerprint.clone());
-            let written =
-                blocking(state, move |s| s.create_purchase_keyed(&stored, &k, &fp)).await?;
-            if let KeyedSale::Taken(taken) = written {
-                // A concurrent submission with this key won: answer its sale.
-                return replay(state, &key, taken).await;
-            }
-        }
+    let events = state
+        .webhooks
+        .deliveries(&Event::Purchase((&purchase).into()));
+    let (stored, queued) = (purchase.clone(), events.clone());
+    let keyed = key.as_ref().map(|k| (k.key.clone(), k.fingerprint.clone()));
+    let written = blocking(state, move |s| {
+        let key = keyed.as_ref().map(|(k, fp)| (k.as_str(), fp.as_str()));
+        s.record_sale(&stored, key, &queued)
+    })
+    .await?;
+    if let (KeyedSale::Taken(taken), Some(key)) = (written, &key) {
+        // A concurrent submission with this key won: answer its sale.
+        return replay(state, key, taken).await;
     }
     after_purchase_write(state, &purchase.account);
-    state
-        .webhooks
-        .record(Event::Purchase((&purchase).into()))
-        .await;
+    state.webhooks.queued(&events).await;
     Ok(sold(state, purchase, &product, media.as_ref()))
 }
 
@@ -252,16 +250,62 @@ pub fn play_url(state: &State, media: &Media, ticket: &str) -> String {
     )
 }
 
+/// How often an update or a revoke reads the purchase again when it was written
+/// meanwhile (by another admin call, another node, or a first play) before answering 409.
+const ATTEMPTS: usize = 5;
+
+/// Runs `change` (read, change, conditional write) until it does not meet a purchase
+/// written meanwhile, at most [`ATTEMPTS`] times.
+async fn until_unchanged<T, F, Fut>(mut change: F) -> Result<T, AdminError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AdminError>>,
+{
+    for _ in 1..ATTEMPTS {
+        match change().await {
+            Err(AdminError::Changed(_)) => continue,
+            other => return other,
+        }
+    }
+    change().await
+}
+
+/// Writes `after` over `before` if the store still holds `before`, with a revoke's event
+/// in the same transaction when `after` revokes it, then invalidates the decisions it
+/// touches.
+async fn replace(state: &State, before: Purchase, after: &Purchase) -> Result<(), AdminError> {
+    let revoked =
+        before.status != PurchaseStatus::Revoked && after.status == PurchaseStatus::Revoked;
+    let events = if revoked {
+        state.webhooks.deliveries(&Event::Revoke(after.into()))
+    } else {
+        Vec::new()
+    };
+    let (stored, queued) = (after.clone(), events.clone());
+    blocking(state, move |s| {
+        s.replace_purchase(&before, &stored, &queued)
+    })
+    .await?;
+    after_purchase_write(state, &after.account);
+    state.webhooks.queued(&events).await;
+    Ok(())
+}
+
 /// Updates a buyer's fields (dates, activations, name, status) and reissues its ticket
 /// for the window they give. `code`, when sent (the PPV API sends it), must be the
-/// purchase's product.
+/// purchase's product. A purchase written meanwhile (a revoke on another node, a first
+/// play) is read again and the fields applied to it, so neither change is lost.
 ///
 /// # Errors
 /// Bad fields, a `code` that is not the purchase's product, an `access_expire` past the
-/// product's `available_until`, or no such purchase.
+/// product's `available_until`, no such purchase, or (409) a purchase that kept changing.
 pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold, AdminError> {
-    let mut purchase = find_buyer(state, hash).await?;
-    let was_revoked = purchase.status == PurchaseStatus::Revoked;
+    until_unchanged(|| update_once(state, hash, f)).await
+}
+
+async fn update_once(state: &State, hash: &str, f: &Fields) -> Result<Sold, AdminError> {
+    let before = find_buyer(state, hash).await?;
+    let mut purchase = before.clone();
     let mut r = Reader::new(f);
     if let Some(code) = r.text("code") {
         if code != purchase.product {
@@ -283,33 +327,23 @@ pub async fn update_buyer(state: &State, hash: &str, f: &Fields) -> Result<Sold,
         None => only_media(state, &product.code).await?,
     };
     purchase.ticket = Some(issue_ticket(state, &purchase, &product, media.as_ref()));
-    let stored = purchase.clone();
-    blocking(state, move |s| s.update_purchase(&stored)).await?;
-    after_purchase_write(state, &purchase.account);
-    if !was_revoked && purchase.status == PurchaseStatus::Revoked {
-        state
-            .webhooks
-            .record(Event::Revoke((&purchase).into()))
-            .await;
-    }
+    replace(state, before, &purchase).await?;
     Ok(sold(state, purchase, &product, media.as_ref()))
 }
 
 /// Revokes a purchase: the next request under it is refused with `revoked`.
 ///
 /// # Errors
-/// No such purchase.
+/// No such purchase, or (409) a purchase that kept changing.
 pub async fn revoke_buyer(state: &State, hash: &str) -> Result<PurchaseView, AdminError> {
-    let mut purchase = find_buyer(state, hash).await?;
-    purchase.status = PurchaseStatus::Revoked;
-    let stored = purchase.clone();
-    blocking(state, move |s| s.update_purchase(&stored)).await?;
-    after_purchase_write(state, &purchase.account);
-    state
-        .webhooks
-        .record(Event::Revoke((&purchase).into()))
-        .await;
-    view(state, purchase).await
+    until_unchanged(|| async {
+        let before = find_buyer(state, hash).await?;
+        let mut purchase = before.clone();
+        purchase.status = PurchaseStatus::Revoked;
+        replace(state, before, &purchase).await?;
+        view(state, purchase).await
+    })
+    .await
 }
 
 /// Deletes a purchase: the next request under it is refused with `no_rights`.
@@ -507,5 +541,55 @@ pub async fn end_session(state: &State, sid: &str) -> Result<(), AdminError> {
         Ok(())
     } else {
         Err(AdminError::NotFound(format!("session {sid}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::{until_unchanged, AdminError, ATTEMPTS};
+
+    fn changed() -> AdminError {
+        AdminError::Changed("purchase h1".into())
+    }
+
+    #[tokio::test]
+    async fn a_change_that_met_a_newer_purchase_is_made_again_from_it() {
+        let tries = Cell::new(0);
+        let got = until_unchanged(|| async {
+            tries.set(tries.get() + 1);
+            if tries.get() < 3 {
+                Err(changed())
+            } else {
+                Ok(tries.get())
+            }
+        })
+        .await;
+        assert_eq!(got.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_purchase_that_keeps_changing_is_a_conflict_after_a_few_tries() {
+        let tries = Cell::new(0);
+        let got: Result<(), _> = until_unchanged(|| async {
+            tries.set(tries.get() + 1);
+            Err(changed())
+        })
+        .await;
+        assert!(matches!(got, Err(AdminError::Changed(_))), "{got:?}");
+        assert_eq!(tries.get(), ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_tried_again() {
+        let tries = Cell::new(0);
+        let got: Result<(), _> = until_unchanged(|| async {
+            tries.set(tries.get() + 1);
+            Err(AdminError::NotFound("buyer h1".into()))
+        })
+        .await;
+        assert!(matches!(got, Err(AdminError::NotFound(_))), "{got:?}");
+        assert_eq!(tries.get(), 1);
     }
 }

@@ -319,11 +319,11 @@ const WRITES: &[&str] = &[
     "put_sale_key",
     "rebind_device",
     "record_first_play",
+    "replace_purchase",
     "unbind_device",
     "unlink",
     "update_media",
     "update_product",
-    "update_purchase",
     "webhook_done",
     "webhook_failed",
 ];

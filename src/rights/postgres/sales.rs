@@ -1,13 +1,14 @@
-//! Writing purchases in PostgreSQL, alone or under an idempotency key.
+//! Writing purchases in PostgreSQL, alone or under an idempotency key, with the webhook
+//! deliveries that announce them.
 
 use tokio_postgres::error::SqlState;
 
-use super::{conflict_or, pg, status_name, to_json, PostgresStore};
+use super::{conflict_or, from_json, pg, status_name, to_json, webhooks, PostgresStore};
 use crate::rights::model::Purchase;
-use crate::rights::store::{KeyedSale, SaleKey, StoreError};
+use crate::rights::store::{KeyedSale, NewDelivery, SaleKey, StoreError};
 
 /// Inserts a purchase and, if new, its account (enabled), inside `tx`.
-pub(super) async fn insert_purchase(
+async fn insert_purchase(
     tx: &deadpool_postgres::Transaction<'_>,
     purchase: &Purchase,
     data: &str,
@@ -61,23 +62,36 @@ pub(super) async fn sale_key_in(
 }
 
 impl PostgresStore {
-    /// Records a purchase under an idempotency key (see
-    /// [`Store::create_purchase_keyed`]).
-    pub(super) fn create_keyed(
+    /// Records a purchase with its events, under an idempotency key if given (see
+    /// [`Store::record_sale`](crate::rights::store::Store::record_sale)).
+    pub(super) fn record(
         &self,
         purchase: &Purchase,
-        key: &str,
-        fingerprint: &str,
+        key: Option<(&str, &str)>,
+        events: &[NewDelivery],
     ) -> Result<KeyedSale, StoreError> {
         let data = to_json(purchase)?;
-        let (purchase, key, fingerprint) =
-            (purchase.clone(), key.to_owned(), fingerprint.to_owned());
-        self.run("create_purchase_keyed", move |mut c| async move {
-            if let Some(taken) = sale_key_in(&c, &key).await? {
-                return Ok(KeyedSale::Taken(taken));
+        let purchase = purchase.clone();
+        let key = key.map(|(k, f)| (k.to_owned(), f.to_owned()));
+        let events = events.to_vec();
+        let op = if key.is_some() {
+            "create_purchase_keyed"
+        } else {
+            "create_purchase"
+        };
+        self.run(op, move |mut c| async move {
+            if let Some((key, _)) = &key {
+                if let Some(taken) = sale_key_in(&c, key).await? {
+                    return Ok(KeyedSale::Taken(taken));
+                }
             }
             let tx = c.transaction().await.map_err(pg)?;
             insert_purchase(&tx, &purchase, &data).await?;
+            webhooks::insert(&tx, &events).await?;
+            let Some((key, fingerprint)) = key else {
+                tx.commit().await.map_err(pg)?;
+                return Ok(KeyedSale::Created);
+            };
             // A concurrent sale under the same key waits here for the other to end; if
             // it committed, this inserts nothing and the whole transaction is dropped.
             let n = tx
@@ -99,6 +113,52 @@ impl PostgresStore {
                     "sale key {key} was taken and then released"
                 ))),
             }
+        })
+    }
+
+    /// Replaces `before` with `after` and queues `events`, in one transaction that locks
+    /// the purchase's row, if the stored purchase is still `before` (see
+    /// [`Store::replace_purchase`](crate::rights::store::Store::replace_purchase)).
+    pub(super) fn replace(
+        &self,
+        before: &Purchase,
+        after: &Purchase,
+        events: &[NewDelivery],
+    ) -> Result<(), StoreError> {
+        let data = to_json(after)?;
+        let (before, after, events) = (before.clone(), after.clone(), events.to_vec());
+        self.run("replace_purchase", move |mut c| async move {
+            let what = format!("purchase {}", before.hash);
+            let tx = c.transaction().await.map_err(pg)?;
+            let stored = tx
+                .query_opt(
+                    "SELECT data FROM purchases WHERE hash = $1 FOR UPDATE",
+                    &[&before.hash],
+                )
+                .await
+                .map_err(pg)?;
+            let Some(stored) = stored else {
+                return Err(StoreError::NotFound(what));
+            };
+            if from_json::<Purchase>(stored.get(0))? != before {
+                return Err(StoreError::Changed(what));
+            }
+            tx.execute(
+                "UPDATE purchases SET status = $2, data = $3, email = $4, media = $5, account = $6
+                 WHERE hash = $1",
+                &[
+                    &before.hash,
+                    &status_name(after.status),
+                    &data,
+                    &after.email,
+                    &after.media,
+                    &after.account,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+            webhooks::insert(&tx, &events).await?;
+            tx.commit().await.map_err(pg)
         })
     }
 

@@ -19,20 +19,30 @@ fn queued(r: &tokio_postgres::Row) -> QueuedDelivery {
     }
 }
 
+/// Queues `deliveries` inside `tx` (the queue's limit is applied by the next
+/// [`WebhookQueue::enqueue_webhooks`]).
+pub(super) async fn insert(
+    tx: &deadpool_postgres::Transaction<'_>,
+    deliveries: &[NewDelivery],
+) -> Result<(), StoreError> {
+    for d in deliveries {
+        tx.execute(
+            "INSERT INTO webhook_queue (endpoint, event, event_id, body, next_attempt)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&d.endpoint, &d.event, &d.event_id, &d.body, &(d.due as i64)],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
+}
+
 impl WebhookQueue for PostgresStore {
     fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
         let deliveries = deliveries.to_vec();
         self.run("enqueue_webhooks", move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
-            for d in &deliveries {
-                tx.execute(
-                    "INSERT INTO webhook_queue (endpoint, event, event_id, body, next_attempt)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[&d.endpoint, &d.event, &d.event_id, &d.body, &(d.due as i64)],
-                )
-                .await
-                .map_err(pg)?;
-            }
+            insert(&tx, &deliveries).await?;
             let depth: i64 = tx
                 .query_one("SELECT COUNT(*) FROM webhook_queue", &[])
                 .await

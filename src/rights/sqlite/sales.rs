@@ -1,38 +1,85 @@
-//! Writing purchases, alone or under an idempotency key.
+//! Writing purchases, alone or under an idempotency key, with the webhook deliveries that
+//! announce them.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{backend, conflict_or, status_text, to_json};
+use super::{backend, conflict_or, from_json, status_text, to_json, webhooks};
 use crate::rights::model::Purchase;
-use crate::rights::store::{KeyedSale, SaleKey, StoreError};
+use crate::rights::store::{KeyedSale, NewDelivery, SaleKey, StoreError};
 
-/// Records `purchase` under `key` unless the key is taken, in one immediate transaction.
-pub(super) fn create_keyed(
+/// Records `purchase` (under `key` unless the key is taken) with `events`, in one
+/// immediate transaction.
+pub(super) fn record(
     conn: &mut Connection,
     purchase: &Purchase,
-    key: &str,
-    fingerprint: &str,
+    key: Option<(&str, &str)>,
+    events: &[NewDelivery],
 ) -> Result<KeyedSale, StoreError> {
     let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend)?;
-    if let Some(taken) = sale_key(&tx, key)? {
-        return Ok(KeyedSale::Taken(taken));
+    if let Some((key, _)) = key {
+        if let Some(taken) = sale_key(&tx, key)? {
+            return Ok(KeyedSale::Taken(taken));
+        }
     }
     insert_purchase(&tx, purchase)?;
-    tx.execute(
-        "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES (?1, ?2, ?3)",
-        params![key, fingerprint, purchase.hash],
-    )
-    .map_err(backend)?;
+    if let Some((key, fingerprint)) = key {
+        tx.execute(
+            "INSERT INTO sale_keys (key, fingerprint, purchase) VALUES (?1, ?2, ?3)",
+            params![key, fingerprint, purchase.hash],
+        )
+        .map_err(backend)?;
+    }
+    webhooks::insert(&tx, events)?;
     tx.commit().map_err(backend)?;
     Ok(KeyedSale::Created)
 }
 
-pub(super) fn insert_purchase(
-    tx: &rusqlite::Transaction<'_>,
-    purchase: &Purchase,
+/// Replaces `before` with `after` and queues `events`, in one immediate transaction, if
+/// the stored purchase is still `before`.
+pub(super) fn replace(
+    conn: &mut Connection,
+    before: &Purchase,
+    after: &Purchase,
+    events: &[NewDelivery],
 ) -> Result<(), StoreError> {
+    let what = format!("purchase {}", before.hash);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let stored: Option<String> = tx
+        .query_row(
+            "SELECT data FROM purchases WHERE hash = ?1",
+            [&before.hash],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some(stored) = stored else {
+        return Err(StoreError::NotFound(what));
+    };
+    if from_json::<Purchase>(&stored)? != *before {
+        return Err(StoreError::Changed(what));
+    }
+    tx.execute(
+        "UPDATE purchases SET status = ?2, data = ?3, email = ?4, media = ?5, account = ?6
+         WHERE hash = ?1",
+        params![
+            before.hash,
+            status_text(after),
+            to_json(after)?,
+            after.email,
+            after.media,
+            after.account,
+        ],
+    )
+    .map_err(backend)?;
+    webhooks::insert(&tx, events)?;
+    tx.commit().map_err(backend)
+}
+
+fn insert_purchase(tx: &rusqlite::Transaction<'_>, purchase: &Purchase) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -21,18 +21,28 @@ fn queued(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedDelivery> {
     })
 }
 
+/// Queues `deliveries` inside `tx` (the queue's limit is applied by the next
+/// [`WebhookQueue::enqueue_webhooks`]).
+pub(super) fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    deliveries: &[NewDelivery],
+) -> Result<(), StoreError> {
+    for d in deliveries {
+        tx.execute(
+            "INSERT INTO webhook_queue (endpoint, event, event_id, body, next_attempt)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![d.endpoint, d.event, d.event_id, d.body, d.due as i64],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
 impl WebhookQueue for SqliteStore {
     fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;
-        for d in deliveries {
-            tx.execute(
-                "INSERT INTO webhook_queue (endpoint, event, event_id, body, next_attempt)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![d.endpoint, d.event, d.event_id, d.body, d.due as i64],
-            )
-            .map_err(backend)?;
-        }
+        insert(&tx, deliveries)?;
         let depth: i64 = tx
             .query_row("SELECT COUNT(*) FROM webhook_queue", [], |r| r.get(0))
             .map_err(backend)?;
