@@ -184,7 +184,7 @@ fn entitlements_follow_media_and_editorial_links(store: &dyn Store) {
         .entitlements("bob", &["final-hd".into(), "final".into()])
         .unwrap()
         .is_empty());
-    store.delete_product("P1").unwrap();
+    store.delete_product("P1", true).unwrap();
     assert_eq!(
         store.purchase("h1").unwrap(),
         None,
@@ -540,6 +540,33 @@ fn a_purchase_written_since_it_was_read_is_not_overwritten(store: &dyn Store) {
     assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
 }
 
+/// A product its buyers hold is kept unless the delete is forced.
+fn a_product_with_buyers_is_kept_unless_forced(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    store
+        .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
+        .unwrap();
+    let got = store.delete_product("P1", false);
+    assert!(
+        matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
+        "{got:?}"
+    );
+    assert!(store.purchase("h1").unwrap().is_some(), "the buyer kept it");
+    let before = store.purchase("h1").unwrap().unwrap();
+    let mut revoked = before.clone();
+    revoked.status = PurchaseStatus::Revoked;
+    store.replace_purchase(&before, &revoked, &[]).unwrap();
+    store.delete_product("P1", false).unwrap();
+    assert_eq!(store.product("P1").unwrap(), None);
+    let gone = store.delete_product("P1", false);
+    assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+}
+
+#[test]
+fn both_a_product_with_buyers_is_kept_unless_forced() {
+    on_both("product_held", a_product_with_buyers_is_kept_unless_forced);
+}
+
 #[test]
 fn both_a_sale_and_its_announcement_stand_or_fall_together() {
     on_both(
@@ -865,4 +892,44 @@ fn a_write_held_past_the_timeout_is_rolled_back_not_left_to_land_later() {
         PurchaseStatus::Active,
         "the cancelled write never landed"
     );
+}
+
+/// A sale that commits while a delete of its product runs (another node sold it) is
+/// counted by the delete, not deleted with the product.
+#[test]
+fn a_sale_in_flight_holds_its_product_against_a_delete() {
+    let url = server().database("sale_in_flight");
+    let store = postgres(&url);
+    store.create_product(&product("P1")).unwrap();
+    let data = serde_json::to_string(&purchase("h1", "P1", "alice", "a@x")).unwrap();
+    let sale = format!(
+        "BEGIN; INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
+         VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}'); SELECT pg_sleep(1); COMMIT;"
+    );
+    let mut seller = server()
+        .psql("sale_in_flight", &sale)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The sale is in flight once its session sleeps inside the transaction.
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1)%' \
+                    AND state = 'active' AND pid <> pg_backend_pid()";
+    let mut in_flight = false;
+    for _ in 0..200 {
+        let out = server().psql("sale_in_flight", sleeping).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            in_flight = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(in_flight, "the sale is in flight");
+    let got = store.delete_product("P1", false);
+    assert!(seller.wait().unwrap().success());
+    assert!(
+        matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
+        "{got:?}"
+    );
+    assert!(store.purchase("h1").unwrap().is_some(), "the sale stands");
+    assert!(store.product("P1").unwrap().is_some());
 }

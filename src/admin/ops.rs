@@ -100,6 +100,7 @@ impl From<StoreError> for AdminError {
             StoreError::Unavailable(why) => AdminError::StoreUnavailable(why),
             StoreError::Unknown(why) => AdminError::StoreOutcomeUnknown(why),
             StoreError::Changed(what) => AdminError::Changed(what),
+            StoreError::Held { what, buyers } => AdminError::HasBuyers { what, buyers },
         }
     }
 }
@@ -228,23 +229,8 @@ pub async fn get_product(state: &State, code: &str) -> Result<Product, AdminErro
 /// # Errors
 /// No such product, or buyers hold it.
 pub async fn delete_product(state: &State, code: &str, force: bool) -> Result<(), AdminError> {
-    if !force {
-        get_product(state, code).await?;
-        let filter = crate::rights::store::PurchaseFilter {
-            product: Some(code.to_owned()),
-            status: Some(crate::rights::model::PurchaseStatus::Active),
-            ..Default::default()
-        };
-        let buyers = blocking(state, move |s| s.purchase_count(&filter)).await?;
-        if buyers > 0 {
-            return Err(AdminError::HasBuyers {
-                what: format!("product {code}"),
-                buyers,
-            });
-        }
-    }
     let code = code.to_owned();
-    blocking(state, move |s| s.delete_product(&code)).await?;
+    blocking(state, move |s| s.delete_product(&code, force)).await?;
     after_product_write(state).await;
     Ok(())
 }

@@ -180,13 +180,43 @@ impl Store for PostgresStore {
         self.count("product_count", "SELECT COUNT(*) FROM products", args![])
     }
 
-    fn delete_product(&self, code: &str) -> Result<(), StoreError> {
-        self.changed(
-            "delete_product",
-            "DELETE FROM products WHERE code = $1",
-            args![code.to_owned()],
-            format!("product {code}"),
-        )
+    fn delete_product(&self, code: &str, force: bool) -> Result<(), StoreError> {
+        let code = code.to_owned();
+        self.run("delete_product", move |mut c| async move {
+            let what = format!("product {code}");
+            let tx = c.transaction().await.map_err(pg)?;
+            // The row lock waits for sales in flight (their foreign-key check holds a key
+            // share lock on the product until they commit) and holds new ones until this
+            // ends, so the count below sees every sale that will stand.
+            let found = tx
+                .query_opt(
+                    "SELECT 1 FROM products WHERE code = $1 FOR UPDATE",
+                    &[&code],
+                )
+                .await
+                .map_err(pg)?;
+            if found.is_none() {
+                return Err(StoreError::NotFound(what));
+            }
+            if !force {
+                let buyers: i64 = tx
+                    .query_one(
+                        "SELECT COUNT(*) FROM purchases WHERE product = $1 AND status = 'active'",
+                        &[&code],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                if buyers > 0 {
+                    let buyers = buyers as u64;
+                    return Err(StoreError::Held { what, buyers });
+                }
+            }
+            tx.execute("DELETE FROM products WHERE code = $1", &[&code])
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)
+        })
     }
 
     fn create_media(&self, media: &Media) -> Result<(), StoreError> {
@@ -273,7 +303,7 @@ impl Store for PostgresStore {
         let (product, content) = (product.to_owned(), content.to_owned());
         self.run("link", move |c| async move {
             let exists = c
-                .query_opt("SELECT 1 FROM products WHERE code = $1", &[&product])
+                .query_opt("SELECT 1 FROM products WHERE code = $1 FOR UPDATE", &[&product])
                 .await
                 .map_err(pg)?
                 .is_some();

@@ -61,6 +61,14 @@ pub enum StoreError {
     /// written.
     #[error("{0} changed since it was read")]
     Changed(String),
+    /// The thing named is held by `buyers` active purchases, so it was not deleted.
+    #[error("{what} has {buyers} buyers")]
+    Held {
+        /// What it is (`product P1`).
+        what: String,
+        /// How many active purchases hold it.
+        buyers: u64,
+    },
 }
 
 /// A page of a listing.
@@ -156,8 +164,11 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     fn products(&self, page: Page) -> Result<Vec<Product>, StoreError>;
     /// How many products there are.
     fn product_count(&self) -> Result<u64, StoreError>;
-    /// Deletes a product with its media links and its purchases.
-    fn delete_product(&self, code: &str) -> Result<(), StoreError>;
+    /// Deletes a product with its media links and its purchases. Unless `force`, a product
+    /// that active (not revoked) purchases hold is refused with `Held`, checked in the
+    /// delete's own transaction: a sale that commits while the delete runs is counted, not
+    /// deleted with the product.
+    fn delete_product(&self, code: &str, force: bool) -> Result<(), StoreError>;
 
     /// Creates a media. `Conflict` when the code or the prefix is taken.
     fn create_media(&self, media: &Media) -> Result<(), StoreError>;
