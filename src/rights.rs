@@ -67,6 +67,9 @@ pub struct Rights {
     /// Set when the last re-read of the index failed: media written since may be missing
     /// from it until a retry succeeds (see [`Rights::retry_index`]).
     index_stale: std::sync::atomic::AtomicBool,
+    /// Held while the index is read and put in, so re-reads run one after the other: of
+    /// two after two writes, the one that read later (and saw both) is the one that stays.
+    index_reread: std::sync::Mutex<()>,
     cache: Cache<String, Looked>,
     metrics: Metrics,
     /// `usher_rights_cache_total{outcome="hit"|"miss"}`, resolved once: these count on
@@ -156,6 +159,7 @@ impl Rights {
             source,
             index: RwLock::new(Arc::new(index)),
             index_stale: std::sync::atomic::AtomicBool::new(false),
+            index_reread: std::sync::Mutex::new(()),
             cache,
             hits: metrics.rights_cache_hits.clone(),
             misses: metrics.rights_cache.with_label_values(&["miss"]),

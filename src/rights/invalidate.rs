@@ -113,8 +113,11 @@ impl Rights {
     }
 
     /// Reads the media index from the store and puts it in; on failure keeps the old one
-    /// and marks it stale (see [`Rights::retry_index`]).
+    /// and marks it stale (see [`Rights::retry_index`]). One re-read at a time: two
+    /// running at once could finish out of order and leave the older index in, marked
+    /// fresh.
     fn reread_index(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.index_reread.lock().unwrap_or_else(|p| p.into_inner());
         let result = MediaIndex::load(self.store.as_ref()).map(|index| {
             *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
         });

@@ -303,7 +303,10 @@ impl Store for PostgresStore {
         let (product, content) = (product.to_owned(), content.to_owned());
         self.run("link", move |c| async move {
             let exists = c
-                .query_opt("SELECT 1 FROM products WHERE code = $1 FOR UPDATE", &[&product])
+                .query_opt(
+                    "SELECT 1 FROM products WHERE code = $1 FOR UPDATE",
+                    &[&product],
+                )
                 .await
                 .map_err(pg)?
                 .is_some();
