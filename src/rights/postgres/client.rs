@@ -297,42 +297,40 @@ impl PostgresStore {
     }
 }
 
-/// The operations that write. One of them that loses its connection or its answer after
-/// sending may have been carried out; one that only reads has written nothing either way.
-const WRITES: &[&str] = &[
-    "append_audit",
-    "bind_device",
-    "claim_webhooks",
-    "create_media",
-    "create_product",
-    "create_purchase",
-    "create_purchase_keyed",
-    "delete_media",
-    "delete_product",
-    "delete_purchase",
-    "enqueue_webhooks",
-    "link",
-    "migrate",
-    "notify",
-    "put_account",
-    "put_contacts",
-    "put_sale_key",
-    "rebind_device",
-    "record_first_play",
-    "replace_purchase",
-    "unbind_device",
-    "unlink",
-    "update_media",
-    "update_product",
-    "webhook_done",
-    "webhook_failed",
+/// The operations that only read: one of them that loses its connection or its answer
+/// has written nothing, so the store was simply unavailable. Every other operation is
+/// taken to write (one that loses its answer after sending may have been carried out), so
+/// a new operation left off this list is reported the careful way ("outcome unknown"),
+/// never as "nothing was written".
+const READS: &[&str] = &[
+    "account",
+    "accounts",
+    "all_media",
+    "audit",
+    "contacts",
+    "devices",
+    "entitlements",
+    "linked",
+    "media",
+    "media_buyers",
+    "pending_webhooks",
+    "product",
+    "product_count",
+    "products",
+    "purchase",
+    "purchase_count",
+    "purchases",
+    "sale_key",
+    "sale_keys",
+    "schema",
+    "webhook_queue_depth",
 ];
 
 /// `result` of `op` as the caller should read it: an unknown outcome of an operation that
 /// only reads is the store being unavailable.
 fn settle<T>(op: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
     match result {
-        Err(StoreError::Unknown(why)) if !WRITES.contains(&op) => Err(StoreError::Unavailable(why)),
+        Err(StoreError::Unknown(why)) if READS.contains(&op) => Err(StoreError::Unavailable(why)),
         other => other,
     }
 }
@@ -355,5 +353,10 @@ mod settle_tests {
         let refused = Err::<(), _>(StoreError::Unavailable("no connection".into()));
         assert_eq!(settle("create_purchase", refused.clone()), refused);
         assert_eq!(settle("linked", Ok(())), Ok(()));
+        assert_eq!(
+            settle("a_new_operation", lost()),
+            Err(StoreError::Unknown("connection closed".into())),
+            "an operation not known to only read is reported as a write"
+        );
     }
 }
