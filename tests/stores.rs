@@ -847,6 +847,34 @@ fn a_server_that_takes_tls_only_is_reached_over_tls_with_its_ca_trusted() {
     );
 }
 
+/// Another session on database `db` that runs `statement` in a transaction and then
+/// sleeps `seconds` inside it before committing; returned once it sleeps (whatever rows it
+/// wrote or locked are then held).
+fn in_open_transaction(db: &str, statement: &str, seconds: u32) -> std::process::Child {
+    let mut session = server()
+        .psql(
+            db,
+            &format!("BEGIN; {statement}; SELECT pg_sleep({seconds}); COMMIT;"),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep({seconds})%' \
+         AND state = 'active' AND pid <> pg_backend_pid()"
+    );
+    for _ in 0..200 {
+        let out = server().psql(db, &sleeping).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            return session;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = session.kill();
+    let _ = session.wait();
+    panic!("the other session never reached its sleep");
+}
+
 /// A write held up past `store.postgres.timeout` (another session holds the row) is
 /// cancelled by the server and rolled back: usher reports the store unavailable, and the
 /// write does not land later, when the row comes free.
@@ -860,33 +888,17 @@ fn a_write_held_past_the_timeout_is_rolled_back_not_left_to_land_later() {
     store
         .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
         .unwrap();
-    let mut holder = server()
-        .psql(
-            "slow_write",
-            "BEGIN; SELECT 1 FROM purchases WHERE hash = 'h1' FOR UPDATE; SELECT pg_sleep(2); COMMIT;",
-        )
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // The holder has the row once its session sleeps inside the transaction.
-    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' \
-                    AND state = 'active' AND pid <> pg_backend_pid()";
-    let mut held = false;
-    for _ in 0..200 {
-        let out = server().psql("slow_write", sleeping).output().unwrap();
-        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
-            held = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(held, "the holder took the row");
+    let holder = in_open_transaction(
+        "slow_write",
+        "SELECT 1 FROM purchases WHERE hash = 'h1' FOR UPDATE",
+        2,
+    );
     let before = store.purchase("h1").unwrap().unwrap();
     let mut revoked = before.clone();
     revoked.status = PurchaseStatus::Revoked;
     let got = store.replace_purchase(&before, &revoked, &[]);
     assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
-    assert!(holder.wait().unwrap().success());
+    assert!(holder.wait_with_output().unwrap().status.success());
     assert_eq!(
         store.purchase("h1").unwrap().unwrap().status,
         PurchaseStatus::Active,
@@ -903,29 +915,12 @@ fn a_sale_in_flight_holds_its_product_against_a_delete() {
     store.create_product(&product("P1")).unwrap();
     let data = serde_json::to_string(&purchase("h1", "P1", "alice", "a@x")).unwrap();
     let sale = format!(
-        "BEGIN; INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
-         VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}'); SELECT pg_sleep(1); COMMIT;"
+        "INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
+         VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}')"
     );
-    let mut seller = server()
-        .psql("sale_in_flight", &sale)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // The sale is in flight once its session sleeps inside the transaction.
-    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1)%' \
-                    AND state = 'active' AND pid <> pg_backend_pid()";
-    let mut in_flight = false;
-    for _ in 0..200 {
-        let out = server().psql("sale_in_flight", sleeping).output().unwrap();
-        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
-            in_flight = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(in_flight, "the sale is in flight");
+    let seller = in_open_transaction("sale_in_flight", &sale, 1);
     let got = store.delete_product("P1", false);
-    assert!(seller.wait().unwrap().success());
+    assert!(seller.wait_with_output().unwrap().status.success());
     assert!(
         matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
         "{got:?}"
