@@ -314,7 +314,7 @@ impl Rights {
         };
         if let Ok(entitled) = &decision {
             if entitled.first_play {
-                self.record_first_play(&entitled.purchase, now).await;
+                self.record_first_play(subject, entitled, now).await;
             }
         }
         decision
@@ -445,29 +445,34 @@ impl Rights {
         }
     }
 
-    async fn record_first_play(&self, hash: &str, now: u64) {
-        let store = self.store.clone();
-        let hash = hash.to_owned();
-        let written = tokio::task::spawn_blocking(move || {
-            if !store.record_first_play(&hash, now)? {
-                return Ok(None);
-            }
-            store.purchase(&hash)
-        })
-        .await;
+    /// Records `entitled`'s first play with its event, in one transaction. `subject` is
+    /// the purchase's account: the decision came from the subject's purchases.
+    async fn record_first_play(&self, subject: &str, entitled: &Entitled, now: u64) {
+        let event = crate::webhooks::Event::FirstPlay {
+            purchase: entitled.purchase.to_string(),
+            product: entitled.product.to_string(),
+            account: subject.to_owned(),
+            at: now,
+        };
+        let events = match &self.webhooks {
+            Some(webhooks) => webhooks.deliveries(&event),
+            None => Vec::new(),
+        };
+        let (store, hash, queued) = (
+            self.store.clone(),
+            entitled.purchase.clone(),
+            events.clone(),
+        );
+        let written =
+            tokio::task::spawn_blocking(move || store.record_first_play(&hash, now, &queued)).await;
         match written {
-            Ok(Ok(Some(purchase))) => {
-                self.invalidate_subject(&purchase.account);
+            Ok(Ok(true)) => {
+                self.invalidate_subject(subject);
                 if let Some(webhooks) = &self.webhooks {
-                    webhooks.emit(crate::webhooks::Event::FirstPlay {
-                        purchase: purchase.hash,
-                        product: purchase.product,
-                        account: purchase.account,
-                        at: now,
-                    });
+                    webhooks.queued(&events).await;
                 }
             }
-            Ok(Ok(None)) => {}
+            Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record first play"),
             Err(e) => tracing::warn!(error = %e, "could not record first play"),
         }

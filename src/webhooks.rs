@@ -152,6 +152,9 @@ impl Webhooks {
                 }
                 self.0.wake.notify_one();
             }
+            Err(e) if deliveries.is_empty() => {
+                tracing::warn!(error = %e, "could not apply the webhook queue's limit")
+            }
             Err(e) => tracing::error!(error = %e, "could not queue a webhook event"),
         }
     }

@@ -507,7 +507,10 @@ fn a_purchase_written_since_it_was_read_is_not_overwritten(store: &dyn Store) {
         .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
         .unwrap();
     let before = store.purchase("h1").unwrap().unwrap();
-    assert!(store.record_first_play("h1", 500).unwrap(), "meanwhile");
+    assert!(
+        store.record_first_play("h1", 500, &[]).unwrap(),
+        "meanwhile"
+    );
     let mut revoked = before.clone();
     revoked.status = PurchaseStatus::Revoked;
     let got = store.replace_purchase(&before, &revoked, &[delivery(1)]);
@@ -565,6 +568,36 @@ fn a_product_with_buyers_is_kept_unless_forced(store: &dyn Store) {
 #[test]
 fn both_a_product_with_buyers_is_kept_unless_forced() {
     on_both("product_held", a_product_with_buyers_is_kept_unless_forced);
+}
+
+/// A first play is announced with the write that records it, once.
+fn a_first_play_is_announced_once_with_its_write(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    store
+        .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
+        .unwrap();
+    assert!(store.record_first_play("h1", 500, &[delivery(1)]).unwrap());
+    assert!(!store.record_first_play("h1", 600, &[delivery(2)]).unwrap());
+    assert!(!store.record_first_play("h2", 600, &[delivery(3)]).unwrap());
+    let queued: Vec<String> = store
+        .pending_webhooks()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.delivery.event_id)
+        .collect();
+    assert_eq!(queued, ["ev1"]);
+    assert_eq!(
+        store.purchase("h1").unwrap().unwrap().first_play_at,
+        Some(500)
+    );
+}
+
+#[test]
+fn both_a_first_play_is_announced_once_with_its_write() {
+    on_both(
+        "first_play_announced",
+        a_first_play_is_announced_once_with_its_write,
+    );
 }
 
 #[test]
@@ -861,7 +894,7 @@ fn in_open_transaction(db: &str, statement: &str, seconds: u32) -> std::process:
         .unwrap();
     let sleeping = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep({seconds})%' \
-         AND state = 'active' AND pid <> pg_backend_pid()"
+         AND state = 'active' AND datname = current_database() AND pid <> pg_backend_pid()"
     );
     for _ in 0..200 {
         let out = server().psql(db, &sleeping).output().unwrap();
@@ -927,4 +960,28 @@ fn a_sale_in_flight_holds_its_product_against_a_delete() {
     );
     assert!(store.purchase("h1").unwrap().is_some(), "the sale stands");
     assert!(store.product("P1").unwrap().is_some());
+}
+
+/// A revoked buyer made active again while a delete of its product runs (on another node)
+/// is counted by the delete too, not deleted with the product.
+#[test]
+fn a_buyer_restored_in_flight_holds_its_product_against_a_delete() {
+    let url = server().database("restore_in_flight");
+    let store = postgres(&url);
+    store.create_product(&product("P1")).unwrap();
+    let mut revoked = purchase("h1", "P1", "alice", "a@x");
+    revoked.status = PurchaseStatus::Revoked;
+    store.create_purchase(&revoked).unwrap();
+    let restorer = in_open_transaction(
+        "restore_in_flight",
+        "UPDATE purchases SET status = 'active' WHERE hash = 'h1'",
+        1,
+    );
+    let got = store.delete_product("P1", false);
+    assert!(restorer.wait_with_output().unwrap().status.success());
+    assert!(
+        matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
+        "{got:?}"
+    );
+    assert!(store.purchase("h1").unwrap().is_some(), "the buyer stands");
 }

@@ -199,9 +199,15 @@ impl Store for PostgresStore {
                 return Err(StoreError::NotFound(what));
             }
             if !force {
+                // Its purchases are locked before they are counted, so a change in flight
+                // (a revoked buyer made active again) is waited for and counted too. The
+                // OFFSET keeps the status test out of the locking scan: a row revoked in
+                // this snapshot is locked, then read again as it is committed.
                 let buyers: i64 = tx
                     .query_one(
-                        "SELECT COUNT(*) FROM purchases WHERE product = $1 AND status = 'active'",
+                        "SELECT COUNT(*) FROM
+                         (SELECT status FROM purchases WHERE product = $1 FOR UPDATE OFFSET 0) p
+                         WHERE status = 'active'",
                         &[&code],
                     )
                     .await
@@ -303,10 +309,7 @@ impl Store for PostgresStore {
         let (product, content) = (product.to_owned(), content.to_owned());
         self.run("link", move |c| async move {
             let exists = c
-                .query_opt(
-                    "SELECT 1 FROM products WHERE code = $1 FOR UPDATE",
-                    &[&product],
-                )
+                .query_opt("SELECT 1 FROM products WHERE code = $1", &[&product])
                 .await
                 .map_err(pg)?
                 .is_some();
@@ -406,21 +409,13 @@ impl Store for PostgresStore {
         )
     }
 
-    fn record_first_play(&self, hash: &str, now: u64) -> Result<bool, StoreError> {
-        let hash = hash.to_owned();
-        self.run("record_first_play", move |c| async move {
-            let n = c
-                .execute(
-                    "UPDATE purchases
-                     SET data = jsonb_set(data::jsonb, '{first_play_at}', to_jsonb($2::bigint))::text
-                     WHERE hash = $1
-                       AND COALESCE(data::jsonb -> 'first_play_at', 'null'::jsonb) = 'null'::jsonb",
-                    &[&hash, &(now as i64)],
-                )
-                .await
-                .map_err(pg)?;
-            Ok(n > 0)
-        })
+    fn record_first_play(
+        &self,
+        hash: &str,
+        now: u64,
+        events: &[NewDelivery],
+    ) -> Result<bool, StoreError> {
+        self.first_play(hash, now, events)
     }
 
     fn delete_purchase(&self, hash: &str) -> Result<(), StoreError> {

@@ -403,16 +403,13 @@ impl Store for SqliteStore {
         )
     }
 
-    fn record_first_play(&self, hash: &str, now: u64) -> Result<bool, StoreError> {
-        let n = self
-            .conn()
-            .execute(
-                "UPDATE purchases SET data = json_set(data, '$.first_play_at', ?2)
-                 WHERE hash = ?1 AND json_extract(data, '$.first_play_at') IS NULL",
-                params![hash, now as i64],
-            )
-            .map_err(backend)?;
-        Ok(n > 0)
+    fn record_first_play(
+        &self,
+        hash: &str,
+        now: u64,
+        events: &[NewDelivery],
+    ) -> Result<bool, StoreError> {
+        sales::first_play(&mut self.conn(), hash, now, events)
     }
 
     fn delete_purchase(&self, hash: &str) -> Result<(), StoreError> {

@@ -237,8 +237,15 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     /// How many purchases match `filter`.
     fn purchase_count(&self, filter: &PurchaseFilter) -> Result<u64, StoreError>;
     /// Records the first play of a purchase at `now`, only if none is recorded (one
-    /// statement, so it cannot undo a concurrent revoke). `Ok(true)` when it wrote.
-    fn record_first_play(&self, hash: &str, now: u64) -> Result<bool, StoreError>;
+    /// statement, so it cannot undo a concurrent revoke), with `events` (the webhook
+    /// deliveries that announce it) in the same transaction when it writes. `Ok(true)`
+    /// when it wrote.
+    fn record_first_play(
+        &self,
+        hash: &str,
+        now: u64,
+        events: &[NewDelivery],
+    ) -> Result<bool, StoreError>;
     /// Deletes a purchase.
     fn delete_purchase(&self, hash: &str) -> Result<(), StoreError>;
     /// The account's purchases of products that contain any of `contents` (content ids:

@@ -162,6 +162,36 @@ impl PostgresStore {
         })
     }
 
+    /// Records a first play and its `events` in one transaction, if none is recorded
+    /// (see [`Store::record_first_play`](crate::rights::store::Store::record_first_play)).
+    pub(super) fn first_play(
+        &self,
+        hash: &str,
+        now: u64,
+        events: &[NewDelivery],
+    ) -> Result<bool, StoreError> {
+        let (hash, events) = (hash.to_owned(), events.to_vec());
+        self.run("record_first_play", move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            let n = tx
+                .execute(
+                    "UPDATE purchases
+                     SET data = jsonb_set(data::jsonb, '{first_play_at}', to_jsonb($2::bigint))::text
+                     WHERE hash = $1
+                       AND COALESCE(data::jsonb -> 'first_play_at', 'null'::jsonb) = 'null'::jsonb",
+                    &[&hash, &(now as i64)],
+                )
+                .await
+                .map_err(pg)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            webhooks::insert(&tx, &events).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(true)
+        })
+    }
+
     /// Every idempotency key with its sale.
     pub(super) fn all_sale_keys(&self) -> Result<Vec<(String, SaleKey)>, StoreError> {
         self.run("sale_keys", |c| async move {

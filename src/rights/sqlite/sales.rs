@@ -79,6 +79,29 @@ pub(super) fn replace(
     tx.commit().map_err(backend)
 }
 
+/// Records a first play and its `events` in one transaction, if none is recorded.
+pub(super) fn first_play(
+    conn: &mut Connection,
+    hash: &str,
+    now: u64,
+    events: &[NewDelivery],
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction().map_err(backend)?;
+    let n = tx
+        .execute(
+            "UPDATE purchases SET data = json_set(data, '$.first_play_at', ?2)
+             WHERE hash = ?1 AND json_extract(data, '$.first_play_at') IS NULL",
+            params![hash, now as i64],
+        )
+        .map_err(backend)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    webhooks::insert(&tx, events)?;
+    tx.commit().map_err(backend)?;
+    Ok(true)
+}
+
 fn insert_purchase(tx: &rusqlite::Transaction<'_>, purchase: &Purchase) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
