@@ -47,6 +47,7 @@ pub mod facade;
 pub mod fields;
 pub mod lists;
 pub mod ops;
+pub mod token_file;
 pub mod xml;
 
 use std::net::IpAddr;
@@ -68,6 +69,8 @@ use ops::AdminError;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 1 << 20;
+/// Largest form body of a PPV facade call (a handful of fields).
+const MAX_FORM: usize = 64 << 10;
 
 /// The admin listener's handler.
 #[derive(Clone)]
@@ -222,14 +225,13 @@ fn bearer(req: &Request<Incoming>) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, AdminError> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    limited.collect().await.map(|c| c.to_bytes()).map_err(|_| {
-        AdminError::invalid(
-            "body",
-            format!("unreadable or larger than {MAX_BODY} bytes"),
-        )
-    })
+async fn read_body(body: Incoming, max: usize) -> Result<Bytes, AdminError> {
+    let limited = http_body_util::Limited::new(body, max);
+    limited
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| AdminError::invalid("body", format!("unreadable or larger than {max} bytes")))
 }
 
 /// Status and JSON for an error, in one place.
@@ -333,7 +335,7 @@ async fn json_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Resp
             .query()
             .map(crate::form::pairs)
             .unwrap_or_default();
-        let bytes = read_body(req.into_body()).await?;
+        let bytes = read_body(req.into_body(), MAX_BODY).await?;
         let mut body: Fields = if bytes.is_empty() {
             Fields::new()
         } else {
@@ -341,14 +343,15 @@ async fn json_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Resp
                 .map_err(|e| AdminError::invalid("body", format!("not JSON: {e}")))?;
             fields::from_json(&value)?
         };
-        if let Some(key) = key.filter(|_| method == Method::POST && path == "/api/v1/buyers") {
-            body.insert(fields::IDEMPOTENCY_KEY.to_owned(), key);
-        }
         let segments: Vec<&str> = path
             .trim_start_matches("/api/v1/")
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
+        // By segments, as the router reads the path: `/api/v1/buyers/` sells too.
+        if let Some(key) = key.filter(|_| method == Method::POST && segments == ["buyers"]) {
+            body.insert(fields::IDEMPOTENCY_KEY.to_owned(), key);
+        }
         if method == Method::GET
             && segments == ["buyers"]
             && lists::wants_csv(&query, accept.as_deref())
@@ -387,14 +390,27 @@ async fn facade_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Re
             .query()
             .map(crate::form::pairs)
             .unwrap_or_default();
+        // A credential in the query or the header is checked before the body is read, so
+        // a caller without one cannot make usher hold a body; one sent in the form is read
+        // from a body of at most MAX_FORM.
+        let early = fields.get("apikey").cloned().or(bearer_token);
+        let actor = match &early {
+            Some(given) => Some(authenticate(state, client, Some(given), Interface::Facade)?),
+            None => None,
+        };
         if req.method() == Method::POST {
-            let bytes = read_body(req.into_body()).await?;
+            let bytes = read_body(req.into_body(), MAX_FORM).await?;
             fields.extend(crate::form::pairs(&String::from_utf8_lossy(&bytes)));
         } else if req.method() != Method::GET {
             return Err(AdminError::NoEndpoint);
         }
-        let given = fields.get("apikey").cloned().or(bearer_token);
-        let actor = authenticate(state, client, given.as_deref(), Interface::Facade)?;
+        let actor = match actor {
+            Some(actor) => actor,
+            None => {
+                let given = fields.get("apikey").cloned();
+                authenticate(state, client, given.as_deref(), Interface::Facade)?
+            }
+        };
         if let Some(key) =
             key.filter(|_| path == "/sendVideoTicket.php" || path == "/api/ppv/addbuyer")
         {

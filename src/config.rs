@@ -256,7 +256,7 @@ pub struct Https {
 }
 
 /// `[admin]`, checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Admin {
     /// Where `/metrics`, `/healthz`, `/readyz` and the admin API are served; `None` turns
     /// it off.
@@ -269,6 +269,22 @@ pub struct Admin {
     pub credentials: Vec<Credential>,
     /// Wrong credentials per client address per minute before 429; 0 = no limit.
     pub max_failed_auth_per_minute: u32,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token: configs are printed in logs and panics.
+        f.debug_struct("Admin")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("public_url", &self.public_url)
+            .field("credentials", &self.credentials)
+            .field(
+                "max_failed_auth_per_minute",
+                &self.max_failed_auth_per_minute,
+            )
+            .finish()
+    }
 }
 
 /// A named admin credential (`[[admin.credentials]]`), its token read from the environment.

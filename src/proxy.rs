@@ -159,7 +159,7 @@ impl State {
         }
         let admin_token = match &config.admin.token {
             Some(token) => token.clone(),
-            None => generated_admin_token(&config.data_dir)?,
+            None => crate::admin::token_file::generated(&config.data_dir)?,
         };
         let mut credentials = vec![("admin".to_owned(), admin_token.clone())];
         credentials.extend(
@@ -235,37 +235,6 @@ pub fn open_store(config: &Config, metrics: &Metrics) -> anyhow::Result<OpenedSt
             }
         }
     })
-}
-
-/// The admin credential kept in `<data_dir>/admin.token` when none is configured: made
-/// once (32 random bytes, hex), readable by the owner only, the same after a restart.
-fn generated_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("admin.token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        let token = token.trim().to_owned();
-        if token.len() >= 16 {
-            return Ok(token);
-        }
-    }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    // With a shared store nothing else creates the directory.
-    crate::data_dir::create(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(token.as_bytes())?;
-    file.sync_all()?;
-    tracing::info!(file = %path.display(), "no admin.token configured; generated one (read it from this file)");
-    Ok(token)
 }
 
 /// The connection a request came on.

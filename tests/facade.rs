@@ -321,6 +321,28 @@ async fn bad_calls_fail_with_a_message() {
     assert_eq!(facade(&usher, "/api/ppv/frobnicate").await.status, 404);
 }
 
+/// A facade call with a credential in the query is checked before its body is read (a
+/// wrong one is refused whatever the body); a form body, the only place left for a
+/// credential otherwise, is read up to 64 KiB, not the JSON API's 1 MiB.
+#[tokio::test]
+async fn a_facade_body_is_read_only_up_to_a_form_s_size_or_after_the_credential() {
+    let (_origin, usher) = start().await;
+    let big = format!("name={}", "x".repeat(200 << 10));
+    let wrong = post_form(&usher, "/api/ppv/create?apikey=wrong-key-wrong-key", &big).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+    let anonymous = post_form(&usher, "/api/ppv/create", &big).await;
+    assert_eq!(anonymous.status, 400, "{}", anonymous.text());
+    assert!(anonymous.text().contains("65536"), "{}", anonymous.text());
+    // A key sent in the form itself still works.
+    let in_form = post_form(
+        &usher,
+        "/api/ppv/create",
+        &format!("apikey={ADMIN_TOKEN}&name=Movie"),
+    )
+    .await;
+    assert_eq!(in_form.status, 200, "{}", in_form.text());
+}
+
 #[tokio::test]
 async fn the_video_ticket_post_returns_a_link_that_plays() {
     let (_origin, usher) = start().await;

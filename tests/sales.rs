@@ -60,7 +60,17 @@ async fn product_with(usher: &impl HasAdmin, product: Value, media: &str) {
 
 /// POST /api/v1/buyers with an `Idempotency-Key` header.
 async fn buy_with_key(usher: &impl HasAdmin, key: &str, body: &Value) -> (u16, Value) {
-    let request = Request::post(format!("{}/api/v1/buyers", usher.admin_url()))
+    buy_with_key_at(usher, "/api/v1/buyers", key, body).await
+}
+
+/// POST `path` (the buyers endpoint, however written) with an `Idempotency-Key` header.
+async fn buy_with_key_at(
+    usher: &impl HasAdmin,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let request = Request::post(format!("{}{path}", usher.admin_url()))
         .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
         .header("content-type", "application/json")
         .header("idempotency-key", key)
@@ -665,6 +675,9 @@ async fn item10_an_idempotency_key_answers_the_first_sale_again_even_after_a_res
     let (status, again) = buy_with_key(&usher, "k-1", &order).await;
     assert_eq!(status, 201, "{again}");
     assert_eq!(again, first, "the first sale, answered again");
+    let (status, slashed) = buy_with_key_at(&usher, "/api/v1/buyers/", "k-1", &order).await;
+    assert_eq!(status, 201, "{slashed}");
+    assert_eq!(slashed, first, "the path as the router reads it");
 
     // The key in the body (order_id) is the same key.
     let mut with_order_id = order.clone();

@@ -9,7 +9,8 @@ pub struct AdminArgs {
     /// Admin listener base URL [env: USHER_ADMIN_URL] [default: http://127.0.0.1:9090].
     #[arg(long, global = true, value_name = "URL", help_heading = "Admin API")]
     pub url: Option<String>,
-    /// The admin credential, `admin.token` [env: USHER_ADMIN_TOKEN]; required.
+    /// The admin credential, `admin.token` [env: USHER_ADMIN_TOKEN]; required. Prefer the
+    /// variable: other local users can read a --token in the process list.
     #[arg(long, global = true, value_name = "TOKEN", help_heading = "Admin API")]
     pub token: Option<String>,
     /// What to do.
