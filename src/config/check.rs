@@ -385,19 +385,30 @@ fn check_sessions(p: &mut Problems, file: super::file::SessionsFile) -> super::S
     if v6 > 128 {
         p.add("sessions.ipv6_prefix", &v6.to_string(), "must be 0..=128");
     }
-    super::SessionsConfig {
-        idle_timeout: p.duration(
-            "sessions.idle_timeout",
-            file.idle_timeout.as_deref(),
-            "60s",
-            Duration::from_secs(1),
-        ),
-        touch_interval: p.duration(
+    let idle_timeout = p.duration(
+        "sessions.idle_timeout",
+        file.idle_timeout.as_deref(),
+        "60s",
+        Duration::from_secs(1),
+    );
+    let touch_interval = p.duration(
+        "sessions.touch_interval",
+        file.touch_interval.as_deref(),
+        "5s",
+        Duration::from_secs(1),
+    );
+    // A session's last-seen time is written at most once a touch interval: at or past the
+    // idle timeout, a session played without a pause would idle out between two writes.
+    if touch_interval >= idle_timeout {
+        p.add(
             "sessions.touch_interval",
-            file.touch_interval.as_deref(),
-            "5s",
-            Duration::from_secs(1),
-        ),
+            file.touch_interval.as_deref().unwrap_or("5s"),
+            "must be shorter than sessions.idle_timeout (a third of it or less is best)",
+        );
+    }
+    super::SessionsConfig {
+        idle_timeout,
+        touch_interval,
         bind_ip: file.bind_ip.unwrap_or(false),
         ipv4_prefix: v4.min(32),
         ipv6_prefix: v6.min(128),

@@ -383,3 +383,17 @@ fn listen_threads_default_to_the_cores_and_are_bounded() {
         problems(&text)
     );
 }
+
+#[test]
+fn a_touch_interval_not_shorter_than_the_idle_timeout_is_refused() {
+    let text = format!("{MINIMAL}\n[sessions]\nidle_timeout = \"30s\"\ntouch_interval = \"30s\"\n");
+    assert!(
+        problems(&text).contains(
+            "sessions.touch_interval = \"30s\": must be shorter than sessions.idle_timeout"
+        ),
+        "{}",
+        problems(&text)
+    );
+    let fine = format!("{MINIMAL}\n[sessions]\nidle_timeout = \"30s\"\ntouch_interval = \"10s\"\n");
+    assert!(parse(&fine).is_ok());
+}

@@ -246,8 +246,12 @@ async fn start_session(
             // Another node took the last stream in between: the device that may
             // not play gives back the activation this request made. One that another
             // request of the same device made first (it found the device known) stays:
-            // that request's session may be playing on it.
-            if let (true, Some(device)) = (bound_now, device.clone()) {
+            // that request's session may be playing on it. Only a refusal by the limits
+            // gives it back: it comes from a fresh read that found no live session of
+            // this device (one would have been joined); a shared store that could not be
+            // read proved nothing, and another request may be playing on the device.
+            let by_limits = matches!(refused, SessionDenied::ConcurrencyLimit);
+            if let (true, true, Some(device)) = (bound_now, by_limits, device.clone()) {
                 let purchase = entitled.purchase.to_string();
                 let _ = blocking(state, move |s| s.unbind_device(&purchase, &device)).await;
             }

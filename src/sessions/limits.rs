@@ -31,7 +31,9 @@ pub struct Limits {
     pub policy: Policy,
 }
 
-/// Whether sessions plus the new one stay within `max` sessions and `max_devices`.
+/// Whether sessions plus the new one stay within `max` sessions and `max_devices`. A
+/// session that names no device counts as a device of its own: players that send no
+/// device id would otherwise all pass as one device, whatever their number.
 fn fits(
     sessions: &[&Arc<Session>],
     start: &Start<'_>,
@@ -39,12 +41,16 @@ fn fits(
     max_devices: Option<u32>,
 ) -> bool {
     let count = sessions.len() + 1;
-    let mut devices: Vec<Option<&str>> = sessions.iter().map(|s| s.device.as_deref()).collect();
-    devices.push(start.device);
-    devices.sort();
-    devices.dedup();
+    let all = sessions
+        .iter()
+        .map(|s| s.device.as_deref())
+        .chain(std::iter::once(start.device));
+    let unnamed = all.clone().filter(Option::is_none).count();
+    let mut named: Vec<&str> = all.flatten().collect();
+    named.sort_unstable();
+    named.dedup();
     max.is_none_or(|m| count <= m as usize)
-        && max_devices.is_none_or(|m| devices.len() <= m as usize)
+        && max_devices.is_none_or(|m| named.len() + unnamed <= m as usize)
 }
 
 /// Admits a new session next to `live` (the account's live sessions). Returns the sessions

@@ -199,3 +199,38 @@ fn a_session_taken_over_does_not_count_against_the_limits() {
     recovered.taking_over = Some(&old.sid);
     assert!(r.start(recovered, &limits, T0, &mut sid).is_ok());
 }
+
+#[test]
+fn players_that_name_no_device_count_as_a_device_each() {
+    let r = registry();
+    let limits = Limits {
+        product_devices: Some(1),
+        ..Limits::default()
+    };
+    let mut sid = counter();
+    let unnamed = |ip: &'static str| Start {
+        device: None,
+        ip: ip.parse().unwrap(),
+        ..start("tv", "P")
+    };
+    r.start(unnamed("198.51.100.7"), &limits, T0, &mut sid)
+        .unwrap();
+    assert_eq!(
+        r.start(unnamed("203.0.113.9"), &limits, T0 + 1, &mut sid)
+            .map(|s| s.sid.clone()),
+        Err(SessionDenied::ConcurrencyLimit),
+        "a second player without a device id is a second device"
+    );
+    let two = Limits {
+        product_devices: Some(2),
+        ..Limits::default()
+    };
+    assert!(r
+        .start(unnamed("203.0.113.9"), &two, T0 + 1, &mut sid)
+        .is_ok());
+    assert_eq!(
+        r.start(start("tv", "P"), &two, T0 + 2, &mut sid)
+            .map(|s| s.sid.clone()),
+        Err(SessionDenied::ConcurrencyLimit)
+    );
+}
