@@ -154,6 +154,7 @@ async fn run(
         let shared = usher::sessions::shared::SharedSessions::connect(
             redis,
             config.sessions.idle_timeout.as_secs(),
+            usher::sessions::token_lifetime(&config),
             state.metrics.sessions_backend.clone(),
         )
         .await
@@ -215,10 +216,7 @@ async fn sweep_sessions(state: Arc<State>) {
         tick.tick().await;
         // Ended and replaced sessions are remembered as long as a token of theirs could
         // still verify, so they are refused rather than adopted again.
-        let config = state.config();
-        let keep =
-            (config.token.session_ttl + config.sessions.touch_interval + config.token.clock_skew)
-                .as_secs();
+        let keep = usher::sessions::token_lifetime(&state.config());
         state.sessions.sweep((state.clock)(), keep);
     }
 }

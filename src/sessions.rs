@@ -192,6 +192,13 @@ impl Session {
     }
 }
 
+/// Seconds a session token can verify past its session's last request under `config`: its
+/// lifetime, plus the touch interval (the last request may not have been written yet) and
+/// the clock skew allowed. Ended and replaced sessions are remembered that long.
+pub fn token_lifetime(config: &crate::config::Config) -> u64 {
+    (config.token.session_ttl + config.sessions.touch_interval + config.token.clock_skew).as_secs()
+}
+
 /// Every session, by id.
 pub struct Sessions {
     by_id: RwLock<HashMap<String, Arc<Session>>>,
@@ -577,6 +584,9 @@ impl Sessions {
     /// Forgets sessions that idled out or were replaced or ended long enough ago that their
     /// tokens have expired too, and updates the active-sessions gauge.
     pub fn sweep(&self, now: u64, forget_after: u64) {
+        if let Some(shared) = self.shared.get() {
+            shared.remember_for(forget_after);
+        }
         let mut sessions = self.by_id.write().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|_, s| now < s.last_seen().saturating_add(self.idle.max(forget_after)));
         let live = sessions

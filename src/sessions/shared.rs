@@ -8,7 +8,10 @@
 //! both, decides with the same [`super::plan`] a single node uses, and writes its outcome
 //! with a script that applies it only if the version is still the one it read (otherwise it
 //! reads again), so two nodes starting sessions for one account at once cannot both take
-//! the last stream. Keys expire after four idle timeouts without a change.
+//! the last stream. A session's record stays as long as a token of its could verify (the
+//! session token's lifetime past its last request, at least two idle timeouts), so one
+//! ended or replaced is refused everywhere rather than adopted again; the keys expire two
+//! idle timeouts after that without a change.
 //!
 //! Segment requests stay off the network: each node touches its own copy, and at most once
 //! per `touch_interval` per session writes the time to Redis in the background. Replacing
@@ -109,6 +112,10 @@ pub struct SharedSessions {
     conn: ConnectionManager,
     client: redis::Client,
     idle: u64,
+    /// Seconds a session's record stays after its last request: as long as a token of its
+    /// could still verify, so an ended or replaced one is refused, not adopted again by a
+    /// node that does not hold it (at least twice the idle timeout).
+    remember: AtomicU64,
     timeout: Duration,
     /// What a start gets when Redis does not answer.
     pub policy: OnBackendError,
@@ -130,6 +137,7 @@ impl SharedSessions {
     pub async fn connect(
         config: &RedisConfig,
         idle: u64,
+        remember: u64,
         metrics: SessionsBackendMetrics,
     ) -> Result<Self, BackendError> {
         let client = redis::Client::open(config.url.as_str())?;
@@ -140,6 +148,7 @@ impl SharedSessions {
             conn,
             client,
             idle,
+            remember: AtomicU64::new(remember),
             timeout: config.timeout,
             policy: config.on_backend_error,
             metrics,
@@ -281,7 +290,7 @@ impl SharedSessions {
                 op("s", &victim.sid, json(&Record::of(victim)));
             }
             for old in sessions.values() {
-                let forget_at = old.last_seen().saturating_add(self.idle.saturating_mul(2));
+                let forget_at = old.last_seen().saturating_add(self.remembered());
                 if now >= forget_at && old.sid != sid {
                     op("d", &old.sid, String::new());
                 }
@@ -419,8 +428,26 @@ impl SharedSessions {
         Ok(marks)
     }
 
+    /// Sets how long a record stays after its session's last request (the session token's
+    /// lifetime, which a reload may change).
+    pub fn remember_for(&self, seconds: u64) {
+        self.remember.store(seconds, Ordering::Relaxed);
+    }
+
+    /// Seconds a record stays after its session's last request.
+    fn remembered(&self) -> u64 {
+        self.remember
+            .load(Ordering::Relaxed)
+            .max(self.idle.saturating_mul(2))
+    }
+
+    /// The keys' expiry: twice the idle timeout past the records they must keep, so an
+    /// account whose sessions all ended keeps them as long as their tokens verify.
     fn key_ttl_ms(&self) -> u64 {
-        self.idle.saturating_mul(4).max(60) * 1000
+        self.remembered()
+            .saturating_add(self.idle.saturating_mul(2))
+            .max(60)
+            .saturating_mul(1000)
     }
 
     /// Runs [`COMMIT`] for `account` with `args`; whether it wrote.
