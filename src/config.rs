@@ -236,6 +236,12 @@ pub struct Listen {
     pub max_header_bytes: usize,
     /// Most header fields per request.
     pub max_headers: usize,
+    /// Most client connections open at once over the public listeners; past it new ones
+    /// are closed at once.
+    pub max_connections: usize,
+    /// A connection that moves no byte for this long is closed (checked every this long,
+    /// so within twice it).
+    pub idle_timeout: Duration,
     /// Proxies whose forwarding headers name the client.
     pub trusted_proxies: Vec<crate::net::IpPrefix>,
     /// Threads that accept and serve players' connections, each with a single-threaded

@@ -79,10 +79,19 @@ async fn run(
     let state = Arc::new(State::new(config).context("starting the gateway")?);
     let _ = state.source.set(source);
     let config = state.config();
-    let limits = Limits {
-        max_header_bytes: config.listen.max_header_bytes,
-        max_headers: config.listen.max_headers,
-    };
+    // One cap over every public listener and thread; the admin listener has its own.
+    let limits = Limits::new(
+        config.listen.max_header_bytes,
+        config.listen.max_headers,
+        config.listen.max_connections,
+        config.listen.idle_timeout,
+    );
+    let admin_limits = Limits::new(
+        config.listen.max_header_bytes,
+        config.listen.max_headers,
+        ADMIN_CONNECTIONS,
+        config.listen.idle_timeout,
+    );
     let drain = config.listen.drain_timeout;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
@@ -99,7 +108,7 @@ async fn run(
             listener,
             None,
             ProxyHandler(state.clone()),
-            limits,
+            limits.clone(),
             &stop_rx,
             drain,
             config.listen.threads,
@@ -131,7 +140,7 @@ async fn run(
             listener,
             None,
             AdminHandler(state.clone()),
-            limits,
+            admin_limits,
             &stop_rx,
             drain,
         ));
@@ -190,6 +199,9 @@ async fn run(
     Ok(())
 }
 
+/// Connections the admin listener holds open at once (operators and a billing system, not
+/// viewers).
+const ADMIN_CONNECTIONS: usize = 256;
 /// Applies a reload (recorded in the audit trail as `signal`), or logs why the new config
 /// was refused (the old one keeps serving).
 async fn reload(state: &State) {

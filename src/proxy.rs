@@ -24,6 +24,7 @@ pub mod authorize;
 pub mod compress;
 pub mod credentials;
 pub mod forward;
+pub mod idle;
 pub mod respond;
 pub mod sendfile;
 pub mod server;

@@ -509,3 +509,59 @@ async fn a_second_usher_on_a_port_in_use_fails_to_start() {
         );
     }
 }
+
+/// Whether usher has closed `conn`: a read ends (EOF or reset) within `within`.
+async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(within, conn.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// Connections past `listen.max_connections` are closed as soon as they are accepted, the
+/// ones open keep their place, and a connection that sends nothing at all (not even the
+/// bytes that tell HTTP/1.1 from h2) is closed after `listen.idle_timeout`.
+#[tokio::test]
+async fn silent_connections_are_closed_and_a_full_listener_turns_new_ones_away() {
+    let origin = origin().await;
+    let config = test_config(&origin.url(), "").replace(
+        "[listen]\n",
+        "[listen]\nmax_connections = 2\nidle_timeout = \"5s\"\n",
+    );
+    let usher = Usher::start(&config, &[]);
+    let addr = usher.url.trim_start_matches("http://").to_owned();
+    let mut first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        closed_within(&mut third, Duration::from_secs(4)).await,
+        "past the limit, closed at once"
+    );
+    assert!(
+        !closed_within(&mut first, Duration::from_millis(200)).await,
+        "the first keeps its place"
+    );
+    // A silent connection ends within two idle timeouts, and its place is free again.
+    assert!(closed_within(&mut first, Duration::from_secs(15)).await);
+    assert!(closed_within(&mut second, Duration::from_secs(15)).await);
+    // The place is given back as the closed connection's task ends, just after the close
+    // the client saw: a new connection may still find the listener full for a moment.
+    let ticket = mint("/vod/a/");
+    let head = format!(
+        "GET /vod/a/s1.ts?ticket={ticket} HTTP/1.1\r\nHost: u\r\nConnection: close\r\n\r\n"
+    );
+    let mut answered = String::new();
+    for _ in 0..100 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut reply)).await;
+        answered = String::from_utf8_lossy(&reply).into_owned();
+        if !answered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered:.200}");
+}

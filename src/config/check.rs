@@ -160,6 +160,14 @@ pub(super) fn check(
             "must be between 16 and 1000",
         );
     }
+    let max_connections = listen_file.max_connections.unwrap_or(20_000);
+    if !(1..=1_000_000).contains(&max_connections) {
+        p.add(
+            "listen.max_connections",
+            &max_connections.to_string(),
+            "must be between 1 and 1000000",
+        );
+    }
     let threads = listen_file
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64));
@@ -181,6 +189,13 @@ pub(super) fn check(
         ),
         max_header_bytes: max_header_bytes as usize,
         max_headers: max_headers as usize,
+        max_connections: max_connections.clamp(1, 1_000_000) as usize,
+        idle_timeout: p.duration(
+            "listen.idle_timeout",
+            listen_file.idle_timeout.as_deref(),
+            "60s",
+            Duration::from_secs(5),
+        ),
         trusted_proxies: listen_file
             .trusted_proxies
             .unwrap_or_default()

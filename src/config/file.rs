@@ -304,6 +304,10 @@ pub struct ListenFile {
     pub max_header_bytes: Option<u64>,
     /// Most header fields in one request.
     pub max_headers: Option<u64>,
+    /// Most client connections open at once over the public listeners.
+    pub max_connections: Option<u64>,
+    /// A connection that moves no byte for this long is closed.
+    pub idle_timeout: Option<String>,
     /// Proxies (addresses or prefixes) whose `X-Forwarded-For`/`Forwarded` name the client.
     pub trusted_proxies: Option<Vec<String>>,
     /// Threads serving the public listeners, each running its own single-threaded runtime;

@@ -14,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 
+use super::idle::{until_idle, Watched};
 use super::sendfile::SendfileStream;
 use super::{Body, Peer};
 
@@ -27,13 +28,35 @@ pub trait Handler: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send + 'static;
 }
 
-/// Limits on what a client may send in a request head.
-#[derive(Debug, Clone, Copy)]
+/// Limits on what clients may hold and send.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request head in bytes (request line and headers).
     pub max_header_bytes: usize,
     /// Most header fields.
     pub max_headers: usize,
+    /// The connections that may be open at once, shared by every listener and thread
+    /// given the same limits; a connection past them is closed as soon as it is accepted.
+    pub connections: Arc<tokio::sync::Semaphore>,
+    /// A connection that moves no byte for this long is closed (see [`super::idle`]).
+    pub idle_timeout: Duration,
+}
+
+impl Limits {
+    /// Limits on request heads, `max_connections` open at once, `idle_timeout` of silence.
+    pub fn new(
+        max_header_bytes: usize,
+        max_headers: usize,
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            max_header_bytes,
+            max_headers,
+            connections: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            idle_timeout,
+        }
+    }
 }
 
 /// How draining ended.
@@ -56,7 +79,7 @@ pub async fn serve<H: Handler>(
     drain: Duration,
 ) -> Drained {
     let proto = if tls.is_some() { "https" } else { "http" };
-    let builder = connection_builder(limits);
+    let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -71,6 +94,11 @@ pub async fn serve<H: Handler>(
             },
             () = &mut shutdown => break,
         };
+        let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
+            // Full: this one goes at once, and those already open keep being served.
+            tracing::debug!(client = %addr, "connection limit reached; closed a new connection");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let peer = Peer { addr, proto };
         let handler = handler.clone();
@@ -83,14 +111,20 @@ pub async fn serve<H: Handler>(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let idle = limits.idle_timeout;
         tokio::spawn(async move {
+            let _open = permit;
             let result = match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
                     {
                         Ok(Ok(stream)) => {
+                            let (stream, moved) = Watched::new(stream);
                             let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
+                            tokio::select! {
+                                result = watcher.watch(conn.into_owned()) => result,
+                                () = until_idle(moved, idle) => Ok(()),
+                            }
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
@@ -100,9 +134,12 @@ pub async fn serve<H: Handler>(
                     }
                 }
                 None => {
-                    let stream = SendfileStream::new(tcp);
+                    let (stream, moved) = Watched::new(SendfileStream::new(tcp));
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    tokio::select! {
+                        result = watcher.watch(conn.into_owned()) => result,
+                        () = until_idle(moved, idle) => Ok(()),
+                    }
                 }
             };
             if let Err(e) = result {
@@ -197,6 +234,7 @@ pub fn serve_on_threads<H: Handler>(
     let mut outcomes = Vec::with_capacity(threads);
     for (n, socket) in sockets.into_iter().enumerate() {
         let (tls, handler, mut stop) = (tls.clone(), handler.clone(), stop.clone());
+        let limits = limits.clone();
         let (drained_tx, mut drained_rx) = (drained_tx.clone(), drained_rx.clone());
         let (done, outcome) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -241,7 +279,7 @@ pub fn serve_on_threads<H: Handler>(
     Ok(outcomes)
 }
 
-fn connection_builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -47,10 +47,7 @@ impl InProcess {
         let state = Arc::new(
             State::with_clock(config, Arc::new(move || read.load(Ordering::SeqCst))).unwrap(),
         );
-        let limits = Limits {
-            max_header_bytes: 16384,
-            max_headers: 100,
-        };
+        let limits = Limits::new(16384, 100, 1024, Duration::from_secs(60));
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", public.local_addr().unwrap());
@@ -61,7 +58,7 @@ impl InProcess {
             public,
             None,
             ProxyHandler(state.clone()),
-            limits,
+            limits.clone(),
             forever(),
             Duration::from_secs(1),
         ));
