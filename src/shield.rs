@@ -79,7 +79,11 @@ impl Shield {
     pub fn new(settings: &ShieldConfig, metrics: &Metrics) -> Self {
         let cache = Cache::builder()
             .max_capacity(settings.memory)
-            .weigher(|_: &Key, entry: &Arc<Entry>| entry.weight())
+            .weigher(|key: &Key, entry: &Arc<Entry>| {
+                entry
+                    .weight()
+                    .saturating_add(u32::try_from(key.weight()).unwrap_or(u32::MAX))
+            })
             .expire_after(policy::KeepFor)
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .build();
@@ -538,6 +542,18 @@ mod tests {
         let size = shield.size();
         assert!((1000..2000).contains(&size), "{size}");
         assert_eq!(metrics.cache_size.get() as u64, size);
+    }
+
+    #[test]
+    fn a_long_query_weighs_on_the_budget_however_small_the_object() {
+        let metrics = Metrics::new();
+        let shield = Shield::new(&policy::tests::settings(), &metrics);
+        let query = format!("pad={}", "q".repeat(16_000));
+        for n in 0..10 {
+            let key = Key::new(&Arc::from(""), &format!("/k/{n}.key"), Some(&query));
+            shield.store(key, entry(16), 0);
+        }
+        assert!(shield.size() >= 10 * 2 * 16_000);
     }
 
     /// Whether `kept` lies inside the allocation `buffer` points into.

@@ -46,6 +46,13 @@ impl Key {
         }
     }
 
+    /// Bytes it holds (its path and its query twice), counted against the cache's budget
+    /// with its entry: a key is not free, and a long query on a tiny object would
+    /// otherwise fill memory the budget never sees.
+    pub fn weight(&self) -> usize {
+        self.path.len() + self.query.len() + self.as_written.len() + std::mem::size_of::<Self>()
+    }
+
     /// The normalised path.
     pub fn path(&self) -> &str {
         &self.path
