@@ -1,0 +1,92 @@
+use super::*;
+use bytes::Bytes;
+use http::StatusCode;
+use std::time::Duration;
+
+fn entry(len: usize) -> Entry {
+    Entry {
+        head: Arc::new(Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+        }),
+        body: Bytes::from(vec![0u8; len]),
+        len: len as u64,
+        stored: Instant::now(),
+        lifetime: policy::Lifetime {
+            fresh: Duration::from_secs(60),
+            stale: Duration::ZERO,
+        },
+    }
+}
+
+#[test]
+fn the_size_counts_bytes_and_a_purge_drops_a_prefix() {
+    let metrics = Metrics::new();
+    let mut settings = policy::tests::settings();
+    settings.max_object_bytes = 1 << 16;
+    let shield = Shield::new(&settings, &metrics);
+    shield.store(Key::new(&Arc::from(""), "/a/1.ts", None), entry(1000), 0);
+    shield.store(Key::new(&Arc::from(""), "/a/2.ts", None), entry(1000), 0);
+    shield.store(Key::new(&Arc::from(""), "/b/1.ts", None), entry(1000), 0);
+    let size = shield.size();
+    assert!(size >= 3000, "{size}");
+    assert_eq!(metrics.cache_size.get() as u64, size);
+    assert_eq!(shield.purge("/a/"), 2);
+    let size = shield.size();
+    assert!((1000..2000).contains(&size), "{size}");
+    assert_eq!(metrics.cache_size.get() as u64, size);
+}
+
+#[test]
+fn a_long_query_weighs_on_the_budget_however_small_the_object() {
+    let metrics = Metrics::new();
+    let shield = Shield::new(&policy::tests::settings(), &metrics);
+    let query = format!("pad={}", "q".repeat(16_000));
+    for n in 0..10 {
+        let key = Key::new(&Arc::from(""), &format!("/k/{n}.key"), Some(&query));
+        shield.store(key, entry(16), 0);
+    }
+    assert!(shield.size() >= 10 * 2 * 16_000);
+}
+
+/// Whether `kept` lies inside the allocation `buffer` points into.
+fn inside(buffer: &Bytes, kept: &[u8]) -> bool {
+    buffer.as_ptr_range().contains(&kept.as_ptr())
+}
+
+#[test]
+fn what_is_kept_holds_none_of_the_upstream_read_buffer() {
+    // What hyper hands over: slices of one 64 KiB read buffer.
+    let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+    let body = buffer.slice(100..1124);
+    let kept = entry::join(std::slice::from_ref(&body));
+    assert_eq!(kept, body);
+    assert!(
+        !inside(&buffer, &kept),
+        "a kept 1 KiB body pins the 64 KiB buffer"
+    );
+    let joined = entry::join(&[buffer.slice(0..10), buffer.slice(10..20)]);
+    assert_eq!(joined, buffer.slice(0..20));
+    assert!(!inside(&buffer, &joined));
+
+    let mut headers = HeaderMap::new();
+    let etag = HeaderValue::from_maybe_shared(buffer.slice(0..8)).unwrap();
+    headers.insert(http::header::ETAG, etag);
+    let mut secret = HeaderValue::from_maybe_shared(buffer.slice(8..16)).unwrap();
+    secret.set_sensitive(true);
+    headers.append("x-one", HeaderValue::from_static("1"));
+    headers.append("x-one", secret);
+    let head = Head::owned(StatusCode::OK, &headers);
+    assert_eq!(head.headers, headers, "the same headers, in the same order");
+    for value in head.headers.values() {
+        assert!(
+            !inside(&buffer, value.as_bytes()),
+            "{value:?} pins the buffer"
+        );
+    }
+    let copied = head.headers.get_all("x-one").iter().nth(1).unwrap();
+    assert!(
+        copied.is_sensitive(),
+        "a sensitive value stays sensitive (HPACK never indexes it)"
+    );
+}
