@@ -79,6 +79,19 @@ async fn run(
     let state = Arc::new(State::new(config).context("starting the gateway")?);
     let _ = state.source.set(source);
     let config = state.config();
+    // The sessions the last run kept, before the first request can need them.
+    let kept_sessions = config.data_dir.join(usher::sessions::kept::FILE);
+    match state.sessions.restore(
+        &kept_sessions,
+        (state.clock)(),
+        usher::sessions::token_lifetime(&config),
+    ) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "sessions taken back from the last run"),
+        Err(e) => {
+            tracing::warn!(file = %kept_sessions.display(), error = %e, "could not take back the last run's sessions")
+        }
+    }
     // One cap over every public listener and thread; the admin listener has its own.
     let limits = Limits::new(
         config.listen.max_header_bytes,
@@ -193,7 +206,14 @@ async fn run(
     }
     if timed_out {
         tracing::warn!("drain timeout ran out; remaining connections were cut");
-    } else {
+    }
+    // Kept for the next start: a deploy keeps every viewer, past its token's expiry too.
+    if let Err(e) =
+        usher::data_dir::create(&config.data_dir).and_then(|()| state.sessions.save(&kept_sessions))
+    {
+        tracing::warn!(file = %kept_sessions.display(), error = %e, "could not keep the sessions for the next start");
+    }
+    if !timed_out {
         tracing::info!("drained; bye");
     }
     Ok(())

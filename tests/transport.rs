@@ -565,3 +565,42 @@ async fn silent_connections_are_closed_and_a_full_listener_turns_new_ones_away()
     }
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered:.200}");
 }
+
+/// A viewer whose session token has expired plays on while its session is live; that stays
+/// true through a restart (SIGTERM, then a new process on the same data directory), since
+/// the sessions are kept for the next start.
+#[tokio::test]
+async fn a_viewer_past_the_session_token_s_expiry_keeps_playing_through_a_restart() {
+    let origin = origin().await;
+    let data = tempfile::tempdir().unwrap();
+    let config =
+        test_config(&origin.url(), "").replace("[token]\n", "[token]\nsession_ttl = \"1s\"\n");
+    let args = ["--data-dir", data.path().to_str().unwrap()];
+    let mut usher = Usher::start(&config, &args);
+    let ticket = mint("/vod/a/");
+    let playlist = get(
+        &format!("{}/vod/a/index.m3u8?ticket={ticket}", usher.url),
+        &[],
+    )
+    .await;
+    assert_eq!(playlist.status, 200);
+    let uri = playlist
+        .text()
+        .lines()
+        .find(|l| l.starts_with("s1.ts"))
+        .expect("a segment line")
+        .to_owned();
+    assert_eq!(
+        get(&format!("{}/vod/a/{uri}", usher.url), &[]).await.status,
+        200
+    );
+    // The token's one second runs out (it counts whole seconds, with no skew here).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = get(&format!("{}/vod/a/{uri}", usher.url), &[]).await;
+    assert_eq!(expired.status, 200, "expired, but its session plays");
+    usher.terminate();
+    assert_eq!(usher.wait(), Some(0));
+    let usher = Usher::start(&config, &args);
+    let after = get(&format!("{}/vod/a/{uri}", usher.url), &[]).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+}

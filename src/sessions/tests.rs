@@ -1,12 +1,12 @@
 use super::*;
 
-const T0: u64 = 1_800_000_000;
+pub(super) const T0: u64 = 1_800_000_000;
 
-fn registry() -> Sessions {
+pub(super) fn registry() -> Sessions {
     Sessions::new(60, 5, prometheus::IntGauge::new("g", "g").unwrap())
 }
 
-fn start<'a>(device: &'a str, product: &'a str) -> Start<'a> {
+pub(super) fn start<'a>(device: &'a str, product: &'a str) -> Start<'a> {
     Start {
         sid: None,
         account: "alice",
@@ -18,7 +18,7 @@ fn start<'a>(device: &'a str, product: &'a str) -> Start<'a> {
     }
 }
 
-fn counter() -> impl FnMut() -> String {
+pub(super) fn counter() -> impl FnMut() -> String {
     let mut n = 0;
     move || {
         n += 1;
