@@ -294,6 +294,9 @@ impl Sessions {
         match shared.start(&start, &sid, limits, now, false).await {
             // This node keeps a copy; the limits were applied over every node's sessions.
             Ok(Ok(shared::Admitted::Join(existing))) => {
+                // Its last request is now, for every node: a viewer resuming here after a
+                // pause must not look idle elsewhere until this node's next touch.
+                shared.touch(start.account, &existing, now).await;
                 local(named(&existing), &Limits::default(), false)
             }
             Ok(Ok(shared::Admitted::New(_))) => local(named(&sid), &Limits::default(), true),
