@@ -222,6 +222,7 @@ async fn run(
 /// Connections the admin listener holds open at once (operators and a billing system, not
 /// viewers).
 const ADMIN_CONNECTIONS: usize = 256;
+
 /// Applies a reload (recorded in the audit trail as `signal`), or logs why the new config
 /// was refused (the old one keeps serving).
 async fn reload(state: &State) {

@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
+pub use kept::token_lifetime;
 pub use limits::{Limits, Policy};
 
 /// Why a session was refused or ended.
@@ -191,13 +192,6 @@ impl Session {
             state: AtomicU8::new(LIVE),
         }
     }
-}
-
-/// Seconds a session token can verify past its session's last request under `config`: its
-/// lifetime, plus the touch interval (the last request may not have been written yet) and
-/// the clock skew allowed. Ended and replaced sessions are remembered that long.
-pub fn token_lifetime(config: &crate::config::Config) -> u64 {
-    (config.token.session_ttl + config.sessions.touch_interval + config.token.clock_skew).as_secs()
 }
 
 /// Every session, by id.

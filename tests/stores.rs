@@ -951,14 +951,20 @@ fn a_sale_in_flight_holds_its_product_against_a_delete() {
         "INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
          VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}')"
     );
-    let seller = in_open_transaction("sale_in_flight", &sale, 1);
+    delete_is_held_by(&store, "sale_in_flight", &sale);
+}
+
+/// Deletes product P1 (not forced) while another session of `db` runs `statement` in an
+/// open transaction, and checks that the delete counted purchase h1 and left it standing.
+fn delete_is_held_by(store: &PostgresStore, db: &str, statement: &str) {
+    let other = in_open_transaction(db, statement, 1);
     let got = store.delete_product("P1", false);
-    assert!(seller.wait_with_output().unwrap().status.success());
+    assert!(other.wait_with_output().unwrap().status.success());
     assert!(
         matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
         "{got:?}"
     );
-    assert!(store.purchase("h1").unwrap().is_some(), "the sale stands");
+    assert!(store.purchase("h1").unwrap().is_some(), "the buyer stands");
     assert!(store.product("P1").unwrap().is_some());
 }
 
@@ -972,16 +978,9 @@ fn a_buyer_restored_in_flight_holds_its_product_against_a_delete() {
     let mut revoked = purchase("h1", "P1", "alice", "a@x");
     revoked.status = PurchaseStatus::Revoked;
     store.create_purchase(&revoked).unwrap();
-    let restorer = in_open_transaction(
+    delete_is_held_by(
+        &store,
         "restore_in_flight",
         "UPDATE purchases SET status = 'active' WHERE hash = 'h1'",
-        1,
     );
-    let got = store.delete_product("P1", false);
-    assert!(restorer.wait_with_output().unwrap().status.success());
-    assert!(
-        matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
-        "{got:?}"
-    );
-    assert!(store.purchase("h1").unwrap().is_some(), "the buyer stands");
 }

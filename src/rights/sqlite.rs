@@ -215,29 +215,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_product(&self, code: &str, force: bool) -> Result<(), StoreError> {
-        let what = format!("product {code}");
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        if !force {
-            let buyers: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM purchases WHERE product = ?1 AND status = 'active'",
-                    [code],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?;
-            if buyers > 0 {
-                let buyers = buyers as u64;
-                return Err(StoreError::Held { what, buyers });
-            }
-        }
-        match tx.execute("DELETE FROM products WHERE code = ?1", [code]) {
-            Ok(0) => Err(StoreError::NotFound(what)),
-            Ok(_) => tx.commit().map_err(backend),
-            Err(e) => Err(backend(e)),
-        }
+        sales::delete_product(&mut self.conn(), code, force)
     }
 
     fn create_media(&self, media: &Media) -> Result<(), StoreError> {

@@ -18,6 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{Session, Sessions};
 
+/// Seconds a session token can verify past its session's last request under `config`: its
+/// lifetime, plus the touch interval (the last request may not have been written yet) and
+/// the clock skew allowed. Sessions are kept (and ended ones remembered) that long.
+pub fn token_lifetime(config: &crate::config::Config) -> u64 {
+    (config.token.session_ttl + config.sessions.touch_interval + config.token.clock_skew).as_secs()
+}
+
 /// The file's name in the data directory.
 pub const FILE: &str = "sessions.json";
 

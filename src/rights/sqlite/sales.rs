@@ -102,6 +102,37 @@ pub(super) fn first_play(
     Ok(true)
 }
 
+/// Deletes a product with its purchases; unless `force`, refused with `Held` when active
+/// purchases hold it, counted in the delete's own immediate transaction.
+pub(super) fn delete_product(
+    conn: &mut Connection,
+    code: &str,
+    force: bool,
+) -> Result<(), StoreError> {
+    let what = format!("product {code}");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    if !force {
+        let buyers: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM purchases WHERE product = ?1 AND status = 'active'",
+                [code],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if buyers > 0 {
+            let buyers = buyers as u64;
+            return Err(StoreError::Held { what, buyers });
+        }
+    }
+    match tx.execute("DELETE FROM products WHERE code = ?1", [code]) {
+        Ok(0) => Err(StoreError::NotFound(what)),
+        Ok(_) => tx.commit().map_err(backend),
+        Err(e) => Err(backend(e)),
+    }
+}
+
 fn insert_purchase(tx: &rusqlite::Transaction<'_>, purchase: &Purchase) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
