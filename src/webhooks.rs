@@ -15,9 +15,9 @@
 //! ```
 //!
 //! A row is written before the worker sees it and removed only after a 2xx, so a restart
-//! (even `kill -9`) loses none: the worker picks them up again. A sale's or a revoke's
-//! event is written in the same transaction as the purchase (an outbox): a sale that
-//! stands is announced, one that does not is not. A delivery in flight at a
+//! (even `kill -9`) loses none: the worker picks them up again. A sale's, a revoke's and
+//! a first play's event is written in the same transaction as the change it announces (an
+//! outbox): a change that stands is announced, one that does not is not. A delivery in flight at a
 //! crash is sent again (at least once): receivers deduplicate on `X-Usher-Delivery`.
 
 pub mod deliver;

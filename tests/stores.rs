@@ -464,6 +464,16 @@ fn the_webhook_queue_leases_and_drops_the_oldest(store: &dyn Store) {
     assert_eq!(store.webhook_queue_depth().unwrap(), 1);
 }
 
+/// The event ids of the deliveries waiting in `store`'s webhook queue, in the order queued.
+fn queued_events(store: &dyn Store) -> Vec<String> {
+    store
+        .pending_webhooks()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.delivery.event_id)
+        .collect()
+}
+
 /// A sale and the webhook deliveries that announce it are one transaction: a sale that
 /// is not written is not announced, and one that is, is.
 fn a_sale_and_its_announcement_stand_or_fall_together(store: &dyn Store) {
@@ -489,13 +499,11 @@ fn a_sale_and_its_announcement_stand_or_fall_together(store: &dyn Store) {
         })
     );
     assert_eq!(store.purchase("h2").unwrap(), None);
-    let queued: Vec<String> = store
-        .pending_webhooks()
-        .unwrap()
-        .into_iter()
-        .map(|q| q.delivery.event_id)
-        .collect();
-    assert_eq!(queued, ["ev2", "ev3"], "the sale's events, once");
+    assert_eq!(
+        queued_events(store),
+        ["ev2", "ev3"],
+        "the sale's events, once"
+    );
 }
 
 /// A change to a purchase is written only over the purchase it was made from: a revoke
@@ -579,13 +587,7 @@ fn a_first_play_is_announced_once_with_its_write(store: &dyn Store) {
     assert!(store.record_first_play("h1", 500, &[delivery(1)]).unwrap());
     assert!(!store.record_first_play("h1", 600, &[delivery(2)]).unwrap());
     assert!(!store.record_first_play("h2", 600, &[delivery(3)]).unwrap());
-    let queued: Vec<String> = store
-        .pending_webhooks()
-        .unwrap()
-        .into_iter()
-        .map(|q| q.delivery.event_id)
-        .collect();
-    assert_eq!(queued, ["ev1"]);
+    assert_eq!(queued_events(store), ["ev1"]);
     assert_eq!(
         store.purchase("h1").unwrap().unwrap().first_play_at,
         Some(500)
