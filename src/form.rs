@@ -6,13 +6,24 @@ use std::collections::HashMap;
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; a `%` not
 /// followed by two hex digits stays as it is.
 pub fn decode(text: &str) -> String {
+    decode_bytes(text, true)
+}
+
+/// Percent-decoding alone (a path as a server decodes it): `%XX` is a byte, `+` stays; a
+/// `%` not followed by two hex digits stays as it is. Bytes that are not UTF-8 become
+/// U+FFFD.
+pub fn unescape(text: &str) -> String {
+    decode_bytes(text, false)
+}
+
+fn decode_bytes(text: &str, plus_is_space: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => match (
                 bytes.get(i + 1).and_then(|&b| hex(b)),
                 bytes.get(i + 2).and_then(|&b| hex(b)),

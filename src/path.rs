@@ -98,33 +98,9 @@ fn hides_a_dot_segment(segment: &str) -> bool {
         if !view.contains('%') {
             return false;
         }
-        view = std::borrow::Cow::Owned(decode_every_escape(&view));
+        view = std::borrow::Cow::Owned(crate::form::unescape(&view));
     }
     false
-}
-
-/// `text` with every `%XX` decoded, as a server that decodes paths once more would.
-fn decode_every_escape(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| hex_value(hex[0]).zip(hex_value(hex[1])));
-        match escaped {
-            Some((hi, lo)) => {
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn decode_unreserved(raw: &str) -> Result<String, BadPath> {

@@ -469,7 +469,7 @@ impl Rights {
             Ok(Ok(true)) => {
                 self.invalidate_subject(subject);
                 if let Some(webhooks) = &self.webhooks {
-                    webhooks.queued(&events).await;
+                    webhooks.queued(&events);
                 }
             }
             Ok(Ok(false)) => {}

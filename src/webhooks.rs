@@ -62,6 +62,17 @@ fn receiver(url: &str) -> &str {
         .map_or(url, |end| &url[..authority + end])
 }
 
+/// Runs `work` (store calls) on the blocking pool without waiting for it, or here when
+/// there is no runtime (the CLI).
+fn off_request(work: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(work);
+        }
+        Err(_) => work(),
+    }
+}
+
 /// How many repeatable events [`Webhooks::emit_once_per_minute`] remembers.
 const RECENT_CAPACITY: u64 = 10_000;
 
@@ -177,17 +188,11 @@ impl Webhooks {
             return;
         }
         let this = self.clone();
-        let work = move || {
+        off_request(move || {
             if let Some(event) = build(this.0.store.as_ref()) {
                 this.enqueue(&this.deliveries(&event));
             }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn_blocking(work);
-            }
-            Err(_) => work(),
-        }
+        });
     }
 
     /// As [`Webhooks::emit_with`], at most once a minute per `key`: for events a client
@@ -209,19 +214,17 @@ impl Webhooks {
         }
     }
 
-    /// After a write that queued [`Webhooks::deliveries`] in its transaction: applies the
-    /// queue's limit (dropping the oldest, counted) and wakes the worker. Nothing to do
-    /// when nothing was queued.
-    pub async fn queued(&self, deliveries: &[NewDelivery]) {
+    /// After a write that queued [`Webhooks::deliveries`] in its transaction: wakes the
+    /// worker and applies the queue's limit (dropping the oldest, counted) on the blocking
+    /// pool, off the request. Nothing to do when nothing was queued.
+    pub fn queued(&self, deliveries: &[NewDelivery]) {
         if deliveries.is_empty() {
             return;
         }
-        let this = self.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || this.enqueue(&[])).await {
-            tracing::error!(error = %e, "could not apply the webhook queue's limit");
-        }
-        // The deliveries are queued whether or not the limit could be applied.
+        // The deliveries are queued whether or not the limit can be applied.
         self.0.wake.notify_one();
+        let this = self.clone();
+        off_request(move || this.enqueue(&[]));
     }
 
     /// The delivery worker: runs until the process ends (start it once, in `main`).

@@ -130,7 +130,7 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
         return replay(state, key, taken).await;
     }
     after_purchase_write(state, &purchase.account);
-    state.webhooks.queued(&events).await;
+    state.webhooks.queued(&events);
     Ok(sold(state, purchase, &product, media.as_ref()))
 }
 
@@ -287,7 +287,7 @@ async fn replace(state: &State, before: Purchase, after: &Purchase) -> Result<()
     })
     .await?;
     after_purchase_write(state, &after.account);
-    state.webhooks.queued(&events).await;
+    state.webhooks.queued(&events);
     Ok(())
 }
 
