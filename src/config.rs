@@ -332,6 +332,9 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
     /// Largest playlist buffered for rewriting.
     pub max_playlist_bytes: usize,
+    /// Most requests in flight to each server at once, from the request until its body
+    /// has ended; a request past it waits up to the server's `timeout` for a slot.
+    pub max_requests: u32,
 }
 
 impl Upstream {

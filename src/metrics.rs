@@ -76,6 +76,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `usher_upstream_up{upstream}`: 1 while a server is up, 0 while marked down.
     pub upstream_up: IntGaugeVec,
+    /// `usher_upstream_in_flight{upstream}`: requests holding one of a server's
+    /// `max_requests` slots (sent, and their bodies not yet ended).
+    pub upstream_in_flight: IntGaugeVec,
     /// `usher_upstream_server_duration_seconds{upstream}`: each server's time to headers.
     pub upstream_server_seconds: HistogramVec,
     /// `usher_upstream_failures_total{upstream, reason}`: failed attempts by server.
@@ -280,6 +283,17 @@ impl Metrics {
         registry
             .register(Box::new(upstream_up.clone()))
             .expect("unique metric");
+        let upstream_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "usher_upstream_in_flight",
+                "Requests in flight to an upstream server, until their bodies end (at most upstream.max_requests).",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(upstream_in_flight.clone()))
+            .expect("unique metric");
         let cache_size = gauge("usher_cache_size_bytes", "Bytes held by the shield cache.");
         let cache_mapped_bodies = gauge(
             "usher_cache_mapped_bodies",
@@ -382,6 +396,7 @@ impl Metrics {
             sessions_active,
             config_reloads,
             upstream_up,
+            upstream_in_flight,
             upstream_server_seconds,
             upstream_failures,
             cache_requests,

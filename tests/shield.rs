@@ -878,3 +878,38 @@ async fn a_full_cache_evicts_what_viewers_stopped_asking_for_not_what_they_keep_
     );
     assert_eq!(origin.hits("/vod/a/c1.ts"), 2);
 }
+
+#[tokio::test]
+async fn a_server_at_max_requests_is_asked_nothing_more_until_a_body_ends() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let mut held = Script::segment(&[1u8; 1000]);
+    held.rest = Bytes::from(vec![2u8; 1000]);
+    held.gate = rx;
+    origin.script("/vod/a/held.ts", held);
+    origin.script("/vod/a/next.ts", Script::segment(b"next"));
+    let config = test_config(&origin.url(), "")
+        .replace("timeout = \"2s\"\n", "timeout = \"2s\"\nmax_requests = 1\n");
+    let usher = Usher::start(&config, &[]);
+    let url = |name: &str| format!("{}/vod/a/{name}?ticket={}", usher.url, mint("/vod/"));
+
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let first = client.get(url("held.ts").parse().unwrap()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let in_flight = format!("usher_upstream_in_flight{{upstream=\"{}\"}}", origin.url());
+    assert_eq!(metric(&usher, &in_flight).await, 1.0, "{in_flight}");
+
+    let refused = get(&url("next.ts"), &[]).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.reason(), "upstream_busy");
+    assert_eq!(origin.hits("/vod/a/next.ts"), 0, "held back, not sent");
+
+    gate.open();
+    let whole = first.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(whole.len(), 2000);
+    let served = get(&url("next.ts"), &[]).await;
+    assert_eq!(served.status, 200, "the slot came back when the body ended");
+    assert_eq!(served.text(), "next");
+    assert_eq!(metric(&usher, &in_flight).await, 0.0);
+}

@@ -368,6 +368,8 @@ pub struct UpstreamFile {
     pub ca_file: Option<String>,
     /// Largest playlist usher will buffer to rewrite, in bytes.
     pub max_playlist_bytes: Option<u64>,
+    /// Most requests in flight to each server of the group at once.
+    pub max_requests: Option<u32>,
 }
 
 /// One `upstream.fallbacks` entry: a base URL (or directory), or a table.

@@ -299,6 +299,7 @@ fn upstream_groups_fallbacks_and_the_shield() {
         assert_eq!(config.shield.sendfile_dir.as_deref(), dir, "{set}");
     }
     assert_eq!(defaults.upstream.health.failures, 3);
+    assert_eq!(defaults.upstream.max_requests, 1024);
     assert!(defaults.upstream.fallbacks.is_empty());
     let never = parse(&format!(
         "{MINIMAL}\n[shield]\nnegative_ttl = \"0ms\"\nstale_if_error = \"0s\"\n"
@@ -324,6 +325,7 @@ fn upstream_and_shield_problems_name_their_keys() {
             "total_timeout = \"1s\"",
         )
         .replace("failures = 2", "failures = 0")
+        .replace("[upstreams.events]", "[upstreams.events]\nmax_requests = 0")
         .replace("upstream = \"events\"", "upstream = \"nowhere\"")
         .replace(
             "memory = 2097152",
@@ -333,6 +335,7 @@ fn upstream_and_shield_problems_name_their_keys() {
     for expected in [
         "upstream.fallbacks[1].total_timeout = \"1s\": must be at least the first-byte timeout",
         "upstream.health.failures = \"0\": must be at least 1",
+        "upstreams.events.max_requests = \"0\": must be at least 1",
         "routes[0].upstream = \"nowhere\": no [upstreams.<name>] group by that name",
         "shield.memory = \"1000\": must be at least 1048576",
         "shield.sendfile_min_bytes = \"100\": must be 0 (off) or at least 8192",

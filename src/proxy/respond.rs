@@ -75,6 +75,9 @@ impl ProxyError {
             ProxyError::Upstream(UpstreamError::Timeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
             }
+            ProxyError::Upstream(UpstreamError::Busy(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "upstream_busy")
+            }
             ProxyError::Upstream(e) => (StatusCode::BAD_GATEWAY, e.reason()),
             ProxyError::BadPlaylist(_) => (StatusCode::BAD_GATEWAY, "bad_playlist"),
             ProxyError::PlaylistTooLarge(_) => (StatusCode::BAD_GATEWAY, "playlist_too_large"),
@@ -225,6 +228,10 @@ mod tests {
         assert_eq!(
             status(UpstreamError::Protocol("reset".into()).into()),
             (502, "upstream_error")
+        );
+        assert_eq!(
+            status(UpstreamError::Busy(8).into()),
+            (503, "upstream_busy")
         );
         assert_eq!(
             status(ManifestError::NoHeader.into()),

@@ -8,6 +8,7 @@ mod deadline;
 mod dir;
 pub mod group;
 pub mod health;
+mod slots;
 
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub enum UpstreamError {
     /// Connected, but the exchange failed (502).
     #[error("upstream exchange failed: {0}")]
     Protocol(String),
+    /// Every server had `max_requests` in flight for as long as a request may wait (503).
+    #[error("upstream has {0} requests in flight")]
+    Busy(u32),
 }
 
 impl UpstreamError {
@@ -46,6 +50,7 @@ impl UpstreamError {
             UpstreamError::Timeout(_) => "upstream_timeout",
             UpstreamError::Connect(_) => "upstream_unreachable",
             UpstreamError::Protocol(_) => "upstream_error",
+            UpstreamError::Busy(_) => "upstream_busy",
         }
     }
 }

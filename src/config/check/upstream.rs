@@ -50,6 +50,10 @@ pub(super) fn group(
             "must be between 1024 and 268435456",
         );
     }
+    let max_requests = file.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS);
+    if max_requests == 0 {
+        p.add(&format!("{key}.max_requests"), "0", "must be at least 1");
+    }
     let timeouts = Timeouts::check(
         p,
         key,
@@ -98,8 +102,12 @@ pub(super) fn group(
         health,
         ca_file: file.ca_file.map(|f| base_dir.join(f)),
         max_playlist_bytes: max_playlist_bytes as usize,
+        max_requests,
     })
 }
+
+/// `upstream.max_requests` when unset: about what one nginx origin worker takes.
+const DEFAULT_MAX_REQUESTS: u32 = 1024;
 
 /// The three timeouts of a server, and the text each came from (for inheritance).
 struct Timeouts {

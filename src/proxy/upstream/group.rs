@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, Response};
+use http_body_util::BodyExt;
 
 use super::health::HealthState;
+use super::slots::{Held, Slots};
 use super::{Endpoint, UpstreamError, UpstreamRequest};
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
@@ -20,6 +22,9 @@ struct Member {
     label: String,
     endpoint: Endpoint,
     health: HealthState,
+    slots: Slots,
+    /// How long a request waits for one of `slots`: the server's first-byte timeout.
+    wait: Duration,
 }
 
 /// A primary and its fallbacks.
@@ -29,6 +34,7 @@ pub struct Group {
     members: Vec<Member>,
     check_path: Option<String>,
     check_interval: std::time::Duration,
+    max_requests: u32,
     metrics: Metrics,
 }
 
@@ -56,6 +62,7 @@ impl Group {
             .map(|server| {
                 let label = server.label();
                 let gauge = metrics.upstream_up.with_label_values(&[&label]);
+                let in_flight = metrics.upstream_in_flight.with_label_values(&[&label]);
                 Ok(Member {
                     endpoint: Endpoint::new(server, config.ca_file.as_deref())?,
                     health: HealthState::new(
@@ -65,6 +72,8 @@ impl Group {
                         gauge,
                     ),
                     label,
+                    slots: Slots::new(config.max_requests, in_flight),
+                    wait: server.timeout,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -73,6 +82,7 @@ impl Group {
             members,
             check_path: config.health.check_path.clone(),
             check_interval: config.health.check_interval,
+            max_requests: config.max_requests,
             metrics: metrics.clone(),
         })
     }
@@ -104,7 +114,7 @@ impl Group {
         let mut last = None;
         for (n, member) in order.iter().enumerate() {
             let started = Instant::now();
-            let result = member.endpoint.fetch(req.clone()).await;
+            let result = member.fetch(req.clone(), self.max_requests).await;
             self.metrics
                 .upstream_server_seconds
                 .with_label_values(&[&member.label])
@@ -128,7 +138,10 @@ impl Group {
                 .upstream_failures
                 .with_label_values(&[&member.label, reason])
                 .inc();
-            member.health.failure(&why);
+            // A server at its own limit is not failing: usher held the request back.
+            if !matches!(result, Err(UpstreamError::Busy(_))) {
+                member.health.failure(&why);
+            }
             if n + 1 < order.len() {
                 tracing::warn!(upstream = %member.label, error = %why, "upstream failed; trying the next one");
             }
@@ -176,6 +189,24 @@ impl Group {
                 }
             }
         }
+    }
+}
+
+impl Member {
+    /// Fetches `req` in one of this server's slots, held until the response body ends;
+    /// [`UpstreamError::Busy`] when none was free within the first-byte timeout.
+    async fn fetch(
+        &self,
+        req: UpstreamRequest,
+        limit: u32,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let slot = self
+            .slots
+            .take(self.wait)
+            .await
+            .ok_or(UpstreamError::Busy(limit))?;
+        let response = self.endpoint.fetch(req).await?;
+        Ok(response.map(|body| Held::new(body, slot).boxed()))
     }
 }
 
