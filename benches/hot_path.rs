@@ -208,6 +208,7 @@ fn bench_manifests(c: &mut Criterion) {
         preview: None,
         per_path: None,
         carrier: Carrier::Query,
+        max_output: usize::MAX,
     };
 
     let media = media_playlist(SEGMENTS);
@@ -223,6 +224,7 @@ fn bench_manifests(c: &mut Criterion) {
     // The path carrier, for a playlist requested under its token: relative URIs are kept.
     let inherited = Rewrite {
         carrier: Carrier::Inherited("/events/final/1080p/index.m3u8"),
+        max_output: usize::MAX,
         ..ctx
     };
     let kept = manifest::rewrite(media.as_bytes(), &inherited).expect("media rewrites");
@@ -233,6 +235,7 @@ fn bench_manifests(c: &mut Criterion) {
     // The variable carrier: the token defined once, `?token={$t}` on every URI.
     let variable = Rewrite {
         carrier: Carrier::Variable,
+        max_output: usize::MAX,
         ..ctx
     };
     let defined = manifest::rewrite(media.as_bytes(), &variable).expect("media rewrites");
@@ -288,6 +291,7 @@ fn bench_compress(c: &mut Criterion) {
         preview: None,
         per_path: None,
         carrier: Carrier::Query,
+        max_output: usize::MAX,
     };
     for (name, text) in [
         ("media_10k", media_playlist(SEGMENTS)),

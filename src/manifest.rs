@@ -24,18 +24,25 @@
 //! rerouted URI is written with its known variables substituted (the origin part has to go);
 //! unknown ones stay for the player. A URI that *starts* with a variable it cannot resolve
 //! (an `IMPORT` from the master) may name any host, so it is left alone and counted as
-//! unresolved.
+//! unresolved; so is one where such a variable further in could still make it name
+//! another host (`/{$x}/a.ts`).
+//!
+//! What players would read differently from the rewriter is refused
+//! ([`ManifestError`]): a carriage return inside a line, an unquoted `URI`, a variable
+//! defined twice, a `QUERYPARAM` the request does not carry.
 
 mod attributes;
 mod define;
+mod timeline;
 mod uri;
-
-use std::collections::HashMap;
+mod variables;
 
 use crate::origin::OriginBase;
 use attributes::find_attribute;
 use define::Definition;
+use timeline::Timeline;
 use uri::Disposition;
+use variables::Variables;
 
 /// What the rewriter needs for one response.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +61,8 @@ pub struct Rewrite<'a> {
     pub per_path: Option<PerPath<'a>>,
     /// How the shared token travels in URIs.
     pub carrier: Carrier<'a>,
+    /// Most bytes the rewritten playlist may have ([`ManifestError::OutputTooLarge`]).
+    pub max_output: usize,
 }
 
 /// How the session token travels in rewritten URIs.
@@ -177,6 +186,32 @@ pub enum ManifestError {
         /// 1-based line number.
         line: usize,
     },
+    /// An `EXT-X-DEFINE` that names a variable defined before, or takes one from a query
+    /// parameter the playlist request does not carry (credentials are not counted).
+    /// Players differ on the first (hls.js keeps the first value) and must refuse the
+    /// second (RFC 8216bis 4.4.2.3).
+    #[error("line {line}: EXT-X-DEFINE {name}: {why}")]
+    BadDefine {
+        /// 1-based line number.
+        line: usize,
+        /// The variable.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A carriage return that does not end a line: some players end the line there,
+    /// others read on, so the two would not agree on what the URI is.
+    #[error("line {line}: carriage return inside a line")]
+    LoneCarriageReturn {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The rewritten playlist would pass `max_output` bytes.
+    #[error("rewritten playlist passes {limit} bytes")]
+    OutputTooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// `EXT-X-STREAM-INF` with no URI line after it.
     #[error("line {line}: EXT-X-STREAM-INF without a URI")]
     MissingVariantUri {
@@ -218,8 +253,10 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
         } else {
             ctx.token
         },
-        text: String::with_capacity(output_estimate(text, ctx, definition.is_some())),
-        vars: HashMap::new(),
+        text: String::with_capacity(
+            output_estimate(text, ctx, definition.is_some()).min(ctx.max_output),
+        ),
+        vars: Variables::default(),
         counts: [0; 4],
         role: Role::Timeline,
         timeline: Timeline::default(),
@@ -234,7 +271,15 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
     let mut variant_tag_line = None;
     for (n, raw_line) in header.split_inclusive('\n').enumerate() {
         let line_no = n + 1;
+        if out.text.len() > ctx.max_output {
+            return Err(ManifestError::OutputTooLarge {
+                limit: ctx.max_output,
+            });
+        }
         let (line, eol) = split_eol(raw_line);
+        if line.contains('\r') || eol.len() > 2 {
+            return Err(ManifestError::LoneCarriageReturn { line: line_no });
+        }
         if line.trim().is_empty() {
             out.text.push_str(raw_line);
             continue;
@@ -265,9 +310,10 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
                     variant_tag_line = Some(line_no);
                 }
                 "EXT-X-MEDIA" | "EXT-X-I-FRAME-STREAM-INF" => kind = PlaylistKind::Master,
-                "EXT-X-DEFINE" => out.define(line, line_no)?,
+                "EXT-X-DEFINE" => out.vars.define(line, line_no, ctx.request_query)?,
                 // Durations matter only in preview mode: no parsing otherwise.
                 "EXTINF" if ctx.preview.is_some() => out.timeline.next_duration(tag),
+                "EXT-X-TARGETDURATION" if ctx.preview.is_some() => out.timeline.target(tag),
                 _ => {}
             }
             match URI_TAGS.iter().find(|(tag_name, _)| *tag_name == name) {
@@ -300,6 +346,11 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
     }
     if let Some(line) = variant_tag_line {
         return Err(ManifestError::MissingVariantUri { line });
+    }
+    if out.text.len() > ctx.max_output {
+        return Err(ManifestError::OutputTooLarge {
+            limit: ctx.max_output,
+        });
     }
     let [tokenized, rerouted, foreign, unresolved] = out.counts;
     Ok(Rewritten {
@@ -342,7 +393,7 @@ struct Rewriter<'a, 'c> {
     /// reference to it.
     token: &'c str,
     text: String,
-    vars: HashMap<String, String>,
+    vars: Variables,
     /// tokenized, rerouted, foreign, unresolved
     counts: [usize; 4],
     /// Where the current URI points, for preview mode.
@@ -355,28 +406,6 @@ struct Rewriter<'a, 'c> {
     /// exactly (path carrier) the URI the player has for that rendition, as players match
     /// reports to renditions.
     bare: bool,
-}
-
-/// Seconds into a media playlist, from the `EXTINF` durations.
-#[derive(Debug, Default)]
-struct Timeline {
-    /// Start of the segment being described.
-    elapsed: f64,
-    /// Duration of that segment, from its `EXTINF`.
-    pending: f64,
-}
-
-impl Timeline {
-    fn next_duration(&mut self, extinf: &str) {
-        let value = extinf.split_once(':').map_or("", |(_, v)| v);
-        let number = value.split(',').next().unwrap_or("").trim();
-        self.pending = number.parse().unwrap_or(0.0);
-    }
-
-    fn segment_done(&mut self) {
-        self.elapsed += self.pending;
-        self.pending = 0.0;
-    }
 }
 
 impl Rewriter<'_, '_> {
@@ -392,6 +421,10 @@ impl Rewriter<'_, '_> {
             Some(range) => {
                 let start = colon + 1 + range.start;
                 let end = colon + 1 + range.end;
+                // A URI is a quoted string; some players find it by `URI="…"` anywhere.
+                if line.as_bytes()[start - 1] != b'"' {
+                    return Err(ManifestError::BadAttributes { line: line_no });
+                }
                 self.text.push_str(&line[..start]);
                 self.uri(&line[start..end]);
                 self.text.push_str(&line[end..]);
@@ -416,7 +449,7 @@ impl Rewriter<'_, '_> {
     }
 
     fn classified_uri(&mut self, uri: &str) {
-        let disposition = uri::classify(uri, self.ctx.origin_bases, &self.vars);
+        let disposition = uri::classify(uri, self.ctx.origin_bases, self.vars.known());
         if self.bare {
             match disposition {
                 Disposition::Reroute { path, .. } => self.text.push_str(&path),
@@ -526,34 +559,6 @@ impl Rewriter<'_, '_> {
         }
         self.text.push_str(fragment);
     }
-
-    /// Records an `EXT-X-DEFINE` and copies it.
-    fn define(&mut self, line: &str, line_no: usize) -> Result<(), ManifestError> {
-        let attrs = line.split_once(':').map_or("", |(_, a)| a);
-        let value_of = |name| {
-            find_attribute(attrs, name)
-                .map(|range| range.map(|r| &attrs[r]))
-                .map_err(|()| ManifestError::BadAttributes { line: line_no })
-        };
-        if let (Some(name), Some(value)) = (value_of("NAME")?, value_of("VALUE")?) {
-            self.vars.insert(name.to_owned(), value.to_owned());
-        } else if let Some(param) = value_of("QUERYPARAM")? {
-            if let Some(value) = query_value(self.ctx.request_query, param) {
-                self.vars.insert(param.to_owned(), value);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The value of the first `name` parameter of `query`, percent-decoded (and `+` read as a
-/// space) as players decode it before substituting it (`URLSearchParams` in hls.js).
-fn query_value(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| crate::form::decode(key) == name)
-        .map(|(_, value)| crate::form::decode(value))
 }
 
 /// The normalised path a URI written in the playlist at `playlist_path` points at, without
@@ -566,6 +571,9 @@ fn resolve_path(playlist_path: &str, uri: &str) -> Option<String> {
     }
     let joined = if target.starts_with('/') {
         target.to_owned()
+    } else if target.is_empty() {
+        // `?x=1`: the playlist itself (RFC 3986 5.2.2), with another query.
+        playlist_path.to_owned()
     } else {
         let dir = &playlist_path[..playlist_path.rfind('/').map_or(0, |i| i + 1)];
         format!("{dir}{target}")

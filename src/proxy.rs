@@ -509,7 +509,7 @@ async fn handle_inner(
                 device: device.as_deref(),
                 client_ip,
                 https: peer.proto == "https",
-                query,
+                query: upstream_query.as_deref(),
                 head_only,
                 path_token: path_token.filter(|_| carried.session.is_none()),
                 headers: req.headers(),

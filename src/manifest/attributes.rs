@@ -7,7 +7,8 @@ use std::ops::Range;
 /// the list has no such attribute.
 ///
 /// # Errors
-/// `Err(())` when the list does not parse: a name without `=`, or an unterminated quote.
+/// `Err(())` when the list does not parse: a name without `=`, an unterminated quote, or a
+/// quote inside an unquoted value.
 pub fn find_attribute(list: &str, name: &str) -> Result<Option<Range<usize>>, ()> {
     let bytes = list.as_bytes();
     let mut pos = 0;
@@ -28,6 +29,10 @@ pub fn find_attribute(list: &str, name: &str) -> Result<Option<Range<usize>>, ()
             let end = list[value_start..]
                 .find(',')
                 .map_or(bytes.len(), |c| value_start + c);
+            // `A=URI="x,…`: players that look for `URI="` anywhere would find a URI here.
+            if list[value_start..end].contains('"') {
+                return Err(());
+            }
             (value_start..end, end)
         };
         if key == name {
@@ -81,5 +86,6 @@ mod tests {
         assert!(find_attribute(r#"URI="open"#, "URI").is_err());
         assert!(find_attribute("JUNK", "URI").is_err());
         assert!(find_attribute(r#"A="x"B=2"#, "URI").is_err());
+        assert!(find_attribute(r#"A=URI="//evil.example/x,URI="k.key""#, "URI").is_err());
     }
 }

@@ -48,6 +48,7 @@ fn rewrite_in(
         preview: None,
         per_path: None,
         carrier,
+        max_output: usize::MAX,
     };
     rewrite(body, &ctx)
 }
@@ -459,6 +460,7 @@ fn every_origin_base_is_recognised() {
         preview: None,
         per_path: None,
         carrier: Carrier::Query,
+        max_output: usize::MAX,
     };
     let out = rewrite(
         b"#EXTM3U\nhttps://alias.example:443/x/a.ts\nhttp://origin.test:8000/hls/b.ts\nc.ts\n",
@@ -482,6 +484,7 @@ fn no_origin_bases_means_every_absolute_uri_is_foreign() {
         preview: None,
         per_path: None,
         carrier: Carrier::Query,
+        max_output: usize::MAX,
     };
     let out = rewrite(MEDIA_ABSOLUTE.as_bytes(), &ctx).unwrap();
     assert_eq!(out.text, MEDIA_ABSOLUTE);
@@ -549,43 +552,6 @@ mod define;
 mod errors;
 mod exact;
 mod oracle;
+mod path_carrier;
 mod preview;
 mod variables;
-
-fn rewrite_inherited(body: &str, playlist_path: &str) -> Rewritten {
-    rewrite_in(
-        body.as_bytes(),
-        TOKEN,
-        None,
-        Carrier::Inherited(playlist_path),
-    )
-    .unwrap_or_else(|e| panic!("rewrite failed: {e}"))
-}
-
-#[test]
-fn under_an_inherited_path_token_relative_playlists_go_out_byte_for_byte() {
-    // The fixtures whose every URI is relative (parts, hints, maps and rendition reports
-    // included).
-    for body in [MEDIA_VOD, MEDIA_LLHLS, MEDIA_BYTERANGE] {
-        let kept = rewrite_inherited(body, "/live/1080p/index.m3u8");
-        assert_eq!(kept.text, body, "relative URIs are kept");
-        assert!(kept.tokenized > 0, "they still count as tokenized");
-    }
-}
-
-#[test]
-fn under_an_inherited_path_token_absolute_and_origin_uris_get_the_token() {
-    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"/live/init.mp4\"\n\
-                #EXTINF:2,\nseg1.ts\n#EXTINF:2,\n/live/1080p/seg2.ts\n\
-                #EXTINF:2,\nhttp://origin.test:8000/hls/live/1080p/seg3.ts?m=1\n\
-                #EXTINF:2,\nhttps://ads.example.net/ad.ts\n";
-    let out = rewrite_inherited(body, "/live/1080p/index.m3u8");
-    assert_eq!(
-        out.text,
-        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"/TOK/live/init.mp4\"\n\
-         #EXTINF:2,\nseg1.ts\n#EXTINF:2,\n/TOK/live/1080p/seg2.ts\n\
-         #EXTINF:2,\n/TOK/live/1080p/seg3.ts?m=1\n\
-         #EXTINF:2,\nhttps://ads.example.net/ad.ts\n"
-    );
-    assert_eq!(counts(&out), (PlaylistKind::Media, 3, 1, 1, 0));
-}

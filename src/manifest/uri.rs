@@ -35,27 +35,33 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
     // Judged, and rerouted, as a browser's player reads it (see `browser_view`).
     let seen = browser_view(&resolved);
     let before_fragment = seen.split('#').next().unwrap_or("");
-    let is_absolute = has_scheme(before_fragment) || before_fragment.starts_with("//");
-    if !is_absolute {
+    if !is_absolute(before_fragment) {
+        // `/{$x}/evil.example/a.ts` reads as relative here, but names another host once
+        // the player substitutes an empty `x`.
+        if may_become_absolute(before_fragment) {
+            return Disposition::Unresolved;
+        }
         return Disposition::Tokenize {
             has_query: before_fragment.contains('?'),
         };
     }
     match bases.iter().find_map(|base| base.strip(&seen)) {
         // `http://origin/base//evil.example/a.ts` is the origin's, but its path, written
-        // on its own, would be another host's.
-        Some(path) if !path.starts_with("//") => Disposition::Reroute {
-            has_query: path.split('#').next().unwrap_or("").contains('?'),
-            path: path.to_owned(),
-        },
+        // on its own, would be another host's; so would `http://origin/base/{$x}/…`.
+        Some(path) if !path.starts_with("//") && !may_become_absolute(path) => {
+            Disposition::Reroute {
+                has_query: path.split('#').next().unwrap_or("").contains('?'),
+                path: path.to_owned(),
+            }
+        }
         _ => Disposition::Foreign,
     }
 }
 
 /// `uri` with every known `{$name}` replaced, or `None` when it starts with an unknown
-/// variable (it may name any host). Unknown variables further in are kept as written: they
-/// sit inside a path or query, where they cannot change the host, and a rerouted path must
-/// keep them for the player to substitute.
+/// variable (it may name any host). Unknown variables further in are kept as written, for
+/// the player to substitute; [`classify`] leaves the URI alone when one of them could still
+/// make it name another host ([`may_become_absolute`]).
 fn resolve<'u>(uri: &'u str, vars: &HashMap<String, String>) -> Option<Cow<'u, str>> {
     if !uri.contains("{$") {
         // The common case, once per segment line: no copy.
@@ -98,6 +104,35 @@ fn browser_view(uri: &str) -> Cow<'_, str> {
             .map(|c| if c == '\\' { '/' } else { c })
             .collect(),
     )
+}
+
+/// Whether a player reads `uri` (as [`browser_view`] gives it) as naming its own host:
+/// a scheme, or `//`.
+fn is_absolute(uri: &str) -> bool {
+    has_scheme(uri) || uri.starts_with("//")
+}
+
+/// Whether `uri`, relative as written, could name another host once the player substitutes
+/// the variables it still holds (ones the rewriter could not resolve): each is tried as
+/// `""`, `/` and `a:`, the values that can complete `//` or a scheme before it.
+fn may_become_absolute(uri: &str) -> bool {
+    if !uri.contains("{$") {
+        return false;
+    }
+    ["", "/", "a:"].iter().any(|probe| {
+        let mut filled = String::with_capacity(uri.len());
+        let mut rest = uri;
+        while let Some(start) = rest.find("{$") {
+            let Some(len) = rest[start..].find('}') else {
+                break;
+            };
+            filled.push_str(&rest[..start]);
+            filled.push_str(probe);
+            rest = &rest[start + len + 1..];
+        }
+        filled.push_str(rest);
+        is_absolute(&browser_view(&filled))
+    })
 }
 
 /// Whether `uri` begins with `scheme:` (RFC 3986: a letter, then letters, digits, `+-.`).
@@ -229,5 +264,42 @@ mod tests {
             classify("v/{$unknown}.ts", &bases(), &vars),
             Disposition::Tokenize { has_query: false }
         );
+    }
+
+    #[test]
+    fn an_unknown_variable_that_could_complete_a_host_leaves_the_uri_alone() {
+        let vars = HashMap::new();
+        for uri in [
+            "/{$x}/evil.example/a.ts",
+            "h{$x}://evil.example/b.ts",
+            "{$x}{$y}/c.ts",
+            "\\{$x}evil.example/d.ts",
+            "/{$x}\\evil.example/e.ts",
+        ] {
+            assert_eq!(
+                classify(uri, &bases(), &vars),
+                Disposition::Unresolved,
+                "{uri:?}"
+            );
+        }
+        // The origin's URL whose path would start with `//` once `x` is empty.
+        assert_eq!(
+            classify(
+                "http://origin.test:8000/hls/{$x}/evil.example/a.ts",
+                &bases(),
+                &vars
+            ),
+            Disposition::Foreign
+        );
+        // Past the first character that is neither `/` nor part of a scheme, no value can.
+        for uri in ["v/{$x}/a.ts", "/v/{$x}.ts", "1{$x}.ts", "seg.ts?{$x}"] {
+            assert_eq!(
+                classify(uri, &bases(), &vars),
+                Disposition::Tokenize {
+                    has_query: uri.contains('?')
+                },
+                "{uri:?}"
+            );
+        }
     }
 }

@@ -33,7 +33,8 @@ pub struct PlaylistRequest<'a> {
     pub client_ip: std::net::IpAddr,
     /// Whether the client connected over TLS (cookies get `Secure`).
     pub https: bool,
-    /// The request's query (for `EXT-X-DEFINE:QUERYPARAM`).
+    /// The request's query without usher's and the foreign formats' credentials (for
+    /// `EXT-X-DEFINE:QUERYPARAM`, which then cannot hand a credential to a player).
     pub query: Option<&'a str>,
     /// A HEAD request: headers only.
     pub head_only: bool,
@@ -204,6 +205,11 @@ pub async fn pass_through(
     Ok(Response::from_parts(parts, full(text)))
 }
 
+/// How many times `upstream.max_playlist_bytes` a rewritten playlist may reach. Tokens
+/// grow a playlist of short segment lines about 4 to 12 times; a playlist of bare one-byte
+/// lines would grow 50 times and more, per viewer and reload.
+const MAX_OUTPUT_GROWTH: usize = 8;
+
 /// Most paths a preview token names.
 const MAX_PREVIEW_PATHS: usize = 512;
 
@@ -231,6 +237,10 @@ fn rewrite_for(
             CarrierKind::Path => Carrier::Path(req.path),
             CarrierKind::Cookie => Carrier::Cookie,
         },
+        max_output: config
+            .upstream
+            .max_playlist_bytes
+            .saturating_mul(MAX_OUTPUT_GROWTH),
     };
     let preview_seconds = req
         .grant

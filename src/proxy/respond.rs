@@ -79,6 +79,9 @@ impl ProxyError {
                 (StatusCode::SERVICE_UNAVAILABLE, "upstream_busy")
             }
             ProxyError::Upstream(e) => (StatusCode::BAD_GATEWAY, e.reason()),
+            ProxyError::BadPlaylist(ManifestError::OutputTooLarge { .. }) => {
+                (StatusCode::BAD_GATEWAY, "playlist_too_large")
+            }
             ProxyError::BadPlaylist(_) => (StatusCode::BAD_GATEWAY, "bad_playlist"),
             ProxyError::PlaylistTooLarge(_) => (StatusCode::BAD_GATEWAY, "playlist_too_large"),
             ProxyError::EncodedPlaylist(_) => (StatusCode::BAD_GATEWAY, "bad_playlist"),
@@ -236,6 +239,10 @@ mod tests {
         assert_eq!(
             status(ManifestError::NoHeader.into()),
             (502, "bad_playlist")
+        );
+        assert_eq!(
+            status(ManifestError::OutputTooLarge { limit: 10 }.into()),
+            (502, "playlist_too_large")
         );
         assert_eq!(
             status(ProxyError::PlaylistTooLarge(10)),

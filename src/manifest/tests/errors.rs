@@ -113,3 +113,65 @@ fn the_header_must_be_exactly_extm3u() {
     );
     assert!(rewrite_with("#EXTM3U \r\n#EXTINF:1,\na.ts\n", TOKEN, None).is_ok());
 }
+
+#[test]
+fn a_carriage_return_inside_a_line_is_refused() {
+    // Players that end a line at a lone CR would read `//evil.example/a.ts&token=…` as
+    // a URI line of its own.
+    for body in [
+        "#EXTM3U\n#EXTINF:4,\nseg.ts?x\r//evil.example/a.ts\n",
+        "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\r//evil.example/k\"\n",
+        "#EXTM3U\n#EXTINF:4,\nseg.ts\r\r\n",
+    ] {
+        let line = body.lines().count();
+        assert_eq!(
+            rewrite_with(body, TOKEN, None),
+            Err(ManifestError::LoneCarriageReturn { line }),
+            "{body:?}"
+        );
+    }
+    // CRLF line ends are line ends.
+    assert!(rewrite_with("#EXTM3U\r\n#EXTINF:4,\r\nseg.ts\r\n", TOKEN, None).is_ok());
+}
+
+#[test]
+fn a_uri_attribute_must_be_a_quoted_string() {
+    // ExoPlayer finds a key's URI by `URI="(.+?)"` anywhere in the line.
+    let smuggled = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,A=URI=\"//evil.example/x,URI=k.key,B=\"\"\n";
+    assert_eq!(
+        rewrite_with(smuggled, TOKEN, None),
+        Err(ManifestError::BadAttributes { line: 2 })
+    );
+    let unquoted = "#EXTM3U\n#EXT-X-MAP:URI=init.mp4\n";
+    assert_eq!(
+        rewrite_with(unquoted, TOKEN, None),
+        Err(ManifestError::BadAttributes { line: 2 })
+    );
+}
+
+#[test]
+fn a_rewrite_past_its_output_limit_is_refused() {
+    let body = format!("#EXTM3U\n{}", "#EXTINF:1,\na\n".repeat(1000));
+    let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
+    let mut ctx = Rewrite {
+        origin_bases: &origin_bases,
+        param: PARAM,
+        token: TOKEN,
+        request_query: None,
+        preview: None,
+        per_path: None,
+        carrier: Carrier::Query,
+        max_output: usize::MAX,
+    };
+    let whole = rewrite(body.as_bytes(), &ctx).unwrap().text.len();
+    ctx.max_output = whole;
+    assert!(
+        rewrite(body.as_bytes(), &ctx).is_ok(),
+        "exactly at the limit"
+    );
+    ctx.max_output = whole - 1;
+    assert_eq!(
+        rewrite(body.as_bytes(), &ctx),
+        Err(ManifestError::OutputTooLarge { limit: whole - 1 })
+    );
+}

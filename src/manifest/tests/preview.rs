@@ -15,6 +15,7 @@ fn preview(body: &str, seconds: u32, playlist_path: &str) -> Rewritten {
         }),
         per_path: None,
         carrier: Carrier::Query,
+        max_output: usize::MAX,
     };
     rewrite(body.as_bytes(), &ctx).unwrap()
 }
@@ -134,6 +135,7 @@ fn per_path_credentials_sign_each_resolved_path() {
             mint: &mint,
         }),
         carrier: Carrier::Query,
+        max_output: usize::MAX,
     };
     let r = rewrite(MEDIA.as_bytes(), &ctx).unwrap();
     // /movie/720p/init.mp4 is 20 characters, /movie/keys/k1.key 18.
@@ -150,4 +152,24 @@ fn per_path_credentials_sign_each_resolved_path() {
         r.text
     );
     assert!(!r.text.contains("TOK"));
+}
+
+#[test]
+fn durations_that_are_not_positive_do_not_stretch_the_preview() {
+    let mut body = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:-1000,\ns0.ts\n");
+    for n in 1..=10 {
+        let extinf = ["-1", "0", "inf", "NaN", "junk"][n % 5];
+        body.push_str(&format!("#EXTINF:{extinf},\ns{n}.ts\n"));
+    }
+    // Each counts as the target duration: s0 starts at 0 s, s1 at 4 s, s2 at 8 s.
+    let out = preview(&body, 8, "/v/index.m3u8");
+    assert_eq!(out.allowed, ["/v/s0.ts", "/v/s1.ts"]);
+    assert_eq!(out.withheld, 9);
+    // With no target duration, such a segment ends the preview.
+    let out = preview(
+        &body.replace("#EXT-X-TARGETDURATION:4\n", ""),
+        8,
+        "/v/index.m3u8",
+    );
+    assert_eq!(out.allowed, ["/v/s0.ts"]);
 }

@@ -1,6 +1,7 @@
 //! EXT-X-DEFINE: variables resolved for the decision, kept for the player.
 
 use super::*;
+use crate::manifest::variables::query_value;
 
 #[test]
 fn defined_origin_base_is_rerouted() {
@@ -44,20 +45,23 @@ fn imported_variable_at_the_start_is_left_alone() {
 
 #[test]
 fn unknown_variable_inside_a_rerouted_uri_is_kept() {
-    // Dropping `{$session}` would turn the path into `//seg.ts`, a scheme-relative URI
-    // naming the host `seg.ts`.
     let body = "#EXTM3U\n\
                 #EXT-X-DEFINE:NAME=\"base\",VALUE=\"http://origin.test:8000/hls\"\n\
                 #EXT-X-DEFINE:IMPORT=\"session\"\n\
                 #EXTINF:4,\n\
+                {$base}/v/{$session}/seg.ts\n\
+                #EXTINF:4,\n\
                 {$base}/{$session}/seg.ts\n";
     let out = rw(body);
     assert!(
-        out.text.ends_with("\n/{$session}/seg.ts?token=TOK\n"),
+        out.text
+            .ends_with("\n/v/{$session}/seg.ts?token=TOK\n#EXTINF:4,\n{$base}/{$session}/seg.ts\n"),
         "{}",
         out.text
     );
-    assert_eq!(counts(&out), (PlaylistKind::Media, 0, 1, 0, 0));
+    // The second, rerouted, would be `/{$session}/seg.ts`: with an empty `session`, the
+    // player reads `//seg.ts`, the host `seg.ts`. It is left as the origin wrote it.
+    assert_eq!(counts(&out), (PlaylistKind::Media, 0, 1, 1, 0));
 }
 
 #[test]
@@ -110,11 +114,43 @@ fn queryparam_define_is_resolved_from_the_request_query() {
     assert!(out.text.ends_with("\n{$host}/seg.ts?token=TOK\n"));
     assert_eq!(counts(&out), (PlaylistKind::Media, 1, 0, 0, 0));
 
+    // A player must refuse a playlist whose parameter is not in its URL (RFC 8216bis
+    // 4.4.2.3); so does the rewriter.
     for query in [None, Some("other=1"), Some("hostx=v2")] {
-        let out = run(query);
-        assert_eq!(out.text, body, "{query:?}");
-        assert_eq!(counts(&out), (PlaylistKind::Media, 0, 0, 0, 1), "{query:?}");
+        let refused = rewrite_with(body, TOKEN, query);
+        assert!(
+            matches!(refused, Err(ManifestError::BadDefine { line: 2, .. })),
+            "{query:?}: {refused:?}"
+        );
     }
+}
+
+#[test]
+fn a_variable_defined_twice_is_refused() {
+    for second in [
+        "#EXT-X-DEFINE:NAME=\"h\",VALUE=\"/hls\"",
+        "#EXT-X-DEFINE:IMPORT=\"h\"",
+        "#EXT-X-DEFINE:QUERYPARAM=\"h\"",
+    ] {
+        // hls.js keeps the first value: the rewriter would judge by the second.
+        let body = format!(
+            "#EXTM3U\n#EXT-X-DEFINE:NAME=\"h\",VALUE=\"https://evil.example\"\n{second}\n#EXTINF:4,\n{{$h}}/a.ts\n"
+        );
+        let refused = rewrite_with(&body, TOKEN, Some("h=/hls"));
+        assert!(
+            matches!(refused, Err(ManifestError::BadDefine { line: 3, .. })),
+            "{second}: {refused:?}"
+        );
+    }
+}
+
+#[test]
+fn a_parameter_without_a_value_is_substituted_as_empty() {
+    // `?p&…`: the player substitutes "", and `/{$p}/evil.example/a.ts` names that host.
+    let body = "#EXTM3U\n#EXT-X-DEFINE:QUERYPARAM=\"p\"\n#EXTINF:4,\n/{$p}/evil.example/a.ts\n";
+    let out = rewrite_with(body, TOKEN, Some("p&x=1")).unwrap();
+    assert_eq!(out.text, body);
+    assert_eq!(counts(&out), (PlaylistKind::Media, 0, 0, 1, 0));
 }
 
 #[test]
@@ -124,5 +160,6 @@ fn form_decoding_of_query_values() {
         query_value(Some("x=1&b%61se=%2Fp&base=2"), "base").as_deref(),
         Some("/p")
     );
-    assert_eq!(query_value(Some("flag&x=1"), "flag"), None);
+    assert_eq!(query_value(Some("flag&x=1"), "flag").as_deref(), Some(""));
+    assert_eq!(query_value(Some("x=1"), "flag"), None);
 }
