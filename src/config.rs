@@ -259,6 +259,8 @@ pub struct Https {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// The two, read and checked to belong together when the config was loaded.
+    pub certified: std::sync::Arc<rustls::sign::CertifiedKey>,
 }
 
 /// `[admin]`, checked.

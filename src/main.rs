@@ -15,7 +15,7 @@ use usher::cli::{self, Cli, Command, ServeArgs};
 use usher::config::Config;
 use usher::proxy::server::{self, Drained, Handler, Limits, ProxyHandler};
 use usher::proxy::State;
-use usher::signal::{self, Control};
+use usher::signal::{Control, Controls};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -67,9 +67,16 @@ async fn run(
     config: Config,
     source: (std::path::PathBuf, usher::config::Overrides),
 ) -> anyhow::Result<()> {
-    let tls = match &config.listen.https {
-        Some(https) => Some(TlsAcceptor::from(
-            usher::tls::server_config(&https.cert, &https.key).context("listen.https")?,
+    // Installed before anything serves: a stop asked for at any moment from here on is kept.
+    let mut controls = Controls::install().context("installing signal handlers")?;
+    let certificate = config
+        .listen
+        .https
+        .as_ref()
+        .map(|https| usher::tls::Certificate::new(https.certified.clone()));
+    let tls = match &certificate {
+        Some(certificate) => Some(TlsAcceptor::from(
+            usher::tls::server_config(certificate.clone()).context("listen.https")?,
         )),
         None => None,
     };
@@ -78,6 +85,9 @@ async fn run(
     }
     let state = Arc::new(State::new(config).context("starting the gateway")?);
     let _ = state.source.set(source);
+    if let Some(certificate) = certificate {
+        let _ = state.certificate.set(certificate);
+    }
     let config = state.config();
     // The sessions the last run kept, before the first request can need them.
     let kept_sessions = config.data_dir.join(usher::sessions::kept::FILE);
@@ -193,7 +203,7 @@ async fn run(
     tracing::info!(origin = ?state.config().upstream.origin, "usher is serving");
 
     loop {
-        match signal::next().await.context("installing signal handlers")? {
+        match controls.next().await {
             Control::Shutdown => break,
             Control::Reload => reload(&state).await,
         }

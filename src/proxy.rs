@@ -80,8 +80,13 @@ pub struct State {
     /// Keys a reload removed from `[token]`, kept in memory only to verify the session
     /// tokens they signed before (see [`State::retired_keys`]).
     retired: RwLock<Arc<Vec<RetiredKey>>>,
+    /// The longest `token.session_ttl` of every config in force since the start, in
+    /// seconds: a key signed session tokens for up to this long.
+    longest_session_ttl: AtomicU64,
     /// Where the config came from, for reloads: the file and the command-line overrides.
     pub source: OnceLock<(std::path::PathBuf, crate::config::Overrides)>,
+    /// The HTTPS listener's certificate, which a reload replaces with the files' contents.
+    pub certificate: OnceLock<Arc<crate::tls::Certificate>>,
     /// The upstream groups.
     pub upstreams: Upstreams,
     /// The cache in front of them.
@@ -198,9 +203,11 @@ impl State {
             admin_token,
             admin_guard,
             requests: AtomicU64::new(0),
+            longest_session_ttl: AtomicU64::new(config.token.session_ttl.as_secs()),
             config: RwLock::new(Arc::new(config)),
             retired: RwLock::new(Arc::new(Vec::new())),
             source: OnceLock::new(),
+            certificate: OnceLock::new(),
         })
     }
 }

@@ -1,5 +1,7 @@
 //! Control inputs, as one enum: the ways to ask usher to stop or to reload.
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
 /// What the operator asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -11,18 +13,37 @@ pub enum Control {
     Reload,
 }
 
-/// Waits for the next control input from the operating system.
-///
-/// # Errors
-/// When the signal handlers cannot be installed.
-pub async fn next() -> std::io::Result<Control> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::select! {
-        _ = term.recv() => Ok(Control::Shutdown),
-        _ = int.recv() => Ok(Control::Shutdown),
-        _ = hup.recv() => Ok(Control::Reload),
+/// The signals usher listens for, installed once for the life of the process: a signal
+/// that arrives while usher is busy (a reload in progress) waits for the next call to
+/// [`Controls::next`] instead of being lost.
+#[derive(Debug)]
+pub struct Controls {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Controls {
+    /// Installs the handlers.
+    ///
+    /// # Errors
+    /// When the signal handlers cannot be installed.
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next control input from the operating system.
+    pub async fn next(&mut self) -> Control {
+        // `biased`: a stop asked for during a reload wins over a reload asked for since.
+        tokio::select! {
+            biased;
+            _ = self.term.recv() => Control::Shutdown,
+            _ = self.int.recv() => Control::Shutdown,
+            _ = self.hup.recv() => Control::Reload,
+        }
     }
 }

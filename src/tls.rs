@@ -1,10 +1,12 @@
-//! rustls server configuration from PEM files, with ALPN for h2 and HTTP/1.1 and session
-//! resumption by stateless tickets.
+//! rustls server configuration from PEM files, with ALPN for h2 and HTTP/1.1, session
+//! resumption by stateless tickets, and a certificate a reload can replace.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 /// Why TLS could not be set up.
@@ -59,14 +61,13 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// A server config for `cert` and `key`, offering h2 then HTTP/1.1. Returning clients
-/// (a player fetching its next segment on a new connection) resume their TLS session from
-/// a ticket rather than pay a full handshake: tickets are sealed with keys that rotate every
-/// six hours and live only in this process's memory, so no ticket survives a restart.
+/// The certificate chain in `cert` with the private key in `key`, checked to belong
+/// together.
 ///
 /// # Errors
-/// Any [`TlsError`].
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// Any [`TlsError`]: a file unreadable or without PEM, a key rustls cannot use, or a key
+/// that is not the certificate's.
+pub fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let certs = read_certs(cert)?;
     let key_pem = read(key)?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
@@ -75,10 +76,54 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
             source,
         })?
         .ok_or_else(|| TlsError::NoKey(key.display().to_string()))?;
+    Ok(Arc::new(CertifiedKey::from_der(certs, key, &provider())?))
+}
+
+/// The certificate the HTTPS listener presents: swapped whole by a reload (new files at
+/// the same paths, as a renewal writes them), while connections in progress keep the one
+/// they started with.
+#[derive(Debug)]
+pub struct Certificate {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl Certificate {
+    /// Presents `key` until [`Certificate::replace`].
+    pub fn new(key: Arc<CertifiedKey>) -> Arc<Self> {
+        Arc::new(Self {
+            current: RwLock::new(key),
+        })
+    }
+
+    /// Presents `key` to every handshake from now on.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// A server config presenting `certificate`, offering h2 then HTTP/1.1. Returning clients
+/// (a player fetching its next segment on a new connection) resume their TLS session from
+/// a ticket rather than pay a full handshake: tickets are sealed with keys that rotate every
+/// six hours and live only in this process's memory, so no ticket survives a restart.
+///
+/// # Errors
+/// When rustls cannot make its ticketer.
+pub fn server_config(certificate: Arc<Certificate>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(certificate);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))

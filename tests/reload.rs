@@ -167,3 +167,49 @@ async fn a_bad_config_changes_nothing_and_is_reported() {
     assert_eq!(reloads(&usher, "rejected").await, 3);
     assert_eq!(reloads(&usher, "ok").await, 0);
 }
+
+#[tokio::test]
+async fn a_stop_asked_for_during_a_reload_is_kept() {
+    let origin = spawn_origin(HashMap::new()).await;
+    let mut usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    // Sent back to back, the stop arrives while the reload runs. Were it lost, usher would
+    // go on serving until it is killed: no drain, no sessions kept.
+    usher.signal("HUP");
+    usher.signal("TERM");
+    assert_eq!(usher.wait(), Some(0), "usher stopped after the reload");
+}
+
+#[tokio::test]
+async fn a_key_retired_after_the_session_lifetime_was_shortened_keeps_its_tokens() {
+    let mut objects = HashMap::new();
+    objects.insert("/live/index.m3u8".to_owned(), playlist(MEDIA));
+    let origin = spawn_origin(objects).await;
+    let config = test_config(&origin.url(), "").replace(
+        "clock_skew = \"0s\"\n",
+        "clock_skew = \"0s\"\nsession_ttl = \"1h\"\n",
+    );
+    let usher = Usher::start(&config, &[]);
+    let playlist_url = format!("{}/live/index.m3u8", usher.url);
+    let ticket = mint_with("/live/", |c| c.exp += 3600);
+    let session = token_of(&get(&format!("{playlist_url}?ticket={ticket}"), &[]).await);
+
+    // Rotation with a shorter lifetime for the tokens signed from now on; then the old key
+    // goes. The token it signed under the hour-long lifetime is still a session's.
+    let rotated = config
+        .replace(
+            "signing_key = \"test-key\"",
+            "signing_key = \"rotated-2027\"",
+        )
+        .replace("session_ttl = \"1h\"", "session_ttl = \"2m\"")
+        + NEW_KEY;
+    std::fs::write(usher.config_path(), &rotated).unwrap();
+    assert_eq!(post_reload(&usher).await.0, 200);
+    let retired = rotated.replace(
+        &format!("[[token.keys]]\nid = \"{KEY_ID}\"\nsecret = \"{SECRET}\"\n"),
+        "",
+    );
+    std::fs::write(usher.config_path(), &retired).unwrap();
+    assert_eq!(post_reload(&usher).await.0, 200);
+    let kept = get(&format!("{playlist_url}?token={session}"), &[]).await;
+    assert_eq!(kept.status, 200, "{}", kept.text());
+}

@@ -619,3 +619,58 @@ async fn a_viewer_past_the_session_token_s_expiry_keeps_playing_through_a_restar
     let after = get(&format!("{}/vod/a/{uri}", usher.url), &[]).await;
     assert_eq!(after.status, 200, "{}", after.text());
 }
+
+/// Whether a client trusting only the CA of `pki` completes a request to `https`.
+async fn trusted_by(pki: &Pki, https: &str) -> bool {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_tls(pki))
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
+    let request = Request::get(format!("{https}/healthz"))
+        .body(Empty::new())
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .expect("an answer or a refusal within 10 s")
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_reload_presents_the_renewed_certificate_and_refuses_a_broken_one() {
+    let origin = origin().await;
+    let first = pki();
+    let (usher, https) = tls_usher(&origin, &first);
+    assert!(trusted_by(&first, &https).await);
+
+    // A renewal writes new files at the same paths, as certbot does, then reloads.
+    let renewed = pki();
+    let cert = first.dir.path().join("cert.pem");
+    let key = first.dir.path().join("key.pem");
+    std::fs::copy(renewed.dir.path().join("cert.pem"), &cert).unwrap();
+    std::fs::copy(renewed.dir.path().join("key.pem"), &key).unwrap();
+    let (status, answer) = support::admin::api(&usher, "POST", "/reload", None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        trusted_by(&renewed, &https).await,
+        "the renewed certificate"
+    );
+    assert!(
+        !trusted_by(&first, &https).await,
+        "not the first one any more"
+    );
+
+    // A key that is not the certificate's: the reload is refused, nothing changes.
+    std::fs::copy(pki().dir.path().join("key.pem"), &key).unwrap();
+    let (status, answer) = support::admin::api(&usher, "POST", "/reload", None).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["problems"].to_string().contains("listen.cert"),
+        "{answer}"
+    );
+    assert!(
+        trusted_by(&renewed, &https).await,
+        "still the renewed certificate"
+    );
+}

@@ -119,11 +119,26 @@ pub(super) fn check(
         listen_file.key,
     ) {
         (None, None, None) => None,
-        (Some(addr), Some(cert), Some(key)) => p.addr("listen.https", addr).map(|addr| Https {
-            addr,
-            cert: base_dir.join(cert),
-            key: base_dir.join(key),
-        }),
+        (Some(addr), Some(cert), Some(key)) => {
+            let addr = p.addr("listen.https", addr);
+            let (cert, key) = (base_dir.join(cert), base_dir.join(key));
+            // Read here, so `check-config` and a reload see a missing file or a key that
+            // is not the certificate's.
+            let certified = p.take(
+                "listen.cert",
+                &cert.display().to_string(),
+                crate::tls::certified_key(&cert, &key).map_err(|e| e.to_string()),
+            );
+            match (addr, certified) {
+                (Some(addr), Some(certified)) => Some(Https {
+                    addr,
+                    cert,
+                    key,
+                    certified,
+                }),
+                _ => None,
+            }
+        }
         (Some(_), _, _) => {
             p.add("listen.https", "", "needs both listen.cert and listen.key");
             None
@@ -289,7 +304,7 @@ pub(super) fn check(
     }
     let shield = upstream::shield(&mut p, file.shield, base_dir, &data_dir);
 
-    let token = check_token(&mut p, file.token);
+    let token = check_token(&mut p, file.token, base_dir);
     let webhooks = webhooks::check(&mut p, file.webhooks.unwrap_or_default());
     let playlists = check_playlists(&mut p, file.playlists);
 
@@ -436,7 +451,7 @@ fn check_sessions(p: &mut Problems, file: super::file::SessionsFile) -> super::S
     }
 }
 
-fn check_token(p: &mut Problems, file: TokenFile) -> Option<Token> {
+fn check_token(p: &mut Problems, file: TokenFile, base_dir: &Path) -> Option<Token> {
     let mut keys = Vec::new();
     if file.keys.is_empty() {
         p.add(
@@ -451,9 +466,9 @@ fn check_token(p: &mut Problems, file: TokenFile) -> Option<Token> {
             p.add(&format!("{at}.id"), "", "required");
             continue;
         };
-        let secret = match (key.secret, key.secret_env) {
-            (Some(secret), None) => secret,
-            (None, Some(var)) => match std::env::var(&var) {
+        let secret = match (key.secret, key.secret_env, key.secret_file) {
+            (Some(secret), None, None) => secret,
+            (None, Some(var), None) => match std::env::var(&var) {
                 Ok(secret) => secret,
                 Err(_) => {
                     p.add(
@@ -464,8 +479,24 @@ fn check_token(p: &mut Problems, file: TokenFile) -> Option<Token> {
                     continue;
                 }
             },
+            // Read again at every reload: a key can be added without a restart.
+            (None, None, Some(file)) => match std::fs::read_to_string(base_dir.join(&file)) {
+                Ok(secret) => secret.trim_end_matches(['\r', '\n']).to_owned(),
+                Err(e) => {
+                    p.add(
+                        &format!("{at}.secret_file"),
+                        &file,
+                        format!("cannot read: {e}"),
+                    );
+                    continue;
+                }
+            },
             _ => {
-                p.add(&at, &id, "set exactly one of secret or secret_env");
+                p.add(
+                    &at,
+                    &id,
+                    "set exactly one of secret, secret_env or secret_file",
+                );
                 continue;
             }
         };

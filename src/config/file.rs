@@ -487,10 +487,15 @@ pub struct TokenFile {
 pub struct KeyFile {
     /// Key id written into every credential it signs (1–32 of `A-Z a-z 0-9 _ -`).
     pub id: Option<String>,
-    /// The secret itself, at least 32 bytes. Prefer `secret_env` outside demos.
+    /// The secret itself, at least 32 bytes. Prefer `secret_env` or `secret_file` outside
+    /// demos.
     pub secret: Option<String>,
-    /// Name of an environment variable holding the secret.
+    /// Name of an environment variable holding the secret (read from usher's environment
+    /// at start: a reload cannot see a variable exported later).
     pub secret_env: Option<String>,
+    /// A file holding the secret (relative to the config file; one trailing line end
+    /// dropped), read at start and at every reload.
+    pub secret_file: Option<String>,
 }
 
 /// `[access]`

@@ -88,6 +88,35 @@ fn secrets_can_come_from_the_environment() {
 }
 
 #[test]
+fn secrets_can_come_from_a_file_read_at_each_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = MINIMAL.replace(
+        "secret = \"0123456789abcdef0123456789abcdef\"",
+        "secret_file = \"k.secret\"",
+    );
+    let load = || from_str(&text, dir.path(), &Overrides::default());
+    let missing = load().unwrap_err().to_string();
+    assert!(
+        missing.contains("token.keys[0].secret_file = \"k.secret\": cannot read"),
+        "{missing}"
+    );
+    std::fs::write(
+        dir.path().join("k.secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let from_file = load().unwrap().token.keys;
+    let inline = parse(MINIMAL).unwrap().token.keys;
+    assert_eq!(
+        from_file.signing_key().mac(b"m"),
+        inline.signing_key().mac(b"m"),
+        "the same key, its line end dropped"
+    );
+    let both = text.replace("secret_file", "secret = \"x\", secret_file");
+    assert!(problems(&both).contains("set exactly one of secret, secret_env or secret_file"));
+}
+
+#[test]
 fn https_needs_cert_and_key() {
     let text = format!("{MINIMAL}\n[listen]\nhttps = \"127.0.0.1:0\"\n")
         .replace("listen.http = \"127.0.0.1:0\"\n", "");

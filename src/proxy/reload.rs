@@ -1,6 +1,7 @@
 //! The configuration in force and its reload: what a running usher swaps in, what waits
 //! for a restart, and the signing keys a reload retires.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::State;
@@ -26,7 +27,8 @@ impl State {
             .clone()
     }
 
-    /// Re-reads the config file and swaps in what may change while running: `[token]`
+    /// Re-reads the config file and swaps in what may change while running: the HTTPS
+    /// certificate (the files at the configured paths, read again), `[token]`
     /// (keys, lifetimes, skew, parameters), `[access]`, `[[routes]]`, `[secure_link]`,
     /// `[akamai]`, `[media_cdn]`, `[webhooks]`, `[playlists]`. Listeners, upstreams, the shield, store, rights and
     /// sessions keep their running values until a restart. A config with any problem is
@@ -55,6 +57,14 @@ impl State {
         let mut restart_required =
             crate::config::changes::restart_required(&current.file, &fresh.file);
         fresh.file = Arc::new(crate::config::changes::in_force(&current.file, &fresh.file));
+        // A renewal writes new files at the same paths: presented from the next handshake.
+        // (Other paths are a listener change, listed for a restart.)
+        let renewed = match (&fresh.listen.https, &current.listen.https) {
+            (Some(new), Some(old)) if new.cert == old.cert && new.key == old.key => {
+                Some(new.certified.clone())
+            }
+            _ => None,
+        };
         fresh.listen = current.listen.clone();
         fresh.admin = current.admin.clone();
         fresh.upstream = current.upstream.clone();
@@ -83,9 +93,16 @@ impl State {
         // master gave it, with the token of that moment) until they expire or their
         // session ends.
         let now = (self.clock)();
-        // Nothing it signed before now expires later than this (session tokens are minted
-        // for session_ttl); a token claiming a later expiry was made after the retirement.
-        let latest_exp = now + current.token.session_ttl.as_secs();
+        // Nothing it signed before now expires later than this; a token claiming a later
+        // expiry was made after the retirement. Session tokens are minted for the
+        // session_ttl of the config in force, which may have been longer before an earlier
+        // reload. And a playlist request that took its config before this reload signs
+        // with the old key when its answer is ready: as late as its upstream fetch allows.
+        let ttl = self
+            .longest_session_ttl
+            .fetch_max(current.token.session_ttl.as_secs(), Ordering::AcqRel)
+            .max(current.token.session_ttl.as_secs());
+        let latest_exp = now + ttl + longest_fetch(&current).as_secs() + 1;
         let mut retired: Vec<RetiredKey> = self
             .retired_keys()
             .iter()
@@ -102,9 +119,28 @@ impl State {
         }
         *self.retired.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(retired);
         self.webhooks.configure(fresh.webhooks.clone());
+        if let (Some(certificate), Some(renewed)) = (self.certificate.get(), renewed) {
+            certificate.replace(renewed);
+        }
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         Ok(Reloaded { restart_required })
     }
+}
+
+/// The longest an upstream fetch under `config` can take: every server of a group in
+/// turn, each waiting for a slot and then for its whole answer.
+fn longest_fetch(config: &Config) -> std::time::Duration {
+    std::iter::once(&config.upstream)
+        .chain(config.upstream_groups.iter().map(|(_, group)| group))
+        .map(|group| {
+            group
+                .servers()
+                .iter()
+                .map(|server| server.timeout + server.total_timeout)
+                .sum::<std::time::Duration>()
+        })
+        .max()
+        .unwrap_or_default()
 }
 
 /// What a reload did.
@@ -121,6 +157,7 @@ pub struct Reloaded {
 pub struct RetiredKey {
     /// The key.
     pub ring: Arc<KeyRing>,
-    /// Retirement time plus the session-token lifetime then in force.
+    /// Retirement time plus the longest session-token lifetime in force since the start
+    /// and the longest an upstream fetch can take.
     pub latest_exp: u64,
 }
