@@ -3,6 +3,8 @@
 //! are nobody else's business on a shared host, so what usher makes only its own user may
 //! open.
 
+pub mod lock;
+
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 

@@ -83,6 +83,20 @@ async fn run(
     for warning in config.rights.warnings() {
         tracing::warn!("{warning}");
     }
+    // Held while serving: `usher store import` refuses to write under a running server.
+    let _data_dir_lock = match &config.store {
+        usher::config::StoreBackend::Sqlite => Some(
+            usher::data_dir::lock::take(&config.data_dir, usher::data_dir::lock::Holder::Server)
+                .with_context(|| format!("locking {}", config.data_dir.display()))?
+                .with_context(|| {
+                    format!(
+                        "`usher store import` is writing into {}: start usher once it is done",
+                        config.data_dir.display()
+                    )
+                })?,
+        ),
+        usher::config::StoreBackend::Postgres(_) => None,
+    };
     let state = Arc::new(State::new(config).context("starting the gateway")?);
     let _ = state.source.set(source);
     if let Some(certificate) = certificate {

@@ -87,6 +87,9 @@ pub struct State {
     pub source: OnceLock<(std::path::PathBuf, crate::config::Overrides)>,
     /// The HTTPS listener's certificate, which a reload replaces with the files' contents.
     pub certificate: OnceLock<Arc<crate::tls::Certificate>>,
+    /// Held by a reload from reading the file to swapping the config: a SIGHUP and a
+    /// `POST /reload` at once apply one after the other, never the older file last.
+    reloading: std::sync::Mutex<()>,
     /// The upstream groups.
     pub upstreams: Upstreams,
     /// The cache in front of them.
@@ -208,6 +211,7 @@ impl State {
             retired: RwLock::new(Arc::new(Vec::new())),
             source: OnceLock::new(),
             certificate: OnceLock::new(),
+            reloading: std::sync::Mutex::new(()),
         })
     }
 }

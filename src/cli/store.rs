@@ -7,13 +7,16 @@
 //! store or file failure.
 
 use std::io::{BufReader, BufWriter};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
 use super::load_config;
 use crate::config::{Config, Overrides, StoreBackend};
+use crate::data_dir::lock;
 use crate::metrics::Metrics;
+use crate::rights::sqlite::SqliteStore;
 use crate::rights::transfer::{self, Counts};
 
 /// `usher store`.
@@ -113,41 +116,103 @@ fn report(verb: &str, n: &Counts) {
     );
 }
 
+/// The folder, inside the data directory, of the copy an export of the embedded database
+/// reads (gone when the export ends).
+const EXPORT_SNAPSHOT: &str = "export-snapshot";
+
+/// Exports the store of `args` into its file (created 0600: it holds every ticket) or
+/// stdout. The embedded database is read from a copy made at the start, so a server that
+/// goes on selling or revoking meanwhile cannot make a record appear twice or not at all.
+/// Errors are printed; the exit code comes back.
+fn export(args: &TransferArgs) -> Result<Counts, i32> {
+    let failed = |e: &dyn std::fmt::Display| {
+        eprintln!("usher: {e}");
+        1
+    };
+    let config = load(&args.config, &args.data_dir)?;
+    let mut out: Box<dyn std::io::Write> = match &args.file {
+        Some(path) => Box::new(BufWriter::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| failed(&format!("{}: {e}", path.display())))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    };
+    match &config.store {
+        StoreBackend::Sqlite => {
+            let db = config.data_dir.join("usher.db");
+            if !db.exists() {
+                return Err(failed(&format!(
+                    "no database at {}: check --data-dir or store.data_dir",
+                    db.display()
+                )));
+            }
+            let source = SqliteStore::open(&config.data_dir).map_err(|e| failed(&e))?;
+            let dir = config
+                .data_dir
+                .join(format!("{EXPORT_SNAPSHOT}-{}", std::process::id()));
+            let exported = source
+                .snapshot_into(&dir)
+                .map_err(|e| failed(&e))
+                .and_then(|copy| transfer::export(&copy, &mut out).map_err(|e| failed(&e)));
+            let _ = std::fs::remove_dir_all(&dir);
+            exported
+        }
+        StoreBackend::Postgres(_) => {
+            let store = open(&args.config, &args.data_dir)?;
+            transfer::export(store.as_ref(), &mut out).map_err(|e| failed(&e))
+        }
+    }
+}
+
+/// Imports the file (or stdin) of `args` into its store. Errors are printed; the exit
+/// code comes back.
+fn import(args: &TransferArgs) -> Result<Counts, i32> {
+    let config = load(&args.config, &args.data_dir)?;
+    let failed = |e: &dyn std::fmt::Display| {
+        eprintln!("usher: {e}");
+        1
+    };
+    // Nothing serves from the embedded database while it is written: a server would not
+    // see the records until a restart.
+    let _alone = match &config.store {
+        StoreBackend::Sqlite => Some(
+            lock::take(&config.data_dir, lock::Holder::Import)
+                .map_err(|e| failed(&format!("locking {}: {e}", config.data_dir.display())))?
+                .ok_or_else(|| {
+                    failed(&format!(
+                        "a usher is serving from {}: stop it before importing",
+                        config.data_dir.display()
+                    ))
+                })?,
+        ),
+        StoreBackend::Postgres(_) => None,
+    };
+    let store = open(&args.config, &args.data_dir)?;
+    match &args.file {
+        Some(path) => std::fs::File::open(path)
+            .map_err(transfer::TransferError::from)
+            .and_then(|f| transfer::import(store.as_ref(), BufReader::new(f))),
+        None => transfer::import(store.as_ref(), std::io::stdin().lock()),
+    }
+    .map_err(|e| failed(&e))
+}
+
 /// Runs `usher store export` or `usher store import`.
 pub fn run(command: StoreCommand) -> i32 {
-    let result = match &command {
-        StoreCommand::Export(args) => {
-            let store = match open(&args.config, &args.data_dir) {
-                Ok(store) => store,
-                Err(code) => return code,
-            };
-            match &args.file {
-                Some(path) => std::fs::File::create(path)
-                    .map_err(transfer::TransferError::from)
-                    .and_then(|f| transfer::export(store.as_ref(), &mut BufWriter::new(f))),
-                None => transfer::export(store.as_ref(), &mut BufWriter::new(std::io::stdout())),
-            }
-            .map(|n| report("exported", &n))
-        }
-        StoreCommand::Import(args) => {
-            let store = match open(&args.config, &args.data_dir) {
-                Ok(store) => store,
-                Err(code) => return code,
-            };
-            match &args.file {
-                Some(path) => std::fs::File::open(path)
-                    .map_err(transfer::TransferError::from)
-                    .and_then(|f| transfer::import(store.as_ref(), BufReader::new(f))),
-                None => transfer::import(store.as_ref(), std::io::stdin().lock()),
-            }
-            .map(|n| report("imported", &n))
-        }
+    let (verb, result) = match &command {
+        StoreCommand::Export(args) => ("exported", export(args)),
+        StoreCommand::Import(args) => ("imported", import(args)),
     };
     match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("usher: {e}");
-            1
+        Ok(n) => {
+            report(verb, &n);
+            0
         }
+        Err(code) => code,
     }
 }

@@ -46,6 +46,7 @@ impl State {
                 "no config file to reload from".to_owned(),
             ]));
         };
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let result = crate::config::load(path, overrides);
         let outcome = if result.is_ok() { "ok" } else { "rejected" };
         self.metrics

@@ -98,6 +98,23 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A copy of the database as it stands now, made in `dir` (`VACUUM INTO`: one read
+    /// transaction, so writers that go on meanwhile change nothing in it), and opened.
+    ///
+    /// # Errors
+    /// When `dir` cannot be made or written, or the copy cannot be opened.
+    pub fn snapshot_into(&self, dir: &Path) -> Result<SqliteStore, StoreError> {
+        crate::data_dir::create(dir).map_err(|e| backend(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("usher.db");
+        let text = path
+            .to_str()
+            .ok_or_else(|| backend(format!("{}: not UTF-8", path.display())))?;
+        self.conn()
+            .execute("VACUUM INTO ?1", [text])
+            .map_err(|e| backend(format!("copying into {text}: {e}")))?;
+        Self::open(dir)
+    }
+
     /// The schema version (number of migrations applied).
     ///
     /// # Errors

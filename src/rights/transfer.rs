@@ -18,20 +18,47 @@ use super::store::{AuditEntry, AuditFilter, NewDelivery, Page, PurchaseFilter, S
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Record {
-    Contacts { contacts: Contacts },
-    Product { product: Product },
-    Media { media: Media },
-    Link { product: String, content: String },
-    Account { account: Account },
-    Purchase { purchase: Purchase },
-    Binding { purchase: String, binding: Binding },
-    SaleKey { key: String, sale: SaleKey },
-    Audit { entry: AuditEntry },
-    Webhook { delivery: NewDelivery },
+    Contacts {
+        contacts: Contacts,
+    },
+    Product {
+        product: Product,
+    },
+    Media {
+        media: Media,
+    },
+    Link {
+        product: String,
+        content: String,
+    },
+    Account {
+        account: Account,
+    },
+    Purchase {
+        purchase: Purchase,
+    },
+    Binding {
+        purchase: String,
+        binding: Binding,
+    },
+    SaleKey {
+        key: String,
+        sale: SaleKey,
+    },
+    Audit {
+        entry: AuditEntry,
+    },
+    Webhook {
+        delivery: NewDelivery,
+    },
+    /// The last line: what came before it, so an import knows the file is whole.
+    End {
+        counts: Counts,
+    },
 }
 
 /// How many records of each kind moved.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Products.
     pub products: u64,
@@ -70,9 +97,13 @@ pub enum TransferError {
         /// What is wrong with it.
         why: String,
     },
-    /// The target already holds products: an import goes into an empty store.
-    #[error("the target store is not empty ({0} products): import into an empty store")]
-    NotEmpty(u64),
+    /// The target already holds records: an import goes into an empty store.
+    #[error("the target store is not empty (it holds {0}): import into an empty store")]
+    NotEmpty(&'static str),
+    /// The file stops before its end line, or its lines do not add up to it: cut short
+    /// (an export that failed or was interrupted, a copy not finished).
+    #[error("the file is incomplete: {0}; the target holds what was read before it (empty it before importing again)")]
+    Incomplete(String),
 }
 
 fn write_line(out: &mut impl Write, record: &Record) -> Result<(), TransferError> {
@@ -181,30 +212,69 @@ pub fn export(store: &dyn Store, out: &mut impl Write) -> Result<Counts, Transfe
         )?;
         n.webhooks += 1;
     }
+    write_line(out, &Record::End { counts: n })?;
     out.flush()?;
     Ok(n)
 }
 
-/// Writes every record of `input` (an [`export`]) into `store`, which must hold no product.
+/// What `store` already holds, by kind, if anything.
+fn held(store: &dyn Store) -> Result<Option<&'static str>, super::store::StoreError> {
+    let one = Page {
+        offset: 0,
+        limit: 1,
+    };
+    Ok(if store.product_count()? > 0 {
+        Some("products")
+    } else if !store.all_media()?.is_empty() {
+        Some("media")
+    } else if !store.accounts()?.is_empty() {
+        Some("accounts")
+    } else if !store.purchases(&PurchaseFilter::default(), one)?.is_empty() {
+        Some("purchases")
+    } else if !store.sale_keys()?.is_empty() {
+        Some("idempotency keys")
+    } else if !store.audit(&AuditFilter::default(), one)?.0.is_empty() {
+        Some("audit entries")
+    } else if !store.pending_webhooks()?.is_empty() {
+        Some("webhook deliveries")
+    } else {
+        None
+    })
+}
+
+/// Writes every record of `input` (an [`export`]) into `store`, which must hold nothing.
 /// Each record is one store write; a failed line stops the import and names the line
-/// (what was written before it stays: import again into a fresh database).
+/// (what was written before it stays: import again into a fresh database). The file must
+/// end with its end line, whose counts must match the lines before it.
 ///
 /// # Errors
-/// A non-empty target, an unreadable line, or a store failure.
+/// A non-empty target, an unreadable line, a store failure, or a file cut short.
 pub fn import(store: &dyn Store, input: impl BufRead) -> Result<Counts, TransferError> {
-    let existing = store.product_count()?;
-    if existing > 0 {
-        return Err(TransferError::NotEmpty(existing));
+    if let Some(what) = held(store)? {
+        return Err(TransferError::NotEmpty(what));
     }
     let mut n = Counts::default();
+    let mut ended = false;
     for (i, line) in input.lines().enumerate() {
-        let line = line?;
+        let at = |why: String| TransferError::Line { line: i + 1, why };
+        let line = line.map_err(|e| at(e.to_string()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let at = |why: String| TransferError::Line { line: i + 1, why };
+        if ended {
+            return Err(at("a record after the end line".to_owned()));
+        }
         let record: Record = serde_json::from_str(&line).map_err(|e| at(e.to_string()))?;
         let written = match record {
+            Record::End { counts } if counts == n => {
+                ended = true;
+                Ok(())
+            }
+            Record::End { counts } => {
+                return Err(TransferError::Incomplete(format!(
+                    "its end line counts {counts:?}, the lines before it {n:?}"
+                )))
+            }
             Record::Contacts { contacts } => store.put_contacts(&contacts),
             Record::Product { product } => {
                 n.products += 1;
@@ -251,6 +321,11 @@ pub fn import(store: &dyn Store, input: impl BufRead) -> Result<Counts, Transfer
             }
         };
         written.map_err(|e| at(e.to_string()))?;
+    }
+    if !ended {
+        return Err(TransferError::Incomplete(
+            "it stops before its end line".to_owned(),
+        ));
     }
     Ok(n)
 }

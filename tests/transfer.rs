@@ -1,0 +1,97 @@
+//! `usher store export` and `usher store import` on the embedded database: an export file
+//! only its owner can read, that ends with its own counts, made from a database that
+//! exists; an import refused under a running server and for a file cut short.
+
+mod support;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::json;
+use support::admin::api;
+use support::cli::CliRun;
+use support::*;
+
+async fn store_cli(args: &[&str]) -> CliRun {
+    support::cli::run_cli(std::process::Command::new(usher_bin()), args).await
+}
+
+/// `usher store VERB` with `config` on the data directory `data` and `file`.
+async fn transfer(verb: &str, config: &Path, data: &Path, file: &Path) -> CliRun {
+    store_cli(&[
+        "store",
+        verb,
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--file",
+        file.to_str().unwrap(),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn an_export_is_private_and_whole_and_an_import_waits_for_the_server_to_stop() {
+    let origin = spawn_origin(HashMap::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("usher.toml");
+    std::fs::write(&config, rights_config(&origin.url(), "")).unwrap();
+    let file = dir.path().join("usher.jsonl");
+
+    let node = Usher::start(
+        &rights_config(&origin.url(), ""),
+        &["--data-dir", data.to_str().unwrap()],
+    );
+    let product = json!({"code": "final", "name": "Final"});
+    let (status, body) = api(&node, "POST", "/api/v1/products", Some(product)).await;
+    assert_eq!(status, 201, "{body}");
+    // An export reads a copy of the database: it may run beside the server.
+    let exported = transfer("export", &config, &data, &file).await;
+    assert!(
+        exported.stderr.contains("exported 1 products"),
+        "{exported:?}"
+    );
+    exported.ok();
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    // An import is refused while a server uses the database it would write.
+    let under = transfer("import", &config, &data, &file).await;
+    assert!(
+        under.failed().contains("stop it before importing"),
+        "{under:?}"
+    );
+    drop(node);
+
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the file holds every ticket");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("{\"kind\":\"end\""), "{last}");
+    assert!(
+        !std::fs::read_dir(&data).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("export-")),
+        "the copy is gone"
+    );
+
+    // A file cut short is refused, not taken for the whole store.
+    let cut = dir.path().join("cut.jsonl");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).unwrap();
+    let refused = transfer("import", &config, &fresh, &cut).await;
+    assert!(refused.failed().contains("incomplete"), "{refused:?}");
+    let whole = transfer("import", &config, &dir.path().join("fresh2"), &file).await;
+    assert!(whole.stderr.contains("imported 1 products"), "{whole:?}");
+    whole.ok();
+
+    // A mistyped data directory is no empty store.
+    let typo = dir.path().join("dta");
+    let missing = transfer("export", &config, &typo, &dir.path().join("none.jsonl")).await;
+    assert!(missing.failed().contains("no database at"), "{missing:?}");
+    assert!(!typo.join("usher.db").exists(), "nothing made there");
+}
