@@ -953,21 +953,50 @@ fn a_sale_in_flight_holds_its_product_against_a_delete() {
         "INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
          VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}')"
     );
-    delete_is_held_by(&store, "sale_in_flight", &sale);
+    delete_is_held_by(&store, "sale_in_flight", &sale, || {
+        store.delete_product("P1", false)
+    });
+    assert!(store.product("P1").unwrap().is_some());
 }
 
-/// Deletes product P1 (not forced) while another session of `db` runs `statement` in an
-/// open transaction, and checks that the delete counted purchase h1 and left it standing.
-fn delete_is_held_by(store: &PostgresStore, db: &str, statement: &str) {
+/// The same for the media of the product sold: a sale in flight holds it too.
+#[test]
+fn a_sale_in_flight_holds_the_media_of_its_product_against_a_delete() {
+    let url = server().database("media_sale_in_flight");
+    let store = postgres(&url);
+    store.create_product(&product("P1")).unwrap();
+    store.create_media(&media("M1", "/m1/", None)).unwrap();
+    store.link("P1", "M1").unwrap();
+    let data = serde_json::to_string(&purchase("h1", "P1", "alice", "a@x")).unwrap();
+    let sale = format!(
+        "INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
+         VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}')"
+    );
+    delete_is_held_by(&store, "media_sale_in_flight", &sale, || {
+        store.delete_media("M1", false)
+    });
+    assert!(store.media("M1").unwrap().is_some());
+    store.delete_media("M1", true).unwrap();
+    assert!(store.media("M1").unwrap().is_none(), "forced, it goes");
+    assert!(store.linked("P1").unwrap().is_empty());
+}
+
+/// Runs `delete` (not forced) while another session of `db` runs `statement` in an open
+/// transaction, and checks that the delete counted purchase h1 and left it standing.
+fn delete_is_held_by(
+    store: &PostgresStore,
+    db: &str,
+    statement: &str,
+    delete: impl FnOnce() -> Result<(), StoreError>,
+) {
     let other = in_open_transaction(db, statement, 1);
-    let got = store.delete_product("P1", false);
+    let got = delete();
     assert!(other.wait_with_output().unwrap().status.success());
     assert!(
         matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
         "{got:?}"
     );
     assert!(store.purchase("h1").unwrap().is_some(), "the buyer stands");
-    assert!(store.product("P1").unwrap().is_some());
 }
 
 /// A revoked buyer made active again while a delete of its product runs (on another node)
@@ -984,5 +1013,7 @@ fn a_buyer_restored_in_flight_holds_its_product_against_a_delete() {
         &store,
         "restore_in_flight",
         "UPDATE purchases SET status = 'active' WHERE hash = 'h1'",
+        || store.delete_product("P1", false),
     );
+    assert!(store.product("P1").unwrap().is_some());
 }

@@ -42,6 +42,7 @@ macro_rules! args {
 
 mod audit;
 mod bind;
+mod catalog;
 mod client;
 mod migrations;
 mod sales;
@@ -181,48 +182,7 @@ impl Store for PostgresStore {
     }
 
     fn delete_product(&self, code: &str, force: bool) -> Result<(), StoreError> {
-        let code = code.to_owned();
-        self.run("delete_product", move |mut c| async move {
-            let what = format!("product {code}");
-            let tx = c.transaction().await.map_err(pg)?;
-            // The row lock waits for sales in flight (their foreign-key check holds a key
-            // share lock on the product until they commit) and holds new ones until this
-            // ends, so the count below sees every sale that will stand.
-            let found = tx
-                .query_opt(
-                    "SELECT 1 FROM products WHERE code = $1 FOR UPDATE",
-                    &[&code],
-                )
-                .await
-                .map_err(pg)?;
-            if found.is_none() {
-                return Err(StoreError::NotFound(what));
-            }
-            if !force {
-                // Its purchases are locked before they are counted, so a change in flight
-                // (a revoked buyer made active again) is waited for and counted too. The
-                // OFFSET keeps the status test out of the locking scan: a row revoked in
-                // this snapshot is locked, then read again as it is committed.
-                let buyers: i64 = tx
-                    .query_one(
-                        "SELECT COUNT(*) FROM
-                         (SELECT status FROM purchases WHERE product = $1 FOR UPDATE OFFSET 0) p
-                         WHERE status = 'active'",
-                        &[&code],
-                    )
-                    .await
-                    .map_err(pg)?
-                    .get(0);
-                if buyers > 0 {
-                    let buyers = buyers as u64;
-                    return Err(StoreError::Held { what, buyers });
-                }
-            }
-            tx.execute("DELETE FROM products WHERE code = $1", &[&code])
-                .await
-                .map_err(pg)?;
-            tx.commit().await.map_err(pg)
-        })
+        catalog::delete_product(self, code, force)
     }
 
     fn create_media(&self, media: &Media) -> Result<(), StoreError> {
@@ -258,22 +218,8 @@ impl Store for PostgresStore {
         )
     }
 
-    fn delete_media(&self, code: &str) -> Result<(), StoreError> {
-        let code = code.to_owned();
-        self.run("delete_media", move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
-            let n = tx
-                .execute("DELETE FROM media WHERE code = $1", &[&code])
-                .await
-                .map_err(pg)?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("media {code}")));
-            }
-            tx.execute("DELETE FROM product_media WHERE content = $1", &[&code])
-                .await
-                .map_err(pg)?;
-            tx.commit().await.map_err(pg)
-        })
+    fn delete_media(&self, code: &str, force: bool) -> Result<(), StoreError> {
+        catalog::delete_media(self, code, force)
     }
 
     fn update_media(&self, media: &Media) -> Result<(), StoreError> {
@@ -292,17 +238,6 @@ impl Store for PostgresStore {
             }
             Ok(())
         })
-    }
-
-    fn media_buyers(&self, code: &str, editorial: Option<&str>) -> Result<u64, StoreError> {
-        self.count(
-            "media_buyers",
-            "SELECT COUNT(*) FROM purchases pu
-             WHERE pu.status = 'active'
-               AND (pu.media = $1 OR EXISTS (SELECT 1 FROM product_media pm
-                    WHERE pm.product = pu.product AND pm.content IN ($1, $2)))",
-            args![code.to_owned(), editorial.unwrap_or(code).to_owned()],
-        )
     }
 
     fn link(&self, product: &str, content: &str) -> Result<(), StoreError> {

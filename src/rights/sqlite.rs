@@ -259,18 +259,8 @@ impl Store for SqliteStore {
         self.many("SELECT data FROM media ORDER BY created_at, rowid", &[])
     }
 
-    fn delete_media(&self, code: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
-        let n = tx
-            .execute("DELETE FROM media WHERE code = ?1", [code])
-            .map_err(backend)?;
-        tx.execute("DELETE FROM product_media WHERE content = ?1", [code])
-            .map_err(backend)?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("media {code}")));
-        }
-        tx.commit().map_err(backend)
+    fn delete_media(&self, code: &str, force: bool) -> Result<(), StoreError> {
+        sales::delete_media(&mut self.conn(), code, force)
     }
 
     fn update_media(&self, media: &Media) -> Result<(), StoreError> {
@@ -286,21 +276,6 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound(what));
         }
         Ok(())
-    }
-
-    fn media_buyers(&self, code: &str, editorial: Option<&str>) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn()
-            .query_row(
-                "SELECT COUNT(*) FROM purchases pu
-                 WHERE pu.status = 'active'
-                   AND (pu.media = ?1 OR EXISTS (SELECT 1 FROM product_media pm
-                        WHERE pm.product = pu.product AND pm.content IN (?1, ?2)))",
-                params![code, editorial.unwrap_or(code)],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
-        Ok(n as u64)
     }
 
     fn link(&self, product: &str, content: &str) -> Result<(), StoreError> {

@@ -176,14 +176,14 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     fn media(&self, code: &str) -> Result<Option<Media>, StoreError>;
     /// Every media (for the in-memory path index).
     fn all_media(&self) -> Result<Vec<Media>, StoreError>;
-    /// Deletes a media and the links to it.
-    fn delete_media(&self, code: &str) -> Result<(), StoreError>;
+    /// Deletes a media and the links to it. Unless `force`, refused with `Held` while
+    /// purchases not revoked hold it (bought for it, or of a product that contains it or
+    /// its editorial id), counted inside the delete's transaction so that a sale in flight
+    /// is counted too.
+    fn delete_media(&self, code: &str, force: bool) -> Result<(), StoreError>;
     /// Replaces a media's fields (its code stays). `NotFound` when it does not exist,
     /// `Conflict` when a new prefix is taken.
     fn update_media(&self, media: &Media) -> Result<(), StoreError>;
-    /// How many purchases not revoked hold the media `code`: bought for it, or of a
-    /// product that contains it or its `editorial` id.
-    fn media_buyers(&self, code: &str, editorial: Option<&str>) -> Result<u64, StoreError>;
 
     /// Puts a content id (a media code or an editorial id) in a product. Idempotent.
     fn link(&self, product: &str, content: &str) -> Result<(), StoreError>;

@@ -311,7 +311,7 @@ async fn a_nested_media_keeps_the_enclosing_right_through_the_cache_and_its_inva
         "a right on the inner media covers only it"
     );
     // The enclosing media goes: its right no longer reaches inside, cached or not.
-    store.delete_media("final").unwrap();
+    store.delete_media("final", true).unwrap();
     rights.invalidate_all().unwrap();
     assert_eq!(
         rights

@@ -67,19 +67,8 @@ pub async fn update_media(state: &State, code: &str, f: &Fields) -> Result<Media
 /// # Errors
 /// No such media, or buyers hold it.
 pub async fn delete_media(state: &State, code: &str, force: bool) -> Result<(), AdminError> {
-    let media = get_media(state, code).await?;
-    if !force {
-        let (c, editorial) = (media.code.clone(), media.editorial.clone());
-        let buyers = blocking(state, move |s| s.media_buyers(&c, editorial.as_deref())).await?;
-        if buyers > 0 {
-            return Err(AdminError::HasBuyers {
-                what: format!("media {code}"),
-                buyers,
-            });
-        }
-    }
     let code = code.to_owned();
-    blocking(state, move |s| s.delete_media(&code)).await?;
+    blocking(state, move |s| s.delete_media(&code, force)).await?;
     after_product_write(state).await;
     Ok(())
 }

@@ -312,7 +312,6 @@ const READS: &[&str] = &[
     "entitlements",
     "linked",
     "media",
-    "media_buyers",
     "pending_webhooks",
     "product",
     "product_count",

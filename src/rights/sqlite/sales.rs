@@ -133,6 +133,50 @@ pub(super) fn delete_product(
     }
 }
 
+/// Deletes media `code` and its links; unless `force`, refused with [`StoreError::Held`]
+/// while active purchases hold it (bought for it, or of a product containing its code or
+/// editorial id), counted in the same immediate transaction, so no sale comes between.
+pub(super) fn delete_media(
+    conn: &mut Connection,
+    code: &str,
+    force: bool,
+) -> Result<(), StoreError> {
+    let what = format!("media {code}");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let editorial: Option<Option<String>> = tx
+        .query_row("SELECT editorial FROM media WHERE code = ?1", [code], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    let Some(editorial) = editorial else {
+        return Err(StoreError::NotFound(what));
+    };
+    if !force {
+        let buyers: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM purchases pu
+                 WHERE pu.status = 'active'
+                   AND (pu.media = ?1 OR EXISTS (SELECT 1 FROM product_media pm
+                        WHERE pm.product = pu.product AND pm.content IN (?1, ?2)))",
+                params![code, editorial.as_deref().unwrap_or(code)],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if buyers > 0 {
+            let buyers = buyers as u64;
+            return Err(StoreError::Held { what, buyers });
+        }
+    }
+    tx.execute("DELETE FROM media WHERE code = ?1", [code])
+        .map_err(backend)?;
+    tx.execute("DELETE FROM product_media WHERE content = ?1", [code])
+        .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
 fn insert_purchase(tx: &rusqlite::Transaction<'_>, purchase: &Purchase) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)

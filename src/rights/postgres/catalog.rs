@@ -1,0 +1,124 @@
+//! Deleting products and media in PostgreSQL, with the count of the buyers who hold them
+//! taken inside the delete's transaction: a sale in flight is waited for and counted, so a
+//! guarded delete never takes away what someone has just bought.
+
+use super::{pg, PostgresStore};
+use crate::rights::store::StoreError;
+
+/// Counts the purchases that `matching` (a condition on `purchases`, with `$1`, `$2`)
+/// selects and that are active, each locked first: a change in flight (a revoked buyer
+/// made active again) is waited for and counted too. The `OFFSET` keeps the status test
+/// out of the locking scan: a row revoked in this snapshot is locked, then read again as
+/// it is committed.
+async fn active_buyers(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let buyers: i64 = tx.query_one(sql, args).await.map_err(pg)?.get(0);
+    Ok(buyers as u64)
+}
+
+/// Deletes product `code` (its links and purchases cascade); unless `force`, refused with
+/// [`StoreError::Held`] while active purchases of it stand.
+pub(super) fn delete_product(
+    store: &PostgresStore,
+    code: &str,
+    force: bool,
+) -> Result<(), StoreError> {
+    let code = code.to_owned();
+    store.run("delete_product", move |mut c| async move {
+        let what = format!("product {code}");
+        let tx = c.transaction().await.map_err(pg)?;
+        // The row lock waits for sales in flight (their foreign-key check holds a key
+        // share lock on the product until they commit) and holds new ones until this
+        // ends, so the count below sees every sale that will stand.
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM products WHERE code = $1 FOR UPDATE",
+                &[&code],
+            )
+            .await
+            .map_err(pg)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound(what));
+        }
+        if !force {
+            let buyers = active_buyers(
+                &tx,
+                "SELECT COUNT(*) FROM
+                 (SELECT status FROM purchases WHERE product = $1 FOR UPDATE OFFSET 0) p
+                 WHERE status = 'active'",
+                &[&code],
+            )
+            .await?;
+            if buyers > 0 {
+                return Err(StoreError::Held { what, buyers });
+            }
+        }
+        tx.execute("DELETE FROM products WHERE code = $1", &[&code])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    })
+}
+
+/// Deletes media `code` and its links; unless `force`, refused with [`StoreError::Held`]
+/// while active purchases hold it: bought for it, or of a product that contains it (by
+/// its code or its editorial id).
+pub(super) fn delete_media(
+    store: &PostgresStore,
+    code: &str,
+    force: bool,
+) -> Result<(), StoreError> {
+    let code = code.to_owned();
+    store.run("delete_media", move |mut c| async move {
+        let what = format!("media {code}");
+        let tx = c.transaction().await.map_err(pg)?;
+        let found = tx
+            .query_opt(
+                "SELECT editorial FROM media WHERE code = $1 FOR UPDATE",
+                &[&code],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(row) = found else {
+            return Err(StoreError::NotFound(what));
+        };
+        if !force {
+            let editorial: String = row
+                .get::<_, Option<String>>(0)
+                .unwrap_or_else(|| code.clone());
+            // The products that contain it are locked as a product delete locks its
+            // product: sales of them in flight are waited for, new ones held.
+            tx.execute(
+                "SELECT 1 FROM products WHERE code IN
+                 (SELECT product FROM product_media WHERE content IN ($1, $2)) FOR UPDATE",
+                &[&code, &editorial],
+            )
+            .await
+            .map_err(pg)?;
+            let buyers = active_buyers(
+                &tx,
+                "SELECT COUNT(*) FROM
+                 (SELECT status FROM purchases pu
+                  WHERE pu.media = $1 OR pu.product IN
+                    (SELECT product FROM product_media WHERE content IN ($1, $2))
+                  FOR UPDATE OFFSET 0) p
+                 WHERE status = 'active'",
+                &[&code, &editorial],
+            )
+            .await?;
+            if buyers > 0 {
+                return Err(StoreError::Held { what, buyers });
+            }
+        }
+        tx.execute("DELETE FROM media WHERE code = $1", &[&code])
+            .await
+            .map_err(pg)?;
+        tx.execute("DELETE FROM product_media WHERE content = $1", &[&code])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    })
+}
