@@ -85,8 +85,8 @@ pub struct Rights {
     /// Off while a node sharing its store with others cannot hear their invalidations:
     /// every request is then decided from the store (see `crate::fanout`).
     caching: std::sync::atomic::AtomicBool,
-    /// `rights.grace` in seconds, and the store's recent yeses with when each was seen:
-    /// what is served while the store cannot be reached.
+    /// `rights.grace` (or the service's `grace`) in seconds, and the recent yeses with when
+    /// each was seen: what is served while the store or the service cannot answer.
     grace: u64,
     recent_yes: Option<Cache<String, Arc<(Entitled, u64)>>>,
 }
@@ -150,7 +150,12 @@ impl Rights {
             .support_invalidation_closures()
             .build();
         let index = MediaIndex::load(store.as_ref())?;
-        let from_store = matches!(source, Source::Store);
+        // How long a yes is served while its source cannot answer: the store's
+        // `rights.grace`, or the service's own `grace`.
+        let grace = match &source {
+            Source::Store => config.grace,
+            Source::External(external) => external.grace(),
+        };
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -167,11 +172,11 @@ impl Rights {
             metrics,
             webhooks: None,
             caching: std::sync::atomic::AtomicBool::new(true),
-            grace: config.grace.as_secs(),
-            recent_yes: (!config.grace.is_zero() && from_store).then(|| {
+            grace: grace.as_secs(),
+            recent_yes: (!grace.is_zero()).then(|| {
                 Cache::builder()
                     .max_capacity(config.cache_capacity)
-                    .time_to_live(config.grace)
+                    .time_to_live(grace)
                     .support_invalidation_closures()
                     .build()
             }),
@@ -327,6 +332,9 @@ impl Rights {
         class: DeviceClass,
         now: u64,
     ) -> Result<Arc<Decision>, StoreError> {
+        // Read before the source: a yes read across an invalidation is not remembered.
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let grace_key = || format!("{subject}\0{}\0{}", media.code, class.as_str());
         let decision = match &self.source {
             Source::External(external) => {
                 // Innermost first; a right on an enclosing media covers this one too.
@@ -334,7 +342,7 @@ impl Rights {
                 let mut failure = None;
                 let mut granted = None;
                 for m in media.chain() {
-                    match external.decide(subject, m, class, now, &self.metrics).await {
+                    match external.decide(subject, m, class, now).await {
                         Ok(Ok(entitled)) => {
                             granted = Some(entitled);
                             break;
@@ -348,15 +356,18 @@ impl Rights {
                 match (granted, failure) {
                     (Some(entitled), _) => Ok(entitled),
                     // No yes, and one answer missing: it might have been the yes.
-                    (None, Some(e)) => return Err(StoreError::Backend(e.to_string())),
+                    (None, Some(e)) => {
+                        return match self.graced(&grace_key(), now).await {
+                            Some(entitled) => Ok(Arc::new(Ok(entitled))),
+                            None => Err(StoreError::Backend(e.to_string())),
+                        };
+                    }
                     (None, None) => Err(refusal.unwrap_or(RightsDenied::NoRights)),
                 }
             }
             Source::Store => {
                 let store = self.store.clone();
                 let (owned, contents) = (subject.to_owned(), media.covered_by.clone());
-                // Read before the store: a yes read across an invalidation is not remembered.
-                let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
                 let found = tokio::task::spawn_blocking(move || {
                     let account = store.account(&owned)?;
                     let candidates = store.entitlements(&owned, &contents)?;
@@ -365,7 +376,6 @@ impl Rights {
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))
                 .and_then(|found| found);
-                let grace_key = || format!("{subject}\0{}\0{}", media.code, class.as_str());
                 let (account, candidates) = match found {
                     Ok(found) => found,
                     Err(StoreError::Unavailable(why)) => {
@@ -377,30 +387,27 @@ impl Rights {
                     Err(e) => return Err(e),
                 };
                 let enabled = account.as_ref().is_none_or(|a| a.enabled);
-                let decision =
-                    decide::decide(enabled, &candidates, class, now).map(|mut entitled| {
-                        if let Some(account) = &account {
-                            entitled.limits.account_sessions = account.max_sessions;
-                            entitled.limits.account_devices = account.max_devices;
-                        }
-                        entitled
-                    });
-                if let Some(recent) = &self.recent_yes {
-                    let raced =
-                        self.generation.load(std::sync::atomic::Ordering::Acquire) != generation;
-                    match &decision {
-                        Ok(entitled) if !raced => {
-                            recent
-                                .insert(grace_key(), Arc::new((entitled.clone(), now)))
-                                .await;
-                        }
-                        // A refusal (or a raced read) ends what grace remembered.
-                        _ => recent.invalidate(&grace_key()).await,
+                decide::decide(enabled, &candidates, class, now).map(|mut entitled| {
+                    if let Some(account) = &account {
+                        entitled.limits.account_sessions = account.max_sessions;
+                        entitled.limits.account_devices = account.max_devices;
                     }
-                }
-                decision
+                    entitled
+                })
             }
         };
+        if let Some(recent) = &self.recent_yes {
+            let raced = self.generation.load(std::sync::atomic::Ordering::Acquire) != generation;
+            match &decision {
+                Ok(entitled) if !raced => {
+                    recent
+                        .insert(grace_key(), Arc::new((entitled.clone(), now)))
+                        .await;
+                }
+                // A refusal (or a raced read) ends what grace remembered.
+                _ => recent.invalidate(&grace_key()).await,
+            }
+        }
         self.metrics
             .rights_lookups
             .with_label_values(&[if decision.is_ok() {

@@ -8,7 +8,8 @@
 //!        some ─► one row per receiver in the store's queue (emit: blocking pool, off the
 //!                request; deliveries: in the sale's or revoke's own transaction), oldest
 //!                dropped past queue_limit ─► wake the worker
-//! worker (one task): claim due rows (leased) ─► POST, signed ─► 2xx: remove
+//! worker: claim due rows (leased), each POSTed in a task of its own, at most BATCH at
+//!        once ─► signed ─► 2xx: remove
 //!        otherwise: due again after retry_initial · 2^(attempts-1), at most retry_max;
 //!        removed (gave_up) after max_attempts; removed (unconfigured) if the receiver
 //!        left the config
@@ -35,7 +36,7 @@ use crate::rights::store::{NewDelivery, QueuedDelivery, Store};
 use deliver::{Attempt, Sender};
 pub use event::{Event, PurchaseInfo};
 
-/// Most deliveries claimed (and attempted concurrently) at once.
+/// Most deliveries in flight at once.
 const BATCH: u32 = 32;
 
 /// The webhook queue's front (emit, record) and its delivery worker. Cheap to clone.
@@ -227,60 +228,84 @@ impl Webhooks {
         off_request(move || this.enqueue(&[]));
     }
 
-    /// The delivery worker: runs until the process ends (start it once, in `main`).
+    /// The delivery worker: runs until the process ends (start it once, in `main`). Up to
+    /// [`BATCH`] deliveries are in flight at once, each in a task of its own: a slot is
+    /// claimed again as soon as one is given back, so a receiver that hangs until the
+    /// timeout holds up only the slots its own deliveries take.
     pub async fn run(self) {
         let sender = match Sender::new() {
-            Ok(sender) => sender,
+            Ok(sender) => Arc::new(sender),
             Err(e) => {
                 tracing::error!(error = %e, "webhooks cannot start: no HTTP client");
                 return;
             }
         };
+        let slots = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
         loop {
-            if self.config().endpoints.is_empty() {
-                // Nothing can be delivered: no polling until a reload adds a receiver.
-                self.0.wake.notified().await;
+            let free = slots.available_permits();
+            if free == 0 {
+                // Wait for a delivery to end; its slot is given back at once.
+                drop(slots.acquire().await);
                 continue;
             }
-            let claimed = self.round(&sender).await;
-            if claimed < BATCH as usize {
+            let config = self.config();
+            let Some((claimed, depth)) = self.claim(&config, free as u32).await else {
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.0.wake.notified()).await;
+                continue;
+            };
+            let count = claimed.len();
+            for queued in claimed {
+                let slot = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let (this, sender, config) = (self.clone(), sender.clone(), config.clone());
+                tokio::spawn(async move {
+                    this.attempt(&sender, &config, queued).await;
+                    drop(slot);
+                });
+            }
+            if count == 0 && depth == 0 && config.endpoints.is_empty() {
+                // Nothing queued and nothing to deliver to: no polling until a reload adds
+                // a receiver or an event comes.
+                self.0.wake.notified().await;
+            } else if count < free {
                 // Due rows are polled every second; a new event wakes the worker at once.
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.0.wake.notified()).await;
             }
         }
     }
 
-    /// One round: claims what is due and attempts it; how many were claimed.
-    async fn round(&self, sender: &Sender) -> usize {
-        let config = self.config();
+    /// Claims up to `limit` due deliveries (leased for the timeout and 5 s), with the
+    /// queue's depth; `None` (logged) when the store cannot be read.
+    async fn claim(
+        &self,
+        config: &WebhooksConfig,
+        limit: u32,
+    ) -> Option<(Vec<QueuedDelivery>, u64)> {
         let now = (self.0.clock)();
         let lease = config.timeout.as_secs() + 5;
         let store = self.0.store.clone();
         let claimed = tokio::task::spawn_blocking(move || {
-            let claimed = store.claim_webhooks(now, lease, BATCH)?;
+            let claimed = store.claim_webhooks(now, lease, limit)?;
             Ok::<_, crate::rights::store::StoreError>((claimed, store.webhook_queue_depth()?))
         })
         .await;
-        let claimed = match claimed {
+        match claimed {
             Ok(Ok((claimed, depth))) => {
                 self.0.metrics.webhook_queue_depth.set(depth as i64);
-                claimed
+                Some((claimed, depth))
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "webhook queue cannot be read");
-                return 0;
+                None
             }
             Err(e) => {
                 tracing::error!(error = %e, "webhook queue cannot be read");
-                return 0;
+                None
             }
-        };
-        let count = claimed.len();
-        let attempts = claimed
-            .into_iter()
-            .map(|queued| self.attempt(sender, &config, queued));
-        futures_util::future::join_all(attempts).await;
-        count
+        }
     }
 
     async fn attempt(&self, sender: &Sender, config: &WebhooksConfig, queued: QueuedDelivery) {

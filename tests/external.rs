@@ -109,6 +109,29 @@ async fn an_outage_fails_closed_without_grace() {
 }
 
 #[tokio::test]
+async fn a_refusal_ends_the_grace_a_yes_began() {
+    let origin = origin_and_billing().await;
+    let usher = Usher::start(&external_config(&origin, "10m"), &[]);
+    media(&usher).await;
+    assert_eq!(get(&url(&usher, "alice"), &[]).await.status, 200);
+    // The billing system revokes by saying no (no invalidation call), then goes down.
+    origin.insert(
+        "/billing/alice/ep1.json",
+        json_object(r#"{"entitled": false}"#),
+    );
+    assert_eq!(get(&url(&usher, "alice"), &[]).await.reason(), "no_rights");
+    let mut down = json_object("");
+    down.status = Some(502);
+    origin.insert("/billing/alice/ep1.json", down);
+    let reply = get(&url(&usher, "alice"), &[]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (503, "rights_unavailable"),
+        "the no stands through the outage"
+    );
+}
+
+#[tokio::test]
 async fn grace_keeps_a_recent_yes_through_an_outage_and_says_so() {
     let origin = origin_and_billing().await;
     let usher = Usher::start(&external_config(&origin, "10m"), &[]);

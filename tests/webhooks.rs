@@ -420,6 +420,43 @@ async fn item12_a_reload_changes_which_events_are_sent() {
     assert_eq!(purchase.payload["data"]["purchase"], bob.as_str());
 }
 
+#[tokio::test]
+async fn a_reload_that_removes_every_receiver_drops_what_was_queued_for_them() {
+    let origin = origin().await;
+    let mut receiver = Receiver::start().await;
+    receiver.answer(500, 1);
+    let usher = Usher::start(&config(&origin, &receiver), &[]);
+    sell(&usher, json!({"code": "p", "name": "Final"}), "alice").await;
+    assert_eq!(
+        receiver.next("purchase").await.answered,
+        500,
+        "queued again"
+    );
+    let none = config(&origin, &receiver).replace(
+        &format!(
+            "[[webhooks.endpoints]]\nurl = \"{}\"\nsecret = \"{SECRET_TEXT}\"\n",
+            receiver.url
+        ),
+        "",
+    );
+    assert!(!none.contains("webhooks.endpoints"));
+    std::fs::write(usher.config_path(), none).unwrap();
+    let request = http::Request::post(format!("{}/reload", usher.admin.as_ref().unwrap()))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(read(send_any(request).await).await.status, 200);
+    let dropped = r#"usher_webhook_dropped_total{reason="unconfigured"}"#;
+    let depth = "usher_webhook_queue_depth";
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while metric(&usher, dropped).await < 1.0 || metric(&usher, depth).await > 0.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("dropped once it is due again, and the queue seen empty");
+}
+
 async fn send_any(
     request: http::Request<http_body_util::Empty<Bytes>>,
 ) -> http::Response<hyper::body::Incoming> {

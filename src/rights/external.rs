@@ -15,13 +15,14 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use moka::future::Cache;
 
 use super::decide::{Entitled, RightsDenied};
 use super::index::MediaRef;
 use super::model::DeviceClass;
 use crate::config::ExternalConfig;
-use crate::metrics::Metrics;
+
+/// Most bytes of an answer read.
+const MAX_ANSWER: usize = 64 * 1024;
 
 /// Why the service gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +35,10 @@ pub enum ExternalError {
     Unreachable(String),
 }
 
-/// The configured service, its client and its grace memory.
+/// The configured service and its client.
 pub struct External {
     config: ExternalConfig,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
-    recent_yes: Cache<String, ()>,
 }
 
 /// Percent-encodes everything but unreserved characters, for URL and form templates.
@@ -69,14 +69,9 @@ impl External {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let recent_yes = Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(config.grace.max(Duration::from_millis(1)))
-            .build();
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             config,
-            recent_yes,
         })
     }
 
@@ -99,50 +94,28 @@ impl External {
             .replace("{now}", &now.to_string())
     }
 
-    /// Asks the service about `subject` and `media`.
+    /// How long a yes of the service is served while it cannot be reached.
+    pub fn grace(&self) -> Duration {
+        self.config.grace
+    }
+
+    /// Asks the service about `subject` and `media`: a yes (with no limits or end of its
+    /// own), a refusal, or no answer ([`crate::rights::Rights`] keeps the grace memory).
     ///
     /// # Errors
-    /// [`ExternalError`] when there is no answer and no grace applies.
+    /// [`ExternalError`] when there is no answer.
     pub async fn decide(
         &self,
         subject: &str,
         media: &MediaRef,
         class: DeviceClass,
         now: u64,
-        metrics: &Metrics,
     ) -> Result<Result<Entitled, RightsDenied>, ExternalError> {
-        let key = format!("{subject}\0{}\0{}", media.code, class.as_str());
-        match self.ask(subject, media, class, now).await {
-            Ok(true) => {
-                if !self.config.grace.is_zero() {
-                    self.recent_yes.insert(key, ()).await;
-                }
-                Ok(Ok(Entitled::unlimited("external", None)))
-            }
-            Ok(false) => Ok(Err(RightsDenied::NoRights)),
-            Err(e) if self.recent_yes.contains_key(&key) => {
-                tracing::warn!(error = %e, "rights service down; serving a recent yes (grace)");
-                metrics.rights_lookups.with_label_values(&["grace"]).inc();
-                Ok(Ok(Entitled::unlimited(
-                    "external-grace",
-                    Some(now + self.config.grace.as_secs().max(1)),
-                )))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Forgets the recent yeses whose cache key (`subject\0content\0class`) `matches`, so
-    /// a revoked right is not served through an outage by grace.
-    pub async fn forget(&self, matches: impl Fn(&str) -> bool) -> u64 {
-        let mut forgotten = 0;
-        for (key, ()) in self.recent_yes.iter() {
-            if matches(&key) {
-                self.recent_yes.invalidate(key.as_str()).await;
-                forgotten += 1;
-            }
-        }
-        forgotten
+        Ok(if self.ask(subject, media, class, now).await? {
+            Ok(Entitled::unlimited("external", None))
+        } else {
+            Err(RightsDenied::NoRights)
+        })
     }
 
     async fn ask(
@@ -181,11 +154,11 @@ impl External {
                 .await
                 .map_err(|e| ExternalError::Unreachable(e.to_string()))?;
             let status = response.status().as_u16();
-            let body = response
-                .into_body()
+            // A decision is a short document: a longer answer is a fault, not a yes.
+            let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| ExternalError::Unreachable(e.to_string()))?
+                .map_err(|e| ExternalError::Unreachable(format!("answer: {e}")))?
                 .to_bytes();
             Ok::<_, ExternalError>((status, body))
         };

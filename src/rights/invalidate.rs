@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::index::MediaIndex;
 use super::store::StoreError;
-use super::{Rights, Source};
+use super::Rights;
 
 impl Rights {
     /// Turns the decision cache on or off; off, every request is decided from the store and
@@ -75,9 +75,6 @@ impl Rights {
                 self.cache.invalidate(key.as_str()).await;
                 dropped += 1;
             }
-        }
-        if let Source::External(external) = &self.source {
-            external.forget(matches).await;
         }
         self.moved();
         dropped

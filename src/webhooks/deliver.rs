@@ -107,26 +107,28 @@ impl Sender {
             )
             .body(Full::new(Bytes::from(attempt.body.to_owned())))
             .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
-            let status = response.status();
-            // Read the answer whole so the connection can be reused.
-            let _ = response.into_body().collect().await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(DeliveryError::Status(status.as_u16()))
-            }
-        };
-        tokio::time::timeout(timeout, exchange)
+        let started = tokio::time::Instant::now();
+        let response = tokio::time::timeout(timeout, self.client.request(request))
             .await
             .map_err(|_| DeliveryError::Timeout(timeout))?
+            .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
+        // The status decides. The answer is read (up to a bound, in what is left of the
+        // timeout) only so the connection can be reused: a receiver that accepted and then
+        // sends a slow or endless body is not delivered to again.
+        let status = response.status();
+        let rest = timeout.saturating_sub(started.elapsed());
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER);
+        let _ = tokio::time::timeout(rest, body.collect()).await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(DeliveryError::Status(status.as_u16()))
+        }
     }
 }
+
+/// Most bytes of a receiver's answer read (and dropped).
+const MAX_ANSWER: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {

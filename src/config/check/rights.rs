@@ -95,6 +95,17 @@ fn check_external(p: &mut Problems, file: ExternalFile) -> RightsSource {
             &url,
             "an http:// or https:// URL template is required",
         );
+    } else if url.split_once("://").is_some_and(|(_, rest)| {
+        rest.split(['/', '?', '#'])
+            .next()
+            .unwrap_or("")
+            .contains('@')
+    }) {
+        p.add(
+            "rights.external.url",
+            "",
+            "a user or password in the URL is never sent: use headers_env for credentials",
+        );
     }
     let method_text = file.method.unwrap_or_else(|| "GET".to_owned());
     let method = match method_text.to_ascii_uppercase().as_str() {

@@ -78,6 +78,16 @@ fn endpoint(
             return None;
         }
     };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        // Never sent (hyper drops it), and it would show in every log line that names the
+        // receiver: credentials go in the signature's secret or the path.
+        p.add(
+            &key,
+            "",
+            "a user or password in the URL is never sent; remove it",
+        );
+        return None;
+    }
     let host = uri.host().unwrap_or("");
     if !is_loopback(host) && !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
         p.add(
@@ -185,6 +195,23 @@ keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
         ] {
             assert!(bad.contains(expected), "{expected} in {bad}");
         }
+    }
+
+    #[test]
+    fn a_user_or_password_in_a_url_is_refused() {
+        let bad = parse(
+            "[[webhooks.endpoints]]\nurl = \"http://bot:hunter2@127.0.0.1:9/h\"\n\
+             secret = \"0123456789abcdef\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            bad.contains("a user or password in the URL is never sent"),
+            "{bad}"
+        );
+        assert!(
+            !bad.contains("hunter2"),
+            "the password is not repeated: {bad}"
+        );
     }
 
     #[test]
