@@ -948,11 +948,7 @@ fn a_sale_in_flight_holds_its_product_against_a_delete() {
     let url = server().database("sale_in_flight");
     let store = postgres(&url);
     store.create_product(&product("P1")).unwrap();
-    let data = serde_json::to_string(&purchase("h1", "P1", "alice", "a@x")).unwrap();
-    let sale = format!(
-        "INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
-         VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}')"
-    );
+    let sale = sale_of_h1_in_p1();
     delete_is_held_by(&store, "sale_in_flight", &sale, || {
         store.delete_product("P1", false)
     });
@@ -967,11 +963,7 @@ fn a_sale_in_flight_holds_the_media_of_its_product_against_a_delete() {
     store.create_product(&product("P1")).unwrap();
     store.create_media(&media("M1", "/m1/", None)).unwrap();
     store.link("P1", "M1").unwrap();
-    let data = serde_json::to_string(&purchase("h1", "P1", "alice", "a@x")).unwrap();
-    let sale = format!(
-        "INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
-         VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}')"
-    );
+    let sale = sale_of_h1_in_p1();
     delete_is_held_by(&store, "media_sale_in_flight", &sale, || {
         store.delete_media("M1", false)
     });
@@ -979,6 +971,15 @@ fn a_sale_in_flight_holds_the_media_of_its_product_against_a_delete() {
     store.delete_media("M1", true).unwrap();
     assert!(store.media("M1").unwrap().is_none(), "forced, it goes");
     assert!(store.linked("P1").unwrap().is_empty());
+}
+
+/// The SQL of a sale: purchase h1 of product P1, active.
+fn sale_of_h1_in_p1() -> String {
+    let data = serde_json::to_string(&purchase("h1", "P1", "alice", "a@x")).unwrap();
+    format!(
+        "INSERT INTO purchases (hash, product, account, email, status, purchased_at, data) \
+         VALUES ('h1', 'P1', 'alice', 'a@x', 'active', 0, '{data}')"
+    )
 }
 
 /// Runs `delete` (not forced) while another session of `db` runs `statement` in an open

@@ -39,6 +39,17 @@ fn rewrite_in(
     request_query: Option<&str>,
     carrier: Carrier<'_>,
 ) -> Result<Rewritten, ManifestError> {
+    rewrite_capped(body, token, request_query, carrier, usize::MAX)
+}
+
+/// As [`rewrite_in`], with at most `max_output` bytes out.
+fn rewrite_capped(
+    body: &[u8],
+    token: &str,
+    request_query: Option<&str>,
+    carrier: Carrier<'_>,
+    max_output: usize,
+) -> Result<Rewritten, ManifestError> {
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
         origin_bases: &origin_bases,
@@ -48,7 +59,7 @@ fn rewrite_in(
         preview: None,
         per_path: None,
         carrier,
-        max_output: usize::MAX,
+        max_output,
     };
     rewrite(body, &ctx)
 }

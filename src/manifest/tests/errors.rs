@@ -152,26 +152,11 @@ fn a_uri_attribute_must_be_a_quoted_string() {
 #[test]
 fn a_rewrite_past_its_output_limit_is_refused() {
     let body = format!("#EXTM3U\n{}", "#EXTINF:1,\na\n".repeat(1000));
-    let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
-    let mut ctx = Rewrite {
-        origin_bases: &origin_bases,
-        param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
-    };
-    let whole = rewrite(body.as_bytes(), &ctx).unwrap().text.len();
-    ctx.max_output = whole;
-    assert!(
-        rewrite(body.as_bytes(), &ctx).is_ok(),
-        "exactly at the limit"
-    );
-    ctx.max_output = whole - 1;
+    let capped = |max| rewrite_capped(body.as_bytes(), TOKEN, None, Carrier::Query, max);
+    let whole = capped(usize::MAX).unwrap().text.len();
+    assert!(capped(whole).is_ok(), "exactly at the limit");
     assert_eq!(
-        rewrite(body.as_bytes(), &ctx),
+        capped(whole - 1),
         Err(ManifestError::OutputTooLarge { limit: whole - 1 })
     );
 }
