@@ -119,9 +119,10 @@ impl Denied {
 /// # Errors
 /// The first rule that fails, in the order signature, time, scope, device, address.
 ///
-/// An expired session token still passes while `session_alive` says its session is alive:
-/// a movie watched with pauses keeps playing as long as its session does (the rights check
-/// that follows decides whether the right still holds). For session tokens a device or
+/// An expired session token still passes while `session_alive` says its session is alive
+/// and its `cap` (the end of the ticket or right it came from) has not passed: a movie
+/// watched with pauses keeps playing as long as its session does (the rights check that
+/// follows decides whether the right still holds). For session tokens a device or
 /// address mismatch is `SessionShared`: the token was copied, not mis-issued.
 pub fn decide(
     ring: &KeyRing,
@@ -137,8 +138,12 @@ pub fn decide(
         .ok_or(Denied::NoCredential)?;
     let (kind, claims) = ticket::verify_signature_remembered(ring, raw)?;
     match ticket::check_window(&claims, now, skew) {
+        // Never past what the session came from: the ticket's expiry (or the right's end)
+        // it carries as `cap`.
         Err(TicketError::Expired { .. })
-            if kind == Kind::Session && claims.sid.as_deref().is_some_and(session_alive) => {}
+            if kind == Kind::Session
+                && (claims.cap == 0 || now < claims.cap.saturating_add(skew))
+                && claims.sid.as_deref().is_some_and(session_alive) => {}
         other => other?,
     }
     if !claims.covers(path) || (claims.is_preview() && !claims.allow.iter().any(|p| p == path)) {

@@ -226,6 +226,23 @@ async fn a_route_that_does_not_accept_a_format_refuses_it_by_name() {
         (403, "format_not_accepted"),
         "a ticket where only Media CDN tokens are accepted"
     );
+    // Passed where a session token goes, it is still a ticket.
+    let ticket = mint("/cdn/");
+    let as_token = format!("{}/cdn/v/s1.ts?token={ticket}", ticket_on_cdn_only.url);
+    let as_cookie = format!("usher_session={ticket}");
+    for reply in [
+        get(&as_token, &[]).await,
+        get(
+            &format!("{}/cdn/v/s1.ts", ticket_on_cdn_only.url),
+            &[("cookie", &as_cookie)],
+        )
+        .await,
+    ] {
+        assert_eq!(
+            (reply.status.as_u16(), reply.reason().as_str()),
+            (403, "format_not_accepted")
+        );
+    }
     let reply = get(&format!("{}/strict/v/s1.ts", usher.url), &[]).await;
     assert_eq!(reply.status, 401, "nothing at all is still no_credential");
 }

@@ -255,6 +255,30 @@ fn an_expired_session_token_lives_on_while_its_session_does() {
 }
 
 #[test]
+fn a_live_session_never_outlives_the_ticket_it_came_from() {
+    // Without rights, a session token is capped by its ticket's expiry.
+    let t = ticket_with(|c| c.exp = NOW + 30);
+    let grant = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap();
+    let s = session_claims(&grant, None, None, NOW, 60, || "sid-7".into());
+    assert_eq!(s.cap, NOW + 30);
+    let token = ticket::sign(&ring(), Kind::Session, &s);
+    let p = presented(None, Some(&token));
+    let alive = |sid: &str| sid == "sid-7";
+    assert!(super::decide(&ring(), 0, PATH, &p, NOW + 29, &alive).is_ok());
+    assert!(
+        matches!(
+            super::decide(&ring(), 0, PATH, &p, NOW + 31, &alive),
+            Err(Denied::Credential(TicketError::Expired { .. }))
+        ),
+        "its session is alive, but its ticket has ended"
+    );
+    assert!(
+        super::decide(&ring(), 5, PATH, &p, NOW + 31, &alive).is_ok(),
+        "within the skew"
+    );
+}
+
+#[test]
 fn sessions_are_capped_by_the_right_not_the_ticket_when_rights_are_checked() {
     let t = ticket_with(|_| {});
     let mut grant = decide(&ring(), 0, PATH, &presented(Some(&t), None), NOW).unwrap();

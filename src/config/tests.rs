@@ -79,6 +79,18 @@ fn the_signing_key_must_exist() {
 }
 
 #[test]
+fn a_secure_link_expression_without_the_secret_is_refused() {
+    let text = format!(
+        "{MINIMAL}\n[secure_link]\nexpression = \"$secure_link_expires$uri\"\nsecret = \"0123456789abcdef\"\n"
+    );
+    assert!(
+        problems(&text).contains("must use $uri, $secure_link_expires and $secret"),
+        "{}",
+        problems(&text)
+    );
+}
+
+#[test]
 fn secrets_can_come_from_the_environment() {
     let text = MINIMAL.replace(
         "secret = \"0123456789abcdef0123456789abcdef\"",

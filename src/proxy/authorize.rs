@@ -89,6 +89,11 @@ pub async fn authorize(
         ..*presented
     };
     let mut grant = match access::decide(&settings.keys, skew, path, &usher, now, &alive) {
+        // A ticket passed where a session token goes (`?token=`, the session cookie) is
+        // still a ticket: the route must accept usher's format.
+        Ok(grant) if grant.kind == Kind::Ticket && !accepts.contains(&Format::Usher) => {
+            return Err(Denied::NotAccepted.into())
+        }
         Ok(grant) => grant,
         Err(Denied::NoCredential) => {
             match foreign::decide(&config.formats, accepts, foreign, facts, now, skew) {

@@ -49,40 +49,66 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The client's address: the socket's peer, or, when the peer is a trusted proxy, the
-/// nearest address in `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a trusted
-/// proxy. Untrusted peers cannot name another client.
+/// nearest address in `X-Forwarded-For` (or, when there is none, `Forwarded: for=`) that
+/// is not itself a trusted proxy. Untrusted peers cannot name another client.
+///
+/// The hops are read from the right, as the proxies appended them. A hop that does not
+/// parse (`unknown`, an obfuscated name) ends the walk: what lies left of it was written
+/// by someone no trusted proxy vouches for, so the client is taken to be the last trusted
+/// hop read. Ports (`203.0.113.9:51234`, `"[2001:db8::7]:443"`) are dropped.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpPrefix]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.contains(ip));
     if !is_trusted(peer) {
         return peer;
     }
-    let mut hops: Vec<IpAddr> = headers
+    let mut hops: Vec<Option<IpAddr>> = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
+        .map(hop_address)
         .collect();
     if hops.is_empty() {
         hops = headers
             .get_all(FORWARDED)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split([',', ';']))
-            .filter_map(|part| part.trim().strip_prefix("for="))
-            .filter_map(|node| {
-                let node = node.trim_matches('"');
-                let node = node
-                    .strip_prefix('[')
-                    .map_or(node, |n| n.split(']').next().unwrap_or(n));
-                node.parse().ok()
+            .flat_map(|v| v.split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (name, value) = pair.trim().split_once('=')?;
+                        name.eq_ignore_ascii_case("for").then_some(value)
+                    })
+                    .and_then(hop_address)
             })
             .collect();
     }
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(*ip))
-        .unwrap_or(peer)
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(ip) => client = ip,
+            Some(ip) => return ip,
+            None => return client,
+        }
+    }
+    client
+}
+
+/// The address of one hop (`203.0.113.9`, `203.0.113.9:51234`, `2001:db8::7`,
+/// `"[2001:db8::7]:443"`), or `None` for what is not an address.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim().trim_matches('"');
+    if let Some(bracketed) = hop.strip_prefix('[') {
+        return bracketed.split(']').next()?.parse().ok();
+    }
+    hop.parse().ok().or_else(|| {
+        // `v4:port`: one colon (an IPv6 address has more).
+        let (address, port) = hop.split_once(':')?;
+        port.parse::<u16>().ok()?;
+        address.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+    })
 }
 
 /// Who the client is, for the forwarding headers.
@@ -227,6 +253,38 @@ mod tests {
             "2001:db8::7".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+
+    #[test]
+    fn a_hop_that_does_not_parse_ends_the_walk_and_ports_are_dropped() {
+        let trusted: Vec<IpPrefix> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let with = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, value.parse().unwrap());
+            client_ip(proxy, &h, &trusted)
+        };
+        // Proxies that write `IP:port` name the client with its port.
+        assert_eq!(
+            with("x-forwarded-for", "6.6.6.6, 203.0.113.9:51234"),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            with("forwarded", "for=6.6.6.6, FOR=\"203.0.113.9:51234\""),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            with("forwarded", "for=6.6.6.6, for=\"[2001:db8::7]:443\""),
+            ip("2001:db8::7")
+        );
+        // What a client wrote left of a hop no proxy could name is not believed.
+        assert_eq!(with("x-forwarded-for", "6.6.6.6, unknown"), proxy);
+        assert_eq!(
+            with("x-forwarded-for", "6.6.6.6, unknown, 10.1.1.1"),
+            ip("10.1.1.1")
+        );
+        assert_eq!(with("forwarded", "for=6.6.6.6, for=unknown"), proxy);
     }
 
     #[test]

@@ -344,7 +344,7 @@ fn rewrite_for(
         Mint::Akamai(akamai) => {
             let token = EdgeToken {
                 exp: now + akamai.ttl.as_secs(),
-                acl: Some(vec![format!("{}*", claims.scope)]),
+                acl: Some(scope_globs(&claims.scope)),
                 id: named(&claims),
                 ..EdgeToken::default()
             };
@@ -355,7 +355,7 @@ fn rewrite_for(
         }
         Mint::MediaCdn { signer, settings } => {
             let mut token = MediaToken::new(
-                Scope::PathGlobs(vec![format!("{}*", claims.scope)]),
+                Scope::PathGlobs(scope_globs(&claims.scope)),
                 now + settings.ttl.as_secs(),
             );
             token.session_id = named(&claims);
@@ -364,6 +364,16 @@ fn rewrite_for(
             ctx.token = &token;
             Ok((manifest::rewrite(bytes, &ctx)?, None))
         }
+    }
+}
+
+/// The globs that open what a credential's `scope` opens, and no more: `/vod/a/*` for
+/// `/vod/a/`; `/vod/a` and `/vod/a/*` for `/vod/a` (`/vod/a*` would also open `/vod/ab/`).
+fn scope_globs(scope: &str) -> Vec<String> {
+    if scope.ends_with('/') {
+        vec![format!("{scope}*")]
+    } else {
+        vec![scope.to_owned(), format!("{scope}/*")]
     }
 }
 
@@ -386,4 +396,63 @@ async fn read_bounded(mut body: Body, limit: usize) -> Result<bytes::Bytes, Prox
         }
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scope_globs;
+    use crate::ticket::edgeauth::acl_matches;
+    use crate::ticket::media_cdn::glob_matches;
+
+    #[test]
+    fn minted_globs_open_what_the_scope_opens_and_no_more() {
+        for (scope, opened, closed) in [
+            (
+                "/vod/a",
+                ["/vod/a", "/vod/a/v/s1.ts"],
+                ["/vod/ab/v/s1.ts", "/vod/a-premium/x.ts"],
+            ),
+            (
+                "/vod/a/",
+                ["/vod/a/", "/vod/a/v/s1.ts"],
+                ["/vod/ab/v/s1.ts", "/vod/a"],
+            ),
+        ] {
+            let globs = scope_globs(scope);
+            let claims = crate::ticket::Claims {
+                sub: "viewer".to_owned(),
+                scope: scope.to_owned(),
+                nbf: 0,
+                exp: 1,
+                dev: None,
+                ip: None,
+                sid: None,
+                cap: 0,
+                allow: Vec::new(),
+                cls: None,
+            };
+            for path in opened {
+                assert!(claims.covers(path), "{path}");
+                assert!(
+                    globs.iter().any(|g| acl_matches(g, path)),
+                    "akamai {scope}: {path}"
+                );
+                assert!(
+                    globs.iter().any(|g| glob_matches(g, path)),
+                    "media cdn {scope}: {path}"
+                );
+            }
+            for path in closed {
+                assert!(!claims.covers(path), "{path}");
+                assert!(
+                    !globs.iter().any(|g| acl_matches(g, path)),
+                    "akamai {scope}: {path}"
+                );
+                assert!(
+                    !globs.iter().any(|g| glob_matches(g, path)),
+                    "media cdn {scope}: {path}"
+                );
+            }
+        }
+    }
 }

@@ -70,9 +70,13 @@ impl EdgeKey {
         }
         let secret = (0..hex.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| "an EdgeAuth key is hex digits only".to_owned())?;
+            .map(|i| {
+                // `get`: a multi-byte character would split at no char boundary here.
+                hex.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| "an EdgeAuth key is hex digits only".to_owned())?;
         Ok(Self { secret, algorithm })
     }
 

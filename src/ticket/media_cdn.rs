@@ -447,6 +447,11 @@ fn parse(fields: &str, request: &Request<'_>) -> Result<(MediaToken, String), Ti
         }
         match name {
             "FullPath" if !field.contains('=') => {
+                // The path goes into the signed text as it is: a `~` in it could stand for
+                // a field the signer wrote (`/a.ts~Starts=…`).
+                if request.path.contains('~') {
+                    return Err(TicketError::Malformed);
+                }
                 signed.push_str("FullPath=");
                 signed.push_str(request.path);
                 set_scope(&mut scope, Scope::FullPath(request.path.to_owned()))?;

@@ -36,11 +36,15 @@ fn secure_link(p: &mut Problems, file: SecureLinkFile) -> Option<SecureLink> {
     let template = file
         .expression
         .unwrap_or_else(|| "$secure_link_expires$uri $secret".to_owned());
-    if !template.contains("$uri") || !template.contains("$secure_link_expires") {
+    if !template.contains("$uri")
+        || !template.contains("$secure_link_expires")
+        || !template.contains("$secret")
+    {
+        // Without `$secret` the MD5 has no key: anyone could make a link.
         p.add(
             "secure_link.expression",
             &template,
-            "must use $uri and $secure_link_expires",
+            "must use $uri, $secure_link_expires and $secret",
         );
     }
     let secret = secret(p, "secure_link.secret", file.secret, file.secret_env)?;

@@ -210,3 +210,13 @@ fn escape_early_is_quote_plus_with_lowercase_hex() {
         "exp=1700003600~hmac=ce47fedd85295502841fd8949882031b49588bbc0fea6b26ab9c6f7339335c02"
     );
 }
+
+#[test]
+fn a_key_that_is_not_hex_is_refused_not_a_panic() {
+    for bad in ["\u{20ac}a", "zz", "abc", ""] {
+        assert!(
+            EdgeKey::from_hex(bad, Algorithm::Sha256).is_err(),
+            "{bad:?}"
+        );
+    }
+}

@@ -164,6 +164,12 @@ fn a_full_path_token_opens_only_its_path() {
         verify(raw, &keys, &other.as_request(), NOW, 0),
         Err(TicketError::BadSignature)
     );
+    // A `~` in the path would splice fields into the signed text.
+    let spliced = Req::new("http://10.20.30.40/example.m3u8~Starts=1");
+    assert_eq!(
+        verify(raw, &keys, &spliced.as_request(), NOW, 0),
+        Err(TicketError::Malformed)
+    );
 }
 
 #[test]
