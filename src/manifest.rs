@@ -269,6 +269,8 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
     out.text.push_str(&text[..text.len() - header.len()]);
     let mut kind = PlaylistKind::Media;
     let mut variant_tag_line = None;
+    // One pass over the text; most playlists end their lines with `\n` alone.
+    let carriage_returns = header.contains('\r');
     for (n, raw_line) in header.split_inclusive('\n').enumerate() {
         let line_no = n + 1;
         if out.text.len() > ctx.max_output {
@@ -277,7 +279,7 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
             });
         }
         let (line, eol) = split_eol(raw_line);
-        if line.contains('\r') || eol.len() > 2 {
+        if carriage_returns && (line.contains('\r') || eol.len() > 2) {
             return Err(ManifestError::LoneCarriageReturn { line: line_no });
         }
         if line.trim().is_empty() {

@@ -32,13 +32,15 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
     let Some(resolved) = resolve(uri, vars) else {
         return Disposition::Unresolved;
     };
+    // `resolve` copies only a URI with variables in it.
+    let has_variables = matches!(resolved, Cow::Owned(_));
     // Judged, and rerouted, as a browser's player reads it (see `browser_view`).
     let seen = browser_view(&resolved);
     let before_fragment = seen.split('#').next().unwrap_or("");
     if !is_absolute(before_fragment) {
         // `/{$x}/evil.example/a.ts` reads as relative here, but names another host once
         // the player substitutes an empty `x`.
-        if may_become_absolute(before_fragment) {
+        if has_variables && may_become_absolute(before_fragment) {
             return Disposition::Unresolved;
         }
         return Disposition::Tokenize {
@@ -48,7 +50,7 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
     match bases.iter().find_map(|base| base.strip(&seen)) {
         // `http://origin/base//evil.example/a.ts` is the origin's, but its path, written
         // on its own, would be another host's; so would `http://origin/base/{$x}/…`.
-        Some(path) if !path.starts_with("//") && !may_become_absolute(path) => {
+        Some(path) if !(path.starts_with("//") || has_variables && may_become_absolute(path)) => {
             Disposition::Reroute {
                 has_query: path.split('#').next().unwrap_or("").contains('?'),
                 path: path.to_owned(),
