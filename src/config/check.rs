@@ -460,45 +460,14 @@ fn check_token(p: &mut Problems, file: TokenFile, base_dir: &Path) -> Option<Tok
             "at least one [[token.keys]] entry is required",
         );
     }
-    for (n, key) in file.keys.into_iter().enumerate() {
+    for (n, mut key) in file.keys.into_iter().enumerate() {
         let at = format!("token.keys[{n}]");
-        let Some(id) = key.id else {
+        let Some(id) = key.id.take() else {
             p.add(&format!("{at}.id"), "", "required");
             continue;
         };
-        let secret = match (key.secret, key.secret_env, key.secret_file) {
-            (Some(secret), None, None) => secret,
-            (None, Some(var), None) => match std::env::var(&var) {
-                Ok(secret) => secret,
-                Err(_) => {
-                    p.add(
-                        &format!("{at}.secret_env"),
-                        &var,
-                        "environment variable is not set",
-                    );
-                    continue;
-                }
-            },
-            // Read again at every reload: a key can be added without a restart.
-            (None, None, Some(file)) => match std::fs::read_to_string(base_dir.join(&file)) {
-                Ok(secret) => secret.trim_end_matches(['\r', '\n']).to_owned(),
-                Err(e) => {
-                    p.add(
-                        &format!("{at}.secret_file"),
-                        &file,
-                        format!("cannot read: {e}"),
-                    );
-                    continue;
-                }
-            },
-            _ => {
-                p.add(
-                    &at,
-                    &id,
-                    "set exactly one of secret, secret_env or secret_file",
-                );
-                continue;
-            }
+        let Some(secret) = formats::key_secret(p, &at, &id, key, base_dir) else {
+            continue;
         };
         match Key::new(&id, secret.as_bytes()) {
             Ok(key) => keys.push(key),

@@ -1,8 +1,10 @@
-//! `[[routes]]`, `[secure_link]`, `[akamai]` and `[media_cdn]`, checked.
+//! `[[routes]]`, `[secure_link]`, `[akamai]` and `[media_cdn]`, checked; and the secrets
+//! of their keys and of `[[token.keys]]`.
 
+use std::path::Path;
 use std::time::Duration;
 
-use super::super::file::{AkamaiFile, MediaCdnFile, RouteFile, SecureLinkFile};
+use super::super::file::{AkamaiFile, KeyFile, MediaCdnFile, RouteFile, SecureLinkFile};
 use super::super::foreign::{Format, Formats, SecureLink, DEFAULT_ACCEPT};
 use super::super::{AkamaiMint, CarrierKind, Mint, Route};
 use super::Problems;
@@ -27,6 +29,48 @@ fn secret(
         }),
         _ => {
             p.add(key, "", format!("set exactly one of {key} or {key}_env"));
+            None
+        }
+    }
+}
+
+/// The secret of the `[[token.keys]]` entry `key` (id `id`, reported at `at`): exactly one
+/// of `secret`, `secret_env` and `secret_file` (relative to `base_dir`, one trailing line
+/// end dropped; read again at every reload, so a key can be added without a restart).
+pub(super) fn key_secret(
+    p: &mut Problems,
+    at: &str,
+    id: &str,
+    key: KeyFile,
+    base_dir: &Path,
+) -> Option<String> {
+    match (key.secret, key.secret_env, key.secret_file) {
+        (Some(secret), None, None) => Some(secret),
+        (None, Some(var), None) => std::env::var(&var).ok().or_else(|| {
+            p.add(
+                &format!("{at}.secret_env"),
+                &var,
+                "environment variable is not set",
+            );
+            None
+        }),
+        (None, None, Some(file)) => match std::fs::read_to_string(base_dir.join(&file)) {
+            Ok(secret) => Some(secret.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(e) => {
+                p.add(
+                    &format!("{at}.secret_file"),
+                    &file,
+                    format!("cannot read: {e}"),
+                );
+                None
+            }
+        },
+        _ => {
+            p.add(
+                at,
+                id,
+                "set exactly one of secret, secret_env or secret_file",
+            );
             None
         }
     }
