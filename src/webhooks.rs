@@ -54,9 +54,9 @@ struct Inner {
     recent: moka::sync::Cache<String, ()>,
 }
 
-/// A receiver's URL as logs may show it: scheme, host and port, never the path or query
-/// (receivers often carry their secret there).
-fn receiver(url: &str) -> &str {
+/// A receiver's URL as logs (and config problems) may show it: scheme, host and port, never
+/// the path or query (receivers often carry their secret there).
+pub(crate) fn receiver(url: &str) -> &str {
     let authority = url.find("://").map_or(0, |at| at + 3);
     url[authority..]
         .find(['/', '?', '#'])

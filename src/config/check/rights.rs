@@ -90,9 +90,10 @@ pub(super) fn check(p: &mut Problems, file: RightsFile) -> RightsConfig {
 fn check_external(p: &mut Problems, file: ExternalFile) -> RightsSource {
     let url = file.url.unwrap_or_default();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
+        // Only where it points: a template's path and query may carry a key.
         p.add(
             "rights.external.url",
-            &url,
+            crate::webhooks::receiver(&url),
             "an http:// or https:// URL template is required",
         );
     } else if url.split_once("://").is_some_and(|(_, rest)| {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::super::file::{WebhookEndpointFile, WebhooksFile};
 use super::super::webhooks::{Endpoint, EventKind, WebhooksConfig};
 use super::Problems;
+use crate::webhooks::receiver;
 
 pub(super) fn check(p: &mut Problems, file: WebhooksFile) -> WebhooksConfig {
     let defaults = WebhooksConfig::default();
@@ -74,7 +75,11 @@ fn endpoint(
     let uri = match url.parse::<http::Uri>() {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => uri,
         _ => {
-            p.add(&key, &url, "an http:// or https:// URL is required");
+            p.add(
+                &key,
+                receiver(&url),
+                "an http:// or https:// URL is required",
+            );
             return None;
         }
     };
@@ -92,7 +97,7 @@ fn endpoint(
     if !is_loopback(host) && !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
         p.add(
             &key,
-            &url,
+            receiver(&url),
             format!("{host} is neither loopback nor in webhooks.allowed_hosts"),
         );
     }
@@ -110,7 +115,11 @@ fn endpoint(
             }
         },
         _ => {
-            p.add(at, &url, "set exactly one of secret or secret_env");
+            p.add(
+                at,
+                receiver(&url),
+                "set exactly one of secret or secret_env",
+            );
             None
         }
     };
@@ -188,13 +197,17 @@ keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
         )
         .unwrap_err();
         for expected in [
-            "webhooks.endpoints[0].url = \"http://10.0.0.1/h\": 10.0.0.1 is neither loopback",
+            "webhooks.endpoints[0].url = \"http://10.0.0.1\": 10.0.0.1 is neither loopback",
             "webhooks.endpoints[0].secret: must be at least 16 bytes",
             "webhooks.endpoints[0].events = \"purchased\"",
             "webhooks.queue_limit = \"0\"",
         ] {
             assert!(bad.contains(expected), "{expected} in {bad}");
         }
+        assert!(
+            !bad.contains("/h"),
+            "no path, where receivers keep secrets: {bad}"
+        );
     }
 
     #[test]
