@@ -120,10 +120,17 @@ impl Claims {
     /// `/` covers everything below it; otherwise it covers itself and what lies below it
     /// as a directory (`/a` covers `/a` and `/a/b`, not `/ab`).
     pub fn covers(&self, path: &str) -> bool {
-        match path.strip_prefix(self.scope.as_str()) {
-            Some(rest) => self.scope.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-            None => false,
-        }
+        scope_covers(&self.scope, path)
+    }
+}
+
+/// Whether the scope `scope` opens `path`: a scope ending in `/` opens what lies under it;
+/// another opens itself and what lies under it as a folder (`/vod/a` opens `/vod/a/x.ts`,
+/// not `/vod/ab/x.ts`).
+pub fn scope_covers(scope: &str, path: &str) -> bool {
+    match path.strip_prefix(scope) {
+        Some(rest) => scope.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
     }
 }
 

@@ -291,15 +291,13 @@ impl Webhooks {
             let claimed = store.claim_webhooks(now, lease, limit)?;
             Ok::<_, crate::rights::store::StoreError>((claimed, store.webhook_queue_depth()?))
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|claimed| claimed.map_err(|e| e.to_string()));
         match claimed {
-            Ok(Ok((claimed, depth))) => {
+            Ok((claimed, depth)) => {
                 self.0.metrics.webhook_queue_depth.set(depth as i64);
                 Some((claimed, depth))
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "webhook queue cannot be read");
-                None
             }
             Err(e) => {
                 tracing::error!(error = %e, "webhook queue cannot be read");

@@ -69,6 +69,12 @@ fn resolve<'u>(uri: &'u str, vars: &HashMap<String, String>) -> Option<Cow<'u, s
         // The common case, once per segment line: no copy.
         return Some(Cow::Borrowed(uri));
     }
+    substitute(uri, |name| vars.get(name).map(String::as_str)).map(Cow::Owned)
+}
+
+/// `uri` with each `{$name}` replaced by what `value` gives for `name`, or kept as written
+/// when it gives nothing; `None` when it gives nothing for a variable in first place.
+fn substitute<'v>(uri: &str, value: impl Fn(&str) -> Option<&'v str>) -> Option<String> {
     let mut out = String::with_capacity(uri.len());
     let mut rest = uri;
     while let Some(start) = rest.find("{$") {
@@ -77,7 +83,7 @@ fn resolve<'u>(uri: &'u str, vars: &HashMap<String, String>) -> Option<Cow<'u, s
         };
         let name = &rest[start + 2..start + len];
         out.push_str(&rest[..start]);
-        match vars.get(name) {
+        match value(name) {
             Some(value) => out.push_str(value),
             None if out.is_empty() => return None,
             None => out.push_str(&rest[start..=start + len]),
@@ -85,7 +91,7 @@ fn resolve<'u>(uri: &'u str, vars: &HashMap<String, String>) -> Option<Cow<'u, s
         rest = &rest[start + len + 1..];
     }
     out.push_str(rest);
-    Some(Cow::Owned(out))
+    Some(out)
 }
 
 /// `uri` as a browser's URL parser reads it before resolving it against the playlist's
@@ -122,18 +128,7 @@ fn may_become_absolute(uri: &str) -> bool {
         return false;
     }
     ["", "/", "a:"].iter().any(|probe| {
-        let mut filled = String::with_capacity(uri.len());
-        let mut rest = uri;
-        while let Some(start) = rest.find("{$") {
-            let Some(len) = rest[start..].find('}') else {
-                break;
-            };
-            filled.push_str(&rest[..start]);
-            filled.push_str(probe);
-            rest = &rest[start + len + 1..];
-        }
-        filled.push_str(rest);
-        is_absolute(&browser_view(&filled))
+        substitute(uri, |_| Some(probe)).is_some_and(|filled| is_absolute(&browser_view(&filled)))
     })
 }
 

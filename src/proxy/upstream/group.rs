@@ -34,7 +34,6 @@ pub struct Group {
     members: Vec<Member>,
     check_path: Option<String>,
     check_interval: std::time::Duration,
-    max_requests: u32,
     metrics: Metrics,
 }
 
@@ -82,7 +81,6 @@ impl Group {
             members,
             check_path: config.health.check_path.clone(),
             check_interval: config.health.check_interval,
-            max_requests: config.max_requests,
             metrics: metrics.clone(),
         })
     }
@@ -114,7 +112,7 @@ impl Group {
         let mut last = None;
         for (n, member) in order.iter().enumerate() {
             let started = Instant::now();
-            let result = member.fetch(req.clone(), self.max_requests).await;
+            let result = member.fetch(req.clone()).await;
             self.metrics
                 .upstream_server_seconds
                 .with_label_values(&[&member.label])
@@ -195,16 +193,12 @@ impl Group {
 impl Member {
     /// Fetches `req` in one of this server's slots, held until the response body ends;
     /// [`UpstreamError::Busy`] when none was free within the first-byte timeout.
-    async fn fetch(
-        &self,
-        req: UpstreamRequest,
-        limit: u32,
-    ) -> Result<Response<Body>, UpstreamError> {
+    async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
         let slot = self
             .slots
             .take(self.wait)
             .await
-            .ok_or(UpstreamError::Busy(limit))?;
+            .ok_or(UpstreamError::Busy(self.slots.limit()))?;
         let response = self.endpoint.fetch(req).await?;
         Ok(response.map(|body| Held::new(body, slot).boxed()))
     }

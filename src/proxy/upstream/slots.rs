@@ -19,6 +19,7 @@ use crate::proxy::{Body, BoxError};
 #[derive(Debug, Clone)]
 pub struct Slots {
     free: Arc<Semaphore>,
+    limit: u32,
     in_flight: IntGauge,
 }
 
@@ -40,8 +41,14 @@ impl Slots {
     pub fn new(limit: u32, in_flight: IntGauge) -> Self {
         Self {
             free: Arc::new(Semaphore::new(limit as usize)),
+            limit,
             in_flight,
         }
+    }
+
+    /// How many there are.
+    pub fn limit(&self) -> u32 {
+        self.limit
     }
 
     /// A slot, waiting up to `wait` for one to be given back; `None` when none was.
