@@ -4,7 +4,9 @@
 //! URI-bearing place, nothing else: the URI line after `EXT-X-STREAM-INF` and every segment
 //! line, and the `URI` attribute of `EXT-X-MEDIA`, `EXT-X-I-FRAME-STREAM-INF`, `EXT-X-KEY`,
 //! `EXT-X-SESSION-KEY`, `EXT-X-MAP`, `EXT-X-PART`, `EXT-X-PRELOAD-HINT` and
-//! `EXT-X-SESSION-DATA`, and `SERVER-URI` of `EXT-X-CONTENT-STEERING`.
+//! `EXT-X-SESSION-DATA` and `EXT-X-IMAGE-STREAM-INF`, `SERVER-URI` of
+//! `EXT-X-CONTENT-STEERING`, and `X-ASSET-URI`/`X-ASSET-LIST` of `EXT-X-DATERANGE`
+//! (interstitials).
 //! `EXT-X-RENDITION-REPORT` URIs name a rendition and are never fetched: they get no token
 //! (origin URIs are still rerouted), so players such as hls.js match them to the
 //! renditions they know. Line endings, attribute order, numbers, comments and unknown
@@ -38,10 +40,10 @@ mod uri;
 mod variables;
 
 use crate::origin::OriginBase;
-use attributes::find_attribute;
+use attributes::find_attributes;
 use define::Definition;
 use timeline::Timeline;
-use uri::Disposition;
+use uri::{resolve_path, Disposition};
 use variables::Variables;
 
 /// What the rewriter needs for one response.
@@ -220,18 +222,21 @@ pub enum ManifestError {
     },
 }
 
-/// Tags whose attribute list names a URI, and the attribute.
-const URI_TAGS: &[(&str, &str)] = &[
-    ("EXT-X-MEDIA", "URI"),
-    ("EXT-X-I-FRAME-STREAM-INF", "URI"),
-    ("EXT-X-KEY", "URI"),
-    ("EXT-X-SESSION-KEY", "URI"),
-    ("EXT-X-MAP", "URI"),
-    ("EXT-X-PART", "URI"),
-    ("EXT-X-PRELOAD-HINT", "URI"),
-    ("EXT-X-RENDITION-REPORT", "URI"),
-    ("EXT-X-SESSION-DATA", "URI"),
-    ("EXT-X-CONTENT-STEERING", "SERVER-URI"),
+/// Tags whose attribute list names URIs, and those attributes.
+const URI_TAGS: &[(&str, &[&str])] = &[
+    ("EXT-X-MEDIA", &["URI"]),
+    ("EXT-X-I-FRAME-STREAM-INF", &["URI"]),
+    ("EXT-X-IMAGE-STREAM-INF", &["URI"]),
+    ("EXT-X-KEY", &["URI"]),
+    ("EXT-X-SESSION-KEY", &["URI"]),
+    ("EXT-X-MAP", &["URI"]),
+    ("EXT-X-PART", &["URI"]),
+    ("EXT-X-PRELOAD-HINT", &["URI"]),
+    ("EXT-X-RENDITION-REPORT", &["URI"]),
+    ("EXT-X-SESSION-DATA", &["URI"]),
+    ("EXT-X-CONTENT-STEERING", &["SERVER-URI"]),
+    // HLS interstitials: the asset's playlist, or a JSON list of assets.
+    ("EXT-X-DATERANGE", &["X-ASSET-URI", "X-ASSET-LIST"]),
 ];
 
 /// Rewrites `body` for one response.
@@ -311,7 +316,9 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
                     kind = PlaylistKind::Master;
                     variant_tag_line = Some(line_no);
                 }
-                "EXT-X-MEDIA" | "EXT-X-I-FRAME-STREAM-INF" => kind = PlaylistKind::Master,
+                "EXT-X-MEDIA" | "EXT-X-I-FRAME-STREAM-INF" | "EXT-X-IMAGE-STREAM-INF" => {
+                    kind = PlaylistKind::Master
+                }
                 "EXT-X-DEFINE" => out.vars.define(line, line_no, ctx.request_query)?,
                 // Durations matter only in preview mode: no parsing otherwise.
                 "EXTINF" if ctx.preview.is_some() => out.timeline.next_duration(tag),
@@ -319,7 +326,7 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
                 _ => {}
             }
             match URI_TAGS.iter().find(|(tag_name, _)| *tag_name == name) {
-                Some((_, attribute)) => {
+                Some((_, attributes)) => {
                     out.bare = name == "EXT-X-RENDITION-REPORT";
                     out.role = match name {
                         "EXT-X-MAP" | "EXT-X-KEY" | "EXT-X-PART" | "EXT-X-PRELOAD-HINT" => {
@@ -327,7 +334,7 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
                         }
                         _ => Role::Playlist,
                     };
-                    out.tag(line, attribute, line_no)?;
+                    out.tag(line, attributes, line_no)?;
                     out.bare = false;
                 }
                 None => out.text.push_str(line),
@@ -411,28 +418,37 @@ struct Rewriter<'a, 'c> {
 }
 
 impl Rewriter<'_, '_> {
-    /// Copies a tag line, splicing the rewritten value of `attribute` into it.
-    fn tag(&mut self, line: &str, attribute: &str, line_no: usize) -> Result<(), ManifestError> {
-        let Some(colon) = line.find(':') else {
-            self.text.push_str(line);
-            return Ok(());
-        };
-        let found = find_attribute(&line[colon + 1..], attribute)
-            .map_err(|()| ManifestError::BadAttributes { line: line_no })?;
-        match found {
-            Some(range) => {
-                let start = colon + 1 + range.start;
-                let end = colon + 1 + range.end;
-                // A URI is a quoted string; some players find it by `URI="…"` anywhere.
-                if line.as_bytes()[start - 1] != b'"' {
-                    return Err(ManifestError::BadAttributes { line: line_no });
-                }
-                self.text.push_str(&line[..start]);
-                self.uri(&line[start..end]);
-                self.text.push_str(&line[end..]);
+    /// Copies a tag line, splicing the rewritten values of `attributes` into it.
+    ///
+    /// A line that does not even contain an attribute's name holds no URI by any player's
+    /// reading, and is copied without being parsed.
+    fn tag(
+        &mut self,
+        line: &str,
+        attributes: &[&str],
+        line_no: usize,
+    ) -> Result<(), ManifestError> {
+        let colon = match line.find(':') {
+            Some(colon) if attributes.iter().any(|name| line.contains(name)) => colon,
+            _ => {
+                self.text.push_str(line);
+                return Ok(());
             }
-            None => self.text.push_str(line),
+        };
+        let values = find_attributes(&line[colon + 1..], attributes)
+            .map_err(|()| ManifestError::BadAttributes { line: line_no })?;
+        let mut copied = 0;
+        for range in values.into_iter().flatten() {
+            let range = colon + 1 + range.start..colon + 1 + range.end;
+            // A URI is a quoted string; some players find it by `URI="…"` anywhere.
+            if line.as_bytes()[range.start - 1] != b'"' {
+                return Err(ManifestError::BadAttributes { line: line_no });
+            }
+            self.text.push_str(&line[copied..range.start]);
+            self.uri(&line[range.clone()]);
+            copied = range.end;
         }
+        self.text.push_str(&line[copied..]);
         Ok(())
     }
 
@@ -561,26 +577,6 @@ impl Rewriter<'_, '_> {
         }
         self.text.push_str(fragment);
     }
-}
-
-/// The normalised path a URI written in the playlist at `playlist_path` points at, without
-/// its query or fragment; `None` when it cannot be resolved (variables, bad escapes).
-fn resolve_path(playlist_path: &str, uri: &str) -> Option<String> {
-    let end = uri.find(['?', '#']).unwrap_or(uri.len());
-    let target = &uri[..end];
-    if target.contains("{$") {
-        return None;
-    }
-    let joined = if target.starts_with('/') {
-        target.to_owned()
-    } else if target.is_empty() {
-        // `?x=1`: the playlist itself (RFC 3986 5.2.2), with another query.
-        playlist_path.to_owned()
-    } else {
-        let dir = &playlist_path[..playlist_path.rfind('/').map_or(0, |i| i + 1)];
-        format!("{dir}{target}")
-    };
-    crate::path::normalize(&joined).ok()
 }
 
 #[cfg(test)]

@@ -231,3 +231,63 @@ fn defined_token(playlist: &str) -> String {
         .unwrap_or_else(|| panic!("a definition of t in {playlist}"))
         .to_owned()
 }
+
+/// HLS interstitials: the asset playlist and the asset list a date range names are
+/// tokenized like any playlist URI, so a protected ad break or promo plays.
+#[tokio::test]
+async fn an_interstitial_asset_and_its_asset_list_play_with_the_token() {
+    let primary = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+        #EXT-X-PROGRAM-DATE-TIME:2026-12-07T05:00:00.000Z\n\
+        #EXT-X-DATERANGE:ID=\"pre\",CLASS=\"com.apple.hls.interstitial\",START-DATE=\"2026-12-07T05:00:00.000Z\",X-ASSET-URI=\"../promo/index.m3u8\",CUE=\"PRE\"\n\
+        #EXT-X-DATERANGE:ID=\"mid\",CLASS=\"com.apple.hls.interstitial\",START-DATE=\"2026-12-07T05:00:02.000Z\",X-ASSET-LIST=\"../promo/list.json\"\n\
+        #EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
+    let promo = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\np1.ts\n#EXT-X-ENDLIST\n";
+    let origin = spawn_origin(HashMap::from([
+        ("/q/v/index.m3u8".to_owned(), playlist(primary)),
+        ("/q/promo/index.m3u8".to_owned(), playlist(promo)),
+        ("/q/promo/p1.ts".to_owned(), segment(100)),
+        (
+            "/q/promo/list.json".to_owned(),
+            json_object(r#"{"ASSETS":[{"URI":"index.m3u8","DURATION":2}]}"#),
+        ),
+    ]))
+    .await;
+    let usher = start(&origin);
+    let media = get(
+        &format!("{}/q/v/index.m3u8?ticket={}", usher.url, mint("/q/")),
+        &[],
+    )
+    .await;
+    assert_eq!(media.status, 200);
+    let text = media.text();
+    let attribute = |name: &str| {
+        let start = text
+            .find(&format!("{name}=\""))
+            .unwrap_or_else(|| panic!("{text}"));
+        let value = &text[start + name.len() + 2..];
+        value[..value.find('"').unwrap()].to_owned()
+    };
+    let asset = attribute("X-ASSET-URI");
+    let list = attribute("X-ASSET-LIST");
+    assert!(
+        asset.starts_with("../promo/index.m3u8?token=s2."),
+        "{asset}"
+    );
+    assert!(list.starts_with("../promo/list.json?token=s2."), "{list}");
+
+    let asset = get(&format!("{}/q/{}", usher.url, &asset[3..]), &[]).await;
+    assert_eq!(asset.status, 200);
+    let segment_uri = asset
+        .text()
+        .lines()
+        .find(|l| l.starts_with("p1.ts?token="))
+        .map(str::to_owned);
+    let segment_uri = segment_uri.unwrap_or_else(|| panic!("{}", asset.text()));
+    let reply = get(&format!("{}/q/promo/{segment_uri}", usher.url), &[]).await;
+    assert_eq!(reply.status, 200, "the promo's segment plays");
+    let reply = get(&format!("{}/q/{}", usher.url, &list[3..]), &[]).await;
+    assert_eq!(reply.status, 200, "the asset list is served");
+    assert!(reply.text().contains("ASSETS"), "{}", reply.text());
+    let bare = get(&format!("{}/q/promo/index.m3u8", usher.url), &[]).await;
+    assert_eq!(bare.status, 401, "the asset stays protected");
+}

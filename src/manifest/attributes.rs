@@ -51,6 +51,25 @@ pub fn find_attribute(list: &str, name: &str) -> Result<Option<Range<usize>>, ()
     Ok(None)
 }
 
+/// The byte ranges of up to two attributes' values in `list`, in the order they stand there
+/// (a tag names at most two URI attributes).
+///
+/// # Errors
+/// As [`find_attribute`].
+pub fn find_attributes(list: &str, names: &[&str]) -> Result<[Option<Range<usize>>; 2], ()> {
+    debug_assert!(names.len() <= 2, "{names:?}");
+    let mut values = [None, None];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = find_attribute(list, name)?;
+    }
+    if let [Some(first), Some(second)] = &values {
+        if second.start < first.start {
+            values.swap(0, 1);
+        }
+    }
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

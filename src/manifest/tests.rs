@@ -562,6 +562,7 @@ fn uri_attribute_is_found_by_name_not_by_text() {
 mod define;
 mod errors;
 mod exact;
+mod interstitials;
 mod oracle;
 mod path_carrier;
 mod preview;

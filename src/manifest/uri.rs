@@ -144,6 +144,26 @@ fn has_scheme(uri: &str) -> bool {
         && !scheme.contains('/')
 }
 
+/// The normalised path a URI written in the playlist at `playlist_path` points at, without
+/// its query or fragment; `None` when it cannot be resolved (variables, bad escapes).
+pub(super) fn resolve_path(playlist_path: &str, uri: &str) -> Option<String> {
+    let end = uri.find(['?', '#']).unwrap_or(uri.len());
+    let target = &uri[..end];
+    if target.contains("{$") {
+        return None;
+    }
+    let joined = if target.starts_with('/') {
+        target.to_owned()
+    } else if target.is_empty() {
+        // `?x=1`: the playlist itself (RFC 3986 5.2.2), with another query.
+        playlist_path.to_owned()
+    } else {
+        let dir = &playlist_path[..playlist_path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{dir}{target}")
+    };
+    crate::path::normalize(&joined).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The variable carrier: the token defined once, referenced by every URI.
 
 use super::*;
+use crate::manifest::attributes::find_attribute;
 
 fn rv(body: &str, token: &str) -> Rewritten {
     rewrite_in(body.as_bytes(), token, None, Carrier::Variable)

@@ -61,12 +61,15 @@ fn non_utf8_and_empty_bodies_are_refused() {
 
 #[test]
 fn malformed_attributes_only_matter_on_uri_tags() {
-    // A broken DATERANGE has no URI to rewrite and passes through as it is...
-    let body = "#EXTM3U\n#EXT-X-DATERANGE:ID=\"x\n#EXTINF:4,\nseg.ts\n";
-    assert_eq!(
-        rw(body).text,
-        "#EXTM3U\n#EXT-X-DATERANGE:ID=\"x\n#EXTINF:4,\nseg.ts?token=TOK\n"
-    );
+    // A broken tag that names no URI attribute has no URI to rewrite and passes through
+    // as it is...
+    for tag in ["#EXT-X-DATERANGE:ID=\"x", "#EXT-X-MEDIA:TYPE AUDIO"] {
+        let body = format!("#EXTM3U\n{tag}\n#EXTINF:4,\nseg.ts\n");
+        assert_eq!(
+            rw(&body).text,
+            format!("#EXTM3U\n{tag}\n#EXTINF:4,\nseg.ts?token=TOK\n")
+        );
+    }
     // ...but a broken key is refused rather than served without its token.
     for (tag, line) in [
         ("#EXT-X-KEY:METHOD=AES-128,URI=\"k.key", 3),
@@ -74,7 +77,8 @@ fn malformed_attributes_only_matter_on_uri_tags() {
             "#EXT-X-PART:DURATION=1,INDEPENDENT=\"YES\"X,URI=\"p.m4s\"",
             3,
         ),
-        ("#EXT-X-MEDIA:TYPE AUDIO", 3),
+        ("#EXT-X-MEDIA:TYPE AUDIO,URI", 3),
+        ("#EXT-X-DATERANGE:ID=\"x,X-ASSET-URI=\"a.m3u8\"", 3),
     ] {
         let body = format!("#EXTM3U\n#EXT-X-VERSION:9\n{tag}\n#EXTINF:4,\nseg.ts\n");
         assert_eq!(
