@@ -335,6 +335,7 @@ async fn json_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Resp
             .query()
             .map(crate::form::pairs)
             .unwrap_or_default();
+        fields::plain_text(&query)?;
         let bytes = read_body(req.into_body(), MAX_BODY).await?;
         let mut body: Fields = if bytes.is_empty() {
             Fields::new()
@@ -411,6 +412,7 @@ async fn facade_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Re
                 authenticate(state, client, given.as_deref(), Interface::Facade)?
             }
         };
+        fields::plain_text(&fields)?;
         if let Some(key) =
             key.filter(|_| path == "/sendVideoTicket.php" || path == "/api/ppv/addbuyer")
         {
@@ -421,7 +423,7 @@ async fn facade_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Re
             let call = facade::video_ticket(state, &fields);
             return audit::recorded(state, &actor, write, &[], &fields, call)
                 .await
-                .map(|url| (true, url));
+                .map(|sold| (true, sold.play_url));
         }
         let method = path.trim_start_matches("/api/ppv/");
         let call = facade::call(state, method, &fields);
@@ -457,10 +459,19 @@ async fn facade_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Re
                 AdminError::KeyReused { .. } => value["error"].as_str(),
                 _ => None,
             };
+            // A store's own error text goes to the log only (`error_json`), as in the
+            // JSON API: it can name tables, hosts and the rejected bytes.
+            let message = match &e {
+                AdminError::Store(_) => "store failure (logged)".to_owned(),
+                AdminError::StoreUnavailable(_) | AdminError::StoreOutcomeUnknown(_) => {
+                    value["reason"].as_str().unwrap_or_default().to_owned()
+                }
+                _ => e.to_string(),
+            };
             let response = Response::builder()
                 .status(status)
                 .header(CONTENT_TYPE, "application/xml; charset=utf-8")
-                .body(full(facade::failure_with(&e.to_string(), reason)))
+                .body(full(facade::failure_with(&message, reason)))
                 .expect("valid response");
             with_retry_after(response, &e)
         }

@@ -34,7 +34,7 @@ fn config(origin: &str) -> String {
     )
 }
 
-async fn audit(usher: &Usher, query: &str) -> Value {
+async fn audit(usher: &impl support::admin::HasAdmin, query: &str) -> Value {
     let (status, body) = api(usher, "GET", &format!("/api/v1/audit{query}"), None).await;
     assert_eq!(status, 200, "{body}");
     body
@@ -476,4 +476,53 @@ async fn item7_an_idempotent_sale_answered_again_is_recorded_once() {
     let page = audit(&usher, &format!("?action=purchase.create&purchase={hash}")).await;
     assert_eq!(page["total"], 1, "{page}");
     assert_eq!(items(&page).len(), 1, "{page}");
+}
+
+/// A rights invalidation (and a cache purge) does not queue behind an admin write the
+/// store has not answered yet: a revocation takes effect while a product write is held.
+#[tokio::test]
+async fn an_invalidation_does_not_wait_behind_a_held_store_write() {
+    use usher::admin::audit::{self, Actor, Interface};
+    use usher::admin::fields::Fields;
+    use usher::admin::ops::AdminError;
+
+    let origin = show_origin().await;
+    let usher = support::inprocess::InProcess::start(&config(&origin.url())).await;
+    let (started, held) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let state = usher.state.clone();
+    let write = tokio::spawn(async move {
+        let actor = Actor {
+            name: "admin".to_owned(),
+            interface: Interface::Api,
+        };
+        let segments = ["products", "P1"];
+        let write = audit::api_write(&hyper::Method::PATCH, &segments);
+        assert!(write.is_some());
+        // A product update the store takes its time over: it holds its place in the
+        // line of store writes until released.
+        let op = async move {
+            started.send(()).unwrap();
+            let _ = released.await;
+            Err::<String, _>(AdminError::NotFound("product P1".to_owned()))
+        };
+        audit::recorded(&state, &actor, write, &segments, &Fields::new(), op).await
+    });
+    held.await.unwrap();
+    for (path, body) in [
+        ("/api/v1/rights/invalidate", json!({"subject": "alice"})),
+        ("/api/v1/cache/purge", json!({"prefix": "/shows/"})),
+    ] {
+        let answered = tokio::time::timeout(
+            Duration::from_secs(30),
+            api(&usher, "POST", path, Some(body)),
+        )
+        .await;
+        let (status, body) = answered.unwrap_or_else(|_| panic!("{path} waited for the write"));
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    release.send(()).unwrap();
+    assert!(write.await.unwrap().is_err());
+    let invalidations = audit(&usher, "?action=rights.invalidate").await;
+    assert_eq!(items(&invalidations).len(), 1, "and it is on record");
 }

@@ -382,3 +382,44 @@ async fn the_video_ticket_post_returns_a_link_that_plays() {
     .await;
     assert_eq!(unknown.status, 404);
 }
+
+/// A control character (a NUL, U+0001) in any field is refused with 400 naming the field,
+/// through either door, so no stored name or address can make the facade's XML
+/// unreadable; and the refusal itself is well-formed XML.
+#[tokio::test]
+async fn a_control_character_in_a_field_is_refused_naming_it() {
+    let (_origin, usher) = start().await;
+    let reply = facade(&usher, "/api/ppv/create?name=Evil%01%3Cb%3E").await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let message = xml_text(&reply.text(), "Message").unwrap();
+    assert!(message.starts_with("name: "), "{message}");
+    assert!(!reply.text().contains('\u{1}'), "{}", reply.text());
+    let reply = post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!("email=a%00%40b.c&firstName=A&vidID=xxxxxxxx&apikey={ADMIN_TOKEN}"),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/products",
+        Some(json!({"name": "Movie", "description": "a\u{0}b"})),
+    )
+    .await;
+    assert_eq!((status, &body["field"]), (400, &json!("description")));
+    // A JSON string that is a lone NUL is not taken for `null` either.
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/products",
+        Some(json!({"name": "\u{0}"})),
+    )
+    .await;
+    assert_eq!((status, &body["field"]), (400, &json!("name")));
+    let (status, body) = api(&usher, "GET", "/api/v1/buyers?email=a%00b", None).await;
+    assert_eq!((status, &body["field"]), (400, &json!("email")));
+    let (_, products) = api(&usher, "GET", "/api/v1/products", None).await;
+    assert_eq!(products["items"], json!([]), "nothing was created");
+}

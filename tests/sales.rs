@@ -425,6 +425,26 @@ async fn item5_extending_a_purchase_moves_the_window_the_ticket_the_session_cap_
     .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "access_expire");
+
+    // A product cut short after the sale does not block a change that leaves the end
+    // alone: the buyer's new address is taken.
+    let (status, _) = api(
+        &usher,
+        "PATCH",
+        "/api/v1/products/day",
+        Some(json!({"available_until": usher.now() + 3600})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = api(
+        &usher,
+        "PATCH",
+        &format!("/api/v1/buyers/{day_hash}"),
+        Some(json!({"email": "new@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email"], "new@example.com");
 }
 
 #[tokio::test]

@@ -192,6 +192,24 @@ fn entitlements_follow_media_and_editorial_links(store: &dyn Store) {
     );
 }
 
+/// The products that sell a media (`sendVideoTicket.php`), found however many products
+/// stand before them: by the media's code or by its editorial id, in list order.
+fn the_products_holding_a_media_are_found_past_any_page(store: &dyn Store) {
+    for n in 0..=Page::MAX_LIMIT {
+        store.create_product(&product(&format!("P{n:04}"))).unwrap();
+    }
+    store.link("P1000", "final").unwrap();
+    store.link("P0003", "final-hd").unwrap();
+    store.link("P0004", "other").unwrap();
+    let codes = |content: &str, editorial: &str| -> Vec<String> {
+        let found = store.products_holding(content, editorial).unwrap();
+        found.into_iter().map(|p| p.code).collect()
+    };
+    assert_eq!(codes("final-hd", "final"), ["P0003", "P1000"]);
+    assert_eq!(codes("final", "final"), ["P1000"]);
+    assert!(codes("nothing", "nothing").is_empty());
+}
+
 fn listing_filters_and_pages(store: &dyn Store) {
     store.create_product(&product("P1")).unwrap();
     for n in 0..5 {
@@ -639,6 +657,14 @@ fn both_entitlements_follow_media_and_editorial_links() {
     on_both(
         "entitlements_follow_media_and_editorial_links",
         entitlements_follow_media_and_editorial_links,
+    );
+}
+
+#[test]
+fn both_the_products_holding_a_media_are_found_past_any_page() {
+    on_both(
+        "products_holding_a_media",
+        the_products_holding_a_media_are_found_past_any_page,
     );
 }
 

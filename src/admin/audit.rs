@@ -12,9 +12,11 @@
 //! - A call that fails writes nothing and is not recorded (the log has its refusal).
 //! - Credentials are never recorded: a changed `ticket` (or `token`, `secret`, `apikey`)
 //!   shows as `"<redacted>"` before and after, saying only that it changed.
-//! - Admin writes are recorded one at a time (a lock spans snapshot, write, snapshot), so
-//!   the before/after of one never holds another's change. Playback may still touch a
-//!   purchase in between (`first_play_at`), and shows in the diff when it does.
+//! - Admin writes to the store are recorded one at a time (a lock spans snapshot, write,
+//!   snapshot), so the before/after of one never holds another's change. Playback may
+//!   still touch a purchase in between (`first_play_at`), and shows in the diff when it
+//!   does. Writes with no stored state (a rights invalidation, a cache purge, ending a
+//!   session) take no part in that lock: revocation never waits behind a slow store.
 //! - The entry is appended after the write commits; if appending fails, the write stands
 //!   and the failure is logged as an error.
 
@@ -32,7 +34,7 @@ mod snapshot;
 
 use routes::target;
 pub use routes::{api_write, facade_write, Answered, Kind, Part, Write, API_WRITES, FACADE_WRITES};
-use snapshot::{snapshot, sold_by_url, Snapshot};
+use snapshot::{snapshot, Snapshot};
 
 /// The door a write came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +102,12 @@ pub async fn recorded<T: Answered>(
     let Some(write) = write else {
         return op.await;
     };
-    let _one_at_a_time = WRITES.lock().await;
+    // Only writes to stored state need each other out of the way; a rights invalidation or
+    // a cache purge must not wait behind a write the store is slow to answer.
+    let _one_at_a_time = match write.kind {
+        Kind::Other(_) | Kind::Session => None,
+        _ => Some(WRITES.lock().await),
+    };
     let known = target(write.target, segments, fields, None);
     let before = match &known {
         Some(id) => snapshot(state, write.kind, id).await,
@@ -109,10 +116,7 @@ pub async fn recorded<T: Answered>(
     let answer = op.await?;
     let id = match known {
         Some(id) => Some(id),
-        None => match write.target {
-            [Part::SoldByUrl] => sold_by_url(state, fields, &answer).await,
-            parts => target(parts, segments, fields, Some(&answer)),
-        },
+        None => target(write.target, segments, fields, Some(&answer)),
     };
     // A target without an id (the seller's contacts) is named by its kind.
     let id = id

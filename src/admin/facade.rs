@@ -300,19 +300,18 @@ fn contacts_xml(c: &crate::rights::model::Contacts, note: Option<&str>) -> Strin
 /// # Errors
 /// Missing fields, no product sells that media, or none can sell it now (409, the first
 /// product's reason).
-pub async fn video_ticket(state: &State, f: &Fields) -> Result<String, AdminError> {
+pub async fn video_ticket(state: &State, f: &Fields) -> Result<VideoTicket, AdminError> {
     let email = required(f, "email")?;
     let name = required(f, "firstName")?;
     let media = required(f, "vidID")?;
-    let products = ops::list_products(state, Page::ALL).await?;
+    let code = media.to_owned();
+    // A product holds the media by its code, or by its editorial id (all renditions).
+    let mut sellers = ops::blocking(state, move |s| match s.media(&code)? {
+        Some(m) => s.products_holding(&m.code, m.editorial.as_deref().unwrap_or(&m.code)),
+        None => Ok(Vec::new()),
+    })
+    .await?;
     let now = (state.clock)();
-    let mut sellers = Vec::new();
-    for p in products {
-        let media_of = ops::product_media(state, &p.code, Page::ALL).await?;
-        if media_of.iter().any(|m| m.code == media) {
-            sellers.push(p);
-        }
-    }
     let sale_now = |p: &Product| {
         let probe = Purchase::new(String::new(), &p.code, String::new(), now);
         sellable(&probe, p, now).is_ok()
@@ -329,5 +328,23 @@ pub async fn video_ticket(state: &State, f: &Fields) -> Result<String, AdminErro
     fields.insert("email".into(), email.to_owned());
     fields.insert("name".into(), name.to_owned());
     let sold = ops::sell(state, &fields, f).await?;
-    Ok(sold.play_url.unwrap_or_default())
+    Ok(VideoTicket {
+        hash: sold.purchase.purchase.hash,
+        play_url: sold.play_url.unwrap_or_default(),
+    })
+}
+
+/// What `sendVideoTicket.php` sold: the purchase (for the audit trail) and the link that
+/// plays it (the answer).
+pub struct VideoTicket {
+    /// The purchase's hash.
+    pub hash: String,
+    /// The link, answered as plain text.
+    pub play_url: String,
+}
+
+impl super::audit::Answered for VideoTicket {
+    fn field(&self, name: &str) -> Option<String> {
+        (name == "hash").then(|| self.hash.clone())
+    }
 }

@@ -39,6 +39,31 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// limit" for limits (see [`Reader::limit`]). A form cannot send it; forms write `null`.
 pub const NULL: &str = "\0";
 
+/// Refuses a control character other than tab, line feed and carriage return (NUL
+/// included) in any name or value of `fields`: no code, name or address needs one,
+/// PostgreSQL cannot store a NUL, and XML cannot hold the others.
+///
+/// # Errors
+/// The first field holding one.
+pub fn plain_text(fields: &Fields) -> Result<(), Invalid> {
+    fields
+        .iter()
+        .try_for_each(|(name, value)| plain(name, name).and_then(|()| plain(name, value)))
+}
+
+fn plain(field: &str, text: &str) -> Result<(), Invalid> {
+    match text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        Some(c) => invalid(
+            field,
+            format!("holds the control character U+{:04X}", u32::from(c)),
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Turns a JSON object into [`Fields`].
 ///
 /// # Errors
@@ -49,6 +74,7 @@ pub fn from_json(value: &serde_json::Value) -> Result<Fields, Invalid> {
     };
     let mut fields = Fields::new();
     for (key, value) in object {
+        plain(key, key)?;
         let text = match value {
             serde_json::Value::Null => NULL.to_owned(),
             serde_json::Value::String(s) => s.clone(),
@@ -65,6 +91,10 @@ pub fn from_json(value: &serde_json::Value) -> Result<Fields, Invalid> {
                 .join(","),
             serde_json::Value::Object(_) => return invalid(key, "expected a value, not an object"),
         };
+        if !value.is_null() {
+            // A string "\u0000" would otherwise read as JSON null (`NULL`).
+            plain(key, &text)?;
+        }
         fields.insert(key.clone(), text);
     }
     Ok(fields)
@@ -497,94 +527,4 @@ pub fn id(field: &str, value: &str) -> Result<String, Invalid> {
 mod limits_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields(pairs: &[(&str, &str)]) -> Fields {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn blank_product() -> Product {
-        serde_json::from_value(serde_json::json!({"code": "P", "name": ""})).unwrap()
-    }
-
-    #[test]
-    fn product_fields_become_the_model() {
-        let f = fields(&[
-            ("name", "Final"),
-            ("type", "group"),
-            ("cost", "100.00"),
-            ("period", "1"),
-            ("access_expire", "2018-12-31"),
-            ("device_ban", "1"),
-            ("device_classes", "ott, iptv"),
-        ]);
-        let mut r = Reader::new(&f);
-        let mut p = blank_product();
-        apply_product(&mut r, &mut p).unwrap();
-        r.finish(&[]).unwrap();
-        assert_eq!(p.kind, ProductType::Group);
-        assert_eq!(p.cost.as_deref(), Some("100.00"));
-        assert_eq!(p.period_days, Some(1));
-        assert_eq!(p.access_expire, Some(1_546_300_799));
-        assert_eq!(p.max_devices, Some(1));
-        assert_eq!(p.device_classes, vec![DeviceClass::Ott, DeviceClass::Iptv]);
-    }
-
-    #[test]
-    fn each_bad_field_is_named() {
-        for (field, value) in [
-            ("type", "triple"),
-            ("cost", "free"),
-            ("period", "-1"),
-            ("access_start", "31/12/2018"),
-            ("device_classes", "fridge"),
-            ("currency", "euro"),
-        ] {
-            let f = fields(&[("name", "x"), (field, value)]);
-            let got = apply_product(&mut Reader::new(&f), &mut blank_product()).unwrap_err();
-            assert_eq!(got.field, field, "{value}");
-        }
-        let f = fields(&[("name", "x"), ("colour", "red")]);
-        let mut r = Reader::new(&f);
-        apply_product(&mut r, &mut blank_product()).unwrap();
-        assert_eq!(r.finish(&[]).unwrap_err().field, "colour");
-    }
-
-    #[test]
-    fn json_values_become_fields() {
-        let f = from_json(
-            &serde_json::json!({"period": 3, "ip_recovery": true, "device_classes": ["ott"]}),
-        )
-        .unwrap();
-        assert_eq!(f["period"], "3");
-        assert_eq!(f["ip_recovery"], "true");
-        assert_eq!(f["device_classes"], "ott");
-        assert!(from_json(&serde_json::json!([1])).is_err());
-    }
-
-    #[test]
-    fn media_prefix_must_be_normalised() {
-        for bad in ["/a/../b/", "a/", "/a", "/"] {
-            let f = fields(&[("prefix", bad)]);
-            assert_eq!(
-                media(&mut Reader::new(&f), "m".into(), 0)
-                    .unwrap_err()
-                    .field,
-                "prefix",
-                "{bad}"
-            );
-        }
-        let f = fields(&[
-            ("prefix", "/events/final/"),
-            ("editorial", "final"),
-            ("live", "1"),
-        ]);
-        let m = media(&mut Reader::new(&f), "m".into(), 0).unwrap();
-        assert!(m.live);
-        assert_eq!(m.editorial.as_deref(), Some("final"));
-    }
-}
+mod tests;

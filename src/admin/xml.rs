@@ -64,6 +64,9 @@ impl Xml {
                 '>' => self.out.push_str("&gt;"),
                 '"' => self.out.push_str("&quot;"),
                 '\'' => self.out.push_str("&apos;"),
+                // Characters XML 1.0 cannot hold at all, escaped or not: one in a stored
+                // value must not make the whole document unreadable.
+                c if !allowed_in_xml(c) => self.out.push('\u{fffd}'),
                 c => self.out.push(c),
             }
         }
@@ -80,6 +83,11 @@ impl Xml {
         }
         self.out
     }
+}
+
+/// Whether XML 1.0 allows `c` in text (its `Char` production).
+fn allowed_in_xml(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
 }
 
 #[cfg(test)]
@@ -100,5 +108,14 @@ mod tests {
             xml.finish(),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n  <Items>\n    <Item>\n      <Name>a&lt;b &amp; &quot;c&quot;</Name>\n      <Email/>\n    </Item>\n  </Items>\n  <Status>Success</Status>\n</Response>\n"
         );
+    }
+
+    #[test]
+    fn characters_xml_cannot_hold_are_replaced() {
+        let mut xml = Xml::new("R");
+        xml.leaf("Name", "a\u{1}b\u{0}c\u{fffe}d\te\u{1f600}");
+        assert!(xml
+            .finish()
+            .contains("<Name>a\u{fffd}b\u{fffd}c\u{fffd}d\te\u{1f600}</Name>"),);
     }
 }

@@ -177,6 +177,16 @@ impl Store for PostgresStore {
         )
     }
 
+    fn products_holding(&self, content: &str, editorial: &str) -> Result<Vec<Product>, StoreError> {
+        self.json_rows(
+            "products_holding",
+            "SELECT data FROM products WHERE code IN \
+             (SELECT product FROM product_media WHERE content IN ($1, $2)) \
+             ORDER BY created_at, seq",
+            args![content.to_owned(), editorial.to_owned()],
+        )
+    }
+
     fn product_count(&self) -> Result<u64, StoreError> {
         self.count("product_count", "SELECT COUNT(*) FROM products", args![])
     }

@@ -227,6 +227,15 @@ impl Store for SqliteStore {
         )
     }
 
+    fn products_holding(&self, content: &str, editorial: &str) -> Result<Vec<Product>, StoreError> {
+        self.many(
+            "SELECT data FROM products WHERE code IN \
+             (SELECT product FROM product_media WHERE content IN (?1, ?2)) \
+             ORDER BY created_at, rowid",
+            &[&content, &editorial],
+        )
+    }
+
     fn product_count(&self) -> Result<u64, StoreError> {
         self.count("SELECT COUNT(*) FROM products", &[])
     }

@@ -191,6 +191,9 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     fn unlink(&self, product: &str, content: &str) -> Result<(), StoreError>;
     /// The content ids in a product.
     fn linked(&self, product: &str) -> Result<Vec<String>, StoreError>;
+    /// The products holding `content` or `editorial` (a media's code and editorial id),
+    /// in list order, however many products there are.
+    fn products_holding(&self, content: &str, editorial: &str) -> Result<Vec<Product>, StoreError>;
 
     /// Records a purchase, creating its account (enabled) if new, with `events` (the
     /// webhook deliveries that announce it) in the same transaction: the sale and its

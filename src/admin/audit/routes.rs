@@ -55,9 +55,6 @@ pub enum Part {
     Field(&'static str),
     /// That field of the answer (JSON key, or XML element for the facade): for creates.
     Answer(&'static str),
-    /// The purchase whose ticket the answer's play URL carries, among those of the
-    /// `email` field (`sendVideoTicket.php`).
-    SoldByUrl,
 }
 
 /// One kind of write.
@@ -117,7 +114,7 @@ pub const FACADE_WRITES: &[(&str, Write)] = &[
     ("updatebuyer", write("purchase.update", Kind::Purchase, &[Field("hash")])),
     ("deletebuyer", write("purchase.delete", Kind::Purchase, &[Field("hash")])),
     ("updatecontacts", write("contacts.update", Kind::Contacts, &[])),
-    ("sendVideoTicket", write("purchase.create", Kind::Purchase, &[Part::SoldByUrl])),
+    ("sendVideoTicket", write("purchase.create", Kind::Purchase, &[Answer("hash")])),
 ];
 
 /// The write a JSON API call is, if it is one.
@@ -142,11 +139,6 @@ pub fn facade_write(method: &str) -> Option<&'static Write> {
 pub trait Answered {
     /// The text of `name` in the answer.
     fn field(&self, name: &str) -> Option<String>;
-
-    /// The whole answer, when it is text (the video-ticket call's play URL).
-    fn whole(&self) -> Option<&str> {
-        None
-    }
 }
 
 impl Answered for super::super::api::Answer {
@@ -173,10 +165,6 @@ impl Answered for String {
                 .replace("&amp;", "&"),
         )
     }
-
-    fn whole(&self) -> Option<&str> {
-        Some(self)
-    }
 }
 
 /// The target id from `parts`; `None` when a part is not there (yet).
@@ -192,7 +180,6 @@ pub(super) fn target(
             Part::Segment(n) => segments.get(*n).map(|s| (*s).to_owned())?,
             Part::Field(name) => fields.get(*name).map(|v| v.trim().to_owned())?,
             Part::Answer(name) => answer?.field(name)?,
-            Part::SoldByUrl => return None,
         });
     }
     Some(id.join("/"))

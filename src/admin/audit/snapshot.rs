@@ -2,11 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::super::fields::Fields;
 use super::super::ops::{self, AdminError};
-use super::{Answered, Kind};
+use super::Kind;
 use crate::proxy::State;
-use crate::rights::store::PurchaseFilter;
 
 /// A target's state, as JSON (`null` when absent), and whom it concerns.
 #[derive(Debug, Default)]
@@ -113,28 +111,4 @@ async fn read(state: &State, kind: Kind, id: &str) -> Result<Snapshot, AdminErro
         }
         Kind::Other(_) => Snapshot::default(),
     })
-}
-
-/// The hash of the purchase whose ticket the play URL in `answer` carries.
-pub(super) async fn sold_by_url(
-    state: &State,
-    fields: &Fields,
-    answer: &impl Answered,
-) -> Option<String> {
-    let url = answer.whole()?;
-    let param = format!("{}=", state.config().token.ticket_param);
-    let ticket = url.split(['?', '&']).find_map(|p| p.strip_prefix(&param))?;
-    let filter = PurchaseFilter {
-        email: fields.get("email").cloned(),
-        ..PurchaseFilter::default()
-    };
-    let ticket = ticket.to_owned();
-    let page = crate::rights::store::Page::ALL;
-    ops::blocking(state, move |s| s.purchases(&filter, page))
-        .await
-        .ok()?
-        .into_iter()
-        .rev()
-        .find(|p| p.ticket.as_deref() == Some(ticket.as_str()))
-        .map(|p| p.hash)
 }
