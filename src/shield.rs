@@ -255,11 +255,18 @@ impl Shield {
             .inc();
     }
 
-    /// Drops every entry whose path starts with `prefix`; returns how many.
+    /// Drops every entry whose path starts with `prefix`; returns how many. A fetch in
+    /// flight under it still serves those already waiting for it, but no request from now
+    /// on joins it (it starts a fetch of its own), and what it brings back is not kept.
     pub fn purge(&self, prefix: &str) -> usize {
         self.inner
             .purges
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| !key.path().starts_with(prefix));
         let cache = &self.inner.cache;
         let doomed: Vec<Arc<Key>> = cache
             .iter()
@@ -402,7 +409,8 @@ impl Fetch {
                 );
                 // Freed first, as below: a reader with every byte may ask again at once.
                 self.release();
-                self.fill.head(entry.head.clone(), true);
+                let age = entry.stored.elapsed().as_secs();
+                self.fill.head(entry.head.clone(), Some(age));
                 self.fill.push(entry.body.clone());
                 self.end(End::Done(Ok(())));
                 return;
@@ -419,11 +427,12 @@ impl Fetch {
         strip_hop_by_hop(&mut parts.headers);
         let head = Arc::new(Head::owned(parts.status, &parts.headers));
         let limit = inner.settings.max_object_bytes;
-        let announced_too_large = head
+        let announced = head
             .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .is_some_and(|len| len > limit);
+            .filter(|_| !matches!(head.status.as_u16(), 204 | 304));
+        let announced_too_large = announced.is_some_and(|len| len > limit);
         if announced_too_large {
             // Not held in memory at all: this request and the next ones for a while fetch
             // it past the shield, streamed at each client's pace.
@@ -439,7 +448,7 @@ impl Fetch {
         if !keep && head.status.is_success() {
             inner.bypass.insert(self.key.clone(), ());
         }
-        self.fill.head(head.clone(), false);
+        self.fill.head(head.clone(), None);
         let mut kept = Vec::new();
         let mut len = 0u64;
         let upstream_bytes = inner.metrics.cache_bytes.with_label_values(&["upstream"]);
@@ -473,6 +482,20 @@ impl Fetch {
                     return;
                 }
             }
+        }
+        if announced.is_some_and(|announced| announced != len) {
+            // A body that is not the length its head gave (an origin that lost bytes
+            // without an error): never kept, and its readers' bodies fail as broken ones.
+            tracing::warn!(
+                path = self.key.path(),
+                len,
+                "upstream body not its announced length; not cached"
+            );
+            self.end(End::Done(Err(format!(
+                "{len} bytes where Content-Length said {}",
+                announced.unwrap_or_default()
+            ))));
+            return;
         }
         let body = keep_body(&kept, inner.settings.sendfile_min_bytes, &inner.bodies);
         // A playlist's lifetime depends on whether it is live, which its text tells.

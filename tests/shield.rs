@@ -463,6 +463,11 @@ async fn when_the_origin_dies_cached_segments_and_a_stale_playlist_keep_playing(
     let again = get(&playlist_url, &[]).await;
     assert_eq!(again.status, 200, "the playlist is served stale");
     assert_eq!(again.headers["x-usher-cache"], "stale");
+    assert!(
+        again.headers.contains_key("age"),
+        "a stale copy says how old it is: {:?}",
+        again.headers
+    );
     for uri in uris(&again.text()) {
         let segment = get(&resolve(&playlist_url, &uri), &[]).await;
         assert_eq!(segment.status, 200, "cached segments keep playing");
@@ -760,9 +765,14 @@ async fn a_purge_also_drops_what_a_fetch_in_flight_brings_back() {
             .0,
         200
     );
+    // Asked after the purge answered, while the old fetch is still held: not joined to
+    // it, but fetched anew.
+    origin.script("/vod/a/s1.ts", Script::segment(b"new bytes"));
+    let after = get(&url, &[]).await;
+    assert_eq!(after.text(), "new bytes", "a request after the purge");
+    assert_eq!(after.headers["x-usher-cache"], "miss");
     gate.open();
     assert_eq!(first.await.unwrap().text(), "old bytes");
-    origin.script("/vod/a/s1.ts", Script::segment(b"new bytes"));
     let next = get(&url, &[]).await;
     assert_eq!(
         next.text(),

@@ -25,7 +25,8 @@ enum Progress {
         head: Arc<Head>,
         chunks: Vec<Bytes>,
         end: Option<Result<(), String>>,
-        stale: bool,
+        /// A kept copy served on errors, this many seconds old (sent as `Age`).
+        stale: Option<u64>,
     },
     /// No response: every waiter gets this.
     Failed(UpstreamError),
@@ -60,8 +61,9 @@ impl Fill {
         })
     }
 
-    /// The response head arrived (`stale`: it is a kept copy served on errors).
-    pub fn head(&self, head: Arc<Head>, stale: bool) {
+    /// The response head arrived (`stale`: it is a kept copy served on errors, of that
+    /// age in seconds).
+    pub fn head(&self, head: Arc<Head>, stale: Option<u64>) {
         self.progress.send_replace(Progress::Body {
             head,
             chunks: Vec::new(),
@@ -143,10 +145,12 @@ impl Fill {
         } else {
             follow(rx)
         };
-        let outcome = if stale { "stale" } else { outcome };
+        let outcome = if stale.is_some() { "stale" } else { outcome };
         Ok(Some(Joined {
-            response: head.response(body, outcome, None),
-            stale,
+            // A stale copy says how old it is, so a cache in front does not take it for
+            // a fresh one.
+            response: head.response(body, outcome, stale),
+            stale: stale.is_some(),
         }))
     }
 }
@@ -220,7 +224,7 @@ mod tests {
                 status: StatusCode::OK,
                 headers: HeaderMap::new(),
             }),
-            false,
+            None,
         );
         midway.push(Bytes::from_static(b"half"));
         let joined = midway.join(false, "coalesced").await.unwrap().unwrap();
@@ -237,7 +241,7 @@ mod tests {
                 status: StatusCode::OK,
                 headers: HeaderMap::new(),
             }),
-            false,
+            None,
         );
         done.push(Bytes::from_static(b"whole"));
         done.finish(Ok(()));
