@@ -153,7 +153,7 @@ fn bench_credentials(c: &mut Criterion) {
     };
     let path = "/events/final/1080p/seg_00042.ts";
     let no_sessions = |_: &str| false;
-    assert!(access::decide(&ring, SKEW, path, &presented, NOW, &no_sessions).is_ok());
+    assert!(access::decide(&ring, SKEW, path, &presented, NOW, &no_sessions, true).is_ok());
     c.bench_function("access_decide", |b| {
         b.iter(|| {
             access::decide(
@@ -163,6 +163,7 @@ fn bench_credentials(c: &mut Criterion) {
                 black_box(&presented),
                 black_box(NOW),
                 &no_sessions,
+                true,
             )
         })
     });

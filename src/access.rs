@@ -119,11 +119,13 @@ impl Denied {
 /// # Errors
 /// The first rule that fails, in the order signature, time, scope, device, address.
 ///
-/// An expired session token still passes while `session_alive` says its session is alive
-/// and its `cap` (the end of the ticket or right it came from) has not passed: a movie
-/// watched with pauses keeps playing as long as its session does (the rights check that
-/// follows decides whether the right still holds). For session tokens a device or
-/// address mismatch is `SessionShared`: the token was copied, not mis-issued.
+/// An expired session token still passes while `session_alive` says its session is alive:
+/// a movie watched with pauses keeps playing as long as its session does. Its `cap` (the
+/// end of the ticket or right it came from) bounds that, unless `rights_follow`: a rights
+/// check follows for a named subject and decides whether the right still holds, so a
+/// right extended while the viewer watches reaches the segment URIs already handed out.
+/// For session tokens a device or address mismatch is `SessionShared`: the token was
+/// copied, not mis-issued.
 pub fn decide(
     ring: &KeyRing,
     skew: u64,
@@ -131,18 +133,20 @@ pub fn decide(
     presented: &Presented<'_>,
     now: u64,
     session_alive: &dyn Fn(&str) -> bool,
+    rights_follow: bool,
 ) -> Result<Grant, Denied> {
     let raw = presented
         .session
         .or(presented.ticket)
         .ok_or(Denied::NoCredential)?;
     let (kind, claims) = ticket::verify_signature_remembered(ring, raw)?;
+    let checked = rights_follow && rights_apply(&claims);
     match ticket::check_window(&claims, now, skew) {
         // Never past what the session came from: the ticket's expiry (or the right's end)
-        // it carries as `cap`.
+        // it carries as `cap`, when no rights check follows.
         Err(TicketError::Expired { .. })
             if kind == Kind::Session
-                && (claims.cap == 0 || now < claims.cap.saturating_add(skew))
+                && (checked || claims.cap == 0 || now < claims.cap.saturating_add(skew))
                 && claims.sid.as_deref().is_some_and(session_alive) => {}
         other => other?,
     }
@@ -171,6 +175,13 @@ pub fn decide(
         right_until: None,
         minted_device: None,
     })
+}
+
+/// Whether the rights check looks at a credential with `claims`: not a preview token (it
+/// names its paths exactly and carries no rights), nor a foreign credential that names no
+/// subject (its signer vouched for it).
+pub fn rights_apply(claims: &Claims) -> bool {
+    !claims.is_preview() && claims.sub != foreign::UNNAMED_SUBJECT
 }
 
 /// The claims of the session token to mint into a playlist served under `grant`.

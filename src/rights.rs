@@ -317,11 +317,6 @@ impl Rights {
                 })?)
             .clone(),
         };
-        if let Ok(entitled) = &decision {
-            if entitled.first_play {
-                self.record_first_play(subject, entitled, now).await;
-            }
-        }
         decision
     }
 
@@ -452,9 +447,14 @@ impl Rights {
         }
     }
 
-    /// Records `entitled`'s first play with its event, in one transaction. `subject` is
-    /// the purchase's account: the decision came from the subject's purchases.
-    async fn record_first_play(&self, subject: &str, entitled: &Entitled, now: u64) {
+    /// Records `entitled`'s first play with its event, in one transaction, when it is one
+    /// (`first_play`). `subject` is the purchase's account: the decision came from the
+    /// subject's purchases. Called once the request is admitted (device, activation,
+    /// session), not by [`Rights::check`]: a refused request starts no rental's hours.
+    pub async fn record_first_play(&self, subject: &str, entitled: &Entitled, now: u64) {
+        if !entitled.first_play {
+            return;
+        }
         let event = crate::webhooks::Event::FirstPlay {
             purchase: entitled.purchase.to_string(),
             product: entitled.product.to_string(),

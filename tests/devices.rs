@@ -579,3 +579,95 @@ async fn without_rights_a_players_playlist_uri_outlives_its_token_while_the_sess
         "idle past the timeout, the session and its expired token are over"
     );
 }
+
+/// A 48-hour rental counted from first play, one activation, the set-top box added by the
+/// operator ahead of use: a phone refused for the activation limit, and a ticket sent
+/// for a segment, do not start the rental's hours; the box's first play does.
+#[tokio::test]
+async fn a_refused_request_does_not_start_a_rental_s_hours() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, hash) = sell(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1}),
+    )
+    .await;
+    let (status, body) = api(
+        &usher,
+        "POST",
+        &format!("/api/v1/buyers/{hash}/devices"),
+        Some(json!({"device": "stb-0042"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let ends = || async {
+        let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+        shown["access_ends_at"].clone()
+    };
+    let phone = Player {
+        device: "phone",
+        ip: "198.51.100.8",
+    };
+    assert_eq!(
+        status_reason(&phone.start(&play).await.0),
+        (403, "activation_limit".into())
+    );
+    let segment_url = play.replace("index.m3u8", "s1.ts");
+    let on_segment = phone.get(&segment_url).await;
+    assert_eq!(on_segment.status, 403, "{}", on_segment.text());
+    assert_eq!(ends().await, Value::Null, "no hours started by a refusal");
+
+    let stb = Player {
+        device: "stb-0042",
+        ip: "198.51.100.7",
+    };
+    assert_eq!(stb.start(&play).await.0.status, 200);
+    assert!(
+        ends().await.as_u64().is_some(),
+        "the first play starts the hours"
+    );
+}
+
+/// A one-hour purchase extended by the operator while its viewer watches a film: the
+/// segment URIs the player already holds (their tokens capped at the old end) keep
+/// playing past the old end, and stop at the new one.
+#[tokio::test]
+async fn an_extension_reaches_a_viewer_already_watching() {
+    let origin = origin().await;
+    let usher =
+        InProcess::start(&config(&origin).replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n"))
+            .await;
+    let (play, hash) = sell(&usher, json!({"code": "p", "name": "Film", "hours": 1})).await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let (reply, segment) = tv.start(&play).await;
+    assert_eq!(reply.status, 200);
+    let sold_at = usher.now();
+    let (status, body) = api(
+        &usher,
+        "PATCH",
+        &format!("/api/v1/buyers/{hash}"),
+        Some(json!({"access_expire": sold_at + 2 * 3600})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The player keeps fetching the segment URI it holds, every 50 s, past the old end.
+    while usher.now() < sold_at + 3600 + 100 {
+        usher.advance(50);
+        let reply = tv.get(&segment).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "at +{}s: {}",
+            usher.now() - sold_at,
+            reply.text()
+        );
+    }
+    while usher.now() < sold_at + 2 * 3600 {
+        usher.advance(50);
+        tv.get(&segment).await;
+    }
+    assert_eq!(tv.get(&segment).await.status, 403, "the new end holds");
+}

@@ -51,7 +51,7 @@ fn decide(
     presented: &Presented<'_>,
     now: u64,
 ) -> Result<Grant, Denied> {
-    super::decide(ring, skew, path, presented, now, &|_| false)
+    super::decide(ring, skew, path, presented, now, &|_| false, false)
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn an_expired_session_token_lives_on_while_its_session_does() {
         Err(Denied::Credential(TicketError::Expired { .. }))
     ));
     let alive = |sid: &str| sid == "sid-7";
-    assert!(super::decide(&ring(), 0, PATH, &p, later, &alive).is_ok());
+    assert!(super::decide(&ring(), 0, PATH, &p, later, &alive, false).is_ok());
     // A ticket is never renewed that way.
     let expired_ticket = ticket_with(|c| c.exp = NOW - 1);
     assert!(super::decide(
@@ -249,7 +249,8 @@ fn an_expired_session_token_lives_on_while_its_session_does() {
         PATH,
         &presented(Some(&expired_ticket), None),
         NOW,
-        &|_| true
+        &|_| true,
+        false
     )
     .is_err());
 }
@@ -264,17 +265,24 @@ fn a_live_session_never_outlives_the_ticket_it_came_from() {
     let token = ticket::sign(&ring(), Kind::Session, &s);
     let p = presented(None, Some(&token));
     let alive = |sid: &str| sid == "sid-7";
-    assert!(super::decide(&ring(), 0, PATH, &p, NOW + 29, &alive).is_ok());
+    assert!(super::decide(&ring(), 0, PATH, &p, NOW + 29, &alive, false).is_ok());
     assert!(
         matches!(
-            super::decide(&ring(), 0, PATH, &p, NOW + 31, &alive),
+            super::decide(&ring(), 0, PATH, &p, NOW + 31, &alive, false),
             Err(Denied::Credential(TicketError::Expired { .. }))
         ),
         "its session is alive, but its ticket has ended"
     );
     assert!(
-        super::decide(&ring(), 5, PATH, &p, NOW + 31, &alive).is_ok(),
+        super::decide(&ring(), 5, PATH, &p, NOW + 31, &alive, false).is_ok(),
         "within the skew"
+    );
+    // With a rights check to follow, the right's end is that check's: a right extended
+    // since the token was minted reaches it.
+    assert!(super::decide(&ring(), 0, PATH, &p, NOW + 31, &alive, true).is_ok());
+    assert!(
+        super::decide(&ring(), 0, PATH, &p, NOW + 31, &|_| false, true).is_err(),
+        "but only while its session is alive"
     );
 }
 

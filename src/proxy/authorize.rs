@@ -52,7 +52,17 @@ fn retired_session(
     };
     let alive = |sid: &str| state.sessions.is_live(sid, now);
     state.retired_keys().iter().find_map(|retired| {
-        let grant = access::decide(&retired.ring, skew, path, &session_only, now, &alive).ok()?;
+        let rights_follow = state.rights.is_some();
+        let grant = access::decide(
+            &retired.ring,
+            skew,
+            path,
+            &session_only,
+            now,
+            &alive,
+            rights_follow,
+        )
+        .ok()?;
         (grant.kind == Kind::Session && grant.claims.exp <= retired.latest_exp).then_some(grant)
     })
 }
@@ -88,7 +98,16 @@ pub async fn authorize(
             .filter(|_| accepts.contains(&Format::Usher)),
         ..*presented
     };
-    let mut grant = match access::decide(&settings.keys, skew, path, &usher, now, &alive) {
+    let rights_follow = state.rights.is_some();
+    let mut grant = match access::decide(
+        &settings.keys,
+        skew,
+        path,
+        &usher,
+        now,
+        &alive,
+        rights_follow,
+    ) {
         // A ticket passed where a session token goes (`?token=`, the session cookie) is
         // still a ticket: the route must accept usher's format.
         Ok(grant) if grant.kind == Kind::Ticket && !accepts.contains(&Format::Usher) => {
@@ -113,9 +132,7 @@ pub async fn authorize(
         }
         Err(denied) => return Err(denied.into()),
     };
-    // A preview token names its paths exactly and carries no rights to check; nor does a
-    // foreign credential that names no subject (its signer vouched for it).
-    let checked = !grant.claims.is_preview() && grant.claims.sub != foreign::UNNAMED_SUBJECT;
+    let checked = access::rights_apply(&grant.claims);
     let Some(rights) = state.rights.as_ref().filter(|_| checked) else {
         if checked {
             // No rights to check (`rights.source = "none"`): sessions are still kept, with no
@@ -171,6 +188,11 @@ pub async fn authorize(
                 Box::pin(state.sessions.admit(start, &entitled.limits, now)).await?;
             }
         }
+    }
+    // Only now, with the device, its activation and the session admitted: a refused
+    // request starts no rental's hours.
+    if entitled.first_play {
+        Box::pin(rights.record_first_play(&grant.claims.sub, &entitled, now)).await;
     }
     Ok(grant)
 }

@@ -231,9 +231,15 @@ async fn first_play_is_recorded_once() {
     assert_eq!(got.until, Some(played + 86_400));
     assert_eq!(
         store.purchase("h1").unwrap().unwrap().first_play_at,
+        None,
+        "the check alone records nothing: the request may still be refused"
+    );
+    rights.record_first_play("alice", &got, played).await;
+    assert_eq!(
+        store.purchase("h1").unwrap().unwrap().first_play_at,
         Some(played)
     );
-    rights
+    let again = rights
         .check(
             "alice",
             "/final/a.ts",
@@ -243,6 +249,10 @@ async fn first_play_is_recorded_once() {
         )
         .await
         .unwrap();
+    assert!(!again.first_play);
+    rights
+        .record_first_play("alice", &again, played + 100)
+        .await;
     assert_eq!(
         store.purchase("h1").unwrap().unwrap().first_play_at,
         Some(played),
