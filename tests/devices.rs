@@ -127,11 +127,9 @@ async fn first_use_binds_and_the_device_past_the_activation_count_is_refused_unt
     };
     assert_eq!(tv.start(&play).await.0.status, 200);
     assert_eq!(phone.start(&play).await.0.status, 200);
-    assert_eq!(
-        tv.start(&play).await.0.status,
-        200,
-        "a known device comes back freely"
-    );
+    let (again, tv_segment) = tv.start(&play).await;
+    assert_eq!(again.status, 200, "a known device comes back freely");
+    assert_eq!(tv.get(&tv_segment).await.status, 200);
     assert_eq!(
         status_reason(&laptop.start(&play).await.0),
         (403, "activation_limit".into())
@@ -164,6 +162,11 @@ async fn first_use_binds_and_the_device_past_the_activation_count_is_refused_unt
     )
     .await;
     assert_eq!(status, 200);
+    assert_eq!(
+        status_reason(&tv.get(&tv_segment).await),
+        (403, "session_ended".into()),
+        "the freed device stops playing"
+    );
     assert_eq!(
         laptop.start(&play).await.0.status,
         200,

@@ -77,6 +77,8 @@ pub async fn add_device(state: &State, hash: &str, f: &Fields) -> Result<Binding
 /// Frees the activation a device holds on a purchase ("delete device from customer"),
 /// naming it by its hash, by the id the operator added it with, or by the id a player
 /// presents (hashed as usher hashes it without a user agent). Answers the hash freed.
+/// The device's live sessions under the purchase end with it: the activation is for the
+/// device that takes its place, not for both.
 ///
 /// # Errors
 /// No such purchase or device.
@@ -91,5 +93,18 @@ pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<Stri
         .ok_or_else(|| AdminError::NotFound(format!("device {device} on buyer {hash}")))?;
     let (h, d) = (hash.to_owned(), found.device.clone());
     blocking(state, move |s| s.unbind_device(&h, &d)).await?;
+    let playing: Vec<String> = state
+        .sessions
+        .live((state.clock)())
+        .into_iter()
+        .filter(|s| {
+            s.purchase.as_deref() == Some(hash)
+                && s.device.as_deref() == Some(found.device.as_str())
+        })
+        .map(|s| s.sid.clone())
+        .collect();
+    for sid in playing {
+        state.sessions.end_everywhere(&sid).await;
+    }
     Ok(found.device.clone())
 }
