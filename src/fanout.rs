@@ -28,6 +28,11 @@ use crate::rights::postgres::PostgresStore;
 /// The PostgreSQL channel invalidations travel on.
 pub const CHANNEL: &str = "usher_invalidate";
 
+/// The longest message sent as it is: PostgreSQL refuses a `NOTIFY` payload of 8000 bytes
+/// or more. A longer one (a scoped invalidation naming hundreds of media) is sent as one
+/// that drops more ([`Invalidation::coarser`]), never dropped.
+const MAX_PAYLOAD: usize = 7000;
+
 /// What an invalidation drops.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "scope", rename_all = "snake_case")]
@@ -49,6 +54,18 @@ pub enum Invalidation {
 }
 
 impl Invalidation {
+    /// An invalidation that drops at least what this one drops, in fewer words: a scoped
+    /// one with a subject becomes that subject's, anything else every decision.
+    pub fn coarser(self) -> Invalidation {
+        match self {
+            Invalidation::Scoped {
+                subject: Some(subject),
+                ..
+            } => Invalidation::Subject { subject },
+            _ => Invalidation::All,
+        }
+    }
+
     fn scope(&self) -> &'static str {
         match self {
             Invalidation::Subject { .. } => "subject",
@@ -105,16 +122,8 @@ impl Fanout {
         let Some(store) = self.store.clone() else {
             return;
         };
-        let scope = what.scope();
-        let payload = match serde_json::to_string(&Message {
-            node: self.node.clone(),
-            what,
-        }) {
-            Ok(payload) => payload,
-            Err(e) => {
-                tracing::error!(error = %e, "invalidation not encoded");
-                return;
-            }
+        let Some((scope, payload)) = self.encoded(what) else {
+            return;
         };
         let metrics = self.metrics.clone();
         let send = move || {
@@ -139,6 +148,29 @@ impl Fanout {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(send)),
             Err(_) => send(),
+        }
+    }
+
+    /// The message for `what`, made coarser until it fits in a `NOTIFY`, and its scope.
+    fn encoded(&self, mut what: Invalidation) -> Option<(&'static str, String)> {
+        loop {
+            let scope = what.scope();
+            let message = Message {
+                node: self.node.clone(),
+                what,
+            };
+            match serde_json::to_string(&message) {
+                Ok(payload) if payload.len() <= MAX_PAYLOAD => return Some((scope, payload)),
+                Ok(_) if message.what != Invalidation::All => what = message.what.coarser(),
+                Ok(payload) => {
+                    tracing::error!(bytes = payload.len(), "invalidation too long to send");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "invalidation not encoded");
+                    return None;
+                }
+            }
         }
     }
 }
@@ -287,5 +319,44 @@ async fn reread(state: &Arc<State>, forget: Forget) {
 fn set_caching(state: &State, on: bool) {
     if let Some(rights) = &state.rights {
         rights.set_caching(on);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(what: Invalidation) -> Invalidation {
+        let fanout = Fanout::new(None, crate::metrics::Metrics::new().fanout);
+        let (scope, payload) = fanout.encoded(what).unwrap();
+        assert!(payload.len() <= MAX_PAYLOAD, "{}", payload.len());
+        let message: Message = serde_json::from_str(&payload).unwrap();
+        assert_eq!(scope, message.what.scope());
+        message.what
+    }
+
+    #[test]
+    fn an_invalidation_too_long_for_notify_is_sent_coarser_never_dropped() {
+        let content: Vec<String> = (0..500).map(|n| format!("series-episode-{n:04}")).collect();
+        let small = Invalidation::Scoped {
+            subject: Some("alice".into()),
+            content: Some(content[..3].to_vec()),
+        };
+        assert_eq!(sent(small.clone()), small);
+        let named = Invalidation::Scoped {
+            subject: Some("alice".into()),
+            content: Some(content.clone()),
+        };
+        assert_eq!(
+            sent(named),
+            Invalidation::Subject {
+                subject: "alice".into()
+            }
+        );
+        let unnamed = Invalidation::Scoped {
+            subject: None,
+            content: Some(content),
+        };
+        assert_eq!(sent(unnamed), Invalidation::All);
     }
 }
