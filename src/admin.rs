@@ -62,7 +62,8 @@ use serde_json::json;
 
 use crate::proxy::respond::{full, json, json_error};
 use crate::proxy::server::Handler;
-use crate::proxy::{readiness, Body, Peer, State};
+use crate::proxy::respond::readiness;
+use crate::proxy::{Body, Peer, State};
 use audit::{Actor, Interface};
 use fields::Fields;
 use ops::AdminError;

@@ -62,7 +62,7 @@ use crate::rights::{Rights, Source};
 use crate::sessions::Sessions;
 use crate::shield::Shield;
 use respond::ProxyError;
-use upstream::{UpstreamRequest, Upstreams};
+use upstream::{UpstreamError, UpstreamRequest, Upstreams};
 
 /// Error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -368,7 +368,7 @@ async fn handle_inner(
                 &serde_json::json!({"status": "ok"}),
             ))
         }
-        "/readyz" => return Ok(readiness(state)),
+        "/readyz" => return Ok(respond::readiness(state)),
         _ => {}
     }
     let kind = ObjectKind::of(&path);
@@ -462,55 +462,42 @@ async fn handle_inner(
         }
         None
     };
-    let fetched = match shielded {
-        Some(answer) => answer,
-        None => {
-            let mut path_and_query = path.clone();
-            if let Some(q) = &upstream_query {
-                path_and_query.push('?');
-                path_and_query.push_str(q);
-            }
-            let upstream_req = UpstreamRequest {
-                method: if rewrite {
-                    Method::GET
-                } else {
-                    req.method().clone()
-                },
-                path_and_query,
-                headers: credentials::without_foreign_cookies(
-                    forward::upstream_headers(req.headers(), settings, client, rewrite),
-                    &config.formats,
-                ),
-                bounded: false,
-            };
-            // What the shield answers was stripped once, when it was stored. The fetch is
-            // boxed, as are the playlist paths below: a hit never takes them, and held
-            // inline their futures would make every request's future (moved whole into
-            // the connection's task) several kilobytes larger.
-            let fetch_started = Instant::now();
-            let fetched = Box::pin(group.fetch(upstream_req)).await;
-            state
-                .metrics
-                .kind(kind)
-                .upstream_seconds
-                .observe(fetch_started.elapsed().as_secs_f64());
-            fetched.map(|mut response| {
-                forward::strip_hop_by_hop(response.headers_mut());
-                response
-            })
+    // The request to the upstream: `whole` asks for the whole object, as a playlist to
+    // rewrite needs (GET, identity, no range or condition), else the viewer's request.
+    let upstream_request = |whole: bool| {
+        let mut path_and_query = path.clone();
+        if let Some(q) = &upstream_query {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        UpstreamRequest {
+            method: if whole {
+                Method::GET
+            } else {
+                req.method().clone()
+            },
+            path_and_query,
+            headers: credentials::without_foreign_cookies(
+                forward::upstream_headers(req.headers(), settings, client, whole),
+                &config.formats,
+            ),
+            bounded: false,
         }
     };
-    let response = fetched.inspect_err(|e| {
-        state
-            .metrics
-            .upstream_errors
-            .with_label_values(&[e.reason()])
-            .inc();
-        tracing::warn!(error = %e, "upstream fetch failed");
-    })?;
+    let fetched = match shielded {
+        Some(answer) => answer,
+        None => Box::pin(fetch_past_shield(state, group, kind, upstream_request(rewrite))).await,
+    };
+    let mut response = counted(state, fetched)?;
 
     // Whether the upstream says this is a playlist, whatever the path looked like.
     let playlist_answer = playlist::is_playlist_response(&response);
+    if grant.is_some() && playlist_answer && !rewrite && !playlist::is_whole(&response, head_only) {
+        // A protected playlist at a path that did not say so, fetched as the viewer asked
+        // (a range, a condition, another coding, HEAD): fetched again whole, to rewrite.
+        let whole = Box::pin(fetch_past_shield(state, group, kind, upstream_request(true))).await;
+        response = counted(state, whole)?;
+    }
     match grant {
         Some(grant) if rewrite || playlist_answer => {
             let request = playlist::PlaylistRequest {
@@ -541,29 +528,43 @@ async fn handle_inner(
     }
 }
 
-/// `/readyz`: 200 once start-up finished, 503 `starting` before; 503 `degraded` while a
-/// shared backend (the PostgreSQL store, its invalidations, Redis sessions) is unavailable.
-pub fn readiness(state: &State) -> Response<Body> {
-    if !state.ready.load(Ordering::Acquire) {
-        return respond::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"status": "starting"}),
-        );
-    }
-    let (store, subscribed) = state.fanout.health().unwrap_or((true, true));
-    let sessions = state.sessions.shared_up().unwrap_or(true);
-    if store && subscribed && sessions {
-        return respond::json(StatusCode::OK, &serde_json::json!({"status": "ready"}));
-    }
-    respond::json(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &serde_json::json!({
-            "status": "degraded",
-            "store": if store { "ok" } else { "unavailable" },
-            "invalidations": if subscribed { "subscribed" } else { "unsubscribed" },
-            "sessions": if sessions { "ok" } else { "unavailable" },
-        }),
-    )
+/// Fetches `upstream_req` from `group`, not through the shield, and counts its time. What
+/// the shield answers was stripped once, when it was stored. Boxed by its callers, as are
+/// the playlist paths: a hit never takes them, and held inline their futures would make
+/// every request's future (moved whole into the connection's task) several kilobytes
+/// larger.
+async fn fetch_past_shield(
+    state: &State,
+    group: &Arc<upstream::Group>,
+    kind: ObjectKind,
+    upstream_req: UpstreamRequest,
+) -> Result<Response<Body>, UpstreamError> {
+    let fetch_started = Instant::now();
+    let fetched = group.fetch(upstream_req).await;
+    state
+        .metrics
+        .kind(kind)
+        .upstream_seconds
+        .observe(fetch_started.elapsed().as_secs_f64());
+    fetched.map(|mut response| {
+        forward::strip_hop_by_hop(response.headers_mut());
+        response
+    })
+}
+
+/// An upstream answer, its failure counted and logged.
+fn counted(
+    state: &State,
+    fetched: Result<Response<Body>, UpstreamError>,
+) -> Result<Response<Body>, ProxyError> {
+    Ok(fetched.inspect_err(|e| {
+        state
+            .metrics
+            .upstream_errors
+            .with_label_values(&[e.reason()])
+            .inc();
+        tracing::warn!(error = %e, "upstream fetch failed");
+    })?)
 }
 
 #[cfg(test)]

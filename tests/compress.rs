@@ -356,3 +356,30 @@ fn issue12_check_config_names_bad_playlists_keys() {
     assert!(stderr.contains("playlists.compress = \"zstd\""), "{stderr}");
     assert!(stderr.contains("playlists.compress_level"), "{stderr}");
 }
+
+/// A protected playlist at a path that does not say so (no `.m3u8`), known by its type:
+/// a player's range, another coding it accepts, or a HEAD does not reach the origin as
+/// such: the playlist is fetched whole and rewritten.
+#[tokio::test]
+async fn a_playlist_known_by_its_type_is_fetched_whole_whatever_the_request_asked() {
+    let mut objects = HashMap::new();
+    objects.insert("/p/v0/live".to_owned(), playlist(&media(200)));
+    let origin = spawn_origin(objects).await;
+    let usher = start(&origin.url(), "");
+    let url = format!("{}/p/v0/live?ticket={}", usher.url, mint("/p/"));
+    let ranged = get(
+        &url,
+        &[("range", "bytes=0-99"), ("accept-encoding", "gzip, deflate, br")],
+    )
+    .await;
+    assert_eq!(ranged.status, 200, "{}", ranged.text());
+    // A ranged request is answered in identity (see above), the whole of it.
+    assert!(ranged.headers.get("content-encoding").is_none());
+    let text = ranged.text();
+    assert!(text.starts_with("#EXTM3U"), "{text}");
+    assert!(text.contains("seg_00199.m4s"), "the whole playlist");
+    assert_eq!(text.matches("seg_").count(), 200);
+    let head = request("HEAD", &url, &[]).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+}

@@ -55,6 +55,19 @@ pub fn is_playlist_response(response: &Response<Body>) -> bool {
     })
 }
 
+/// Whether `response` holds a whole playlist to rewrite: a 200 with a body (`head_only`:
+/// the request was a HEAD, whose answer has none) in identity or gzip.
+pub fn is_whole(response: &Response<Body>, head_only: bool) -> bool {
+    response.status() == StatusCode::OK
+        && !head_only
+        && response.headers().get(CONTENT_ENCODING).is_none_or(|v| {
+            let v = v.as_bytes();
+            v.eq_ignore_ascii_case(b"identity")
+                || v.eq_ignore_ascii_case(b"gzip")
+                || v.eq_ignore_ascii_case(b"x-gzip")
+        })
+}
+
 /// Rewrites the upstream's playlist response for one viewer.
 ///
 /// An upstream that gzips the playlist anyway (usher asks for identity) is decoded first;

@@ -129,6 +129,31 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(Into::into).boxed()
 }
 
+/// `/readyz`: 200 once start-up finished, 503 `starting` before; 503 `degraded` while a
+/// shared backend (the PostgreSQL store, its invalidations, Redis sessions) is unavailable.
+pub fn readiness(state: &super::State) -> Response<Body> {
+    if !state.ready.load(std::sync::atomic::Ordering::Acquire) {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "starting"}),
+        );
+    }
+    let (store, subscribed) = state.fanout.health().unwrap_or((true, true));
+    let sessions = state.sessions.shared_up().unwrap_or(true);
+    if store && subscribed && sessions {
+        return json(StatusCode::OK, &serde_json::json!({"status": "ready"}));
+    }
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({
+            "status": "degraded",
+            "store": if store { "ok" } else { "unavailable" },
+            "invalidations": if subscribed { "subscribed" } else { "unsubscribed" },
+            "sessions": if sessions { "ok" } else { "unavailable" },
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
