@@ -60,9 +60,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::proxy::respond::readiness;
 use crate::proxy::respond::{full, json, json_error};
 use crate::proxy::server::Handler;
-use crate::proxy::respond::readiness;
 use crate::proxy::{Body, Peer, State};
 use audit::{Actor, Interface};
 use fields::Fields;

@@ -365,9 +365,15 @@ fn inspect(config: &Config, raw: &str) -> i32 {
     }
 }
 
-/// `unix` as an HTTP date, with the number and how far from now it is.
+/// `unix` as an HTTP date, with the number and how far from now it is; past the year 9999
+/// (a crafted token's, say), which an HTTP date cannot write, the number alone.
 fn time(unix: u64) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs(unix);
+    /// 9999-12-31T23:59:59Z, the last second an HTTP date can name.
+    const LAST_HTTP_DATE: u64 = 253_402_300_799;
+    let at = UNIX_EPOCH + Duration::from_secs(unix.min(LAST_HTTP_DATE));
+    if unix > LAST_HTTP_DATE {
+        return format!("after the year 9999 ({unix})");
+    }
     let relative = match at.duration_since(SystemTime::now()) {
         Ok(ahead) => format!("in {}s", ahead.as_secs()),
         Err(e) => format!("{}s ago", e.duration().as_secs()),

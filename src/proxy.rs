@@ -486,7 +486,15 @@ async fn handle_inner(
     };
     let fetched = match shielded {
         Some(answer) => answer,
-        None => Box::pin(fetch_past_shield(state, group, kind, upstream_request(rewrite))).await,
+        None => {
+            Box::pin(fetch_past_shield(
+                state,
+                group,
+                kind,
+                upstream_request(rewrite),
+            ))
+            .await
+        }
     };
     let mut response = counted(state, fetched)?;
 
@@ -495,7 +503,13 @@ async fn handle_inner(
     if grant.is_some() && playlist_answer && !rewrite && !playlist::is_whole(&response, head_only) {
         // A protected playlist at a path that did not say so, fetched as the viewer asked
         // (a range, a condition, another coding, HEAD): fetched again whole, to rewrite.
-        let whole = Box::pin(fetch_past_shield(state, group, kind, upstream_request(true))).await;
+        let whole = Box::pin(fetch_past_shield(
+            state,
+            group,
+            kind,
+            upstream_request(true),
+        ))
+        .await;
         response = counted(state, whole)?;
     }
     match grant {

@@ -181,3 +181,15 @@ fn issue_refuses_what_a_format_cannot_say() {
         .unwrap()
         .contains("the config has no [media_cdn] section"));
 }
+
+/// A ticket that expires past the year 9999 (`--ttl` in the millions of days, or a crafted
+/// token) is inspected, not a crash: its expiry is shown as a number.
+#[test]
+fn a_ticket_expiring_past_the_year_9999_is_inspected() {
+    let cli = Cli::new(CONFIG);
+    let token = cli.issue(&["--sub", "alice", "--scope", "/vod/", "--ttl", "3000000d"]);
+    let (code, text) = cli.inspect(&["--path", "/vod/a.ts", &token]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("after the year 9999"), "{text}");
+    assert!(text.contains("verifies:   yes"), "{text}");
+}

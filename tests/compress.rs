@@ -369,7 +369,10 @@ async fn a_playlist_known_by_its_type_is_fetched_whole_whatever_the_request_aske
     let url = format!("{}/p/v0/live?ticket={}", usher.url, mint("/p/"));
     let ranged = get(
         &url,
-        &[("range", "bytes=0-99"), ("accept-encoding", "gzip, deflate, br")],
+        &[
+            ("range", "bytes=0-99"),
+            ("accept-encoding", "gzip, deflate, br"),
+        ],
     )
     .await;
     assert_eq!(ranged.status, 200, "{}", ranged.text());

@@ -48,6 +48,9 @@ async fn an_export_is_private_and_whole_and_an_import_waits_for_the_server_to_st
     let product = json!({"code": "final", "name": "Final"});
     let (status, body) = api(&node, "POST", "/api/v1/products", Some(product)).await;
     assert_eq!(status, 201, "{body}");
+    // A file left from before, readable by all, is made 0600 before the tickets go in.
+    std::fs::write(&file, "old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     // An export reads a copy of the database: it may run beside the server.
     let exported = transfer("export", &config, &data, &file).await;
     assert!(

@@ -7,7 +7,7 @@
 //! store or file failure.
 
 use std::io::{BufReader, BufWriter};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -120,7 +120,8 @@ fn report(verb: &str, n: &Counts) {
 /// reads (gone when the export ends).
 const EXPORT_SNAPSHOT: &str = "export-snapshot";
 
-/// Exports the store of `args` into its file (created 0600: it holds every ticket) or
+/// Exports the store of `args` into its file (0600: it holds every ticket; a file that was
+/// there is made 0600 before anything is written, or refused when it cannot be) or
 /// stdout. The embedded database is read from a copy made at the start, so a server that
 /// goes on selling or revoking meanwhile cannot make a record appear twice or not at all.
 /// Errors are printed; the exit code comes back.
@@ -131,15 +132,22 @@ fn export(args: &TransferArgs) -> Result<Counts, i32> {
     };
     let config = load(&args.config, &args.data_dir)?;
     let mut out: Box<dyn std::io::Write> = match &args.file {
-        Some(path) => Box::new(BufWriter::new(
-            std::fs::OpenOptions::new()
+        Some(path) => {
+            let opened = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(path)
-                .map_err(|e| failed(&format!("{}: {e}", path.display())))?,
-        )),
+                .and_then(|file| {
+                    // `mode` applies only to a file it creates.
+                    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                    Ok(file)
+                });
+            Box::new(BufWriter::new(
+                opened.map_err(|e| failed(&format!("{}: {e}", path.display())))?,
+            ))
+        }
         None => Box::new(BufWriter::new(std::io::stdout())),
     };
     match &config.store {
