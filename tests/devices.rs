@@ -674,3 +674,28 @@ async fn an_extension_reaches_a_viewer_already_watching() {
     }
     assert_eq!(tv.get(&segment).await.status, 403, "the new end holds");
 }
+
+/// A product that allows one device at a time, and a browser that names no device: usher
+/// makes one up (its device cookie), so the browser reloading the master with its ticket
+/// joins its own session instead of being refused as a second stream; a second browser
+/// without the cookie is that second stream.
+#[tokio::test]
+async fn a_browser_that_names_no_device_reloads_into_its_own_session() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, _) = sell(
+        &usher,
+        json!({"code": "one", "name": "One screen", "device_ban": true}),
+    )
+    .await;
+    let at_home = [("x-forwarded-for", "198.51.100.7")];
+    let first = get(&play, &at_home).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let cookie = first.headers["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("usher_device="), "{cookie}");
+    let reload = get(&play, &[at_home[0], ("cookie", cookie.as_str())]).await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let other = get(&play, &[("x-forwarded-for", "198.51.100.9")]).await;
+    assert_eq!(status_reason(&other), (403, "concurrency_limit".into()));
+}

@@ -222,12 +222,18 @@ async fn start_session(
         headers,
         now,
     } = *request;
-    // A purchase that counts activations needs a device. A playlist request that
+    // A purchase that counts activations needs a device; one that limits devices or
+    // streams needs one to know a player that comes back (a reload with the ticket joins
+    // its own session instead of counting as a second stream). A playlist request that
     // names none (the bare emailed link) gets one made up here, bound like any other
     // and handed back as usher's device cookie; the session token carries it on.
     // Only playlists: their answers are private and never stored by a cache, so the
     // cookie cannot be handed to other viewers.
-    if entitled.activations.is_some() && device.is_none() && kind == ObjectKind::Playlist {
+    let limits = &entitled.limits;
+    let counts_devices = entitled.activations.is_some()
+        || limits.product_devices.is_some()
+        || limits.product_sessions.is_some();
+    if counts_devices && device.is_none() && kind == ObjectKind::Playlist {
         if let Some(minted) = mint_device(config, headers) {
             device = Some(minted.hash.clone());
             grant.minted_device = Some(minted);
