@@ -456,6 +456,7 @@ impl Fetch {
         // announced): handed to the readers only once the entry is stored and the key
         // freed, since a reader that has every byte may ask again at once.
         let mut last = None;
+        let mut past_limit = false;
         loop {
             match body.frame().await {
                 None => break,
@@ -463,17 +464,23 @@ impl Fetch {
                     if let Ok(data) = frame.into_data() {
                         len += data.len() as u64;
                         upstream_bytes.inc_by(data.len() as u64);
-                        // Past the limit (a length not announced): nothing more is kept.
-                        if len > limit {
-                            kept = Vec::new();
-                        } else {
+                        if len <= limit {
                             kept.push(data.clone());
+                        } else if !past_limit {
+                            past_limit = true;
+                            // Past the limit (a length not announced): nothing more is
+                            // kept, no one else joins this fetch (the next requests go
+                            // past the shield), and those reading it get the rest through
+                            // a window of the limit's size.
+                            kept = Vec::new();
+                            inner.bypass.insert(self.key.clone(), ());
+                            self.release();
                         }
-                        if body.is_end_stream() {
+                        if body.is_end_stream() && len <= limit {
                             last = Some(data);
                             break;
                         }
-                        self.fill.push(data);
+                        self.fill.push_within(data, limit);
                     }
                 }
                 Some(Err(e)) => {

@@ -923,3 +923,43 @@ async fn a_server_at_max_requests_is_asked_nothing_more_until_a_body_ends() {
     assert_eq!(served.text(), "next");
     assert_eq!(metric(&usher, &in_flight).await, 0.0);
 }
+
+/// An object that turns out larger than `max_object_bytes` without announcing its length
+/// (a chunked answer) is served whole to those reading it, through a window the size of
+/// the limit rather than held whole, and from then on goes past the shield.
+#[tokio::test]
+async fn an_object_larger_than_it_announced_is_streamed_to_its_readers_not_held() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let mut script = Script::segment(&[1u8; 3000]);
+    script.rest = Bytes::from(vec![2u8; 5000]);
+    script.gate = rx;
+    origin.script("/vod/big.ts", script);
+    let usher = Usher::start(
+        &patient_config(&origin.url(), "[shield]\nmax_object_bytes = 1000\n"),
+        &[],
+    );
+    let url = format!("{}/vod/big.ts?ticket={}", usher.url, mint("/vod/"));
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url, &[]).await }
+    });
+    wait_for_metric(
+        &usher,
+        "usher_cache_requests_total{kind=\"segment\",outcome=\"miss\"}",
+        1.0,
+    )
+    .await;
+    gate.open();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body.len(), 8000, "served whole");
+    assert_eq!((first.body[2999], first.body[3000]), (1, 2));
+    let again = get(&url, &[]).await;
+    assert_eq!(again.body.len(), 8000);
+    assert!(
+        again.headers.get("x-usher-cache").is_none(),
+        "past the shield"
+    );
+    assert_eq!(origin.hits("/vod/big.ts"), 2);
+}

@@ -2,6 +2,7 @@
 //! the first viewer and every later one read the same chunks as they arrive, and all see
 //! the same error if it fails.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,7 +24,12 @@ enum Progress {
     /// The head, the chunks so far, and how the body ended once it has.
     Body {
         head: Arc<Head>,
-        chunks: Vec<Bytes>,
+        /// The chunks held, from the `base`th of the body (0 until a body too large to
+        /// keep whole drops what lies behind its window, see [`Fill::push_within`]).
+        chunks: VecDeque<Bytes>,
+        base: usize,
+        /// Bytes in `chunks`.
+        held: u64,
         end: Option<Result<(), String>>,
         /// A kept copy served on errors, this many seconds old (sent as `Age`).
         stale: Option<u64>,
@@ -66,7 +72,9 @@ impl Fill {
     pub fn head(&self, head: Arc<Head>, stale: Option<u64>) {
         self.progress.send_replace(Progress::Body {
             head,
-            chunks: Vec::new(),
+            chunks: VecDeque::new(),
+            base: 0,
+            held: 0,
             end: None,
             stale,
         });
@@ -74,9 +82,25 @@ impl Fill {
 
     /// A body chunk arrived.
     pub fn push(&self, chunk: Bytes) {
+        self.push_within(chunk, u64::MAX);
+    }
+
+    /// A body chunk arrived, of a body held only `window` bytes deep: the oldest chunks
+    /// go once more are held. A reader who falls further behind than that gets a broken
+    /// body; the fetch is not held back for it, and memory stays bounded.
+    pub fn push_within(&self, chunk: Bytes, window: u64) {
         self.progress.send_modify(|p| {
-            if let Progress::Body { chunks, .. } = p {
-                chunks.push(chunk);
+            if let Progress::Body {
+                chunks, base, held, ..
+            } = p
+            {
+                *held += chunk.len() as u64;
+                chunks.push_back(chunk);
+                while *held > window && chunks.len() > 1 {
+                    let dropped = chunks.pop_front().expect("more than one chunk");
+                    *held -= dropped.len() as u64;
+                    *base += 1;
+                }
             }
         });
     }
@@ -157,15 +181,19 @@ impl Fill {
 
 /// The body chunks as they are published, from the first.
 fn follow(rx: watch::Receiver<Progress>) -> Body {
-    let stream = futures_util::stream::unfold(
-        (rx, 0usize, false),
-        |(mut rx, next, done)| async move {
+    let stream =
+        futures_util::stream::unfold((rx, 0usize, false), |(mut rx, next, done)| async move {
             if done {
                 return None;
             }
             loop {
                 let step = match &*rx.borrow_and_update() {
-                    Progress::Body { chunks, end, .. } => match (chunks.get(next), end) {
+                    Progress::Body { base, .. } if next < *base => Some(Err(
+                        "fell behind a shared fetch too large to hold".to_owned(),
+                    )),
+                    Progress::Body {
+                        chunks, base, end, ..
+                    } => match (chunks.get(next - base), end) {
                         (Some(chunk), _) => Some(Ok(chunk.clone())),
                         (None, Some(Ok(()))) => return None,
                         (None, Some(Err(why))) => Some(Err(why.clone())),
@@ -186,7 +214,8 @@ fn follow(rx: watch::Receiver<Progress>) -> Body {
                             // The fetch task is gone; whatever it published is all there is.
                             let complete = matches!(
                                 &*rx.borrow(),
-                                Progress::Body { chunks, end: Some(Ok(())), .. } if chunks.len() <= next
+                                Progress::Body { chunks, base, end: Some(Ok(())), .. }
+                                    if base + chunks.len() <= next
                             );
                             if complete {
                                 return None;
@@ -198,8 +227,7 @@ fn follow(rx: watch::Receiver<Progress>) -> Body {
                     }
                 }
             }
-        },
-    );
+        });
     StreamBody::new(stream).boxed()
 }
 
@@ -249,5 +277,40 @@ mod tests {
         let joined = done.join(false, "coalesced").await.unwrap().unwrap();
         let body = joined.response.into_body().collect().await.unwrap();
         assert_eq!(body.to_bytes(), "whole", "a finished fetch stays finished");
+    }
+
+    /// A body too large to hold is held through a window: a reader that keeps up gets
+    /// every byte, one that falls further behind gets a broken body, and no more than the
+    /// window (and one chunk) is ever held.
+    #[tokio::test]
+    async fn a_body_held_through_a_window_serves_who_keeps_up_and_breaks_who_lags() {
+        let fill = Fill::new();
+        fill.head(
+            Arc::new(Head {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+            }),
+            None,
+        );
+        let lagging = fill.join(false, "coalesced").await.unwrap().unwrap();
+        let keeping_up = fill.join(false, "coalesced").await.unwrap().unwrap();
+        let mut keeping_up = keeping_up.response.into_body();
+        let mut got = Vec::new();
+        for n in 0..10u8 {
+            fill.push_within(Bytes::from(vec![n; 10]), 30);
+            let frame = keeping_up.frame().await.unwrap().unwrap();
+            got.extend_from_slice(&frame.into_data().unwrap());
+            let held = match &*fill.progress.borrow() {
+                Progress::Body { held, .. } => *held,
+                _ => unreachable!(),
+            };
+            assert!(held <= 30, "{held} bytes held");
+        }
+        fill.finish(Ok(()));
+        assert!(keeping_up.frame().await.is_none(), "ended whole");
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[95], 9);
+        let lagged = lagging.response.into_body().collect().await;
+        assert!(lagged.is_err(), "fell behind the window: broken, not short");
     }
 }
