@@ -449,6 +449,22 @@ async fn item7_facade_sales_links_sessions_and_deletes_name_their_targets() {
         audit(&usher, &format!("?purchase={hash}")).await["total"],
         3
     );
+
+    // A forced delete of a product with a buyer says how many purchases went with it.
+    let sold = support::admin::post_form(
+        &usher,
+        "/sendVideoTicket.php",
+        &format!("email=second%40example.com&firstName=Se&vidID=ep1&apikey={ADMIN_TOKEN}"),
+    )
+    .await;
+    assert_eq!(sold.status, 200, "{}", sold.text());
+    let deleted = facade(&usher, &format!("/api/ppv/delete?code={code}&force=1")).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let entries = items(&audit(&usher, "?action=product.delete").await);
+    assert_eq!(
+        entries[0]["changes"]["buyers"],
+        json!({"before": 1, "after": null})
+    );
 }
 
 #[tokio::test]

@@ -43,10 +43,29 @@ async fn read(state: &State, kind: Kind, id: &str) -> Result<Snapshot, AdminErro
     let (first, second) = id.split_once('/').unwrap_or((id, ""));
     let (first, second) = (first.to_owned(), second.to_owned());
     Ok(match kind {
-        Kind::Product => Snapshot {
-            value: value(ops::blocking(state, move |s| s.product(&owned)).await?),
-            ..Snapshot::default()
-        },
+        Kind::Product => {
+            // With the number of its purchases: a forced delete takes them along, and
+            // its entry says how many went.
+            let read = ops::blocking(state, move |s| {
+                let Some(product) = s.product(&owned)? else {
+                    return Ok(None);
+                };
+                let filter = crate::rights::store::PurchaseFilter {
+                    product: Some(owned),
+                    ..Default::default()
+                };
+                Ok(Some((product, s.purchase_count(&filter)?)))
+            });
+            let mut v = Value::Null;
+            if let Some((product, buyers)) = read.await? {
+                v = value(Some(product));
+                v["buyers"] = json!(buyers);
+            }
+            Snapshot {
+                value: v,
+                ..Snapshot::default()
+            }
+        }
         Kind::Media => Snapshot {
             value: value(ops::blocking(state, move |s| s.media(&owned)).await?),
             ..Snapshot::default()
