@@ -385,7 +385,7 @@ fn time(unix: u64) -> String {
 pub fn check_config(file: &std::path::Path) -> i32 {
     match load_config(file, &Overrides::default()) {
         Ok(config) => {
-            for warning in config.rights.warnings() {
+            for warning in config.warnings() {
                 eprintln!("{}: warning: {warning}", file.display());
             }
             println!("{}: ok", file.display());

@@ -80,7 +80,7 @@ async fn run(
         )),
         None => None,
     };
-    for warning in config.rights.warnings() {
+    for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     // Held while serving: `usher store import` refuses to write under a running server.

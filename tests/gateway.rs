@@ -401,6 +401,51 @@ async fn ranges_pass_through() {
     );
 }
 
+/// A GET that comes with a body (and says so in `Content-Length`) is sent upstream
+/// without one and without saying so: otherwise the upstream would read the next request
+/// on the pooled connection as this one's body, and answer a request smuggled into its
+/// headers. The next request reaches the upstream as it was sent.
+#[tokio::test]
+async fn a_request_body_never_reaches_the_upstream_nor_its_length() {
+    let origin = origin_with_movie().await;
+    let usher = start(&origin);
+    let smuggler = http::Request::get(format!("{}/public/trailer.ts", usher.url))
+        .header("range", "bytes=0-9")
+        .header("expect", "100-continue")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"hello",
+        )))
+        .unwrap();
+    let reply = support::admin::send(smuggler).await;
+    assert_eq!(reply.status, 206);
+    let next = get(
+        &format!("{}/public/trailer.ts", usher.url),
+        &[
+            ("range", "bytes=0-9"),
+            ("x-a", "GET /vod/movie/keys/k1.key HTTP/1.1"),
+        ],
+    )
+    .await;
+    assert_eq!(next.status, 206);
+    assert_eq!(next.body.len(), 10, "the trailer, not the key");
+    let seen = origin.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "{:?}",
+        seen.iter().map(|s| &s.target).collect::<Vec<_>>()
+    );
+    for seen in &seen {
+        assert_eq!(seen.target, "/public/trailer.ts");
+        assert!(
+            seen.headers.get("content-length").is_none(),
+            "{:?}",
+            seen.headers
+        );
+        assert!(seen.headers.get("expect").is_none(), "{:?}", seen.headers);
+    }
+}
+
 #[tokio::test]
 async fn paths_are_normalised_before_the_check_and_the_fetch() {
     let origin = origin_with_movie().await;
@@ -560,4 +605,32 @@ async fn browsers_on_allowed_origins_may_read_responses() {
         .to_str()
         .unwrap()
         .contains("GET"));
+    let allow_headers = preflight.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allow_headers.contains("x-device-id") && allow_headers.contains("x-device-class"),
+        "{allow_headers}"
+    );
+    // Whatever the request's origin, allowed, another or none, a cache in front must
+    // keep answers apart by it.
+    let segment = format!(
+        "{}/vod/movie/video/seg1.m4s?ticket={}",
+        usher.url,
+        mint("/vod/movie/")
+    );
+    for headers in [
+        vec![("origin", "https://player.example")],
+        vec![("origin", "https://evil.example")],
+        vec![],
+    ] {
+        let reply = get(&segment, &headers).await;
+        assert_eq!(reply.status, 200);
+        let vary: Vec<_> = reply.headers.get_all("vary").iter().collect();
+        assert!(
+            vary.iter().any(|v| v.to_str().unwrap().contains("Origin")),
+            "{headers:?}: {vary:?}"
+        );
+    }
 }

@@ -15,11 +15,22 @@ use crate::config::{Access, Config};
 /// An origin listed by name may also send credentials (cookies: the cookie carrier, the
 /// ticket cookie): it gets its own origin back and `Access-Control-Allow-Credentials`.
 /// `"*"` never allows credentials, as browsers require.
+///
+/// With origins listed by name, every response says `Vary: Origin`, whether the request
+/// named an allowed origin, another or none: a cache in front (or the browser's own) must
+/// not hand one origin's answer to another.
 pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+    if access.cors_origins.is_empty() {
+        return;
+    }
+    let any = access.cors_origins.iter().any(|o| o == "*");
+    if !any {
+        headers.append(VARY, HeaderValue::from_static("Origin"));
+    }
     let Some(origin) = origin else {
         return;
     };
-    let allowed = if access.cors_origins.iter().any(|o| o == "*") {
+    let allowed = if any {
         // Never credentials with `*`, whatever the origin's own answer said.
         headers.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
         HeaderValue::from_static("*")
@@ -28,7 +39,6 @@ pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut Header
         .iter()
         .any(|o| o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
     {
-        headers.append(VARY, HeaderValue::from_static("Origin"));
         headers.insert(
             ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
@@ -47,8 +57,9 @@ pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut Header
 /// The answer to an `OPTIONS` preflight (the allow-origin header is added by [`apply`]).
 pub fn preflight(config: &Config) -> Response<Body> {
     let allow_headers = format!(
-        "Range, Authorization, {}",
-        config.token.device_header.as_str()
+        "Range, Authorization, {}, {}",
+        config.token.device_header.as_str(),
+        config.rights.device_class_header.as_str()
     );
     let mut response = Response::builder()
         .status(StatusCode::NO_CONTENT)

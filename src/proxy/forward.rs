@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 
 use http::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, COOKIE, HOST, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RANGE,
-    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, RANGE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -135,6 +135,11 @@ pub fn upstream_headers(
 ) -> HeaderMap {
     let mut headers = incoming.clone();
     strip_hop_by_hop(&mut headers);
+    // usher never sends the upstream a body: a client's `Content-Length` on a request
+    // sent on without one would make the upstream read the next request on the pooled
+    // connection as this one's body, and answer a request smuggled into its headers.
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(EXPECT);
     headers.remove(HOST);
     headers.remove(&settings.device_header);
     if settings.bearer {

@@ -55,6 +55,22 @@ pub(super) fn credentials(p: &mut Problems, entries: Vec<CredentialFile>) -> Vec
     out
 }
 
+impl crate::config::Config {
+    /// Settings that are valid but may not do what the operator meant (`usher
+    /// check-config` prints them; start-up logs them).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.rights.warnings();
+        if let Some(listen) = self.admin.listen.filter(|a| !a.ip().is_loopback()) {
+            warnings.push(format!(
+                "admin.listen = {listen} is not a loopback address: the admin API, its \
+                 credentials (sent in the clear over HTTP) and /metrics are reachable from the \
+                 network; keep it on 127.0.0.1 unless a firewall or a TLS proxy guards it"
+            ));
+        }
+        warnings
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

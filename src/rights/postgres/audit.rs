@@ -48,7 +48,7 @@ pub(super) fn list(
         filter.purchase.clone(),
         filter.account.clone(),
         filter.action.clone(),
-        filter.since.map(|s| s as i64),
+        filter.since.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
         i64::from(page.limit),
         i64::from(page.offset),
     ];

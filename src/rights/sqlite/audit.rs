@@ -36,7 +36,7 @@ pub(super) fn list(
     filter: &AuditFilter,
     page: Page,
 ) -> Result<(Vec<AuditEntry>, u64), StoreError> {
-    let since = filter.since.map(|s| s as i64);
+    let since = filter.since.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
     let total: i64 = conn
         .query_row(
             &format!("SELECT COUNT(*) FROM audit {FILTER}"),
