@@ -147,3 +147,20 @@ fn the_shared_store_settings_are_checked_without_printing_the_password() {
         "{stderr}"
     );
 }
+
+/// An admin listener that is not on loopback is allowed, with a warning naming it.
+#[test]
+fn an_admin_listener_off_loopback_is_warned_about() {
+    let config = test_config("http://127.0.0.1:9", "");
+    let loopback = "listen = \"127.0.0.1:0\"\ntoken";
+    assert!(config.contains(loopback), "{config}");
+    let exposed = config.replace(loopback, "listen = \"0.0.0.0:9090\"\ntoken");
+    let (code, _, err) = check_config(&exposed);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning: admin.listen = 0.0.0.0:9090 is not a loopback address"),
+        "{err}"
+    );
+    let (code, _, err) = check_config(&config);
+    assert_eq!((code, err.contains("warning")), (Some(0), false), "{err}");
+}
