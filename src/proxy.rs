@@ -267,17 +267,69 @@ struct Outcome {
     device_cookie: Option<HeaderValue>,
 }
 
+/// One request in flight: counted in `usher_requests_in_flight` until dropped, and logged
+/// once, when answered or, if the client went away first (a closed connection, an HTTP/2
+/// reset, the idle watchdog), when dropped, as status 499 `cancelled`.
+struct InFlight<'a> {
+    state: &'a State,
+    id: u64,
+    client: std::net::IpAddr,
+    method: Method,
+    /// The path only is logged: the query may hold a credential.
+    uri: http::Uri,
+    started: Instant,
+    kind: ObjectKind,
+    /// Logged and counted already.
+    answered: bool,
+}
+
+impl InFlight<'_> {
+    fn log(&mut self, status: StatusCode, reason: &str) {
+        self.answered = true;
+        self.state.metrics.count_request(self.kind, status);
+        tracing::info!(
+            request_id = %format_args!("{:x}", self.id),
+            client = %self.client,
+            method = %self.method,
+            path = credentials::loggable_path(self.uri.path()),
+            kind = self.kind.as_str(),
+            status = status.as_u16(),
+            reason,
+            micros = self.started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            // 499: nginx's "client closed request".
+            let cancelled = StatusCode::from_u16(499).expect("a valid status");
+            self.log(cancelled, "cancelled");
+        }
+        self.state.metrics.in_flight.dec();
+    }
+}
+
 /// Serves one request: records, logs once and responds; [`handle_inner`] does the work.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Response<Body> {
     let started = Instant::now();
     let id = state.requests.fetch_add(1, Ordering::Relaxed);
     state.metrics.in_flight.inc();
-    let method = req.method().clone();
-    // The path only: the query may hold a credential and is never logged.
-    let uri = req.uri().clone();
+    let mut in_flight = InFlight {
+        state: &state,
+        id,
+        client: peer.addr.ip(),
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        started,
+        kind: ObjectKind::of(req.uri().path()),
+        answered: false,
+    };
     let origin_header = req.headers().get(http::header::ORIGIN).cloned();
     let mut outcome = Outcome {
-        kind: ObjectKind::of(req.uri().path()),
+        kind: in_flight.kind,
         reason: None,
         device_cookie: None,
     };
@@ -310,20 +362,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
     response
         .headers_mut()
         .insert("x-request-id", request_id_header(id));
-    let status = response.status();
-    state.metrics.count_request(outcome.kind, status);
-    state.metrics.in_flight.dec();
-    tracing::info!(
-        request_id = %format_args!("{id:x}"),
-        client = %peer.addr.ip(),
-        %method,
-        path = credentials::loggable_path(uri.path()),
-        kind = outcome.kind.as_str(),
-        status = status.as_u16(),
-        reason = outcome.reason.unwrap_or(""),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    in_flight.kind = outcome.kind;
+    in_flight.log(response.status(), outcome.reason.unwrap_or(""));
+    drop(in_flight);
     response
 }
 

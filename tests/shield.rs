@@ -963,3 +963,42 @@ async fn an_object_larger_than_it_announced_is_streamed_to_its_readers_not_held(
     );
     assert_eq!(origin.hits("/vod/big.ts"), 2);
 }
+
+/// A viewer who goes away while usher waits on the origin is no longer counted in
+/// `usher_requests_in_flight` (the request is logged as cancelled, 499).
+#[tokio::test]
+async fn a_request_the_client_abandons_leaves_the_in_flight_count() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let mut script = Script::segment(b"late");
+    script.gate = rx;
+    script.hold_head = true;
+    origin.script("/vod/late.ts", script);
+    let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
+    let url = format!("{}/vod/late.ts?ticket={}", usher.url, mint("/vod/"));
+    let viewer = tokio::spawn(async move { get(&url, &[]).await });
+    wait_for_metric(&usher, "usher_requests_in_flight", 1.0).await;
+    viewer.abort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // The scrape itself is not counted: it goes to the admin listener.
+        let left = metric(&usher, "usher_requests_in_flight").await;
+        if left == 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} still in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(
+            &usher,
+            "usher_requests_total{kind=\"segment\",status=\"499\"}"
+        )
+        .await,
+        1.0
+    );
+    gate.open();
+}
