@@ -31,6 +31,7 @@ pub mod server;
 pub mod upstream;
 
 mod cors;
+mod in_flight;
 mod playlist;
 mod reload;
 
@@ -61,6 +62,7 @@ use crate::rights::store::Store;
 use crate::rights::{Rights, Source};
 use crate::sessions::Sessions;
 use crate::shield::Shield;
+use in_flight::InFlight;
 use respond::ProxyError;
 use upstream::{UpstreamError, UpstreamRequest, Upstreams};
 
@@ -265,51 +267,6 @@ struct Outcome {
     /// usher's device cookie for a device it made up for this request: set on whatever
     /// the answer turns out to be, since the purchase is already bound to that device.
     device_cookie: Option<HeaderValue>,
-}
-
-/// One request in flight: counted in `usher_requests_in_flight` until dropped, and logged
-/// once, when answered or, if the client went away first (a closed connection, an HTTP/2
-/// reset, the idle watchdog), when dropped, as status 499 `cancelled`.
-struct InFlight<'a> {
-    state: &'a State,
-    id: u64,
-    client: std::net::IpAddr,
-    method: Method,
-    /// The path only is logged: the query may hold a credential.
-    uri: http::Uri,
-    started: Instant,
-    kind: ObjectKind,
-    /// Logged and counted already.
-    answered: bool,
-}
-
-impl InFlight<'_> {
-    fn log(&mut self, status: StatusCode, reason: &str) {
-        self.answered = true;
-        self.state.metrics.count_request(self.kind, status);
-        tracing::info!(
-            request_id = %format_args!("{:x}", self.id),
-            client = %self.client,
-            method = %self.method,
-            path = credentials::loggable_path(self.uri.path()),
-            kind = self.kind.as_str(),
-            status = status.as_u16(),
-            reason,
-            micros = self.started.elapsed().as_micros() as u64,
-            "request"
-        );
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if !self.answered {
-            // 499: nginx's "client closed request".
-            let cancelled = StatusCode::from_u16(499).expect("a valid status");
-            self.log(cancelled, "cancelled");
-        }
-        self.state.metrics.in_flight.dec();
-    }
 }
 
 /// Serves one request: records, logs once and responds; [`handle_inner`] does the work.

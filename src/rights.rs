@@ -421,7 +421,8 @@ impl Rights {
         let remembered = self.recent_yes.as_ref()?.get(key).await?;
         let (entitled, seen) = &*remembered;
         let ends = seen.saturating_add(self.grace);
-        if now >= ends {
+        // Never past the right itself, whatever the grace left.
+        if now >= ends || entitled.until.is_some_and(|until| now >= until) {
             return None;
         }
         tracing::warn!("rights store unreachable; serving a recent yes (grace)");

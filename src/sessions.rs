@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use kept::token_lifetime;
+use limits::{plan, Plan};
 pub use limits::{Limits, Policy};
 
 /// Why a session was refused or ended.
@@ -121,60 +122,6 @@ pub struct Start<'a> {
     pub ip: IpAddr,
     /// A session this one takes over (IP recovery): not counted against the limits.
     pub taking_over: Option<&'a str>,
-}
-
-/// What a start comes to, given the sessions known (this node's, or every node's).
-enum Plan {
-    /// The start is this live session again: keep it.
-    Join(Arc<Session>),
-    /// A new session, for which these sessions give way (empty under `refuse`).
-    New {
-        /// The sessions it replaces.
-        victims: Vec<Arc<Session>>,
-    },
-}
-
-/// Decides a start against `sessions`: the session token's own session if it is still
-/// live (refused if it was replaced or ended), else the live session this device already
-/// has for this purchase (a player reloading its master with the ticket is one viewer, not
-/// two), else a new session under `limits`.
-fn plan(
-    sessions: &HashMap<String, Arc<Session>>,
-    start: &Start<'_>,
-    limits: &Limits,
-    now: u64,
-    idle: u64,
-) -> Result<Plan, SessionDenied> {
-    if let Some(sid) = start.sid {
-        if let Some(existing) = sessions.get(sid) {
-            match existing.state.load(Ordering::Relaxed) {
-                REPLACED => return Err(SessionDenied::Replaced),
-                ENDED => return Err(SessionDenied::Ended),
-                _ if existing.is_live(now, idle) => return Ok(Plan::Join(existing.clone())),
-                // Idled out: resuming it is a new start, under the limits.
-                _ => {}
-            }
-        }
-    }
-    let live: Vec<&Arc<Session>> = sessions
-        .values()
-        .filter(|s| s.is_live(now, idle) && s.account == start.account)
-        .filter(|s| start.taking_over != Some(s.sid.as_str()) && start.sid != Some(s.sid.as_str()))
-        .collect();
-    if start.sid.is_none() {
-        if let Some(same) = live.iter().find(|s| {
-            s.purchase.as_deref() == start.purchase
-                && s.device.as_deref() == start.device
-                && start.device.is_some()
-        }) {
-            return Ok(Plan::Join((*same).clone()));
-        }
-    }
-    let victims = limits::admit(&live, start, limits)?
-        .into_iter()
-        .cloned()
-        .collect();
-    Ok(Plan::New { victims })
 }
 
 impl Session {
@@ -363,16 +310,21 @@ impl Sessions {
         self.commit(started, start, limits, now).await
     }
 
-    /// Ends a session on whichever node plays it; `false` when no node may hold it (on
-    /// shared sessions the end is announced to every node, so it is `true`).
-    pub async fn end_everywhere(&self, sid: &str) -> bool {
+    /// Ends a session on whichever node plays it; `Ok(false)` when no node may hold it (on
+    /// shared sessions the end is announced to every node, so it is `Ok(true)`).
+    ///
+    /// # Errors
+    /// On shared sessions, when the end could be neither recorded in Redis nor heard by
+    /// another node: it may not have reached the node that plays it (this node's copy, if
+    /// it has one, is ended, and written to Redis once Redis is back).
+    pub async fn end_everywhere(&self, sid: &str) -> Result<bool, shared::BackendError> {
         let held = {
             let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
             sessions.get(sid).cloned()
         };
         let known = self.end(sid);
         let Some(shared) = self.shared.get() else {
-            return known;
+            return Ok(known);
         };
         let recorded = match held {
             Some(session) => match shared.end(&session.account, sid).await {
@@ -386,9 +338,16 @@ impl Sessions {
         };
         if !recorded {
             // Whichever node holds it records the end when it hears this.
-            shared.announce(sid, ENDED).await;
+            match shared.announce(sid, ENDED).await {
+                Some(heard) if heard > 0 => {}
+                _ => {
+                    return Err(shared::BackendError(
+                        "the end reached neither Redis nor another node; repeat it".into(),
+                    ))
+                }
+            }
         }
-        true
+        Ok(true)
     }
 
     /// Marks this node's copy of a session (a change announced by another node). A session
@@ -537,6 +496,14 @@ impl Sessions {
     pub fn is_live(&self, sid: &str, now: u64) -> bool {
         let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
         sessions.get(sid).is_some_and(|s| s.is_live(now, self.idle))
+    }
+
+    /// Whether session `sid` (known to this node) plays under `purchase`.
+    pub fn plays_under(&self, sid: &str, purchase: &str) -> bool {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .get(sid)
+            .is_some_and(|s| s.purchase.as_deref() == Some(purchase))
     }
 
     /// A live session of `purchase` from an address in `same_network`, for IP recovery.

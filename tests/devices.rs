@@ -699,3 +699,70 @@ async fn a_browser_that_names_no_device_reloads_into_its_own_session() {
     let other = get(&play, &[("x-forwarded-for", "198.51.100.9")]).await;
     assert_eq!(status_reason(&other), (403, "concurrency_limit".into()));
 }
+
+/// A session past the end of the purchase it was minted under does not carry on under
+/// another purchase of the account: that one starts with its own ticket (its activation
+/// check, its first play), not on a segment request of the old session.
+#[tokio::test]
+async fn a_session_past_its_purchase_does_not_start_another() {
+    let origin = origin().await;
+    let usher =
+        InProcess::start(&config(&origin).replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n"))
+            .await;
+    let (play, _) = sell(&usher, json!({"code": "hour", "name": "Hour", "hours": 1})).await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let (reply, segment) = tv.start(&play).await;
+    assert_eq!(reply.status, 200);
+    let started = usher.now();
+    let (_, later) = sell(
+        &usher,
+        json!({"code": "later", "name": "Later", "hours": 48, "hours_from": "first_play"}),
+    )
+    .await;
+    while usher.now() < started + 3600 - 50 {
+        usher.advance(50);
+        assert_eq!(tv.get(&segment).await.status, 200);
+    }
+    usher.advance(100);
+    let past = tv.get(&segment).await;
+    assert_eq!(status_reason(&past), (403, "expired".into()));
+    let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{later}"), None).await;
+    assert_eq!(
+        shown["access_ends_at"],
+        Value::Null,
+        "not started by the old session"
+    );
+}
+
+/// A buyer who buys the one-device rental again, to watch on a second device while the
+/// first purchase plays on the TV: the second purchase plays on the phone.
+#[tokio::test]
+async fn a_second_purchase_plays_on_a_second_device_while_the_first_plays() {
+    let origin = origin().await;
+    let usher = InProcess::start(&config(&origin)).await;
+    let rental = json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1});
+    let (first, _) = sell(&usher, rental).await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    assert_eq!(tv.start(&first).await.0.status, 200);
+    usher.advance(3600);
+    let (status, sold) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "rental", "media": "event", "account": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    let phone = Player {
+        device: "phone",
+        ip: "198.51.100.8",
+    };
+    let (reply, _) = phone.start(sold["play_url"].as_str().unwrap()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}

@@ -730,3 +730,45 @@ async fn redis_killed_with_local_admits_new_sessions_by_each_nodes_own() {
             >= 2.0
     );
 }
+
+/// Ending a session while Redis is down: through a node that does not play it, the end
+/// reaches no one and the answer says so (503, not 200); through the node that plays it,
+/// that node stops it at once, and writes the end to Redis once Redis is back, so the
+/// stream is free for another device on another node.
+#[tokio::test]
+async fn a_session_ended_while_redis_is_down_is_said_so_and_lands_when_it_is_back() {
+    let (mut shared, nodes, play_url) = shared_setup(
+        "deny",
+        json!({"code": "p", "name": "Final", "max_sessions": 1}),
+    )
+    .await;
+    let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200);
+    let (_, listed) = api(&nodes[0], "GET", "/api/v1/sessions?account=alice", None).await;
+    let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
+    let end = format!("/api/v1/sessions/{sid}");
+
+    shared.redis.kill();
+    wait_ready(&nodes[1], 503).await;
+    let (status, body) = api(&nodes[1], "DELETE", &end, None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
+    let (status, body) = api(&nodes[0], "DELETE", &end, None).await;
+    assert_eq!(status, 503, "not recorded in Redis: {body}");
+    let ended = get(&tv_segment, &[("x-device-id", "tv")]).await;
+    assert_eq!(status_reason(&ended), (403, "session_ended".into()));
+
+    shared.redis.resume();
+    wait_ready(&nodes[0], 200).await;
+    wait_ready(&nodes[1], 200).await;
+    let phone = until(
+        || async {
+            play(&nodes[1], &play_url, &[("x-device-id", "phone")])
+                .await
+                .0
+        },
+        |r| r.status == 200,
+    )
+    .await;
+    assert_eq!(phone.status, 200, "the end landed: {}", phone.text());
+}

@@ -48,11 +48,16 @@ async fn an_export_is_private_and_whole_and_an_import_waits_for_the_server_to_st
     let product = json!({"code": "final", "name": "Final"});
     let (status, body) = api(&node, "POST", "/api/v1/products", Some(product)).await;
     assert_eq!(status, 201, "{body}");
-    // A file left from before, readable by all, is made 0600 before the tickets go in.
+    // A file left from before, readable by all and held open by a reader: the export
+    // replaces it with a file of its own, 0600, and the reader never sees a ticket.
     std::fs::write(&file, "old").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut reader = std::fs::File::open(&file).unwrap();
     // An export reads a copy of the database: it may run beside the server.
     let exported = transfer("export", &config, &data, &file).await;
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut seen).unwrap();
+    assert_eq!(seen, "old");
     assert!(
         exported.stderr.contains("exported 1 products"),
         "{exported:?}"

@@ -6,8 +6,9 @@
 //! from the file or stdin and prints the counts. Exit 64 for an unusable config, 1 for a
 //! store or file failure.
 
+use std::io::Write as _;
 use std::io::{BufReader, BufWriter};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -120,36 +121,56 @@ fn report(verb: &str, n: &Counts) {
 /// reads (gone when the export ends).
 const EXPORT_SNAPSHOT: &str = "export-snapshot";
 
-/// Exports the store of `args` into its file (0600: it holds every ticket; a file that was
-/// there is made 0600 before anything is written, or refused when it cannot be) or
-/// stdout. The embedded database is read from a copy made at the start, so a server that
-/// goes on selling or revoking meanwhile cannot make a record appear twice or not at all.
-/// Errors are printed; the exit code comes back.
+/// Exports the store of `args` into its file or stdout. The file is written beside its
+/// place, created new and 0600 (it holds every ticket), and renamed over it once whole:
+/// the target never holds part of an export, and a file that was there (its mode, its
+/// owner, a reader that holds it open) never receives a ticket. The embedded database is
+/// read from a copy made at the start, so a server that goes on selling or revoking
+/// meanwhile cannot make a record appear twice or not at all. Errors are printed; the exit
+/// code comes back.
 fn export(args: &TransferArgs) -> Result<Counts, i32> {
-    let failed = |e: &dyn std::fmt::Display| {
-        eprintln!("usher: {e}");
-        1
-    };
     let config = load(&args.config, &args.data_dir)?;
-    let mut out: Box<dyn std::io::Write> = match &args.file {
-        Some(path) => {
-            let opened = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .and_then(|file| {
-                    // `mode` applies only to a file it creates.
-                    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-                    Ok(file)
-                });
-            Box::new(BufWriter::new(
-                opened.map_err(|e| failed(&format!("{}: {e}", path.display())))?,
-            ))
-        }
-        None => Box::new(BufWriter::new(std::io::stdout())),
+    let Some(path) = &args.file else {
+        let mut out = BufWriter::new(std::io::stdout());
+        return export_to(&config, args, &mut out);
     };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let part = path.with_file_name(format!(".{name}.{}.part", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&part)
+        .map_err(|e| failed(&format!("{}: {e}", part.display())))?;
+    let mut out = BufWriter::new(file);
+    let exported = export_to(&config, args, &mut out).and_then(|counts| {
+        out.flush()
+            .and_then(|()| out.get_ref().sync_all())
+            .and_then(|()| std::fs::rename(&part, path))
+            .map_err(|e| failed(&format!("{}: {e}", path.display())))?;
+        Ok(counts)
+    });
+    if exported.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    exported
+}
+
+/// Prints `e` as usher's error; the exit code.
+fn failed(e: &dyn std::fmt::Display) -> i32 {
+    eprintln!("usher: {e}");
+    1
+}
+
+/// Writes the export of `config`'s store to `out`.
+fn export_to(
+    config: &crate::config::Config,
+    args: &TransferArgs,
+    out: &mut impl std::io::Write,
+) -> Result<Counts, i32> {
     match &config.store {
         StoreBackend::Sqlite => {
             let db = config.data_dir.join("usher.db");
@@ -166,13 +187,13 @@ fn export(args: &TransferArgs) -> Result<Counts, i32> {
             let exported = source
                 .snapshot_into(&dir)
                 .map_err(|e| failed(&e))
-                .and_then(|copy| transfer::export(&copy, &mut out).map_err(|e| failed(&e)));
+                .and_then(|copy| transfer::export(&copy, out).map_err(|e| failed(&e)));
             let _ = std::fs::remove_dir_all(&dir);
             exported
         }
         StoreBackend::Postgres(_) => {
             let store = open(&args.config, &args.data_dir)?;
-            transfer::export(store.as_ref(), &mut out).map_err(|e| failed(&e))
+            transfer::export(store.as_ref(), out).map_err(|e| failed(&e))
         }
     }
 }
@@ -181,10 +202,6 @@ fn export(args: &TransferArgs) -> Result<Counts, i32> {
 /// code comes back.
 fn import(args: &TransferArgs) -> Result<Counts, i32> {
     let config = load(&args.config, &args.data_dir)?;
-    let failed = |e: &dyn std::fmt::Display| {
-        eprintln!("usher: {e}");
-        1
-    };
     // Nothing serves from the embedded database while it is written: a server would not
     // see the records until a restart.
     let _alone = match &config.store {

@@ -174,6 +174,16 @@ pub async fn authorize(
         }
         Kind::Session => {
             let sid = grant.claims.sid.as_deref().unwrap_or_default();
+            // Past its cap, a token is carried on only by the purchase it was minted under
+            // (extended since): another purchase of the account starts with its own ticket,
+            // its own activation check and its own first play.
+            let capped = grant.claims.cap != 0 && now >= grant.claims.cap.saturating_add(skew);
+            if capped && !state.sessions.plays_under(sid, &entitled.purchase) {
+                let expired = TicketError::Expired {
+                    at: grant.claims.exp,
+                };
+                return Err(Denied::Credential(expired).into());
+            }
             if !state.sessions.touch(sid, now)? {
                 let start = Start {
                     sid: Some(sid),
@@ -190,8 +200,15 @@ pub async fn authorize(
         }
     }
     // Only now, with the device, its activation and the session admitted: a refused
-    // request starts no rental's hours.
-    if entitled.first_play {
+    // request starts no rental's hours. Nor does a session of another purchase of the
+    // account (that purchase still covers it; the other starts with its own ticket).
+    let own_purchase = grant.kind == Kind::Ticket
+        || grant
+            .claims
+            .sid
+            .as_deref()
+            .is_some_and(|sid| state.sessions.plays_under(sid, &entitled.purchase));
+    if entitled.first_play && own_purchase {
         Box::pin(rights.record_first_play(&grant.claims.sub, &entitled, now)).await;
     }
     Ok(grant)
@@ -293,7 +310,9 @@ async fn start_session(
     };
     if let Some(old) = &taking_over {
         // IP recovery: the same viewer's old session gives way to this one.
-        state.sessions.end_everywhere(old).await;
+        if let Err(e) = state.sessions.end_everywhere(old).await {
+            tracing::warn!(error = %e, "a recovered session was ended on this node only");
+        }
     }
     Arc::make_mut(&mut grant.claims).sid = Some(session.sid.clone());
     Ok(())

@@ -248,11 +248,8 @@ pub fn decide(
     for (purchase, product) in candidates {
         match decide_one(purchase, product, class, now) {
             Ok(entitled) => {
-                // A purchase whose hours already run (or never do) comes before one this
-                // play would start: a rental bought for later keeps its hours while
-                // another right still covers. Then the one that reaches furthest.
-                let rank = |e: &Entitled| (!e.first_play, e.until.unwrap_or(u64::MAX));
-                if best.as_ref().is_none_or(|b| rank(&entitled) > rank(b)) {
+                let reach = |e: &Entitled| e.until.unwrap_or(u64::MAX);
+                if best.as_ref().is_none_or(|b| reach(&entitled) > reach(b)) {
                     best = Some(entitled);
                 }
             }

@@ -394,3 +394,26 @@ async fn a_media_index_that_could_not_be_re_read_is_read_again_until_it_is() {
         .is_ok());
     assert_eq!(rights.retry_index(), Ok(false), "nothing to retry");
 }
+
+/// Grace serves a recent yes through an outage, never past the right's own end.
+#[tokio::test]
+async fn grace_never_outlasts_the_right() {
+    let (_dir, store, _rights, _metrics) = setup(None);
+    let config = RightsConfig {
+        grace: Duration::from_secs(600),
+        ..config()
+    };
+    let rights = Rights::new(store, Source::Store, &config, Metrics::new()).unwrap();
+    let yes = Entitled {
+        until: Some(T0 + 100),
+        ..Entitled::unlimited("h1", None)
+    };
+    let memory = rights.recent_yes.as_ref().unwrap();
+    memory.insert("k".to_owned(), Arc::new((yes, T0))).await;
+    let graced = rights.graced("k", T0 + 50).await.unwrap();
+    assert_eq!(graced.until, Some(T0 + 100));
+    assert!(
+        rights.graced("k", T0 + 100).await.is_none(),
+        "the right has ended, whatever the grace left"
+    );
+}

@@ -1,9 +1,12 @@
-//! Concurrency limits, pure: may a new session start next to the account's live ones, and
-//! which must give way under `replace_oldest`.
+//! Concurrency limits, pure: may a new session start next to the account's live ones (or
+//! is it a live one again, see [`plan`]), and which must give way under `replace_oldest`.
 
 use std::sync::Arc;
 
-use super::{Session, SessionDenied, Start};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use super::{Session, SessionDenied, Start, ENDED, REPLACED};
 
 /// What to do when a new session would exceed a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -101,4 +104,55 @@ pub fn admit<'s>(
         kept.retain(|s| !Arc::ptr_eq(s, oldest));
         replaced.push(oldest);
     }
+}
+
+/// What a start comes to, given the sessions known (this node's, or every node's).
+pub(super) enum Plan {
+    /// The start is this live session again: keep it.
+    Join(Arc<Session>),
+    /// A new session, for which these sessions give way (empty under `refuse`).
+    New {
+        /// The sessions it replaces.
+        victims: Vec<Arc<Session>>,
+    },
+}
+
+/// Decides a start against `sessions`: the session token's own session if it is still
+/// live (refused if it was replaced or ended), else the live session this device already
+/// has for this purchase (a player reloading its master with the ticket is one viewer, not
+/// two), else a new session under `limits`.
+pub(super) fn plan(
+    sessions: &HashMap<String, Arc<Session>>,
+    start: &Start<'_>,
+    limits: &Limits,
+    now: u64,
+    idle: u64,
+) -> Result<Plan, SessionDenied> {
+    if let Some(sid) = start.sid {
+        if let Some(existing) = sessions.get(sid) {
+            match existing.state.load(Ordering::Relaxed) {
+                REPLACED => return Err(SessionDenied::Replaced),
+                ENDED => return Err(SessionDenied::Ended),
+                _ if existing.is_live(now, idle) => return Ok(Plan::Join(existing.clone())),
+                // Idled out: resuming it is a new start, under the limits.
+                _ => {}
+            }
+        }
+    }
+    let live: Vec<&Arc<Session>> = sessions
+        .values()
+        .filter(|s| s.is_live(now, idle) && s.account == start.account)
+        .filter(|s| start.taking_over != Some(s.sid.as_str()) && start.sid != Some(s.sid.as_str()))
+        .collect();
+    if start.sid.is_none() {
+        if let Some(same) = live.iter().find(|s| {
+            s.purchase.as_deref() == start.purchase
+                && s.device.as_deref() == start.device
+                && start.device.is_some()
+        }) {
+            return Ok(Plan::Join((*same).clone()));
+        }
+    }
+    let victims = admit(&live, start, limits)?.into_iter().cloned().collect();
+    Ok(Plan::New { victims })
 }

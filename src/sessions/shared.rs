@@ -28,7 +28,8 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use super::{plan, Limits, Plan, Session, SessionDenied, Start, ENDED, LIVE, REPLACED};
+use super::limits::{plan, Plan};
+use super::{Limits, Session, SessionDenied, Start, ENDED, LIVE, REPLACED};
 use crate::config::{OnBackendError, RedisConfig};
 use crate::metrics::SessionsBackendMetrics;
 
@@ -91,7 +92,7 @@ struct Change {
 /// Why the shared store did not answer.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct BackendError(String);
+pub struct BackendError(pub(crate) String);
 
 impl From<redis::RedisError> for BackendError {
     fn from(e: redis::RedisError) -> Self {
@@ -141,9 +142,20 @@ impl SharedSessions {
         metrics: SessionsBackendMetrics,
     ) -> Result<Self, BackendError> {
         let client = redis::Client::open(config.url.as_str())?;
-        let conn = tokio::time::timeout(config.timeout * 5, ConnectionManager::new(client.clone()))
-            .await
-            .map_err(|_| BackendError("no answer from Redis".into()))??;
+        // Each reconnection is one attempt within the timeout, and a command that gets no
+        // answer within it fails (and has the connection replaced): with the library's
+        // defaults a reconnection kept retrying for seconds behind calls that gave up on
+        // it, and a node could stay without a working connection after Redis came back.
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(config.timeout)
+            .set_response_timeout(config.timeout);
+        let conn = tokio::time::timeout(
+            config.timeout * 5,
+            ConnectionManager::new_with_config(client.clone(), manager),
+        )
+        .await
+        .map_err(|_| BackendError("no answer from Redis".into()))??;
         Ok(Self {
             conn,
             client,
@@ -360,23 +372,25 @@ impl SharedSessions {
         Err(BackendError("the account's sessions kept changing".into()))
     }
 
-    pub(super) async fn announce(&self, sid: &str, state: u8) {
+    /// Tells every node of `sid`'s new `state`; how many nodes heard it (`None`: Redis
+    /// did not take it).
+    pub(super) async fn announce(&self, sid: &str, state: u8) -> Option<i64> {
         let change = json(&Change {
             sid: sid.to_owned(),
             state,
         });
-        let _ = self
-            .call("publish", |mut conn| {
-                let change = change.clone();
-                async move {
-                    redis::cmd("PUBLISH")
-                        .arg(CHANNEL)
-                        .arg(change)
-                        .query_async::<i64>(&mut conn)
-                        .await
-                }
-            })
-            .await;
+        self.call("publish", |mut conn| {
+            let change = change.clone();
+            async move {
+                redis::cmd("PUBLISH")
+                    .arg(CHANNEL)
+                    .arg(change)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            }
+        })
+        .await
+        .ok()
     }
 
     /// Brings this node and Redis level after a gap (a lost subscription, or a Redis that
@@ -401,8 +415,19 @@ impl SharedSessions {
         for (account, mine) in by_account {
             for _ in 0..16 {
                 let (held, version) = self.read(account).await?;
-                let missing: Vec<&&Arc<Session>> =
-                    mine.iter().filter(|s| !held.contains_key(&s.sid)).collect();
+                // Missing from Redis (a restarted Redis holds nothing), or live there while
+                // ended or replaced here (an end Redis could not take): written back, so
+                // the limits count it as it stands. An end is never undone.
+                let missing: Vec<&&Arc<Session>> = mine
+                    .iter()
+                    .filter(|s| match held.get(&s.sid) {
+                        None => true,
+                        Some(h) => {
+                            h.state.load(Ordering::Relaxed) == LIVE
+                                && s.state.load(Ordering::Relaxed) != LIVE
+                        }
+                    })
+                    .collect();
                 for s in &mine {
                     if let Some(h) = held.get(&s.sid) {
                         marks.push((s.sid.clone(), h.state.load(Ordering::Relaxed)));

@@ -541,10 +541,10 @@ pub fn list_sessions(
 /// # Errors
 /// No such session.
 pub async fn end_session(state: &State, sid: &str) -> Result<(), AdminError> {
-    if state.sessions.end_everywhere(sid).await {
-        Ok(())
-    } else {
-        Err(AdminError::NotFound(format!("session {sid}")))
+    match state.sessions.end_everywhere(sid).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AdminError::NotFound(format!("session {sid}"))),
+        Err(e) => Err(AdminError::StoreUnavailable(e.to_string())),
     }
 }
 

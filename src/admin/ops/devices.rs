@@ -104,7 +104,9 @@ pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<Stri
         .map(|s| s.sid.clone())
         .collect();
     for sid in playing {
-        state.sessions.end_everywhere(&sid).await;
+        if let Err(e) = state.sessions.end_everywhere(&sid).await {
+            tracing::warn!(error = %e, "a freed device's session was ended on this node only");
+        }
     }
     Ok(found.device.clone())
 }

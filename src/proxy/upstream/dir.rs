@@ -167,8 +167,14 @@ impl DirOrigin {
     /// # Errors
     /// What the disk answered other than "no such file or directory".
     async fn resolve(&self, path: &str) -> std::io::Result<Option<(PathBuf, std::fs::Metadata)>> {
+        // What a request's own path can cause (no such file, a name too long for the
+        // file system) is absent, a 404: only the disk's own trouble is the origin's
+        // error, which counts against its health.
         let absent = |e: std::io::Error| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => Ok(None),
+            std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::NotADirectory
+            | std::io::ErrorKind::InvalidFilename
+            | std::io::ErrorKind::InvalidInput => Ok(None),
             _ => Err(e),
         };
         let Some(relative) = percent_decode(path.trim_start_matches('/')) else {
@@ -582,5 +588,10 @@ mod tests {
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, _) = body(&origin, &get("/a.ts/x.ts", None)).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "still the loop");
+        // A name too long for the file system is the request's doing: absent, not an
+        // error that would count against the origin's health.
+        let long = format!("/{}.ts", "a".repeat(300));
+        let (status, _) = body(&origin, &get(&long, None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

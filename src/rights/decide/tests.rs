@@ -277,43 +277,6 @@ fn no_candidates_is_no_rights_and_the_best_purchase_wins() {
     assert_eq!((&*got.purchase, got.until), ("h2", Some(T0 + 7 * DAY)));
 }
 
-/// Two 48-hour rentals counted from first play: the one already playing, with an hour
-/// left, is used before the unplayed one, whose hours would start (and run out) while the
-/// first still covers; once the first has ended, the second starts.
-#[test]
-fn a_rental_playing_is_used_before_one_this_play_would_start() {
-    let rental = Product {
-        hours: Some(48),
-        hours_from: HoursFrom::FirstPlay,
-        ..product()
-    };
-    let playing = Purchase {
-        first_play_at: Some(T0),
-        ..purchase()
-    };
-    let later = Purchase {
-        hash: "h2".into(),
-        purchased_at: T0 + HOUR,
-        ..purchase()
-    };
-    let candidates = [(later.clone(), rental.clone()), (playing, rental.clone())];
-    let now = T0 + 47 * HOUR;
-    let got = decide(true, &candidates, DeviceClass::Ott, now).unwrap();
-    assert_eq!(
-        (&*got.purchase, got.first_play, got.until),
-        ("h1", false, Some(T0 + 48 * HOUR))
-    );
-    let after = decide(true, &candidates, DeviceClass::Ott, T0 + 48 * HOUR).unwrap();
-    assert_eq!(
-        (&*after.purchase, after.first_play),
-        ("h2", true),
-        "the second starts once the first has ended"
-    );
-    // An unplayed rental is still chosen over nothing, and over a refusal.
-    let alone = decide(true, &[(later, rental)], DeviceClass::Ott, now).unwrap();
-    assert!(alone.first_play);
-}
-
 #[test]
 fn refusals_name_the_closest_to_a_yes() {
     let revoked = Purchase {
