@@ -534,6 +534,14 @@ impl Sessions {
         })
     }
 
+    /// Every session this node remembers: the live ones and those that ended, were
+    /// replaced or idled out but whose tokens could still verify (until the sweep forgets
+    /// them). What a node writes back to Redis after a gap, ends included.
+    pub fn remembered(&self) -> Vec<Arc<Session>> {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        sessions.values().cloned().collect()
+    }
+
     /// Every live session at `now`, oldest first.
     pub fn live(&self, now: u64) -> Vec<Arc<Session>> {
         let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());

@@ -97,6 +97,25 @@ async fn an_export_is_private_and_whole_and_an_import_waits_for_the_server_to_st
     assert!(whole.stderr.contains("imported 1 products"), "{whole:?}");
     whole.ok();
 
+    // A link is followed and stays a link; a device is written to, not replaced.
+    let real = dir.path().join("2026-12.jsonl");
+    std::fs::write(&real, "").unwrap();
+    let link = dir.path().join("latest.jsonl");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    transfer("export", &config, &data, &link).await.ok();
+    let kind = std::fs::symlink_metadata(&link).unwrap().file_type();
+    assert!(kind.is_symlink(), "the link stays");
+    assert_eq!(
+        std::fs::read_to_string(&real).unwrap(),
+        text,
+        "its file holds the export"
+    );
+    transfer("export", &config, &data, Path::new("/dev/null"))
+        .await
+        .ok();
+    let null = std::fs::metadata("/dev/null").unwrap().file_type();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&null));
+
     // A mistyped data directory is no empty store.
     let typo = dir.path().join("dta");
     let missing = transfer("export", &config, &typo, &dir.path().join("none.jsonl")).await;

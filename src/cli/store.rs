@@ -124,16 +124,35 @@ const EXPORT_SNAPSHOT: &str = "export-snapshot";
 /// Exports the store of `args` into its file or stdout. The file is written beside its
 /// place, created new and 0600 (it holds every ticket), and renamed over it once whole:
 /// the target never holds part of an export, and a file that was there (its mode, its
-/// owner, a reader that holds it open) never receives a ticket. The embedded database is
+/// owner, a reader that holds it open) never receives a ticket. A symbolic link is
+/// followed (the file it names is replaced, the link stays); a target that is not a
+/// regular file (`/dev/stdout`, a FIFO) is written to as it is. The embedded database is
 /// read from a copy made at the start, so a server that goes on selling or revoking
 /// meanwhile cannot make a record appear twice or not at all. Errors are printed; the exit
 /// code comes back.
 fn export(args: &TransferArgs) -> Result<Counts, i32> {
     let config = load(&args.config, &args.data_dir)?;
-    let Some(path) = &args.file else {
+    let Some(given) = &args.file else {
         let mut out = BufWriter::new(std::io::stdout());
         return export_to(&config, args, &mut out);
     };
+    let unusable = |e: std::io::Error| failed(&format!("{}: {e}", given.display()));
+    let is_link = std::fs::symlink_metadata(given).is_ok_and(|m| m.file_type().is_symlink());
+    let path = &if is_link {
+        std::fs::canonicalize(given).map_err(unusable)?
+    } else {
+        given.clone()
+    };
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let stream = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(unusable)?;
+        let mut out = BufWriter::new(stream);
+        let counts = export_to(&config, args, &mut out)?;
+        out.flush().map_err(unusable)?;
+        return Ok(counts);
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -200,15 +200,8 @@ pub async fn authorize(
         }
     }
     // Only now, with the device, its activation and the session admitted: a refused
-    // request starts no rental's hours. Nor does a session of another purchase of the
-    // account (that purchase still covers it; the other starts with its own ticket).
-    let own_purchase = grant.kind == Kind::Ticket
-        || grant
-            .claims
-            .sid
-            .as_deref()
-            .is_some_and(|sid| state.sessions.plays_under(sid, &entitled.purchase));
-    if entitled.first_play && own_purchase {
+    // request starts no rental's hours.
+    if entitled.first_play {
         Box::pin(rights.record_first_play(&grant.claims.sub, &entitled, now)).await;
     }
     Ok(grant)

@@ -142,10 +142,10 @@ impl SharedSessions {
         metrics: SessionsBackendMetrics,
     ) -> Result<Self, BackendError> {
         let client = redis::Client::open(config.url.as_str())?;
-        // Each reconnection is one attempt within the timeout, and a command that gets no
-        // answer within it fails (and has the connection replaced): with the library's
-        // defaults a reconnection kept retrying for seconds behind calls that gave up on
-        // it, and a node could stay without a working connection after Redis came back.
+        // Each reconnection is one attempt within the timeout (the next call that finds
+        // the connection broken makes another): with the library's defaults a
+        // reconnection kept retrying, with growing pauses, behind calls that had given up
+        // on it, and a node stayed without a working connection after Redis came back.
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_connection_timeout(config.timeout)
@@ -506,7 +506,7 @@ impl SharedSessions {
                         let mut pause = Duration::from_millis(50);
                         for _ in 0..8 {
                             let now = (state.clock)();
-                            match self.catch_up(&registry.live(now), now).await {
+                            match self.catch_up(&registry.remembered(), now).await {
                                 Ok(marks) => {
                                     for (sid, state) in marks {
                                         registry.mark(&sid, state);
