@@ -573,6 +573,17 @@ async fn shared_setup(policy: &str, product: Value) -> (Backends, Vec<Usher>, St
     (backends, nodes, play_url)
 }
 
+/// Shared nodes refusing new sessions while Redis is down, a product of one stream at a
+/// time, and alice's tv playing it on the first node: the backends, the nodes, her play
+/// URL and the tv's segment URL.
+async fn one_stream_playing_on_a_tv() -> (Backends, Vec<Usher>, String, String) {
+    let product = json!({"code": "p", "name": "Final", "max_sessions": 1});
+    let (backends, nodes, play_url) = shared_setup("deny", product).await;
+    let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200);
+    (backends, nodes, play_url, tv_segment)
+}
+
 /// Sells `product` through `nodes[0]` and waits until the others know its media.
 async fn sell_on_pair(nodes: &[Usher], product: Value) -> String {
     let code = product["code"].as_str().unwrap().to_owned();
@@ -585,13 +596,7 @@ async fn sell_on_pair(nodes: &[Usher], product: Value) -> String {
 
 #[tokio::test]
 async fn with_shared_sessions_a_second_device_on_another_node_is_refused_by_max_sessions_1() {
-    let (_backends, nodes, play_url) = shared_setup(
-        "deny",
-        json!({"code": "p", "name": "Final", "max_sessions": 1}),
-    )
-    .await;
-    let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
-    assert_eq!(tv.status, 200);
+    let (_backends, nodes, play_url, tv_segment) = one_stream_playing_on_a_tv().await;
     let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
     assert_eq!(status_reason(&phone), (403, "concurrency_limit".into()));
     assert_eq!(
@@ -663,13 +668,7 @@ async fn with_shared_sessions_replace_oldest_ends_the_first_device_on_its_own_no
 
 #[tokio::test]
 async fn redis_killed_mid_playback_with_deny_keeps_viewers_refuses_new_sessions_and_recovers() {
-    let (mut shared, nodes, play_url) = shared_setup(
-        "deny",
-        json!({"code": "p", "name": "Final", "max_sessions": 1}),
-    )
-    .await;
-    let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
-    assert_eq!(tv.status, 200);
+    let (mut shared, nodes, play_url, tv_segment) = one_stream_playing_on_a_tv().await;
 
     shared.redis.kill();
     assert_eq!(
@@ -737,13 +736,7 @@ async fn redis_killed_with_local_admits_new_sessions_by_each_nodes_own() {
 /// stream is free for another device on another node.
 #[tokio::test]
 async fn a_session_ended_while_redis_is_down_is_said_so_and_lands_when_it_is_back() {
-    let (mut shared, nodes, play_url) = shared_setup(
-        "deny",
-        json!({"code": "p", "name": "Final", "max_sessions": 1}),
-    )
-    .await;
-    let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
-    assert_eq!(tv.status, 200);
+    let (mut shared, nodes, play_url, tv_segment) = one_stream_playing_on_a_tv().await;
     let (_, listed) = api(&nodes[0], "GET", "/api/v1/sessions?account=alice", None).await;
     let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
     let end = format!("/api/v1/sessions/{sid}");

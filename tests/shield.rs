@@ -242,6 +242,22 @@ async fn wait_for_metric(usher: &Usher, series: &str, at_least: f64) {
     }
 }
 
+/// A viewer's request for the segment at `url`, started and counted as the shield's miss
+/// (its fetch is then in flight, held by the origin's script).
+async fn first_viewer_held(usher: &Usher, url: &str) -> tokio::task::JoinHandle<Reply> {
+    let first = tokio::spawn({
+        let url = url.to_owned();
+        async move { get(&url, &[]).await }
+    });
+    wait_for_metric(
+        usher,
+        "usher_cache_requests_total{kind=\"segment\",outcome=\"miss\"}",
+        1.0,
+    )
+    .await;
+    first
+}
+
 #[tokio::test]
 async fn a_hundred_and_twenty_viewers_of_one_segment_cost_one_upstream_request() {
     let origin = ScriptedOrigin::start().await;
@@ -748,16 +764,7 @@ async fn a_purge_also_drops_what_a_fetch_in_flight_brings_back() {
     origin.script("/vod/a/s1.ts", script);
     let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
     let url = format!("{}/vod/a/s1.ts?ticket={}", usher.url, mint("/vod/"));
-    let first = tokio::spawn({
-        let url = url.clone();
-        async move { get(&url, &[]).await }
-    });
-    wait_for_metric(
-        &usher,
-        "usher_cache_requests_total{kind=\"segment\",outcome=\"miss\"}",
-        1.0,
-    )
-    .await;
+    let first = first_viewer_held(&usher, &url).await;
     let purge = serde_json::json!({ "prefix": "/vod/a/" });
     assert_eq!(
         admin::api(&usher, "POST", "/api/v1/cache/purge", Some(purge))
@@ -940,16 +947,7 @@ async fn an_object_larger_than_it_announced_is_streamed_to_its_readers_not_held(
         &[],
     );
     let url = format!("{}/vod/big.ts?ticket={}", usher.url, mint("/vod/"));
-    let first = tokio::spawn({
-        let url = url.clone();
-        async move { get(&url, &[]).await }
-    });
-    wait_for_metric(
-        &usher,
-        "usher_cache_requests_total{kind=\"segment\",outcome=\"miss\"}",
-        1.0,
-    )
-    .await;
+    let first = first_viewer_held(&usher, &url).await;
     gate.open();
     let first = first.await.unwrap();
     assert_eq!(first.status, 200);

@@ -1,18 +1,8 @@
 //! Clearing limits (`0`, `null`, JSON `null`, `device_ban=0`) and `subscription_type`
 //! (issue 11 item 6).
 
+use super::tests::{blank_product, fields};
 use super::*;
-
-fn fields(pairs: &[(&str, &str)]) -> Fields {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn blank_product() -> Product {
-    serde_json::from_value(serde_json::json!({"code": "P", "name": ""})).unwrap()
-}
 
 #[test]
 fn item6_zero_null_and_json_null_lift_limits_and_device_ban_0_clears() {

@@ -2,14 +2,14 @@
 
 use super::*;
 
-fn fields(pairs: &[(&str, &str)]) -> Fields {
+pub(super) fn fields(pairs: &[(&str, &str)]) -> Fields {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn blank_product() -> Product {
+pub(super) fn blank_product() -> Product {
     serde_json::from_value(serde_json::json!({"code": "P", "name": ""})).unwrap()
 }
 
