@@ -573,6 +573,16 @@ async fn shared_setup(policy: &str, product: Value) -> (Backends, Vec<Usher>, St
     (backends, nodes, play_url)
 }
 
+/// The phone's start on `node`, asked until admitted (or the wait runs out): the stream
+/// the tv held is free once its end has reached every node.
+async fn phone_admitted_on(node: &Usher, play_url: &str) -> Reply {
+    until(
+        || async { play(node, play_url, &[("x-device-id", "phone")]).await.0 },
+        |r| r.status == 200,
+    )
+    .await
+}
+
 /// Shared nodes refusing new sessions while Redis is down, a product of one stream at a
 /// time, and alice's tv playing it on the first node: the backends, the nodes, her play
 /// URL and the tv's segment URL.
@@ -628,15 +638,7 @@ async fn with_shared_sessions_a_second_device_on_another_node_is_refused_by_max_
     )
     .await;
     assert_eq!(status_reason(&ended), (403, "session_ended".into()));
-    let phone = until(
-        || async {
-            play(&nodes[1], &play_url, &[("x-device-id", "phone")])
-                .await
-                .0
-        },
-        |r| r.status == 200,
-    )
-    .await;
+    let phone = phone_admitted_on(&nodes[1], &play_url).await;
     assert_eq!(
         phone.status,
         200,
@@ -754,14 +756,6 @@ async fn a_session_ended_while_redis_is_down_is_said_so_and_lands_when_it_is_bac
     shared.redis.resume();
     wait_ready(&nodes[0], 200).await;
     wait_ready(&nodes[1], 200).await;
-    let phone = until(
-        || async {
-            play(&nodes[1], &play_url, &[("x-device-id", "phone")])
-                .await
-                .0
-        },
-        |r| r.status == 200,
-    )
-    .await;
+    let phone = phone_admitted_on(&nodes[1], &play_url).await;
     assert_eq!(phone.status, 200, "the end landed: {}", phone.text());
 }
