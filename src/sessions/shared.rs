@@ -394,9 +394,10 @@ impl SharedSessions {
     }
 
     /// Brings this node and Redis level after a gap (a lost subscription, or a Redis that
-    /// restarted empty): each of `sessions` that Redis holds takes Redis's state here; each
-    /// it does not hold is written back, so the limits count it again. Returns the states
-    /// to mark.
+    /// restarted empty): each of `sessions` (every one this node remembers) that Redis holds
+    /// takes Redis's state here, unless it ended here while Redis holds it live; that end,
+    /// and each live or ended session Redis does not hold, is written back, so the limits
+    /// count it as it stands. Returns the states to mark.
     async fn catch_up(
         &self,
         sessions: &[Arc<Session>],
@@ -421,7 +422,10 @@ impl SharedSessions {
                 let missing: Vec<&&Arc<Session>> = mine
                     .iter()
                     .filter(|s| match held.get(&s.sid) {
-                        None => true,
+                        // An idled-out session is not brought back to count again.
+                        None => {
+                            s.is_live(now, self.idle) || s.state.load(Ordering::Relaxed) != LIVE
+                        }
                         Some(h) => {
                             h.state.load(Ordering::Relaxed) == LIVE
                                 && s.state.load(Ordering::Relaxed) != LIVE
