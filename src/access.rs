@@ -146,7 +146,7 @@ pub fn decide(
         // it carries as `cap`, when no rights check follows.
         Err(TicketError::Expired { .. })
             if kind == Kind::Session
-                && (checked || claims.cap == 0 || now < claims.cap.saturating_add(skew))
+                && (checked || !claims.past_cap(now, skew))
                 && claims.sid.as_deref().is_some_and(session_alive) => {}
         other => other?,
     }

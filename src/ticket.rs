@@ -111,6 +111,12 @@ fn is_zero(value: &u64) -> bool {
 }
 
 impl Claims {
+    /// Whether `now` lies past the `cap` (with `skew`): the end of what a session token
+    /// came from. A token without one (0) is never past it.
+    pub fn past_cap(&self, now: u64, skew: u64) -> bool {
+        self.cap != 0 && now >= self.cap.saturating_add(skew)
+    }
+
     /// Whether this is a preview token (minted for a viewer without a ticket).
     pub fn is_preview(&self) -> bool {
         !self.allow.is_empty()

@@ -932,8 +932,9 @@ async fn a_server_at_max_requests_is_asked_nothing_more_until_a_body_ends() {
 }
 
 /// An object that turns out larger than `max_object_bytes` without announcing its length
-/// (a chunked answer) is served whole to those reading it, through a window the size of
-/// the limit rather than held whole, and from then on goes past the shield.
+/// (a chunked answer) is still served whole to the viewer reading it, and from then on
+/// goes past the shield. (That past the limit it is held only through a window is the
+/// unit test in `shield/fill.rs`: memory held is not visible from here.)
 #[tokio::test]
 async fn an_object_larger_than_it_announced_is_streamed_to_its_readers_not_held() {
     let origin = ScriptedOrigin::start().await;

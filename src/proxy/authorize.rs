@@ -177,7 +177,7 @@ pub async fn authorize(
             // Past its cap, a token is carried on only by the purchase it was minted under
             // (extended since): another purchase of the account starts with its own ticket,
             // its own activation check and its own first play.
-            let capped = grant.claims.cap != 0 && now >= grant.claims.cap.saturating_add(skew);
+            let capped = grant.claims.past_cap(now, skew);
             if capped && !state.sessions.plays_under(sid, &entitled.purchase) {
                 let expired = TicketError::Expired {
                     at: grant.claims.exp,

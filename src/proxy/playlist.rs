@@ -56,16 +56,26 @@ pub fn is_playlist_response(response: &Response<Body>) -> bool {
 }
 
 /// Whether `response` holds a whole playlist to rewrite: a 200 with a body (`head_only`:
-/// the request was a HEAD, whose answer has none) in identity or gzip.
+/// the request was a HEAD, whose answer has none) in a coding the rewriter reads.
 pub fn is_whole(response: &Response<Body>, head_only: bool) -> bool {
-    response.status() == StatusCode::OK
-        && !head_only
-        && response.headers().get(CONTENT_ENCODING).is_none_or(|v| {
-            let v = v.as_bytes();
-            v.eq_ignore_ascii_case(b"identity")
-                || v.eq_ignore_ascii_case(b"gzip")
-                || v.eq_ignore_ascii_case(b"x-gzip")
-        })
+    response.status() == StatusCode::OK && !head_only && gzipped(response).is_ok()
+}
+
+/// Whether a playlist answer is gzipped (`Ok(false)`: identity).
+///
+/// # Errors
+/// Another coding, by name: the rewriter cannot read it.
+fn gzipped(response: &Response<Body>) -> Result<bool, String> {
+    match response
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map(|v| v.as_bytes())
+    {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case(b"identity") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") => Ok(true),
+        Some(other) => Err(String::from_utf8_lossy(other).into_owned()),
+    }
 }
 
 /// Rewrites the upstream's playlist response for one viewer.
@@ -90,20 +100,7 @@ pub async fn serve(
         }
         return Ok(upstream);
     }
-    let gzipped = match upstream.headers().get(CONTENT_ENCODING) {
-        None => false,
-        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"identity") => false,
-        Some(v)
-            if v.as_bytes().eq_ignore_ascii_case(b"gzip")
-                || v.as_bytes().eq_ignore_ascii_case(b"x-gzip") =>
-        {
-            true
-        }
-        Some(encoding) => {
-            let name = String::from_utf8_lossy(encoding.as_bytes()).into_owned();
-            return Err(ProxyError::EncodedPlaylist(name));
-        }
-    };
+    let gzipped = gzipped(&upstream).map_err(ProxyError::EncodedPlaylist)?;
     let (mut parts, body) = upstream.into_parts();
     let limit = req.config.upstream.max_playlist_bytes;
     let mut bytes = read_bounded(body, limit).await?;
