@@ -542,3 +542,23 @@ async fn an_invalidation_does_not_wait_behind_a_held_store_write() {
     let invalidations = audit(&usher, "?action=rights.invalidate").await;
     assert_eq!(items(&invalidations).len(), 1, "and it is on record");
 }
+
+/// A `since` past the largest signed 64-bit number of seconds lies in the far future: it
+/// selects no entry (it used to wrap around to a time before any, and select them all).
+#[tokio::test]
+async fn an_audit_since_past_i64_selects_nothing() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&config(&origin.url()), &[]);
+    let product = json!({"code": "show", "name": "Show"});
+    let (status, body) = api(&usher, "POST", "/api/v1/products", Some(product)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(audit(&usher, "").await["total"], 1);
+    for since in ["9223372036854775808", "18446744073709551615"] {
+        let page = audit(&usher, &format!("?since={since}")).await;
+        assert_eq!(
+            (&page["total"], &page["items"]),
+            (&json!(0), &json!([])),
+            "since={since}"
+        );
+    }
+}

@@ -423,3 +423,26 @@ async fn a_control_character_in_a_field_is_refused_naming_it() {
     let (_, products) = api(&usher, "GET", "/api/v1/products", None).await;
     assert_eq!(products["items"], json!([]), "nothing was created");
 }
+
+/// A store failure's own text (it can name tables, files, hosts) goes to the log only:
+/// the facade's answer says the store failed, as the JSON API does, and no more.
+#[tokio::test]
+async fn a_store_failure_answers_without_the_stores_own_text() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let origin = spawn_origin(HashMap::new()).await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &["--data-dir", data_dir]);
+    assert_success(&facade(&usher, "/api/ppv/list").await);
+    // The products table taken away underneath: each read of it fails in SQLite with
+    // "no such table: products".
+    let db = rusqlite::Connection::open(data.path().join("usher.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch("ALTER TABLE products RENAME TO products_gone")
+        .unwrap();
+
+    let reply = facade(&usher, "/api/ppv/list").await;
+    let body = reply.text();
+    assert_eq!(reply.status, 500, "{body}");
+    assert_eq!(xml_text(&body, "Status").as_deref(), Some("Failed"));
+    assert!(!body.contains("no such table"), "{body}");
+}

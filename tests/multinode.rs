@@ -3,7 +3,9 @@
 //! node plays on another, activations are counted once across nodes, a revoke on one node
 //! stops the next segment on another while decisions are cached for ten minutes,
 //! concurrency limits and `replace_oldest` hold across nodes, Redis killed mid-playback
-//! follows `sessions.on_backend_error`, a stopped database refuses admin writes with 503
+//! follows `sessions.on_backend_error`, a session ended while Redis is away lands once it
+//! is back (empty, or still holding it live) and one that idled out meanwhile is not
+//! brought back, a stopped database refuses admin writes with 503
 //! and loses nothing, acknowledged writes survive SIGKILL, and an embedded store moves to
 //! PostgreSQL whole.
 
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::admin::api;
+use support::inprocess::InProcess;
 use support::postgres::Postgres;
 use support::redis::Redis;
 use support::*;
@@ -560,7 +563,16 @@ struct Backends {
 /// PostgreSQL, Redis, the origin and three shared nodes (`policy` when Redis is down), with
 /// `product` sold to alice through the first: the backends, the nodes and her play URL.
 async fn shared_setup(policy: &str, product: Value) -> (Backends, Vec<Usher>, String) {
-    let (pg, redis) = (Postgres::start(), Redis::start());
+    shared_setup_on(Redis::start(), policy, product).await
+}
+
+/// [`shared_setup`] on `redis`.
+async fn shared_setup_on(
+    redis: Redis,
+    policy: &str,
+    product: Value,
+) -> (Backends, Vec<Usher>, String) {
+    let pg = Postgres::start();
     let url = pg.database("usher");
     let origin = origin().await;
     let nodes = shared_cluster(&origin, &url, &redis, policy).await;
@@ -587,8 +599,13 @@ async fn phone_admitted_on(node: &Usher, play_url: &str) -> Reply {
 /// time, and alice's tv playing it on the first node: the backends, the nodes, her play
 /// URL and the tv's segment URL.
 async fn one_stream_playing_on_a_tv() -> (Backends, Vec<Usher>, String, String) {
+    one_stream_playing_on_a_tv_on(Redis::start()).await
+}
+
+/// [`one_stream_playing_on_a_tv`] on `redis`.
+async fn one_stream_playing_on_a_tv_on(redis: Redis) -> (Backends, Vec<Usher>, String, String) {
     let product = json!({"code": "p", "name": "Final", "max_sessions": 1});
-    let (backends, nodes, play_url) = shared_setup("deny", product).await;
+    let (backends, nodes, play_url) = shared_setup_on(redis, "deny", product).await;
     let (tv, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
     assert_eq!(tv.status, 200);
     (backends, nodes, play_url, tv_segment)
@@ -758,4 +775,96 @@ async fn a_session_ended_while_redis_is_down_is_said_so_and_lands_when_it_is_bac
     wait_ready(&nodes[1], 200).await;
     let phone = phone_admitted_on(&nodes[1], &play_url).await;
     assert_eq!(phone.status, 200, "the end landed: {}", phone.text());
+}
+
+/// As above, over a Redis that comes back with its data, which still holds the tv's
+/// session live: the node that ended it writes the end over that copy once Redis is back,
+/// so the stream is free for another device on another node.
+#[tokio::test]
+async fn a_session_ended_while_redis_is_down_lands_over_a_redis_that_kept_it_live() {
+    let (mut shared, nodes, play_url, _) =
+        one_stream_playing_on_a_tv_on(Redis::start_keeping()).await;
+    let (_, listed) = api(&nodes[0], "GET", "/api/v1/sessions?account=alice", None).await;
+    let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
+
+    shared.redis.save();
+    shared.redis.kill();
+    wait_ready(&nodes[0], 503).await;
+    let (status, body) = api(
+        &nodes[0],
+        "DELETE",
+        &format!("/api/v1/sessions/{sid}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 503, "not recorded in Redis: {body}");
+
+    shared.redis.resume();
+    wait_ready(&nodes[0], 200).await;
+    wait_ready(&nodes[1], 200).await;
+    let phone = phone_admitted_on(&nodes[1], &play_url).await;
+    assert_eq!(phone.status, 200, "the end landed: {}", phone.text());
+}
+
+/// A session that idled out while Redis was away is not brought back by the node's
+/// catch-up: Redis restarts empty, the node writes back what it remembers but not the idle
+/// tv, so the one stream is free for the phone (it was written back as seen just now).
+#[tokio::test]
+async fn a_session_that_idled_out_is_not_written_back_to_count_again() {
+    let mut redis = Redis::start();
+    let origin = origin().await;
+    let sessions = format!(
+        "[sessions]\nbackend = \"redis\"\nidle_timeout = \"60s\"\n[sessions.redis]\nurl = \"{}\"\ntimeout = \"500ms\"\n",
+        redis.url
+    );
+    let node = InProcess::start(&rights_config(&origin.url(), &sessions)).await;
+    for (path, body) in [
+        (
+            "/api/v1/products",
+            json!({"code": "p", "name": "Final", "max_sessions": 1}),
+        ),
+        (
+            "/api/v1/media",
+            json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"}),
+        ),
+        ("/api/v1/products/p/media", json!({"media": "event"})),
+    ] {
+        let (status, answer) = api(&node, "POST", path, Some(body)).await;
+        assert!(status < 300, "{path}: {answer}");
+    }
+    let (_, sold) = api(
+        &node,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "p", "media": "event", "account": "alice"})),
+    )
+    .await;
+    let play_url = sold["play_url"].as_str().unwrap().to_owned();
+    assert_eq!(get(&play_url, &[("x-device-id", "tv")]).await.status, 200);
+    node.advance(61);
+
+    redis.kill();
+    shared_up_becomes(&node, false).await;
+    redis.resume();
+    shared_up_becomes(&node, true).await;
+    let phone = get(&play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(
+        phone.status,
+        200,
+        "the idle tv holds no stream: {}",
+        phone.text()
+    );
+}
+
+/// Waits (bounded) until `node` is subscribed to Redis (`up`), caught up, or not.
+async fn shared_up_becomes(node: &InProcess, up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.state.sessions.shared_up() != Some(up) {
+        assert!(
+            Instant::now() < deadline,
+            "sessions never {}",
+            if up { "up" } else { "down" }
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -1,7 +1,8 @@
 //! The origin shield through a real usher process: one upstream request however many
 //! viewers ask at once, bytes to the first viewer as they arrive, errors shared and not
 //! kept, stale copies when every upstream fails, failover to a second upstream, LL-HLS
-//! blocking reloads coalesced, and the purge endpoint.
+//! blocking reloads coalesced, the purge endpoint, and a body short of its announced
+//! length not kept.
 
 mod support;
 
@@ -1000,4 +1001,70 @@ async fn a_request_the_client_abandons_leaves_the_in_flight_count() {
         1.0
     );
     gate.open();
+}
+
+/// An origin that writes `answers[n]` as it is, bytes no HTTP library would send, to the
+/// n-th connection, then closes it; its URL and how many requests it read.
+async fn raw_origin(answers: Vec<Vec<u8>>) -> (String, Arc<Mutex<usize>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served: Arc<Mutex<usize>> = Arc::default();
+    let count = served.clone();
+    tokio::spawn(async move {
+        for answer in answers {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if tcp.read(&mut byte).await.unwrap() == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            *count.lock().unwrap() += 1;
+            tcp.write_all(&answer).await.unwrap();
+            let _ = tcp.shutdown().await;
+        }
+    });
+    (url, served)
+}
+
+/// An origin whose body ends cleanly short of the `Content-Length` it announced (a
+/// chunked body under a length header, which the HTTP client reads to its last chunk):
+/// the short body is not kept, and the next viewer gets the whole object from the origin,
+/// not a cached 5 bytes under a length of 1000.
+#[tokio::test]
+async fn a_body_short_of_its_announced_length_is_not_kept() {
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: 1000\r\nconnection: close\r\n";
+    let short = format!("{head}transfer-encoding: chunked\r\n\r\n5\r\nshort\r\n0\r\n\r\n");
+    let whole = [b'w'; 1000];
+    let (origin, served) = raw_origin(vec![
+        short.into(),
+        [format!("{head}\r\n").as_bytes(), &whole].concat(),
+    ])
+    .await;
+    let usher = Usher::start(&test_config(&origin, ""), &[]);
+    let url = format!("{}/vod/s1.ts?ticket={}", usher.url, mint("/vod/"));
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+
+    let first = client.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(first.headers()["x-usher-cache"], "miss");
+    assert!(
+        first.into_body().collect().await.is_err(),
+        "the first viewer's body breaks off"
+    );
+    let next = client
+        .get(url.parse().unwrap())
+        .await
+        .expect("the next viewer gets an answer");
+    let cache = next.headers()["x-usher-cache"].clone();
+    let body = next.into_body().collect().await.map(|b| b.to_bytes());
+    assert_eq!(
+        (cache.to_str().unwrap(), body.ok().as_deref()),
+        ("miss", Some(&whole[..])),
+        "the next viewer gets the whole object, fetched again"
+    );
+    assert_eq!(*served.lock().unwrap(), 2);
 }

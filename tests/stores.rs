@@ -421,6 +421,13 @@ fn the_audit_trail_filters_and_pages(store: &dyn Store) {
     let (found, total) = store.audit(&filter, Page::default()).unwrap();
     assert_eq!((found.len(), total), (1, 1));
     assert_eq!(found[0].action, "purchase.revoke");
+    // Past the largest signed 64-bit second: after every entry, not before them all.
+    let far = AuditFilter {
+        since: Some(u64::MAX),
+        ..AuditFilter::default()
+    };
+    let (found, total) = store.audit(&far, Page::default()).unwrap();
+    assert_eq!((found.len(), total), (0, 0), "since = u64::MAX");
     let (page, total) = store
         .audit(
             &AuditFilter::default(),

@@ -1,5 +1,6 @@
 //! usher in this test's process, with a clock the test moves: for behaviour that depends on
 //! time passing (idle sessions, a live session outlasting its ticket), without sleeping.
+//! Sessions shared through Redis follow the other nodes as in `usher serve`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,6 +54,20 @@ impl InProcess {
         let url = format!("http://{}", public.local_addr().unwrap());
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let _ = state.public_url.set(url.clone());
+        // Sessions shared through Redis, as `main` wires them.
+        if let config::SessionsBackend::Redis(redis) = &state.config().sessions.backend {
+            let shared = usher::sessions::shared::SharedSessions::connect(
+                redis,
+                state.config().sessions.idle_timeout.as_secs(),
+                usher::sessions::token_lifetime(&state.config()),
+                state.metrics.sessions_backend.clone(),
+            )
+            .await
+            .expect("Redis answers");
+            let shared = Arc::new(shared);
+            state.sessions.share(shared.clone());
+            tokio::spawn(shared.follow(state.clone()));
+        }
         let forever = std::future::pending::<()>;
         tokio::spawn(server::serve(
             public,

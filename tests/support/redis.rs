@@ -1,5 +1,6 @@
-//! A throwaway Redis server for one test: no persistence, a free loopback port, stopped
-//! (SIGKILL, as a crash) when the handle is dropped or by [`Redis::kill`].
+//! A throwaway Redis server for one test: no persistence (or only what [`Redis::save`]
+//! writes), a free loopback port, stopped (SIGKILL, as a crash) when the handle is dropped
+//! or by [`Redis::kill`].
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -10,11 +11,22 @@ pub struct Redis {
     pub url: String,
     port: u16,
     server: Option<Child>,
+    /// Where [`Redis::save`] writes the data a restart loads (`None`: nowhere).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Redis {
     /// A fresh server, started.
     pub fn start() -> Redis {
+        Self::launch(None)
+    }
+
+    /// A fresh server that starts again with what [`Redis::save`] last wrote.
+    pub fn start_keeping() -> Redis {
+        Self::launch(Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn launch(dir: Option<tempfile::TempDir>) -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -24,15 +36,21 @@ impl Redis {
             url: format!("redis://127.0.0.1:{port}"),
             port,
             server: None,
+            dir,
         };
         redis.resume();
         redis
     }
 
-    /// Starts a server again on the same port, empty (nothing was persisted).
+    /// Starts a server again on the same port, empty (nothing was persisted), or with what
+    /// [`Redis::save`] last wrote.
     pub fn resume(&mut self) {
         assert!(self.server.is_none(), "already running");
-        let mut server = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(dir) = &self.dir {
+            command.arg("--dir").arg(dir.path());
+        }
+        let mut server = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--logfile", ""])
             .stdout(Stdio::piped())
@@ -51,6 +69,16 @@ impl Redis {
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in out.lines() {});
         self.server = Some(server);
+    }
+
+    /// Writes the data to disk now (`SAVE`), for the next [`Redis::resume`] to load.
+    pub fn save(&self) {
+        assert!(self.dir.is_some(), "started with Redis::start_keeping");
+        let saved = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "SAVE"])
+            .output()
+            .expect("redis-cli runs");
+        assert_eq!(String::from_utf8_lossy(&saved.stdout).trim(), "OK");
     }
 
     /// Kills the server (SIGKILL) and waits for it.
