@@ -384,8 +384,16 @@ impl Rights {
                 let enabled = account.as_ref().is_none_or(|a| a.enabled);
                 decide::decide(enabled, &candidates, class, now).map(|mut entitled| {
                     if let Some(account) = &account {
-                        entitled.limits.account_sessions = account.max_sessions;
-                        entitled.limits.account_devices = account.max_devices;
+                        let limit = |e: &mut Entitled| {
+                            e.limits.account_sessions = account.max_sessions;
+                            e.limits.account_devices = account.max_devices;
+                        };
+                        limit(&mut entitled);
+                        entitled.others = entitled.others.take().map(|others| {
+                            let mut others = others.to_vec();
+                            others.iter_mut().for_each(limit);
+                            others.into()
+                        });
                     }
                     entitled
                 })

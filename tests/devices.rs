@@ -765,3 +765,100 @@ async fn a_second_purchase_plays_on_a_second_device_while_the_first_plays() {
     let (reply, _) = phone.start(sold["play_url"].as_str().unwrap()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+/// A viewer with a day's pass who also rented the film for later (48 hours from first
+/// play, so it would reach further than the pass): watching while the pass covers it does
+/// not start the rental's hours; once the pass has ended, the next play does.
+#[tokio::test]
+async fn a_rental_bought_for_later_keeps_its_hours_while_a_pass_covers() {
+    let origin = origin().await;
+    let usher = InProcess::start(&config(&origin)).await;
+    let (pass, _) = sell(&usher, json!({"code": "day", "name": "Day", "period": 1})).await;
+    let (rental, hash) = sell(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play"}),
+    )
+    .await;
+    let rental_ends = || async {
+        let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+        shown["access_ends_at"].clone()
+    };
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    for play in [&pass, &rental] {
+        let (reply, segment) = tv.start(play).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(tv.get(&segment).await.status, 200);
+    }
+    assert_eq!(rental_ends().await, Value::Null, "the rental's hours wait");
+
+    usher.advance(86_400);
+    let (reply, _) = tv.start(&rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        rental_ends().await.as_u64(),
+        Some(usher.now() + 48 * 3600),
+        "the first play after the pass starts them"
+    );
+}
+
+/// A one-device pass playing on the TV, and a rental bought for the phone: the phone,
+/// which the pass cannot admit, plays under the rental (whose hours it starts), and the
+/// TV keeps playing under the pass.
+#[tokio::test]
+async fn a_device_the_preferred_purchase_cannot_admit_plays_under_the_next() {
+    let origin = origin().await;
+    let usher = InProcess::start(&config(&origin)).await;
+    let (pass, _) = sell(
+        &usher,
+        json!({"code": "week", "name": "Week", "period": 7, "activation": 1}),
+    )
+    .await;
+    let tv = Player {
+        device: "tv",
+        ip: "198.51.100.7",
+    };
+    let (reply, tv_segment) = tv.start(&pass).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let (rental, hash) = sell(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1}),
+    )
+    .await;
+    let phone = Player {
+        device: "phone",
+        ip: "198.51.100.8",
+    };
+    let (reply, phone_segment) = phone.start(&rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(phone.get(&phone_segment).await.status, 200);
+    assert_eq!(tv.get(&tv_segment).await.status, 200);
+    let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(
+        shown["access_ends_at"].as_u64(),
+        Some(usher.now() + 48 * 3600)
+    );
+    let (_, devices) = api(
+        &usher,
+        "GET",
+        &format!("/api/v1/buyers/{hash}/devices"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        devices["total"], 1,
+        "the phone holds the rental's activation: {devices}"
+    );
+
+    let laptop = Player {
+        device: "laptop",
+        ip: "198.51.100.9",
+    };
+    assert_eq!(
+        status_reason(&laptop.start(&rental).await.0),
+        (403, "activation_limit".into()),
+        "a third device fits under neither"
+    );
+}

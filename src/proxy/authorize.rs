@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+mod activation;
+
 use super::respond::ProxyError;
 use super::State;
 use crate::access::{self, foreign, Denied, Grant, Presented};
@@ -29,9 +31,9 @@ use crate::config::Config;
 use crate::path::ObjectKind;
 use crate::rights::decide::Entitled;
 use crate::rights::model::DeviceClass;
-use crate::rights::store::{Bind, StoreError};
 use crate::sessions::{SessionDenied, Start};
 use crate::ticket::{Claims, Kind, TicketError};
+use activation::{activation_refused, blocking, check_activation, record_activation, Activation};
 
 /// A session token signed by a key a reload retired: accepted as before the retirement
 /// (while unexpired, or while its session is live), so players keep the playlist URIs their
@@ -151,11 +153,10 @@ pub async fn authorize(
     let entitled = rights
         .check(&grant.claims.sub, path, class, now, instant)
         .await?;
-    grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
     // The device the request names, else the credential's (borrowed: a session's segment
     // request allocates nothing for it).
     let device = presented.device.or(grant.claims.dev.as_deref());
-    match grant.kind {
+    let entitled = match grant.kind {
         Kind::Ticket => {
             let device = device.map(str::to_owned);
             // Boxed: starting a session is a playlist request's work, and its future is
@@ -170,7 +171,7 @@ pub async fn authorize(
             Box::pin(start_session(
                 state, &request, &entitled, &mut grant, device,
             ))
-            .await?;
+            .await?
         }
         Kind::Session => {
             let sid = grant.claims.sid.as_deref().unwrap_or_default();
@@ -197,8 +198,10 @@ pub async fn authorize(
                 // Boxed for the same reason: an adoption is rare.
                 Box::pin(state.sessions.admit(start, &entitled.limits, now)).await?;
             }
+            entitled
         }
-    }
+    };
+    grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
     // Only now, with the device, its activation and the session admitted: a refused
     // request starts no rental's hours.
     if entitled.first_play {
@@ -218,13 +221,17 @@ struct TicketRequest<'a> {
 
 /// A ticket's request under `entitled`: the device (made up when the purchase needs one
 /// and the request names none), its activation, and a new session, named in `grant`.
+/// When the purchase cannot admit this device (its activations or its streams are used,
+/// or it needs a device the request does not name), the account's other purchases that
+/// grant the content are tried in their order ([`Entitled::others`]). Answers the
+/// purchase the session started under.
 async fn start_session(
     state: &State,
     request: &TicketRequest<'_>,
     entitled: &Entitled,
     grant: &mut Grant,
     mut device: Option<String>,
-) -> Result<(), ProxyError> {
+) -> Result<Entitled, ProxyError> {
     let TicketRequest {
         config,
         kind,
@@ -239,38 +246,68 @@ async fn start_session(
     // and handed back as usher's device cookie; the session token carries it on.
     // Only playlists: their answers are private and never stored by a cache, so the
     // cookie cannot be handed to other viewers.
-    let limits = &entitled.limits;
-    let counts_devices = entitled.activations.is_some()
-        || limits.product_devices.is_some()
-        || limits.product_sessions.is_some();
+    let counts_devices = entitled.in_order().any(|e| {
+        e.activations.is_some()
+            || e.limits.product_devices.is_some()
+            || e.limits.product_sessions.is_some()
+    });
     if counts_devices && device.is_none() && kind == ObjectKind::Playlist {
         if let Some(minted) = mint_device(config, headers) {
             device = Some(minted.hash.clone());
             grant.minted_device = Some(minted);
         }
     }
-    // Activation is checked before the session starts (a device that may not play
-    // must not end someone else's session), recorded after it was admitted (a
-    // refused device uses no activation), and only then do older sessions give way.
-    let activation =
-        check_activation(state, config, entitled, device.as_deref(), presented, now).await?;
+    let account = grant.claims.sub.as_str();
+    let mut first_refusal = None;
+    let mut admitted = None;
+    for candidate in entitled.in_order() {
+        match admit(
+            state,
+            config,
+            candidate,
+            account,
+            device.as_deref(),
+            presented,
+            now,
+        )
+        .await
+        {
+            Ok(found) => {
+                admitted = Some((candidate, found));
+                break;
+            }
+            Err(refused) => {
+                let gives_way = matches!(
+                    refused,
+                    Refusal::ActivationLimit
+                        | Refusal::Denied(ProxyError::Session(
+                            SessionDenied::ConcurrencyLimit | SessionDenied::DeviceRequired
+                        ))
+                );
+                first_refusal.get_or_insert(refused);
+                if !gives_way {
+                    break;
+                }
+            }
+        }
+    }
+    let Some((entitled, (activation, started))) = admitted else {
+        return Err(match first_refusal.expect("a purchase was tried") {
+            Refusal::ActivationLimit => activation_refused(state, entitled, device.as_deref()),
+            Refusal::Denied(refused) => refused,
+        });
+    };
     let taking_over = match &activation {
         Activation::Recover(old) => Some(old.sid.clone()),
         _ => None,
     };
-    let start = Start {
-        sid: None,
-        account: &grant.claims.sub,
-        purchase: Some(&entitled.purchase),
-        product: Some(&entitled.product),
-        device: device.as_deref(),
-        ip: presented.client_ip,
-        taking_over: taking_over.as_deref(),
-    };
-    let started = state
-        .sessions
-        .begin(start.clone(), &entitled.limits, now)
-        .await?;
+    let start = new_start(
+        entitled,
+        account,
+        device.as_deref(),
+        presented,
+        taking_over.as_deref(),
+    );
     let bound_now =
         match record_activation(state, entitled, device.as_deref(), activation, now).await {
             Ok(bound_now) => bound_now,
@@ -308,7 +345,67 @@ async fn start_session(
         }
     }
     Arc::make_mut(&mut grant.claims).sid = Some(session.sid.clone());
-    Ok(())
+    Ok(entitled.clone())
+}
+
+/// Why a purchase could not admit a ticket's request.
+enum Refusal {
+    /// Every activation of the purchase is used by other devices (not yet counted or
+    /// announced: another purchase may admit the device).
+    ActivationLimit,
+    /// Any other refusal.
+    Denied(ProxyError),
+}
+
+/// Whether `entitled` admits a ticket's request on `device`: what its activation takes,
+/// and the session begun under it. Activation is checked before the session starts (a
+/// device that may not play must not end someone else's session), recorded after it
+/// was admitted (a refused device uses no activation), and only then do older sessions
+/// give way.
+async fn admit(
+    state: &State,
+    config: &Config,
+    entitled: &Entitled,
+    account: &str,
+    device: Option<&str>,
+    presented: &Presented<'_>,
+    now: u64,
+) -> Result<(Activation, crate::sessions::Started), Refusal> {
+    let activation = check_activation(state, config, entitled, device, presented, now)
+        .await
+        .map_err(Refusal::Denied)?
+        .ok_or(Refusal::ActivationLimit)?;
+    let taking_over = match &activation {
+        Activation::Recover(old) => Some(old.sid.as_str()),
+        _ => None,
+    };
+    let start = new_start(entitled, account, device, presented, taking_over);
+    let started = state
+        .sessions
+        .begin(start, &entitled.limits, now)
+        .await
+        .map_err(|refused| Refusal::Denied(refused.into()))?;
+    Ok((activation, started))
+}
+
+/// A new session of `account` on `device` under `entitled`, taking over the session
+/// `taking_over` (IP recovery).
+fn new_start<'a>(
+    entitled: &'a Entitled,
+    account: &'a str,
+    device: Option<&'a str>,
+    presented: &Presented<'_>,
+    taking_over: Option<&'a str>,
+) -> Start<'a> {
+    Start {
+        sid: None,
+        account,
+        purchase: Some(&entitled.purchase),
+        product: Some(&entitled.product),
+        device,
+        ip: presented.client_ip,
+        taking_over,
+    }
 }
 
 /// Session bookkeeping without rights: a ticket starts a session, a session token keeps
@@ -345,153 +442,6 @@ fn keep_session(
     )?;
     Arc::make_mut(&mut grant.claims).sid = Some(session.sid.clone());
     Ok(())
-}
-
-/// What activating a purchase on a device will take.
-enum Activation {
-    /// The purchase does not limit its devices, or this device activated it before.
-    Nothing,
-    /// A new activation, within the limit.
-    New,
-    /// IP recovery: take over this live session's activation.
-    Recover(std::sync::Arc<crate::sessions::Session>),
-}
-
-async fn blocking<T: Send + 'static>(
-    state: &State,
-    f: impl FnOnce(&dyn crate::rights::store::Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ProxyError> {
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))
-        .and_then(|r| r)
-        .map_err(|e| {
-            tracing::error!(error = %e, "device activations cannot be read or written");
-            ProxyError::Rights(crate::rights::decide::RightsDenied::Unavailable)
-        })
-}
-
-/// Reads, without writing, what activating the purchase on `device` takes.
-async fn check_activation(
-    state: &State,
-    config: &Config,
-    entitled: &Entitled,
-    device: Option<&str>,
-    presented: &Presented<'_>,
-    now: u64,
-) -> Result<Activation, ProxyError> {
-    let Some(limit) = entitled.activations else {
-        return Ok(Activation::Nothing);
-    };
-    let device = device.ok_or(SessionDenied::DeviceRequired)?;
-    let purchase = entitled.purchase.to_string();
-    let bound = blocking(state, move |s| s.devices(&purchase)).await?;
-    if bound.iter().any(|b| b.device == device) {
-        return Ok(Activation::Nothing);
-    }
-    if bound.len() < limit as usize {
-        return Ok(Activation::New);
-    }
-    // IP recovery: the same viewer, on the same network, whose session lost its token
-    // (and whose player now names a new device) takes over that session's activation.
-    let network = config.sessions.network(presented.client_ip);
-    entitled
-        .ip_recovery
-        .then(|| {
-            state
-                .sessions
-                .recoverable(&entitled.purchase, |ip| network.contains(ip), now)
-        })
-        .flatten()
-        .filter(|s| s.device.as_deref().is_some_and(|old| old != device))
-        .map(Activation::Recover)
-        .ok_or_else(|| activation_refused(state, entitled, Some(device)))
-}
-
-/// Counts and announces a device refused for the activation limit; the refusal.
-fn activation_refused(state: &State, entitled: &Entitled, device: Option<&str>) -> ProxyError {
-    state
-        .metrics
-        .activations
-        .with_label_values(&["limit"])
-        .inc();
-    let (purchase, device, limit) = (
-        entitled.purchase.to_string(),
-        device.map(str::to_owned),
-        entitled.activations,
-    );
-    let key = format!("{purchase}\0{}", device.as_deref().unwrap_or(""));
-    state.webhooks.emit_once_per_minute(
-        key,
-        crate::config::webhooks::EventKind::ActivationRefused,
-        move |s| {
-            let bought = s.purchase(&purchase).ok().flatten()?;
-            Some(crate::webhooks::Event::ActivationRefused {
-                purchase,
-                product: bought.product,
-                account: bought.account,
-                device,
-                limit,
-            })
-        },
-    );
-    SessionDenied::ActivationLimit.into()
-}
-
-/// Writes the activation `check_activation` found, durably, before the response goes out.
-/// Answers whether this request used an activation (bound the device now); a device that
-/// another request bound in the meantime is known, not bound again.
-async fn record_activation(
-    state: &State,
-    entitled: &Entitled,
-    device: Option<&str>,
-    activation: Activation,
-    now: u64,
-) -> Result<bool, ProxyError> {
-    let (purchase, device) = (
-        entitled.purchase.to_string(),
-        device.unwrap_or_default().to_owned(),
-    );
-    let refused_device = device.clone();
-    let mut bound_now = false;
-    let outcome = match activation {
-        Activation::Nothing => "known",
-        Activation::New => {
-            let limit = entitled.activations;
-            let bind = blocking(state, move |s| {
-                s.bind_device(&purchase, &device, limit, now)
-            })
-            .await?;
-            match bind {
-                // Another device took the last activation in the meantime.
-                Bind::LimitReached => {
-                    return Err(activation_refused(state, entitled, Some(&refused_device)))
-                }
-                Bind::Bound => {
-                    bound_now = true;
-                    "bound"
-                }
-                Bind::Known => "known",
-            }
-        }
-        Activation::Recover(session) => {
-            let from = session.device.clone().unwrap_or_default();
-            blocking(state, move |s| {
-                s.rebind_device(&purchase, &from, &device, now)
-            })
-            .await?;
-            "recovered"
-        }
-    };
-    if entitled.activations.is_some() {
-        state
-            .metrics
-            .activations
-            .with_label_values(&[outcome])
-            .inc();
-    }
-    Ok(bound_now)
 }
 
 /// A grant for a viewer without a ticket, on a playlist of content that has a preview:

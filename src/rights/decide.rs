@@ -96,6 +96,11 @@ pub struct Entitled {
     pub ip_recovery: bool,
     /// Concurrent-stream limits for a session under this purchase.
     pub limits: crate::sessions::Limits,
+    /// The account's other purchases that grant it too, in the order they are preferred
+    /// after this one (see [`decide`]): a ticket's request that this purchase cannot
+    /// admit on its device (its activations or streams are used) starts under the first
+    /// of them that can. `None` for the common single purchase.
+    pub others: Option<std::sync::Arc<[Entitled]>>,
 }
 
 impl Entitled {
@@ -115,7 +120,13 @@ impl Entitled {
             activations: None,
             ip_recovery: false,
             limits: crate::sessions::Limits::default(),
+            others: None,
         }
+    }
+
+    /// This purchase, then the others that grant it, in order of preference.
+    pub fn in_order(&self) -> impl Iterator<Item = &Entitled> {
+        std::iter::once(self).chain(self.others.iter().flat_map(|others| others.iter()))
     }
 }
 
@@ -232,6 +243,11 @@ pub fn extension_fits(purchase: &Purchase, product: &Product) -> Result<(), u64>
 /// Decides whether an account holding `candidates` (purchases with their products, all
 /// covering the content) may watch it on a `class` device at `now`.
 ///
+/// When several purchases grant, one that starts no rental's hours comes first: an
+/// unplayed hours-from-first-play rental, bought for later, keeps its hours while another
+/// purchase covers the content. Among those alike, the one that reaches furthest comes
+/// first. The others come along in [`Entitled::others`], in the same order.
+///
 /// # Errors
 /// The refusal closest to a yes when no purchase grants.
 pub fn decide(
@@ -243,16 +259,11 @@ pub fn decide(
     if !account_enabled {
         return Err(RightsDenied::AccountDisabled);
     }
-    let mut best: Option<Entitled> = None;
+    let mut granting = Vec::new();
     let mut refusal = RightsDenied::NoRights;
     for (purchase, product) in candidates {
         match decide_one(purchase, product, class, now) {
-            Ok(entitled) => {
-                let reach = |e: &Entitled| e.until.unwrap_or(u64::MAX);
-                if best.as_ref().is_none_or(|b| reach(&entitled) > reach(b)) {
-                    best = Some(entitled);
-                }
-            }
+            Ok(entitled) => granting.push(entitled),
             Err(why) => {
                 let closer = why.rank() > refusal.rank()
                     || matches!((&why, &refusal), (RightsDenied::NotStarted { at: a }, RightsDenied::NotStarted { at: b }) if a < b);
@@ -262,7 +273,13 @@ pub fn decide(
             }
         }
     }
-    best.ok_or(refusal)
+    // Stable: of two alike, the store's order (the older purchase first) decides.
+    granting.sort_by_key(|e| (e.first_play, std::cmp::Reverse(e.until.unwrap_or(u64::MAX))));
+    let mut granting = granting.into_iter();
+    let mut best = granting.next().ok_or(refusal)?;
+    let others: Vec<Entitled> = granting.collect();
+    best.others = (!others.is_empty()).then(|| others.into());
+    Ok(best)
 }
 
 fn decide_one(
@@ -312,6 +329,7 @@ fn decide_one(
             account_devices: None,
             policy: product.concurrency_policy,
         },
+        others: None,
     })
 }
 

@@ -278,6 +278,56 @@ fn no_candidates_is_no_rights_and_the_best_purchase_wins() {
 }
 
 #[test]
+fn a_purchase_that_starts_no_rental_comes_before_one_that_would() {
+    let day = Product {
+        period_days: Some(1),
+        ..product()
+    };
+    let rental = Product {
+        code: "R".into(),
+        hours: Some(48),
+        hours_from: HoursFrom::FirstPlay,
+        ..product()
+    };
+    let unplayed = Purchase {
+        hash: "r1".into(),
+        product: "R".into(),
+        ..purchase()
+    };
+    let got = decide(
+        true,
+        &[
+            (unplayed.clone(), rental.clone()),
+            (purchase(), day.clone()),
+        ],
+        DeviceClass::Ott,
+        T0 + 10,
+    )
+    .unwrap();
+    assert_eq!(
+        (&*got.purchase, got.first_play),
+        ("h1", false),
+        "the pass, though the rental reaches further"
+    );
+    let order: Vec<&str> = got.in_order().map(|e| &*e.purchase).collect();
+    assert_eq!(order, ["h1", "r1"]);
+    assert!(got.others.as_ref().unwrap()[0].first_play);
+
+    // Once the pass has ended, the rental is the one.
+    let got = decide(
+        true,
+        &[(unplayed, rental), (purchase(), day)],
+        DeviceClass::Ott,
+        T0 + DAY,
+    )
+    .unwrap();
+    assert_eq!(
+        (&*got.purchase, got.first_play, got.others),
+        ("r1", true, None)
+    );
+}
+
+#[test]
 fn refusals_name_the_closest_to_a_yes() {
     let revoked = Purchase {
         status: PurchaseStatus::Revoked,
