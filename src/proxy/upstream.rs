@@ -13,7 +13,7 @@ mod slots;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::HOST;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -169,6 +169,15 @@ impl HttpOrigin {
                     UpstreamError::Protocol(error_chain(&e))
                 }
             })?;
+        // Both framings at once (RFC 9112 §6.3): the body is read chunked, and the length
+        // passed on beside it would tell viewers and caches a size the body does not have.
+        // A proxy must not forward it; nginx answers 502 too.
+        let headers = response.headers();
+        if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+            return Err(UpstreamError::Protocol(
+                "the answer has both Content-Length and Transfer-Encoding".into(),
+            ));
+        }
         let deadline = started + self.total_timeout;
         let total = self.total_timeout;
         Ok(response.map(|body| {
