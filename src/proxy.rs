@@ -385,7 +385,7 @@ async fn handle_inner(
             .then(|| req.headers().get(http::header::USER_AGENT))
             .flatten()
             .and_then(|v| v.to_str().ok());
-        crate::device::hash_id(id, agent)
+        crate::device::hash_id(&id, agent)
     });
     let route = access::route(&config.access, &path);
     let grant = match route {

@@ -862,3 +862,39 @@ async fn a_device_the_preferred_purchase_cannot_admit_plays_under_the_next() {
         "a third device fits under neither"
     );
 }
+
+/// A device id the player sends in the URL (`?device=`, percent-encoded by its URL
+/// encoder) is the same device as that id in the header: the box activated by its
+/// header plays from a URL that names it, and takes no second activation.
+#[tokio::test]
+async fn a_device_named_in_the_url_is_the_device_named_in_the_header() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, hash) = sell(
+        &usher,
+        json!({"code": "box", "name": "Box", "activation": 1}),
+    )
+    .await;
+    let by_header = get(
+        &play,
+        &[
+            ("x-device-id", "living room #1"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ],
+    )
+    .await;
+    assert_eq!(by_header.status, 200, "{}", by_header.text());
+    for encoded in ["living%20room%20%231", "living+room+%231"] {
+        let url = format!("{play}&device={encoded}");
+        let by_url = get(&url, &[("x-forwarded-for", "198.51.100.7")]).await;
+        assert_eq!(by_url.status, 200, "{encoded}: {}", by_url.text());
+    }
+    let (_, devices) = api(
+        &usher,
+        "GET",
+        &format!("/api/v1/buyers/{hash}/devices"),
+        None,
+    )
+    .await;
+    assert_eq!(devices["total"], 1, "{devices}");
+}

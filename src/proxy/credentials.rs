@@ -1,6 +1,8 @@
 //! Reading credentials and the device id from a request, and removing them from what goes
 //! upstream.
 
+use std::borrow::Cow;
+
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
@@ -9,15 +11,16 @@ use crate::config::foreign::Formats;
 use crate::config::Token;
 
 /// The credential-bearing parts of one request, borrowed from it.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Carried<'a> {
     /// A ticket: query parameter, then `Authorization: Bearer`, then the cookie.
     pub ticket: Option<&'a str>,
     /// A session token: query parameter.
     pub session: Option<&'a str>,
-    /// The device id: header, then cookie, then query parameter (raw; hash it with
-    /// [`crate::device::hash_id`] before it goes anywhere).
-    pub device: Option<&'a str>,
+    /// The device id: header, then cookie, then query parameter (percent-decoded, as a
+    /// player's URL encoder wrote it, so `tv%201` in a URL is the `tv 1` of a header;
+    /// hash it with [`crate::device::hash_id`] before it goes anywhere).
+    pub device: Option<Cow<'a, str>>,
 }
 
 /// Finds what `settings` says to look for in `query` and `headers`.
@@ -40,7 +43,8 @@ pub fn read<'a>(settings: &Token, query: Option<&'a str>, headers: &'a HeaderMap
                 .as_deref()
                 .and_then(|name| cookie(headers, name))
         })
-        .or_else(|| query_param(query, &settings.device_param));
+        .map(Cow::Borrowed)
+        .or_else(|| query_param(query, &settings.device_param).map(query_value));
     Carried {
         ticket,
         session: query_param(query, &settings.session_param)
@@ -204,6 +208,16 @@ pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
         .map(|(_, value)| value)
 }
 
+/// A query parameter's value as its writer meant it: `application/x-www-form-urlencoded`
+/// decoding, allocating only when there is something to decode.
+fn query_value(raw: &str) -> Cow<'_, str> {
+    if raw.contains(['%', '+']) {
+        Cow::Owned(crate::form::decode(raw))
+    } else {
+        Cow::Borrowed(raw)
+    }
+}
+
 /// `query` without the pairs whose name `dropped` says so (and empty pairs), byte for byte
 /// otherwise; `None` when nothing is left. Nothing is allocated when nothing is kept.
 pub fn strip_query(query: Option<&str>, dropped: impl Fn(&str) -> bool) -> Option<String> {
@@ -262,6 +276,14 @@ mod tests {
         assert_eq!(query_param(Some("token=&x=1"), "token"), None);
         assert_eq!(query_param(Some("tokens=a"), "token"), None);
         assert_eq!(query_param(None, "token"), None);
+    }
+
+    #[test]
+    fn a_device_id_in_the_query_is_read_as_its_encoder_wrote_it() {
+        assert_eq!(query_value("tv%201"), "tv 1");
+        assert_eq!(query_value("tv+1"), "tv 1");
+        assert_eq!(query_value("a%2Bb%26c"), "a+b&c");
+        assert!(matches!(query_value("stb-0042"), Cow::Borrowed("stb-0042")));
     }
 
     #[test]
