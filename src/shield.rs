@@ -518,6 +518,14 @@ impl Fetch {
             // requests go past the shield.
             inner.bypass.insert(self.key.clone(), ());
         } else if let Some(lifetime) = lifetime.filter(|_| keep) {
+            // A body whose length was not announced (chunked) is whole now: its copy says
+            // how long it is, so a HEAD answered from it does too.
+            let head = match announced {
+                None if !matches!(head.status.as_u16(), 204 | 304) => {
+                    Arc::new(head.with_length(len))
+                }
+                _ => head,
+            };
             let entry = Entry {
                 head,
                 body,

@@ -1064,3 +1064,22 @@ async fn an_answer_with_both_framings_is_a_bad_gateway_and_not_kept() {
     );
     assert_eq!(*served.lock().unwrap(), 2);
 }
+
+/// An object the origin sent chunked (no length announced): once kept, a HEAD answered
+/// from the shield says its length, as the GET's body has it.
+#[tokio::test]
+async fn a_kept_chunked_object_has_its_length_on_head() {
+    let chunked = "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let (origin, served) = raw_origin(vec![chunked.into()]).await;
+    let usher = Usher::start(&test_config(&origin, ""), &[]);
+    let url = format!("{}/vod/s1.ts?ticket={}", usher.url, mint("/vod/"));
+    let first = get(&url, &[]).await;
+    assert_eq!(
+        (first.status.as_u16(), &first.body[..]),
+        (200, &b"hello world"[..])
+    );
+    let head = request("HEAD", &url, &[]).await;
+    assert_eq!(head.headers["x-usher-cache"], "hit");
+    assert_eq!(head.headers["content-length"], "11");
+    assert_eq!(*served.lock().unwrap(), 1);
+}

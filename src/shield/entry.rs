@@ -59,6 +59,16 @@ impl Head {
         }
     }
 
+    /// This head with `Content-Length: len`.
+    pub fn with_length(&self, len: u64) -> Self {
+        let mut headers = self.headers.clone();
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        Self {
+            status: self.status,
+            headers,
+        }
+    }
+
     /// A response with this head, `body`, and the shield's `outcome` and `age` headers.
     pub fn response(&self, body: Body, outcome: &'static str, age: Option<u64>) -> Response<Body> {
         let mut response = Response::new(body);
