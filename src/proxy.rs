@@ -30,6 +30,7 @@ pub mod sendfile;
 pub mod server;
 pub mod upstream;
 
+mod conditional;
 mod cors;
 mod in_flight;
 mod playlist;
@@ -482,6 +483,7 @@ async fn handle_inner(
             bounded: false,
         }
     };
+    let from_shield = shielded.is_some();
     let fetched = match shielded {
         Some(answer) => answer,
         None => {
@@ -535,6 +537,11 @@ async fn handle_inner(
                 response,
             ))
             .await
+        }
+        // The shield fetched it whole, without the viewer's conditions: they are judged
+        // here, against its copy.
+        _ if from_shield && conditional::not_modified(req.headers(), &response) => {
+            Ok(conditional::into_not_modified(response))
         }
         _ => Ok(response),
     }

@@ -1083,3 +1083,41 @@ async fn a_kept_chunked_object_has_its_length_on_head() {
     assert_eq!(head.headers["content-length"], "11");
     assert_eq!(*served.lock().unwrap(), 1);
 }
+
+/// A CDN in front revalidating a segment it holds: `If-None-Match` with the copy's entity
+/// tag, or `If-Modified-Since` its date, is answered 304 from the shield's copy, with
+/// the validators and no body; another tag gets the whole object. The origin is asked
+/// once.
+#[tokio::test]
+async fn revalidations_are_answered_not_modified_from_the_copy() {
+    let answer = "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: 5\r\netag: \"v1\"\r\nlast-modified: Mon, 07 Dec 2026 08:00:00 GMT\r\ncache-control: max-age=60\r\nconnection: close\r\n\r\nhello";
+    let (origin, served) = raw_origin(vec![answer.into()]).await;
+    let usher = Usher::start(&test_config(&origin, ""), &[]);
+    let url = format!("{}/vod/s1.ts?ticket={}", usher.url, mint("/vod/"));
+    assert_eq!(&get(&url, &[]).await.body[..], b"hello");
+    for condition in [
+        ("if-none-match", "\"v0\", \"v1\""),
+        ("if-none-match", "W/\"v1\""),
+        ("if-modified-since", "Mon, 07 Dec 2026 08:00:00 GMT"),
+    ] {
+        let reply = get(&url, &[condition]).await;
+        assert_eq!(reply.status, 304, "{condition:?}");
+        assert!(reply.body.is_empty());
+        assert_eq!(reply.headers["etag"], "\"v1\"");
+        assert_eq!(reply.headers["cache-control"], "max-age=60");
+        assert_eq!(reply.headers["x-usher-cache"], "hit");
+        assert!(!reply.headers.contains_key("content-type"));
+    }
+    let changed = get(&url, &[("if-none-match", "\"v0\"")]).await;
+    assert_eq!(
+        (changed.status.as_u16(), &changed.body[..]),
+        (200, &b"hello"[..])
+    );
+    let older = get(
+        &url,
+        &[("if-modified-since", "Mon, 07 Dec 2026 07:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(older.status, 200);
+    assert_eq!(*served.lock().unwrap(), 1);
+}
