@@ -898,3 +898,30 @@ async fn a_device_named_in_the_url_is_the_device_named_in_the_header() {
     .await;
     assert_eq!(devices["total"], 1, "{devices}");
 }
+
+/// The same for a limit on the account rather than the product: an account allowed one
+/// stream, a product with no limits of its own. The browser reloading its master joins
+/// its own session; a second browser is the second stream.
+#[tokio::test]
+async fn a_browser_reloads_into_its_own_session_under_an_account_limit() {
+    let origin = origin().await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, _) = sell(&usher, json!({"code": "open", "name": "Open"})).await;
+    let (status, body) = api(
+        &usher,
+        "PATCH",
+        "/api/v1/accounts/alice",
+        Some(json!({"max_sessions": 1})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let at_home = [("x-forwarded-for", "198.51.100.7")];
+    let first = get(&play, &at_home).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let cookie = first.headers["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let reload = get(&play, &[at_home[0], ("cookie", cookie.as_str())]).await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let other = get(&play, &[("x-forwarded-for", "198.51.100.9")]).await;
+    assert_eq!(status_reason(&other), (403, "concurrency_limit".into()));
+}

@@ -240,16 +240,19 @@ async fn start_session(
         now,
     } = *request;
     // A purchase that counts activations needs a device; one that limits devices or
-    // streams needs one to know a player that comes back (a reload with the ticket joins
-    // its own session instead of counting as a second stream). A playlist request that
-    // names none (the bare emailed link) gets one made up here, bound like any other
-    // and handed back as usher's device cookie; the session token carries it on.
-    // Only playlists: their answers are private and never stored by a cache, so the
-    // cookie cannot be handed to other viewers.
+    // streams (its product's limits or the account's) needs one to know a player that
+    // comes back (a reload with the ticket joins its own session instead of counting as
+    // a second stream). A playlist request that names none (the bare emailed link) gets
+    // one made up here, bound like any other and handed back as usher's device cookie;
+    // the session token carries it on. Only playlists: their answers are private and
+    // never stored by a cache, so the cookie cannot be handed to other viewers.
     let counts_devices = entitled.in_order().any(|e| {
+        let limits = &e.limits;
         e.activations.is_some()
-            || e.limits.product_devices.is_some()
-            || e.limits.product_sessions.is_some()
+            || limits.product_devices.is_some()
+            || limits.product_sessions.is_some()
+            || limits.account_devices.is_some()
+            || limits.account_sessions.is_some()
     });
     if counts_devices && device.is_none() && kind == ObjectKind::Playlist {
         if let Some(minted) = mint_device(config, headers) {
