@@ -105,6 +105,12 @@ pub struct Metrics {
     pub webhook_dropped: IntCounterVec,
     /// `usher_webhook_queue_depth`: deliveries waiting in the store.
     pub webhook_queue_depth: IntGauge,
+    /// `usher_webhook_backlog{receiver}`: deliveries waiting in the store for each
+    /// receiver (named by scheme, host and port), in flight and backing off included.
+    pub webhook_backlog: IntGaugeVec,
+    /// `usher_webhook_in_flight{receiver}`: deliveries being sent to each receiver now
+    /// (at most `webhooks.max_in_flight_per_endpoint` per endpoint).
+    pub webhook_in_flight: IntGaugeVec,
     /// The series a request of each object kind touches on its common path, resolved
     /// once (see [`Metrics::kind`]).
     by_kind: [KindSeries; ObjectKind::ALL.len()],
@@ -316,6 +322,21 @@ impl Metrics {
             "usher_webhook_queue_depth",
             "Webhook deliveries waiting in the store.",
         );
+        let per_receiver = |name: &str, help: &str| {
+            let vec = IntGaugeVec::new(Opts::new(name, help), &["receiver"]).expect("valid metric");
+            registry
+                .register(Box::new(vec.clone()))
+                .expect("unique metric");
+            vec
+        };
+        let webhook_backlog = per_receiver(
+            "usher_webhook_backlog",
+            "Webhook deliveries waiting in the store for a receiver (in flight and backing off included).",
+        );
+        let webhook_in_flight = per_receiver(
+            "usher_webhook_in_flight",
+            "Webhook deliveries being sent to a receiver now (at most webhooks.max_in_flight_per_endpoint per endpoint).",
+        );
         let mut cells = Cells::default();
         let by_kind = ObjectKind::ALL.map(|_| KindSeries {
             ok: ShardedCounter::new(&mut cells),
@@ -375,6 +396,8 @@ impl Metrics {
             webhook_deliveries,
             webhook_dropped,
             webhook_queue_depth,
+            webhook_backlog,
+            webhook_in_flight,
             registry,
             requests,
             denials,

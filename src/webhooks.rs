@@ -8,8 +8,10 @@
 //!        some ─► one row per receiver in the store's queue (emit: blocking pool, off the
 //!                request; deliveries: in the sale's or revoke's own transaction), oldest
 //!                dropped past queue_limit ─► wake the worker
-//! worker: claim due rows (leased), each POSTed in a task of its own, at most BATCH at
-//!        once ─► signed ─► 2xx: remove
+//! worker: each round, the due rows per receiver (one count), then claim (leased) each
+//!        receiver's share of the free slots: at most MAX_IN_FLIGHT in all and
+//!        max_in_flight_per_endpoint per receiver, handed out in turn (in_flight.rs);
+//!        each POSTed in a task of its own ─► signed ─► 2xx: remove
 //!        otherwise: due again after retry_initial · 2^(attempts-1), at most retry_max;
 //!        removed (gave_up) after max_attempts; removed (unconfigured) if the receiver
 //!        left the config
@@ -20,10 +22,16 @@
 //! a first play's event is written in the same transaction as the change it announces (an
 //! outbox): a change that stands is announced, one that does not is not. A delivery in flight at a
 //! crash is sent again (at least once): receivers deduplicate on `X-Usher-Delivery`.
+//!
+//! A receiver that stalls (each attempt waits out `timeout`) holds at most its
+//! `max_in_flight_per_endpoint` slots; its other deliveries wait in the store, unclaimed
+//! and in their order, while the other receivers are delivered to from the free slots.
 
 pub mod deliver;
 pub mod event;
+mod in_flight;
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -32,12 +40,14 @@ use tokio::sync::Notify;
 use crate::config::webhooks::{EventKind, WebhooksConfig};
 use crate::metrics::Metrics;
 use crate::proxy::Clock;
-use crate::rights::store::{NewDelivery, QueuedDelivery, Store};
+use crate::rights::store::{Backlog, NewDelivery, QueuedDelivery, Store};
 use deliver::{Attempt, Sender};
 pub use event::{Event, PurchaseInfo};
+use in_flight::InFlight;
 
-/// Most deliveries in flight at once.
-const BATCH: u32 = 32;
+/// Most deliveries in flight at once, to every receiver together (each receiver also at
+/// most `webhooks.max_in_flight_per_endpoint`, which cannot exceed this).
+pub const MAX_IN_FLIGHT: u32 = 32;
 
 /// The webhook queue's front (emit, record) and its delivery worker. Cheap to clone.
 #[derive(Clone)]
@@ -229,9 +239,10 @@ impl Webhooks {
     }
 
     /// The delivery worker: runs until the process ends (start it once, in `main`). Up to
-    /// [`BATCH`] deliveries are in flight at once, each in a task of its own: a slot is
-    /// claimed again as soon as one is given back, so a receiver that hangs until the
-    /// timeout holds up only the slots its own deliveries take.
+    /// [`MAX_IN_FLIGHT`] deliveries are in flight at once, each in a task of its own, and at
+    /// most `max_in_flight_per_endpoint` to one receiver; a slot given back wakes the worker,
+    /// which claims again at once. So a receiver that hangs until the timeout holds up only
+    /// its own share of the slots, and the others are delivered to meanwhile.
     pub async fn run(self) {
         let sender = match Sender::new() {
             Ok(sender) => Arc::new(sender),
@@ -240,68 +251,110 @@ impl Webhooks {
                 return;
             }
         };
-        let slots = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
-        loop {
-            let free = slots.available_permits();
-            if free == 0 {
-                // Wait for a delivery to end; its slot is given back at once.
-                drop(slots.acquire().await);
-                continue;
-            }
+        let in_flight = InFlight::new(self.0.metrics.webhook_in_flight.clone());
+        let mut shown = HashSet::new();
+        for turn in 0usize.. {
             let config = self.config();
-            let Some((claimed, depth)) = self.claim(&config, free as u32).await else {
+            let Some(backlog) = self.backlog(&config, &mut shown).await else {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.0.wake.notified()).await;
                 continue;
             };
-            let count = claimed.len();
-            for queued in claimed {
-                let slot = slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                let (this, sender, config) = (self.clone(), sender.clone(), config.clone());
-                tokio::spawn(async move {
-                    this.attempt(&sender, &config, queued).await;
-                    drop(slot);
-                });
+            let free = (MAX_IN_FLIGHT as usize).saturating_sub(in_flight.total());
+            let cap = config.max_in_flight_per_endpoint as usize;
+            for (endpoint, share) in
+                in_flight::shares(&backlog, |e| in_flight.to(e), cap, free, turn)
+            {
+                for queued in self.claim(&config, endpoint, share).await {
+                    let slot = in_flight.take(endpoint);
+                    let (this, sender, config) = (self.clone(), sender.clone(), config.clone());
+                    tokio::spawn(async move {
+                        this.attempt(&sender, &config, queued).await;
+                        drop(slot);
+                        this.0.wake.notify_one();
+                    });
+                }
             }
-            if count == 0 && depth == 0 && config.endpoints.is_empty() {
+            if backlog.is_empty() && config.endpoints.is_empty() {
                 // Nothing queued and nothing to deliver to: no polling until a reload adds
                 // a receiver or an event comes.
                 self.0.wake.notified().await;
-            } else if count < free {
-                // Due rows are polled every second; a new event wakes the worker at once.
+            } else {
+                // A new event or a delivery that ended wakes the worker at once; rows
+                // backing off are polled every second.
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.0.wake.notified()).await;
             }
         }
     }
 
-    /// Claims up to `limit` due deliveries (leased for the timeout and 5 s), with the
-    /// queue's depth; `None` (logged) when the store cannot be read.
-    async fn claim(
+    /// The deliveries waiting per receiver, shown in `usher_webhook_queue_depth` and
+    /// `usher_webhook_backlog` (each configured receiver, and any other with deliveries
+    /// left; `shown` holds the receivers last shown, whose series are removed once they
+    /// are neither); `None` (logged) when the store cannot be read.
+    async fn backlog(
         &self,
         config: &WebhooksConfig,
-        limit: u32,
-    ) -> Option<(Vec<QueuedDelivery>, u64)> {
+        shown: &mut HashSet<String>,
+    ) -> Option<Vec<Backlog>> {
         let now = (self.0.clock)();
-        let lease = config.timeout.as_secs() + 5;
         let store = self.0.store.clone();
-        let claimed = tokio::task::spawn_blocking(move || {
-            let claimed = store.claim_webhooks(now, lease, limit)?;
-            Ok::<_, crate::rights::store::StoreError>((claimed, store.webhook_queue_depth()?))
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|claimed| claimed.map_err(|e| e.to_string()));
-        match claimed {
-            Ok((claimed, depth)) => {
-                self.0.metrics.webhook_queue_depth.set(depth as i64);
-                Some((claimed, depth))
+        let backlog = match tokio::task::spawn_blocking(move || store.webhook_backlog(now)).await {
+            Ok(Ok(backlog)) => backlog,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "webhook queue cannot be read");
+                return None;
             }
             Err(e) => {
                 tracing::error!(error = %e, "webhook queue cannot be read");
-                None
+                return None;
+            }
+        };
+        let metrics = &self.0.metrics;
+        let depth: u64 = backlog.iter().map(|b| b.waiting).sum();
+        metrics.webhook_queue_depth.set(depth as i64);
+        let mut waiting: std::collections::HashMap<String, u64> = config
+            .endpoints
+            .iter()
+            .map(|e| (receiver(&e.url).to_owned(), 0))
+            .collect();
+        for b in &backlog {
+            *waiting.entry(receiver(&b.endpoint).to_owned()).or_insert(0) += b.waiting;
+        }
+        for gone in shown.iter().filter(|r| !waiting.contains_key(*r)) {
+            let _ = metrics.webhook_backlog.remove_label_values(&[gone]);
+        }
+        for (name, n) in &waiting {
+            metrics
+                .webhook_backlog
+                .with_label_values(&[name])
+                .set(*n as i64);
+        }
+        *shown = waiting.into_keys().collect();
+        Some(backlog)
+    }
+
+    /// Claims up to `limit` due deliveries to `endpoint`, oldest due first (leased for the
+    /// timeout and 5 s); none (logged) when the store cannot be read.
+    async fn claim(
+        &self,
+        config: &WebhooksConfig,
+        endpoint: &str,
+        limit: u32,
+    ) -> Vec<QueuedDelivery> {
+        let now = (self.0.clock)();
+        let lease = config.timeout.as_secs() + 5;
+        let (store, endpoint) = (self.0.store.clone(), endpoint.to_owned());
+        let claimed =
+            tokio::task::spawn_blocking(move || store.claim_webhooks(&endpoint, now, lease, limit))
+                .await;
+        match claimed {
+            Ok(Ok(claimed)) => claimed,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "webhook queue cannot be read");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "webhook queue cannot be read");
+                Vec::new()
             }
         }
     }

@@ -441,9 +441,12 @@ fn the_audit_trail_filters_and_pages(store: &dyn Store) {
     assert_eq!(page[0].action, "purchase.revoke");
 }
 
+/// The receiver [`delivery`]s go to.
+const HOOK: &str = "http://127.0.0.1:1/hook";
+
 fn delivery(n: u64) -> NewDelivery {
     NewDelivery {
-        endpoint: "http://127.0.0.1:1/hook".into(),
+        endpoint: HOOK.into(),
         event: "purchase".into(),
         event_id: format!("ev{n}"),
         body: format!("{{\"n\":{n}}}"),
@@ -465,7 +468,30 @@ fn the_webhook_queue_leases_and_drops_the_oldest(store: &dyn Store) {
             .collect::<Vec<_>>(),
         [delivery(2), delivery(3)]
     );
-    let claimed = store.claim_webhooks(10, 60, 10).unwrap();
+    let other = NewDelivery {
+        endpoint: "http://127.0.0.1:2/hook".into(),
+        ..delivery(4)
+    };
+    store.enqueue_webhooks(&[other], 10).unwrap();
+    let backlog = store.webhook_backlog(3).unwrap();
+    let counts: Vec<(&str, u64, u64)> = backlog
+        .iter()
+        .map(|b| (b.endpoint.as_str(), b.waiting, b.due))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("http://127.0.0.1:1/hook", 2, 2),
+            ("http://127.0.0.1:2/hook", 1, 0)
+        ],
+        "per receiver, and what is due at 3"
+    );
+    let theirs = store
+        .claim_webhooks("http://127.0.0.1:2/hook", 10, 60, 10)
+        .unwrap();
+    assert_eq!(theirs.len(), 1, "only that receiver's");
+    store.webhook_done(theirs[0].id).unwrap();
+    let claimed = store.claim_webhooks(HOOK, 10, 60, 10).unwrap();
     assert_eq!(
         claimed
             .iter()
@@ -475,12 +501,12 @@ fn the_webhook_queue_leases_and_drops_the_oldest(store: &dyn Store) {
     );
     assert_eq!(claimed[0].delivery.due, 2, "the due time it was claimed at");
     assert!(
-        store.claim_webhooks(20, 60, 10).unwrap().is_empty(),
+        store.claim_webhooks(HOOK, 20, 60, 10).unwrap().is_empty(),
         "leased"
     );
     store.webhook_failed(claimed[0].id, 30).unwrap();
     store.webhook_done(claimed[1].id).unwrap();
-    let again = store.claim_webhooks(30, 60, 10).unwrap();
+    let again = store.claim_webhooks(HOOK, 30, 60, 10).unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(
         (again[0].delivery.event_id.as_str(), again[0].attempts),
@@ -815,7 +841,7 @@ fn two_nodes_claiming_webhooks_never_take_the_same_delivery() {
                 start.wait();
                 let mut ids = Vec::new();
                 loop {
-                    let claimed = node.claim_webhooks(1000, 600, 7).unwrap();
+                    let claimed = node.claim_webhooks(HOOK, 1000, 600, 7).unwrap();
                     if claimed.is_empty() {
                         return ids;
                     }

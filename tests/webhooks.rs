@@ -1,7 +1,7 @@
 //! Webhooks through a real usher and a real receiver on loopback that checks every
 //! signature: purchase, revoke, first play, activation refused and session replaced
 //! events; a failed delivery retried; deliveries queued before a SIGKILL sent after the
-//! restart.
+//! restart; a receiver that never answers does not hold up the others.
 
 mod support;
 
@@ -133,6 +133,29 @@ impl Receiver {
         })
         .await
         .unwrap_or_else(|_| panic!("no {event} delivery within 20 s"))
+    }
+}
+
+/// A receiver that accepts connections and never answers: each delivery to it holds its
+/// slot until `webhooks.timeout`. Signals each connection it accepted.
+struct Silent {
+    url: String,
+    accepted: mpsc::UnboundedReceiver<()>,
+}
+
+impl Silent {
+    async fn start() -> Silent {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (tx, accepted) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                held.push(tcp);
+                let _ = tx.send(());
+            }
+        });
+        Silent { url, accepted }
     }
 }
 
@@ -455,6 +478,56 @@ async fn a_reload_that_removes_every_receiver_drops_what_was_queued_for_them() {
     })
     .await
     .expect("dropped once it is due again, and the queue seen empty");
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_does_not_hold_up_the_others() {
+    let origin = origin().await;
+    let mut silent = Silent::start().await;
+    let mut healthy = Receiver::start().await;
+    // Each delivery to the silent receiver waits a minute for its answer; it takes the
+    // purchases, the healthy one the revokes.
+    let hooks = format!(
+        "[webhooks]\ntimeout = \"60s\"\n\
+         [[webhooks.endpoints]]\nurl = \"{}\"\nsecret = \"{SECRET_TEXT}\"\nevents = [\"purchase\"]\n\
+         [[webhooks.endpoints]]\nurl = \"{}\"\nsecret = \"{SECRET_TEXT}\"\nevents = [\"revoke\"]\n",
+        silent.url, healthy.url
+    );
+    let usher = Usher::start(&rights_config(&origin.url(), &hooks), &[]);
+    // More sales than there are delivery slots in all: a backlog for the silent receiver,
+    // queued before the revoke.
+    let (_, hash) = sell(&usher, json!({"code": "p", "name": "Final"}), "alice").await;
+    for n in 0..40 {
+        buy(&usher, "p", &format!("buyer{n}")).await;
+    }
+    tokio::time::timeout(Duration::from_secs(20), silent.accepted.recv())
+        .await
+        .expect("the silent receiver is being delivered to")
+        .expect("it runs");
+    let (status, _) = api(
+        &usher,
+        "POST",
+        &format!("/api/v1/buyers/{hash}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Well before the silent receiver's deliveries time out.
+    let revoke = healthy.next("revoke").await;
+    assert!(revoke.signed);
+    assert_eq!(revoke.payload["data"]["purchase"], hash.as_str());
+    // Nothing for the silent receiver was lost: all 41 still wait in the store, and it
+    // holds its share of the slots (max_in_flight_per_endpoint, 8 by default).
+    let silent_origin = silent.url.trim_end_matches("/hook");
+    let backlog = format!("usher_webhook_backlog{{receiver=\"{silent_origin}\"}}");
+    let in_flight = format!("usher_webhook_in_flight{{receiver=\"{silent_origin}\"}}");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while metric(&usher, &backlog).await != 41.0 || metric(&usher, &in_flight).await != 8.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the silent receiver's deliveries are kept, and shown");
 }
 
 async fn send_any(

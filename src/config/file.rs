@@ -86,6 +86,8 @@ pub struct WebhooksFile {
     pub retry_max: Option<String>,
     /// Attempts after which a delivery is given up.
     pub max_attempts: Option<u32>,
+    /// Most deliveries in flight to one endpoint at once, 1 to 32.
+    pub max_in_flight_per_endpoint: Option<u32>,
     /// Hosts endpoints may name besides loopback (`hooks.example.com`).
     pub allowed_hosts: Option<Vec<String>>,
     /// The receivers.

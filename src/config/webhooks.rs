@@ -83,6 +83,10 @@ pub struct WebhooksConfig {
     pub retry_max: Duration,
     /// Attempts after which a delivery is given up.
     pub max_attempts: u32,
+    /// Most deliveries in flight to one receiver at once (at most
+    /// [`crate::webhooks::MAX_IN_FLIGHT`]): a receiver that stalls holds no more slots
+    /// than this, and the others keep theirs.
+    pub max_in_flight_per_endpoint: u32,
 }
 
 impl Default for WebhooksConfig {
@@ -94,6 +98,7 @@ impl Default for WebhooksConfig {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(600),
             max_attempts: 15,
+            max_in_flight_per_endpoint: 8,
         }
     }
 }

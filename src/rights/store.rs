@@ -344,16 +344,28 @@ pub struct QueuedDelivery {
     pub attempts: u32,
 }
 
+/// One receiver's deliveries waiting in the webhook queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    /// The receiver's URL.
+    pub endpoint: String,
+    /// Deliveries waiting: due, leased (in flight) or backing off.
+    pub waiting: u64,
+    /// Those of them that can be claimed now.
+    pub due: u64,
+}
+
 /// The persisted webhook queue: deliveries survive a restart until they are delivered or
 /// given up. At least once: a delivery claimed before a crash is claimed again after it.
 pub trait WebhookQueue {
     /// Queues `deliveries`; when that makes more than `limit`, drops the oldest to `limit`
     /// in the same transaction. The number dropped.
     fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError>;
-    /// Up to `max` deliveries due at `now`, oldest due first, each leased until
-    /// `now + lease` (not claimed again before, unless marked).
+    /// Up to `max` deliveries to `endpoint` due at `now`, oldest due first, each leased
+    /// until `now + lease` (not claimed again before, unless marked).
     fn claim_webhooks(
         &self,
+        endpoint: &str,
         now: u64,
         lease: u64,
         max: u32,
@@ -364,6 +376,9 @@ pub trait WebhookQueue {
     fn webhook_failed(&self, id: i64, next_attempt: u64) -> Result<(), StoreError>;
     /// Deliveries waiting.
     fn webhook_queue_depth(&self) -> Result<u64, StoreError>;
+    /// The deliveries waiting for each receiver that has any, and how many of them are due
+    /// at `now`, by endpoint.
+    fn webhook_backlog(&self, now: u64) -> Result<Vec<Backlog>, StoreError>;
     /// Every delivery waiting, in the order queued, leases ignored (for
     /// `usher store export`).
     fn pending_webhooks(&self) -> Result<Vec<QueuedDelivery>, StoreError>;

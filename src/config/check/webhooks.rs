@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::super::file::{WebhookEndpointFile, WebhooksFile};
 use super::super::webhooks::{Endpoint, EventKind, WebhooksConfig};
 use super::Problems;
-use crate::webhooks::receiver;
+use crate::webhooks::{receiver, MAX_IN_FLIGHT};
 
 pub(super) fn check(p: &mut Problems, file: WebhooksFile) -> WebhooksConfig {
     let defaults = WebhooksConfig::default();
@@ -30,6 +30,16 @@ pub(super) fn check(p: &mut Problems, file: WebhooksFile) -> WebhooksConfig {
     if max_attempts == 0 {
         p.add("webhooks.max_attempts", "0", "must be at least 1");
     }
+    let max_in_flight_per_endpoint = file
+        .max_in_flight_per_endpoint
+        .unwrap_or(defaults.max_in_flight_per_endpoint);
+    if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight_per_endpoint) {
+        p.add(
+            "webhooks.max_in_flight_per_endpoint",
+            &max_in_flight_per_endpoint.to_string(),
+            format!("must be between 1 and {MAX_IN_FLIGHT}, the deliveries in flight at once to all receivers"),
+        );
+    }
     WebhooksConfig {
         endpoints,
         queue_limit,
@@ -52,6 +62,7 @@ pub(super) fn check(p: &mut Problems, file: WebhooksFile) -> WebhooksConfig {
             Duration::from_secs(1),
         ),
         max_attempts,
+        max_in_flight_per_endpoint,
     }
 }
 
@@ -225,6 +236,24 @@ keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
             !bad.contains("hunter2"),
             "the password is not repeated: {bad}"
         );
+    }
+
+    #[test]
+    fn deliveries_in_flight_per_endpoint_are_bounded() {
+        let config = parse("").unwrap().webhooks;
+        assert_eq!(config.max_in_flight_per_endpoint, 8, "the default");
+        let config = parse("[webhooks]\nmax_in_flight_per_endpoint = 32\n")
+            .unwrap()
+            .webhooks;
+        assert_eq!(config.max_in_flight_per_endpoint, 32);
+        for bad in [0, 33] {
+            let error =
+                parse(&format!("[webhooks]\nmax_in_flight_per_endpoint = {bad}\n")).unwrap_err();
+            let expected = format!(
+                "webhooks.max_in_flight_per_endpoint = \"{bad}\": must be between 1 and 32"
+            );
+            assert!(error.contains(&expected), "{expected} in {error}");
+        }
     }
 
     #[test]

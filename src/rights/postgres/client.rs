@@ -322,6 +322,7 @@ const READS: &[&str] = &[
     "sale_key",
     "sale_keys",
     "schema",
+    "webhook_backlog",
     "webhook_queue_depth",
 ];
 

@@ -89,4 +89,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         next_attempt BIGINT NOT NULL
     );
     CREATE INDEX webhook_queue_due ON webhook_queue(next_attempt);",
+    // 2 (SQLite 7): each receiver's due deliveries, claimed per receiver
+    // (webhooks.max_in_flight_per_endpoint).
+    "CREATE INDEX webhook_queue_endpoint_due ON webhook_queue(endpoint, next_attempt);",
 ];

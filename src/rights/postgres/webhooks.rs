@@ -2,7 +2,7 @@
 //! so two nodes never lease the same delivery at once.
 
 use super::{pg, PostgresStore};
-use crate::rights::store::{NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
+use crate::rights::store::{Backlog, NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
 
 /// A delivery from a row of `id, endpoint, event, event_id, body, attempts, due`.
 fn queued(r: &tokio_postgres::Row) -> QueuedDelivery {
@@ -65,15 +65,18 @@ impl WebhookQueue for PostgresStore {
 
     fn claim_webhooks(
         &self,
+        endpoint: &str,
         now: u64,
         lease: u64,
         max: u32,
     ) -> Result<Vec<QueuedDelivery>, StoreError> {
+        let endpoint = endpoint.to_owned();
         self.run("claim_webhooks", move |c| async move {
             let rows = c
                 .query(
                     "WITH due AS (
-                        SELECT id, next_attempt FROM webhook_queue WHERE next_attempt <= $1
+                        SELECT id, next_attempt FROM webhook_queue
+                        WHERE endpoint = $4 AND next_attempt <= $1
                         ORDER BY next_attempt, id LIMIT $3 FOR UPDATE SKIP LOCKED)
                      UPDATE webhook_queue q SET next_attempt = $2 FROM due WHERE q.id = due.id
                      RETURNING q.id, q.endpoint, q.event, q.event_id, q.body, q.attempts,
@@ -82,6 +85,7 @@ impl WebhookQueue for PostgresStore {
                         &(now as i64),
                         &(now.saturating_add(lease) as i64),
                         &i64::from(max),
+                        &endpoint,
                     ],
                 )
                 .await
@@ -133,5 +137,26 @@ impl WebhookQueue for PostgresStore {
             "SELECT COUNT(*) FROM webhook_queue",
             args![],
         )
+    }
+
+    fn webhook_backlog(&self, now: u64) -> Result<Vec<Backlog>, StoreError> {
+        self.run("webhook_backlog", move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT endpoint, COUNT(*), COUNT(*) FILTER (WHERE next_attempt <= $1)
+                     FROM webhook_queue GROUP BY endpoint ORDER BY endpoint",
+                    &[&(now as i64)],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Backlog {
+                    endpoint: r.get(0),
+                    waiting: r.get::<_, i64>(1) as u64,
+                    due: r.get::<_, i64>(2) as u64,
+                })
+                .collect())
+        })
     }
 }

@@ -4,7 +4,7 @@
 use rusqlite::params;
 
 use super::{backend, SqliteStore};
-use crate::rights::store::{NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
+use crate::rights::store::{Backlog, NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
 
 /// A delivery from a row of `id, endpoint, event, event_id, body, attempts, next_attempt`.
 fn queued(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedDelivery> {
@@ -61,6 +61,7 @@ impl WebhookQueue for SqliteStore {
 
     fn claim_webhooks(
         &self,
+        endpoint: &str,
         now: u64,
         lease: u64,
         max: u32,
@@ -71,12 +72,12 @@ impl WebhookQueue for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT id, endpoint, event, event_id, body, attempts, next_attempt
-                     FROM webhook_queue WHERE next_attempt <= ?1
+                     FROM webhook_queue WHERE endpoint = ?3 AND next_attempt <= ?1
                      ORDER BY next_attempt, id LIMIT ?2",
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![now as i64, max], queued)
+                .query_map(params![now as i64, max, endpoint], queued)
                 .map_err(backend)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)?
         };
@@ -127,5 +128,25 @@ impl WebhookQueue for SqliteStore {
             .query_row("SELECT COUNT(*) FROM webhook_queue", [], |r| r.get(0))
             .map_err(backend)?;
         Ok(depth as u64)
+    }
+
+    fn webhook_backlog(&self, now: u64) -> Result<Vec<Backlog>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT endpoint, COUNT(*), SUM(next_attempt <= ?1) FROM webhook_queue
+                 GROUP BY endpoint ORDER BY endpoint",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([now as i64], |r| {
+                Ok(Backlog {
+                    endpoint: r.get(0)?,
+                    waiting: r.get::<_, i64>(1)? as u64,
+                    due: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
     }
 }
