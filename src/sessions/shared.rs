@@ -17,6 +17,10 @@
 //! per `touch_interval` per session writes the time to Redis in the background. Replacing
 //! or ending a session is announced on the channel `usher:sessions`; every node marks its
 //! copy at once, and after (re)subscribing re-reads the state of the sessions it holds.
+//!
+//! A connection Redis stopped answering on without closing it is replaced ([`link`]).
+
+mod link;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -110,8 +114,7 @@ pub(super) enum Admitted {
 
 /// The Redis side of the session registry.
 pub struct SharedSessions {
-    conn: ConnectionManager,
-    client: redis::Client,
+    link: link::Link,
     idle: u64,
     /// Seconds a session's record stays after its last request: as long as a token of its
     /// could still verify, so an ended or replaced one is refused, not adopted again by a
@@ -131,7 +134,8 @@ fn keys(account: &str) -> (String, String) {
 }
 
 impl SharedSessions {
-    /// Connects to `config.url` (the connection reconnects by itself after a failure).
+    /// Connects to `config.url` (the connection reconnects by itself after a failure, and
+    /// is replaced when it does not answer).
     ///
     /// # Errors
     /// When the URL is bad or Redis cannot be reached at start.
@@ -142,23 +146,8 @@ impl SharedSessions {
         metrics: SessionsBackendMetrics,
     ) -> Result<Self, BackendError> {
         let client = redis::Client::open(config.url.as_str())?;
-        // Each reconnection is one attempt within the timeout (the next call that finds
-        // the connection broken makes another): with the library's defaults a
-        // reconnection kept retrying, with growing pauses, behind calls that had given up
-        // on it, and a node stayed without a working connection after Redis came back.
-        let manager = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(config.timeout)
-            .set_response_timeout(config.timeout);
-        let conn = tokio::time::timeout(
-            config.timeout * 5,
-            ConnectionManager::new_with_config(client.clone(), manager),
-        )
-        .await
-        .map_err(|_| BackendError("no answer from Redis".into()))??;
         Ok(Self {
-            conn,
-            client,
+            link: link::Link::connect(client, config.timeout).await?,
             idle,
             remember: AtomicU64::new(remember),
             timeout: config.timeout,
@@ -183,7 +172,8 @@ impl SharedSessions {
 
     /// Runs one Redis call within the timeout, counting failures by `op`. A call that
     /// finds the connection broken is made once more: the first failure sets the
-    /// connection reconnecting, and the second waits for it.
+    /// connection reconnecting, and the second waits for it. A call that gets no answer
+    /// has the connection replaced, for the calls after it.
     async fn call<T, F, Fut>(&self, op: &'static str, work: F) -> Result<T, BackendError>
     where
         F: Fn(ConnectionManager) -> Fut,
@@ -193,15 +183,21 @@ impl SharedSessions {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            match tokio::time::timeout(self.timeout, work(self.conn.clone())).await {
+            let (generation, conn) = self.link.conn();
+            let silent = || {
+                self.link.replace(generation);
+                BackendError(format!("no answer within {:?}", self.timeout))
+            };
+            match tokio::time::timeout(self.timeout, work(conn)).await {
                 Ok(Ok(value)) => break Ok(value),
+                Ok(Err(e)) if e.is_timeout() => break Err(silent()),
                 Ok(Err(e))
                     if attempt == 1
                         && (e.is_io_error()
                             || e.is_connection_dropped()
                             || e.is_connection_refusal()) => {}
                 Ok(Err(e)) => break Err(BackendError::from(e)),
-                Err(_) => break Err(BackendError(format!("no answer within {:?}", self.timeout))),
+                Err(_) => break Err(silent()),
             }
         };
         self.metrics
@@ -494,58 +490,91 @@ impl SharedSessions {
     }
 
     /// Follows the other nodes' session changes until the process ends, marking the
-    /// sessions `registry` holds; after each (re)subscription it re-reads the state of all
-    /// of them, for what it missed. Reconnects with backoff (100 ms doubling to 5 s).
+    /// sessions `state` holds; after each (re)subscription it re-reads the state of all
+    /// of them, for what it missed. Reconnects with backoff (100 ms doubling to 5 s), also
+    /// when the subscription stops answering ([`link::silence`]).
     pub async fn follow(self: Arc<Self>, state: Arc<crate::proxy::State>) {
-        let registry = &state.sessions;
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.client.get_async_pubsub().await {
-                Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
-                    Ok(()) => {
-                        backoff = Duration::from_millis(100);
-                        // Changes arriving meanwhile wait in the subscription. The command
-                        // connection may still be reconnecting: try a few times.
-                        let mut caught_up = false;
-                        let mut pause = Duration::from_millis(50);
-                        for _ in 0..8 {
-                            let now = (state.clock)();
-                            match self.catch_up(&registry.remembered(), now).await {
-                                Ok(marks) => {
-                                    for (sid, state) in marks {
-                                        registry.mark(&sid, state);
-                                    }
-                                    caught_up = true;
-                                    break;
-                                }
-                                Err(e) => tracing::warn!(error = %e, "sessions not caught up yet"),
-                            }
-                            tokio::time::sleep(pause).await;
-                            pause = (pause * 2).min(Duration::from_secs(1));
-                        }
-                        if caught_up {
-                            self.metrics.up.set(1);
-                            let mut messages = pubsub.on_message();
-                            while let Some(message) = messages.next().await {
-                                let Ok(payload) = message.get_payload::<String>() else {
-                                    continue;
-                                };
-                                if let Ok(change) = serde_json::from_str::<Change>(&payload) {
-                                    registry.mark(&change.sid, change.state);
-                                }
-                            }
-                            tracing::warn!("session change subscription lost");
-                        }
+            match self.subscribe().await {
+                Ok(pubsub) => {
+                    backoff = Duration::from_millis(100);
+                    // Changes arriving meanwhile wait in the subscription.
+                    if self.settle(&state).await {
+                        self.metrics.up.set(1);
+                        self.listen(pubsub, &state.sessions).await;
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to session changes"),
-                },
-                Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach Redis"),
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot subscribe to session changes")
+                }
             }
             self.metrics.up.set(0);
             self.metrics.errors.with_label_values(&["subscribe"]).inc();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// A new connection subscribed to [`CHANNEL`], made within five times the timeout (a
+    /// Redis that accepts and never answers does not hold the node up).
+    async fn subscribe(&self) -> Result<redis::aio::PubSub, BackendError> {
+        let made = async {
+            let mut pubsub = self.link.client().get_async_pubsub().await?;
+            pubsub.subscribe(CHANNEL).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        tokio::time::timeout(self.timeout * 5, made)
+            .await
+            .map_err(|_| BackendError("no answer from Redis".into()))?
+            .map_err(BackendError::from)
+    }
+
+    /// Catches up with what the subscription missed ([`SharedSessions::catch_up`]); the
+    /// command connection may still be reconnecting, so it tries a few times. Whether it
+    /// did.
+    async fn settle(&self, state: &crate::proxy::State) -> bool {
+        let mut pause = Duration::from_millis(50);
+        for _ in 0..8 {
+            let now = (state.clock)();
+            match self.catch_up(&state.sessions.remembered(), now).await {
+                Ok(marks) => {
+                    for (sid, mark) in marks {
+                        state.sessions.mark(&sid, mark);
+                    }
+                    return true;
+                }
+                Err(e) => tracing::warn!(error = %e, "sessions not caught up yet"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+        false
+    }
+
+    /// Marks the changes `pubsub` brings in `registry` until it breaks or stops answering.
+    async fn listen(&self, pubsub: redis::aio::PubSub, registry: &super::Sessions) {
+        let (sink, mut messages) = pubsub.split();
+        let silence = link::silence(sink, CHANNEL, self.timeout);
+        tokio::pin!(silence);
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else { break };
+                    let Ok(payload) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if let Ok(change) = serde_json::from_str::<Change>(&payload) {
+                        registry.mark(&change.sid, change.state);
+                    }
+                }
+                () = &mut silence => {
+                    tracing::warn!("the session change subscription stopped answering");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("session change subscription lost");
     }
 }
 

@@ -1,0 +1,253 @@
+//! A node whose Redis connections went half-open (a Redis that moved behind its address
+//! without closing them, or a partition that sends no reset) replaces them: two usher
+//! nodes share one PostgreSQL and one Redis, the second through a relay in this test that
+//! then swallows everything on the connections it holds while it lets new ones through.
+//! The second node's session starts are decided by the limits Redis holds again, and a
+//! session it plays that the first node replaced is refused there, though the
+//! announcement went to its silent subscription.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::admin::api;
+use support::postgres::Postgres;
+use support::redis::Redis;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A TCP relay on loopback to one upstream address, running on a thread of its own (a
+/// node starting up blocks this test's thread while it connects through the relay).
+struct Relay {
+    /// `redis://127.0.0.1:PORT`.
+    url: String,
+    /// Bumped by [`Relay::black_hole`]: connections accepted before go silent.
+    generation: watch::Sender<u64>,
+}
+
+impl Relay {
+    /// Relays every connection to `upstream` (`127.0.0.1:PORT`), both ways.
+    fn start(upstream: String) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let (generation, watching) = watch::channel(0u64);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        continue;
+                    };
+                    let born = *watching.borrow();
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::spawn(pump(client_read, server_write, watching.clone(), born));
+                    tokio::spawn(pump(server_read, client_write, watching.clone(), born));
+                }
+            });
+        });
+        Relay { url, generation }
+    }
+
+    /// From now on the connections open so far carry nothing either way, and stay open;
+    /// connections made later are relayed.
+    fn black_hole(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// Copies `from` to `to` until either closes, or until the relay's generation passes
+/// `born`: then it holds both halves open and copies nothing more.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut generation: watch::Receiver<u64>,
+    born: u64,
+) {
+    let cut = async move {
+        let _ = generation.wait_for(|g| *g > born).await;
+    };
+    tokio::pin!(cut);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            () = &mut cut => break,
+        }
+    }
+    let _held = (from, to);
+    std::future::pending::<()>().await;
+}
+
+const MEDIA: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
+
+async fn origin() -> Origin {
+    let mut objects = HashMap::new();
+    objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
+    objects.insert("/event/s1.ts".to_owned(), segment(300));
+    spawn_origin(objects).await
+}
+
+/// A node's config: rights from PostgreSQL at `pg`, sessions shared through Redis at
+/// `redis` (refused while Redis does not answer).
+fn node_config(origin: &Origin, pg: &str, redis: &str) -> String {
+    rights_config(
+        &origin.url(),
+        &format!(
+            "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{pg}\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n\
+             [sessions]\nbackend = \"redis\"\non_backend_error = \"deny\"\n\
+             [sessions.redis]\nurl = \"{redis}\"\ntimeout = \"500ms\"\n"
+        ),
+    )
+}
+
+/// Polls `check` (bounded: 30 s) until it says done; the last value it saw.
+async fn within_30s<T, F, Fut>(mut check: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = check().await;
+        if done(&seen) || Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ready(node: &Usher) -> u16 {
+    get(&format!("{}/readyz", node.admin.as_ref().unwrap()), &[])
+        .await
+        .status
+        .as_u16()
+}
+
+/// POSTs `body` to `path` on `node`, expecting success.
+async fn post(node: &Usher, path: &str, body: Value) -> Value {
+    let (status, answer) = api(node, "POST", path, Some(body)).await;
+    assert!(status < 300, "{path}: {status} {answer}");
+    answer
+}
+
+/// `url` (minted by some node) pointed at `node`.
+fn on(node: &Usher, url: &str) -> String {
+    format!("{}{}", node.url, &url[url.find("/event/").unwrap()..])
+}
+
+/// The playlist through `node` for `device`, and its first segment's URL.
+async fn play(node: &Usher, url: &str, device: &str) -> (Reply, String) {
+    let url = on(node, url);
+    let reply = get(&url, &[("x-device-id", device)]).await;
+    let segment = reply
+        .text()
+        .lines()
+        .find(|l| l.starts_with("s1.ts"))
+        .map(|l| resolve(&url, l))
+        .unwrap_or_default();
+    (reply, segment)
+}
+
+/// Sells `products` (JSON fields, each holding the media `event` at `/event/`) through
+/// `node`, the first to alice and the second to bob: their play URLs.
+async fn sell(node: &Usher, products: [Value; 2]) -> Vec<String> {
+    let media = json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"});
+    post(node, "/api/v1/media", media).await;
+    let mut urls = Vec::new();
+    for (product, account) in products.into_iter().zip(["alice", "bob"]) {
+        let code = product["code"].as_str().unwrap().to_owned();
+        post(node, "/api/v1/products", product).await;
+        let link = json!({"media": "event"});
+        post(node, &format!("/api/v1/products/{code}/media"), link).await;
+        let buyer = json!({"product": code, "media": "event", "account": account});
+        let sold = post(node, "/api/v1/buyers", buyer).await;
+        urls.push(sold["play_url"].as_str().unwrap().to_owned());
+    }
+    urls
+}
+
+/// `device` starts playing `url` on `node` (asked until admitted: `node` may not know the
+/// media yet); its first segment's URL.
+async fn playing(node: &Usher, url: &str, device: &str) -> String {
+    let (reply, segment) = within_30s(|| play(node, url, device), |(r, _)| r.status == 200).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(get(&segment, &[("x-device-id", device)]).await.status, 200);
+    segment
+}
+
+#[tokio::test]
+async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
+    let pg = Postgres::start();
+    let pg = pg.database("usher");
+    let redis = Redis::start();
+    let origin = origin().await;
+    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
+    let a = Usher::start(&node_config(&origin, &pg, &redis.url), &[]);
+    let b = Usher::start(&node_config(&origin, &pg, &relay.url), &[]);
+    for node in [&a, &b] {
+        assert_eq!(within_30s(|| ready(node), |s| *s == 200).await, 200);
+    }
+    // One stream each: alice's refuses a second, bob's replaces the first.
+    let urls = sell(
+        &a,
+        [
+            json!({"code": "p", "name": "Final", "max_sessions": 1}),
+            json!({"code": "r", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
+        ],
+    )
+    .await;
+    let (alice, bob) = (&urls[0], &urls[1]);
+    playing(&b, alice, "tv").await;
+    let bob_tv = playing(&b, bob, "tv").await;
+
+    relay.black_hole();
+
+    // A start on B is decided by the limit Redis holds again (at first it waits for an
+    // answer that never comes: 503 sessions_unavailable).
+    let phone = within_30s(
+        || async { play(&b, alice, "phone").await.0 },
+        |r| r.status != 503,
+    )
+    .await;
+    assert_eq!(
+        (phone.status.as_u16(), phone.reason()),
+        (403, "concurrency_limit".to_owned()),
+        "B reads Redis again"
+    );
+
+    // Bob's phone on A replaces his tv on B. Segments never wait on Redis: B refuses the
+    // tv's next one only once it hears of it, through a subscription that answers.
+    assert_eq!(play(&a, bob, "phone").await.0.status, 200);
+    let tv = within_30s(
+        || get(&bob_tv, &[("x-device-id", "tv")]),
+        |r| r.status != 200,
+    )
+    .await;
+    assert_eq!(
+        (tv.status.as_u16(), tv.reason()),
+        (403, "session_replaced".to_owned()),
+        "B hears of the replacement"
+    );
+    assert_eq!(within_30s(|| ready(&b), |s| *s == 200).await, 200);
+}
