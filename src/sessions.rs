@@ -160,6 +160,16 @@ pub struct Started {
     victims: Vec<Arc<Session>>,
     /// Whether the shared store still has to record it.
     shared: bool,
+    /// Whether the shared store's (dry-run) decision had other sessions give way.
+    replaces_shared: bool,
+}
+
+impl Started {
+    /// Whether starting it ends another session (`replace_oldest`), on this node or,
+    /// as far as the shared store said at [`Sessions::begin`], on another.
+    pub fn replaces_others(&self) -> bool {
+        !self.victims.is_empty() || self.replaces_shared
+    }
 }
 
 impl Sessions {
@@ -216,16 +226,17 @@ impl Sessions {
         limits: &Limits,
         now: u64,
     ) -> Result<Started, SessionDenied> {
-        let local = |start: Start<'_>, limits: &Limits, shared: bool| {
+        let local = |start: Start<'_>, limits: &Limits, shared: bool, replaces_shared: bool| {
             self.start_deferred(start, limits, now, new_id)
                 .map(|(session, victims)| Started {
                     session,
                     victims,
                     shared,
+                    replaces_shared,
                 })
         };
         let Some(shared) = self.shared.get() else {
-            return local(start, limits, false);
+            return local(start, limits, false, false);
         };
         let sid = start.sid.map_or_else(new_id, str::to_owned);
         let named = |sid| Start {
@@ -238,13 +249,15 @@ impl Sessions {
                 // Its last request is now, for every node: a viewer resuming here after a
                 // pause must not look idle elsewhere until this node's next touch.
                 shared.touch(start.account, &existing, now).await;
-                local(named(&existing), &Limits::default(), false)
+                local(named(&existing), &Limits::default(), false, false)
             }
-            Ok(Ok(shared::Admitted::New(_))) => local(named(&sid), &Limits::default(), true),
+            Ok(Ok(shared::Admitted::New(replaced))) => {
+                local(named(&sid), &Limits::default(), true, !replaced.is_empty())
+            }
             Ok(Err(denied)) => Err(denied),
             Err(e) => match self.backend_failed(shared, &e) {
                 Some(denied) => Err(denied),
-                None => local(start, limits, false),
+                None => local(start, limits, false, false),
             },
         }
     }

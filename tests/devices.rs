@@ -78,7 +78,12 @@ struct Player<'a> {
     ip: &'a str,
 }
 
-impl Player<'_> {
+impl<'a> Player<'a> {
+    /// The player of `device` at address `ip`.
+    fn at(device: &'a str, ip: &'a str) -> Self {
+        Self { device, ip }
+    }
+
     fn headers(&self) -> Vec<(&str, &str)> {
         vec![("x-device-id", self.device), ("x-forwarded-for", self.ip)]
     }
@@ -113,18 +118,9 @@ async fn first_use_binds_and_the_device_past_the_activation_count_is_refused_unt
         json!({"code": "p", "name": "Final", "activation": 2}),
     )
     .await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
-    let phone = Player {
-        device: "phone",
-        ip: "198.51.100.8",
-    };
-    let laptop = Player {
-        device: "laptop",
-        ip: "198.51.100.9",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
+    let phone = Player::at("phone", "198.51.100.8");
+    let laptop = Player::at("laptop", "198.51.100.9");
     assert_eq!(tv.start(&play).await.0.status, 200);
     assert_eq!(phone.start(&play).await.0.status, 200);
     let (again, tv_segment) = tv.start(&play).await;
@@ -195,14 +191,8 @@ async fn refuse_policy_refuses_a_second_concurrent_device() {
         json!({"code": "p", "name": "Final", "device_ban": true}),
     )
     .await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
-    let phone = Player {
-        device: "phone",
-        ip: "198.51.100.8",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
+    let phone = Player::at("phone", "198.51.100.8");
     let (_, tv_segment) = tv.start(&play).await;
     assert_eq!(
         status_reason(&phone.start(&play).await.0),
@@ -231,14 +221,8 @@ async fn replace_oldest_policy_ends_the_first_session() {
     let origin = origin().await;
     let usher = Usher::start(&config(&origin), &[]);
     let (play, _) = sell(&usher, json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"})).await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
-    let phone = Player {
-        device: "phone",
-        ip: "198.51.100.8",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
+    let phone = Player::at("phone", "198.51.100.8");
     let (_, tv_segment) = tv.start(&play).await;
     let (reply, phone_segment) = phone.start(&play).await;
     assert_eq!(reply.status, 200);
@@ -254,32 +238,20 @@ async fn session_tokens_tolerate_the_network_and_refuse_copies() {
     let origin = origin().await;
     let usher = Usher::start(&config(&origin), &[]);
     let (play, _) = sell(&usher, json!({"code": "p", "name": "Final"})).await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     let (_, segment) = tv.start(&play).await;
-    let moved = Player {
-        device: "tv",
-        ip: "198.51.100.201",
-    };
+    let moved = Player::at("tv", "198.51.100.201");
     assert_eq!(
         moved.get(&segment).await.status,
         200,
         "a new address inside the /24"
     );
-    let elsewhere = Player {
-        device: "tv",
-        ip: "203.0.113.5",
-    };
+    let elsewhere = Player::at("tv", "203.0.113.5");
     assert_eq!(
         status_reason(&elsewhere.get(&segment).await),
         (403, "session_shared".into())
     );
-    let other_device = Player {
-        device: "laptop",
-        ip: "198.51.100.7",
-    };
+    let other_device = Player::at("laptop", "198.51.100.7");
     assert_eq!(
         status_reason(&other_device.get(&segment).await),
         (403, "session_shared".into())
@@ -300,16 +272,10 @@ async fn ip_recovery_resumes_without_a_new_activation_from_the_same_network_only
         json!({"code": "p", "name": "Final", "activation": 1, "ip_recovery": true}),
     )
     .await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     let (_, old_segment) = tv.start(&play).await;
     // The player lost its storage: a new device id, same home network.
-    let reborn = Player {
-        device: "tv-after-reset",
-        ip: "198.51.100.7",
-    };
+    let reborn = Player::at("tv-after-reset", "198.51.100.7");
     let (reply, segment) = reborn.start(&play).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reborn.get(&segment).await.status, 200);
@@ -329,10 +295,7 @@ async fn ip_recovery_resumes_without_a_new_activation_from_the_same_network_only
         1,
         "still one activation"
     );
-    let stranger = Player {
-        device: "other",
-        ip: "203.0.113.5",
-    };
+    let stranger = Player::at("other", "203.0.113.5");
     assert_eq!(
         status_reason(&stranger.start(&play).await.0),
         (403, "activation_limit".into())
@@ -409,18 +372,12 @@ async fn bindings_survive_sigkill() {
         json!({"code": "p", "name": "Final", "activation": 1}),
     )
     .await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     assert_eq!(tv.start(&play).await.0.status, 200);
     usher.kill();
     let usher = Usher::start(&config(&origin), &["--data-dir", &dir]);
     let play = play.replacen(play.split("/event").next().unwrap(), &usher.url, 1);
-    let phone = Player {
-        device: "phone",
-        ip: "198.51.100.8",
-    };
+    let phone = Player::at("phone", "198.51.100.8");
     assert_eq!(
         status_reason(&phone.start(&play).await.0),
         (403, "activation_limit".into()),
@@ -495,10 +452,7 @@ async fn with_a_controllable_clock_sessions_idle_out_live_playback_outlasts_the_
             cls: None,
         },
     );
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     let playlist_url = format!("{}/event/index.m3u8", usher.url);
     let (reply, mut token) = reload(&tv, &format!("{playlist_url}?ticket={ticket}")).await;
     assert_eq!(reply.status, 200);
@@ -560,10 +514,7 @@ async fn without_rights_a_players_playlist_uri_outlives_its_token_while_the_sess
             .replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n"),
     )
     .await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     let playlist_url = format!("{}/event/index.m3u8", usher.url);
     let (reply, token) = reload(&tv, &format!("{playlist_url}?ticket={}", mint("/event/"))).await;
     assert_eq!(reply.status, 200);
@@ -607,10 +558,7 @@ async fn a_refused_request_does_not_start_a_rental_s_hours() {
         let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
         shown["access_ends_at"].clone()
     };
-    let phone = Player {
-        device: "phone",
-        ip: "198.51.100.8",
-    };
+    let phone = Player::at("phone", "198.51.100.8");
     assert_eq!(
         status_reason(&phone.start(&play).await.0),
         (403, "activation_limit".into())
@@ -620,10 +568,7 @@ async fn a_refused_request_does_not_start_a_rental_s_hours() {
     assert_eq!(on_segment.status, 403, "{}", on_segment.text());
     assert_eq!(ends().await, Value::Null, "no hours started by a refusal");
 
-    let stb = Player {
-        device: "stb-0042",
-        ip: "198.51.100.7",
-    };
+    let stb = Player::at("stb-0042", "198.51.100.7");
     assert_eq!(stb.start(&play).await.0.status, 200);
     assert!(
         ends().await.as_u64().is_some(),
@@ -641,10 +586,7 @@ async fn an_extension_reaches_a_viewer_already_watching() {
         InProcess::start(&config(&origin).replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n"))
             .await;
     let (play, hash) = sell(&usher, json!({"code": "p", "name": "Film", "hours": 1})).await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     let (reply, segment) = tv.start(&play).await;
     assert_eq!(reply.status, 200);
     let sold_at = usher.now();
@@ -710,10 +652,7 @@ async fn a_session_past_its_purchase_does_not_carry_on_under_another() {
         InProcess::start(&config(&origin).replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n"))
             .await;
     let (play, _) = sell(&usher, json!({"code": "hour", "name": "Hour", "hours": 1})).await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     let (reply, segment) = tv.start(&play).await;
     assert_eq!(reply.status, 200);
     let started = usher.now();
@@ -744,10 +683,7 @@ async fn a_second_purchase_plays_on_a_second_device_while_the_first_plays() {
     let usher = InProcess::start(&config(&origin)).await;
     let rental = json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1});
     let (first, _) = sell(&usher, rental).await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     assert_eq!(tv.start(&first).await.0.status, 200);
     usher.advance(3600);
     let (status, sold) = api(
@@ -758,10 +694,7 @@ async fn a_second_purchase_plays_on_a_second_device_while_the_first_plays() {
     )
     .await;
     assert_eq!(status, 201, "{sold}");
-    let phone = Player {
-        device: "phone",
-        ip: "198.51.100.8",
-    };
+    let phone = Player::at("phone", "198.51.100.8");
     let (reply, _) = phone.start(sold["play_url"].as_str().unwrap()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
@@ -783,10 +716,7 @@ async fn a_rental_bought_for_later_keeps_its_hours_while_a_pass_covers() {
         let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
         shown["access_ends_at"].clone()
     };
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     for play in [&pass, &rental] {
         let (reply, segment) = tv.start(play).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
@@ -816,10 +746,7 @@ async fn a_device_the_preferred_purchase_cannot_admit_plays_under_the_next() {
         json!({"code": "week", "name": "Week", "period": 7, "activation": 1}),
     )
     .await;
-    let tv = Player {
-        device: "tv",
-        ip: "198.51.100.7",
-    };
+    let tv = Player::at("tv", "198.51.100.7");
     let (reply, tv_segment) = tv.start(&pass).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let (rental, hash) = sell(
@@ -827,10 +754,7 @@ async fn a_device_the_preferred_purchase_cannot_admit_plays_under_the_next() {
         json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1}),
     )
     .await;
-    let phone = Player {
-        device: "phone",
-        ip: "198.51.100.8",
-    };
+    let phone = Player::at("phone", "198.51.100.8");
     let (reply, phone_segment) = phone.start(&rental).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(phone.get(&phone_segment).await.status, 200);
@@ -852,10 +776,7 @@ async fn a_device_the_preferred_purchase_cannot_admit_plays_under_the_next() {
         "the phone holds the rental's activation: {devices}"
     );
 
-    let laptop = Player {
-        device: "laptop",
-        ip: "198.51.100.9",
-    };
+    let laptop = Player::at("laptop", "198.51.100.9");
     assert_eq!(
         status_reason(&laptop.start(&rental).await.0),
         (403, "activation_limit".into()),
@@ -924,4 +845,163 @@ async fn a_browser_reloads_into_its_own_session_under_an_account_limit() {
     assert_eq!(reload.status, 200, "{}", reload.text());
     let other = get(&play, &[("x-forwarded-for", "198.51.100.9")]).await;
     assert_eq!(status_reason(&other), (403, "concurrency_limit".into()));
+}
+
+/// The household's one-device day pass, with IP recovery, plays on the TV; the phone on
+/// the same home network (one public address) starts its own rental: it plays under the
+/// rental. The pass's IP recovery is for a player that lost its device id, not for a
+/// second device the account bought for: the TV keeps its activation and its session.
+#[tokio::test]
+async fn a_second_device_on_the_same_network_plays_under_its_own_purchase_not_by_recovery() {
+    let origin = origin().await;
+    let usher = InProcess::start(&config(&origin)).await;
+    let (pass, _) = sell(
+        &usher,
+        json!({"code": "day", "name": "Day", "period": 1, "activation": 1, "ip_recovery": true}),
+    )
+    .await;
+    let tv = Player::at("tv", "198.51.100.7");
+    let (reply, tv_segment) = tv.start(&pass).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let (rental, hash) = sell(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1}),
+    )
+    .await;
+    let phone = Player::at("phone", "198.51.100.7");
+    let (reply, phone_segment) = phone.start(&rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(phone.get(&phone_segment).await.status, 200);
+    assert_eq!(
+        status_reason(&tv.get(&tv_segment).await),
+        (200, String::new()),
+        "the TV keeps playing under its pass"
+    );
+    let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(
+        shown["access_ends_at"].as_u64(),
+        Some(usher.now() + 48 * 3600),
+        "the phone played under its rental"
+    );
+}
+
+/// A one-stream day pass under `replace_oldest` plays on the TV; the phone starts its own
+/// rental: it plays under the rental, and the TV's session is not replaced.
+#[tokio::test]
+async fn a_second_device_plays_under_its_own_purchase_rather_than_replacing_the_first() {
+    let origin = origin().await;
+    let usher = InProcess::start(&config(&origin)).await;
+    let (pass, _) = sell(
+        &usher,
+        json!({"code": "day", "name": "Day", "period": 1, "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
+    )
+    .await;
+    let tv = Player::at("tv", "198.51.100.7");
+    let (reply, tv_segment) = tv.start(&pass).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let (rental, hash) = sell(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play"}),
+    )
+    .await;
+    let phone = Player::at("phone", "198.51.100.8");
+    let (reply, phone_segment) = phone.start(&rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(phone.get(&phone_segment).await.status, 200);
+    assert_eq!(
+        status_reason(&tv.get(&tv_segment).await),
+        (200, String::new()),
+        "the TV keeps playing"
+    );
+    let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(
+        shown["access_ends_at"].as_u64(),
+        Some(usher.now() + 48 * 3600),
+        "the phone played under its rental"
+    );
+}
+
+/// The phone plays under its own rental because the week's pass is the TV's: once the
+/// rental has ended its tokens stop (README: "Past the end of its own purchase its tokens
+/// stop"), even though its session's requests are checked against the account's rights
+/// as a whole, where the pass still holds.
+#[tokio::test]
+async fn a_session_under_the_next_purchase_stops_at_that_purchase_s_end() {
+    let origin = origin().await;
+    let usher = InProcess::start(
+        &config(&origin)
+            .replace("idle_timeout = \"60s\"", "idle_timeout = \"7200s\"")
+            .replace("[token]\n", "[token]\nsession_ttl = \"3600s\"\n"),
+    )
+    .await;
+    let (pass, _) = sell(
+        &usher,
+        json!({"code": "week", "name": "Week", "period": 7, "activation": 1}),
+    )
+    .await;
+    let tv = Player::at("tv", "198.51.100.7");
+    assert_eq!(tv.start(&pass).await.0.status, 200);
+    let (rental, _) = sell(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": 2, "hours_from": "first_play", "activation": 1}),
+    )
+    .await;
+    let phone = Player::at("phone", "198.51.100.8");
+    let (reply, token) = reload(&phone, &rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let rental_ends = usher.now() + 2 * 3600;
+    let playlist_url = format!("{}/event/index.m3u8", usher.url);
+    let mut token = token;
+    // A live player reloads its playlist with its session token.
+    while usher.now() + 1800 < rental_ends {
+        usher.advance(1800);
+        let (reply, next) = reload(&phone, &format!("{playlist_url}?token={token}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        token = next;
+    }
+    usher.advance(1900);
+    assert!(usher.now() > rental_ends);
+    let (reply, _) = reload(&phone, &format!("{playlist_url}?token={token}")).await;
+    assert_eq!(
+        status_reason(&reply),
+        (403, "expired".into()),
+        "the rental ended {}s ago; the pass's one activation is the TV's",
+        usher.now() - rental_ends
+    );
+}
+
+/// A cached yes names, besides the preferred purchase, the others a ticket may fall back
+/// to: one of them ending ends the cached yes, so a device is not admitted under a rental
+/// that has ended (here within `positive_ttl` of its end).
+#[tokio::test]
+async fn a_ticket_does_not_fall_back_to_a_purchase_that_ended_since_the_yes_was_cached() {
+    let origin = origin().await;
+    let usher = InProcess::start(&config(&origin)).await;
+    let (pass, _) = sell(
+        &usher,
+        json!({"code": "week", "name": "Week", "period": 7, "activation": 1}),
+    )
+    .await;
+    let tv = Player::at("tv", "198.51.100.7");
+    assert_eq!(tv.start(&pass).await.0.status, 200);
+    let (rental, _) = sell(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": 2, "hours_from": "first_play", "activation": 1}),
+    )
+    .await;
+    let phone = Player::at("phone", "198.51.100.8");
+    assert_eq!(phone.start(&rental).await.0.status, 200);
+    let rental_ends = usher.now() + 2 * 3600;
+    usher.advance(2 * 3600 - 60);
+    // The TV plays on: a yes for the account, cached (rights.positive_ttl is 10 minutes).
+    let (reply, tv_segment) = tv.start(&pass).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(tv.get(&tv_segment).await.status, 200);
+    usher.advance(120);
+    assert!(usher.now() > rental_ends);
+    assert_eq!(
+        status_reason(&phone.start(&rental).await.0),
+        (403, "activation_limit".into()),
+        "the rental ended; the pass's one activation is the TV's"
+    );
 }

@@ -175,6 +175,17 @@ pub async fn authorize(
         }
         Kind::Session => {
             let sid = grant.claims.sid.as_deref().unwrap_or_default();
+            // When several purchases grant, the session goes on under the one it started
+            // under (its end caps its tokens, its limits adopt it), not the preferred one.
+            // Only then is the registry asked: a single purchase costs no lookup.
+            let entitled = match &entitled.others {
+                Some(others) => others
+                    .iter()
+                    .find(|e| state.sessions.plays_under(sid, &e.purchase))
+                    .cloned()
+                    .unwrap_or(entitled),
+                None => entitled,
+            };
             // Past its cap, a token is carried on only by the purchase it was minted under
             // (extended since): another purchase of the account starts with its own ticket,
             // its own activation check and its own first play.
@@ -263,35 +274,59 @@ async fn start_session(
     let account = grant.claims.sub.as_str();
     let mut first_refusal = None;
     let mut admitted = None;
-    for candidate in entitled.in_order() {
-        match admit(
-            state,
-            config,
-            candidate,
-            account,
-            device.as_deref(),
-            presented,
-            now,
-        )
-        .await
-        {
-            Ok(found) => {
-                admitted = Some((candidate, found));
-                break;
-            }
-            Err(refused) => {
-                let gives_way = matches!(
-                    refused,
-                    Refusal::ActivationLimit
-                        | Refusal::Denied(ProxyError::Session(
-                            SessionDenied::ConcurrencyLimit | SessionDenied::DeviceRequired
-                        ))
-                );
-                first_refusal.get_or_insert(refused);
-                if !gives_way {
-                    break;
+    // When several purchases grant, a first round looks for one that admits the device
+    // without taking from another device (an IP-recovered activation, a session replaced
+    // under `replace_oldest`); only when none does, the first that admits it at all.
+    let rounds: &[bool] = if entitled.others.is_some() {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    'rounds: for &gently in rounds {
+        let mut rough = false;
+        for candidate in entitled.in_order() {
+            match admit(
+                state,
+                config,
+                candidate,
+                account,
+                device.as_deref(),
+                presented,
+                now,
+            )
+            .await
+            {
+                Ok((activation, started))
+                    if gently
+                        && (matches!(activation, Activation::Recover(_))
+                            || started.replaces_others()) =>
+                {
+                    // Begun for nothing yet (the shared store wrote nothing): forgotten,
+                    // so the next purchase's limits do not count it.
+                    state.sessions.discard(&started.session.sid);
+                    rough = true;
+                }
+                Ok(found) => {
+                    admitted = Some((candidate, found));
+                    break 'rounds;
+                }
+                Err(refused) => {
+                    let gives_way = matches!(
+                        refused,
+                        Refusal::ActivationLimit
+                            | Refusal::Denied(ProxyError::Session(
+                                SessionDenied::ConcurrencyLimit | SessionDenied::DeviceRequired
+                            ))
+                    );
+                    first_refusal.get_or_insert(refused);
+                    if !gives_way {
+                        break 'rounds;
+                    }
                 }
             }
+        }
+        if !rough {
+            break;
         }
     }
     let Some((entitled, (activation, started))) = admitted else {

@@ -104,10 +104,14 @@ pub struct Entitled {
 }
 
 impl Entitled {
-    /// Whether this yes still holds at `now` by the clock alone: its right has not ended,
-    /// and no first play is waiting to be recorded (that answer is used once).
+    /// Whether this yes still holds at `now` by the clock alone: no right it names (its
+    /// own, nor the [`Entitled::others`] a request may fall back to) has ended, and no
+    /// first play is waiting to be recorded (that answer is used once).
     pub fn holds_at(&self, now: u64) -> bool {
-        !self.first_play && self.until.is_none_or(|until| now < until)
+        !self.first_play
+            && self
+                .in_order()
+                .all(|e| e.until.is_none_or(|until| now < until))
     }
 
     /// An entitlement from a source that knows no purchases or limits (the external one).
