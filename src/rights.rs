@@ -438,10 +438,25 @@ impl Rights {
             .rights_lookups
             .with_label_values(&["grace"])
             .inc();
-        let mut entitled = entitled.clone();
-        entitled.first_play = false;
-        entitled.until = Some(entitled.until.map_or(ends, |until| until.min(ends)));
-        Some(entitled)
+        // Each purchase it may fall back to too: ended ones left out, none past the grace,
+        // none starting a first play.
+        let graced = |e: &Entitled| Entitled {
+            first_play: false,
+            until: Some(e.until.map_or(ends, |until| until.min(ends))),
+            others: None,
+            ..e.clone()
+        };
+        let others: Vec<Entitled> = entitled
+            .others
+            .iter()
+            .flat_map(|others| others.iter())
+            .filter(|e| e.until.is_none_or(|until| now < until))
+            .map(graced)
+            .collect();
+        Some(Entitled {
+            others: (!others.is_empty()).then(|| others.into()),
+            ..graced(entitled)
+        })
     }
 
     /// Drops the grace memory of decisions whose key `matches` (a right changed).

@@ -318,10 +318,13 @@ async fn start_session(
                                 SessionDenied::ConcurrencyLimit | SessionDenied::DeviceRequired
                             ))
                     );
-                    first_refusal.get_or_insert(refused);
+                    // An outage (the store, the shared sessions) is the answer, not the
+                    // activation limit an earlier purchase met.
                     if !gives_way {
+                        first_refusal = Some(refused);
                         break 'rounds;
                     }
+                    first_refusal.get_or_insert(refused);
                 }
             }
         }

@@ -87,10 +87,18 @@ pub fn recall(ask: &Ask<'_>, now: u64, instant: Instant) -> Option<Entitled> {
 pub fn keep(ask: &Ask<'_>, entitled: &Entitled, instant: Instant, age: Duration) {
     // Copies of its own: this thread's clones of it then count on counters no other
     // thread touches.
+    let own = |e: &Entitled| Entitled {
+        purchase: Arc::from(&*e.purchase),
+        product: Arc::from(&*e.product),
+        others: None,
+        ..e.clone()
+    };
     let entitled = Entitled {
-        purchase: Arc::from(&*entitled.purchase),
-        product: Arc::from(&*entitled.product),
-        ..entitled.clone()
+        others: entitled
+            .others
+            .as_ref()
+            .map(|others| others.iter().map(own).collect()),
+        ..own(entitled)
     };
     let slot = ask.slot();
     MEMO.with(|memo| {
@@ -201,5 +209,22 @@ mod tests {
         assert_eq!(directory("/vod/a/seg_1.ts"), "/vod/a/");
         assert_eq!(directory("/vod/a/"), "/vod/a/");
         assert_eq!(directory("/x"), "/");
+    }
+
+    #[test]
+    fn a_kept_yes_and_the_purchases_it_may_fall_back_to_are_this_threads_own_copies() {
+        let instant = Instant::now();
+        let question = ask("carol", "/vod/c/", 1);
+        let rental = entitled(Some(2_000), false);
+        let yes = Entitled {
+            others: Some(vec![rental].into()),
+            ..entitled(Some(1_000), false)
+        };
+        keep(&question, &yes, instant, Duration::from_secs(60));
+        let recalled = recall(&question, 999, instant).expect("kept");
+        assert_eq!(recalled, yes);
+        let (kept, shared) = (recalled.others.unwrap(), yes.others.unwrap());
+        assert!(!Arc::ptr_eq(&kept, &shared));
+        assert!(!Arc::ptr_eq(&kept[0].purchase, &shared[0].purchase));
     }
 }

@@ -416,4 +416,35 @@ async fn grace_never_outlasts_the_right() {
         rights.graced("k", T0 + 100).await.is_none(),
         "the right has ended, whatever the grace left"
     );
+
+    // The purchases it may fall back to: an ended one left out, an unplayed rental
+    // starting no first play and ending with the grace.
+    let fallbacks = Entitled {
+        others: Some(
+            vec![
+                Entitled {
+                    until: Some(T0 + 40),
+                    ..Entitled::unlimited("ended", None)
+                },
+                Entitled {
+                    first_play: true,
+                    until: Some(T0 + 48 * 3600),
+                    ..Entitled::unlimited("rental", None)
+                },
+            ]
+            .into(),
+        ),
+        ..Entitled::unlimited("h2", None)
+    };
+    memory
+        .insert("f".to_owned(), Arc::new((fallbacks, T0)))
+        .await;
+    let graced = rights.graced("f", T0 + 50).await.unwrap();
+    let others: Vec<_> = graced
+        .others
+        .iter()
+        .flat_map(|o| o.iter())
+        .map(|e| (&*e.purchase, e.first_play, e.until))
+        .collect();
+    assert_eq!(others, [("rental", false, Some(T0 + 600))]);
 }
