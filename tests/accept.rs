@@ -505,3 +505,56 @@ async fn an_akamai_transition_key_verifies_beside_the_key() {
         );
     }
 }
+
+/// A named subject's foreign token plays a one-device purchase as a ticket would: its
+/// device takes the activation, another device with another of the subject's tokens is
+/// refused for the limit, and a request that names no device is refused for that.
+#[tokio::test]
+async fn a_named_subject_s_foreign_token_counts_the_purchase_s_activations() {
+    let origin = origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), &formats()), &[]);
+    for (path, body) in [
+        (
+            "/api/v1/products",
+            json!({"code": "one", "name": "One TV", "period": 2, "activation": 1}),
+        ),
+        (
+            "/api/v1/media",
+            json!({"code": "open-v", "prefix": "/open/", "playlist": "master.m3u8"}),
+        ),
+        ("/api/v1/products/one/media", json!({"media": "open-v"})),
+        (
+            "/api/v1/buyers",
+            json!({"product": "one", "account": "alice"}),
+        ),
+    ] {
+        let (status, reply) = api(&usher, "POST", path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {reply}");
+    }
+    let segment = format!("{}/open/v/s1.ts", usher.url);
+    let signed = |exp| {
+        format!(
+            "{segment}?__token__={}",
+            akamai("/open/*", Some("alice"), exp)
+        )
+    };
+    let tv = get(&signed(later()), &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let phone = get(&signed(later() + 1), &[("x-device-id", "phone")]).await;
+    assert_eq!(
+        (phone.status.as_u16(), phone.reason().as_str()),
+        (403, "activation_limit")
+    );
+    let nameless = get(&signed(later() + 2), &[]).await;
+    assert_eq!(
+        (nameless.status.as_u16(), nameless.reason().as_str()),
+        (403, "device_required")
+    );
+    let again = get(&signed(later() + 3), &[("x-device-id", "tv")]).await;
+    assert_eq!(
+        again.status,
+        200,
+        "the TV's own activation: {}",
+        again.text()
+    );
+}

@@ -197,17 +197,11 @@ pub async fn authorize(
                 return Err(Denied::Credential(expired).into());
             }
             if !state.sessions.touch(sid, now)? {
-                let start = Start {
-                    sid: Some(sid),
-                    account: &grant.claims.sub,
-                    purchase: Some(&entitled.purchase),
-                    product: Some(&entitled.product),
-                    device,
-                    ip: presented.client_ip,
-                    taking_over: None,
-                };
                 // Boxed for the same reason: an adoption is rare.
-                Box::pin(state.sessions.admit(start, &entitled.limits, now)).await?;
+                Box::pin(adopt(
+                    state, config, &entitled, &grant, device, presented, now,
+                ))
+                .await?;
             }
             entitled
         }
@@ -219,6 +213,38 @@ pub async fn authorize(
         Box::pin(rights.record_first_play(&grant.claims.sub, &entitled, now)).await;
     }
     Ok(grant)
+}
+
+/// Takes up the session `grant` names, which this node does not hold live: after an idle
+/// timeout or a restart, or a foreign credential's first request (it comes with no
+/// ticket, and its session is named after it). The device's activation of the purchase is
+/// checked and recorded as a ticket's is, so no credential plays a purchase on more
+/// devices than it allows (IP recovery, which ends another session, is a ticket's).
+async fn adopt(
+    state: &State,
+    config: &Config,
+    entitled: &Entitled,
+    grant: &Grant,
+    device: Option<&str>,
+    presented: &Presented<'_>,
+    now: u64,
+) -> Result<(), ProxyError> {
+    let activation = check_activation(state, config, entitled, device, presented, now)
+        .await?
+        .filter(|a| !matches!(a, Activation::Recover(_)))
+        .ok_or_else(|| activation_refused(state, entitled, device))?;
+    let start = Start {
+        sid: grant.claims.sid.as_deref(),
+        account: &grant.claims.sub,
+        purchase: Some(&entitled.purchase),
+        product: Some(&entitled.product),
+        device,
+        ip: presented.client_ip,
+        taking_over: None,
+    };
+    state.sessions.admit(start, &entitled.limits, now).await?;
+    record_activation(state, entitled, device, activation, now).await?;
+    Ok(())
 }
 
 /// What [`start_session`] needs of a ticket's request.
