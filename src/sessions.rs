@@ -324,12 +324,16 @@ impl Sessions {
     }
 
     /// Ends a session on whichever node plays it; `Ok(false)` when no node may hold it (on
-    /// shared sessions the end is announced to every node, so it is `Ok(true)`).
+    /// shared sessions the end is recorded for every node, so it is `Ok(true)`). A session
+    /// this node does not hold (or Redis has no record of) is ended by id: a marker the
+    /// node playing it reads when it next writes its touch or catches up, and every start
+    /// reads ([`shared`]). Then it is announced, for the node playing it to stop at once.
     ///
     /// # Errors
-    /// On shared sessions, when the end could be neither recorded in Redis nor heard by
-    /// another node: it may not have reached the node that plays it (this node's copy, if
-    /// it has one, is ended, and written to Redis once Redis is back).
+    /// On shared sessions, when the end could not be recorded in Redis: it may not reach the
+    /// node that plays it, even if a subscriber heard the announcement (one whose connection
+    /// died unnoticed counts too). This node's copy, if it has one, is ended, and written
+    /// to Redis once Redis is back.
     pub async fn end_everywhere(&self, sid: &str) -> Result<bool, shared::BackendError> {
         let held = {
             let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
@@ -350,15 +354,13 @@ impl Sessions {
             None => false,
         };
         if !recorded {
-            // Whichever node holds it records the end when it hears this.
-            match shared.announce(sid, ENDED).await {
-                Some(heard) if heard > 0 => {}
-                _ => {
-                    return Err(shared::BackendError(
-                        "the end reached neither Redis nor another node; repeat it".into(),
-                    ))
-                }
+            if let Err(e) = shared.end_by_id(sid).await {
+                return Err(shared::BackendError(format!(
+                    "the end could not be recorded in Redis ({e}); repeat it"
+                )));
             }
+            // Whichever node holds it records the end in its record when it hears this.
+            shared.announce(sid, ENDED).await;
         }
         Ok(true)
     }
@@ -498,8 +500,8 @@ impl Sessions {
                 self.shared.get().cloned(),
                 tokio::runtime::Handle::try_current(),
             ) {
-                let (account, sid) = (session.account.clone(), session.sid.clone());
-                runtime.spawn(async move { shared.touch(&account, &sid, now).await });
+                let session = session.clone();
+                runtime.spawn(async move { shared.touch_held(&session, now).await });
             }
         }
         Ok(true)

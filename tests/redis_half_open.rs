@@ -4,7 +4,9 @@
 //! then swallows everything on the connections it holds while it lets new ones through.
 //! The second node's session starts are decided by the limits Redis holds again, and a
 //! session it plays that the first node replaced is refused there, though the
-//! announcement went to its silent subscription.
+//! announcement went to its silent subscription. A session ended through the first node,
+//! which does not hold it, while the second's subscription is silent, stays ended: the
+//! second node stops it once it hears Redis again.
 
 mod support;
 
@@ -196,6 +198,13 @@ async fn playing(node: &Usher, url: &str, device: &str) -> String {
     segment
 }
 
+/// Node A on Redis directly and node B through `relay`.
+fn nodes(origin: &Origin, pg: &str, redis: &Redis, relay: &Relay) -> (Usher, Usher) {
+    let a = Usher::start(&node_config(origin, pg, &redis.url), &[]);
+    let b = Usher::start(&node_config(origin, pg, &relay.url), &[]);
+    (a, b)
+}
+
 #[tokio::test]
 async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
     let pg = Postgres::start();
@@ -203,8 +212,7 @@ async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
     let redis = Redis::start();
     let origin = origin().await;
     let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
-    let a = Usher::start(&node_config(&origin, &pg, &redis.url), &[]);
-    let b = Usher::start(&node_config(&origin, &pg, &relay.url), &[]);
+    let (a, b) = nodes(&origin, &pg, &redis, &relay);
     for node in [&a, &b] {
         assert_eq!(within_30s(|| ready(node), |s| *s == 200).await, 200);
     }
@@ -248,6 +256,53 @@ async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
         (tv.status.as_u16(), tv.reason()),
         (403, "session_replaced".to_owned()),
         "B hears of the replacement"
+    );
+    assert_eq!(within_30s(|| ready(&b), |s| *s == 200).await, 200);
+}
+
+#[tokio::test]
+async fn a_session_ended_through_a_node_that_does_not_hold_it_stays_ended() {
+    let pg = Postgres::start();
+    let pg = pg.database("usher");
+    let redis = Redis::start();
+    let origin = origin().await;
+    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
+    let (a, b) = nodes(&origin, &pg, &redis, &relay);
+    for node in [&a, &b] {
+        assert_eq!(within_30s(|| ready(node), |s| *s == 200).await, 200);
+    }
+    let urls = sell(
+        &a,
+        [
+            json!({"code": "p", "name": "Final"}),
+            json!({"code": "r", "name": "Final"}),
+        ],
+    )
+    .await;
+    let tv = playing(&b, &urls[0], "tv").await;
+    let (status, listed) = api(&b, "GET", "/api/v1/sessions?account=alice", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
+
+    // B's subscription still counts as a listener in Redis, but hears nothing.
+    relay.black_hole();
+    let (status, answer) = api(&a, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert!(status < 300, "{status} {answer}");
+
+    // A does not hold the session: a request of its token there is refused, not adopted.
+    let on_a = get(&on(&a, &tv), &[("x-device-id", "tv")]).await;
+    assert_eq!(
+        (on_a.status.as_u16(), on_a.reason()),
+        (403, "session_ended".to_owned()),
+        "A reads the end"
+    );
+
+    // B stops the tv once it hears Redis again (its touch or its catch-up reads the end).
+    let on_b = within_30s(|| get(&tv, &[("x-device-id", "tv")]), |r| r.status != 200).await;
+    assert_eq!(
+        (on_b.status.as_u16(), on_b.reason()),
+        (403, "session_ended".to_owned()),
+        "B stops the ended session"
     );
     assert_eq!(within_30s(|| ready(&b), |s| *s == 200).await, 200);
 }

@@ -20,6 +20,7 @@
 //!
 //! A connection Redis stopped answering on without closing it is replaced ([`link`]).
 
+mod ends;
 mod link;
 
 use std::collections::HashMap;
@@ -272,6 +273,7 @@ impl SharedSessions {
     ) -> Result<Result<Admitted, SessionDenied>, BackendError> {
         for _ in 0..16 {
             let (sessions, version) = self.read(start.account).await?;
+            let ended_by_id = self.apply_ends(&sessions).await?;
             let planned = plan(&sessions, start, limits, now, self.idle);
             let victims = match planned {
                 Err(denied) => return Ok(Err(denied)),
@@ -293,6 +295,9 @@ impl SharedSessions {
             };
             op("s", sid, json(&Record::of(&fresh)));
             op("t", sid, now.to_string());
+            for ended in &ended_by_id {
+                op("s", &ended.sid, json(&Record::of(ended)));
+            }
             for victim in &victims {
                 victim.state.store(REPLACED, Ordering::Relaxed);
                 op("s", &victim.sid, json(&Record::of(victim)));
@@ -316,28 +321,29 @@ impl SharedSessions {
         ))
     }
 
-    /// Records a request on a session (in the background of the request that made it).
-    pub(super) async fn touch(&self, account: &str, sid: &str, now: u64) {
+    /// Records a request on a session (in the background of the request that made it);
+    /// whether the session was ended by id meanwhile ([`ends`]).
+    pub(super) async fn touch(&self, account: &str, sid: &str, now: u64) -> bool {
         let (sessions_key, seen_key) = keys(account);
         let ttl = self.key_ttl_ms() as i64;
         // Both keys live on while a session plays, however long since the last start.
-        let _ = self
-            .call("touch", |mut conn| {
-                let (sessions, seen, sid) =
-                    (sessions_key.clone(), seen_key.clone(), sid.to_owned());
-                async move {
-                    redis::pipe()
-                        .hset(&seen, sid, now)
-                        .ignore()
-                        .pexpire(&seen, ttl)
-                        .ignore()
-                        .pexpire(&sessions, ttl)
-                        .ignore()
-                        .query_async::<()>(&mut conn)
-                        .await
-                }
-            })
-            .await;
+        self.call("touch", |mut conn| {
+            let (sessions, seen, sid) = (sessions_key.clone(), seen_key.clone(), sid.to_owned());
+            async move {
+                redis::pipe()
+                    .hset(&seen, &sid, now)
+                    .ignore()
+                    .pexpire(&seen, ttl)
+                    .ignore()
+                    .pexpire(&sessions, ttl)
+                    .ignore()
+                    .exists(ends::key(&sid))
+                    .query_async::<(bool,)>(&mut conn)
+                    .await
+            }
+        })
+        .await
+        .is_ok_and(|(ended,)| ended)
     }
 
     /// Marks a session ended (the operator's `DELETE /api/v1/sessions/{sid}` on any node).
@@ -391,9 +397,9 @@ impl SharedSessions {
 
     /// Brings this node and Redis level after a gap (a lost subscription, or a Redis that
     /// restarted empty): each of `sessions` (every one this node remembers) that Redis holds
-    /// takes Redis's state here, unless it ended here while Redis holds it live; that end,
-    /// and each live or ended session Redis does not hold, is written back, so the limits
-    /// count it as it stands. Returns the states to mark.
+    /// takes Redis's state here, unless it ended here (or was ended by id, [`ends`]) while
+    /// Redis holds it live; that end, and each live or ended session Redis does not hold, is
+    /// written back, so the limits count it as it stands. Returns the states to mark.
     async fn catch_up(
         &self,
         sessions: &[Arc<Session>],
@@ -404,6 +410,7 @@ impl SharedSessions {
             redis::cmd("PING").query_async::<String>(&mut conn).await
         })
         .await?;
+        self.end_marked(sessions).await?;
         let mut marks = Vec::new();
         let mut by_account: HashMap<&str, Vec<&Arc<Session>>> = HashMap::new();
         for s in sessions {

@@ -1,0 +1,132 @@
+//! Ends by session id alone. A node ending a session it does not hold (the operator's
+//! `DELETE /api/v1/sessions/{sid}` through any node, a freed device, an IP recovery) does
+//! not know the account whose hash holds the session's record, so it writes an end marker,
+//! `usher:end:{sid}`, that lasts as long as the records do ([`SharedSessions::key_ttl_ms`]).
+//! An announcement alone could be lost: a subscriber whose connection died unnoticed still
+//! counts as having heard it.
+//!
+//! The marker is read where a session's state matters and Redis is asked anyway, never on a
+//! segment request: by every start reading an account's sessions (a live record with a
+//! marker reads as ended), by a node catching up after a gap (its sessions with a marker
+//! end, and the end is written into their records), and by the throttled background touch.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{BackendError, SharedSessions};
+use crate::sessions::{Session, ENDED, LIVE};
+
+/// The end marker of session `sid`.
+pub(super) fn key(sid: &str) -> String {
+    format!("usher:end:{{{sid}}}")
+}
+
+impl SharedSessions {
+    /// Records that `sid` was ended, whichever account it belongs to.
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub(in crate::sessions) async fn end_by_id(&self, sid: &str) -> Result<(), BackendError> {
+        let (marker, ttl) = (key(sid), self.key_ttl_ms());
+        self.call("end_marker", |mut conn| {
+            let marker = marker.clone();
+            async move {
+                redis::cmd("SET")
+                    .arg(marker)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut conn)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Which of `sids` were ended by id (one round trip; none when `sids` is empty).
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub(super) async fn ended_by_id(&self, sids: &[&str]) -> Result<HashSet<String>, BackendError> {
+        if sids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let markers: Vec<String> = sids.iter().map(|sid| key(sid)).collect();
+        let found: Vec<bool> = self
+            .call("end_marker", |mut conn| {
+                let mut pipe = redis::pipe();
+                for marker in &markers {
+                    pipe.exists(marker);
+                }
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(sids
+            .iter()
+            .zip(found)
+            .filter(|(_, ended)| *ended)
+            .map(|(sid, _)| (*sid).to_owned())
+            .collect())
+    }
+
+    /// Reads the live ones of `sessions` (copies read from Redis) that were ended by id as
+    /// ended; returns them, for the caller to write their ends into their records.
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub(super) async fn apply_ends(
+        &self,
+        sessions: &HashMap<String, Arc<Session>>,
+    ) -> Result<Vec<Arc<Session>>, BackendError> {
+        let live: Vec<&str> = sessions
+            .values()
+            .filter(|s| s.state.load(Ordering::Relaxed) == LIVE)
+            .map(|s| s.sid.as_str())
+            .collect();
+        let ended = self.ended_by_id(&live).await?;
+        let ended: Vec<Arc<Session>> = ended
+            .iter()
+            .filter_map(|sid| sessions.get(sid))
+            .cloned()
+            .collect();
+        for session in &ended {
+            session.state.store(ENDED, Ordering::Relaxed);
+        }
+        Ok(ended)
+    }
+
+    /// Writes a touch of `session`, this node's copy (throttled by the caller); when it was
+    /// ended by id meanwhile, ends it here and writes the end into its record.
+    pub(in crate::sessions) async fn touch_held(&self, session: &Session, now: u64) {
+        if self.touch(&session.account, &session.sid, now).await
+            && session
+                .state
+                .compare_exchange(LIVE, ENDED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let _ = self.end(&session.account, &session.sid).await;
+        }
+    }
+
+    /// Ends this node's live copies (of `mine`) that were ended by id while it was not
+    /// listening, so that catching up writes their ends into their records.
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub(super) async fn end_marked(&self, mine: &[Arc<Session>]) -> Result<(), BackendError> {
+        let live: Vec<&str> = mine
+            .iter()
+            .filter(|s| s.state.load(Ordering::Relaxed) == LIVE)
+            .map(|s| s.sid.as_str())
+            .collect();
+        let ended = self.ended_by_id(&live).await?;
+        for session in mine.iter().filter(|s| ended.contains(&s.sid)) {
+            let _ =
+                session
+                    .state
+                    .compare_exchange(LIVE, ENDED, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
