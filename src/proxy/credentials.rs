@@ -208,11 +208,12 @@ pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
         .map(|(_, value)| value)
 }
 
-/// A query parameter's value as its writer meant it: `application/x-www-form-urlencoded`
-/// decoding, allocating only when there is something to decode.
+/// A query parameter's value as its writer meant it: percent-decoding (RFC 3986), a `+`
+/// kept as it is (device ids of base64 characters are written into URLs unencoded),
+/// allocating only when there is something to decode.
 fn query_value(raw: &str) -> Cow<'_, str> {
-    if raw.contains(['%', '+']) {
-        Cow::Owned(crate::form::decode(raw))
+    if raw.contains('%') {
+        Cow::Owned(crate::form::unescape(raw))
     } else {
         Cow::Borrowed(raw)
     }
@@ -278,10 +279,32 @@ mod tests {
         assert_eq!(query_param(None, "token"), None);
     }
 
+    /// A device id of base64 characters (`+`, `/`, `=`) that a player writes into its URL
+    /// as it is, without encoding it, names the same device as in the header: a box that
+    /// sends the header on one request and the query on another takes one activation.
+    #[test]
+    fn a_raw_base64_device_id_in_the_query_is_the_one_of_the_header() {
+        let config = crate::config::from_str(
+            "listen.http = \"127.0.0.1:0\"\nupstream.origin = \"http://127.0.0.1:9\"\n[token]\nsigning_key = \"k\"\nkeys = [{ id = \"k\", secret = \"0123456789abcdef0123456789abcdef\" }]\n",
+            std::path::Path::new("."),
+            &crate::config::Overrides::default(),
+        )
+        .unwrap();
+        let id = "q+7Rz/9w==";
+        let mut headers = HeaderMap::new();
+        headers.insert("x-device-id", http::HeaderValue::from_static("q+7Rz/9w=="));
+        let by_header = read(&config.token, None, &headers).device;
+        let query = format!("device={id}");
+        let none = HeaderMap::new();
+        let by_query = read(&config.token, Some(&query), &none).device;
+        assert_eq!(by_header.as_deref(), Some(id));
+        assert_eq!(by_query, by_header);
+    }
+
     #[test]
     fn a_device_id_in_the_query_is_read_as_its_encoder_wrote_it() {
         assert_eq!(query_value("tv%201"), "tv 1");
-        assert_eq!(query_value("tv+1"), "tv 1");
+        assert_eq!(query_value("tv+1"), "tv+1");
         assert_eq!(query_value("a%2Bb%26c"), "a+b&c");
         assert!(matches!(query_value("stb-0042"), Cow::Borrowed("stb-0042")));
     }
