@@ -16,7 +16,7 @@ use usher::config::{self, Overrides};
 use usher::metrics::Metrics;
 use usher::path::ObjectKind;
 use usher::proxy::upstream::{DirOrigin, Group, UpstreamRequest};
-use usher::shield::Shield;
+use usher::shield::{Shield, Wants};
 
 const PATH: &str = "/keys/k1.bin";
 
@@ -65,23 +65,21 @@ fn bench_objects(c: &mut Criterion) {
     let upstream = Arc::new(Group::new("", &config.upstream, &metrics).unwrap());
     let shield = Shield::new(&config.shield, &metrics);
     let kind = ObjectKind::of(PATH);
+    // A plain GET: the body, no conditions.
+    const GET: Wants<'static> = Wants {
+        head_only: false,
+        conditions: None,
+    };
     assert!(shield.applies(&Method::GET, kind, PATH, &HeaderMap::new()));
     rt.block_on(async {
-        let first = shield.fetch(&upstream, PATH, None, kind, false, Instant::now());
+        let first = shield.fetch(&upstream, PATH, None, kind, GET, Instant::now());
         let first = first.await.unwrap().unwrap();
         first.into_body().collect().await.unwrap();
     });
     group.bench_function("shield_hit", |b| {
         b.to_async(&rt).iter(|| async {
             let response = shield
-                .fetch(
-                    &upstream,
-                    black_box(PATH),
-                    None,
-                    kind,
-                    false,
-                    Instant::now(),
-                )
+                .fetch(&upstream, black_box(PATH), None, kind, GET, Instant::now())
                 .await
                 .unwrap();
             let body = response.unwrap().into_body().collect().await.unwrap();

@@ -22,6 +22,7 @@
 
 pub mod authorize;
 pub mod compress;
+pub mod conditional;
 pub mod credentials;
 pub mod forward;
 pub mod idle;
@@ -30,7 +31,6 @@ pub mod sendfile;
 pub mod server;
 pub mod upstream;
 
-mod conditional;
 mod cors;
 mod in_flight;
 mod playlist;
@@ -438,6 +438,8 @@ async fn handle_inner(
         host,
     };
     let head_only = req.method() == Method::HEAD;
+    let conditions =
+        conditional::Conditions::of(req.headers()).filter(|_| kind != ObjectKind::Playlist);
     let group = state.upstreams.group(config.upstream_for(&path));
     let shielded = if state
         .shield
@@ -450,7 +452,10 @@ async fn handle_inner(
                 &path,
                 upstream_query.as_deref(),
                 kind,
-                head_only && !rewrite,
+                crate::shield::Wants {
+                    head_only: head_only && !rewrite,
+                    conditions,
+                },
                 started,
             )
             .await
@@ -540,7 +545,10 @@ async fn handle_inner(
         }
         // The shield fetched it whole, without the viewer's conditions: they are judged
         // here, against its copy.
-        _ if from_shield && conditional::not_modified(req.headers(), &response) => {
+        _ if from_shield
+            && conditions
+                .is_some_and(|c| c.not_modified(response.status(), response.headers())) =>
+        {
             Ok(conditional::into_not_modified(response))
         }
         _ => Ok(response),

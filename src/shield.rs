@@ -40,6 +40,15 @@ use hyper::body::Body as _;
 use moka::sync::Cache;
 
 pub use entry::CACHE_STATUS;
+
+/// What a request wants of the shield's answer beyond its object.
+#[derive(Debug, Clone, Copy)]
+pub struct Wants<'a> {
+    /// The body left out (HEAD).
+    pub head_only: bool,
+    /// Its conditions (`If-None-Match`, `If-Modified-Since`), if it has any.
+    pub conditions: Option<Conditions<'a>>,
+}
 use entry::{keep_body, Entry, Head};
 use fill::Fill;
 use key::Key;
@@ -47,6 +56,7 @@ use key::Key;
 use crate::config::ShieldConfig;
 use crate::metrics::Metrics;
 use crate::path::ObjectKind;
+use crate::proxy::conditional::{self, Conditions};
 use crate::proxy::forward::strip_hop_by_hop;
 use crate::proxy::upstream::{Group, UpstreamError, UpstreamRequest};
 use crate::proxy::Body;
@@ -124,7 +134,8 @@ impl Shield {
 
     /// Answers for `path` with the upstream `query` (credentials removed) from this
     /// thread's front, the cache, a fetch in flight, or a new fetch on `group`.
-    /// `head_only`: the body is left out. `now`: the request's instant, for freshness and
+    /// `wants`: the body left out, and the request's conditions (a fresh copy they find
+    /// not modified answers 304). `now`: the request's instant, for freshness and
     /// `Age`. `None`: the object is too large for the shield, and the caller fetches it
     /// past the shield. Counts the answer's time to its headers (0 for a fresh copy).
     ///
@@ -136,9 +147,10 @@ impl Shield {
         path: &str,
         query: Option<&str>,
         kind: ObjectKind,
-        head_only: bool,
+        wants: Wants<'_>,
         now: Instant,
     ) -> Result<Option<Response<Body>>, UpstreamError> {
+        let head_only = wants.head_only;
         let inner = &self.inner;
         let label = kind.as_str();
         // A fresh copy first: the common case pays one lookup, in this thread's front when
@@ -150,14 +162,14 @@ impl Shield {
             path,
             query: query.unwrap_or(""),
         };
-        if let Some(hit) = front::serve(&ask, now, |entry| self.hit(entry, kind, head_only, now)) {
+        if let Some(hit) = front::serve(&ask, now, |entry| self.hit(entry, kind, wants, now)) {
             return Ok(Some(hit));
         }
         let key = Key::new(&group.name, path, query);
         let cached = inner.cache.get(&key);
         if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(now)) {
             front::keep(&ask, &group.name, entry, now);
-            return Ok(Some(self.hit(entry, kind, head_only, now)));
+            return Ok(Some(self.hit(entry, kind, wants, now)));
         }
         if inner.bypass.contains_key(&key) {
             self.pass(kind);
@@ -171,7 +183,7 @@ impl Shield {
                 // A fetch may have completed between the lookup and the lock.
                 if let Some(entry) = inner.cache.get(&key).filter(|e| e.is_fresh(now)) {
                     drop(inflight);
-                    return Ok(Some(self.hit(&entry, kind, head_only, now)));
+                    return Ok(Some(self.hit(&entry, kind, wants, now)));
                 }
                 let fill = Fill::new();
                 inflight.insert(key.clone(), fill.clone());
@@ -226,23 +238,32 @@ impl Shield {
         Ok(Some(joined.response))
     }
 
-    /// A fresh copy's answer at `now`; its time to the response headers is counted as 0
-    /// (the answer is in memory; a clock read would cost more than it tells).
+    /// A fresh copy's answer at `now` (304 when the request's conditions find it not
+    /// modified: no body bytes are served then); its time to the response headers is
+    /// counted as 0 (the answer is in memory; a clock read would cost more than it tells).
     fn hit(
         &self,
         entry: &Entry,
         kind: ObjectKind,
-        head_only: bool,
+        wants: Wants<'_>,
         now: Instant,
     ) -> Response<Body> {
         let metrics = &self.inner.metrics;
         let series = metrics.kind(kind);
         series.cache_hit.inc();
         series.upstream_seconds.observe(0.0);
-        if !head_only {
+        let not_modified = wants
+            .conditions
+            .is_some_and(|c| c.not_modified(entry.head.status, &entry.head.headers));
+        if !wants.head_only && !not_modified {
             metrics.cache_bytes_served.inc_by(entry.len);
         }
-        entry.response(head_only, "hit", now)
+        let response = entry.response(wants.head_only || not_modified, "hit", now);
+        if not_modified {
+            conditional::into_not_modified(response)
+        } else {
+            response
+        }
     }
 
     /// Counts a request that went by the shield (a range, an object too large, the shield

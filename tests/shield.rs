@@ -1121,3 +1121,23 @@ async fn revalidations_are_answered_not_modified_from_the_copy() {
     assert_eq!(older.status, 200);
     assert_eq!(*served.lock().unwrap(), 1);
 }
+
+/// A 304 answered from the copy sends no body: `usher_cache_bytes_total{source="cache"}`
+/// (bytes served from the cache) does not count the copy's length for it.
+#[tokio::test]
+async fn a_not_modified_answer_counts_no_bytes_served() {
+    let answer = "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: 5\r\netag: \"v1\"\r\ncache-control: max-age=60\r\nconnection: close\r\n\r\nhello";
+    let (origin, _served) = raw_origin(vec![answer.into()]).await;
+    let usher = Usher::start(&test_config(&origin, ""), &[]);
+    let url = format!("{}/vod/s1.ts?ticket={}", usher.url, mint("/vod/"));
+    assert_eq!(&get(&url, &[]).await.body[..], b"hello");
+    assert_eq!(&get(&url, &[]).await.body[..], b"hello");
+    let before = metric(&usher, "usher_cache_bytes_total{source=\"cache\"}").await;
+    for _ in 0..3 {
+        let reply = get(&url, &[("if-none-match", "\"v1\"")]).await;
+        assert_eq!(reply.status, 304);
+        assert!(reply.body.is_empty());
+    }
+    let after = metric(&usher, "usher_cache_bytes_total{source=\"cache\"}").await;
+    assert_eq!(after, before, "three 304s sent no body bytes");
+}

@@ -47,7 +47,12 @@ pub struct PlaylistRequest<'a> {
 
 /// Whether the upstream says this is a playlist, whatever the path looked like.
 pub fn is_playlist_response(response: &Response<Body>) -> bool {
-    response.headers().get(CONTENT_TYPE).is_some_and(|v| {
+    is_playlist_type(response.headers())
+}
+
+/// Whether `headers` name a playlist's content type (`…mpegurl`, any case).
+pub fn is_playlist_type(headers: &http::HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
         // Windows are compared only where an `m` starts one: most types hold none or one.
         v.as_bytes()
             .windows(b"mpegurl".len())

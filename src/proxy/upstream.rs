@@ -142,6 +142,7 @@ impl Endpoint {
 impl HttpOrigin {
     async fn fetch(&self, req: UpstreamRequest) -> Result<Response<Body>, UpstreamError> {
         let bounded = req.bounded;
+        let bodiless = req.method == Method::HEAD;
         let uri: Uri = format!(
             "{}://{}{}{}",
             self.base.scheme(),
@@ -172,8 +173,13 @@ impl HttpOrigin {
         // Both framings at once (RFC 9112 §6.3): the body is read chunked, and the length
         // passed on beside it would tell viewers and caches a size the body does not have.
         // A proxy must not forward it; nginx answers 502 too.
+        // An answer without a body (to HEAD, a 204 or 304) has no framing to get wrong.
         let headers = response.headers();
-        if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+        let has_body = !bodiless && !matches!(response.status().as_u16(), 204 | 304);
+        if has_body
+            && headers.contains_key(TRANSFER_ENCODING)
+            && headers.contains_key(CONTENT_LENGTH)
+        {
             return Err(UpstreamError::Protocol(
                 "the answer has both Content-Length and Transfer-Encoding".into(),
             ));
