@@ -248,7 +248,10 @@ impl Sessions {
             Ok(Ok(shared::Admitted::Join(existing))) => {
                 // Its last request is now, for every node: a viewer resuming here after a
                 // pause must not look idle elsewhere until this node's next touch.
-                shared.touch(start.account, &existing, now).await;
+                if shared.touch(start.account, &existing, now).await {
+                    // Ended by id since it was read.
+                    return Err(SessionDenied::Ended);
+                }
                 local(named(&existing), &Limits::default(), false, false)
             }
             Ok(Ok(shared::Admitted::New(replaced))) => {
@@ -354,13 +357,16 @@ impl Sessions {
             None => false,
         };
         if !recorded {
-            if let Err(e) = shared.end_by_id(sid).await {
+            let marked = shared.end_by_id(sid).await;
+            // Whichever node holds it stops it and records the end when it hears this;
+            // announced even when the marker could not be written (a node that hears it
+            // stops at once), but then the end is not sure to reach it.
+            shared.announce(sid, ENDED).await;
+            if let Err(e) = marked {
                 return Err(shared::BackendError(format!(
                     "the end could not be recorded in Redis ({e}); repeat it"
                 )));
             }
-            // Whichever node holds it records the end in its record when it hears this.
-            shared.announce(sid, ENDED).await;
         }
         Ok(true)
     }
@@ -369,7 +375,7 @@ impl Sessions {
     /// ended elsewhere by id only is recorded as ended in the shared store by the node
     /// that holds it.
     pub fn mark(&self, sid: &str, state: u8) {
-        if !shared::is_state(state) || state == LIVE {
+        if !matches!(state, REPLACED | ENDED) {
             return;
         }
         let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());

@@ -257,9 +257,10 @@ impl SharedSessions {
     }
 
     /// Decides `start` against every node's sessions of its account (a new session is
-    /// named `sid`). With `commit`, records the outcome (the new session, the sessions it replaces, stale sessions
-    /// dropped) and announces the replaced ones; without, only decides (a refusal costs no
-    /// write).
+    /// named `sid`; a session it takes up that was ended by id is refused). With `commit`,
+    /// records the outcome (the new session, the sessions it replaces, stale sessions
+    /// dropped) and announces the replaced ones; without, only decides (a refusal costs
+    /// no write).
     ///
     /// # Errors
     /// The refusal (`Ok(Err)`), or the backend failure.
@@ -273,13 +274,16 @@ impl SharedSessions {
     ) -> Result<Result<Admitted, SessionDenied>, BackendError> {
         for _ in 0..16 {
             let (sessions, version) = self.read(start.account).await?;
-            let ended_by_id = self.apply_ends(&sessions).await?;
+            let (ended_by_id, named_ended) = self.apply_ends(&sessions, start.sid, now).await?;
+            if named_ended {
+                return Ok(Err(SessionDenied::Ended));
+            }
             let planned = plan(&sessions, start, limits, now, self.idle);
             let victims = match planned {
                 Err(denied) => return Ok(Err(denied)),
                 Ok(Plan::Join(existing)) => {
-                    if commit {
-                        self.touch(start.account, &existing.sid, now).await;
+                    if commit && self.touch(start.account, &existing.sid, now).await {
+                        return Ok(Err(SessionDenied::Ended));
                     }
                     return Ok(Ok(Admitted::Join(existing.sid.clone())));
                 }
@@ -322,7 +326,9 @@ impl SharedSessions {
     }
 
     /// Records a request on a session (in the background of the request that made it);
-    /// whether the session was ended by id meanwhile ([`ends`]).
+    /// whether the session was ended by id meanwhile ([`ends`]). `false` also when Redis
+    /// did not answer (counted in the backend errors).
+    #[must_use]
     pub(super) async fn touch(&self, account: &str, sid: &str, now: u64) -> bool {
         let (sessions_key, seen_key) = keys(account);
         let ttl = self.key_ttl_ms() as i64;
@@ -587,9 +593,4 @@ impl SharedSessions {
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("session records serialize")
-}
-
-/// Whether a stored state is one a session can be marked with.
-pub(super) fn is_state(state: u8) -> bool {
-    matches!(state, LIVE | REPLACED | ENDED)
 }

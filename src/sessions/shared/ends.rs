@@ -70,30 +70,38 @@ impl SharedSessions {
             .collect())
     }
 
-    /// Reads the live ones of `sessions` (copies read from Redis) that were ended by id as
-    /// ended; returns them, for the caller to write their ends into their records.
+    /// Reads the live ones of `sessions` (copies read from Redis, live at `now`) that were
+    /// ended by id as ended, and says whether `named` (the session a start takes up, live
+    /// or not, with a record or without) was; returns the ended copies, for the caller to
+    /// write their ends into their records.
     ///
     /// # Errors
     /// When Redis does not answer.
     pub(super) async fn apply_ends(
         &self,
         sessions: &HashMap<String, Arc<Session>>,
-    ) -> Result<Vec<Arc<Session>>, BackendError> {
-        let live: Vec<&str> = sessions
+        named: Option<&str>,
+        now: u64,
+    ) -> Result<(Vec<Arc<Session>>, bool), BackendError> {
+        let mut asked: Vec<&str> = sessions
             .values()
-            .filter(|s| s.state.load(Ordering::Relaxed) == LIVE)
+            .filter(|s| s.is_live(now, self.idle))
             .map(|s| s.sid.as_str())
             .collect();
-        let ended = self.ended_by_id(&live).await?;
-        let ended: Vec<Arc<Session>> = ended
+        if let Some(named) = named.filter(|n| !asked.contains(n)) {
+            asked.push(named);
+        }
+        let ended = self.ended_by_id(&asked).await?;
+        let copies: Vec<Arc<Session>> = ended
             .iter()
             .filter_map(|sid| sessions.get(sid))
+            .filter(|s| s.state.load(Ordering::Relaxed) == LIVE)
             .cloned()
             .collect();
-        for session in &ended {
+        for session in &copies {
             session.state.store(ENDED, Ordering::Relaxed);
         }
-        Ok(ended)
+        Ok((copies, named.is_some_and(|n| ended.contains(n))))
     }
 
     /// Writes a touch of `session`, this node's copy (throttled by the caller); when it was
@@ -105,7 +113,10 @@ impl SharedSessions {
                 .compare_exchange(LIVE, ENDED, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let _ = self.end(&session.account, &session.sid).await;
+            if let Err(e) = self.end(&session.account, &session.sid).await {
+                // Not lost: this copy is ended, and the marker stays for the others.
+                tracing::warn!(error = %e, "an end by id not yet written into its record");
+            }
         }
     }
 
