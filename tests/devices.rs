@@ -847,28 +847,22 @@ async fn a_browser_reloads_into_its_own_session_under_an_account_limit() {
     assert_eq!(status_reason(&other), (403, "concurrency_limit".into()));
 }
 
-/// The household's one-device day pass, with IP recovery, plays on the TV; the phone on
-/// the same home network (one public address) starts its own rental: it plays under the
-/// rental. The pass's IP recovery is for a player that lost its device id, not for a
-/// second device the account bought for: the TV keeps its activation and its session.
-#[tokio::test]
-async fn a_second_device_on_the_same_network_plays_under_its_own_purchase_not_by_recovery() {
+/// A day `pass` plays on the TV (198.51.100.7); the phone at `phone_ip` starts its own
+/// rental (`rental`): it plays under the rental, whose hours it starts, and the TV keeps
+/// playing under the pass.
+async fn the_phone_plays_under_its_rental_beside_the_tv(
+    pass: Value,
+    rental: Value,
+    phone_ip: &str,
+) {
     let origin = origin().await;
     let usher = InProcess::start(&config(&origin)).await;
-    let (pass, _) = sell(
-        &usher,
-        json!({"code": "day", "name": "Day", "period": 1, "activation": 1, "ip_recovery": true}),
-    )
-    .await;
+    let (pass, _) = sell(&usher, pass).await;
     let tv = Player::at("tv", "198.51.100.7");
     let (reply, tv_segment) = tv.start(&pass).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let (rental, hash) = sell(
-        &usher,
-        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1}),
-    )
-    .await;
-    let phone = Player::at("phone", "198.51.100.7");
+    let (rental, hash) = sell(&usher, rental).await;
+    let phone = Player::at("phone", phone_ip);
     let (reply, phone_segment) = phone.start(&rental).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(phone.get(&phone_segment).await.status, 200);
@@ -885,40 +879,30 @@ async fn a_second_device_on_the_same_network_plays_under_its_own_purchase_not_by
     );
 }
 
-/// A one-stream day pass under `replace_oldest` plays on the TV; the phone starts its own
-/// rental: it plays under the rental, and the TV's session is not replaced.
+/// The household's one-device day pass, with IP recovery, and the phone on the same home
+/// network (one public address): the pass's IP recovery is for a player that lost its
+/// device id, not for a second device the account bought for, so the TV keeps its
+/// activation and its session.
+#[tokio::test]
+async fn a_second_device_on_the_same_network_plays_under_its_own_purchase_not_by_recovery() {
+    the_phone_plays_under_its_rental_beside_the_tv(
+        json!({"code": "day", "name": "Day", "period": 1, "activation": 1, "ip_recovery": true}),
+        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1}),
+        "198.51.100.7",
+    )
+    .await;
+}
+
+/// A one-stream day pass under `replace_oldest`: the phone's own rental plays, and the
+/// TV's session is not replaced.
 #[tokio::test]
 async fn a_second_device_plays_under_its_own_purchase_rather_than_replacing_the_first() {
-    let origin = origin().await;
-    let usher = InProcess::start(&config(&origin)).await;
-    let (pass, _) = sell(
-        &usher,
+    the_phone_plays_under_its_rental_beside_the_tv(
         json!({"code": "day", "name": "Day", "period": 1, "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
-    )
-    .await;
-    let tv = Player::at("tv", "198.51.100.7");
-    let (reply, tv_segment) = tv.start(&pass).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let (rental, hash) = sell(
-        &usher,
         json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play"}),
+        "198.51.100.8",
     )
     .await;
-    let phone = Player::at("phone", "198.51.100.8");
-    let (reply, phone_segment) = phone.start(&rental).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(phone.get(&phone_segment).await.status, 200);
-    assert_eq!(
-        status_reason(&tv.get(&tv_segment).await),
-        (200, String::new()),
-        "the TV keeps playing"
-    );
-    let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
-    assert_eq!(
-        shown["access_ends_at"].as_u64(),
-        Some(usher.now() + 48 * 3600),
-        "the phone played under its rental"
-    );
 }
 
 /// The phone plays under its own rental because the week's pass is the TV's: once the
