@@ -41,14 +41,6 @@ use moka::sync::Cache;
 
 pub use entry::CACHE_STATUS;
 
-/// What a request wants of the shield's answer beyond its object.
-#[derive(Debug, Clone, Copy)]
-pub struct Wants<'a> {
-    /// The body left out (HEAD).
-    pub head_only: bool,
-    /// Its conditions (`If-None-Match`, `If-Modified-Since`), if it has any.
-    pub conditions: Option<Conditions<'a>>,
-}
 use entry::{keep_body, Entry, Head};
 use fill::Fill;
 use key::Key;
@@ -60,6 +52,15 @@ use crate::proxy::conditional::{self, Conditions};
 use crate::proxy::forward::strip_hop_by_hop;
 use crate::proxy::upstream::{Group, UpstreamError, UpstreamRequest};
 use crate::proxy::Body;
+
+/// What a request wants of the shield's answer beyond its object.
+#[derive(Debug, Clone, Copy)]
+pub struct Wants<'a> {
+    /// The body left out (HEAD).
+    pub head_only: bool,
+    /// Its conditions (`If-None-Match`, `If-Modified-Since`), if it has any.
+    pub conditions: Option<Conditions<'a>>,
+}
 
 /// The shield; cheap to clone (one shared cache).
 #[derive(Clone)]
