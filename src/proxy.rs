@@ -501,7 +501,7 @@ async fn handle_inner(
             .await
         }
     };
-    let mut response = counted(state, fetched)?;
+    let mut response = respond::counted(state, fetched)?;
 
     // Whether the upstream says this is a playlist, whatever the path looked like.
     let playlist_answer = playlist::is_playlist_response(&response);
@@ -515,7 +515,7 @@ async fn handle_inner(
             upstream_request(true),
         ))
         .await;
-        response = counted(state, whole)?;
+        response = respond::counted(state, whole)?;
     }
     match grant {
         Some(grant) if rewrite || playlist_answer => {
@@ -577,21 +577,6 @@ async fn fetch_past_shield(
         forward::strip_hop_by_hop(response.headers_mut());
         response
     })
-}
-
-/// An upstream answer, its failure counted and logged.
-fn counted(
-    state: &State,
-    fetched: Result<Response<Body>, UpstreamError>,
-) -> Result<Response<Body>, ProxyError> {
-    Ok(fetched.inspect_err(|e| {
-        state
-            .metrics
-            .upstream_errors
-            .with_label_values(&[e.reason()])
-            .inc();
-        tracing::warn!(error = %e, "upstream fetch failed");
-    })?)
 }
 
 #[cfg(test)]

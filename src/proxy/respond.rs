@@ -154,6 +154,25 @@ pub fn readiness(state: &super::State) -> Response<Body> {
     )
 }
 
+/// An upstream answer, its failure counted (`usher_upstream_errors_total`) and logged; the
+/// failure as the viewer's error.
+///
+/// # Errors
+/// The upstream's failure, as [`ProxyError::Upstream`].
+pub fn counted(
+    state: &super::State,
+    fetched: Result<Response<Body>, UpstreamError>,
+) -> Result<Response<Body>, ProxyError> {
+    Ok(fetched.inspect_err(|e| {
+        state
+            .metrics
+            .upstream_errors
+            .with_label_values(&[e.reason()])
+            .inc();
+        tracing::warn!(error = %e, "upstream fetch failed");
+    })?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
