@@ -297,17 +297,8 @@ impl Webhooks {
     ) -> Option<Vec<Backlog>> {
         let now = (self.0.clock)();
         let store = self.0.store.clone();
-        let backlog = match tokio::task::spawn_blocking(move || store.webhook_backlog(now)).await {
-            Ok(Ok(backlog)) => backlog,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "webhook queue cannot be read");
-                return None;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "webhook queue cannot be read");
-                return None;
-            }
-        };
+        let backlog =
+            read_queue(tokio::task::spawn_blocking(move || store.webhook_backlog(now)).await)?;
         let metrics = &self.0.metrics;
         let depth: u64 = backlog.iter().map(|b| b.waiting).sum();
         metrics.webhook_queue_depth.set(depth as i64);
@@ -346,17 +337,7 @@ impl Webhooks {
         let claimed =
             tokio::task::spawn_blocking(move || store.claim_webhooks(&endpoint, now, lease, limit))
                 .await;
-        match claimed {
-            Ok(Ok(claimed)) => claimed,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "webhook queue cannot be read");
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "webhook queue cannot be read");
-                Vec::new()
-            }
-        }
+        read_queue(claimed).unwrap_or_default()
     }
 
     async fn attempt(&self, sender: &Sender, config: &WebhooksConfig, queued: QueuedDelivery) {
@@ -418,6 +399,18 @@ impl Webhooks {
                 .inc();
         }
     }
+}
+
+/// What a read of the queue in the blocking pool found; `None`, logged, when the store
+/// (or the task) failed.
+fn read_queue<T>(
+    joined: Result<Result<T, crate::rights::store::StoreError>, tokio::task::JoinError>,
+) -> Option<T> {
+    let read = joined
+        .map_err(|e| e.to_string())
+        .and_then(|read| read.map_err(|e| e.to_string()));
+    read.inspect_err(|e| tracing::error!(error = %e, "webhook queue cannot be read"))
+        .ok()
 }
 
 #[cfg(test)]

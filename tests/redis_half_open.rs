@@ -198,27 +198,45 @@ async fn playing(node: &Usher, url: &str, device: &str) -> String {
     segment
 }
 
-/// Node A on Redis directly and node B through `relay`.
-fn nodes(origin: &Origin, pg: &str, redis: &Redis, relay: &Relay) -> (Usher, Usher) {
-    let a = Usher::start(&node_config(origin, pg, &redis.url), &[]);
-    let b = Usher::start(&node_config(origin, pg, &relay.url), &[]);
-    (a, b)
+/// PostgreSQL, Redis, the origin and two nodes, both ready: A on Redis directly, B
+/// through `relay`. The nodes go first when it is dropped.
+struct Cluster {
+    a: Usher,
+    b: Usher,
+    relay: Relay,
+    _origin: Origin,
+    _redis: Redis,
+    _pg: Postgres,
+}
+
+async fn cluster() -> Cluster {
+    let pg = Postgres::start();
+    let database = pg.database("usher");
+    let redis = Redis::start();
+    let origin = origin().await;
+    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
+    let a = Usher::start(&node_config(&origin, &database, &redis.url), &[]);
+    let b = Usher::start(&node_config(&origin, &database, &relay.url), &[]);
+    for node in [&a, &b] {
+        assert_eq!(within_30s(|| ready(node), |s| *s == 200).await, 200);
+    }
+    Cluster {
+        a,
+        b,
+        relay,
+        _origin: origin,
+        _redis: redis,
+        _pg: pg,
+    }
 }
 
 #[tokio::test]
 async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
-    let pg = Postgres::start();
-    let pg = pg.database("usher");
-    let redis = Redis::start();
-    let origin = origin().await;
-    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
-    let (a, b) = nodes(&origin, &pg, &redis, &relay);
-    for node in [&a, &b] {
-        assert_eq!(within_30s(|| ready(node), |s| *s == 200).await, 200);
-    }
+    let cluster = cluster().await;
+    let Cluster { a, b, relay, .. } = &cluster;
     // One stream each: alice's refuses a second, bob's replaces the first.
     let urls = sell(
-        &a,
+        a,
         [
             json!({"code": "p", "name": "Final", "max_sessions": 1}),
             json!({"code": "r", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
@@ -226,15 +244,15 @@ async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
     )
     .await;
     let (alice, bob) = (&urls[0], &urls[1]);
-    playing(&b, alice, "tv").await;
-    let bob_tv = playing(&b, bob, "tv").await;
+    playing(b, alice, "tv").await;
+    let bob_tv = playing(b, bob, "tv").await;
 
     relay.black_hole();
 
     // A start on B is decided by the limit Redis holds again (at first it waits for an
     // answer that never comes: 503 sessions_unavailable).
     let phone = within_30s(
-        || async { play(&b, alice, "phone").await.0 },
+        || async { play(b, alice, "phone").await.0 },
         |r| r.status != 503,
     )
     .await;
@@ -246,7 +264,7 @@ async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
 
     // Bob's phone on A replaces his tv on B. Segments never wait on Redis: B refuses the
     // tv's next one only once it hears of it, through a subscription that answers.
-    assert_eq!(play(&a, bob, "phone").await.0.status, 200);
+    assert_eq!(play(a, bob, "phone").await.0.status, 200);
     let tv = within_30s(
         || get(&bob_tv, &[("x-device-id", "tv")]),
         |r| r.status != 200,
@@ -257,40 +275,33 @@ async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
         (403, "session_replaced".to_owned()),
         "B hears of the replacement"
     );
-    assert_eq!(within_30s(|| ready(&b), |s| *s == 200).await, 200);
+    assert_eq!(within_30s(|| ready(b), |s| *s == 200).await, 200);
 }
 
 #[tokio::test]
 async fn a_session_ended_through_a_node_that_does_not_hold_it_stays_ended() {
-    let pg = Postgres::start();
-    let pg = pg.database("usher");
-    let redis = Redis::start();
-    let origin = origin().await;
-    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
-    let (a, b) = nodes(&origin, &pg, &redis, &relay);
-    for node in [&a, &b] {
-        assert_eq!(within_30s(|| ready(node), |s| *s == 200).await, 200);
-    }
+    let cluster = cluster().await;
+    let Cluster { a, b, relay, .. } = &cluster;
     let urls = sell(
-        &a,
+        a,
         [
             json!({"code": "p", "name": "Final"}),
             json!({"code": "r", "name": "Final"}),
         ],
     )
     .await;
-    let tv = playing(&b, &urls[0], "tv").await;
-    let (status, listed) = api(&b, "GET", "/api/v1/sessions?account=alice", None).await;
+    let tv = playing(b, &urls[0], "tv").await;
+    let (status, listed) = api(b, "GET", "/api/v1/sessions?account=alice", None).await;
     assert_eq!(status, 200, "{listed}");
     let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
 
     // B's subscription still counts as a listener in Redis, but hears nothing.
     relay.black_hole();
-    let (status, answer) = api(&a, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    let (status, answer) = api(a, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
     assert!(status < 300, "{status} {answer}");
 
     // A does not hold the session: a request of its token there is refused, not adopted.
-    let on_a = get(&on(&a, &tv), &[("x-device-id", "tv")]).await;
+    let on_a = get(&on(a, &tv), &[("x-device-id", "tv")]).await;
     assert_eq!(
         (on_a.status.as_u16(), on_a.reason()),
         (403, "session_ended".to_owned()),
@@ -304,5 +315,5 @@ async fn a_session_ended_through_a_node_that_does_not_hold_it_stays_ended() {
         (403, "session_ended".to_owned()),
         "B stops the ended session"
     );
-    assert_eq!(within_30s(|| ready(&b), |s| *s == 200).await, 200);
+    assert_eq!(within_30s(|| ready(b), |s| *s == 200).await, 200);
 }

@@ -235,12 +235,7 @@ async fn adopt(
         .ok_or_else(|| activation_refused(state, entitled, device))?;
     let start = Start {
         sid: grant.claims.sid.as_deref(),
-        account: &grant.claims.sub,
-        purchase: Some(&entitled.purchase),
-        product: Some(&entitled.product),
-        device,
-        ip: presented.client_ip,
-        taking_over: None,
+        ..new_start(entitled, &grant.claims.sub, device, presented, None)
     };
     state.sessions.admit(start, &entitled.limits, now).await?;
     record_activation(state, entitled, device, activation, now).await?;
@@ -456,7 +451,7 @@ async fn admit(
 }
 
 /// A new session of `account` on `device` under `entitled`, taking over the session
-/// `taking_over` (IP recovery).
+/// `taking_over` (IP recovery); one taken up names its id over this.
 fn new_start<'a>(
     entitled: &'a Entitled,
     account: &'a str,
