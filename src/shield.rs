@@ -431,7 +431,7 @@ impl Fetch {
                 );
                 // Freed first, as below: a reader with every byte may ask again at once.
                 self.release();
-                let age = entry.stored.elapsed().as_secs();
+                let age = entry.age(Instant::now());
                 self.fill.head(entry.head.clone(), Some(age));
                 self.fill.push(entry.body.clone());
                 self.end(End::Done(Ok(())));

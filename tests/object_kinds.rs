@@ -22,6 +22,7 @@ fn object(content_type: &'static str, len: usize, seed: u8) -> Object {
         ),
         delay: None,
         status: None,
+        headers: Vec::new(),
     }
 }
 

@@ -110,6 +110,12 @@ impl Entry {
         now.duration_since(self.stored) < self.lifetime.fresh
     }
 
+    /// How old it is at `now`, in whole seconds, as `Age` says: what it was when it arrived
+    /// and the time since.
+    pub fn age(&self, now: Instant) -> u64 {
+        (self.lifetime.arrived_age + now.saturating_duration_since(self.stored)).as_secs()
+    }
+
     /// Whether it may still be served when every upstream fails.
     pub fn is_usable_stale(&self, now: Instant) -> bool {
         now.duration_since(self.stored) < self.lifetime.kept()
@@ -128,9 +134,11 @@ impl Entry {
 
     /// The response for a viewer at `now` (the body left out for HEAD).
     pub fn response(&self, head_only: bool, outcome: &'static str, now: Instant) -> Response<Body> {
-        let age = now.saturating_duration_since(self.stored).as_secs();
-        self.head
-            .response(bytes_body(&self.body, head_only), outcome, Some(age))
+        self.head.response(
+            bytes_body(&self.body, head_only),
+            outcome,
+            Some(self.age(now)),
+        )
     }
 }
 

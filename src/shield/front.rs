@@ -127,6 +127,7 @@ mod tests {
             lifetime: Lifetime {
                 fresh,
                 stale: Duration::ZERO,
+                arrived_age: Duration::ZERO,
             },
         })
     }

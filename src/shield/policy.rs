@@ -1,13 +1,14 @@
-//! How long a response may be kept: the origin's `Cache-Control` when it says, otherwise
-//! usher's defaults by object kind, with live media playlists kept only briefly; and which
+//! How long a response may be kept: the origin's `Cache-Control` (or `Expires`) when it
+//! says, less the `Age` it arrived with, otherwise usher's defaults by object kind, with
+//! live media playlists kept only briefly; and which
 //! other objects (neither playlists nor known media kinds) are kept at all: those with an
 //! extension in `cache_extensions`, or answered with a type in `cache_content_types`. They
 //! live as long as segments.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, VARY};
+use http::header::{AGE, CACHE_CONTROL, CONTENT_TYPE, DATE, EXPIRES, SET_COOKIE, VARY};
 use http::{HeaderMap, StatusCode};
 
 use super::entry::Entry;
@@ -26,6 +27,9 @@ pub struct Lifetime {
     pub fresh: Duration,
     /// Served past `fresh` only for this long, and only when the upstream fails.
     pub stale: Duration,
+    /// How old it already was when it arrived: the upstream's `Age` (a CDN's copy, say),
+    /// added to the time it spent here in the `Age` a viewer is told.
+    pub arrived_age: Duration,
 }
 
 impl Lifetime {
@@ -42,6 +46,9 @@ struct Directives {
     max_age: Option<u64>,
     shared_max_age: Option<u64>,
     stale_if_error: Option<u64>,
+    /// `must-revalidate` or `proxy-revalidate`: never served stale (unless the origin also
+    /// says `stale-if-error`, which is about exactly that).
+    must_revalidate: bool,
 }
 
 fn directives(headers: &HeaderMap) -> Directives {
@@ -59,15 +66,50 @@ fn directives(headers: &HeaderMap) -> Directives {
             "max-age" => out.max_age = seconds,
             "s-maxage" => out.shared_max_age = seconds,
             "stale-if-error" => out.stale_if_error = seconds,
+            "must-revalidate" | "proxy-revalidate" => out.must_revalidate = true,
             _ => {}
         }
     }
     out
 }
 
+/// The upstream's `Age`: its first member, when it is a number of seconds (RFC 9111 §5.1:
+/// anything else is ignored), at most [`MAX_LIFETIME`].
+fn arrived_age(headers: &HeaderMap) -> Duration {
+    headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next()?.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, |seconds| {
+            Duration::from_secs(seconds).min(MAX_LIFETIME)
+        })
+}
+
+/// The lifetime `Expires` gives, counted from the response's `Date` (from now when it has
+/// none); zero for an `Expires` in the past or one that is not a date (RFC 9111 §5.3: `0`
+/// means already expired). `None` without `Expires`.
+fn expires_in(headers: &HeaderMap) -> Option<Duration> {
+    let date = |value: &http::HeaderValue| httpdate::parse_http_date(value.to_str().ok()?).ok();
+    let expires = headers.get(EXPIRES)?;
+    let Some(expires) = date(expires) else {
+        return Some(Duration::ZERO);
+    };
+    let now = headers
+        .get(DATE)
+        .and_then(date)
+        .unwrap_or_else(SystemTime::now);
+    Some(expires.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// Whether and for how long a response with `status`, `headers` and `body` may be kept.
 /// `None`: not at all (`no-store`, `private`, `no-cache`, `Set-Cookie`, `Vary: *`, an
 /// error other than 404, or a lifetime of zero).
+///
+/// A lifetime the origin gives (`s-maxage`, `max-age`, then `Expires`) counts from when the
+/// response was made: what it was already old (`Age`) is taken off. usher's own defaults
+/// count from when usher got it. `must-revalidate`, `proxy-revalidate` and `s-maxage` (which
+/// means `proxy-revalidate` to a shared cache) leave no stale window, unless the origin
+/// names one with `stale-if-error`.
 pub fn lifetime(
     settings: &ShieldConfig,
     kind: ObjectKind,
@@ -83,6 +125,7 @@ pub fn lifetime(
     if cc.no_store || headers.contains_key(SET_COOKIE) || varies_on_everything {
         return None;
     }
+    let arrived_age = arrived_age(headers);
     if status == StatusCode::NOT_FOUND {
         if settings.negative_ttl.is_zero() {
             return None;
@@ -90,13 +133,19 @@ pub fn lifetime(
         return Some(Lifetime {
             fresh: settings.negative_ttl,
             stale: Duration::ZERO,
+            arrived_age,
         });
     }
     if status != StatusCode::OK {
         return None;
     }
-    let fresh = match cc.shared_max_age.or(cc.max_age) {
-        Some(seconds) => Duration::from_secs(seconds).min(MAX_LIFETIME),
+    let given = cc
+        .shared_max_age
+        .or(cc.max_age)
+        .map(Duration::from_secs)
+        .or_else(|| expires_in(headers));
+    let fresh = match given {
+        Some(given) => given.min(MAX_LIFETIME).saturating_sub(arrived_age),
         None => match kind {
             ObjectKind::Playlist => match live_target(body) {
                 Some(target) => settings.live_playlist_ttl.unwrap_or(target / 2),
@@ -108,11 +157,17 @@ pub fn lifetime(
     if fresh.is_zero() {
         return None;
     }
-    let stale = cc
-        .stale_if_error
-        .map_or(settings.stale_if_error, Duration::from_secs)
-        .min(MAX_LIFETIME);
-    Some(Lifetime { fresh, stale })
+    let stale = match cc.stale_if_error {
+        Some(seconds) => Duration::from_secs(seconds),
+        None if cc.must_revalidate || cc.shared_max_age.is_some() => Duration::ZERO,
+        None => settings.stale_if_error,
+    }
+    .min(MAX_LIFETIME);
+    Some(Lifetime {
+        fresh,
+        stale,
+        arrived_age,
+    })
 }
 
 /// Which of the other objects the shield takes.
@@ -305,6 +360,68 @@ pub(crate) mod tests {
             b"",
         );
         assert_eq!(l.unwrap().stale, Duration::from_secs(120));
+    }
+
+    fn with(pairs: &[(http::header::HeaderName, &str)]) -> Option<Lifetime> {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(name.clone(), value.parse().unwrap());
+        }
+        lifetime(&settings(), ObjectKind::Segment, StatusCode::OK, &h, b"")
+    }
+
+    #[test]
+    fn what_the_origin_gives_counts_from_when_it_made_the_response() {
+        let secs = Duration::from_secs;
+        let l = with(&[(CACHE_CONTROL, "max-age=60"), (AGE, "20")]).unwrap();
+        assert_eq!((l.fresh, l.arrived_age), (secs(40), secs(20)));
+        assert!(
+            with(&[(CACHE_CONTROL, "max-age=60"), (AGE, "60")]).is_none(),
+            "as old as its lifetime on arrival: not kept"
+        );
+        // usher's own default counts from arrival; the age is still told.
+        let l = with(&[(AGE, "20")]).unwrap();
+        assert_eq!((l.fresh, l.arrived_age), (secs(600), secs(20)));
+        // An Age that is not a number is ignored; of a list, the first counts.
+        let fresh = |pairs: &[(http::header::HeaderName, &str)]| with(pairs).map(|l| l.fresh);
+        assert_eq!(
+            fresh(&[(CACHE_CONTROL, "max-age=60"), (AGE, "soon")]),
+            Some(secs(60))
+        );
+        assert_eq!(
+            fresh(&[(CACHE_CONTROL, "max-age=60"), (AGE, "10, 30")]),
+            Some(secs(50))
+        );
+        // Expires, counted from the response's Date, less its age; max-age wins over it.
+        let date = (DATE, "Mon, 07 Dec 2026 10:00:00 GMT");
+        let expires = (EXPIRES, "Mon, 07 Dec 2026 10:01:30 GMT");
+        assert_eq!(fresh(&[date.clone(), expires.clone()]), Some(secs(90)));
+        assert_eq!(
+            fresh(&[date.clone(), expires.clone(), (AGE, "30")]),
+            Some(secs(60))
+        );
+        assert_eq!(
+            fresh(&[(CACHE_CONTROL, "max-age=10"), date.clone(), expires]),
+            Some(secs(10))
+        );
+        // An Expires in the past, or one that is not a date, means expired: not kept.
+        let past = (EXPIRES, "Mon, 07 Dec 2026 09:00:00 GMT");
+        assert_eq!(fresh(&[date, past]), None);
+        assert_eq!(fresh(&[(EXPIRES, "0")]), None);
+        assert_eq!(fresh(&[(EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT")]), None);
+    }
+
+    #[test]
+    fn revalidation_directives_leave_no_stale_window_unless_the_origin_names_one() {
+        let stale = |cc: &str| with(&[(CACHE_CONTROL, cc)]).unwrap().stale;
+        assert_eq!(stale("max-age=5"), Duration::from_secs(30), "the default");
+        assert_eq!(stale("max-age=5, must-revalidate"), Duration::ZERO);
+        assert_eq!(stale("max-age=5, Proxy-Revalidate"), Duration::ZERO);
+        assert_eq!(stale("s-maxage=5"), Duration::ZERO);
+        assert_eq!(
+            stale("max-age=5, must-revalidate, stale-if-error=60"),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

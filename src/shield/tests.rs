@@ -15,6 +15,7 @@ fn entry(len: usize) -> Entry {
         lifetime: policy::Lifetime {
             fresh: Duration::from_secs(60),
             stale: Duration::ZERO,
+            arrived_age: Duration::ZERO,
         },
     }
 }

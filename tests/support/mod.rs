@@ -81,6 +81,16 @@ pub struct Object {
     pub delay: Option<Duration>,
     /// Answer with this status instead of 200 (the body still goes out).
     pub status: Option<u16>,
+    /// Headers added to a whole answer (`Cache-Control`, `Age`, `Expires`...).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Object {
+    /// This object answered with the header `name: value` too.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
 }
 
 /// A request the origin received.
@@ -206,12 +216,16 @@ async fn answer(object: Option<Object>, req: &Request<Incoming>) -> Response<Ful
             .header("content-range", format!("bytes {start}-{end}/{len}"))
             .body(Full::new(object.body.slice(start..=end)))
             .unwrap(),
-        _ => Response::builder()
-            .status(object.status.unwrap_or(200))
-            .header("content-type", object.content_type)
-            .header("etag", "\"v1\"")
-            .body(Full::new(object.body.clone()))
-            .unwrap(),
+        _ => {
+            let mut answer = Response::builder()
+                .status(object.status.unwrap_or(200))
+                .header("content-type", object.content_type)
+                .header("etag", "\"v1\"");
+            for (name, value) in &object.headers {
+                answer = answer.header(*name, value);
+            }
+            answer.body(Full::new(object.body.clone())).unwrap()
+        }
     }
 }
 
@@ -222,6 +236,7 @@ pub fn json_object(text: &str) -> Object {
         body: Bytes::from(text.to_owned()),
         delay: None,
         status: None,
+        headers: Vec::new(),
     }
 }
 
@@ -232,6 +247,7 @@ pub fn playlist(text: &str) -> Object {
         body: Bytes::from(text.to_owned()),
         delay: None,
         status: None,
+        headers: Vec::new(),
     }
 }
 
@@ -242,6 +258,7 @@ pub fn segment(len: usize) -> Object {
         body: Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>()),
         delay: None,
         status: None,
+        headers: Vec::new(),
     }
 }
 
