@@ -1003,33 +1003,6 @@ async fn a_request_the_client_abandons_leaves_the_in_flight_count() {
     gate.open();
 }
 
-/// An origin that writes `answers[n]` as it is, bytes no HTTP library would send, to the
-/// n-th connection, then closes it; its URL and how many requests it read.
-async fn raw_origin(answers: Vec<Vec<u8>>) -> (String, Arc<Mutex<usize>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let served: Arc<Mutex<usize>> = Arc::default();
-    let count = served.clone();
-    tokio::spawn(async move {
-        for answer in answers {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                let mut byte = [0u8; 1];
-                if tcp.read(&mut byte).await.unwrap() == 0 {
-                    break;
-                }
-                head.push(byte[0]);
-            }
-            *count.lock().unwrap() += 1;
-            tcp.write_all(&answer).await.unwrap();
-            let _ = tcp.shutdown().await;
-        }
-    });
-    (url, served)
-}
-
 /// An origin that answers with both `Content-Length` and `Transfer-Encoding` (a chunked
 /// body of 5 bytes under a length of 1000): the viewer gets 502 `upstream_error`, as from
 /// nginx, never a body that is not the length it is announced with, and nothing is kept:
@@ -1062,7 +1035,7 @@ async fn an_answer_with_both_framings_is_a_bad_gateway_and_not_kept() {
         (200, "miss", &whole[..]),
         "the next viewer gets the whole object, fetched again"
     );
-    assert_eq!(*served.lock().unwrap(), 2);
+    assert_eq!(served.lock().unwrap().len(), 2);
 }
 
 /// An object the origin sent chunked (no length announced): once kept, a HEAD answered
@@ -1081,7 +1054,7 @@ async fn a_kept_chunked_object_has_its_length_on_head() {
     let head = request("HEAD", &url, &[]).await;
     assert_eq!(head.headers["x-usher-cache"], "hit");
     assert_eq!(head.headers["content-length"], "11");
-    assert_eq!(*served.lock().unwrap(), 1);
+    assert_eq!(served.lock().unwrap().len(), 1);
 }
 
 /// A CDN in front revalidating a segment it holds: `If-None-Match` with the copy's entity
@@ -1119,7 +1092,7 @@ async fn revalidations_are_answered_not_modified_from_the_copy() {
     )
     .await;
     assert_eq!(older.status, 200);
-    assert_eq!(*served.lock().unwrap(), 1);
+    assert_eq!(served.lock().unwrap().len(), 1);
 }
 
 /// A 304 answered from the copy sends no body: `usher_cache_bytes_total{source="cache"}`

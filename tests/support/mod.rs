@@ -562,6 +562,37 @@ pub async fn metric(usher: &Usher, series: &str) -> f64 {
         .map_or(0.0, |v| v.parse().unwrap())
 }
 
+/// An origin that writes `answers[n]` as it is, bytes no HTTP library would send, to the
+/// n-th connection, then closes it; its URL and the heads of the requests it read (each
+/// as text, request line first).
+pub async fn raw_origin(answers: Vec<Vec<u8>>) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served: Arc<Mutex<Vec<String>>> = Arc::default();
+    let heads = served.clone();
+    tokio::spawn(async move {
+        for answer in answers {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if tcp.read(&mut byte).await.unwrap() == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            heads
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            tcp.write_all(&answer).await.unwrap();
+            let _ = tcp.shutdown().await;
+        }
+    });
+    (url, served)
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
