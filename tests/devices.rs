@@ -9,10 +9,12 @@ mod support;
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::admin::{api, HasAdmin};
 use support::inprocess::InProcess;
+use support::redis::Redis;
 use support::*;
 
 const LIVE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n";
@@ -782,6 +784,56 @@ async fn a_device_the_preferred_purchase_cannot_admit_plays_under_the_next() {
         (403, "activation_limit".into()),
         "a third device fits under neither"
     );
+}
+
+/// The same pass and rental with sessions shared through a Redis that is down (`deny`):
+/// the pass cannot admit the phone and the rental meets the outage, so the phone is told
+/// of the outage (503 `sessions_unavailable`, worth a retry), not of the pass's
+/// `activation_limit`; nothing of the rental is used, and once Redis is back it plays.
+#[tokio::test]
+async fn an_outage_met_under_the_next_purchase_is_the_answer() {
+    let mut redis = Redis::start();
+    let origin = origin().await;
+    let shared = "[sessions]\nbackend = \"redis\"\non_backend_error = \"deny\"\n";
+    let config = config(&origin).replace("[sessions]\n", shared);
+    let redis_table = format!(
+        "[sessions.redis]\nurl = \"{}\"\ntimeout = \"500ms\"\n",
+        redis.url
+    );
+    let usher = InProcess::start(&format!("{config}{redis_table}")).await;
+    let week = json!({"code": "week", "name": "Week", "period": 7, "activation": 1});
+    let (pass, _) = sell(&usher, week).await;
+    let tv = Player::at("tv", "198.51.100.7");
+    assert_eq!(tv.start(&pass).await.0.status, 200);
+    let (rental, hash) = sell(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play", "activation": 1}),
+    )
+    .await;
+
+    redis.kill();
+    let phone = Player::at("phone", "198.51.100.8");
+    assert_eq!(
+        status_reason(&phone.start(&rental).await.0),
+        (503, "sessions_unavailable".into())
+    );
+    let (_, shown) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(
+        shown["access_ends_at"],
+        Value::Null,
+        "the rental's hours wait"
+    );
+
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        let (reply, _) = phone.start(&rental).await;
+        if reply.status != 503 || Instant::now() >= deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 /// A device id the player sends in the URL (`?device=`, percent-encoded by its URL
