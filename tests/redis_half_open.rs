@@ -7,10 +7,17 @@
 //! announcement went to its silent subscription. A session ended through the first node,
 //! which does not hold it, while the second's subscription is silent, stays ended: the
 //! second node stops it once it hears Redis again.
+//!
+//! End markers on the same two nodes: a session ended by id whose record is gone is still
+//! refused where its token is taken up; a reload joining a session that is ended by id
+//! between the start's read and its touch is refused; and an end whose marker Redis
+//! refuses to write is still announced, so the node playing the session stops it.
 
 mod support;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -29,6 +36,8 @@ struct Relay {
     url: String,
     /// Bumped by [`Relay::black_hole`]: connections accepted before go silent.
     generation: watch::Sender<u64>,
+    /// What [`Relay::end_before_touch`] asked for, seen by every connection.
+    ender: Arc<Ender>,
 }
 
 impl Relay {
@@ -38,6 +47,12 @@ impl Relay {
         listener.set_nonblocking(true).unwrap();
         let url = format!("redis://{}", listener.local_addr().unwrap());
         let (generation, watching) = watch::channel(0u64);
+        let ender = Arc::new(Ender {
+            upstream: upstream.clone(),
+            armed: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        });
+        let requests = ender.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -55,12 +70,29 @@ impl Relay {
                     let born = *watching.borrow();
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
-                    tokio::spawn(pump(client_read, server_write, watching.clone(), born));
-                    tokio::spawn(pump(server_read, client_write, watching.clone(), born));
+                    let to_server = Some(requests.clone());
+                    tokio::spawn(pump(
+                        client_read,
+                        server_write,
+                        watching.clone(),
+                        born,
+                        to_server,
+                    ));
+                    tokio::spawn(pump(
+                        server_read,
+                        client_write,
+                        watching.clone(),
+                        born,
+                        None,
+                    ));
                 }
             });
         });
-        Relay { url, generation }
+        Relay {
+            url,
+            generation,
+            ender,
+        }
     }
 
     /// From now on the connections open so far carry nothing either way, and stay open;
@@ -68,15 +100,70 @@ impl Relay {
     fn black_hole(&self) {
         self.generation.send_modify(|g| *g += 1);
     }
+
+    /// The next touch of session `sid` the node sends (its pipeline writes the session's
+    /// last-seen time and reads its end marker) is held until the relay has written that
+    /// marker itself, as another node ending the session by id at that moment would.
+    fn end_before_touch(&self, sid: &str) {
+        *self.ender.armed.lock().unwrap() = Some(sid.to_owned());
+    }
+
+    /// Whether the relay wrote the marker [`Relay::end_before_touch`] asked for.
+    fn ended(&self) -> bool {
+        self.ender.ended.load(Ordering::SeqCst)
+    }
+}
+
+/// Writes a session's end marker ahead of the node's touch of it.
+struct Ender {
+    /// Redis, `127.0.0.1:PORT`.
+    upstream: String,
+    /// The session whose touch it waits for.
+    armed: Mutex<Option<String>>,
+    /// Whether it wrote the marker.
+    ended: AtomicBool,
+}
+
+impl Ender {
+    /// Called with each `request` (bytes a node sends to Redis, one read) before it goes
+    /// on: when it is the touch of the armed session (usher sends a pipeline in one
+    /// write), the session's marker `usher:end:{sid}` is written first.
+    async fn before(&self, request: &[u8]) {
+        let marker = {
+            let armed = self.armed.lock().unwrap();
+            let Some(sid) = armed.as_deref() else {
+                return;
+            };
+            let marker = format!("usher:end:{{{sid}}}");
+            let has = |needle: &[u8]| request.windows(needle.len()).any(|w| w == needle);
+            if !(has(b"HSET") && has(marker.as_bytes())) {
+                return;
+            }
+            marker
+        };
+        let set = format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{marker}\r\n$1\r\n1\r\n",
+            marker.len()
+        );
+        let mut redis = TcpStream::connect(&self.upstream).await.unwrap();
+        redis.write_all(set.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 5];
+        redis.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"+OK\r\n");
+        self.armed.lock().unwrap().take();
+        self.ended.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Copies `from` to `to` until either closes, or until the relay's generation passes
-/// `born`: then it holds both halves open and copies nothing more.
+/// `born`: then it holds both halves open and copies nothing more. `ender`: on a node's
+/// side, sees each read before it goes on.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut generation: watch::Receiver<u64>,
     born: u64,
+    ender: Option<Arc<Ender>>,
 ) {
     let cut = async move {
         let _ = generation.wait_for(|g| *g > born).await;
@@ -88,6 +175,9 @@ async fn pump(
             read = from.read(&mut buf) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
+                    if let Some(ender) = &ender {
+                        ender.before(&buf[..n]).await;
+                    }
                     if to.write_all(&buf[..n]).await.is_err() {
                         return;
                     }
@@ -198,14 +288,21 @@ async fn playing(node: &Usher, url: &str, device: &str) -> String {
     segment
 }
 
+/// The id of alice's one session, as `node` lists it.
+async fn alice_s_session(node: &Usher) -> String {
+    let (status, listed) = api(node, "GET", "/api/v1/sessions?account=alice", None).await;
+    assert_eq!(status, 200, "{listed}");
+    listed["items"][0]["sid"].as_str().unwrap().to_owned()
+}
+
 /// PostgreSQL, Redis, the origin and two nodes, both ready: A on Redis directly, B
 /// through `relay`. The nodes go first when it is dropped.
 struct Cluster {
     a: Usher,
     b: Usher,
     relay: Relay,
+    redis: Redis,
     _origin: Origin,
-    _redis: Redis,
     _pg: Postgres,
 }
 
@@ -224,8 +321,8 @@ async fn cluster() -> Cluster {
         a,
         b,
         relay,
+        redis,
         _origin: origin,
-        _redis: redis,
         _pg: pg,
     }
 }
@@ -291,9 +388,7 @@ async fn a_session_ended_through_a_node_that_does_not_hold_it_stays_ended() {
     )
     .await;
     let tv = playing(b, &urls[0], "tv").await;
-    let (status, listed) = api(b, "GET", "/api/v1/sessions?account=alice", None).await;
-    assert_eq!(status, 200, "{listed}");
-    let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
+    let sid = alice_s_session(b).await;
 
     // B's subscription still counts as a listener in Redis, but hears nothing.
     relay.black_hole();
@@ -316,4 +411,106 @@ async fn a_session_ended_through_a_node_that_does_not_hold_it_stays_ended() {
         "B stops the ended session"
     );
     assert_eq!(within_30s(|| ready(b), |s| *s == 200).await, 200);
+}
+
+/// A session ended by id whose record is gone from Redis (dropped when its lifetime has
+/// passed; here by hand) is still refused where its token is taken up: the start reads
+/// the session's own end marker. Taken up as new, under `replace_oldest` it would have
+/// replaced the stream the account plays now.
+#[tokio::test]
+async fn a_session_ended_by_id_whose_record_is_gone_is_not_taken_up() {
+    let cluster = cluster().await;
+    let Cluster { a, b, redis, .. } = &cluster;
+    let urls = sell(
+        a,
+        [
+            json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
+            json!({"code": "r", "name": "Final"}),
+        ],
+    )
+    .await;
+    let tv = playing(b, &urls[0], "tv").await;
+    let sid = alice_s_session(b).await;
+    let (status, answer) = api(a, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert!(status < 300, "{status} {answer}");
+    // B heard the end and wrote it into the record; then the record goes.
+    let sessions = "usher:{alice}:s";
+    let record = within_30s(
+        || async { redis.cli(&["HGET", sessions, &sid]) },
+        |r| r.contains("\"state\":2"),
+    )
+    .await;
+    assert!(record.contains("\"state\":2"), "ended in Redis: {record}");
+    let phone = playing(a, &urls[0], "phone").await;
+    assert_eq!(redis.cli(&["HDEL", sessions, &sid]), "1");
+    redis.cli(&["HDEL", "usher:{alice}:seen", &sid]);
+
+    let on_a = get(&on(a, &tv), &[("x-device-id", "tv")]).await;
+    assert_eq!(
+        (on_a.status.as_u16(), on_a.reason()),
+        (403, "session_ended".to_owned()),
+        "A reads the session's end marker"
+    );
+    assert_eq!(
+        get(&phone, &[("x-device-id", "phone")]).await.status,
+        200,
+        "the phone's stream is not replaced"
+    );
+}
+
+/// The tv reloads its master with the ticket, which joins its live session, just as
+/// another node ends that session by id (the marker is written after the start read the
+/// account's sessions, before the join's touch): the touch finds the marker and the
+/// reload is refused rather than joined to an ended session.
+#[tokio::test]
+async fn a_join_whose_touch_finds_the_end_marker_is_refused() {
+    let cluster = cluster().await;
+    let Cluster { a, b, relay, .. } = &cluster;
+    let urls = sell(
+        a,
+        [
+            json!({"code": "p", "name": "Final"}),
+            json!({"code": "r", "name": "Final"}),
+        ],
+    )
+    .await;
+    playing(b, &urls[0], "tv").await;
+    let sid = alice_s_session(b).await;
+
+    relay.end_before_touch(&sid);
+    let (reload, _) = play(b, &urls[0], "tv").await;
+    assert!(relay.ended(), "the marker was written before B's touch");
+    assert_eq!(
+        (reload.status.as_u16(), reload.reason()),
+        (403, "session_ended".to_owned())
+    );
+}
+
+/// An end through a node that does not hold the session, while Redis refuses the marker's
+/// write (an ACL, here): the operator is told (503: the end is not sure to reach every
+/// node), and the end is announced all the same, so the node playing the session stops it.
+#[tokio::test]
+async fn an_end_whose_marker_cannot_be_written_is_still_announced() {
+    let cluster = cluster().await;
+    let Cluster { a, b, redis, .. } = &cluster;
+    let urls = sell(
+        a,
+        [
+            json!({"code": "p", "name": "Final"}),
+            json!({"code": "r", "name": "Final"}),
+        ],
+    )
+    .await;
+    let tv = playing(b, &urls[0], "tv").await;
+    let sid = alice_s_session(b).await;
+
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "default", "-set"]), "OK");
+    let (status, answer) = api(a, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert_eq!(status, 503, "{answer}");
+    let on_b = within_30s(|| get(&tv, &[("x-device-id", "tv")]), |r| r.status != 200).await;
+    assert_eq!(
+        (on_b.status.as_u16(), on_b.reason()),
+        (403, "session_ended".to_owned()),
+        "B heard the end"
+    );
 }

@@ -74,11 +74,17 @@ impl Redis {
     /// Writes the data to disk now (`SAVE`), for the next [`Redis::resume`] to load.
     pub fn save(&self) {
         assert!(self.dir.is_some(), "started with Redis::start_keeping");
-        let saved = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "SAVE"])
+        assert_eq!(self.cli(&["SAVE"]), "OK");
+    }
+
+    /// Runs one command with `redis-cli` (as an operator would); its answer, trimmed.
+    pub fn cli(&self, command: &[&str]) -> String {
+        let answer = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(command)
             .output()
             .expect("redis-cli runs");
-        assert_eq!(String::from_utf8_lossy(&saved.stdout).trim(), "OK");
+        String::from_utf8_lossy(&answer.stdout).trim().to_owned()
     }
 
     /// Kills the server (SIGKILL) and waits for it.
