@@ -292,6 +292,16 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
                        "reason": "the shared store cannot be reached; nothing was written"}),
             )
         }
+        AdminError::EndNotRecorded(why) => {
+            tracing::error!(error = %why, "session end not recorded in the shared session store");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "store_unavailable",
+                       "reason": "the end could not be recorded in the shared session store; \
+                                  this node ended its copy and announced the end, which may \
+                                  not reach the node playing it: repeat the call"}),
+            )
+        }
         AdminError::StoreOutcomeUnknown(why) => {
             tracing::error!(error = %why, "admin store outcome unknown");
             (
@@ -464,7 +474,9 @@ async fn facade_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Re
             // JSON API: it can name tables, hosts and the rejected bytes.
             let message = match &e {
                 AdminError::Store(_) => "store failure (logged)".to_owned(),
-                AdminError::StoreUnavailable(_) | AdminError::StoreOutcomeUnknown(_) => {
+                AdminError::StoreUnavailable(_)
+                | AdminError::StoreOutcomeUnknown(_)
+                | AdminError::EndNotRecorded(_) => {
                     value["reason"].as_str().unwrap_or_default().to_owned()
                 }
                 _ => e.to_string(),

@@ -507,6 +507,14 @@ async fn an_end_whose_marker_cannot_be_written_is_still_announced() {
     assert_eq!(redis.cli(&["ACL", "SETUSER", "default", "-set"]), "OK");
     let (status, answer) = api(a, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
     assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "store_unavailable", "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("announced the end"),
+        "the operator learns the end went out but may not have landed: {answer}"
+    );
     let on_b = within_30s(|| get(&tv, &[("x-device-id", "tv")]), |r| r.status != 200).await;
     assert_eq!(
         (on_b.status.as_u16(), on_b.reason()),

@@ -79,6 +79,10 @@ pub enum AdminError {
     /// not stand.
     #[error("store outcome unknown: {0}")]
     StoreOutcomeUnknown(String),
+    /// A session's end could not be recorded in Redis (503): this node's copy is ended and
+    /// the end was announced, but it may not reach the node playing the session.
+    #[error("session end not recorded: {0}")]
+    EndNotRecorded(String),
 }
 
 impl AdminError {

@@ -539,12 +539,12 @@ pub fn list_sessions(
 /// Ends a session: its next request is refused with `session_ended`.
 ///
 /// # Errors
-/// No such session.
+/// No such session, or (shared sessions) an end Redis could not record.
 pub async fn end_session(state: &State, sid: &str) -> Result<(), AdminError> {
     match state.sessions.end_everywhere(sid).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(AdminError::NotFound(format!("session {sid}"))),
-        Err(e) => Err(AdminError::StoreUnavailable(e.to_string())),
+        Err(e) => Err(AdminError::EndNotRecorded(e.to_string())),
     }
 }
 
