@@ -12,6 +12,7 @@
 //! Starting a session takes the write lock; the per-segment touch takes only the read lock
 //! and one atomic store, and only once per `touch_interval` per session.
 
+mod denied;
 pub mod kept;
 mod limits;
 pub mod shared;
@@ -21,46 +22,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
+pub use denied::SessionDenied;
 pub use kept::token_lifetime;
 use limits::{plan, Plan};
 pub use limits::{Limits, Policy};
-
-/// Why a session was refused or ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SessionDenied {
-    /// Starting it would exceed a concurrent-session or -device limit (policy `refuse`).
-    #[error("concurrent stream limit reached")]
-    ConcurrencyLimit,
-    /// A newer session replaced this one (policy `replace_oldest`).
-    #[error("session replaced by a newer one")]
-    Replaced,
-    /// The operator ended it.
-    #[error("session ended by the operator")]
-    Ended,
-    /// Every activation of the purchase is used by other devices.
-    #[error("activation limit reached")]
-    ActivationLimit,
-    /// The purchase is limited to a number of devices, and the request names none.
-    #[error("the request names no device")]
-    DeviceRequired,
-    /// The shared session store cannot be reached and `sessions.on_backend_error = "deny"`.
-    #[error("the shared session store cannot be reached")]
-    Unavailable,
-}
-
-impl SessionDenied {
-    /// The machine-readable reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SessionDenied::ConcurrencyLimit => "concurrency_limit",
-            SessionDenied::Replaced => "session_replaced",
-            SessionDenied::Ended => "session_ended",
-            SessionDenied::ActivationLimit => "activation_limit",
-            SessionDenied::DeviceRequired => "device_required",
-            SessionDenied::Unavailable => "sessions_unavailable",
-        }
-    }
-}
 
 /// A fresh session id: 64 random bits, hex.
 pub fn new_id() -> String {
@@ -162,6 +127,8 @@ pub struct Started {
     shared: bool,
     /// Whether the shared store's (dry-run) decision had other sessions give way.
     replaces_shared: bool,
+    /// Whether it was decided without the shared store, to be written there once it answers.
+    deferred: bool,
 }
 
 impl Started {
@@ -233,6 +200,7 @@ impl Sessions {
                     victims,
                     shared,
                     replaces_shared,
+                    deferred: false,
                 })
         };
         let Some(shared) = self.shared.get() else {
@@ -260,14 +228,18 @@ impl Sessions {
             Ok(Err(denied)) => Err(denied),
             Err(e) => match self.backend_failed(shared, &e) {
                 Some(denied) => Err(denied),
-                None => local(start, limits, false, false),
+                None => local(start, limits, false, false).map(|started| Started {
+                    deferred: true,
+                    ..started
+                }),
             },
         }
     }
 
     /// Records a begun start: on shared sessions it is decided again and written (a start
     /// on another node may have taken the last stream since; then it is refused and
-    /// discarded). Then the sessions it replaces give way, on whichever node they play.
+    /// discarded). Then the sessions it replaces give way, on whichever node they play. A
+    /// start decided without the shared store is written there once it answers.
     ///
     /// # Errors
     /// As [`Sessions::begin`].
@@ -279,6 +251,9 @@ impl Sessions {
         now: u64,
     ) -> Result<Arc<Session>, SessionDenied> {
         let mut victims = started.victims;
+        if let (true, Some(shared)) = (started.deferred, self.shared.get()) {
+            shared.defer_write(&started.session);
+        }
         if let (true, Some(shared)) = (started.shared, self.shared.get()) {
             let sid = &started.session.sid;
             match shared.start(&start, sid, limits, now, true).await {
@@ -305,6 +280,7 @@ impl Sessions {
                         self.discard(sid);
                         return Err(denied);
                     }
+                    shared.defer_write(&started.session);
                 }
             }
         }
@@ -346,7 +322,7 @@ impl Sessions {
         let Some(shared) = self.shared.get() else {
             return Ok(known);
         };
-        let recorded = match held {
+        let recorded = match &held {
             Some(session) => match shared.end(&session.account, sid).await {
                 Ok(recorded) => recorded,
                 Err(e) => {
@@ -357,6 +333,10 @@ impl Sessions {
             None => false,
         };
         if !recorded {
+            if let Some(session) = &held {
+                // Its record is written ended once Redis answers, so it counts nowhere.
+                shared.defer_write(session);
+            }
             let marked = shared.end_by_id(sid).await;
             // Whichever node holds it stops it and records the end when it hears this;
             // announced even when the marker could not be written (a node that hears it
@@ -578,11 +558,13 @@ impl Sessions {
     /// Forgets sessions that idled out or were replaced or ended long enough ago that their
     /// tokens have expired too, and updates the active-sessions gauge.
     pub fn sweep(&self, now: u64, forget_after: u64) {
+        let kept = |s: &Session| now < s.last_seen().saturating_add(self.idle.max(forget_after));
         if let Some(shared) = self.shared.get() {
             shared.remember_for(forget_after);
+            shared.retain_deferred(kept);
         }
         let mut sessions = self.by_id.write().unwrap_or_else(|p| p.into_inner());
-        sessions.retain(|_, s| now < s.last_seen().saturating_add(self.idle.max(forget_after)));
+        sessions.retain(|_, s| kept(s));
         let live = sessions
             .values()
             .filter(|s| s.is_live(now, self.idle))

@@ -3,9 +3,10 @@
 //! node plays on another, activations are counted once across nodes, a revoke on one node
 //! stops the next segment on another while decisions are cached for ten minutes,
 //! concurrency limits and `replace_oldest` hold across nodes, Redis killed mid-playback
-//! follows `sessions.on_backend_error`, a session ended while Redis is away lands once it
-//! is back (empty, or still holding it live) and one that idled out meanwhile is not
-//! brought back, a stopped database refuses admin writes with 503
+//! follows `sessions.on_backend_error`, a session admitted by one node alone while Redis
+//! stalled is written back and counted by the others, a session ended while Redis is away
+//! lands once it is back (empty, or still holding it live) and one that idled out meanwhile
+//! is not brought back, a stopped database refuses admin writes with 503
 //! and loses nothing, acknowledged writes survive SIGKILL, and an embedded store moves to
 //! PostgreSQL whole.
 
@@ -746,6 +747,66 @@ async fn redis_killed_with_local_admits_new_sessions_by_each_nodes_own() {
         )
         .await
             >= 2.0
+    );
+}
+
+/// A session admitted while Redis did not answer (`on_backend_error = "local"`; here Redis
+/// stalls for the one start, too briefly for any node to lose its subscription) is written
+/// to Redis once it answers again: another node then counts it against the account's one
+/// stream, and ends it by id, which stops it on the node playing it and frees the stream.
+#[tokio::test]
+async fn a_session_admitted_locally_while_redis_stalled_is_written_back_and_counted_everywhere() {
+    let (shared, nodes, play_url) = shared_setup(
+        "local",
+        json!({"code": "p", "name": "Final", "max_sessions": 1}),
+    )
+    .await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let local = "usher_sessions_backend_fallbacks_total{policy=\"local\"}";
+    let tv_device = [("x-device-id", "tv")];
+
+    shared.redis.stall();
+    let (tv, tv_segment) = play(a, &play_url, &tv_device).await;
+    shared.redis.unstall();
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    assert_eq!(
+        metric(a, local).await,
+        1.0,
+        "admitted by node A's own sessions"
+    );
+
+    // Node A writes it back in the background; wait (bounded) for it to say so.
+    let written = "usher_sessions_written_back_total{cause=\"local\"}";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(a, written).await < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (phone, _) = play(b, &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(
+        status_reason(&phone),
+        (403, "concurrency_limit".into()),
+        "node B counts the tv node A admitted alone"
+    );
+    assert_eq!(get(&tv_segment, &tv_device).await.status, 200);
+
+    // Node B, which does not hold it, ends it by id: node A stops it, the stream is free.
+    let (_, listed) = api(a, "GET", "/api/v1/sessions?account=alice", None).await;
+    let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
+    let (status, body) = api(b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert!(status < 300, "{status} {body}");
+    let ended = until(|| get(&tv_segment, &tv_device), |r| r.status != 200).await;
+    assert_eq!(status_reason(&ended), (403, "session_ended".into()));
+    let phone = phone_admitted_on(b, &play_url).await;
+    assert_eq!(
+        phone.status,
+        200,
+        "the ended tv no longer counts: {}",
+        phone.text()
+    );
+    assert_eq!(
+        metric(b, local).await,
+        0.0,
+        "node B decided with Redis throughout"
     );
 }
 

@@ -77,6 +77,7 @@ impl std::fmt::Debug for RedisConfig {
 pub enum OnBackendError {
     /// Refuse new sessions with 503 `sessions_unavailable` (limits are never exceeded).
     Deny,
-    /// Admit them by this node's own sessions (playback goes on; limits count per node).
+    /// Admit them by this node's own sessions (playback goes on; limits count per node
+    /// until Redis answers again and the node writes them there).
     Local,
 }

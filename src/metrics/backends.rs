@@ -163,6 +163,11 @@ pub struct SessionsBackendMetrics {
     /// `usher_sessions_backend_fallbacks_total{policy}`: starts decided without Redis:
     /// refused (`deny`) or admitted by this node's sessions (`local`).
     pub fallbacks: IntCounterVec,
+    /// `usher_sessions_written_back_total{cause}`: sessions (live, or ended here) this node
+    /// wrote to Redis after Redis missed them: `local`, started or ended by this node while
+    /// Redis did not answer; `gap`, missed while this node was not subscribed (a Redis that
+    /// restarted without them).
+    pub written_back: IntCounterVec,
     /// `usher_sessions_backend_up`: 1 while subscribed to the other nodes' session changes.
     pub up: IntGauge,
 }
@@ -180,6 +185,12 @@ impl SessionsBackendMetrics {
             "usher_sessions_backend_fallbacks_total",
             "Session starts decided without the shared store, by sessions.on_backend_error.",
             "policy",
+        );
+        let written_back = counter(
+            registry,
+            "usher_sessions_written_back_total",
+            "Sessions written to the shared store after it missed them: started or ended here while it did not answer (local), or lost while this node was not subscribed (gap).",
+            "cause",
         );
         let seconds = HistogramVec::new(
             HistogramOpts::new(
@@ -202,6 +213,7 @@ impl SessionsBackendMetrics {
             seconds,
             errors,
             fallbacks,
+            written_back,
             up,
         }
     }

@@ -18,10 +18,13 @@
 //! or ending a session is announced on the channel `usher:sessions`; every node marks its
 //! copy at once, and after (re)subscribing re-reads the state of the sessions it holds.
 //!
-//! A connection Redis stopped answering on without closing it is replaced ([`link`]).
+//! A connection Redis stopped answering on without closing it is replaced ([`link`]). What
+//! Redis missed (a start or an end decided while it did not answer, a Redis that restarted
+//! empty) is written back once it answers ([`write_back`]).
 
 mod ends;
 mod link;
+mod write_back;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -34,7 +37,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::limits::{plan, Plan};
-use super::{Limits, Session, SessionDenied, Start, ENDED, LIVE, REPLACED};
+use super::{Limits, Session, SessionDenied, Start, ENDED, REPLACED};
 use crate::config::{OnBackendError, RedisConfig};
 use crate::metrics::SessionsBackendMetrics;
 
@@ -125,6 +128,9 @@ pub struct SharedSessions {
     /// What a start gets when Redis does not answer.
     pub policy: OnBackendError,
     metrics: SessionsBackendMetrics,
+    /// Sessions started or ended here while Redis did not answer, by id: written back once
+    /// it answers again ([`write_back`]).
+    deferred: std::sync::Mutex<HashMap<String, Arc<Session>>>,
 }
 
 fn keys(account: &str) -> (String, String) {
@@ -154,6 +160,7 @@ impl SharedSessions {
             timeout: config.timeout,
             policy: config.on_backend_error,
             metrics,
+            deferred: std::sync::Mutex::default(),
         })
     }
 
@@ -401,71 +408,6 @@ impl SharedSessions {
         .ok()
     }
 
-    /// Brings this node and Redis level after a gap (a lost subscription, or a Redis that
-    /// restarted empty): each of `sessions` (every one this node remembers) that Redis holds
-    /// takes Redis's state here, unless it ended here (or was ended by id, [`ends`]) while
-    /// Redis holds it live; that end, and each live or ended session Redis does not hold, is
-    /// written back, so the limits count it as it stands. Returns the states to mark.
-    async fn catch_up(
-        &self,
-        sessions: &[Arc<Session>],
-        now: u64,
-    ) -> Result<Vec<(String, u8)>, BackendError> {
-        // The command connection answers too (not only the subscription).
-        self.call("ping", |mut conn| async move {
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        })
-        .await?;
-        self.end_marked(sessions).await?;
-        let mut marks = Vec::new();
-        let mut by_account: HashMap<&str, Vec<&Arc<Session>>> = HashMap::new();
-        for s in sessions {
-            by_account.entry(&s.account).or_default().push(s);
-        }
-        for (account, mine) in by_account {
-            for _ in 0..16 {
-                let (held, version) = self.read(account).await?;
-                // Missing from Redis (a restarted Redis holds nothing), or live there while
-                // ended or replaced here (an end Redis could not take): written back, so
-                // the limits count it as it stands. An end is never undone.
-                let missing: Vec<&&Arc<Session>> = mine
-                    .iter()
-                    .filter(|s| match held.get(&s.sid) {
-                        // An idled-out session is not brought back to count again.
-                        None => {
-                            s.is_live(now, self.idle) || s.state.load(Ordering::Relaxed) != LIVE
-                        }
-                        Some(h) => {
-                            h.state.load(Ordering::Relaxed) == LIVE
-                                && s.state.load(Ordering::Relaxed) != LIVE
-                        }
-                    })
-                    .collect();
-                for s in &mine {
-                    if let Some(h) = held.get(&s.sid) {
-                        marks.push((s.sid.clone(), h.state.load(Ordering::Relaxed)));
-                    }
-                }
-                if missing.is_empty() {
-                    break;
-                }
-                let mut args = vec![version, self.key_ttl_ms().to_string()];
-                for s in missing {
-                    args.extend(["s".to_owned(), s.sid.clone(), json(&Record::of(s))]);
-                    args.extend([
-                        "t".to_owned(),
-                        s.sid.clone(),
-                        s.last_seen().max(now).to_string(),
-                    ]);
-                }
-                if self.commit(account, &args).await? {
-                    break;
-                }
-            }
-        }
-        Ok(marks)
-    }
-
     /// Sets how long a record stays after its session's last request (the session token's
     /// lifetime, which a reload may change).
     pub fn remember_for(&self, seconds: u64) {
@@ -505,8 +447,10 @@ impl SharedSessions {
     /// Follows the other nodes' session changes until the process ends, marking the
     /// sessions `state` holds; after each (re)subscription it re-reads the state of all
     /// of them, for what it missed. Reconnects with backoff (100 ms doubling to 5 s), also
-    /// when the subscription stops answering ([`link::silence`]).
+    /// when the subscription stops answering ([`link::silence`]). Meanwhile, writes back
+    /// what this node decided without Redis ([`write_back`]).
     pub async fn follow(self: Arc<Self>, state: Arc<crate::proxy::State>) {
+        tokio::spawn(self.clone().write_back_deferred(state.clone()));
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.subscribe().await {

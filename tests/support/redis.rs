@@ -1,6 +1,7 @@
 //! A throwaway Redis server for one test: no persistence (or only what [`Redis::save`]
 //! writes), a free loopback port, stopped (SIGKILL, as a crash) when the handle is dropped
-//! or by [`Redis::kill`].
+//! or by [`Redis::kill`], and stalled (SIGSTOP: connections stay open, nothing answers) by
+//! [`Redis::stall`] until [`Redis::unstall`].
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -85,6 +86,24 @@ impl Redis {
             .output()
             .expect("redis-cli runs");
         String::from_utf8_lossy(&answer.stdout).trim().to_owned()
+    }
+
+    /// Stops the server answering without closing anything (SIGSTOP), as a Redis held up
+    /// by the machine it runs on: calls wait, connections stay open.
+    pub fn stall(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a [`Redis::stall`]ed server go on (SIGCONT): it answers what waited.
+    pub fn unstall(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let server = self.server.as_ref().expect("running");
+        let pid = libc::pid_t::try_from(server.id()).unwrap();
+        // SAFETY: kill(2) with a child's pid; it touches no memory of ours.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal}");
     }
 
     /// Kills the server (SIGKILL) and waits for it.

@@ -124,7 +124,7 @@ async fn open(
 
 /// How often the subscription is asked to answer: twice the answer `timeout`, at most
 /// [`MAX_PACE`].
-fn pace(timeout: Duration) -> Duration {
+pub(super) fn pace(timeout: Duration) -> Duration {
     (timeout * 2).min(MAX_PACE)
 }
 

@@ -1,0 +1,182 @@
+//! Writing back what Redis missed, so every node counts a session as it stands:
+//!
+//! - a session this node started, or ended, while Redis did not answer
+//!   (`on_backend_error = "local"`; an end that could not be recorded): it is kept as
+//!   deferred, and written back at the pace the subscription is asked to answer once Redis
+//!   answers again, even when the subscription never broke (a Redis stalled for a moment,
+//!   a call that timed out);
+//! - after a gap in the subscription, every session this node remembers (a restarted Redis
+//!   holds nothing; an end it could not take).
+//!
+//! A session is written with the record a start writes, as it stands here: one ended by
+//! id meanwhile (its end marker, [`super::ends`]) is written ended, and stops here; one
+//! that idled out is not brought back. The write-back applies no limit: if another node
+//! admitted sessions of the account meanwhile, the account may hold more than its limits
+//! allow, and the next start of the account (on any node) is decided over all of them
+//! (refused, or replacing the oldest). A viewer let in is not stopped for it.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{json, link, BackendError, Record, SharedSessions};
+use crate::sessions::{Session, LIVE};
+
+impl SharedSessions {
+    /// Keeps `session`, started or ended while Redis did not answer, to write back once it
+    /// answers again.
+    pub(in crate::sessions) fn defer_write(&self, session: &Arc<Session>) {
+        self.deferred_sessions()
+            .insert(session.sid.clone(), session.clone());
+    }
+
+    /// Forgets the deferred sessions `keep` says no (as the registry forgets them).
+    pub(in crate::sessions) fn retain_deferred(&self, keep: impl Fn(&Session) -> bool) {
+        self.deferred_sessions().retain(|_, s| keep(s));
+    }
+
+    fn deferred_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes back the deferred sessions until the process ends: at every
+    /// [`link::pace`], while this node is subscribed (after a gap [`SharedSessions::settle`]
+    /// catches up with all of them), and marks the states Redis holds in `state`.
+    pub(super) async fn write_back_deferred(self: Arc<Self>, state: Arc<crate::proxy::State>) {
+        let mut ticks = tokio::time::interval(link::pace(self.timeout));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let deferred: Vec<Arc<Session>> = self.deferred_sessions().values().cloned().collect();
+            if deferred.is_empty() || !self.is_up() {
+                continue;
+            }
+            match self.catch_up(&deferred, (state.clock)()).await {
+                Ok(marks) => {
+                    for (sid, mark) in marks {
+                        state.sessions.mark(&sid, mark);
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    sessions = deferred.len(),
+                    "sessions decided without Redis not written back yet"
+                ),
+            }
+        }
+    }
+
+    /// Brings this node and Redis level over `sessions` (after a gap, every one this node
+    /// remembers; else the deferred ones): each that Redis holds takes Redis's state here,
+    /// unless it ended here (or was ended by id, [`super::ends`]) while Redis holds it
+    /// live; that end, and each live or ended session Redis does not hold, is written back,
+    /// so the limits count it as it stands. They are no longer deferred (unless one changed
+    /// meanwhile). Returns the states to mark.
+    pub(super) async fn catch_up(
+        &self,
+        sessions: &[Arc<Session>],
+        now: u64,
+    ) -> Result<Vec<(String, u8)>, BackendError> {
+        // The command connection answers too (not only the subscription).
+        self.call("ping", |mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await?;
+        self.end_marked(sessions).await?;
+        // As levelled: one that changes meanwhile (an end Redis could not take) stays
+        // deferred.
+        let levelled: Vec<u8> = sessions
+            .iter()
+            .map(|s| s.state.load(Ordering::Relaxed))
+            .collect();
+        let mut marks = Vec::new();
+        let mut by_account: HashMap<&str, Vec<&Arc<Session>>> = HashMap::new();
+        for s in sessions {
+            by_account.entry(&s.account).or_default().push(s);
+        }
+        for (account, mine) in by_account {
+            marks.extend(self.level(account, &mine, now).await?);
+        }
+        let mut deferred = self.deferred_sessions();
+        for (s, state) in sessions.iter().zip(levelled) {
+            if s.state.load(Ordering::Relaxed) == state {
+                deferred.remove(&s.sid);
+            }
+        }
+        Ok(marks)
+    }
+
+    /// [`SharedSessions::catch_up`] for `mine`, sessions of `account`.
+    async fn level(
+        &self,
+        account: &str,
+        mine: &[&Arc<Session>],
+        now: u64,
+    ) -> Result<Vec<(String, u8)>, BackendError> {
+        for _ in 0..16 {
+            let (held, version) = self.read(account).await?;
+            // Missing from Redis (a restarted Redis holds nothing, a start it never saw),
+            // or live there while ended or replaced here (an end Redis could not take):
+            // written back, so the limits count it as it stands. An end is never undone.
+            let missing: Vec<&Arc<Session>> = mine
+                .iter()
+                .copied()
+                .filter(|s| match held.get(&s.sid) {
+                    // An idled-out session is not brought back to count again.
+                    None => s.is_live(now, self.idle) || s.state.load(Ordering::Relaxed) != LIVE,
+                    Some(h) => {
+                        h.state.load(Ordering::Relaxed) == LIVE
+                            && s.state.load(Ordering::Relaxed) != LIVE
+                    }
+                })
+                .collect();
+            let marks = mine
+                .iter()
+                .filter_map(|s| {
+                    Some((
+                        s.sid.clone(),
+                        held.get(&s.sid)?.state.load(Ordering::Relaxed),
+                    ))
+                })
+                .collect();
+            if missing.is_empty() {
+                return Ok(marks);
+            }
+            let mut args = vec![version, self.key_ttl_ms().to_string()];
+            for s in &missing {
+                args.extend(["s".to_owned(), s.sid.clone(), json(&Record::of(s))]);
+                args.extend([
+                    "t".to_owned(),
+                    s.sid.clone(),
+                    s.last_seen().max(now).to_string(),
+                ]);
+            }
+            if self.commit(account, &args).await? {
+                self.count_written(&missing);
+                return Ok(marks);
+            }
+        }
+        Err(BackendError(
+            "the account's sessions kept changing; gave up after 16 tries".into(),
+        ))
+    }
+
+    /// Counts `written` in `usher_sessions_written_back_total`, by cause.
+    fn count_written(&self, written: &[&Arc<Session>]) {
+        let deferred = self.deferred_sessions();
+        let local = written
+            .iter()
+            .filter(|s| deferred.contains_key(&s.sid))
+            .count();
+        drop(deferred);
+        for (cause, n) in [("local", local), ("gap", written.len() - local)] {
+            if n > 0 {
+                self.metrics
+                    .written_back
+                    .with_label_values(&[cause])
+                    .inc_by(n as u64);
+                tracing::info!(sessions = n, cause, "sessions written back to Redis");
+            }
+        }
+    }
+}
