@@ -10,6 +10,7 @@ pub mod inprocess;
 pub mod live;
 pub mod postgres;
 pub mod redis;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
