@@ -16,10 +16,10 @@
 //! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase (with `access_starts_at`/`access_ends_at`); PATCH reissues its ticket |
 //! | POST | `/api/v1/buyers/{hash}/revoke` | revoke it |
 //! | GET, POST | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase (hash, and the id of devices the operator added) / add one ahead of use (`{"device": id}`; 409 `activation_limit` when full) |
-//! | DELETE | `/api/v1/buyers/{hash}/devices/{id-or-hash}` | free that activation |
+//! | DELETE | `/api/v1/buyers/{hash}/devices/{id-or-hash}` | free that activation, ending the device's sessions on every node; `{"freed": hash, "sessions_ended": n}` (with Redis sessions, `"announced"` too) |
 //! | GET | `/api/v1/sessions` | live sessions (`account`, `product`, `purchase` filters) |
 //! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended` |
-//! | POST | `/api/v1/cache/purge` | drop shield entries under `{"prefix": "/path/"}`; answers `{"purged": n}` |
+//! | POST | `/api/v1/cache/purge` | drop shield entries under `{"prefix": "/path/"}`, on every node with Redis sessions; answers `{"purged": n}` (this node's; with Redis sessions `"announced": true`, or 503 `purge_not_announced`) |
 //! | GET | `/api/v1/cache` | the shield's size in bytes |
 //! | POST | `/api/v1/rights/invalidate` | drop cached rights decisions about `{"subject": …}` and/or `{"content": …}` (for a billing system's revokes); answers `{"dropped": n}` |
 //! | GET, PUT | `/api/v1/accounts/{id}` | an account; `{"enabled": false}` disables it; `max_sessions`, `max_devices` limit its streams |
@@ -310,6 +310,19 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
                        "reason": "the shared store stopped answering after the write was sent; \
                                   it may or may not stand: repeat it with the same \
                                   Idempotency-Key, or read it back"}),
+            )
+        }
+        AdminError::PurgeNotAnnounced {
+            prefix,
+            purged,
+            why,
+        } => {
+            tracing::error!(error = %why, "shield purge not announced to the other nodes");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "purge_not_announced", "prefix": prefix, "purged": purged,
+                       "reason": "purged on this node only: Redis did not take the \
+                                  announcement to the other nodes; repeat the purge"}),
             )
         }
     }

@@ -12,6 +12,7 @@
 //! Starting a session takes the write lock; the per-segment touch takes only the read lock
 //! and one atomic store, and only once per `touch_interval` per session.
 
+pub mod cluster;
 mod denied;
 pub mod kept;
 mod limits;

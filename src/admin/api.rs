@@ -97,8 +97,7 @@ pub async fn route(
             ok(S::CREATED, ops::add_device(state, hash, body).await?)
         }
         (&Method::DELETE, ["buyers", hash, "devices", device]) => {
-            let freed = ops::free_device(state, hash, device).await?;
-            ok(S::OK, json!({ "freed": freed }))
+            ok(S::OK, ops::free_device(state, hash, device).await?)
         }
         (&Method::GET, ["sessions"]) => lists::sessions(state, query),
         (&Method::GET, ["audit"]) => lists::audit(state, query).await,
@@ -113,8 +112,7 @@ pub async fn route(
                 .ok_or_else(|| {
                     AdminError::invalid("prefix", "required: a path prefix starting with /")
                 })?;
-            let purged = state.shield.purge(prefix);
-            ok(S::OK, json!({ "prefix": prefix, "purged": purged }))
+            ok(S::OK, ops::purge_cache(state, prefix).await?)
         }
         (&Method::POST, ["rights", "invalidate"]) => {
             ok(S::OK, ops::invalidate_rights(state, body).await?)

@@ -83,6 +83,19 @@ pub enum AdminError {
     /// the end was announced, but it may not reach the node playing the session.
     #[error("session end not recorded: {0}")]
     EndNotRecorded(String),
+    /// A shield purge done on this node that could not be announced to the others (503):
+    /// repeat it.
+    #[error(
+        "purged {purged} objects under {prefix} on this node only; the other nodes were not told"
+    )]
+    PurgeNotAnnounced {
+        /// The prefix purged.
+        prefix: String,
+        /// How many objects this node purged.
+        purged: usize,
+        /// Why Redis did not take the announcement (logged, not answered).
+        why: String,
+    },
 }
 
 impl AdminError {
@@ -346,12 +359,14 @@ pub async fn product_media(
 }
 
 mod buyers;
+mod cache;
 mod devices;
 mod invalidate;
 mod media;
 mod sales;
 
 pub use buyers::*;
+pub use cache::*;
 pub use devices::*;
 pub use invalidate::*;
 pub use media::*;

@@ -15,13 +15,15 @@
 //!
 //! Segment requests stay off the network: each node touches its own copy, and at most once
 //! per `touch_interval` per session writes the time to Redis in the background. Replacing
-//! or ending a session is announced on the channel `usher:sessions`; every node marks its
-//! copy at once, and after (re)subscribing re-reads the state of the sessions it holds.
+//! or ending a session is announced on the channel `usher:sessions` ([`announce`], which
+//! carries the operator's shield purges too); every node marks its copy at once, and after
+//! (re)subscribing re-reads the state of the sessions it holds.
 //!
 //! A connection Redis stopped answering on without closing it is replaced ([`link`]). What
 //! Redis missed (a start or an end decided while it did not answer, a Redis that restarted
 //! empty) is written back once it answers ([`write_back`]).
 
+mod announce;
 mod ends;
 mod link;
 mod write_back;
@@ -40,9 +42,6 @@ use super::limits::{plan, Plan};
 use super::{Limits, Session, SessionDenied, Start, ENDED, REPLACED};
 use crate::config::{OnBackendError, RedisConfig};
 use crate::metrics::SessionsBackendMetrics;
-
-/// The channel session state changes travel on.
-const CHANNEL: &str = "usher:sessions";
 
 /// Writes the changes a start decided, if the account's sessions are still at the version
 /// read: `KEYS` the sessions and seen hashes; `ARGV` the version, the key lifetime in ms,
@@ -88,13 +87,6 @@ impl Record {
             state: session.state.load(Ordering::Relaxed),
         }
     }
-}
-
-/// A change of state announced to every node.
-#[derive(Debug, Serialize, Deserialize)]
-struct Change {
-    sid: String,
-    state: u8,
 }
 
 /// Why the shared store did not answer.
@@ -387,27 +379,6 @@ impl SharedSessions {
         Err(BackendError("the account's sessions kept changing".into()))
     }
 
-    /// Tells every node of `sid`'s new `state`; how many nodes heard it (`None`: Redis
-    /// did not take it).
-    pub(super) async fn announce(&self, sid: &str, state: u8) -> Option<i64> {
-        let change = json(&Change {
-            sid: sid.to_owned(),
-            state,
-        });
-        self.call("publish", |mut conn| {
-            let change = change.clone();
-            async move {
-                redis::cmd("PUBLISH")
-                    .arg(CHANNEL)
-                    .arg(change)
-                    .query_async::<i64>(&mut conn)
-                    .await
-            }
-        })
-        .await
-        .ok()
-    }
-
     /// Sets how long a record stays after its session's last request (the session token's
     /// lifetime, which a reload may change).
     pub fn remember_for(&self, seconds: u64) {
@@ -459,7 +430,7 @@ impl SharedSessions {
                     // Changes arriving meanwhile wait in the subscription.
                     if self.settle(&state).await {
                         self.metrics.up.set(1);
-                        self.listen(pubsub, &state.sessions).await;
+                        self.listen(pubsub, &state).await;
                     }
                 }
                 Err(e) => {
@@ -473,12 +444,12 @@ impl SharedSessions {
         }
     }
 
-    /// A new connection subscribed to [`CHANNEL`], made within five times the timeout (a
-    /// Redis that accepts and never answers does not hold the node up).
+    /// A new connection subscribed to [`announce::CHANNEL`], made within five times the
+    /// timeout (a Redis that accepts and never answers does not hold the node up).
     async fn subscribe(&self) -> Result<redis::aio::PubSub, BackendError> {
         let made = async {
             let mut pubsub = self.link.client().get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
+            pubsub.subscribe(announce::CHANNEL).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         tokio::time::timeout(self.timeout * 5, made)
@@ -509,10 +480,11 @@ impl SharedSessions {
         false
     }
 
-    /// Marks the changes `pubsub` brings in `registry` until it breaks or stops answering.
-    async fn listen(&self, pubsub: redis::aio::PubSub, registry: &super::Sessions) {
+    /// Applies what `pubsub` brings to `state` ([`announce::apply`]) until it breaks or
+    /// stops answering.
+    async fn listen(&self, pubsub: redis::aio::PubSub, state: &crate::proxy::State) {
         let (sink, mut messages) = pubsub.split();
-        let silence = link::silence(sink, CHANNEL, self.timeout);
+        let silence = link::silence(sink, announce::CHANNEL, self.timeout);
         tokio::pin!(silence);
         loop {
             tokio::select! {
@@ -521,9 +493,7 @@ impl SharedSessions {
                     let Ok(payload) = message.get_payload::<String>() else {
                         continue;
                     };
-                    if let Ok(change) = serde_json::from_str::<Change>(&payload) {
-                        registry.mark(&change.sid, change.state);
-                    }
+                    announce::apply(&payload, state);
                 }
                 () = &mut silence => {
                     tracing::warn!("the session change subscription stopped answering");

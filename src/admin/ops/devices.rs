@@ -74,16 +74,35 @@ pub async fn add_device(state: &State, hash: &str, f: &Fields) -> Result<Binding
     }
 }
 
+/// What freeing a device did, as the API answers it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Freed {
+    /// The hash of the device freed.
+    pub freed: String,
+    /// How many of its live sessions under the purchase were ended, on any node.
+    pub sessions_ended: usize,
+    /// With shared sessions: whether the ends were recorded in Redis and announced to
+    /// every node (absent without shared sessions: this node is the only one told).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announced: Option<bool>,
+    /// When `announced` is false: what that leaves playing, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
 /// Frees the activation a device holds on a purchase ("delete device from customer"),
 /// naming it by its hash, by the id the operator added it with, or by the id a player
-/// presents (hashed as usher hashes it without a user agent). Answers the hash freed.
-/// The device's live sessions under the purchase end with it: the activation is for the
-/// device that takes its place, not for both.
+/// presents (hashed as usher hashes it without a user agent). The device's live sessions
+/// under the purchase end with it, on whichever node plays them: the activation is for the
+/// device that takes its place, not for both. The free stands even when Redis could not
+/// be reached to end the sessions on the other nodes; the answer says so.
 ///
 /// # Errors
 /// No such purchase or device.
-pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<String, AdminError> {
-    let bound = devices(state, hash).await?;
+pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<Freed, AdminError> {
+    let purchase = get_buyer(state, hash).await?;
+    let h = hash.to_owned();
+    let bound = blocking(state, move |s| s.devices(&h)).await?;
     let hashed = crate::device::hash_id(device, None);
     let found = bound
         .iter()
@@ -93,20 +112,27 @@ pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<Stri
         .ok_or_else(|| AdminError::NotFound(format!("device {device} on buyer {hash}")))?;
     let (h, d) = (hash.to_owned(), found.device.clone());
     blocking(state, move |s| s.unbind_device(&h, &d)).await?;
-    let playing: Vec<String> = state
+    let ends = state
         .sessions
-        .live((state.clock)())
-        .into_iter()
-        .filter(|s| {
-            s.purchase.as_deref() == Some(hash)
-                && s.device.as_deref() == Some(found.device.as_str())
-        })
-        .map(|s| s.sid.clone())
-        .collect();
-    for sid in playing {
-        if let Err(e) = state.sessions.end_everywhere(&sid).await {
-            tracing::warn!(error = %e, "a freed device's session was ended on this node only");
+        .end_device(&purchase.account, hash, &found.device, (state.clock)())
+        .await;
+    let reason = match &ends.shared {
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "a freed device's sessions on other nodes may play on");
+            Some(UNANNOUNCED)
         }
-    }
-    Ok(found.device.clone())
+        _ => None,
+    };
+    Ok(Freed {
+        freed: found.device.clone(),
+        sessions_ended: ends.ended,
+        announced: ends.shared.map(|told| told.is_ok()),
+        reason,
+    })
 }
+
+/// Why a freed device's answer says `"announced": false`.
+const UNANNOUNCED: &str = "the device is freed and its sessions on this node ended, but \
+    Redis could not be reached: its sessions on other nodes may play on. Once Redis is \
+    back, list them on each node (GET /api/v1/sessions?purchase=...) and end them \
+    (DELETE /api/v1/sessions/{sid})";

@@ -1,9 +1,11 @@
 //! Ends by session id alone. A node ending a session it does not hold (the operator's
-//! `DELETE /api/v1/sessions/{sid}` through any node, a freed device, an IP recovery) does
-//! not know the account whose hash holds the session's record, so it writes an end marker,
-//! `usher:end:{sid}`, that lasts as long as the records do ([`SharedSessions::key_ttl_ms`]).
-//! An announcement alone could be lost: a subscriber whose connection died unnoticed still
-//! counts as having heard it.
+//! `DELETE /api/v1/sessions/{sid}` through any node, the sessions other nodes play on a
+//! device freed through this one, found in its account's records, an IP recovery) writes
+//! an end marker, `usher:end:{sid}`, that lasts as long as the records do
+//! ([`SharedSessions::key_ttl_ms`]): it does not always know the account whose hash holds
+//! the session's record, and the node playing the session reads the marker with its
+//! touch, which does not read the record. An announcement alone could be lost: a
+//! subscriber whose connection died unnoticed still counts as having heard it.
 //!
 //! The marker is read where a session's state matters and Redis is asked anyway, never on a
 //! segment request: by every start reading an account's sessions (a live record with a
@@ -68,6 +70,18 @@ impl SharedSessions {
             .filter(|(_, ended)| *ended)
             .map(|(sid, _)| (*sid).to_owned())
             .collect())
+    }
+
+    /// Every session of `account` that Redis holds (copies, whatever their state), for
+    /// ending a freed device's sessions on whichever node plays them.
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub(in crate::sessions) async fn sessions_of(
+        &self,
+        account: &str,
+    ) -> Result<Vec<Arc<Session>>, BackendError> {
+        Ok(self.read(account).await?.0.into_values().collect())
     }
 
     /// Reads the live ones of `sessions` (copies read from Redis, live at `now`) that were

@@ -1,0 +1,292 @@
+//! Admin calls received by one node that must act on every node: two usher nodes share one
+//! Redis (`sessions.backend = "redis"`) and, where purchases are involved, one PostgreSQL.
+//! A shield purge through one node drops the old copy on the other too, and a purge that
+//! cannot be announced says so (503). Freeing a device through one node ends the device's
+//! session on the node that plays it, also when that node hears nothing from Redis at the
+//! time (it stops the session once it hears Redis again); a free while Redis is down
+//! stands, and its answer says the other nodes were not told.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use support::admin::api;
+use support::postgres::Postgres;
+use support::redis::Redis;
+use support::relay::Relay;
+use support::*;
+
+/// Sessions shared through Redis at `url`, refused while Redis does not answer.
+fn shared_sessions(url: &str) -> String {
+    format!(
+        "[sessions]\nbackend = \"redis\"\non_backend_error = \"deny\"\n\
+         [sessions.redis]\nurl = \"{url}\"\ntimeout = \"500ms\"\n"
+    )
+}
+
+/// Polls `check` (bounded by `limit`) until it says done; the last value it saw.
+async fn within<T, F, Fut>(limit: Duration, mut check: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = check().await;
+        if done(&seen) || Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (bounded) until `node` is ready: subscribed to Redis and reaching its store.
+async fn ready(node: &Usher) {
+    let url = format!("{}/readyz", node.admin.as_ref().unwrap());
+    let status = within(
+        Duration::from_secs(30),
+        || async { get(&url, &[]).await.status },
+        |s| *s == 200,
+    )
+    .await;
+    assert_eq!(status, 200, "{url}");
+}
+
+fn status_reason(reply: &Reply) -> (u16, String) {
+    (reply.status.as_u16(), reply.reason())
+}
+
+/// A segment whose body is `text`.
+fn segment_of(text: &'static str) -> Object {
+    Object {
+        content_type: "video/mp2t",
+        body: Bytes::from_static(text.as_bytes()),
+        delay: None,
+        status: None,
+        headers: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_purge_through_one_node_drops_the_old_copy_on_the_other_too() {
+    let mut redis = Redis::start();
+    let mut objects = HashMap::new();
+    objects.insert("/vod/a/s1.ts".to_owned(), segment_of("old"));
+    let origin = spawn_origin(objects).await;
+    let config = test_config(&origin.url(), &shared_sessions(&redis.url));
+    let (a, b) = (Usher::start(&config, &[]), Usher::start(&config, &[]));
+    ready(&a).await;
+    ready(&b).await;
+    let ticket = mint("/vod/");
+    let url = |node: &Usher| format!("{}/vod/a/s1.ts?ticket={ticket}", node.url);
+    for node in [&a, &b] {
+        assert_eq!(get(&url(node), &[]).await.status, 200);
+        let again = get(&url(node), &[]).await;
+        assert_eq!(
+            (
+                again.text().as_str(),
+                again.headers["x-usher-cache"].to_str().unwrap()
+            ),
+            ("old", "hit"),
+            "each node holds the old copy"
+        );
+    }
+
+    // The operator replaces the segment on the origin and purges through A.
+    origin.insert("/vod/a/s1.ts", segment_of("new"));
+    let purge = json!({"prefix": "/vod/a/"});
+    let (status, answer) = api(&a, "POST", "/api/v1/cache/purge", Some(purge.clone())).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(get(&url(&a), &[]).await.text(), "new");
+    let b_url = url(&b);
+    let on_b = within(
+        Duration::from_secs(10),
+        || get(&b_url, &[]),
+        |r| r.text() == "new",
+    )
+    .await;
+    assert_eq!(on_b.text(), "new", "B stopped serving its old copy");
+    assert_eq!(
+        (&answer["purged"], &answer["announced"]),
+        (&json!(1), &json!(true)),
+        "{answer}"
+    );
+
+    // Without Redis the purge is this node's only, and the answer says so.
+    redis.kill();
+    let (status, answer) = api(&a, "POST", "/api/v1/cache/purge", Some(purge)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(
+        (&answer["error"], &answer["purged"]),
+        (&json!("purge_not_announced"), &json!(1)),
+        "{answer}"
+    );
+}
+
+const MEDIA: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
+
+/// PostgreSQL, Redis, the origin and two ready nodes: A on Redis through `relay` (so its
+/// connections can be silenced), B directly. The nodes go first when it is dropped.
+struct Cluster {
+    a: Usher,
+    b: Usher,
+    relay: Relay,
+    redis: Redis,
+    _origin: Origin,
+    _pg: Postgres,
+}
+
+async fn cluster() -> Cluster {
+    let pg = Postgres::start();
+    let database = pg.database("usher");
+    let redis = Redis::start();
+    let mut objects = HashMap::new();
+    objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
+    objects.insert("/event/s1.ts".to_owned(), segment(300));
+    let origin = spawn_origin(objects).await;
+    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
+    let config = |redis: &str| {
+        rights_config(
+            &origin.url(),
+            &format!(
+                "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{database}\"\n\
+                 timeout = \"2s\"\nconnect_timeout = \"1s\"\n{}",
+                shared_sessions(redis)
+            ),
+        )
+    };
+    let a = Usher::start(&config(&relay.url), &[]);
+    let b = Usher::start(&config(&redis.url), &[]);
+    ready(&a).await;
+    ready(&b).await;
+    Cluster {
+        a,
+        b,
+        relay,
+        redis,
+        _origin: origin,
+        _pg: pg,
+    }
+}
+
+/// POSTs `body` to `path` on `node`, expecting success.
+async fn post(node: &Usher, path: &str, body: Value) -> Value {
+    let (status, answer) = api(node, "POST", path, Some(body)).await;
+    assert!(status < 300, "{path}: {status} {answer}");
+    answer
+}
+
+/// Sells a product of two activations holding the media at `/event/` to alice, through
+/// `node`: her play URL and purchase hash.
+async fn sell(node: &Usher) -> (String, String) {
+    let media = json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"});
+    post(node, "/api/v1/media", media).await;
+    post(
+        node,
+        "/api/v1/products",
+        json!({"code": "p", "name": "Final", "activation": 2}),
+    )
+    .await;
+    post(node, "/api/v1/products/p/media", json!({"media": "event"})).await;
+    let buyer = json!({"product": "p", "media": "event", "account": "alice"});
+    let sold = post(node, "/api/v1/buyers", buyer).await;
+    (
+        sold["play_url"].as_str().unwrap().to_owned(),
+        sold["hash"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `device` starts playing `url` on `node` (asked until admitted: `node` may not know the
+/// media yet) and gets its first segment; that segment's URL.
+async fn playing(node: &Usher, url: &str, device: &str) -> String {
+    let url = format!("{}{}", node.url, &url[url.find("/event/").unwrap()..]);
+    let headers = [("x-device-id", device)];
+    let reply = within(
+        Duration::from_secs(30),
+        || get(&url, &headers),
+        |r| r.status == 200,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let line = reply
+        .text()
+        .lines()
+        .find(|l| l.starts_with("s1.ts"))
+        .unwrap()
+        .to_owned();
+    let segment = resolve(&url, &line);
+    assert_eq!(get(&segment, &headers).await.status, 200);
+    segment
+}
+
+/// Frees `device` of purchase `hash` through `node`: the answer.
+async fn free(node: &Usher, hash: &str, device: &str) -> Value {
+    let path = format!("/api/v1/buyers/{hash}/devices/{device}");
+    let (status, answer) = api(node, "DELETE", &path, None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["freed"],
+        usher::device::hash_id(device, None).as_str()
+    );
+    answer
+}
+
+#[tokio::test]
+async fn a_device_freed_through_one_node_stops_playing_on_the_other() {
+    let mut cluster = cluster().await;
+    let Cluster { a, b, .. } = &cluster;
+    let (play_url, hash) = sell(b).await;
+    let tv = playing(a, &play_url, "tv").await;
+    let phone = playing(a, &play_url, "phone").await;
+
+    let freed = free(b, &hash, "tv").await;
+    let on_a = within(
+        Duration::from_secs(10),
+        || get(&tv, &[("x-device-id", "tv")]),
+        |r| r.status != 200,
+    )
+    .await;
+    assert_eq!(status_reason(&on_a), (403, "session_ended".into()));
+    assert_eq!(
+        (&freed["sessions_ended"], &freed["announced"]),
+        (&json!(1), &json!(true)),
+        "{freed}"
+    );
+    assert_eq!(
+        get(&phone, &[("x-device-id", "phone")]).await.status,
+        200,
+        "the other device plays on"
+    );
+
+    // Redis down: the free stands, and the answer says the other nodes were not told.
+    cluster.redis.kill();
+    let freed = free(&cluster.b, &hash, "phone").await;
+    assert_eq!(freed["announced"], false, "{freed}");
+    assert!(freed["reason"].as_str().is_some(), "{freed}");
+}
+
+#[tokio::test]
+async fn a_device_freed_while_the_node_playing_it_hears_nothing_stops_once_it_hears_again() {
+    let cluster = cluster().await;
+    let Cluster { a, b, relay, .. } = &cluster;
+    let (play_url, hash) = sell(b).await;
+    let tv = playing(a, &play_url, "tv").await;
+
+    // A's subscription still counts as a listener in Redis, but hears nothing.
+    relay.black_hole();
+    let freed = free(b, &hash, "tv").await;
+
+    // A stops the tv once it hears Redis again (its touch or its catch-up reads the end).
+    let on_a = within(
+        Duration::from_secs(30),
+        || get(&tv, &[("x-device-id", "tv")]),
+        |r| r.status != 200,
+    )
+    .await;
+    assert_eq!(status_reason(&on_a), (403, "session_ended".into()));
+    assert_eq!(freed["sessions_ended"], 1, "{freed}");
+}
