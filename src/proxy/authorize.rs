@@ -13,6 +13,7 @@
 //!                      ─► session: join this device's live one │ start under the limits
 //!                           (refuse: concurrency_limit │ replace_oldest: end the oldest)
 //! session ─► rights ─► session: touch (throttled) │ replaced/ended: refuse │ unknown: adopt
+//!   (expired, its session not live here: live on another node (shared sessions) ─► adopt)
 //! foreign ─► (named: rights ─► session, as a session token) │ (unnamed: no rights check)
 //! nothing ─► playlist of content with a preview: preview grant │ 401
 //! ```
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 mod activation;
+mod renew;
 
 use super::respond::ProxyError;
 use super::State;
@@ -131,6 +133,22 @@ pub async fn authorize(
         }
         Err(denied @ Denied::Credential(TicketError::UnknownKey(_))) => {
             retired_session(state, skew, path, presented, now).ok_or(denied)?
+        }
+        Err(denied @ Denied::Credential(TicketError::Expired { .. })) => {
+            // Boxed: rare (an expired token whose session is not live here), and it may
+            // wait on Redis; held inline, every request's future would carry its room.
+            let ring = &settings.keys;
+            Box::pin(renew::live_elsewhere(
+                state,
+                ring,
+                skew,
+                path,
+                &usher,
+                now,
+                rights_follow,
+            ))
+            .await?
+            .ok_or(denied)?
         }
         Err(denied) => return Err(denied.into()),
     };

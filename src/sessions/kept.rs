@@ -1,11 +1,12 @@
 //! Sessions kept across a restart: written to a file in the data directory when usher
 //! stops (after draining), read back when it starts, so a deploy keeps every viewer.
 //!
-//! A session token verifies past its expiry only while its session is live on the node
-//! (a VOD player keeps the URIs its playlist gave it for the whole film); without this, a
-//! restart would refuse every viewer whose token expired, and would forget the sessions
-//! that were ended or replaced, letting their tokens start again. A `kill -9` or a crash
-//! writes nothing: those viewers start again only with an unexpired token.
+//! A session token verifies past its expiry only while its session is live on the node,
+//! or with shared sessions on another (a VOD player keeps the URIs its playlist gave it for
+//! the whole film); without this, a restart would refuse every viewer whose token expired,
+//! and would forget the sessions that were ended or replaced, letting their tokens start
+//! again. A `kill -9` or a crash writes nothing: those viewers start again only with an
+//! unexpired token, or with shared sessions while Redis holds their session live.
 
 use std::io::Write;
 use std::net::IpAddr;

@@ -14,10 +14,11 @@
 //! idle timeouts after that without a change.
 //!
 //! Segment requests stay off the network: each node touches its own copy, and at most once
-//! per `touch_interval` per session writes the time to Redis in the background. Replacing
-//! or ending a session is announced on the channel `usher:sessions` ([`announce`], which
-//! carries the operator's shield purges too); every node marks its copy at once, and after
-//! (re)subscribing re-reads the state of the sessions it holds.
+//! per `touch_interval` per session writes the time to Redis in the background (only an
+//! expired session token whose session this node does not hold live asks Redis, [`live`]).
+//! Replacing or ending a session is announced on the channel `usher:sessions`
+//! ([`announce`], which carries the operator's shield purges too); every node marks its
+//! copy at once, and after (re)subscribing re-reads the state of the sessions it holds.
 //!
 //! A connection Redis stopped answering on without closing it is replaced ([`link`]). What
 //! Redis missed (a start or an end decided while it did not answer, a Redis that restarted
@@ -26,6 +27,7 @@
 mod announce;
 mod ends;
 mod link;
+mod live;
 mod write_back;
 
 use std::collections::HashMap;

@@ -1,0 +1,254 @@
+//! An expired session token on a node that never held its session, with sessions shared
+//! through Redis: a VOD player keeps the segment URIs its playlist gave it for the whole
+//! film, and when a load balancer moves it to another node (its node drained, restarted,
+//! rebalanced), that node asks Redis whether the session lives on, and takes it up. An
+//! ended or replaced session stays refused; Redis out of reach follows
+//! `sessions.on_backend_error`. In-process nodes on one PostgreSQL and one Redis, with
+//! clocks the test moves together (tokens live 30 s, sessions idle out after 60 s).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::admin::api;
+use support::inprocess::InProcess;
+use support::postgres::Postgres;
+use support::redis::Redis;
+use support::*;
+
+const MEDIA: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
+
+/// Seconds the clocks move: past the session token's 30 s, within the session's 60 s.
+const PAST_THE_TOKEN: u64 = 40;
+
+/// What the nodes run on (kept for the test's length).
+struct Backends {
+    _pg: Postgres,
+    /// The database the nodes share.
+    url: String,
+    redis: Redis,
+    origin: Origin,
+}
+
+impl Backends {
+    async fn start() -> Backends {
+        let mut objects = HashMap::new();
+        objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
+        objects.insert("/event/s1.ts".to_owned(), segment(300));
+        objects.insert("/event/s2.ts".to_owned(), segment(300));
+        let pg = Postgres::start();
+        Backends {
+            url: pg.database("usher"),
+            _pg: pg,
+            redis: Redis::start(),
+            origin: spawn_origin(objects).await,
+        }
+    }
+
+    /// A node on these backends, refusing (`deny`) or going on alone (`local`) when Redis
+    /// does not answer; subscribed to the others' session changes.
+    async fn node(&self, policy: &str) -> InProcess {
+        let extra = format!(
+            "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{}\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n[sessions]\nbackend = \"redis\"\non_backend_error = \"{policy}\"\nidle_timeout = \"60s\"\n[sessions.redis]\nurl = \"{}\"\ntimeout = \"500ms\"\n",
+            self.url,
+            self.redis.url
+        );
+        let config = rights_config(&self.origin.url(), &extra)
+            .replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n");
+        let node = InProcess::start(&config).await;
+        shared_up(&node).await;
+        node
+    }
+}
+
+/// Waits (bounded) until `node` is subscribed to Redis and caught up.
+async fn shared_up(node: &InProcess) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.state.sessions.shared_up() != Some(true) {
+        assert!(Instant::now() < deadline, "sessions never up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sells `product` holding the media at `/event/` to alice through `node`: her play URL.
+async fn sell(node: &InProcess, product: Value) -> String {
+    let code = product["code"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        ("/api/v1/products".to_owned(), product),
+        (
+            "/api/v1/media".to_owned(),
+            json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"}),
+        ),
+        (
+            format!("/api/v1/products/{code}/media"),
+            json!({"media": "event"}),
+        ),
+    ] {
+        let (status, answer) = api(node, "POST", &path, Some(body)).await;
+        assert!(status < 300, "{path}: {answer}");
+    }
+    let (status, sold) = api(
+        node,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": code, "media": "event", "account": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    sold["play_url"].as_str().unwrap().to_owned()
+}
+
+/// `url` (minted by some node) pointed at `node`.
+fn on(node: &InProcess, url: &str) -> String {
+    let path = &url[url.find("/event/").unwrap()..];
+    format!("{}{path}", node.url)
+}
+
+/// The playlist through `node` by `device`, and its first segment's URL (its session
+/// token in it).
+async fn play(node: &InProcess, play_url: &str, device: &str) -> (Reply, String) {
+    let url = on(node, play_url);
+    let reply = get(&url, &[("x-device-id", device)]).await;
+    let segment = reply
+        .text()
+        .lines()
+        .find(|l| l.starts_with("s1.ts"))
+        .map(|l| resolve(&url, l))
+        .unwrap_or_default();
+    (reply, segment)
+}
+
+/// `segment` through `node` by `device`.
+async fn fetch(node: &InProcess, segment: &str, device: &str) -> Reply {
+    get(&on(node, segment), &[("x-device-id", device)]).await
+}
+
+/// The clocks of `nodes` moved on by `seconds`, together.
+fn advance(nodes: &[&InProcess], seconds: u64) {
+    for node in nodes {
+        node.advance(seconds);
+    }
+}
+
+/// The id of alice's only session, as `node` lists it.
+async fn only_sid(node: &InProcess) -> String {
+    let (_, listed) = api(node, "GET", "/api/v1/sessions?account=alice", None).await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    items[0]["sid"].as_str().unwrap().to_owned()
+}
+
+fn status_reason(reply: &Reply) -> (u16, String) {
+    (reply.status.as_u16(), reply.reason())
+}
+
+/// The laptop and the tv play on node A; their tokens expire while their sessions live.
+/// The tv, moved to node B, plays on. The laptop's session, ended by id through B (which
+/// does not hold it), is refused on B and, once A has heard the end, on A: its token has
+/// expired, and no node plays its session.
+#[tokio::test]
+async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_is_ended() {
+    let backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let play_url = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let b = backends.node("deny").await;
+    let (laptop, laptop_segment) = play(&a, &play_url, "laptop").await;
+    assert_eq!(laptop.status, 200, "{}", laptop.text());
+    let laptop_sid = only_sid(&a).await;
+    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+
+    advance(&[&a, &b], PAST_THE_TOKEN);
+    let moved = fetch(&b, &tv_segment, "tv").await;
+    assert_eq!(
+        moved.status,
+        200,
+        "the tv's session lives on node A: {}",
+        moved.text()
+    );
+    assert_eq!(fetch(&b, &tv_segment, "tv").await.status, 200, "and on");
+
+    let (status, body) = api(
+        &b,
+        "DELETE",
+        &format!("/api/v1/sessions/{laptop_sid}"),
+        None,
+    )
+    .await;
+    assert!(status < 300, "{status}: {body}");
+    let refused = fetch(&b, &laptop_segment, "laptop").await;
+    assert_eq!(status_reason(&refused), (403, "expired".into()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let on_a = loop {
+        let reply = fetch(&a, &laptop_segment, "laptop").await;
+        if reply.status != 200 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(status_reason(&on_a), (403, "expired".into()));
+    assert_eq!(fetch(&b, &tv_segment, "tv").await.status, 200);
+}
+
+/// One stream at a time, the oldest giving way: the tv plays on node A, and the phone,
+/// started later on A, replaces it. Once both tokens have expired, node B refuses the tv's
+/// (replaced) and plays the phone's (live on A).
+#[tokio::test]
+async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() {
+    let backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let product = json!({"code": "p", "name": "Film", "max_sessions": 1, "concurrency_policy": "replace_oldest"});
+    let play_url = sell(&a, product).await;
+    let b = backends.node("deny").await;
+    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+
+    advance(&[&a, &b], PAST_THE_TOKEN);
+    let (phone, phone_segment) = play(&a, &play_url, "phone").await;
+    assert_eq!(phone.status, 200, "{}", phone.text());
+    let replaced = fetch(&b, &tv_segment, "tv").await;
+    assert_eq!(status_reason(&replaced), (403, "expired".into()));
+
+    advance(&[&a, &b], PAST_THE_TOKEN);
+    let moved = fetch(&b, &phone_segment, "phone").await;
+    assert_eq!(
+        moved.status,
+        200,
+        "the phone's session lives on node A: {}",
+        moved.text()
+    );
+    let replaced = fetch(&b, &tv_segment, "tv").await;
+    assert_eq!(status_reason(&replaced), (403, "expired".into()));
+}
+
+/// Redis out of reach when a moved player's token has expired: a node that refuses new
+/// sessions then (`deny`) answers 503, as to a start; one that goes on alone (`local`)
+/// knows no such session, and refuses the token as expired.
+#[tokio::test]
+async fn an_expired_token_on_a_node_without_its_session_follows_on_backend_error() {
+    let mut backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let play_url = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let deny = backends.node("deny").await;
+    let local = backends.node("local").await;
+    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+
+    advance(&[&a, &deny, &local], PAST_THE_TOKEN);
+    backends.redis.kill();
+    let unavailable = fetch(&deny, &tv_segment, "tv").await;
+    assert_eq!(
+        status_reason(&unavailable),
+        (503, "sessions_unavailable".into())
+    );
+    let alone = fetch(&local, &tv_segment, "tv").await;
+    assert_eq!(status_reason(&alone), (403, "expired".into()));
+    assert_eq!(
+        fetch(&a, &tv_segment, "tv").await.status,
+        200,
+        "node A, which holds the session, plays on without Redis"
+    );
+}
