@@ -136,3 +136,30 @@ async fn must_revalidate_is_never_served_stale_when_the_origin_fails() {
     );
     assert_ne!(failed.headers["x-usher-cache"], "stale");
 }
+
+#[tokio::test]
+async fn a_long_lifetime_caps_what_is_left_of_it_and_an_endless_age_is_not_ignored() {
+    // nginx's `expires max` (ten years) from a CDN that has held the copy for a year and
+    // a half: more than usher's one-year cap is left, so it is kept.
+    let object = segment(1000)
+        .with_header("cache-control", "max-age=315360000")
+        .with_header("age", "47304000");
+    let (origin, _usher, url) = shielded(object, "").await;
+    assert_eq!(get(&url, &[]).await.status, 200);
+    let hit = get(&url, &[]).await;
+    assert_eq!(hit.headers["x-usher-cache"], "hit", "{:?}", hit.headers);
+    assert!(age(&hit) >= 47_304_000, "{:?}", hit.headers);
+    assert_eq!(upstream_requests(&origin), 1);
+
+    // An Age too large for any number is as old as can be: never kept, not kept an hour.
+    let object = segment(1000)
+        .with_header("cache-control", "max-age=3600")
+        .with_header("age", "99999999999999999999");
+    let (origin, _usher, url) = shielded(object, "").await;
+    for _ in 0..3 {
+        let reply = get(&url, &[]).await;
+        assert_eq!(reply.status, 200);
+        assert_ne!(reply.headers["x-usher-cache"], "hit");
+    }
+    assert_eq!(upstream_requests(&origin), 3);
+}

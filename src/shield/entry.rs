@@ -111,9 +111,10 @@ impl Entry {
     }
 
     /// How old it is at `now`, in whole seconds, as `Age` says: what it was when it arrived
-    /// and the time since.
+    /// and the time since (at most [`super::policy::MAX_AGE_SECONDS`]).
     pub fn age(&self, now: Instant) -> u64 {
-        (self.lifetime.arrived_age + now.saturating_duration_since(self.stored)).as_secs()
+        let age = self.lifetime.arrived_age + now.saturating_duration_since(self.stored);
+        age.as_secs().min(super::policy::MAX_AGE_SECONDS)
     }
 
     /// Whether it may still be served when every upstream fails.

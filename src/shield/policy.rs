@@ -73,15 +73,23 @@ fn directives(headers: &HeaderMap) -> Directives {
     out
 }
 
+/// The greatest `Age` usher counts, in seconds: a larger one, even one past any number,
+/// counts as this (RFC 9111 §1.2.2: 2^31).
+pub(super) const MAX_AGE_SECONDS: u64 = 1 << 31;
+
 /// The upstream's `Age`: its first member, when it is a number of seconds (RFC 9111 §5.1:
-/// anything else is ignored), at most [`MAX_LIFETIME`].
+/// anything else is ignored), at most [`MAX_AGE_SECONDS`].
 fn arrived_age(headers: &HeaderMap) -> Duration {
     headers
         .get(AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next()?.trim().parse::<u64>().ok())
+        .and_then(|v| {
+            let digits = v.split(',').next()?.trim();
+            let number = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            number.then(|| digits.parse::<u64>().unwrap_or(u64::MAX))
+        })
         .map_or(Duration::ZERO, |seconds| {
-            Duration::from_secs(seconds).min(MAX_LIFETIME)
+            Duration::from_secs(seconds.min(MAX_AGE_SECONDS))
         })
 }
 
@@ -145,7 +153,9 @@ pub fn lifetime(
         .map(Duration::from_secs)
         .or_else(|| expires_in(headers));
     let fresh = match given {
-        Some(given) => given.min(MAX_LIFETIME).saturating_sub(arrived_age),
+        // Its age taken off what the origin gives, then capped: ten years (nginx's
+        // `expires max`) a CDN has held for one still leave usher its year.
+        Some(given) => given.saturating_sub(arrived_age).min(MAX_LIFETIME),
         None => match kind {
             ObjectKind::Playlist => match live_target(body) {
                 Some(target) => settings.live_playlist_ttl.unwrap_or(target / 2),
@@ -409,6 +419,26 @@ pub(crate) mod tests {
         assert_eq!(fresh(&[date, past]), None);
         assert_eq!(fresh(&[(EXPIRES, "0")]), None);
         assert_eq!(fresh(&[(EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT")]), None);
+    }
+
+    #[test]
+    fn a_lifetime_past_the_cap_is_capped_after_its_age_is_taken_off() {
+        let secs = Duration::from_secs;
+        let year = MAX_LIFETIME;
+        // nginx's `expires max` (ten years), a copy a CDN has held for over a year: nine
+        // years left, kept the year usher keeps anything, and its age told as it is.
+        let l = with(&[(CACHE_CONTROL, "max-age=315360000"), (AGE, "40000000")]).unwrap();
+        assert_eq!((l.fresh, l.arrived_age), (year, secs(40_000_000)));
+        let l = with(&[(CACHE_CONTROL, "max-age=315360000"), (AGE, "3600")]).unwrap();
+        assert_eq!(
+            l.fresh, year,
+            "an hour off ten years leaves more than a year"
+        );
+        // An Age past any number is as old as can be (RFC 9111 §1.2.2), not ignored.
+        let huge = "99999999999999999999";
+        assert!(with(&[(CACHE_CONTROL, "max-age=3600"), (AGE, huge)]).is_none());
+        let l = with(&[(AGE, huge)]).unwrap();
+        assert_eq!(l.arrived_age, secs(MAX_AGE_SECONDS));
     }
 
     #[test]
