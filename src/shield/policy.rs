@@ -115,9 +115,11 @@ fn expires_in(headers: &HeaderMap) -> Option<Duration> {
 ///
 /// A lifetime the origin gives (`s-maxage`, `max-age`, then `Expires`) counts from when the
 /// response was made: what it was already old (`Age`) is taken off. usher's own defaults
-/// count from when usher got it. `must-revalidate`, `proxy-revalidate` and `s-maxage` (which
-/// means `proxy-revalidate` to a shared cache) leave no stale window, unless the origin
-/// names one with `stale-if-error`.
+/// count from when usher got it. `must-revalidate` and `proxy-revalidate` leave no stale
+/// window, unless the origin names one with `stale-if-error`. `s-maxage` keeps it: RFC 9111
+/// reads `proxy-revalidate` into it for shared caches, but packagers send it for the CDNs
+/// in front, and usher is the operator's own gateway, whose `stale_if_error` is what lets
+/// viewers ride through a transcoder restart.
 pub fn lifetime(
     settings: &ShieldConfig,
     kind: ObjectKind,
@@ -169,7 +171,7 @@ pub fn lifetime(
     }
     let stale = match cc.stale_if_error {
         Some(seconds) => Duration::from_secs(seconds),
-        None if cc.must_revalidate || cc.shared_max_age.is_some() => Duration::ZERO,
+        None if cc.must_revalidate => Duration::ZERO,
         None => settings.stale_if_error,
     }
     .min(MAX_LIFETIME);
@@ -447,7 +449,11 @@ pub(crate) mod tests {
         assert_eq!(stale("max-age=5"), Duration::from_secs(30), "the default");
         assert_eq!(stale("max-age=5, must-revalidate"), Duration::ZERO);
         assert_eq!(stale("max-age=5, Proxy-Revalidate"), Duration::ZERO);
-        assert_eq!(stale("s-maxage=5"), Duration::ZERO);
+        assert_eq!(
+            stale("s-maxage=5"),
+            Duration::from_secs(30),
+            "s-maxage, meant for the CDNs in front, keeps the operator's window"
+        );
         assert_eq!(
             stale("max-age=5, must-revalidate, stale-if-error=60"),
             Duration::from_secs(60)
