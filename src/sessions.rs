@@ -240,7 +240,8 @@ impl Sessions {
     /// Records a begun start: on shared sessions it is decided again and written (a start
     /// on another node may have taken the last stream since; then it is refused and
     /// discarded). Then the sessions it replaces give way, on whichever node they play. A
-    /// start decided without the shared store is written there once it answers.
+    /// start decided without the shared store is written there once it answers, with the
+    /// sessions it replaced on this node.
     ///
     /// # Errors
     /// As [`Sessions::begin`].
@@ -252,9 +253,7 @@ impl Sessions {
         now: u64,
     ) -> Result<Arc<Session>, SessionDenied> {
         let mut victims = started.victims;
-        if let (true, Some(shared)) = (started.deferred, self.shared.get()) {
-            shared.defer_write(&started.session);
-        }
+        let mut deferred = started.deferred;
         if let (true, Some(shared)) = (started.shared, self.shared.get()) {
             let sid = &started.session.sid;
             match shared.start(&start, sid, limits, now, true).await {
@@ -281,11 +280,16 @@ impl Sessions {
                         self.discard(sid);
                         return Err(denied);
                     }
-                    shared.defer_write(&started.session);
+                    deferred = true;
                 }
             }
         }
         self.replace(&victims);
+        if let (true, Some(shared)) = (deferred, self.shared.get()) {
+            // The sessions it replaced here (under this node's limits alone) are written
+            // back replaced with it: Redis holds them live.
+            shared.defer_writes(std::iter::once(&started.session).chain(&victims));
+        }
         Ok(started.session)
     }
 
@@ -336,7 +340,7 @@ impl Sessions {
         if !recorded {
             if let Some(session) = &held {
                 // Its record is written ended once Redis answers, so it counts nowhere.
-                shared.defer_write(session);
+                shared.defer_writes([session]);
             }
             let marked = shared.end_by_id(sid).await;
             // Whichever node holds it stops it and records the end when it hears this;

@@ -4,7 +4,8 @@
 //! stops the next segment on another while decisions are cached for ten minutes,
 //! concurrency limits and `replace_oldest` hold across nodes, Redis killed mid-playback
 //! follows `sessions.on_backend_error`, a session admitted by one node alone while Redis
-//! stalled is written back and counted by the others, a session ended while Redis is away
+//! stalled is written back and counted by the others (and one it replaced there is written
+//! back replaced and stops on every node), a session ended while Redis is away
 //! lands once it is back (empty, or still holding it live) and one that idled out meanwhile
 //! is not brought back, a stopped database refuses admin writes with 503
 //! and loses nothing, acknowledged writes survive SIGKILL, and an embedded store moves to
@@ -586,6 +587,26 @@ async fn shared_setup_on(
     (backends, nodes, play_url)
 }
 
+/// Waits (bounded) until `node` has written back at least `n` sessions it decided without
+/// Redis (`usher_sessions_written_back_total{cause="local"}`), with its subscription up
+/// throughout: written back as such, not by catching up after a gap.
+async fn written_back_on(node: &Usher, n: f64) {
+    let local = "usher_sessions_written_back_total{cause=\"local\"}";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(node, local).await < n {
+        assert!(Instant::now() < deadline, "{local} never reached {n}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gap = "usher_sessions_written_back_total{cause=\"gap\"}";
+    assert_eq!(metric(node, gap).await, 0.0);
+    let lost = "usher_sessions_backend_errors_total{op=\"subscribe\"}";
+    assert_eq!(
+        metric(node, lost).await,
+        0.0,
+        "the subscription never broke"
+    );
+}
+
 /// The phone's start on `node`, asked until admitted (or the wait runs out): the stream
 /// the tv held is free once its end has reached every node.
 async fn phone_admitted_on(node: &Usher, play_url: &str) -> Reply {
@@ -775,12 +796,8 @@ async fn a_session_admitted_locally_while_redis_stalled_is_written_back_and_coun
         "admitted by node A's own sessions"
     );
 
-    // Node A writes it back in the background; wait (bounded) for it to say so.
-    let written = "usher_sessions_written_back_total{cause=\"local\"}";
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while metric(a, written).await < 1.0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Node A writes it back in the background.
+    written_back_on(a, 1.0).await;
     let (phone, _) = play(b, &play_url, &[("x-device-id", "phone")]).await;
     assert_eq!(
         status_reason(&phone),
@@ -807,6 +824,51 @@ async fn a_session_admitted_locally_while_redis_stalled_is_written_back_and_coun
         metric(b, local).await,
         0.0,
         "node B decided with Redis throughout"
+    );
+}
+
+/// A start admitted while Redis did not answer that replaced another session of this node
+/// (`replace_oldest`): the replaced session is written back replaced too, and announced.
+/// Node B, which played it as well, stops it, and node C, which never held it, refuses its
+/// token rather than taking the session up again from a record Redis still held as live.
+#[tokio::test]
+async fn a_session_replaced_while_redis_stalled_is_written_back_replaced_and_stops_everywhere() {
+    let (shared, nodes, play_url) = shared_setup(
+        "local",
+        json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
+    )
+    .await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let tv_device = [("x-device-id", "tv")];
+    let (tv, tv_segment) = play(a, &play_url, &tv_device).await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    assert_eq!(
+        get(&on(b, &tv_segment), &tv_device).await.status,
+        200,
+        "node B plays it too"
+    );
+
+    shared.redis.stall();
+    let (phone, _) = play(a, &play_url, &[("x-device-id", "phone")]).await;
+    shared.redis.unstall();
+    assert_eq!(phone.status, 200, "{}", phone.text());
+    let tv_on_a = get(&tv_segment, &tv_device).await;
+    assert_eq!(status_reason(&tv_on_a), (403, "session_replaced".into()));
+
+    // Node A writes back the phone and, in the same write, the tv's replacement.
+    written_back_on(a, 1.0).await;
+    let tv_on_c = get(&on(c, &tv_segment), &tv_device).await;
+    assert_eq!(
+        status_reason(&tv_on_c),
+        (403, "session_replaced".into()),
+        "node C does not take the replaced tv up again"
+    );
+    let tv_b = on(b, &tv_segment);
+    let tv_on_b = until(|| get(&tv_b, &tv_device), |r| r.status != 200).await;
+    assert_eq!(
+        status_reason(&tv_on_b),
+        (403, "session_replaced".into()),
+        "node B, which played the tv too, hears of its replacement"
     );
 }
 

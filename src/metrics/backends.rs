@@ -163,10 +163,10 @@ pub struct SessionsBackendMetrics {
     /// `usher_sessions_backend_fallbacks_total{policy}`: starts decided without Redis:
     /// refused (`deny`) or admitted by this node's sessions (`local`).
     pub fallbacks: IntCounterVec,
-    /// `usher_sessions_written_back_total{cause}`: sessions (live, or ended here) this node
-    /// wrote to Redis after Redis missed them: `local`, started or ended by this node while
-    /// Redis did not answer; `gap`, missed while this node was not subscribed (a Redis that
-    /// restarted without them).
+    /// `usher_sessions_written_back_total{cause}`: sessions (live, or ended or replaced
+    /// here) this node wrote to Redis after Redis missed them: `local`, started, replaced
+    /// or ended by this node while Redis did not answer; `gap`, missed while this node was
+    /// not subscribed (a Redis that restarted without them).
     pub written_back: IntCounterVec,
     /// `usher_sessions_backend_up`: 1 while subscribed to the other nodes' session changes.
     pub up: IntGauge,
@@ -189,7 +189,7 @@ impl SessionsBackendMetrics {
         let written_back = counter(
             registry,
             "usher_sessions_written_back_total",
-            "Sessions written to the shared store after it missed them: started or ended here while it did not answer (local), or lost while this node was not subscribed (gap).",
+            "Sessions written to the shared store after it missed them: started, replaced or ended here while it did not answer (local), or lost while this node was not subscribed (gap).",
             "cause",
         );
         let seconds = HistogramVec::new(

@@ -1,19 +1,21 @@
 //! Writing back what Redis missed, so every node counts a session as it stands:
 //!
-//! - a session this node started, or ended, while Redis did not answer
-//!   (`on_backend_error = "local"`; an end that could not be recorded): it is kept as
-//!   deferred, and written back at the pace the subscription is asked to answer once Redis
-//!   answers again, even when the subscription never broke (a Redis stalled for a moment,
-//!   a call that timed out);
+//! - a session this node started, replaced (under its own limits) or ended while Redis did
+//!   not answer (`on_backend_error = "local"`; an end that could not be recorded): it is
+//!   kept as deferred, and written back at the pace the subscription is asked to answer
+//!   once Redis answers again, even when the subscription never broke (a Redis stalled for
+//!   a moment, a call that timed out);
 //! - after a gap in the subscription, every session this node remembers (a restarted Redis
 //!   holds nothing; an end it could not take).
 //!
 //! A session is written with the record a start writes, as it stands here: one ended by
 //! id meanwhile (its end marker, [`super::ends`]) is written ended, and stops here; one
-//! that idled out is not brought back. The write-back applies no limit: if another node
-//! admitted sessions of the account meanwhile, the account may hold more than its limits
-//! allow, and the next start of the account (on any node) is decided over all of them
-//! (refused, or replacing the oldest). A viewer let in is not stopped for it.
+//! that idled out is not brought back. A deferred session written ended or replaced is
+//! announced, for the other nodes holding a copy of it (one that played on several). The
+//! write-back applies no limit: if another node admitted sessions of the account
+//! meanwhile, the account may hold more than its limits allow, and the next start of the
+//! account (on any node) is decided over all of them (refused, or replacing the oldest).
+//! A viewer let in is not stopped for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -23,11 +25,16 @@ use super::{json, link, BackendError, Record, SharedSessions};
 use crate::sessions::{Session, LIVE};
 
 impl SharedSessions {
-    /// Keeps `session`, started or ended while Redis did not answer, to write back once it
-    /// answers again.
-    pub(in crate::sessions) fn defer_write(&self, session: &Arc<Session>) {
-        self.deferred_sessions()
-            .insert(session.sid.clone(), session.clone());
+    /// Keeps `sessions`, started, replaced or ended while Redis did not answer, to write
+    /// back once it answers again (all at once: a write-back takes all of them or none).
+    pub(in crate::sessions) fn defer_writes<'s>(
+        &self,
+        sessions: impl IntoIterator<Item = &'s Arc<Session>>,
+    ) {
+        let mut deferred = self.deferred_sessions();
+        for session in sessions {
+            deferred.insert(session.sid.clone(), session.clone());
+        }
     }
 
     /// Forgets the deferred sessions `keep` says no (as the registry forgets them).
@@ -99,7 +106,9 @@ impl SharedSessions {
         }
         let mut deferred = self.deferred_sessions();
         for (s, state) in sessions.iter().zip(levelled) {
-            if s.state.load(Ordering::Relaxed) == state {
+            // Not one deferred anew under the same id meanwhile (a session taken up again).
+            let same = deferred.get(&s.sid).is_some_and(|d| Arc::ptr_eq(d, s));
+            if same && s.state.load(Ordering::Relaxed) == state {
                 deferred.remove(&s.sid);
             }
         }
@@ -142,9 +151,23 @@ impl SharedSessions {
             if missing.is_empty() {
                 return Ok(marks);
             }
+            // Which were decided here without Redis, read before the write: once it lands,
+            // a concurrent catch-up may take them out of the deferred set.
+            let local: Vec<bool> = {
+                let deferred = self.deferred_sessions();
+                missing
+                    .iter()
+                    .map(|s| deferred.contains_key(&s.sid))
+                    .collect()
+            };
             let mut args = vec![version, self.key_ttl_ms().to_string()];
-            for s in &missing {
-                args.extend(["s".to_owned(), s.sid.clone(), json(&Record::of(s))]);
+            let mut ends = Vec::new();
+            for (s, local) in missing.iter().zip(&local) {
+                let record = Record::of(s);
+                if *local && record.state != LIVE {
+                    ends.push((s.sid.as_str(), record.state));
+                }
+                args.extend(["s".to_owned(), s.sid.clone(), json(&record)]);
                 args.extend([
                     "t".to_owned(),
                     s.sid.clone(),
@@ -152,7 +175,12 @@ impl SharedSessions {
                 ]);
             }
             if self.commit(account, &args).await? {
-                self.count_written(&missing);
+                self.count_written(&local);
+                // Nodes holding a copy (a session that played on several) were not told
+                // of an end or a replacement decided here while Redis did not answer.
+                for (sid, state) in ends {
+                    self.announce(sid, state).await;
+                }
                 return Ok(marks);
             }
         }
@@ -161,15 +189,11 @@ impl SharedSessions {
         ))
     }
 
-    /// Counts `written` in `usher_sessions_written_back_total`, by cause.
-    fn count_written(&self, written: &[&Arc<Session>]) {
-        let deferred = self.deferred_sessions();
-        let local = written
-            .iter()
-            .filter(|s| deferred.contains_key(&s.sid))
-            .count();
-        drop(deferred);
-        for (cause, n) in [("local", local), ("gap", written.len() - local)] {
+    /// Counts sessions written in `usher_sessions_written_back_total`, by cause: `local`
+    /// tells, for each, whether it was deferred.
+    fn count_written(&self, local: &[bool]) {
+        let deferred = local.iter().filter(|l| **l).count();
+        for (cause, n) in [("local", deferred), ("gap", local.len() - deferred)] {
             if n > 0 {
                 self.metrics
                     .written_back
