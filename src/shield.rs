@@ -24,6 +24,7 @@
 //! listener) would be written there.
 
 mod entry;
+mod fetch;
 mod fill;
 mod front;
 mod key;
@@ -33,15 +34,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, RANGE};
-use http::{HeaderMap, HeaderValue, Method, Response};
-use http_body_util::BodyExt;
-use hyper::body::Body as _;
+use http::header::RANGE;
+use http::{HeaderMap, Method, Response};
 use moka::sync::Cache;
 
 pub use entry::CACHE_STATUS;
 
-use entry::{keep_body, Entry, Head};
+use entry::Entry;
+use fetch::Fetch;
 use fill::Fill;
 use key::Key;
 
@@ -49,8 +49,7 @@ use crate::config::ShieldConfig;
 use crate::metrics::Metrics;
 use crate::path::ObjectKind;
 use crate::proxy::conditional::{self, Conditions};
-use crate::proxy::forward::strip_hop_by_hop;
-use crate::proxy::upstream::{Group, UpstreamError, UpstreamRequest};
+use crate::proxy::upstream::{Group, UpstreamError};
 use crate::proxy::Body;
 
 /// What a request wants of the shield's answer beyond its object.
@@ -330,241 +329,6 @@ impl Shield {
         if current() != purges {
             inner.cache.invalidate(&key);
         }
-    }
-}
-
-/// Ends a fetch's time in flight however its task ends (done, panicked, or dropped with
-/// the runtime): the key is free for the next request, and readers still waiting get an
-/// error rather than waiting forever.
-impl Drop for Fetch {
-    fn drop(&mut self) {
-        self.release();
-        self.fill.abandon();
-    }
-}
-
-/// How a fetch ends for the readers waiting on it.
-enum End {
-    /// The whole body was handed over (or the upstream body failed part way).
-    Done(Result<(), String>),
-    /// Too large for the shield: each reader fetches past it.
-    Pass,
-    /// No server answered.
-    Fail(UpstreamError),
-}
-
-/// One upstream fetch for the shield, run as a task of its own.
-struct Fetch {
-    /// The purge count when it started.
-    purges: u64,
-    shield: Shield,
-    group: Arc<Group>,
-    key: Key,
-    kind: ObjectKind,
-    stale: Option<Arc<Entry>>,
-    fill: Arc<Fill>,
-}
-
-impl Fetch {
-    async fn run(self) {
-        self.fetch().await;
-    }
-
-    /// Frees the key, so the next request starts a fetch of its own (or finds the stored
-    /// entry) rather than joining this one.
-    fn release(&self) {
-        let mut inflight = self
-            .shield
-            .inner
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if inflight
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.fill))
-        {
-            inflight.remove(&self.key);
-        }
-    }
-
-    /// Ends the fetch for its waiters. The key is freed first: a client that has read the
-    /// whole answer and asks again must not join this fetch and be handed the same answer
-    /// (a 404 not kept, an object not kept).
-    fn end(&self, end: End) {
-        self.release();
-        match end {
-            End::Done(result) => self.fill.finish(result),
-            End::Pass => self.fill.pass(),
-            End::Fail(e) => self.fill.fail(e),
-        }
-    }
-
-    async fn fetch(&self) {
-        let inner = &self.shield.inner;
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        let request = UpstreamRequest {
-            method: Method::GET,
-            path_and_query: self.key.upstream_target(),
-            headers,
-            bounded: true,
-        };
-        // With a stale copy to fall back on, servers already marked down are not waited on.
-        let has_stale = self
-            .stale
-            .as_ref()
-            .is_some_and(|e| e.is_usable_stale(Instant::now()));
-        let result = self.group.fetch_from(request, !has_stale).await;
-        let failed = match &result {
-            Ok(response) => response.status().is_server_error(),
-            Err(_) => true,
-        };
-        if failed {
-            if let Some(entry) = self
-                .stale
-                .as_ref()
-                .filter(|e| e.is_usable_stale(Instant::now()))
-            {
-                tracing::warn!(
-                    path = self.key.path(),
-                    "every upstream failed; serving a stale copy"
-                );
-                // Freed first, as below: a reader with every byte may ask again at once.
-                self.release();
-                let age = entry.age(Instant::now());
-                self.fill.head(entry.head.clone(), Some(age));
-                self.fill.push(entry.body.clone());
-                self.end(End::Done(Ok(())));
-                return;
-            }
-        }
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => {
-                self.end(End::Fail(e));
-                return;
-            }
-        };
-        let (mut parts, mut body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        let head = Arc::new(Head::owned(parts.status, &parts.headers));
-        let limit = inner.settings.max_object_bytes;
-        let announced = head
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .filter(|_| !matches!(head.status.as_u16(), 204 | 304));
-        let announced_too_large = announced.is_some_and(|len| len > limit);
-        if announced_too_large {
-            // Not held in memory at all: this request and the next ones for a while fetch
-            // it past the shield, streamed at each client's pace.
-            inner.bypass.insert(self.key.clone(), ());
-            self.end(End::Pass);
-            return;
-        }
-        // An other object chosen by type and answered with a type not listed: this fetch
-        // serves the viewers waiting for it, and the next requests go past the shield.
-        let keep = policy::choice(&inner.settings, self.kind, self.key.path())
-            != policy::Choice::ByType
-            || policy::type_listed(&inner.settings, &head.headers);
-        if !keep && head.status.is_success() {
-            inner.bypass.insert(self.key.clone(), ());
-        }
-        self.fill.head(head.clone(), None);
-        let mut kept = Vec::new();
-        let mut len = 0u64;
-        let upstream_bytes = inner.metrics.cache_bytes.with_label_values(&["upstream"]);
-        // The body's last chunk, when the upstream says it is the last (its length was
-        // announced): handed to the readers only once the entry is stored and the key
-        // freed, since a reader that has every byte may ask again at once.
-        let mut last = None;
-        let mut past_limit = false;
-        loop {
-            match body.frame().await {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        len += data.len() as u64;
-                        upstream_bytes.inc_by(data.len() as u64);
-                        if len <= limit {
-                            kept.push(data.clone());
-                        } else if !past_limit {
-                            past_limit = true;
-                            // Past the limit (a length not announced): nothing more is
-                            // kept, no one else joins this fetch (the next requests go
-                            // past the shield), and those reading it get the rest through
-                            // a window of the limit's size.
-                            kept = Vec::new();
-                            inner.bypass.insert(self.key.clone(), ());
-                            self.release();
-                        }
-                        if body.is_end_stream() && len <= limit {
-                            last = Some(data);
-                            break;
-                        }
-                        self.fill.push_within(data, limit);
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(path = self.key.path(), error = %e, "upstream body failed; not cached");
-                    self.end(End::Done(Err(e.to_string())));
-                    return;
-                }
-            }
-        }
-        if announced.is_some_and(|announced| announced != len) {
-            // A body that is not the length its head gave (an origin that lost bytes
-            // without an error): never kept, and its readers' bodies fail as broken ones.
-            tracing::warn!(
-                path = self.key.path(),
-                len,
-                "upstream body not its announced length; not cached"
-            );
-            self.end(End::Done(Err(format!(
-                "{len} bytes where Content-Length said {}",
-                announced.unwrap_or_default()
-            ))));
-            return;
-        }
-        let body = keep_body(&kept, inner.settings.sendfile_min_bytes, &inner.bodies);
-        // A playlist's lifetime depends on whether it is live, which its text tells.
-        let text: &[u8] = if self.kind == ObjectKind::Playlist {
-            &body
-        } else {
-            &[]
-        };
-        let lifetime =
-            policy::lifetime(&inner.settings, self.kind, head.status, &head.headers, text);
-        if len > limit {
-            // Larger than announced (or not announced): served, not kept, and the next
-            // requests go past the shield.
-            inner.bypass.insert(self.key.clone(), ());
-        } else if let Some(lifetime) = lifetime.filter(|_| keep) {
-            // A body whose length was not announced (chunked) is whole now: its copy says
-            // how long it is, so a HEAD answered from it does too.
-            let head = match announced {
-                None if !matches!(head.status.as_u16(), 204 | 304) => {
-                    Arc::new(head.with_length(len))
-                }
-                _ => head,
-            };
-            let entry = Entry {
-                head,
-                body,
-                len,
-                stored: Instant::now(),
-                lifetime,
-            };
-            self.shield.store(self.key.clone(), entry, self.purges);
-        }
-        // Finished only once stored, so a request that finds no fetch in flight finds the
-        // entry; freed before the last bytes go out, so a request after them never joins
-        // this fetch.
-        self.release();
-        if let Some(data) = last {
-            self.fill.push(data);
-        }
-        self.end(End::Done(Ok(())));
     }
 }
 

@@ -1,6 +1,7 @@
+use super::entry::Head;
 use super::*;
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use std::time::Duration;
 
 fn entry(len: usize) -> Entry {
