@@ -85,14 +85,22 @@ pub struct Metrics {
     pub upstream_failures: IntCounterVec,
     /// `usher_cache_requests_total{kind, outcome}`: shield lookups: hit, miss (started a
     /// fetch), coalesced (joined a fetch in flight), pass (went by the shield: ranges, other
-    /// objects, the shield off); and stale: misses and joins answered with a kept copy past
-    /// its lifetime because every upstream failed (also counted as miss or coalesced).
+    /// objects, the shield off, no room in flight); and stale: misses and joins answered
+    /// with a kept copy past its lifetime because every upstream failed (also counted as
+    /// miss or coalesced).
     pub cache_requests: IntCounterVec,
     /// `usher_cache_bytes_total{source}`: body bytes served from the cache, and read from
     /// upstreams into it.
     pub cache_bytes: IntCounterVec,
     /// `usher_cache_size_bytes`: what the cache holds now.
     pub cache_size: IntGauge,
+    /// `usher_cache_in_flight_bytes`: body bytes held by the shield's fetches in flight
+    /// (and by readers still reading a finished one), against `shield.max_in_flight_bytes`.
+    pub cache_in_flight: IntGauge,
+    /// `usher_cache_over_budget_total{kind}`: fetches not kept because fetches in flight
+    /// held `shield.max_in_flight_bytes`: passed by the shield, or streamed through to
+    /// their readers once the budget refused them more.
+    pub cache_over_budget: IntCounterVec,
     /// `usher_cache_mapped_bodies`: kept bodies in files of their own (unnamed or memory
     /// files, sent with `sendfile`), process-wide, as of the last scrape.
     pub cache_mapped_bodies: IntGauge,
@@ -301,6 +309,15 @@ impl Metrics {
             .register(Box::new(upstream_in_flight.clone()))
             .expect("unique metric");
         let cache_size = gauge("usher_cache_size_bytes", "Bytes held by the shield cache.");
+        let cache_in_flight = gauge(
+            "usher_cache_in_flight_bytes",
+            "Body bytes held by shield fetches in flight, against shield.max_in_flight_bytes.",
+        );
+        let cache_over_budget = counter(
+            "usher_cache_over_budget_total",
+            "Shield fetches not kept because fetches in flight held shield.max_in_flight_bytes (passed by the shield, or streamed through), by object kind.",
+            &["kind"],
+        );
         let cache_mapped_bodies = gauge(
             "usher_cache_mapped_bodies",
             "Kept bodies held in files of their own (unnamed or memory files), sent with sendfile on plain connections.",
@@ -425,6 +442,8 @@ impl Metrics {
             cache_requests,
             cache_bytes,
             cache_size,
+            cache_in_flight,
+            cache_over_budget,
             cache_mapped_bodies,
             store,
             fanout,

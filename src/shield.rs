@@ -7,10 +7,13 @@
 //! request ─► key (group, path, _HLS_* directives; never a token)
 //!         ─► fresh entry? ─────────────────────────────► hit
 //!         ─► a fetch in flight for the key? ─► join it ─► coalesced
+//!         ─► fetches in flight hold `max_in_flight_bytes`? ─► pass (not kept)
 //!         ─► start one (a task of its own, so a viewer leaving does not stop it),
 //!            read it like any joiner ────────────────────► miss
 //!               upstream group: primary, fallbacks (see proxy::upstream::group)
 //!               every server failed and a stale entry is usable? ─► stale
+//!               its announced length past the room in flight ─► each reader passes
+//!               its unknown length grows past it ─► streamed through, not kept
 //!               complete, storable (policy), small enough ─► kept
 //!               an other object whose type is not listed ─► served, not kept, and the
 //!               next requests for it go past the shield
@@ -23,6 +26,7 @@
 //! there before starting an upstream fetch, and an entry evicted here (moka's eviction
 //! listener) would be written there.
 
+mod budget;
 mod entry;
 mod fetch;
 mod fill;
@@ -78,6 +82,8 @@ struct Inner {
     /// may be what the purge meant to remove).
     purges: std::sync::atomic::AtomicU64,
     inflight: Mutex<HashMap<Key, Arc<Fill>>>,
+    /// The bytes those fetches hold, against `shield.max_in_flight_bytes`.
+    budget: Arc<budget::Budget>,
     settings: ShieldConfig,
     /// Where bodies sent with `sendfile` are kept.
     bodies: crate::mapped::Backing,
@@ -108,6 +114,10 @@ impl Shield {
                     .build(),
                 purges: std::sync::atomic::AtomicU64::new(0),
                 inflight: Mutex::new(HashMap::new()),
+                budget: budget::Budget::new(
+                    settings.max_in_flight_bytes,
+                    metrics.cache_in_flight.clone(),
+                ),
                 settings: settings.clone(),
                 bodies: entry::body_backing(settings),
                 metrics: metrics.clone(),
@@ -184,6 +194,14 @@ impl Shield {
                 if let Some(entry) = inner.cache.get(&key).filter(|e| e.is_fresh(now)) {
                     drop(inflight);
                     return Ok(Some(self.hit(&entry, kind, wants, now)));
+                }
+                // Fetches in flight hold all the bytes they may: this one goes past the
+                // shield, streamed at its viewer's pace and not kept.
+                if inner.budget.is_full() {
+                    drop(inflight);
+                    self.over_budget(kind);
+                    self.pass(kind);
+                    return Ok(None);
                 }
                 let fill = Fill::new();
                 inflight.insert(key.clone(), fill.clone());
@@ -273,6 +291,15 @@ impl Shield {
             .metrics
             .cache_requests
             .with_label_values(&[kind.as_str(), "pass"])
+            .inc();
+    }
+
+    /// Counts a fetch not kept because fetches in flight held `shield.max_in_flight_bytes`.
+    fn over_budget(&self, kind: ObjectKind) {
+        self.inner
+            .metrics
+            .cache_over_budget
+            .with_label_values(&[kind.as_str()])
             .inc();
     }
 

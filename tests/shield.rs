@@ -1114,3 +1114,221 @@ async fn a_not_modified_answer_counts_no_bytes_served() {
     let after = metric(&usher, "usher_cache_bytes_total{source=\"cache\"}").await;
     assert_eq!(after, before, "three 304s sent no body bytes");
 }
+
+/// Polls the admin `/metrics` until shield fetches in flight hold exactly `bytes` of
+/// body (bounded at 10 s); 0: every fetch is over and its readers have read to the end.
+async fn wait_for_bytes_in_flight(usher: &Usher, bytes: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = metric(usher, "usher_cache_in_flight_bytes").await;
+        if held == bytes {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{held} bytes held by fetches in flight, wanted {bytes}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `len` bytes, a pattern of their own for each `seed`.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i % 251) as u8).wrapping_add(seed))
+        .collect()
+}
+
+/// Five viewers each miss a different 100 kB segment at once (a cold start) while the
+/// origin holds the second half of every body, with room in flight for two: two fetches
+/// are held and kept, the other three go past the shield, and all five viewers get their
+/// whole segment. Once they are done the budget is whole again: every segment is kept
+/// at its next miss.
+#[tokio::test]
+async fn misses_beyond_the_in_flight_budget_go_past_the_shield_and_are_kept_later() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let bodies: Vec<Vec<u8>> = (0..5).map(|n| pattern(100_000, n * 37)).collect();
+    for (n, body) in bodies.iter().enumerate() {
+        let mut script = Script::segment(&body[..50_000]).header("content-length", "100000");
+        script.rest = Bytes::copy_from_slice(&body[50_000..]);
+        script.gate = rx.clone();
+        origin.script(&format!("/vod/a/s{n}.ts"), script);
+    }
+    let usher = Usher::start(
+        &patient_config(
+            &origin.url(),
+            "[shield]\nmax_object_bytes = 100000\nmax_in_flight_bytes = 200000\n",
+        ),
+        &[],
+    );
+    let ticket = mint("/vod/a/");
+    let url = |n: usize| format!("{}/vod/a/s{n}.ts?ticket={ticket}", usher.url);
+    let viewers: Vec<_> = (0..5)
+        .map(|n| {
+            let url = url(n);
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    let over_budget = "usher_cache_over_budget_total{kind=\"segment\"}";
+    // The signal that the budget is spent: three misses found no room.
+    wait_for_metric(&usher, over_budget, 3.0).await;
+    wait_for_metric(&usher, "usher_cache_in_flight_bytes", 200_000.0).await;
+    assert_eq!(
+        metric(&usher, "usher_cache_in_flight_bytes").await,
+        200_000.0,
+        "two announced lengths held, no more"
+    );
+    gate.open();
+    let mut kept = 0;
+    for (n, viewer) in viewers.into_iter().enumerate() {
+        let reply = viewer.await.unwrap();
+        assert_eq!(reply.status, 200, "s{n}");
+        assert!(reply.body == bodies[n], "s{n}: every byte, in order");
+        // No header: past the shield.
+        if let Some(status) = reply.headers.get("x-usher-cache") {
+            assert_eq!(status, "miss", "s{n}");
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, 2, "two fetches fit the budget");
+    assert_eq!(metric(&usher, over_budget).await, 3.0);
+    assert_eq!(
+        metric(
+            &usher,
+            "usher_cache_requests_total{kind=\"segment\",outcome=\"pass\"}"
+        )
+        .await,
+        3.0
+    );
+
+    // Done: the bytes are given back, and each segment is kept when next missed.
+    wait_for_bytes_in_flight(&usher, 0.0).await;
+    let mut hits = 0;
+    for (n, body) in bodies.iter().enumerate() {
+        let first = get(&url(n), &[]).await;
+        assert!(first.body == body, "s{n}");
+        let status = first.headers["x-usher-cache"].to_str().unwrap().to_owned();
+        hits += usize::from(status == "hit");
+        let again = get(&url(n), &[]).await;
+        assert_eq!(again.headers["x-usher-cache"], "hit", "s{n} kept");
+        assert!(again.body == body, "s{n}");
+    }
+    assert_eq!(hits, 2, "the two kept during the cold start");
+    assert_eq!(
+        metric(&usher, over_budget).await,
+        3.0,
+        "no fetch refused since"
+    );
+}
+
+/// A chunked segment (no length announced) that outgrows the room left in flight while
+/// another fetch holds its share is streamed through to its viewer whole and not kept;
+/// its bytes go back as soon as its viewer has read them, and once both are done it is
+/// kept at its next miss. (That it is held no deeper once refused is the unit test in
+/// `shield/fill.rs`.)
+#[tokio::test]
+async fn a_chunked_fetch_that_outgrows_the_budget_is_streamed_through_not_kept() {
+    let origin = ScriptedOrigin::start().await;
+    let (held_gate, held_rx) = Gate::closed();
+    let held_body = pattern(100_000, 1);
+    let mut held = Script::segment(&held_body[..50_000]).header("content-length", "100000");
+    held.rest = Bytes::copy_from_slice(&held_body[50_000..]);
+    held.gate = held_rx;
+    origin.script("/vod/a/held.ts", held);
+    let (grow_gate, grow_rx) = Gate::closed();
+    let grow_body = pattern(120_000, 2);
+    let mut grow = Script::segment(&grow_body[..60_000]);
+    grow.rest = Bytes::copy_from_slice(&grow_body[60_000..]);
+    grow.gate = grow_rx;
+    origin.script("/vod/a/grow.ts", grow);
+    let usher = Usher::start(
+        &patient_config(
+            &origin.url(),
+            "[shield]\nmax_object_bytes = 200000\nmax_in_flight_bytes = 200000\n",
+        ),
+        &[],
+    );
+    let ticket = mint("/vod/a/");
+    let url = |name: &str| format!("{}/vod/a/{name}.ts?ticket={ticket}", usher.url);
+    let in_flight = "usher_cache_in_flight_bytes";
+
+    let held_viewer = first_viewer_held(&usher, &url("held")).await;
+    wait_for_metric(&usher, in_flight, 100_000.0).await;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let grown = client.get(url("grow").parse().unwrap()).await.unwrap();
+    assert_eq!(grown.status(), 200);
+    assert_eq!(grown.headers()["x-usher-cache"], "miss");
+    // The viewer keeps up: it has the first 60 kB (held: 160 kB of 200 kB) before the
+    // origin sends the other 60 kB, which do not fit.
+    let mut grown = grown.into_body();
+    let mut got = Vec::new();
+    while got.len() < 60_000 {
+        let frame = grown.frame().await.unwrap().unwrap();
+        got.extend_from_slice(frame.data_ref().unwrap());
+    }
+    assert_eq!(metric(&usher, in_flight).await, 160_000.0);
+    grow_gate.open();
+    got.extend_from_slice(&grown.collect().await.unwrap().to_bytes());
+    assert!(got == grow_body, "every byte, in order");
+    assert_eq!(
+        metric(&usher, "usher_cache_over_budget_total{kind=\"segment\"}").await,
+        1.0
+    );
+    wait_for_bytes_in_flight(&usher, 100_000.0).await;
+
+    held_gate.open();
+    let held = held_viewer.await.unwrap();
+    assert!(held.body == held_body);
+    wait_for_bytes_in_flight(&usher, 0.0).await;
+    assert_eq!(get(&url("held"), &[]).await.headers["x-usher-cache"], "hit");
+    let next = get(&url("grow"), &[]).await;
+    assert_eq!(
+        next.headers["x-usher-cache"], "miss",
+        "streamed through, not kept"
+    );
+    assert!(next.body == grow_body);
+    let again = get(&url("grow"), &[]).await;
+    assert_eq!(
+        again.headers["x-usher-cache"], "hit",
+        "kept once there was room"
+    );
+    assert_eq!(origin.hits("/vod/a/grow.ts"), 2);
+}
+
+/// A fetch whose body breaks off gives its bytes in flight back: with room for one
+/// object, the next miss is kept.
+#[tokio::test]
+async fn a_broken_fetch_gives_its_bytes_in_flight_back() {
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: 100000\r\nconnection: close\r\n\r\n";
+    let whole = pattern(100_000, 3);
+    let (origin, served) = raw_origin(vec![
+        [head.as_bytes(), &whole[..50_000]].concat(),
+        [head.as_bytes(), &whole].concat(),
+    ])
+    .await;
+    let usher = Usher::start(
+        &test_config(
+            &origin,
+            "[shield]\nmax_object_bytes = 100000\nmax_in_flight_bytes = 100000\n",
+        ),
+        &[],
+    );
+    let url = |name: &str| format!("{}/vod/{name}.ts?ticket={}", usher.url, mint("/vod/"));
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let broken = client.get(url("broken").parse().unwrap()).await.unwrap();
+    assert_eq!(broken.headers()["x-usher-cache"], "miss");
+    assert!(
+        broken.into_body().collect().await.is_err(),
+        "broken off, not short"
+    );
+    wait_for_bytes_in_flight(&usher, 0.0).await;
+    let next = get(&url("next"), &[]).await;
+    assert_eq!(next.headers["x-usher-cache"], "miss", "through the shield");
+    assert!(next.body == whole);
+    let again = get(&url("next"), &[]).await;
+    assert_eq!(again.headers["x-usher-cache"], "hit", "and kept");
+    assert_eq!(served.lock().unwrap().len(), 2);
+}

@@ -422,6 +422,8 @@ pub struct ShieldFile {
     pub memory: Option<u64>,
     /// Largest single object kept, in bytes.
     pub max_object_bytes: Option<u64>,
+    /// Bytes the shield's fetches in flight may hold at once.
+    pub max_in_flight_bytes: Option<u64>,
     /// Smallest body kept in a file of its own and sent with `sendfile`; 0: none.
     pub sendfile_min_bytes: Option<u64>,
     /// Directory for those files; unset: `store.data_dir`; empty: memory files.

@@ -331,6 +331,15 @@ fn upstream_groups_fallbacks_and_the_shield() {
     assert_eq!(defaults.shield.stale_if_error, Duration::from_secs(30));
     assert_eq!(defaults.shield.sendfile_min_bytes, 64 * 1024);
     assert_eq!(
+        defaults.shield.max_in_flight_bytes,
+        64 << 20,
+        "a quarter of the default 256 MiB"
+    );
+    assert_eq!(
+        config.shield.max_in_flight_bytes, config.shield.max_object_bytes,
+        "never less than the largest object kept (here 2 MiB, all of memory)"
+    );
+    assert_eq!(
         defaults.shield.sendfile_dir.as_deref(),
         Some(defaults.data_dir.as_path()),
         "bodies sent with sendfile live beside the embedded database by default"
@@ -370,7 +379,7 @@ fn upstream_and_shield_problems_name_their_keys() {
         .replace("upstream = \"events\"", "upstream = \"nowhere\"")
         .replace(
             "memory = 2097152",
-            "memory = 1000\nsendfile_min_bytes = 100",
+            "memory = 1000\nsendfile_min_bytes = 100\nmax_in_flight_bytes = 10",
         );
     let all = problems(&text);
     for expected in [
@@ -380,6 +389,7 @@ fn upstream_and_shield_problems_name_their_keys() {
         "routes[0].upstream = \"nowhere\": no [upstreams.<name>] group by that name",
         "shield.memory = \"1000\": must be at least 1048576",
         "shield.sendfile_min_bytes = \"100\": must be 0 (off) or at least 8192",
+        "shield.max_in_flight_bytes = \"10\": must be at least shield.max_object_bytes",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }

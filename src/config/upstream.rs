@@ -51,6 +51,9 @@ pub struct ShieldConfig {
     pub memory: u64,
     /// Largest single object kept.
     pub max_object_bytes: u64,
+    /// Body bytes the fetches in flight may hold at once (outside `memory`); a fetch past
+    /// it is passed by the shield or streamed through, and not kept.
+    pub max_in_flight_bytes: u64,
     /// Smallest body kept in a file of its own, which plain HTTP/1.1 connections
     /// send with `sendfile` instead of copying it; 0: every body on the heap.
     pub sendfile_min_bytes: u64,

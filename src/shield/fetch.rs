@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::BodyExt;
-use hyper::body::Body as _;
+use hyper::body::{Body as _, Frame};
 
 use super::entry::{keep_body, Entry, Head};
 use super::fill::Fill;
@@ -17,6 +18,7 @@ use super::{policy, Shield};
 use crate::path::ObjectKind;
 use crate::proxy::forward::strip_hop_by_hop;
 use crate::proxy::upstream::{Group, UpstreamError, UpstreamRequest};
+use crate::proxy::Body;
 
 /// Ends a fetch's time in flight however its task ends (done, panicked, or dropped with
 /// the runtime): the key is free for the next request, and readers still waiting get an
@@ -32,7 +34,8 @@ impl Drop for Fetch {
 enum End {
     /// The whole body was handed over (or the upstream body failed part way).
     Done(Result<(), String>),
-    /// Too large for the shield: each reader fetches past it.
+    /// Not for the shield (too large, or past the budget of bytes in flight): each reader
+    /// fetches past it.
     Pass,
     /// No server answered.
     Fail(UpstreamError),
@@ -124,7 +127,8 @@ impl Fetch {
                 // Freed first, as below: a reader with every byte may ask again at once.
                 self.release();
                 let age = entry.age(Instant::now());
-                self.fill.head(entry.head.clone(), Some(age));
+                // Its bytes are the cache's: nothing more is held for it.
+                self.fill.head(entry.head.clone(), Some(age), None);
                 self.fill.push(entry.body.clone());
                 self.end(End::Done(Ok(())));
                 return;
@@ -162,7 +166,28 @@ impl Fetch {
         if !keep && head.status.is_success() {
             inner.bypass.insert(self.key.clone(), ());
         }
-        self.fill.head(head.clone(), None);
+        // Held against `shield.max_in_flight_bytes`: a length announced is granted whole
+        // now; one not announced as the bytes come, its head going out with its first
+        // bytes once they are granted. Not granted: each reader fetches past the shield,
+        // streamed at its own pace, and the next request tries to keep the object again.
+        let mut first = None;
+        if announced.is_none() {
+            first = match first_data(&mut body).await {
+                Ok(first) => first,
+                Err(e) => {
+                    tracing::warn!(path = self.key.path(), error = %e, "upstream body failed; not cached");
+                    self.end(End::Fail(UpstreamError::Protocol(e)));
+                    return;
+                }
+            };
+        }
+        let wanted = announced.unwrap_or_else(|| first.as_ref().map_or(0, |d| d.len() as u64));
+        let Some(grant) = inner.budget.grant(wanted) else {
+            self.shield.over_budget(self.kind);
+            self.end(End::Pass);
+            return;
+        };
+        self.fill.head(head.clone(), None, Some(grant));
         let mut kept = Vec::new();
         let mut len = 0u64;
         let upstream_bytes = inner.metrics.cache_bytes.with_label_values(&["upstream"]);
@@ -171,15 +196,22 @@ impl Fetch {
         // freed, since a reader that has every byte may ask again at once.
         let mut last = None;
         let mut past_limit = false;
+        let mut over_budget = false;
         loop {
-            match body.frame().await {
+            let frame = match first.take() {
+                Some(data) => Some(Ok(Frame::data(data))),
+                None => body.frame().await,
+            };
+            match frame {
                 None => break,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         len += data.len() as u64;
                         upstream_bytes.inc_by(data.len() as u64);
                         if len <= limit {
-                            kept.push(data.clone());
+                            if !over_budget {
+                                kept.push(data.clone());
+                            }
                         } else if !past_limit {
                             past_limit = true;
                             // Past the limit (a length not announced): nothing more is
@@ -190,11 +222,21 @@ impl Fetch {
                             inner.bypass.insert(self.key.clone(), ());
                             self.release();
                         }
-                        if body.is_end_stream() && len <= limit {
+                        if body.is_end_stream() && len <= limit && !over_budget {
                             last = Some(data);
                             break;
                         }
-                        self.fill.push_within(data, limit);
+                        if !self.fill.push_within(data, limit) && !over_budget {
+                            over_budget = true;
+                            // Past the budget of bytes in flight (a length not
+                            // announced): nothing more is kept, no one else joins this
+                            // fetch, and those reading it get the rest through a window
+                            // of what it held when the budget ran out. The next request
+                            // tries to keep the object again.
+                            kept = Vec::new();
+                            self.release();
+                            self.shield.over_budget(self.kind);
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -227,7 +269,9 @@ impl Fetch {
         };
         let lifetime =
             policy::lifetime(&inner.settings, self.kind, head.status, &head.headers, text);
-        if len > limit {
+        if over_budget {
+            // Streamed through, not kept (above).
+        } else if len > limit {
             // Larger than announced (or not announced): served, not kept, and the next
             // requests go past the shield.
             inner.bypass.insert(self.key.clone(), ());
@@ -258,4 +302,17 @@ impl Fetch {
         }
         self.end(End::Done(Ok(())));
     }
+}
+
+/// The first bytes of `body`: its first data frame, or `None` when it ends without one.
+///
+/// # Errors
+/// Why the body failed before.
+async fn first_data(body: &mut Body) -> Result<Option<Bytes>, String> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
 }

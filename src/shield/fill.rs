@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::sync::watch;
 
+use super::budget::Grant;
 use super::entry::Head;
 use crate::proxy::upstream::UpstreamError;
 use crate::proxy::{Body, BoxError};
@@ -30,6 +31,13 @@ enum Progress {
         base: usize,
         /// Bytes in `chunks`.
         held: u64,
+        /// The bytes of `shield.max_in_flight_bytes` those chunks take (none for a kept
+        /// copy served on errors: its bytes are the cache's). It goes back with them, once
+        /// the fetch and its last reader are done.
+        grant: Option<Grant>,
+        /// How deep the body is held once the budget refused it more: what it held then
+        /// (see [`Fill::push_within`]).
+        cap: u64,
         end: Option<Result<(), String>>,
         /// A kept copy served on errors, this many seconds old (sent as `Age`).
         stale: Option<u64>,
@@ -68,41 +76,58 @@ impl Fill {
     }
 
     /// The response head arrived (`stale`: it is a kept copy served on errors, of that
-    /// age in seconds).
-    pub fn head(&self, head: Arc<Head>, stale: Option<u64>) {
+    /// age in seconds). The body's chunks are held against `grant`.
+    pub fn head(&self, head: Arc<Head>, stale: Option<u64>, grant: Option<Grant>) {
         self.progress.send_replace(Progress::Body {
             head,
             chunks: VecDeque::new(),
             base: 0,
             held: 0,
+            grant,
+            cap: u64::MAX,
             end: None,
             stale,
         });
     }
 
-    /// A body chunk arrived.
-    pub fn push(&self, chunk: Bytes) {
-        self.push_within(chunk, u64::MAX);
+    /// A body chunk arrived; whether it is within the budget (see [`Fill::push_within`]).
+    pub fn push(&self, chunk: Bytes) -> bool {
+        self.push_within(chunk, u64::MAX)
     }
 
     /// A body chunk arrived, of a body held only `window` bytes deep: the oldest chunks
     /// go once more are held. A reader who falls further behind than that gets a broken
     /// body; the fetch is not held back for it, and memory stays bounded.
-    pub fn push_within(&self, chunk: Bytes, window: u64) {
+    ///
+    /// `false`: the budget of bytes in flight refused the body more room (now or
+    /// before). From then on it is held no deeper than it was then (and the newest chunk,
+    /// which the budget shows all the same): the window shrinks to that.
+    pub fn push_within(&self, chunk: Bytes, window: u64) -> bool {
+        let mut within = true;
         self.progress.send_modify(|p| {
             if let Progress::Body {
-                chunks, base, held, ..
+                chunks,
+                base,
+                held,
+                grant,
+                cap,
+                ..
             } = p
             {
                 *held += chunk.len() as u64;
                 chunks.push_back(chunk);
-                while *held > window && chunks.len() > 1 {
-                    let dropped = chunks.pop_front().expect("more than one chunk");
-                    *held -= dropped.len() as u64;
-                    *base += 1;
+                trim(chunks, base, held, window.min(*cap));
+                if let Some(grant) = grant {
+                    if !grant.cover(*held) {
+                        *cap = (*cap).min(grant.bytes());
+                        trim(chunks, base, held, *cap);
+                        grant.force(*held);
+                    }
                 }
+                within = *cap == u64::MAX;
             }
         });
+        within
     }
 
     /// The body ended: completely, or broken off with a reason.
@@ -176,6 +201,16 @@ impl Fill {
             response: head.response(body, outcome, stale),
             stale: stale.is_some(),
         }))
+    }
+}
+
+/// Drops the oldest of `chunks` (`held` bytes, the first of them the `base`th of the
+/// body) until they hold no more than `window` bytes, or only the newest is left.
+fn trim(chunks: &mut VecDeque<Bytes>, base: &mut usize, held: &mut u64, window: u64) {
+    while *held > window && chunks.len() > 1 {
+        let dropped = chunks.pop_front().expect("more than one chunk");
+        *held -= dropped.len() as u64;
+        *base += 1;
     }
 }
 
@@ -253,6 +288,7 @@ mod tests {
                 headers: HeaderMap::new(),
             }),
             None,
+            None,
         );
         midway.push(Bytes::from_static(b"half"));
         let joined = midway.join(false, "coalesced").await.unwrap().unwrap();
@@ -269,6 +305,7 @@ mod tests {
                 status: StatusCode::OK,
                 headers: HeaderMap::new(),
             }),
+            None,
             None,
         );
         done.push(Bytes::from_static(b"whole"));
@@ -291,6 +328,7 @@ mod tests {
                 headers: HeaderMap::new(),
             }),
             None,
+            None,
         );
         let lagging = fill.join(false, "coalesced").await.unwrap().unwrap();
         let keeping_up = fill.join(false, "coalesced").await.unwrap().unwrap();
@@ -312,5 +350,82 @@ mod tests {
         assert_eq!(got[95], 9);
         let lagged = lagging.response.into_body().collect().await;
         assert!(lagged.is_err(), "fell behind the window: broken, not short");
+    }
+
+    /// A body of unknown length held against a budget: once the budget refuses it more,
+    /// it is held no deeper than it was then, a reader that keeps up still gets every
+    /// byte, and the bytes go back to the budget once the fetch is over and its last
+    /// reader has read to the end, not before.
+    #[tokio::test]
+    async fn a_body_past_the_budget_stops_growing_and_gives_its_bytes_back_when_read() {
+        let gauge = prometheus::IntGauge::new("held", "held").unwrap();
+        let budget = super::super::budget::Budget::new(30, gauge.clone());
+        let fill = Fill::new();
+        fill.head(
+            Arc::new(Head {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+            }),
+            None,
+            budget.grant(0),
+        );
+        let reader = fill.join(false, "miss").await.unwrap().unwrap();
+        let mut reader = reader.response.into_body();
+        let mut got = Vec::new();
+        let mut within = Vec::new();
+        for n in 0..10u8 {
+            within.push(fill.push(Bytes::from(vec![n; 10])));
+            let frame = reader.frame().await.unwrap().unwrap();
+            got.extend_from_slice(&frame.into_data().unwrap());
+            assert!(gauge.get() <= 40, "{} bytes held", gauge.get());
+        }
+        assert_eq!(
+            within,
+            [[true; 3].as_slice(), &[false; 7]].concat(),
+            "30 bytes fit, the 40th does not, and once refused always refused"
+        );
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[99], 9);
+        fill.finish(Ok(()));
+        drop(fill);
+        assert!(
+            gauge.get() > 0,
+            "the fetch over, a reader not at the end yet holds the bytes"
+        );
+        assert!(reader.frame().await.is_none(), "ended whole");
+        assert_eq!(
+            gauge.get(),
+            0,
+            "given back once the last reader read the end"
+        );
+        assert!(budget.grant(30).is_some(), "the whole budget again");
+    }
+
+    /// A fetch that fails or is passed by gives its bytes back at once, though a reader
+    /// still holds the channel.
+    #[tokio::test]
+    async fn a_failed_or_passed_fetch_gives_its_bytes_back() {
+        let gauge = prometheus::IntGauge::new("held", "held").unwrap();
+        let budget = super::super::budget::Budget::new(100, gauge.clone());
+        for end in [0, 1] {
+            let fill = Fill::new();
+            fill.head(
+                Arc::new(Head {
+                    status: StatusCode::OK,
+                    headers: HeaderMap::new(),
+                }),
+                None,
+                budget.grant(60),
+            );
+            let reader = fill.join(false, "miss").await.unwrap().unwrap();
+            assert_eq!(gauge.get(), 60);
+            if end == 0 {
+                fill.fail(UpstreamError::Protocol("gone".to_owned()));
+            } else {
+                fill.pass();
+            }
+            assert_eq!(gauge.get(), 0, "end {end}");
+            drop(reader);
+        }
     }
 }

@@ -293,6 +293,7 @@ pub(crate) mod tests {
             enabled: true,
             memory: 1 << 20,
             max_object_bytes: 1 << 20,
+            max_in_flight_bytes: 1 << 20,
             sendfile_min_bytes: crate::config::upstream::DEFAULT_SENDFILE_MIN_BYTES,
             sendfile_dir: None,
             segment_ttl: Duration::from_secs(600),

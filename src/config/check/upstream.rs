@@ -215,6 +215,18 @@ pub(super) fn shield(
             "must be between 1 and shield.memory (and under 4 GiB)",
         );
     }
+    // A quarter of the cache by default, and never less than one object of the largest
+    // size kept, which could otherwise never be fetched into it.
+    let max_in_flight_bytes = file
+        .max_in_flight_bytes
+        .unwrap_or((memory / 4).max(max_object_bytes));
+    if max_in_flight_bytes < max_object_bytes {
+        p.add(
+            "shield.max_in_flight_bytes",
+            &max_in_flight_bytes.to_string(),
+            "must be at least shield.max_object_bytes: an object that large could never be kept",
+        );
+    }
     let sendfile_min_bytes = file
         .sendfile_min_bytes
         .unwrap_or(DEFAULT_SENDFILE_MIN_BYTES);
@@ -270,6 +282,7 @@ pub(super) fn shield(
         enabled: file.enabled.unwrap_or(true),
         memory,
         max_object_bytes,
+        max_in_flight_bytes,
         sendfile_min_bytes,
         sendfile_dir,
         segment_ttl,
