@@ -4,7 +4,8 @@
 //! cannot be announced says so (503). Freeing a device through one node ends the device's
 //! session on the node that plays it, also when that node hears nothing from Redis at the
 //! time (it stops the session once it hears Redis again); a free while Redis is down
-//! stands, and its answer says the other nodes were not told.
+//! stands, and its answer says the other nodes were not told (`usher admin device delete`
+//! says so on stderr).
 
 mod support;
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use support::admin::api;
+use support::cli::usher_admin;
 use support::postgres::Postgres;
 use support::redis::Redis;
 use support::relay::Relay;
@@ -289,4 +291,35 @@ async fn a_device_freed_while_the_node_playing_it_hears_nothing_stops_once_it_he
     .await;
     assert_eq!(status_reason(&on_a), (403, "session_ended".into()));
     assert_eq!(freed["sessions_ended"], 1, "{freed}");
+}
+
+#[tokio::test]
+async fn the_cli_says_when_a_freed_device_may_play_on_other_nodes() {
+    let mut redis = Redis::start();
+    let origin = spawn_origin(HashMap::new()).await;
+    let node = Usher::start(
+        &rights_config(&origin.url(), &shared_sessions(&redis.url)),
+        &[],
+    );
+    ready(&node).await;
+    let (_, hash) = sell(&node).await;
+    let devices = format!("/api/v1/buyers/{hash}/devices");
+    for device in ["tv", "phone"] {
+        post(&node, &devices, json!({"device": device})).await;
+    }
+    let printed = |device: &str| format!("{}\n", usher::device::hash_id(device, None));
+
+    let told = usher_admin(&node, &["device", "delete", &hash, "tv"]).await;
+    assert_eq!(told.ok(), printed("tv"));
+    assert_eq!(told.stderr, "", "every node was told");
+
+    // Redis down: the free stands (the hash is printed, exit 0), and the operator hears
+    // that the device may play on elsewhere, as the API's answer says.
+    redis.kill();
+    let untold = usher_admin(&node, &["device", "delete", &hash, "phone"]).await;
+    assert_eq!(untold.ok(), printed("phone"));
+    assert!(
+        untold.stderr.starts_with("usher: ") && untold.stderr.contains("may play on"),
+        "{untold:?}"
+    );
 }

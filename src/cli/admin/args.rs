@@ -240,7 +240,8 @@ pub enum DeviceCommand {
         #[arg(long, value_name = "UA")]
         user_agent: Option<String>,
     },
-    /// Free the activation a device holds, named by its id or hash; prints the hash freed.
+    /// Free the activation a device holds, named by its id or hash; prints the hash freed
+    /// (and a note on stderr when its sessions on other nodes may play on).
     Delete {
         /// The purchase hash.
         hash: String,

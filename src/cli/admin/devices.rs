@@ -1,7 +1,7 @@
 //! `usher admin device …` and `usher admin session …`.
 
 use http::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::args::{DeviceCommand, SessionCommand};
 use super::{emit, encode, field, AdminCliError, AdminClient};
@@ -29,7 +29,16 @@ pub async fn device(api: &AdminClient, command: DeviceCommand) -> Result<(), Adm
         DeviceCommand::Delete { hash, device } => {
             let path = format!("buyers/{}/devices/{}", encode(&hash), encode(&device));
             let freed = api.call(Method::DELETE, &path, None).await?;
-            emit(&field(&freed, "freed")?)
+            let hash = field(&freed, "freed")?;
+            // The free stands, but with shared sessions Redis may not have been reached:
+            // the device may play on on other nodes, which the operator must hear of.
+            if freed.get("announced") == Some(&Value::Bool(false)) {
+                let reason = freed.get("reason").and_then(Value::as_str).unwrap_or(
+                    "the device's sessions on other nodes may play on: Redis could not be reached",
+                );
+                eprintln!("usher: {reason}");
+            }
+            emit(&hash)
         }
     }
 }
