@@ -73,8 +73,9 @@ async fn shared_up(node: &InProcess) {
     }
 }
 
-/// Sells `product` holding the media at `/event/` to alice through `node`: her play URL.
-async fn sell(node: &InProcess, product: Value) -> String {
+/// Sells `product` holding the media at `/event/` to alice through `node`: her play URL,
+/// and the purchase's hash.
+async fn sell(node: &InProcess, product: Value) -> (String, String) {
     let code = product["code"].as_str().unwrap().to_owned();
     for (path, body) in [
         ("/api/v1/products".to_owned(), product),
@@ -98,7 +99,8 @@ async fn sell(node: &InProcess, product: Value) -> String {
     )
     .await;
     assert_eq!(status, 201, "{sold}");
-    sold["play_url"].as_str().unwrap().to_owned()
+    let field = |name: &str| sold[name].as_str().unwrap().to_owned();
+    (field("play_url"), field("hash"))
 }
 
 /// `url` (minted by some node) pointed at `node`.
@@ -153,7 +155,7 @@ fn status_reason(reply: &Reply) -> (u16, String) {
 async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_is_ended() {
     let backends = Backends::start().await;
     let a = backends.node("deny").await;
-    let play_url = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell(&a, json!({"code": "p", "name": "Film"})).await;
     let b = backends.node("deny").await;
     let (laptop, laptop_segment) = play(&a, &play_url, "laptop").await;
     assert_eq!(laptop.status, 200, "{}", laptop.text());
@@ -201,7 +203,7 @@ async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() 
     let backends = Backends::start().await;
     let a = backends.node("deny").await;
     let product = json!({"code": "p", "name": "Film", "max_sessions": 1, "concurrency_policy": "replace_oldest"});
-    let play_url = sell(&a, product).await;
+    let (play_url, _) = sell(&a, product).await;
     let b = backends.node("deny").await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
@@ -231,7 +233,7 @@ async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() 
 async fn an_expired_token_on_a_node_without_its_session_follows_on_backend_error() {
     let mut backends = Backends::start().await;
     let a = backends.node("deny").await;
-    let play_url = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell(&a, json!({"code": "p", "name": "Film"})).await;
     let deny = backends.node("deny").await;
     let local = backends.node("local").await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
@@ -250,5 +252,43 @@ async fn an_expired_token_on_a_node_without_its_session_follows_on_backend_error
         fetch(&a, &tv_segment, "tv").await.status,
         200,
         "node A, which holds the session, plays on without Redis"
+    );
+}
+
+/// A rental extended while it plays: the segment URIs the player holds carry the old end
+/// (their `cap`), and past it the node playing the session lets them through (the rights
+/// check knows the new end, the session plays under that purchase). So does node B, to
+/// which the player is moved: Redis's record of the session names its purchase.
+#[tokio::test]
+async fn an_extended_rentals_token_past_its_old_end_plays_on_a_node_that_never_held_its_session() {
+    let backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let old_end = a.now() + 20;
+    let product = json!({"code": "p", "name": "Rental", "access_expire": old_end});
+    let (play_url, hash) = sell(&a, product).await;
+    let b = backends.node("deny").await;
+    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let (status, patched) = api(
+        &a,
+        "PATCH",
+        &format!("/api/v1/buyers/{hash}"),
+        Some(json!({"access_expire": old_end + 3600})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+
+    advance(&[&a, &b], PAST_THE_TOKEN);
+    let moved = fetch(&b, &tv_segment, "tv").await;
+    assert_eq!(
+        moved.status,
+        200,
+        "the tv's session lives on node A, under the extended rental: {}",
+        moved.text()
+    );
+    assert_eq!(
+        fetch(&a, &tv_segment, "tv").await.status,
+        200,
+        "as on node A"
     );
 }

@@ -103,6 +103,9 @@ pub async fn authorize(
         ..*presented
     };
     let rights_follow = state.rights.is_some();
+    // The purchase a session token's session plays under on another node, when it is
+    // taken up from there: this node's registry does not know it yet.
+    let mut elsewhere_under = None;
     let mut grant = match access::decide(
         &settings.keys,
         skew,
@@ -138,7 +141,7 @@ pub async fn authorize(
             // Boxed: rare (an expired token whose session is not live here), and it may
             // wait on Redis; held inline, every request's future would carry its room.
             let ring = &settings.keys;
-            Box::pin(renew::live_elsewhere(
+            let (grant, live) = Box::pin(renew::live_elsewhere(
                 state,
                 ring,
                 skew,
@@ -148,7 +151,9 @@ pub async fn authorize(
                 rights_follow,
             ))
             .await?
-            .ok_or(denied)?
+            .ok_or(denied)?;
+            elsewhere_under = live.purchase;
+            grant
         }
         Err(denied) => return Err(denied.into()),
     };
@@ -193,13 +198,17 @@ pub async fn authorize(
         }
         Kind::Session => {
             let sid = grant.claims.sid.as_deref().unwrap_or_default();
+            let plays_under = |purchase: &str| {
+                state.sessions.plays_under(sid, purchase)
+                    || elsewhere_under.as_deref() == Some(purchase)
+            };
             // When several purchases grant, the session goes on under the one it started
             // under (its end caps its tokens, its limits adopt it), not the preferred one.
             // Only then is the registry asked: a single purchase costs no lookup.
             let entitled = match &entitled.others {
                 Some(others) => others
                     .iter()
-                    .find(|e| state.sessions.plays_under(sid, &e.purchase))
+                    .find(|e| plays_under(&e.purchase))
                     .cloned()
                     .unwrap_or(entitled),
                 None => entitled,
@@ -208,7 +217,7 @@ pub async fn authorize(
             // (extended since): another purchase of the account starts with its own ticket,
             // its own activation check and its own first play.
             let capped = grant.claims.past_cap(now, skew);
-            if capped && !state.sessions.plays_under(sid, &entitled.purchase) {
+            if capped && !plays_under(&entitled.purchase) {
                 let expired = TicketError::Expired {
                     at: grant.claims.exp,
                 };

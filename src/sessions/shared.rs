@@ -30,6 +30,8 @@ mod link;
 mod live;
 mod write_back;
 
+pub use live::LiveElsewhere;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};

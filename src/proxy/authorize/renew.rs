@@ -8,12 +8,14 @@
 use crate::access::{self, Grant, Presented};
 use crate::proxy::respond::ProxyError;
 use crate::proxy::State;
+use crate::sessions::shared::LiveElsewhere;
 use crate::ticket::KeyRing;
 
 /// The grant for `presented`'s session token, refused as expired because this node does
 /// not hold its session live, when another node does (the session is then taken up here
-/// as any session this node does not hold: its activation, limits and end are checked).
-/// `None` when no node plays it, or sessions are not shared; the token stays refused.
+/// as any session this node does not hold: its activation, limits and end are checked),
+/// with the purchase that session plays under there, which this node's registry does not
+/// know. `None` when no node plays it, or sessions are not shared; the token stays refused.
 ///
 /// # Errors
 /// `Unavailable` when Redis does not answer and `sessions.on_backend_error = "deny"`.
@@ -25,7 +27,7 @@ pub(super) async fn live_elsewhere(
     presented: &Presented<'_>,
     now: u64,
     rights_follow: bool,
-) -> Result<Option<Grant>, ProxyError> {
+) -> Result<Option<(Grant, LiveElsewhere)>, ProxyError> {
     if state.sessions.shared_up().is_none() {
         // Sessions are not shared: this node's are all there are.
         return Ok(None);
@@ -44,5 +46,5 @@ pub(super) async fn live_elsewhere(
         .sessions
         .is_live_elsewhere(&grant.claims.sub, sid, now)
         .await?;
-    Ok(live.then_some(grant))
+    Ok(live.map(|live| (grant, live)))
 }
