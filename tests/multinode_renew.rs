@@ -24,6 +24,9 @@ const MEDIA: &str =
 /// Seconds the clocks move: past the session token's 30 s, within the session's 60 s.
 const PAST_THE_TOKEN: u64 = 40;
 
+/// Seconds the clocks move: past the session's 60 s idle timeout.
+const PAST_THE_IDLE_TIMEOUT: u64 = 70;
+
 /// What the nodes run on (kept for the test's length).
 struct Backends {
     _pg: Postgres,
@@ -193,6 +196,25 @@ async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_i
     };
     assert_eq!(status_reason(&on_a), (403, "expired".into()));
     assert_eq!(fetch(&b, &tv_segment, "tv").await.status, 200);
+}
+
+/// A session that idled out (no request within the idle timeout) is over on every node: its
+/// expired token, moved to node B, is refused there, not taken up as a new session, and so
+/// it is on node A, which held it.
+#[tokio::test]
+async fn an_expired_token_of_an_idled_out_session_stays_refused_on_another_node() {
+    let backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let (play_url, _) = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let b = backends.node("deny").await;
+    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+
+    advance(&[&a, &b], PAST_THE_IDLE_TIMEOUT);
+    let moved = fetch(&b, &tv_segment, "tv").await;
+    assert_eq!(status_reason(&moved), (403, "expired".into()));
+    let back = fetch(&a, &tv_segment, "tv").await;
+    assert_eq!(status_reason(&back), (403, "expired".into()));
 }
 
 /// One stream at a time, the oldest giving way: the tv plays on node A, and the phone,
