@@ -76,8 +76,8 @@ async fn shared_up(node: &InProcess) {
     }
 }
 
-/// Sells `product` holding the media at `/event/` to alice through `node`: her play URL,
-/// and the purchase's hash.
+/// Sells `product` holding the media at `/event/` (made at the first sale) to alice through
+/// `node`: her play URL, and the purchase's hash.
 async fn sell(node: &InProcess, product: Value) -> (String, String) {
     let code = product["code"].as_str().unwrap().to_owned();
     for (path, body) in [
@@ -92,7 +92,9 @@ async fn sell(node: &InProcess, product: Value) -> (String, String) {
         ),
     ] {
         let (status, answer) = api(node, "POST", &path, Some(body)).await;
-        assert!(status < 300, "{path}: {answer}");
+        // The media stays from an earlier sale of another product.
+        let made_before = path == "/api/v1/media" && status == 409;
+        assert!(status < 300 || made_before, "{path}: {answer}");
     }
     let (status, sold) = api(
         node,
@@ -313,4 +315,35 @@ async fn an_extended_rentals_token_past_its_old_end_plays_on_a_node_that_never_h
         200,
         "as on node A"
     );
+}
+
+/// A one-device pass plays on the tv; the phone, which the pass cannot admit, plays under
+/// a rental, on node A. Moved to node B with its token (unexpired), the phone goes on under
+/// the rental: B takes its session up under the purchase Redis names, not under the
+/// account's preferred pass, whose one activation the tv holds.
+#[tokio::test]
+async fn a_session_under_the_next_purchase_is_taken_up_under_it_on_another_node() {
+    let backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let pass = json!({"code": "week", "name": "Week", "period": 7, "activation": 1});
+    let (pass, _) = sell(&a, pass).await;
+    let (tv, tv_segment) = play(&a, &pass, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let rental = json!({"code": "rental", "name": "Rental", "hours": 48,
+                        "hours_from": "first_play", "activation": 1});
+    let (rental, _) = sell(&a, rental).await;
+    let (phone, phone_segment) = play(&a, &rental, "phone").await;
+    assert_eq!(phone.status, 200, "{}", phone.text());
+    assert_eq!(fetch(&a, &phone_segment, "phone").await.status, 200);
+
+    // B starts after the sales: in-process nodes do not listen for the store's
+    // invalidations, so one running before would not know the products.
+    let b = backends.node("deny").await;
+    let moved = fetch(&b, &phone_segment, "phone").await;
+    assert_eq!(
+        status_reason(&moved),
+        (200, String::new()),
+        "the phone plays on under its rental on node B"
+    );
+    assert_eq!(fetch(&b, &tv_segment, "tv").await.status, 200);
 }

@@ -198,6 +198,14 @@ pub async fn authorize(
         }
         Kind::Session => {
             let sid = grant.claims.sid.as_deref().unwrap_or_default();
+            if entitled.others.is_some()
+                && elsewhere_under.is_none()
+                && !state.sessions.is_live(sid, now)
+            {
+                let account = &grant.claims.sub;
+                elsewhere_under =
+                    Box::pin(renew::under_elsewhere(state, account, sid, now)).await?;
+            }
             let plays_under = |purchase: &str| {
                 state.sessions.plays_under(sid, purchase)
                     || elsewhere_under.as_deref() == Some(purchase)

@@ -48,3 +48,21 @@ pub(super) async fn live_elsewhere(
         .await?;
     Ok(live.map(|live| (grant, live)))
 }
+
+/// The purchase session `sid` of `account` plays under on another node, asked when several
+/// purchases grant and this node does not hold the session live: a player a balancer moved
+/// here goes on under the purchase it started under (its activation, its limits, its end),
+/// not the account's preferred one, which may not admit its device. `None` when no other
+/// node plays it, or sessions are not shared.
+///
+/// # Errors
+/// `Unavailable` when Redis does not answer and `sessions.on_backend_error = "deny"`.
+pub(super) async fn under_elsewhere(
+    state: &State,
+    account: &str,
+    sid: &str,
+    now: u64,
+) -> Result<Option<String>, ProxyError> {
+    let live = state.sessions.is_live_elsewhere(account, sid, now).await?;
+    Ok(live.and_then(|live| live.purchase))
+}
