@@ -7,7 +7,8 @@
 //! request ─► key (group, path, _HLS_* directives; never a token)
 //!         ─► fresh entry? ─────────────────────────────► hit
 //!         ─► a fetch in flight for the key? ─► join it ─► coalesced
-//!         ─► fetches in flight hold `max_in_flight_bytes`? ─► pass (not kept)
+//!         ─► fetches in flight hold `max_in_flight_bytes` (and no stale copy to
+//!            fall back on)? ─► pass (not kept)
 //!         ─► start one (a task of its own, so a viewer leaving does not stop it),
 //!            read it like any joiner ────────────────────► miss
 //!               upstream group: primary, fallbacks (see proxy::upstream::group)
@@ -196,8 +197,12 @@ impl Shield {
                     return Ok(Some(self.hit(&entry, kind, wants, now)));
                 }
                 // Fetches in flight hold all the bytes they may: this one goes past the
-                // shield, streamed at its viewer's pace and not kept.
-                if inner.budget.is_full() {
+                // shield, streamed at its viewer's pace and not kept. Unless a stale copy
+                // could stand in for an upstream that fails, which only a fetch of the
+                // shield's serves: it holds nothing before its head, and its viewers go
+                // past the shield if the budget has no room for its body then.
+                let stale = cached.as_ref().is_some_and(|e| e.is_usable_stale(now));
+                if inner.budget.is_full() && !stale {
                     drop(inflight);
                     self.over_budget(kind);
                     self.pass(kind);

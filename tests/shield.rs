@@ -1332,3 +1332,58 @@ async fn a_broken_fetch_gives_its_bytes_in_flight_back() {
     assert_eq!(again.headers["x-usher-cache"], "hit", "and kept");
     assert_eq!(served.lock().unwrap().len(), 2);
 }
+
+/// A miss for an object with a stale copy, while fetches in flight hold all the room they
+/// may, still goes through the shield: when the origin fails its viewer gets the stale
+/// copy (as `shield.stale_if_error` promises), not the origin's error; when the origin
+/// answers and the budget has no room for the body, its viewer gets the answer fetched
+/// past the shield.
+#[tokio::test]
+async fn a_spent_budget_does_not_take_the_stale_copy_away_when_the_origin_fails() {
+    let origin = ScriptedOrigin::start().await;
+    origin.script("/live/index.m3u8", Script::playlist(LIVE));
+    let (gate, rx) = Gate::closed();
+    let body = pattern(100_000, 5);
+    let mut held = Script::segment(&body[..50_000]).header("content-length", "100000");
+    held.rest = Bytes::copy_from_slice(&body[50_000..]);
+    held.gate = rx;
+    origin.script("/live/held.ts", held);
+    // Live playlists are fresh for 1 ms: the next request is past the copy's lifetime.
+    let extra = "[shield]\nlive_playlist_ttl = \"1ms\"\nstale_if_error = \"10m\"\n\
+                 max_object_bytes = 100000\nmax_in_flight_bytes = 100000\n";
+    let usher = Usher::start(&patient_config(&origin.url(), extra), &[]);
+    let ticket = mint("/live/");
+    let playlist_url = format!("{}/live/index.m3u8?ticket={ticket}", usher.url);
+    assert_eq!(get(&playlist_url, &[]).await.status, 200);
+    let held_viewer = first_viewer_held(
+        &usher,
+        &format!("{}/live/held.ts?ticket={ticket}", usher.url),
+    )
+    .await;
+    // The budget is spent: the segment's announced length holds all of it.
+    wait_for_bytes_in_flight(&usher, 100_000.0).await;
+
+    origin.script(
+        "/live/index.m3u8",
+        Script::open(503, b"overloaded", "text/plain"),
+    );
+    let failed = get(&playlist_url, &[]).await;
+    assert_eq!(failed.status, 200, "the stale copy, not the origin's 503");
+    assert_eq!(failed.headers["x-usher-cache"], "stale");
+    assert!(failed.text().contains("s2.ts"));
+
+    let newer = LIVE.replace("s2.ts", "s2.ts\n#EXTINF:2,\ns3.ts");
+    origin.script("/live/index.m3u8", Script::playlist(&newer));
+    let answered = get(&playlist_url, &[]).await;
+    assert_eq!(answered.status, 200);
+    assert!(
+        answered.text().contains("s3.ts"),
+        "the origin's answer, past the shield: {}",
+        answered.text()
+    );
+
+    gate.open();
+    assert!(held_viewer.await.unwrap().body == body);
+    wait_for_bytes_in_flight(&usher, 0.0).await;
+}
+
