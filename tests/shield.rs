@@ -1387,3 +1387,191 @@ async fn a_spent_budget_does_not_take_the_stale_copy_away_when_the_origin_fails(
     wait_for_bytes_in_flight(&usher, 0.0).await;
 }
 
+/// A body of frames sent on a channel; the one sent with `true` is the last, and its DATA
+/// frame carries END_STREAM (what an h2 origin's last frame of a body of unknown length
+/// does: the fetch sees the body end with that frame).
+struct Frames {
+    rx: mpsc::Receiver<(Bytes, bool)>,
+    ended: bool,
+}
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.ended {
+            return std::task::Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx).map(|frame| {
+            frame.map(|(data, last)| {
+                self.ended = last;
+                Ok(Frame::data(data))
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+}
+
+/// An HTTPS origin speaking h2 only, its certificate from a throwaway CA: its URL and the
+/// directory holding `ca.pem`. `answer` gives the answer to each request's path.
+async fn h2_origin<F>(answer: F) -> (String, tempfile::TempDir)
+where
+    F: Fn(&str) -> Response<Frames> + Send + Sync + 'static,
+{
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+    )
+    .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, answer) = (acceptor.clone(), answer.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let response = answer(req.uri().path());
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (url, dir)
+}
+
+/// `frames` as an answer's body, those from the `split`th on once `gate` opens.
+fn gated_frames(
+    frames: Vec<(Bytes, bool)>,
+    split: usize,
+    mut gate: watch::Receiver<bool>,
+) -> Frames {
+    let (tx, rx) = mpsc::channel(frames.len());
+    tokio::spawn(async move {
+        for (n, frame) in frames.into_iter().enumerate() {
+            if n == split {
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            let _ = tx.send(frame).await;
+        }
+    });
+    Frames { rx, ended: false }
+}
+
+/// An h2 origin's body of unknown length ends with the DATA frame that carries its last
+/// bytes, and the shield keeps it whole before handing those bytes to its readers. With
+/// no room left in flight for them then, a reader behind (here held back by its own h2
+/// window) still gets every byte: the copy is kept, so the body is not cut down to a
+/// window, and the bytes go back once it is read.
+#[tokio::test]
+async fn the_last_bytes_of_a_body_kept_whole_break_no_reader_when_the_budget_is_spent() {
+    let held_body = pattern(100_000, 1);
+    let grow_body = pattern(56_000, 2);
+    let (held_gate, held_rx) = Gate::closed();
+    let (grow_gate, grow_rx) = Gate::closed();
+    let (held_copy, grow_copy) = (held_body.clone(), grow_body.clone());
+    let (origin, ca) = h2_origin(move |path| {
+        let builder = Response::builder().header("content-type", "video/mp2t");
+        if path == "/vod/a/held.ts" {
+            let frames = vec![
+                (Bytes::copy_from_slice(&held_copy[..50_000]), false),
+                (Bytes::copy_from_slice(&held_copy[50_000..]), true),
+            ];
+            let body = gated_frames(frames, 1, held_rx.clone());
+            return builder
+                .header("content-length", "100000")
+                .body(body)
+                .unwrap();
+        }
+        // No length: 40 frames of 1000 bytes at once, then the last 16000 bytes.
+        let frames = (0..40)
+            .map(|n| {
+                (
+                    Bytes::copy_from_slice(&grow_copy[n * 1000..][..1000]),
+                    false,
+                )
+            })
+            .chain([(Bytes::copy_from_slice(&grow_copy[40_000..]), true)])
+            .collect();
+        builder
+            .body(gated_frames(frames, 40, grow_rx.clone()))
+            .unwrap()
+    })
+    .await;
+    let config = patient_config(
+        &origin,
+        "[shield]\nmax_object_bytes = 100000\nmax_in_flight_bytes = 150000\n",
+    )
+    .replace(
+        "[upstream]\n",
+        &format!(
+            "[upstream]\nca_file = \"{}\"\n",
+            ca.path().join("ca.pem").display()
+        ),
+    );
+    let usher = Usher::start(&config, &[]);
+    let ticket = mint("/vod/a/");
+    let url = |name: &str| format!("{}/vod/a/{name}.ts?ticket={ticket}", usher.url);
+
+    let held_viewer = first_viewer_held(&usher, &url("held")).await;
+    wait_for_bytes_in_flight(&usher, 100_000.0).await;
+    // A viewer whose h2 window lets usher send it about 1 kB until it reads.
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .http2_initial_stream_window_size(1024)
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let grown = client.get(url("grow").parse().unwrap()).await.unwrap();
+    assert_eq!(grown.status(), 200);
+    assert_eq!(grown.headers()["x-usher-cache"], "miss");
+    // The 40 first frames are held: 140 kB of 150 kB. The last 16 kB do not fit.
+    wait_for_bytes_in_flight(&usher, 140_000.0).await;
+    grow_gate.open();
+    // The signal that the fetch kept its copy (the held segment is not whole yet), and
+    // handed its last bytes over at once after.
+    wait_for_metric(&usher, "usher_cache_size_bytes", 56_000.0).await;
+    let read = grown.into_body().collect().await;
+    let read = read
+        .expect("a body kept whole is not broken off")
+        .to_bytes();
+    assert!(read == grow_body, "every byte, in order");
+    let again = get(&url("grow"), &[]).await;
+    assert_eq!(again.headers["x-usher-cache"], "hit");
+    assert!(again.body == grow_body);
+
+    held_gate.open();
+    assert!(held_viewer.await.unwrap().body == held_body);
+    wait_for_bytes_in_flight(&usher, 0.0).await;
+}

@@ -298,7 +298,8 @@ impl Fetch {
         // this fetch.
         self.release();
         if let Some(data) = last {
-            self.fill.push(data);
+            // Of a body kept whole: held even past the budget (one chunk over).
+            self.fill.push_last(data);
         }
         self.end(End::Done(Ok(())));
     }

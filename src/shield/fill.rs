@@ -130,6 +130,27 @@ impl Fill {
         within
     }
 
+    /// The last chunk of a body already kept whole (see [`Fill::push_within`]), held
+    /// whatever the budget says (which shows it all the same): a body complete and kept
+    /// is not cut down to a window, which would break its readers behind.
+    pub fn push_last(&self, chunk: Bytes) {
+        self.progress.send_modify(|p| {
+            if let Progress::Body {
+                chunks,
+                held,
+                grant,
+                ..
+            } = p
+            {
+                *held += chunk.len() as u64;
+                chunks.push_back(chunk);
+                if let Some(grant) = grant {
+                    grant.force(*held);
+                }
+            }
+        });
+    }
+
     /// The body ended: completely, or broken off with a reason.
     pub fn finish(&self, end: Result<(), String>) {
         self.progress.send_modify(|p| {
