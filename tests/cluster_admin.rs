@@ -10,56 +10,17 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 use support::admin::api;
 use support::cli::usher_admin;
-use support::postgres::Postgres;
+use support::cluster::{
+    playing, post, ready, sell_event, shared_sessions, status_reason, within, Cluster, Relayed,
+};
 use support::redis::Redis;
-use support::relay::Relay;
 use support::*;
-
-/// Sessions shared through Redis at `url`, refused while Redis does not answer.
-fn shared_sessions(url: &str) -> String {
-    format!(
-        "[sessions]\nbackend = \"redis\"\non_backend_error = \"deny\"\n\
-         [sessions.redis]\nurl = \"{url}\"\ntimeout = \"500ms\"\n"
-    )
-}
-
-/// Polls `check` (bounded by `limit`) until it says done; the last value it saw.
-async fn within<T, F, Fut>(limit: Duration, mut check: F, done: impl Fn(&T) -> bool) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        let seen = check().await;
-        if done(&seen) || Instant::now() >= deadline {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits (bounded) until `node` is ready: subscribed to Redis and reaching its store.
-async fn ready(node: &Usher) {
-    let url = format!("{}/readyz", node.admin.as_ref().unwrap());
-    let status = within(
-        Duration::from_secs(30),
-        || async { get(&url, &[]).await.status },
-        |s| *s == 200,
-    )
-    .await;
-    assert_eq!(status, 200, "{url}");
-}
-
-fn status_reason(reply: &Reply) -> (u16, String) {
-    (reply.status.as_u16(), reply.reason())
-}
 
 /// A segment whose body is `text`.
 fn segment_of(text: &'static str) -> Object {
@@ -128,101 +89,21 @@ async fn a_purge_through_one_node_drops_the_old_copy_on_the_other_too() {
     );
 }
 
-const MEDIA: &str =
-    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
-
-/// PostgreSQL, Redis, the origin and two ready nodes: A on Redis through `relay` (so its
-/// connections can be silenced), B directly. The nodes go first when it is dropped.
-struct Cluster {
-    a: Usher,
-    b: Usher,
-    relay: Relay,
-    redis: Redis,
-    _origin: Origin,
-    _pg: Postgres,
-}
-
+/// The [`Cluster`] of these tests: A on Redis through the relay (so its connections can be
+/// silenced), B directly.
 async fn cluster() -> Cluster {
-    let pg = Postgres::start();
-    let database = pg.database("usher");
-    let redis = Redis::start();
-    let mut objects = HashMap::new();
-    objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
-    objects.insert("/event/s1.ts".to_owned(), segment(300));
-    let origin = spawn_origin(objects).await;
-    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
-    let config = |redis: &str| {
-        rights_config(
-            &origin.url(),
-            &format!(
-                "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{database}\"\n\
-                 timeout = \"2s\"\nconnect_timeout = \"1s\"\n{}",
-                shared_sessions(redis)
-            ),
-        )
-    };
-    let a = Usher::start(&config(&relay.url), &[]);
-    let b = Usher::start(&config(&redis.url), &[]);
-    ready(&a).await;
-    ready(&b).await;
-    Cluster {
-        a,
-        b,
-        relay,
-        redis,
-        _origin: origin,
-        _pg: pg,
-    }
-}
-
-/// POSTs `body` to `path` on `node`, expecting success.
-async fn post(node: &Usher, path: &str, body: Value) -> Value {
-    let (status, answer) = api(node, "POST", path, Some(body)).await;
-    assert!(status < 300, "{path}: {status} {answer}");
-    answer
+    Cluster::start(Relayed::A).await
 }
 
 /// Sells a product of two activations holding the media at `/event/` to alice, through
 /// `node`: her play URL and purchase hash.
 async fn sell(node: &Usher) -> (String, String) {
-    let media = json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"});
-    post(node, "/api/v1/media", media).await;
-    post(
-        node,
-        "/api/v1/products",
-        json!({"code": "p", "name": "Final", "activation": 2}),
-    )
-    .await;
-    post(node, "/api/v1/products/p/media", json!({"media": "event"})).await;
-    let buyer = json!({"product": "p", "media": "event", "account": "alice"});
-    let sold = post(node, "/api/v1/buyers", buyer).await;
+    let product = json!({"code": "p", "name": "Final", "activation": 2});
+    let sold = sell_event(node, [(product, "alice")]).await;
     (
-        sold["play_url"].as_str().unwrap().to_owned(),
-        sold["hash"].as_str().unwrap().to_owned(),
+        sold[0]["play_url"].as_str().unwrap().to_owned(),
+        sold[0]["hash"].as_str().unwrap().to_owned(),
     )
-}
-
-/// `device` starts playing `url` on `node` (asked until admitted: `node` may not know the
-/// media yet) and gets its first segment; that segment's URL.
-async fn playing(node: &Usher, url: &str, device: &str) -> String {
-    let url = format!("{}{}", node.url, &url[url.find("/event/").unwrap()..]);
-    let headers = [("x-device-id", device)];
-    let reply = within(
-        Duration::from_secs(30),
-        || get(&url, &headers),
-        |r| r.status == 200,
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let line = reply
-        .text()
-        .lines()
-        .find(|l| l.starts_with("s1.ts"))
-        .unwrap()
-        .to_owned();
-    let segment = resolve(&url, &line);
-    assert_eq!(get(&segment, &headers).await.status, 200);
-    segment
 }
 
 /// Frees `device` of purchase `hash` through `node`: the answer.

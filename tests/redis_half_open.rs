@@ -16,112 +16,18 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 use support::admin::api;
-use support::postgres::Postgres;
-use support::redis::Redis;
-use support::relay::Relay;
+use support::cluster::{on, play, playing, ready, sell_event, within_30s, Cluster, Relayed};
 use support::*;
 
-const MEDIA: &str =
-    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
-
-async fn origin() -> Origin {
-    let mut objects = HashMap::new();
-    objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
-    objects.insert("/event/s1.ts".to_owned(), segment(300));
-    spawn_origin(objects).await
-}
-
-/// A node's config: rights from PostgreSQL at `pg`, sessions shared through Redis at
-/// `redis` (refused while Redis does not answer).
-fn node_config(origin: &Origin, pg: &str, redis: &str) -> String {
-    rights_config(
-        &origin.url(),
-        &format!(
-            "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{pg}\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n\
-             [sessions]\nbackend = \"redis\"\non_backend_error = \"deny\"\n\
-             [sessions.redis]\nurl = \"{redis}\"\ntimeout = \"500ms\"\n"
-        ),
-    )
-}
-
-/// Polls `check` (bounded: 30 s) until it says done; the last value it saw.
-async fn within_30s<T, F, Fut>(mut check: F, done: impl Fn(&T) -> bool) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen = check().await;
-        if done(&seen) || Instant::now() >= deadline {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn ready(node: &Usher) -> u16 {
-    get(&format!("{}/readyz", node.admin.as_ref().unwrap()), &[])
-        .await
-        .status
-        .as_u16()
-}
-
-/// POSTs `body` to `path` on `node`, expecting success.
-async fn post(node: &Usher, path: &str, body: Value) -> Value {
-    let (status, answer) = api(node, "POST", path, Some(body)).await;
-    assert!(status < 300, "{path}: {status} {answer}");
-    answer
-}
-
-/// `url` (minted by some node) pointed at `node`.
-fn on(node: &Usher, url: &str) -> String {
-    format!("{}{}", node.url, &url[url.find("/event/").unwrap()..])
-}
-
-/// The playlist through `node` for `device`, and its first segment's URL.
-async fn play(node: &Usher, url: &str, device: &str) -> (Reply, String) {
-    let url = on(node, url);
-    let reply = get(&url, &[("x-device-id", device)]).await;
-    let segment = reply
-        .text()
-        .lines()
-        .find(|l| l.starts_with("s1.ts"))
-        .map(|l| resolve(&url, l))
-        .unwrap_or_default();
-    (reply, segment)
-}
-
-/// Sells `products` (JSON fields, each holding the media `event` at `/event/`) through
-/// `node`, the first to alice and the second to bob: their play URLs.
+/// Sells `products` through `node`, the first to alice and the second to bob: their play
+/// URLs.
 async fn sell(node: &Usher, products: [Value; 2]) -> Vec<String> {
-    let media = json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"});
-    post(node, "/api/v1/media", media).await;
-    let mut urls = Vec::new();
-    for (product, account) in products.into_iter().zip(["alice", "bob"]) {
-        let code = product["code"].as_str().unwrap().to_owned();
-        post(node, "/api/v1/products", product).await;
-        let link = json!({"media": "event"});
-        post(node, &format!("/api/v1/products/{code}/media"), link).await;
-        let buyer = json!({"product": code, "media": "event", "account": account});
-        let sold = post(node, "/api/v1/buyers", buyer).await;
-        urls.push(sold["play_url"].as_str().unwrap().to_owned());
-    }
-    urls
-}
-
-/// `device` starts playing `url` on `node` (asked until admitted: `node` may not know the
-/// media yet); its first segment's URL.
-async fn playing(node: &Usher, url: &str, device: &str) -> String {
-    let (reply, segment) = within_30s(|| play(node, url, device), |(r, _)| r.status == 200).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(get(&segment, &[("x-device-id", device)]).await.status, 200);
-    segment
+    let sold = sell_event(node, products.into_iter().zip(["alice", "bob"])).await;
+    sold.iter()
+        .map(|buyer| buyer["play_url"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// The id of alice's one session, as `node` lists it.
@@ -131,36 +37,9 @@ async fn alice_s_session(node: &Usher) -> String {
     listed["items"][0]["sid"].as_str().unwrap().to_owned()
 }
 
-/// PostgreSQL, Redis, the origin and two nodes, both ready: A on Redis directly, B
-/// through `relay`. The nodes go first when it is dropped.
-struct Cluster {
-    a: Usher,
-    b: Usher,
-    relay: Relay,
-    redis: Redis,
-    _origin: Origin,
-    _pg: Postgres,
-}
-
+/// The [`Cluster`] of these tests: B on Redis through the relay, A directly.
 async fn cluster() -> Cluster {
-    let pg = Postgres::start();
-    let database = pg.database("usher");
-    let redis = Redis::start();
-    let origin = origin().await;
-    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
-    let a = Usher::start(&node_config(&origin, &database, &redis.url), &[]);
-    let b = Usher::start(&node_config(&origin, &database, &relay.url), &[]);
-    for node in [&a, &b] {
-        assert_eq!(within_30s(|| ready(node), |s| *s == 200).await, 200);
-    }
-    Cluster {
-        a,
-        b,
-        relay,
-        redis,
-        _origin: origin,
-        _pg: pg,
-    }
+    Cluster::start(Relayed::B).await
 }
 
 #[tokio::test]
@@ -208,7 +87,7 @@ async fn a_node_whose_redis_connections_went_half_open_replaces_them() {
         (403, "session_replaced".to_owned()),
         "B hears of the replacement"
     );
-    assert_eq!(within_30s(|| ready(b), |s| *s == 200).await, 200);
+    ready(b).await;
 }
 
 #[tokio::test]
@@ -246,7 +125,7 @@ async fn a_session_ended_through_a_node_that_does_not_hold_it_stays_ended() {
         (403, "session_ended".to_owned()),
         "B stops the ended session"
     );
-    assert_eq!(within_30s(|| ready(b), |s| *s == 200).await, 200);
+    ready(b).await;
 }
 
 /// A session ended by id whose record is gone from Redis (dropped when its lifetime has

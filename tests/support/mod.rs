@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod browser;
 pub mod cli;
+pub mod cluster;
 pub mod inprocess;
 pub mod live;
 pub mod postgres;
