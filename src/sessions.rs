@@ -217,9 +217,9 @@ impl Sessions {
             Ok(Ok(shared::Admitted::Join(existing))) => {
                 // Its last request is now, for every node: a viewer resuming here after a
                 // pause must not look idle elsewhere until this node's next touch.
-                if shared.touch(start.account, &existing, now).await {
-                    // Ended by id since it was read.
-                    return Err(SessionDenied::Ended);
+                // Replaced or ended since it was read.
+                if let Some(refused) = shared.touch(start.account, &existing, now).await.refusal() {
+                    return Err(refused);
                 }
                 local(named(&existing), &Limits::default(), false, false)
             }

@@ -12,7 +12,8 @@
 //! End markers on the same two nodes: a session ended by id whose record is gone is still
 //! refused where its token is taken up; a reload joining a session that is ended by id
 //! between the start's read and its touch is refused; and an end whose marker Redis
-//! refuses to write is still announced, so the node playing the session stops it.
+//! refuses to write is still announced, so the node playing the session stops it. A
+//! replacement whose announcement Redis did not take is read at the next touch.
 
 mod support;
 
@@ -235,5 +236,33 @@ async fn an_end_whose_marker_cannot_be_written_is_still_announced() {
         (on_b.status.as_u16(), on_b.reason()),
         (403, "session_ended".to_owned()),
         "B heard the end"
+    );
+}
+
+/// A replacement whose announcement Redis does not take (PUBLISH refused, here by an ACL;
+/// in life, a PUBLISH that failed at that moment or a subscription that missed it): the
+/// node playing the replaced session reads the replacement in its record at its next
+/// touch, and stops it.
+#[tokio::test]
+async fn a_replacement_whose_announcement_is_lost_is_read_at_the_next_touch() {
+    let cluster = cluster().await;
+    let Cluster { a, b, redis, .. } = &cluster;
+    let urls = sell(
+        a,
+        [
+            json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"}),
+            json!({"code": "r", "name": "Final"}),
+        ],
+    )
+    .await;
+    let tv = playing(b, &urls[0], "tv").await;
+
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "default", "-publish"]), "OK");
+    assert_eq!(play(a, &urls[0], "phone").await.0.status, 200);
+    let refused = within_30s(|| get(&tv, &[("x-device-id", "tv")]), |r| r.status != 200).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.reason()),
+        (403, "session_replaced".to_owned()),
+        "B reads the replacement in the session's record"
     );
 }

@@ -43,7 +43,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::limits::{plan, Plan};
-use super::{Limits, Session, SessionDenied, Start, ENDED, REPLACED};
+use super::{Limits, Session, SessionDenied, Start, ENDED, LIVE, REPLACED};
 use crate::config::{OnBackendError, RedisConfig};
 use crate::metrics::SessionsBackendMetrics;
 
@@ -127,6 +127,28 @@ pub struct SharedSessions {
     /// Sessions started or ended here while Redis did not answer, by id: written back once
     /// it answers again ([`write_back`]).
     deferred: std::sync::Mutex<HashMap<String, Arc<Session>>>,
+}
+
+/// What a touch of a session read of it in Redis ([`SharedSessions::touch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Touched {
+    /// Nothing new (or Redis did not answer).
+    Nothing,
+    /// Ended by id meanwhile (its marker): its record is still to be written ended.
+    EndedById,
+    /// Its record holds it replaced or ended (this state) by another node.
+    Recorded(u8),
+}
+
+impl Touched {
+    /// What a request joining the session is told: nothing when it is still live.
+    pub(super) fn refusal(self) -> Option<SessionDenied> {
+        match self {
+            Touched::Nothing => None,
+            Touched::Recorded(REPLACED) => Some(SessionDenied::Replaced),
+            Touched::Recorded(_) | Touched::EndedById => Some(SessionDenied::Ended),
+        }
+    }
 }
 
 fn keys(account: &str) -> (String, String) {
@@ -285,8 +307,11 @@ impl SharedSessions {
             let victims = match planned {
                 Err(denied) => return Ok(Err(denied)),
                 Ok(Plan::Join(existing)) => {
-                    if commit && self.touch(start.account, &existing.sid, now).await {
-                        return Ok(Err(SessionDenied::Ended));
+                    if commit {
+                        let touched = self.touch(start.account, &existing.sid, now).await;
+                        if let Some(refused) = touched.refusal() {
+                            return Ok(Err(refused));
+                        }
                     }
                     return Ok(Ok(Admitted::Join(existing.sid.clone())));
                 }
@@ -328,31 +353,43 @@ impl SharedSessions {
         ))
     }
 
-    /// Records a request on a session (in the background of the request that made it);
-    /// whether the session was ended by id meanwhile ([`ends`]). `false` also when Redis
-    /// did not answer (counted in the backend errors).
+    /// Records a request on a session (in the background of the request that made it), and
+    /// reads what other nodes did to it meanwhile: an end by id ([`ends`]), or a replacement
+    /// or end its record holds (its announcement may have been lost: a PUBLISH Redis did not
+    /// take, a subscription that missed it). [`Touched::Nothing`] also when Redis did not
+    /// answer (counted in the backend errors).
     #[must_use]
-    pub(super) async fn touch(&self, account: &str, sid: &str, now: u64) -> bool {
+    pub(super) async fn touch(&self, account: &str, sid: &str, now: u64) -> Touched {
         let (sessions_key, seen_key) = keys(account);
         let ttl = self.key_ttl_ms() as i64;
         // Both keys live on while a session plays, however long since the last start.
-        self.call("touch", |mut conn| {
-            let (sessions, seen, sid) = (sessions_key.clone(), seen_key.clone(), sid.to_owned());
-            async move {
-                redis::pipe()
-                    .hset(&seen, &sid, now)
-                    .ignore()
-                    .pexpire(&seen, ttl)
-                    .ignore()
-                    .pexpire(&sessions, ttl)
-                    .ignore()
-                    .exists(ends::key(&sid))
-                    .query_async::<(bool,)>(&mut conn)
-                    .await
-            }
-        })
-        .await
-        .is_ok_and(|(ended,)| ended)
+        let touched = self
+            .call("touch", |mut conn| {
+                let (sessions, seen, sid) =
+                    (sessions_key.clone(), seen_key.clone(), sid.to_owned());
+                async move {
+                    redis::pipe()
+                        .hset(&seen, &sid, now)
+                        .ignore()
+                        .pexpire(&seen, ttl)
+                        .ignore()
+                        .pexpire(&sessions, ttl)
+                        .ignore()
+                        .exists(ends::key(&sid))
+                        .hget(&sessions, &sid)
+                        .query_async::<(bool, Option<String>)>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        match touched {
+            Ok((true, _)) => Touched::EndedById,
+            Ok((false, Some(record))) => serde_json::from_str::<Record>(&record)
+                .ok()
+                .filter(|r| r.state != LIVE)
+                .map_or(Touched::Nothing, |r| Touched::Recorded(r.state)),
+            _ => Touched::Nothing,
+        }
     }
 
     /// Marks a session ended (the operator's `DELETE /api/v1/sessions/{sid}` on any node).

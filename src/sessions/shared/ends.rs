@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{BackendError, SharedSessions};
+use super::{BackendError, SharedSessions, Touched};
 use crate::sessions::{Session, ENDED, LIVE};
 
 /// The end marker of session `sid`.
@@ -119,18 +119,28 @@ impl SharedSessions {
     }
 
     /// Writes a touch of `session`, this node's copy (throttled by the caller); when it was
-    /// ended by id meanwhile, ends it here and writes the end into its record.
+    /// ended by id meanwhile, ends it here and writes the end into its record; when its
+    /// record says another node replaced or ended it, marks it so here.
     pub(in crate::sessions) async fn touch_held(&self, session: &Session, now: u64) {
-        if self.touch(&session.account, &session.sid, now).await
-            && session
+        let mark = |state| {
+            session
                 .state
-                .compare_exchange(LIVE, ENDED, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(LIVE, state, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-        {
-            if let Err(e) = self.end(&session.account, &session.sid).await {
-                // Not lost: this copy is ended, and the marker stays for the others.
-                tracing::warn!(error = %e, "an end by id not yet written into its record");
+        };
+        match self.touch(&session.account, &session.sid, now).await {
+            Touched::EndedById if mark(ENDED) => {
+                if let Err(e) = self.end(&session.account, &session.sid).await {
+                    // Not lost: this copy is ended, and the marker stays for the others.
+                    tracing::warn!(error = %e, "an end by id not yet written into its record");
+                }
             }
+            // Replaced or ended by another node whose announcement did not come: stopped
+            // here within a touch interval all the same.
+            Touched::Recorded(state) if mark(state) => {
+                tracing::info!(state, "a session change heard at its touch, not announced");
+            }
+            _ => {}
         }
     }
 
