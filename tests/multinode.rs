@@ -139,12 +139,7 @@ fn on(node: &Usher, url: &str) -> String {
 async fn play(node: &Usher, url: &str, headers: &[(&str, &str)]) -> (Reply, String) {
     let url = on(node, url);
     let reply = get(&url, headers).await;
-    let segment = reply
-        .text()
-        .lines()
-        .find(|l| l.starts_with("s1.ts"))
-        .map(|l| resolve(&url, l))
-        .unwrap_or_default();
+    let segment = first_segment(&url, &reply);
     (reply, segment)
 }
 

@@ -119,12 +119,7 @@ fn on(node: &InProcess, url: &str) -> String {
 async fn play(node: &InProcess, play_url: &str, device: &str) -> (Reply, String) {
     let url = on(node, play_url);
     let reply = get(&url, &[("x-device-id", device)]).await;
-    let segment = reply
-        .text()
-        .lines()
-        .find(|l| l.starts_with("s1.ts"))
-        .map(|l| resolve(&url, l))
-        .unwrap_or_default();
+    let segment = first_segment(&url, &reply);
     (reply, segment)
 }
 

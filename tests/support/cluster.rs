@@ -11,7 +11,9 @@ use super::admin::api;
 use super::postgres::Postgres;
 use super::redis::Redis;
 use super::relay::Relay;
-use super::{get, playlist, resolve, rights_config, segment, spawn_origin, Origin, Reply, Usher};
+use super::{
+    first_segment, get, playlist, rights_config, segment, spawn_origin, Origin, Reply, Usher,
+};
 
 /// The media playlist at `/event/index.m3u8`: two segments, of which the origin serves
 /// `s1.ts`.
@@ -169,12 +171,7 @@ pub fn on(node: &Usher, url: &str) -> String {
 pub async fn play(node: &Usher, url: &str, device: &str) -> (Reply, String) {
     let url = on(node, url);
     let reply = get(&url, &[("x-device-id", device)]).await;
-    let segment = reply
-        .text()
-        .lines()
-        .find(|l| l.starts_with("s1.ts"))
-        .map(|l| resolve(&url, l))
-        .unwrap_or_default();
+    let segment = first_segment(&url, &reply);
     (reply, segment)
 }
 

@@ -682,6 +682,17 @@ pub fn uris(playlist: &str) -> Vec<String> {
     out
 }
 
+/// The URL of the first segment (`s1.ts`, token and all) in `playlist`, the answer to
+/// `url`; empty when it names none.
+pub fn first_segment(url: &str, playlist: &Reply) -> String {
+    playlist
+        .text()
+        .lines()
+        .find(|l| l.starts_with("s1.ts"))
+        .map(|l| resolve(url, l))
+        .unwrap_or_default()
+}
+
 /// Resolves a playlist URI against the URL of the playlist it came in.
 pub fn resolve(base: &str, uri: &str) -> String {
     if uri.starts_with("http://") || uri.starts_with("https://") {
