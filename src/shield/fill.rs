@@ -292,6 +292,20 @@ mod tests {
     use super::*;
     use http::{HeaderMap, StatusCode};
 
+    /// A fill whose head (200, no headers) is in, holding `grant` of a budget.
+    fn headed(grant: Option<super::super::budget::Grant>) -> Arc<Fill> {
+        let fill = Fill::new();
+        fill.head(
+            Arc::new(Head {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+            }),
+            None,
+            grant,
+        );
+        fill
+    }
+
     #[tokio::test]
     async fn an_abandoned_fetch_fails_its_waiters_instead_of_holding_them() {
         let waiting = Fill::new();
@@ -342,15 +356,7 @@ mod tests {
     /// window (and one chunk) is ever held.
     #[tokio::test]
     async fn a_body_held_through_a_window_serves_who_keeps_up_and_breaks_who_lags() {
-        let fill = Fill::new();
-        fill.head(
-            Arc::new(Head {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-            }),
-            None,
-            None,
-        );
+        let fill = headed(None);
         let lagging = fill.join(false, "coalesced").await.unwrap().unwrap();
         let keeping_up = fill.join(false, "coalesced").await.unwrap().unwrap();
         let mut keeping_up = keeping_up.response.into_body();
@@ -381,15 +387,7 @@ mod tests {
     async fn a_body_past_the_budget_stops_growing_and_gives_its_bytes_back_when_read() {
         let gauge = prometheus::IntGauge::new("held", "held").unwrap();
         let budget = super::super::budget::Budget::new(30, gauge.clone());
-        let fill = Fill::new();
-        fill.head(
-            Arc::new(Head {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-            }),
-            None,
-            budget.grant(0),
-        );
+        let fill = headed(budget.grant(0));
         let reader = fill.join(false, "miss").await.unwrap().unwrap();
         let mut reader = reader.response.into_body();
         let mut got = Vec::new();
@@ -429,15 +427,7 @@ mod tests {
         let gauge = prometheus::IntGauge::new("held", "held").unwrap();
         let budget = super::super::budget::Budget::new(100, gauge.clone());
         for end in [0, 1] {
-            let fill = Fill::new();
-            fill.head(
-                Arc::new(Head {
-                    status: StatusCode::OK,
-                    headers: HeaderMap::new(),
-                }),
-                None,
-                budget.grant(60),
-            );
+            let fill = headed(budget.grant(60));
             let reader = fill.join(false, "miss").await.unwrap().unwrap();
             assert_eq!(gauge.get(), 60);
             if end == 0 {
