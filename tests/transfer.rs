@@ -1,6 +1,7 @@
 //! `usher store export` and `usher store import` on the embedded database: an export file
 //! only its owner can read, that ends with its own counts, made from a database that
-//! exists; an import refused under a running server and for a file cut short.
+//! exists; an import refused under a running server and for a file cut short. An export
+//! of PostgreSQL reads one snapshot while other nodes go on writing.
 
 mod support;
 
@@ -11,7 +12,14 @@ use std::path::Path;
 use serde_json::json;
 use support::admin::api;
 use support::cli::CliRun;
+use support::postgres::Postgres;
 use support::*;
+use usher::config::PostgresConfig;
+use usher::metrics::Metrics;
+use usher::rights::model::{Product, Purchase};
+use usher::rights::postgres::PostgresStore;
+use usher::rights::store::Store;
+use usher::rights::transfer;
 
 async fn store_cli(args: &[&str]) -> CliRun {
     support::cli::run_cli(std::process::Command::new(usher_bin()), args).await
@@ -121,4 +129,83 @@ async fn an_export_is_private_and_whole_and_an_import_waits_for_the_server_to_st
     let missing = transfer("export", &config, &typo, &dir.path().join("none.jsonl")).await;
     assert!(missing.failed().contains("no database at"), "{missing:?}");
     assert!(!typo.join("usher.db").exists(), "nothing made there");
+}
+
+/// A PostgreSQL export goes on while nodes sell and delete: it holds what the database held
+/// when it began, nothing deleted after missing and nothing added after showing up.
+#[tokio::test]
+async fn a_postgres_export_reads_the_database_as_it_stood_when_it_began() {
+    let pg = Postgres::start();
+    let config = PostgresConfig {
+        url: pg.database("snapshot"),
+        pool_size: 4,
+        connect_timeout: std::time::Duration::from_secs(2),
+        timeout: std::time::Duration::from_secs(3),
+        ca_file: None,
+    };
+    let node = PostgresStore::connect(&config, Metrics::new().store).unwrap();
+    let product = |code: &str| -> Product {
+        serde_json::from_value(json!({"code": code, "name": code})).unwrap()
+    };
+    node.create_product(&product("final")).unwrap();
+    for hash in ["h1", "h2", "h3"] {
+        let purchase = Purchase::new(hash.into(), "final", format!("acct-{hash}"), 10);
+        node.create_purchase(&purchase).unwrap();
+    }
+
+    let snapshot = PostgresStore::snapshot(&config, Metrics::new().store).unwrap();
+    // Another node goes on: a purchase deleted, a product and a purchase added.
+    node.delete_purchase("h1").unwrap();
+    node.create_product(&product("encore")).unwrap();
+    let late = Purchase::new("h4".into(), "encore", "acct-h4".into(), 20);
+    node.create_purchase(&late).unwrap();
+
+    let mut out = Vec::new();
+    let counts = transfer::export(&snapshot, &mut out).unwrap();
+    assert_eq!((counts.products, counts.purchases), (1, 3), "{counts:?}");
+    let file = String::from_utf8(out).unwrap();
+    let hashes: Vec<&str> = ["h1", "h2", "h3", "h4"]
+        .into_iter()
+        .filter(|h| file.contains(&format!("\"hash\":\"{h}\"")))
+        .collect();
+    assert_eq!(hashes, ["h1", "h2", "h3"]);
+    // Its connection cut: it refuses to read rather than read what stands now.
+    let cut = pg
+        .psql(
+            "snapshot",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'snapshot' AND state = 'idle in transaction'",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&cut.stdout).trim(), "1", "{cut:?}");
+    // The read that meets the cut fails, and later ones do not go on on a new connection
+    // (which would read the database as it stands now).
+    for attempt in 1..=3 {
+        let refused = transfer::export(&snapshot, &mut Vec::new())
+            .expect_err("an export after the cut")
+            .to_string();
+        assert!(
+            refused.contains("snapshot") || refused.contains("connection"),
+            "attempt {attempt}: {refused}"
+        );
+    }
+
+    // `usher store export` on PostgreSQL reads one too: what stands now.
+    let dir = tempfile::tempdir().unwrap();
+    let pg_config = dir.path().join("usher.toml");
+    let store = format!(
+        "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{}\"\n",
+        config.url
+    );
+    std::fs::write(&pg_config, rights_config("http://127.0.0.1:9", &store)).unwrap();
+    let file = dir.path().join("pg.jsonl");
+    let exported = transfer("export", &pg_config, &dir.path().join("data"), &file).await;
+    exported.ok();
+    assert!(
+        exported
+            .stderr
+            .contains("exported 2 products, 0 media, 0 links, 4 accounts, 3 purchases"),
+        "{exported:?}"
+    );
 }

@@ -127,14 +127,15 @@ const EXPORT_SNAPSHOT: &str = "export-snapshot";
 /// owner, a reader that holds it open) never receives a ticket. A symbolic link is
 /// followed (the file it names is replaced, the link stays); a target that is not a
 /// regular file (`/dev/stdout`, a FIFO) is written to as it is. The embedded database is
-/// read from a copy made at the start, so a server that goes on selling or revoking
+/// read from a copy made at the start, and PostgreSQL in one read-only snapshot
+/// transaction ([`crate::rights::postgres::PostgresStore::snapshot`]), so a server that goes on selling or revoking
 /// meanwhile cannot make a record appear twice or not at all. Errors are printed; the exit
 /// code comes back.
 fn export(args: &TransferArgs) -> Result<Counts, i32> {
     let config = load(&args.config, &args.data_dir)?;
     let Some(given) = &args.file else {
         let mut out = BufWriter::new(std::io::stdout());
-        return export_to(&config, args, &mut out);
+        return export_to(&config, &mut out);
     };
     let unusable = |e: std::io::Error| failed(&format!("{}: {e}", given.display()));
     let is_link = std::fs::symlink_metadata(given).is_ok_and(|m| m.file_type().is_symlink());
@@ -149,7 +150,7 @@ fn export(args: &TransferArgs) -> Result<Counts, i32> {
             .open(path)
             .map_err(unusable)?;
         let mut out = BufWriter::new(stream);
-        let counts = export_to(&config, args, &mut out)?;
+        let counts = export_to(&config, &mut out)?;
         out.flush().map_err(unusable)?;
         return Ok(counts);
     }
@@ -165,7 +166,7 @@ fn export(args: &TransferArgs) -> Result<Counts, i32> {
         .open(&part)
         .map_err(|e| failed(&format!("{}: {e}", part.display())))?;
     let mut out = BufWriter::new(file);
-    let exported = export_to(&config, args, &mut out).and_then(|counts| {
+    let exported = export_to(&config, &mut out).and_then(|counts| {
         out.flush()
             .and_then(|()| out.get_ref().sync_all())
             .and_then(|()| std::fs::rename(&part, path))
@@ -185,11 +186,7 @@ fn failed(e: &dyn std::fmt::Display) -> i32 {
 }
 
 /// Writes the export of `config`'s store to `out`.
-fn export_to(
-    config: &crate::config::Config,
-    args: &TransferArgs,
-    out: &mut impl std::io::Write,
-) -> Result<Counts, i32> {
+fn export_to(config: &crate::config::Config, out: &mut impl std::io::Write) -> Result<Counts, i32> {
     match &config.store {
         StoreBackend::Sqlite => {
             let db = config.data_dir.join("usher.db");
@@ -210,9 +207,11 @@ fn export_to(
             let _ = std::fs::remove_dir_all(&dir);
             exported
         }
-        StoreBackend::Postgres(_) => {
-            let store = open(&args.config, &args.data_dir)?;
-            transfer::export(store.as_ref(), out).map_err(|e| failed(&e))
+        StoreBackend::Postgres(pg) => {
+            let snapshot =
+                crate::rights::postgres::PostgresStore::snapshot(pg, Metrics::new().store)
+                    .map_err(|e| failed(&e))?;
+            transfer::export(&snapshot, out).map_err(|e| failed(&e))
         }
     }
 }

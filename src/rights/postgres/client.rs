@@ -37,6 +37,35 @@ impl PostgresStore {
     /// # Errors
     /// When the URL is bad, the server cannot be reached, or a migration fails.
     pub fn connect(config: &PostgresConfig, metrics: StoreMetrics) -> Result<Self, StoreError> {
+        let store = Self::open(config, metrics, Connections::Pooled)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// A store that reads the database as it stood when it was opened: one connection in
+    /// one `REPEATABLE READ, READ ONLY` transaction, so writers that go on meanwhile
+    /// change nothing in what it reads (`usher store export` beside running servers: no
+    /// purchase appears twice or not at all). Every write fails. The schema is brought up
+    /// to date first, on a connection of its own. If the connection breaks, every later
+    /// read fails rather than reading outside the snapshot.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`], and when the transaction cannot be begun.
+    pub fn snapshot(config: &PostgresConfig, metrics: StoreMetrics) -> Result<Self, StoreError> {
+        drop(Self::connect(config, metrics.clone())?);
+        let store = Self::open(config, metrics, Connections::Snapshot)?;
+        // The snapshot is taken by the transaction's first statement: take it now.
+        store.run("snapshot", |c| async move {
+            c.query_one("SELECT 1", &[]).await.map_err(pg).map(drop)
+        })?;
+        Ok(store)
+    }
+
+    fn open(
+        config: &PostgresConfig,
+        metrics: StoreMetrics,
+        connections: Connections,
+    ) -> Result<Self, StoreError> {
         let mut pg_config: tokio_postgres::Config = config
             .url
             .parse()
@@ -74,8 +103,11 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(format!("store runtime: {e}")))?;
         let pool = {
             let _entered = runtime.enter();
-            Pool::builder(manager)
-                .max_size(config.pool_size as usize)
+            let builder = Pool::builder(manager);
+            match connections {
+                Connections::Pooled => builder.max_size(config.pool_size as usize),
+                Connections::Snapshot => builder.max_size(1).post_create(snapshot_begins()),
+            }
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .wait_timeout(Some(config.timeout))
                 .create_timeout(Some(config.connect_timeout))
@@ -83,15 +115,13 @@ impl PostgresStore {
                 .build()
                 .map_err(|e| StoreError::Backend(format!("store pool: {e}")))?
         };
-        let store = Self {
+        Ok(Self {
             pool,
             runtime: Some(runtime),
             timeout: config.timeout,
             metrics,
             reachable: std::sync::atomic::AtomicBool::new(true),
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
     /// The schema version (number of migrations applied).
@@ -297,6 +327,36 @@ impl PostgresStore {
     }
 }
 
+/// How a store holds its connections.
+#[derive(Clone, Copy)]
+enum Connections {
+    /// A pool of `store.postgres.pool_size`, each operation its own transaction.
+    Pooled,
+    /// One connection in one read-only snapshot transaction ([`PostgresStore::snapshot`]).
+    Snapshot,
+}
+
+/// The hook that begins the snapshot transaction on a snapshot store's one connection,
+/// and refuses a second connection (the first broke: a new one would read outside the
+/// snapshot).
+fn snapshot_begins() -> deadpool_postgres::Hook {
+    let begun = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    deadpool_postgres::Hook::async_fn(move |client, _| {
+        let begun = begun.clone();
+        Box::pin(async move {
+            if begun.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(deadpool_postgres::HookError::message(
+                    "the snapshot's connection was lost: start again",
+                ));
+            }
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await
+                .map_err(deadpool_postgres::HookError::Backend)
+        })
+    })
+}
+
 /// The operations that only read: one of them that loses its connection or its answer
 /// has written nothing, so the store was simply unavailable. Every other operation is
 /// taken to write (one that loses its answer after sending may have been carried out), so
@@ -322,6 +382,7 @@ const READS: &[&str] = &[
     "sale_key",
     "sale_keys",
     "schema",
+    "snapshot",
     "webhook_backlog",
     "webhook_queue_depth",
 ];
