@@ -74,6 +74,8 @@ pub struct PlaylistsConfig {
     pub compress_min_bytes: usize,
     /// The gzip level, 1 (fastest) to 9 (smallest).
     pub compress_level: u32,
+    /// Extensions (lower case, no dot) of other objects that are interstitials asset lists.
+    pub asset_list_extensions: Vec<String>,
 }
 
 impl Default for PlaylistsConfig {
@@ -82,6 +84,7 @@ impl Default for PlaylistsConfig {
             compress: Compress::Gzip,
             compress_min_bytes: 1024,
             compress_level: 1,
+            asset_list_extensions: vec!["json".to_owned()],
         }
     }
 }

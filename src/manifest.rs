@@ -6,7 +6,8 @@
 //! `EXT-X-SESSION-KEY`, `EXT-X-MAP`, `EXT-X-PART`, `EXT-X-PRELOAD-HINT` and
 //! `EXT-X-SESSION-DATA` and `EXT-X-IMAGE-STREAM-INF`, `SERVER-URI` of
 //! `EXT-X-CONTENT-STEERING`, and `X-ASSET-URI`/`X-ASSET-LIST` of `EXT-X-DATERANGE`
-//! (interstitials).
+//! (interstitials). The asset list an `X-ASSET-LIST` names is JSON, whose asset URIs
+//! [`rewrite_asset_list`] writes by the same rules.
 //! `EXT-X-RENDITION-REPORT` URIs name a rendition and are never fetched: they get no token
 //! (origin URIs are still rerouted), so players such as hls.js match them to the
 //! renditions they know. Line endings, attribute order, numbers, comments and unknown
@@ -33,6 +34,7 @@
 //! ([`ManifestError`]): a carriage return inside a line, an unquoted `URI`, a variable
 //! defined twice, a `QUERYPARAM` the request does not carry.
 
+mod asset_list;
 mod attributes;
 mod define;
 mod timeline;
@@ -40,6 +42,7 @@ mod uri;
 mod variables;
 
 use crate::origin::OriginBase;
+pub use asset_list::{rewrite_asset_list, AssetListError};
 use attributes::find_attributes;
 use define::Definition;
 use timeline::Timeline;
@@ -132,13 +135,15 @@ enum Role {
     Timeline,
 }
 
-/// Master or media playlist.
+/// Master or media playlist, or an interstitials asset list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlaylistKind {
     /// Has variant streams or renditions.
     Master,
     /// Has segments.
     Media,
+    /// The JSON list of an interstitial's assets.
+    AssetList,
 }
 
 impl PlaylistKind {
@@ -147,6 +152,7 @@ impl PlaylistKind {
         match self {
             PlaylistKind::Master => "master",
             PlaylistKind::Media => "media",
+            PlaylistKind::AssetList => "asset_list",
         }
     }
 }
@@ -214,6 +220,9 @@ pub enum ManifestError {
         /// The limit.
         limit: usize,
     },
+    /// An asset list that is not JSON, or whose assets are not as the spec makes them.
+    #[error("asset list: {0}")]
+    AssetList(#[from] AssetListError),
     /// `EXT-X-STREAM-INF` with no URI line after it.
     #[error("line {line}: EXT-X-STREAM-INF without a URI")]
     MissingVariantUri {

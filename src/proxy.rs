@@ -14,7 +14,7 @@
 //!            bought, in window, active, not revoked, account enabled       (403/503)
 //!         ─► upstream request: credentials stripped from query and headers,
 //!            hop-by-hop removed, X-Forwarded-*/Forwarded added             (502/504)
-//!         ─► playlist? → read whole (bounded) → manifest::rewrite with one
+//!         ─► playlist or asset list? → read whole (bounded) → rewrite with one
 //!            session token minted for this response → private, no-store    (502)
 //!            otherwise → stream the body through as it arrives
 //!         ─► CORS headers, x-request-id; metrics and one log line at the end
@@ -426,7 +426,8 @@ async fn handle_inner(
     let upstream_query = credentials::strip_query(query, |name| {
         credentials::is_credential_param(settings, &config.formats, name)
     });
-    let rewrite = grant.is_some() && kind == ObjectKind::Playlist;
+    let by_path = playlist::Document::by_path(&config.playlists, kind, &path);
+    let rewrite = grant.is_some() && by_path.is_some();
     let host = req
         .uri()
         .authority()
@@ -438,8 +439,8 @@ async fn handle_inner(
         host,
     };
     let head_only = req.method() == Method::HEAD;
-    let conditions =
-        conditional::Conditions::of(req.headers()).filter(|_| kind != ObjectKind::Playlist);
+    let conditions = conditional::Conditions::of(req.headers())
+        .filter(|_| kind != ObjectKind::Playlist && !rewrite);
     let group = state.upstreams.group(config.upstream_for(&path));
     let shielded = if state
         .shield
@@ -503,11 +504,13 @@ async fn handle_inner(
     };
     let mut response = respond::counted(state, fetched)?;
 
-    // Whether the upstream says this is a playlist, whatever the path looked like.
-    let playlist_answer = playlist::is_playlist_response(&response);
-    if grant.is_some() && playlist_answer && !rewrite && !playlist::is_whole(&response, head_only) {
-        // A protected playlist at a path that did not say so, fetched as the viewer asked
-        // (a range, a condition, another coding, HEAD): fetched again whole, to rewrite.
+    // What the upstream says this is, whatever the path looked like.
+    let answer = playlist::Document::by_answer(kind, &response);
+    let playlist_answer = answer == Some(playlist::Document::Playlist);
+    if grant.is_some() && answer.is_some() && !rewrite && !playlist::is_whole(&response, head_only)
+    {
+        // A protected playlist or asset list at a path that did not say so, fetched as the
+        // viewer asked (a range, a condition, another coding, HEAD): fetched whole, to rewrite.
         let whole = Box::pin(fetch_past_shield(
             state,
             group,
@@ -517,9 +520,10 @@ async fn handle_inner(
         .await;
         response = respond::counted(state, whole)?;
     }
-    match grant {
-        Some(grant) if rewrite || playlist_answer => {
+    match (grant, answer.or(by_path)) {
+        (Some(grant), Some(document)) => {
             let request = playlist::PlaylistRequest {
+                document,
                 config,
                 path: &path,
                 grant: &grant,

@@ -12,6 +12,7 @@ use super::{
     Upstream,
 };
 use crate::origin::OriginBase;
+use crate::path::ObjectKind;
 use crate::ticket::{Key, KeyRing};
 
 mod admin;
@@ -403,6 +404,18 @@ fn check_playlists(p: &mut Problems, file: super::file::PlaylistsFile) -> super:
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
         compress_level: level.clamp(1, 9),
+        asset_list_extensions: upstream::listed(
+            p,
+            "playlists.asset_list_extensions",
+            file.asset_list_extensions,
+            &["json"],
+            |ext| match upstream::extension_problem(ext) {
+                None if ObjectKind::of(&format!("/x.{ext}")) != ObjectKind::Other => {
+                    Some("names a playlist, segment, init section or key")
+                }
+                why => why,
+            },
+        ),
     }
 }
 

@@ -70,6 +70,8 @@ pub struct PlaylistsFile {
     pub compress_min_bytes: Option<u64>,
     /// gzip level 1..=9.
     pub compress_level: Option<u32>,
+    /// Extensions (no dot) of protected objects rewritten as asset lists.
+    pub asset_list_extensions: Option<Vec<String>>,
 }
 
 /// `[webhooks]`

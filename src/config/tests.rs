@@ -451,3 +451,28 @@ fn a_touch_interval_not_shorter_than_the_idle_timeout_is_refused() {
     let fine = format!("{MINIMAL}\n[sessions]\nidle_timeout = \"30s\"\ntouch_interval = \"10s\"\n");
     assert!(parse(&fine).is_ok());
 }
+
+#[test]
+fn asset_list_extensions_default_to_json_and_name_no_other_kind() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().playlists.asset_list_extensions,
+        ["json"]
+    );
+    let listed = format!("{MINIMAL}\n[playlists]\nasset_list_extensions = [\"JSON\", \"list\"]\n");
+    assert_eq!(
+        parse(&listed).unwrap().playlists.asset_list_extensions,
+        ["json", "list"]
+    );
+    let bad = format!(
+        "{MINIMAL}\n[playlists]\nasset_list_extensions = [\".json\", \"m3u8\", \"ts\", \"json\"]\n"
+    );
+    let all = problems(&bad);
+    for expected in [
+        "playlists.asset_list_extensions[0] = \".json\": an extension without its dot",
+        "playlists.asset_list_extensions[1] = \"m3u8\": names a playlist, segment",
+        "playlists.asset_list_extensions[2] = \"ts\": names a playlist, segment",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert!(!all.contains("[3]"), "{all}");
+}

@@ -559,6 +559,7 @@ fn uri_attribute_is_found_by_name_not_by_text() {
 
 // --- EXT-X-DEFINE ---------------------------------------------------------------------------
 
+mod asset_list;
 mod define;
 mod errors;
 mod exact;

@@ -211,6 +211,7 @@ mod tests {
             compress: Compress::Gzip,
             compress_min_bytes: 100,
             compress_level: 1,
+            ..PlaylistsConfig::default()
         };
         let mut h = HeaderMap::new();
         h.insert(ACCEPT_ENCODING, "gzip".parse().unwrap());

@@ -1,5 +1,6 @@
 //! Serving a protected playlist: read it whole (bounded), mint one session token, rewrite,
 //! answer privately. A playlist that cannot be rewritten is a 502, never a pass-through.
+//! An interstitials asset list (JSON) is served the same way, by its own rewriter.
 
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, EXPIRES, LAST_MODIFIED,
@@ -12,7 +13,7 @@ use super::respond::{full, ProxyError};
 use super::{Body, State};
 use crate::access::foreign::UNNAMED_SUBJECT;
 use crate::access::{self, Grant};
-use crate::config::{CarrierKind, Mint};
+use crate::config::{CarrierKind, Mint, PlaylistsConfig};
 use crate::manifest::{self, Carrier, ManifestError, PerPath, Preview, Rewrite, Rewritten};
 use crate::path::ObjectKind;
 use crate::ticket::edgeauth::{self, EdgeToken};
@@ -43,11 +44,60 @@ pub struct PlaylistRequest<'a> {
     pub path_token: Option<&'a str>,
     /// The request's headers (`Accept-Encoding`, `Range`).
     pub headers: &'a http::HeaderMap,
+    /// What the answer is rewritten as.
+    pub document: Document,
 }
 
-/// Whether the upstream says this is a playlist, whatever the path looked like.
-pub fn is_playlist_response(response: &Response<Body>) -> bool {
-    is_playlist_type(response.headers())
+/// What a protected answer is rewritten as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// An HLS playlist ([`manifest::rewrite`]).
+    Playlist,
+    /// An interstitials asset list, JSON ([`manifest::rewrite_asset_list`]).
+    AssetList,
+}
+
+impl Document {
+    /// What the path names: a playlist (`.m3u8`), or an asset list (another object whose
+    /// extension is in `playlists.asset_list_extensions`).
+    pub fn by_path(settings: &PlaylistsConfig, kind: ObjectKind, path: &str) -> Option<Self> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let listed = |ext: &str| {
+            settings
+                .asset_list_extensions
+                .iter()
+                .any(|listed_ext| listed_ext.eq_ignore_ascii_case(ext))
+        };
+        match kind {
+            ObjectKind::Playlist => Some(Document::Playlist),
+            ObjectKind::Other => name
+                .rsplit_once('.')
+                .filter(|(_, ext)| listed(ext))
+                .map(|_| Document::AssetList),
+            _ => None,
+        }
+    }
+
+    /// What the upstream's answer says, whatever the path looked like: a playlist by its
+    /// content type; an asset list by `application/json`, for an object the path names
+    /// no other kind of, in an answer that is not an error (which goes out as it came).
+    pub fn by_answer(kind: ObjectKind, response: &Response<Body>) -> Option<Self> {
+        let headers = response.headers();
+        if is_playlist_type(headers) {
+            return Some(Document::Playlist);
+        }
+        let status = response.status();
+        let json = headers.get(CONTENT_TYPE).is_some_and(|v| {
+            let media_type = v.as_bytes().split(|&b| b == b';').next().unwrap_or(b"");
+            media_type
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/json")
+        });
+        (json
+            && kind == ObjectKind::Other
+            && (status.is_success() || status == StatusCode::NOT_MODIFIED))
+            .then_some(Document::AssetList)
+    }
 }
 
 /// Whether `headers` name a playlist's content type (`…mpegurl`, any case).
@@ -116,10 +166,14 @@ pub async fn serve(
     }
 
     let (rewritten, cookie) = rewrite_for(state, &req, &bytes).inspect_err(|e| {
+        let label = match req.document {
+            Document::Playlist => "unknown",
+            Document::AssetList => "asset_list",
+        };
         state
             .metrics
             .rewrites
-            .with_label_values(&["unknown", "error"])
+            .with_label_values(&[label, "error"])
             .inc();
         tracing::warn!(error = %e, "playlist cannot be rewritten");
     })?;
@@ -159,7 +213,10 @@ pub async fn serve(
     parts
         .headers
         .entry(CONTENT_TYPE)
-        .or_insert(HeaderValue::from_static("application/vnd.apple.mpegurl"));
+        .or_insert(HeaderValue::from_static(match req.document {
+            Document::Playlist => "application/vnd.apple.mpegurl",
+            Document::AssetList => "application/json",
+        }));
     // HEAD encodes too, so its Content-Length and Content-Encoding are GET's.
     let text = super::compress::encode(
         &req.config.playlists,
@@ -239,6 +296,10 @@ fn rewrite_for(
     let config = req.config;
     let settings = &config.token;
     let now = (state.clock)();
+    let rewrite = match req.document {
+        Document::Playlist => manifest::rewrite,
+        Document::AssetList => manifest::rewrite_asset_list,
+    };
     let mut ctx = Rewrite {
         origin_bases: &state.origin_bases,
         param: &settings.session_param,
@@ -282,7 +343,7 @@ fn rewrite_for(
                 seconds,
                 playlist_path: req.path,
             });
-            let mut allow = manifest::rewrite(bytes, &ctx)?.allowed;
+            let mut allow = rewrite(bytes, &ctx)?.allowed;
             allow.truncate(MAX_PREVIEW_PATHS);
             if allow.is_empty() {
                 // An empty list would not mark a preview token: name the playlist itself.
@@ -328,7 +389,7 @@ fn rewrite_for(
             let token =
                 reused.unwrap_or_else(|| ticket::sign(&settings.keys, Kind::Session, &claims));
             ctx.token = &token;
-            let rewritten = manifest::rewrite(bytes, &ctx)?;
+            let rewritten = rewrite(bytes, &ctx)?;
             // The cookie carrier: the token rides in a cookie scoped to the content.
             let cookie = (ctx.carrier == Carrier::Cookie).then(|| {
                 let secure = if req.https { "; Secure" } else { "" };
@@ -354,7 +415,7 @@ fn rewrite_for(
                 playlist_path: req.path,
                 mint: &sign,
             });
-            Ok((manifest::rewrite(bytes, &ctx)?, None))
+            Ok((rewrite(bytes, &ctx)?, None))
         }
         Mint::Akamai(akamai) => {
             let token = EdgeToken {
@@ -366,7 +427,7 @@ fn rewrite_for(
             let token = edgeauth::mint(&token, None, &akamai.key, &akamai.options);
             ctx.param = &akamai.token_name;
             ctx.token = &token;
-            Ok((manifest::rewrite(bytes, &ctx)?, None))
+            Ok((rewrite(bytes, &ctx)?, None))
         }
         Mint::MediaCdn { signer, settings } => {
             let mut token = MediaToken::new(
@@ -377,7 +438,7 @@ fn rewrite_for(
             let token = media_cdn::mint(&token, signer);
             ctx.param = &settings.token_name;
             ctx.token = &token;
-            Ok((manifest::rewrite(bytes, &ctx)?, None))
+            Ok((rewrite(bytes, &ctx)?, None))
         }
     }
 }

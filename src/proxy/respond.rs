@@ -82,6 +82,9 @@ impl ProxyError {
             ProxyError::BadPlaylist(ManifestError::OutputTooLarge { .. }) => {
                 (StatusCode::BAD_GATEWAY, "playlist_too_large")
             }
+            ProxyError::BadPlaylist(ManifestError::AssetList(_)) => {
+                (StatusCode::BAD_GATEWAY, "bad_asset_list")
+            }
             ProxyError::BadPlaylist(_) => (StatusCode::BAD_GATEWAY, "bad_playlist"),
             ProxyError::PlaylistTooLarge(_) => (StatusCode::BAD_GATEWAY, "playlist_too_large"),
             ProxyError::EncodedPlaylist(_) => (StatusCode::BAD_GATEWAY, "bad_playlist"),
@@ -176,6 +179,7 @@ pub fn counted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::AssetListError;
     use crate::ticket::TicketError;
     use std::time::Duration;
 
@@ -283,6 +287,10 @@ mod tests {
         assert_eq!(
             status(ManifestError::NoHeader.into()),
             (502, "bad_playlist")
+        );
+        assert_eq!(
+            status(ManifestError::AssetList(AssetListError::NotJson("eof".into())).into()),
+            (502, "bad_asset_list")
         );
         assert_eq!(
             status(ManifestError::OutputTooLarge { limit: 10 }.into()),

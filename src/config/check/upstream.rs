@@ -297,7 +297,7 @@ pub(super) fn shield(
 
 /// A list of the shield's choices, lower-cased, each entry checked by `problem` (reported
 /// as `key[i]`); `default` when unset.
-fn listed(
+pub(super) fn listed(
     p: &mut Problems,
     key: &str,
     given: Option<Vec<String>>,
@@ -318,7 +318,7 @@ fn listed(
 }
 
 /// Why `ext` is no extension usher can match: letters and digits only, 1 to 16 of them.
-fn extension_problem(ext: &str) -> Option<&'static str> {
+pub(super) fn extension_problem(ext: &str) -> Option<&'static str> {
     if ext.starts_with('.') {
         return Some("an extension without its dot (\"vtt\", not \".vtt\")");
     }
