@@ -18,7 +18,7 @@
 //! | GET, POST | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase (hash, and the id of devices the operator added) / add one ahead of use (`{"device": id}`; 409 `activation_limit` when full) |
 //! | DELETE | `/api/v1/buyers/{hash}/devices/{id-or-hash}` | free that activation, ending the device's sessions on every node; `{"freed": hash, "sessions_ended": n}` (with Redis sessions, `"announced"` too) |
 //! | GET | `/api/v1/sessions` | live sessions (`account`, `product`, `purchase` filters) |
-//! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended` |
+//! | DELETE | `/api/v1/sessions/{sid}` | end one: its next request gets `session_ended`; 404 when neither this node nor (with Redis sessions) Redis knows the id |
 //! | POST | `/api/v1/cache/purge` | drop shield entries under `{"prefix": "/path/"}`, on every node with Redis sessions; answers `{"purged": n}` (this node's; with Redis sessions `"announced": true`, or 503 `purge_not_announced`) |
 //! | GET | `/api/v1/cache` | the shield's size in bytes |
 //! | POST | `/api/v1/rights/invalidate` | drop cached rights decisions about `{"subject": …}` and/or `{"content": …}` (for a billing system's revokes); answers `{"dropped": n}` |

@@ -69,6 +69,15 @@ impl Session {
     fn is_live(&self, now: u64, idle: u64) -> bool {
         self.state.load(Ordering::Relaxed) == LIVE && now < self.last_seen().saturating_add(idle)
     }
+
+    /// Why its requests are refused once it was replaced or ended; `None` while it is not.
+    fn refusal(&self) -> Option<SessionDenied> {
+        match self.state.load(Ordering::Relaxed) {
+            REPLACED => Some(SessionDenied::Replaced),
+            ENDED => Some(SessionDenied::Ended),
+            _ => None,
+        }
+    }
 }
 
 /// What a new session is about.
@@ -307,55 +316,6 @@ impl Sessions {
         self.commit(started, start, limits, now).await
     }
 
-    /// Ends a session on whichever node plays it; `Ok(false)` when no node may hold it (on
-    /// shared sessions the end is recorded for every node, so it is `Ok(true)`). A session
-    /// this node does not hold (or Redis has no record of) is ended by id: a marker the
-    /// node playing it reads when it next writes its touch or catches up, and every start
-    /// reads ([`shared`]). Then it is announced, for the node playing it to stop at once.
-    ///
-    /// # Errors
-    /// On shared sessions, when the end could not be recorded in Redis: it may not reach the
-    /// node that plays it, even if a subscriber heard the announcement (one whose connection
-    /// died unnoticed counts too). This node's copy, if it has one, is ended, and written
-    /// to Redis once Redis is back.
-    pub async fn end_everywhere(&self, sid: &str) -> Result<bool, shared::BackendError> {
-        let held = {
-            let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
-            sessions.get(sid).cloned()
-        };
-        let known = self.end(sid);
-        let Some(shared) = self.shared.get() else {
-            return Ok(known);
-        };
-        let recorded = match &held {
-            Some(session) => match shared.end(&session.account, sid).await {
-                Ok(recorded) => recorded,
-                Err(e) => {
-                    tracing::warn!(error = %e, "session end not recorded in the shared store");
-                    false
-                }
-            },
-            None => false,
-        };
-        if !recorded {
-            if let Some(session) = &held {
-                // Its record is written ended once Redis answers, so it counts nowhere.
-                shared.defer_writes([session]);
-            }
-            let marked = shared.end_by_id(sid).await;
-            // Whichever node holds it stops it and records the end when it hears this;
-            // announced even when the marker could not be written (a node that hears it
-            // stops at once), but then the end is not sure to reach it.
-            shared.announce(sid, ENDED).await;
-            if let Err(e) = marked {
-                return Err(shared::BackendError(format!(
-                    "the end could not be recorded in Redis ({e}); repeat it"
-                )));
-            }
-        }
-        Ok(true)
-    }
-
     /// Marks this node's copy of a session (a change announced by another node). A session
     /// ended elsewhere by id only is recorded as ended in the shared store by the node
     /// that holds it.
@@ -476,10 +436,8 @@ impl Sessions {
         let Some(session) = sessions.get(sid) else {
             return Ok(false);
         };
-        match session.state.load(Ordering::Relaxed) {
-            REPLACED => return Err(SessionDenied::Replaced),
-            ENDED => return Err(SessionDenied::Ended),
-            _ => {}
+        if let Some(refused) = session.refusal() {
+            return Err(refused);
         }
         if now.saturating_sub(session.last_seen()) >= self.idle {
             // Idle past the timeout: over. The caller adopts it afresh under the limits.
@@ -496,6 +454,13 @@ impl Sessions {
             }
         }
         Ok(true)
+    }
+
+    /// Why session `sid`'s requests are refused, when this node holds it replaced or ended
+    /// (whatever its token's expiry: the player must hear the reason, not `expired`).
+    pub fn refusal(&self, sid: &str) -> Option<SessionDenied> {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        sessions.get(sid).and_then(|s| s.refusal())
     }
 
     /// Whether `sid` is live at `now` (for renewing an expired session token).

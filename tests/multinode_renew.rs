@@ -2,7 +2,8 @@
 //! through Redis: a VOD player keeps the segment URIs its playlist gave it for the whole
 //! film, and when a load balancer moves it to another node (its node drained, restarted,
 //! rebalanced), that node asks Redis whether the session lives on, and takes it up. An
-//! ended or replaced session stays refused; Redis out of reach follows
+//! ended or replaced session stays refused, and is refused for that (`session_ended`,
+//! `session_replaced`), not as `expired`; Redis out of reach follows
 //! `sessions.on_backend_error`. In-process nodes on one PostgreSQL and one Redis, with
 //! clocks the test moves together (tokens live 30 s, sessions idle out after 60 s).
 
@@ -149,8 +150,8 @@ fn status_reason(reply: &Reply) -> (u16, String) {
 
 /// The laptop and the tv play on node A; their tokens expire while their sessions live.
 /// The tv, moved to node B, plays on. The laptop's session, ended by id through B (which
-/// does not hold it), is refused on B and, once A has heard the end, on A: its token has
-/// expired, and no node plays its session.
+/// does not hold it), is refused on B (its end marker in Redis) and, once A has heard the
+/// end, on A, as ended: its token has expired, but that is not why.
 #[tokio::test]
 async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_is_ended() {
     let backends = Backends::start().await;
@@ -182,7 +183,7 @@ async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_i
     .await;
     assert!(status < 300, "{status}: {body}");
     let refused = fetch(&b, &laptop_segment, "laptop").await;
-    assert_eq!(status_reason(&refused), (403, "expired".into()));
+    assert_eq!(status_reason(&refused), (403, "session_ended".into()));
     let deadline = Instant::now() + Duration::from_secs(10);
     let on_a = loop {
         let reply = fetch(&a, &laptop_segment, "laptop").await;
@@ -191,7 +192,7 @@ async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_i
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    assert_eq!(status_reason(&on_a), (403, "expired".into()));
+    assert_eq!(status_reason(&on_a), (403, "session_ended".into()));
     assert_eq!(fetch(&b, &tv_segment, "tv").await.status, 200);
 }
 
@@ -215,8 +216,9 @@ async fn an_expired_token_of_an_idled_out_session_stays_refused_on_another_node(
 }
 
 /// One stream at a time, the oldest giving way: the tv plays on node A, and the phone,
-/// started later on A, replaces it. Once both tokens have expired, node B refuses the tv's
-/// (replaced) and plays the phone's (live on A).
+/// started later on A, replaces it. Node B refuses the tv's expired token as replaced (the
+/// record in Redis says so) and, once the phone's has expired too, plays the phone's (live
+/// on A); node A, which holds the tv replaced, refuses it as replaced too.
 #[tokio::test]
 async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() {
     let backends = Backends::start().await;
@@ -231,7 +233,7 @@ async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() 
     let (phone, phone_segment) = play(&a, &play_url, "phone").await;
     assert_eq!(phone.status, 200, "{}", phone.text());
     let replaced = fetch(&b, &tv_segment, "tv").await;
-    assert_eq!(status_reason(&replaced), (403, "expired".into()));
+    assert_eq!(status_reason(&replaced), (403, "session_replaced".into()));
 
     advance(&[&a, &b], PAST_THE_TOKEN);
     let moved = fetch(&b, &phone_segment, "phone").await;
@@ -242,7 +244,9 @@ async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() 
         moved.text()
     );
     let replaced = fetch(&b, &tv_segment, "tv").await;
-    assert_eq!(status_reason(&replaced), (403, "expired".into()));
+    assert_eq!(status_reason(&replaced), (403, "session_replaced".into()));
+    let on_a = fetch(&a, &tv_segment, "tv").await;
+    assert_eq!(status_reason(&on_a), (403, "session_replaced".into()));
 }
 
 /// Redis out of reach when a moved player's token has expired: a node that refuses new

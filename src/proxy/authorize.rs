@@ -13,7 +13,8 @@
 //!                      ─► session: join this device's live one │ start under the limits
 //!                           (refuse: concurrency_limit │ replace_oldest: end the oldest)
 //! session ─► rights ─► session: touch (throttled) │ replaced/ended: refuse │ unknown: adopt
-//!   (expired, its session not live here: live on another node (shared sessions) ─► adopt)
+//!   (expired, its session not live here: replaced/ended (here, or in Redis): refuse │
+//!    live on another node (shared sessions) ─► adopt)
 //! foreign ─► (named: rights ─► session, as a session token) │ (unnamed: no rights check)
 //! nothing ─► playlist of content with a preview: preview grant │ 401
 //! ```

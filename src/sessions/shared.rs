@@ -11,7 +11,8 @@
 //! the last stream. A session's record stays as long as a token of its could verify (the
 //! session token's lifetime past its last request, at least two idle timeouts), so one
 //! ended or replaced is refused everywhere rather than adopted again; the keys expire two
-//! idle timeouts after that without a change.
+//! idle timeouts after that without a change. Each session's id is indexed to its account
+//! (`usher:sid:{sid}`, [`ends`]), for ending it by id through a node that does not hold it.
 //!
 //! Segment requests stay off the network: each node touches its own copy, and at most once
 //! per `touch_interval` per session writes the time to Redis in the background (only an
@@ -342,6 +343,11 @@ impl SharedSessions {
             }
             let written = self.commit(start.account, &args).await?;
             if written {
+                // Its id leads to its record, for an end through a node that does not hold
+                // it; if this write fails, its first background touch makes it.
+                if let Err(e) = self.index(start.account, &[sid]).await {
+                    tracing::warn!(error = %e, "a new session not indexed in the shared store");
+                }
                 for victim in &victims {
                     self.announce(&victim.sid, REPLACED).await;
                 }
@@ -362,7 +368,8 @@ impl SharedSessions {
     pub(super) async fn touch(&self, account: &str, sid: &str, now: u64) -> Touched {
         let (sessions_key, seen_key) = keys(account);
         let ttl = self.key_ttl_ms() as i64;
-        // Both keys live on while a session plays, however long since the last start.
+        // Both keys, and its index entry, live on while a session plays, however long since
+        // the last start.
         let touched = self
             .call("touch", |mut conn| {
                 let (sessions, seen, sid) =
@@ -374,6 +381,8 @@ impl SharedSessions {
                         .pexpire(&seen, ttl)
                         .ignore()
                         .pexpire(&sessions, ttl)
+                        .ignore()
+                        .pset_ex(ends::index_key(&sid), account, ttl as u64)
                         .ignore()
                         .exists(ends::key(&sid))
                         .hget(&sessions, &sid)

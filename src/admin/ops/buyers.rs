@@ -539,7 +539,7 @@ pub fn list_sessions(
 /// Ends a session: its next request is refused with `session_ended`.
 ///
 /// # Errors
-/// No such session, or (shared sessions) an end Redis could not record.
+/// No session by that id here (nor in Redis, when shared), or an end Redis could not record.
 pub async fn end_session(state: &State, sid: &str) -> Result<(), AdminError> {
     match state.sessions.end_everywhere(sid).await {
         Ok(true) => Ok(()),

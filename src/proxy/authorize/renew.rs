@@ -1,9 +1,16 @@
-//! An expired session token whose session another node plays. A session token passes past
-//! its expiry while its session is live ([`access::decide`]); the node that asks knows only
-//! its own sessions, so with sessions shared through Redis a player a load balancer moved
-//! here (its node drained, restarted, rebalanced) would lose its film mid-play. Redis is
-//! asked only then: an expired token whose session this node does not hold live, never
-//! an unexpired one.
+//! An expired session token whose session this node does not hold live. A session token
+//! passes past its expiry while its session is live ([`access::decide`]); the node that
+//! asks knows only its own sessions, so with sessions shared through Redis a player a load
+//! balancer moved here (its node drained, restarted, rebalanced) would lose its film
+//! mid-play. Redis is asked only then: an expired token whose session this node does not
+//! hold live, never an unexpired one.
+//!
+//! A token refused for its expiry alone whose session was ended or replaced is refused for
+//! that (`session_ended`, `session_replaced`), not as `expired`: a player told `expired`
+//! starts again with its ticket, which under `replace_oldest` replaces the stream that
+//! replaced it, and two devices take turns. This node knows it of the sessions it holds,
+//! and with shared sessions of the others from the record and end marker the same round
+//! trip reads.
 
 use crate::access::{self, Grant, Presented};
 use crate::proxy::respond::ProxyError;
@@ -18,7 +25,9 @@ use crate::ticket::KeyRing;
 /// know. `None` when no node plays it, or sessions are not shared; the token stays refused.
 ///
 /// # Errors
-/// `Unavailable` when Redis does not answer and `sessions.on_backend_error = "deny"`.
+/// `Replaced` or `Ended` when its session was (as this node holds it, or as Redis's record
+/// or end marker says) and the token is refused for its expiry alone; `Unavailable` when
+/// Redis does not answer and `sessions.on_backend_error = "deny"`.
 pub(super) async fn live_elsewhere(
     state: &State,
     ring: &KeyRing,
@@ -28,10 +37,6 @@ pub(super) async fn live_elsewhere(
     now: u64,
     rights_follow: bool,
 ) -> Result<Option<(Grant, LiveElsewhere)>, ProxyError> {
-    if state.sessions.shared_up().is_none() {
-        // Sessions are not shared: this node's are all there are.
-        return Ok(None);
-    }
     // Decided again as if its session were live, so only what that alone refused passes:
     // a session token with a session id, within its cap, in scope, on its device and
     // network. Anything else keeps the first refusal, and costs no round trip.
@@ -42,6 +47,13 @@ pub(super) async fn live_elsewhere(
     let Some(sid) = grant.claims.sid.as_deref() else {
         return Ok(None);
     };
+    if let Some(refused) = state.sessions.refusal(sid) {
+        return Err(refused.into());
+    }
+    if state.sessions.shared_up().is_none() {
+        // Sessions are not shared: this node's are all there are.
+        return Ok(None);
+    }
     let live = state
         .sessions
         .is_live_elsewhere(&grant.claims.sub, sid, now)
@@ -56,6 +68,7 @@ pub(super) async fn live_elsewhere(
 /// node plays it, or sessions are not shared.
 ///
 /// # Errors
+/// `Replaced` or `Ended` when its session was (as this node or Redis holds it);
 /// `Unavailable` when Redis does not answer and `sessions.on_backend_error = "deny"`.
 pub(super) async fn under_elsewhere(
     state: &State,

@@ -10,7 +10,16 @@
 //! The marker is read where a session's state matters and Redis is asked anyway, never on a
 //! segment request: by every start reading an account's sessions (a live record with a
 //! marker reads as ended), by a node catching up after a gap (its sessions with a marker
-//! end, and the end is written into their records), and by the throttled background touch.
+//! end, and the end is written into their records), by the throttled background touch,
+//! and by an expired session token's request on a node that does not hold its session
+//! ([`super::live`]).
+//!
+//! An index, `usher:sid:{sid}` naming the account, tells a node asked to end a session it
+//! does not hold whether Redis knows that id at all (an end marker, or a record in the
+//! account the index names): an id no node knows is answered as such, and no marker is
+//! written for it. Written with a new session's record (a start, a write-back), renewed by
+//! every background touch (so a session a node of an earlier version started is indexed
+//! within a touch interval of its next request), it lasts as long as the records do.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -24,7 +33,69 @@ pub(super) fn key(sid: &str) -> String {
     format!("usher:end:{{{sid}}}")
 }
 
+/// The index entry of session `sid`: the account whose records hold it (in the slot of
+/// its end marker).
+pub(super) fn index_key(sid: &str) -> String {
+    format!("usher:sid:{{{sid}}}")
+}
+
 impl SharedSessions {
+    /// Indexes `sids` as sessions of `account`, for as long as the account's records
+    /// last (one round trip; none when `sids` is empty).
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub(super) async fn index(&self, account: &str, sids: &[&str]) -> Result<(), BackendError> {
+        if sids.is_empty() {
+            return Ok(());
+        }
+        let ttl = self.key_ttl_ms();
+        self.call("index", |mut conn| {
+            let mut pipe = redis::pipe();
+            for sid in sids {
+                pipe.pset_ex(index_key(sid), account, ttl).ignore();
+            }
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Whether Redis knows session `sid`, whichever node plays it: it carries an end
+    /// marker, or the account the index names holds its record (two round trips at most).
+    ///
+    /// # Errors
+    /// When Redis does not answer.
+    pub(in crate::sessions) async fn knows(&self, sid: &str) -> Result<bool, BackendError> {
+        let (index, marker) = (index_key(sid), key(sid));
+        let (account, marked): (Option<String>, bool) = self
+            .call("index", |mut conn| {
+                let (index, marker) = (index.clone(), marker.clone());
+                async move {
+                    redis::pipe()
+                        .get(index)
+                        .exists(marker)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        let Some(account) = account.filter(|_| !marked) else {
+            return Ok(marked);
+        };
+        let (sessions, _) = super::keys(&account);
+        self.call("index", |mut conn| {
+            let (sessions, sid) = (sessions.clone(), sid.to_owned());
+            async move {
+                redis::cmd("HEXISTS")
+                    .arg(sessions)
+                    .arg(sid)
+                    .query_async::<bool>(&mut conn)
+                    .await
+            }
+        })
+        .await
+    }
+
     /// Records that `sid` was ended, whichever account it belongs to.
     ///
     /// # Errors

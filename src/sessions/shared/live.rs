@@ -1,12 +1,11 @@
 //! Whether a session is live on any node. Asked only when a session token has expired and
 //! this node does not hold its session live: a VOD player that a load balancer moved here
 //! from the node it played on (drained, restarted, rebalanced) still holds the segment URIs
-//! its playlist gave it for the whole film. Never on a request with an unexpired token.
-
-use std::sync::atomic::Ordering;
+//! its playlist gave it for the whole film; one whose session was ended or replaced is told
+//! so, from what the same round trip read. Never on a request with an unexpired token.
 
 use super::{ends, keys, BackendError, Record, SharedSessions};
-use crate::sessions::{SessionDenied, Sessions, LIVE};
+use crate::sessions::{SessionDenied, Sessions, ENDED, LIVE, REPLACED};
 
 /// A session live on another node, as Redis holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +18,9 @@ pub struct LiveElsewhere {
 impl SharedSessions {
     /// Session `sid` of `account` when Redis holds it live at `now`: its record is live,
     /// its last request is within the idle timeout, and it carries no end marker (one
-    /// round trip).
+    /// round trip). The refusal when its marker or its record says it was ended or
+    /// replaced (`Ok(Err)`); `None` when Redis holds no record of it, or one that idled
+    /// out.
     ///
     /// # Errors
     /// When Redis does not answer.
@@ -28,7 +29,7 @@ impl SharedSessions {
         account: &str,
         sid: &str,
         now: u64,
-    ) -> Result<Option<LiveElsewhere>, BackendError> {
+    ) -> Result<Result<Option<LiveElsewhere>, SessionDenied>, BackendError> {
         let (sessions_key, seen_key) = keys(account);
         let marker = ends::key(sid);
         let (record, seen, ended): (Option<String>, Option<u64>, bool) = self
@@ -46,27 +47,37 @@ impl SharedSessions {
                 }
             })
             .await?;
+        // Ended by id, with a record or without (one whose record is gone).
+        if ended {
+            return Ok(Err(SessionDenied::Ended));
+        }
         let Some(record) = record.and_then(|json| serde_json::from_str::<Record>(&json).ok())
         else {
-            return Ok(None);
+            return Ok(Ok(None));
         };
+        match record.state {
+            REPLACED => return Ok(Err(SessionDenied::Replaced)),
+            ENDED => return Ok(Err(SessionDenied::Ended)),
+            _ => {}
+        }
         let last_seen = seen.unwrap_or(record.started_at);
-        let live = !ended && record.state == LIVE && now < last_seen.saturating_add(self.idle);
-        Ok(live.then_some(LiveElsewhere {
+        let live = record.state == LIVE && now < last_seen.saturating_add(self.idle);
+        Ok(Ok(live.then_some(LiveElsewhere {
             purchase: record.purchase,
-        }))
+        })))
     }
 }
 
 impl Sessions {
     /// Session `sid` of `account`, which this node does not hold live, when it is live on
     /// another node (for renewing its expired session token here). `None` without shared
-    /// sessions, and for a session this node holds ended or replaced (an end is never
-    /// undone). When Redis does not answer: `Unavailable` under `on_backend_error = "deny"`,
+    /// sessions, and when no node plays it (Redis holds no record of it, or one that idled
+    /// out). When Redis does not answer: `Unavailable` under `on_backend_error = "deny"`,
     /// `None` (this node's own sessions decide) under `local`.
     ///
     /// # Errors
-    /// `Unavailable`.
+    /// `Replaced` or `Ended` when this node holds it so, or Redis's record or end marker
+    /// says so (an end is never undone); `Unavailable`.
     pub async fn is_live_elsewhere(
         &self,
         account: &str,
@@ -76,17 +87,11 @@ impl Sessions {
         let Some(shared) = self.shared.get() else {
             return Ok(None);
         };
-        let ended_here = {
-            let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
-            sessions
-                .get(sid)
-                .is_some_and(|s| s.state.load(Ordering::Relaxed) != LIVE)
-        };
-        if ended_here {
-            return Ok(None);
+        if let Some(refused) = self.refusal(sid) {
+            return Err(refused);
         }
         match shared.is_live(account, sid, now).await {
-            Ok(live) => Ok(live),
+            Ok(found) => found,
             Err(e) => match self.backend_failed(shared, &e) {
                 Some(denied) => Err(denied),
                 None => Ok(None),

@@ -176,6 +176,11 @@ impl SharedSessions {
             }
             if self.commit(account, &args).await? {
                 self.count_written(&local);
+                let sids: Vec<&str> = missing.iter().map(|s| s.sid.as_str()).collect();
+                if let Err(e) = self.index(account, &sids).await {
+                    // Their next background touch indexes those that play on.
+                    tracing::warn!(error = %e, "sessions written back but not indexed");
+                }
                 // Nodes holding a copy (a session that played on several) were not told
                 // of an end or a replacement decided here while Redis did not answer.
                 for (sid, state) in ends {

@@ -1,0 +1,258 @@
+//! Why a session's requests are refused once it is over, as a player sees it: a paused
+//! player whose segment token expired meanwhile is told that its session was ended by the
+//! operator (`session_ended`) or replaced by another device (`session_replaced`), not
+//! `expired` (a player told `expired` starts again with its ticket, and under
+//! `replace_oldest` takes the stream back from the device that replaced it, which then
+//! does the same). And ending a session by an id no node knows is 404, on one node and
+//! with sessions shared through Redis, where it writes nothing; an unreachable Redis is
+//! 503, not 404. In-process nodes with clocks the test moves (tokens live 30 s, sessions
+//! idle out after 60 s).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::admin::api;
+use support::cli::usher_admin;
+use support::inprocess::InProcess;
+use support::redis::Redis;
+use support::*;
+
+const MEDIA: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
+
+/// Seconds the clock moves: past the session token's 30 s, within the session's 60 s.
+const PAST_THE_TOKEN: u64 = 40;
+
+async fn origin() -> Origin {
+    let mut objects = HashMap::new();
+    objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
+    objects.insert("/event/s1.ts".to_owned(), segment(300));
+    objects.insert("/event/s2.ts".to_owned(), segment(300));
+    spawn_origin(objects).await
+}
+
+/// A node with rights from its own store, sessions idle after 60 s, tokens for 30 s;
+/// `sessions` is added to its `[sessions]` table (Redis, for one).
+async fn node(origin: &Origin, sessions: &str) -> InProcess {
+    let extra = format!("[sessions]\nidle_timeout = \"60s\"\n{sessions}");
+    let config = rights_config(&origin.url(), &extra)
+        .replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n");
+    InProcess::start(&config).await
+}
+
+/// Sessions shared through the Redis at `url`, refused while it does not answer.
+fn on_redis(url: &str) -> String {
+    format!(
+        "backend = \"redis\"\non_backend_error = \"deny\"\n\
+         [sessions.redis]\nurl = \"{url}\"\ntimeout = \"500ms\"\n"
+    )
+}
+
+/// Waits (bounded) until `node` is subscribed to Redis and caught up.
+async fn shared_up(node: &InProcess) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.state.sessions.shared_up() != Some(true) {
+        assert!(Instant::now() < deadline, "sessions never up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sells `product` holding the media at `/event/` to alice through `node`: her play URL.
+async fn sell(node: &InProcess, product: Value) -> String {
+    let code = product["code"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        ("/api/v1/products".to_owned(), product),
+        (
+            "/api/v1/media".to_owned(),
+            json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"}),
+        ),
+        (
+            format!("/api/v1/products/{code}/media"),
+            json!({"media": "event"}),
+        ),
+    ] {
+        let (status, answer) = api(node, "POST", &path, Some(body)).await;
+        assert!(status < 300, "{path}: {answer}");
+    }
+    let buyer = json!({"product": code, "media": "event", "account": "alice"});
+    let (status, sold) = api(node, "POST", "/api/v1/buyers", Some(buyer)).await;
+    assert_eq!(status, 201, "{sold}");
+    sold["play_url"].as_str().unwrap().to_owned()
+}
+
+/// The playlist by `device`, and its first segment's URL (its session token in it).
+async fn play(play_url: &str, device: &str) -> (Reply, String) {
+    let reply = get(play_url, &[("x-device-id", device)]).await;
+    let segment = first_segment(play_url, &reply);
+    (reply, segment)
+}
+
+/// The id of alice's only session, as `node` lists it.
+async fn only_sid(node: &InProcess) -> String {
+    let (_, listed) = api(node, "GET", "/api/v1/sessions?account=alice", None).await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    items[0]["sid"].as_str().unwrap().to_owned()
+}
+
+fn status_reason(reply: &Reply) -> (u16, String) {
+    (reply.status.as_u16(), reply.reason())
+}
+
+/// The tv plays; the operator ends its session while its player is paused. When the player
+/// resumes, its segment token has expired: it is told its session was ended.
+#[tokio::test]
+async fn an_expired_token_of_an_ended_session_is_refused_as_ended() {
+    let origin = origin().await;
+    let usher = node(&origin, "").await;
+    let play_url = sell(&usher, json!({"code": "p", "name": "Film"})).await;
+    let (tv, tv_segment) = play(&play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let sid = only_sid(&usher).await;
+    let (status, ended) = api(&usher, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert_eq!((status, ended), (200, json!({ "ended": sid })));
+
+    usher.advance(PAST_THE_TOKEN);
+    let resumed = get(&tv_segment, &[("x-device-id", "tv")]).await;
+    assert_eq!(status_reason(&resumed), (403, "session_ended".into()));
+}
+
+/// One stream at a time, the oldest giving way: the phone replaces the paused tv. When the
+/// tv resumes with its expired segment token, it is told it was replaced (the app can say
+/// the film plays elsewhere, instead of taking the stream back), and the phone, whose
+/// token expired too, plays on.
+#[tokio::test]
+async fn an_expired_token_of_a_replaced_session_is_refused_as_replaced() {
+    let origin = origin().await;
+    let usher = node(&origin, "").await;
+    let product = json!({"code": "p", "name": "Film", "max_sessions": 1,
+                         "concurrency_policy": "replace_oldest"});
+    let play_url = sell(&usher, product).await;
+    let (tv, tv_segment) = play(&play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let (phone, phone_segment) = play(&play_url, "phone").await;
+    assert_eq!(phone.status, 200, "{}", phone.text());
+
+    usher.advance(PAST_THE_TOKEN);
+    let resumed = get(&tv_segment, &[("x-device-id", "tv")]).await;
+    assert_eq!(status_reason(&resumed), (403, "session_replaced".into()));
+    let phone = get(&phone_segment, &[("x-device-id", "phone")]).await;
+    assert_eq!(phone.status, 200, "{}", phone.text());
+}
+
+/// On one node, ending a session it never had is 404, with the API's error document, and
+/// `usher admin session end` says so; a session it holds is ended, again and again.
+#[tokio::test]
+async fn ending_an_unknown_session_on_one_node_is_not_found() {
+    let origin = origin().await;
+    let usher = node(&origin, "").await;
+    let play_url = sell(&usher, json!({"code": "p", "name": "Film"})).await;
+    assert_eq!(play(&play_url, "tv").await.0.status, 200);
+    let sid = only_sid(&usher).await;
+
+    let (status, answer) = api(&usher, "DELETE", "/api/v1/sessions/0123abcd", None).await;
+    assert_eq!(
+        (status, answer),
+        (
+            404,
+            json!({"error": "not_found", "what": "session 0123abcd"})
+        )
+    );
+    let cli = usher_admin(&usher, &["session", "end", "0123abcd"]).await;
+    assert_eq!(cli.failed(), "usher: session 0123abcd not found");
+    for _ in 0..2 {
+        let cli = usher_admin(&usher, &["session", "end", &sid]).await;
+        assert_eq!(cli.ok(), format!("{sid}\n"));
+    }
+}
+
+/// With sessions shared through Redis, node B ends by id a session node A plays (Redis
+/// holds it): 200, and A's player stops. An id neither B nor Redis knows is 404 (the CLI
+/// says it was not found) and leaves no end marker in Redis. While Redis cannot be reached
+/// B cannot tell: 503, as for any end it cannot record, never 404.
+#[tokio::test]
+async fn with_redis_ending_an_id_no_node_knows_is_not_found_unless_redis_is_down() {
+    let mut redis = Redis::start();
+    let origin = origin().await;
+    let a = node(&origin, &on_redis(&redis.url)).await;
+    let b = node(&origin, &on_redis(&redis.url)).await;
+    shared_up(&a).await;
+    shared_up(&b).await;
+    let play_url = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (tv, tv_segment) = play(&play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let sid = only_sid(&a).await;
+    assert!(
+        b.state.sessions.live(b.now()).is_empty(),
+        "B does not hold it"
+    );
+
+    let (status, answer) = api(&b, "DELETE", "/api/v1/sessions/0123abcd", None).await;
+    assert_eq!(
+        (status, answer),
+        (
+            404,
+            json!({"error": "not_found", "what": "session 0123abcd"})
+        )
+    );
+    let cli = usher_admin(&b, &["session", "end", "0123abcd"]).await;
+    assert_eq!(cli.failed(), "usher: session 0123abcd not found");
+    assert_eq!(redis.cli(&["EXISTS", "usher:end:{0123abcd}"]), "0");
+
+    let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert_eq!((status, answer), (200, json!({ "ended": sid })));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stopped = loop {
+        let reply = get(&tv_segment, &[("x-device-id", "tv")]).await;
+        if reply.status != 200 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(status_reason(&stopped), (403, "session_ended".into()));
+    let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({ "ended": sid })),
+        "still known"
+    );
+
+    redis.kill();
+    let (status, answer) = api(&b, "DELETE", "/api/v1/sessions/0123abcd", None).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "store_unavailable", "{answer}");
+}
+
+/// A session Redis holds without an index entry (one a node of an earlier version started;
+/// here the entry is deleted by hand) is indexed again by its next touch, so ending it
+/// through a node that does not hold it is not answered 404.
+#[tokio::test]
+async fn a_session_missing_from_the_index_is_indexed_again_by_its_touch() {
+    let redis = Redis::start();
+    let origin = origin().await;
+    let a = node(&origin, &on_redis(&redis.url)).await;
+    let b = node(&origin, &on_redis(&redis.url)).await;
+    shared_up(&a).await;
+    shared_up(&b).await;
+    let play_url = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (tv, tv_segment) = play(&play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let sid = only_sid(&a).await;
+    let index = format!("usher:sid:{{{sid}}}");
+    assert_eq!(redis.cli(&["GET", &index]), "alice", "indexed at its start");
+    assert_eq!(redis.cli(&["DEL", &index]), "1");
+
+    // Past the touch interval (5 s): the tv's next segment has the touch written.
+    a.advance(10);
+    assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["GET", &index]) != "alice" {
+        assert!(Instant::now() < deadline, "never indexed again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert_eq!((status, answer), (200, json!({ "ended": sid })));
+}
