@@ -86,6 +86,10 @@ impl Document {
         if is_playlist_type(headers) {
             return Some(Document::Playlist);
         }
+        // Segments, keys and init sections (the hot path) are never asked about JSON.
+        if kind != ObjectKind::Other {
+            return None;
+        }
         let status = response.status();
         let json = headers.get(CONTENT_TYPE).is_some_and(|v| {
             let media_type = v.as_bytes().split(|&b| b == b';').next().unwrap_or(b"");
@@ -93,9 +97,7 @@ impl Document {
                 .trim_ascii()
                 .eq_ignore_ascii_case(b"application/json")
         });
-        (json
-            && kind == ObjectKind::Other
-            && (status.is_success() || status == StatusCode::NOT_MODIFIED))
+        (json && (status.is_success() || status == StatusCode::NOT_MODIFIED))
             .then_some(Document::AssetList)
     }
 }
