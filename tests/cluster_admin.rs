@@ -1,7 +1,8 @@
 //! Admin calls received by one node that must act on every node: two usher nodes share one
 //! Redis (`sessions.backend = "redis"`) and, where purchases are involved, one PostgreSQL.
-//! A shield purge through one node drops the old copy on the other too, and a purge that
-//! cannot be announced says so (503). Freeing a device through one node ends the device's
+//! A shield purge through one node drops the old copy on the other too, also on a node
+//! whose subscription heard nothing at the time (it applies the purge when it catches up);
+//! a purge that cannot be announced says so (503) and is on the audit trail as such. Freeing a device through one node ends the device's
 //! session on the node that plays it, also when that node hears nothing from Redis at the
 //! time (it stops the session once it hears Redis again); a free while Redis is down
 //! stands, and its answer says the other nodes were not told (`usher admin device delete`
@@ -20,6 +21,7 @@ use support::cluster::{
     playing, post, ready, sell_event, shared_sessions, status_reason, within, Cluster, Relayed,
 };
 use support::redis::Redis;
+use support::relay::Relay;
 use support::*;
 
 /// A segment whose body is `text`.
@@ -78,7 +80,8 @@ async fn a_purge_through_one_node_drops_the_old_copy_on_the_other_too() {
         "{answer}"
     );
 
-    // Without Redis the purge is this node's only, and the answer says so.
+    // Without Redis the purge is this node's only, and the answer says so; so does the
+    // audit trail, which holds it as it holds the announced one.
     redis.kill();
     let (status, answer) = api(&a, "POST", "/api/v1/cache/purge", Some(purge)).await;
     assert_eq!(status, 503, "{answer}");
@@ -87,6 +90,67 @@ async fn a_purge_through_one_node_drops_the_old_copy_on_the_other_too() {
         (&json!("purge_not_announced"), &json!(1)),
         "{answer}"
     );
+    let (status, trail) = api(&a, "GET", "/api/v1/audit?action=cache.purge", None).await;
+    assert_eq!(status, 200, "{trail}");
+    let entries: Vec<(&Value, &Value)> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (&e["target"], &e["changes"]))
+        .collect();
+    let untold = json!({"announced": {"before": null, "after": false}});
+    assert_eq!(
+        entries,
+        [
+            (&json!("/vod/a/"), &json!({})),
+            (&json!("/vod/a/"), &untold)
+        ],
+        "{trail}"
+    );
+}
+
+/// A purge announced while B's subscription hears nothing (its connections to Redis went
+/// silent, still counted as a listener): B learns of it from Redis's record of purges
+/// when it subscribes again, and stops serving its old copy.
+#[tokio::test]
+async fn a_purge_a_node_did_not_hear_is_applied_once_it_catches_up() {
+    let redis = Redis::start();
+    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
+    let mut objects = HashMap::new();
+    objects.insert("/vod/a/s1.ts".to_owned(), segment_of("old"));
+    let origin = spawn_origin(objects).await;
+    let on = |url: &str| test_config(&origin.url(), &shared_sessions(url));
+    let (a, b) = (
+        Usher::start(&on(&redis.url), &[]),
+        Usher::start(&on(&relay.url), &[]),
+    );
+    ready(&a).await;
+    ready(&b).await;
+    let ticket = mint("/vod/");
+    let b_url = format!("{}/vod/a/s1.ts?ticket={ticket}", b.url);
+    assert_eq!(get(&b_url, &[]).await.text(), "old");
+    let again = get(&b_url, &[]).await;
+    assert_eq!(
+        again.headers["x-usher-cache"], "hit",
+        "B holds the old copy"
+    );
+
+    relay.black_hole();
+    origin.insert("/vod/a/s1.ts", segment_of("new"));
+    let purge = json!({"prefix": "/vod/a/"});
+    let (status, answer) = api(&a, "POST", "/api/v1/cache/purge", Some(purge)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["announced"], true, "Redis took it: {answer}");
+
+    // B finds its subscription silent, subscribes anew, and catches up.
+    let on_b = within(
+        Duration::from_secs(30),
+        || get(&b_url, &[]),
+        |r| r.text() == "new",
+    )
+    .await;
+    assert_eq!(on_b.text(), "new", "B stopped serving its old copy");
+    ready(&b).await;
 }
 
 /// The [`Cluster`] of these tests: A on Redis through the relay (so its connections can be
@@ -145,11 +209,22 @@ async fn a_device_freed_through_one_node_stops_playing_on_the_other() {
         "the other device plays on"
     );
 
-    // Redis down: the free stands, and the answer says the other nodes were not told.
+    // Redis down: the free stands, and the answer says the other nodes were not told; so
+    // does its entry on the audit trail.
     cluster.redis.kill();
     let freed = free(&cluster.b, &hash, "phone").await;
     assert_eq!(freed["announced"], false, "{freed}");
     assert!(freed["reason"].as_str().is_some(), "{freed}");
+    let (status, trail) = api(&cluster.b, "GET", "/api/v1/audit?action=device.free", None).await;
+    assert_eq!(status, 200, "{trail}");
+    let announced: Vec<&Value> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["changes"]["announced"])
+        .collect();
+    let untold = json!({"before": null, "after": false});
+    assert_eq!(announced, [&Value::Null, &untold], "{trail}");
 }
 
 #[tokio::test]

@@ -205,6 +205,7 @@ async fn a_join_whose_touch_finds_the_end_marker_is_refused() {
 /// An end through a node that does not hold the session, while Redis refuses the marker's
 /// write (an ACL, here): the operator is told (503: the end is not sure to reach every
 /// node), and the end is announced all the same, so the node playing the session stops it.
+/// The audit trail holds the end, saying it was not recorded in Redis.
 #[tokio::test]
 async fn an_end_whose_marker_cannot_be_written_is_still_announced() {
     let cluster = cluster().await;
@@ -236,6 +237,18 @@ async fn an_end_whose_marker_cannot_be_written_is_still_announced() {
         (on_b.status.as_u16(), on_b.reason()),
         (403, "session_ended".to_owned()),
         "B heard the end"
+    );
+    let (status, trail) = api(a, "GET", "/api/v1/audit?action=session.end", None).await;
+    assert_eq!(status, 200, "{trail}");
+    let entries = trail["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{trail}");
+    assert_eq!(
+        (&entries[0]["target"], &entries[0]["changes"]),
+        (
+            &json!(sid),
+            &json!({"recorded_in_redis": {"before": null, "after": false}})
+        ),
+        "{trail}"
     );
 }
 

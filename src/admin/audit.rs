@@ -9,7 +9,12 @@
 //! after and keeps what changed. A new write route is one table entry.
 //!
 //! Rules:
-//! - A call that fails writes nothing and is not recorded (the log has its refusal).
+//! - A call that fails writes nothing and is not recorded (the log has its refusal), except
+//!   a 503 after which it partly stands ([`AdminError::untold`]): a shield purge done here
+//!   but not announced, a session end not recorded in Redis. Its entry says so, as does
+//!   that of a device freed whose ends did not reach every node (`"announced": false` in
+//!   its answer): `"announced"` (or `"recorded_in_redis"`) `{"before": null, "after":
+//!   false}` among its changes.
 //! - Credentials are never recorded: a changed `ticket` (or `token`, `secret`, `apikey`)
 //!   shows as `"<redacted>"` before and after, saying only that it changed.
 //! - Admin writes to the store are recorded one at a time (a lock spans snapshot, write,
@@ -113,21 +118,53 @@ pub async fn recorded<T: Answered>(
         Some(id) => snapshot(state, write.kind, id).await,
         None => Snapshot::default(),
     };
-    let answer = op.await?;
+    // A target without an id (the seller's contacts) is named by its kind.
+    let named = |id: Option<String>| {
+        id.filter(|id| !id.is_empty())
+            .unwrap_or_else(|| write.kind.as_str().to_owned())
+    };
+    let answer = match op.await {
+        Ok(answer) => answer,
+        Err(e) => {
+            // Done here, not sure to reach the other nodes: on record all the same.
+            if let Some(untold) = e.untold() {
+                let id = named(known);
+                record(state, actor, write, id, before, Some(untold)).await;
+            }
+            return Err(e);
+        }
+    };
     let id = match known {
         Some(id) => Some(id),
         None => target(write.target, segments, fields, Some(&answer)),
     };
-    // A target without an id (the seller's contacts) is named by its kind.
-    let id = id
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| write.kind.as_str().to_owned());
+    let id = named(id);
     if write.action == "purchase.create" && already_created(state, &id).await {
         // An idempotent sale answered again (its Idempotency-Key or order_id came back)
         // created nothing: its first answer is the one on record.
         return Ok(answer);
     }
+    let untold = (answer.field("announced").as_deref() == Some("false")).then_some("announced");
+    record(state, actor, write, id, before, untold).await;
+    Ok(answer)
+}
+
+/// Appends the entry of `write` to target `id`, from `before` to now; `untold` names the
+/// flag (`announced`, `recorded_in_redis`) recorded false for a write the other nodes are
+/// not sure to have been told of.
+async fn record(
+    state: &State,
+    actor: &Actor,
+    write: &Write,
+    id: String,
+    before: Snapshot,
+    untold: Option<&'static str>,
+) {
     let after = snapshot(state, write.kind, &id).await;
+    let mut changes = changes(&before.value, &after.value);
+    if let (Some(flag), Some(fields)) = (untold, changes.as_object_mut()) {
+        fields.insert(flag.to_owned(), json!({"before": null, "after": false}));
+    }
     let entry = AuditEntry {
         id: 0,
         at: (state.clock)(),
@@ -135,13 +172,12 @@ pub async fn recorded<T: Answered>(
         interface: actor.interface.as_str().to_owned(),
         action: write.action.to_owned(),
         target_kind: write.kind.as_str().to_owned(),
-        purchase: after.purchase.clone().or(before.purchase.clone()),
-        account: after.account.clone().or(before.account.clone()),
+        purchase: after.purchase.or(before.purchase),
+        account: after.account.or(before.account),
         target: id,
-        changes: changes(&before.value, &after.value),
+        changes,
     };
     append(state, entry).await;
-    Ok(answer)
 }
 
 /// Whether the trail already records the creation of purchase `hash`.

@@ -99,6 +99,18 @@ pub enum AdminError {
 }
 
 impl AdminError {
+    /// For a 503 after which the write partly stands, the flag its audit entry records
+    /// false: `announced` for a shield purge done on this node only, `recorded_in_redis`
+    /// for a session end this node made (its copy ended, the end announced) that Redis
+    /// could not record. `None` for a failure that wrote nothing.
+    pub fn untold(&self) -> Option<&'static str> {
+        match self {
+            AdminError::PurgeNotAnnounced { .. } => Some("announced"),
+            AdminError::EndNotRecorded(_) => Some("recorded_in_redis"),
+            _ => None,
+        }
+    }
+
     /// A bad `field`, with the reason.
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
         AdminError::Invalid(Invalid {

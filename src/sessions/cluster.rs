@@ -1,8 +1,8 @@
 //! Operator calls received by one node that act on every node, through shared sessions
 //! (`sessions.backend = "redis"`): a session, or a freed device's sessions, end on
-//! whichever node plays them, and a shield purge is announced to the other nodes on the
-//! sessions' channel ([`shared`](super::shared)). Without shared sessions they act on this
-//! node only.
+//! whichever node plays them, and a shield purge is recorded in Redis and announced to the
+//! other nodes on the sessions' channel ([`shared`](super::shared)). Without shared
+//! sessions they act on this node only.
 
 use std::collections::BTreeSet;
 
@@ -139,9 +139,10 @@ impl Sessions {
         Ok(true)
     }
 
-    /// Announces a shield purge under `prefix` to every node, this one included (which
-    /// purges again: nothing more than was fetched in between); how many subscribers Redis
-    /// handed it to. `None` without shared sessions: there is no one to tell.
+    /// Records a shield purge under `prefix` in Redis and announces it to the other nodes
+    /// (this one, which purged already, leaves its own announcement; one that does not
+    /// hear it applies the record when it catches up); how many subscribers Redis handed
+    /// it to. `None` without shared sessions: there is no one to tell.
     pub async fn announce_purge(&self, prefix: &str) -> Option<Result<i64, shared::BackendError>> {
         Some(self.shared.get()?.announce_purge(prefix).await)
     }

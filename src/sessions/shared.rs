@@ -18,8 +18,9 @@
 //! per `touch_interval` per session writes the time to Redis in the background (only an
 //! expired session token whose session this node does not hold live asks Redis, [`live`]).
 //! Replacing or ending a session is announced on the channel `usher:sessions`
-//! ([`announce`], which carries the operator's shield purges too); every node marks its
-//! copy at once, and after (re)subscribing re-reads the state of the sessions it holds.
+//! ([`announce`], which carries the operator's shield purges too, each also recorded in
+//! Redis, [`purges`]); every node marks its copy at once, and after (re)subscribing
+//! re-reads the state of the sessions it holds and applies the purges it missed.
 //!
 //! A connection Redis stopped answering on without closing it is replaced ([`link`]). What
 //! Redis missed (a start or an end decided while it did not answer, a Redis that restarted
@@ -29,6 +30,7 @@ mod announce;
 mod ends;
 mod link;
 mod live;
+mod purges;
 mod write_back;
 
 pub use live::LiveElsewhere;
@@ -128,6 +130,10 @@ pub struct SharedSessions {
     /// Sessions started or ended here while Redis did not answer, by id: written back once
     /// it answers again ([`write_back`]).
     deferred: std::sync::Mutex<HashMap<String, Arc<Session>>>,
+    /// This node's id in its purge announcements ([`announce`]).
+    node: String,
+    /// Redis time (ms) up to which this node applied every recorded purge ([`purges`]).
+    purges_heard: AtomicU64,
 }
 
 /// What a touch of a session read of it in Redis ([`SharedSessions::touch`]).
@@ -172,7 +178,7 @@ impl SharedSessions {
         metrics: SessionsBackendMetrics,
     ) -> Result<Self, BackendError> {
         let client = redis::Client::open(config.url.as_str())?;
-        Ok(Self {
+        let shared = Self {
             link: link::Link::connect(client, config.timeout).await?,
             idle,
             remember: AtomicU64::new(remember),
@@ -180,7 +186,12 @@ impl SharedSessions {
             policy: config.on_backend_error,
             metrics,
             deferred: std::sync::Mutex::default(),
-        })
+            node: purges::new_node_id(),
+            purges_heard: AtomicU64::new(0),
+        };
+        // Purges recorded before this node connected concern nothing its shield holds.
+        shared.heard_purge(shared.redis_now().await?);
+        Ok(shared)
     }
 
     /// Whether this node is subscribed to the other nodes' session changes.
@@ -465,11 +476,12 @@ impl SharedSessions {
         Ok(written == 1)
     }
 
-    /// Follows the other nodes' session changes until the process ends, marking the
-    /// sessions `state` holds; after each (re)subscription it re-reads the state of all
-    /// of them, for what it missed. Reconnects with backoff (100 ms doubling to 5 s), also
-    /// when the subscription stops answering ([`link::silence`]). Meanwhile, writes back
-    /// what this node decided without Redis ([`write_back`]).
+    /// Follows the other nodes' session changes and purges until the process ends, marking
+    /// the sessions `state` holds and purging its shield; after each (re)subscription it
+    /// re-reads the state of all of them, and applies the purges recorded meanwhile.
+    /// Reconnects with backoff (100 ms doubling to 5 s), also when the subscription stops
+    /// answering ([`link::silence`]). Meanwhile, writes back what this node decided without
+    /// Redis ([`write_back`]).
     pub async fn follow(self: Arc<Self>, state: Arc<crate::proxy::State>) {
         tokio::spawn(self.clone().write_back_deferred(state.clone()));
         let mut backoff = Duration::from_millis(100);
@@ -508,17 +520,29 @@ impl SharedSessions {
             .map_err(BackendError::from)
     }
 
-    /// Catches up with what the subscription missed ([`SharedSessions::catch_up`]); the
+    /// Catches up with what the subscription missed: session changes
+    /// ([`SharedSessions::catch_up`]) and purges ([`SharedSessions::missed_purges`]); the
     /// command connection may still be reconnecting, so it tries a few times. Whether it
     /// did.
     async fn settle(&self, state: &crate::proxy::State) -> bool {
         let mut pause = Duration::from_millis(50);
         for _ in 0..8 {
             let now = (state.clock)();
-            match self.catch_up(&state.sessions.remembered(), now).await {
-                Ok(marks) => {
+            let caught = async {
+                let marks = self.catch_up(&state.sessions.remembered(), now).await?;
+                Ok::<_, BackendError>((marks, self.missed_purges().await?))
+            };
+            match caught.await {
+                Ok((marks, purges)) => {
                     for (sid, mark) in marks {
                         state.sessions.mark(&sid, mark);
+                    }
+                    for prefix in purges {
+                        let purged = state.shield.purge(&prefix);
+                        tracing::info!(
+                            purged,
+                            "shield purged, as a node announced while not heard"
+                        );
                     }
                     return true;
                 }
@@ -530,8 +554,8 @@ impl SharedSessions {
         false
     }
 
-    /// Applies what `pubsub` brings to `state` ([`announce::apply`]) until it breaks or
-    /// stops answering.
+    /// Applies what `pubsub` brings to `state` ([`SharedSessions::hear`]) until it breaks
+    /// or stops answering.
     async fn listen(&self, pubsub: redis::aio::PubSub, state: &crate::proxy::State) {
         let (sink, mut messages) = pubsub.split();
         let silence = link::silence(sink, announce::CHANNEL, self.timeout);
@@ -543,7 +567,7 @@ impl SharedSessions {
                     let Ok(payload) = message.get_payload::<String>() else {
                         continue;
                     };
-                    announce::apply(&payload, state);
+                    self.hear(&payload, state);
                 }
                 () = &mut silence => {
                     tracing::warn!("the session change subscription stopped answering");

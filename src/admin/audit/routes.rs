@@ -146,6 +146,7 @@ impl Answered for super::super::api::Answer {
         match self.1.get(name)? {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
             _ => None,
         }
     }

@@ -1,5 +1,6 @@
 //! The shield purge (`POST /api/v1/cache/purge`): this node's shield at once, then every
-//! other node's through the announcement shared sessions carry ([`crate::sessions::cluster`]).
+//! other node's through the announcement shared sessions carry, and the record a node that
+//! missed it catches up from ([`crate::sessions::cluster`]).
 
 use super::AdminError;
 use crate::proxy::State;
