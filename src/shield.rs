@@ -12,7 +12,8 @@
 //!         ─► start one (a task of its own, so a viewer leaving does not stop it),
 //!            read it like any joiner ────────────────────► miss
 //!               upstream group: primary, fallbacks (see proxy::upstream::group)
-//!               every server failed and a stale entry is usable? ─► stale
+//!               every server failed (or the body broke off before its first
+//!               bytes) and a stale entry is usable? ─► stale
 //!               its announced length past the room in flight ─► each reader passes
 //!               its unknown length grows past it ─► streamed through, not kept
 //!               complete, storable (policy), small enough ─► kept

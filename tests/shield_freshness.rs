@@ -1,11 +1,13 @@
 //! How long the shield keeps what the origin sends, through a real usher and a real
 //! origin: the origin's `Age` counts against the lifetime it gives and is passed on,
 //! `Expires` gives a lifetime when `Cache-Control` does not, and `must-revalidate` leaves
-//! no stale copy to serve when the origin fails.
+//! no stale copy to serve when the origin fails. A body that breaks before its first bytes
+//! is such a failure too.
 
 mod support;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use support::*;
@@ -163,4 +165,121 @@ async fn a_long_lifetime_caps_what_is_left_of_it_and_an_endless_age_is_not_ignor
         assert_ne!(reply.headers["x-usher-cache"], "hit");
     }
     assert_eq!(upstream_requests(&origin), 3);
+}
+
+/// A usher (`extra` appended to its config) in front of an origin that answers the first
+/// request for [`PATH`] with `segment(1000)` sent with `cache_control`, the second with
+/// `broken`, and then closes its port (a connection refused). Asks until an answer is not
+/// a hit (the copy is past its lifetime and a fetch went upstream) and returns it, with
+/// the usher, the URL and the request heads the origin read.
+async fn past_its_lifetime(
+    cache_control: &str,
+    broken: &str,
+    extra: &str,
+) -> (Reply, Usher, String, Arc<Mutex<Vec<String>>>) {
+    let kept = [
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: 1000\r\n\
+             etag: \"v1\"\r\ncache-control: {cache_control}\r\nconnection: close\r\n\r\n"
+        )
+        .into_bytes(),
+        segment(1000).body.to_vec(),
+    ]
+    .concat();
+    let (origin, heads) = raw_origin(vec![kept, broken.into()]).await;
+    let usher = Usher::start(&test_config(&origin, extra), &[]);
+    let url = format!("{}{PATH}?ticket={}", usher.url, mint("/vod/"));
+    let first = get(&url, &[]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["x-usher-cache"], "miss");
+    let reply = ask_until(&url, "the copy past its lifetime", |r| {
+        r.headers.get("x-usher-cache").is_none_or(|v| v != "hit")
+    })
+    .await;
+    (reply, usher, url, heads)
+}
+
+/// An origin whose answer breaks off before its first body bytes (its head sent, then
+/// the connection closed) has failed as one that refuses the connection or answers 5xx:
+/// within the stale window (`shield.stale_if_error`, or the origin's `stale-if-error`) the
+/// viewer gets the kept copy with the same headers a refused connection gets it with, and
+/// the shield counts a stale answer, not an upstream error. Whether its body was sent
+/// chunked or with a length.
+#[tokio::test]
+async fn a_body_that_breaks_before_its_first_bytes_is_served_stale_like_any_failure() {
+    let chunked =
+        "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ntransfer-encoding: chunked\r\n\r\n";
+    let with_length = "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: 1000\r\n\r\n";
+    for (broken, cache_control, extra) in [
+        (chunked, "max-age=1", "[shield]\nstale_if_error = \"10m\"\n"),
+        (
+            with_length,
+            "max-age=1, stale-if-error=600",
+            "[shield]\nstale_if_error = \"0s\"\n",
+        ),
+    ] {
+        let (stale, usher, url, heads) = past_its_lifetime(cache_control, broken, extra).await;
+        assert_eq!(
+            heads.lock().unwrap().len(),
+            2,
+            "the origin sent its broken answer, and no other, for this one"
+        );
+        assert_eq!(
+            stale.status,
+            200,
+            "{broken:?}: {:?} {}",
+            stale.headers,
+            stale.text()
+        );
+        assert_eq!(stale.headers["x-usher-cache"], "stale");
+        assert!(age(&stale) >= 1, "{:?}", stale.headers);
+        assert_eq!(stale.body, segment(1000).body);
+
+        // The origin's port is closed now: the connection refused gets the copy too, with
+        // the same headers.
+        let refused = get(&url, &[]).await;
+        assert_eq!(refused.headers["x-usher-cache"], "stale");
+        let comparable = |reply: &Reply| {
+            let mut headers = reply.headers.clone();
+            for varying in ["date", "age", "x-request-id"] {
+                headers.remove(varying);
+            }
+            headers
+        };
+        assert_eq!(comparable(&stale), comparable(&refused));
+        assert_eq!(refused.body, stale.body);
+        assert_eq!(
+            metric(
+                &usher,
+                "usher_cache_requests_total{kind=\"segment\",outcome=\"stale\"}"
+            )
+            .await,
+            2.0
+        );
+        assert_eq!(
+            metric(
+                &usher,
+                "usher_upstream_errors_total{error=\"upstream_error\"}"
+            )
+            .await,
+            0.0,
+            "the viewer was served"
+        );
+    }
+
+    // Without a stale window, such a body is a 502, never a 200 cut short.
+    let (failed, usher, _url, _heads) =
+        past_its_lifetime("max-age=1", chunked, "[shield]\nstale_if_error = \"0s\"\n").await;
+    assert_eq!(
+        (failed.status.as_u16(), failed.reason()),
+        (502, "upstream_error".to_owned())
+    );
+    assert_eq!(
+        metric(
+            &usher,
+            "usher_upstream_errors_total{error=\"upstream_error\"}"
+        )
+        .await,
+        1.0
+    );
 }

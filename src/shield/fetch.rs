@@ -53,7 +53,8 @@ pub(super) struct Fetch {
     pub(super) key: Key,
     /// What kind of object that is.
     pub(super) kind: ObjectKind,
-    /// The copy kept before, served if every server fails.
+    /// The copy kept before, served if every server fails (or the body breaks off before
+    /// its first bytes).
     pub(super) stale: Option<Arc<Entry>>,
     /// Its readers' shared view of it.
     pub(super) fill: Arc<Fill>,
@@ -94,6 +95,29 @@ impl Fetch {
         }
     }
 
+    /// Answers the fetch's readers with the kept copy if it may still stand in for a
+    /// failed upstream (within its stale-if-error window); whether it did. `why`: the
+    /// failure, for the log.
+    fn serve_stale(&self, why: &str) -> bool {
+        let now = Instant::now();
+        let Some(entry) = self.stale.as_ref().filter(|e| e.is_usable_stale(now)) else {
+            return false;
+        };
+        tracing::warn!(
+            path = self.key.path(),
+            error = why,
+            "upstream failed; serving a stale copy"
+        );
+        // Freed first, as below: a reader with every byte may ask again at once.
+        self.release();
+        // Its bytes are the cache's: nothing more is held for it.
+        self.fill
+            .head(entry.head.clone(), Some(entry.age(now)), None);
+        self.fill.push(entry.body.clone());
+        self.end(End::Done(Ok(())));
+        true
+    }
+
     async fn fetch(&self) {
         let inner = &self.shield.inner;
         let mut headers = HeaderMap::new();
@@ -114,25 +138,8 @@ impl Fetch {
             Ok(response) => response.status().is_server_error(),
             Err(_) => true,
         };
-        if failed {
-            if let Some(entry) = self
-                .stale
-                .as_ref()
-                .filter(|e| e.is_usable_stale(Instant::now()))
-            {
-                tracing::warn!(
-                    path = self.key.path(),
-                    "every upstream failed; serving a stale copy"
-                );
-                // Freed first, as below: a reader with every byte may ask again at once.
-                self.release();
-                let age = entry.age(Instant::now());
-                // Its bytes are the cache's: nothing more is held for it.
-                self.fill.head(entry.head.clone(), Some(age), None);
-                self.fill.push(entry.body.clone());
-                self.end(End::Done(Ok(())));
-                return;
-            }
+        if failed && self.serve_stale("every upstream failed") {
+            return;
         }
         let response = match result {
             Ok(response) => response,
@@ -170,11 +177,20 @@ impl Fetch {
         // now; one not announced as the bytes come, its head going out with its first
         // bytes once they are granted. Not granted: each reader fetches past the shield,
         // streamed at its own pace, and the next request tries to keep the object again.
+        // With a stale copy at hand, the head of either waits for the first bytes, so that
+        // a body that breaks before them is a failure the copy stands in for, as a 5xx is.
         let mut first = None;
-        if announced.is_none() {
+        if announced.is_none() || has_stale {
             first = match first_data(&mut body).await {
                 Ok(first) => first,
                 Err(e) => {
+                    if self
+                        .serve_stale(&format!("upstream body failed before its first bytes: {e}"))
+                    {
+                        return;
+                    }
+                    // No byte went out: an exchange that failed, as one with no head (a
+                    // 502 `upstream_error`). The server's health was judged on its head.
                     tracing::warn!(path = self.key.path(), error = %e, "upstream body failed; not cached");
                     self.end(End::Fail(UpstreamError::Protocol(e)));
                     return;
