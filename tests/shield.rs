@@ -1057,6 +1057,65 @@ async fn a_kept_chunked_object_has_its_length_on_head() {
     assert_eq!(served.lock().unwrap().len(), 1);
 }
 
+/// A segment the origin gzips although the shield asks for `identity` (an object store
+/// serving a file stored gzipped): kept as it came and served so to every viewer, one
+/// that sent no `Accept-Encoding` or `identity` too, which is what that origin answers
+/// each of them with the shield off: the shield changes no viewer's bytes.
+#[tokio::test]
+async fn a_segment_the_origin_gzips_anyway_reaches_viewers_as_the_origin_sends_it() {
+    use std::io::{Read, Write};
+    let segment = pattern(10_000, 3);
+    let mut packed = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    packed.write_all(&segment).unwrap();
+    let gzipped = packed.finish().unwrap();
+    let answer = [
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-encoding: gzip\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            gzipped.len()
+        )
+        .into_bytes(),
+        gzipped.clone(),
+    ]
+    .concat();
+    let viewers: [&[(&str, &str)]; 3] = [
+        &[],
+        &[("accept-encoding", "identity")],
+        &[("accept-encoding", "gzip")],
+    ];
+    for shield in ["", "[shield]\nenabled = false\n"] {
+        let (origin, served) = raw_origin(vec![answer.clone(); 3]).await;
+        let usher = Usher::start(&test_config(&origin, shield), &[]);
+        let url = format!("{}/vod/s1.ts?ticket={}", usher.url, mint("/vod/"));
+        for headers in viewers {
+            let reply = get(&url, headers).await;
+            assert_eq!(reply.status, 200, "{shield:?} {headers:?}");
+            assert_eq!(
+                reply.headers["content-encoding"], "gzip",
+                "{shield:?} {headers:?}"
+            );
+            assert_eq!(reply.headers["content-length"], gzipped.len().to_string());
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&reply.body[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            assert!(plain == segment, "{shield:?} {headers:?}");
+        }
+        let heads = served.lock().unwrap().clone();
+        if shield.is_empty() {
+            assert_eq!(heads.len(), 1, "kept: one fetch for the three viewers");
+            assert!(
+                heads[0]
+                    .to_ascii_lowercase()
+                    .contains("accept-encoding: identity"),
+                "{heads:?}"
+            );
+        } else {
+            assert_eq!(heads.len(), 3, "each viewer's own request");
+        }
+    }
+}
+
 /// A CDN in front revalidating a segment it holds: `If-None-Match` with the copy's entity
 /// tag, or `If-Modified-Since` its date, is answered 304 from the shield's copy, with
 /// the validators and no body; another tag gets the whole object. The origin is asked
