@@ -108,12 +108,12 @@ impl PostgresStore {
                 Connections::Pooled => builder.max_size(config.pool_size as usize),
                 Connections::Snapshot => builder.max_size(1).post_create(snapshot_begins()),
             }
-                .runtime(deadpool_postgres::Runtime::Tokio1)
-                .wait_timeout(Some(config.timeout))
-                .create_timeout(Some(config.connect_timeout))
-                .recycle_timeout(Some(config.timeout))
-                .build()
-                .map_err(|e| StoreError::Backend(format!("store pool: {e}")))?
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(config.timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.timeout))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("store pool: {e}")))?
         };
         Ok(Self {
             pool,
