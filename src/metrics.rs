@@ -86,8 +86,8 @@ pub struct Metrics {
     /// `usher_cache_requests_total{kind, outcome}`: shield lookups: hit, miss (started a
     /// fetch), coalesced (joined a fetch in flight), pass (went by the shield: ranges, other
     /// objects, the shield off, no room in flight); and stale: misses and joins answered
-    /// with a kept copy past its lifetime because every upstream failed (also counted as
-    /// miss or coalesced).
+    /// with a kept copy past its lifetime because every upstream failed or the body broke
+    /// off before its first bytes (also counted as miss or coalesced).
     pub cache_requests: IntCounterVec,
     /// `usher_cache_bytes_total{source}`: body bytes served from the cache, and read from
     /// upstreams into it.

@@ -63,7 +63,8 @@ pub struct BrokenBody(String);
 pub struct Joined {
     /// The response.
     pub response: Response<Body>,
-    /// Whether it was served past its lifetime because every upstream failed.
+    /// Whether it was served past its lifetime because every upstream failed, or the
+    /// body broke off before its first bytes.
     pub stale: bool,
 }
 
