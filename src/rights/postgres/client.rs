@@ -212,10 +212,7 @@ impl PostgresStore {
         let started = Instant::now();
         runtime.spawn(async move {
             let work = async {
-                let client = pool
-                    .get()
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("no connection: {e}")))?;
+                let client = pool.get().await.map_err(no_connection)?;
                 f(client).await
             };
             let give_up = timeout * GIVE_UP_FACTOR;
@@ -336,6 +333,23 @@ enum Connections {
     Snapshot,
 }
 
+/// Why a snapshot store refuses a second connection, as the operator reads it.
+const SNAPSHOT_LOST: &str = "the snapshot's connection was lost (the server ends a \
+    transaction idle for three store.postgres.timeouts, e.g. while the output is not read, \
+    or it restarted, or the network broke); nothing was read outside the snapshot: start again";
+
+/// The pool's failure to give a connection, as the store being unavailable: a snapshot's
+/// refusal ([`SNAPSHOT_LOST`]) as it is, any other as "no connection" and deadpool's text
+/// (which ends a hook's failure with a line break).
+fn no_connection(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::PostCreateHook(deadpool_postgres::HookError::Message(
+            why,
+        )) => StoreError::Unavailable(why.into_owned()),
+        e => StoreError::Unavailable(format!("no connection: {}", e.to_string().trim_end())),
+    }
+}
+
 /// The hook that begins the snapshot transaction on a snapshot store's one connection,
 /// and refuses a second connection (the first broke: a new one would read outside the
 /// snapshot).
@@ -345,9 +359,7 @@ fn snapshot_begins() -> deadpool_postgres::Hook {
         let begun = begun.clone();
         Box::pin(async move {
             if begun.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                return Err(deadpool_postgres::HookError::message(
-                    "the snapshot's connection was lost: start again",
-                ));
+                return Err(deadpool_postgres::HookError::message(SNAPSHOT_LOST));
             }
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
