@@ -69,6 +69,12 @@ fn bench_objects(c: &mut Criterion) {
     const GET: Wants<'static> = Wants {
         head_only: false,
         conditions: None,
+        private: false,
+    };
+    // The same, its headers made private for shared caches (a cookie's or a bearer's).
+    const PRIVATE: Wants<'static> = Wants {
+        private: true,
+        ..GET
     };
     assert!(shield.applies(&Method::GET, kind, PATH, &HeaderMap::new()));
     rt.block_on(async {
@@ -80,6 +86,23 @@ fn bench_objects(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let response = shield
                 .fetch(&upstream, black_box(PATH), None, kind, GET, Instant::now())
+                .await
+                .unwrap();
+            let body = response.unwrap().into_body().collect().await.unwrap();
+            black_box(body.to_bytes())
+        })
+    });
+    group.bench_function("shield_hit_private", |b| {
+        b.to_async(&rt).iter(|| async {
+            let response = shield
+                .fetch(
+                    &upstream,
+                    black_box(PATH),
+                    None,
+                    kind,
+                    PRIVATE,
+                    Instant::now(),
+                )
                 .await
                 .unwrap();
             let body = response.unwrap().into_body().collect().await.unwrap();

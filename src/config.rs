@@ -4,6 +4,7 @@
 //! Every problem is reported, not just the first, each naming its dotted key and value:
 //! `token.session_ttl = "0s": must be greater than zero`.
 
+mod access;
 mod backends;
 pub mod duration;
 pub mod file;
@@ -21,6 +22,7 @@ use http::HeaderName;
 
 use crate::origin::OriginBase;
 use crate::ticket::KeyRing;
+pub use access::{Access, ProtectedCacheControl};
 pub use backends::{OnBackendError, PostgresConfig, RedisConfig, SessionsBackend, StoreBackend};
 pub use rights::{ExternalConfig, RightsConfig, RightsSource};
 pub use upstream::{Health, Server, ShieldConfig};
@@ -439,17 +441,6 @@ pub struct Token {
     pub session_cookie: String,
     /// Whether the user agent is folded into the device identity.
     pub device_with_user_agent: bool,
-}
-
-/// `[access]`, checked.
-#[derive(Debug, Clone)]
-pub struct Access {
-    /// Prefixes that need credentials.
-    pub protected: Vec<String>,
-    /// Prefixes that need none; they win over `protected`.
-    pub public: Vec<String>,
-    /// Browser origins allowed to read responses; empty means no CORS headers.
-    pub cors_origins: Vec<String>,
 }
 
 /// `[demo]`, checked.

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod authorize;
+pub mod cache_control;
 pub mod compress;
 pub mod conditional;
 pub mod credentials;
@@ -380,15 +381,17 @@ async fn handle_inner(
         req.headers(),
         &config.listen.trusted_proxies,
     );
-    let device = carried.device.map(|id| {
+    let device = carried.device.as_deref().map(|id| {
         let agent = settings
             .device_with_user_agent
             .then(|| req.headers().get(http::header::USER_AGENT))
             .flatten()
             .and_then(|v| v.to_str().ok());
-        crate::device::hash_id(&id, agent)
+        crate::device::hash_id(id, agent)
     });
     let route = access::route(&config.access, &path);
+    // Whether the answer goes out private for shared caches (`cache_control`).
+    let mut private = false;
     let grant = match route {
         Route::Unrouted => return Err(ProxyError::NotRouted),
         Route::Public => None,
@@ -410,6 +413,7 @@ async fn handle_inner(
             let grant =
                 authorize::authorize(state, config, kind, &presented, &foreign, &facts, started)
                     .await?;
+            private = cache_control::private_for(config, &carried, path_token, &foreign, &path);
             if let (Some(minted), Some(name)) = (&grant.minted_device, &settings.device_cookie) {
                 outcome.device_cookie =
                     HeaderValue::from_str(&minted.set_cookie(name, peer.proto == "https")).ok();
@@ -456,6 +460,7 @@ async fn handle_inner(
                 crate::shield::Wants {
                     head_only: head_only && !rewrite,
                     conditions,
+                    private: private && !rewrite,
                 },
                 started,
             )
@@ -503,6 +508,9 @@ async fn handle_inner(
         }
     };
     let mut response = respond::counted(state, fetched)?;
+    if private && !from_shield {
+        cache_control::make_private(response.headers_mut());
+    }
 
     // What the upstream says this is, whatever the path looked like.
     let answer = playlist::Document::by_answer(kind, &response);

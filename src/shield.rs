@@ -65,6 +65,8 @@ pub struct Wants<'a> {
     pub head_only: bool,
     /// Its conditions (`If-None-Match`, `If-Modified-Since`), if it has any.
     pub conditions: Option<Conditions<'a>>,
+    /// The headers made private for shared caches (see [`crate::proxy::cache_control`]).
+    pub private: bool,
 }
 
 /// The shield; cheap to clone (one shared cache).
@@ -239,7 +241,7 @@ impl Shield {
             .with_label_values(&[label, outcome])
             .inc();
         let started = Instant::now();
-        let joined = fill.join(head_only, outcome).await;
+        let joined = fill.join(head_only, wants.private, outcome).await;
         // A pass is timed by the caller, who fetches past the shield.
         if !matches!(joined, Ok(None)) {
             inner
@@ -282,7 +284,8 @@ impl Shield {
         if !wants.head_only && !not_modified {
             metrics.cache_bytes_served.inc_by(entry.len);
         }
-        let response = entry.response(wants.head_only || not_modified, "hit", now);
+        let head_only = wants.head_only || not_modified;
+        let response = entry.response(head_only, wants.private, "hit", now);
         if not_modified {
             conditional::into_not_modified(response)
         } else {

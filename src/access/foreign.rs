@@ -41,6 +41,10 @@ pub struct Carried<'a> {
     pub secure_link: Option<(&'a str, &'a str)>,
     /// The Media CDN token (`[media_cdn].token_name` in the query, or its cookie).
     pub media_cdn: Option<&'a str>,
+    /// The Akamai token came in its cookie, not in the query.
+    pub akamai_in_cookie: bool,
+    /// The Media CDN token came in its cookie, not in the query.
+    pub media_cdn_in_cookie: bool,
 }
 
 impl Carried<'_> {
@@ -56,6 +60,14 @@ impl Carried<'_> {
     /// Whether any foreign credential came.
     pub fn any(&self) -> bool {
         self.akamai.is_some() || self.secure_link.is_some() || self.media_cdn.is_some()
+    }
+
+    /// The format [`decide`] judges: the first the route `accepts` and the request
+    /// carries, in the order Media CDN, Akamai, secure_link.
+    pub fn chosen(&self, accepts: &[Format]) -> Option<Format> {
+        [Format::MediaCdn, Format::Akamai, Format::SecureLink]
+            .into_iter()
+            .find(|f| accepts.contains(f) && self.has(*f))
     }
 }
 
@@ -87,11 +99,7 @@ pub fn decide(
     now: u64,
     skew: u64,
 ) -> Result<Grant, Denied> {
-    let order = [Format::MediaCdn, Format::Akamai, Format::SecureLink];
-    let Some(format) = order
-        .into_iter()
-        .find(|f| accepts.contains(f) && carried.has(*f))
-    else {
+    let Some(format) = carried.chosen(accepts) else {
         return Err(if carried.any() {
             Denied::NotAccepted
         } else {

@@ -172,6 +172,7 @@ fn routes_public_wins_then_protected_else_unrouted() {
         protected: vec!["/vod/".into()],
         public: vec!["/vod/trailers/".into()],
         cors_origins: vec![],
+        protected_cache_control: Default::default(),
     };
     assert_eq!(route(&access, "/vod/movie/a.ts"), Route::Protected);
     assert_eq!(route(&access, "/vod/trailers/a.ts"), Route::Public);
@@ -180,6 +181,7 @@ fn routes_public_wins_then_protected_else_unrouted() {
         protected: vec!["/".into()],
         public: vec!["/vod/free".into()],
         cors_origins: vec![],
+        protected_cache_control: Default::default(),
     };
     assert_eq!(route(&free, "/vod/free/a.ts"), Route::Public);
     assert_eq!(

@@ -334,10 +334,19 @@ pub(super) fn check(
             );
         }
     }
+    let protected_cache_control = match access_file.protected_cache_control.as_deref() {
+        None => super::ProtectedCacheControl::default(),
+        Some(text) => super::ProtectedCacheControl::parse(text).unwrap_or_else(|| {
+            let why = "must be \"auto\", \"private\" or \"origin\"";
+            p.add("access.protected_cache_control", text, why);
+            super::ProtectedCacheControl::default()
+        }),
+    };
     let access = Access {
         protected,
         public,
         cors_origins,
+        protected_cache_control,
     };
 
     let demo = file.demo.map(|d| {

@@ -514,6 +514,8 @@ pub struct AccessFile {
     pub public: Option<Vec<String>>,
     /// Origins allowed to read responses from a browser (`"*"` for any).
     pub cors_origins: Option<Vec<String>>,
+    /// `"auto"`, `"private"` or `"origin"`: the `Cache-Control` of protected answers.
+    pub protected_cache_control: Option<String>,
 }
 
 /// `[demo]`

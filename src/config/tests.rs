@@ -476,3 +476,27 @@ fn asset_list_extensions_default_to_json_and_name_no_other_kind() {
     }
     assert!(!all.contains("[3]"), "{all}");
 }
+
+#[test]
+fn protected_cache_control_is_auto_unless_named() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(
+        config.access.protected_cache_control,
+        ProtectedCacheControl::Auto
+    );
+    for (name, setting) in [
+        ("auto", ProtectedCacheControl::Auto),
+        ("private", ProtectedCacheControl::Private),
+        ("origin", ProtectedCacheControl::Origin),
+    ] {
+        let text = format!("{MINIMAL}\n[access]\nprotected_cache_control = \"{name}\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.access.protected_cache_control, setting, "{name}");
+    }
+    let text = format!("{MINIMAL}\n[access]\nprotected_cache_control = \"public\"\n");
+    let msg = problems(&text);
+    assert!(
+        msg.contains("access.protected_cache_control = \"public\": must be \"auto\", \"private\" or \"origin\""),
+        "{msg}"
+    );
+}

@@ -21,11 +21,16 @@ pub struct Carried<'a> {
     /// player's URL encoder wrote it, so `tv%201` in a URL is the `tv 1` of a header;
     /// hash it with [`crate::device::hash_id`] before it goes anywhere).
     pub device: Option<Cow<'a, str>>,
+    /// The ticket came in `Authorization` or its cookie, not in the query.
+    pub ticket_in_header: bool,
+    /// The session token came in its cookie, not in the query.
+    pub session_in_cookie: bool,
 }
 
 /// Finds what `settings` says to look for in `query` and `headers`.
 pub fn read<'a>(settings: &Token, query: Option<&'a str>, headers: &'a HeaderMap) -> Carried<'a> {
-    let ticket = query_param(query, &settings.ticket_param)
+    let in_query = query_param(query, &settings.ticket_param);
+    let ticket = in_query
         .or_else(|| settings.bearer.then(|| bearer(headers)).flatten())
         .or_else(|| {
             settings
@@ -45,10 +50,13 @@ pub fn read<'a>(settings: &Token, query: Option<&'a str>, headers: &'a HeaderMap
         })
         .map(Cow::Borrowed)
         .or_else(|| query_param(query, &settings.device_param).map(query_value));
+    let session_in_query = query_param(query, &settings.session_param);
+    let session = session_in_query.or_else(|| cookie(headers, &settings.session_cookie));
     Carried {
+        ticket_in_header: ticket.is_some() && in_query.is_none(),
+        session_in_cookie: session.is_some() && session_in_query.is_none(),
         ticket,
-        session: query_param(query, &settings.session_param)
-            .or_else(|| cookie(headers, &settings.session_cookie)),
+        session,
         device,
     }
 }
@@ -61,17 +69,29 @@ pub fn read_foreign<'a>(
     query: Option<&'a str>,
     headers: &'a HeaderMap,
 ) -> foreign::Carried<'a> {
+    // Each token from its query parameter, else (`true`: from there) its cookie.
+    let either = |param: &str, cookie_name: &str| {
+        query_param(query, param)
+            .map(|t| (t, false))
+            .or_else(|| cookie(headers, cookie_name).map(|t| (t, true)))
+    };
+    let akamai = formats
+        .akamai
+        .as_ref()
+        .and_then(|a| either(&a.token_name, &a.token_name));
+    let media_cdn = formats
+        .media_cdn
+        .as_ref()
+        .and_then(|m| either(&m.token_name, &m.cookie_name));
     foreign::Carried {
-        akamai: formats.akamai.as_ref().and_then(|a| {
-            query_param(query, &a.token_name).or_else(|| cookie(headers, &a.token_name))
-        }),
+        akamai: akamai.map(|(t, _)| t),
         secure_link: formats
             .secure_link
             .as_ref()
             .and_then(|_| Some((query_param(query, "md5")?, query_param(query, "expires")?))),
-        media_cdn: formats.media_cdn.as_ref().and_then(|m| {
-            query_param(query, &m.token_name).or_else(|| cookie(headers, &m.cookie_name))
-        }),
+        media_cdn: media_cdn.map(|(t, _)| t),
+        akamai_in_cookie: akamai.is_some_and(|(_, c)| c),
+        media_cdn_in_cookie: media_cdn.is_some_and(|(_, c)| c),
     }
 }
 

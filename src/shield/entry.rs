@@ -1,6 +1,6 @@
 //! A kept response: its head, its body in one piece, and when it was stored.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -22,6 +22,12 @@ pub struct Head {
     pub status: StatusCode,
     /// The end-to-end headers.
     pub headers: HeaderMap,
+    /// The headers made private for shared caches (see [`crate::proxy::cache_control`]),
+    /// made when an answer first needs them and kept for every later one (`None`: the
+    /// stored ones already are). Their values are the stored ones (shared, not copied)
+    /// but for `Cache-Control`, less the headers that instruct shared caches. Not weighed
+    /// against `shield.memory`: a map of a few hundred bytes.
+    private: OnceLock<Option<HeaderMap>>,
 }
 
 /// Headers an answer from the cache gets beyond the stored ones: the cache status, `Age`,
@@ -53,9 +59,15 @@ impl Head {
             copy.set_sensitive(value.is_sensitive());
             own.append(name, copy);
         }
+        Self::new(status, own)
+    }
+
+    /// The head of `status` and `headers`, as they are.
+    pub fn new(status: StatusCode, headers: HeaderMap) -> Self {
         Self {
             status,
-            headers: own,
+            headers,
+            private: OnceLock::new(),
         }
     }
 
@@ -63,22 +75,42 @@ impl Head {
     pub fn with_length(&self, len: u64) -> Self {
         let mut headers = self.headers.clone();
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-        Self {
-            status: self.status,
-            headers,
-        }
+        Self::new(self.status, headers)
     }
 
-    /// A response with this head, `body`, and the shield's `outcome` and `age` headers.
-    pub fn response(&self, body: Body, outcome: &'static str, age: Option<u64>) -> Response<Body> {
+    /// The headers an answer gets: the stored ones, or (`private`) their private form.
+    fn headers(&self, private: bool) -> &HeaderMap {
+        if !private {
+            return &self.headers;
+        }
+        let made = self.private.get_or_init(|| {
+            (!crate::proxy::cache_control::is_private(&self.headers)).then(|| {
+                let mut headers = self.headers.clone();
+                crate::proxy::cache_control::make_private(&mut headers);
+                headers
+            })
+        });
+        made.as_ref().unwrap_or(&self.headers)
+    }
+
+    /// A response with this head (its headers made private for shared caches when
+    /// `private`), `body`, and the shield's `outcome` and `age` headers.
+    pub fn response(
+        &self,
+        body: Body,
+        outcome: &'static str,
+        age: Option<u64>,
+        private: bool,
+    ) -> Response<Body> {
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
+        let stored = self.headers(private);
         // Built at its final size, with room for the headers added here and after (the
         // request id and CORS headers): a clone would be exactly as large as the stored
         // map and grow (a reallocation) at the first header added.
         let headers = response.headers_mut();
-        *headers = HeaderMap::with_capacity(self.headers.len() + EXTRA_HEADERS);
-        for (name, value) in &self.headers {
+        *headers = HeaderMap::with_capacity(stored.len() + EXTRA_HEADERS);
+        for (name, value) in stored {
             headers.append(name, value.clone());
         }
         headers.insert(CACHE_STATUS, HeaderValue::from_static(outcome));
@@ -133,12 +165,20 @@ impl Entry {
         u32::try_from(self.len as usize + headers + 64).unwrap_or(u32::MAX)
     }
 
-    /// The response for a viewer at `now` (the body left out for HEAD).
-    pub fn response(&self, head_only: bool, outcome: &'static str, now: Instant) -> Response<Body> {
+    /// The response for a viewer at `now` (the body left out for HEAD; the headers made
+    /// private for shared caches when `private`).
+    pub fn response(
+        &self,
+        head_only: bool,
+        private: bool,
+        outcome: &'static str,
+        now: Instant,
+    ) -> Response<Body> {
         self.head.response(
             bytes_body(&self.body, head_only),
             outcome,
             Some(self.age(now)),
+            private,
         )
     }
 }

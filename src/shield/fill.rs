@@ -190,13 +190,15 @@ impl Fill {
     }
 
     /// Waits for the head and answers with a body that follows the fetch from its first
-    /// byte (empty for HEAD); `None` when the object is not for the shield.
+    /// byte (empty for HEAD), the headers made private for shared caches when `private`;
+    /// `None` when the object is not for the shield.
     ///
     /// # Errors
     /// The fetch's [`UpstreamError`] when no response came.
     pub async fn join(
         &self,
         head_only: bool,
+        private: bool,
         outcome: &'static str,
     ) -> Result<Option<Joined>, UpstreamError> {
         let mut rx = self.progress.subscribe();
@@ -220,7 +222,7 @@ impl Fill {
         Ok(Some(Joined {
             // A stale copy says how old it is, so a cache in front does not take it for
             // a fresh one.
-            response: head.response(body, outcome, stale),
+            response: head.response(body, outcome, stale, private),
             stale: stale.is_some(),
         }))
     }
@@ -297,10 +299,7 @@ mod tests {
     fn headed(grant: Option<super::super::budget::Grant>) -> Arc<Fill> {
         let fill = Fill::new();
         fill.head(
-            Arc::new(Head {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-            }),
+            Arc::new(Head::new(StatusCode::OK, HeaderMap::new())),
             None,
             grant,
         );
@@ -312,22 +311,23 @@ mod tests {
         let waiting = Fill::new();
         let reader = tokio::spawn({
             let fill = waiting.clone();
-            async move { fill.join(false, "coalesced").await.map(|_| ()) }
+            async move { fill.join(false, false, "coalesced").await.map(|_| ()) }
         });
         waiting.abandon();
         assert!(reader.await.unwrap().is_err(), "no head: an error");
 
         let midway = Fill::new();
         midway.head(
-            Arc::new(Head {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-            }),
+            Arc::new(Head::new(StatusCode::OK, HeaderMap::new())),
             None,
             None,
         );
         midway.push(Bytes::from_static(b"half"));
-        let joined = midway.join(false, "coalesced").await.unwrap().unwrap();
+        let joined = midway
+            .join(false, false, "coalesced")
+            .await
+            .unwrap()
+            .unwrap();
         midway.abandon();
         let body = joined.response.into_body().collect().await;
         assert!(
@@ -337,17 +337,14 @@ mod tests {
 
         let done = Fill::new();
         done.head(
-            Arc::new(Head {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-            }),
+            Arc::new(Head::new(StatusCode::OK, HeaderMap::new())),
             None,
             None,
         );
         done.push(Bytes::from_static(b"whole"));
         done.finish(Ok(()));
         done.abandon();
-        let joined = done.join(false, "coalesced").await.unwrap().unwrap();
+        let joined = done.join(false, false, "coalesced").await.unwrap().unwrap();
         let body = joined.response.into_body().collect().await.unwrap();
         assert_eq!(body.to_bytes(), "whole", "a finished fetch stays finished");
     }
@@ -358,8 +355,8 @@ mod tests {
     #[tokio::test]
     async fn a_body_held_through_a_window_serves_who_keeps_up_and_breaks_who_lags() {
         let fill = headed(None);
-        let lagging = fill.join(false, "coalesced").await.unwrap().unwrap();
-        let keeping_up = fill.join(false, "coalesced").await.unwrap().unwrap();
+        let lagging = fill.join(false, false, "coalesced").await.unwrap().unwrap();
+        let keeping_up = fill.join(false, false, "coalesced").await.unwrap().unwrap();
         let mut keeping_up = keeping_up.response.into_body();
         let mut got = Vec::new();
         for n in 0..10u8 {
@@ -389,7 +386,7 @@ mod tests {
         let gauge = prometheus::IntGauge::new("held", "held").unwrap();
         let budget = super::super::budget::Budget::new(30, gauge.clone());
         let fill = headed(budget.grant(0));
-        let reader = fill.join(false, "miss").await.unwrap().unwrap();
+        let reader = fill.join(false, false, "miss").await.unwrap().unwrap();
         let mut reader = reader.response.into_body();
         let mut got = Vec::new();
         let mut within = Vec::new();
@@ -429,7 +426,7 @@ mod tests {
         let budget = super::super::budget::Budget::new(100, gauge.clone());
         for end in [0, 1] {
             let fill = headed(budget.grant(60));
-            let reader = fill.join(false, "miss").await.unwrap().unwrap();
+            let reader = fill.join(false, false, "miss").await.unwrap().unwrap();
             assert_eq!(gauge.get(), 60);
             if end == 0 {
                 fill.fail(UpstreamError::Protocol("gone".to_owned()));

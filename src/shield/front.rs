@@ -117,10 +117,7 @@ mod tests {
 
     fn entry(len: usize, fresh: Duration) -> Arc<Entry> {
         Arc::new(Entry {
-            head: Arc::new(Head {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-            }),
+            head: Arc::new(Head::new(StatusCode::OK, HeaderMap::new())),
             body: Bytes::from(vec![b'x'; len]),
             len: len as u64,
             stored: Instant::now(),

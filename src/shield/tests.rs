@@ -6,10 +6,7 @@ use std::time::Duration;
 
 fn entry(len: usize) -> Entry {
     Entry {
-        head: Arc::new(Head {
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-        }),
+        head: Arc::new(Head::new(StatusCode::OK, HeaderMap::new())),
         body: Bytes::from(vec![0u8; len]),
         len: len as u64,
         stored: Instant::now(),
@@ -91,4 +88,35 @@ fn what_is_kept_holds_none_of_the_upstream_read_buffer() {
         copied.is_sensitive(),
         "a sensitive value stays sensitive (HPACK never indexes it)"
     );
+}
+
+/// A copy's private headers are made once: every answer under a cookie's or a bearer's
+/// credential after the first clones them as it clones the stored ones, and an answer
+/// under a credential in the URL gets the stored ones.
+#[test]
+fn a_copys_private_headers_are_made_once_and_shared_by_its_answers() {
+    use http::header::{CACHE_CONTROL, ETAG};
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=600"),
+    );
+    headers.insert("cdn-cache-control", HeaderValue::from_static("max-age=600"));
+    headers.insert(ETAG, HeaderValue::from_static("\"v1\""));
+    let head = Head::owned(StatusCode::OK, &headers);
+    let answer =
+        |private| head.response(entry::bytes_body(&Bytes::new(), true), "hit", None, private);
+    let (first, second, url) = (answer(true), answer(true), answer(false));
+    assert_eq!(first.headers()[CACHE_CONTROL], "private, max-age=600");
+    assert!(!first.headers().contains_key("cdn-cache-control"));
+    assert_eq!(first.headers()[ETAG], "\"v1\"");
+    let at = |r: &Response<crate::proxy::Body>, name| r.headers()[name].as_bytes().as_ptr();
+    assert_eq!(at(&first, CACHE_CONTROL), at(&second, CACHE_CONTROL));
+    assert_eq!(
+        at(&first, ETAG),
+        at(&url, ETAG),
+        "values shared with the stored ones"
+    );
+    assert_eq!(url.headers()[CACHE_CONTROL], "public, max-age=600");
+    assert_eq!(url.headers()["cdn-cache-control"], "max-age=600");
 }
