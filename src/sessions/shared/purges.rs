@@ -12,11 +12,8 @@
 //! Redis time): from when it connected, raised by each purge it hears and by each catch-up.
 //! A catch-up applies the prefixes recorded since then (less [`MARGIN_MS`], should Redis's
 //! clock have stepped back, as on a failover to a replica whose clock is behind), and
-//! purges the whole shield when [`LOG`] dropped a purge newer than that. A Redis that lost
-//! the record (restarted empty, flushed) has no [`TRIMMED`]: the first catch-up sets it to
-//! now ([`CATCH_UP`]), so every node that knew of no purge until then purges its whole
-//! shield, the purges it missed before the loss being unknown. A purge applied twice drops
-//! only what was fetched in between.
+//! purges the whole shield when [`LOG`] dropped a purge newer than that. A purge applied
+//! twice drops only what was fetched in between.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -27,8 +24,7 @@ use super::{BackendError, SharedSessions};
 /// its latest purge.
 pub(super) const LOG: &str = "usher:{purges}:log";
 
-/// The Redis time (ms) of the newest purge [`LOG`] dropped, or from which it holds every
-/// purge (same hash slot as [`LOG`]).
+/// The Redis time (ms) of the newest purge [`LOG`] dropped (same hash slot as [`LOG`]).
 pub(super) const TRIMMED: &str = "usher:{purges}:trimmed";
 
 /// How many prefixes [`LOG`] keeps at most.
@@ -61,23 +57,6 @@ if drop > 0 then
 end
 local message = '{"purge":' .. ARGV[2] .. ',"node":' .. ARGV[3] .. ',"at":' .. at .. '}'
 return redis.call('PUBLISH', ARGV[6], message)
-"#;
-
-/// Reads what a catch-up needs, at once: `KEYS` [`LOG`] and [`TRIMMED`]; `ARGV` the time
-/// (ms) to read [`LOG`] from. Sets [`TRIMMED`] to now when it is missing (it writes
-/// nothing otherwise): this Redis does not know what was purged before (it restarted
-/// empty, or was flushed). Returns Redis's time (ms), the prefixes recorded since
-/// `ARGV[1]`, and [`TRIMMED`]. Nothing runs in between: a purge recorded after it reaches
-/// the subscription, one recorded before it is among the prefixes.
-const CATCH_UP: &str = r#"
-local t = redis.call('TIME')
-local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-local trimmed = redis.call('GET', KEYS[2])
-if not trimmed then
-  trimmed = now
-  redis.call('SET', KEYS[2], now)
-end
-return {now, redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf'), trimmed}
 "#;
 
 /// A node's id in its announcements: 16 random hex digits, new at each start.
@@ -134,28 +113,33 @@ impl SharedSessions {
     }
 
     /// The prefixes to purge after (re)subscribing: those recorded since this node last
-    /// knew it had heard every purge (`/` alone when [`LOG`] dropped one of them, or Redis
-    /// lost it). The caller must be subscribed already, and apply them: this node counts
-    /// them heard.
+    /// knew it had heard every purge (`/` alone when [`LOG`] dropped one of them). The
+    /// caller must be subscribed already, and apply them: this node counts them heard.
     ///
     /// # Errors
     /// When Redis does not answer (nothing is counted heard).
     pub(super) async fn missed_purges(&self) -> Result<Vec<String>, BackendError> {
         let heard = self.purges_heard.load(Ordering::Acquire);
         let since = heard.saturating_sub(MARGIN_MS);
-        let script = redis::Script::new(CATCH_UP);
-        let (now, prefixes, trimmed): (u64, Vec<String>, Option<u64>) = self
-            .call("missed_purges", |mut conn| {
-                let mut invocation = script.key(LOG);
-                invocation.key(TRIMMED).arg(since);
-                async move { invocation.invoke_async(&mut conn).await }
+        // TIME first: a purge recorded after it reaches the subscription, one recorded
+        // before it is in the range read after it.
+        let ((secs, micros), prefixes, trimmed): ((u64, u64), Vec<String>, Option<u64>) = self
+            .call("missed_purges", |mut conn| async move {
+                redis::pipe()
+                    .cmd("TIME")
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(LOG)
+                    .arg(since)
+                    .arg("+inf")
+                    .get(TRIMMED)
+                    .query_async(&mut conn)
+                    .await
             })
             .await?;
-        self.heard_purge(now);
+        self.heard_purge(secs * 1000 + micros / 1000);
         if trimmed.is_some_and(|t| t > heard) {
             tracing::warn!(
-                "purges this node may not have heard were dropped from Redis (or Redis lost \
-                 them); purging the whole shield"
+                "purges this node did not hear were dropped from Redis; purging the whole shield"
             );
             return Ok(vec!["/".to_owned()]);
         }
