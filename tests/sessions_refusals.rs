@@ -256,3 +256,47 @@ async fn a_session_missing_from_the_index_is_indexed_again_by_its_touch() {
     let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
     assert_eq!((status, answer), (200, json!({ "ended": sid })));
 }
+
+/// Without rights (`rights.source = "none"`: a valid ticket is enough) a session lives in
+/// the memory of the node playing it, and Redis holds no record of it; its touches index
+/// it all the same. Ending it through a node that does not hold it is not 404: the node
+/// playing it stops it.
+#[tokio::test]
+async fn without_rights_a_session_ends_through_a_node_that_does_not_hold_it() {
+    let redis = Redis::start();
+    let origin = origin().await;
+    let extra = format!(
+        "[sessions]\nidle_timeout = \"60s\"\n{}",
+        on_redis(&redis.url)
+    );
+    let a = InProcess::start(&test_config(&origin.url(), &extra)).await;
+    let b = InProcess::start(&test_config(&origin.url(), &extra)).await;
+    shared_up(&a).await;
+    shared_up(&b).await;
+    let play_url = format!("{}/event/index.m3u8?ticket={}", a.url, mint("/event/"));
+    let (tv, tv_segment) = play(&play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let (_, listed) = api(&a, "GET", "/api/v1/sessions", None).await;
+    let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
+    // Past the touch interval (5 s): the tv's next segment has the touch written.
+    a.advance(10);
+    assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
+    let index = format!("usher:sid:{{{sid}}}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["GET", &index]) != "viewer-1" {
+        assert!(Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
+    assert_eq!((status, answer), (200, json!({ "ended": sid })));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stopped = loop {
+        let reply = get(&tv_segment, &[("x-device-id", "tv")]).await;
+        if reply.status != 200 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(status_reason(&stopped), (403, "session_ended".into()));
+}

@@ -70,7 +70,7 @@ impl Sessions {
 
     /// Ends a session on whichever node plays it. `Ok(false)` when no node may hold it:
     /// this node does not, and (on shared sessions) Redis knows no session by that id,
-    /// neither a record nor an end marker ([`shared`]'s index of session ids); nothing is
+    /// neither in [`shared`]'s index of session ids nor by an end marker; nothing is
     /// then written or announced. A session this node does not hold (or Redis has no
     /// record of) is ended by id: a marker the node playing it reads when it next writes
     /// its touch or catches up, and every start reads. Then it is announced, for the node

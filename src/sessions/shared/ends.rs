@@ -15,11 +15,12 @@
 //! ([`super::live`]).
 //!
 //! An index, `usher:sid:{sid}` naming the account, tells a node asked to end a session it
-//! does not hold whether Redis knows that id at all (an end marker, or a record in the
-//! account the index names): an id no node knows is answered as such, and no marker is
-//! written for it. Written with a new session's record (a start, a write-back), renewed by
-//! every background touch (so a session a node of an earlier version started is indexed
-//! within a touch interval of its next request), it lasts as long as the records do.
+//! does not hold whether Redis knows that id at all (the index entry, or an end marker):
+//! an id no node knows is answered as such, and no marker is written for it. Written with
+//! a new session's record (a start, a write-back), and by every background touch of this
+//! version's nodes, so also for a session Redis holds no record of (kept without rights,
+//! or admitted while Redis did not answer) and one a node of an earlier version started
+//! (once a node of this version touches it), it lasts as long as the records do.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -60,40 +61,31 @@ impl SharedSessions {
         .await
     }
 
-    /// Whether Redis knows session `sid`, whichever node plays it: it carries an end
-    /// marker, or the account the index names holds its record (two round trips at most).
+    /// Whether Redis knows session `sid`, whichever node plays it: a node indexed it (its
+    /// start, a write-back, a touch within its records' lifetime) or it carries an end
+    /// marker (one round trip). The index answers, not the record: Redis holds no record
+    /// of a session kept without rights (`rights.source = "none"`), nor of one admitted
+    /// while Redis did not answer until it is written back, and both play on a node whose
+    /// touches index them.
     ///
     /// # Errors
     /// When Redis does not answer.
     pub(in crate::sessions) async fn knows(&self, sid: &str) -> Result<bool, BackendError> {
         let (index, marker) = (index_key(sid), key(sid));
-        let (account, marked): (Option<String>, bool) = self
+        let found: u64 = self
             .call("index", |mut conn| {
+                // One slot: both keys carry the session id as their hash tag.
                 let (index, marker) = (index.clone(), marker.clone());
                 async move {
-                    redis::pipe()
-                        .get(index)
-                        .exists(marker)
+                    redis::cmd("EXISTS")
+                        .arg(index)
+                        .arg(marker)
                         .query_async(&mut conn)
                         .await
                 }
             })
             .await?;
-        let Some(account) = account.filter(|_| !marked) else {
-            return Ok(marked);
-        };
-        let (sessions, _) = super::keys(&account);
-        self.call("index", |mut conn| {
-            let (sessions, sid) = (sessions.clone(), sid.to_owned());
-            async move {
-                redis::cmd("HEXISTS")
-                    .arg(sessions)
-                    .arg(sid)
-                    .query_async::<bool>(&mut conn)
-                    .await
-            }
-        })
-        .await
+        Ok(found > 0)
     }
 
     /// Records that `sid` was ended, whichever account it belongs to.
