@@ -7,6 +7,8 @@ mod support;
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use support::*;
 
 const PROMO: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\np1.ts\n#EXT-X-ENDLIST\n";
@@ -168,15 +170,27 @@ async fn an_asset_list_that_is_not_json_or_not_a_list_is_refused() {
         status: Some(404),
         ..missing
     };
+    // Latin-1, as an ad server misconfigured for its charset writes it: no JSON.
+    let latin1 = Object {
+        body: Bytes::from_static(
+            b"{\"ASSETS\": [{\"URI\": \"../promo/index.m3u8\", \"X-AD-ID\": \"\xe9t\xe9\"}]}",
+        ),
+        ..json_object("")
+    };
     let origin = origin_with(vec![
         ("/q/ads/list.json", broken),
         ("/q/ads/numbers.json", no_uri),
+        ("/q/ads/latin1.json", latin1),
         ("/q/ads/gone", missing),
     ])
     .await;
     let usher = start(&origin);
     let ticket = mint("/q/");
-    for path in ["/q/ads/list.json", "/q/ads/numbers.json"] {
+    for path in [
+        "/q/ads/list.json",
+        "/q/ads/numbers.json",
+        "/q/ads/latin1.json",
+    ] {
         let reply = get(&format!("{}{path}?ticket={ticket}", usher.url), &[]).await;
         assert_eq!(reply.status, 502, "{path}: {}", reply.text());
         assert_eq!(reply.reason(), "bad_asset_list", "{path}");
@@ -187,7 +201,7 @@ async fn an_asset_list_that_is_not_json_or_not_a_list_is_refused() {
             "usher_playlist_rewrites_total{outcome=\"error\",playlist=\"asset_list\"}"
         )
         .await,
-        2.0
+        3.0
     );
     // An origin's JSON error is no asset list: it goes out as it came, fetched once.
     let before = origin.seen().len();

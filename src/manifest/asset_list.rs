@@ -40,7 +40,9 @@ pub enum AssetListError {
 /// [`ManifestError::AssetList`] for a document that is not an asset list usher can account
 /// for; [`ManifestError::OutputTooLarge`] past `max_output`.
 pub fn rewrite_asset_list(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestError> {
-    let text = std::str::from_utf8(body).map_err(|_| ManifestError::NotUtf8)?;
+    // JSON exchanged between systems is UTF-8 (RFC 8259 8.1): other bytes are no JSON.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| AssetListError::NotJson(format!("not UTF-8: {e}")))?;
     // A byte-order mark, which players' JSON decoding drops, is copied as it is.
     let json = text.strip_prefix('\u{feff}').unwrap_or(text);
     let uris = asset_uris(json)?;

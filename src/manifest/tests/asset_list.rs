@@ -135,6 +135,27 @@ fn what_is_not_an_asset_list_is_refused() {
 }
 
 #[test]
+fn bytes_that_are_not_utf8_are_not_json() {
+    let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
+    let ctx = Rewrite {
+        origin_bases: &origin_bases,
+        param: PARAM,
+        token: TOKEN,
+        request_query: None,
+        preview: None,
+        per_path: None,
+        carrier: Carrier::Query,
+        max_output: usize::MAX,
+    };
+    // "promo-\xe9t\xe9" in Latin-1.
+    let body = b"{\"ASSETS\":[{\"URI\":\"a.m3u8\",\"X-AD-ID\":\"promo-\xe9t\xe9\"}]}";
+    assert!(matches!(
+        rewrite_asset_list(body, &ctx),
+        Err(ManifestError::AssetList(AssetListError::NotJson(_)))
+    ));
+}
+
+#[test]
 fn the_output_is_bounded() {
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let body = r#"{"ASSETS":[{"URI":"a"},{"URI":"b"}]}"#;
