@@ -177,11 +177,18 @@ async fn an_asset_list_that_is_not_json_or_not_a_list_is_refused() {
         ),
         ..json_object("")
     };
+    // An ad server with no ad for this break answers 204.
+    let no_ads = Object {
+        status: Some(204),
+        body: Bytes::new(),
+        ..json_object("")
+    };
     let origin = origin_with(vec![
         ("/q/ads/list.json", broken),
         ("/q/ads/numbers.json", no_uri),
         ("/q/ads/latin1.json", latin1),
         ("/q/ads/gone", missing),
+        ("/q/ads/none.json", no_ads),
     ])
     .await;
     let usher = start(&origin);
@@ -209,4 +216,10 @@ async fn an_asset_list_that_is_not_json_or_not_a_list_is_refused() {
     assert_eq!(reply.status, 404);
     assert_eq!(reply.text(), r#"{"error": "no such break"}"#);
     assert_eq!(origin.seen().len(), before + 1);
+    let reply = get(
+        &format!("{}/q/ads/none.json?ticket={ticket}", usher.url),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 204, "{}", reply.text());
 }

@@ -61,7 +61,8 @@ pub fn rewrite_asset_list(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, M
         bare: false,
     };
     let offset = text.len() - json.len();
-    let mut out = String::with_capacity(text.len() + uris.len() * (ctx.token.len() + 16));
+    let estimate = text.len() + uris.len() * (ctx.token.len() + 16);
+    let mut out = String::with_capacity(estimate.min(ctx.max_output));
     let mut copied = 0;
     for (span, uri) in uris {
         let span = offset + span.start..offset + span.end;

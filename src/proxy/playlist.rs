@@ -150,7 +150,9 @@ pub async fn serve(
 ) -> Result<Response<Body>, ProxyError> {
     let status = upstream.status();
     if status != StatusCode::OK {
-        if status.is_success() {
+        // An ad server with no ad to give answers 204: nothing to rewrite, passed on.
+        let no_ads = status == StatusCode::NO_CONTENT && req.document == Document::AssetList;
+        if status.is_success() && !no_ads {
             return Err(ProxyError::PlaylistBody(format!(
                 "unexpected status {status}"
             )));
