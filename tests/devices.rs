@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::admin::{api, HasAdmin};
+use support::cluster::status_reason;
 use support::inprocess::InProcess;
 use support::redis::Redis;
 use support::*;
@@ -105,10 +106,6 @@ impl<'a> Player<'a> {
             .unwrap_or_default();
         (reply, segment)
     }
-}
-
-fn status_reason(reply: &Reply) -> (u16, String) {
-    (reply.status.as_u16(), reply.reason())
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::admin::api;
+use support::cluster::status_reason;
 use support::inprocess::InProcess;
 use support::postgres::Postgres;
 use support::redis::Redis;
@@ -159,10 +160,6 @@ where
         reply = request().await;
     }
     reply
-}
-
-fn status_reason(reply: &Reply) -> (u16, String) {
-    (reply.status.as_u16(), reply.reason())
 }
 
 #[tokio::test]

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::admin::api;
+use support::cluster::status_reason;
+use support::inprocess::only_sid;
 use support::inprocess::InProcess;
 use support::postgres::Postgres;
 use support::redis::Redis;
@@ -134,18 +136,6 @@ fn advance(nodes: &[&InProcess], seconds: u64) {
     for node in nodes {
         node.advance(seconds);
     }
-}
-
-/// The id of alice's only session, as `node` lists it.
-async fn only_sid(node: &InProcess) -> String {
-    let (_, listed) = api(node, "GET", "/api/v1/sessions?account=alice", None).await;
-    let items = listed["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{listed}");
-    items[0]["sid"].as_str().unwrap().to_owned()
-}
-
-fn status_reason(reply: &Reply) -> (u16, String) {
-    (reply.status.as_u16(), reply.reason())
 }
 
 /// The laptop and the tv play on node A; their tokens expire while their sessions live.

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 use support::admin::api;
+use support::cluster::status_reason;
 use support::*;
 use usher::rights::model::DeviceClass;
 
@@ -84,10 +85,6 @@ fn uri_of(base: &str, reply: &Reply, start: &str) -> String {
         .unwrap_or_else(|| panic!("no {start} in {}", reply.text()))
         .to_owned();
     resolve(base, &line)
-}
-
-fn status_reason(reply: &Reply) -> (u16, String) {
-    (reply.status.as_u16(), reply.reason())
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::admin::api;
 use support::cli::usher_admin;
+use support::cluster::{status_reason, within};
+use support::inprocess::only_sid;
 use support::inprocess::InProcess;
 use support::redis::Redis;
 use support::*;
@@ -88,18 +90,6 @@ async fn play(play_url: &str, device: &str) -> (Reply, String) {
     let reply = get(play_url, &[("x-device-id", device)]).await;
     let segment = first_segment(play_url, &reply);
     (reply, segment)
-}
-
-/// The id of alice's only session, as `node` lists it.
-async fn only_sid(node: &InProcess) -> String {
-    let (_, listed) = api(node, "GET", "/api/v1/sessions?account=alice", None).await;
-    let items = listed["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{listed}");
-    items[0]["sid"].as_str().unwrap().to_owned()
-}
-
-fn status_reason(reply: &Reply) -> (u16, String) {
-    (reply.status.as_u16(), reply.reason())
 }
 
 /// The tv plays; the operator ends its session while its player is paused. When the player
@@ -204,14 +194,12 @@ async fn with_redis_ending_an_id_no_node_knows_is_not_found_unless_redis_is_down
 
     let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
     assert_eq!((status, answer), (200, json!({ "ended": sid })));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stopped = loop {
-        let reply = get(&tv_segment, &[("x-device-id", "tv")]).await;
-        if reply.status != 200 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let stopped = within(
+        Duration::from_secs(10),
+        || get(&tv_segment, &[("x-device-id", "tv")]),
+        |reply| reply.status != 200,
+    )
+    .await;
     assert_eq!(status_reason(&stopped), (403, "session_ended".into()));
     let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
     assert_eq!(
@@ -290,13 +278,11 @@ async fn without_rights_a_session_ends_through_a_node_that_does_not_hold_it() {
 
     let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
     assert_eq!((status, answer), (200, json!({ "ended": sid })));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stopped = loop {
-        let reply = get(&tv_segment, &[("x-device-id", "tv")]).await;
-        if reply.status != 200 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let stopped = within(
+        Duration::from_secs(10),
+        || get(&tv_segment, &[("x-device-id", "tv")]),
+        |reply| reply.status != 200,
+    )
+    .await;
     assert_eq!(status_reason(&stopped), (403, "session_ended".into()));
 }

@@ -104,3 +104,11 @@ impl InProcess {
         self.clock.load(Ordering::SeqCst)
     }
 }
+
+/// The id of alice's only session, as `node` lists it.
+pub async fn only_sid(node: &InProcess) -> String {
+    let (_, listed) = super::admin::api(node, "GET", "/api/v1/sessions?account=alice", None).await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    items[0]["sid"].as_str().unwrap().to_owned()
+}
