@@ -227,3 +227,35 @@ async fn a_directory_origins_segment_under_a_cookie_goes_out_private() {
     assert_eq!((reply.status.as_u16(), served(&reply)), (200, "hit"));
     assert!(cache_control(&reply).is_empty());
 }
+
+/// A rewritten playlist holds the viewer's session token: a header that instructs shared
+/// caches over its `private, no-store` goes too, whether the shield fetched it (a miss) or
+/// had it (a hit), and whatever carried the ticket.
+#[tokio::test]
+async fn a_rewritten_playlist_keeps_no_header_that_lets_a_shared_cache_keep_it() {
+    let mut objects = HashMap::new();
+    objects.insert(
+        "/vod/master.m3u8".to_owned(),
+        playlist(MASTER)
+            .with_header("cache-control", "public, max-age=600")
+            .with_header("cdn-cache-control", "max-age=600")
+            .with_header("surrogate-control", "max-age=600"),
+    );
+    let origin = spawn_origin(objects).await;
+    let usher = start(&origin.url(), None);
+    let ticket = mint("/vod/");
+    let bearer = format!("Bearer {ticket}");
+    let url = format!("{}/vod/master.m3u8", usher.url);
+    for (url, headers) in [
+        (url.clone(), vec![("authorization", bearer.as_str())]),
+        (url.clone(), vec![("authorization", bearer.as_str())]),
+        (format!("{url}?ticket={ticket}"), vec![]),
+    ] {
+        let reply = get(&url, &headers).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(cache_control(&reply), ["private, no-store"]);
+        for name in ["cdn-cache-control", "surrogate-control"] {
+            assert!(!reply.headers.contains_key(name), "{url}: {name}");
+        }
+    }
+}

@@ -83,14 +83,7 @@ pub fn make_private(headers: &mut HeaderMap) {
     if is_private(headers) {
         return;
     }
-    let targeted: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_targeted(name))
-        .cloned()
-        .collect();
-    for name in &targeted {
-        headers.remove(name);
-    }
+    drop_targeted(headers);
     let mut value = String::from("private");
     for line in headers.get_all(CACHE_CONTROL) {
         // A value that is not visible ASCII is dropped whole: `private` alone is safe.
@@ -102,6 +95,19 @@ pub fn make_private(headers: &mut HeaderMap) {
     }
     let value = HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("private"));
     headers.insert(CACHE_CONTROL, value);
+}
+
+/// Removes the headers that instruct shared caches over `Cache-Control` (see
+/// [`is_private`]); nothing is allocated when there are none.
+pub fn drop_targeted(headers: &mut HeaderMap) {
+    let targeted: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_targeted(name))
+        .cloned()
+        .collect();
+    for name in &targeted {
+        headers.remove(name);
+    }
 }
 
 /// Whether `headers` already keep shared caches out: an unqualified `private`, nothing

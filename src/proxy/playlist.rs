@@ -211,6 +211,9 @@ pub async fn serve(
     parts
         .headers
         .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    // Nor may a header that instructs shared caches over it (`CDN-Cache-Control`…) let
+    // one keep the viewer's tokens: the shield's copy still has the origin's.
+    super::cache_control::drop_targeted(&mut parts.headers);
     if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         parts.headers.append(http::header::SET_COOKIE, cookie);
     }
