@@ -12,11 +12,11 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::admin::api;
 use support::cluster::status_reason;
-use support::inprocess::only_sid;
 use support::inprocess::InProcess;
+use support::inprocess::{only_sid, sell_event};
 use support::postgres::Postgres;
 use support::redis::Redis;
 use support::*;
@@ -79,38 +79,6 @@ async fn shared_up(node: &InProcess) {
     }
 }
 
-/// Sells `product` holding the media at `/event/` (made at the first sale) to alice through
-/// `node`: her play URL, and the purchase's hash.
-async fn sell(node: &InProcess, product: Value) -> (String, String) {
-    let code = product["code"].as_str().unwrap().to_owned();
-    for (path, body) in [
-        ("/api/v1/products".to_owned(), product),
-        (
-            "/api/v1/media".to_owned(),
-            json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"}),
-        ),
-        (
-            format!("/api/v1/products/{code}/media"),
-            json!({"media": "event"}),
-        ),
-    ] {
-        let (status, answer) = api(node, "POST", &path, Some(body)).await;
-        // The media stays from an earlier sale of another product.
-        let made_before = path == "/api/v1/media" && status == 409;
-        assert!(status < 300 || made_before, "{path}: {answer}");
-    }
-    let (status, sold) = api(
-        node,
-        "POST",
-        "/api/v1/buyers",
-        Some(json!({"product": code, "media": "event", "account": "alice"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{sold}");
-    let field = |name: &str| sold[name].as_str().unwrap().to_owned();
-    (field("play_url"), field("hash"))
-}
-
 /// `url` (minted by some node) pointed at `node`.
 fn on(node: &InProcess, url: &str) -> String {
     let path = &url[url.find("/event/").unwrap()..];
@@ -146,7 +114,7 @@ fn advance(nodes: &[&InProcess], seconds: u64) {
 async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_is_ended() {
     let backends = Backends::start().await;
     let a = backends.node("deny").await;
-    let (play_url, _) = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
     let b = backends.node("deny").await;
     let (laptop, laptop_segment) = play(&a, &play_url, "laptop").await;
     assert_eq!(laptop.status, 200, "{}", laptop.text());
@@ -193,7 +161,7 @@ async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_i
 async fn an_expired_token_of_an_idled_out_session_stays_refused_on_another_node() {
     let backends = Backends::start().await;
     let a = backends.node("deny").await;
-    let (play_url, _) = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
     let b = backends.node("deny").await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
@@ -214,7 +182,7 @@ async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() 
     let backends = Backends::start().await;
     let a = backends.node("deny").await;
     let product = json!({"code": "p", "name": "Film", "max_sessions": 1, "concurrency_policy": "replace_oldest"});
-    let (play_url, _) = sell(&a, product).await;
+    let (play_url, _) = sell_event(&a, product).await;
     let b = backends.node("deny").await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
@@ -246,7 +214,7 @@ async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() 
 async fn an_expired_token_on_a_node_without_its_session_follows_on_backend_error() {
     let mut backends = Backends::start().await;
     let a = backends.node("deny").await;
-    let (play_url, _) = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
     let deny = backends.node("deny").await;
     let local = backends.node("local").await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
@@ -278,7 +246,7 @@ async fn an_extended_rentals_token_past_its_old_end_plays_on_a_node_that_never_h
     let a = backends.node("deny").await;
     let old_end = a.now() + 20;
     let product = json!({"code": "p", "name": "Rental", "access_expire": old_end});
-    let (play_url, hash) = sell(&a, product).await;
+    let (play_url, hash) = sell_event(&a, product).await;
     let b = backends.node("deny").await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
@@ -315,12 +283,12 @@ async fn a_session_under_the_next_purchase_is_taken_up_under_it_on_another_node(
     let backends = Backends::start().await;
     let a = backends.node("deny").await;
     let pass = json!({"code": "week", "name": "Week", "period": 7, "activation": 1});
-    let (pass, _) = sell(&a, pass).await;
+    let (pass, _) = sell_event(&a, pass).await;
     let (tv, tv_segment) = play(&a, &pass, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
     let rental = json!({"code": "rental", "name": "Rental", "hours": 48,
                         "hours_from": "first_play", "activation": 1});
-    let (rental, _) = sell(&a, rental).await;
+    let (rental, _) = sell_event(&a, rental).await;
     let (phone, phone_segment) = play(&a, &rental, "phone").await;
     assert_eq!(phone.status, 200, "{}", phone.text());
     assert_eq!(fetch(&a, &phone_segment, "phone").await.status, 200);

@@ -13,12 +13,12 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::admin::api;
 use support::cli::usher_admin;
 use support::cluster::{status_reason, within};
-use support::inprocess::only_sid;
 use support::inprocess::InProcess;
+use support::inprocess::{only_sid, sell_event};
 use support::redis::Redis;
 use support::*;
 
@@ -62,29 +62,6 @@ async fn shared_up(node: &InProcess) {
     }
 }
 
-/// Sells `product` holding the media at `/event/` to alice through `node`: her play URL.
-async fn sell(node: &InProcess, product: Value) -> String {
-    let code = product["code"].as_str().unwrap().to_owned();
-    for (path, body) in [
-        ("/api/v1/products".to_owned(), product),
-        (
-            "/api/v1/media".to_owned(),
-            json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"}),
-        ),
-        (
-            format!("/api/v1/products/{code}/media"),
-            json!({"media": "event"}),
-        ),
-    ] {
-        let (status, answer) = api(node, "POST", &path, Some(body)).await;
-        assert!(status < 300, "{path}: {answer}");
-    }
-    let buyer = json!({"product": code, "media": "event", "account": "alice"});
-    let (status, sold) = api(node, "POST", "/api/v1/buyers", Some(buyer)).await;
-    assert_eq!(status, 201, "{sold}");
-    sold["play_url"].as_str().unwrap().to_owned()
-}
-
 /// The playlist by `device`, and its first segment's URL (its session token in it).
 async fn play(play_url: &str, device: &str) -> (Reply, String) {
     let reply = get(play_url, &[("x-device-id", device)]).await;
@@ -98,7 +75,7 @@ async fn play(play_url: &str, device: &str) -> (Reply, String) {
 async fn an_expired_token_of_an_ended_session_is_refused_as_ended() {
     let origin = origin().await;
     let usher = node(&origin, "").await;
-    let play_url = sell(&usher, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell_event(&usher, json!({"code": "p", "name": "Film"})).await;
     let (tv, tv_segment) = play(&play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
     let sid = only_sid(&usher).await;
@@ -120,7 +97,7 @@ async fn an_expired_token_of_a_replaced_session_is_refused_as_replaced() {
     let usher = node(&origin, "").await;
     let product = json!({"code": "p", "name": "Film", "max_sessions": 1,
                          "concurrency_policy": "replace_oldest"});
-    let play_url = sell(&usher, product).await;
+    let (play_url, _) = sell_event(&usher, product).await;
     let (tv, tv_segment) = play(&play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
     let (phone, phone_segment) = play(&play_url, "phone").await;
@@ -139,7 +116,7 @@ async fn an_expired_token_of_a_replaced_session_is_refused_as_replaced() {
 async fn ending_an_unknown_session_on_one_node_is_not_found() {
     let origin = origin().await;
     let usher = node(&origin, "").await;
-    let play_url = sell(&usher, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell_event(&usher, json!({"code": "p", "name": "Film"})).await;
     assert_eq!(play(&play_url, "tv").await.0.status, 200);
     let sid = only_sid(&usher).await;
 
@@ -171,7 +148,7 @@ async fn with_redis_ending_an_id_no_node_knows_is_not_found_unless_redis_is_down
     let b = node(&origin, &on_redis(&redis.url)).await;
     shared_up(&a).await;
     shared_up(&b).await;
-    let play_url = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
     let (tv, tv_segment) = play(&play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
     let sid = only_sid(&a).await;
@@ -225,7 +202,7 @@ async fn a_session_missing_from_the_index_is_indexed_again_by_its_touch() {
     let b = node(&origin, &on_redis(&redis.url)).await;
     shared_up(&a).await;
     shared_up(&b).await;
-    let play_url = sell(&a, json!({"code": "p", "name": "Film"})).await;
+    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
     let (tv, tv_segment) = play(&play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
     let sid = only_sid(&a).await;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use usher::admin::AdminHandler;
@@ -111,4 +112,36 @@ pub async fn only_sid(node: &InProcess) -> String {
     let items = listed["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{listed}");
     items[0]["sid"].as_str().unwrap().to_owned()
+}
+
+/// Sells `product` holding the media at `/event/` (made at the first sale) to alice through
+/// `node`: her play URL, and the purchase's hash.
+pub async fn sell_event(node: &InProcess, product: Value) -> (String, String) {
+    let code = product["code"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        ("/api/v1/products".to_owned(), product),
+        (
+            "/api/v1/media".to_owned(),
+            json!({"code": "event", "prefix": "/event/", "playlist": "index.m3u8"}),
+        ),
+        (
+            format!("/api/v1/products/{code}/media"),
+            json!({"media": "event"}),
+        ),
+    ] {
+        let (status, answer) = super::admin::api(node, "POST", &path, Some(body)).await;
+        // The media stays from an earlier sale of another product.
+        let made_before = path == "/api/v1/media" && status == 409;
+        assert!(status < 300 || made_before, "{path}: {answer}");
+    }
+    let (status, sold) = super::admin::api(
+        node,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": code, "media": "event", "account": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    let field = |name: &str| sold[name].as_str().unwrap().to_owned();
+    (field("play_url"), field("hash"))
 }

@@ -5,6 +5,11 @@ use super::*;
 
 /// Rewrites the asset list `body` with the test origin and `carrier`.
 fn list_in(body: &str, carrier: Carrier<'_>) -> Result<Rewritten, ManifestError> {
+    bytes_in(body.as_bytes(), carrier)
+}
+
+/// [`list_in`] for bytes that may not be text.
+fn bytes_in(body: &[u8], carrier: Carrier<'_>) -> Result<Rewritten, ManifestError> {
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
         origin_bases: &origin_bases,
@@ -16,7 +21,7 @@ fn list_in(body: &str, carrier: Carrier<'_>) -> Result<Rewritten, ManifestError>
         carrier,
         max_output: body.len() * 8,
     };
-    rewrite_asset_list(body.as_bytes(), &ctx)
+    rewrite_asset_list(body, &ctx)
 }
 
 fn list(body: &str) -> Rewritten {
@@ -136,21 +141,10 @@ fn what_is_not_an_asset_list_is_refused() {
 
 #[test]
 fn bytes_that_are_not_utf8_are_not_json() {
-    let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
-    let ctx = Rewrite {
-        origin_bases: &origin_bases,
-        param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
-    };
     // "promo-\xe9t\xe9" in Latin-1.
     let body = b"{\"ASSETS\":[{\"URI\":\"a.m3u8\",\"X-AD-ID\":\"promo-\xe9t\xe9\"}]}";
     assert!(matches!(
-        rewrite_asset_list(body, &ctx),
+        bytes_in(body, Carrier::Query),
         Err(ManifestError::AssetList(AssetListError::NotJson(_)))
     ));
 }
