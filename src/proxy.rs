@@ -511,10 +511,8 @@ async fn handle_inner(
     if private && !from_shield {
         cache_control::make_private(response.headers_mut());
     }
-
     // What the upstream says this is, whatever the path looked like.
     let answer = playlist::Document::by_answer(kind, &response);
-    let playlist_answer = answer == Some(playlist::Document::Playlist);
     if grant.is_some() && answer.is_some() && !rewrite && !playlist::is_whole(&response, head_only)
     {
         // A protected playlist or asset list at a path that did not say so, fetched as the
@@ -545,7 +543,7 @@ async fn handle_inner(
             };
             Box::pin(playlist::serve(state, request, response)).await
         }
-        _ if kind == ObjectKind::Playlist || playlist_answer => {
+        _ if kind == ObjectKind::Playlist || answer == Some(playlist::Document::Playlist) => {
             Box::pin(playlist::pass_through(
                 state,
                 config,
