@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -23,17 +22,6 @@ use support::inprocess::InProcess;
 use support::postgres::Postgres;
 use support::redis::Redis;
 use support::*;
-
-const MEDIA: &str =
-    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
-
-async fn origin() -> Origin {
-    let mut objects = HashMap::new();
-    objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
-    objects.insert("/event/s1.ts".to_owned(), segment(300));
-    objects.insert("/event/s2.ts".to_owned(), segment(300));
-    spawn_origin(objects).await
-}
 
 /// A node's config: rights from the shared store, cached ten minutes (so a change seen
 /// on another node proves the fan-out, not an expiry).
@@ -166,7 +154,7 @@ where
 async fn a_buyer_sold_on_node_a_plays_on_node_c_and_a_revoke_on_a_stops_the_next_segment_on_c() {
     let pg = Postgres::start();
     let url = pg.database("usher");
-    let origin = origin().await;
+    let origin = event_origin().await;
     let redis = Redis::start();
     let nodes = cluster(&origin, &url, &redis).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
@@ -206,7 +194,7 @@ async fn a_buyer_sold_on_node_a_plays_on_node_c_and_a_revoke_on_a_stops_the_next
 async fn activations_are_counted_once_across_nodes_even_when_twenty_devices_race() {
     let pg = Postgres::start();
     let url = pg.database("usher");
-    let origin = origin().await;
+    let origin = event_origin().await;
     let redis = Redis::start();
     let nodes = cluster(&origin, &url, &redis).await;
     sell_event(
@@ -276,7 +264,7 @@ async fn with_the_database_stopped_admin_writes_answer_503_recent_viewers_play_b
 ) {
     let mut pg = Postgres::start();
     let url = pg.database("usher");
-    let origin = origin().await;
+    let origin = event_origin().await;
     let config = node_config(&origin, &url).replace(
         "negative_ttl = \"10m\"",
         "negative_ttl = \"10m\"\ngrace = \"10m\"",
@@ -353,7 +341,7 @@ async fn with_the_database_stopped_admin_writes_answer_503_recent_viewers_play_b
 async fn acknowledged_writes_to_postgres_survive_sigkill() {
     let pg = Postgres::start();
     let url = pg.database("usher");
-    let origin = origin().await;
+    let origin = event_origin().await;
     let config = node_config(&origin, &url);
     let mut node = Usher::start(&config, &[]);
     sell_event(
@@ -405,7 +393,7 @@ async fn store_cli(args: &[&str]) -> support::cli::CliRun {
 
 #[tokio::test]
 async fn an_embedded_store_moves_to_postgres_with_every_purchase_binding_key_and_audit_entry() {
-    let origin = origin().await;
+    let origin = event_origin().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let sqlite_config = dir.path().join("sqlite.toml");
@@ -524,7 +512,7 @@ async fn an_embedded_store_moves_to_postgres_with_every_purchase_binding_key_and
 async fn a_node_on_postgres_without_an_admin_token_makes_one_in_its_data_directory() {
     let pg = Postgres::start();
     let url = pg.database("usher");
-    let origin = origin().await;
+    let origin = event_origin().await;
     let config = node_config(&origin, &url).replace(&format!("token = \"{ADMIN_TOKEN}\"\n"), "");
     assert!(!config.contains(ADMIN_TOKEN));
     let node = Usher::start(&config, &[]);
@@ -568,7 +556,7 @@ async fn shared_setup_on(
 ) -> (Backends, Vec<Usher>, String) {
     let pg = Postgres::start();
     let url = pg.database("usher");
-    let origin = origin().await;
+    let origin = event_origin().await;
     let nodes = shared_cluster(&origin, &url, &redis, policy).await;
     let play_url = sell_on_pair(&nodes, product).await;
     let backends = Backends {
@@ -927,7 +915,7 @@ async fn a_session_ended_while_redis_is_down_lands_over_a_redis_that_kept_it_liv
 #[tokio::test]
 async fn a_session_that_idled_out_is_not_written_back_to_count_again() {
     let mut redis = Redis::start();
-    let origin = origin().await;
+    let origin = event_origin().await;
     let sessions = format!(
         "[sessions]\nbackend = \"redis\"\nidle_timeout = \"60s\"\n[sessions.redis]\nurl = \"{}\"\ntimeout = \"500ms\"\n",
         redis.url

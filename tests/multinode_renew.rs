@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -20,9 +19,6 @@ use support::inprocess::{only_sid, sell_event};
 use support::postgres::Postgres;
 use support::redis::Redis;
 use support::*;
-
-const MEDIA: &str =
-    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
 
 /// Seconds the clocks move: past the session token's 30 s, within the session's 60 s.
 const PAST_THE_TOKEN: u64 = 40;
@@ -41,16 +37,12 @@ struct Backends {
 
 impl Backends {
     async fn start() -> Backends {
-        let mut objects = HashMap::new();
-        objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
-        objects.insert("/event/s1.ts".to_owned(), segment(300));
-        objects.insert("/event/s2.ts".to_owned(), segment(300));
         let pg = Postgres::start();
         Backends {
             url: pg.database("usher"),
             _pg: pg,
             redis: Redis::start(),
-            origin: spawn_origin(objects).await,
+            origin: event_origin().await,
         }
     }
 

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -22,19 +21,8 @@ use support::inprocess::{only_sid, sell_event};
 use support::redis::Redis;
 use support::*;
 
-const MEDIA: &str =
-    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
-
 /// Seconds the clock moves: past the session token's 30 s, within the session's 60 s.
 const PAST_THE_TOKEN: u64 = 40;
-
-async fn origin() -> Origin {
-    let mut objects = HashMap::new();
-    objects.insert("/event/index.m3u8".to_owned(), playlist(MEDIA));
-    objects.insert("/event/s1.ts".to_owned(), segment(300));
-    objects.insert("/event/s2.ts".to_owned(), segment(300));
-    spawn_origin(objects).await
-}
 
 /// A node with rights from its own store, sessions idle after 60 s, tokens for 30 s;
 /// `sessions` is added to its `[sessions]` table (Redis, for one).
@@ -62,6 +50,16 @@ async fn shared_up(node: &InProcess) {
     }
 }
 
+/// Ending the id `0123abcd`, which no session has, through `node`: 404 from the API, and
+/// the CLI says it was not found.
+async fn unknown_id_is_not_found(node: &InProcess) {
+    let (status, answer) = api(node, "DELETE", "/api/v1/sessions/0123abcd", None).await;
+    let not_found = json!({"error": "not_found", "what": "session 0123abcd"});
+    assert_eq!((status, answer), (404, not_found));
+    let cli = usher_admin(node, &["session", "end", "0123abcd"]).await;
+    assert_eq!(cli.failed(), "usher: session 0123abcd not found");
+}
+
 /// The playlist by `device`, and its first segment's URL (its session token in it).
 async fn play(play_url: &str, device: &str) -> (Reply, String) {
     let reply = get(play_url, &[("x-device-id", device)]).await;
@@ -73,7 +71,7 @@ async fn play(play_url: &str, device: &str) -> (Reply, String) {
 /// resumes, its segment token has expired: it is told its session was ended.
 #[tokio::test]
 async fn an_expired_token_of_an_ended_session_is_refused_as_ended() {
-    let origin = origin().await;
+    let origin = event_origin().await;
     let usher = node(&origin, "").await;
     let (play_url, _) = sell_event(&usher, json!({"code": "p", "name": "Film"})).await;
     let (tv, tv_segment) = play(&play_url, "tv").await;
@@ -93,7 +91,7 @@ async fn an_expired_token_of_an_ended_session_is_refused_as_ended() {
 /// token expired too, plays on.
 #[tokio::test]
 async fn an_expired_token_of_a_replaced_session_is_refused_as_replaced() {
-    let origin = origin().await;
+    let origin = event_origin().await;
     let usher = node(&origin, "").await;
     let product = json!({"code": "p", "name": "Film", "max_sessions": 1,
                          "concurrency_policy": "replace_oldest"});
@@ -114,22 +112,13 @@ async fn an_expired_token_of_a_replaced_session_is_refused_as_replaced() {
 /// `usher admin session end` says so; a session it holds is ended, again and again.
 #[tokio::test]
 async fn ending_an_unknown_session_on_one_node_is_not_found() {
-    let origin = origin().await;
+    let origin = event_origin().await;
     let usher = node(&origin, "").await;
     let (play_url, _) = sell_event(&usher, json!({"code": "p", "name": "Film"})).await;
     assert_eq!(play(&play_url, "tv").await.0.status, 200);
     let sid = only_sid(&usher).await;
 
-    let (status, answer) = api(&usher, "DELETE", "/api/v1/sessions/0123abcd", None).await;
-    assert_eq!(
-        (status, answer),
-        (
-            404,
-            json!({"error": "not_found", "what": "session 0123abcd"})
-        )
-    );
-    let cli = usher_admin(&usher, &["session", "end", "0123abcd"]).await;
-    assert_eq!(cli.failed(), "usher: session 0123abcd not found");
+    unknown_id_is_not_found(&usher).await;
     for _ in 0..2 {
         let cli = usher_admin(&usher, &["session", "end", &sid]).await;
         assert_eq!(cli.ok(), format!("{sid}\n"));
@@ -143,7 +132,7 @@ async fn ending_an_unknown_session_on_one_node_is_not_found() {
 #[tokio::test]
 async fn with_redis_ending_an_id_no_node_knows_is_not_found_unless_redis_is_down() {
     let mut redis = Redis::start();
-    let origin = origin().await;
+    let origin = event_origin().await;
     let a = node(&origin, &on_redis(&redis.url)).await;
     let b = node(&origin, &on_redis(&redis.url)).await;
     shared_up(&a).await;
@@ -157,16 +146,7 @@ async fn with_redis_ending_an_id_no_node_knows_is_not_found_unless_redis_is_down
         "B does not hold it"
     );
 
-    let (status, answer) = api(&b, "DELETE", "/api/v1/sessions/0123abcd", None).await;
-    assert_eq!(
-        (status, answer),
-        (
-            404,
-            json!({"error": "not_found", "what": "session 0123abcd"})
-        )
-    );
-    let cli = usher_admin(&b, &["session", "end", "0123abcd"]).await;
-    assert_eq!(cli.failed(), "usher: session 0123abcd not found");
+    unknown_id_is_not_found(&b).await;
     assert_eq!(redis.cli(&["EXISTS", "usher:end:{0123abcd}"]), "0");
 
     let (status, answer) = api(&b, "DELETE", &format!("/api/v1/sessions/{sid}"), None).await;
@@ -197,7 +177,7 @@ async fn with_redis_ending_an_id_no_node_knows_is_not_found_unless_redis_is_down
 #[tokio::test]
 async fn a_session_missing_from_the_index_is_indexed_again_by_its_touch() {
     let redis = Redis::start();
-    let origin = origin().await;
+    let origin = event_origin().await;
     let a = node(&origin, &on_redis(&redis.url)).await;
     let b = node(&origin, &on_redis(&redis.url)).await;
     shared_up(&a).await;
@@ -229,7 +209,7 @@ async fn a_session_missing_from_the_index_is_indexed_again_by_its_touch() {
 #[tokio::test]
 async fn without_rights_a_session_ends_through_a_node_that_does_not_hold_it() {
     let redis = Redis::start();
-    let origin = origin().await;
+    let origin = event_origin().await;
     let extra = format!(
         "[sessions]\nidle_timeout = \"60s\"\n{}",
         on_redis(&redis.url)

@@ -242,6 +242,19 @@ pub fn json_object(text: &str) -> Object {
     }
 }
 
+/// The VOD media playlist at `/event/index.m3u8`: two 2 s segments.
+pub const EVENT_MEDIA: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXT-X-ENDLIST\n";
+
+/// An origin serving [`EVENT_MEDIA`] and its two segments (300 bytes each).
+pub async fn event_origin() -> Origin {
+    let mut objects = HashMap::new();
+    objects.insert("/event/index.m3u8".to_owned(), playlist(EVENT_MEDIA));
+    objects.insert("/event/s1.ts".to_owned(), segment(300));
+    objects.insert("/event/s2.ts".to_owned(), segment(300));
+    spawn_origin(objects).await
+}
+
 /// A playlist object.
 pub fn playlist(text: &str) -> Object {
     Object {
