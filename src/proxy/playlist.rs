@@ -61,19 +61,19 @@ impl Document {
     /// What the path names: a playlist (`.m3u8`), or an asset list (another object whose
     /// extension is in `playlists.asset_list_extensions`).
     pub fn by_path(settings: &PlaylistsConfig, kind: ObjectKind, path: &str) -> Option<Self> {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let listed = |ext: &str| {
-            settings
-                .asset_list_extensions
-                .iter()
-                .any(|listed_ext| listed_ext.eq_ignore_ascii_case(ext))
-        };
         match kind {
             ObjectKind::Playlist => Some(Document::Playlist),
-            ObjectKind::Other => name
-                .rsplit_once('.')
-                .filter(|(_, ext)| listed(ext))
-                .map(|_| Document::AssetList),
+            // Only an object of no known kind is looked at further (segments, the hot
+            // path, are not).
+            ObjectKind::Other => {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                let (_, ext) = name.rsplit_once('.')?;
+                settings
+                    .asset_list_extensions
+                    .iter()
+                    .any(|listed| listed.eq_ignore_ascii_case(ext))
+                    .then_some(Document::AssetList)
+            }
             _ => None,
         }
     }
