@@ -11,9 +11,9 @@
 //!            fall back on)? ─► pass (not kept)
 //!         ─► start one (a task of its own, so a viewer leaving does not stop it),
 //!            read it like any joiner ────────────────────► miss
-//!               upstream group: primary, fallbacks (see proxy::upstream::group)
-//!               every server failed (or the body broke off before its first
-//!               bytes) and a stale entry is usable? ─► stale
+//!               upstream group: primary, fallbacks (see proxy::upstream::group),
+//!               a server whose body breaks off before its first bytes failed
+//!               every server failed and a stale entry is usable? ─► stale
 //!               its announced length past the room in flight ─► each reader passes
 //!               its unknown length grows past it ─► streamed through, not kept
 //!               complete, storable (policy), small enough ─► kept

@@ -6,6 +6,7 @@
 
 mod deadline;
 mod dir;
+mod first_bytes;
 pub mod group;
 pub mod health;
 mod slots;
@@ -29,7 +30,8 @@ pub use group::{Group, Upstreams};
 /// Why an upstream fetch failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
-    /// No response headers within `upstream.timeout` (504).
+    /// No response headers within `upstream.timeout`, or (for the shield) no body bytes
+    /// within `total_timeout` (504).
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
     /// Could not connect (502).

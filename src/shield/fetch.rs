@@ -53,8 +53,8 @@ pub(super) struct Fetch {
     pub(super) key: Key,
     /// What kind of object that is.
     pub(super) kind: ObjectKind,
-    /// The copy kept before, served if every server fails (or the body breaks off before
-    /// its first bytes).
+    /// The copy kept before, served if every server fails (a body that breaks off before
+    /// its first bytes is a server's failure).
     pub(super) stale: Option<Arc<Entry>>,
     /// Its readers' shared view of it.
     pub(super) fill: Arc<Fill>,
@@ -133,7 +133,9 @@ impl Fetch {
             .stale
             .as_ref()
             .is_some_and(|e| e.is_usable_stale(Instant::now()));
-        let result = self.group.fetch_from(request, !has_stale).await;
+        // A server counts as answering only once its body's first bytes came: one whose
+        // body breaks off (or times out) before them failed, and the next is asked.
+        let result = self.group.fetch_started(request, !has_stale).await;
         let failed = match &result {
             Ok(response) => response.status().is_server_error(),
             Err(_) => true,
@@ -177,10 +179,10 @@ impl Fetch {
         // now; one not announced as the bytes come, its head going out with its first
         // bytes once they are granted. Not granted: each reader fetches past the shield,
         // streamed at its own pace, and the next request tries to keep the object again.
-        // With a stale copy at hand, the head of either waits for the first bytes, so that
-        // a body that breaks before them is a failure the copy stands in for, as a 5xx is.
+        // The group returned the answer with its first bytes at hand (a body that broke
+        // before them was a failed server, above), so this does not wait on the origin.
         let mut first = None;
-        if announced.is_none() || has_stale {
+        if announced.is_none() {
             first = match first_data(&mut body).await {
                 Ok(first) => first,
                 Err(e) => {
@@ -190,7 +192,7 @@ impl Fetch {
                         return;
                     }
                     // No byte went out: an exchange that failed, as one with no head (a
-                    // 502 `upstream_error`). The server's health was judged on its head.
+                    // 502 `upstream_error`).
                     tracing::warn!(path = self.key.path(), error = %e, "upstream body failed; not cached");
                     self.end(End::Fail(UpstreamError::Protocol(e)));
                     return;

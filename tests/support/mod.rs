@@ -608,6 +608,34 @@ pub async fn raw_origin(answers: Vec<Vec<u8>>) -> (String, Arc<Mutex<Vec<String>
     (url, served)
 }
 
+/// An origin that writes `head` (an answer's head, and any bytes after it) to every
+/// connection and then sends nothing more, holding the connection open for as long as the
+/// test runs: a body that never comes. Its URL and the number of requests it read.
+pub async fn stalled_origin(head: &str) -> (String, Arc<Mutex<usize>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let asked: Arc<Mutex<usize>> = Arc::default();
+    let (counted, head) = (asked.clone(), head.as_bytes().to_vec());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                request.push(byte[0]);
+            }
+            *counted.lock().unwrap() += 1;
+            let _ = tcp.write_all(&head).await;
+            held.push(tcp);
+        }
+    });
+    (url, asked)
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {

@@ -1,6 +1,7 @@
 //! Upstream groups: a primary and its fallbacks, tried in order. A server that does not
 //! answer, or answers 5xx, is passed over for the next one (every request usher sends
-//! upstream is a GET or HEAD, so any may be retried); servers marked down by their health
+//! upstream is a GET or HEAD, so any may be retried), and so, for the shield's fetches, is
+//! one whose body breaks off before its first bytes; servers marked down by their health
 //! are tried only when every server that is up has failed.
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
 
+use super::first_bytes::first_bytes;
 use super::health::HealthState;
 use super::slots::{Held, Slots};
 use super::{Endpoint, UpstreamError, UpstreamRequest};
@@ -105,6 +107,33 @@ impl Group {
         req: UpstreamRequest,
         down_too: bool,
     ) -> Result<Response<Body>, UpstreamError> {
+        self.attempt(req, down_too, false).await
+    }
+
+    /// As [`Group::fetch_from`], a server's answer counting as one only once its body's
+    /// first bytes came (at once for a body that has none): a body that breaks off or
+    /// reaches the server's total timeout before them is that server's failure, as a 5xx
+    /// is, and the next server is asked. The answer's body starts with those bytes. For the
+    /// shield, which reads the body at once: its head waits for them.
+    ///
+    /// # Errors
+    /// As [`Group::fetch_from`]; [`UpstreamError::Timeout`] (with the total timeout) or
+    /// [`UpstreamError::Protocol`] when the last server's body failed before its bytes.
+    pub async fn fetch_started(
+        &self,
+        req: UpstreamRequest,
+        down_too: bool,
+    ) -> Result<Response<Body>, UpstreamError> {
+        self.attempt(req, down_too, true).await
+    }
+
+    /// [`Group::fetch_from`], or [`Group::fetch_started`] when `await_bytes`.
+    async fn attempt(
+        &self,
+        req: UpstreamRequest,
+        down_too: bool,
+        await_bytes: bool,
+    ) -> Result<Response<Body>, UpstreamError> {
         let (up, down): (Vec<&Member>, Vec<&Member>) =
             self.members.iter().partition(|m| m.health.is_up());
         let down = if down_too { down } else { Vec::new() };
@@ -117,20 +146,27 @@ impl Group {
                 .upstream_server_seconds
                 .with_label_values(&[&member.label])
                 .observe(started.elapsed().as_secs_f64());
-            let failure = match &result {
+            let (result, reason) = match result {
                 Ok(response) if response.status().is_server_error() => {
-                    Some(format!("status {}", response.status().as_u16()))
+                    (Ok(response), Some("status_5xx"))
                 }
-                Ok(_) => None,
-                Err(e) => Some(e.to_string()),
+                Ok(response) if await_bytes => match first_bytes(response).await {
+                    Ok(response) => (Ok(response), None),
+                    Err((e, reason)) => (Err(e), Some(reason)),
+                },
+                Ok(response) => (Ok(response), None),
+                Err(e) => {
+                    let reason = e.reason();
+                    (Err(e), Some(reason))
+                }
             };
-            let Some(why) = failure else {
+            let Some(reason) = reason else {
                 member.health.success();
                 return result;
             };
-            let reason = match &result {
-                Ok(_) => "status_5xx",
-                Err(e) => e.reason(),
+            let why = match &result {
+                Ok(response) => format!("status {}", response.status().as_u16()),
+                Err(e) => e.to_string(),
             };
             self.metrics
                 .upstream_failures
