@@ -104,6 +104,9 @@ pub struct Metrics {
     /// `usher_cache_mapped_bodies`: kept bodies in files of their own (unnamed or memory
     /// files, sent with `sendfile`), process-wide, as of the last scrape.
     pub cache_mapped_bodies: IntGauge,
+    /// `usher_cache_purge_scans_total`: passes over the shield cache made by purges (one
+    /// per purge, also one per catch-up applying many missed purges).
+    pub cache_purge_scans: IntCounter,
     /// `usher_webhook_deliveries_total{outcome}`: webhook attempts: delivered (2xx), or
     /// failed (retried later, or given up).
     pub webhook_deliveries: IntCounterVec,
@@ -322,6 +325,14 @@ impl Metrics {
             "usher_cache_mapped_bodies",
             "Kept bodies held in files of their own (unnamed or memory files), sent with sendfile on plain connections.",
         );
+        let cache_purge_scans = IntCounter::new(
+            "usher_cache_purge_scans_total",
+            "Passes over the shield cache made by purges (one per purge, one per catch-up of missed purges).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cache_purge_scans.clone()))
+            .expect("unique metric");
         registry
             .register(Box::new(crate::proxy::sendfile::bytes_sent().clone()))
             .expect("unique metric");
@@ -445,6 +456,7 @@ impl Metrics {
             cache_in_flight,
             cache_over_budget,
             cache_mapped_bodies,
+            cache_purge_scans,
             store,
             fanout,
             sessions_backend,

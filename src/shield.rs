@@ -35,6 +35,7 @@ mod fill;
 mod front;
 mod key;
 pub mod policy;
+mod prefixes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -316,6 +317,16 @@ impl Shield {
     /// flight under it still serves those already waiting for it, but no request from now
     /// on joins it (it starts a fetch of its own), and what it brings back is not kept.
     pub fn purge(&self, prefix: &str) -> usize {
+        self.purge_all(&[prefix])
+    }
+
+    /// [`Shield::purge`] under each of `prefixes` at once: one pass over the cache, and
+    /// one purge for the fetches in flight, however many prefixes (none: nothing done).
+    pub fn purge_all<S: AsRef<str>>(&self, prefixes: &[S]) -> usize {
+        let prefixes = prefixes::Prefixes::new(prefixes);
+        if prefixes.is_empty() {
+            return 0;
+        }
         self.inner
             .purges
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -323,21 +334,20 @@ impl Shield {
             .inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|key, _| !key.path().starts_with(prefix));
+            .retain(|key, _| !prefixes.cover(key.path()));
         let cache = &self.inner.cache;
         let doomed: Vec<Arc<Key>> = cache
             .iter()
-            .filter(|(key, _)| key.path().starts_with(prefix))
+            .filter(|(key, _)| prefixes.cover(key.path()))
             .map(|(key, _)| key)
             .collect();
         for key in &doomed {
             cache.invalidate(key.as_ref());
         }
         cache.run_pending_tasks();
-        self.inner
-            .metrics
-            .cache_size
-            .set(cache.weighted_size() as i64);
+        let metrics = &self.inner.metrics;
+        metrics.cache_purge_scans.inc();
+        metrics.cache_size.set(cache.weighted_size() as i64);
         doomed.len()
     }
 

@@ -2,7 +2,9 @@
 //! Redis (`sessions.backend = "redis"`) and, where purchases are involved, one PostgreSQL.
 //! A shield purge through one node drops the old copy on the other too, also on a node
 //! whose subscription heard nothing at the time (it applies the purge when it catches up);
-//! a purge that cannot be announced says so (503) and is on the audit trail as such. Freeing a device through one node ends the device's
+//! a catch-up applies every purge missed in one pass over the shield, and leaves the purges
+//! the node applied already; a purge that cannot be announced says so (503) and is on the
+//! audit trail as such. Freeing a device through one node ends the device's
 //! session on the node that plays it, also when that node hears nothing from Redis at the
 //! time (it stops the session once it hears Redis again); a free while Redis is down
 //! stands, and its answer says the other nodes were not told (`usher admin device delete`
@@ -151,6 +153,133 @@ async fn a_purge_a_node_did_not_hear_is_applied_once_it_catches_up() {
     .await;
     assert_eq!(on_b.text(), "new", "B stopped serving its old copy");
     ready(&b).await;
+}
+
+/// Purges that B did not hear, each under its own prefix: its catch-up applies them all
+/// in one pass over its shield (`usher_cache_purge_scans_total` counts one), every purged
+/// object comes from the origin again, and the object under no purged prefix is still a
+/// hit.
+#[tokio::test]
+async fn a_catch_up_applies_every_missed_purge_in_one_pass() {
+    let redis = Redis::start();
+    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
+    let purged: Vec<String> = (0..5).map(|n| format!("/vod/p{n}/")).collect();
+    let mut objects = HashMap::new();
+    for prefix in &purged {
+        objects.insert(format!("{prefix}s1.ts"), segment_of("old"));
+    }
+    objects.insert("/vod/kept/s1.ts".to_owned(), segment_of("kept"));
+    let origin = spawn_origin(objects).await;
+    let on = |url: &str| test_config(&origin.url(), &shared_sessions(url));
+    let (a, b) = (
+        Usher::start(&on(&redis.url), &[]),
+        Usher::start(&on(&relay.url), &[]),
+    );
+    ready(&a).await;
+    ready(&b).await;
+    let ticket = mint("/vod/");
+    let on_b = |prefix: &str| format!("{}{prefix}s1.ts?ticket={ticket}", b.url);
+    let cache = |reply: &Reply| reply.headers["x-usher-cache"].to_str().unwrap().to_owned();
+    for prefix in purged.iter().map(String::as_str).chain(["/vod/kept/"]) {
+        get(&on_b(prefix), &[]).await;
+        assert_eq!(cache(&get(&on_b(prefix), &[]).await), "hit", "{prefix}");
+    }
+
+    relay.black_hole();
+    for prefix in &purged {
+        origin.insert(&format!("{prefix}s1.ts"), segment_of("new"));
+        let purge = json!({ "prefix": prefix });
+        let (status, answer) = api(&a, "POST", "/api/v1/cache/purge", Some(purge)).await;
+        assert_eq!(
+            (status, &answer["announced"]),
+            (200, &json!(true)),
+            "{answer}"
+        );
+    }
+
+    // B finds its subscription silent, subscribes anew, catches up, and is ready again.
+    let scans = "usher_cache_purge_scans_total";
+    let seen = within(Duration::from_secs(30), || metric(&b, scans), |n| *n > 0.0).await;
+    assert!(seen > 0.0, "B caught up");
+    ready(&b).await;
+    assert_eq!(metric(&b, scans).await, 1.0, "one pass for the five purges");
+    for prefix in &purged {
+        let again = get(&on_b(prefix), &[]).await;
+        assert_eq!((again.text(), cache(&again)), ("new".into(), "miss".into()));
+    }
+    let kept = get(&on_b("/vod/kept/"), &[]).await;
+    assert_eq!((kept.text(), cache(&kept)), ("kept".into(), "hit".into()));
+}
+
+/// A purge B heard and applied, read back by its catch-up (which reads from a minute
+/// before, in case Redis's clock stepped back), is not applied again: the copy B fetched
+/// after it stays a hit, while the purge B missed meanwhile is applied.
+#[tokio::test]
+async fn a_catch_up_leaves_a_purge_the_node_applied_already() {
+    let redis = Redis::start();
+    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
+    let mut objects = HashMap::new();
+    objects.insert("/vod/a/s1.ts".to_owned(), segment_of("old"));
+    objects.insert("/vod/b/s1.ts".to_owned(), segment_of("old"));
+    let origin = spawn_origin(objects).await;
+    let on = |url: &str| test_config(&origin.url(), &shared_sessions(url));
+    let (a, b) = (
+        Usher::start(&on(&redis.url), &[]),
+        Usher::start(&on(&relay.url), &[]),
+    );
+    ready(&a).await;
+    ready(&b).await;
+    let ticket = mint("/vod/");
+    let on_b = |prefix: &str| format!("{}{prefix}s1.ts?ticket={ticket}", b.url);
+    let purge = |prefix: &str| {
+        origin.insert(&format!("{prefix}s1.ts"), segment_of("new"));
+        api(
+            &a,
+            "POST",
+            "/api/v1/cache/purge",
+            Some(json!({ "prefix": prefix })),
+        )
+    };
+    let refreshed = |prefix| {
+        let url = on_b(prefix);
+        async move {
+            within(
+                Duration::from_secs(30),
+                || get(&url, &[]),
+                |r| r.text() == "new",
+            )
+            .await
+        }
+    };
+    for prefix in ["/vod/a/", "/vod/b/"] {
+        assert_eq!(get(&on_b(prefix), &[]).await.text(), "old");
+    }
+
+    // B hears the purge of /vod/a/ and fetches the new copy.
+    assert_eq!(purge("/vod/a/").await.0, 200);
+    assert_eq!(
+        refreshed("/vod/a/").await.text(),
+        "new",
+        "B heard the purge"
+    );
+    assert_eq!(
+        get(&on_b("/vod/a/"), &[]).await.headers["x-usher-cache"],
+        "hit"
+    );
+
+    // B misses the purge of /vod/b/, and applies it when it catches up.
+    relay.black_hole();
+    assert_eq!(purge("/vod/b/").await.0, 200);
+    assert_eq!(refreshed("/vod/b/").await.text(), "new", "B caught up");
+    let again = get(&on_b("/vod/a/"), &[]).await;
+    assert_eq!(
+        (
+            again.text().as_str(),
+            again.headers["x-usher-cache"].to_str().unwrap()
+        ),
+        ("new", "hit"),
+        "the catch-up left the purge B applied already"
+    );
 }
 
 /// The [`Cluster`] of these tests: A on Redis through the relay (so its connections can be

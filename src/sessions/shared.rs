@@ -134,6 +134,8 @@ pub struct SharedSessions {
     node: String,
     /// Redis time (ms) up to which this node applied every recorded purge ([`purges`]).
     purges_heard: AtomicU64,
+    /// The purges this node applied, left by its catch-ups ([`purges`]).
+    purges_applied: purges::Applied,
 }
 
 /// What a touch of a session read of it in Redis ([`SharedSessions::touch`]).
@@ -188,6 +190,7 @@ impl SharedSessions {
             deferred: std::sync::Mutex::default(),
             node: purges::new_node_id(),
             purges_heard: AtomicU64::new(0),
+            purges_applied: purges::Applied::default(),
         };
         // Purges recorded before this node connected concern nothing its shield holds.
         shared.heard_purge(shared.redis_now().await?);
@@ -537,11 +540,12 @@ impl SharedSessions {
                     for (sid, mark) in marks {
                         state.sessions.mark(&sid, mark);
                     }
-                    for prefix in purges {
-                        let purged = state.shield.purge(&prefix);
+                    if !purges.is_empty() {
+                        let purged = state.shield.purge_all(&purges);
                         tracing::info!(
                             purged,
-                            "shield purged, as a node announced while not heard"
+                            prefixes = purges.len(),
+                            "shield purged, as nodes announced while not heard"
                         );
                     }
                     return true;

@@ -36,6 +36,52 @@ fn the_size_counts_bytes_and_a_purge_drops_a_prefix() {
     assert_eq!(metrics.cache_size.get() as u64, size);
 }
 
+/// Many prefixes purged at once (a catch-up of missed purges): every entry under any of
+/// them goes, the others stay, in one pass over the cache and one purge of the fetches in
+/// flight (one that began before it is not kept).
+#[test]
+fn a_purge_of_many_prefixes_drops_each_in_one_pass() {
+    let metrics = Metrics::new();
+    let shield = Shield::new(&policy::tests::settings(), &metrics);
+    let paths = [
+        "/a/1.ts",
+        "/a/x/2.ts",
+        "/b/1.ts",
+        "/c/1.ts",
+        "/d/1.ts",
+        "/ab/1.ts",
+    ];
+    for path in paths {
+        shield.store(Key::new(&Arc::from(""), path, None), entry(100), 0);
+    }
+    let purged = shield.purge_all(&["/c/", "/a/", "/a/x/", "/b/"]);
+    assert_eq!(purged, 4);
+    let left: Vec<&str> = paths
+        .into_iter()
+        .filter(|p| {
+            shield
+                .inner
+                .cache
+                .contains_key(&Key::new(&Arc::from(""), p, None))
+        })
+        .collect();
+    assert_eq!(left, ["/d/1.ts", "/ab/1.ts"]);
+    assert_eq!(
+        metrics.cache_purge_scans.get(),
+        1,
+        "one pass over the cache"
+    );
+    shield.store(Key::new(&Arc::from(""), "/b/2.ts", None), entry(100), 0);
+    shield.store(Key::new(&Arc::from(""), "/e/1.ts", None), entry(100), 1);
+    assert_eq!(
+        (shield.purge("/"), metrics.cache_purge_scans.get()),
+        (3, 2),
+        "a fetch begun before the purge is not kept, one begun after is"
+    );
+    assert_eq!(shield.purge_all(&[] as &[&str]), 0);
+    assert_eq!(metrics.cache_purge_scans.get(), 2, "no pass for nothing");
+}
+
 #[test]
 fn a_long_query_weighs_on_the_budget_however_small_the_object() {
     let metrics = Metrics::new();

@@ -86,6 +86,9 @@ impl SharedSessions {
                 if let Some(prefix) = prefix {
                     let purged = state.shield.purge(&prefix);
                     tracing::info!(purged, "shield purged, as a node announced");
+                    if let Some(at) = at {
+                        self.applied_purge(prefix, at);
+                    }
                 }
                 if let Some(at) = at {
                     self.heard_purge(at);

@@ -13,9 +13,13 @@
 //! A catch-up applies the prefixes recorded since then (less [`MARGIN_MS`], should Redis's
 //! clock have stepped back, as on a failover to a replica whose clock is behind), and
 //! purges the whole shield when [`LOG`] dropped a purge newer than that. A purge applied
-//! twice drops only what was fetched in between.
+//! twice drops only what was fetched in between; so each node also remembers which purges
+//! it applied ([`Applied`]: those it heard, sent, or caught up with), and its catch-up
+//! leaves the ones it finds there, and applies the others in one purge of the shield.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{BackendError, SharedSessions};
@@ -40,7 +44,7 @@ const MARGIN_MS: u64 = 60_000;
 /// prefix, the prefix as a JSON string, the node's id as a JSON string, [`KEEP`],
 /// [`KEEP_FOR`] in ms, the channel. Drops from [`LOG`] what is past [`KEEP`] or
 /// [`KEEP_FOR`], raising [`TRIMMED`] to the newest time dropped. Returns how many
-/// subscribers the announcement was handed to.
+/// subscribers the announcement was handed to, and the time recorded.
 const RECORD: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -56,8 +60,50 @@ if drop > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, drop - 1)
 end
 local message = '{"purge":' .. ARGV[2] .. ',"node":' .. ARGV[3] .. ',"at":' .. at .. '}'
-return redis.call('PUBLISH', ARGV[6], message)
+return {redis.call('PUBLISH', ARGV[6], message), now}
 "#;
+
+/// The purges a node applied, by prefix: the Redis time (ms) of the latest it applied
+/// under each. [`LOG`] holds the time of each prefix's latest purge, so a catch-up leaves
+/// a prefix whose time there is the one remembered, and applies one whose time differs:
+/// a purge recorded since, also one recorded earlier, by a Redis clock that stepped back.
+/// Bounded: what no catch-up reads any more goes (older than `heard` less [`MARGIN_MS`]),
+/// then the oldest past [`KEEP`] (forgetting one only costs applying it again).
+#[derive(Default)]
+pub(super) struct Applied(Mutex<HashMap<String, u64>>);
+
+impl Applied {
+    /// Notes the purge under `prefix` recorded `at` as applied; `heard` is the node's
+    /// `purges_heard`.
+    pub(super) fn note(&self, prefix: String, at: u64, heard: u64) {
+        let mut applied = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        applied.insert(prefix, at);
+        if applied.len() > KEEP {
+            applied.retain(|_, at| *at >= heard.saturating_sub(MARGIN_MS));
+        }
+        while applied.len() > KEEP {
+            let oldest = applied.iter().min_by_key(|(_, at)| **at).map(|(p, _)| p);
+            let oldest = oldest.expect("not empty").clone();
+            applied.remove(&oldest);
+        }
+    }
+
+    /// Of the purges `recorded` ([`LOG`]'s prefixes and times), those not applied yet,
+    /// each noted as applied now (the caller applies them); forgets what no later
+    /// catch-up reads (older than `since`, where it read from).
+    pub(super) fn take_new(&self, recorded: Vec<(String, u64)>, since: u64) -> Vec<String> {
+        let mut applied = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut new = Vec::new();
+        for (prefix, at) in recorded {
+            if applied.get(&prefix) != Some(&at) {
+                new.push(prefix.clone());
+                applied.insert(prefix, at);
+            }
+        }
+        applied.retain(|_, at| *at >= since);
+        new
+    }
+}
 
 /// A node's id in its announcements: 16 random hex digits, new at each start.
 pub(super) fn new_node_id() -> String {
@@ -84,12 +130,16 @@ impl SharedSessions {
             KEEP_FOR.as_millis().to_string(),
             super::announce::CHANNEL.to_owned(),
         ];
-        self.call("purge", |mut conn| {
-            let mut invocation = script.key(LOG);
-            invocation.key(TRIMMED).arg(&args);
-            async move { invocation.invoke_async(&mut conn).await }
-        })
-        .await
+        let (told, at): (i64, u64) = self
+            .call("purge", |mut conn| {
+                let mut invocation = script.key(LOG);
+                invocation.key(TRIMMED).arg(&args);
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        // The caller purged this node's shield already.
+        self.applied_purge(prefix.to_owned(), at);
+        Ok(told)
     }
 
     /// Redis's clock now, in milliseconds.
@@ -112,9 +162,17 @@ impl SharedSessions {
         self.purges_heard.fetch_max(at, Ordering::AcqRel);
     }
 
+    /// Notes that this node applied the purge under `prefix` recorded `at` (Redis time,
+    /// ms): a catch-up that reads it back leaves it.
+    pub(super) fn applied_purge(&self, prefix: String, at: u64) {
+        let heard = self.purges_heard.load(Ordering::Acquire);
+        self.purges_applied.note(prefix, at, heard);
+    }
+
     /// The prefixes to purge after (re)subscribing: those recorded since this node last
-    /// knew it had heard every purge (`/` alone when [`LOG`] dropped one of them). The
-    /// caller must be subscribed already, and apply them: this node counts them heard.
+    /// knew it had heard every purge, less those it applied already ([`Applied`]; `/`
+    /// alone when [`LOG`] dropped one of them). The caller must be subscribed already,
+    /// and apply them: this node counts them heard and applied.
     ///
     /// # Errors
     /// When Redis does not answer (nothing is counted heard).
@@ -123,7 +181,8 @@ impl SharedSessions {
         let since = heard.saturating_sub(MARGIN_MS);
         // TIME first: a purge recorded after it reaches the subscription, one recorded
         // before it is in the range read after it.
-        let ((secs, micros), prefixes, trimmed): ((u64, u64), Vec<String>, Option<u64>) = self
+        type Read = ((u64, u64), Vec<(String, f64)>, Option<u64>);
+        let ((secs, micros), recorded, trimmed): Read = self
             .call("missed_purges", |mut conn| async move {
                 redis::pipe()
                     .cmd("TIME")
@@ -131,21 +190,84 @@ impl SharedSessions {
                     .arg(LOG)
                     .arg(since)
                     .arg("+inf")
+                    .arg("WITHSCORES")
                     .get(TRIMMED)
                     .query_async(&mut conn)
                     .await
             })
             .await?;
         self.heard_purge(secs * 1000 + micros / 1000);
+        let read = recorded.len();
+        // Scores are whole milliseconds, well within a double's exact integers.
+        let recorded = recorded
+            .into_iter()
+            .filter(|(p, _)| p.starts_with('/'))
+            .map(|(p, at)| (p, at as u64))
+            .collect();
+        let new = self.purges_applied.take_new(recorded, since);
         if trimmed.is_some_and(|t| t > heard) {
             tracing::warn!(
                 "purges this node did not hear were dropped from Redis; purging the whole shield"
             );
             return Ok(vec!["/".to_owned()]);
         }
-        Ok(prefixes
-            .into_iter()
-            .filter(|p| p.starts_with('/'))
-            .collect())
+        tracing::debug!(read, new = new.len(), "purges recorded while not heard");
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Applied, KEEP, MARGIN_MS};
+
+    fn log(purges: &[(&str, u64)]) -> Vec<(String, u64)> {
+        purges
+            .iter()
+            .map(|(p, at)| ((*p).to_owned(), *at))
+            .collect()
+    }
+
+    #[test]
+    fn a_catch_up_leaves_the_purges_applied_and_applies_the_others_once() {
+        let applied = Applied::default();
+        let now = 10 * MARGIN_MS;
+        applied.note("/heard/".to_owned(), now - 5, now);
+        applied.note("/again/".to_owned(), now - 9, now);
+        applied.note("/stepped/".to_owned(), now - 2, now);
+        // `/again/` purged anew since, `/stepped/` too but by a clock that stepped back.
+        let recorded = log(&[
+            ("/heard/", now - 5),
+            ("/again/", now - 1),
+            ("/stepped/", now - 30),
+            ("/missed/", now - 3),
+        ]);
+        let since = now - MARGIN_MS;
+        let new = applied.take_new(recorded.clone(), since);
+        assert_eq!(new, ["/again/", "/stepped/", "/missed/"]);
+        assert!(
+            applied.take_new(recorded, since).is_empty(),
+            "the next catch-up reading them applies none again"
+        );
+        let later = now + 2 * MARGIN_MS;
+        applied.take_new(Vec::new(), later - MARGIN_MS);
+        assert!(
+            applied.0.lock().unwrap().is_empty(),
+            "what no catch-up reads any more is forgotten"
+        );
+    }
+
+    #[test]
+    fn the_purges_remembered_are_bounded() {
+        let applied = Applied::default();
+        let now = 10 * MARGIN_MS;
+        for n in 0..KEEP as u64 + 5 {
+            applied.note(format!("/p{n}/"), now - 10_000 + n, now);
+        }
+        let kept = applied.0.lock().unwrap();
+        assert_eq!(kept.len(), KEEP);
+        assert!(
+            !kept.contains_key("/p4/") && kept.contains_key("/p5/"),
+            "the oldest go"
+        );
     }
 }
