@@ -441,7 +441,7 @@ impl Rights {
         // Each purchase it may fall back to too: ended ones left out, none past the grace,
         // none starting a first play.
         let graced = |e: &Entitled| Entitled {
-            first_play: false,
+            first_play: None,
             until: Some(e.until.map_or(ends, |until| until.min(ends))),
             others: None,
             ..e.clone()
@@ -475,9 +475,15 @@ impl Rights {
     /// (`first_play`). `subject` is the purchase's account: the decision came from the
     /// subject's purchases. Called once the request is admitted (device, activation,
     /// session), not by [`Rights::check`]: a refused request starts no rental's hours.
-    pub async fn record_first_play(&self, subject: &str, entitled: &Entitled, now: u64) {
-        if !entitled.first_play {
-            return;
+    ///
+    /// Answers whether the rental's hours run from `now`: written, or not written for a
+    /// failure (logged; the request is served, and the next one under the rental, still
+    /// deciding it unplayed, writes it). `false` when the store already held a first play
+    /// (another node's, since this node's decision was read): they run from then, and
+    /// the decision's `until`, counted from before it, is not past their end.
+    pub async fn record_first_play(&self, subject: &str, entitled: &Entitled, now: u64) -> bool {
+        if entitled.first_play.is_none() {
+            return false;
         }
         let event = crate::webhooks::Event::FirstPlay {
             purchase: entitled.purchase.to_string(),
@@ -502,10 +508,21 @@ impl Rights {
                 if let Some(webhooks) = &self.webhooks {
                     webhooks.queued(&events);
                 }
+                true
             }
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not record first play"),
-            Err(e) => tracing::warn!(error = %e, "could not record first play"),
+            Ok(Ok(false)) => {
+                // This node's decisions still name it unplayed: none is kept.
+                self.invalidate_subject(subject);
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not record first play");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record first play");
+                true
+            }
         }
     }
 }

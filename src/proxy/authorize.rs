@@ -244,9 +244,13 @@ pub async fn authorize(
     };
     grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
     // Only now, with the device, its activation and the session admitted: a refused
-    // request starts no rental's hours.
-    if entitled.first_play {
-        Box::pin(rights.record_first_play(&grant.claims.sub, &entitled, now)).await;
+    // request starts no rental's hours. They run from now, not from when the decision
+    // was made (a cached one names the rentals a ticket may fall back to).
+    if let Some(first_play) = entitled.first_play {
+        let account = &grant.claims.sub;
+        if Box::pin(rights.record_first_play(account, &entitled, now)).await {
+            grant.right_until = Some(first_play.ends(now));
+        }
     }
     Ok(grant)
 }

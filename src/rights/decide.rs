@@ -86,8 +86,10 @@ pub struct Entitled {
     /// When it ends (`None`: no end).
     pub until: Option<u64>,
     /// The purchase counts hours from first play and has not been played yet: the caller
-    /// records `now` as its first play.
-    pub first_play: bool,
+    /// records `now` as its first play, which ends it at [`FirstPlay::ends`] (`until`
+    /// counts the hours from when this decision was made, which may be earlier: a cached
+    /// decision names the rentals a request may fall back to).
+    pub first_play: Option<FirstPlay>,
     /// The product bought.
     pub product: std::sync::Arc<str>,
     /// Distinct devices that may ever activate the purchase (`None`: no limit).
@@ -103,12 +105,30 @@ pub struct Entitled {
     pub others: Option<std::sync::Arc<[Entitled]>>,
 }
 
+/// What the first play of an hours-from-first-play rental starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstPlay {
+    /// Its hours, in seconds.
+    pub seconds: u64,
+    /// The end its window has whatever the first play (`None`: none).
+    pub bound: Option<u64>,
+}
+
+impl FirstPlay {
+    /// When the rental ends if first played at `now`: its hours from then, or its bound
+    /// if sooner.
+    pub fn ends(&self, now: u64) -> u64 {
+        let from_now = now.saturating_add(self.seconds);
+        self.bound.map_or(from_now, |bound| bound.min(from_now))
+    }
+}
+
 impl Entitled {
     /// Whether this yes still holds at `now` by the clock alone: no right it names (its
     /// own, nor the [`Entitled::others`] a request may fall back to) has ended, and no
     /// first play is waiting to be recorded (that answer is used once).
     pub fn holds_at(&self, now: u64) -> bool {
-        !self.first_play
+        self.first_play.is_none()
             && self
                 .in_order()
                 .all(|e| e.until.is_none_or(|until| now < until))
@@ -119,7 +139,7 @@ impl Entitled {
         Self {
             purchase: purchase.into(),
             until,
-            first_play: false,
+            first_play: None,
             product: "".into(),
             activations: None,
             ip_recovery: false,
@@ -278,7 +298,10 @@ pub fn decide(
         }
     }
     // Stable: of two alike, the store's order (the older purchase first) decides.
-    granting.sort_by_key(|e| (e.first_play, std::cmp::Reverse(e.until.unwrap_or(u64::MAX))));
+    granting.sort_by_key(|e| {
+        let waits = e.first_play.is_some();
+        (waits, std::cmp::Reverse(e.until.unwrap_or(u64::MAX)))
+    });
     let mut granting = granting.into_iter();
     let mut best = granting.next().ok_or(refusal)?;
     let others: Vec<Entitled> = granting.collect();
@@ -308,16 +331,18 @@ fn decide_one(
     if let Some(end) = end.filter(|&end| now >= end) {
         return Err(RightsDenied::Expired { at: end });
     }
-    let first_play = counts_hours(purchase, product)
+    let first_play = (counts_hours(purchase, product)
         && product.hours_from == HoursFrom::FirstPlay
-        && purchase.first_play_at.is_none();
-    let until = if first_play {
-        // Recording the first play fixes the end; until then this decision is good for
-        // the hours counted from now.
-        let from_now = now + u64::from(product.hours.unwrap_or(0)) * 3600;
-        Some(end.map_or(from_now, |e| e.min(from_now)))
-    } else {
-        end
+        && purchase.first_play_at.is_none())
+    .then(|| FirstPlay {
+        seconds: u64::from(product.hours.unwrap_or(0)) * 3600,
+        bound: end,
+    });
+    // Recording the first play fixes the end; until then this decision is good for the
+    // hours counted from now.
+    let until = match first_play {
+        Some(first_play) => Some(first_play.ends(now)),
+        None => end,
     };
     Ok(Entitled {
         purchase: purchase.hash.as_str().into(),

@@ -128,7 +128,10 @@ mod tests {
 
     fn entitled(until: Option<u64>, first_play: bool) -> Entitled {
         Entitled {
-            first_play,
+            first_play: first_play.then_some(crate::rights::decide::FirstPlay {
+                seconds: 3600,
+                bound: None,
+            }),
             ..Entitled::unlimited("p1", until)
         }
     }

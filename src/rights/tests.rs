@@ -249,7 +249,7 @@ async fn first_play_is_recorded_once() {
         )
         .await
         .unwrap();
-    assert!(!again.first_play);
+    assert_eq!(again.first_play, None);
     rights
         .record_first_play("alice", &again, played + 100)
         .await;
@@ -427,7 +427,10 @@ async fn grace_never_outlasts_the_right() {
                     ..Entitled::unlimited("ended", None)
                 },
                 Entitled {
-                    first_play: true,
+                    first_play: Some(decide::FirstPlay {
+                        seconds: 48 * 3600,
+                        bound: None,
+                    }),
                     until: Some(T0 + 48 * 3600),
                     ..Entitled::unlimited("rental", None)
                 },
@@ -444,7 +447,7 @@ async fn grace_never_outlasts_the_right() {
         .others
         .iter()
         .flat_map(|o| o.iter())
-        .map(|e| (&*e.purchase, e.first_play, e.until))
+        .map(|e| (&*e.purchase, e.first_play.is_some(), e.until))
         .collect();
     assert_eq!(others, [("rental", false, Some(T0 + 600))]);
 }

@@ -25,7 +25,7 @@ pub struct InProcess {
     /// Its state (sessions, metrics).
     pub state: Arc<State>,
     clock: Arc<AtomicU64>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl HasAdmin for InProcess {
@@ -91,7 +91,7 @@ impl InProcess {
             admin: admin_url,
             state,
             clock,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -103,6 +103,11 @@ impl InProcess {
     /// The clock's time.
     pub fn now(&self) -> u64 {
         self.clock.load(Ordering::SeqCst)
+    }
+
+    /// Its data directory (the SQLite store's `usher.db`).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 }
 

@@ -90,15 +90,41 @@ fn hours_from_first_play() {
     let mut b = purchase();
     // Bought at T0, first played three days later: the 24 hours start then.
     let first = at(&p, &b, T0 + 3 * DAY).unwrap();
-    assert!(first.first_play);
+    assert_eq!(
+        first.first_play,
+        Some(FirstPlay {
+            seconds: DAY,
+            bound: None
+        })
+    );
     assert_eq!(first.until, Some(T0 + 4 * DAY));
     b.first_play_at = Some(T0 + 3 * DAY);
     let again = at(&p, &b, T0 + 3 * DAY + 10).unwrap();
-    assert!(!again.first_play);
+    assert_eq!(again.first_play, None);
     assert!(at(&p, &b, T0 + 4 * DAY - 1).is_ok());
     assert_eq!(
         at(&p, &b, T0 + 4 * DAY),
         Err(RightsDenied::Expired { at: T0 + 4 * DAY })
+    );
+}
+
+#[test]
+fn an_unplayed_rental_ends_its_hours_after_the_play_within_its_window() {
+    let p = Product {
+        hours: Some(24),
+        hours_from: HoursFrom::FirstPlay,
+        access_expire: Some(T0 + 10 * DAY),
+        ..product()
+    };
+    // Decided at T0 + DAY (a decision a cache may keep), played later.
+    let decided = at(&p, &purchase(), T0 + DAY).unwrap();
+    assert_eq!(decided.until, Some(T0 + 2 * DAY));
+    let first_play = decided.first_play.unwrap();
+    assert_eq!(first_play.ends(T0 + 2 * DAY - HOUR), T0 + 3 * DAY - HOUR);
+    assert_eq!(
+        first_play.ends(T0 + 9 * DAY + HOUR),
+        T0 + 10 * DAY,
+        "never past the window"
     );
 }
 
@@ -305,13 +331,13 @@ fn a_purchase_that_starts_no_rental_comes_before_one_that_would() {
     )
     .unwrap();
     assert_eq!(
-        (&*got.purchase, got.first_play),
+        (&*got.purchase, got.first_play.is_some()),
         ("h1", false),
         "the pass, though the rental reaches further"
     );
     let order: Vec<&str> = got.in_order().map(|e| &*e.purchase).collect();
     assert_eq!(order, ["h1", "r1"]);
-    assert!(got.others.as_ref().unwrap()[0].first_play);
+    assert!(got.others.as_ref().unwrap()[0].first_play.is_some());
 
     // Once the pass has ended, the rental is the one.
     let got = decide(
@@ -322,7 +348,7 @@ fn a_purchase_that_starts_no_rental_comes_before_one_that_would() {
     )
     .unwrap();
     assert_eq!(
-        (&*got.purchase, got.first_play, got.others),
+        (&*got.purchase, got.first_play.is_some(), got.others),
         ("r1", true, None)
     );
 }
@@ -366,7 +392,7 @@ fn item5_a_purchases_own_end_replaces_the_products_hours_period_and_expiry() {
         ..p.clone()
     };
     let granted = at(&first_play, &extended, T0 + DAY).unwrap();
-    assert!(!granted.first_play, "hours no longer count");
+    assert_eq!(granted.first_play, None, "hours no longer count");
     assert_eq!(granted.until, Some(T0 + 7 * DAY));
     // available_until still bounds it; an extension past it does not fit.
     let ending = Product {

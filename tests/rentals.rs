@@ -1,0 +1,239 @@
+//! Rentals counted from first play through a real usher, when the account holds another
+//! purchase of the same content that a ticket's request tries first: the rental a
+//! request falls back to starts its hours at that request, its session's tokens end with
+//! them, and a first play the store could not write is written by a later request.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::admin::api;
+use support::cluster::status_reason;
+use support::inprocess::{sell_event, InProcess};
+use support::*;
+
+/// Two hours from first play, one device.
+const HOURS: u64 = 2;
+
+/// Rights from the store (decisions cached for 10 minutes), session tokens that last
+/// longer than the rental (so their expiry is the rental's end), and sessions that a
+/// player pausing for a while keeps.
+async fn start() -> (Origin, InProcess) {
+    let origin = event_origin().await;
+    let config = rights_config(&origin.url(), "[sessions]\nidle_timeout = \"3h\"\n")
+        .replace("[token]\n", "[token]\nsession_ttl = \"3h\"\n");
+    let usher = InProcess::start(&config).await;
+    (origin, usher)
+}
+
+/// A one-device week's pass playing on the TV, and a rental bought for later: the pass
+/// plays first, so the account's yes is cached with the unplayed rental among the
+/// purchases a ticket may fall back to. Answers the rental's play URL and hash.
+async fn pass_on_the_tv_and_a_rental(usher: &InProcess) -> (String, String) {
+    let (pass, _) = sell_event(
+        usher,
+        json!({"code": "week", "name": "Week", "period": 7, "activation": 1}),
+    )
+    .await;
+    let rental = sell_event(
+        usher,
+        json!({"code": "rental", "name": "Rental", "hours": HOURS, "hours_from": "first_play", "activation": 1}),
+    )
+    .await;
+    let tv = get(&pass, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    rental
+}
+
+/// The phone's playlist, loaded with the rental's ticket: the reply, and the session token
+/// its segment URIs carry.
+async fn phone_plays(play_url: &str) -> (Reply, String) {
+    let reply = get(play_url, &[("x-device-id", "phone")]).await;
+    let token = reply
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("s1.ts?token="))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    (reply, token)
+}
+
+/// The claims of a session token signed with the test key.
+fn claims_of(token: &str) -> usher::ticket::Claims {
+    usher::ticket::verify_signature(&ring(), token).unwrap().1
+}
+
+/// The end the store gives the purchase `hash` (`null` while its hours wait).
+async fn access_ends_at(usher: &InProcess, hash: &str) -> Value {
+    let (status, shown) = api(usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(status, 200, "{shown}");
+    shown["access_ends_at"].clone()
+}
+
+/// Five minutes after the account's yes was cached, the phone (which the pass, the TV's,
+/// cannot admit) starts under the rental: its hours run from this play, and the session
+/// token's end is theirs, not two hours from when the yes was cached.
+#[tokio::test]
+async fn a_rental_a_ticket_falls_back_to_ends_hours_after_its_first_play() {
+    let (_origin, usher) = start().await;
+    let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
+    usher.advance(300);
+    let (reply, token) = phone_plays(&rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ends = usher.now() + HOURS * 3600;
+    assert_eq!(access_ends_at(&usher, &hash).await.as_u64(), Some(ends));
+    let claims = claims_of(&token);
+    assert_eq!(
+        (claims.cap, claims.exp),
+        (ends, ends),
+        "the phone's session ends with the rental ({}s after the cached yes)",
+        300
+    );
+}
+
+/// The phone, started under the rental while the account's yes was cached, fetching the
+/// segment URI it holds: it plays until the rental's hours end, counted from its first
+/// play (not from when the yes was cached), and not a moment longer.
+#[tokio::test]
+async fn a_rental_started_under_a_cached_yes_plays_its_full_hours_and_no_longer() {
+    let (_origin, usher) = start().await;
+    let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
+    usher.advance(300);
+    let (reply, token) = phone_plays(&rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ends = usher.now() + HOURS * 3600;
+    let segment = format!("{}/event/s1.ts?token={token}", usher.url);
+    // The player fetches its segment URI along the way, and once just before the end.
+    while usher.now() + 600 < ends {
+        usher.advance(600);
+        let reply = get(&segment, &[("x-device-id", "phone")]).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "at {}s before the rental's end: {}",
+            ends - usher.now(),
+            reply.text()
+        );
+    }
+    usher.advance(ends - 1 - usher.now());
+    let last = get(&segment, &[("x-device-id", "phone")]).await;
+    assert_eq!(last.status, 200, "the last second: {}", last.text());
+    usher.advance(1);
+    let past = get(&segment, &[("x-device-id", "phone")]).await;
+    assert_eq!(status_reason(&past).0, 403, "{}", past.text());
+    assert_eq!(access_ends_at(&usher, &hash).await.as_u64(), Some(ends));
+}
+
+/// The store refuses the first play's write (a trigger stands in for a failing disk): the
+/// paying phone plays anyway, and its next request, once the store writes again, records
+/// the first play, so the rental's hours start and it is not free while the cache holds.
+#[tokio::test]
+async fn a_first_play_the_store_could_not_write_is_written_by_the_next_request() {
+    let (_origin, usher) = start().await;
+    let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
+    let db = rusqlite::Connection::open(usher.data_dir().join("usher.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_first_play BEFORE UPDATE ON purchases
+         WHEN json_extract(NEW.data, '$.first_play_at') IS NOT NULL
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    usher.advance(300);
+    let (reply, token) = phone_plays(&rental).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "not refused for our failure: {}",
+        reply.text()
+    );
+    assert_eq!(
+        access_ends_at(&usher, &hash).await,
+        Value::Null,
+        "not written"
+    );
+
+    db.execute_batch("DROP TRIGGER refuse_first_play").unwrap();
+    usher.advance(60);
+    let segment = format!("{}/event/s1.ts?token={token}", usher.url);
+    let reply = get(&segment, &[("x-device-id", "phone")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ends = usher.now() + HOURS * 3600;
+    assert_eq!(
+        access_ends_at(&usher, &hash).await.as_u64(),
+        Some(ends),
+        "the next request writes the first play"
+    );
+    usher.advance(HOURS * 3600);
+    let past = get(&segment, &[("x-device-id", "phone")]).await;
+    assert_eq!(status_reason(&past).0, 403, "{}", past.text());
+}
+
+/// A node on the PostgreSQL database `url`, listening for the other nodes' invalidations
+/// as `usher serve` does (so it caches decisions).
+async fn node_on(origin: &Origin, url: &str) -> InProcess {
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{url}\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n[sessions]\nidle_timeout = \"3h\"\n"
+    );
+    let config = rights_config(&origin.url(), &extra)
+        .replace("[token]\n", "[token]\nsession_ttl = \"3h\"\n");
+    let node = InProcess::start(&config).await;
+    let usher::config::StoreBackend::Postgres(pg) = &node.state.config().store else {
+        unreachable!("a PostgreSQL store")
+    };
+    tokio::spawn(usher::fanout::listen(node.state.clone(), pg.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while node.state.fanout.health() != Some((true, true)) {
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    node
+}
+
+/// Two nodes on one store. Node B caches the account's yes (the pass plays on the TV
+/// there) while the rental is unplayed; five minutes later the phone starts the rental on
+/// node A. Its player, moved to node B a minute later, loads the master with its ticket
+/// twice: B finds the first play written by A and keeps no decision that names the
+/// rental unplayed, so its session there ends with the rental's hours from the play on A
+/// (the first load's end, in between, is no later: not counted from B's minute).
+#[tokio::test]
+async fn a_node_that_finds_the_first_play_written_elsewhere_ends_the_session_with_it() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.database("usher");
+    let origin = event_origin().await;
+    let a = node_on(&origin, &url).await;
+    let (pass, _) = sell_event(
+        &a,
+        json!({"code": "week", "name": "Week", "period": 7, "activation": 1}),
+    )
+    .await;
+    let (rental, hash) = sell_event(
+        &a,
+        json!({"code": "rental", "name": "Rental", "hours": HOURS, "hours_from": "first_play", "activation": 1}),
+    )
+    .await;
+    let b = node_on(&origin, &url).await;
+    a.advance(b.now() - a.now());
+    let on_b = |url: &str| format!("{}{}", b.url, &url[url.find("/event/").unwrap()..]);
+    let tv = get(&on_b(&pass), &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+
+    a.advance(300);
+    b.advance(300);
+    let (reply, _) = phone_plays(&rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ends = a.now() + HOURS * 3600;
+    assert_eq!(access_ends_at(&a, &hash).await.as_u64(), Some(ends));
+
+    a.advance(60);
+    b.advance(60);
+    let (first, token) = phone_plays(&on_b(&rental)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(claims_of(&token).cap <= ends, "never past the rental");
+    let (again, token) = phone_plays(&on_b(&rental)).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(
+        claims_of(&token).cap,
+        ends,
+        "ends with the rental's hours from its first play on node A"
+    );
+}
