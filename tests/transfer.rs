@@ -1,7 +1,10 @@
 //! `usher store export` and `usher store import` on the embedded database: an export file
 //! only its owner can read, that ends with its own counts, made from a database that
 //! exists; an import refused under a running server and for a file cut short. An export
-//! of PostgreSQL reads one snapshot while other nodes go on writing.
+//! of PostgreSQL reads one snapshot while other nodes go on writing. An import is all or
+//! nothing, into SQLite and PostgreSQL alike: a file that fails part-way (a bad line, a
+//! refused record, no end line) or a process killed mid-way leaves the target empty, and
+//! the good file then goes in without emptying anything.
 
 mod support;
 
@@ -16,9 +19,10 @@ use support::postgres::Postgres;
 use support::*;
 use usher::config::PostgresConfig;
 use usher::metrics::Metrics;
-use usher::rights::model::{Product, Purchase};
+use usher::rights::model::{Account, Media, Product, Purchase};
 use usher::rights::postgres::PostgresStore;
-use usher::rights::store::Store;
+use usher::rights::sqlite::SqliteStore;
+use usher::rights::store::{AuditEntry, NewDelivery, Store, WebhookQueue};
 use usher::rights::transfer;
 
 async fn store_cli(args: &[&str]) -> CliRun {
@@ -215,4 +219,222 @@ async fn a_postgres_export_reads_the_database_as_it_stood_when_it_began() {
             .contains("exported 2 products, 0 media, 0 links, 4 accounts, 3 purchases"),
         "{exported:?}"
     );
+}
+
+/// What `usher store export` reports for a store that holds nothing.
+const NOTHING: &str = "exported 0 products, 0 media, 0 links, 0 accounts, 0 purchases, \
+    0 device bindings, 0 idempotency keys, 0 audit entries, 0 webhook deliveries";
+
+/// What an import of [`source`]'s export reports.
+const ALL: &str = "imported 1 products, 1 media, 1 links, 3 accounts, 3 purchases, \
+    1 device bindings, 1 idempotency keys, 1 audit entries, 1 webhook deliveries";
+
+/// An export of an embedded store holding a record of every kind, as lines (the end line
+/// last): the good file, and the ways a file fails part-way.
+async fn source(dir: &Path, config: &Path) -> Vec<String> {
+    let data = dir.join("source");
+    let store = SqliteStore::open(&data).unwrap();
+    let product: Product =
+        serde_json::from_value(json!({"code": "final", "name": "Final"})).unwrap();
+    store.create_product(&product).unwrap();
+    let media: Media =
+        serde_json::from_value(json!({"code": "m1", "prefix": "/events/final/"})).unwrap();
+    store.create_media(&media).unwrap();
+    store.link("final", "m1").unwrap();
+    for hash in ["h1", "h2", "h3"] {
+        let purchase = Purchase::new(hash.into(), "final", format!("acct-{hash}"), 10);
+        store.create_purchase(&purchase).unwrap();
+    }
+    store
+        .put_account(&Account {
+            id: "acct-h2".into(),
+            enabled: false,
+            max_sessions: Some(2),
+            max_devices: None,
+        })
+        .unwrap();
+    store.add_device("h1", "dev-1", "tv", None, 11).unwrap();
+    let sale = usher::rights::store::SaleKey {
+        purchase: "h3".into(),
+        fingerprint: "f3".into(),
+    };
+    store.put_sale_key("order-3", &sale).unwrap();
+    let entry: AuditEntry = serde_json::from_value(json!({
+        "id": 0, "at": 12, "actor": "ops", "interface": "api", "action": "sale",
+        "target_kind": "purchase", "target": "h1", "purchase": "h1", "account": "acct-h1",
+        "changes": {}
+    }))
+    .unwrap();
+    store.append_audit(&entry).unwrap();
+    let delivery = NewDelivery {
+        endpoint: "http://127.0.0.1:9/hook".into(),
+        event: "purchase".into(),
+        event_id: "e1".into(),
+        body: "{}".into(),
+        due: 13,
+    };
+    store.enqueue_webhooks(&[delivery], 100).unwrap();
+    drop(store);
+    let file = dir.join("source.jsonl");
+    transfer("export", config, &data, &file).await.ok();
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Imports files that fail part-way into the (empty) store of `config` and `data`, each
+/// leaving it empty, then the good file.
+async fn failing_imports_leave_the_target_empty(dir: &Path, config: &Path, data: &Path) {
+    let lines = source(dir, &dir.join("usher.toml")).await;
+    let (end, records) = lines.split_last().unwrap();
+    let with = |name: &str, lines: Vec<&str>| {
+        let file = dir.join(name);
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        file
+    };
+    let all: Vec<&str> = records.iter().map(String::as_str).collect();
+    // Every record written, then a line that is none.
+    let bad = with(
+        "bad.jsonl",
+        [&all[..], &["{\"kind\": \"nonsense\"}", end]].concat(),
+    );
+    // Every record written, then one the store refuses: a purchase it holds already.
+    let purchase = all
+        .iter()
+        .find(|l| l.contains("\"kind\":\"purchase\""))
+        .unwrap();
+    let refused = with("refused.jsonl", [&all[..], &[purchase, end]].concat());
+    // Every record, and no end line.
+    let cut = with("cut.jsonl", all.clone());
+    let good = with("good.jsonl", [&all[..], &[end]].concat());
+    for (file, why) in [
+        (
+            &bad,
+            format!("line {}: unknown variant `nonsense`", all.len() + 1),
+        ),
+        (
+            &refused,
+            format!("line {}: purchase h1 already exists", all.len() + 1),
+        ),
+        (
+            &cut,
+            "the file is incomplete: it stops before its end line".to_owned(),
+        ),
+    ] {
+        let failed = transfer("import", config, data, file).await;
+        let said = failed.failed();
+        assert!(said.starts_with(&format!("usher: {why}")), "{failed:?}");
+        let left = transfer("export", config, data, &dir.join("left.jsonl")).await;
+        assert!(left.stderr.contains(NOTHING), "{file:?} left {left:?}");
+        assert!(
+            said.ends_with("nothing was imported (the store is as it was)"),
+            "{failed:?}"
+        );
+    }
+    let imported = transfer("import", config, data, &good).await;
+    imported.ok();
+    assert!(imported.stderr.contains(ALL), "{imported:?}");
+    let moved = transfer("export", config, data, &dir.join("moved.jsonl")).await;
+    moved.ok();
+    // Audit ids are the target's own: PostgreSQL's sequence is not rolled back.
+    let without_audit_ids = |file: &Path| -> Vec<String> {
+        let text = std::fs::read_to_string(file).unwrap();
+        text.lines()
+            .map(
+                |line| match line.strip_prefix("{\"kind\":\"audit\",\"entry\":{\"id\":") {
+                    Some(rest) => rest.split_once(',').unwrap().1.to_owned(),
+                    None => line.to_owned(),
+                },
+            )
+            .collect()
+    };
+    assert_eq!(
+        without_audit_ids(&dir.join("moved.jsonl")),
+        without_audit_ids(&good),
+        "the target holds what the file held"
+    );
+}
+
+#[tokio::test]
+async fn an_import_into_sqlite_that_fails_part_way_leaves_the_target_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("usher.toml");
+    std::fs::write(&config, rights_config("http://127.0.0.1:9", "")).unwrap();
+    let target = dir.path().join("target");
+    failing_imports_leave_the_target_empty(dir.path(), &config, &target).await;
+}
+
+/// A PostgreSQL config file in `dir` for database `db` of `pg`.
+fn postgres_config(dir: &Path, pg: &Postgres, db: &str) -> std::path::PathBuf {
+    let config = dir.join(format!("{db}.toml"));
+    let store = format!(
+        "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{}\"\n",
+        pg.database(db)
+    );
+    std::fs::write(&config, rights_config("http://127.0.0.1:9", &store)).unwrap();
+    std::fs::write(
+        dir.join("usher.toml"),
+        rights_config("http://127.0.0.1:9", ""),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn an_import_into_postgres_that_fails_part_way_leaves_the_target_empty() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = postgres_config(dir.path(), &pg, "target");
+    failing_imports_leave_the_target_empty(dir.path(), &config, &dir.path().join("data")).await;
+}
+
+/// An import into PostgreSQL killed after it wrote every record but before the end line
+/// leaves nothing: the server rolls back the transaction of a connection that closed.
+#[tokio::test]
+async fn an_import_into_postgres_killed_part_way_leaves_the_target_empty() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = postgres_config(dir.path(), &pg, "killed");
+    let data = dir.path().join("data");
+    let lines = source(dir.path(), &dir.path().join("usher.toml")).await;
+    let mut import = std::process::Command::new(usher_bin())
+        .args(["store", "import", "--config", config.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = import.stdin.take().unwrap();
+    // Every record but the end line; the input stays open.
+    let records = lines[..lines.len() - 1].join("\n") + "\n";
+    std::io::Write::write_all(&mut input, records.as_bytes()).unwrap();
+    // The last record is the webhook delivery: once the import's connection, idle in its
+    // transaction, holds the lock of a write to the queue, every record is written.
+    let written = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+        WHERE a.datname = 'killed' AND a.state = 'idle in transaction' \
+        AND l.relation = 'webhook_queue'::regclass AND l.mode = 'RowExclusiveLock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = pg.psql("killed", written).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never held its records in one open transaction: {out:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    import.kill().unwrap();
+    import.wait().unwrap();
+    drop(input);
+    let left = transfer("export", &config, &data, &dir.path().join("left.jsonl")).await;
+    assert!(left.stderr.contains(NOTHING), "{left:?}");
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, lines.join("\n") + "\n").unwrap();
+    let imported = transfer("import", &config, &data, &good).await;
+    imported.ok();
+    assert!(imported.stderr.contains(ALL), "{imported:?}");
 }

@@ -17,6 +17,7 @@ use super::load_config;
 use crate::config::{Config, Overrides, StoreBackend};
 use crate::data_dir::lock;
 use crate::metrics::Metrics;
+use crate::rights::postgres::PostgresStore;
 use crate::rights::sqlite::SqliteStore;
 use crate::rights::transfer::{self, Counts};
 
@@ -60,19 +61,6 @@ fn load(config: &std::path::Path, data_dir: &Option<String>) -> Result<Config, i
         ..Overrides::default()
     };
     load_config(config, &overrides)
-}
-
-fn open(
-    config: &std::path::Path,
-    data_dir: &Option<String>,
-) -> Result<std::sync::Arc<dyn crate::rights::store::Store>, i32> {
-    let config = load(config, data_dir)?;
-    crate::proxy::open_store(&config, &Metrics::new())
-        .map(|opened| opened.store)
-        .map_err(|e| {
-            eprintln!("usher: {e:#}");
-            1
-        })
 }
 
 /// Applies the schema migrations of the configured store (as `serve` does on start).
@@ -216,8 +204,10 @@ fn export_to(config: &crate::config::Config, out: &mut impl std::io::Write) -> R
     }
 }
 
-/// Imports the file (or stdin) of `args` into its store. Errors are printed; the exit
-/// code comes back.
+/// Imports the file (or stdin) of `args` into its store, in one transaction that commits
+/// once the file proved whole: a failure (a bad line, a file cut short, a refused write, a
+/// lost connection, the process killed) leaves the store as it was. Errors are printed;
+/// the exit code comes back.
 fn import(args: &TransferArgs) -> Result<Counts, i32> {
     let config = load(&args.config, &args.data_dir)?;
     // Nothing serves from the embedded database while it is written: a server would not
@@ -235,14 +225,37 @@ fn import(args: &TransferArgs) -> Result<Counts, i32> {
         ),
         StoreBackend::Postgres(_) => None,
     };
-    let store = open(&args.config, &args.data_dir)?;
-    match &args.file {
-        Some(path) => std::fs::File::open(path)
-            .map_err(transfer::TransferError::from)
-            .and_then(|f| transfer::import(store.as_ref(), BufReader::new(f))),
-        None => transfer::import(store.as_ref(), std::io::stdin().lock()),
+    let refused = |e: transfer::TransferError| {
+        failed(&format!(
+            "{e}; nothing was imported (the store is as it was)"
+        ))
+    };
+    match &config.store {
+        StoreBackend::Sqlite => {
+            let store = SqliteStore::importing(&config.data_dir).map_err(|e| failed(&e))?;
+            let counts = read_into(&store, &args.file).map_err(refused)?;
+            store.commit_import().map_err(|e| failed(&e))?;
+            Ok(counts)
+        }
+        StoreBackend::Postgres(pg) => {
+            let store =
+                PostgresStore::importing(pg, Metrics::new().store).map_err(|e| failed(&e))?;
+            let counts = read_into(&store, &args.file).map_err(refused)?;
+            store.commit_import().map_err(|e| failed(&e))?;
+            Ok(counts)
+        }
     }
-    .map_err(|e| failed(&e))
+}
+
+/// Imports `file` (stdin when `None`) into `store`.
+fn read_into(
+    store: &dyn crate::rights::store::Store,
+    file: &Option<PathBuf>,
+) -> Result<Counts, transfer::TransferError> {
+    match file {
+        Some(path) => transfer::import(store, BufReader::new(std::fs::File::open(path)?)),
+        None => transfer::import(store, std::io::stdin().lock()),
+    }
 }
 
 /// Runs `usher store export` or `usher store import`.

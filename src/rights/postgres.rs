@@ -46,6 +46,7 @@ mod catalog;
 mod client;
 mod migrations;
 mod sales;
+mod tx;
 mod webhooks;
 
 pub use client::tls;
@@ -60,6 +61,9 @@ pub struct PostgresStore {
     metrics: StoreMetrics,
     /// Whether the last operation reached the server.
     reachable: std::sync::atomic::AtomicBool,
+    /// Set on an import's store ([`PostgresStore::importing`]): its writes' transactions
+    /// are savepoints in the import's.
+    import: Option<tx::Import>,
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {

@@ -24,6 +24,7 @@ mod audit;
 mod bind;
 mod migrations;
 mod sales;
+mod tx;
 mod webhooks;
 
 use migrations::MIGRATIONS;

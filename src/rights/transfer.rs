@@ -5,7 +5,8 @@
 //! One line per record, `{"kind": …, …}`, in an order that an import can replay: contacts,
 //! products, media, links, accounts, purchases, device bindings, idempotency keys, the
 //! audit trail, waiting webhook deliveries. Tickets stay inside their purchases (they are
-//! what buyers hold); keep the file as secret as the database.
+//! what buyers hold); keep the file as secret as the database. An import is written in one
+//! transaction that commits only once the file proved whole: all of it or nothing.
 
 use std::io::{BufRead, Write};
 
@@ -102,7 +103,7 @@ pub enum TransferError {
     NotEmpty(&'static str),
     /// The file stops before its end line, or its lines do not add up to it: cut short
     /// (an export that failed or was interrupted, a copy not finished).
-    #[error("the file is incomplete: {0}; the target holds what was read before it (empty it before importing again)")]
+    #[error("the file is incomplete: {0}")]
     Incomplete(String),
 }
 
@@ -243,9 +244,14 @@ fn held(store: &dyn Store) -> Result<Option<&'static str>, super::store::StoreEr
 }
 
 /// Writes every record of `input` (an [`export`]) into `store`, which must hold nothing.
-/// Each record is one store write; a failed line stops the import and names the line
-/// (what was written before it stays: import again into a fresh database). The file must
-/// end with its end line, whose counts must match the lines before it.
+/// Each record is one store write; a failed line stops the import and names the line. The
+/// file must end with its end line, whose counts must match the lines before it. The
+/// records are read and written one at a time, never all held in memory.
+///
+/// `Ok` means the file was whole and every record written, not that anything is kept: give
+/// it a store inside one transaction ([`super::sqlite::SqliteStore::importing`],
+/// [`super::postgres::PostgresStore::importing`]) and commit that only after `Ok`, so that
+/// a failure leaves the store as empty as it was (`usher store import` does).
 ///
 /// # Errors
 /// A non-empty target, an unreadable line, a store failure, or a file cut short.

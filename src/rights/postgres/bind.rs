@@ -1,6 +1,7 @@
 //! Device bindings in PostgreSQL: activations under a purchase's limit, counted once
 //! whichever nodes race for them.
 
+use super::tx::Tx;
 use super::{pg, PostgresStore};
 use crate::rights::model::Binding;
 use crate::rights::store::{Bind, StoreError};
@@ -22,6 +23,7 @@ impl PostgresStore {
             device.to_owned(),
             id.map(str::to_owned),
         );
+        let import = self.import.clone();
         self.run("bind_device", move |mut c| async move {
             let known = "SELECT 1 FROM device_bindings WHERE purchase = $1 AND device = $2";
             // A device coming back is the common case: a read, no lock.
@@ -33,7 +35,7 @@ impl PostgresStore {
             {
                 return Ok(Bind::Known);
             }
-            let tx = c.transaction().await.map_err(pg)?;
+            let tx = Tx::begin(&mut c, import).await?;
             let locked = tx
                 .query_opt(
                     "SELECT 1 FROM purchases WHERE hash = $1 FOR UPDATE",

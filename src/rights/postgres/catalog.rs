@@ -2,6 +2,7 @@
 //! taken inside the delete's transaction: a sale in flight is waited for and counted, so a
 //! guarded delete never takes away what someone has just bought.
 
+use super::tx::Tx;
 use super::{pg, PostgresStore};
 use crate::rights::store::StoreError;
 
@@ -11,7 +12,7 @@ use crate::rights::store::StoreError;
 /// out of the locking scan: a row revoked in this snapshot is locked, then read again as
 /// it is committed.
 async fn active_buyers(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     sql: &str,
     args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<u64, StoreError> {
@@ -27,9 +28,10 @@ pub(super) fn delete_product(
     force: bool,
 ) -> Result<(), StoreError> {
     let code = code.to_owned();
+    let import = store.import.clone();
     store.run("delete_product", move |mut c| async move {
         let what = format!("product {code}");
-        let tx = c.transaction().await.map_err(pg)?;
+        let tx = Tx::begin(&mut c, import).await?;
         // The row lock waits for sales in flight (their foreign-key check holds a key
         // share lock on the product until they commit) and holds new ones until this
         // ends, so the count below sees every sale that will stand.
@@ -72,9 +74,10 @@ pub(super) fn delete_media(
     force: bool,
 ) -> Result<(), StoreError> {
     let code = code.to_owned();
+    let import = store.import.clone();
     store.run("delete_media", move |mut c| async move {
         let what = format!("media {code}");
-        let tx = c.transaction().await.map_err(pg)?;
+        let tx = Tx::begin(&mut c, import).await?;
         let found = tx
             .query_opt(
                 "SELECT editorial FROM media WHERE code = $1 FOR UPDATE",

@@ -61,7 +61,8 @@ impl PostgresStore {
         Ok(store)
     }
 
-    fn open(
+    /// A store on `config`'s database holding its `connections` so, not migrated.
+    pub(super) fn open(
         config: &PostgresConfig,
         metrics: StoreMetrics,
         connections: Connections,
@@ -106,7 +107,13 @@ impl PostgresStore {
             let builder = Pool::builder(manager);
             match connections {
                 Connections::Pooled => builder.max_size(config.pool_size as usize),
-                Connections::Snapshot => builder.max_size(1).post_create(snapshot_begins()),
+                Connections::Snapshot => builder.max_size(1).post_create(one_transaction(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                    SNAPSHOT_LOST,
+                )),
+                Connections::Import => builder
+                    .max_size(1)
+                    .post_create(one_transaction("BEGIN", IMPORT_LOST)),
             }
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(config.timeout))
@@ -121,6 +128,7 @@ impl PostgresStore {
             timeout: config.timeout,
             metrics,
             reachable: std::sync::atomic::AtomicBool::new(true),
+            import: None,
         })
     }
 
@@ -208,11 +216,15 @@ impl PostgresStore {
             return Err(StoreError::Unavailable("the store is shutting down".into()));
         };
         let (pool, timeout) = (self.pool.clone(), self.timeout);
+        let import = self.import.clone();
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
         let started = Instant::now();
         runtime.spawn(async move {
             let work = async {
                 let client = pool.get().await.map_err(no_connection)?;
+                if let Some(import) = import {
+                    import.settle(&client).await?;
+                }
                 f(client).await
             };
             let give_up = timeout * GIVE_UP_FACTOR;
@@ -326,11 +338,13 @@ impl PostgresStore {
 
 /// How a store holds its connections.
 #[derive(Clone, Copy)]
-enum Connections {
+pub(super) enum Connections {
     /// A pool of `store.postgres.pool_size`, each operation its own transaction.
     Pooled,
     /// One connection in one read-only snapshot transaction ([`PostgresStore::snapshot`]).
     Snapshot,
+    /// One connection in one read-write transaction ([`PostgresStore::importing`]).
+    Import,
 }
 
 /// Why a snapshot store refuses a second connection, as the operator reads it.
@@ -338,8 +352,14 @@ const SNAPSHOT_LOST: &str = "the snapshot's connection was lost (the server ends
     transaction idle for three store.postgres.timeouts, e.g. while the output is not read, \
     or it restarted, or the network broke); nothing was read outside the snapshot: start again";
 
+/// Why an import's store refuses a second connection, as the operator reads it.
+const IMPORT_LOST: &str = "the import's connection was lost (the server ends a transaction \
+    idle for three store.postgres.timeouts, e.g. while the input does not come, or it \
+    restarted, or the network broke); the server rolled back what it had written: nothing \
+    was imported";
+
 /// The pool's failure to give a connection, as the store being unavailable: a snapshot's
-/// refusal ([`SNAPSHOT_LOST`]) as it is, any other as "no connection" and deadpool's text
+/// or an import's refusal ([`SNAPSHOT_LOST`], [`IMPORT_LOST`]) as it is, any other as "no connection" and deadpool's text
 /// (which ends a hook's failure with a line break).
 fn no_connection(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
@@ -350,19 +370,19 @@ fn no_connection(e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-/// The hook that begins the snapshot transaction on a snapshot store's one connection,
-/// and refuses a second connection (the first broke: a new one would read outside the
-/// snapshot).
-fn snapshot_begins() -> deadpool_postgres::Hook {
+/// The hook that begins, with `begin`, the one transaction of a snapshot's or an import's
+/// store on its one connection, and refuses a second connection with `lost` (the first
+/// broke: a new one would work outside that transaction).
+fn one_transaction(begin: &'static str, lost: &'static str) -> deadpool_postgres::Hook {
     let begun = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     deadpool_postgres::Hook::async_fn(move |client, _| {
         let begun = begun.clone();
         Box::pin(async move {
             if begun.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                return Err(deadpool_postgres::HookError::message(SNAPSHOT_LOST));
+                return Err(deadpool_postgres::HookError::message(lost));
             }
             client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .batch_execute(begin)
                 .await
                 .map_err(deadpool_postgres::HookError::Backend)
         })
@@ -382,6 +402,7 @@ const READS: &[&str] = &[
     "contacts",
     "devices",
     "entitlements",
+    "import_begin",
     "linked",
     "media",
     "pending_webhooks",

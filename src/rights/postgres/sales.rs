@@ -3,16 +3,13 @@
 
 use tokio_postgres::error::SqlState;
 
+use super::tx::Tx;
 use super::{conflict_or, from_json, pg, status_name, to_json, webhooks, PostgresStore};
 use crate::rights::model::Purchase;
 use crate::rights::store::{KeyedSale, NewDelivery, SaleKey, StoreError};
 
 /// Inserts a purchase and, if new, its account (enabled), inside `tx`.
-async fn insert_purchase(
-    tx: &deadpool_postgres::Transaction<'_>,
-    purchase: &Purchase,
-    data: &str,
-) -> Result<(), StoreError> {
+async fn insert_purchase(tx: &Tx<'_>, purchase: &Purchase, data: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -79,13 +76,14 @@ impl PostgresStore {
         } else {
             "create_purchase"
         };
+        let import = self.import.clone();
         self.run(op, move |mut c| async move {
             if let Some((key, _)) = &key {
                 if let Some(taken) = sale_key_in(&c, key).await? {
                     return Ok(KeyedSale::Taken(taken));
                 }
             }
-            let tx = c.transaction().await.map_err(pg)?;
+            let tx = Tx::begin(&mut c, import).await?;
             insert_purchase(&tx, &purchase, &data).await?;
             webhooks::insert(&tx, &events).await?;
             let Some((key, fingerprint)) = key else {
@@ -127,9 +125,10 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let data = to_json(after)?;
         let (before, after, events) = (before.clone(), after.clone(), events.to_vec());
+        let import = self.import.clone();
         self.run("replace_purchase", move |mut c| async move {
             let what = format!("purchase {}", before.hash);
-            let tx = c.transaction().await.map_err(pg)?;
+            let tx = Tx::begin(&mut c, import).await?;
             let stored = tx
                 .query_opt(
                     "SELECT data FROM purchases WHERE hash = $1 FOR UPDATE",
@@ -171,8 +170,9 @@ impl PostgresStore {
         events: &[NewDelivery],
     ) -> Result<bool, StoreError> {
         let (hash, events) = (hash.to_owned(), events.to_vec());
+        let import = self.import.clone();
         self.run("record_first_play", move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
+            let tx = Tx::begin(&mut c, import).await?;
             let n = tx
                 .execute(
                     "UPDATE purchases

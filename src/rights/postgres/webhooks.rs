@@ -1,6 +1,7 @@
 //! The webhook queue in PostgreSQL. Nodes claim deliveries with `FOR UPDATE SKIP LOCKED`,
 //! so two nodes never lease the same delivery at once.
 
+use super::tx::Tx;
 use super::{pg, PostgresStore};
 use crate::rights::store::{Backlog, NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
 
@@ -21,10 +22,7 @@ fn queued(r: &tokio_postgres::Row) -> QueuedDelivery {
 
 /// Queues `deliveries` inside `tx` (the queue's limit is applied by the next
 /// [`WebhookQueue::enqueue_webhooks`]).
-pub(super) async fn insert(
-    tx: &deadpool_postgres::Transaction<'_>,
-    deliveries: &[NewDelivery],
-) -> Result<(), StoreError> {
+pub(super) async fn insert(tx: &Tx<'_>, deliveries: &[NewDelivery]) -> Result<(), StoreError> {
     for d in deliveries {
         tx.execute(
             "INSERT INTO webhook_queue (endpoint, event, event_id, body, next_attempt)
@@ -40,8 +38,9 @@ pub(super) async fn insert(
 impl WebhookQueue for PostgresStore {
     fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
         let deliveries = deliveries.to_vec();
+        let import = self.import.clone();
         self.run("enqueue_webhooks", move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
+            let tx = Tx::begin(&mut c, import).await?;
             insert(&tx, &deliveries).await?;
             let depth: i64 = tx
                 .query_one("SELECT COUNT(*) FROM webhook_queue", &[])

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{backend, conflict_or, SqliteStore};
+use super::{backend, conflict_or, tx, SqliteStore};
 use crate::rights::store::{Bind, StoreError};
 
 impl SqliteStore {
@@ -22,9 +22,7 @@ impl SqliteStore {
         if id.is_none() && is_bound(&conn, purchase, device)? {
             return Ok(Bind::Known);
         }
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
+        let tx = tx::begin(&mut conn, rusqlite::TransactionBehavior::Immediate)?;
         if is_bound(&tx, purchase, device)? {
             if let Some(id) = id {
                 tx.execute(

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{backend, conflict_or, from_json, status_text, to_json, webhooks};
+use super::{backend, conflict_or, from_json, status_text, to_json, tx, webhooks};
 use crate::rights::model::Purchase;
 use crate::rights::store::{KeyedSale, NewDelivery, SaleKey, StoreError};
 
@@ -15,9 +15,7 @@ pub(super) fn record(
     key: Option<(&str, &str)>,
     events: &[NewDelivery],
 ) -> Result<KeyedSale, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+    let tx = tx::begin(conn, TransactionBehavior::Immediate)?;
     if let Some((key, _)) = key {
         if let Some(taken) = sale_key(&tx, key)? {
             return Ok(KeyedSale::Taken(taken));
@@ -45,9 +43,7 @@ pub(super) fn replace(
     events: &[NewDelivery],
 ) -> Result<(), StoreError> {
     let what = format!("purchase {}", before.hash);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+    let tx = tx::begin(conn, TransactionBehavior::Immediate)?;
     let stored: Option<String> = tx
         .query_row(
             "SELECT data FROM purchases WHERE hash = ?1",
@@ -86,7 +82,7 @@ pub(super) fn first_play(
     now: u64,
     events: &[NewDelivery],
 ) -> Result<bool, StoreError> {
-    let tx = conn.transaction().map_err(backend)?;
+    let tx = tx::begin(conn, TransactionBehavior::Deferred)?;
     let n = tx
         .execute(
             "UPDATE purchases SET data = json_set(data, '$.first_play_at', ?2)
@@ -110,9 +106,7 @@ pub(super) fn delete_product(
     force: bool,
 ) -> Result<(), StoreError> {
     let what = format!("product {code}");
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+    let tx = tx::begin(conn, TransactionBehavior::Immediate)?;
     if !force {
         let buyers: i64 = tx
             .query_row(
@@ -142,9 +136,7 @@ pub(super) fn delete_media(
     force: bool,
 ) -> Result<(), StoreError> {
     let what = format!("media {code}");
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+    let tx = tx::begin(conn, TransactionBehavior::Immediate)?;
     let editorial: Option<Option<String>> = tx
         .query_row("SELECT editorial FROM media WHERE code = ?1", [code], |r| {
             r.get(0)
@@ -177,7 +169,7 @@ pub(super) fn delete_media(
     tx.commit().map_err(backend)
 }
 
-fn insert_purchase(tx: &rusqlite::Transaction<'_>, purchase: &Purchase) -> Result<(), StoreError> {
+fn insert_purchase(tx: &Connection, purchase: &Purchase) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -224,7 +216,7 @@ pub(super) fn sale_key(conn: &Connection, key: &str) -> Result<Option<SaleKey>, 
     .map_err(backend)
 }
 
-fn self_product_missing(tx: &rusqlite::Transaction<'_>, product: &str) -> bool {
+fn self_product_missing(tx: &Connection, product: &str) -> bool {
     tx.query_row("SELECT 1 FROM products WHERE code = ?1", [product], |_| {
         Ok(())
     })

@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{backend, SqliteStore};
+use super::{backend, tx, SqliteStore};
 use crate::rights::store::{Backlog, NewDelivery, QueuedDelivery, StoreError, WebhookQueue};
 
 /// A delivery from a row of `id, endpoint, event, event_id, body, attempts, next_attempt`.
@@ -24,7 +24,7 @@ fn queued(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedDelivery> {
 /// Queues `deliveries` inside `tx` (the queue's limit is applied by the next
 /// [`WebhookQueue::enqueue_webhooks`]).
 pub(super) fn insert(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     deliveries: &[NewDelivery],
 ) -> Result<(), StoreError> {
     for d in deliveries {
@@ -41,7 +41,7 @@ pub(super) fn insert(
 impl WebhookQueue for SqliteStore {
     fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = tx::begin(&mut conn, rusqlite::TransactionBehavior::Deferred)?;
         insert(&tx, deliveries)?;
         let depth: i64 = tx
             .query_row("SELECT COUNT(*) FROM webhook_queue", [], |r| r.get(0))
@@ -67,7 +67,7 @@ impl WebhookQueue for SqliteStore {
         max: u32,
     ) -> Result<Vec<QueuedDelivery>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = tx::begin(&mut conn, rusqlite::TransactionBehavior::Deferred)?;
         let claimed = {
             let mut stmt = tx
                 .prepare_cached(
