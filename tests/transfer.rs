@@ -438,3 +438,37 @@ async fn an_import_into_postgres_killed_part_way_leaves_the_target_empty() {
     imported.ok();
     assert!(imported.stderr.contains(ALL), "{imported:?}");
 }
+
+/// An import from a pipe whose writer takes longer than PostgreSQL lets a transaction idle
+/// (three `store.postgres.timeout`s) before its first line (an export copying its
+/// database, ssh asking for a password) goes in: the transaction begins with the input.
+#[tokio::test]
+async fn an_import_into_postgres_waits_for_its_input_before_its_transaction() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("late.toml");
+    let store = format!(
+        "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{}\"\ntimeout = \"1s\"\n",
+        pg.database("late")
+    );
+    std::fs::write(&config, rights_config("http://127.0.0.1:9", &store)).unwrap();
+    let embedded = dir.path().join("usher.toml");
+    std::fs::write(&embedded, rights_config("http://127.0.0.1:9", "")).unwrap();
+    let lines = source(dir.path(), &embedded).await;
+    let mut import = std::process::Command::new(usher_bin())
+        .args(["store", "import", "--config", config.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = import.stdin.take().unwrap();
+    // Longer than the server lets a transaction idle (3s).
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    std::io::Write::write_all(&mut input, (lines.join("\n") + "\n").as_bytes()).unwrap();
+    drop(input);
+    let out = import.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(ALL), "{stderr}");
+}

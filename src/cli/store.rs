@@ -7,7 +7,7 @@
 //! store or file failure.
 
 use std::io::Write as _;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
@@ -230,31 +230,33 @@ fn import(args: &TransferArgs) -> Result<Counts, i32> {
             "{e}; nothing was imported (the store is as it was)"
         ))
     };
+    let mut input: Box<dyn BufRead> = match &args.file {
+        Some(path) => Box::new(BufReader::new(
+            std::fs::File::open(path).map_err(|e| refused(transfer::TransferError::from(e)))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    // The transaction begins once the input has begun: a PostgreSQL transaction idle for
+    // three store.postgres.timeouts is ended by the server, and the writer of a pipe
+    // (`usher store export` copying its database, ssh asking for a password) may take
+    // longer than that before its first line.
+    input
+        .fill_buf()
+        .map_err(|e| refused(transfer::TransferError::from(e)))?;
     match &config.store {
         StoreBackend::Sqlite => {
             let store = SqliteStore::importing(&config.data_dir).map_err(|e| failed(&e))?;
-            let counts = read_into(&store, &args.file).map_err(refused)?;
+            let counts = transfer::import(&store, input).map_err(refused)?;
             store.commit_import().map_err(|e| failed(&e))?;
             Ok(counts)
         }
         StoreBackend::Postgres(pg) => {
             let store =
                 PostgresStore::importing(pg, Metrics::new().store).map_err(|e| failed(&e))?;
-            let counts = read_into(&store, &args.file).map_err(refused)?;
+            let counts = transfer::import(&store, input).map_err(refused)?;
             store.commit_import().map_err(|e| failed(&e))?;
             Ok(counts)
         }
-    }
-}
-
-/// Imports `file` (stdin when `None`) into `store`.
-fn read_into(
-    store: &dyn crate::rights::store::Store,
-    file: &Option<PathBuf>,
-) -> Result<Counts, transfer::TransferError> {
-    match file {
-        Some(path) => transfer::import(store, BufReader::new(std::fs::File::open(path)?)),
-        None => transfer::import(store, std::io::stdin().lock()),
     }
 }
 
