@@ -355,8 +355,7 @@ const SNAPSHOT_LOST: &str = "the snapshot's connection was lost (the server ends
 /// Why an import's store refuses a second connection, as the operator reads it.
 const IMPORT_LOST: &str = "the import's connection was lost (the server ends a transaction \
     idle for three store.postgres.timeouts, e.g. while the input does not come, or it \
-    restarted, or the network broke); the server rolled back what it had written: nothing \
-    was imported";
+    restarted, or the network broke); the server rolled back what it had written";
 
 /// The pool's failure to give a connection, as the store being unavailable: a snapshot's
 /// or an import's refusal ([`SNAPSHOT_LOST`], [`IMPORT_LOST`]) as it is, any other as "no connection" and deadpool's text

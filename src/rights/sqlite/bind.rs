@@ -30,7 +30,7 @@ impl SqliteStore {
                     params![purchase, device, id],
                 )
                 .map_err(backend)?;
-                tx.commit().map_err(backend)?;
+                tx.commit()?;
             }
             return Ok(Bind::Known);
         }
@@ -53,7 +53,7 @@ impl SqliteStore {
             StoreError::Conflict(_) => StoreError::NotFound(format!("purchase {purchase}")),
             other => other,
         })?;
-        tx.commit().map_err(backend)?;
+        tx.commit()?;
         Ok(Bind::Bound)
     }
 }

@@ -30,7 +30,7 @@ pub(super) fn record(
         .map_err(backend)?;
     }
     webhooks::insert(&tx, events)?;
-    tx.commit().map_err(backend)?;
+    tx.commit()?;
     Ok(KeyedSale::Created)
 }
 
@@ -72,7 +72,7 @@ pub(super) fn replace(
     )
     .map_err(backend)?;
     webhooks::insert(&tx, events)?;
-    tx.commit().map_err(backend)
+    tx.commit()
 }
 
 /// Records a first play and its `events` in one transaction, if none is recorded.
@@ -94,7 +94,7 @@ pub(super) fn first_play(
         return Ok(false);
     }
     webhooks::insert(&tx, events)?;
-    tx.commit().map_err(backend)?;
+    tx.commit()?;
     Ok(true)
 }
 
@@ -122,7 +122,7 @@ pub(super) fn delete_product(
     }
     match tx.execute("DELETE FROM products WHERE code = ?1", [code]) {
         Ok(0) => Err(StoreError::NotFound(what)),
-        Ok(_) => tx.commit().map_err(backend),
+        Ok(_) => tx.commit(),
         Err(e) => Err(backend(e)),
     }
 }
@@ -166,7 +166,7 @@ pub(super) fn delete_media(
         .map_err(backend)?;
     tx.execute("DELETE FROM product_media WHERE content = ?1", [code])
         .map_err(backend)?;
-    tx.commit().map_err(backend)
+    tx.commit()
 }
 
 fn insert_purchase(tx: &Connection, purchase: &Purchase) -> Result<(), StoreError> {

@@ -55,7 +55,7 @@ impl WebhookQueue for SqliteStore {
             )
             .map_err(backend)?;
         }
-        tx.commit().map_err(backend)?;
+        tx.commit()?;
         Ok(excess)
     }
 
@@ -88,7 +88,7 @@ impl WebhookQueue for SqliteStore {
             )
             .map_err(backend)?;
         }
-        tx.commit().map_err(backend)?;
+        tx.commit()?;
         Ok(claimed)
     }
 
