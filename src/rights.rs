@@ -476,14 +476,17 @@ impl Rights {
     /// subject's purchases. Called once the request is admitted (device, activation,
     /// session), not by [`Rights::check`]: a refused request starts no rental's hours.
     ///
-    /// Answers whether the rental's hours run from `now`: written, or not written for a
-    /// failure (logged; the request is served, and the next one under the rental, still
-    /// deciding it unplayed, writes it). `false` when the store already held a first play
-    /// (another node's, since this node's decision was read): they run from then, and
-    /// the decision's `until`, counted from before it, is not past their end.
-    pub async fn record_first_play(&self, subject: &str, entitled: &Entitled, now: u64) -> bool {
+    /// Answers what became of the write: see [`FirstPlayWrite`]. A failure is logged, and
+    /// the request is served: the next one under the rental, still deciding it unplayed,
+    /// writes it.
+    pub async fn record_first_play(
+        &self,
+        subject: &str,
+        entitled: &Entitled,
+        now: u64,
+    ) -> FirstPlayWrite {
         if entitled.first_play.is_none() {
-            return false;
+            return FirstPlayWrite::NotDue;
         }
         let event = crate::webhooks::Event::FirstPlay {
             purchase: entitled.purchase.to_string(),
@@ -508,23 +511,40 @@ impl Rights {
                 if let Some(webhooks) = &self.webhooks {
                     webhooks.queued(&events);
                 }
-                true
+                FirstPlayWrite::Written
             }
             Ok(Ok(false)) => {
                 // This node's decisions still name it unplayed: none is kept.
                 self.invalidate_subject(subject);
-                false
+                FirstPlayWrite::WrittenBefore
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not record first play");
-                true
+                FirstPlayWrite::Failed
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not record first play");
-                true
+                FirstPlayWrite::Failed
             }
         }
     }
+}
+
+/// What [`Rights::record_first_play`] did with a rental's first play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstPlayWrite {
+    /// Written by this request: the rental's hours run from its `now`.
+    Written,
+    /// The store already held one (another node's, since this node's decision was read):
+    /// the hours run from then, and the decision's `until`, counted from before it, is not
+    /// past their end.
+    WrittenBefore,
+    /// The store could not be written (or the write's task failed). Another node may have
+    /// written one earlier, so the hours counted from `now` may end after the real ones:
+    /// the decision's `until` is the end to keep.
+    Failed,
+    /// The decision names no rental waiting for its first play: nothing was written.
+    NotDue,
 }
 
 impl DeviceClass {

@@ -477,6 +477,14 @@ impl Sessions {
             .is_some_and(|s| s.purchase.as_deref() == Some(purchase))
     }
 
+    /// Whether session `sid` is live at `now` under a purchase other than `purchase`.
+    pub fn plays_under_another(&self, sid: &str, purchase: &str, now: u64) -> bool {
+        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        sessions.get(sid).is_some_and(|s| {
+            s.is_live(now, self.idle) && s.purchase.as_deref().is_some_and(|p| p != purchase)
+        })
+    }
+
     /// A live session of `purchase` from an address in `same_network`, for IP recovery.
     pub fn recoverable(
         &self,

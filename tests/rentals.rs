@@ -124,12 +124,15 @@ async fn a_rental_started_under_a_cached_yes_plays_its_full_hours_and_no_longer(
 }
 
 /// The store refuses the first play's write (a trigger stands in for a failing disk): the
-/// paying phone plays anyway, and its next request, once the store writes again, records
-/// the first play, so the rental's hours start and it is not free while the cache holds.
+/// paying phone plays anyway, its session tokens ending with the rental as the cached yes
+/// counts it (never later than a first play another node may have written), and its next
+/// request, once the store writes again, records the first play, so the rental's hours
+/// start and it is not free while the cache holds.
 #[tokio::test]
 async fn a_first_play_the_store_could_not_write_is_written_by_the_next_request() {
     let (_origin, usher) = start().await;
     let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
+    let cached = usher.now();
     let db = rusqlite::Connection::open(usher.data_dir().join("usher.db")).unwrap();
     db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
     db.execute_batch(
@@ -150,6 +153,12 @@ async fn a_first_play_the_store_could_not_write_is_written_by_the_next_request()
         access_ends_at(&usher, &hash).await,
         Value::Null,
         "not written"
+    );
+    assert_eq!(
+        claims_of(&token).cap,
+        cached + HOURS * 3600,
+        "not written here (another node may have written it earlier): the session ends no \
+         later than the cached yes's end for the rental"
     );
 
     db.execute_batch("DROP TRIGGER refuse_first_play").unwrap();
@@ -236,4 +245,99 @@ async fn a_node_that_finds_the_first_play_written_elsewhere_ends_the_session_wit
         ends,
         "ends with the rental's hours from its first play on node A"
     );
+}
+
+/// Rights from the store as in [`start`], with usher's default clock skew of 30 seconds
+/// (a session token is accepted that long past its expiry).
+async fn start_with_skew() -> (Origin, InProcess) {
+    let origin = event_origin().await;
+    let config = rights_config(&origin.url(), "[sessions]\nidle_timeout = \"3h\"\n")
+        .replace("[token]\n", "[token]\nsession_ttl = \"3h\"\n")
+        .replace("clock_skew = \"0s\"", "clock_skew = \"30s\"");
+    let usher = InProcess::start(&config).await;
+    (origin, usher)
+}
+
+/// The pass `product` playing on the TV, and an unplayed rental of the same content: the
+/// segment URI the TV's session holds and the pass's hash; the rental's play URL and hash.
+async fn tv_plays_with_a_rental_waiting(
+    usher: &InProcess,
+    product: Value,
+) -> ((String, String), (String, String)) {
+    let (pass, pass_hash) = sell_event(usher, product).await;
+    let rental = sell_event(
+        usher,
+        json!({"code": "rental", "name": "Rental", "hours": HOURS, "hours_from": "first_play"}),
+    )
+    .await;
+    let playlist = get(&pass, &[("x-device-id", "tv")]).await;
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    let token = playlist
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("s1.ts?token="))
+        .map(str::to_owned)
+        .unwrap();
+    let segment = format!("{}/event/s1.ts?token={token}", usher.url);
+    let reply = get(&segment, &[("x-device-id", "tv")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    ((segment, pass_hash), rental)
+}
+
+/// The TV's session asks for a segment once the pass it plays under no longer grants,
+/// while its token is still accepted: refused as expired, and the rental keeps its hours
+/// waiting until its own ticket starts them.
+async fn the_rental_waits_for_its_own_ticket(
+    usher: &InProcess,
+    segment: &str,
+    (play, hash): &(String, String),
+) {
+    let past = get(segment, &[("x-device-id", "tv")]).await;
+    assert_eq!(status_reason(&past), (403, "expired".into()));
+    assert_eq!(
+        access_ends_at(usher, hash).await,
+        Value::Null,
+        "the pass's session started none of the rental's hours"
+    );
+    let reply = get(play, &[("x-device-id", "tv")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        access_ends_at(usher, hash).await.as_u64(),
+        Some(usher.now() + HOURS * 3600),
+        "its own ticket starts its hours"
+    );
+}
+
+/// A pass of an hour playing on the TV, a few seconds past its end (within the clock skew
+/// its session token is still accepted for): the segment request is refused, not served
+/// under the account's unplayed rental.
+#[tokio::test]
+async fn a_session_past_its_pass_within_the_clock_skew_starts_no_rental() {
+    let (_origin, usher) = start_with_skew().await;
+    let sold = usher.now();
+    let ((segment, _), rental) =
+        tv_plays_with_a_rental_waiting(&usher, json!({"code": "hour", "name": "Hour", "hours": 1}))
+            .await;
+    usher.advance(sold + 3600 + 5 - usher.now());
+    the_rental_waits_for_its_own_ticket(&usher, &segment, &rental).await;
+}
+
+/// A pass with no end, revoked while its session plays on the TV (its session tokens have
+/// no cap): the session's next segment request is refused, not served under the account's
+/// unplayed rental.
+#[tokio::test]
+async fn a_session_of_a_revoked_pass_starts_no_rental() {
+    let (_origin, usher) = start_with_skew().await;
+    let ((segment, pass), rental) =
+        tv_plays_with_a_rental_waiting(&usher, json!({"code": "show", "name": "Show"})).await;
+    let (status, revoked) = api(
+        &usher,
+        "POST",
+        &format!("/api/v1/buyers/{pass}/revoke"),
+        None,
+    )
+    .await;
+    assert!(status < 300, "{revoked}");
+    usher.advance(60);
+    the_rental_waits_for_its_own_ticket(&usher, &segment, &rental).await;
 }

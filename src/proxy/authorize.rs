@@ -13,6 +13,8 @@
 //!                      ─► session: join this device's live one │ start under the limits
 //!                           (refuse: concurrency_limit │ replace_oldest: end the oldest)
 //! session ─► rights ─► session: touch (throttled) │ replaced/ended: refuse │ unknown: adopt
+//!   (live under a purchase that no longer grants, here or on the node it comes from:
+//!    refuse, as past its cap)
 //!   (expired, its session not live here: replaced/ended (here, or in Redis): refuse │
 //!    live on another node (shared sessions) ─► adopt)
 //! foreign ─► (named: rights ─► session, as a session token) │ (unnamed: no rights check)
@@ -34,6 +36,7 @@ use crate::config::foreign::Format;
 use crate::config::Config;
 use crate::path::ObjectKind;
 use crate::rights::model::DeviceClass;
+use crate::rights::FirstPlayWrite;
 use crate::sessions::Start;
 use crate::ticket::{Claims, Kind, TicketError};
 use start::{adopt, start_session, TicketRequest};
@@ -224,9 +227,16 @@ pub async fn authorize(
             };
             // Past its cap, a token is carried on only by the purchase it was minted under
             // (extended since): another purchase of the account starts with its own ticket,
-            // its own activation check and its own first play.
+            // its own activation check and its own first play. So is a live session (here,
+            // or on the node it is taken up from) whose purchase no longer grants before
+            // its token is past the cap (within the clock skew, or a purchase without an
+            // end that was revoked): only a session taken up afresh (idled out, or a
+            // foreign credential's first request) starts under the purchase decided now.
             let capped = grant.claims.past_cap(now, skew);
-            if capped && !plays_under(&entitled.purchase) {
+            let purchase = &*entitled.purchase;
+            let moved = state.sessions.plays_under_another(sid, purchase, now)
+                || elsewhere_under.as_deref().is_some_and(|p| p != purchase);
+            if moved || (capped && !plays_under(purchase)) {
                 let expired = TicketError::Expired {
                     at: grant.claims.exp,
                 };
@@ -245,10 +255,14 @@ pub async fn authorize(
     grant.right_until = Some(entitled.until.unwrap_or(u64::MAX));
     // Only now, with the device, its activation and the session admitted: a refused
     // request starts no rental's hours. They run from now, not from when the decision
-    // was made (a cached one names the rentals a ticket may fall back to).
+    // was made (a cached one names the rentals a ticket may fall back to), once this
+    // request wrote the first play. Written before (by another node), or not written,
+    // the decision's end stays: no later than the real one, and an early cap is
+    // harmless while the session plays (every request of it is checked).
     if let Some(first_play) = entitled.first_play {
         let account = &grant.claims.sub;
-        if Box::pin(rights.record_first_play(account, &entitled, now)).await {
+        let written = Box::pin(rights.record_first_play(account, &entitled, now)).await;
+        if written == FirstPlayWrite::Written {
             grant.right_until = Some(first_play.ends(now));
         }
     }
