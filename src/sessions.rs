@@ -80,6 +80,18 @@ impl Session {
     }
 }
 
+/// What [`Sessions::touch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touch {
+    /// Live here (and under the purchase asked about): the request is recorded.
+    Live,
+    /// Not live here (unknown, or idle past the timeout): the caller adopts it afresh.
+    NotHere,
+    /// Live here under another purchase than the one asked about: not recorded. A
+    /// session moves onto another purchase only by being taken up afresh.
+    UnderAnother,
+}
+
 /// What a new session is about.
 #[derive(Debug, Clone)]
 pub struct Start<'a> {
@@ -425,23 +437,34 @@ impl Sessions {
             .remove(sid);
     }
 
-    /// Records a request on session `sid` (at most once per touch interval). `Ok(false)`
-    /// when usher does not know the session (restarted, or swept after idling): the
-    /// caller adopts it with [`Sessions::start`].
+    /// Records a request on session `sid` (at most once per touch interval), when it is
+    /// live here and, if `purchase` is given, plays under that purchase (one lookup: the
+    /// hot path's only one). [`Touch::NotHere`] when usher does not know the session
+    /// (restarted, or swept after idling) or it idled out: the caller adopts it with
+    /// [`Sessions::start`].
     ///
     /// # Errors
     /// `Replaced` or `Ended`.
-    pub fn touch(&self, sid: &str, now: u64) -> Result<bool, SessionDenied> {
+    pub fn touch(
+        &self,
+        sid: &str,
+        purchase: Option<&str>,
+        now: u64,
+    ) -> Result<Touch, SessionDenied> {
         let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
         let Some(session) = sessions.get(sid) else {
-            return Ok(false);
+            return Ok(Touch::NotHere);
         };
         if let Some(refused) = session.refusal() {
             return Err(refused);
         }
         if now.saturating_sub(session.last_seen()) >= self.idle {
             // Idle past the timeout: over. The caller adopts it afresh under the limits.
-            return Ok(false);
+            return Ok(Touch::NotHere);
+        }
+        let played = session.purchase.as_deref();
+        if purchase.is_some_and(|asked| played.is_some_and(|p| p != asked)) {
+            return Ok(Touch::UnderAnother);
         }
         if now >= session.last_seen().saturating_add(self.touch_interval) {
             session.last_seen.store(now, Ordering::Relaxed);
@@ -453,7 +476,7 @@ impl Sessions {
                 runtime.spawn(async move { shared.touch_held(&session, now).await });
             }
         }
-        Ok(true)
+        Ok(Touch::Live)
     }
 
     /// Why session `sid`'s requests are refused, when this node holds it replaced or ended
@@ -475,14 +498,6 @@ impl Sessions {
         sessions
             .get(sid)
             .is_some_and(|s| s.purchase.as_deref() == Some(purchase))
-    }
-
-    /// Whether session `sid` is live at `now` under a purchase other than `purchase`.
-    pub fn plays_under_another(&self, sid: &str, purchase: &str, now: u64) -> bool {
-        let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
-        sessions.get(sid).is_some_and(|s| {
-            s.is_live(now, self.idle) && s.purchase.as_deref().is_some_and(|p| p != purchase)
-        })
     }
 
     /// A live session of `purchase` from an address in `same_network`, for IP recovery.

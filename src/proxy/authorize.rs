@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::path::ObjectKind;
 use crate::rights::model::DeviceClass;
 use crate::rights::FirstPlayWrite;
-use crate::sessions::Start;
+use crate::sessions::{Start, Touch};
 use crate::ticket::{Claims, Kind, TicketError};
 use start::{adopt, start_session, TicketRequest};
 
@@ -234,20 +234,28 @@ pub async fn authorize(
             // foreign credential's first request) starts under the purchase decided now.
             let capped = grant.claims.past_cap(now, skew);
             let purchase = &*entitled.purchase;
-            let moved = state.sessions.plays_under_another(sid, purchase, now)
-                || elsewhere_under.as_deref().is_some_and(|p| p != purchase);
-            if moved || (capped && !plays_under(purchase)) {
+            let expired = || -> ProxyError {
                 let expired = TicketError::Expired {
                     at: grant.claims.exp,
                 };
-                return Err(Denied::Credential(expired).into());
+                Denied::Credential(expired).into()
+            };
+            let moved = elsewhere_under.as_deref().is_some_and(|p| p != purchase);
+            if moved || (capped && !plays_under(purchase)) {
+                return Err(expired());
             }
-            if !state.sessions.touch(sid, now)? {
+            // Live here under another purchase: refused the same way (one lookup, the
+            // touch's).
+            match state.sessions.touch(sid, Some(purchase), now)? {
+                Touch::Live => {}
+                Touch::UnderAnother => return Err(expired()),
                 // Boxed for the same reason: an adoption is rare.
-                Box::pin(adopt(
-                    state, config, &entitled, &grant, device, presented, now,
-                ))
-                .await?;
+                Touch::NotHere => {
+                    Box::pin(adopt(
+                        state, config, &entitled, &grant, device, presented, now,
+                    ))
+                    .await?
+                }
             }
             entitled
         }
@@ -279,7 +287,7 @@ fn keep_session(
 ) -> Result<(), ProxyError> {
     let sid = match grant.kind {
         Kind::Session => match grant.claims.sid.clone() {
-            Some(sid) if state.sessions.touch(&sid, now)? => return Ok(()),
+            Some(sid) if state.sessions.touch(&sid, None, now)? == Touch::Live => return Ok(()),
             Some(sid) => Some(sid),
             None => return Ok(()),
         },
