@@ -111,15 +111,20 @@ async fn a_purge_through_one_node_drops_the_old_copy_on_the_other_too() {
     );
 }
 
-/// A purge announced while B's subscription hears nothing (its connections to Redis went
-/// silent, still counted as a listener): B learns of it from Redis's record of purges
-/// when it subscribes again, and stops serving its old copy.
-#[tokio::test]
-async fn a_purge_a_node_did_not_hear_is_applied_once_it_catches_up() {
+/// Two nodes sharing sessions and purges over one origin: A on Redis, B through a relay
+/// the test can cut (its subscription then hears nothing).
+struct PurgeNodes {
+    origin: Origin,
+    a: Usher,
+    b: Usher,
+    relay: Relay,
+    _redis: Redis,
+}
+
+/// [`PurgeNodes`] over an origin serving `objects`, both nodes ready.
+async fn purge_nodes(objects: HashMap<String, Object>) -> PurgeNodes {
     let redis = Redis::start();
     let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
-    let mut objects = HashMap::new();
-    objects.insert("/vod/a/s1.ts".to_owned(), segment_of("old"));
     let origin = spawn_origin(objects).await;
     let on = |url: &str| test_config(&origin.url(), &shared_sessions(url));
     let (a, b) = (
@@ -128,6 +133,30 @@ async fn a_purge_a_node_did_not_hear_is_applied_once_it_catches_up() {
     );
     ready(&a).await;
     ready(&b).await;
+    PurgeNodes {
+        origin,
+        a,
+        b,
+        relay,
+        _redis: redis,
+    }
+}
+
+/// A purge announced while B's subscription hears nothing (its connections to Redis went
+/// silent, still counted as a listener): B learns of it from Redis's record of purges
+/// when it subscribes again, and stops serving its old copy.
+#[tokio::test]
+async fn a_purge_a_node_did_not_hear_is_applied_once_it_catches_up() {
+    let mut objects = HashMap::new();
+    objects.insert("/vod/a/s1.ts".to_owned(), segment_of("old"));
+    // Bound in this order so that they go as they came: B, A, the origin, then Redis.
+    let PurgeNodes {
+        _redis,
+        relay,
+        origin,
+        a,
+        b,
+    } = purge_nodes(objects).await;
     let ticket = mint("/vod/");
     let b_url = format!("{}/vod/a/s1.ts?ticket={ticket}", b.url);
     assert_eq!(get(&b_url, &[]).await.text(), "old");
@@ -161,22 +190,20 @@ async fn a_purge_a_node_did_not_hear_is_applied_once_it_catches_up() {
 /// hit.
 #[tokio::test]
 async fn a_catch_up_applies_every_missed_purge_in_one_pass() {
-    let redis = Redis::start();
-    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
     let purged: Vec<String> = (0..5).map(|n| format!("/vod/p{n}/")).collect();
     let mut objects = HashMap::new();
     for prefix in &purged {
         objects.insert(format!("{prefix}s1.ts"), segment_of("old"));
     }
     objects.insert("/vod/kept/s1.ts".to_owned(), segment_of("kept"));
-    let origin = spawn_origin(objects).await;
-    let on = |url: &str| test_config(&origin.url(), &shared_sessions(url));
-    let (a, b) = (
-        Usher::start(&on(&redis.url), &[]),
-        Usher::start(&on(&relay.url), &[]),
-    );
-    ready(&a).await;
-    ready(&b).await;
+    // Bound in this order so that they go as they came: B, A, the origin, then Redis.
+    let PurgeNodes {
+        _redis,
+        relay,
+        origin,
+        a,
+        b,
+    } = purge_nodes(objects).await;
     let ticket = mint("/vod/");
     let on_b = |prefix: &str| format!("{}{prefix}s1.ts?ticket={ticket}", b.url);
     let cache = |reply: &Reply| reply.headers["x-usher-cache"].to_str().unwrap().to_owned();
@@ -216,19 +243,17 @@ async fn a_catch_up_applies_every_missed_purge_in_one_pass() {
 /// after it stays a hit, while the purge B missed meanwhile is applied.
 #[tokio::test]
 async fn a_catch_up_leaves_a_purge_the_node_applied_already() {
-    let redis = Redis::start();
-    let relay = Relay::start(redis.url.trim_start_matches("redis://").to_owned());
     let mut objects = HashMap::new();
     objects.insert("/vod/a/s1.ts".to_owned(), segment_of("old"));
     objects.insert("/vod/b/s1.ts".to_owned(), segment_of("old"));
-    let origin = spawn_origin(objects).await;
-    let on = |url: &str| test_config(&origin.url(), &shared_sessions(url));
-    let (a, b) = (
-        Usher::start(&on(&redis.url), &[]),
-        Usher::start(&on(&relay.url), &[]),
-    );
-    ready(&a).await;
-    ready(&b).await;
+    // Bound in this order so that they go as they came: B, A, the origin, then Redis.
+    let PurgeNodes {
+        _redis,
+        relay,
+        origin,
+        a,
+        b,
+    } = purge_nodes(objects).await;
     let ticket = mint("/vod/");
     let on_b = |prefix: &str| format!("{}{prefix}s1.ts?ticket={ticket}", b.url);
     let purge = |prefix: &str| {
