@@ -164,8 +164,10 @@ async fn answer(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    hits.lock().unwrap().push(target);
+    // The script is taken before the request is counted: a test that saw the request
+    // counted may change the script without changing this answer.
     let script = scripts.lock().unwrap().get(req.uri().path()).cloned();
+    hits.lock().unwrap().push(target);
     let Some(mut script) = script else {
         return Response::builder()
             .status(404)
@@ -766,6 +768,16 @@ async fn a_purge_also_drops_what_a_fetch_in_flight_brings_back() {
     let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
     let url = format!("{}/vod/a/s1.ts?ticket={}", usher.url, mint("/vod/"));
     let first = first_viewer_held(&usher, &url).await;
+    // The miss is counted before its request reaches the origin: the old fetch must have
+    // taken the old script before the script changes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while origin.hits("/vod/a/s1.ts") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old fetch reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let purge = serde_json::json!({ "prefix": "/vod/a/" });
     assert_eq!(
         admin::api(&usher, "POST", "/api/v1/cache/purge", Some(purge))
