@@ -26,10 +26,12 @@
 #                   $OUT/perf-NAME.data; PROFG sets the call-graph option (default -g;
 #                   "--call-graph dwarf,16384" sees through inlined frames)
 #   SCHED=1         count the servers' context switches by kind (sched:sched_switch)
+#   SYSCALLS=1      count the servers' system calls by kind in the first round (perf stat
+#                   on the syscalls tracepoints) and print them per request
 #   WRKPREFIX=...   run wrk under this (e.g. "chrt -b 0": wrk's wakeups never preempt)
 #   OUT=DIR         where profiles and the results go (default: a fresh temporary folder)
 #
-# Needs wrk, nginx, python3, curl (and perf for PROF or SCHED). Traffic goes to 127.0.0.1
+# Needs wrk, nginx, python3, curl (and perf for PROF, SCHED or SYSCALLS). Traffic goes to 127.0.0.1
 # only; every load run is bounded by SECONDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -179,6 +181,10 @@ ticks() { # field (14 user, 15 system) pids... -> their sum
   for p in "$@"; do v=$(awk -v f="$field" '{print $f}' "/proc/$p/stat" 2>/dev/null) || continue; t=$((t + v)); done
   echo $t
 }
+syscall_events=$(for c in read recvfrom recvmsg write writev sendto sendmsg sendfile64 epoll_wait \
+  epoll_ctl futex sched_yield setsockopt accept4 close shutdown mmap munmap madvise brk; do
+  printf 'syscalls:sys_enter_%s,' "$c"; done)
+syscall_events=${syscall_events%,}
 echo "results in $out/results.txt"
 : > "$out/results.txt"
 for round in $(seq "$rounds"); do
@@ -189,6 +195,10 @@ for round in $(seq "$rounds"); do
     if [ "${PROF:-}" = "$name" ] && [ "$round" = 1 ]; then
       # shellcheck disable=SC2086 # PROFG is options
       perf record -e cpu-clock ${PROFG:--g} -p "$(IFS=,; echo "${pp[*]}")" -o "$out/perf-$name.data" \
+        -- sleep "$seconds" >/dev/null 2>&1 &
+      watcher=$!
+    elif [ -n "${SYSCALLS:-}" ] && [ "$round" = 1 ]; then
+      perf stat -x, -e "$syscall_events" -p "$(IFS=,; echo "${pp[*]}")" -o "$out/syscalls-$name.csv" \
         -- sleep "$seconds" >/dev/null 2>&1 &
       watcher=$!
     elif [ -n "${SCHED:-}" ] && [ "$round" = 1 ]; then
@@ -216,6 +226,10 @@ for round in $(seq "$rounds"); do
     awk -v r="$round" -v n="$name" -v rps="$rps" -v q="$requests" -v u="$user" -v s="$sys" -v k="$tck" \
       'BEGIN {printf "round %d %-10s %9.0f req/s %9.0f req/CPU-s  user %5.2f µs/req  system %5.2f µs/req\n",
         r, n, rps, q / ((u + s) / k), u / k / q * 1e6, s / k / q * 1e6}' | tee -a "$out/results.txt"
+    if [ -n "${SYSCALLS:-}" ] && [ "$round" = 1 ] && [ -f "$out/syscalls-$name.csv" ]; then
+      echo "  $name system calls a request: $(awk -F, -v q="$requests" '$1 ~ /^[0-9]+$/ && $1 > 0 {
+        sub(/syscalls:sys_enter_/, "", $3); printf "%s %.3f  ", $3, $1 / q}' "$out/syscalls-$name.csv")"
+    fi
     if [ -n "${SCHED:-}" ] && [ "$round" = 1 ] && [ -f "$out/sched-$name.data" ]; then
       echo "  $name switches: $(perf script -i "$out/sched-$name.data" 2>/dev/null \
         | grep -o 'prev_state=[A-Z+]*' | sort | uniq -c | tr '\n' ' ') (R: preempted, S: went to sleep)"
