@@ -388,12 +388,7 @@ async fn bindings_survive_sigkill() {
 /// Reloads the live playlist with the session token it carries, as a live player does.
 async fn reload(player: &Player<'_>, playlist_url: &str) -> (Reply, String) {
     let reply = player.get(playlist_url).await;
-    let token = reply
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("s1.ts?token="))
-        .map(str::to_owned)
-        .unwrap_or_default();
+    let token = reply.token_for("s1.ts").unwrap_or_default();
     (reply, token)
 }
 

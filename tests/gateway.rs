@@ -150,11 +150,7 @@ async fn rewriting_changes_only_the_uris() {
     )
     .await;
     let text = reply.text();
-    let token = text
-        .lines()
-        .find_map(|l| l.strip_prefix("seg2.m4s?token="))
-        .expect("segment tokenized")
-        .to_owned();
+    let token = reply.token_for("seg2.m4s").expect("segment tokenized");
     let expected = MEDIA_720
         .replace("\"init.mp4\"", &format!("\"init.mp4?token={token}\""))
         .replace(
@@ -358,12 +354,7 @@ async fn session_tokens_open_segments_but_only_in_scope_and_on_their_device() {
         &[],
     )
     .await;
-    let token = reply
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("seg2.m4s?token="))
-        .unwrap()
-        .to_owned();
+    let token = reply.token_for("seg2.m4s").unwrap();
     let seg = format!("{}/vod/movie/video/seg2.m4s?token={token}", usher.url);
     assert_eq!(
         get(&seg, &[]).await.status,

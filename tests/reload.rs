@@ -29,19 +29,9 @@ async fn post_reload(usher: &Usher) -> (u16, Value) {
     )
 }
 
-async fn reloads(usher: &Usher, outcome: &str) -> u64 {
-    let series = format!("usher_config_reloads_total{{outcome=\"{outcome}\"}}");
-    metric(usher, &series).await as u64
-}
-
 /// The session token of a playlist response.
 fn token_of(reply: &Reply) -> String {
-    reply
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("s1.ts?token="))
-        .expect("a tokenized segment")
-        .to_owned()
+    reply.token_for("s1.ts").expect("a tokenized segment")
 }
 
 #[tokio::test]
@@ -90,7 +80,7 @@ async fn rotating_the_signing_key_twice_drops_no_viewer() {
     usher.signal("HUP");
     // The signal is handled asynchronously: wait for the reload counter, bounded.
     let started = Instant::now();
-    while reloads(&usher, "ok").await < 2 {
+    while config_reloads(&usher, "ok").await < 2 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "SIGHUP reload applied"
@@ -164,8 +154,8 @@ async fn a_bad_config_changes_nothing_and_is_reported() {
             "the old config keeps serving"
         );
     }
-    assert_eq!(reloads(&usher, "rejected").await, 3);
-    assert_eq!(reloads(&usher, "ok").await, 0);
+    assert_eq!(config_reloads(&usher, "rejected").await, 3);
+    assert_eq!(config_reloads(&usher, "ok").await, 0);
 }
 
 #[tokio::test]

@@ -62,12 +62,6 @@ fn rotate(config: &str, from: &str, kid: &str) -> String {
     format!("{rotated}\n[[token.keys]]\nid = \"{kid}\"\nsecret = \"a-secret-for-{kid}-that-is-long-enough\"\n")
 }
 
-/// `usher_config_reloads_total{outcome}` on the admin `/metrics`.
-async fn reloads(usher: &Usher, outcome: &str) -> u64 {
-    let series = format!("usher_config_reloads_total{{outcome=\"{outcome}\"}}");
-    metric(usher, &series).await as u64
-}
-
 /// Writes `config`, sends SIGHUP, and waits (bounded) until usher counts reload number
 /// `n` with `outcome`. The signal is handled asynchronously and the counter is the only
 /// sign of it, so this polls.
@@ -75,7 +69,7 @@ async fn sighup(usher: &Usher, config: &str, outcome: &str, n: u64) {
     std::fs::write(usher.config_path(), config).unwrap();
     usher.signal("HUP");
     let started = Instant::now();
-    while reloads(usher, outcome).await < n {
+    while config_reloads(usher, outcome).await < n {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "SIGHUP reload {n} counted as {outcome}"
@@ -224,7 +218,7 @@ async fn rotate_twice_while_playing(carrier: &'static str, prefix: &'static str)
     keep_playing(&viewer, &seen, "rotated-2", "after the rejected reload").await;
     assert_eq!(signing_kid(&usher, prefix).await, "rotated-2");
     assert_eq!(
-        reloads(&usher, "ok").await,
+        config_reloads(&usher, "ok").await,
         2,
         "the bad config was not applied"
     );

@@ -618,11 +618,7 @@ async fn a_thousand_players_blocked_on_the_next_part_make_one_upstream_request()
         let reply = player.await.unwrap();
         assert_eq!(reply.status, 200);
         let text = reply.text();
-        let token = text
-            .lines()
-            .find_map(|l| l.strip_prefix("s10.m4s?token="))
-            .expect("a tokenized segment")
-            .to_owned();
+        let token = reply.token_for("s10.m4s").expect("a tokenized segment");
         // The part and the preload hint carry the segments' token; the rendition report
         // names a rendition and carries none, so hls.js matches it to the variant URI it
         // has from the master playlist (which carries the master's token).

@@ -577,6 +577,12 @@ pub async fn metric(usher: &Usher, series: &str) -> f64 {
         .map_or(0.0, |v| v.parse().unwrap())
 }
 
+/// `usher_config_reloads_total{outcome}` on the admin `/metrics`.
+pub async fn config_reloads(usher: &Usher, outcome: &str) -> u64 {
+    let series = format!("usher_config_reloads_total{{outcome=\"{outcome}\"}}");
+    metric(usher, &series).await as u64
+}
+
 /// An origin that writes `answers[n]` as it is, bytes no HTTP library would send, to the
 /// n-th connection, then closes it; its URL and the heads of the requests it read (each
 /// as text, request line first).
@@ -653,6 +659,15 @@ impl Reply {
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The token a tokenized playlist gives `uri`: what follows `{uri}?token=` on the line
+    /// that starts with it.
+    pub fn token_for(&self, uri: &str) -> Option<String> {
+        let prefix = format!("{uri}?token=");
+        self.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
     }
 
     /// The `error` field of a JSON error body.
