@@ -367,6 +367,7 @@ fn bench_rights(c: &mut Criterion) {
         positive_ttl: Duration::from_secs(3600),
         negative_ttl: Duration::from_secs(5),
         cache_capacity: 100_000,
+        first_play_retry: Duration::from_secs(5),
         device_class_header: http::HeaderName::from_static("x-device-class"),
         default_device_class: DeviceClass::Ott,
     };

@@ -61,6 +61,11 @@ pub struct Metrics {
     /// `usher_rights_index_stale`: 1 while the media index could not be re-read after a
     /// write (media written since may be refused until a retry succeeds), else 0.
     pub rights_index_stale: IntGauge,
+    /// `usher_first_play_writes_total{outcome}`: first plays of rentals counted from first
+    /// play: written, written_before (another node's was there), failed (the store could
+    /// not write it; retried after `rights.first_play_retry`), deferred (not tried: a
+    /// failed write's back-off, or another request's write in flight).
+    pub first_play_writes: IntCounterVec,
     /// `usher_admin_requests_total{api, status}`: admin API and facade calls.
     pub admin_requests: IntCounterVec,
     /// `usher_admin_auth_failures_total{outcome}`: admin calls refused for their
@@ -227,6 +232,11 @@ impl Metrics {
         let rights_index_stale = gauge(
             "usher_rights_index_stale",
             "1 while the media index could not be re-read after a write; retried every second.",
+        );
+        let first_play_writes = counter(
+            "usher_first_play_writes_total",
+            "Rental first plays: written, written_before (by another node), failed (the store could not write it), deferred (backing off after a failure).",
+            &["outcome"],
         );
         let admin_requests = counter(
             "usher_admin_requests_total",
@@ -441,6 +451,7 @@ impl Metrics {
             rights_lookups,
             rights_invalidations,
             rights_index_stale,
+            first_play_writes,
             admin_requests,
             admin_auth_failures,
             activations,

@@ -15,11 +15,14 @@
 //! Every admin write that changes a right invalidates what it touches before it answers,
 //! so the next request sees it. Submodules: [`model`] (the types), [`decide`] (the pure
 //! decision), [`store`] (the trait), [`sqlite`] (the embedded store), [`date`] (PPV API
-//! dates), [`external`] (the operator's HTTP rights service), [`index`] (path → media).
+//! dates), [`external`] (the operator's HTTP rights service), [`index`] (path → media),
+//! `first_play` (a rental's first play, and the back-off when it cannot be written).
 
 pub mod date;
 pub mod decide;
 pub mod external;
+mod first_play;
+pub use first_play::{FirstPlayWrite, FIRST_PLAY_RETRY_GROWTH};
 pub mod index;
 mod invalidate;
 pub use invalidate::{retry_stale_index, INDEX_RETRY};
@@ -89,6 +92,9 @@ pub struct Rights {
     /// each was seen: what is served while the store or the service cannot answer.
     grace: u64,
     recent_yes: Option<Cache<String, Arc<(Entitled, u64)>>>,
+    /// The purchases whose first play's write failed lately (or is in flight), and when
+    /// each may be tried again (see [`first_play`]).
+    first_play_retries: first_play::Retries,
 }
 
 /// A decision in the cache, and whether an invalidation ran while it was looked up: then
@@ -180,6 +186,7 @@ impl Rights {
                     .support_invalidation_closures()
                     .build()
             }),
+            first_play_retries: first_play::Retries::new(config.first_play_retry),
         })
     }
 
@@ -470,81 +477,6 @@ impl Rights {
             }
         }
     }
-
-    /// Records `entitled`'s first play with its event, in one transaction, when it is one
-    /// (`first_play`). `subject` is the purchase's account: the decision came from the
-    /// subject's purchases. Called once the request is admitted (device, activation,
-    /// session), not by [`Rights::check`]: a refused request starts no rental's hours.
-    ///
-    /// Answers what became of the write: see [`FirstPlayWrite`]. A failure is logged, and
-    /// the request is served: the next one under the rental, still deciding it unplayed,
-    /// writes it.
-    pub async fn record_first_play(
-        &self,
-        subject: &str,
-        entitled: &Entitled,
-        now: u64,
-    ) -> FirstPlayWrite {
-        if entitled.first_play.is_none() {
-            return FirstPlayWrite::NotDue;
-        }
-        let event = crate::webhooks::Event::FirstPlay {
-            purchase: entitled.purchase.to_string(),
-            product: entitled.product.to_string(),
-            account: subject.to_owned(),
-            at: now,
-        };
-        let events = match &self.webhooks {
-            Some(webhooks) => webhooks.deliveries(&event),
-            None => Vec::new(),
-        };
-        let (store, hash, queued) = (
-            self.store.clone(),
-            entitled.purchase.clone(),
-            events.clone(),
-        );
-        let written =
-            tokio::task::spawn_blocking(move || store.record_first_play(&hash, now, &queued)).await;
-        match written {
-            Ok(Ok(true)) => {
-                self.invalidate_subject(subject);
-                if let Some(webhooks) = &self.webhooks {
-                    webhooks.queued(&events);
-                }
-                FirstPlayWrite::Written
-            }
-            Ok(Ok(false)) => {
-                // This node's decisions still name it unplayed: none is kept.
-                self.invalidate_subject(subject);
-                FirstPlayWrite::WrittenBefore
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not record first play");
-                FirstPlayWrite::Failed
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record first play");
-                FirstPlayWrite::Failed
-            }
-        }
-    }
-}
-
-/// What [`Rights::record_first_play`] did with a rental's first play.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstPlayWrite {
-    /// Written by this request: the rental's hours run from its `now`.
-    Written,
-    /// The store already held one (another node's, since this node's decision was read):
-    /// the hours run from then, and the decision's `until`, counted from before it, is not
-    /// past their end.
-    WrittenBefore,
-    /// The store could not be written (or the write's task failed). Another node may have
-    /// written one earlier, so the hours counted from `now` may end after the real ones:
-    /// the decision's `until` is the end to keep.
-    Failed,
-    /// The decision names no rental waiting for its first play: nothing was written.
-    NotDue,
 }
 
 impl DeviceClass {

@@ -1,7 +1,8 @@
 //! Rentals counted from first play through a real usher, when the account holds another
 //! purchase of the same content that a ticket's request tries first: the rental a
 //! request falls back to starts its hours at that request, its session's tokens end with
-//! them, and a first play the store could not write is written by a later request.
+//! them, and a first play the store could not write is written by a later request, after
+//! a back-off during which the rental's requests do not try it.
 
 mod support;
 
@@ -123,6 +124,30 @@ async fn a_rental_started_under_a_cached_yes_plays_its_full_hours_and_no_longer(
     assert_eq!(access_ends_at(&usher, &hash).await.as_u64(), Some(ends));
 }
 
+/// Makes `usher`'s SQLite store refuse every write of a first play (a trigger stands in for
+/// a failing disk) until the trigger `refuse_first_play` is dropped on the connection
+/// answered.
+fn refuse_first_plays(usher: &InProcess) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(usher.data_dir().join("usher.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_first_play BEFORE UPDATE ON purchases
+         WHEN json_extract(NEW.data, '$.first_play_at') IS NOT NULL
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    db
+}
+
+/// `usher_first_play_writes_total{outcome}` on `usher`'s admin `/metrics` (0 when absent).
+async fn first_play_writes(usher: &InProcess, outcome: &str) -> f64 {
+    let text = get(&format!("{}/metrics", usher.admin), &[]).await.text();
+    let series = format!("usher_first_play_writes_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 /// The store refuses the first play's write (a trigger stands in for a failing disk): the
 /// paying phone plays anyway, its session tokens ending with the rental as the cached yes
 /// counts it (never later than a first play another node may have written), and its next
@@ -133,14 +158,7 @@ async fn a_first_play_the_store_could_not_write_is_written_by_the_next_request()
     let (_origin, usher) = start().await;
     let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
     let cached = usher.now();
-    let db = rusqlite::Connection::open(usher.data_dir().join("usher.db")).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER refuse_first_play BEFORE UPDATE ON purchases
-         WHEN json_extract(NEW.data, '$.first_play_at') IS NOT NULL
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .unwrap();
+    let db = refuse_first_plays(&usher);
     usher.advance(300);
     let (reply, token) = phone_plays(&rental).await;
     assert_eq!(
@@ -162,6 +180,7 @@ async fn a_first_play_the_store_could_not_write_is_written_by_the_next_request()
     );
 
     db.execute_batch("DROP TRIGGER refuse_first_play").unwrap();
+    // Past the failed write's back-off (`rights.first_play_retry`, 5 s).
     usher.advance(60);
     let segment = format!("{}/event/s1.ts?token={token}", usher.url);
     let reply = get(&segment, &[("x-device-id", "phone")]).await;
@@ -175,6 +194,64 @@ async fn a_first_play_the_store_could_not_write_is_written_by_the_next_request()
     usher.advance(HOURS * 3600);
     let past = get(&segment, &[("x-device-id", "phone")]).await;
     assert_eq!(status_reason(&past).0, 403, "{}", past.text());
+}
+
+/// While the store cannot write the first play, the phone's requests under the rental (its
+/// segments and playlist reloads) try the write once, not once each (each try would wait
+/// for the store: a locked SQLite up to its busy timeout), and every one is served. Once
+/// the store writes again, a request within the back-off (`rights.first_play_retry`, 5 s)
+/// still does not try; the first one after it writes the first play.
+#[tokio::test]
+async fn a_first_play_the_store_could_not_write_is_not_tried_again_until_its_back_off_passes() {
+    let (_origin, usher) = start().await;
+    let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
+    let db = refuse_first_plays(&usher);
+    usher.advance(300);
+    let (reply, token) = phone_plays(&rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let phone = [("x-device-id", "phone")];
+    let under_the_rental = ["s1.ts", "s2.ts", "index.m3u8", "s1.ts"]
+        .map(|object| format!("{}/event/{object}?token={token}", usher.url));
+    for url in &under_the_rental {
+        let reply = get(url, &phone).await;
+        assert_eq!(reply.status, 200, "{url}: {}", reply.text());
+    }
+    assert_eq!(
+        (
+            first_play_writes(&usher, "failed").await,
+            first_play_writes(&usher, "deferred").await
+        ),
+        (1.0, 4.0),
+        "one write tried for the five requests; the other four served without trying"
+    );
+    assert_eq!(access_ends_at(&usher, &hash).await, Value::Null);
+
+    db.execute_batch("DROP TRIGGER refuse_first_play").unwrap();
+    usher.advance(4);
+    let reply = get(&under_the_rental[0], &phone).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        access_ends_at(&usher, &hash).await,
+        Value::Null,
+        "not tried again within the back-off"
+    );
+    usher.advance(1);
+    let reply = get(&under_the_rental[0], &phone).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ends = usher.now() + HOURS * 3600;
+    assert_eq!(
+        access_ends_at(&usher, &hash).await.as_u64(),
+        Some(ends),
+        "the first request after the back-off writes the first play"
+    );
+    assert_eq!(
+        (
+            first_play_writes(&usher, "failed").await,
+            first_play_writes(&usher, "deferred").await,
+            first_play_writes(&usher, "written").await
+        ),
+        (1.0, 5.0, 1.0)
+    );
 }
 
 /// A node on the PostgreSQL database `url`, listening for the other nodes' invalidations

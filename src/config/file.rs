@@ -245,10 +245,14 @@ pub struct RightsFile {
     pub positive_ttl: Option<String>,
     /// How long a refusal is cached.
     pub negative_ttl: Option<String>,
-    /// Most decisions cached.
     /// With the store unreachable, how long a yes seen before keeps being served.
     pub grace: Option<String>,
+    /// Most decisions cached.
     pub cache_capacity: Option<u64>,
+    /// After the store failed to write a rental's first play, how long before this node
+    /// tries that purchase's write again (doubling with each further failure, up to 8
+    /// times it); requests meanwhile are served without trying.
+    pub first_play_retry: Option<String>,
     /// Request header naming the device class (`ott`, `iptv`, `hybrid`).
     pub device_class_header: Option<String>,
     /// Device class of requests that do not name one.

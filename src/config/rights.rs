@@ -19,6 +19,10 @@ pub struct RightsConfig {
     /// With the shared store unreachable, how long after it was seen a yes keeps being
     /// served (`0`: refuse with `rights_unavailable` at once).
     pub grace: Duration,
+    /// After a failed write of a rental's first play, how long this node waits before it
+    /// tries that purchase's write again (doubling with each further failure, up to
+    /// [`crate::rights::FIRST_PLAY_RETRY_GROWTH`] times it).
+    pub first_play_retry: Duration,
     /// Header naming the device class.
     pub device_class_header: HeaderName,
     /// Class of requests that name none.

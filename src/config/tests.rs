@@ -500,3 +500,28 @@ fn protected_cache_control_is_auto_unless_named() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_first_play_retry_is_a_second_to_five_minutes() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().rights.first_play_retry,
+        Duration::from_secs(5)
+    );
+    let with = |value: &str| format!("{MINIMAL}\n[rights]\nfirst_play_retry = \"{value}\"\n");
+    assert_eq!(
+        parse(&with("30s")).unwrap().rights.first_play_retry,
+        Duration::from_secs(30)
+    );
+    for (value, why) in [
+        ("0s", "must be at least 1s"),
+        ("500ms", "must be at least 1s"),
+        ("6m", "must be at most 5m"),
+        ("soon", "expected a whole number"),
+    ] {
+        let msg = problems(&with(value));
+        assert!(
+            msg.contains(&format!("rights.first_play_retry = \"{value}\": {why}")),
+            "{value}: {msg}"
+        );
+    }
+}

@@ -20,6 +20,7 @@ fn config() -> RightsConfig {
         positive_ttl: Duration::from_secs(60),
         negative_ttl: Duration::from_secs(60),
         cache_capacity: 1000,
+        first_play_retry: Duration::from_secs(5),
         device_class_header: http::HeaderName::from_static("x-device-class"),
         default_device_class: DeviceClass::Ott,
     }

@@ -10,6 +10,9 @@ use super::super::{ExternalConfig, RightsConfig, RightsSource};
 use super::Problems;
 use crate::rights::model::DeviceClass;
 
+/// The longest `rights.first_play_retry`: a rental plays uncounted while it waits.
+const MAX_FIRST_PLAY_RETRY: Duration = Duration::from_secs(300);
+
 pub(super) fn check(p: &mut Problems, file: RightsFile) -> RightsConfig {
     let source = match file.source.as_deref().unwrap_or("store") {
         "none" => RightsSource::None,
@@ -60,6 +63,20 @@ pub(super) fn check(p: &mut Problems, file: RightsFile) -> RightsConfig {
     if cache_capacity == 0 {
         p.add("rights.cache_capacity", "0", "must be at least 1");
     }
+    let first_play_retry = p.duration(
+        "rights.first_play_retry",
+        file.first_play_retry.as_deref(),
+        "5s",
+        Duration::from_secs(1),
+    );
+    if first_play_retry > MAX_FIRST_PLAY_RETRY {
+        p.add(
+            "rights.first_play_retry",
+            file.first_play_retry.as_deref().unwrap_or_default(),
+            "must be at most 5m: a rental plays with its hours not started while its first \
+             play waits to be written",
+        );
+    }
     RightsConfig {
         source,
         positive_ttl: p.duration(
@@ -82,6 +99,7 @@ pub(super) fn check(p: &mut Problems, file: RightsFile) -> RightsConfig {
                 Duration::ZERO
             }
         },
+        first_play_retry,
         device_class_header,
         default_device_class,
     }
