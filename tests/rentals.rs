@@ -49,12 +49,7 @@ async fn pass_on_the_tv_and_a_rental(usher: &InProcess) -> (String, String) {
 /// its segment URIs carry.
 async fn phone_plays(play_url: &str) -> (Reply, String) {
     let reply = get(play_url, &[("x-device-id", "phone")]).await;
-    let token = reply
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("s1.ts?token="))
-        .map(str::to_owned)
-        .unwrap_or_default();
+    let token = reply.token_for("s1.ts").unwrap_or_default();
     (reply, token)
 }
 
@@ -141,11 +136,8 @@ fn refuse_first_plays(usher: &InProcess) -> rusqlite::Connection {
 
 /// `usher_first_play_writes_total{outcome}` on `usher`'s admin `/metrics` (0 when absent).
 async fn first_play_writes(usher: &InProcess, outcome: &str) -> f64 {
-    let text = get(&format!("{}/metrics", usher.admin), &[]).await.text();
-    let series = format!("usher_first_play_writes_total{{outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .map_or(0.0, |v| v.parse().unwrap())
+    let series = format!("usher_first_play_writes_total{{outcome=\"{outcome}\"}}");
+    metric_at(&usher.admin, &series).await
 }
 
 /// The store refuses the first play's write (a trigger stands in for a failing disk): the
@@ -349,12 +341,7 @@ async fn tv_plays_with_a_rental_waiting(
     .await;
     let playlist = get(&pass, &[("x-device-id", "tv")]).await;
     assert_eq!(playlist.status, 200, "{}", playlist.text());
-    let token = playlist
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("s1.ts?token="))
-        .map(str::to_owned)
-        .unwrap();
+    let token = playlist.token_for("s1.ts").unwrap();
     let segment = format!("{}/event/s1.ts?token={token}", usher.url);
     let reply = get(&segment, &[("x-device-id", "tv")]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());

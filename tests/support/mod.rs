@@ -569,9 +569,12 @@ impl Drop for Usher {
 /// The value of one series on the admin `/metrics`, its name and labels written exactly
 /// as exposed (`usher_config_reloads_total{outcome="ok"}`); 0 when it is not there.
 pub async fn metric(usher: &Usher, series: &str) -> f64 {
-    let text = get(&format!("{}/metrics", usher.admin.as_ref().unwrap()), &[])
-        .await
-        .text();
+    metric_at(usher.admin.as_ref().unwrap(), series).await
+}
+
+/// [`metric`] on the admin listener at `admin` (an in-process usher's, for one).
+pub async fn metric_at(admin: &str, series: &str) -> f64 {
+    let text = get(&format!("{admin}/metrics"), &[]).await.text();
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.parse().unwrap())
