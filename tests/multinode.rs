@@ -5,7 +5,8 @@
 //! concurrency limits and `replace_oldest` hold across nodes, Redis killed mid-playback
 //! follows `sessions.on_backend_error`, a session admitted by one node alone while Redis
 //! stalled is written back and counted by the others (and one it replaced there is written
-//! back replaced and stops on every node), a session ended while Redis is away
+//! back replaced and stops on every node; one account Redis cannot read holds up the
+//! write-back of no other, also after a gap), a session ended while Redis is away
 //! lands once it is back (empty, or still holding it live) and one that idled out meanwhile
 //! is not brought back, a stopped database refuses admin writes with 503
 //! and loses nothing, acknowledged writes survive SIGKILL, and an embedded store moves to
@@ -850,6 +851,143 @@ async fn a_session_replaced_while_redis_stalled_is_written_back_replaced_and_sto
         (403, "session_replaced".into()),
         "node B, which played the tv too, hears of its replacement"
     );
+}
+
+/// A node sharing sessions through `redis`, admitting by its own sessions when Redis
+/// fails (`local`), with a product of one stream at a time: the node, and its origin
+/// (keep it for the test's length).
+async fn local_node(redis: &Redis) -> (Usher, Origin) {
+    let origin = event_origin().await;
+    let sessions = format!(
+        "[sessions]\nbackend = \"redis\"\non_backend_error = \"local\"\n[sessions.redis]\nurl = \"{}\"\ntimeout = \"500ms\"\n",
+        redis.url
+    );
+    let node = Usher::start(&rights_config(&origin.url(), &sessions), &[]);
+    wait_ready(&node, 200).await;
+    sell_event(
+        &node,
+        json!({"code": "p", "name": "Final", "max_sessions": 1}),
+    )
+    .await;
+    (node, origin)
+}
+
+/// The Redis hash holding `account`'s sessions.
+fn sessions_key(account: &str) -> String {
+    format!("usher:{{{account}}}:s")
+}
+
+/// Sells the product to `account` and starts its tv on `node`.
+async fn tv_plays(node: &Usher, account: &str) {
+    let play_url = add_buyer(node, "p", account).await.0;
+    let (tv, _) = play(node, &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200, "{account}: {}", tv.text());
+}
+
+/// Waits (bounded) until `node` holds `n` sessions decided without Redis and not written
+/// back yet (`usher_sessions_write_back_pending`).
+async fn write_back_pending_becomes(node: &Usher, n: f64) {
+    let pending = "usher_sessions_write_back_pending";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = metric(node, pending).await;
+        if now == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} stayed at {now}, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One account whose sessions Redis cannot read (its hash holds a plain string: every
+/// call on it answers WRONGTYPE) holds up the write-back of its own sessions only. Every
+/// start meets such a key, so the node admits each by its own sessions; then the other
+/// accounts' keys are cleared, and each of their sessions is written back, whichever order
+/// the accounts are tried in, while the broken account's stays waiting (and is counted).
+#[tokio::test]
+async fn an_account_redis_cannot_read_holds_up_only_its_own_sessions_write_back() {
+    let redis = Redis::start();
+    let (node, _origin) = local_node(&redis).await;
+    let (broken, fine) = ("zoe", ["ann", "bob", "cat", "dan"]);
+    for account in std::iter::once(broken).chain(fine) {
+        assert_eq!(
+            redis.cli(&["SET", &sessions_key(account), "not a hash"]),
+            "OK"
+        );
+        tv_plays(&node, account).await;
+    }
+    let fallbacks = "usher_sessions_backend_fallbacks_total{policy=\"local\"}";
+    assert_eq!(
+        metric(&node, fallbacks).await,
+        5.0,
+        "admitted by the node's own"
+    );
+
+    for account in fine {
+        assert_eq!(redis.cli(&["DEL", &sessions_key(account)]), "1");
+    }
+    write_back_pending_becomes(&node, 1.0).await;
+    written_back_on(&node, 4.0).await;
+    for account in fine {
+        // The version field and the tv's record.
+        assert_eq!(
+            redis.cli(&["HLEN", &sessions_key(account)]),
+            "2",
+            "{account}"
+        );
+    }
+    assert_eq!(redis.cli(&["TYPE", &sessions_key(broken)]), "string");
+    let failed = "usher_sessions_backend_errors_total{op=\"write_back\"}";
+    assert!(
+        metric(&node, failed).await >= 1.0,
+        "{failed} counts the broken account"
+    );
+}
+
+/// As above, through the catch-up after a gap: Redis restarts holding only the broken
+/// account's key, and the node, catching up, writes back the sessions it admitted alone
+/// of every other account; it does not call itself caught up (`/readyz` degraded) while
+/// one account is not levelled.
+#[tokio::test]
+async fn after_a_gap_an_account_redis_cannot_read_holds_up_only_its_own_sessions() {
+    let mut redis = Redis::start_keeping();
+    let (node, _origin) = local_node(&redis).await;
+    let (broken, fine) = ("zoe", ["ann", "bob", "cat", "dan"]);
+    assert_eq!(
+        redis.cli(&["SET", &sessions_key(broken), "not a hash"]),
+        "OK"
+    );
+    tv_plays(&node, broken).await;
+    redis.save();
+    redis.kill();
+    wait_ready(&node, 503).await;
+    for account in fine {
+        tv_plays(&node, account).await;
+    }
+    let fallbacks = "usher_sessions_backend_fallbacks_total{policy=\"local\"}";
+    assert_eq!(
+        metric(&node, fallbacks).await,
+        5.0,
+        "admitted by the node's own"
+    );
+
+    redis.resume();
+    write_back_pending_becomes(&node, 1.0).await;
+    let local = "usher_sessions_written_back_total{cause=\"local\"}";
+    assert_eq!(metric(&node, local).await, 4.0);
+    for account in fine {
+        assert_eq!(
+            redis.cli(&["HLEN", &sessions_key(account)]),
+            "2",
+            "{account}"
+        );
+    }
+    assert_eq!(metric(&node, "usher_sessions_backend_up").await, 0.0);
+    let readyz = get(&format!("{}/readyz", node.admin.as_ref().unwrap()), &[]).await;
+    assert_eq!(readyz.status, 503, "not caught up: {}", readyz.text());
 }
 
 /// Ending a session while Redis is down: through a node that does not play it, the end

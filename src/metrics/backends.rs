@@ -158,7 +158,9 @@ pub struct SessionsBackendMetrics {
     /// `usher_sessions_backend_duration_seconds{op}`: each Redis call (session starts, the
     /// background touch, announcements), retries included.
     pub seconds: HistogramVec,
-    /// `usher_sessions_backend_errors_total{op}`: Redis calls that failed or timed out.
+    /// `usher_sessions_backend_errors_total{op}`: Redis calls that failed or timed out;
+    /// `write_back`, an account whose sessions a write-back or a catch-up could not level
+    /// with Redis (its read or write failed, or its sessions kept changing), once per try.
     pub errors: IntCounterVec,
     /// `usher_sessions_backend_fallbacks_total{policy}`: starts decided without Redis:
     /// refused (`deny`) or admitted by this node's sessions (`local`).
@@ -168,6 +170,9 @@ pub struct SessionsBackendMetrics {
     /// or ended by this node while Redis did not answer; `gap`, missed while this node was
     /// not subscribed (a Redis that restarted without them).
     pub written_back: IntCounterVec,
+    /// `usher_sessions_write_back_pending`: sessions this node started, replaced or ended
+    /// while Redis did not answer, not written back yet.
+    pub pending: IntGauge,
     /// `usher_sessions_backend_up`: 1 while subscribed to the other nodes' session changes.
     pub up: IntGauge,
 }
@@ -177,7 +182,7 @@ impl SessionsBackendMetrics {
         let errors = counter(
             registry,
             "usher_sessions_backend_errors_total",
-            "Shared session store (Redis) calls that failed or timed out, by operation.",
+            "Shared session store (Redis) calls that failed or timed out, by operation (write_back: an account whose sessions were not levelled with it).",
             "op",
         );
         let fallbacks = counter(
@@ -204,6 +209,11 @@ impl SessionsBackendMetrics {
         registry
             .register(Box::new(seconds.clone()))
             .expect("unique metric");
+        let pending = gauge(
+            registry,
+            "usher_sessions_write_back_pending",
+            "Sessions started, replaced or ended here while the shared store did not answer, not written back yet.",
+        );
         let up = gauge(
             registry,
             "usher_sessions_backend_up",
@@ -214,6 +224,7 @@ impl SessionsBackendMetrics {
             errors,
             fallbacks,
             written_back,
+            pending,
             up,
         }
     }

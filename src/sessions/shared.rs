@@ -526,20 +526,23 @@ impl SharedSessions {
     /// Catches up with what the subscription missed: session changes
     /// ([`SharedSessions::catch_up`]) and purges ([`SharedSessions::missed_purges`]); the
     /// command connection may still be reconnecting, so it tries a few times. Whether it
-    /// did.
+    /// did: not while an account's sessions are not levelled (the accounts levelled are
+    /// marked and written back all the same).
     async fn settle(&self, state: &crate::proxy::State) -> bool {
         let mut pause = Duration::from_millis(50);
         for _ in 0..8 {
             let now = (state.clock)();
             let caught = async {
-                let marks = self.catch_up(&state.sessions.remembered(), now).await?;
-                Ok::<_, BackendError>((marks, self.missed_purges().await?))
+                let caught = self.catch_up(&state.sessions.remembered(), now).await?;
+                caught.mark(state);
+                if caught.failed > 0 {
+                    let failed = format!("{} accounts' sessions not levelled", caught.failed);
+                    return Err(BackendError(failed));
+                }
+                self.missed_purges().await
             };
             match caught.await {
-                Ok((marks, purges)) => {
-                    for (sid, mark) in marks {
-                        state.sessions.mark(&sid, mark);
-                    }
+                Ok(purges) => {
                     if !purges.is_empty() {
                         let purged = state.shield.purge_all(&purges);
                         tracing::info!(

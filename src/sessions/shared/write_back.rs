@@ -17,16 +17,35 @@
 //! account (on any node) is decided over all of them (refused, or replacing the oldest).
 //! A viewer let in is not stopped for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{json, link, BackendError, Record, SharedSessions};
 use crate::sessions::{Session, LIVE};
 
+/// What a [`SharedSessions::catch_up`] did.
+pub(super) struct CaughtUp {
+    /// The state Redis holds of each session of the accounts levelled, to mark here.
+    marks: Vec<(String, u8)>,
+    /// How many accounts were not levelled (logged and counted; their sessions stay
+    /// deferred, or after a gap, the catch-up is tried again).
+    pub(super) failed: usize,
+}
+
+impl CaughtUp {
+    /// Marks the sessions `state` holds as Redis holds them.
+    pub(super) fn mark(&self, state: &crate::proxy::State) {
+        for (sid, mark) in &self.marks {
+            state.sessions.mark(sid, *mark);
+        }
+    }
+}
+
 impl SharedSessions {
     /// Keeps `sessions`, started, replaced or ended while Redis did not answer, to write
-    /// back once it answers again (all at once: a write-back takes all of them or none).
+    /// back once it answers again (an account's at once: a write-back takes all of them or
+    /// none).
     pub(in crate::sessions) fn defer_writes<'s>(
         &self,
         sessions: impl IntoIterator<Item = &'s Arc<Session>>,
@@ -35,15 +54,26 @@ impl SharedSessions {
         for session in sessions {
             deferred.insert(session.sid.clone(), session.clone());
         }
+        self.count_pending(&deferred);
     }
 
     /// Forgets the deferred sessions `keep` says no (as the registry forgets them).
     pub(in crate::sessions) fn retain_deferred(&self, keep: impl Fn(&Session) -> bool) {
-        self.deferred_sessions().retain(|_, s| keep(s));
+        let mut deferred = self.deferred_sessions();
+        deferred.retain(|_, s| keep(s));
+        self.count_pending(&deferred);
     }
 
     fn deferred_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Shows how many sessions wait to be written back
+    /// (`usher_sessions_write_back_pending`).
+    fn count_pending(&self, deferred: &HashMap<String, Arc<Session>>) {
+        self.metrics
+            .pending
+            .set(i64::try_from(deferred.len()).unwrap_or(i64::MAX));
     }
 
     /// Writes back the deferred sessions until the process ends: at every
@@ -59,11 +89,8 @@ impl SharedSessions {
                 continue;
             }
             match self.catch_up(&deferred, (state.clock)()).await {
-                Ok(marks) => {
-                    for (sid, mark) in marks {
-                        state.sessions.mark(&sid, mark);
-                    }
-                }
+                // An account not levelled was logged and counted, and stays deferred.
+                Ok(caught) => caught.mark(&state),
                 Err(e) => tracing::warn!(
                     error = %e,
                     sessions = deferred.len(),
@@ -78,12 +105,22 @@ impl SharedSessions {
     /// unless it ended here (or was ended by id, [`super::ends`]) while Redis holds it
     /// live; that end, and each live or ended session Redis does not hold, is written back,
     /// so the limits count it as it stands. They are no longer deferred (unless one changed
-    /// meanwhile). Returns the states to mark.
+    /// meanwhile).
+    ///
+    /// Each account is levelled on its own: one whose sessions cannot be (its read or
+    /// write fails, or they keep changing) is logged, counted in
+    /// `usher_sessions_backend_errors_total{op="write_back"}` and its sessions stay
+    /// deferred, while the others' are written back. Returns the states to mark, and how
+    /// many accounts were not levelled.
+    ///
+    /// # Errors
+    /// When Redis does not answer before any account is levelled (its ping, the end
+    /// markers): nothing was levelled.
     pub(super) async fn catch_up(
         &self,
         sessions: &[Arc<Session>],
         now: u64,
-    ) -> Result<Vec<(String, u8)>, BackendError> {
+    ) -> Result<CaughtUp, BackendError> {
         // The command connection answers too (not only the subscription).
         self.call("ping", |mut conn| async move {
             redis::cmd("PING").query_async::<String>(&mut conn).await
@@ -101,18 +138,35 @@ impl SharedSessions {
         for s in sessions {
             by_account.entry(&s.account).or_default().push(s);
         }
+        let mut failed = HashSet::new();
         for (account, mine) in by_account {
-            marks.extend(self.level(account, &mine, now).await?);
+            match self.level(account, &mine, now).await {
+                Ok(levelled) => marks.extend(levelled),
+                Err(e) => {
+                    self.metrics.errors.with_label_values(&["write_back"]).inc();
+                    tracing::warn!(
+                        error = %e,
+                        account,
+                        sessions = mine.len(),
+                        "an account's sessions not levelled with Redis; tried again later"
+                    );
+                    failed.insert(account);
+                }
+            }
         }
         let mut deferred = self.deferred_sessions();
         for (s, state) in sessions.iter().zip(levelled) {
             // Not one deferred anew under the same id meanwhile (a session taken up again).
             let same = deferred.get(&s.sid).is_some_and(|d| Arc::ptr_eq(d, s));
-            if same && s.state.load(Ordering::Relaxed) == state {
+            if same && s.state.load(Ordering::Relaxed) == state && !failed.contains(&*s.account) {
                 deferred.remove(&s.sid);
             }
         }
-        Ok(marks)
+        self.count_pending(&deferred);
+        Ok(CaughtUp {
+            marks,
+            failed: failed.len(),
+        })
     }
 
     /// [`SharedSessions::catch_up`] for `mine`, sessions of `account`.
