@@ -167,7 +167,8 @@ pub struct SessionsBackendMetrics {
     pub fallbacks: IntCounterVec,
     /// `usher_sessions_written_back_total{cause}`: sessions (live, or ended or replaced
     /// here) this node wrote to Redis after Redis missed them: `local`, started, replaced
-    /// or ended by this node while Redis did not answer; `gap`, missed while this node was
+    /// or ended by this node while Redis did not answer (or left over from a gap's
+    /// catch-up that could not level their account); `gap`, missed while this node was
     /// not subscribed (a Redis that restarted without them).
     pub written_back: IntCounterVec,
     /// `usher_sessions_write_back_pending`: sessions this node started, replaced or ended

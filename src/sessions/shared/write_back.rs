@@ -24,13 +24,10 @@ use std::sync::Arc;
 use super::{json, link, BackendError, Record, SharedSessions};
 use crate::sessions::{Session, LIVE};
 
-/// What a [`SharedSessions::catch_up`] did.
+/// What a [`SharedSessions::catch_up`] found: the state Redis holds of each session of
+/// the accounts levelled, to mark here.
 pub(super) struct CaughtUp {
-    /// The state Redis holds of each session of the accounts levelled, to mark here.
     marks: Vec<(String, u8)>,
-    /// How many accounts were not levelled (logged and counted; their sessions stay
-    /// deferred, or after a gap, the catch-up is tried again).
-    pub(super) failed: usize,
 }
 
 impl CaughtUp {
@@ -109,9 +106,9 @@ impl SharedSessions {
     ///
     /// Each account is levelled on its own: one whose sessions cannot be (its read or
     /// write fails, or they keep changing) is logged, counted in
-    /// `usher_sessions_backend_errors_total{op="write_back"}` and its sessions stay
-    /// deferred, while the others' are written back. Returns the states to mark, and how
-    /// many accounts were not levelled.
+    /// `usher_sessions_backend_errors_total{op="write_back"}` and its sessions are
+    /// deferred (after a gap too), so that [`SharedSessions::write_back_deferred`] tries
+    /// them again, while the others' are written back. Returns the states to mark.
     ///
     /// # Errors
     /// When Redis does not answer before any account is levelled (its ping, the end
@@ -156,17 +153,20 @@ impl SharedSessions {
         }
         let mut deferred = self.deferred_sessions();
         for (s, state) in sessions.iter().zip(levelled) {
+            if failed.contains(&*s.account) {
+                // Left to the write-back: one gap's account does not keep this node from
+                // catching up with the others (and with missed purges).
+                deferred.entry(s.sid.clone()).or_insert_with(|| s.clone());
+                continue;
+            }
             // Not one deferred anew under the same id meanwhile (a session taken up again).
             let same = deferred.get(&s.sid).is_some_and(|d| Arc::ptr_eq(d, s));
-            if same && s.state.load(Ordering::Relaxed) == state && !failed.contains(&*s.account) {
+            if same && s.state.load(Ordering::Relaxed) == state {
                 deferred.remove(&s.sid);
             }
         }
         self.count_pending(&deferred);
-        Ok(CaughtUp {
-            marks,
-            failed: failed.len(),
-        })
+        Ok(CaughtUp { marks })
     }
 
     /// [`SharedSessions::catch_up`] for `mine`, sessions of `account`.
