@@ -62,9 +62,10 @@ pub struct Metrics {
     /// write (media written since may be refused until a retry succeeds), else 0.
     pub rights_index_stale: IntGauge,
     /// `usher_first_play_writes_total{outcome}`: first plays of rentals counted from first
-    /// play: written, written_before (another node's was there), failed (the store could
-    /// not write it; retried after `rights.first_play_retry`), deferred (not tried: a
-    /// failed write's back-off, or another request's write in flight).
+    /// play: written, written_before (the store held one already: another node's, or an
+    /// earlier write of this node's whose request was gone), failed (the store could not
+    /// write it; writes wait `rights.first_play_retry`), deferred (not tried: a failed
+    /// write's back-off, or another request's write of it in flight).
     pub first_play_writes: IntCounterVec,
     /// `usher_admin_requests_total{api, status}`: admin API and facade calls.
     pub admin_requests: IntCounterVec,
@@ -235,7 +236,7 @@ impl Metrics {
         );
         let first_play_writes = counter(
             "usher_first_play_writes_total",
-            "Rental first plays: written, written_before (by another node), failed (the store could not write it), deferred (backing off after a failure).",
+            "Rental first plays: written, written_before (the store held one already), failed (the store could not write it), deferred (not tried: backing off after a failure, or another request writing it).",
             &["outcome"],
         );
         let admin_requests = counter(

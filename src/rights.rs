@@ -92,9 +92,9 @@ pub struct Rights {
     /// each was seen: what is served while the store or the service cannot answer.
     grace: u64,
     recent_yes: Option<Cache<String, Arc<(Entitled, u64)>>>,
-    /// The purchases whose first play's write failed lately (or is in flight), and when
-    /// each may be tried again (see [`first_play`]).
-    first_play_retries: first_play::Retries,
+    /// When first plays may be written again after a failed write, and which purchases'
+    /// writes are in flight (see [`first_play`]).
+    first_play_retries: Arc<first_play::Retries>,
 }
 
 /// A decision in the cache, and whether an invalidation ran while it was looked up: then
@@ -186,7 +186,7 @@ impl Rights {
                     .support_invalidation_closures()
                     .build()
             }),
-            first_play_retries: first_play::Retries::new(config.first_play_retry),
+            first_play_retries: Arc::new(first_play::Retries::new(config.first_play_retry)),
         })
     }
 

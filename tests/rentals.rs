@@ -190,9 +190,10 @@ async fn a_first_play_the_store_could_not_write_is_written_by_the_next_request()
 
 /// While the store cannot write the first play, the phone's requests under the rental (its
 /// segments and playlist reloads) try the write once, not once each (each try would wait
-/// for the store: a locked SQLite up to its busy timeout), and every one is served. Once
-/// the store writes again, a request within the back-off (`rights.first_play_retry`, 5 s)
-/// still does not try; the first one after it writes the first play.
+/// for the store: a locked SQLite up to its busy timeout), and every one is served; nor
+/// does another account's rental try its own. Once the store writes again, a request
+/// within the back-off (`rights.first_play_retry`, 5 s) still does not try; the first one
+/// after it writes the first play.
 #[tokio::test]
 async fn a_first_play_the_store_could_not_write_is_not_tried_again_until_its_back_off_passes() {
     let (_origin, usher) = start().await;
@@ -217,6 +218,31 @@ async fn a_first_play_the_store_could_not_write_is_not_tried_again_until_its_bac
         "one write tried for the five requests; the other four served without trying"
     );
     assert_eq!(access_ends_at(&usher, &hash).await, Value::Null);
+    // Another account's rental: the store failed, not the purchase, so it waits too.
+    let (status, sold) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "rental", "media": "event", "account": "bob"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sold}");
+    let bob = get(
+        sold["play_url"].as_str().unwrap(),
+        &[("x-device-id", "laptop")],
+    )
+    .await;
+    assert_eq!(bob.status, 200, "{}", bob.text());
+    assert_eq!(
+        (
+            first_play_writes(&usher, "failed").await,
+            first_play_writes(&usher, "deferred").await
+        ),
+        (1.0, 5.0),
+        "no other rental's first play tried during the back-off either"
+    );
+    let bobs = sold["hash"].as_str().unwrap();
+    assert_eq!(access_ends_at(&usher, bobs).await, Value::Null);
 
     db.execute_batch("DROP TRIGGER refuse_first_play").unwrap();
     usher.advance(4);
@@ -242,7 +268,7 @@ async fn a_first_play_the_store_could_not_write_is_not_tried_again_until_its_bac
             first_play_writes(&usher, "deferred").await,
             first_play_writes(&usher, "written").await
         ),
-        (1.0, 5.0, 1.0)
+        (1.0, 6.0, 1.0)
     );
 }
 

@@ -250,7 +250,7 @@ pub struct RightsFile {
     /// Most decisions cached.
     pub cache_capacity: Option<u64>,
     /// After the store failed to write a rental's first play, how long before this node
-    /// tries that purchase's write again (doubling with each further failure, up to 8
+    /// tries a first play's write again (doubling with each further failure, up to 8
     /// times it); requests meanwhile are served without trying.
     pub first_play_retry: Option<String>,
     /// Request header naming the device class (`ott`, `iptv`, `hybrid`).

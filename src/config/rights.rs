@@ -20,7 +20,7 @@ pub struct RightsConfig {
     /// served (`0`: refuse with `rights_unavailable` at once).
     pub grace: Duration,
     /// After a failed write of a rental's first play, how long this node waits before it
-    /// tries that purchase's write again (doubling with each further failure, up to
+    /// tries a first play's write again (doubling with each further failure, up to
     /// [`crate::rights::FIRST_PLAY_RETRY_GROWTH`] times it).
     pub first_play_retry: Duration,
     /// Header naming the device class.

@@ -265,9 +265,10 @@ pub async fn authorize(
     // request starts no rental's hours. They run from now, not from when the decision
     // was made (a cached one names the rentals a ticket may fall back to), once this
     // request wrote the first play. Written before (by another node), or not written
-    // (failed, or not tried while a failed write of it backs off), the decision's end
-    // stays: no later than the real one, and an early cap is harmless while the session
-    // plays (every request of it is checked).
+    // (failed, or not tried during a back-off or beside another write of it), the
+    // decision's end stays: no later than the real one but for the moments between this
+    // decision and a write that landed meanwhile, and an early cap is harmless while the
+    // session plays (every request of it is checked).
     if let Some(first_play) = entitled.first_play {
         let account = &grant.claims.sub;
         let written = Box::pin(rights.record_first_play(account, &entitled, now)).await;

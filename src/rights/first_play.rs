@@ -4,16 +4,16 @@
 //! A store that cannot write (SQLite locked by another writer, PostgreSQL away) makes each
 //! attempt wait for its timeout. Every request under an unplayed rental would try again
 //! and wait as long, so its playback would stall for the whole outage; instead, after a
-//! failure this node leaves that purchase's write alone for `rights.first_play_retry`
-//! (doubling with each further failure, up to [`FIRST_PLAY_RETRY_GROWTH`] times it), and
-//! serves the requests meanwhile as a failed write does. Only decisions that name a
-//! rental waiting for its first play look here.
+//! failure this node writes no first play (of any purchase: the trouble is the store's)
+//! for `rights.first_play_retry` (doubling with each further failure, up to
+//! [`FIRST_PLAY_RETRY_GROWTH`] times it), then lets one write through to try, and serves
+//! the requests meanwhile as a failed write does. A purchase whose write is in flight is
+//! not written again until that write has ended (its request may be gone: the write is
+//! not). Only decisions that name a rental waiting for its first play look here.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use moka::ops::compute::Op;
-use moka::sync::Cache;
 
 use super::decide::Entitled;
 use super::Rights;
@@ -21,10 +21,6 @@ use super::Rights;
 /// How many times `rights.first_play_retry` the back-off grows to, doubling after each
 /// further failure in a row: a long outage costs one stalled request in a while.
 pub const FIRST_PLAY_RETRY_GROWTH: u64 = 8;
-
-/// Most purchases whose back-off one node remembers: past it the least used are
-/// forgotten, and their next request tries the write (as with no back-off).
-const REMEMBERED: u64 = 10_000;
 
 /// What [`Rights::record_first_play`] did with a rental's first play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +35,9 @@ pub enum FirstPlayWrite {
     /// written one earlier, so the hours counted from `now` may end after the real ones:
     /// the decision's `until` is the end to keep.
     Failed,
-    /// Not tried: this purchase's last write failed and its back-off has not passed, or
-    /// another request's write of it is in flight. As with [`FirstPlayWrite::Failed`],
+    /// Not tried: a first play's write failed on this node and the back-off has not
+    /// passed (or the one write let through after it is in flight), or another request's
+    /// write of this purchase is in flight. As with [`FirstPlayWrite::Failed`],
     /// the decision's `until` is the end to keep.
     Deferred,
     /// The decision names no rental waiting for its first play: nothing was written.
@@ -60,38 +57,40 @@ impl FirstPlayWrite {
     }
 }
 
-/// A purchase whose first play this node failed to write, or is writing.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    /// Failed writes in a row.
-    failures: u32,
-    /// No write is tried before this (Unix seconds, on the requests' clock).
-    retry_at: u64,
-}
-
-/// Per purchase, when this node may try its first play's write again.
+/// When this node may write first plays again, and which purchases' writes are in flight.
 pub(super) struct Retries {
     /// `rights.first_play_retry` in whole seconds (the requests' clock counts seconds).
     first: u64,
-    /// By purchase hash; an entry is removed when a write succeeds.
-    held: Cache<Arc<str>, Backoff>,
+    gate: Mutex<Gate>,
+}
+
+/// [`Retries`]' state.
+#[derive(Default)]
+struct Gate {
+    /// Failed writes in a row, each counted once per back-off (writes that fail together
+    /// count as one).
+    failures: u32,
+    /// While failing, no write begins before this (Unix seconds, the requests' clock).
+    retry_at: u64,
+    /// While failing, the one write let through to try the store is in flight.
+    probing: bool,
+    /// The purchases whose write is in flight.
+    writing: HashSet<Arc<str>>,
 }
 
 impl Retries {
-    /// No purchase held back yet; the first back-off after a failure is `first`.
+    /// No write held back yet; the first back-off after a failure is `first` (in whole
+    /// seconds, rounded up).
     pub(super) fn new(first: Duration) -> Self {
-        let first = first.as_secs().max(1);
-        // Entries also leave by themselves once no back-off could still hold (the
-        // requests' clock is the real one outside tests), so a failure long ago does not
-        // double the next one.
-        let longest = Duration::from_secs(first * FIRST_PLAY_RETRY_GROWTH * 2);
+        let whole = first.as_secs() + u64::from(first.subsec_nanos() > 0);
         Self {
-            first,
-            held: Cache::builder()
-                .max_capacity(REMEMBERED)
-                .time_to_live(longest)
-                .build(),
+            first: whole.max(1),
+            gate: Mutex::new(Gate::default()),
         }
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The back-off after `failures` failed writes in a row (at least one).
@@ -103,42 +102,57 @@ impl Retries {
             .saturating_mul(doubled.min(FIRST_PLAY_RETRY_GROWTH))
     }
 
-    /// Whether `purchase`'s write may be tried at `now`. When it may, the purchase is held
-    /// back as after one more failure until [`Retries::failed`] or [`Retries::written`]
-    /// says how it went, so requests meanwhile do not write it too (nor wait on the store),
-    /// and a write abandoned midway (its request cancelled) is retried after the back-off.
+    /// Whether `purchase`'s write may begin at `now`: not while one of it is in flight, nor
+    /// during a back-off, nor while the write let through after one is in flight. When it
+    /// may, it is in flight until [`Retries::ended`].
     fn begin(&self, purchase: &Arc<str>, now: u64) -> bool {
-        let mut begun = false;
-        self.held.entry(purchase.clone()).and_compute_with(|held| {
-            let held = held.map(|entry| *entry.value());
-            if held.is_some_and(|held| now < held.retry_at) {
-                return Op::Nop;
+        let mut gate = self.gate();
+        if gate.writing.contains(purchase) {
+            return false;
+        }
+        if gate.failures > 0 {
+            // A clock stepped back holds writes no longer than the longest back-off.
+            let longest = self.wait(u32::MAX);
+            let backing_off = now < gate.retry_at && gate.retry_at <= now.saturating_add(longest);
+            if gate.probing || backing_off {
+                return false;
             }
-            begun = true;
-            let failures = held.map_or(0, |held| held.failures);
-            Op::Put(Backoff {
-                failures,
-                retry_at: now.saturating_add(self.wait(failures.saturating_add(1))),
-            })
-        });
-        begun
+            gate.probing = true;
+        }
+        gate.writing.insert(purchase.clone());
+        true
     }
 
-    /// `purchase`'s write failed at `at`: none is tried before its back-off has passed.
-    fn failed(&self, purchase: &Arc<str>, at: u64) {
-        self.held.entry(purchase.clone()).and_upsert_with(|held| {
-            let failures = held.map_or(0, |held| held.value().failures);
-            let failures = failures.saturating_add(1);
-            Backoff {
-                failures,
-                retry_at: at.saturating_add(self.wait(failures)),
-            }
-        });
+    /// `purchase`'s write ended at `at`: written (or found written), or failed.
+    fn ended(&self, purchase: &str, written: bool, at: u64) {
+        let mut gate = self.gate();
+        gate.writing.remove(purchase);
+        if written {
+            gate.failures = 0;
+            gate.probing = false;
+        } else if gate.failures == 0 || gate.probing || at >= gate.retry_at {
+            gate.failures = gate.failures.saturating_add(1);
+            gate.retry_at = at.saturating_add(self.wait(gate.failures));
+            gate.probing = false;
+        }
     }
+}
 
-    /// `purchase`'s first play is in the store: nothing holds it back any more.
-    fn written(&self, purchase: &str) {
-        self.held.invalidate(purchase);
+/// A write in flight: tells [`Retries`] how it ended, also when it ends without an answer
+/// (its task panicked, or was dropped unrun), as a failure.
+struct Writing {
+    retries: Arc<Retries>,
+    purchase: Arc<str>,
+    now: u64,
+    started: Instant,
+    written: bool,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        // The back-off counts from when the outcome was known, not from the request.
+        let at = self.now.saturating_add(self.started.elapsed().as_secs());
+        self.retries.ended(&self.purchase, self.written, at);
     }
 }
 
@@ -150,12 +164,13 @@ impl Rights {
     ///
     /// Answers what became of the write (see [`FirstPlayWrite`]), counted in
     /// `usher_first_play_writes_total{outcome}`. A failure is logged, and the request is
-    /// served; so are the requests under the rental during the purchase's back-off, without
-    /// trying. The first one after it, still deciding the rental unplayed, writes it.
+    /// served; so are the requests under unplayed rentals during the back-off that
+    /// follows, without trying. The first one after it, still deciding its rental
+    /// unplayed, tries.
     ///
     /// # Concurrency
     /// One write of a purchase at a time on this node: a request that comes while another
-    /// one's write is in flight is [`FirstPlayWrite::Deferred`].
+    /// one's write of it is in flight is [`FirstPlayWrite::Deferred`].
     pub async fn record_first_play(
         &self,
         subject: &str,
@@ -180,7 +195,7 @@ impl Rights {
     }
 
     /// Writes `entitled`'s first play at `now` with its webhook events, and keeps the
-    /// purchase's back-off up to date.
+    /// back-off up to date.
     async fn write_first_play(
         &self,
         subject: &str,
@@ -202,12 +217,24 @@ impl Rights {
             entitled.purchase.clone(),
             events.clone(),
         );
-        let started = Instant::now();
-        let written =
-            tokio::task::spawn_blocking(move || store.record_first_play(&hash, now, &queued)).await;
+        let writing = Writing {
+            retries: self.first_play_retries.clone(),
+            purchase: entitled.purchase.clone(),
+            now,
+            started: Instant::now(),
+            written: false,
+        };
+        // The write ends, and tells the back-off how, even if this request is gone.
+        let written = tokio::task::spawn_blocking(move || {
+            // Moved in whole (not its field alone): dropped here, when the write ends.
+            let mut writing = writing;
+            let written = store.record_first_play(&hash, now, &queued);
+            writing.written = written.is_ok();
+            written
+        })
+        .await;
         let error = match written {
             Ok(Ok(true)) => {
-                self.first_play_retries.written(&entitled.purchase);
                 self.invalidate_subject(subject);
                 if let Some(webhooks) = &self.webhooks {
                     webhooks.queued(&events);
@@ -215,7 +242,6 @@ impl Rights {
                 return FirstPlayWrite::Written;
             }
             Ok(Ok(false)) => {
-                self.first_play_retries.written(&entitled.purchase);
                 // This node's decisions still name it unplayed: none is kept.
                 self.invalidate_subject(subject);
                 return FirstPlayWrite::WrittenBefore;
@@ -224,10 +250,6 @@ impl Rights {
             Err(e) => e.to_string(),
         };
         tracing::warn!(error = %error, "could not record first play");
-        // The back-off counts from when the failure was known, not from the request.
-        let failed_at = now.saturating_add(started.elapsed().as_secs());
-        self.first_play_retries
-            .failed(&entitled.purchase, failed_at);
         FirstPlayWrite::Failed
     }
 }
@@ -238,56 +260,120 @@ mod tests {
 
     const T0: u64 = 1_800_000_000;
 
-    fn purchase() -> Arc<str> {
-        Arc::from("h1")
+    fn retries() -> Retries {
+        Retries::new(Duration::from_secs(5))
+    }
+
+    fn h(name: &str) -> Arc<str> {
+        Arc::from(name)
     }
 
     #[test]
-    fn a_failure_holds_the_purchase_back_for_its_back_off() {
-        let retries = Retries::new(Duration::from_secs(5));
-        let h1 = purchase();
-        assert!(retries.begin(&h1, T0), "nothing held back yet");
-        retries.failed(&h1, T0);
-        assert!(!retries.begin(&h1, T0 + 4));
+    fn a_failure_holds_every_write_back_for_its_back_off() {
+        let retries = retries();
+        assert!(retries.begin(&h("h1"), T0), "nothing held back yet");
+        retries.ended("h1", false, T0);
+        assert!(!retries.begin(&h("h1"), T0 + 4));
         assert!(
-            retries.begin(&Arc::from("h2"), T0 + 4),
-            "another purchase is not held back"
+            !retries.begin(&h("h2"), T0 + 4),
+            "another purchase waits too: the store failed"
         );
-        assert!(retries.begin(&h1, T0 + 5), "the back-off has passed");
+        assert!(retries.begin(&h("h2"), T0 + 5), "the back-off has passed");
     }
 
     #[test]
-    fn a_write_in_flight_holds_the_others_back() {
-        let retries = Retries::new(Duration::from_secs(5));
-        let h1 = purchase();
-        assert!(retries.begin(&h1, T0));
-        assert!(!retries.begin(&h1, T0), "one write at a time");
-        retries.written(&h1);
-        assert!(retries.begin(&h1, T0), "a success clears it");
+    fn after_a_back_off_one_write_at_a_time_tries_the_store() {
+        let retries = retries();
+        assert!(retries.begin(&h("h1"), T0));
+        retries.ended("h1", false, T0);
+        assert!(retries.begin(&h("h1"), T0 + 5));
+        assert!(!retries.begin(&h("h2"), T0 + 6), "the first is trying");
+        retries.ended("h1", true, T0 + 6);
+        assert!(retries.begin(&h("h2"), T0 + 6), "the store writes again");
+    }
+
+    #[test]
+    fn a_write_in_flight_holds_its_purchase_back_not_the_others() {
+        let retries = retries();
+        assert!(retries.begin(&h("h1"), T0));
+        assert!(!retries.begin(&h("h1"), T0 + 100), "until it has ended");
+        assert!(retries.begin(&h("h2"), T0), "another rental's first play");
+        retries.ended("h1", true, T0 + 100);
+        assert!(retries.begin(&h("h1"), T0 + 100));
     }
 
     #[test]
     fn the_back_off_doubles_up_to_its_growth() {
-        let retries = Retries::new(Duration::from_secs(5));
-        let h1 = purchase();
+        let retries = retries();
         let mut at = T0;
         for wait in [5, 10, 20, 40, 40, 40] {
-            assert!(retries.begin(&h1, at));
-            retries.failed(&h1, at);
-            assert!(!retries.begin(&h1, at + wait - 1), "held for {wait}s");
+            assert!(retries.begin(&h("h1"), at));
+            retries.ended("h1", false, at);
+            assert!(!retries.begin(&h("h1"), at + wait - 1), "held for {wait}s");
             at += wait;
         }
-        assert!(retries.begin(&h1, at));
+        assert!(retries.begin(&h("h1"), at));
+    }
+
+    #[test]
+    fn writes_that_fail_together_count_once() {
+        let retries = retries();
+        assert!(retries.begin(&h("h1"), T0));
+        assert!(retries.begin(&h("h2"), T0));
+        retries.ended("h1", false, T0 + 1);
+        retries.ended("h2", false, T0 + 2);
+        assert!(
+            retries.begin(&h("h3"), T0 + 6),
+            "one failure: 5 s from the first"
+        );
     }
 
     #[test]
     fn a_success_starts_the_back_off_over() {
-        let retries = Retries::new(Duration::from_secs(5));
-        let h1 = purchase();
-        retries.failed(&h1, T0);
-        retries.failed(&h1, T0);
-        retries.written(&h1);
-        retries.failed(&h1, T0 + 100);
-        assert!(retries.begin(&h1, T0 + 105), "back to the first back-off");
+        let retries = retries();
+        for at in [T0, T0 + 5] {
+            assert!(retries.begin(&h("h1"), at));
+            retries.ended("h1", false, at);
+        }
+        assert!(retries.begin(&h("h1"), T0 + 15));
+        retries.ended("h1", true, T0 + 15);
+        assert!(retries.begin(&h("h1"), T0 + 100));
+        retries.ended("h1", false, T0 + 100);
+        assert!(
+            retries.begin(&h("h1"), T0 + 105),
+            "back to the first back-off"
+        );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_holds_no_longer_than_the_longest_back_off() {
+        let retries = retries();
+        assert!(retries.begin(&h("h1"), T0));
+        retries.ended("h1", false, T0);
+        assert!(
+            !retries.begin(&h("h1"), T0 - 30),
+            "within the longest (40 s)"
+        );
+        assert!(retries.begin(&h("h1"), T0 - 3600), "an hour back");
+    }
+
+    #[test]
+    fn a_write_that_ends_without_an_answer_is_a_failure() {
+        let retries = Arc::new(retries());
+        assert!(retries.begin(&h("h1"), T0));
+        drop(Writing {
+            retries: retries.clone(),
+            purchase: h("h1"),
+            now: T0,
+            started: Instant::now(),
+            written: false,
+        });
+        assert!(!retries.begin(&h("h1"), T0 + 4));
+        assert!(retries.begin(&h("h1"), T0 + 5));
+    }
+
+    #[test]
+    fn a_part_second_setting_rounds_up() {
+        assert_eq!(Retries::new(Duration::from_millis(1500)).first, 2);
     }
 }

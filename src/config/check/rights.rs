@@ -10,7 +10,7 @@ use super::super::{ExternalConfig, RightsConfig, RightsSource};
 use super::Problems;
 use crate::rights::model::DeviceClass;
 
-/// The longest `rights.first_play_retry`: a rental plays uncounted while it waits.
+/// The longest `rights.first_play_retry`: rentals play uncounted while writes wait.
 const MAX_FIRST_PLAY_RETRY: Duration = Duration::from_secs(300);
 
 pub(super) fn check(p: &mut Problems, file: RightsFile) -> RightsConfig {
@@ -73,8 +73,8 @@ pub(super) fn check(p: &mut Problems, file: RightsFile) -> RightsConfig {
         p.add(
             "rights.first_play_retry",
             file.first_play_retry.as_deref().unwrap_or_default(),
-            "must be at most 5m: a rental plays with its hours not started while its first \
-             play waits to be written",
+            "must be at most 5m: rentals play with their hours not started while first \
+             plays wait to be written (up to 8 times this)",
         );
     }
     RightsConfig {
