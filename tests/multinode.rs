@@ -947,6 +947,32 @@ async fn an_account_redis_cannot_read_holds_up_only_its_own_sessions_write_back(
     );
 }
 
+/// A session written to Redis as usual (never deferred), whose account Redis
+/// cannot read after a gap, is left to the write-back by the gap's catch-up.
+#[tokio::test]
+async fn after_a_gap_an_account_written_before_that_redis_cannot_read_is_left_to_the_write_back() {
+    let mut redis = Redis::start_keeping();
+    let (node, _origin) = local_node(&redis).await;
+    let broken = "zoe";
+    tv_plays(&node, broken).await;
+    assert_eq!(redis.cli(&["HLEN", &sessions_key(broken)]), "2");
+    write_back_pending_becomes(&node, 0.0).await;
+    assert_eq!(redis.cli(&["DEL", &sessions_key(broken)]), "1");
+    assert_eq!(
+        redis.cli(&["SET", &sessions_key(broken), "not a hash"]),
+        "OK"
+    );
+    redis.save();
+    redis.kill();
+    wait_ready(&node, 503).await;
+    redis.resume();
+    wait_ready(&node, 200).await;
+    write_back_pending_becomes(&node, 1.0).await;
+    assert_eq!(redis.cli(&["DEL", &sessions_key(broken)]), "1");
+    write_back_pending_becomes(&node, 0.0).await;
+    assert_eq!(redis.cli(&["HLEN", &sessions_key(broken)]), "2");
+}
+
 /// As above, through the catch-up after a gap: Redis restarts holding only the broken
 /// account's key, and the node, catching up, writes back the sessions it admitted alone
 /// of every other account and is caught up (`/readyz` ready: one account does not keep it

@@ -172,7 +172,8 @@ pub struct SessionsBackendMetrics {
     /// not subscribed (a Redis that restarted without them).
     pub written_back: IntCounterVec,
     /// `usher_sessions_write_back_pending`: sessions this node started, replaced or ended
-    /// while Redis did not answer, not written back yet.
+    /// while Redis did not answer, or remembered of an account a catch-up after a gap
+    /// could not level, not written back (or levelled) yet.
     pub pending: IntGauge,
     /// `usher_sessions_backend_up`: 1 while subscribed to the other nodes' session changes.
     pub up: IntGauge,
@@ -213,7 +214,7 @@ impl SessionsBackendMetrics {
         let pending = gauge(
             registry,
             "usher_sessions_write_back_pending",
-            "Sessions started, replaced or ended here while the shared store did not answer, not written back yet.",
+            "Sessions started, replaced or ended here while the shared store did not answer (or of an account a catch-up could not level), not written back yet.",
         );
         let up = gauge(
             registry,

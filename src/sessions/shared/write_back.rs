@@ -112,17 +112,15 @@ impl SharedSessions {
     ///
     /// # Errors
     /// When Redis does not answer before any account is levelled (its ping, the end
-    /// markers): nothing was levelled.
+    /// markers), or no longer answers after an account failed: nothing is taken as
+    /// levelled (the accounts written meanwhile are written again, to the same end).
     pub(super) async fn catch_up(
         &self,
         sessions: &[Arc<Session>],
         now: u64,
     ) -> Result<CaughtUp, BackendError> {
         // The command connection answers too (not only the subscription).
-        self.call("ping", |mut conn| async move {
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        })
-        .await?;
+        self.ping().await?;
         self.end_marked(sessions).await?;
         // As levelled: one that changes meanwhile (an end Redis could not take) stays
         // deferred.
@@ -148,6 +146,10 @@ impl SharedSessions {
                         "an account's sessions not levelled with Redis; tried again later"
                     );
                     failed.insert(account);
+                    // Redis itself may have gone (a timeout, a broken connection): then
+                    // each account left would wait out the timeout in turn. Nothing more
+                    // is levelled on this pass, and all of it is tried again.
+                    self.ping().await?;
                 }
             }
         }
@@ -167,6 +169,15 @@ impl SharedSessions {
         }
         self.count_pending(&deferred);
         Ok(CaughtUp { marks })
+    }
+
+    /// Whether Redis answers on the command connection.
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.call("ping", |mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(drop)
     }
 
     /// [`SharedSessions::catch_up`] for `mine`, sessions of `account`.
