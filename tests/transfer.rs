@@ -366,6 +366,34 @@ async fn an_import_into_sqlite_that_fails_part_way_leaves_the_target_empty() {
     failing_imports_leave_the_target_empty(dir.path(), &config, &target).await;
 }
 
+/// An import that cannot begin says where: the file it could not open, the data
+/// directory whose database it could not open.
+#[tokio::test]
+async fn an_import_that_cannot_begin_names_the_file_or_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("usher.toml");
+    std::fs::write(&config, rights_config("http://127.0.0.1:9", "")).unwrap();
+    let target = dir.path().join("target");
+    let missing = dir.path().join("exprot.jsonl");
+    let run = transfer("import", &config, &target, &missing).await;
+    let said = run.failed();
+    assert!(
+        said.contains(&format!("{}: ", missing.display())) && said.contains("nothing was imported"),
+        "{run:?}"
+    );
+
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("usher.db"), "not a database, a text file").unwrap();
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let run = transfer("import", &config, &target, &empty).await;
+    assert!(
+        run.failed()
+            .contains(&format!("store.data_dir {}: ", target.display())),
+        "{run:?}"
+    );
+}
+
 /// A PostgreSQL config file in `dir` for database `db` of `pg`.
 fn postgres_config(dir: &Path, pg: &Postgres, db: &str) -> std::path::PathBuf {
     let config = dir.join(format!("{db}.toml"));

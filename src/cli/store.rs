@@ -231,9 +231,12 @@ fn import(args: &TransferArgs) -> Result<Counts, i32> {
         ))
     };
     let mut input: Box<dyn BufRead> = match &args.file {
-        Some(path) => Box::new(BufReader::new(
-            std::fs::File::open(path).map_err(|e| refused(transfer::TransferError::from(e)))?,
-        )),
+        Some(path) => Box::new(BufReader::new(std::fs::File::open(path).map_err(|e| {
+            failed(&format!(
+                "{}: {e}; nothing was imported (the store is as it was)",
+                path.display()
+            ))
+        })?)),
         None => Box::new(std::io::stdin().lock()),
     };
     // The transaction begins once the input has begun: a PostgreSQL transaction idle for
@@ -245,7 +248,12 @@ fn import(args: &TransferArgs) -> Result<Counts, i32> {
         .map_err(|e| refused(transfer::TransferError::from(e)))?;
     match &config.store {
         StoreBackend::Sqlite => {
-            let store = SqliteStore::importing(&config.data_dir).map_err(|e| failed(&e))?;
+            let store = SqliteStore::importing(&config.data_dir).map_err(|e| {
+                failed(&format!(
+                    "store.data_dir {}: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
             let counts = transfer::import(&store, input).map_err(refused)?;
             store.commit_import().map_err(|e| failed(&e))?;
             Ok(counts)
