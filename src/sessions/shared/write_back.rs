@@ -135,8 +135,13 @@ impl SharedSessions {
         }
         let mut failed = HashSet::new();
         for (account, mine) in by_account {
-            match self.level(account, &mine, now).await {
-                Ok(levelled) => marks.extend(levelled),
+            // What Redis holds is marked here also when the account's write fails: a
+            // replacement or an end another node made stops the session here all the same.
+            let mut read = Vec::new();
+            let outcome = self.level(account, &mine, now, &mut read).await;
+            marks.append(&mut read);
+            match outcome {
+                Ok(()) => {}
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["write_back"]).inc();
                     tracing::warn!(
@@ -180,13 +185,15 @@ impl SharedSessions {
         .map(drop)
     }
 
-    /// [`SharedSessions::catch_up`] for `mine`, sessions of `account`.
+    /// [`SharedSessions::catch_up`] for `mine`, sessions of `account`. `marks` gets the
+    /// states Redis holds of them, as last read (also when the write then fails).
     async fn level(
         &self,
         account: &str,
         mine: &[&Arc<Session>],
         now: u64,
-    ) -> Result<Vec<(String, u8)>, BackendError> {
+        marks: &mut Vec<(String, u8)>,
+    ) -> Result<(), BackendError> {
         for _ in 0..16 {
             let (held, version) = self.read(account).await?;
             // Missing from Redis (a restarted Redis holds nothing, a start it never saw),
@@ -204,7 +211,7 @@ impl SharedSessions {
                     }
                 })
                 .collect();
-            let marks = mine
+            *marks = mine
                 .iter()
                 .filter_map(|s| {
                     Some((
@@ -214,7 +221,7 @@ impl SharedSessions {
                 })
                 .collect();
             if missing.is_empty() {
-                return Ok(marks);
+                return Ok(());
             }
             // Which were decided here without Redis, read before the write: once it lands,
             // a concurrent catch-up may take them out of the deferred set.
@@ -251,7 +258,7 @@ impl SharedSessions {
                 for (sid, state) in ends {
                     self.announce(sid, state).await;
                 }
-                return Ok(marks);
+                return Ok(());
             }
         }
         Err(BackendError(
