@@ -884,6 +884,16 @@ async fn tv_plays(node: &Usher, account: &str) {
     assert_eq!(tv.status, 200, "{account}: {}", tv.text());
 }
 
+/// Asserts that `node` admitted `n` starts by its own sessions, Redis failing.
+async fn admitted_locally(node: &Usher, n: f64) {
+    let fallbacks = "usher_sessions_backend_fallbacks_total{policy=\"local\"}";
+    assert_eq!(
+        metric(node, fallbacks).await,
+        n,
+        "admitted by the node's own"
+    );
+}
+
 /// Waits (bounded) until `node` holds `n` sessions decided without Redis and not written
 /// back yet (`usher_sessions_write_back_pending`).
 async fn write_back_pending_becomes(node: &Usher, n: f64) {
@@ -919,12 +929,7 @@ async fn an_account_redis_cannot_read_holds_up_only_its_own_sessions_write_back(
         );
         tv_plays(&node, account).await;
     }
-    let fallbacks = "usher_sessions_backend_fallbacks_total{policy=\"local\"}";
-    assert_eq!(
-        metric(&node, fallbacks).await,
-        5.0,
-        "admitted by the node's own"
-    );
+    admitted_locally(&node, 5.0).await;
 
     for account in fine {
         assert_eq!(redis.cli(&["DEL", &sessions_key(account)]), "1");
@@ -994,12 +999,7 @@ async fn after_a_gap_an_account_redis_cannot_read_holds_up_only_its_own_sessions
     for account in fine {
         tv_plays(&node, account).await;
     }
-    let fallbacks = "usher_sessions_backend_fallbacks_total{policy=\"local\"}";
-    assert_eq!(
-        metric(&node, fallbacks).await,
-        5.0,
-        "admitted by the node's own"
-    );
+    admitted_locally(&node, 5.0).await;
 
     redis.resume();
     write_back_pending_becomes(&node, 1.0).await;
