@@ -70,10 +70,12 @@ struct Gate {
     /// Failed writes in a row, each counted once per back-off (writes that fail together
     /// count as one).
     failures: u32,
-    /// While failing, no write begins before this (Unix seconds, the requests' clock).
+    /// When the last counted failure was known (Unix seconds, the requests' clock).
+    failed_at: u64,
+    /// While failing, no write begins before this.
     retry_at: u64,
-    /// While failing, the one write let through to try the store is in flight.
-    probing: bool,
+    /// While failing, the purchase whose write was let through to try the store.
+    probe: Option<Arc<str>>,
     /// The purchases whose write is in flight.
     writing: HashSet<Arc<str>>,
 }
@@ -104,20 +106,21 @@ impl Retries {
 
     /// Whether `purchase`'s write may begin at `now`: not while one of it is in flight, nor
     /// during a back-off, nor while the write let through after one is in flight. When it
-    /// may, it is in flight until [`Retries::ended`].
+    /// may, it is in flight until [`Retries::ended`] (see [`Writing`]).
     fn begin(&self, purchase: &Arc<str>, now: u64) -> bool {
         let mut gate = self.gate();
         if gate.writing.contains(purchase) {
             return false;
         }
         if gate.failures > 0 {
-            // A clock stepped back holds writes no longer than the longest back-off.
-            let longest = self.wait(u32::MAX);
-            let backing_off = now < gate.retry_at && gate.retry_at <= now.saturating_add(longest);
-            if gate.probing || backing_off {
+            // A request's clock read a little before the failure was known still waits;
+            // one more than the longest back-off before it is a clock stepped back.
+            let stepped_back = now.saturating_add(self.wait(u32::MAX)) < gate.failed_at;
+            let backing_off = now < gate.retry_at && !stepped_back;
+            if gate.probe.is_some() || backing_off {
                 return false;
             }
-            gate.probing = true;
+            gate.probe = Some(purchase.clone());
         }
         gate.writing.insert(purchase.clone());
         true
@@ -127,32 +130,50 @@ impl Retries {
     fn ended(&self, purchase: &str, written: bool, at: u64) {
         let mut gate = self.gate();
         gate.writing.remove(purchase);
+        let probed = gate.probe.as_deref() == Some(purchase);
+        if probed || written {
+            gate.probe = None;
+        }
         if written {
             gate.failures = 0;
-            gate.probing = false;
-        } else if gate.failures == 0 || gate.probing || at >= gate.retry_at {
+        } else if gate.failures == 0 || probed {
+            // The first failure, or the probe's. While failing only the probe begins, so
+            // any other write ending now began before the first failure: not counted.
             gate.failures = gate.failures.saturating_add(1);
+            gate.failed_at = at;
             gate.retry_at = at.saturating_add(self.wait(gate.failures));
-            gate.probing = false;
         }
     }
 }
 
-/// A write in flight: tells [`Retries`] how it ended, also when it ends without an answer
-/// (its task panicked, or was dropped unrun), as a failure.
+/// A write in flight, from the moment [`Retries::begin`] let it: tells the back-off how it
+/// ended and counts it, when its blocking task ends (also when its request is gone), or
+/// as a failure when it ends without an answer (its task panicked, or was dropped unrun).
 struct Writing {
     retries: Arc<Retries>,
     purchase: Arc<str>,
     now: u64,
     started: Instant,
-    written: bool,
+    outcome: Option<FirstPlayWrite>,
+    counted: prometheus::IntCounterVec,
 }
 
 impl Drop for Writing {
     fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or_else(|| {
+            tracing::warn!("a first play's write ended without an answer");
+            FirstPlayWrite::Failed
+        });
+        if let Some(label) = outcome.label() {
+            self.counted.with_label_values(&[label]).inc();
+        }
         // The back-off counts from when the outcome was known, not from the request.
         let at = self.now.saturating_add(self.started.elapsed().as_secs());
-        self.retries.ended(&self.purchase, self.written, at);
+        let written = matches!(
+            outcome,
+            FirstPlayWrite::Written | FirstPlayWrite::WrittenBefore
+        );
+        self.retries.ended(&self.purchase, written, at);
     }
 }
 
@@ -163,10 +184,10 @@ impl Rights {
     /// session), not by [`Rights::check`]: a refused request starts no rental's hours.
     ///
     /// Answers what became of the write (see [`FirstPlayWrite`]), counted in
-    /// `usher_first_play_writes_total{outcome}`. A failure is logged, and the request is
-    /// served; so are the requests under unplayed rentals during the back-off that
-    /// follows, without trying. The first one after it, still deciding its rental
-    /// unplayed, tries.
+    /// `usher_first_play_writes_total{outcome}` (a write whose request is gone too). A
+    /// failure is logged, and the request is served; so are the requests under unplayed
+    /// rentals during the back-off that follows, without trying. The first one after it,
+    /// still deciding its rental unplayed, tries.
     ///
     /// # Concurrency
     /// One write of a purchase at a time on this node: a request that comes while another
@@ -180,28 +201,34 @@ impl Rights {
         if entitled.first_play.is_none() {
             return FirstPlayWrite::NotDue;
         }
-        let written = if self.first_play_retries.begin(&entitled.purchase, now) {
-            self.write_first_play(subject, entitled, now).await
-        } else {
-            FirstPlayWrite::Deferred
-        };
-        if let Some(outcome) = written.label() {
+        if !self.first_play_retries.begin(&entitled.purchase, now) {
             self.metrics
                 .first_play_writes
-                .with_label_values(&[outcome])
+                .with_label_values(&["deferred"])
                 .inc();
+            return FirstPlayWrite::Deferred;
         }
-        written
+        // At once: nothing between `begin` and the guard can leave the write in flight.
+        let writing = Writing {
+            retries: self.first_play_retries.clone(),
+            purchase: entitled.purchase.clone(),
+            now,
+            started: Instant::now(),
+            outcome: None,
+            counted: self.metrics.first_play_writes.clone(),
+        };
+        self.write_first_play(subject, entitled, writing).await
     }
 
-    /// Writes `entitled`'s first play at `now` with its webhook events, and keeps the
-    /// back-off up to date.
+    /// Writes `entitled`'s first play at `writing.now` with its webhook events; `writing`
+    /// keeps the back-off up to date.
     async fn write_first_play(
         &self,
         subject: &str,
         entitled: &Entitled,
-        now: u64,
+        writing: Writing,
     ) -> FirstPlayWrite {
+        let now = writing.now;
         let event = crate::webhooks::Event::FirstPlay {
             purchase: entitled.purchase.to_string(),
             product: entitled.product.to_string(),
@@ -217,40 +244,38 @@ impl Rights {
             entitled.purchase.clone(),
             events.clone(),
         );
-        let writing = Writing {
-            retries: self.first_play_retries.clone(),
-            purchase: entitled.purchase.clone(),
-            now,
-            started: Instant::now(),
-            written: false,
-        };
         // The write ends, and tells the back-off how, even if this request is gone.
         let written = tokio::task::spawn_blocking(move || {
             // Moved in whole (not its field alone): dropped here, when the write ends.
             let mut writing = writing;
             let written = store.record_first_play(&hash, now, &queued);
-            writing.written = written.is_ok();
+            writing.outcome = Some(match &written {
+                Ok(true) => FirstPlayWrite::Written,
+                Ok(false) => FirstPlayWrite::WrittenBefore,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record first play");
+                    FirstPlayWrite::Failed
+                }
+            });
             written
         })
         .await;
-        let error = match written {
+        match written {
             Ok(Ok(true)) => {
                 self.invalidate_subject(subject);
                 if let Some(webhooks) = &self.webhooks {
                     webhooks.queued(&events);
                 }
-                return FirstPlayWrite::Written;
+                FirstPlayWrite::Written
             }
             Ok(Ok(false)) => {
                 // This node's decisions still name it unplayed: none is kept.
                 self.invalidate_subject(subject);
-                return FirstPlayWrite::WrittenBefore;
+                FirstPlayWrite::WrittenBefore
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        tracing::warn!(error = %error, "could not record first play");
-        FirstPlayWrite::Failed
+            // Logged and counted by the write's task, or by its guard.
+            Ok(Err(_)) | Err(_) => FirstPlayWrite::Failed,
+        }
     }
 }
 
@@ -366,10 +391,53 @@ mod tests {
             purchase: h("h1"),
             now: T0,
             started: Instant::now(),
-            written: false,
+            outcome: None,
+            counted: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("first_play_writes", "test"),
+                &["outcome"],
+            )
+            .unwrap(),
         });
         assert!(!retries.begin(&h("h1"), T0 + 4));
         assert!(retries.begin(&h("h1"), T0 + 5));
+    }
+
+    #[test]
+    fn at_the_longest_back_off_a_request_read_before_the_failure_still_waits() {
+        let retries = retries();
+        let mut at = T0;
+        for wait in [5, 10, 20, 40] {
+            assert!(retries.begin(&h("h1"), at));
+            retries.ended("h1", false, at);
+            at += wait;
+        }
+        let failed_at = at - 40;
+        assert!(!retries.begin(&h("h2"), failed_at));
+        assert!(
+            !retries.begin(&h("h2"), failed_at - 1),
+            "its clock read a second before the probe failed: not a clock stepped back"
+        );
+        assert!(retries.begin(&h("h2"), failed_at - 41), "stepped back");
+    }
+
+    #[test]
+    fn an_older_write_ending_does_not_end_the_probe() {
+        let retries = retries();
+        assert!(retries.begin(&h("slow"), T0));
+        assert!(retries.begin(&h("h1"), T0));
+        retries.ended("h1", false, T0);
+        assert!(retries.begin(&h("probe"), T0 + 5), "the probe");
+        retries.ended("slow", false, T0 + 6);
+        assert!(
+            !retries.begin(&h("second"), T0 + 16),
+            "the probe is still in flight"
+        );
+        retries.ended("probe", false, T0 + 16);
+        assert!(
+            !retries.begin(&h("second"), T0 + 16 + 9),
+            "its failure counted"
+        );
+        assert!(retries.begin(&h("second"), T0 + 16 + 10));
     }
 
     #[test]
