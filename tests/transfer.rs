@@ -366,7 +366,7 @@ async fn an_import_into_sqlite_that_fails_part_way_leaves_the_target_empty() {
     failing_imports_leave_the_target_empty(dir.path(), &config, &target).await;
 }
 
-/// An import that cannot begin says where: the file it could not open, the data
+/// An import that cannot begin says where: the file it could not open or read, the data
 /// directory whose database it could not open.
 #[tokio::test]
 async fn an_import_that_cannot_begin_names_the_file_or_the_data_directory() {
@@ -374,13 +374,16 @@ async fn an_import_that_cannot_begin_names_the_file_or_the_data_directory() {
     let config = dir.path().join("usher.toml");
     std::fs::write(&config, rights_config("http://127.0.0.1:9", "")).unwrap();
     let target = dir.path().join("target");
-    let missing = dir.path().join("exprot.jsonl");
-    let run = transfer("import", &config, &target, &missing).await;
-    let said = run.failed();
-    assert!(
-        said.contains(&format!("{}: ", missing.display())) && said.contains("nothing was imported"),
-        "{run:?}"
-    );
+    // A mistyped file, and a folder given as the file.
+    for unread in [dir.path().join("exprot.jsonl"), dir.path().to_path_buf()] {
+        let run = transfer("import", &config, &target, &unread).await;
+        let said = run.failed();
+        assert!(
+            said.contains(&format!("{}: ", unread.display()))
+                && said.contains("nothing was imported"),
+            "{run:?}"
+        );
+    }
 
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("usher.db"), "not a database, a text file").unwrap();
@@ -389,7 +392,7 @@ async fn an_import_that_cannot_begin_names_the_file_or_the_data_directory() {
     let run = transfer("import", &config, &target, &empty).await;
     assert!(
         run.failed()
-            .contains(&format!("store.data_dir {}: ", target.display())),
+            .contains(&format!("data directory {}: ", target.display())),
         "{run:?}"
     );
 }

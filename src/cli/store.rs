@@ -230,27 +230,28 @@ fn import(args: &TransferArgs) -> Result<Counts, i32> {
             "{e}; nothing was imported (the store is as it was)"
         ))
     };
+    // An input that cannot be read is named (a mistyped path, a folder).
+    let unread = |e: std::io::Error| match &args.file {
+        Some(path) => failed(&format!(
+            "{}: {e}; nothing was imported (the store is as it was)",
+            path.display()
+        )),
+        None => refused(transfer::TransferError::from(e)),
+    };
     let mut input: Box<dyn BufRead> = match &args.file {
-        Some(path) => Box::new(BufReader::new(std::fs::File::open(path).map_err(|e| {
-            failed(&format!(
-                "{}: {e}; nothing was imported (the store is as it was)",
-                path.display()
-            ))
-        })?)),
+        Some(path) => Box::new(BufReader::new(std::fs::File::open(path).map_err(unread)?)),
         None => Box::new(std::io::stdin().lock()),
     };
     // The transaction begins once the input has begun: a PostgreSQL transaction idle for
     // three store.postgres.timeouts is ended by the server, and the writer of a pipe
     // (`usher store export` copying its database, ssh asking for a password) may take
     // longer than that before its first line.
-    input
-        .fill_buf()
-        .map_err(|e| refused(transfer::TransferError::from(e)))?;
+    input.fill_buf().map_err(unread)?;
     match &config.store {
         StoreBackend::Sqlite => {
             let store = SqliteStore::importing(&config.data_dir).map_err(|e| {
                 failed(&format!(
-                    "store.data_dir {}: {e}",
+                    "data directory {}: {e}",
                     config.data_dir.display()
                 ))
             })?;
