@@ -140,22 +140,19 @@ impl SharedSessions {
             let mut read = Vec::new();
             let outcome = self.level(account, &mine, now, &mut read).await;
             marks.append(&mut read);
-            match outcome {
-                Ok(()) => {}
-                Err(e) => {
-                    self.metrics.errors.with_label_values(&["write_back"]).inc();
-                    tracing::warn!(
-                        error = %e,
-                        account,
-                        sessions = mine.len(),
-                        "an account's sessions not levelled with Redis; tried again later"
-                    );
-                    failed.insert(account);
-                    // Redis itself may have gone (a timeout, a broken connection): then
-                    // each account left would wait out the timeout in turn. Nothing more
-                    // is levelled on this pass, and all of it is tried again.
-                    self.ping().await?;
-                }
+            if let Err(e) = outcome {
+                self.metrics.errors.with_label_values(&["write_back"]).inc();
+                tracing::warn!(
+                    error = %e,
+                    account,
+                    sessions = mine.len(),
+                    "an account's sessions not levelled with Redis; tried again later"
+                );
+                failed.insert(account);
+                // Redis itself may have gone (a timeout, a broken connection): then each
+                // account left would wait out the timeout in turn. Nothing more is
+                // levelled on this pass, and all of it is tried again.
+                self.ping().await?;
             }
         }
         let mut deferred = self.deferred_sessions();
