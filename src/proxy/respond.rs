@@ -72,7 +72,7 @@ impl ProxyError {
             ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path"),
             ProxyError::NotRouted => (StatusCode::NOT_FOUND, "not_routed"),
             ProxyError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ProxyError::Upstream(UpstreamError::Timeout(_)) => {
+            ProxyError::Upstream(UpstreamError::Timeout(_) | UpstreamError::BodyTimeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
             }
             ProxyError::Upstream(UpstreamError::Busy(_)) => {
@@ -270,6 +270,10 @@ mod tests {
     fn origin_faults_are_502_or_504() {
         assert_eq!(
             status(UpstreamError::Timeout(Duration::from_secs(1)).into()),
+            (504, "upstream_timeout")
+        );
+        assert_eq!(
+            status(UpstreamError::BodyTimeout(Duration::from_secs(1)).into()),
             (504, "upstream_timeout")
         );
         assert_eq!(

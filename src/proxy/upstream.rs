@@ -30,10 +30,13 @@ pub use group::{Group, Upstreams};
 /// Why an upstream fetch failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
-    /// No response headers within `upstream.timeout`, or (for the shield) no body bytes
-    /// within `total_timeout` (504).
+    /// No response headers within `upstream.timeout` (504).
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
+    /// Headers came, but (for the shield) no body bytes within the server's
+    /// `total_timeout` (504).
+    #[error("upstream sent a head but no body within {0:?}")]
+    BodyTimeout(Duration),
     /// Could not connect (502).
     #[error("cannot connect to upstream: {0}")]
     Connect(String),
@@ -49,7 +52,7 @@ impl UpstreamError {
     /// Label for metrics and the `error` field of the response.
     pub fn reason(&self) -> &'static str {
         match self {
-            UpstreamError::Timeout(_) => "upstream_timeout",
+            UpstreamError::Timeout(_) | UpstreamError::BodyTimeout(_) => "upstream_timeout",
             UpstreamError::Connect(_) => "upstream_unreachable",
             UpstreamError::Protocol(_) => "upstream_error",
             UpstreamError::Busy(_) => "upstream_busy",

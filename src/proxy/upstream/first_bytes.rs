@@ -22,7 +22,7 @@ pub(super) type Broken = (UpstreamError, &'static str);
 /// the answer to a HEAD, a 204 or a 304, or an empty one), that frame put back in front.
 ///
 /// # Errors
-/// The body failed before: [`UpstreamError::Timeout`] with the total timeout when that is
+/// The body failed before: [`UpstreamError::BodyTimeout`] with the total timeout when that is
 /// why, else [`UpstreamError::Protocol`].
 pub(super) async fn first_bytes(response: Response<Body>) -> Result<Response<Body>, Broken> {
     let (parts, mut body) = response.into_parts();
@@ -48,7 +48,7 @@ pub(super) async fn first_bytes(response: Response<Body>) -> Result<Response<Bod
 /// The error and reason for a body that failed before its first bytes with `e`.
 fn broken(e: &BoxError) -> Broken {
     match e.downcast_ref::<TotalTimeout>() {
-        Some(TotalTimeout(total)) => (UpstreamError::Timeout(*total), "body_timeout"),
+        Some(TotalTimeout(total)) => (UpstreamError::BodyTimeout(*total), "body_timeout"),
         None => (
             UpstreamError::Protocol(format!("body broke off before its first bytes: {e}")),
             "body_broken",
@@ -156,7 +156,7 @@ mod tests {
         assert_eq!(reason, "body_broken");
         let late = frames(vec![Err(Box::new(TotalTimeout(Duration::from_secs(3))))]);
         let (error, reason) = first_bytes(answer(late)).await.unwrap_err();
-        assert!(matches!(error, UpstreamError::Timeout(t) if t == Duration::from_secs(3)));
+        assert!(matches!(error, UpstreamError::BodyTimeout(t) if t == Duration::from_secs(3)));
         assert_eq!(reason, "body_timeout");
     }
 }

@@ -117,7 +117,7 @@ impl Group {
     /// shield, which reads the body at once: its head waits for them.
     ///
     /// # Errors
-    /// As [`Group::fetch_from`]; [`UpstreamError::Timeout`] (with the total timeout) or
+    /// As [`Group::fetch_from`]; [`UpstreamError::BodyTimeout`] (with the total timeout) or
     /// [`UpstreamError::Protocol`] when the last server's body failed before its bytes.
     pub async fn fetch_started(
         &self,
