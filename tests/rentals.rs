@@ -53,6 +53,15 @@ async fn phone_plays(play_url: &str) -> (Reply, String) {
     (reply, token)
 }
 
+/// Five minutes after the account's yes was cached, the phone starts under the rental (its
+/// playlist answered 200): the session token its segment URIs carry.
+async fn phone_starts_the_rental(usher: &InProcess, rental: &str) -> String {
+    usher.advance(300);
+    let (reply, token) = phone_plays(rental).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    token
+}
+
 /// The claims of a session token signed with the test key.
 fn claims_of(token: &str) -> usher::ticket::Claims {
     usher::ticket::verify_signature(&ring(), token).unwrap().1
@@ -72,9 +81,7 @@ async fn access_ends_at(usher: &InProcess, hash: &str) -> Value {
 async fn a_rental_a_ticket_falls_back_to_ends_hours_after_its_first_play() {
     let (_origin, usher) = start().await;
     let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
-    usher.advance(300);
-    let (reply, token) = phone_plays(&rental).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
+    let token = phone_starts_the_rental(&usher, &rental).await;
     let ends = usher.now() + HOURS * 3600;
     assert_eq!(access_ends_at(&usher, &hash).await.as_u64(), Some(ends));
     let claims = claims_of(&token);
@@ -93,9 +100,7 @@ async fn a_rental_a_ticket_falls_back_to_ends_hours_after_its_first_play() {
 async fn a_rental_started_under_a_cached_yes_plays_its_full_hours_and_no_longer() {
     let (_origin, usher) = start().await;
     let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
-    usher.advance(300);
-    let (reply, token) = phone_plays(&rental).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
+    let token = phone_starts_the_rental(&usher, &rental).await;
     let ends = usher.now() + HOURS * 3600;
     let segment = format!("{}/event/s1.ts?token={token}", usher.url);
     // The player fetches its segment URI along the way, and once just before the end.
@@ -204,9 +209,7 @@ async fn a_first_play_the_store_could_not_write_is_not_tried_again_until_its_bac
     let (_origin, usher) = start().await;
     let (rental, hash) = pass_on_the_tv_and_a_rental(&usher).await;
     let db = refuse_first_plays(&usher);
-    usher.advance(300);
-    let (reply, token) = phone_plays(&rental).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
+    let token = phone_starts_the_rental(&usher, &rental).await;
     let phone = [("x-device-id", "phone")];
     let under_the_rental = ["s1.ts", "s2.ts", "index.m3u8", "s1.ts"]
         .map(|object| format!("{}/event/{object}?token={token}", usher.url));
