@@ -49,17 +49,35 @@ impl Backends {
     /// A node on these backends, refusing (`deny`) or going on alone (`local`) when Redis
     /// does not answer; subscribed to the others' session changes.
     async fn node(&self, policy: &str) -> InProcess {
+        let node = InProcess::start(&self.config(policy)).await;
+        shared_up(&node).await;
+        node
+    }
+
+    /// The config of [`Backends::node`].
+    fn config(&self, policy: &str) -> String {
         let extra = format!(
             "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{}\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n[sessions]\nbackend = \"redis\"\non_backend_error = \"{policy}\"\nidle_timeout = \"60s\"\n[sessions.redis]\nurl = \"{}\"\ntimeout = \"500ms\"\n",
             self.url,
             self.redis.url
         );
-        let config = rights_config(&self.origin.url(), &extra)
-            .replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n");
-        let node = InProcess::start(&config).await;
-        shared_up(&node).await;
-        node
+        rights_config(&self.origin.url(), &extra)
+            .replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n")
     }
+}
+
+/// `config` with a new signing key in place of the one the tests sign with, which is taken
+/// out (runbook steps 2 and 4 at once): the tokens it signed are verified as a retired
+/// key's.
+fn retire_the_key(config: &str) -> String {
+    let old = format!("[[token.keys]]\nid = \"{KEY_ID}\"\nsecret = \"{SECRET}\"\n");
+    let new = "[[token.keys]]\nid = \"next\"\nsecret = \"a-secret-for-the-next-key-long-enough\"\n";
+    let retired = config.replace(&old, new).replace(
+        &format!("signing_key = \"{KEY_ID}\""),
+        "signing_key = \"next\"",
+    );
+    assert!(!retired.contains(KEY_ID), "{retired}");
+    retired
 }
 
 /// Waits (bounded) until `node` is subscribed to Redis and caught up.
@@ -163,6 +181,39 @@ async fn an_expired_token_of_an_idled_out_session_stays_refused_on_another_node(
     assert_eq!(status_reason(&moved), (403, "expired".into()));
     let back = fetch(&a, &tv_segment, "tv").await;
     assert_eq!(status_reason(&back), (403, "expired".into()));
+}
+
+/// The signing key is replaced on both nodes, the old one retired, while the tv plays on
+/// node A with a token the old key signed. Once that token has expired, node B, to which
+/// the tv is moved, takes the session up as it would a current key's token (A holds it
+/// live); once the session has idled out, both refuse the token as expired, as they would a
+/// current key's, not as signed by an unknown key.
+#[tokio::test]
+async fn an_expired_token_signed_by_a_retired_key_plays_on_another_node_while_its_session_lives() {
+    let backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
+    let b = backends.node("deny").await;
+    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let retired = retire_the_key(&backends.config("deny"));
+    a.reload(&retired);
+    b.reload(&retired);
+
+    advance(&[&a, &b], PAST_THE_TOKEN);
+    let moved = fetch(&b, &tv_segment, "tv").await;
+    assert_eq!(
+        status_reason(&moved),
+        (200, String::new()),
+        "the tv's session lives on node A"
+    );
+    assert_eq!(fetch(&a, &tv_segment, "tv").await.status, 200, "and on A");
+
+    advance(&[&a, &b], PAST_THE_IDLE_TIMEOUT);
+    for node in [&b, &a] {
+        let over = fetch(node, &tv_segment, "tv").await;
+        assert_eq!(status_reason(&over), (403, "expired".into()));
+    }
 }
 
 /// One stream at a time, the oldest giving way: the tv plays on node A, and the phone,

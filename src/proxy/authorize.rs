@@ -42,37 +42,71 @@ use crate::ticket::{Claims, Kind, TicketError};
 use start::{adopt, start_session, TicketRequest};
 
 /// A session token signed by a key a reload retired: accepted as before the retirement
-/// (while unexpired, or while its session is live), so players keep the playlist URIs their
-/// master gave them through a rotation. Only tokens it could have signed before the
-/// retirement: no ticket, and no expiry later than the retirement plus the session-token
-/// lifetime, so a retired key opens nothing new even in other hands.
-fn retired_session(
+/// (while unexpired, or while its session is live, here or, with shared sessions, on
+/// another node), so players keep the playlist URIs their master gave them through a
+/// rotation. Only tokens it could have signed before the retirement: no ticket, and no
+/// expiry later than the retirement plus the session-token lifetime, so a retired key opens
+/// nothing new even in other hands. With the purchase its session plays under on the node
+/// it is taken up from, as [`renew::live_elsewhere`] answers it.
+///
+/// `Ok(None)` when no retired key signed it, or what it signed is a ticket or expires past
+/// its retirement's bound (the caller's `unknown_key` stands).
+///
+/// # Errors
+/// Once a retired key's signature holds, what that key's check refuses, as for a current
+/// key's token: `expired` (its session over everywhere), `session_ended`,
+/// `session_replaced`, the scope, device or address refusals; `Unavailable` as
+/// [`renew::live_elsewhere`].
+async fn retired_session(
     state: &State,
     skew: u64,
     path: &str,
     presented: &Presented<'_>,
     now: u64,
-) -> Option<Grant> {
-    presented.session?;
+) -> Result<Option<(Grant, Option<String>)>, ProxyError> {
+    let Some(raw) = presented.session else {
+        return Ok(None);
+    };
     let session_only = Presented {
         ticket: None,
         ..*presented
     };
     let alive = |sid: &str| state.sessions.is_live(sid, now);
-    state.retired_keys().iter().find_map(|retired| {
-        let rights_follow = state.rights.is_some();
-        let grant = access::decide(
-            &retired.ring,
-            skew,
-            path,
-            &session_only,
-            now,
-            &alive,
-            rights_follow,
-        )
-        .ok()?;
-        (grant.kind == Kind::Session && grant.claims.exp <= retired.latest_exp).then_some(grant)
-    })
+    let rights_follow = state.rights.is_some();
+    for retired in state.retired_keys().iter() {
+        let ring = &retired.ring;
+        // Not this key's signature: the next (two retired keys may share an id).
+        let Ok((kind, claims)) = crate::ticket::verify_signature(ring, raw) else {
+            continue;
+        };
+        // A ticket, or an expiry the key could not have signed before it was retired:
+        // unknown, as to a current key.
+        if kind != Kind::Session || claims.exp > retired.latest_exp {
+            return Ok(None);
+        }
+        return match access::decide(ring, skew, path, &session_only, now, &alive, rights_follow) {
+            Ok(grant) => Ok(Some((grant, None))),
+            Err(expired @ Denied::Credential(TicketError::Expired { .. })) => {
+                // Boxed as in `authorize`: rare, and it may wait on Redis.
+                let elsewhere = Box::pin(renew::live_elsewhere(
+                    state,
+                    ring,
+                    skew,
+                    path,
+                    &session_only,
+                    now,
+                    rights_follow,
+                ))
+                .await?;
+                match elsewhere {
+                    Some((grant, live)) => Ok(Some((grant, live.purchase))),
+                    None => Err(expired.into()),
+                }
+            }
+            Err(denied) => Err(denied.into()),
+        };
+    }
+    Ok(None)
 }
 
 /// Subject of preview tokens; `~` is outside what account ids may use, so no buyer holds it.
@@ -139,7 +173,11 @@ pub async fn authorize(
             }
         }
         Err(denied @ Denied::Credential(TicketError::UnknownKey(_))) => {
-            retired_session(state, skew, path, presented, now).ok_or(denied)?
+            let (grant, under) = Box::pin(retired_session(state, skew, path, presented, now))
+                .await?
+                .ok_or(denied)?;
+            elsewhere_under = under;
+            grant
         }
         Err(denied @ Denied::Credential(TicketError::Expired { .. })) => {
             // Boxed: rare (an expired token whose session is not live here), and it may

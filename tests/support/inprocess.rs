@@ -109,6 +109,22 @@ impl InProcess {
     pub fn data_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("data")
     }
+
+    /// Reloads it with `config` (TOML text), as `POST /reload` after the file changed.
+    ///
+    /// # Panics
+    /// When the reload is rejected.
+    #[allow(dead_code)] // not every test binary reloads
+    pub fn reload(&self, config: &str) {
+        let path = self.dir.path().join("usher.toml");
+        std::fs::write(&path, config).unwrap();
+        let overrides = Overrides {
+            data_dir: Some(self.data_dir().to_str().unwrap().to_owned()),
+            ..Overrides::default()
+        };
+        let _ = self.state.source.set((path, overrides));
+        self.state.reload().expect("the reload is accepted");
+    }
 }
 
 /// The id of alice's only session, as `node` lists it.
