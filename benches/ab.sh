@@ -31,6 +31,11 @@
 #   WRKPREFIX=...   run wrk under this (e.g. "chrt -b 0": wrk's wakeups never preempt)
 #   OUT=DIR         where profiles and the results go (default: a fresh temporary folder)
 #
+# Each line also gives the load generator's own CPU time a request ("client": wrk's or
+# h2load's user + system time, from bash's `times` around it). Server and client share the
+# two cores, so a server's requests/s is at most about 2 cores / (client + server µs a
+# request): how far a cheaper server can move requests/s at all.
+#
 # Needs wrk, nginx, python3, curl (and perf for PROF, SCHED or SYSCALLS). Traffic goes to 127.0.0.1
 # only; every load run is bounded by SECONDS.
 set -euo pipefail
@@ -181,6 +186,12 @@ ticks() { # field (14 user, 15 system) pids... -> their sum
   for p in "$@"; do v=$(awk -v f="$field" '{print $f}' "/proc/$p/stat" 2>/dev/null) || continue; t=$((t + v)); done
   echo $t
 }
+children_ticks() { # file -> CPU ticks of this shell's finished children (user + system) it holds
+  # The file is written by `times` in this shell itself: in a subshell ($(...)) it would
+  # count the subshell's children.
+  awk -v k="$tck" 'END { split($1, u, /[ms]/); split($2, s, /[ms]/);
+    printf "%.0f", ((u[1] * 60 + u[2]) + (s[1] * 60 + s[2])) * k }' "$1"
+}
 syscall_events=$(for c in read recvfrom recvmsg write writev sendto sendmsg sendfile64 epoll_wait \
   epoll_ctl futex sched_yield setsockopt accept4 close shutdown mmap munmap madvise brk; do
   printf 'syscalls:sys_enter_%s,' "$c"; done)
@@ -206,6 +217,7 @@ for round in $(seq "$rounds"); do
         -- sleep "$seconds" >/dev/null 2>&1 &
       watcher=$!
     fi
+    times > "$work/times0"
     if [ "${H2:-0}" = 1 ]; then
       sed "s|^|$scheme://127.0.0.1:${port[$name]}|" "$work/$name.paths" > "$work/h2.uris"
       result=$(h2load -t2 -c16 -m8 -D "$seconds" -i "$work/h2.uris" 2>&1)
@@ -220,12 +232,15 @@ for round in $(seq "$rounds"); do
       rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$result")
       errors=$(awk '/Non-2xx/ {print $5}' <<<"$result")
     fi
+    times > "$work/times1"
+    client=$(( $(children_ticks "$work/times1") - $(children_ticks "$work/times0") ))
     if [ -n "$watcher" ]; then wait "$watcher" || true; fi
     user=$(( $(ticks 14 "${pp[@]}") - user0 )); sys=$(( $(ticks 15 "${pp[@]}") - sys0 ))
     [ "${errors:-0}" = 0 ] || { echo "$name: $errors failed requests" >&2; exit 1; }
     awk -v r="$round" -v n="$name" -v rps="$rps" -v q="$requests" -v u="$user" -v s="$sys" -v k="$tck" \
-      'BEGIN {printf "round %d %-10s %9.0f req/s %9.0f req/CPU-s  user %5.2f µs/req  system %5.2f µs/req\n",
-        r, n, rps, q / ((u + s) / k), u / k / q * 1e6, s / k / q * 1e6}' | tee -a "$out/results.txt"
+      -v c="$client" \
+      'BEGIN {printf "round %d %-10s %9.0f req/s %9.0f req/CPU-s  user %5.2f µs/req  system %5.2f µs/req  client %6.2f µs/req\n",
+        r, n, rps, q / ((u + s) / k), u / k / q * 1e6, s / k / q * 1e6, c / k / q * 1e6}' | tee -a "$out/results.txt"
     if [ -n "${SYSCALLS:-}" ] && [ "$round" = 1 ] && [ -f "$out/syscalls-$name.csv" ]; then
       echo "  $name system calls a request: $(awk -F, -v q="$requests" '$1 ~ /^[0-9]+$/ && $1 > 0 {
         sub(/syscalls:sys_enter_/, "", $3); printf "%s %.3f  ", $3, $1 / q}' "$out/syscalls-$name.csv")"
@@ -242,11 +257,11 @@ echo
 echo "medians of $rounds rounds, ${seconds} s each, $object objects, $([ "${H2:-0}" = 1 ] && echo "h2load -t2 -c16 -m8 over $([ "$scheme" = https ] && echo TLS || echo h2c)" || echo "wrk -t2 -c$connections"), $(date -u +%F), $(nproc) cores"
 for name in "${names[@]}"; do
   grep " $name " "$out/results.txt" | awk -v n="$name" '
-    {rps[NR] = $4; cpu[NR] = $6; user[NR] = $9; sys[NR] = $12}
+    {rps[NR] = $4; cpu[NR] = $6; user[NR] = $9; sys[NR] = $12; client[NR] = $15}
     function median(a, n,   i, j, t) {
       for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
       return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    END {printf "%-10s %9.0f req/s %9.0f req/CPU-s  user %5.2f µs/req  system %5.2f µs/req\n",
-      n, median(rps, NR), median(cpu, NR), median(user, NR), median(sys, NR)}'
+    END {printf "%-10s %9.0f req/s %9.0f req/CPU-s  user %5.2f µs/req  system %5.2f µs/req  client %6.2f µs/req\n",
+      n, median(rps, NR), median(cpu, NR), median(user, NR), median(sys, NR), median(client, NR)}'
 done
