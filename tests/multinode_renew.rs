@@ -89,6 +89,17 @@ async fn shared_up(node: &InProcess) {
     }
 }
 
+/// Backends, two nodes on them that refuse without Redis (`deny`), and alice's play URL
+/// for `product`, sold through the first. The second starts after the sale: in-process nodes
+/// do not listen for the store's invalidations, so one running before would not know it.
+async fn two_nodes(product: serde_json::Value) -> (Backends, InProcess, InProcess, String) {
+    let backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let (play_url, _) = sell_event(&a, product).await;
+    let b = backends.node("deny").await;
+    (backends, a, b, play_url)
+}
+
 /// `url` (minted by some node) pointed at `node`.
 fn on(node: &InProcess, url: &str) -> String {
     let path = &url[url.find("/event/").unwrap()..];
@@ -122,10 +133,7 @@ fn advance(nodes: &[&InProcess], seconds: u64) {
 /// end, on A, as ended: its token has expired, but that is not why.
 #[tokio::test]
 async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_is_ended() {
-    let backends = Backends::start().await;
-    let a = backends.node("deny").await;
-    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
-    let b = backends.node("deny").await;
+    let (_backends, a, b, play_url) = two_nodes(json!({"code": "p", "name": "Film"})).await;
     let (laptop, laptop_segment) = play(&a, &play_url, "laptop").await;
     assert_eq!(laptop.status, 200, "{}", laptop.text());
     let laptop_sid = only_sid(&a).await;
@@ -169,10 +177,7 @@ async fn an_expired_token_plays_on_a_node_that_never_held_its_session_until_it_i
 /// it is on node A, which held it.
 #[tokio::test]
 async fn an_expired_token_of_an_idled_out_session_stays_refused_on_another_node() {
-    let backends = Backends::start().await;
-    let a = backends.node("deny").await;
-    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
-    let b = backends.node("deny").await;
+    let (_backends, a, b, play_url) = two_nodes(json!({"code": "p", "name": "Film"})).await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
 
@@ -190,10 +195,7 @@ async fn an_expired_token_of_an_idled_out_session_stays_refused_on_another_node(
 /// current key's, not as signed by an unknown key.
 #[tokio::test]
 async fn an_expired_token_signed_by_a_retired_key_plays_on_another_node_while_its_session_lives() {
-    let backends = Backends::start().await;
-    let a = backends.node("deny").await;
-    let (play_url, _) = sell_event(&a, json!({"code": "p", "name": "Film"})).await;
-    let b = backends.node("deny").await;
+    let (backends, a, b, play_url) = two_nodes(json!({"code": "p", "name": "Film"})).await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
     let retired = retire_the_key(&backends.config("deny"));
@@ -222,11 +224,8 @@ async fn an_expired_token_signed_by_a_retired_key_plays_on_another_node_while_it
 /// on A); node A, which holds the tv replaced, refuses it as replaced too.
 #[tokio::test]
 async fn an_expired_token_of_a_replaced_session_stays_refused_on_another_node() {
-    let backends = Backends::start().await;
-    let a = backends.node("deny").await;
     let product = json!({"code": "p", "name": "Film", "max_sessions": 1, "concurrency_policy": "replace_oldest"});
-    let (play_url, _) = sell_event(&a, product).await;
-    let b = backends.node("deny").await;
+    let (_backends, a, b, play_url) = two_nodes(product).await;
     let (tv, tv_segment) = play(&a, &play_url, "tv").await;
     assert_eq!(tv.status, 200, "{}", tv.text());
 
