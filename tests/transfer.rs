@@ -4,7 +4,8 @@
 //! of PostgreSQL reads one snapshot while other nodes go on writing. An import is all or
 //! nothing, into SQLite and PostgreSQL alike: a file that fails part-way (a bad line, a
 //! refused record, no end line) or a process killed mid-way leaves the target empty, and
-//! the good file then goes in without emptying anything.
+//! the good file then goes in without emptying anything. An import into PostgreSQL takes
+//! no subtransaction per record.
 
 mod support;
 
@@ -502,4 +503,68 @@ async fn an_import_into_postgres_waits_for_its_input_before_its_transaction() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(ALL), "{stderr}");
+}
+
+/// An import into PostgreSQL takes no subtransaction per record. One transaction holding
+/// more than 64 of them makes the server "suboverflowed": every other session's visibility
+/// checks go to `pg_subtrans` for as long as the import lasts, slowing every application on
+/// that server. Each subtransaction that writes takes an id of the server's transaction
+/// counter (this test's server is its own, no other test moves it), so the counter read
+/// before and after the import tells how many it took: a handful (the import's
+/// transaction, the schema's, the first read), not one per record.
+#[tokio::test]
+async fn an_import_into_postgres_takes_no_subtransaction_per_record() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = postgres_config(dir.path(), &pg, "many");
+    // 200 purchases, each with a named device, and 100 waiting webhook deliveries: 500
+    // records whose writes are transactions of their own outside an import.
+    let source = dir.path().join("source");
+    let store = SqliteStore::importing(&source).unwrap();
+    let product: Product =
+        serde_json::from_value(json!({"code": "final", "name": "Final"})).unwrap();
+    store.create_product(&product).unwrap();
+    for i in 0..200 {
+        let hash = format!("h{i}");
+        let purchase = Purchase::new(hash.clone(), "final", format!("acct-{i}"), 10);
+        store.create_purchase(&purchase).unwrap();
+        store.add_device(&hash, "dev", "tv", None, 11).unwrap();
+    }
+    let deliveries: Vec<NewDelivery> = (0..100)
+        .map(|i| NewDelivery {
+            endpoint: "http://127.0.0.1:9/hook".into(),
+            event: "purchase".into(),
+            event_id: format!("e{i}"),
+            body: "{}".into(),
+            due: 13,
+        })
+        .collect();
+    store.enqueue_webhooks(&deliveries, 1000).unwrap();
+    store.commit_import().unwrap();
+    let file = dir.path().join("many.jsonl");
+    transfer("export", &dir.path().join("usher.toml"), &source, &file)
+        .await
+        .ok();
+
+    let xid = || -> u64 {
+        let out = pg.psql("many", "SELECT txid_current()").output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let before = xid();
+    let imported = transfer("import", &config, &dir.path().join("data"), &file).await;
+    imported.ok();
+    assert!(
+        imported
+            .stderr
+            .contains("200 purchases, 200 device bindings")
+            && imported.stderr.contains("100 webhook deliveries"),
+        "{imported:?}"
+    );
+    let after = xid();
+    assert!(
+        after - before < 10,
+        "the import of 500 records took {} transaction ids ({before} before, {after} after)",
+        after - before
+    );
 }

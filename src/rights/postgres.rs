@@ -61,9 +61,9 @@ pub struct PostgresStore {
     metrics: StoreMetrics,
     /// Whether the last operation reached the server.
     reachable: std::sync::atomic::AtomicBool,
-    /// Set on an import's store ([`PostgresStore::importing`]): its writes' transactions
-    /// are savepoints in the import's.
-    import: Option<tx::Import>,
+    /// Set on an import's store ([`PostgresStore::importing`]): its writes go into the
+    /// import's one transaction, without savepoints.
+    import: bool,
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {

@@ -23,7 +23,7 @@ impl PostgresStore {
             device.to_owned(),
             id.map(str::to_owned),
         );
-        let import = self.import.clone();
+        let import = self.import;
         self.run("bind_device", move |mut c| async move {
             let known = "SELECT 1 FROM device_bindings WHERE purchase = $1 AND device = $2";
             // A device coming back is the common case: a read, no lock.

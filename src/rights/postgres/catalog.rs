@@ -28,7 +28,7 @@ pub(super) fn delete_product(
     force: bool,
 ) -> Result<(), StoreError> {
     let code = code.to_owned();
-    let import = store.import.clone();
+    let import = store.import;
     store.run("delete_product", move |mut c| async move {
         let what = format!("product {code}");
         let tx = Tx::begin(&mut c, import).await?;
@@ -74,7 +74,7 @@ pub(super) fn delete_media(
     force: bool,
 ) -> Result<(), StoreError> {
     let code = code.to_owned();
-    let import = store.import.clone();
+    let import = store.import;
     store.run("delete_media", move |mut c| async move {
         let what = format!("media {code}");
         let tx = Tx::begin(&mut c, import).await?;

@@ -128,7 +128,7 @@ impl PostgresStore {
             timeout: config.timeout,
             metrics,
             reachable: std::sync::atomic::AtomicBool::new(true),
-            import: None,
+            import: false,
         })
     }
 
@@ -216,15 +216,11 @@ impl PostgresStore {
             return Err(StoreError::Unavailable("the store is shutting down".into()));
         };
         let (pool, timeout) = (self.pool.clone(), self.timeout);
-        let import = self.import.clone();
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
         let started = Instant::now();
         runtime.spawn(async move {
             let work = async {
                 let client = pool.get().await.map_err(no_connection)?;
-                if let Some(import) = import {
-                    import.settle(&client).await?;
-                }
                 f(client).await
             };
             let give_up = timeout * GIVE_UP_FACTOR;

@@ -76,7 +76,7 @@ impl PostgresStore {
         } else {
             "create_purchase"
         };
-        let import = self.import.clone();
+        let import = self.import;
         self.run(op, move |mut c| async move {
             if let Some((key, _)) = &key {
                 if let Some(taken) = sale_key_in(&c, key).await? {
@@ -104,7 +104,7 @@ impl PostgresStore {
                 tx.commit().await.map_err(pg)?;
                 return Ok(KeyedSale::Created);
             }
-            tx.rollback().await.map_err(pg)?;
+            tx.rollback().await?;
             match sale_key_in(&c, &key).await? {
                 Some(taken) => Ok(KeyedSale::Taken(taken)),
                 None => Err(StoreError::Backend(format!(
@@ -125,7 +125,7 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let data = to_json(after)?;
         let (before, after, events) = (before.clone(), after.clone(), events.to_vec());
-        let import = self.import.clone();
+        let import = self.import;
         self.run("replace_purchase", move |mut c| async move {
             let what = format!("purchase {}", before.hash);
             let tx = Tx::begin(&mut c, import).await?;
@@ -170,7 +170,7 @@ impl PostgresStore {
         events: &[NewDelivery],
     ) -> Result<bool, StoreError> {
         let (hash, events) = (hash.to_owned(), events.to_vec());
-        let import = self.import.clone();
+        let import = self.import;
         self.run("record_first_play", move |mut c| async move {
             let tx = Tx::begin(&mut c, import).await?;
             let n = tx

@@ -1,10 +1,19 @@
 //! A write's transaction: its own, or, on an import's store ([`PostgresStore::importing`]),
-//! a savepoint inside the import's one transaction, so that the write's commit ends the
-//! write and not the import (a `BEGIN` inside a transaction is ignored by the server, and
-//! its `COMMIT` would commit the whole import so far).
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+//! the import's one transaction, which the write neither begins nor ends (a `BEGIN` inside
+//! a transaction is ignored by the server, and its `COMMIT` would commit the whole import
+//! so far).
+//!
+//! Inside an import a write takes no savepoint. Each savepoint that writes is a
+//! subtransaction with an id of its own, and a transaction holding more than 64 of them
+//! ("suboverflowed") sends every other session's visibility checks on that server to
+//! `pg_subtrans` for as long as it lasts: an import of many records would slow every
+//! application using the server. None is needed: an import is all or nothing, stopped by
+//! the first write that fails and then rolled back whole. A write that returns without
+//! committing has either failed (so the import stops; after a failed statement the server
+//! refuses everything, `COMMIT` included) or written nothing (reads, row locks, an update
+//! of no row), so there is nothing for a savepoint to undo. The one write that undoes
+//! what it wrote and goes on, a keyed sale whose key another sale took, fails inside an
+//! import instead ([`Tx::rollback`]); an import writes its sales and their keys apart.
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
@@ -18,82 +27,22 @@ use crate::rights::store::StoreError;
 /// Statement arguments, borrowed.
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
-/// The savepoint a write takes inside an import's transaction.
-const BEGIN_NESTED: &str = "SAVEPOINT usher_write";
-/// Ends it, keeping what it wrote.
-const COMMIT_NESTED: &str = "RELEASE SAVEPOINT usher_write";
-/// Ends it, undoing what it wrote.
-const ROLLBACK_NESTED: &str = "ROLLBACK TO SAVEPOINT usher_write; RELEASE SAVEPOINT usher_write";
-
-/// What an import's store knows of its one transaction.
-#[derive(Clone, Default)]
-pub(super) struct Import {
-    /// A write's savepoint was dropped unended (its `?` returned early): it is rolled back
-    /// before anything else runs on the connection ([`Import::settle`]), as a write's own
-    /// transaction is when it is dropped.
-    left_open: Arc<AtomicBool>,
-}
-
-impl Import {
-    /// Rolls back the savepoint a write left open, if any.
-    pub(super) async fn settle(&self, client: &tokio_postgres::Client) -> Result<(), StoreError> {
-        if self.left_open.swap(false, Ordering::SeqCst) {
-            client.batch_execute(ROLLBACK_NESTED).await.map_err(pg)?;
-        }
-        Ok(())
-    }
-}
-
 /// A write's transaction (see the module).
 pub(super) enum Tx<'a> {
     /// Its own.
     Own(deadpool_postgres::Transaction<'a>),
-    /// A savepoint in an import's transaction.
-    Nested(Savepoint<'a>),
-}
-
-/// A write's savepoint in an import's transaction.
-pub(super) struct Savepoint<'a> {
-    client: &'a tokio_postgres::Client,
-    import: Import,
-    ended: bool,
-}
-
-impl Savepoint<'_> {
-    async fn end(mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
-        self.ended = true;
-        self.client.batch_execute(sql).await
-    }
-}
-
-impl Drop for Savepoint<'_> {
-    fn drop(&mut self) {
-        // An own transaction rolls itself back when dropped; a savepoint cannot send
-        // anything from here, so the next operation on the connection rolls it back.
-        if !self.ended {
-            self.import.left_open.store(true, Ordering::SeqCst);
-        }
-    }
+    /// The import's, on its one connection.
+    Import(&'a tokio_postgres::Client),
 }
 
 impl<'a> Tx<'a> {
-    /// Begins a write's transaction on `c`, nested when `import` is the import's.
-    pub(super) async fn begin(
-        c: &'a mut Object,
-        import: Option<Import>,
-    ) -> Result<Tx<'a>, StoreError> {
-        match import {
-            None => Ok(Tx::Own(c.transaction().await.map_err(pg)?)),
-            Some(import) => {
-                let client: &tokio_postgres::Client = c;
-                client.batch_execute(BEGIN_NESTED).await.map_err(pg)?;
-                Ok(Tx::Nested(Savepoint {
-                    client,
-                    import,
-                    ended: false,
-                }))
-            }
+    /// Begins a write's transaction on `c`, or joins the import's when `import`.
+    pub(super) async fn begin(c: &'a mut Object, import: bool) -> Result<Tx<'a>, StoreError> {
+        if import {
+            let client: &tokio_postgres::Client = c;
+            return Ok(Tx::Import(client));
         }
+        Ok(Tx::Own(c.transaction().await.map_err(pg)?))
     }
 
     /// Runs a statement; the number of rows it changed.
@@ -104,7 +53,7 @@ impl<'a> Tx<'a> {
     ) -> Result<u64, tokio_postgres::Error> {
         match self {
             Tx::Own(tx) => tx.execute(sql, params).await,
-            Tx::Nested(s) => s.client.execute(sql, params).await,
+            Tx::Import(client) => client.execute(sql, params).await,
         }
     }
 
@@ -116,7 +65,7 @@ impl<'a> Tx<'a> {
     ) -> Result<Option<Row>, tokio_postgres::Error> {
         match self {
             Tx::Own(tx) => tx.query_opt(sql, params).await,
-            Tx::Nested(s) => s.client.query_opt(sql, params).await,
+            Tx::Import(client) => client.query_opt(sql, params).await,
         }
     }
 
@@ -128,23 +77,29 @@ impl<'a> Tx<'a> {
     ) -> Result<Row, tokio_postgres::Error> {
         match self {
             Tx::Own(tx) => tx.query_one(sql, params).await,
-            Tx::Nested(s) => s.client.query_one(sql, params).await,
+            Tx::Import(client) => client.query_one(sql, params).await,
         }
     }
 
-    /// Ends the write, keeping what it wrote.
+    /// Ends the write, keeping what it wrote (inside an import: until the import commits).
     pub(super) async fn commit(self) -> Result<(), tokio_postgres::Error> {
         match self {
             Tx::Own(tx) => tx.commit().await,
-            Tx::Nested(s) => s.end(COMMIT_NESTED).await,
+            Tx::Import(_) => Ok(()),
         }
     }
 
     /// Ends the write, undoing what it wrote.
-    pub(super) async fn rollback(self) -> Result<(), tokio_postgres::Error> {
+    ///
+    /// # Errors
+    /// On a backend failure; and always inside an import, which cannot undo one write
+    /// alone (see the module): the write fails, so the import stops and keeps nothing.
+    pub(super) async fn rollback(self) -> Result<(), StoreError> {
         match self {
-            Tx::Own(tx) => tx.rollback().await,
-            Tx::Nested(s) => s.end(ROLLBACK_NESTED).await,
+            Tx::Own(tx) => tx.rollback().await.map_err(pg),
+            Tx::Import(_) => Err(StoreError::Backend(
+                "a write inside an import cannot undo itself alone; the import stops".into(),
+            )),
         }
     }
 }
@@ -154,17 +109,17 @@ impl PostgresStore {
     /// [`PostgresStore::commit_import`] (`usher store import`): until then no other
     /// connection sees what it wrote (a node cannot serve a purchase, nor deliver a
     /// webhook, that a failing import then takes back), and if the import fails, its
-    /// process dies or its connection breaks, the server rolls it all back. Each write's
-    /// own transaction is a savepoint in it. A second connection is refused (it would
-    /// write outside the transaction). The schema is brought up to date first, on a
-    /// connection of its own.
+    /// process dies or its connection breaks, the server rolls it all back. Its writes go
+    /// straight into that transaction, without savepoints (see the module). A second
+    /// connection is refused (it would write outside the transaction). The schema is
+    /// brought up to date first, on a connection of its own.
     ///
     /// # Errors
     /// As [`PostgresStore::connect`], and when the transaction cannot be begun.
     pub fn importing(config: &PostgresConfig, metrics: StoreMetrics) -> Result<Self, StoreError> {
         drop(Self::connect(config, metrics.clone())?);
         let mut store = Self::open(config, metrics, super::client::Connections::Import)?;
-        store.import = Some(Import::default());
+        store.import = true;
         store.run("import_begin", |c| async move {
             c.query_one("SELECT 1", &[]).await.map_err(pg).map(drop)
         })?;
@@ -177,7 +132,7 @@ impl PostgresStore {
     /// When the commit fails, or its answer is lost ([`StoreError::Unknown`]: read the
     /// target to know); or on a store that is not an import's.
     pub fn commit_import(self) -> Result<(), StoreError> {
-        if self.import.is_none() {
+        if !self.import {
             return Err(StoreError::Backend("not an import's store".into()));
         }
         self.run("import_commit", |c| async move {

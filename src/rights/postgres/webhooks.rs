@@ -38,7 +38,7 @@ pub(super) async fn insert(tx: &Tx<'_>, deliveries: &[NewDelivery]) -> Result<()
 impl WebhookQueue for PostgresStore {
     fn enqueue_webhooks(&self, deliveries: &[NewDelivery], limit: u64) -> Result<u64, StoreError> {
         let deliveries = deliveries.to_vec();
-        let import = self.import.clone();
+        let import = self.import;
         self.run("enqueue_webhooks", move |mut c| async move {
             let tx = Tx::begin(&mut c, import).await?;
             insert(&tx, &deliveries).await?;
