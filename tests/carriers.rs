@@ -8,6 +8,8 @@ mod support;
 use std::collections::HashMap;
 
 use support::*;
+use usher::clock::unix_now;
+use usher::ticket::{self, Kind};
 
 const MASTER: &str = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv/index.m3u8\n";
 const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/k.key\"\n#EXTINF:2,\ns1.ts\n#EXT-X-ENDLIST\n";
@@ -162,6 +164,51 @@ async fn a_cookie_carries_the_token_and_uris_stay_as_the_origin_wrote_them() {
             .get("cookie")
             .is_none_or(|c| !c.to_str().unwrap().contains("usher_session")));
     }
+}
+
+/// A viewer comes back with the play URL after the session its cookie names is over (the
+/// browser keeps the cookie as long as it runs): the ticket in the URL starts a new
+/// session, and the new cookie plays, instead of the stale cookie's token being refused as
+/// expired until the browser forgets it.
+#[tokio::test]
+async fn a_ticket_plays_past_a_session_cookie_whose_session_is_over() {
+    let origin = origin().await;
+    let usher = start(&origin);
+    let mut stale = claims("/c/");
+    stale.sid = Some("a-session-long-over".into());
+    stale.exp = unix_now() - 3600;
+    stale.cap = stale.exp;
+    let stale = format!(
+        "usher_session={}",
+        ticket::sign(&ring(), Kind::Session, &stale)
+    );
+    let master_url = format!("{}/c/master.m3u8?ticket={}", usher.url, mint("/c/"));
+    let again = get(&master_url, &[("cookie", &stale)]).await;
+    assert_eq!(
+        (again.status.as_u16(), again.reason().as_str()),
+        (200, ""),
+        "{}",
+        again.text()
+    );
+    let fresh = again.headers["set-cookie"].to_str().unwrap();
+    let fresh = fresh.split(';').next().unwrap();
+    assert_ne!(fresh, stale);
+    let media = get(
+        &format!("{}/c/v/index.m3u8", usher.url),
+        &[("cookie", fresh)],
+    )
+    .await;
+    assert_eq!(media.status, 200);
+    let refused = get(
+        &format!("{}/c/v/index.m3u8", usher.url),
+        &[("cookie", &stale)],
+    )
+    .await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.reason().as_str()),
+        (403, "expired"),
+        "without a ticket the stale cookie is refused as before"
+    );
 }
 
 #[tokio::test]

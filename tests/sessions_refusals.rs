@@ -104,6 +104,18 @@ async fn an_expired_token_of_a_replaced_session_is_refused_as_replaced() {
     usher.advance(PAST_THE_TOKEN);
     let resumed = get(&tv_segment, &[("x-device-id", "tv")]).await;
     assert_eq!(status_reason(&resumed), (403, "session_replaced".into()));
+    // So it is with its ticket beside the token (a session cookie beside the play URL's
+    // ticket): the ticket would take the stream back from the phone.
+    let token = tv_segment.split("token=").nth(1).unwrap();
+    let with_ticket = get(
+        &format!("{play_url}&token={token}"),
+        &[("x-device-id", "tv")],
+    )
+    .await;
+    assert_eq!(
+        status_reason(&with_ticket),
+        (403, "session_replaced".into())
+    );
     let phone = get(&phone_segment, &[("x-device-id", "phone")]).await;
     assert_eq!(phone.status, 200, "{}", phone.text());
 }

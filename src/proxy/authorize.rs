@@ -117,9 +117,44 @@ pub const PREVIEW_SUBJECT: &str = "~preview";
 /// foreign credentials the route accepts (see [`crate::access::foreign`]). `instant`: the
 /// request's moment on the monotonic clock.
 ///
+/// A session token refused for itself (expired with its session over, past its cap, signed
+/// by a key no longer known, out of scope, from another device or network) does not hide a
+/// ticket presented with it: the request is decided again by the ticket. The session cookie
+/// lasts as long as the browser, so a viewer coming back with the play URL's ticket would
+/// otherwise be refused until the browser forgot the cookie. A session ended by the
+/// operator or replaced by another stream stays refused, so that two devices under
+/// `replace_oldest` do not take turns.
+///
 /// # Errors
-/// The refusal, from whichever check refused first.
+/// The refusal, from whichever check refused first (the ticket's, when it was tried).
 pub async fn authorize(
+    state: &State,
+    config: &Config,
+    kind: ObjectKind,
+    presented: &Presented<'_>,
+    foreign: &foreign::Carried<'_>,
+    facts: &foreign::Facts<'_>,
+    instant: std::time::Instant,
+) -> Result<Grant, ProxyError> {
+    let decided = authorize_as(state, config, kind, presented, foreign, facts, instant).await;
+    match decided {
+        Err(ProxyError::Denied(_)) if presented.session.is_some() && presented.ticket.is_some() => {
+            let ticket = Presented {
+                session: None,
+                ..*presented
+            };
+            // Boxed: rare, and its future is as large as the first's.
+            Box::pin(authorize_as(
+                state, config, kind, &ticket, foreign, facts, instant,
+            ))
+            .await
+        }
+        decided => decided,
+    }
+}
+
+/// [`authorize`] by the first credential `presented` holds.
+async fn authorize_as(
     state: &State,
     config: &Config,
     kind: ObjectKind,
