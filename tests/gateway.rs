@@ -171,7 +171,7 @@ async fn rewriting_changes_only_the_uris() {
 async fn credentials_never_reach_the_origin_and_the_client_is_named() {
     let origin = origin_with_movie().await;
     // Requests that pass by the shield carry the client's headers; shared fetches carry
-    // no viewer's (tests/shield.rs).
+    // no viewer's (tests/shield/).
     let usher = Usher::start(
         &test_config(&origin.url(), "[shield]\nenabled = false\n"),
         &[],

@@ -1,7 +1,7 @@
 //! How usher reads an upstream answer's framing, through a real usher process and an
 //! origin that writes raw bytes: an answer with both `Content-Length` and
 //! `Transfer-Encoding` is a 502 `upstream_error` only when it carries a body
-//! (tests/shield.rs shows that one); the answer to a HEAD, and a 304, have no body, so
+//! (tests/shield/answers.rs shows that one); the answer to a HEAD, and a 304, have no body, so
 //! their framing headers cannot disagree with it and they are passed on.
 
 mod support;

@@ -1,0 +1,138 @@
+//! Sessions shared through Redis: concurrency limits and `replace_oldest` hold across
+//! nodes, and Redis killed mid-playback follows `sessions.on_backend_error` (`deny`,
+//! `local`).
+
+use serde_json::json;
+
+use crate::support::admin::api;
+use crate::support::cluster::status_reason;
+use crate::support::*;
+use crate::{one_stream_playing_on_a_tv, phone_admitted_on, play, shared_setup, until, wait_ready};
+
+#[tokio::test]
+async fn with_shared_sessions_a_second_device_on_another_node_is_refused_by_max_sessions_1() {
+    let (_backends, nodes, play_url, tv_segment) = one_stream_playing_on_a_tv().await;
+    let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(status_reason(&phone), (403, "concurrency_limit".into()));
+    assert_eq!(
+        get(&tv_segment, &[("x-device-id", "tv")]).await.status,
+        200,
+        "the first viewer keeps watching"
+    );
+    let (again, _) = play(&nodes[1], &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(
+        again.status, 200,
+        "the same device on another node is the same viewer"
+    );
+
+    // The operator ends the tv's session through node B; node A, which plays it, refuses
+    // its next segment, and the stream is free for the phone.
+    let (_, listed) = api(&nodes[0], "GET", "/api/v1/sessions?account=alice", None).await;
+    let sid = listed["items"][0]["sid"].as_str().unwrap().to_owned();
+    let (status, _) = api(
+        &nodes[1],
+        "DELETE",
+        &format!("/api/v1/sessions/{sid}"),
+        None,
+    )
+    .await;
+    assert!(status < 300, "{status}");
+    let ended = until(
+        || async { get(&tv_segment, &[("x-device-id", "tv")]).await },
+        |r| r.status != 200,
+    )
+    .await;
+    assert_eq!(status_reason(&ended), (403, "session_ended".into()));
+    let phone = phone_admitted_on(&nodes[1], &play_url).await;
+    assert_eq!(
+        phone.status,
+        200,
+        "the ended session no longer counts: {}",
+        phone.text()
+    );
+}
+
+#[tokio::test]
+async fn with_shared_sessions_replace_oldest_ends_the_first_device_on_its_own_node() {
+    let (_backends, nodes, play_url) = shared_setup("deny", json!({"code": "p", "name": "Final", "max_sessions": 1, "concurrency_policy": "replace_oldest"})).await;
+    let (_, tv_segment) = play(&nodes[0], &play_url, &[("x-device-id", "tv")]).await;
+    assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
+    let (phone, phone_segment) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(phone.status, 200);
+    let tv = until(
+        || async { get(&tv_segment, &[("x-device-id", "tv")]).await },
+        |r| r.status != 200,
+    )
+    .await;
+    assert_eq!(status_reason(&tv), (403, "session_replaced".into()));
+    assert_eq!(
+        get(&phone_segment, &[("x-device-id", "phone")])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn redis_killed_mid_playback_with_deny_keeps_viewers_refuses_new_sessions_and_recovers() {
+    let (mut shared, nodes, play_url, tv_segment) = one_stream_playing_on_a_tv().await;
+
+    shared.redis.kill();
+    assert_eq!(
+        get(&tv_segment, &[("x-device-id", "tv")]).await.status,
+        200,
+        "segments never wait on Redis"
+    );
+    let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(status_reason(&phone), (503, "sessions_unavailable".into()));
+    assert!(
+        metric(
+            &nodes[1],
+            "usher_sessions_backend_fallbacks_total{policy=\"deny\"}"
+        )
+        .await
+            >= 1.0
+    );
+    wait_ready(&nodes[0], 503).await;
+
+    // Redis comes back empty; node A writes its live session back, so the limit holds.
+    shared.redis.resume();
+    wait_ready(&nodes[0], 200).await;
+    wait_ready(&nodes[1], 200).await;
+    let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(status_reason(&phone), (403, "concurrency_limit".into()));
+    assert_eq!(get(&tv_segment, &[("x-device-id", "tv")]).await.status, 200);
+}
+
+#[tokio::test]
+async fn redis_killed_with_local_admits_new_sessions_by_each_nodes_own() {
+    let (mut shared, nodes, play_url) = shared_setup(
+        "local",
+        json!({"code": "p", "name": "Final", "max_sessions": 1}),
+    )
+    .await;
+    assert_eq!(
+        play(&nodes[0], &play_url, &[("x-device-id", "tv")])
+            .await
+            .0
+            .status,
+        200
+    );
+    shared.redis.kill();
+    let (phone, _) = play(&nodes[1], &play_url, &[("x-device-id", "phone")]).await;
+    assert_eq!(phone.status, 200, "admitted by node B's own sessions");
+    let (laptop, _) = play(&nodes[1], &play_url, &[("x-device-id", "laptop")]).await;
+    assert_eq!(
+        status_reason(&laptop),
+        (403, "concurrency_limit".into()),
+        "node B's own limit still holds"
+    );
+    assert!(
+        metric(
+            &nodes[1],
+            "usher_sessions_backend_fallbacks_total{policy=\"local\"}"
+        )
+        .await
+            >= 2.0
+    );
+}

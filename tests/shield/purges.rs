@@ -1,0 +1,111 @@
+//! The purge endpoint: a purged prefix sends the next request upstream, also when a fetch
+//! in flight at the purge brings its answer back afterwards.
+
+use std::time::Duration;
+
+use crate::support::admin;
+use crate::support::*;
+use crate::{first_viewer_held, patient_config, Gate, Script, ScriptedOrigin};
+
+#[tokio::test]
+async fn purging_a_prefix_sends_the_next_request_upstream() {
+    let origin = ScriptedOrigin::start().await;
+    origin.script("/vod/a/s1.ts", Script::segment(b"a"));
+    origin.script("/vod/b/s1.ts", Script::segment(b"b"));
+    let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let ticket = mint("/vod/");
+    for path in [
+        "/vod/a/s1.ts",
+        "/vod/b/s1.ts",
+        "/vod/a/s1.ts",
+        "/vod/b/s1.ts",
+    ] {
+        assert_eq!(
+            get(&format!("{}{path}?ticket={ticket}", usher.url), &[])
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        (origin.hits("/vod/a/s1.ts"), origin.hits("/vod/b/s1.ts")),
+        (1, 1)
+    );
+
+    let purge = serde_json::json!({ "prefix": "/vod/a/" });
+    let wrong = admin::api_as(
+        &usher,
+        "not-the-admin-token",
+        "POST",
+        "/api/v1/cache/purge",
+        Some(purge.clone()),
+    )
+    .await;
+    assert_eq!(wrong.0, 401);
+    let (status, answer) = admin::api(&usher, "POST", "/api/v1/cache/purge", Some(purge)).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["purged"], 1);
+    for path in ["/vod/a/s1.ts", "/vod/b/s1.ts"] {
+        assert_eq!(
+            get(&format!("{}{path}?ticket={ticket}", usher.url), &[])
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        origin.hits("/vod/a/s1.ts"),
+        2,
+        "the purged prefix went upstream again"
+    );
+    assert_eq!(
+        origin.hits("/vod/b/s1.ts"),
+        1,
+        "the other prefix stayed cached"
+    );
+}
+
+#[tokio::test]
+async fn a_purge_also_drops_what_a_fetch_in_flight_brings_back() {
+    let origin = ScriptedOrigin::start().await;
+    let (gate, rx) = Gate::closed();
+    let mut script = Script::segment(b"old bytes");
+    script.gate = rx;
+    script.hold_head = true;
+    origin.script("/vod/a/s1.ts", script);
+    let usher = Usher::start(&patient_config(&origin.url(), ""), &[]);
+    let url = format!("{}/vod/a/s1.ts?ticket={}", usher.url, mint("/vod/"));
+    let first = first_viewer_held(&usher, &url).await;
+    // The miss is counted before its request reaches the origin: the old fetch must have
+    // taken the old script before the script changes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while origin.hits("/vod/a/s1.ts") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old fetch reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let purge = serde_json::json!({ "prefix": "/vod/a/" });
+    assert_eq!(
+        admin::api(&usher, "POST", "/api/v1/cache/purge", Some(purge))
+            .await
+            .0,
+        200
+    );
+    // Asked after the purge answered, while the old fetch is still held: not joined to
+    // it, but fetched anew.
+    origin.script("/vod/a/s1.ts", Script::segment(b"new bytes"));
+    let after = get(&url, &[]).await;
+    assert_eq!(after.text(), "new bytes", "a request after the purge");
+    assert_eq!(after.headers["x-usher-cache"], "miss");
+    gate.open();
+    assert_eq!(first.await.unwrap().text(), "old bytes");
+    let next = get(&url, &[]).await;
+    assert_eq!(
+        next.text(),
+        "new bytes",
+        "what the purge overtook was not kept"
+    );
+    assert_eq!(origin.hits("/vod/a/s1.ts"), 2);
+}

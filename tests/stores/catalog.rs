@@ -1,0 +1,248 @@
+//! The store contract for the catalog, on both backends: unique codes and prefixes,
+//! entitlements through media and editorial links, the products holding a media, listing
+//! filters and pages, accounts and contacts, and a product with buyers kept unless a delete
+//! is forced.
+
+use usher::rights::model::{Account, Contacts, PurchaseStatus};
+use usher::rights::store::{Page, PurchaseFilter, Store, StoreError};
+
+use crate::{media, on_both, product, purchase};
+
+fn codes_and_prefixes_are_unique(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    assert!(matches!(
+        store.create_product(&product("P1")),
+        Err(StoreError::Conflict(_))
+    ));
+    store.create_media(&media("m1", "/a/", None)).unwrap();
+    assert!(matches!(
+        store.create_media(&media("m2", "/a/", None)),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.update_product(&product("nope")),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn a_purchase_of_a_missing_product_is_not_found_and_writes_nothing(store: &dyn Store) {
+    let got = store.create_purchase(&purchase("h1", "ghost", "alice", "a@x"));
+    assert_eq!(got, Err(StoreError::NotFound("product ghost".into())));
+    assert_eq!(
+        store.account("alice").unwrap(),
+        None,
+        "no account half-written"
+    );
+}
+
+fn entitlements_follow_media_and_editorial_links(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    store.create_product(&product("P2")).unwrap();
+    store
+        .create_media(&media("final-4k", "/final/4k/", Some("final")))
+        .unwrap();
+    store
+        .create_media(&media("final-hd", "/final/hd/", Some("final")))
+        .unwrap();
+    store.link("P1", "final").unwrap();
+    store.link("P2", "final-hd").unwrap();
+    store.link("P2", "final-hd").unwrap(); // idempotent
+    assert!(matches!(
+        store.link("ghost", "x"),
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
+        .unwrap();
+    store
+        .create_purchase(&purchase("h2", "P2", "bob", "b@x"))
+        .unwrap();
+    assert!(store.account("alice").unwrap().unwrap().enabled);
+
+    let alice_4k = store
+        .entitlements("alice", &["final-4k".into(), "final".into()])
+        .unwrap();
+    assert_eq!(alice_4k.len(), 1, "the editorial right covers 4K");
+    assert_eq!(alice_4k[0].0.hash, "h1");
+    let bob_4k = store
+        .entitlements("bob", &["final-4k".into(), "final".into()])
+        .unwrap();
+    assert!(bob_4k.is_empty(), "bob bought HD only");
+    assert_eq!(
+        store
+            .entitlements("bob", &["final-hd".into(), "final".into()])
+            .unwrap()
+            .len(),
+        1
+    );
+
+    store.unlink("P2", "final-hd").unwrap();
+    assert!(store
+        .entitlements("bob", &["final-hd".into(), "final".into()])
+        .unwrap()
+        .is_empty());
+    store.delete_product("P1", true).unwrap();
+    assert_eq!(
+        store.purchase("h1").unwrap(),
+        None,
+        "purchases go with their product"
+    );
+}
+
+/// The products that sell a media (`sendVideoTicket.php`), found however many products
+/// stand before them: by the media's code or by its editorial id, in list order.
+fn the_products_holding_a_media_are_found_past_any_page(store: &dyn Store) {
+    for n in 0..=Page::MAX_LIMIT {
+        store.create_product(&product(&format!("P{n:04}"))).unwrap();
+    }
+    store.link("P1000", "final").unwrap();
+    store.link("P0003", "final-hd").unwrap();
+    store.link("P0004", "other").unwrap();
+    let codes = |content: &str, editorial: &str| -> Vec<String> {
+        let found = store.products_holding(content, editorial).unwrap();
+        found.into_iter().map(|p| p.code).collect()
+    };
+    assert_eq!(codes("final-hd", "final"), ["P0003", "P1000"]);
+    assert_eq!(codes("final", "final"), ["P1000"]);
+    assert!(codes("nothing", "nothing").is_empty());
+}
+
+fn listing_filters_and_pages(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    for n in 0..5 {
+        let mut p = purchase(
+            &format!("h{n}"),
+            "P1",
+            &format!("acct{n}"),
+            "same@example.com",
+        );
+        p.purchased_at = 100 + n;
+        store.create_purchase(&p).unwrap();
+    }
+    let by_email = PurchaseFilter {
+        email: Some("SAME@example.com".into()),
+        ..PurchaseFilter::default()
+    };
+    assert_eq!(
+        store.purchases(&by_email, Page::default()).unwrap().len(),
+        5,
+        "email is not unique"
+    );
+    let page = store
+        .purchases(
+            &by_email,
+            Page {
+                offset: 1,
+                limit: 2,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|p| p.hash.as_str()).collect::<Vec<_>>(),
+        ["h1", "h2"]
+    );
+    let before = store.purchase("h3").unwrap().unwrap();
+    let mut revoked = before.clone();
+    revoked.status = PurchaseStatus::Revoked;
+    store.replace_purchase(&before, &revoked, &[]).unwrap();
+    let only_revoked = PurchaseFilter {
+        status: Some(PurchaseStatus::Revoked),
+        ..PurchaseFilter::default()
+    };
+    assert_eq!(
+        store.purchases(&only_revoked, Page::default()).unwrap(),
+        vec![revoked]
+    );
+}
+
+fn accounts_and_contacts(store: &dyn Store) {
+    store
+        .put_account(&Account {
+            id: "a".into(),
+            enabled: false,
+            max_sessions: Some(2),
+            max_devices: None,
+        })
+        .unwrap();
+    let account = store.account("a").unwrap().unwrap();
+    assert_eq!(store.accounts().unwrap(), vec![account.clone()]);
+    assert!(!account.enabled);
+    assert_eq!(account.max_sessions, Some(2));
+    assert_eq!(store.contacts().unwrap(), Contacts::default());
+    let c = Contacts {
+        name: "Alex".into(),
+        phone: "+0 000".into(),
+        ..Contacts::default()
+    };
+    store.put_contacts(&c).unwrap();
+    assert_eq!(store.contacts().unwrap(), c);
+}
+
+/// A product its buyers hold is kept unless the delete is forced.
+fn a_product_with_buyers_is_kept_unless_forced(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    store
+        .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
+        .unwrap();
+    let got = store.delete_product("P1", false);
+    assert!(
+        matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
+        "{got:?}"
+    );
+    assert!(store.purchase("h1").unwrap().is_some(), "the buyer kept it");
+    let before = store.purchase("h1").unwrap().unwrap();
+    let mut revoked = before.clone();
+    revoked.status = PurchaseStatus::Revoked;
+    store.replace_purchase(&before, &revoked, &[]).unwrap();
+    store.delete_product("P1", false).unwrap();
+    assert_eq!(store.product("P1").unwrap(), None);
+    let gone = store.delete_product("P1", false);
+    assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+}
+
+#[test]
+fn both_a_product_with_buyers_is_kept_unless_forced() {
+    on_both("product_held", a_product_with_buyers_is_kept_unless_forced);
+}
+
+#[test]
+fn both_codes_and_prefixes_are_unique() {
+    on_both(
+        "codes_and_prefixes_are_unique",
+        codes_and_prefixes_are_unique,
+    );
+}
+
+#[test]
+fn both_a_purchase_of_a_missing_product_is_not_found_and_writes_nothing() {
+    on_both(
+        "a_purchase_of_a_missing_product_is_not_found_and_writes_noth",
+        a_purchase_of_a_missing_product_is_not_found_and_writes_nothing,
+    );
+}
+
+#[test]
+fn both_entitlements_follow_media_and_editorial_links() {
+    on_both(
+        "entitlements_follow_media_and_editorial_links",
+        entitlements_follow_media_and_editorial_links,
+    );
+}
+
+#[test]
+fn both_the_products_holding_a_media_are_found_past_any_page() {
+    on_both(
+        "products_holding_a_media",
+        the_products_holding_a_media_are_found_past_any_page,
+    );
+}
+
+#[test]
+fn both_listing_filters_and_pages() {
+    on_both("listing_filters_and_pages", listing_filters_and_pages);
+}
+
+#[test]
+fn both_accounts_and_contacts() {
+    on_both("accounts_and_contacts", accounts_and_contacts);
+}
