@@ -218,6 +218,41 @@ async fn an_expired_token_signed_by_a_retired_key_plays_on_another_node_while_it
     }
 }
 
+/// A token the retired key could not have signed before its retirement (an expiry past
+/// the retirement plus the tokens' lifetime: made with the key after it was taken out, as
+/// by someone who has it) is refused as signed by an unknown key, also for a session that
+/// lives on another node, while the genuine token of that session plays.
+#[tokio::test]
+async fn a_retired_keys_token_expiring_past_the_retirement_stays_unknown() {
+    let (backends, a, b, play_url) = two_nodes(json!({"code": "p", "name": "Film"})).await;
+    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let retired = retire_the_key(&backends.config("deny"));
+    a.reload(&retired);
+    b.reload(&retired);
+    let latest = b.state.retired_keys()[0].latest_exp;
+    let (base, genuine) = tv_segment.split_once("token=").unwrap();
+    let genuine = genuine.split('&').next().unwrap();
+    let (_, mut claims) = usher::ticket::verify_signature(&ring(), genuine).unwrap();
+    claims.exp = latest + 5;
+    let late = usher::ticket::sign(&ring(), usher::ticket::Kind::Session, &claims);
+    let late_segment = format!("{base}token={late}");
+    // The session kept live on A (its genuine token, through A) until the late token has
+    // expired too.
+    while a.now() <= latest + 5 {
+        advance(&[&a, &b], 20);
+        assert_eq!(fetch(&a, &tv_segment, "tv").await.status, 200, "live on A");
+    }
+    let refused = fetch(&b, &late_segment, "tv").await;
+    assert_eq!(status_reason(&refused), (403, "unknown_key".into()));
+    let moved = fetch(&b, &tv_segment, "tv").await;
+    assert_eq!(
+        status_reason(&moved),
+        (200, String::new()),
+        "the genuine token plays on B"
+    );
+}
+
 /// One stream at a time, the oldest giving way: the tv plays on node A, and the phone,
 /// started later on A, replaces it. Node B refuses the tv's expired token as replaced (the
 /// record in Redis says so) and, once the phone's has expired too, plays the phone's (live

@@ -75,8 +75,9 @@ async fn retired_session(
     let rights_follow = state.rights.is_some();
     for retired in state.retired_keys().iter() {
         let ring = &retired.ring;
-        // Not this key's signature: the next (two retired keys may share an id).
-        let Ok((kind, claims)) = crate::ticket::verify_signature(ring, raw) else {
+        // Not this key's signature: the next. (Remembered: `decide` below, and the
+        // token's next requests, find it verified.)
+        let Ok((kind, claims)) = crate::ticket::verify_signature_remembered(ring, raw) else {
             continue;
         };
         // A ticket, or an expiry the key could not have signed before it was retired:
