@@ -558,3 +558,44 @@ async fn a_named_subject_s_foreign_token_counts_the_purchase_s_activations() {
         again.text()
     );
 }
+
+/// A named subject's foreign token starts a rental's hours as a ticket does: its first
+/// request takes up a session afresh, as a stale session token would, but it is a
+/// credential of its own, not a token of another purchase's session.
+#[tokio::test]
+async fn a_named_subject_s_foreign_token_starts_a_rental_s_hours() {
+    let origin = origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), &formats()), &[]);
+    let rental =
+        json!({"code": "rental", "name": "Rental", "hours": 48, "hours_from": "first_play"});
+    let mut hash = String::new();
+    for (path, body) in [
+        ("/api/v1/products", rental),
+        (
+            "/api/v1/media",
+            json!({"code": "open-v", "prefix": "/open/", "playlist": "master.m3u8"}),
+        ),
+        ("/api/v1/products/rental/media", json!({"media": "open-v"})),
+        (
+            "/api/v1/buyers",
+            json!({"product": "rental", "account": "alice"}),
+        ),
+    ] {
+        let (status, reply) = api(&usher, "POST", path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {reply}");
+        if let Some(sold) = reply["hash"].as_str() {
+            hash = sold.to_owned();
+        }
+    }
+    let (_, unplayed) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert!(unplayed["access_ends_at"].is_null(), "{unplayed}");
+    let segment = format!(
+        "{}/open/v/s1.ts?__token__={}",
+        usher.url,
+        akamai("/open/*", Some("alice"), later())
+    );
+    let tv = get(&segment, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let (_, played) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert!(played["access_ends_at"].as_u64().is_some(), "{played}");
+}

@@ -407,6 +407,30 @@ async fn a_session_past_its_pass_within_the_clock_skew_starts_no_rental() {
     the_rental_waits_for_its_own_ticket(&usher, &segment, &rental).await;
 }
 
+/// A pass with no end playing on the TV, revoked; the player comes back after its session
+/// idled out (60 s here), its token (no cap, hours to live) still valid: refused, not taken
+/// up as a new session under the account's unplayed rental, whose hours wait for its own
+/// ticket.
+#[tokio::test]
+async fn an_idled_out_session_of_a_revoked_pass_starts_no_rental() {
+    let origin = event_origin().await;
+    let config = rights_config(&origin.url(), "[sessions]\nidle_timeout = \"60s\"\n")
+        .replace("[token]\n", "[token]\nsession_ttl = \"3h\"\n");
+    let usher = InProcess::start(&config).await;
+    let ((segment, pass), rental) =
+        tv_plays_with_a_rental_waiting(&usher, json!({"code": "show", "name": "Show"})).await;
+    let (status, revoked) = api(
+        &usher,
+        "POST",
+        &format!("/api/v1/buyers/{pass}/revoke"),
+        None,
+    )
+    .await;
+    assert!(status < 300, "{revoked}");
+    usher.advance(120);
+    the_rental_waits_for_its_own_ticket(&usher, &segment, &rental).await;
+}
+
 /// A pass with no end, revoked while its session plays on the TV (its session tokens have
 /// no cap): the session's next segment request is refused, not served under the account's
 /// unplayed rental.

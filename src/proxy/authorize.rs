@@ -180,6 +180,8 @@ async fn authorize_as(
     // The purchase a session token's session plays under on another node, when it is
     // taken up from there: this node's registry does not know it yet.
     let mut elsewhere_under = None;
+    // Whether a foreign credential opened it: as a ticket does, it may start a rental.
+    let mut foreign_credential = false;
     let mut grant = match access::decide(
         &settings.keys,
         skew,
@@ -197,7 +199,10 @@ async fn authorize_as(
         Ok(grant) => grant,
         Err(Denied::NoCredential) => {
             match foreign::decide(&config.formats, accepts, foreign, facts, now, skew) {
-                Ok(grant) => grant,
+                Ok(grant) => {
+                    foreign_credential = true;
+                    grant
+                }
                 Err(Denied::NoCredential) if presented.ticket.is_some() => {
                     return Err(Denied::NotAccepted.into())
                 }
@@ -325,6 +330,22 @@ async fn authorize_as(
                 Touch::UnderAnother => return Err(expired()),
                 // Boxed for the same reason: an adoption is rare.
                 Touch::NotHere => {
+                    // Nor does a session taken up afresh start a rental's hours (one of a
+                    // revoked pass, idled out with its uncapped token still valid): only
+                    // the rental's own ticket, or a session that plays under it on another
+                    // node (its first play written there, or not yet), does.
+                    if entitled.first_play.is_some() && !foreign_credential {
+                        let under = match elsewhere_under.take() {
+                            Some(under) => Some(under),
+                            None => {
+                                let account = &grant.claims.sub;
+                                Box::pin(renew::under_elsewhere(state, account, sid, now)).await?
+                            }
+                        };
+                        if under.as_deref() != Some(purchase) {
+                            return Err(expired());
+                        }
+                    }
                     Box::pin(adopt(
                         state, config, &entitled, &grant, device, presented, now,
                     ))
