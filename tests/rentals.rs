@@ -369,6 +369,24 @@ async fn tv_plays_with_a_rental_waiting(
     ((segment, pass_hash), rental)
 }
 
+/// A pass with no end playing on the TV, then revoked, and an unplayed rental of the same
+/// content: the TV's segment URI, and the rental's play URL and hash.
+async fn tv_plays_a_revoked_pass_with_a_rental_waiting(
+    usher: &InProcess,
+) -> (String, (String, String)) {
+    let ((segment, pass), rental) =
+        tv_plays_with_a_rental_waiting(usher, json!({"code": "show", "name": "Show"})).await;
+    let (status, revoked) = api(
+        usher,
+        "POST",
+        &format!("/api/v1/buyers/{pass}/revoke"),
+        None,
+    )
+    .await;
+    assert!(status < 300, "{revoked}");
+    (segment, rental)
+}
+
 /// The TV's session asks for a segment once the pass it plays under no longer grants,
 /// while its token is still accepted: refused as expired, and the rental keeps its hours
 /// waiting until its own ticket starts them.
@@ -417,16 +435,7 @@ async fn an_idled_out_session_of_a_revoked_pass_starts_no_rental() {
     let config = rights_config(&origin.url(), "[sessions]\nidle_timeout = \"60s\"\n")
         .replace("[token]\n", "[token]\nsession_ttl = \"3h\"\n");
     let usher = InProcess::start(&config).await;
-    let ((segment, pass), rental) =
-        tv_plays_with_a_rental_waiting(&usher, json!({"code": "show", "name": "Show"})).await;
-    let (status, revoked) = api(
-        &usher,
-        "POST",
-        &format!("/api/v1/buyers/{pass}/revoke"),
-        None,
-    )
-    .await;
-    assert!(status < 300, "{revoked}");
+    let (segment, rental) = tv_plays_a_revoked_pass_with_a_rental_waiting(&usher).await;
     usher.advance(120);
     the_rental_waits_for_its_own_ticket(&usher, &segment, &rental).await;
 }
@@ -437,16 +446,7 @@ async fn an_idled_out_session_of_a_revoked_pass_starts_no_rental() {
 #[tokio::test]
 async fn a_session_of_a_revoked_pass_starts_no_rental() {
     let (_origin, usher) = start_with_skew().await;
-    let ((segment, pass), rental) =
-        tv_plays_with_a_rental_waiting(&usher, json!({"code": "show", "name": "Show"})).await;
-    let (status, revoked) = api(
-        &usher,
-        "POST",
-        &format!("/api/v1/buyers/{pass}/revoke"),
-        None,
-    )
-    .await;
-    assert!(status < 300, "{revoked}");
+    let (segment, rental) = tv_plays_a_revoked_pass_with_a_rental_waiting(&usher).await;
     usher.advance(60);
     the_rental_waits_for_its_own_ticket(&usher, &segment, &rental).await;
 }
