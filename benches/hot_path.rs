@@ -147,6 +147,7 @@ fn bench_credentials(c: &mut Criterion) {
     let device = usher::device::hash_id("tv-4b1e", None);
     let presented = Presented {
         ticket: None,
+        ticket_in_query: false,
         session: Some(raw_session.as_str()),
         device: Some(&device),
         client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 77)),

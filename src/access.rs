@@ -46,7 +46,10 @@ pub fn under(path: &str, prefix: &str) -> bool {
 pub struct Presented<'a> {
     /// A ticket from the query, `Authorization: Bearer` or the cookie.
     pub ticket: Option<&'a str>,
-    /// A session token from the query.
+    /// Whether that ticket came in the query (the play URL), not in a header or cookie that
+    /// rides on every request.
+    pub ticket_in_query: bool,
+    /// A session token from the query, the session cookie or the path.
     pub session: Option<&'a str>,
     /// The device id the request names, if any.
     pub device: Option<&'a str>,

@@ -213,6 +213,7 @@ async fn handle_inner(
         Route::Protected => {
             let presented = Presented {
                 ticket: carried.ticket,
+                ticket_in_query: carried.ticket.is_some() && !carried.ticket_in_header,
                 session: carried.session.or(path_token),
                 device: device.as_deref(),
                 client_ip,

@@ -259,3 +259,27 @@ async fn a_rewritten_playlist_keeps_no_header_that_lets_a_shared_cache_keep_it()
         }
     }
 }
+
+/// a stale session token in the query (refused) beside a ticket in
+/// `Authorization`: the request is opened by the header's ticket, yet its answer goes out
+/// with the origin's `public` header, for a CDN to keep under the URL of the refused token.
+#[tokio::test]
+async fn a_bearer_ticket_beside_a_refused_query_token_goes_out_private() {
+    let origin = origin().await;
+    let usher = start(&origin.url(), None);
+    let ticket = mint("/vod/");
+    let bearer = format!("Bearer {ticket}");
+    let mut stale = claims("/vod/");
+    stale.sid = Some("a-session-long-over".into());
+    stale.exp = usher::clock::unix_now() - 3600;
+    stale.cap = stale.exp;
+    let stale = usher::ticket::sign(&ring(), usher::ticket::Kind::Session, &stale);
+    let url = format!("{}/vod/v/s1.ts?token={stale}", usher.url);
+    let reply = get(&url, &[("authorization", &bearer)]).await;
+    assert!(
+        reply.status != 200 || cache_control(&reply) == ["private, max-age=600"],
+        "{} {:?}",
+        reply.status,
+        cache_control(&reply)
+    );
+}

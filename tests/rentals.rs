@@ -450,3 +450,51 @@ async fn a_session_of_a_revoked_pass_starts_no_rental() {
     usher.advance(60);
     the_rental_waits_for_its_own_ticket(&usher, &segment, &rental).await;
 }
+
+/// as [`a_session_of_a_revoked_pass_starts_no_rental`], the TV's app sending the
+/// pass's ticket as `Authorization: Bearer` on every request (`token.bearer`, on by
+/// default): the segment request of the pass's session is carried on under the rental by
+/// the ticket beside it, and starts the rental's hours without the viewer opening it.
+#[tokio::test]
+async fn a_session_of_a_revoked_pass_beside_a_bearer_ticket_starts_no_rental() {
+    let (_origin, usher) = start_with_skew().await;
+    let (pass_url, pass) = sell_event(&usher, json!({"code": "show", "name": "Show"})).await;
+    let (_, rental_hash) = sell_event(
+        &usher,
+        json!({"code": "rental", "name": "Rental", "hours": HOURS, "hours_from": "first_play"}),
+    )
+    .await;
+    let ticket = pass_url
+        .split("ticket=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("Bearer {ticket}");
+    let tv = [("x-device-id", "tv"), ("authorization", bearer.as_str())];
+    let playlist = get(&pass_url, &tv).await;
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    let token = playlist.token_for("s1.ts").unwrap();
+    let segment = format!("{}/event/s1.ts?token={token}", usher.url);
+    assert_eq!(get(&segment, &tv).await.status, 200);
+    let (status, revoked) = api(
+        &usher,
+        "POST",
+        &format!("/api/v1/buyers/{pass}/revoke"),
+        None,
+    )
+    .await;
+    assert!(status < 300, "{revoked}");
+    usher.advance(60);
+    let past = get(&segment, &tv).await;
+    assert_eq!(
+        (
+            past.status.as_u16(),
+            access_ends_at(&usher, &rental_hash).await
+        ),
+        (403, Value::Null),
+        "the pass's session's segment started the rental's hours"
+    );
+}

@@ -255,3 +255,71 @@ async fn without_rights_a_session_ends_through_a_node_that_does_not_hold_it() {
     .await;
     assert_eq!(status_reason(&stopped), (403, "session_ended".into()));
 }
+
+/// a replaced session's token refused for its network (`bind_ip`: the tv moved
+/// from wifi to another network) beside the ticket its app sends on every request
+/// (`Authorization: Bearer`, on by default), or beside the play URL's ticket, stays refused
+/// as replaced: a new session under the ticket would take the stream back from the phone
+/// under `replace_oldest`.
+#[tokio::test]
+async fn a_replaced_sessions_token_from_another_network_beside_a_bearer_ticket_stays_replaced() {
+    let origin = event_origin().await;
+    let config = rights_config(
+        &origin.url(),
+        "[sessions]\nidle_timeout = \"60s\"\nbind_ip = true\n",
+    )
+    .replace("[token]\n", "[token]\nsession_ttl = \"30s\"\n")
+    .replace(
+        "[listen]\n",
+        "[listen]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    );
+    let usher = InProcess::start(&config).await;
+    let product = json!({"code": "p", "name": "Film", "max_sessions": 1,
+                         "concurrency_policy": "replace_oldest"});
+    let (play_url, _) = sell_event(&usher, product).await;
+    let ticket = play_url
+        .split("ticket=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let tv_home = [("x-device-id", "tv"), ("x-forwarded-for", "198.51.100.7")];
+    let tv = get(&play_url, &tv_home).await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let tv_segment = first_segment(&play_url, &tv);
+    let phone_at = [("x-device-id", "phone"), ("x-forwarded-for", "192.0.2.5")];
+    let phone = get(&play_url, &phone_at).await;
+    assert_eq!(phone.status, 200, "{}", phone.text());
+    let phone_segment = first_segment(&play_url, &phone);
+
+    let resumed = get(&tv_segment, &tv_home).await;
+    assert_eq!(status_reason(&resumed), (403, "session_replaced".into()));
+    let bearer = format!("Bearer {ticket}");
+    let moved = get(
+        &tv_segment,
+        &[
+            ("x-device-id", "tv"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("authorization", &bearer),
+        ],
+    )
+    .await;
+    // Nor does the play URL opened again with that token beside its ticket: the ticket would
+    // decide only for a session that is not known to be over.
+    let token = tv_segment.split("token=").nth(1).unwrap();
+    let reopened = get(
+        &format!("{play_url}&token={token}"),
+        &[("x-device-id", "tv"), ("x-forwarded-for", "203.0.113.9")],
+    )
+    .await;
+    assert_eq!(status_reason(&reopened), (403, "session_replaced".into()));
+    let phone_again = get(&phone_segment, &phone_at).await;
+    assert_eq!(
+        (moved.status.as_u16(), phone_again.status.as_u16()),
+        (403, 200),
+        "the tv took the stream back from the phone: {}",
+        phone_again.text()
+    );
+}

@@ -29,6 +29,7 @@ fn claims() -> Claims {
 fn presented<'a>(ticket: Option<&'a str>, session: Option<&'a str>) -> Presented<'a> {
     Presented {
         ticket,
+        ticket_in_query: ticket.is_some(),
         session,
         device: None,
         client_ip: "198.51.100.7".parse().unwrap(),

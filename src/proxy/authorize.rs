@@ -120,11 +120,10 @@ pub const PREVIEW_SUBJECT: &str = "~preview";
 ///
 /// A session token refused for itself (expired with its session over, past its cap, signed
 /// by a key no longer known, out of scope, from another device or network) does not hide a
-/// ticket presented with it: the request is decided again by the ticket. The session cookie
-/// lasts as long as the browser, so a viewer coming back with the play URL's ticket would
-/// otherwise be refused until the browser forgot the cookie. A session ended by the
-/// operator or replaced by another stream stays refused, so that two devices under
-/// `replace_oldest` do not take turns.
+/// ticket in the query of a playlist request (the play URL opened again): the request is
+/// decided again by that ticket ([`by_ticket_instead`]). The session cookie lasts as long
+/// as the browser, so a viewer coming back with the play URL would otherwise be refused
+/// until the browser forgot the cookie.
 ///
 /// # Errors
 /// The refusal, from whichever check refused first (the ticket's, when it was tried).
@@ -139,19 +138,60 @@ pub async fn authorize(
 ) -> Result<Grant, ProxyError> {
     let decided = authorize_as(state, config, kind, presented, foreign, facts, instant).await;
     match decided {
-        Err(ProxyError::Denied(_)) if presented.session.is_some() && presented.ticket.is_some() => {
-            let ticket = Presented {
-                session: None,
-                ..*presented
-            };
+        Err(ProxyError::Denied(_)) if kind == ObjectKind::Playlist && presented.ticket_in_query => {
             // Boxed: rare, and its future is as large as the first's.
-            Box::pin(authorize_as(
-                state, config, kind, &ticket, foreign, facts, instant,
+            Box::pin(by_ticket_instead(
+                state, config, kind, presented, foreign, facts, instant, decided,
             ))
             .await
         }
         decided => decided,
     }
+}
+
+/// [`authorize`] by the ticket of `presented`, whose session token was `refused` for
+/// itself, when the route accepts usher's format. Not when the token's session was ended
+/// by the operator or replaced by another stream (as this node or Redis holds it): that
+/// refusal stands, so that two devices under `replace_oldest` do not take the stream from
+/// each other in turn.
+#[allow(clippy::too_many_arguments)] // `authorize`'s own, and the refusal
+async fn by_ticket_instead(
+    state: &State,
+    config: &Config,
+    kind: ObjectKind,
+    presented: &Presented<'_>,
+    foreign: &foreign::Carried<'_>,
+    facts: &foreign::Facts<'_>,
+    instant: std::time::Instant,
+    refused: Result<Grant, ProxyError>,
+) -> Result<Grant, ProxyError> {
+    let Some(raw) = presented.session else {
+        return refused;
+    };
+    if !config.accepts_for(facts.path).contains(&Format::Usher) {
+        return refused;
+    }
+    let retired = state.retired_keys();
+    let rings = std::iter::once(&config.token.keys).chain(retired.iter().map(|r| &*r.ring));
+    let mut signed =
+        rings.filter_map(|ring| crate::ticket::verify_signature_remembered(ring, raw).ok());
+    if let Some((Kind::Session, claims)) = signed.next() {
+        if let Some(sid) = claims.sid.as_deref() {
+            if let Some(over) = state.sessions.refusal(sid) {
+                return Err(over.into());
+            }
+            let now = (state.clock)();
+            state
+                .sessions
+                .is_live_elsewhere(&claims.sub, sid, now)
+                .await?;
+        }
+    }
+    let ticket = Presented {
+        session: None,
+        ..*presented
+    };
+    authorize_as(state, config, kind, &ticket, foreign, facts, instant).await
 }
 
 /// [`authorize`] by the first credential `presented` holds.
