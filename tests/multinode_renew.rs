@@ -381,3 +381,42 @@ async fn a_session_under_the_next_purchase_is_taken_up_under_it_on_another_node(
     );
     assert_eq!(fetch(&b, &tv_segment, "tv").await.status, 200);
 }
+
+/// Node B caches the account's yes (the pass plays on the tv there)
+/// while the rental is unplayed; the phone then starts the rental on node A (its first play
+/// written). Moved to B with its unexpired token, the phone goes on: B's cached decision
+/// still names the rental unplayed, and Redis says the session plays under it on A.
+#[tokio::test]
+async fn a_rental_session_moved_to_a_node_whose_cache_names_it_unplayed_plays_on() {
+    let backends = Backends::start().await;
+    let a = backends.node("deny").await;
+    let pass = json!({"code": "week", "name": "Week", "period": 7, "activation": 1});
+    let (pass, _) = sell_event(&a, pass).await;
+    let rental = json!({"code": "rental", "name": "Rental", "hours": 48,
+                        "hours_from": "first_play", "activation": 1});
+    let (rental, _) = sell_event(&a, rental).await;
+    let b = backends.node("deny").await;
+    for node in [&a, &b] {
+        let usher::config::StoreBackend::Postgres(pg) = &node.state.config().store else {
+            unreachable!()
+        };
+        tokio::spawn(usher::fanout::listen(node.state.clone(), pg.clone()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.state.fanout.health() != Some((true, true)) {
+            assert!(Instant::now() < deadline, "never subscribed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let (tv, tv_segment) = play(&b, &pass, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let (phone, phone_segment) = play(&a, &rental, "phone").await;
+    assert_eq!(phone.status, 200, "{}", phone.text());
+    assert_eq!(fetch(&a, &phone_segment, "phone").await.status, 200);
+    let moved = fetch(&b, &phone_segment, "phone").await;
+    assert_eq!(
+        status_reason(&moved),
+        (200, String::new()),
+        "the phone plays on under its rental on node B"
+    );
+    assert_eq!(fetch(&b, &tv_segment, "tv").await.status, 200);
+}

@@ -220,6 +220,8 @@ async fn authorize_as(
     // The purchase a session token's session plays under on another node, when it is
     // taken up from there: this node's registry does not know it yet.
     let mut elsewhere_under = None;
+    // Whether Redis was asked for it already (the answer may have been none).
+    let mut asked_elsewhere = false;
     // Whether a foreign credential opened it: as a ticket does, it may start a rental.
     let mut foreign_credential = false;
     let mut grant = match access::decide(
@@ -257,6 +259,7 @@ async fn authorize_as(
             let (grant, under) = Box::pin(retired_session(state, skew, path, presented, now))
                 .await?
                 .ok_or(denied)?;
+            asked_elsewhere = under.is_some();
             elsewhere_under = under;
             grant
         }
@@ -275,6 +278,7 @@ async fn authorize_as(
             ))
             .await?
             .ok_or(denied)?;
+            asked_elsewhere = true;
             elsewhere_under = live.purchase;
             grant
         }
@@ -328,6 +332,7 @@ async fn authorize_as(
                 let account = &grant.claims.sub;
                 elsewhere_under =
                     Box::pin(renew::under_elsewhere(state, account, sid, now)).await?;
+                asked_elsewhere = true;
             }
             let plays_under = |purchase: &str| {
                 state.sessions.plays_under(sid, purchase)
@@ -371,12 +376,17 @@ async fn authorize_as(
                 // Boxed for the same reason: an adoption is rare.
                 Touch::NotHere => {
                     // Nor does a session taken up afresh start a rental's hours (one of a
-                    // revoked pass, idled out with its uncapped token still valid): only
-                    // the rental's own ticket, or a session that plays under it on another
-                    // node (its first play written there, or not yet), does.
-                    if entitled.first_play.is_some() && !foreign_credential {
+                    // revoked pass, idled out with its uncapped token still valid): only a
+                    // ticket, a foreign credential, or a session that played under the
+                    // rental here or plays under it on another node (its first play
+                    // written there, or not yet) does.
+                    if entitled.first_play.is_some()
+                        && !foreign_credential
+                        && !state.sessions.plays_under(sid, purchase)
+                    {
                         let under = match elsewhere_under.take() {
                             Some(under) => Some(under),
+                            None if asked_elsewhere => None,
                             None => {
                                 let account = &grant.claims.sub;
                                 Box::pin(renew::under_elsewhere(state, account, sid, now)).await?
