@@ -100,6 +100,19 @@ async fn two_nodes(product: serde_json::Value) -> (Backends, InProcess, InProces
     (backends, a, b, play_url)
 }
 
+/// Two nodes (as [`two_nodes`], a film sold), the tv playing on the first with a token the
+/// tests' key signed, then that key retired on both (`retire_the_key`): the backends, the
+/// nodes and the tv's first segment URL.
+async fn tv_plays_then_the_key_is_retired() -> (Backends, InProcess, InProcess, String) {
+    let (backends, a, b, play_url) = two_nodes(json!({"code": "p", "name": "Film"})).await;
+    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let retired = retire_the_key(&backends.config("deny"));
+    a.reload(&retired);
+    b.reload(&retired);
+    (backends, a, b, tv_segment)
+}
+
 /// `url` (minted by some node) pointed at `node`.
 fn on(node: &InProcess, url: &str) -> String {
     let path = &url[url.find("/event/").unwrap()..];
@@ -195,12 +208,7 @@ async fn an_expired_token_of_an_idled_out_session_stays_refused_on_another_node(
 /// current key's, not as signed by an unknown key.
 #[tokio::test]
 async fn an_expired_token_signed_by_a_retired_key_plays_on_another_node_while_its_session_lives() {
-    let (backends, a, b, play_url) = two_nodes(json!({"code": "p", "name": "Film"})).await;
-    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
-    assert_eq!(tv.status, 200, "{}", tv.text());
-    let retired = retire_the_key(&backends.config("deny"));
-    a.reload(&retired);
-    b.reload(&retired);
+    let (_backends, a, b, tv_segment) = tv_plays_then_the_key_is_retired().await;
 
     advance(&[&a, &b], PAST_THE_TOKEN);
     let moved = fetch(&b, &tv_segment, "tv").await;
@@ -224,12 +232,7 @@ async fn an_expired_token_signed_by_a_retired_key_plays_on_another_node_while_it
 /// lives on another node, while the genuine token of that session plays.
 #[tokio::test]
 async fn a_retired_keys_token_expiring_past_the_retirement_stays_unknown() {
-    let (backends, a, b, play_url) = two_nodes(json!({"code": "p", "name": "Film"})).await;
-    let (tv, tv_segment) = play(&a, &play_url, "tv").await;
-    assert_eq!(tv.status, 200, "{}", tv.text());
-    let retired = retire_the_key(&backends.config("deny"));
-    a.reload(&retired);
-    b.reload(&retired);
+    let (_backends, a, b, tv_segment) = tv_plays_then_the_key_is_retired().await;
     let latest = b.state.retired_keys()[0].latest_exp;
     let (base, genuine) = tv_segment.split_once("token=").unwrap();
     let genuine = genuine.split('&').next().unwrap();
