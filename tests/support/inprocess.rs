@@ -114,7 +114,6 @@ impl InProcess {
     ///
     /// # Panics
     /// When the reload is rejected.
-    #[allow(dead_code)] // not every test binary reloads
     pub fn reload(&self, config: &str) {
         let path = self.dir.path().join("usher.toml");
         std::fs::write(&path, config).unwrap();
