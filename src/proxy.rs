@@ -124,6 +124,10 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: Peer) -> Re
         }
     };
     if let Some(cookie) = outcome.device_cookie.take() {
+        // The cookie names this browser's device: no shared cache may keep it for the next
+        // viewer of the URL, whatever the origin said (a playlist's own answer already is
+        // `private, no-store`; an origin's error or a passed-through answer may not be).
+        cache_control::make_private(response.headers_mut());
         response
             .headers_mut()
             .append(http::header::SET_COOKIE, cookie);

@@ -1,6 +1,9 @@
 //! Sessions: both concurrency policies, session tokens tolerating the network's prefix and
 //! refusing copies, and a browser that names no device reloading into its own session
-//! (under a product's limit or an account's).
+//! (under a product's limit or an account's), and an answer that sets the device cookie
+//! going out private for shared caches.
+
+use std::collections::HashMap;
 
 use serde_json::json;
 
@@ -140,4 +143,27 @@ async fn a_browser_reloads_into_its_own_session_under_an_account_limit() {
     assert_eq!(reload.status, 200, "{}", reload.text());
     let other = get(&play, &[("x-forwarded-for", "198.51.100.9")]).await;
     assert_eq!(status_reason(&other), (403, "concurrency_limit".into()));
+}
+
+/// The device cookie usher hands a browser names that browser: an answer carrying it may
+/// not be kept by a shared cache in front of usher (a CDN would hand the cookie, and the
+/// device, to the next viewer of the URL), whatever the origin says. Here the origin
+/// answers the play URL 404 and lets any cache keep that for a minute, as origins do
+/// while a live event has not begun.
+#[tokio::test]
+async fn an_answer_that_sets_the_device_cookie_goes_out_private() {
+    let mut not_yet = playlist("not yet").with_header("cache-control", "public, max-age=60");
+    not_yet.status = Some(404);
+    let origin = spawn_origin(HashMap::from([("/event/index.m3u8".to_owned(), not_yet)])).await;
+    let usher = Usher::start(&config(&origin), &[]);
+    let (play, _) = sell(
+        &usher,
+        json!({"code": "one", "name": "One screen", "device_ban": true}),
+    )
+    .await;
+    let reply = get(&play, &[("x-forwarded-for", "198.51.100.7")]).await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    let cookie = reply.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("usher_device="), "{cookie}");
+    assert_eq!(reply.headers["cache-control"], "private, max-age=60");
 }
