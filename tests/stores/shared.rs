@@ -192,7 +192,9 @@ fn a_server_that_takes_tls_only_is_reached_over_tls_with_its_ca_trusted() {
 
 /// Another session on database `db` that runs `statement` in a transaction and then
 /// sleeps `seconds` inside it before committing; returned once it sleeps (whatever rows it
-/// wrote or locked are then held).
+/// wrote or locked are then held). psql sends the four statements as one query, so the
+/// session is `active` with that text from before its first statement runs: only its
+/// wait event (`PgSleep`) says it has reached the sleep.
 fn in_open_transaction(db: &str, statement: &str, seconds: u32) -> std::process::Child {
     let mut session = server()
         .psql(
@@ -204,7 +206,8 @@ fn in_open_transaction(db: &str, statement: &str, seconds: u32) -> std::process:
         .unwrap();
     let sleeping = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep({seconds})%' \
-         AND state = 'active' AND datname = current_database() AND pid <> pg_backend_pid()"
+         AND state = 'active' AND wait_event = 'PgSleep' AND datname = current_database() \
+         AND pid <> pg_backend_pid()"
     );
     for _ in 0..200 {
         let out = server().psql(db, &sleeping).output().unwrap();
