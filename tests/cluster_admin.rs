@@ -379,6 +379,15 @@ async fn a_device_freed_through_one_node_stops_playing_on_the_other() {
         .collect();
     let untold = json!({"before": null, "after": false});
     assert_eq!(announced, [&Value::Null, &untold], "{trail}");
+    // Each entry shows the binding freed, named as the players named it.
+    let freed: Vec<&Value> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["changes"]["device"]["before"])
+        .collect();
+    let hashed = |id| json!(usher::device::hash_id(id, None));
+    assert_eq!(freed, [&hashed("tv"), &hashed("phone")], "{trail}");
 }
 
 #[tokio::test]

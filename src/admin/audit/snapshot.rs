@@ -106,12 +106,8 @@ async fn read(state: &State, kind: Kind, id: &str) -> Result<Snapshot, AdminErro
             let (purchase, devices) =
                 ops::blocking(state, move |s| Ok((s.purchase(&h)?, s.devices(&h)?))).await?;
             Snapshot {
-                // Named by its hash or by the id the operator added it with.
-                value: value(
-                    devices
-                        .into_iter()
-                        .find(|d| d.device == second || d.id.as_deref() == Some(second.as_str())),
-                ),
+                // Named as the free names it (its hash, the operator's id, a player's id).
+                value: value(ops::binding_named(&devices, &second)),
                 account: purchase.map(|p| p.account),
                 purchase: Some(first),
             }

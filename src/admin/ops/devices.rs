@@ -90,6 +90,20 @@ pub struct Freed {
     pub reason: Option<&'static str>,
 }
 
+/// The binding among `bound` that `name` names: by its hash, by the id the operator added
+/// it with, or by the id a player presents (hashed as usher hashes it without a user agent).
+pub fn binding_named<'a>(bound: &'a [Binding], name: &str) -> Option<&'a Binding> {
+    let hashed = || crate::device::hash_id(name, None);
+    bound
+        .iter()
+        .find(|b| b.device == name)
+        .or_else(|| bound.iter().find(|b| b.id.as_deref() == Some(name)))
+        .or_else(|| {
+            let hashed = hashed();
+            bound.iter().find(|b| b.device == hashed)
+        })
+}
+
 /// Frees the activation a device holds on a purchase ("delete device from customer"),
 /// naming it by its hash, by the id the operator added it with, or by the id a player
 /// presents (hashed as usher hashes it without a user agent). The device's live sessions
@@ -103,12 +117,7 @@ pub async fn free_device(state: &State, hash: &str, device: &str) -> Result<Free
     let purchase = get_buyer(state, hash).await?;
     let h = hash.to_owned();
     let bound = blocking(state, move |s| s.devices(&h)).await?;
-    let hashed = crate::device::hash_id(device, None);
-    let found = bound
-        .iter()
-        .find(|b| b.device == device)
-        .or_else(|| bound.iter().find(|b| b.id.as_deref() == Some(device)))
-        .or_else(|| bound.iter().find(|b| b.device == hashed))
+    let found = binding_named(&bound, device)
         .ok_or_else(|| AdminError::NotFound(format!("device {device} on buyer {hash}")))?;
     let (h, d) = (hash.to_owned(), found.device.clone());
     blocking(state, move |s| s.unbind_device(&h, &d)).await?;
