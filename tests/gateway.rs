@@ -375,6 +375,51 @@ async fn session_tokens_open_segments_but_only_in_scope_and_on_their_device() {
     );
 }
 
+/// A trusted proxy that adds its own `X-Forwarded-For` line (HAProxy's `option forwardfor`)
+/// beside the one a client wrote: usher judges the client by the whole chain, and the
+/// origin hears that same chain, with usher's peer appended, not the client's line alone
+/// (from which it would take the address the client made up).
+#[tokio::test]
+async fn a_chain_in_several_forwarding_lines_reaches_the_origin_whole() {
+    let origin = origin_with_movie().await;
+    let config = test_config(&origin.url(), "[shield]\nenabled = false\n").replace(
+        "[listen]\n",
+        "[listen]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    );
+    let usher = Usher::start(&config, &[]);
+    let ticket = mint_with("/vod/movie/", |c| {
+        c.ip = Some("203.0.113.0/24".parse().unwrap())
+    });
+    let url = format!("{}/vod/movie/video/seg1.m4s?ticket={ticket}", usher.url);
+    let reply = get(
+        &url,
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("forwarded", "for=6.6.6.6"),
+            ("forwarded", "for=203.0.113.7"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "usher names the client 203.0.113.7");
+    let seen = origin.seen();
+    let last = seen.last().unwrap();
+    let all = |name: &str| -> Vec<String> {
+        last.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(all("x-forwarded-for"), ["6.6.6.6, 203.0.113.7, 127.0.0.1"]);
+    assert_eq!(all("forwarded").len(), 1, "{:?}", all("forwarded"));
+    assert!(
+        all("forwarded")[0].starts_with("for=6.6.6.6, for=203.0.113.7, for=127.0.0.1;"),
+        "{:?}",
+        all("forwarded")
+    );
+}
+
 #[tokio::test]
 async fn ranges_pass_through() {
     let origin = origin_with_movie().await;

@@ -203,12 +203,22 @@ pub fn upstream_headers(
     headers
 }
 
-/// Appends `value` to a list header, as proxies in a chain do.
+/// Appends `value` to a list header, as proxies in a chain do: after every line the
+/// request has of it, in order, joined as one (as [`client_ip`] reads them). Not the first
+/// line alone: a trusted proxy that adds its own line (HAProxy's `option forwardfor`)
+/// beside a client's would lose its hop, and the upstream would take the address the
+/// client wrote for the client's.
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {value}"),
-        None => value.to_owned(),
-    };
+    let mut joined = String::new();
+    let lines = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for existing in lines.map(str::trim).filter(|v| !v.is_empty()) {
+        joined.push_str(existing);
+        joined.push_str(", ");
+    }
+    joined.push_str(value);
     if let Ok(value) = HeaderValue::from_str(&joined) {
         headers.insert(name, value);
     }
