@@ -13,7 +13,8 @@ pub enum BadPath {
     /// An encoded `/`, `\` or NUL, a raw `\`, or a control character: ways to smuggle a
     /// different path past the check. Also a segment that an upstream would read as `.`,
     /// `..` or more than one segment: `..;x` (Tomcat and Jetty cut `;…` off a segment),
-    /// `%252e%252e` and `%252f` (servers that decode twice).
+    /// `%252e%252e` and `%252f` (servers that decode twice), `%C0%AE%C0%AE` (servers that
+    /// read overlong UTF-8).
     #[error("forbidden character in path")]
     Forbidden,
     /// `..` climbing above the root.
@@ -92,6 +93,7 @@ fn hides_a_dot_segment(segment: &str) -> bool {
         if matches!(name, "." | "..")
             || view.contains(['/', '\\'])
             || view.contains(|c: char| c.is_control())
+            || has_overlong_escape(&view)
         {
             return true;
         }
@@ -101,6 +103,28 @@ fn hides_a_dot_segment(segment: &str) -> bool {
         view = std::borrow::Cow::Owned(crate::form::unescape(&view));
     }
     false
+}
+
+/// Whether `text` holds escapes of an overlong UTF-8 sequence: a lead byte `C0` or `C1`
+/// (never valid), or `E0` or `F0` followed by a byte below `A0` or `90`. Strict decoders
+/// refuse them; lenient ones read `%C0%AE` as `.` and `%C0%AF` as `/` (Tomcat's
+/// CVE-2008-2938, early IIS): `%C0%AE%C0%AE` is `..` to them.
+fn has_overlong_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let escape_at = |i: usize| -> Option<u8> {
+        let hex = bytes.get(i + 1..i + 3).filter(|_| bytes[i] == b'%')?;
+        hex_value(hex[0])
+            .zip(hex_value(hex[1]))
+            .map(|(hi, lo)| hi << 4 | lo)
+    };
+    (0..bytes.len()).any(|i| match escape_at(i) {
+        Some(0xC0 | 0xC1) => true,
+        Some(lead @ (0xE0 | 0xF0)) => {
+            let floor = if lead == 0xE0 { 0xA0 } else { 0x90 };
+            escape_at(i + 3).is_some_and(|next| (0x80..floor).contains(&next))
+        }
+        _ => false,
+    })
 }
 
 fn decode_unreserved(raw: &str) -> Result<String, BadPath> {
@@ -278,6 +302,13 @@ mod tests {
             "/vod/free%252fpremium/seg1.ts",
             "/vod/free%255cpremium/seg1.ts",
             "/vod/free/..%2500/premium/seg1.ts",
+            // Overlong UTF-8: `.` and `/` to lenient decoders, once or twice decoded.
+            "/vod/free/%C0%AE%C0%AE/premium/seg1.ts",
+            "/vod/free/%c0%ae%c0%ae/premium/seg1.ts",
+            "/vod/free%C0%AFpremium/seg1.ts",
+            "/vod/free/%E0%80%AE%E0%80%AE/premium/seg1.ts",
+            "/vod/free/%F0%80%80%AE/premium/seg1.ts",
+            "/vod/free/%25C0%25AE%25C0%25AE/premium/seg1.ts",
         ] {
             assert_eq!(normalize(hidden), Err(BadPath::Forbidden), "{hidden}");
         }
@@ -285,6 +316,10 @@ mod tests {
         assert_eq!(normalize("/a/b;v=2/c.ts").unwrap(), "/a/b;v=2/c.ts");
         assert_eq!(normalize("/a/100%25/x.ts").unwrap(), "/a/100%25/x.ts");
         assert_eq!(normalize("/a/..b;c/.x").unwrap(), "/a/..b;c/.x");
+        // Well-formed UTF-8 names pass: `é`, `ঀ`, `😀`.
+        for name in ["/a/caf%C3%A9.ts", "/a/%E0%A6%80.ts", "/a/%F0%9F%98%80.ts"] {
+            assert_eq!(normalize(name).as_deref(), Ok(name));
+        }
         assert_eq!(normalize("http://evil/x"), Err(BadPath::NotAbsolute));
     }
 

@@ -502,6 +502,13 @@ async fn paths_are_normalised_before_the_check_and_the_fetch() {
             400,
             "bad_path",
         ),
+        // Public to usher, `/vod/movie/keys/k1.key` to an upstream that reads overlong
+        // UTF-8 (`%C0%AE` as `.`).
+        (
+            "/public/%C0%AE%C0%AE/vod/movie/keys/k1.key",
+            400,
+            "bad_path",
+        ),
     ];
     for (path, status, reason) in cases {
         let reply = get(&format!("{}{path}?ticket={ticket}", usher.url), &[]).await;
