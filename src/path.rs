@@ -93,12 +93,14 @@ fn hides_a_dot_segment(segment: &str) -> bool {
         if matches!(name, "." | "..")
             || view.contains(['/', '\\'])
             || view.contains(|c: char| c.is_control())
-            || has_overlong_escape(&view)
         {
             return true;
         }
         if !view.contains('%') {
             return false;
+        }
+        if has_overlong_escape(&view) {
+            return true;
         }
         view = std::borrow::Cow::Owned(crate::form::unescape(&view));
     }
