@@ -200,6 +200,13 @@ async fn handle_inner(
         req.headers(),
         &config.listen.trusted_proxies,
     );
+    // `https` behind a balancer that ends TLS, when it is trusted and says so.
+    let proto = forward::client_proto(
+        peer.addr.ip(),
+        peer.proto,
+        req.headers(),
+        &config.listen.trusted_proxies,
+    );
     let device = carried.device.as_deref().map(|id| {
         let agent = settings
             .device_with_user_agent
@@ -223,7 +230,7 @@ async fn handle_inner(
                 client_ip,
             };
             let foreign = credentials::read_foreign(&config.formats, query, req.headers());
-            let url = credentials::request_url(&foreign, peer.proto, &req, &path);
+            let url = credentials::request_url(&foreign, proto, &req, &path);
             let facts = access::foreign::Facts {
                 path: &path,
                 url: &url,
@@ -236,7 +243,7 @@ async fn handle_inner(
             private = cache_control::private_for(config, &carried, path_token, &foreign, &path);
             if let (Some(minted), Some(name)) = (&grant.minted_device, &settings.device_cookie) {
                 outcome.device_cookie =
-                    HeaderValue::from_str(&minted.set_cookie(name, peer.proto == "https")).ok();
+                    HeaderValue::from_str(&minted.set_cookie(name, proto == "https")).ok();
             }
             Some(grant)
         }
@@ -259,7 +266,7 @@ async fn handle_inner(
         .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
     let client = forward::Client {
         ip: peer.addr.ip(),
-        proto: peer.proto,
+        proto,
         host,
     };
     let head_only = req.method() == Method::HEAD;
@@ -355,7 +362,7 @@ async fn handle_inner(
                 grant: &grant,
                 device: device.as_deref(),
                 client_ip,
-                https: peer.proto == "https",
+                https: proto == "https",
                 query: upstream_query.as_deref(),
                 head_only,
                 path_token: path_token.filter(|_| carried.session.is_none()),

@@ -346,6 +346,57 @@ async fn a_media_cdn_url_prefix_covers_its_own_paths_whatever_host_the_client_na
     }
 }
 
+/// Behind a load balancer that ends TLS (a trusted proxy), a Media CDN token signed for
+/// `https://…` plays: the scheme is the one the balancer names in `X-Forwarded-Proto`, and
+/// the origin hears it too. A client that is not a trusted proxy cannot name one.
+#[tokio::test]
+async fn a_media_cdn_https_prefix_plays_behind_a_balancer_that_ends_tls() {
+    let origin = origin().await;
+    let config = test_config(&origin.url(), &formats());
+    // The shield off: its fetches serve every viewer, so they carry no viewer's headers.
+    let behind = test_config(
+        &origin.url(),
+        &format!("{}[shield]\nenabled = false\n", formats()),
+    )
+    .replace(
+        "[listen]\n",
+        "[listen]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    );
+    let token = media_cdn_signed(&MediaToken::new(
+        Scope::UrlPrefix("https://cdn.example/open/v/".to_owned()),
+        later(),
+    ));
+    let segment = |usher: &Usher| format!("{}/open/v/s1.ts?edge-cache-token={token}", usher.url);
+    let host = ("host", "cdn.example");
+    let https = ("x-forwarded-proto", "https");
+
+    let usher = Usher::start(&behind, &[]);
+    let reply = get(&segment(&usher), &[host, https]).await;
+    assert_eq!(reply.status, 200, "{}", reply.reason());
+    let seen = origin.seen();
+    let told = &seen.last().unwrap().headers;
+    assert_eq!(told["x-forwarded-proto"], "https");
+    assert!(
+        told["forwarded"].to_str().unwrap().contains("proto=https"),
+        "{:?}",
+        told["forwarded"]
+    );
+    let plain = get(&segment(&usher), &[host]).await;
+    assert_eq!(
+        (plain.status.as_u16(), plain.reason().as_str()),
+        (403, "out_of_scope"),
+        "the balancer said nothing: the listener's http"
+    );
+
+    let open = Usher::start(&config, &[]);
+    let claimed = get(&segment(&open), &[host, https]).await;
+    assert_eq!(
+        (claimed.status.as_u16(), claimed.reason().as_str()),
+        (403, "out_of_scope"),
+        "no trusted proxy: the client's word is not taken"
+    );
+}
+
 #[tokio::test]
 async fn media_cdn_tokens_minted_into_playlists_come_back_and_play() {
     let origin = origin().await;

@@ -96,6 +96,49 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpPrefix]) -> IpA
     client
 }
 
+/// The scheme the client connected with: the listener's (`listener`), or, when the peer
+/// is a trusted proxy (a load balancer that ends TLS in front of usher), the one that
+/// proxy names: the last value of `X-Forwarded-Proto` (or, when there is none, the last
+/// `proto=` of `Forwarded`). The last is the word of the proxy nearest usher, which a
+/// client cannot write for it. Only `http` and `https` are taken; anything else, and an
+/// untrusted peer's word, leaves the listener's.
+pub fn client_proto(
+    peer: IpAddr,
+    listener: &'static str,
+    headers: &HeaderMap,
+    trusted: &[IpPrefix],
+) -> &'static str {
+    if trusted.is_empty() || !trusted.iter().any(|t| t.contains(peer)) {
+        return listener;
+    }
+    let last = |name: HeaderName, value_of: fn(&str) -> Option<&str>| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(value_of)
+            .next_back()
+    };
+    let named = last(X_FORWARDED_PROTO, |v| {
+        Some(v.trim()).filter(|v| !v.is_empty())
+    })
+    .or_else(|| {
+        last(FORWARDED, |element| {
+            element.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                name.eq_ignore_ascii_case("proto")
+                    .then(|| value.trim_matches('"'))
+            })
+        })
+    });
+    match named {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ => listener,
+    }
+}
+
 /// The address of one hop (`203.0.113.9`, `203.0.113.9:51234`, `2001:db8::7`,
 /// `"[2001:db8::7]:443"`), or `None` for what is not an address.
 fn hop_address(hop: &str) -> Option<IpAddr> {
@@ -116,7 +159,8 @@ fn hop_address(hop: &str) -> Option<IpAddr> {
 pub struct Client<'a> {
     /// The client's address.
     pub ip: IpAddr,
-    /// `http` or `https`, as the client connected.
+    /// `http` or `https`, as the client connected: to usher, or to a trusted proxy in
+    /// front that says so ([`client_proto`]).
     pub proto: &'static str,
     /// The host the client asked for, if known.
     pub host: Option<&'a str>,
@@ -268,6 +312,45 @@ mod tests {
             "2001:db8::7".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+
+    #[test]
+    fn only_trusted_proxies_name_the_scheme_and_the_nearest_one_speaks() {
+        let trusted: Vec<IpPrefix> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        let headers = |lines: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in lines {
+                h.append(*name, value.parse().unwrap());
+            }
+            h
+        };
+        let https = headers(&[("x-forwarded-proto", "HTTPS")]);
+        assert_eq!(client_proto(proxy, "http", &https, &trusted), "https");
+        assert_eq!(client_proto(stranger, "http", &https, &trusted), "http");
+        assert_eq!(client_proto(proxy, "http", &https, &[]), "http");
+        // The client wrote the first line; the balancer appended the last.
+        let appended = headers(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        assert_eq!(client_proto(proxy, "https", &appended, &trusted), "http");
+        let listed = headers(&[("x-forwarded-proto", "http, https")]);
+        assert_eq!(client_proto(proxy, "http", &listed, &trusted), "https");
+        let forwarded = headers(&[(
+            "forwarded",
+            "for=1.2.3.4;proto=http, for=10.0.0.9;proto=\"https\"",
+        )]);
+        assert_eq!(client_proto(proxy, "http", &forwarded, &trusted), "https");
+        for odd in ["ws", "", "https://"] {
+            let h = headers(&[("x-forwarded-proto", odd)]);
+            assert_eq!(client_proto(proxy, "http", &h, &trusted), "http", "{odd}");
+        }
+        assert_eq!(
+            client_proto(proxy, "https", &HeaderMap::new(), &trusted),
+            "https"
+        );
     }
 
     #[test]
