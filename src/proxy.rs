@@ -266,6 +266,7 @@ async fn handle_inner(
         .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()));
     let client = forward::Client {
         ip: peer.addr.ip(),
+        judged: client_ip,
         proto,
         host,
     };

@@ -398,6 +398,7 @@ async fn a_chain_in_several_forwarding_lines_reaches_the_origin_whole() {
             ("x-forwarded-for", "203.0.113.7"),
             ("forwarded", "for=6.6.6.6"),
             ("forwarded", "for=203.0.113.7"),
+            ("x-real-ip", "6.6.6.6"),
         ],
     )
     .await;
@@ -412,6 +413,7 @@ async fn a_chain_in_several_forwarding_lines_reaches_the_origin_whole() {
             .collect()
     };
     assert_eq!(all("x-forwarded-for"), ["6.6.6.6, 203.0.113.7, 127.0.0.1"]);
+    assert_eq!(all("x-real-ip"), ["203.0.113.7"], "the client usher judged");
     assert_eq!(all("forwarded").len(), 1, "{:?}", all("forwarded"));
     assert!(
         all("forwarded")[0].starts_with("for=6.6.6.6, for=203.0.113.7, for=127.0.0.1;"),

@@ -17,6 +17,7 @@ use crate::net::IpPrefix;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -157,8 +158,10 @@ fn hop_address(hop: &str) -> Option<IpAddr> {
 /// Who the client is, for the forwarding headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Client<'a> {
-    /// The client's address.
+    /// The address usher's connection came from (appended to `X-Forwarded-For`).
     pub ip: IpAddr,
+    /// The client as usher judged it ([`client_ip`]): sent as `X-Real-IP`.
+    pub judged: IpAddr,
     /// `http` or `https`, as the client connected: to usher, or to a trusted proxy in
     /// front that says so ([`client_proto`]).
     pub proto: &'static str,
@@ -226,6 +229,11 @@ pub fn upstream_headers(
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     }
     append(&mut headers, X_FORWARDED_FOR, &client.ip.to_string());
+    // Whatever a client wrote there, an upstream that reads it hears the client usher
+    // judged (through `listen.trusted_proxies`), not an address a client made up.
+    if let Ok(value) = HeaderValue::from_str(&client.judged.to_string()) {
+        headers.insert(X_REAL_IP, value);
+    }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
     if let Some(value) = client.host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST, value);
@@ -395,8 +403,10 @@ mod tests {
         incoming.insert("x-custom", "1".parse().unwrap());
         incoming.insert(RANGE, "bytes=0-1".parse().unwrap());
         incoming.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        incoming.insert("x-real-ip", "6.6.6.6".parse().unwrap());
         let client = Client {
             ip: "203.0.113.5".parse().unwrap(),
+            judged: "198.51.100.1".parse().unwrap(),
             proto: "https",
             host: Some("edge.example"),
         };
@@ -410,6 +420,7 @@ mod tests {
         assert_eq!(out["x-forwarded-for"], "198.51.100.1, 203.0.113.5");
         assert_eq!(out["x-forwarded-proto"], "https");
         assert_eq!(out["x-forwarded-host"], "edge.example");
+        assert_eq!(out["x-real-ip"], "198.51.100.1");
         assert_eq!(
             out["forwarded"],
             "for=203.0.113.5;proto=https;host=\"edge.example\""
