@@ -536,6 +536,14 @@ impl Rewriter<'_, '_> {
     }
 
     fn push_tokenized(&mut self, uri: &str, has_query: bool) {
+        // The origin's own pair of that name is stale, and read before the token: dropped.
+        let clean = uri::without_param(uri, self.ctx.param);
+        let has_query = if clean.len() == uri.len() {
+            has_query
+        } else {
+            clean.split('#').next().is_some_and(|q| q.contains('?'))
+        };
+        let uri = &*clean;
         match self.ctx.carrier {
             Carrier::Query | Carrier::Variable => {}
             Carrier::Cookie => {

@@ -17,10 +17,16 @@ const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128
 /// A media playlist naming its segment by a path-absolute URI.
 const ABSOLUTE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n/p/v/s1.ts\n#EXT-X-ENDLIST\n";
 
+/// A media playlist whose segment URI holds a session token of the origin's own (another
+/// deployment's, or one long expired): usher's query parameter, stale.
+const STALE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n\
+    s1.ts?token=s2.test-key.AQID.AAAAAAAAAAAAAAAAAAAAAA\n#EXT-X-ENDLIST\n";
+
 async fn origin() -> Origin {
     let mut objects = HashMap::new();
     for route in ["q", "p", "c", "var"] {
         objects.insert(format!("/{route}/master.m3u8"), playlist(MASTER));
+        objects.insert(format!("/{route}/v/stale.m3u8"), playlist(STALE));
         objects.insert(format!("/{route}/v/index.m3u8"), playlist(MEDIA));
         objects.insert(format!("/{route}/v/absolute.m3u8"), playlist(ABSOLUTE));
         objects.insert(format!("/{route}/v/s1.ts"), segment(100));
@@ -163,6 +169,47 @@ async fn a_cookie_carries_the_token_and_uris_stay_as_the_origin_wrote_them() {
             .headers
             .get("cookie")
             .is_none_or(|c| !c.to_str().unwrap().contains("usher_session")));
+    }
+}
+
+/// The origin wrote a session token into a segment URI. Under the path and cookie carriers
+/// the player would send it beside usher's, in the query, where it is read first and
+/// refused: usher drops it, and the segment plays on usher's token.
+#[tokio::test]
+async fn a_stale_token_the_origin_wrote_does_not_shadow_the_path_or_the_cookie() {
+    let origin = origin().await;
+    let usher = start(&origin);
+    let master_of_c = master(&usher, "c").await;
+    let master = master(&usher, "p").await;
+    let variant = uri_after(&master.text(), "/s2.").to_owned();
+    let stale_url = format!("{}{}", usher.url, resolve(&variant, "stale.m3u8"));
+    let media = get(&stale_url, &[]).await;
+    assert_eq!(media.status, 200, "{}", media.text());
+    let line = uri_after(&media.text(), "s1.ts").to_owned();
+    let reply = get(&resolve(&stale_url, &line), &[]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (200, ""),
+        "path carrier: {line}"
+    );
+
+    let cookie = master_of_c.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let pair = cookie.split(';').next().unwrap();
+    let stale_url = format!("{}/c/v/stale.m3u8", usher.url);
+    let media = get(&stale_url, &[("cookie", pair)]).await;
+    assert_eq!(media.status, 200, "{}", media.text());
+    let line = uri_after(&media.text(), "s1.ts").to_owned();
+    let reply = get(&resolve(&stale_url, &line), &[("cookie", pair)]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (200, ""),
+        "cookie carrier: {line}"
+    );
+    for seen in origin.seen() {
+        assert!(!seen.target.contains("token="), "{}", seen.target);
     }
 }
 

@@ -567,4 +567,5 @@ mod interstitials;
 mod oracle;
 mod path_carrier;
 mod preview;
+mod stale_credentials;
 mod variables;

@@ -144,6 +144,31 @@ fn has_scheme(uri: &str) -> bool {
         && !scheme.contains('/')
 }
 
+/// `uri` without the `name=…` pairs of its query (a credential of usher's own that the
+/// origin wrote: stale, and read before the token usher hands on where that one travels
+/// in the path or a cookie), and without a `?` left with nothing after it. Borrowed when
+/// there is no such pair.
+pub(super) fn without_param<'u>(uri: &'u str, name: &str) -> Cow<'u, str> {
+    let end = uri.find('#').unwrap_or(uri.len());
+    let Some(mark) = uri[..end].find('?') else {
+        return Cow::Borrowed(uri);
+    };
+    let named = |pair: &&str| pair.split_once('=').map_or(*pair, |(key, _)| key) == name;
+    let query = &uri[mark + 1..end];
+    if !query.split('&').any(|pair| named(&pair)) {
+        return Cow::Borrowed(uri);
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !named(pair)).collect();
+    let mut out = String::with_capacity(uri.len());
+    out.push_str(&uri[..mark]);
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    out.push_str(&uri[end..]);
+    Cow::Owned(out)
+}
+
 /// The normalised path a URI written in the playlist at `playlist_path` points at, without
 /// its query or fragment; `None` when it cannot be resolved (variables, bad escapes).
 pub(super) fn resolve_path(playlist_path: &str, uri: &str) -> Option<String> {

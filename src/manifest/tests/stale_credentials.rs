@@ -1,0 +1,66 @@
+//! A credential the origin wrote into a URI under the token's own name: stale by the time a
+//! player sends it, and read before a token in the path or a cookie.
+
+use super::*;
+
+const STALE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+    #EXT-X-MAP:URI=\"init.mp4?token=OLD\"\n\
+    #EXTINF:2,\ns1.ts?token=OLD\n\
+    #EXTINF:2,\ns2.ts?v=1&token=OLD#t=0\n\
+    #EXTINF:2,\nhttp://origin.test:8000/hls/live/1080/s3.ts?token=OLD&v=2\n\
+    #EXTINF:2,\nhttps://cdn.other/s4.ts?token=OLD\n";
+
+fn rewritten(carrier: Carrier<'_>) -> String {
+    rewrite_in(STALE.as_bytes(), TOKEN, None, carrier)
+        .unwrap_or_else(|e| panic!("rewrite failed: {e}"))
+        .text
+}
+
+#[test]
+fn a_stale_token_the_origin_wrote_gives_way_to_the_one_usher_hands_on() {
+    // Another host's URI is not usher's to touch, whatever it holds.
+    let foreign = "#EXTINF:2,\nhttps://cdn.other/s4.ts?token=OLD\n";
+    let query = rewritten(Carrier::Query);
+    assert_eq!(
+        query,
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+         #EXT-X-MAP:URI=\"init.mp4?token=TOK\"\n\
+         #EXTINF:2,\ns1.ts?token=TOK\n\
+         #EXTINF:2,\ns2.ts?v=1&token=TOK#t=0\n\
+         #EXTINF:2,\n/live/1080/s3.ts?v=2&token=TOK\n"
+            .to_owned()
+            + foreign
+    );
+    // Under the path carrier and the cookie the stale token would be read instead of the
+    // one in the path or the cookie, and refused.
+    let inherited = rewritten(Carrier::Inherited("/live/1080/index.m3u8"));
+    assert_eq!(
+        inherited,
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+         #EXT-X-MAP:URI=\"init.mp4\"\n\
+         #EXTINF:2,\ns1.ts\n\
+         #EXTINF:2,\ns2.ts?v=1#t=0\n\
+         #EXTINF:2,\n/TOK/live/1080/s3.ts?v=2\n"
+            .to_owned()
+            + foreign
+    );
+    let path = rewritten(Carrier::Path("/live/1080/index.m3u8"));
+    assert!(path.contains("\n/TOK/live/1080/s1.ts\n"), "{path}");
+    let cookie = rewritten(Carrier::Cookie);
+    assert_eq!(
+        cookie,
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+         #EXT-X-MAP:URI=\"init.mp4\"\n\
+         #EXTINF:2,\ns1.ts\n\
+         #EXTINF:2,\ns2.ts?v=1#t=0\n\
+         #EXTINF:2,\n/live/1080/s3.ts?v=2\n"
+            .to_owned()
+            + foreign
+    );
+    // Only a pair of exactly that name goes.
+    let kept = rw("#EXTM3U\n#EXTINF:2,\ns1.ts?tokens=1&xtoken=2&token\n");
+    assert_eq!(
+        kept.text,
+        "#EXTM3U\n#EXTINF:2,\ns1.ts?tokens=1&xtoken=2&token=TOK\n"
+    );
+}
