@@ -1,7 +1,7 @@
 //! HLS interstitials asset lists served through usher: the JSON an `X-ASSET-LIST` names
 //! comes back with each listed asset's `URI` carrying the viewer's token, so a protected ad
 //! or promo plays; foreign assets are left alone, and a list that is not JSON is refused.
-//! Real usher, real origin.
+//! A content steering manifest, JSON too, reloads with the token. Real usher, real origin.
 
 mod support;
 
@@ -158,6 +158,50 @@ async fn under_the_path_carrier_a_path_absolute_asset_gets_the_token_too() {
     for uri in &uris {
         let asset = get(&resolve(&list_url, uri), &[]).await;
         assert_eq!(asset.status, 200, "{uri}: {}", asset.text());
+    }
+}
+
+/// Content steering: the JSON manifest `SERVER-URI` names is served as an asset list is,
+/// and the `RELOAD-URI` the player fetches the next one from carries the token, so
+/// steering goes on past its first manifest.
+#[tokio::test]
+async fn a_steering_manifest_reloads_through_usher_with_the_token() {
+    let master = "#EXTM3U\n\
+        #EXT-X-CONTENT-STEERING:SERVER-URI=\"../steer/manifest.json\",PATHWAY-ID=\"A\"\n\
+        #EXT-X-STREAM-INF:BANDWIDTH=1,PATHWAY-ID=\"A\"\nindex.m3u8\n";
+    let steering = |next: &str| {
+        json_object(&format!(
+            r#"{{"VERSION":1,"TTL":300,"RELOAD-URI":"{next}","PATHWAY-PRIORITY":["A"]}}"#
+        ))
+    };
+    let origin = origin_with(vec![
+        ("/q/steer/manifest.json", steering("next.json?session=7")),
+        ("/q/steer/next.json", steering("next.json?session=8")),
+    ])
+    .await;
+    origin.insert("/q/v/master.m3u8", playlist(master));
+    let usher = start(&origin);
+    let master_url = format!("{}/q/v/master.m3u8?ticket={}", usher.url, mint("/q/"));
+    let reply = get(&master_url, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    let start = text.find("SERVER-URI=\"").expect("a steering URI") + 12;
+    let server_uri = &text[start..start + text[start..].find('"').unwrap()];
+    let steering_url = resolve(&master_url, server_uri);
+    let mut url = steering_url;
+    // The first manifest, then the two the player reloads.
+    for _ in 0..3 {
+        let reply = get(&url, &[]).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.reason().as_str()),
+            (200, ""),
+            "{url}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        url = resolve(&url, json["RELOAD-URI"].as_str().unwrap());
+    }
+    for seen in origin.seen() {
+        assert!(!seen.target.contains("token"), "{}", seen.target);
     }
 }
 

@@ -12,6 +12,10 @@
 //! string `URI`, is refused ([`AssetListError`]): players would fail on it, and it is never
 //! passed on with an asset left untokenized. A JSON document without `ASSETS` names no
 //! asset (another JSON object under a protected path) and is copied unchanged.
+//!
+//! A content steering manifest (`{"VERSION": 1, "TTL": 300, "RELOAD-URI": "…", …}`, what
+//! `EXT-X-CONTENT-STEERING:SERVER-URI` names) is JSON served the same way: its top-level
+//! `RELOAD-URI` string, where the player fetches the next one, is written as an asset URI.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -98,8 +102,8 @@ pub fn rewrite_asset_list(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, M
     })
 }
 
-/// Where in `json` each asset's `URI` string is (quotes included), and its value, in
-/// document order (the order of the list).
+/// Where in `json` each asset's `URI` string (and a steering manifest's `RELOAD-URI`) is,
+/// quotes included, and its value, in document order.
 fn asset_uris(json: &str) -> Result<Vec<(Range<usize>, String)>, AssetListError> {
     let not_json = |e: serde_json::Error| AssetListError::NotJson(e.to_string());
     let bad = |why: String| AssetListError::BadAssets(why);
@@ -109,12 +113,19 @@ fn asset_uris(json: &str) -> Result<Vec<(Range<usize>, String)>, AssetListError>
     }
     let members: HashMap<String, &RawValue> =
         serde_json::from_str(document.get()).map_err(not_json)?;
+    let mut uris = Vec::new();
+    // A content steering manifest (the JSON `EXT-X-CONTENT-STEERING` names): the player
+    // reloads it from `RELOAD-URI`, resolved against the manifest, instead of `SERVER-URI`.
+    if let Some(raw) = members.get("RELOAD-URI") {
+        if let Ok(uri) = serde_json::from_str::<String>(raw.get()) {
+            uris.push((span(json, raw.get()), uri));
+        }
+    }
     let Some(assets) = members.get("ASSETS") else {
-        return Ok(Vec::new());
+        return Ok(uris);
     };
     let assets: Vec<HashMap<String, &RawValue>> = serde_json::from_str(assets.get())
         .map_err(|_| bad("ASSETS is not a list of objects".to_owned()))?;
-    let mut uris = Vec::with_capacity(assets.len());
     for (i, asset) in assets.iter().enumerate() {
         let raw = asset
             .get("URI")
@@ -123,6 +134,7 @@ fn asset_uris(json: &str) -> Result<Vec<(Range<usize>, String)>, AssetListError>
             .map_err(|_| bad(format!("ASSETS[{i}].URI is not a string")))?;
         uris.push((span(json, raw.get()), uri));
     }
+    uris.sort_by_key(|(span, _)| span.start);
     Ok(uris)
 }
 

@@ -189,3 +189,34 @@ fn preview_allows_exactly_the_listed_assets() {
     let out = rewrite_asset_list(body.as_bytes(), &ctx).unwrap();
     assert_eq!(out.allowed, ["/vod/ads/a.m3u8"]);
 }
+
+#[test]
+fn a_steering_manifest_reloads_from_its_reload_uri_with_the_token() {
+    let body = "{\"VERSION\":1,\"TTL\":300,\"RELOAD-URI\":\"manifest.json?session=7\",\n\
+                \"PATHWAY-PRIORITY\":[\"CDN-A\",\"CDN-B\"]}";
+    let out = list(body);
+    assert_eq!(
+        out.text,
+        body.replace("session=7", "session=7&token=TOK"),
+        "only the reload URI changes"
+    );
+    assert_eq!((out.tokenized, out.foreign), (1, 0));
+    // After assets or before them, in document order; another host's is left alone.
+    let both = r#"{"ASSETS":[{"URI":"a.m3u8"}],"RELOAD-URI":"/steer/next.json"}"#;
+    assert_eq!(
+        list(both).text,
+        r#"{"ASSETS":[{"URI":"a.m3u8?token=TOK"}],"RELOAD-URI":"/steer/next.json?token=TOK"}"#
+    );
+    let foreign = r#"{"VERSION":1,"RELOAD-URI":"https://steer.example/m.json"}"#;
+    assert_eq!(list(foreign).text, foreign);
+    // Under the path carrier it is written under the token, as a playlist URI is.
+    let out = list_in(
+        r#"{"VERSION":1,"RELOAD-URI":"next.json"}"#,
+        Carrier::Path("/live/steer/manifest.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        out.text,
+        r#"{"VERSION":1,"RELOAD-URI":"/TOK/live/steer/next.json"}"#
+    );
+}
