@@ -8,10 +8,10 @@
 //! `EXT-X-CONTENT-STEERING`, and `X-ASSET-URI`/`X-ASSET-LIST` of `EXT-X-DATERANGE`
 //! (interstitials). The asset list an `X-ASSET-LIST` names is JSON, whose asset URIs
 //! [`rewrite_asset_list`] writes by the same rules.
-//! `EXT-X-RENDITION-REPORT` URIs name a rendition and are never fetched: they get no token
-//! (origin URIs are still rerouted), so players such as hls.js match them to the
-//! renditions they know. Line endings, attribute order, numbers, comments and unknown
-//! tags come out exactly as they came in. (A parse-then-serialise library cannot promise
+//! `EXT-X-RENDITION-REPORT` URIs name a rendition and are never fetched: they get no query
+//! token (origin URIs are still rerouted; the path carriers write them as any URI), so
+//! players such as hls.js match them to the renditions they know. Line endings, attribute
+//! order, numbers, comments and unknown tags come out exactly as they came in. (A parse-then-serialise library cannot promise
 //! that; see issue 2 on m3u8-rs, which the tests use only as an oracle.)
 //!
 //! Each URI is one of:
@@ -420,9 +420,9 @@ struct Rewriter<'a, 'c> {
     withheld: usize,
     allowed: Vec<String>,
     /// The URI names a rendition rather than something to fetch (`EXT-X-RENDITION-REPORT`):
-    /// written without a credential, so that it resolves to a prefix of (query carrier) or
-    /// exactly (path carrier) the URI the player has for that rendition, as players match
-    /// reports to renditions.
+    /// written without a query credential, so that it resolves to a prefix of the URI the
+    /// player has for that rendition (the path carriers, which put the token in every path,
+    /// write it as any URI: exactly that URI), as players match reports to renditions.
     bare: bool,
 }
 
@@ -477,7 +477,7 @@ impl Rewriter<'_, '_> {
 
     fn classified_uri(&mut self, uri: &str) {
         let disposition = uri::classify(uri, self.ctx.origin_bases, self.vars.known());
-        if self.bare {
+        if self.bare && !matches!(self.ctx.carrier, Carrier::Path(_) | Carrier::Inherited(_)) {
             match disposition {
                 Disposition::Reroute { path, .. } => self.text.push_str(&path),
                 _ => self.text.push_str(uri),

@@ -22,11 +22,23 @@ const ABSOLUTE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n/p/v/s1.ts
 const STALE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n\
     s1.ts?token=s2.test-key.AQID.AAAAAAAAAAAAAAAAAAAAAA\n#EXT-X-ENDLIST\n";
 
+/// A master of two live renditions, each of whose playlists reports on the other by a
+/// path-absolute URI (`OTHER`).
+const TWO: &str = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv/live.m3u8\n\
+    #EXT-X-STREAM-INF:BANDWIDTH=2\nw/live.m3u8\n";
+const LIVE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n\
+    #EXT-X-RENDITION-REPORT:URI=\"OTHER\",LAST-MSN=0\n";
+
 async fn origin() -> Origin {
     let mut objects = HashMap::new();
     for route in ["q", "p", "c", "var"] {
         objects.insert(format!("/{route}/master.m3u8"), playlist(MASTER));
         objects.insert(format!("/{route}/v/stale.m3u8"), playlist(STALE));
+        objects.insert(format!("/{route}/two.m3u8"), playlist(TWO));
+        for (name, other) in [("v", "w"), ("w", "v")] {
+            let live = LIVE.replace("OTHER", &format!("/{route}/{other}/live.m3u8"));
+            objects.insert(format!("/{route}/{name}/live.m3u8"), playlist(&live));
+        }
         objects.insert(format!("/{route}/v/index.m3u8"), playlist(MEDIA));
         objects.insert(format!("/{route}/v/absolute.m3u8"), playlist(ABSOLUTE));
         objects.insert(format!("/{route}/v/s1.ts"), segment(100));
@@ -211,6 +223,37 @@ async fn a_stale_token_the_origin_wrote_does_not_shadow_the_path_or_the_cookie()
     for seen in origin.seen() {
         assert!(!seen.target.contains("token="), "{}", seen.target);
     }
+}
+
+/// A player matches a rendition report to a rendition by the URL it resolves to (hls.js:
+/// exactly, or a prefix of it). Under the path carrier every rendition's URL holds the
+/// token, so a path-absolute report is written under it too.
+#[tokio::test]
+async fn under_the_path_carrier_a_rendition_report_resolves_to_the_rendition_the_player_has() {
+    let origin = origin().await;
+    let usher = start(&origin);
+    let url = format!("{}/p/two.m3u8?ticket={}", usher.url, mint("/p/"));
+    // As a player resolves a URI against the playlist's URL.
+    let locate = |base: &str, uri: &str| match uri.starts_with('/') {
+        true => format!("{}{uri}", usher.url),
+        false => resolve(base, uri),
+    };
+    let master = get(&url, &[]).await;
+    assert_eq!(master.status, 200, "{}", master.text());
+    let renditions: Vec<String> = master
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| locate(&url, l))
+        .collect();
+    let media = get(&renditions[0], &[]).await;
+    assert_eq!(media.status, 200, "{}", media.text());
+    let text = media.text();
+    let start = text.find("RENDITION-REPORT:URI=\"").expect("a report") + 22;
+    let report = &text[start..start + text[start..].find('"').unwrap()];
+    assert_eq!(locate(&renditions[0], report), renditions[1], "{text}");
+    let other = get(&renditions[1], &[]).await;
+    assert_eq!(other.status, 200, "{}", other.text());
 }
 
 /// A viewer comes back with the play URL after the session its cookie names is over (the

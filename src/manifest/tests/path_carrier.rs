@@ -52,8 +52,8 @@ fn the_path_carrier_writes_a_query_only_uri_as_the_playlist_itself() {
     .unwrap();
     assert!(out.text.contains("\n/TOK/v/720/a.ts\n"), "{}", out.text);
     assert!(out.text.ends_with("\n/TOK/v/b.ts?v=2\n"), "{}", out.text);
-    // A rendition report gets no token; a query-only URI in a part of the playlist that
-    // is fetched is the playlist with another query.
+    // A query-only URI in a part of the playlist that is fetched is the playlist with
+    // another query.
     let fetched = body.replace(
         "#EXT-X-RENDITION-REPORT:URI=\"?x=1\"",
         "#EXT-X-MAP:URI=\"?x=1\"",
@@ -69,5 +69,31 @@ fn the_path_carrier_writes_a_query_only_uri_as_the_playlist_itself() {
         out.text.contains("URI=\"/TOK/v/720/index.m3u8?x=1\""),
         "{}",
         out.text
+    );
+}
+
+#[test]
+fn under_the_path_carrier_a_rendition_report_names_the_rendition_as_the_player_has_it() {
+    // The player knows each rendition as `/TOK/<path>`; players match a report to the
+    // rendition whose URI it resolves to exactly (or a prefix of, under the query carrier).
+    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n\
+                #EXT-X-RENDITION-REPORT:URI=\"../720p/index.m3u8\",LAST-MSN=1\n\
+                #EXT-X-RENDITION-REPORT:URI=\"/live/480p/index.m3u8\",LAST-MSN=1\n\
+                #EXT-X-RENDITION-REPORT:URI=\"http://origin.test:8000/hls/live/360p/index.m3u8\",LAST-MSN=1\n";
+    let out = rewrite_inherited(body, "/live/1080p/index.m3u8");
+    assert_eq!(
+        out.text,
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n\
+         #EXT-X-RENDITION-REPORT:URI=\"../720p/index.m3u8\",LAST-MSN=1\n\
+         #EXT-X-RENDITION-REPORT:URI=\"/TOK/live/480p/index.m3u8\",LAST-MSN=1\n\
+         #EXT-X-RENDITION-REPORT:URI=\"/TOK/live/360p/index.m3u8\",LAST-MSN=1\n"
+    );
+    // Under the query carrier they stay without a credential.
+    let query = rw(body);
+    assert!(
+        query.text.contains("URI=\"/live/480p/index.m3u8\",")
+            && query.text.contains("URI=\"/live/360p/index.m3u8\","),
+        "{}",
+        query.text
     );
 }
