@@ -11,8 +11,9 @@
 //! `EXT-X-RENDITION-REPORT` URIs name a rendition and are never fetched: they get no query
 //! token (origin URIs are still rerouted; the path carriers write them as any URI), so
 //! players such as hls.js match them to the renditions they know. Line endings, attribute
-//! order, numbers, comments and unknown tags come out exactly as they came in. (A parse-then-serialise library cannot promise
-//! that; see issue 2 on m3u8-rs, which the tests use only as an oracle.)
+//! order, numbers, comments and unknown tags come out exactly as they came in (a
+//! parse-then-serialise library cannot promise that; see issue 2 on m3u8-rs, which the
+//! tests use only as an oracle).
 //!
 //! Each URI is one of:
 //! - *relative or path-absolute* (`seg1.ts`, `../a/b.ts`, `/x/y.m3u8`): the token is added
@@ -538,11 +539,7 @@ impl Rewriter<'_, '_> {
     fn push_tokenized(&mut self, uri: &str, has_query: bool) {
         // The origin's own pair of that name is stale, and read before the token: dropped.
         let clean = uri::without_param(uri, self.ctx.param);
-        let has_query = if clean.len() == uri.len() {
-            has_query
-        } else {
-            clean.split('#').next().is_some_and(|q| q.contains('?'))
-        };
+        let has_query = has_query && (clean.len() == uri.len() || uri::has_query(&clean));
         let uri = &*clean;
         match self.ctx.carrier {
             Carrier::Query | Carrier::Variable => {}

@@ -52,7 +52,7 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
         // on its own, would be another host's; so would `http://origin/base/{$x}/…`.
         Some(path) if !(path.starts_with("//") || has_variables && may_become_absolute(path)) => {
             Disposition::Reroute {
-                has_query: path.split('#').next().unwrap_or("").contains('?'),
+                has_query: has_query(path),
                 path: path.to_owned(),
             }
         }
@@ -142,6 +142,11 @@ fn has_scheme(uri: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         && !scheme.contains('/')
+}
+
+/// Whether `uri` has a query (a `?` before any fragment).
+pub(super) fn has_query(uri: &str) -> bool {
+    uri.split('#').next().is_some_and(|q| q.contains('?'))
 }
 
 /// `uri` without the `name=…` pairs of its query (a credential of usher's own that the
