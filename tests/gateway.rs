@@ -69,6 +69,14 @@ async fn origin_with_movie() -> Origin {
         playlist("this is not a playlist\n"),
     );
     objects.insert("/public/trailer.ts".to_owned(), segment(10));
+    // An origin that opens its objects to every page, with credentials.
+    objects.insert(
+        "/vod/movie/video/open.ts".to_owned(),
+        segment(10)
+            .with_header("access-control-allow-origin", "*")
+            .with_header("access-control-allow-credentials", "true")
+            .with_header("access-control-expose-headers", "*"),
+    );
     let slow = Object {
         delay: Some(Duration::from_secs(5)),
         ..segment(10)
@@ -616,12 +624,29 @@ async fn browsers_on_allowed_origins_may_read_responses() {
         allowed.headers["access-control-allow-credentials"], "true",
         "an origin listed by name may send cookies"
     );
-    let denied = get(&url, &[("origin", "https://evil.example")]).await;
-    assert!(denied.headers.get("access-control-allow-origin").is_none());
-    assert!(denied
-        .headers
-        .get("access-control-allow-credentials")
-        .is_none());
+    // The origin's own answer opens an object to every page: usher's list decides, on a
+    // miss and on a hit.
+    let open = format!(
+        "{}/vod/movie/video/open.ts?ticket={}",
+        usher.url,
+        mint("/vod/movie/")
+    );
+    for url in [&url, &open, &open] {
+        let denied = get(url, &[("origin", "https://evil.example")]).await;
+        assert_eq!(denied.status, 200, "{url}");
+        for name in [
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+            "access-control-expose-headers",
+        ] {
+            assert!(denied.headers.get(name).is_none(), "{url}: {name}");
+        }
+    }
+    let allowed = get(&open, &[("origin", "https://player.example")]).await;
+    assert_eq!(
+        allowed.headers["access-control-allow-origin"],
+        "https://player.example"
+    );
     let refused = get(
         &format!("{}/vod/movie/master.m3u8", usher.url),
         &[("origin", "https://player.example")],

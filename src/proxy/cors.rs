@@ -4,7 +4,7 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, VARY,
 };
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::respond::full;
 use super::Body;
@@ -19,6 +19,11 @@ use crate::config::{Access, Config};
 /// With origins listed by name, every response says `Vary: Origin`, whether the request
 /// named an allowed origin, another or none: a cache in front (or the browser's own) must
 /// not hand one origin's answer to another.
+///
+/// Once `access.cors_origins` is set, usher alone decides: the upstream's own
+/// `Access-Control-Allow-Origin`, `-Allow-Credentials` and `-Expose-Headers` never go out
+/// (an origin answering `*` would otherwise open every object to the pages the list
+/// leaves out). Without the setting they pass as the upstream sent them.
 pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
     if access.cors_origins.is_empty() {
         return;
@@ -27,31 +32,53 @@ pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut Header
     if !any {
         headers.append(VARY, HeaderValue::from_static("Origin"));
     }
-    let Some(origin) = origin else {
-        return;
+    let listed = |origin: &HeaderValue| {
+        access
+            .cors_origins
+            .iter()
+            .any(|o| o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
     };
-    let allowed = if any {
-        // Never credentials with `*`, whatever the origin's own answer said.
-        headers.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
-        HeaderValue::from_static("*")
-    } else if access
-        .cors_origins
-        .iter()
-        .any(|o| o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
-    {
-        headers.insert(
-            ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
-        origin.clone()
-    } else {
-        return;
+    let allowed = match origin {
+        // Never credentials with `*`.
+        Some(_) if any => {
+            headers.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
+            HeaderValue::from_static("*")
+        }
+        Some(origin) if listed(origin) => {
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+            origin.clone()
+        }
+        _ => {
+            drop_upstreams(headers);
+            return;
+        }
     };
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
     headers.insert(
         ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("Content-Length, Content-Range, X-Request-Id"),
     );
+}
+
+/// The CORS headers of an upstream's answer that [`apply`] replaces or drops.
+const UPSTREAMS: [HeaderName; 3] = [
+    ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    ACCESS_CONTROL_EXPOSE_HEADERS,
+];
+
+/// Removes the upstream's CORS headers, if it sent any: one pass over the names first,
+/// as a request without an allowed `Origin` (most are: players on the page's own origin,
+/// native players) usually finds none.
+fn drop_upstreams(headers: &mut HeaderMap) {
+    if headers.keys().any(|name| UPSTREAMS.contains(name)) {
+        for name in UPSTREAMS {
+            headers.remove(name);
+        }
+    }
 }
 
 /// The answer to an `OPTIONS` preflight (the allow-origin header is added by [`apply`]).
