@@ -99,10 +99,11 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpPrefix]) -> IpA
 
 /// The scheme the client connected with: the listener's (`listener`), or, when the peer
 /// is a trusted proxy (a load balancer that ends TLS in front of usher), the one that
-/// proxy names: the last value of `X-Forwarded-Proto` (or, when there is none, the last
-/// `proto=` of `Forwarded`). The last is the word of the proxy nearest usher, which a
-/// client cannot write for it. Only `http` and `https` are taken; anything else, and an
-/// untrusted peer's word, leaves the listener's.
+/// proxy names: the last value of `X-Forwarded-Proto`, or, when there is none, the
+/// `proto=` of the last `Forwarded` element (none there: the listener's). The last is the
+/// word of the proxy nearest usher, provided it sets the header on every request (README
+/// Forwarding). Only `http` and `https` are taken; anything else, and an untrusted peer's
+/// word, leaves the listener's.
 pub fn client_proto(
     peer: IpAddr,
     listener: &'static str,
@@ -112,27 +113,26 @@ pub fn client_proto(
     if trusted.is_empty() || !trusted.iter().any(|t| t.contains(peer)) {
         return listener;
     }
-    let last = |name: HeaderName, value_of: fn(&str) -> Option<&str>| {
+    let last = |name: HeaderName| {
         headers
             .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(value_of)
-            .next_back()
+            .map(str::trim)
+            .rfind(|v| !v.is_empty())
     };
-    let named = last(X_FORWARDED_PROTO, |v| {
-        Some(v.trim()).filter(|v| !v.is_empty())
-    })
-    .or_else(|| {
-        last(FORWARDED, |element| {
+    let named = match last(X_FORWARDED_PROTO) {
+        Some(proto) => Some(proto),
+        // The nearest proxy's element: a client's `proto=` further left is not its word.
+        None => last(FORWARDED).and_then(|element| {
             element.split(';').find_map(|pair| {
                 let (name, value) = pair.trim().split_once('=')?;
                 name.eq_ignore_ascii_case("proto")
                     .then(|| value.trim_matches('"'))
             })
-        })
-    });
+        }),
+    };
     match named {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         Some(p) if p.eq_ignore_ascii_case("http") => "http",
@@ -351,6 +351,10 @@ mod tests {
             "for=1.2.3.4;proto=http, for=10.0.0.9;proto=\"https\"",
         )]);
         assert_eq!(client_proto(proxy, "http", &forwarded, &trusted), "https");
+        // The nearest proxy wrote `for=` only: a client's `proto=` further left is not
+        // its word.
+        let written = headers(&[("forwarded", "for=6.6.6.6;proto=https, for=203.0.113.7")]);
+        assert_eq!(client_proto(proxy, "http", &written, &trusted), "http");
         for odd in ["ws", "", "https://"] {
             let h = headers(&[("x-forwarded-proto", odd)]);
             assert_eq!(client_proto(proxy, "http", &h, &trusted), "http", "{odd}");
