@@ -38,6 +38,7 @@
 mod asset_list;
 mod attributes;
 mod define;
+mod modes;
 mod timeline;
 mod uri;
 mod variables;
@@ -46,6 +47,7 @@ use crate::origin::OriginBase;
 pub use asset_list::{rewrite_asset_list, AssetListError};
 use attributes::find_attributes;
 use define::Definition;
+pub use modes::{PerPath, Preview};
 use timeline::Timeline;
 use uri::{resolve_path, Disposition};
 use variables::Variables;
@@ -93,38 +95,6 @@ pub enum Carrier<'a> {
     Inherited(&'a str),
     /// Not in URIs at all: the token goes in a cookie; only origin URIs are rerouted.
     Cookie,
-}
-
-/// Per-URI credentials, for formats whose MAC covers the path (nginx `secure_link`): each
-/// URI to tokenize gets the query `mint` returns for its normalised path, instead of the
-/// shared `param=token`.
-#[derive(Clone, Copy)]
-pub struct PerPath<'a> {
-    /// Normalised path of the playlist being rewritten, to resolve relative URIs against.
-    pub playlist_path: &'a str,
-    /// The query to append for a path (`md5=…&expires=…`).
-    pub mint: &'a dyn Fn(&str) -> String,
-}
-
-impl std::fmt::Debug for PerPath<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PerPath")
-            .field("playlist_path", &self.playlist_path)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Preview mode, for a viewer without a ticket: in a media playlist only the segments that
-/// start within the first `seconds` (and the init sections, keys and parts among them) get
-/// the token; later ones are left without, so they do not play. Every playlist URI of a
-/// master is kept playable. [`Rewritten::allowed`] lists the normalised paths that got the
-/// token, for the preview token to name exactly.
-#[derive(Debug, Clone, Copy)]
-pub struct Preview<'a> {
-    /// Preview length in seconds.
-    pub seconds: u32,
-    /// Normalised path of the playlist being rewritten, to resolve relative URIs against.
-    pub playlist_path: &'a str,
 }
 
 /// What a URI in a playlist points at, for preview mode.
@@ -479,8 +449,14 @@ impl Rewriter<'_, '_> {
     fn classified_uri(&mut self, uri: &str) {
         let disposition = uri::classify(uri, self.ctx.origin_bases, self.vars.known());
         if self.bare && !matches!(self.ctx.carrier, Carrier::Path(_) | Carrier::Inherited(_)) {
+            // Without the origin's stale pair, as the rendition's own URI is written.
             match disposition {
-                Disposition::Reroute { path, .. } => self.text.push_str(&path),
+                Disposition::Reroute { path, .. } => self
+                    .text
+                    .push_str(&uri::without_param(&path, self.ctx.param)),
+                Disposition::Tokenize { .. } => {
+                    self.text.push_str(&uri::without_param(uri, self.ctx.param))
+                }
                 _ => self.text.push_str(uri),
             }
             return;

@@ -64,3 +64,25 @@ fn a_stale_token_the_origin_wrote_gives_way_to_the_one_usher_hands_on() {
         "#EXTM3U\n#EXTINF:2,\ns1.ts?tokens=1&xtoken=2&token=TOK\n"
     );
 }
+
+#[test]
+fn a_rendition_report_loses_the_stale_pair_as_its_rendition_does() {
+    // Players match a report to the rendition whose URI it is, or a prefix of.
+    let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nw/live.m3u8?token=OLD\n";
+    let media = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n\
+                 #EXT-X-RENDITION-REPORT:URI=\"w/live.m3u8?token=OLD\",LAST-MSN=1\n";
+    for carrier in [Carrier::Query, Carrier::Cookie] {
+        let written = |body: &str| {
+            rewrite_in(body.as_bytes(), TOKEN, None, carrier)
+                .unwrap_or_else(|e| panic!("rewrite failed: {e}"))
+                .text
+        };
+        let master = written(master);
+        let rendition = master.lines().last().unwrap();
+        let media = written(media);
+        let start = media.find("URI=\"").unwrap() + 5;
+        let report = &media[start..start + media[start..].find('"').unwrap()];
+        assert_eq!(report, "w/live.m3u8", "{carrier:?}");
+        assert!(rendition.starts_with(report), "{carrier:?}: {rendition}");
+    }
+}
