@@ -148,6 +148,44 @@ async fn item9_media_patch_changes_titles_playlist_and_editorial_and_refuses_the
     assert_eq!(status, 404);
 }
 
+/// Codes do not change: a PATCH of a product or a media whose body names another `code`
+/// (a rename) is refused with 400 naming `code` and writes nothing, instead of answering
+/// 200 with the old code and the other fields changed. Sending its own code is fine (the
+/// PPV API's `update` does).
+#[tokio::test]
+async fn a_patch_naming_another_code_is_refused_not_ignored() {
+    let origin = origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    catalogue(&usher, json!({"code": "p", "name": "Final"}), "event").await;
+
+    for (path, what) in [
+        ("/api/v1/products/p", "name"),
+        ("/api/v1/media/event", "title"),
+    ] {
+        let (status, refused) = api(
+            &usher,
+            "PATCH",
+            path,
+            Some(json!({"code": "renamed", what: "Changed"})),
+        )
+        .await;
+        assert_eq!(status, 400, "{path}: {refused}");
+        assert_eq!(refused["field"], "code", "{path}: {refused}");
+        let (_, kept) = api(&usher, "GET", path, None).await;
+        assert_ne!(kept[what], "Changed", "{path}: nothing was written: {kept}");
+        let (status, _) = api(
+            &usher,
+            "PATCH",
+            path,
+            Some(json!({"code": kept["code"], what: "Same"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{path}: its own code is no change");
+    }
+    let (status, _) = api(&usher, "GET", "/api/v1/products/renamed", None).await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test]
 async fn item9_media_patch_of_the_editorial_id_changes_rights_at_once() {
     let origin = origin().await;

@@ -446,3 +446,50 @@ async fn a_store_failure_answers_without_the_stores_own_text() {
     assert_eq!(xml_text(&body, "Status").as_deref(), Some("Failed"));
     assert!(!body.contains("no such table"), "{body}");
 }
+
+/// `deletebuyer` names the buyer by `code` and `hash`, as `updatebuyer` does: a `code`
+/// that is not the purchase's product is refused (400 naming `code`) and deletes nothing,
+/// as `updatebuyer` refuses it; the buyer's own code deletes it.
+#[tokio::test]
+async fn deletebuyer_with_another_products_code_deletes_nothing() {
+    let (_origin, usher) = start().await;
+    for code in ["mine", "other"] {
+        let reply = facade(&usher, &format!("/api/ppv/create?name={code}&code={code}")).await;
+        assert_success(&reply);
+    }
+    assert_success(&facade(&usher, "/api/ppv/addmedia?code=mine&media=xxxxxxxx").await);
+    let sold = facade(
+        &usher,
+        "/api/ppv/addbuyer?code=mine&media=xxxxxxxx&email=a%40example.com",
+    )
+    .await;
+    let hash = xml_text(&assert_success(&sold), "Hash").unwrap();
+
+    let refused = facade(
+        &usher,
+        &format!("/api/ppv/deletebuyer?code=other&hash={hash}"),
+    )
+    .await;
+    let body = refused.text();
+    assert_eq!(refused.status, 400, "{body}");
+    assert_eq!(
+        xml_text(&body, "Status").as_deref(),
+        Some("Failed"),
+        "{body}"
+    );
+    assert!(
+        xml_text(&body, "Message").unwrap().starts_with("code: "),
+        "{body}"
+    );
+    let (status, kept) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(status, 200, "the buyer is still there: {kept}");
+
+    let deleted = facade(
+        &usher,
+        &format!("/api/ppv/deletebuyer?code=mine&hash={hash}"),
+    )
+    .await;
+    assert_success(&deleted);
+    let (status, _) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
+    assert_eq!(status, 404);
+}

@@ -86,7 +86,7 @@ pub async fn route(
             ok(S::OK, ops::update_buyer(state, hash, body).await?)
         }
         (&Method::DELETE, ["buyers", hash]) => {
-            ops::delete_buyer(state, hash).await?;
+            ops::delete_buyer(state, hash, None).await?;
             ok(S::OK, json!({ "deleted": hash }))
         }
         (&Method::POST, ["buyers", hash, "revoke"]) => {

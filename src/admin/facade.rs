@@ -249,7 +249,8 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             sold_answer(state, sold, Some("Recovery code is updated")).await
         }
         "deletebuyer" => {
-            ops::delete_buyer(state, required(f, "hash")?).await?;
+            let code = f.get("code").map(|c| c.trim()).filter(|c| !c.is_empty());
+            ops::delete_buyer(state, required(f, "hash")?, code).await?;
             Ok(message("Recovery code is deleted"))
         }
         "listbuyers" => {

@@ -226,20 +226,35 @@ pub async fn create_product(state: &State, f: &Fields) -> Result<Product, AdminE
     Ok(product)
 }
 
-/// Updates a product's fields.
+/// Updates a product's fields; a `code` naming another product is refused (see
+/// [`same_code`]).
 ///
 /// # Errors
-/// Bad fields, or no such product.
+/// Bad fields (a different `code` among them), or no such product.
 pub async fn update_product(state: &State, code: &str, f: &Fields) -> Result<Product, AdminError> {
     let mut product = get_product(state, code).await?;
     let mut r = Reader::new(f);
-    r.text("code");
+    same_code(&mut r, "product", code)?;
     fields::apply_product(&mut r, &mut product)?;
     r.finish(IGNORED_PRODUCT_FIELDS)?;
     let stored = product.clone();
     blocking(state, move |s| s.update_product(&stored)).await?;
     after_product_write(state).await;
     Ok(product)
+}
+
+/// Refuses a `code` in an update's fields that is not the code updated (400 naming
+/// `code`): codes do not change (tickets, links and purchases name them), so a rename
+/// would be answered 200 and change nothing. The same code (the PPV API's `update` sends
+/// it) is fine.
+pub(crate) fn same_code(r: &mut Reader<'_>, what: &str, code: &str) -> Result<(), AdminError> {
+    match r.text("code") {
+        Some(given) if given != code => Err(AdminError::invalid(
+            "code",
+            format!("\"{given}\": a {what}'s code cannot change (this is {what} {code})"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A product by code.

@@ -269,17 +269,7 @@ async fn update_once(state: &State, hash: &str, f: &Fields) -> Result<Sold, Admi
     let before = find_buyer(state, hash).await?;
     let mut purchase = before.clone();
     let mut r = Reader::new(f);
-    if let Some(code) = r.text("code") {
-        if code != purchase.product {
-            return Err(AdminError::invalid(
-                "code",
-                format!(
-                    "buyer {hash} bought product {}, not {code}",
-                    purchase.product
-                ),
-            ));
-        }
-    }
+    bought(&purchase, r.text("code"))?;
     fields::apply_purchase(&mut r, &mut purchase)?;
     r.finish(&["apikey", "hash"])?;
     let product = get_product(state, &purchase.product).await?;
@@ -312,12 +302,33 @@ pub async fn revoke_buyer(state: &State, hash: &str) -> Result<PurchaseView, Adm
     .await
 }
 
-/// Deletes a purchase: the next request under it is refused with `no_rights`.
+/// A `code` the caller names a purchase's product by (the PPV API's `updatebuyer` and
+/// `deletebuyer` send it) must be that product: the caller means another buyer.
 ///
 /// # Errors
-/// No such purchase.
-pub async fn delete_buyer(state: &State, hash: &str) -> Result<(), AdminError> {
+/// 400 naming `code`.
+fn bought(purchase: &Purchase, code: Option<&str>) -> Result<(), AdminError> {
+    match code {
+        Some(code) if code != purchase.product => Err(AdminError::invalid(
+            "code",
+            format!(
+                "buyer {} bought product {}, not {code}",
+                purchase.hash, purchase.product
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Deletes a purchase: the next request under it is refused with `no_rights`. `code`,
+/// when given (the PPV API's `deletebuyer` sends it), must be the purchase's product, else
+/// nothing is deleted.
+///
+/// # Errors
+/// No such purchase, or a `code` that is not its product.
+pub async fn delete_buyer(state: &State, hash: &str, code: Option<&str>) -> Result<(), AdminError> {
     let purchase = find_buyer(state, hash).await?;
+    bought(&purchase, code)?;
     let h = hash.to_owned();
     blocking(state, move |s| s.delete_purchase(&h)).await?;
     after_purchase_write(state, &purchase.account);

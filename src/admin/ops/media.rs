@@ -2,7 +2,7 @@
 //! the entry playlist and the editorial id change in place; the prefix does not.
 
 use super::fields::{Fields, Reader};
-use super::{after_product_write, blocking, get_media, AdminError};
+use super::{after_product_write, blocking, get_media, same_code, AdminError};
 use crate::proxy::State;
 use crate::rights::model::Media;
 
@@ -11,14 +11,15 @@ use crate::rights::model::Media;
 ///
 /// The prefix cannot change (400 naming `prefix`): every ticket sold for the media is
 /// scoped to it, so moving it would lock its buyers out. Sending the same prefix is
-/// accepted. A new prefix is a new media, put into the same products.
+/// accepted. A new prefix is a new media, put into the same products. Nor can the code
+/// (400 naming `code`, see [`super::same_code`]).
 ///
 /// # Errors
 /// Bad fields, or no such media.
 pub async fn update_media(state: &State, code: &str, f: &Fields) -> Result<Media, AdminError> {
     let mut media = get_media(state, code).await?;
     let mut r = Reader::new(f);
-    r.text("code");
+    same_code(&mut r, "media", code)?;
     if let Some(prefix) = r.text("prefix") {
         if prefix != media.prefix {
             return Err(AdminError::invalid(
