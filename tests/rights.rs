@@ -508,6 +508,60 @@ async fn acknowledged_writes_survive_sigkill() {
     assert_eq!(get(&url, &[]).await.status, 200);
 }
 
+/// A live event's playlist slides along the stream: a viewer without a ticket who keeps
+/// reloading it gets the stream's first seconds, not each new window's (which would add
+/// up to the whole event).
+#[tokio::test]
+async fn a_live_preview_ends_with_the_streams_first_seconds_however_the_window_slides() {
+    let window = |sequence: u32| {
+        let mut text =
+            format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{sequence}\n");
+        for n in sequence..sequence + 3 {
+            text.push_str(&format!("#EXTINF:2,\ns{n}.ts\n"));
+        }
+        playlist(&text)
+    };
+    let mut objects = HashMap::new();
+    objects.insert("/live/final/index.m3u8".to_owned(), window(0));
+    for n in 0..6 {
+        objects.insert(format!("/live/final/s{n}.ts"), segment(100));
+    }
+    let origin = spawn_origin(objects).await;
+    // The shield off, so that each reload reads the origin's window of the moment.
+    let config = rights_config(&origin.url(), "[shield]\nenabled = false\n");
+    let usher = Usher::start(&config, &[]);
+    sell(
+        &usher,
+        json!({"code": "final", "name": "Final", "preview": 4}),
+        &[("final", "/live/final/", None)],
+        &["final"],
+    )
+    .await;
+    let url = format!("{}/live/final/index.m3u8", usher.url);
+    let segments = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let first = get(&url, &[]).await;
+    assert_eq!(first.status, 200);
+    let first = segments(first.text());
+    assert!(first[0].contains("token=") && first[1].contains("token="));
+    assert_eq!(first[2], "s2.ts");
+    // Four seconds later the window starts at s2: past the preview.
+    origin.insert("/live/final/index.m3u8", window(2));
+    let later = get(&url, &[]).await;
+    assert_eq!(later.status, 200);
+    let later = segments(later.text());
+    assert_eq!(
+        later,
+        ["s2.ts", "s3.ts", "s4.ts"],
+        "no token past the stream's first 4 s"
+    );
+    assert_eq!(get(&resolve(&url, &later[0]), &[]).await.status, 401);
+}
+
 #[tokio::test]
 async fn without_a_ticket_the_first_seconds_of_a_product_with_a_preview_play() {
     let mut objects = HashMap::new();

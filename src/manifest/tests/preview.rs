@@ -173,3 +173,45 @@ fn durations_that_are_not_positive_do_not_stretch_the_preview() {
     );
     assert_eq!(out.allowed, ["/v/s0.ts"]);
 }
+
+/// A live playlist slides: its first segment is not the stream's. Reloading it without a
+/// ticket must not hand out each new window's first seconds (and so the whole event).
+#[test]
+fn a_live_window_counts_from_the_stream_not_from_its_first_segment() {
+    let live = |head: &str| {
+        format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n{head}\
+             #EXTINF:2.000,\na.ts\n#EXTINF:2.000,\nb.ts\n#EXTINF:2.000,\nc.ts\n"
+        )
+    };
+    let tokenized = |body: &str| {
+        let r = preview(body, 4, "/live/index.m3u8");
+        r.allowed
+            .iter()
+            .map(|p| p.trim_start_matches("/live/").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tokenized(&live("")), ["a.ts", "b.ts"]);
+    assert_eq!(
+        tokenized(&live("#EXT-X-MEDIA-SEQUENCE:0\n")),
+        ["a.ts", "b.ts"]
+    );
+    assert_eq!(tokenized(&live("#EXT-X-MEDIA-SEQUENCE:1\n")), ["a.ts"]);
+    assert!(tokenized(&live("#EXT-X-MEDIA-SEQUENCE:2\n")).is_empty());
+    assert!(tokenized(&live("#EXT-X-MEDIA-SEQUENCE:500\n")).is_empty());
+    // A delta update: the skipped segments come before the ones listed.
+    let delta = "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-SKIP:SKIPPED-SEGMENTS=1\n";
+    assert_eq!(tokenized(&live(delta)), ["a.ts"]);
+    // The sequence before the target duration, as some packagers write them.
+    let late = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-TARGETDURATION:2\n\
+                #EXTINF:2.000,\na.ts\n#EXTINF:2.000,\nb.ts\n";
+    assert_eq!(tokenized(late), ["a.ts"]);
+    // Without a target duration, segments before the window reach past any preview.
+    let unknown = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2.000,\na.ts\n";
+    assert!(tokenized(unknown).is_empty());
+    // A playlist that never slides starts at the stream's start whatever its sequence.
+    for kind in ["VOD", "EVENT"] {
+        let head = format!("#EXT-X-PLAYLIST-TYPE:{kind}\n#EXT-X-MEDIA-SEQUENCE:7\n");
+        assert_eq!(tokenized(&live(&head)), ["a.ts", "b.ts"], "{kind}");
+    }
+}
