@@ -386,7 +386,8 @@ async fn session_tokens_open_segments_but_only_in_scope_and_on_their_device() {
 /// A trusted proxy that adds its own `X-Forwarded-For` line (HAProxy's `option forwardfor`)
 /// beside the one a client wrote: usher judges the client by the whole chain, and the
 /// origin hears that same chain, with usher's peer appended, not the client's line alone
-/// (from which it would take the address the client made up).
+/// (from which it would take the address the client made up). `X-Real-IP` names the
+/// client usher judged, and the page's `Referer` goes without its query (its ticket).
 #[tokio::test]
 async fn a_chain_in_several_forwarding_lines_reaches_the_origin_whole() {
     let origin = origin_with_movie().await;
@@ -407,6 +408,10 @@ async fn a_chain_in_several_forwarding_lines_reaches_the_origin_whole() {
             ("forwarded", "for=6.6.6.6"),
             ("forwarded", "for=203.0.113.7"),
             ("x-real-ip", "6.6.6.6"),
+            (
+                "referer",
+                &format!("https://site.example/watch?ticket={ticket}"),
+            ),
         ],
     )
     .await;
@@ -422,6 +427,11 @@ async fn a_chain_in_several_forwarding_lines_reaches_the_origin_whole() {
     };
     assert_eq!(all("x-forwarded-for"), ["6.6.6.6, 203.0.113.7, 127.0.0.1"]);
     assert_eq!(all("x-real-ip"), ["203.0.113.7"], "the client usher judged");
+    assert_eq!(
+        all("referer"),
+        ["https://site.example/watch"],
+        "the page's ticket stays with usher"
+    );
     assert_eq!(all("forwarded").len(), 1, "{:?}", all("forwarded"));
     assert!(
         all("forwarded")[0].starts_with("for=6.6.6.6, for=203.0.113.7, for=127.0.0.1;"),

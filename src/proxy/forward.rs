@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use http::header::{
     ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, IF_MATCH,
     IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION, RANGE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    PROXY_AUTHORIZATION, RANGE, REFERER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -189,6 +189,7 @@ pub fn upstream_headers(
     headers.remove(EXPECT);
     headers.remove(HOST);
     headers.remove(&settings.device_header);
+    strip_referer_query(&mut headers);
     if settings.bearer {
         headers.remove(AUTHORIZATION);
     }
@@ -253,6 +254,28 @@ pub fn upstream_headers(
     }
     append(&mut headers, FORWARDED, &forwarded);
     headers
+}
+
+/// Cuts the query and fragment off `Referer`: a browser player's page is often the play
+/// URL itself, so its ticket (or another format's credential) would reach the upstream,
+/// and its logs, on every request the page makes. The page's scheme, host and path stay
+/// for an upstream that checks where its objects are embedded.
+fn strip_referer_query(headers: &mut HeaderMap) {
+    let Some(referer) = headers.get(REFERER) else {
+        return;
+    };
+    let bytes = referer.as_bytes();
+    let Some(cut) = bytes.iter().position(|b| matches!(b, b'?' | b'#')) else {
+        return;
+    };
+    match HeaderValue::from_bytes(&bytes[..cut]) {
+        Ok(page) if cut > 0 => {
+            headers.insert(REFERER, page);
+        }
+        _ => {
+            headers.remove(REFERER);
+        }
+    }
 }
 
 /// Appends `value` to a list header, as proxies in a chain do: after every line the
@@ -408,6 +431,12 @@ mod tests {
         incoming.insert(RANGE, "bytes=0-1".parse().unwrap());
         incoming.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
         incoming.insert("x-real-ip", "6.6.6.6".parse().unwrap());
+        incoming.insert(
+            "referer",
+            "https://site.example/watch?ticket=t1.secret#t=5"
+                .parse()
+                .unwrap(),
+        );
         let client = Client {
             ip: "203.0.113.5".parse().unwrap(),
             judged: "198.51.100.1".parse().unwrap(),
@@ -425,6 +454,7 @@ mod tests {
         assert_eq!(out["x-forwarded-proto"], "https");
         assert_eq!(out["x-forwarded-host"], "edge.example");
         assert_eq!(out["x-real-ip"], "198.51.100.1");
+        assert_eq!(out["referer"], "https://site.example/watch");
         assert_eq!(
             out["forwarded"],
             "for=203.0.113.5;proto=https;host=\"edge.example\""
