@@ -204,6 +204,7 @@ fn bench_manifests(c: &mut Criterion) {
     let bases = [OriginBase::parse("http://origin.test/hls").expect("origin base")];
     let ctx = Rewrite {
         origin_bases: &bases,
+        upstream_for: None,
         param: "token",
         token: &token,
         request_query: None,
@@ -287,6 +288,7 @@ fn bench_compress(c: &mut Criterion) {
     let bases = [OriginBase::parse("http://origin.test/hls").expect("origin base")];
     let ctx = Rewrite {
         origin_bases: &bases,
+        upstream_for: None,
         param: "token",
         token: &token,
         request_query: None,

@@ -19,7 +19,8 @@
 //! - *relative or path-absolute* (`seg1.ts`, `../a/b.ts`, `/x/y.m3u8`): the token is added
 //!   to its query (`?`, or `&` after an existing query), before any fragment;
 //! - *absolute under the origin or an alias* (`http://origin/hls/a.ts`): made
-//!   path-absolute so the player comes back through usher, then tokenized;
+//!   path-absolute so the player comes back through usher, then tokenized; only when the
+//!   route of that path fetches from the group the base is of (else foreign);
 //! - *foreign* (another host, `skd://`, `data:`): left alone, so the token never leaks.
 //!
 //! `EXT-X-DEFINE` variables (`{$name}`) stay in the text for the player to substitute; the
@@ -38,6 +39,7 @@
 mod asset_list;
 mod attributes;
 mod define;
+mod error;
 mod modes;
 mod timeline;
 mod uri;
@@ -47,16 +49,22 @@ use crate::origin::OriginBase;
 pub use asset_list::{rewrite_asset_list, AssetListError};
 use attributes::find_attributes;
 use define::Definition;
+pub use error::ManifestError;
 pub use modes::{PerPath, Preview};
 use timeline::Timeline;
+pub use uri::UpstreamFor;
 use uri::{resolve_path, Disposition};
 use variables::Variables;
 
 /// What the rewriter needs for one response.
 #[derive(Debug, Clone, Copy)]
 pub struct Rewrite<'a> {
-    /// Bases under which absolute URIs are the origin's own (origin and aliases).
+    /// Bases under which absolute URIs are the origin's own (every group's servers and
+    /// aliases, each knowing its group).
     pub origin_bases: &'a [OriginBase],
+    /// Which group serves a path, by the routes: a URI under a group's base is rerouted
+    /// only to a path that group serves, else left alone. `None`: `[upstream]` serves all.
+    pub upstream_for: Option<UpstreamFor<'a>>,
     /// Query parameter name for the token.
     pub param: &'a str,
     /// The session token, already URL-safe.
@@ -147,59 +155,6 @@ pub struct Rewritten {
     pub withheld: usize,
     /// Preview mode: the normalised paths that got the token.
     pub allowed: Vec<String>,
-}
-
-/// Why a playlist cannot be rewritten. The proxy answers 502: a playlist that cannot be
-/// rewritten is never passed through untokenized.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ManifestError {
-    /// Not UTF-8.
-    #[error("playlist is not UTF-8")]
-    NotUtf8,
-    /// The first line is not `#EXTM3U`.
-    #[error("playlist does not start with #EXTM3U")]
-    NoHeader,
-    /// An attribute list that does not parse, on a tag whose URI must be rewritten.
-    #[error("line {line}: malformed attribute list")]
-    BadAttributes {
-        /// 1-based line number.
-        line: usize,
-    },
-    /// An `EXT-X-DEFINE` that names a variable defined before, or takes one from a query
-    /// parameter the playlist request does not carry (credentials are not counted).
-    /// Players differ on the first (hls.js keeps the first value) and must refuse the
-    /// second (RFC 8216bis 4.4.2.3).
-    #[error("line {line}: EXT-X-DEFINE {name}: {why}")]
-    BadDefine {
-        /// 1-based line number.
-        line: usize,
-        /// The variable.
-        name: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// A carriage return that does not end a line: some players end the line there,
-    /// others read on, so the two would not agree on what the URI is.
-    #[error("line {line}: carriage return inside a line")]
-    LoneCarriageReturn {
-        /// 1-based line number.
-        line: usize,
-    },
-    /// The rewritten playlist would pass `max_output` bytes.
-    #[error("rewritten playlist passes {limit} bytes")]
-    OutputTooLarge {
-        /// The limit.
-        limit: usize,
-    },
-    /// An asset list that is not JSON, or whose assets are not as the spec makes them.
-    #[error("asset list: {0}")]
-    AssetList(#[from] AssetListError),
-    /// `EXT-X-STREAM-INF` with no URI line after it.
-    #[error("line {line}: EXT-X-STREAM-INF without a URI")]
-    MissingVariantUri {
-        /// 1-based line number of the tag.
-        line: usize,
-    },
 }
 
 /// Tags whose attribute list names URIs, and those attributes.
@@ -450,7 +405,12 @@ impl Rewriter<'_, '_> {
     }
 
     fn classified_uri(&mut self, uri: &str) {
-        let disposition = uri::classify(uri, self.ctx.origin_bases, self.vars.known());
+        let disposition = uri::classify(
+            uri,
+            self.ctx.origin_bases,
+            self.ctx.upstream_for,
+            self.vars.known(),
+        );
         if self.bare && !matches!(self.ctx.carrier, Carrier::Path(_) | Carrier::Inherited(_)) {
             // Without the origin's stale pair, as the rendition's own URI is written.
             match disposition {

@@ -4,12 +4,14 @@
 use std::fmt;
 
 /// An `http(s)://host[:port][/path]` base, normalised: lowercase scheme and host, default
-/// port dropped, no trailing slash on the path.
+/// port dropped, no trailing slash on the path; and, for the rewriter, the upstream group
+/// whose server or alias it is (`None`: `[upstream]`, or not said).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginBase {
     scheme: &'static str,
     authority: String,
     path: String,
+    group: Option<String>,
 }
 
 impl OriginBase {
@@ -35,7 +37,21 @@ impl OriginBase {
             scheme,
             authority: normalise_authority(scheme, authority),
             path: path.trim_end_matches('/').to_owned(),
+            group: None,
         })
+    }
+
+    /// This base as one of the named group `[upstreams.NAME]`'s: a URI under it is
+    /// rerouted only to a path whose route fetches from that group.
+    #[must_use]
+    pub fn in_group(mut self, name: &str) -> Self {
+        self.group = Some(name.to_owned());
+        self
+    }
+
+    /// The named upstream group it belongs to; `None`: `[upstream]`.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
     }
 
     /// `http` or `https`.

@@ -29,14 +29,22 @@ pub enum BadPath {
 /// # Errors
 /// [`BadPath`] for anything that cannot be made canonical safely.
 pub fn normalize(raw: &str) -> Result<String, BadPath> {
+    normalized(raw).map(std::borrow::Cow::into_owned)
+}
+
+/// [`normalize`], borrowing `raw` when it is canonical already (no copy).
+///
+/// # Errors
+/// As [`normalize`].
+pub fn normalized(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadPath> {
     if !raw.starts_with('/') {
         return Err(BadPath::NotAbsolute);
     }
     if is_canonical(raw) {
         // What nearly every player sends: nothing to decode, collapse or resolve.
-        return Ok(raw.to_owned());
+        return Ok(std::borrow::Cow::Borrowed(raw));
     }
-    rebuild(raw)
+    rebuild(raw).map(std::borrow::Cow::Owned)
 }
 
 /// Whether `raw` (absolute) is already what [`normalize`] makes of it: printable ASCII

@@ -53,6 +53,7 @@ fn rewrite_capped(
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
         origin_bases: &origin_bases,
+        upstream_for: None,
         param: PARAM,
         token,
         request_query,
@@ -465,6 +466,7 @@ fn every_origin_base_is_recognised() {
     ];
     let ctx = Rewrite {
         origin_bases: &bases,
+        upstream_for: None,
         param: "t",
         token: "eyJ2IjoxfQ.c2ln-_",
         request_query: None,
@@ -489,6 +491,7 @@ fn every_origin_base_is_recognised() {
 fn no_origin_bases_means_every_absolute_uri_is_foreign() {
     let ctx = Rewrite {
         origin_bases: &[],
+        upstream_for: None,
         param: PARAM,
         token: TOKEN,
         request_query: None,
@@ -563,6 +566,7 @@ mod asset_list;
 mod define;
 mod errors;
 mod exact;
+mod groups;
 mod interstitials;
 mod oracle;
 mod path_carrier;

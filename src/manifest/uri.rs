@@ -27,8 +27,26 @@ pub enum Disposition {
     Unresolved,
 }
 
-/// Classifies `uri` (as written, variables and all).
-pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>) -> Disposition {
+/// Which upstream group usher fetches a normalised path from: the group of the longest
+/// route over it (`Config::upstream_for`), `None` for `[upstream]`.
+#[derive(Clone, Copy)]
+pub struct UpstreamFor<'a>(pub &'a dyn Fn(&str) -> Option<&'a str>);
+
+impl std::fmt::Debug for UpstreamFor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamFor(..)")
+    }
+}
+
+/// Classifies `uri` (as written, variables and all). An absolute URI under one of `bases`
+/// is rerouted only when usher would fetch the path it becomes from that base's group
+/// (`upstream_for`; `None`: every path from `[upstream]`); otherwise it is foreign.
+pub fn classify(
+    uri: &str,
+    bases: &[OriginBase],
+    upstream_for: Option<UpstreamFor<'_>>,
+    vars: &HashMap<String, String>,
+) -> Disposition {
     let Some(resolved) = resolve(uri, vars) else {
         return Disposition::Unresolved;
     };
@@ -47,7 +65,11 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
             has_query: before_fragment.contains('?'),
         };
     }
-    match bases.iter().find_map(|base| base.strip(&seen)) {
+    let owned = bases.iter().find_map(|base| {
+        let path = base.strip(&seen)?;
+        served_by(base, path, upstream_for).then_some(path)
+    });
+    match owned {
         // `http://origin/base//evil.example/a.ts` is the origin's, but its path, written
         // on its own, would be another host's; so would `http://origin/base/{$x}/…`.
         Some(path) if !(path.starts_with("//") || has_variables && may_become_absolute(path)) => {
@@ -58,6 +80,21 @@ pub fn classify(uri: &str, bases: &[OriginBase], vars: &HashMap<String, String>)
         }
         _ => Disposition::Foreign,
     }
+}
+
+/// Whether usher, asked for `path` (rerouted from under `base`), fetches it from `base`'s
+/// group. The route is judged on the path as usher will see it: normalised, as players
+/// resolve its dot segments and usher decodes it (one it refuses is judged as written).
+fn served_by(base: &OriginBase, path: &str, upstream_for: Option<UpstreamFor<'_>>) -> bool {
+    let Some(UpstreamFor(group_of)) = upstream_for else {
+        return base.group().is_none();
+    };
+    let raw = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    let group = match crate::path::normalized(raw) {
+        Ok(normal) => group_of(&normal),
+        Err(_) => group_of(raw),
+    };
+    group == base.group()
 }
 
 /// `uri` with every known `{$name}` replaced, or `None` when it starts with an unknown
@@ -203,7 +240,7 @@ mod tests {
     }
 
     fn classify_plain(uri: &str) -> Disposition {
-        classify(uri, &bases(), &HashMap::new())
+        classify(uri, &bases(), None, &HashMap::new())
     }
 
     #[test]
@@ -293,22 +330,22 @@ mod tests {
         vars.insert("host".to_owned(), "http://origin.test:8000/hls".to_owned());
         vars.insert("q".to_owned(), "?a=b".to_owned());
         assert_eq!(
-            classify("{$host}/v/1.ts", &bases(), &vars),
+            classify("{$host}/v/1.ts", &bases(), None, &vars),
             Disposition::Reroute {
                 path: "/v/1.ts".into(),
                 has_query: false
             }
         );
         assert_eq!(
-            classify("seg.ts{$q}", &bases(), &vars),
+            classify("seg.ts{$q}", &bases(), None, &vars),
             Disposition::Tokenize { has_query: true }
         );
         assert_eq!(
-            classify("{$unknown}/1.ts", &bases(), &vars),
+            classify("{$unknown}/1.ts", &bases(), None, &vars),
             Disposition::Unresolved
         );
         assert_eq!(
-            classify("v/{$unknown}.ts", &bases(), &vars),
+            classify("v/{$unknown}.ts", &bases(), None, &vars),
             Disposition::Tokenize { has_query: false }
         );
     }
@@ -324,7 +361,7 @@ mod tests {
             "/{$x}\\evil.example/e.ts",
         ] {
             assert_eq!(
-                classify(uri, &bases(), &vars),
+                classify(uri, &bases(), None, &vars),
                 Disposition::Unresolved,
                 "{uri:?}"
             );
@@ -334,6 +371,7 @@ mod tests {
             classify(
                 "http://origin.test:8000/hls/{$x}/evil.example/a.ts",
                 &bases(),
+                None,
                 &vars
             ),
             Disposition::Foreign
@@ -341,7 +379,7 @@ mod tests {
         // Past the first character that is neither `/` nor part of a scheme, no value can.
         for uri in ["v/{$x}/a.ts", "/v/{$x}.ts", "1{$x}.ts", "seg.ts?{$x}"] {
             assert_eq!(
-                classify(uri, &bases(), &vars),
+                classify(uri, &bases(), None, &vars),
                 Disposition::Tokenize {
                     has_query: uri.contains('?')
                 },

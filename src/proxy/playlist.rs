@@ -14,7 +14,9 @@ use super::{Body, State};
 use crate::access::foreign::UNNAMED_SUBJECT;
 use crate::access::{self, Grant};
 use crate::config::{CarrierKind, Mint, PlaylistsConfig};
-use crate::manifest::{self, Carrier, ManifestError, PerPath, Preview, Rewrite, Rewritten};
+use crate::manifest::{
+    self, Carrier, ManifestError, PerPath, Preview, Rewrite, Rewritten, UpstreamFor,
+};
 use crate::path::ObjectKind;
 use crate::ticket::edgeauth::{self, EdgeToken};
 use crate::ticket::media_cdn::{self, MediaToken, Scope};
@@ -307,8 +309,12 @@ fn rewrite_for(
         Document::Playlist => manifest::rewrite,
         Document::AssetList => manifest::rewrite_asset_list,
     };
+    // With named groups, a URI under a group's base is rerouted only to a path that group
+    // serves; the routes come from the config this request took.
+    let group_of = |path: &str| config.upstream_for(path);
     let mut ctx = Rewrite {
         origin_bases: &state.origin_bases,
+        upstream_for: (!config.upstream_groups.is_empty()).then_some(UpstreamFor(&group_of)),
         param: &settings.session_param,
         token: "",
         request_query: req.query,

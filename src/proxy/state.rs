@@ -41,7 +41,7 @@ pub struct State {
     pub upstreams: Upstreams,
     /// The cache in front of them.
     pub shield: Shield,
-    /// Bases whose absolute URIs are routed back through usher.
+    /// Bases whose absolute URIs are routed back through usher, each with its group.
     pub origin_bases: Vec<OriginBase>,
     /// Metrics.
     pub metrics: Metrics,
@@ -109,9 +109,11 @@ impl State {
             // Until the listener hears the other nodes, this node trusts no cached decision.
             rights.set_caching(!fanout.is_shared());
         }
+        // Each base knows its group: a URI under it is rerouted only to a path that group
+        // serves (see `manifest::UpstreamFor`).
         let mut origin_bases: Vec<OriginBase> = config.upstream.bases();
-        for (_, group) in &config.upstream_groups {
-            origin_bases.extend(group.bases());
+        for (name, group) in &config.upstream_groups {
+            origin_bases.extend(group.bases().into_iter().map(|base| base.in_group(name)));
         }
         let admin_token = match &config.admin.token {
             Some(token) => token.clone(),

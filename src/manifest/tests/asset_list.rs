@@ -13,6 +13,7 @@ fn bytes_in(body: &[u8], carrier: Carrier<'_>) -> Result<Rewritten, ManifestErro
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
         origin_bases: &origin_bases,
+        upstream_for: None,
         param: PARAM,
         token: TOKEN,
         request_query: None,
@@ -155,6 +156,7 @@ fn the_output_is_bounded() {
     let body = r#"{"ASSETS":[{"URI":"a"},{"URI":"b"}]}"#;
     let ctx = Rewrite {
         origin_bases: &origin_bases,
+        upstream_for: None,
         param: PARAM,
         token: &"T".repeat(100),
         request_query: None,
@@ -175,6 +177,7 @@ fn preview_allows_exactly_the_listed_assets() {
     let body = r#"{"ASSETS":[{"URI":"a.m3u8"},{"URI":"https://ads.example.net/b.m3u8"}]}"#;
     let ctx = Rewrite {
         origin_bases: &origin_bases,
+        upstream_for: None,
         param: PARAM,
         token: TOKEN,
         request_query: None,

@@ -202,6 +202,7 @@ fn preview_and_per_uri_credentials_under_the_variable_carrier() {
     // Preview: the segments inside the preview refer to the variable, the rest get nothing.
     let ctx = Rewrite {
         origin_bases: &origin_bases,
+        upstream_for: None,
         param: PARAM,
         token: "P",
         request_query: None,

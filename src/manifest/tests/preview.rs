@@ -6,6 +6,7 @@ fn preview(body: &str, seconds: u32, playlist_path: &str) -> Rewritten {
     let bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
         origin_bases: &bases,
+        upstream_for: None,
         param: PARAM,
         token: TOKEN,
         request_query: None,
@@ -126,6 +127,7 @@ fn per_path_credentials_sign_each_resolved_path() {
     let mint = |path: &str| format!("sig={}", path.len());
     let ctx = Rewrite {
         origin_bases: &bases,
+        upstream_for: None,
         param: PARAM,
         token: TOKEN,
         request_query: None,
