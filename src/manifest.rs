@@ -67,6 +67,10 @@ pub struct Rewrite<'a> {
     pub upstream_for: Option<UpstreamFor<'a>>,
     /// Query parameter name for the token.
     pub param: &'a str,
+    /// usher's own session-token parameter (`token.session_param`): a pair of it that the
+    /// origin wrote is dropped too when `param` is another format's (a minted Akamai or
+    /// Media CDN token), as usher would read the stale token before the minted one.
+    pub usher_param: &'a str,
     /// The session token, already URL-safe.
     pub token: &'a str,
     /// Query string of the playlist request, for `EXT-X-DEFINE:QUERYPARAM`.
@@ -79,6 +83,13 @@ pub struct Rewrite<'a> {
     pub carrier: Carrier<'a>,
     /// Most bytes the rewritten playlist may have ([`ManifestError::OutputTooLarge`]).
     pub max_output: usize,
+}
+
+impl Rewrite<'_> {
+    /// The parameters of usher's credentials that an origin's URI may hold, stale.
+    fn stale_params(&self) -> [&str; 2] {
+        [self.param, self.usher_param]
+    }
 }
 
 /// How the session token travels in rewritten URIs.
@@ -416,10 +427,10 @@ impl Rewriter<'_, '_> {
             match disposition {
                 Disposition::Reroute { path, .. } => self
                     .text
-                    .push_str(&uri::without_param(&path, self.ctx.param)),
-                Disposition::Tokenize { .. } => {
-                    self.text.push_str(&uri::without_param(uri, self.ctx.param))
-                }
+                    .push_str(&uri::without_params(&path, self.ctx.stale_params())),
+                Disposition::Tokenize { .. } => self
+                    .text
+                    .push_str(&uri::without_params(uri, self.ctx.stale_params())),
                 _ => self.text.push_str(uri),
             }
             return;
@@ -477,7 +488,7 @@ impl Rewriter<'_, '_> {
 
     fn push_tokenized(&mut self, uri: &str, has_query: bool) {
         // The origin's own pair of that name is stale, and read before the token: dropped.
-        let clean = uri::without_param(uri, self.ctx.param);
+        let clean = uri::without_params(uri, self.ctx.stale_params());
         let has_query = has_query && (clean.len() == uri.len() || uri::has_query(&clean));
         let uri = &*clean;
         match self.ctx.carrier {

@@ -190,12 +190,12 @@ pub(super) fn has_query(uri: &str) -> bool {
 /// origin wrote: stale, and read before the token usher hands on where that one travels
 /// in the path or a cookie), and without a `?` left with nothing after it. Borrowed when
 /// there is no such pair.
-pub(super) fn without_param<'u>(uri: &'u str, name: &str) -> Cow<'u, str> {
+pub(super) fn without_params<'u>(uri: &'u str, names: [&str; 2]) -> Cow<'u, str> {
     let end = uri.find('#').unwrap_or(uri.len());
     let Some(mark) = uri[..end].find('?') else {
         return Cow::Borrowed(uri);
     };
-    let named = |pair: &&str| pair.split_once('=').map_or(*pair, |(key, _)| key) == name;
+    let named = |pair: &&str| names.contains(&pair.split_once('=').map_or(*pair, |(key, _)| key));
     let query = &uri[mark + 1..end];
     if !query.split('&').any(|pair| named(&pair)) {
         return Cow::Borrowed(uri);

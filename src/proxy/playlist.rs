@@ -316,6 +316,7 @@ fn rewrite_for(
         origin_bases: &state.origin_bases,
         upstream_for: (!config.upstream_groups.is_empty()).then_some(UpstreamFor(&group_of)),
         param: &settings.session_param,
+        usher_param: &settings.session_param,
         token: "",
         request_query: req.query,
         preview: None,

@@ -15,6 +15,7 @@ fn bytes_in(body: &[u8], carrier: Carrier<'_>) -> Result<Rewritten, ManifestErro
         origin_bases: &origin_bases,
         upstream_for: None,
         param: PARAM,
+        usher_param: PARAM,
         token: TOKEN,
         request_query: None,
         preview: None,
@@ -158,6 +159,7 @@ fn the_output_is_bounded() {
         origin_bases: &origin_bases,
         upstream_for: None,
         param: PARAM,
+        usher_param: PARAM,
         token: &"T".repeat(100),
         request_query: None,
         preview: None,
@@ -179,6 +181,7 @@ fn preview_allows_exactly_the_listed_assets() {
         origin_bases: &origin_bases,
         upstream_for: None,
         param: PARAM,
+        usher_param: PARAM,
         token: TOKEN,
         request_query: None,
         preview: Some(Preview {

@@ -204,6 +204,7 @@ fn preview_and_per_uri_credentials_under_the_variable_carrier() {
         origin_bases: &origin_bases,
         upstream_for: None,
         param: PARAM,
+        usher_param: PARAM,
         token: "P",
         request_query: None,
         preview: Some(Preview {

@@ -8,6 +8,7 @@ fn preview(body: &str, seconds: u32, playlist_path: &str) -> Rewritten {
         origin_bases: &bases,
         upstream_for: None,
         param: PARAM,
+        usher_param: PARAM,
         token: TOKEN,
         request_query: None,
         preview: Some(Preview {
@@ -129,6 +130,7 @@ fn per_path_credentials_sign_each_resolved_path() {
         origin_bases: &bases,
         upstream_for: None,
         param: PARAM,
+        usher_param: PARAM,
         token: TOKEN,
         request_query: None,
         preview: None,

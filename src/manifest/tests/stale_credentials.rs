@@ -86,3 +86,32 @@ fn a_rendition_report_loses_the_stale_pair_as_its_rendition_does() {
         assert!(rendition.starts_with(report), "{carrier:?}: {rendition}");
     }
 }
+
+#[test]
+fn under_a_minted_format_a_stale_usher_token_goes_too() {
+    // usher reads its own `token=` before an Akamai or Media CDN token, so a stale one
+    // would shadow the token minted into the URI.
+    let bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
+    let ctx = Rewrite {
+        origin_bases: &bases,
+        upstream_for: None,
+        param: "__token__",
+        usher_param: PARAM,
+        token: "exp=1~hmac=ab",
+        request_query: None,
+        preview: None,
+        per_path: None,
+        carrier: Carrier::Query,
+        max_output: usize::MAX,
+    };
+    let out = rewrite(
+        b"#EXTM3U\n#EXTINF:2,\ns1.ts?token=OLD&v=1\n#EXTINF:2,\ns2.ts?__token__=OLD\n",
+        &ctx,
+    )
+    .unwrap();
+    assert_eq!(
+        out.text,
+        "#EXTM3U\n#EXTINF:2,\ns1.ts?v=1&__token__=exp=1~hmac=ab\n\
+         #EXTINF:2,\ns2.ts?__token__=exp=1~hmac=ab\n"
+    );
+}
