@@ -494,6 +494,45 @@ async fn item7_an_idempotent_sale_answered_again_is_recorded_once() {
     assert_eq!(items(&page).len(), 1, "{page}");
 }
 
+/// Taking out a media a buyer named: the refused unlink (409) wrote nothing and is not
+/// recorded; the forced one is, as the link it removed.
+#[tokio::test]
+async fn a_refused_unlink_is_not_recorded_and_a_forced_one_is() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&config(&origin.url()), &[]);
+    for (path, body) in [
+        ("/api/v1/products", json!({"code": "show", "name": "Show"})),
+        (
+            "/api/v1/media",
+            json!({"code": "ep1", "prefix": "/shows/ep1/", "playlist": "index.m3u8"}),
+        ),
+        ("/api/v1/products/show/media", json!({"media": "ep1"})),
+        (
+            "/api/v1/buyers",
+            json!({"product": "show", "media": "ep1", "email": "ann@example.com"}),
+        ),
+    ] {
+        let (status, answer) = api(&usher, "POST", path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {answer}");
+    }
+    let path = "/api/v1/products/show/media/ep1";
+    let (status, refused) = api(&usher, "DELETE", path, None).await;
+    assert_eq!(status, 409, "{refused}");
+    let page = audit(&usher, "?action=product.media.remove").await;
+    assert_eq!(page["total"], 0, "{page}");
+
+    let (status, body) = api(&usher, "DELETE", &format!("{path}?force=true"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let entries = items(&audit(&usher, "?action=product.media.remove").await);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["target"], "show/ep1");
+    assert_eq!(
+        entries[0]["changes"]["content"],
+        json!({"before": "ep1", "after": null}),
+        "{entries:?}"
+    );
+}
+
 /// A rights invalidation (and a cache purge) does not queue behind an admin write the
 /// store has not answered yet: a revocation takes effect while a product write is held.
 #[tokio::test]

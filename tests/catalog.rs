@@ -1,6 +1,7 @@
 //! Issue 11 item 9, media and devices as the TVMS/OpenTV APIs have them, through a real
 //! usher: `PATCH /api/v1/media/{code}` (titles, live title, playlist, editorial; the prefix
-//! refused), deleting media that buyers hold (409 with their count unless forced), devices
+//! refused), deleting media that buyers hold (409 with their count unless forced), taking
+//! out of a product a media its buyers named (the same), devices
 //! added ahead of use (AddDeviceToCustomer) under the activation limit, listed with the
 //! operator's id and the hash, deleted by either, and the `usher admin device …` /
 //! `usher admin session …` commands.
@@ -305,6 +306,103 @@ async fn item9_deleting_media_that_buyers_hold_is_refused_with_their_count_unles
     assert_eq!(status, 201);
     let (status, _) = api(&usher, "DELETE", "/api/v1/media/unsold", None).await;
     assert_eq!(status, 200);
+}
+
+/// Taking a media out of a group product takes it from the buyers who bought that one
+/// item: refused with their count unless forced. Buyers of the whole product and revoked
+/// ones do not hold it, so another title rotates out as a plain unlink.
+#[tokio::test]
+async fn taking_out_a_media_its_buyers_named_is_refused_with_their_count_unless_forced() {
+    let origin = origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    catalogue(
+        &usher,
+        json!({"code": "season", "name": "Season", "type": "group"}),
+        "event",
+    )
+    .await;
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/media",
+        Some(json!({"code": "extra", "prefix": "/extra/"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/products/season/media",
+        Some(json!({"media": "extra"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Alice bought the one item; Bob the whole season; Carol's item was revoked.
+    let (alice_url, _) = sell(&usher, "season", "alice").await;
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "season", "account": "bob"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, carol) = sell(&usher, "season", "carol").await;
+    let (status, _) = api(
+        &usher,
+        "POST",
+        &format!("/api/v1/buyers/{carol}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (status, refused) = api(
+        &usher,
+        "DELETE",
+        "/api/v1/products/season/media/event",
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        (refused["error"].as_str(), refused["buyers"].as_u64()),
+        (Some("has_buyers"), Some(1)),
+        "only alice named it: {refused}"
+    );
+    let (_, linked) = api(&usher, "GET", "/api/v1/products/season/media", None).await;
+    assert_eq!(
+        items(&linked)
+            .iter()
+            .map(|m| m["code"].clone())
+            .collect::<Vec<_>>(),
+        [json!("event"), json!("extra")],
+        "nothing was taken out"
+    );
+    assert_eq!(play(&alice_url, "tv").await.0, 200, "alice still plays");
+
+    // Nobody named the other title: it rotates out without force.
+    let (status, body) = api(
+        &usher,
+        "DELETE",
+        "/api/v1/products/season/media/extra",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = api(
+        &usher,
+        "DELETE",
+        "/api/v1/products/season/media/event?force=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["removed"], "event", "{body}");
+    let (_, linked) = api(&usher, "GET", "/api/v1/products/season/media", None).await;
+    assert!(items(&linked).is_empty(), "{linked}");
+    assert_eq!(play(&alice_url, "tv").await, (403, "no_rights".into()));
 }
 
 #[tokio::test]

@@ -233,10 +233,18 @@ async fn sample_queries_answer_in_the_documents_shape() {
         Some("Alex")
     );
 
+    // The buyers above bought that media: usher refuses to take it out of the product
+    // unless forced (the document's deletemedia has no such guard).
+    let refused = facade(
+        &usher,
+        &format!("/api/ppv/deletemedia?code={code}&media=xxxxxxxx"),
+    )
+    .await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
     assert_success(
         &facade(
             &usher,
-            &format!("/api/ppv/deletemedia?code={code}&media=xxxxxxxx"),
+            &format!("/api/ppv/deletemedia?code={code}&media=xxxxxxxx&force=1"),
         )
         .await,
     );
@@ -492,4 +500,41 @@ async fn deletebuyer_with_another_products_code_deletes_nothing() {
     assert_success(&deleted);
     let (status, _) = api(&usher, "GET", &format!("/api/v1/buyers/{hash}"), None).await;
     assert_eq!(status, 404);
+}
+
+/// `deletemedia` of a media a buyer bought from the product is refused (409, the count in
+/// the message) and takes nothing out, unless `force=1`.
+#[tokio::test]
+async fn deletemedia_of_a_media_a_buyer_named_is_refused_unless_forced() {
+    let (_origin, usher) = start().await;
+    assert_success(&facade(&usher, "/api/ppv/create?name=s&code=s&type=group").await);
+    assert_success(&facade(&usher, "/api/ppv/addmedia?code=s&media=xxxxxxxx").await);
+    let sold = facade(
+        &usher,
+        "/api/ppv/addbuyer?code=s&media=xxxxxxxx&email=a%40example.com",
+    )
+    .await;
+    assert_success(&sold);
+
+    let refused = facade(&usher, "/api/ppv/deletemedia?code=s&media=xxxxxxxx").await;
+    let body = refused.text();
+    assert_eq!(refused.status, 409, "{body}");
+    assert_eq!(
+        xml_text(&body, "Status").as_deref(),
+        Some("Failed"),
+        "{body}"
+    );
+    assert!(
+        xml_text(&body, "Message").unwrap().contains("has 1 buyers"),
+        "{body}"
+    );
+    let listed = assert_success(&facade(&usher, "/api/ppv/listmedia?code=s").await);
+    assert!(
+        listed.contains("xxxxxxxx"),
+        "still in the product: {listed}"
+    );
+
+    assert_success(&facade(&usher, "/api/ppv/deletemedia?code=s&media=xxxxxxxx&force=1").await);
+    let listed = assert_success(&facade(&usher, "/api/ppv/listmedia?code=s").await);
+    assert!(!listed.contains("xxxxxxxx"), "forced, it goes: {listed}");
 }

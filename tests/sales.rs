@@ -637,6 +637,53 @@ async fn item6_updatebuyer_with_another_products_code_fails_naming_code() {
     assert_eq!(ok.status, 200, "{}", ok.text());
 }
 
+/// A sale naming two different products, `code` and `product`, is refused (400 naming
+/// `product`) through the JSON API and the facade, and sells neither: it would bill one
+/// and grant the other. The same product in both sells it.
+#[tokio::test]
+async fn a_sale_naming_two_different_products_is_refused_naming_product() {
+    let origin = show_origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
+    product_with(&usher, json!({"code": "cheap", "name": "Cheap"}), "ep1").await;
+    product_with(&usher, json!({"code": "dear", "name": "Dear"}), "ep2").await;
+
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"code": "cheap", "product": "dear", "email": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].clone()),
+        (400, json!("product")),
+        "{body}"
+    );
+    let reply = facade(
+        &usher,
+        "/api/ppv/addbuyer?code=cheap&product=dear&email=a%40example.com",
+    )
+    .await;
+    let text = reply.text();
+    assert_eq!(reply.status, 400, "{text}");
+    assert!(
+        xml_text(&text, "Message").unwrap().starts_with("product: "),
+        "{text}"
+    );
+    assert!(buyers_of(&usher, "cheap").await.is_empty(), "nothing sold");
+    assert!(buyers_of(&usher, "dear").await.is_empty(), "nothing sold");
+
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"code": "dear", "product": "dear", "email": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["product"], "dear", "{body}");
+}
+
 // ---- item 10: idempotent sales -----------------------------------------------------------
 
 #[tokio::test]

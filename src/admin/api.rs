@@ -34,9 +34,13 @@ pub async fn route(
     use StatusCode as S;
     // Writes take their fields from the body; a parameter in the query (a sale's
     // `order_id`, say) would be ignored, so it is refused by name. Deleting a media or a
-    // product reads its `force` itself.
+    // product, or taking a media out of one, reads its `force` itself.
     let reads_query = method == Method::GET
-        || (method == Method::DELETE && matches!(segments, ["media", _] | ["products", _]));
+        || (method == Method::DELETE
+            && matches!(
+                segments,
+                ["media", _] | ["products", _] | ["products", _, "media", _]
+            ));
     if !reads_query {
         fields::Reader::new(query).deny_unknown()?;
     }
@@ -63,7 +67,10 @@ pub async fn route(
             ok(S::OK, json!({ "product": code, "media": content }))
         }
         (&Method::DELETE, ["products", code, "media", content]) => {
-            ops::remove_media(state, code, content).await?;
+            let mut r = fields::Reader::new(query);
+            let force = r.flag("force")?.unwrap_or(false);
+            r.deny_unknown()?;
+            ops::remove_media(state, code, content, force).await?;
             ok(S::OK, json!({ "product": code, "removed": content }))
         }
         (&Method::GET, ["media"]) => lists::media(state, query).await,

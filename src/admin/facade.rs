@@ -229,7 +229,11 @@ pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, Adm
             Ok(success(xml))
         }
         "deletemedia" => {
-            ops::remove_media(state, required(f, "code")?, required(f, "media")?).await?;
+            let force = super::fields::Reader::new(f)
+                .flag("force")?
+                .unwrap_or(false);
+            let (code, media) = (required(f, "code")?, required(f, "media")?);
+            ops::remove_media(state, code, media, force).await?;
             Ok(success(Xml::new("Response")))
         }
         "listmedia" => {

@@ -28,10 +28,10 @@ pub enum AdminError {
     /// tried (409): read it and try again.
     #[error("{0} kept changing while this change was being made; read it and try again")]
     Changed(String),
-    /// Buyers hold what was to be deleted (409), unless forced.
+    /// Buyers hold what was to be deleted, or taken out of a product (409), unless forced.
     #[error("{what} has {buyers} buyers: add ?force=true to delete it anyway")]
     HasBuyers {
-        /// What it was (`media demo`).
+        /// What it was (`media demo`, `media demo in product p`).
         what: String,
         /// How many purchases hold it.
         buyers: u64,
@@ -345,13 +345,22 @@ pub async fn add_media(state: &State, product: &str, content: &str) -> Result<()
     Ok(())
 }
 
-/// Takes a content id out of a product.
+/// Takes a content id out of a product. While buyers of the product named that media
+/// (active purchases bought for it, or for a media whose editorial id it is), it is
+/// refused with 409 naming how many, unless `force`: the unlink would take away what they
+/// paid for. Buyers of the whole product are not counted (a title rotated out of a
+/// subscription is a plain unlink).
 ///
 /// # Errors
-/// When it was not in it.
-pub async fn remove_media(state: &State, product: &str, content: &str) -> Result<(), AdminError> {
+/// When it was not in it, or buyers hold it.
+pub async fn remove_media(
+    state: &State,
+    product: &str,
+    content: &str,
+    force: bool,
+) -> Result<(), AdminError> {
     let (product, content) = (product.to_owned(), content.to_owned());
-    blocking(state, move |s| s.unlink(&product, &content)).await?;
+    blocking(state, move |s| s.unlink(&product, &content, force)).await?;
     after_product_write(state).await;
     Ok(())
 }

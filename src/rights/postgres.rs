@@ -278,13 +278,8 @@ impl Store for PostgresStore {
         })
     }
 
-    fn unlink(&self, product: &str, content: &str) -> Result<(), StoreError> {
-        self.changed(
-            "unlink",
-            "DELETE FROM product_media WHERE product = $1 AND content = $2",
-            args![product.to_owned(), content.to_owned()],
-            format!("media {content} in product {product}"),
-        )
+    fn unlink(&self, product: &str, content: &str, force: bool) -> Result<(), StoreError> {
+        catalog::unlink(self, product, content, force)
     }
 
     fn linked(&self, product: &str) -> Result<Vec<String>, StoreError> {

@@ -303,12 +303,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn unlink(&self, product: &str, content: &str) -> Result<(), StoreError> {
-        self.changed(
-            "DELETE FROM product_media WHERE product = ?1 AND content = ?2",
-            &[&product, &content],
-            &format!("media {content} in product {product}"),
-        )
+    fn unlink(&self, product: &str, content: &str, force: bool) -> Result<(), StoreError> {
+        sales::unlink(&mut self.conn(), product, content, force)
     }
 
     fn linked(&self, product: &str) -> Result<Vec<String>, StoreError> {

@@ -187,8 +187,12 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
 
     /// Puts a content id (a media code or an editorial id) in a product. Idempotent.
     fn link(&self, product: &str, content: &str) -> Result<(), StoreError>;
-    /// Takes a content id out of a product. `NotFound` when it was not in it.
-    fn unlink(&self, product: &str, content: &str) -> Result<(), StoreError>;
+    /// Takes a content id out of a product. `NotFound` when it was not in it. Unless
+    /// `force`, refused with `Held` while active (not revoked) purchases of the product
+    /// name that media (bought for it, or for a media whose editorial id it is), counted
+    /// in the unlink's own transaction as [`Store::delete_product`] counts its buyers.
+    /// Purchases of the whole product that name no media are not counted.
+    fn unlink(&self, product: &str, content: &str, force: bool) -> Result<(), StoreError>;
     /// The content ids in a product.
     fn linked(&self, product: &str) -> Result<Vec<String>, StoreError>;
     /// The products holding `content` or `editorial` (a media's code and editorial id),

@@ -1,7 +1,7 @@
 //! The store contract for the catalog, on both backends: unique codes and prefixes,
 //! entitlements through media and editorial links, the products holding a media, listing
-//! filters and pages, accounts and contacts, and a product with buyers kept unless a delete
-//! is forced.
+//! filters and pages, accounts and contacts, a product with buyers kept unless a delete
+//! is forced, and a media its buyers named kept in its product unless the unlink is.
 
 use usher::rights::model::{Account, Contacts, PurchaseStatus};
 use usher::rights::store::{Page, PurchaseFilter, Store, StoreError};
@@ -76,7 +76,8 @@ fn entitlements_follow_media_and_editorial_links(store: &dyn Store) {
         1
     );
 
-    store.unlink("P2", "final-hd").unwrap();
+    // Bob bought the whole product, not the media: a plain unlink.
+    store.unlink("P2", "final-hd", false).unwrap();
     assert!(store
         .entitlements("bob", &["final-hd".into(), "final".into()])
         .unwrap()
@@ -198,6 +199,70 @@ fn a_product_with_buyers_is_kept_unless_forced(store: &dyn Store) {
     assert_eq!(store.product("P1").unwrap(), None);
     let gone = store.delete_product("P1", false);
     assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+}
+
+/// A media that active buyers of the product named (by its code, or through the editorial
+/// id linked) stays in the product unless the unlink is forced; buyers of the whole
+/// product and revoked ones do not hold it.
+fn a_media_its_buyers_named_stays_in_its_product_unless_forced(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    store.create_media(&media("M1", "/m1/", None)).unwrap();
+    store
+        .create_media(&media("M2", "/m2/", Some("ed")))
+        .unwrap();
+    store.link("P1", "M1").unwrap();
+    store.link("P1", "ed").unwrap();
+    let named = |hash: &str, account: &str, media: Option<&str>| {
+        let mut p = purchase(hash, "P1", account, "a@x");
+        p.media = media.map(Into::into);
+        store.create_purchase(&p).unwrap();
+    };
+    named("h1", "alice", Some("M1"));
+    named("h2", "bob", None);
+    named("h3", "carol", Some("M1"));
+    named("h4", "dan", Some("M2"));
+    let revoke = |hash: &str| {
+        let before = store.purchase(hash).unwrap().unwrap();
+        let mut revoked = before.clone();
+        revoked.status = PurchaseStatus::Revoked;
+        store.replace_purchase(&before, &revoked, &[]).unwrap();
+    };
+    revoke("h3");
+
+    let got = store.unlink("P1", "M1", false);
+    assert!(
+        matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
+        "alice's, not bob's nor carol's: {got:?}"
+    );
+    let got = store.unlink("P1", "ed", false);
+    assert!(
+        matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
+        "dan bought M2, which the editorial id brings: {got:?}"
+    );
+    assert_eq!(
+        store.linked("P1").unwrap(),
+        ["M1", "ed"],
+        "nothing unlinked"
+    );
+
+    revoke("h1");
+    store.unlink("P1", "M1", false).unwrap();
+    store.unlink("P1", "ed", true).unwrap();
+    assert!(store.linked("P1").unwrap().is_empty(), "forced, it goes");
+    assert!(
+        store.purchase("h4").unwrap().is_some(),
+        "the purchase stands"
+    );
+    let gone = store.unlink("P1", "ed", false);
+    assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+}
+
+#[test]
+fn both_a_media_its_buyers_named_stays_in_its_product_unless_forced() {
+    on_both(
+        "media_link_held",
+        a_media_its_buyers_named_stays_in_its_product_unless_forced,
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! What only a shared store has to get right: nodes racing for the last activation, the
 //! same idempotency key and the same webhook delivery, migrating once, a server that goes
 //! away and comes back or takes TLS only, a write held past its timeout, and sales or
-//! restores in flight holding their product against a delete.
+//! restores in flight holding their product against a delete (and their media against
+//! an unlink).
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -282,6 +283,29 @@ fn a_sale_in_flight_holds_the_media_of_its_product_against_a_delete() {
     store.delete_media("M1", true).unwrap();
     assert!(store.media("M1").unwrap().is_none(), "forced, it goes");
     assert!(store.linked("P1").unwrap().is_empty());
+}
+
+/// A sale naming a media, in flight, holds the media in its product against an unlink.
+#[test]
+fn a_sale_in_flight_holds_the_media_it_names_in_its_product_against_an_unlink() {
+    let url = server().database("unlink_sale_in_flight");
+    let store = postgres(&url);
+    store.create_product(&product("P1")).unwrap();
+    store.create_media(&media("M1", "/m1/", None)).unwrap();
+    store.link("P1", "M1").unwrap();
+    let mut named = purchase("h1", "P1", "alice", "a@x");
+    named.media = Some("M1".into());
+    let data = serde_json::to_string(&named).unwrap();
+    let sale = format!(
+        "INSERT INTO purchases (hash, product, media, account, email, status, purchased_at, data) \
+         VALUES ('h1', 'P1', 'M1', 'alice', 'a@x', 'active', 0, '{data}')"
+    );
+    delete_is_held_by(&store, "unlink_sale_in_flight", &sale, || {
+        store.unlink("P1", "M1", false)
+    });
+    assert_eq!(store.linked("P1").unwrap(), ["M1"]);
+    store.unlink("P1", "M1", true).unwrap();
+    assert!(store.linked("P1").unwrap().is_empty(), "forced, it goes");
 }
 
 /// The SQL of a sale: purchase h1 of product P1, active.

@@ -69,10 +69,7 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
         }
     }
     let mut r = Reader::new(f);
-    let product_code = r
-        .required("code")
-        .map(str::to_owned)
-        .or_else(|_| r.required("product").map(str::to_owned))?;
+    let product_code = sold_product(&mut r)?;
     let product = get_product(state, &product_code).await?;
     let media = match r.text("media") {
         Some(code) => Some(get_media(state, code).await?),
@@ -171,6 +168,20 @@ fn fits(purchase: &Purchase, product: &Product) -> Result<(), AdminError> {
 ///
 /// # Errors
 /// 409 `media_not_in_product`: the buyer would get a link that answers `no_rights`.
+/// The product a sale names: `code` (the PPV API's name) or `product` (the JSON API's).
+/// Both may come when they agree; two different products are refused (400 naming
+/// `product`), since a sale must not bill one product and grant another.
+fn sold_product(r: &mut Reader<'_>) -> Result<String, AdminError> {
+    match (r.text("code"), r.text("product")) {
+        (Some(code), Some(product)) if code != product => Err(AdminError::invalid(
+            "product",
+            format!("\"{product}\" differs from code \"{code}\": name the product sold once, or the same in both"),
+        )),
+        (Some(code), _) => Ok(code.to_owned()),
+        (None, _) => Ok(r.required("product")?.to_owned()),
+    }
+}
+
 async fn in_product(state: &State, product: &Product, media: &Media) -> Result<(), AdminError> {
     let code = product.code.clone();
     let linked = blocking(state, move |s| s.linked(&code)).await?;

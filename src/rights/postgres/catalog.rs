@@ -1,6 +1,7 @@
-//! Deleting products and media in PostgreSQL, with the count of the buyers who hold them
-//! taken inside the delete's transaction: a sale in flight is waited for and counted, so a
-//! guarded delete never takes away what someone has just bought.
+//! Deleting products and media, and taking a media out of a product, in PostgreSQL, with
+//! the count of the buyers who hold them taken inside the write's transaction: a sale in
+//! flight is waited for and counted, so a guarded write never takes away what someone has
+//! just bought.
 
 use super::tx::Tx;
 use super::{pg, PostgresStore};
@@ -122,6 +123,66 @@ pub(super) fn delete_media(
         tx.execute("DELETE FROM product_media WHERE content = $1", &[&code])
             .await
             .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    })
+}
+
+/// Takes content id `content` out of `product`; unless `force`, refused with
+/// [`StoreError::Held`] while active purchases of the product name that media (their
+/// `media` is the content, or a media whose editorial id it is). Purchases of the whole
+/// product that name no media are not counted.
+pub(super) fn unlink(
+    store: &PostgresStore,
+    product: &str,
+    content: &str,
+    force: bool,
+) -> Result<(), StoreError> {
+    let (product, content) = (product.to_owned(), content.to_owned());
+    let import = store.import;
+    store.run("unlink", move |mut c| async move {
+        let what = format!("media {content} in product {product}");
+        let tx = Tx::begin(&mut c, import).await?;
+        // The product first, as its delete locks it (so the two never wait for each
+        // other's rows the other way round): sales of it in flight are waited for, new
+        // ones held until this ends.
+        tx.execute(
+            "SELECT 1 FROM products WHERE code = $1 FOR UPDATE",
+            &[&product],
+        )
+        .await
+        .map_err(pg)?;
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM product_media WHERE product = $1 AND content = $2",
+                &[&product, &content],
+            )
+            .await
+            .map_err(pg)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound(what));
+        }
+        if !force {
+            let buyers = active_buyers(
+                &tx,
+                "SELECT COUNT(*) FROM
+                 (SELECT status FROM purchases
+                  WHERE product = $1 AND (media = $2 OR media IN
+                    (SELECT code FROM media WHERE editorial = $2))
+                  FOR UPDATE OFFSET 0) p
+                 WHERE status = 'active'",
+                &[&product, &content],
+            )
+            .await?;
+            if buyers > 0 {
+                return Err(StoreError::Held { what, buyers });
+            }
+        }
+        tx.execute(
+            "DELETE FROM product_media WHERE product = $1 AND content = $2",
+            &[&product, &content],
+        )
+        .await
+        .map_err(pg)?;
         tx.commit().await.map_err(pg)
     })
 }

@@ -1,5 +1,6 @@
 //! Writing purchases, alone or under an idempotency key, with the webhook deliveries that
-//! announce them.
+//! announce them; and the catalogue writes that its buyers' purchases guard (deleting a
+//! product or a media, taking a media out of a product).
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -167,6 +168,45 @@ pub(super) fn delete_media(
     tx.execute("DELETE FROM product_media WHERE content = ?1", [code])
         .map_err(backend)?;
     tx.commit()
+}
+
+/// Takes content id `content` out of `product`; unless `force`, refused with
+/// [`StoreError::Held`] while active purchases of the product name that media (their
+/// `media` is the content, or a media whose editorial id it is), counted in the same
+/// immediate transaction, so no sale comes between. Buyers of the whole product are not
+/// counted: the rest of it stays theirs.
+pub(super) fn unlink(
+    conn: &mut Connection,
+    product: &str,
+    content: &str,
+    force: bool,
+) -> Result<(), StoreError> {
+    let what = format!("media {content} in product {product}");
+    let tx = tx::begin(conn, TransactionBehavior::Immediate)?;
+    if !force {
+        let buyers: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM purchases
+                 WHERE product = ?1 AND status = 'active'
+                   AND (media = ?2 OR media IN (SELECT code FROM media WHERE editorial = ?2))
+                   AND EXISTS (SELECT 1 FROM product_media WHERE product = ?1 AND content = ?2)",
+                params![product, content],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if buyers > 0 {
+            let buyers = buyers as u64;
+            return Err(StoreError::Held { what, buyers });
+        }
+    }
+    match tx.execute(
+        "DELETE FROM product_media WHERE product = ?1 AND content = ?2",
+        params![product, content],
+    ) {
+        Ok(0) => Err(StoreError::NotFound(what)),
+        Ok(_) => tx.commit(),
+        Err(e) => Err(backend(e)),
+    }
 }
 
 fn insert_purchase(tx: &Connection, purchase: &Purchase) -> Result<(), StoreError> {
