@@ -616,6 +616,30 @@ async fn public_paths_need_nothing_and_unrouted_paths_are_not_served() {
     assert_eq!(reply.status, 405);
 }
 
+/// Under `cors_origins = ["*"]` (the default) every page may read; an answer to a request
+/// without `Origin` keeps the upstream's own CORS headers, so a shared cache in front that
+/// kept it can hand it to a page, and a page gets `*` without credentials.
+#[tokio::test]
+async fn under_any_origin_an_answer_without_origin_keeps_the_upstreams_cors_headers() {
+    let origin = origin_with_movie().await;
+    let extra = "[access]\nprotected = [\"/vod/\"]\ncors_origins = [\"*\"]\n";
+    let usher = Usher::start(&test_config(&origin.url(), extra), &[]);
+    let open = format!(
+        "{}/vod/movie/video/open.ts?ticket={}",
+        usher.url,
+        mint("/vod/movie/")
+    );
+    let bare = get(&open, &[]).await;
+    assert_eq!(bare.status, 200);
+    assert_eq!(bare.headers["access-control-allow-origin"], "*");
+    let page = get(&open, &[("origin", "https://any.example")]).await;
+    assert_eq!(page.headers["access-control-allow-origin"], "*");
+    assert!(page
+        .headers
+        .get("access-control-allow-credentials")
+        .is_none());
+}
+
 #[tokio::test]
 async fn browsers_on_allowed_origins_may_read_responses() {
     let origin = origin_with_movie().await;

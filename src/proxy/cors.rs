@@ -20,10 +20,12 @@ use crate::config::{Access, Config};
 /// named an allowed origin, another or none: a cache in front (or the browser's own) must
 /// not hand one origin's answer to another.
 ///
-/// Once `access.cors_origins` is set, usher alone decides: the upstream's own
-/// `Access-Control-Allow-Origin`, `-Allow-Credentials` and `-Expose-Headers` never go out
-/// (an origin answering `*` would otherwise open every object to the pages the list
-/// leaves out). Without the setting they pass as the upstream sent them.
+/// Once `access.cors_origins` is set, usher alone decides what a request with an `Origin`
+/// gets (and, with origins listed by name, every request): the upstream's own
+/// `Access-Control-Allow-Origin`, `-Allow-Credentials` and `-Expose-Headers` are replaced
+/// or dropped (an origin answering `*` would otherwise open every object to the pages the
+/// list leaves out). Without the setting, and under `*` for a request without `Origin`,
+/// they pass as the upstream sent them.
 pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
     if access.cors_origins.is_empty() {
         return;
@@ -51,6 +53,10 @@ pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut Header
             );
             origin.clone()
         }
+        // `*` with no `Origin`: the upstream's headers stay, as they did. Dropping them
+        // keeps out no page `*` lets in, and a shared cache in front that kept the answer
+        // without them would hand it to the pages that send one.
+        None if any => return,
         _ => {
             drop_upstreams(headers);
             return;
