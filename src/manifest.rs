@@ -470,7 +470,7 @@ impl Rewriter<'_, '_> {
             return false;
         };
         let inside =
-            self.role == Role::Playlist || self.timeline.elapsed < f64::from(preview.seconds);
+            self.role == Role::Playlist || self.timeline.now() < f64::from(preview.seconds);
         let path = inside
             .then(|| resolve_path(preview.playlist_path, target))
             .flatten();

@@ -12,8 +12,8 @@
 /// Seconds into a media playlist's stream, from the `EXTINF` durations.
 #[derive(Debug, Default)]
 pub(super) struct Timeline {
-    /// Start of the segment being described.
-    pub(super) elapsed: f64,
+    /// Start of the segment being described (read it by [`Timeline::now`]).
+    elapsed: f64,
     /// Duration of that segment, from its `EXTINF`.
     pending: f64,
     /// `EXT-X-TARGETDURATION`, 0 until seen.
@@ -32,12 +32,7 @@ impl Timeline {
     /// when there is none: otherwise it would stop or turn back the clock, and a preview
     /// would run on to the end. The first one places the window in the stream.
     pub(super) fn next_duration(&mut self, extinf: &str) {
-        if !self.placed {
-            self.placed = true;
-            if !self.whole && self.before > 0 {
-                self.elapsed += self.at_target(self.before);
-            }
-        }
+        self.place();
         let number = first_number(extinf);
         self.pending = match number.parse::<f64>() {
             Ok(seconds) if seconds.is_finite() && seconds > 0.0 => seconds,
@@ -75,6 +70,23 @@ impl Timeline {
             // Unreadable: as if it skipped past any preview.
             .unwrap_or(u64::MAX);
         self.elapsed += self.at_target(skipped);
+    }
+
+    /// Seconds into the stream of what the playlist describes now: a segment, or the
+    /// parts, maps and keys before its `EXTINF` (LL-HLS writes a segment's parts first).
+    pub(super) fn now(&mut self) -> f64 {
+        self.place();
+        self.elapsed
+    }
+
+    /// Places the window in the stream, once: before anything in it is judged.
+    fn place(&mut self) {
+        if !self.placed {
+            self.placed = true;
+            if !self.whole && self.before > 0 {
+                self.elapsed += self.at_target(self.before);
+            }
+        }
     }
 
     /// The segment's URI line: the next one starts where this one ends.

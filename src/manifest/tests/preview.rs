@@ -213,6 +213,29 @@ fn a_live_window_counts_from_the_stream_not_from_its_first_segment() {
     // Without a target duration, segments before the window reach past any preview.
     let unknown = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2.000,\na.ts\n";
     assert!(tokenized(unknown).is_empty());
+    // LL-HLS writes a segment's parts (and its map) before its EXTINF: they are judged
+    // where the window lies in the stream, not at its start.
+    let parts = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:500\n\
+                 #EXT-X-MAP:URI=\"init.mp4\"\n\
+                 #EXT-X-PART:DURATION=1,URI=\"p500.0.mp4\"\n\
+                 #EXT-X-PART:DURATION=1,URI=\"p500.1.mp4\"\n\
+                 #EXTINF:2.000,\ns500.ts\n\
+                 #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p501.0.mp4\"\n";
+    assert!(tokenized(parts).is_empty(), "{:?}", tokenized(parts));
+    let mut at_start = parts.replace(":500\n", ":0\n");
+    assert_eq!(
+        tokenized(&at_start),
+        [
+            "init.mp4",
+            "p500.0.mp4",
+            "p500.1.mp4",
+            "s500.ts",
+            "p501.0.mp4"
+        ]
+    );
+    // A bare segment line with no EXTINF is placed as well.
+    at_start = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:9\nbare.ts\n".into();
+    assert!(tokenized(&at_start).is_empty());
     // A playlist that never slides starts at the stream's start whatever its sequence.
     for kind in ["VOD", "EVENT"] {
         let head = format!("#EXT-X-PLAYLIST-TYPE:{kind}\n#EXT-X-MEDIA-SEQUENCE:7\n");
