@@ -266,12 +266,8 @@ pub fn rewrite(body: &[u8], ctx: &Rewrite<'_>) -> Result<Rewritten, ManifestErro
                     kind = PlaylistKind::Master
                 }
                 "EXT-X-DEFINE" => out.vars.define(line, line_no, ctx.request_query)?,
-                // Durations matter only in preview mode: no parsing otherwise.
-                "EXTINF" if ctx.preview.is_some() => out.timeline.next_duration(tag),
-                "EXT-X-TARGETDURATION" if ctx.preview.is_some() => out.timeline.target(tag),
-                "EXT-X-MEDIA-SEQUENCE" if ctx.preview.is_some() => out.timeline.media_sequence(tag),
-                "EXT-X-PLAYLIST-TYPE" if ctx.preview.is_some() => out.timeline.playlist_type(tag),
-                "EXT-X-SKIP" if ctx.preview.is_some() => out.timeline.skip(tag),
+                // Durations and the window matter only in preview mode: no parsing otherwise.
+                _ if ctx.preview.is_some() => out.timeline.tag(name, tag),
                 _ => {}
             }
             match URI_TAGS.iter().find(|(tag_name, _)| *tag_name == name) {

@@ -233,6 +233,29 @@ fn a_live_window_counts_from_the_stream_not_from_its_first_segment() {
             "p501.0.mp4"
         ]
     );
+    // Tags come in any order: a key or a map before the sequence number places nothing.
+    let early = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI=\"k.key\"\n\
+                 #EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-MEDIA-SEQUENCE:500\n\
+                 #EXT-X-PART:DURATION=1,URI=\"p500.0.mp4\"\n#EXTINF:2.000,\ns500.ts\n";
+    assert_eq!(tokenized(early), ["k.key", "init.mp4"]);
+    let typed_late = live("#EXT-X-MEDIA-SEQUENCE:7\n").replace(
+        "#EXTINF:2.000,\nb.ts",
+        "#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:2.000,\nb.ts",
+    );
+    assert_eq!(
+        tokenized(&typed_late),
+        ["b.ts"],
+        "the type counts from when it is read"
+    );
+    // A playlist of byte ranges names one file for many segments: a preview token naming
+    // its path would open all of it.
+    let ranges = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+                  #EXT-X-MAP:URI=\"main.mp4\",BYTERANGE=\"800@0\"\n\
+                  #EXT-X-BYTERANGE:1000@800\n#EXTINF:2.000,\nmain.mp4\n";
+    assert!(tokenized(ranges).is_empty(), "{:?}", tokenized(ranges));
+    let part_range = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+                      #EXT-X-PART:DURATION=1,URI=\"all.mp4\",BYTERANGE=\"10@0\"\n";
+    assert!(tokenized(part_range).is_empty());
     // A bare segment line with no EXTINF is placed as well.
     at_start = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:9\nbare.ts\n".into();
     assert!(tokenized(&at_start).is_empty());
