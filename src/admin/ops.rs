@@ -29,7 +29,9 @@ pub enum AdminError {
     #[error("{0} kept changing while this change was being made; read it and try again")]
     Changed(String),
     /// Buyers hold what was to be deleted, or taken out of a product (409), unless forced.
-    #[error("{what} has {buyers} buyers: add ?force=true to delete it anyway")]
+    #[error(
+        "{what} has {buyers} buyers: force it (?force=true; the facade's force=1) to go on anyway"
+    )]
     HasBuyers {
         /// What it was (`media demo`, `media demo in product p`).
         what: String,

@@ -20,12 +20,13 @@ use crate::config::{Access, Config};
 /// named an allowed origin, another or none: a cache in front (or the browser's own) must
 /// not hand one origin's answer to another.
 ///
-/// Once `access.cors_origins` is set, usher alone decides what a request with an `Origin`
-/// gets (and, with origins listed by name, every request): the upstream's own
+/// Once `access.cors_origins` is set, usher alone decides: the upstream's own
 /// `Access-Control-Allow-Origin`, `-Allow-Credentials` and `-Expose-Headers` are replaced
 /// or dropped (an origin answering `*` would otherwise open every object to the pages the
-/// list leaves out). Without the setting, and under `*` for a request without `Origin`,
-/// they pass as the upstream sent them.
+/// list leaves out; under `*`, an upstream's own origin with credentials, kept by a shared
+/// cache, would reach every page). Under `*` a request without `Origin` gets usher's
+/// headers only when the upstream sent some. Without the setting they pass as the
+/// upstream sent them.
 pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
     if access.cors_origins.is_empty() {
         return;
@@ -53,10 +54,17 @@ pub fn apply(access: &Access, origin: Option<&HeaderValue>, headers: &mut Header
             );
             origin.clone()
         }
-        // `*` with no `Origin`: the upstream's headers stay, as they did. Dropping them
-        // keeps out no page `*` lets in, and a shared cache in front that kept the answer
-        // without them would hand it to the pages that send one.
-        None if any => return,
+        // `*` with no `Origin`: nothing to add, unless the upstream spoke. Then its word
+        // becomes `*` without credentials: dropping it would keep out no page `*` lets in,
+        // and a shared cache in front that kept the answer without it (or with the
+        // upstream's own origin and credentials) would hand that to every page.
+        None if any => {
+            if !names_any(headers) {
+                return;
+            }
+            headers.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
+            HeaderValue::from_static("*")
+        }
         _ => {
             drop_upstreams(headers);
             return;
@@ -76,11 +84,16 @@ const UPSTREAMS: [HeaderName; 3] = [
     ACCESS_CONTROL_EXPOSE_HEADERS,
 ];
 
+/// Whether `headers` hold any of [`UPSTREAMS`]: one pass over the names.
+fn names_any(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| UPSTREAMS.contains(name))
+}
+
 /// Removes the upstream's CORS headers, if it sent any: one pass over the names first,
 /// as a request without an allowed `Origin` (most are: players on the page's own origin,
 /// native players) usually finds none.
 fn drop_upstreams(headers: &mut HeaderMap) {
-    if headers.keys().any(|name| UPSTREAMS.contains(name)) {
+    if names_any(headers) {
         for name in UPSTREAMS {
             headers.remove(name);
         }
