@@ -52,18 +52,30 @@ fn rewrite_capped(
 ) -> Result<Rewritten, ManifestError> {
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
-        origin_bases: &origin_bases,
+        token,
+        request_query,
+        carrier,
+        max_output,
+        ..context(&origin_bases)
+    };
+    rewrite(body, &ctx)
+}
+
+/// The context tests start from: `bases`, `PARAM=TOKEN` by the query carrier, no
+/// groups, preview, per-URI credentials or output limit.
+fn context(bases: &[OriginBase]) -> Rewrite<'_> {
+    Rewrite {
+        origin_bases: bases,
         upstream_for: None,
         param: PARAM,
         usher_param: PARAM,
-        token,
-        request_query,
+        token: TOKEN,
+        request_query: None,
         preview: None,
         per_path: None,
-        carrier,
-        max_output,
-    };
-    rewrite(body, &ctx)
+        carrier: Carrier::Query,
+        max_output: usize::MAX,
+    }
 }
 
 fn rewrite_with(

@@ -27,16 +27,8 @@ fn grouped(body: &str) -> Rewritten {
     ];
     let group_of = |path: &str| route(path);
     let ctx = Rewrite {
-        origin_bases: &bases,
         upstream_for: Some(UpstreamFor(&group_of)),
-        param: PARAM,
-        usher_param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
+        ..context(&bases)
     };
     rewrite(body.as_bytes(), &ctx).unwrap()
 }
@@ -75,18 +67,7 @@ fn without_routes_to_groups_only_upstream_uris_are_rerouted() {
             .unwrap()
             .in_group("ads"),
     ];
-    let ctx = Rewrite {
-        origin_bases: &bases,
-        upstream_for: None,
-        param: PARAM,
-        usher_param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
-    };
+    let ctx = context(&bases);
     let out = rewrite(
         b"#EXTM3U\nhttp://ads.test/base/ads/a1.ts\nhttp://origin.test:8000/hls/a.ts\n",
         &ctx,

@@ -93,16 +93,9 @@ fn under_a_minted_format_a_stale_usher_token_goes_too() {
     // would shadow the token minted into the URI.
     let bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
-        origin_bases: &bases,
-        upstream_for: None,
         param: "__token__",
-        usher_param: PARAM,
         token: "exp=1~hmac=ab",
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
+        ..context(&bases)
     };
     let out = rewrite(
         b"#EXTM3U\n#EXTINF:2,\ns1.ts?token=OLD&v=1\n#EXTINF:2,\ns2.ts?__token__=OLD\n",

@@ -7,18 +7,25 @@ use super::tx::Tx;
 use super::{pg, PostgresStore};
 use crate::rights::store::StoreError;
 
-/// Counts the purchases that `matching` (a condition on `purchases`, with `$1`, `$2`)
-/// selects and that are active, each locked first: a change in flight (a revoked buyer
-/// made active again) is waited for and counted too. The `OFFSET` keeps the status test
-/// out of the locking scan: a row revoked in this snapshot is locked, then read again as
-/// it is committed.
-async fn active_buyers(
+/// Refuses `what` with [`StoreError::Held`] while `sql` counts active buyers of it: the
+/// purchases it selects, each locked first, so a change in flight (a revoked buyer made
+/// active again) is waited for and counted too. The `OFFSET` in each count keeps the
+/// status test out of the locking scan: a row revoked in this snapshot is locked, then
+/// read again as it is committed.
+async fn refuse_if_held(
     tx: &Tx<'_>,
+    what: &str,
     sql: &str,
     args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<u64, StoreError> {
+) -> Result<(), StoreError> {
     let buyers: i64 = tx.query_one(sql, args).await.map_err(pg)?.get(0);
-    Ok(buyers as u64)
+    match buyers {
+        0 => Ok(()),
+        _ => Err(StoreError::Held {
+            what: what.to_owned(),
+            buyers: buyers as u64,
+        }),
+    }
 }
 
 /// Deletes product `code` (its links and purchases cascade); unless `force`, refused with
@@ -47,17 +54,15 @@ pub(super) fn delete_product(
             return Err(StoreError::NotFound(what));
         }
         if !force {
-            let buyers = active_buyers(
+            refuse_if_held(
                 &tx,
+                &what,
                 "SELECT COUNT(*) FROM
                  (SELECT status FROM purchases WHERE product = $1 FOR UPDATE OFFSET 0) p
                  WHERE status = 'active'",
                 &[&code],
             )
             .await?;
-            if buyers > 0 {
-                return Err(StoreError::Held { what, buyers });
-            }
         }
         tx.execute("DELETE FROM products WHERE code = $1", &[&code])
             .await
@@ -102,8 +107,9 @@ pub(super) fn delete_media(
             )
             .await
             .map_err(pg)?;
-            let buyers = active_buyers(
+            refuse_if_held(
                 &tx,
+                &what,
                 "SELECT COUNT(*) FROM
                  (SELECT status FROM purchases pu
                   WHERE pu.media = $1 OR pu.product IN
@@ -113,9 +119,6 @@ pub(super) fn delete_media(
                 &[&code, &editorial],
             )
             .await?;
-            if buyers > 0 {
-                return Err(StoreError::Held { what, buyers });
-            }
         }
         tx.execute("DELETE FROM media WHERE code = $1", &[&code])
             .await
@@ -162,8 +165,9 @@ pub(super) fn unlink(
             return Err(StoreError::NotFound(what));
         }
         if !force {
-            let buyers = active_buyers(
+            refuse_if_held(
                 &tx,
+                &what,
                 "SELECT COUNT(*) FROM
                  (SELECT status FROM purchases
                   WHERE product = $1 AND (media = $2 OR media IN
@@ -173,9 +177,6 @@ pub(super) fn unlink(
                 &[&product, &content],
             )
             .await?;
-            if buyers > 0 {
-                return Err(StoreError::Held { what, buyers });
-            }
         }
         tx.execute(
             "DELETE FROM product_media WHERE product = $1 AND content = $2",
