@@ -478,16 +478,10 @@ fn every_origin_base_is_recognised() {
         OriginBase::parse("https://alias.example").unwrap(),
     ];
     let ctx = Rewrite {
-        origin_bases: &bases,
-        upstream_for: None,
         param: "t",
         usher_param: "t",
         token: "eyJ2IjoxfQ.c2ln-_",
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
+        ..context(&bases)
     };
     let out = rewrite(
         b"#EXTM3U\nhttps://alias.example:443/x/a.ts\nhttp://origin.test:8000/hls/b.ts\nc.ts\n",
@@ -503,18 +497,7 @@ fn every_origin_base_is_recognised() {
 
 #[test]
 fn no_origin_bases_means_every_absolute_uri_is_foreign() {
-    let ctx = Rewrite {
-        origin_bases: &[],
-        upstream_for: None,
-        param: PARAM,
-        usher_param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
-    };
+    let ctx = context(&[]);
     let out = rewrite(MEDIA_ABSOLUTE.as_bytes(), &ctx).unwrap();
     assert_eq!(out.text, MEDIA_ABSOLUTE);
     assert_eq!(counts(&out), (PlaylistKind::Media, 0, 0, 13, 0));

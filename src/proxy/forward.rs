@@ -110,7 +110,7 @@ pub fn client_proto(
     headers: &HeaderMap,
     trusted: &[IpPrefix],
 ) -> &'static str {
-    if trusted.is_empty() || !trusted.iter().any(|t| t.contains(peer)) {
+    if !trusted.iter().any(|t| t.contains(peer)) {
         return listener;
     }
     let last = |name: HeaderName| {

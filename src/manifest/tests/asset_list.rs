@@ -12,16 +12,9 @@ fn list_in(body: &str, carrier: Carrier<'_>) -> Result<Rewritten, ManifestError>
 fn bytes_in(body: &[u8], carrier: Carrier<'_>) -> Result<Rewritten, ManifestError> {
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
-        origin_bases: &origin_bases,
-        upstream_for: None,
-        param: PARAM,
-        usher_param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
-        per_path: None,
         carrier,
         max_output: body.len() * 8,
+        ..context(&origin_bases)
     };
     rewrite_asset_list(body, &ctx)
 }
@@ -156,16 +149,9 @@ fn the_output_is_bounded() {
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let body = r#"{"ASSETS":[{"URI":"a"},{"URI":"b"}]}"#;
     let ctx = Rewrite {
-        origin_bases: &origin_bases,
-        upstream_for: None,
-        param: PARAM,
-        usher_param: PARAM,
         token: &"T".repeat(100),
-        request_query: None,
-        preview: None,
-        per_path: None,
-        carrier: Carrier::Query,
         max_output: 100,
+        ..context(&origin_bases)
     };
     assert_eq!(
         rewrite_asset_list(body.as_bytes(), &ctx),
@@ -178,19 +164,11 @@ fn preview_allows_exactly_the_listed_assets() {
     let origin_bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let body = r#"{"ASSETS":[{"URI":"a.m3u8"},{"URI":"https://ads.example.net/b.m3u8"}]}"#;
     let ctx = Rewrite {
-        origin_bases: &origin_bases,
-        upstream_for: None,
-        param: PARAM,
-        usher_param: PARAM,
-        token: TOKEN,
-        request_query: None,
         preview: Some(Preview {
             seconds: 10,
             playlist_path: "/vod/ads/list.json",
         }),
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
+        ..context(&origin_bases)
     };
     let out = rewrite_asset_list(body.as_bytes(), &ctx).unwrap();
     assert_eq!(out.allowed, ["/vod/ads/a.m3u8"]);

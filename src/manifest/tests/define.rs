@@ -201,19 +201,13 @@ fn preview_and_per_uri_credentials_under_the_variable_carrier() {
     let body = "#EXTM3U\n#EXTINF:4,\na.ts\n#EXTINF:4,\nb.ts\n";
     // Preview: the segments inside the preview refer to the variable, the rest get nothing.
     let ctx = Rewrite {
-        origin_bases: &origin_bases,
-        upstream_for: None,
-        param: PARAM,
-        usher_param: PARAM,
         token: "P",
-        request_query: None,
         preview: Some(Preview {
             seconds: 4,
             playlist_path: "/v/index.m3u8",
         }),
-        per_path: None,
         carrier: Carrier::Variable,
-        max_output: usize::MAX,
+        ..context(&origin_bases)
     };
     let out = rewrite(body.as_bytes(), &ctx).unwrap();
     assert_eq!(

@@ -5,19 +5,11 @@ use super::*;
 fn preview(body: &str, seconds: u32, playlist_path: &str) -> Rewritten {
     let bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let ctx = Rewrite {
-        origin_bases: &bases,
-        upstream_for: None,
-        param: PARAM,
-        usher_param: PARAM,
-        token: TOKEN,
-        request_query: None,
         preview: Some(Preview {
             seconds,
             playlist_path,
         }),
-        per_path: None,
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
+        ..context(&bases)
     };
     rewrite(body.as_bytes(), &ctx).unwrap()
 }
@@ -127,19 +119,11 @@ fn per_path_credentials_sign_each_resolved_path() {
     let bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
     let mint = |path: &str| format!("sig={}", path.len());
     let ctx = Rewrite {
-        origin_bases: &bases,
-        upstream_for: None,
-        param: PARAM,
-        usher_param: PARAM,
-        token: TOKEN,
-        request_query: None,
-        preview: None,
         per_path: Some(PerPath {
             playlist_path: "/movie/720p/index.m3u8",
             mint: &mint,
         }),
-        carrier: Carrier::Query,
-        max_output: usize::MAX,
+        ..context(&bases)
     };
     let r = rewrite(MEDIA.as_bytes(), &ctx).unwrap();
     // /movie/720p/init.mp4 is 20 characters, /movie/keys/k1.key 18.
