@@ -423,10 +423,10 @@ impl Rewriter<'_, '_> {
             match disposition {
                 Disposition::Reroute { path, .. } => self
                     .text
-                    .push_str(&uri::without_params(&path, self.ctx.stale_params())),
+                    .push_str(&uri::without_params(&path, &self.ctx.stale_params())),
                 Disposition::Tokenize { .. } => self
                     .text
-                    .push_str(&uri::without_params(uri, self.ctx.stale_params())),
+                    .push_str(&uri::without_params(uri, &self.ctx.stale_params())),
                 _ => self.text.push_str(uri),
             }
             return;
@@ -483,8 +483,38 @@ impl Rewriter<'_, '_> {
     }
 
     fn push_tokenized(&mut self, uri: &str, has_query: bool) {
-        // The origin's own pair of that name is stale, and read before the token: dropped.
-        let clean = uri::without_params(uri, self.ctx.stale_params());
+        // Per-URI credentials, for the URI's path (the same with the origin's pairs or
+        // without: a path holds no query).
+        let minted = match (self.ctx.carrier, self.ctx.per_path) {
+            (Carrier::Query | Carrier::Variable, Some(per_path)) => {
+                match resolve_path(per_path.playlist_path, uri) {
+                    Some(path) => Some((per_path.mint)(&path)),
+                    None => {
+                        // No path to sign: written as it is (the player will be refused).
+                        self.text.push_str(uri);
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        // The origin's own pairs of usher's names, and of the names the minted query sets
+        // (nginx reads the first `md5=`), are stale and read before the token: dropped.
+        let clean = match &minted {
+            None => uri::without_params(uri, &self.ctx.stale_params()),
+            Some(query) => {
+                let minted_names = query
+                    .split('&')
+                    .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name));
+                let names: Vec<&str> = self
+                    .ctx
+                    .stale_params()
+                    .into_iter()
+                    .chain(minted_names)
+                    .collect();
+                uri::without_params(uri, &names)
+            }
+        };
         let has_query = has_query && (clean.len() == uri.len() || uri::has_query(&clean));
         let uri = &*clean;
         match self.ctx.carrier {
@@ -512,22 +542,11 @@ impl Rewriter<'_, '_> {
             }
         }
         let (main, fragment) = uri.split_at(uri.find('#').unwrap_or(uri.len()));
-        let per_path = match self.ctx.per_path {
-            None => None,
-            Some(per_path) => match resolve_path(per_path.playlist_path, uri) {
-                Some(path) => Some((per_path.mint)(&path)),
-                None => {
-                    // No path to sign: written as it is (the player will be refused).
-                    self.text.push_str(uri);
-                    return;
-                }
-            },
-        };
         self.text.push_str(main);
         if !(main.ends_with('?') || (has_query && main.ends_with('&'))) {
             self.text.push(if has_query { '&' } else { '?' });
         }
-        match per_path {
+        match minted {
             Some(query) => self.text.push_str(&query),
             None => {
                 self.text.push_str(self.ctx.param);

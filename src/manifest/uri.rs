@@ -190,7 +190,7 @@ pub(super) fn has_query(uri: &str) -> bool {
 /// origin wrote: stale, and read before the token usher hands on where that one travels
 /// in the path or a cookie), and without a `?` left with nothing after it. Borrowed when
 /// there is no such pair.
-pub(super) fn without_params<'u>(uri: &'u str, names: [&str; 2]) -> Cow<'u, str> {
+pub(super) fn without_params<'u>(uri: &'u str, names: &[&str]) -> Cow<'u, str> {
     let end = uri.find('#').unwrap_or(uri.len());
     let Some(mark) = uri[..end].find('?') else {
         return Cow::Borrowed(uri);

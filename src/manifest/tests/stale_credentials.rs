@@ -108,3 +108,38 @@ fn under_a_minted_format_a_stale_usher_token_goes_too() {
          #EXTINF:2,\ns2.ts?__token__=exp=1~hmac=ab\n"
     );
 }
+
+#[test]
+fn a_stale_secure_link_pair_the_origin_wrote_gives_way_to_the_minted_one() {
+    // nginx `secure_link` reads the first `md5=` and `expires=`: an origin's own pair left
+    // before the minted one would be checked instead, and refused.
+    let bases = [OriginBase::parse("http://origin.test:8000/hls").unwrap()];
+    let mint = |path: &str| match path.ends_with(".m3u8") {
+        true => "token=TOK".to_owned(),
+        false => format!("md5=NEW{}&expires=9", path.len()),
+    };
+    let ctx = Rewrite {
+        per_path: Some(PerPath {
+            playlist_path: "/live/1080/index.m3u8",
+            mint: &mint,
+        }),
+        ..context(&bases)
+    };
+    let out = rewrite(
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+          #EXTINF:2,\ns1.ts?md5=OLD&expires=1&v=1\n\
+          #EXTINF:2,\ns2.ts?expires=1&token=OLD#t=0\n\
+          #EXT-X-RENDITION-REPORT:URI=\"../720/live.m3u8?md5=ORIGIN\",LAST-MSN=1\n",
+        &ctx,
+    )
+    .unwrap();
+    // A rendition report keeps the origin's own pair, as its rendition's URI does: a
+    // playlist gets usher's token, not a secure link, and comes back to usher.
+    assert_eq!(
+        out.text,
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+         #EXTINF:2,\ns1.ts?v=1&md5=NEW16&expires=9\n\
+         #EXTINF:2,\ns2.ts?md5=NEW16&expires=9#t=0\n\
+         #EXT-X-RENDITION-REPORT:URI=\"../720/live.m3u8?md5=ORIGIN\",LAST-MSN=1\n"
+    );
+}
