@@ -16,8 +16,17 @@ pub fn unescape(text: &str) -> String {
     decode_bytes(text, false)
 }
 
+/// Percent-decoding of bytes, once: `%XX` is a byte, `+` stays; a `%` not followed by two
+/// hex digits stays as it is. The bytes need not be UTF-8, before or after.
+pub fn unescape_bytes(bytes: &[u8]) -> Vec<u8> {
+    percent_decode(bytes, false)
+}
+
 fn decode_bytes(text: &str, plus_is_space: bool) -> String {
-    let bytes = text.as_bytes();
+    String::from_utf8_lossy(&percent_decode(text.as_bytes(), plus_is_space)).into_owned()
+}
+
+fn percent_decode(bytes: &[u8], plus_is_space: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -38,7 +47,7 @@ fn decode_bytes(text: &str, plus_is_space: bool) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Every `name=value` pair of a query string or form body, decoded; a later pair with the

@@ -95,46 +95,59 @@ fn rebuild(raw: &str) -> Result<String, BadPath> {
 /// more; or splits there into more segments, or holds a control character (`%2500`: a
 /// NUL, where a C server may cut the name short) once decoded again.
 fn hides_a_dot_segment(segment: &str) -> bool {
-    let mut view = std::borrow::Cow::Borrowed(segment);
+    // Decoded as bytes, not as text: an overlong sequence split across escapes of
+    // escapes (`%E0%2580%AE`) only shows once its bytes meet, and text would have made
+    // them U+FFFD first.
+    let mut view = std::borrow::Cow::Borrowed(segment.as_bytes());
     for _ in 0..3 {
-        let name = view.split(';').next().unwrap_or_default();
+        let text = String::from_utf8_lossy(&view);
+        let name = text.split(';').next().unwrap_or_default();
         if matches!(name, "." | "..")
-            || view.contains(['/', '\\'])
-            || view.contains(|c: char| c.is_control())
+            || text.contains(['/', '\\'])
+            || text.contains(|c: char| c.is_control())
+            || has_overlong_sequence(&view)
         {
             return true;
         }
-        if !view.contains('%') {
+        if !view.contains(&b'%') {
             return false;
         }
         if has_overlong_escape(&view) {
             return true;
         }
-        view = std::borrow::Cow::Owned(crate::form::unescape(&view));
+        view = std::borrow::Cow::Owned(crate::form::unescape_bytes(&view));
     }
     false
 }
 
-/// Whether `text` holds escapes of an overlong UTF-8 sequence: a lead byte `C0` or `C1`
-/// (never valid), or `E0` or `F0` followed by a byte below `A0` or `90`. Strict decoders
-/// refuse them; lenient ones read `%C0%AE` as `.` and `%C0%AF` as `/` (Tomcat's
-/// CVE-2008-2938, early IIS): `%C0%AE%C0%AE` is `..` to them.
-fn has_overlong_escape(text: &str) -> bool {
-    let bytes = text.as_bytes();
+/// Whether `bytes` hold an overlong UTF-8 sequence: a lead byte `C0` or `C1` (never
+/// valid), or `E0` or `F0` followed by a byte below `A0` or `90`. Strict decoders refuse
+/// them; lenient ones read `C0 AE` as `.` and `C0 AF` as `/` (Tomcat's CVE-2008-2938,
+/// early IIS): `%C0%AE%C0%AE` is `..` to them.
+fn has_overlong_sequence(bytes: &[u8]) -> bool {
+    (0..bytes.len()).any(|i| is_overlong(bytes[i], bytes.get(i + 1).copied()))
+}
+
+/// Whether `lead`, followed by `next`, starts an overlong UTF-8 sequence.
+fn is_overlong(lead: u8, next: Option<u8>) -> bool {
+    match lead {
+        0xC0 | 0xC1 => true,
+        0xE0 => next.is_some_and(|b| (0x80..0xA0).contains(&b)),
+        0xF0 => next.is_some_and(|b| (0x80..0x90).contains(&b)),
+        _ => false,
+    }
+}
+
+/// Whether `text` holds escapes of an overlong UTF-8 sequence (see
+/// [`has_overlong_sequence`]), as an upstream decoding it once more would read them.
+fn has_overlong_escape(text: &[u8]) -> bool {
     let escape_at = |i: usize| -> Option<u8> {
-        let hex = bytes.get(i + 1..i + 3).filter(|_| bytes[i] == b'%')?;
+        let hex = text.get(i + 1..i + 3).filter(|_| text[i] == b'%')?;
         hex_value(hex[0])
             .zip(hex_value(hex[1]))
             .map(|(hi, lo)| hi << 4 | lo)
     };
-    (0..bytes.len()).any(|i| match escape_at(i) {
-        Some(0xC0 | 0xC1) => true,
-        Some(lead @ (0xE0 | 0xF0)) => {
-            let floor = if lead == 0xE0 { 0xA0 } else { 0x90 };
-            escape_at(i + 3).is_some_and(|next| (0x80..floor).contains(&next))
-        }
-        _ => false,
-    })
+    (0..text.len()).any(|i| escape_at(i).is_some_and(|lead| is_overlong(lead, escape_at(i + 3))))
 }
 
 fn decode_unreserved(raw: &str) -> Result<String, BadPath> {
@@ -319,6 +332,9 @@ mod tests {
             "/vod/free/%E0%80%AE%E0%80%AE/premium/seg1.ts",
             "/vod/free/%F0%80%80%AE/premium/seg1.ts",
             "/vod/free/%25C0%25AE%25C0%25AE/premium/seg1.ts",
+            // Split across escapes of escapes: whole only once decoded twice.
+            "/vod/free/%E0%2580%AE%E0%2580%AE/premium/seg1.ts",
+            "/vod/free/%C0%25AE%C0%25AE/premium/seg1.ts",
         ] {
             assert_eq!(normalize(hidden), Err(BadPath::Forbidden), "{hidden}");
         }
