@@ -80,6 +80,13 @@ impl Session {
     }
 }
 
+/// Whether `session` plays on a named device other than `device` (a request naming none
+/// is the session's own: players that cannot add headers name none, and the device
+/// travels in the session token).
+fn on_another_device(session: &Session, device: Option<&str>) -> bool {
+    matches!((session.device.as_deref(), device), (Some(playing), Some(named)) if playing != named)
+}
+
 /// What [`Sessions::touch`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Touch {
@@ -441,14 +448,16 @@ impl Sessions {
     /// live here and, if `purchase` is given, plays under that purchase (one lookup: the
     /// hot path's only one). [`Touch::NotHere`] when usher does not know the session
     /// (restarted, or swept after idling) or it idled out: the caller adopts it with
-    /// [`Sessions::start`].
+    /// [`Sessions::start`]. `device`: the device the request names, if any.
     ///
     /// # Errors
-    /// `Replaced` or `Ended`.
+    /// `Replaced` or `Ended`; `Shared` when the session plays on another named device
+    /// than `device` (a credential copied to a second device).
     pub fn touch(
         &self,
         sid: &str,
         purchase: Option<&str>,
+        device: Option<&str>,
         now: u64,
     ) -> Result<Touch, SessionDenied> {
         let sessions = self.by_id.read().unwrap_or_else(|p| p.into_inner());
@@ -461,6 +470,9 @@ impl Sessions {
         if now.saturating_sub(session.last_seen()) >= self.idle {
             // Idle past the timeout: over. The caller adopts it afresh under the limits.
             return Ok(Touch::NotHere);
+        }
+        if on_another_device(session, device) {
+            return Err(SessionDenied::Shared);
         }
         let played = session.purchase.as_deref();
         if purchase.is_some_and(|asked| played.is_some_and(|p| p != asked)) {

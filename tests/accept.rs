@@ -610,6 +610,53 @@ async fn a_named_subject_s_foreign_token_counts_the_purchase_s_activations() {
     );
 }
 
+/// The same foreign token on a second device, while the first plays it, is a copy of the
+/// first's session: refused `session_shared` (as a copied session token is), not played
+/// under the first device's activation and stream. The first device plays on, and a
+/// request naming no device is still the token's own (the device then travels in the
+/// session tokens minted from it).
+#[tokio::test]
+async fn a_named_subject_s_foreign_token_copied_to_another_device_is_refused_as_shared() {
+    let origin = origin().await;
+    let usher = Usher::start(&rights_config(&origin.url(), &formats()), &[]);
+    for (path, body) in [
+        (
+            "/api/v1/products",
+            json!({"code": "one", "name": "One TV", "period": 2, "activation": 1, "max_sessions": 1}),
+        ),
+        (
+            "/api/v1/media",
+            json!({"code": "open-v", "prefix": "/open/", "playlist": "master.m3u8"}),
+        ),
+        ("/api/v1/products/one/media", json!({"media": "open-v"})),
+        (
+            "/api/v1/buyers",
+            json!({"product": "one", "account": "alice"}),
+        ),
+    ] {
+        let (status, reply) = api(&usher, "POST", path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {reply}");
+    }
+    let url = format!(
+        "{}/open/v/s1.ts?__token__={}",
+        usher.url,
+        akamai("/open/*", Some("alice"), later())
+    );
+    let tv = get(&url, &[("x-device-id", "tv")]).await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let phone = get(&url, &[("x-device-id", "phone")]).await;
+    assert_eq!(
+        (phone.status.as_u16(), phone.reason().as_str()),
+        (403, "session_shared"),
+        "the TV's token on the phone"
+    );
+    let (status, listed) = api(&usher, "GET", "/api/v1/sessions?account=alice", None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    let again = get(&url, &[("x-device-id", "tv")]).await;
+    assert_eq!(again.status, 200, "the TV plays on: {}", again.text());
+}
+
 /// A named subject's foreign token starts a rental's hours as a ticket does: its first
 /// request takes up a session afresh, as a stale session token would, but it is a
 /// credential of its own, not a token of another purchase's session.

@@ -370,7 +370,7 @@ async fn authorize_as(
             }
             // Live here under another purchase: refused the same way (one lookup, the
             // touch's).
-            match state.sessions.touch(sid, Some(purchase), now)? {
+            match state.sessions.touch(sid, Some(purchase), device, now)? {
                 Touch::Live => {}
                 Touch::UnderAnother => return Err(expired()),
                 // Boxed for the same reason: an adoption is rare.
@@ -432,15 +432,17 @@ fn keep_session(
     presented: &Presented<'_>,
     now: u64,
 ) -> Result<(), ProxyError> {
+    let device = presented.device.or(grant.claims.dev.as_deref());
     let sid = match grant.kind {
         Kind::Session => match grant.claims.sid.clone() {
-            Some(sid) if state.sessions.touch(&sid, None, now)? == Touch::Live => return Ok(()),
+            Some(sid) if state.sessions.touch(&sid, None, device, now)? == Touch::Live => {
+                return Ok(())
+            }
             Some(sid) => Some(sid),
             None => return Ok(()),
         },
         Kind::Ticket => None,
     };
-    let device = presented.device.or(grant.claims.dev.as_deref());
     let start = Start {
         sid: sid.as_deref(),
         account: &grant.claims.sub,

@@ -140,7 +140,10 @@ mod tests {
             .start(start("phone", "P"), &Limits::default(), T0, &mut sid)
             .unwrap();
         assert!(before.end(&ended.sid));
-        assert_eq!(before.touch(&playing.sid, None, T0 + 30), Ok(Touch::Live));
+        assert_eq!(
+            before.touch(&playing.sid, None, None, T0 + 30),
+            Ok(Touch::Live)
+        );
         assert_eq!(before.save(&path).unwrap(), 2);
 
         let after = registry();
@@ -148,7 +151,7 @@ mod tests {
         assert!(!path.exists(), "read once");
         assert!(after.is_live(&playing.sid, T0 + 40), "still playing");
         assert_eq!(
-            after.touch(&ended.sid, None, T0 + 40),
+            after.touch(&ended.sid, None, None, T0 + 40),
             Err(SessionDenied::Ended),
             "an ended session stays ended"
         );

@@ -133,6 +133,12 @@ pub(super) fn plan(
             match existing.state.load(Ordering::Relaxed) {
                 REPLACED => return Err(SessionDenied::Replaced),
                 ENDED => return Err(SessionDenied::Ended),
+                // Live on another device: its credential was copied, not taken up.
+                _ if existing.is_live(now, idle)
+                    && super::on_another_device(existing, start.device) =>
+                {
+                    return Err(SessionDenied::Shared)
+                }
                 _ if existing.is_live(now, idle) => return Ok(Plan::Join(existing.clone())),
                 // Idled out: resuming it is a new start, under the limits.
                 _ => {}

@@ -46,20 +46,20 @@ fn sessions_end_after_the_idle_timeout_and_touches_are_throttled() {
     let s = r
         .start(start("tv", "P"), &Limits::default(), T0, counter())
         .unwrap();
-    assert_eq!(r.touch(&s.sid, None, T0 + 3), Ok(Touch::Live));
+    assert_eq!(r.touch(&s.sid, None, None, T0 + 3), Ok(Touch::Live));
     assert_eq!(s.last_seen(), T0, "within the touch interval: not written");
-    assert_eq!(r.touch(&s.sid, None, T0 + 30), Ok(Touch::Live));
+    assert_eq!(r.touch(&s.sid, None, None, T0 + 30), Ok(Touch::Live));
     assert_eq!(s.last_seen(), T0 + 30);
     assert!(r.is_live(&s.sid, T0 + 89));
     assert!(!r.is_live(&s.sid, T0 + 90), "60 s after the last request");
     assert_eq!(
-        r.touch(&s.sid, None, T0 + 90),
+        r.touch(&s.sid, None, None, T0 + 90),
         Ok(Touch::NotHere),
         "the caller must adopt it again"
     );
     assert!(r.live(T0 + 90).is_empty());
     r.sweep(T0 + 90, 0);
-    assert_eq!(r.touch(&s.sid, None, T0 + 91), Ok(Touch::NotHere));
+    assert_eq!(r.touch(&s.sid, None, None, T0 + 91), Ok(Touch::NotHere));
 }
 
 #[test]
@@ -101,10 +101,10 @@ fn replace_oldest_ends_the_first_session() {
         .unwrap();
     assert_ne!(first.sid, second.sid);
     assert_eq!(
-        r.touch(&first.sid, None, T0 + 6),
+        r.touch(&first.sid, None, None, T0 + 6),
         Err(SessionDenied::Replaced)
     );
-    assert_eq!(r.touch(&second.sid, None, T0 + 6), Ok(Touch::Live));
+    assert_eq!(r.touch(&second.sid, None, None, T0 + 6), Ok(Touch::Live));
     assert_eq!(SessionDenied::Replaced.reason(), "session_replaced");
 }
 
@@ -156,7 +156,10 @@ fn an_ended_session_is_refused_and_recovery_finds_live_ones_by_network() {
     );
     assert!(r.recoverable("h1", |_| false, T0 + 1).is_none());
     assert!(r.end(&s.sid));
-    assert_eq!(r.touch(&s.sid, None, T0 + 2), Err(SessionDenied::Ended));
+    assert_eq!(
+        r.touch(&s.sid, None, None, T0 + 2),
+        Err(SessionDenied::Ended)
+    );
     assert!(r.recoverable("h1", same, T0 + 2).is_none());
 }
 
@@ -175,19 +178,19 @@ fn deferred_starts_replace_nobody_until_told_and_can_be_discarded() {
         .unwrap();
     assert_eq!(victims.len(), 1);
     assert_eq!(
-        r.touch(&first.sid, None, T0 + 2),
+        r.touch(&first.sid, None, None, T0 + 2),
         Ok(Touch::Live),
         "not replaced yet"
     );
     r.discard(&second.sid);
     assert_eq!(r.live(T0 + 2).len(), 1, "the refused start left no trace");
-    assert_eq!(r.touch(&first.sid, None, T0 + 3), Ok(Touch::Live));
+    assert_eq!(r.touch(&first.sid, None, None, T0 + 3), Ok(Touch::Live));
     let (_, victims) = r
         .start_deferred(start("phone", "P"), &limits, T0 + 4, &mut sid)
         .unwrap();
     r.replace(&victims);
     assert_eq!(
-        r.touch(&first.sid, None, T0 + 5),
+        r.touch(&first.sid, None, None, T0 + 5),
         Err(SessionDenied::Replaced)
     );
 }
@@ -251,12 +254,46 @@ fn a_touch_under_another_purchase_records_nothing() {
     let s = r
         .start(start("tv", "P"), &Limits::default(), T0, counter())
         .unwrap();
-    assert_eq!(r.touch(&s.sid, Some("h1"), T0 + 10), Ok(Touch::Live));
+    assert_eq!(r.touch(&s.sid, Some("h1"), None, T0 + 10), Ok(Touch::Live));
     assert_eq!(
-        r.touch(&s.sid, Some("h2"), T0 + 60),
+        r.touch(&s.sid, Some("h2"), None, T0 + 60),
         Ok(Touch::UnderAnother)
     );
     // The request at T0 + 60 was not recorded: idle since T0 + 10, the session is over
     // at T0 + 70 and is then taken up afresh, whatever it played under.
-    assert_eq!(r.touch(&s.sid, Some("h2"), T0 + 70), Ok(Touch::NotHere));
+    assert_eq!(
+        r.touch(&s.sid, Some("h2"), None, T0 + 70),
+        Ok(Touch::NotHere)
+    );
+}
+
+/// A session's id on another named device (a foreign token, whose session is named after
+/// it, copied to a second device) is refused as shared, both where the session is held
+/// (the touch) and where it is taken up by id (a start naming it: another node's join);
+/// a request naming no device, or the session's own, is the session's.
+#[test]
+fn a_live_session_named_by_another_device_is_refused_as_shared() {
+    let r = registry();
+    let s = r
+        .start(start("tv", "P"), &Limits::default(), T0, counter())
+        .unwrap();
+    assert_eq!(
+        r.touch(&s.sid, None, Some("phone"), T0 + 1),
+        Err(SessionDenied::Shared)
+    );
+    assert_eq!(r.touch(&s.sid, None, None, T0 + 1), Ok(Touch::Live));
+    assert_eq!(r.touch(&s.sid, None, Some("tv"), T0 + 1), Ok(Touch::Live));
+    let taken_up = |device| Start {
+        sid: Some(&s.sid),
+        ..start(device, "P")
+    };
+    assert_eq!(
+        r.start(taken_up("phone"), &Limits::default(), T0 + 2, counter())
+            .map(|s| s.sid.clone()),
+        Err(SessionDenied::Shared)
+    );
+    let joined = r
+        .start(taken_up("tv"), &Limits::default(), T0 + 2, counter())
+        .unwrap();
+    assert_eq!(joined.sid, s.sid);
 }
