@@ -12,7 +12,7 @@
 //! | DELETE | `/api/v1/products/{code}/media/{content}` | take a media out; while buyers of the product named it, 409 `has_buyers` with their count unless `?force=true` |
 //! | GET, POST | `/api/v1/media` | list / create a media (content id → path prefix) |
 //! | GET, PATCH, DELETE | `/api/v1/media/{code}` | one media; PATCH changes `title`, `live_title`, `playlist`, `editorial`, `live` (not `prefix`: 400); DELETE of a media buyers hold is 409 `has_buyers` with their count unless `?force=true` |
-//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`; CSV with `Accept: text/csv` or `format=csv`) / add a buyer: returns the purchase, its ticket and play URL; 409 `not_sellable`; `Idempotency-Key` or `order_id` sells once (422 when reused with another request) |
+//! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`; a `product` that does not exist is 404; CSV with `Accept: text/csv` or `format=csv`) / add a buyer: returns the purchase, its ticket and play URL; 409 `not_sellable`; `Idempotency-Key` or `order_id` sells once (422 when reused with another request) |
 //! | GET, PATCH, DELETE | `/api/v1/buyers/{hash}` | one purchase (with `access_starts_at`/`access_ends_at`); PATCH reissues its ticket |
 //! | POST | `/api/v1/buyers/{hash}/revoke` | revoke it |
 //! | GET, POST | `/api/v1/buyers/{hash}/devices` | the devices that activated a purchase (hash, and the id of devices the operator added) / add one ahead of use (`{"device": id}`; 409 `activation_limit` when full) |
@@ -255,7 +255,7 @@ fn error_json(e: &AdminError) -> (StatusCode, serde_json::Value) {
             StatusCode::CONFLICT,
             json!({"error": "changed_concurrently", "what": what, "reason": e.to_string()}),
         ),
-        AdminError::HasBuyers { what, buyers } => (
+        AdminError::HasBuyers { what, buyers, .. } => (
             StatusCode::CONFLICT,
             json!({"error": "has_buyers", "what": what, "buyers": buyers, "reason": e.to_string()}),
         ),
@@ -492,6 +492,12 @@ async fn facade_api(state: &State, client: IpAddr, req: Request<Incoming>) -> Re
                 | AdminError::EndNotRecorded(_) => {
                     value["reason"].as_str().unwrap_or_default().to_owned()
                 }
+                // The facade's flag is `force=1`, not the JSON API's `?force=true`.
+                AdminError::HasBuyers {
+                    what,
+                    buyers,
+                    unlink,
+                } => ops::has_buyers_text(what, *buyers, *unlink, "force=1"),
                 _ => e.to_string(),
             };
             let response = Response::builder()

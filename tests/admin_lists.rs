@@ -261,3 +261,35 @@ async fn item8_buyers_export_as_csv_without_tickets() {
     .await;
     assert_eq!(json_anyway.headers["content-type"], "application/json");
 }
+
+/// A buyers list of a product that does not exist is 404 naming it, as the facade's
+/// `listbuyers` is, in JSON and in CSV: a mistyped code must not read as "no buyers".
+/// A `media` filter naming no media lists nobody, in both (the facade does not check it).
+#[tokio::test]
+async fn a_buyers_list_of_a_product_that_does_not_exist_is_404_naming_it() {
+    let (_origin, usher, _sold) = selling().await;
+    let (status, body) = api(&usher, "GET", "/api/v1/buyers?product=shw", None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": "not_found", "what": "product shw"}),
+        "{body}"
+    );
+    let (status, body) = api(&usher, "GET", "/api/v1/buyers?product=shw&format=csv", None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["what"], "product shw", "{body}");
+    let facade_list = facade(&usher, "/api/ppv/listbuyers?code=shw&media=ep1").await;
+    assert_eq!(facade_list.status, 404, "{}", facade_list.text());
+
+    let (status, body) = api(&usher, "GET", "/api/v1/buyers?product=show", None).await;
+    assert_eq!((status, body["total"].clone()), (200, json!(3)), "{body}");
+    let (status, body) = api(&usher, "GET", "/api/v1/buyers?media=ep2", None).await;
+    assert_eq!((status, body["total"].clone()), (200, json!(0)), "{body}");
+    let facade_list = facade(&usher, "/api/ppv/listbuyers?code=show&media=ep2").await;
+    assert_eq!(facade_list.status, 200, "{}", facade_list.text());
+    assert!(
+        !facade_list.text().contains("<Hash>"),
+        "{}",
+        facade_list.text()
+    );
+}

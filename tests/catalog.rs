@@ -266,6 +266,10 @@ async fn item9_deleting_media_that_buyers_hold_is_refused_with_their_count_unles
         refused["buyers"], 2,
         "revoked purchases hold nothing: {refused}"
     );
+    assert_eq!(
+        refused["reason"],
+        "media event has 2 buyers: add ?force=true to delete it anyway"
+    );
     let (status, _) = api(&usher, "GET", "/api/v1/media/event", None).await;
     assert_eq!(status, 200, "nothing was deleted");
 
@@ -282,6 +286,10 @@ async fn item9_deleting_media_that_buyers_hold_is_refused_with_their_count_unles
         (refused["error"].as_str(), refused["buyers"].as_u64()),
         (Some("has_buyers"), Some(2)),
         "{refused}"
+    );
+    assert_eq!(
+        refused["reason"],
+        "product p has 2 buyers: add ?force=true to delete it anyway"
     );
     let (status, buyers) = api(&usher, "GET", "/api/v1/buyers?product=p", None).await;
     assert_eq!(status, 200);
@@ -369,6 +377,11 @@ async fn taking_out_a_media_its_buyers_named_is_refused_with_their_count_unless_
         (refused["error"].as_str(), refused["buyers"].as_u64()),
         (Some("has_buyers"), Some(1)),
         "only alice named it: {refused}"
+    );
+    // An unlink takes the media out of the product; the media itself stays.
+    assert_eq!(
+        refused["reason"],
+        "media event in product season has 1 buyers: add ?force=true to take it out anyway"
     );
     let (_, linked) = api(&usher, "GET", "/api/v1/products/season/media", None).await;
     assert_eq!(

@@ -257,6 +257,25 @@ async fn refusals_exit_1_with_one_line_naming_the_problem() {
     )
     .await;
     assert_eq!(unknown.failed(), "usher: product nope not found");
+    // Listing the buyers of a product that does not exist is no empty list either.
+    let listed = admin(&usher, &["buyer", "list", "--product", "nope"]).await;
+    assert_eq!(listed.failed(), "usher: product nope not found");
+
+    // Unix seconds past 9999-12-31 are refused as a date text past it is.
+    let far = admin(
+        &usher,
+        &[
+            "product",
+            "create",
+            "--name",
+            "X",
+            "--access-expire",
+            "253402300800",
+        ],
+    )
+    .await;
+    let line = far.failed();
+    assert!(line.starts_with("usher: access_expire: "), "{line}");
 
     let wrong = run_cli(
         admin_command(&admin_url, Some("not-the-admin-token-at-all")),

@@ -503,7 +503,8 @@ async fn deletebuyer_with_another_products_code_deletes_nothing() {
 }
 
 /// `deletemedia` of a media a buyer bought from the product is refused (409, the count in
-/// the message) and takes nothing out, unless `force=1`.
+/// the message) and takes nothing out, unless `force=1`; the message names `force=1` (not
+/// the JSON API's `?force=true`), for `delete` too.
 #[tokio::test]
 async fn deletemedia_of_a_media_a_buyer_named_is_refused_unless_forced() {
     let (_origin, usher) = start().await;
@@ -524,8 +525,10 @@ async fn deletemedia_of_a_media_a_buyer_named_is_refused_unless_forced() {
         Some("Failed"),
         "{body}"
     );
-    assert!(
-        xml_text(&body, "Message").unwrap().contains("has 1 buyers"),
+    // The facade's flag is force=1, and an unlink takes the media out (it is not deleted).
+    assert_eq!(
+        xml_text(&body, "Message").as_deref(),
+        Some("media xxxxxxxx in product s has 1 buyers: add force=1 to take it out anyway"),
         "{body}"
     );
     let listed = assert_success(&facade(&usher, "/api/ppv/listmedia?code=s").await);
@@ -537,4 +540,70 @@ async fn deletemedia_of_a_media_a_buyer_named_is_refused_unless_forced() {
     assert_success(&facade(&usher, "/api/ppv/deletemedia?code=s&media=xxxxxxxx&force=1").await);
     let listed = assert_success(&facade(&usher, "/api/ppv/listmedia?code=s").await);
     assert!(!listed.contains("xxxxxxxx"), "forced, it goes: {listed}");
+
+    let refused = facade(&usher, "/api/ppv/delete?code=s").await;
+    let body = refused.text();
+    assert_eq!(refused.status, 409, "{body}");
+    assert_eq!(
+        xml_text(&body, "Message").as_deref(),
+        Some("product s has 1 buyers: add force=1 to delete it anyway"),
+        "{body}"
+    );
+}
+
+/// Every call of the document takes `ver` (listbuyers' "current version is 1.1"):
+/// `create`, `update`, `addbuyer` and `updatebuyer` take it as the lists do, not refuse it
+/// as an unknown field, and it becomes nothing of the product or the buyer.
+#[tokio::test]
+async fn every_call_takes_the_api_version_ver() {
+    let (_origin, usher) = start().await;
+    let created = assert_success(
+        &facade(
+            &usher,
+            "/api/ppv/create?name=ppv&code=v&type=group&cost=100.00&ver=1.1",
+        )
+        .await,
+    );
+    assert_eq!(
+        xml_text(&created, "Code").as_deref(),
+        Some("v"),
+        "{created}"
+    );
+    let updated =
+        assert_success(&facade(&usher, "/api/ppv/update?code=v&name=payperview&ver=1.1").await);
+    assert_eq!(
+        xml_text(&updated, "Name").as_deref(),
+        Some("payperview"),
+        "{updated}"
+    );
+    assert_success(&facade(&usher, "/api/ppv/addmedia?code=v&media=xxxxxxxx&ver=1.1").await);
+    let sold = assert_success(
+        &facade(
+            &usher,
+            "/api/ppv/addbuyer?code=v&media=xxxxxxxx&email=a%40example.com&notification=0&ver=1.1",
+        )
+        .await,
+    );
+    let hash = xml_text(&sold, "Hash").unwrap();
+    assert_success(
+        &facade(
+            &usher,
+            &format!("/api/ppv/updatebuyer?code=v&hash={hash}&name=Al&ver=1.1"),
+        )
+        .await,
+    );
+    assert_success(&facade(&usher, "/api/ppv/updatecontacts?name=Alex&phone=1&ver=1.1").await);
+    let listed =
+        assert_success(&facade(&usher, "/api/ppv/listbuyers?code=v&media=xxxxxxxx&ver=1.1").await);
+    assert_eq!(xml_text(&listed, "Hash").as_deref(), Some(hash.as_str()));
+    // A misspelt parameter is still refused by name.
+    let refused = facade(&usher, "/api/ppv/update?code=v&nmae=x&ver=1.1").await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        xml_text(&refused.text(), "Message")
+            .unwrap()
+            .starts_with("nmae: "),
+        "{}",
+        refused.text()
+    );
 }

@@ -842,3 +842,142 @@ async fn item10_concurrent_identical_submits_sell_once() {
     }
     assert_eq!(buyers_of(&usher, "movie").await.len(), 1, "sold once");
 }
+
+// ---- dates as Unix seconds, costs ----------------------------------------------------------
+
+/// 9999-12-31 23:59:59 UTC, the last second a date text names.
+const LATEST: u64 = 253_402_300_799;
+
+/// A date text past the year 9999 is refused naming its field, and so now are Unix seconds
+/// past it (they were stored as given), and negative ones, as before; the last second of
+/// 9999 is taken either way.
+#[tokio::test]
+async fn unix_seconds_past_the_year_9999_are_refused_as_a_date_text_is() {
+    let origin = show_origin().await;
+    let usher = InProcess::start(&rights_config(&origin.url(), "")).await;
+    let past = (LATEST + 1).to_string();
+    for field in ["available_until", "access_start", "access_expire"] {
+        for value in [
+            json!("10000-01-01"),
+            json!(past),
+            json!(LATEST + 1),
+            json!("-1"),
+            json!(-1),
+        ] {
+            let mut product = json!({"name": "x"});
+            product[field] = value.clone();
+            let (status, body) = api(&usher, "POST", "/api/v1/products", Some(product)).await;
+            assert_eq!(
+                (status, body["field"].as_str()),
+                (400, Some(field)),
+                "{field} = {value}: {body}"
+            );
+        }
+        let reply = facade(&usher, &format!("/api/ppv/create?name=x&{field}={past}")).await;
+        assert_eq!(reply.status, 400, "{}", reply.text());
+        let message = xml_text(&reply.text(), "Message").unwrap();
+        assert!(message.starts_with(&format!("{field}: ")), "{message}");
+    }
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/products",
+        Some(json!({"code": "last", "name": "x", "access_expire": LATEST})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["access_expire"],
+        json!(date::parse("9999-12-31", Edge::End).unwrap())
+    );
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/products",
+        Some(json!({"code": "text", "name": "x", "access_expire": "9999-12-31"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["access_expire"].clone()),
+        (201, json!(LATEST))
+    );
+    // A buyer's window is read the same way.
+    let (status, body) = api(
+        &usher,
+        "POST",
+        "/api/v1/buyers",
+        Some(json!({"product": "last", "email": "a@example.com", "access_expire": LATEST + 1})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].clone()),
+        (400, json!("access_expire"))
+    );
+    let (status, body) = api(&usher, "GET", "/api/v1/buyers?product=last", None).await;
+    assert_eq!(
+        (status, body["total"].clone()),
+        (200, json!(0)),
+        "sold nothing"
+    );
+}
+
+/// `cost` is an amount from 0 to 10^12: non-finite and absurd values are refused naming
+/// it, and `-0` is 0, in the JSON API and the facade.
+#[tokio::test]
+async fn cost_is_an_amount_up_to_a_trillion_and_minus_zero_is_zero() {
+    let origin = show_origin().await;
+    let usher = InProcess::start(&rights_config(&origin.url(), "")).await;
+    for value in [
+        json!("1e308"),
+        json!(1e308),
+        json!("1000000000000.01"),
+        json!("inf"),
+        json!("NaN"),
+        json!("-1"),
+    ] {
+        let (status, body) = api(
+            &usher,
+            "POST",
+            "/api/v1/products",
+            Some(json!({"name": "x", "cost": value})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some("cost")),
+            "{value}: {body}"
+        );
+    }
+    let reply = facade(&usher, "/api/ppv/create?name=x&cost=1e308").await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let message = xml_text(&reply.text(), "Message").unwrap();
+    assert!(message.starts_with("cost: "), "{message}");
+    let (status, body) = api(&usher, "GET", "/api/v1/products", None).await;
+    assert_eq!((status, body["total"].clone()), (200, json!(0)), "{body}");
+
+    for (code, given, kept) in [
+        ("a", json!("-0"), "0"),
+        ("b", json!(-0.0), "0"),
+        ("c", json!("100.00"), "100.00"),
+        ("d", json!("1000000000000"), "1000000000000"),
+    ] {
+        let (status, body) = api(
+            &usher,
+            "POST",
+            "/api/v1/products",
+            Some(json!({"code": code, "name": "x", "cost": given})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["cost"].clone()),
+            (201, json!(kept)),
+            "{given}"
+        );
+        assert_eq!(product_field(&usher, code, "cost").await, json!(kept));
+    }
+    let created = facade(&usher, "/api/ppv/create?name=x&code=f&cost=-0").await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    assert_eq!(xml_text(&created.text(), "Cost").as_deref(), Some("0"));
+    let listed = facade(&usher, "/api/ppv/list").await;
+    assert!(!listed.text().contains("<Cost>-0"), "{}", listed.text());
+}

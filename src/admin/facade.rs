@@ -170,6 +170,12 @@ pub fn failure_with(message: &str, reason: Option<&str>) -> String {
 /// # Errors
 /// Any [`AdminError`]; the caller renders it with [`failure`].
 pub async fn call(state: &State, method: &str, f: &Fields) -> Result<String, AdminError> {
+    // Every call of the document takes `ver`, its API version ("current version is 1.1");
+    // usher answers the one it implements, so `ver` is taken and set aside here, never
+    // refused as an unknown field nor read as a product's or a buyer's.
+    let mut f = f.clone();
+    f.remove("ver");
+    let f = &f;
     match method {
         "create" => {
             let p = ops::create_product(state, f).await?;

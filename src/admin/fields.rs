@@ -195,19 +195,35 @@ impl<'a> Reader<'a> {
             .transpose()
     }
 
-    /// A date (`YYYY-MM-DD[ HH:MM:SS]`) or Unix seconds.
+    /// A date (`YYYY-MM-DD[ HH:MM:SS]`) or Unix seconds, from 1970-01-01 to [`LATEST`].
     ///
     /// # Errors
-    /// When present and neither.
+    /// When present and neither, or Unix seconds out of that range.
     pub fn date(&mut self, name: &'static str, edge: Edge) -> Result<Option<u64>, Invalid> {
+        self.time(name, edge, LATEST)
+    }
+
+    /// A list filter's time (the audit's `since`): a date, or any Unix seconds, since one
+    /// past [`LATEST`] is stored nowhere and only selects nothing.
+    ///
+    /// # Errors
+    /// When present and neither a date nor Unix seconds.
+    pub fn since(&mut self, name: &'static str) -> Result<Option<u64>, Invalid> {
+        self.time(name, Edge::Start, u64::MAX)
+    }
+
+    fn time(
+        &mut self,
+        name: &'static str,
+        edge: Edge,
+        latest: u64,
+    ) -> Result<Option<u64>, Invalid> {
         self.text(name)
             .map(|v| {
-                v.parse::<u64>()
-                    .or_else(|_| date::parse(v, edge))
-                    .map_err(|reason| Invalid {
-                        field: name.into(),
-                        reason,
-                    })
+                time(v, edge, latest).map_err(|reason| Invalid {
+                    field: name.into(),
+                    reason,
+                })
             })
             .transpose()
     }
@@ -251,6 +267,54 @@ impl Reader<'_> {
     }
 }
 
+/// The latest time a date field takes: 9999-12-31 23:59:59 UTC, the last second a date
+/// text can name, so Unix seconds cannot name a later one either.
+pub const LATEST: u64 = 253_402_300_799;
+
+/// A date text, or Unix seconds from 1970 to `latest` ([`LATEST`], the range a date text
+/// has, for any time that is stored).
+fn time(v: &str, edge: Edge, latest: u64) -> Result<u64, String> {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return date::parse(v, edge);
+    }
+    if digits.len() != v.len() {
+        return Err(format!(
+            "\"{v}\": Unix seconds cannot be negative (before 1970-01-01)"
+        ));
+    }
+    v.parse::<u64>()
+        .ok()
+        .filter(|t| *t <= latest)
+        .ok_or_else(|| {
+            format!("\"{v}\": Unix seconds past 9999-12-31 23:59:59 ({LATEST}), the latest date")
+        })
+}
+
+/// The largest `cost` taken: an amount above it is a slip (an exponent, a pasted number),
+/// not a price.
+pub const MAX_COST: f64 = 1e12;
+
+/// A `cost`: an amount from 0 to [`MAX_COST`], kept as written (`100.00` stays so) but for
+/// a sign (`-0`, `+5`) or an exponent (`1e3`), which are written as the plain amount.
+fn cost(text: &str) -> Result<String, Invalid> {
+    match text.parse::<f64>() {
+        Ok(c) if c.is_finite() && (0.0..=MAX_COST).contains(&c) => {
+            let plain = text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            // `+ 0.0` turns -0 into 0, which would print as "-0".
+            Ok(if plain {
+                text.to_owned()
+            } else {
+                (c + 0.0).to_string()
+            })
+        }
+        _ => invalid(
+            "cost",
+            format!("\"{text}\": expected an amount from 0 to {MAX_COST}, such as 100.00"),
+        ),
+    }
+}
+
 /// Applies product fields to `product` (a new one with defaults, or the stored one for an
 /// update). `code` and `created_at` are the caller's.
 ///
@@ -283,17 +347,8 @@ pub fn apply_product(r: &mut Reader<'_>, product: &mut Product) -> Result<(), In
     if let Some(t) = r.date("available_until", Edge::End)? {
         product.available_until = Some(t);
     }
-    if let Some(cost) = r.text("cost") {
-        if cost
-            .parse::<f64>()
-            .map_or(true, |c| c < 0.0 || !c.is_finite())
-        {
-            return invalid(
-                "cost",
-                format!("\"{cost}\": expected an amount such as 100.00"),
-            );
-        }
-        product.cost = Some(cost.to_owned());
+    if let Some(text) = r.text("cost") {
+        product.cost = Some(cost(text)?);
     }
     if let Some(currency) = r.text("currency") {
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {

@@ -11,7 +11,7 @@ use super::api::Answer;
 use super::fields::{Fields, Reader};
 use super::ops::{self, AdminError};
 use crate::proxy::State;
-use crate::rights::date::{self, Edge};
+use crate::rights::date;
 use crate::rights::model::{Purchase, PurchaseStatus};
 use crate::rights::store::{AuditFilter, Page, PurchaseFilter};
 
@@ -196,6 +196,15 @@ fn buyer_filter(r: &mut Reader<'_>) -> Result<(PurchaseFilter, Option<bool>), Ad
     Ok((filter, csv))
 }
 
+/// Refuses a `product` filter naming no product (404), as the facade's `listbuyers`
+/// does: a mistyped code would otherwise list nobody, as if the product had no buyers.
+async fn known_product(state: &State, filter: &PurchaseFilter) -> Result<(), AdminError> {
+    match &filter.product {
+        Some(code) => ops::get_product(state, code).await.map(drop),
+        None => Ok(()),
+    }
+}
+
 /// Whether a buyers list call asks for CSV: `format=csv`, or `Accept: text/csv` without
 /// `format=json`.
 pub fn wants_csv(query: &Fields, accept: Option<&str>) -> bool {
@@ -209,12 +218,13 @@ pub fn wants_csv(query: &Fields, accept: Option<&str>) -> bool {
 /// `GET /api/v1/buyers`: filters `product`, `media`, `email`, `account`, `status`.
 ///
 /// # Errors
-/// Bad or unknown parameters; a store failure.
+/// Bad or unknown parameters; a `product` that does not exist; a store failure.
 pub async fn buyers(state: &State, query: &Fields) -> Result<Answer, AdminError> {
     let mut r = Reader::new(query);
     let page = page(&mut r)?;
     let (filter, _) = buyer_filter(&mut r)?;
     r.deny_unknown()?;
+    known_product(state, &filter).await?;
     let f = filter.clone();
     let total = ops::blocking(state, move |s| s.purchase_count(&f)).await?;
     let items = ops::list_buyers(state, filter, page).await?;
@@ -243,7 +253,7 @@ pub const CSV_COLUMNS: &[&str] = &[
 /// unless `limit`, `offset` or `cursor` say otherwise); times as `YYYY-MM-DD HH:MM:SS` UTC.
 ///
 /// # Errors
-/// Bad or unknown parameters; a store failure.
+/// Bad or unknown parameters; a `product` that does not exist; a store failure.
 pub async fn buyers_csv(state: &State, query: &Fields) -> Result<String, AdminError> {
     let mut r = Reader::new(query);
     let paged = ["offset", "limit", "cursor"]
@@ -252,6 +262,7 @@ pub async fn buyers_csv(state: &State, query: &Fields) -> Result<String, AdminEr
     let first = page(&mut r)?;
     let (filter, _) = buyer_filter(&mut r)?;
     r.deny_unknown()?;
+    known_product(state, &filter).await?;
     let mut out = csv_row(CSV_COLUMNS.iter().map(|c| (*c).to_owned()));
     let mut page = if paged {
         first
@@ -323,7 +334,7 @@ pub async fn audit(state: &State, query: &Fields) -> Result<Answer, AdminError> 
         purchase,
         account,
         action,
-        since: r.date("since", Edge::Start)?,
+        since: r.since("since")?,
     };
     r.deny_unknown()?;
     let (items, total) = ops::blocking(state, move |s| s.audit(&filter, page)).await?;

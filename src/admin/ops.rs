@@ -29,14 +29,16 @@ pub enum AdminError {
     #[error("{0} kept changing while this change was being made; read it and try again")]
     Changed(String),
     /// Buyers hold what was to be deleted, or taken out of a product (409), unless forced.
-    #[error(
-        "{what} has {buyers} buyers: force it (?force=true; the facade's force=1) to go on anyway"
-    )]
+    /// Its text names the JSON API's `?force=true`; the facade's names its own flag (see
+    /// [`has_buyers_text`]).
+    #[error("{}", has_buyers_text(what, *buyers, *unlink, "?force=true"))]
     HasBuyers {
         /// What it was (`media demo`, `media demo in product p`).
         what: String,
         /// How many purchases hold it.
         buyers: u64,
+        /// Whether it was to be taken out of a product (an unlink), not deleted.
+        unlink: bool,
     },
     /// Every activation of the purchase is used by other devices (409).
     #[error("buyer {purchase} has used all {limit} activations: delete a device first")]
@@ -131,9 +133,21 @@ impl From<StoreError> for AdminError {
             StoreError::Unavailable(why) => AdminError::StoreUnavailable(why),
             StoreError::Unknown(why) => AdminError::StoreOutcomeUnknown(why),
             StoreError::Changed(what) => AdminError::Changed(what),
-            StoreError::Held { what, buyers } => AdminError::HasBuyers { what, buyers },
+            StoreError::Held { what, buyers } => AdminError::HasBuyers {
+                what,
+                buyers,
+                unlink: false,
+            },
         }
     }
+}
+
+/// The text of a [`AdminError::HasBuyers`] for a caller whose force flag is `flag`
+/// (`?force=true` in the JSON API, `force=1` in the facade): "product p has 2 buyers: add
+/// ?force=true to delete it anyway", or "… to take it out anyway" for an unlink.
+pub fn has_buyers_text(what: &str, buyers: u64, unlink: bool, flag: &str) -> String {
+    let verb = if unlink { "take it out" } else { "delete it" };
+    format!("{what} has {buyers} buyers: add {flag} to {verb} anyway")
 }
 
 /// Runs a blocking store call on the blocking pool.
@@ -362,7 +376,16 @@ pub async fn remove_media(
     force: bool,
 ) -> Result<(), AdminError> {
     let (product, content) = (product.to_owned(), content.to_owned());
-    blocking(state, move |s| s.unlink(&product, &content, force)).await?;
+    blocking(state, move |s| s.unlink(&product, &content, force))
+        .await
+        .map_err(|e| match e {
+            AdminError::HasBuyers { what, buyers, .. } => AdminError::HasBuyers {
+                what,
+                buyers,
+                unlink: true,
+            },
+            e => e,
+        })?;
     after_product_write(state).await;
     Ok(())
 }

@@ -89,3 +89,14 @@ fn media_prefix_must_be_normalised() {
     assert!(m.live);
     assert_eq!(m.editorial.as_deref(), Some("final"));
 }
+
+#[test]
+fn unix_seconds_end_where_date_texts_do() {
+    assert_eq!(date::parse("9999-12-31 23:59:59", Edge::End), Ok(LATEST));
+    assert_eq!(time(&LATEST.to_string(), Edge::End, LATEST), Ok(LATEST));
+    assert!(time(&(LATEST + 1).to_string(), Edge::End, LATEST).is_err());
+    assert!(time("-1", Edge::Start, u64::MAX).is_err());
+    // A filter's `since` may lie past any stored time (it selects nothing).
+    let f = fields(&[("since", "18446744073709551615")]);
+    assert_eq!(Reader::new(&f).since("since"), Ok(Some(u64::MAX)));
+}
