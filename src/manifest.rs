@@ -86,9 +86,10 @@ pub struct Rewrite<'a> {
 }
 
 impl Rewrite<'_> {
-    /// The parameters of usher's credentials that an origin's URI may hold, stale.
-    fn stale_params(&self) -> [&str; 2] {
-        [self.param, self.usher_param]
+    /// Whether a query parameter named `name` is one of usher's credentials, which an
+    /// origin's URI may hold, stale.
+    fn is_stale(&self, name: &str) -> bool {
+        name == self.param || name == self.usher_param
     }
 }
 
@@ -423,10 +424,10 @@ impl Rewriter<'_, '_> {
             match disposition {
                 Disposition::Reroute { path, .. } => self
                     .text
-                    .push_str(&uri::without_params(&path, &self.ctx.stale_params())),
+                    .push_str(&uri::without_params(&path, |name| self.ctx.is_stale(name))),
                 Disposition::Tokenize { .. } => self
                     .text
-                    .push_str(&uri::without_params(uri, &self.ctx.stale_params())),
+                    .push_str(&uri::without_params(uri, |name| self.ctx.is_stale(name))),
                 _ => self.text.push_str(uri),
             }
             return;
@@ -490,31 +491,28 @@ impl Rewriter<'_, '_> {
                 match resolve_path(per_path.playlist_path, uri) {
                     Some(path) => Some((per_path.mint)(&path)),
                     None => {
-                        // No path to sign: written as it is (the player will be refused).
-                        self.text.push_str(uri);
+                        // No path to sign: written without a stale pair, as it is otherwise
+                        // (the player will be refused).
+                        let stale = |name: &str| self.ctx.is_stale(name);
+                        self.text.push_str(&uri::without_params(uri, stale));
                         return;
                     }
                 }
             }
             _ => None,
         };
-        // The origin's own pairs of usher's names, and of the names the minted query sets
-        // (nginx reads the first `md5=`), are stale and read before the token: dropped.
-        let clean = match &minted {
-            None => uri::without_params(uri, &self.ctx.stale_params()),
-            Some(query) => {
-                let minted_names = query
-                    .split('&')
-                    .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name));
-                let names: Vec<&str> = self
-                    .ctx
-                    .stale_params()
-                    .into_iter()
-                    .chain(minted_names)
-                    .collect();
-                uri::without_params(uri, &names)
-            }
+        // The origin's own pairs of usher's names, and of the names the minted query sets,
+        // are stale and read before the token: dropped. nginx reads `$arg_md5` and
+        // `$arg_expires` whatever their case, so those go whatever theirs.
+        let minted_sets = |name: &str| {
+            minted.as_deref().is_some_and(|query| {
+                query.split('&').any(|pair| {
+                    let set = pair.split_once('=').map_or(pair, |(set, _)| set);
+                    set.eq_ignore_ascii_case(name)
+                })
+            })
         };
+        let clean = uri::without_params(uri, |name| self.ctx.is_stale(name) || minted_sets(name));
         let has_query = has_query && (clean.len() == uri.len() || uri::has_query(&clean));
         let uri = &*clean;
         match self.ctx.carrier {

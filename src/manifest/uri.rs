@@ -186,16 +186,16 @@ pub(super) fn has_query(uri: &str) -> bool {
     uri.split('#').next().is_some_and(|q| q.contains('?'))
 }
 
-/// `uri` without the `name=…` pairs of its query (a credential of usher's own that the
-/// origin wrote: stale, and read before the token usher hands on where that one travels
-/// in the path or a cookie), and without a `?` left with nothing after it. Borrowed when
-/// there is no such pair.
-pub(super) fn without_params<'u>(uri: &'u str, names: &[&str]) -> Cow<'u, str> {
+/// `uri` without the `name=…` pairs of its query whose name is `stale` (a credential of
+/// usher's own that the origin wrote: stale, and read before the token usher hands on
+/// where that one travels in the path or a cookie), and without a `?` left with nothing
+/// after it. Borrowed when there is no such pair.
+pub(super) fn without_params<'u>(uri: &'u str, stale: impl Fn(&str) -> bool) -> Cow<'u, str> {
     let end = uri.find('#').unwrap_or(uri.len());
     let Some(mark) = uri[..end].find('?') else {
         return Cow::Borrowed(uri);
     };
-    let named = |pair: &&str| names.contains(&pair.split_once('=').map_or(*pair, |(key, _)| key));
+    let named = |pair: &&str| stale(pair.split_once('=').map_or(*pair, |(key, _)| key));
     let query = &uri[mark + 1..end];
     if !query.split('&').any(|pair| named(&pair)) {
         return Cow::Borrowed(uri);
