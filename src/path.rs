@@ -121,7 +121,8 @@ fn hides_a_dot_segment(segment: &str) -> bool {
 }
 
 /// Whether `bytes` hold an overlong UTF-8 sequence: a lead byte `C0` or `C1` (never
-/// valid), or `E0` or `F0` followed by a byte below `A0` or `90`. Strict decoders refuse
+/// valid), `E0` or `F0` followed by a byte below `A0` or `90`, or a five- or six-byte
+/// lead (`F8` to `FD`) followed by a continuation byte. Strict decoders refuse
 /// them; lenient ones read `C0 AE` as `.` and `C0 AF` as `/` (Tomcat's CVE-2008-2938,
 /// early IIS): `%C0%AE%C0%AE` is `..` to them.
 fn has_overlong_sequence(bytes: &[u8]) -> bool {
@@ -134,6 +135,8 @@ fn is_overlong(lead: u8, next: Option<u8>) -> bool {
         0xC0 | 0xC1 => true,
         0xE0 => next.is_some_and(|b| (0x80..0xA0).contains(&b)),
         0xF0 => next.is_some_and(|b| (0x80..0x90).contains(&b)),
+        // The five- and six-byte forms RFC 3629 took out, which old decoders still read.
+        0xF8..=0xFD => next.is_some_and(|b| (0x80..0xC0).contains(&b)),
         _ => false,
     }
 }
@@ -335,6 +338,9 @@ mod tests {
             // Split across escapes of escapes: whole only once decoded twice.
             "/vod/free/%E0%2580%AE%E0%2580%AE/premium/seg1.ts",
             "/vod/free/%C0%25AE%C0%25AE/premium/seg1.ts",
+            // Five and six bytes long, before RFC 3629.
+            "/vod/free/%F8%80%80%80%AE%F8%80%80%80%AE/premium/seg1.ts",
+            "/vod/free/%FC%80%80%80%80%AE%FC%80%80%80%80%AE/premium/seg1.ts",
         ] {
             assert_eq!(normalize(hidden), Err(BadPath::Forbidden), "{hidden}");
         }
