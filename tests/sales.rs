@@ -921,8 +921,8 @@ async fn unix_seconds_past_the_year_9999_are_refused_as_a_date_text_is() {
     );
 }
 
-/// `cost` is an amount from 0 to 10^12: non-finite and absurd values are refused naming
-/// it, and `-0` is 0, in the JSON API and the facade.
+/// `cost` is an amount from 0 to 10^12 with at most 6 decimals: non-finite and absurd
+/// values are refused naming it, and `-0` is 0, in the JSON API and the facade.
 #[tokio::test]
 async fn cost_is_an_amount_up_to_a_trillion_and_minus_zero_is_zero() {
     let origin = show_origin().await;
@@ -934,6 +934,10 @@ async fn cost_is_an_amount_up_to_a_trillion_and_minus_zero_is_zero() {
         json!("inf"),
         json!("NaN"),
         json!("-1"),
+        // More decimals than a price has: a slip, also where it would round into range.
+        json!("1e-300"),
+        json!("0.1234567"),
+        json!("1000000000000.00000000001"),
     ] {
         let (status, body) = api(
             &usher,
@@ -960,6 +964,8 @@ async fn cost_is_an_amount_up_to_a_trillion_and_minus_zero_is_zero() {
         ("b", json!(-0.0), "0"),
         ("c", json!("100.00"), "100.00"),
         ("d", json!("1000000000000"), "1000000000000"),
+        ("e", json!("+1.5e2"), "150"),
+        ("g", json!("2.5e-1"), "0.25"),
     ] {
         let (status, body) = api(
             &usher,

@@ -96,6 +96,11 @@ fn unix_seconds_end_where_date_texts_do() {
     assert_eq!(time(&LATEST.to_string(), Edge::End, LATEST), Ok(LATEST));
     assert!(time(&(LATEST + 1).to_string(), Edge::End, LATEST).is_err());
     assert!(time("-1", Edge::Start, u64::MAX).is_err());
+    assert!(time("+-1", Edge::Start, u64::MAX).is_err());
+    // A leading `+`, as `u64::from_str` has always taken it.
+    assert_eq!(time("+1700000000", Edge::Start, LATEST), Ok(1_700_000_000));
+    let too_late = time("18446744073709551616", Edge::Start, u64::MAX).unwrap_err();
+    assert!(!too_late.contains("9999"), "{too_late}");
     // A filter's `since` may lie past any stored time (it selects nothing).
     let f = fields(&[("since", "18446744073709551615")]);
     assert_eq!(Reader::new(&f).since("since"), Ok(Some(u64::MAX)));
