@@ -495,7 +495,7 @@ async fn item7_an_idempotent_sale_answered_again_is_recorded_once() {
 }
 
 /// Taking out a media a buyer named: the refused unlink (409) wrote nothing and is not
-/// recorded; the forced one is, as the link it removed.
+/// recorded; the forced one is, as the link it removed, with how many buyers it affected.
 #[tokio::test]
 async fn a_refused_unlink_is_not_recorded_and_a_forced_one_is() {
     let origin = show_origin().await;
@@ -530,6 +530,11 @@ async fn a_refused_unlink_is_not_recorded_and_a_forced_one_is() {
         entries[0]["changes"]["content"],
         json!({"before": "ep1", "after": null}),
         "{entries:?}"
+    );
+    assert_eq!(
+        entries[0]["changes"]["buyers"],
+        json!({"before": 1, "after": null}),
+        "the forced unlink says how many buyers it took the media from: {entries:?}"
     );
 }
 

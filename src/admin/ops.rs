@@ -138,6 +138,11 @@ impl From<StoreError> for AdminError {
                 buyers,
                 unlink: false,
             },
+            // The media was taken out of the product after the sale's first check.
+            StoreError::NotInProduct { product, .. } => AdminError::NotSellable {
+                product,
+                reason: "media_not_in_product",
+            },
         }
     }
 }
@@ -362,10 +367,11 @@ pub async fn add_media(state: &State, product: &str, content: &str) -> Result<()
 }
 
 /// Takes a content id out of a product. While buyers of the product named that media
-/// (active purchases bought for it, or for a media whose editorial id it is), it is
-/// refused with 409 naming how many, unless `force`: the unlink would take away what they
-/// paid for. Buyers of the whole product are not counted (a title rotated out of a
-/// subscription is a plain unlink).
+/// (active purchases bought for it, or for a media whose editorial id it is), or, when
+/// it is the last content of the product, while it has any active buyer, it is refused
+/// with 409 naming how many, unless `force`: the unlink would take away what they paid
+/// for (see [`Store::unlink_buyers`]). Other buyers of the whole product are not counted
+/// (a title rotated out of a subscription is a plain unlink).
 ///
 /// # Errors
 /// When it was not in it, or buyers hold it.
@@ -431,3 +437,20 @@ pub use cache::*;
 pub use devices::*;
 pub use invalidate::*;
 pub use media::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sale_refused_in_its_transaction_is_a_media_not_in_the_product() {
+        let e = AdminError::from(StoreError::NotInProduct {
+            product: "P1".into(),
+            media: "M1".into(),
+        });
+        assert!(
+            matches!(&e, AdminError::NotSellable { product, reason: "media_not_in_product" } if product == "P1"),
+            "{e:?}"
+        );
+    }
+}

@@ -282,6 +282,10 @@ impl Store for PostgresStore {
         catalog::unlink(self, product, content, force)
     }
 
+    fn unlink_buyers(&self, product: &str, content: &str) -> Result<u64, StoreError> {
+        catalog::unlink_buyers(self, product, content)
+    }
+
     fn linked(&self, product: &str) -> Result<Vec<String>, StoreError> {
         let product = product.to_owned();
         self.run("linked", move |c| async move {
@@ -301,8 +305,9 @@ impl Store for PostgresStore {
         purchase: &Purchase,
         key: Option<(&str, &str)>,
         events: &[NewDelivery],
+        within: &[String],
     ) -> Result<KeyedSale, StoreError> {
-        self.record(purchase, key, events)
+        self.record(purchase, key, events, within)
     }
 
     fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError> {

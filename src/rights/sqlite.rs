@@ -307,6 +307,10 @@ impl Store for SqliteStore {
         sales::unlink(&mut self.conn(), product, content, force)
     }
 
+    fn unlink_buyers(&self, product: &str, content: &str) -> Result<u64, StoreError> {
+        sales::unlink_buyers(&self.conn(), product, content)
+    }
+
     fn linked(&self, product: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
@@ -321,8 +325,9 @@ impl Store for SqliteStore {
         purchase: &Purchase,
         key: Option<(&str, &str)>,
         events: &[NewDelivery],
+        within: &[String],
     ) -> Result<KeyedSale, StoreError> {
-        sales::record(&mut self.conn(), purchase, key, events)
+        sales::record(&mut self.conn(), purchase, key, events, within)
     }
 
     fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError> {

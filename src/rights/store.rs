@@ -69,6 +69,15 @@ pub enum StoreError {
         /// How many active purchases hold it.
         buyers: u64,
     },
+    /// A sale of one media found, in its own transaction, that the product no longer
+    /// holds it (it was taken out since the seller checked); nothing was written.
+    #[error("media {media} is not in product {product}")]
+    NotInProduct {
+        /// The product sold.
+        product: String,
+        /// The media the sale named.
+        media: String,
+    },
 }
 
 /// A page of a listing.
@@ -188,11 +197,15 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     /// Puts a content id (a media code or an editorial id) in a product. Idempotent.
     fn link(&self, product: &str, content: &str) -> Result<(), StoreError>;
     /// Takes a content id out of a product. `NotFound` when it was not in it. Unless
-    /// `force`, refused with `Held` while active (not revoked) purchases of the product
-    /// name that media (bought for it, or for a media whose editorial id it is), counted
+    /// `force`, refused with `Held` while any of [`Store::unlink_buyers`] stand, counted
     /// in the unlink's own transaction as [`Store::delete_product`] counts its buyers.
-    /// Purchases of the whole product that name no media are not counted.
     fn unlink(&self, product: &str, content: &str, force: bool) -> Result<(), StoreError>;
+    /// The active (not revoked) purchases an unlink of `content` from `product` takes
+    /// something from: those of the product that name that media (bought for it, or for
+    /// a media whose editorial id it is); and, when the product links nothing else (the
+    /// unlink leaves it empty), every active purchase of it, whole-product ones included.
+    /// Other purchases of the whole product are not counted: the rest of it stays theirs.
+    fn unlink_buyers(&self, product: &str, content: &str) -> Result<u64, StoreError>;
     /// The content ids in a product.
     fn linked(&self, product: &str) -> Result<Vec<String>, StoreError>;
     /// The products holding `content` or `editorial` (a media's code and editorial id),
@@ -205,15 +218,27 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     /// request's fingerprint) the check is in that transaction too: of two concurrent
     /// sales with one key, one records and the other gets [`KeyedSale::Taken`] with the
     /// first's purchase, and writes nothing. The key lives as long as its purchase.
+    ///
+    /// When `within` is not empty (a sale of one media: the content ids that cover it, as
+    /// [`super::index::MediaRef::covered_by`] lists them), the product must still link one
+    /// of them, checked in that transaction too: else [`StoreError::NotInProduct`], and
+    /// nothing is written. So a sale and an unlink of its media never both stand without
+    /// the unlink having counted the sale.
+    ///
+    /// # Concurrency
+    /// On PostgreSQL such a sale takes a key-share lock on its product before it checks,
+    /// so an unlink in flight (which locks the product for update) is waited for and seen.
     fn record_sale(
         &self,
         purchase: &Purchase,
         key: Option<(&str, &str)>,
         events: &[NewDelivery],
+        within: &[String],
     ) -> Result<KeyedSale, StoreError>;
-    /// Records a purchase without key or events (see [`Store::record_sale`]).
+    /// Records a purchase without key or events, and without checking its media is still
+    /// in its product (see [`Store::record_sale`]).
     fn create_purchase(&self, purchase: &Purchase) -> Result<(), StoreError> {
-        self.record_sale(purchase, None, &[]).map(drop)
+        self.record_sale(purchase, None, &[], &[]).map(drop)
     }
     /// Records a purchase under an idempotency `key`, without events (see
     /// [`Store::record_sale`]).
@@ -223,7 +248,7 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
         key: &str,
         fingerprint: &str,
     ) -> Result<KeyedSale, StoreError> {
-        self.record_sale(purchase, Some((key, fingerprint)), &[])
+        self.record_sale(purchase, Some((key, fingerprint)), &[], &[])
     }
     /// The sale an idempotency key made, if any.
     fn sale_key(&self, key: &str) -> Result<Option<SaleKey>, StoreError>;

@@ -1,7 +1,9 @@
 //! The store contract for the catalog, on both backends: unique codes and prefixes,
 //! entitlements through media and editorial links, the products holding a media, listing
 //! filters and pages, accounts and contacts, a product with buyers kept unless a delete
-//! is forced, and a media its buyers named kept in its product unless the unlink is.
+//! is forced, a media its buyers named (or the last media of a product with buyers) kept
+//! in its product unless the unlink is, and a sale of a media taken out after its check
+//! refused in the sale's own transaction.
 
 use usher::rights::model::{Account, Contacts, PurchaseStatus};
 use usher::rights::store::{Page, PurchaseFilter, Store, StoreError};
@@ -76,8 +78,13 @@ fn entitlements_follow_media_and_editorial_links(store: &dyn Store) {
         1
     );
 
-    // Bob bought the whole product, not the media: a plain unlink.
-    store.unlink("P2", "final-hd", false).unwrap();
+    // Bob bought the whole product, and final-hd is all it has: the unlink that leaves
+    // him nothing is held until forced.
+    assert!(matches!(
+        store.unlink("P2", "final-hd", false),
+        Err(StoreError::Held { buyers: 1, .. })
+    ));
+    store.unlink("P2", "final-hd", true).unwrap();
     assert!(store
         .entitlements("bob", &["final-hd".into(), "final".into()])
         .unwrap()
@@ -255,6 +262,88 @@ fn a_media_its_buyers_named_stays_in_its_product_unless_forced(store: &dyn Store
     );
     let gone = store.unlink("P1", "ed", false);
     assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+}
+
+/// The last media of a product is held by every active buyer of it, whole-product ones
+/// included (the unlink would leave them nothing); while other media remain, a
+/// whole-product buyer does not hold one.
+fn the_last_media_of_a_product_is_held_by_its_whole_product_buyers(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    store.create_media(&media("M1", "/m1/", None)).unwrap();
+    store.create_media(&media("M2", "/m2/", None)).unwrap();
+    store.link("P1", "M1").unwrap();
+    store.link("P1", "M2").unwrap();
+    store
+        .create_purchase(&purchase("h1", "P1", "alice", "a@x"))
+        .unwrap();
+    assert_eq!(store.unlink_buyers("P1", "M1").unwrap(), 0);
+    store.unlink("P1", "M1", false).unwrap();
+    assert_eq!(store.unlink_buyers("P1", "M1").unwrap(), 0, "not linked");
+    assert_eq!(store.unlink_buyers("P1", "M2").unwrap(), 1);
+
+    let got = store.unlink("P1", "M2", false);
+    assert!(
+        matches!(&got, Err(StoreError::Held { buyers: 1, .. })),
+        "alice bought the whole product, and M2 is all it has left: {got:?}"
+    );
+    assert_eq!(store.linked("P1").unwrap(), ["M2"], "nothing unlinked");
+    store.unlink("P1", "M2", true).unwrap();
+    assert!(store.linked("P1").unwrap().is_empty(), "forced, it goes");
+}
+
+/// A sale of one media checked against the product's links, then the media taken out,
+/// then the sale recorded: the sale's own transaction finds the link gone and writes
+/// nothing. Recorded while the link stands (here through the editorial id that covers
+/// the media), it lands.
+fn a_sale_of_a_media_taken_out_after_its_check_is_refused(store: &dyn Store) {
+    store.create_product(&product("P1")).unwrap();
+    store.create_media(&media("M1", "/m1/", None)).unwrap();
+    store
+        .create_media(&media("M2", "/m2/", Some("ed")))
+        .unwrap();
+    store.link("P1", "M1").unwrap();
+    store.link("P1", "ed").unwrap();
+    let sale = |hash: &str, media: &str| {
+        let mut p = purchase(hash, "P1", "alice", "a@x");
+        p.media = Some(media.into());
+        p
+    };
+    assert!(store.linked("P1").unwrap().contains(&"M1".to_owned()));
+    store.unlink("P1", "M1", false).unwrap();
+    let got = store.record_sale(
+        &sale("h1", "M1"),
+        Some(("order-1", "fp")),
+        &[],
+        &["M1".into()],
+    );
+    assert!(
+        matches!(&got, Err(StoreError::NotInProduct { product, media }) if product == "P1" && media == "M1"),
+        "{got:?}"
+    );
+    assert!(store.purchase("h1").unwrap().is_none(), "nothing written");
+    assert!(store.sale_key("order-1").unwrap().is_none(), "nor its key");
+
+    let within = ["M2".to_owned(), "ed".to_owned()];
+    store
+        .record_sale(&sale("h2", "M2"), None, &[], &within)
+        .unwrap();
+    assert!(store.purchase("h2").unwrap().is_some());
+}
+
+#[test]
+fn both_the_last_media_of_a_product_is_held_by_its_whole_product_buyers() {
+    on_both(
+        "last_media_held",
+        the_last_media_of_a_product_is_held_by_its_whole_product_buyers,
+    );
+}
+
+#[test]
+fn both_a_sale_of_a_media_taken_out_after_its_check_is_refused() {
+    on_both(
+        "sale_after_unlink",
+        a_sale_of_a_media_taken_out_after_its_check_is_refused,
+    );
 }
 
 #[test]

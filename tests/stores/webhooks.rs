@@ -81,17 +81,22 @@ fn queued_events(store: &dyn Store) -> Vec<String> {
 fn a_sale_and_its_announcement_stand_or_fall_together(store: &dyn Store) {
     store.create_product(&product("P1")).unwrap();
     let ghost = purchase("h0", "ghost", "alice", "a@x");
-    let got = store.record_sale(&ghost, None, &[delivery(1)]);
+    let got = store.record_sale(&ghost, None, &[delivery(1)], &[]);
     assert!(matches!(got, Err(StoreError::NotFound(_))), "{got:?}");
     assert_eq!(store.webhook_queue_depth().unwrap(), 0, "nothing announced");
     let first = purchase("h1", "P1", "alice", "a@x");
     let sold = store
-        .record_sale(&first, Some(("order-1", "fp")), &[delivery(2), delivery(3)])
+        .record_sale(
+            &first,
+            Some(("order-1", "fp")),
+            &[delivery(2), delivery(3)],
+            &[],
+        )
         .unwrap();
     assert_eq!(sold, KeyedSale::Created);
     let again = purchase("h2", "P1", "alice", "a@x");
     let resubmitted = store
-        .record_sale(&again, Some(("order-1", "fp")), &[delivery(4)])
+        .record_sale(&again, Some(("order-1", "fp")), &[delivery(4)], &[])
         .unwrap();
     assert_eq!(
         resubmitted,

@@ -88,15 +88,21 @@ async fn read(state: &State, kind: Kind, id: &str) -> Result<Snapshot, AdminErro
             ..Snapshot::default()
         },
         Kind::Link => {
+            // With the buyers an unlink of it takes something from: a forced unlink's
+            // entry says how many it affected.
             let (p, c) = (first.clone(), second.clone());
-            let linked = ops::blocking(state, move |s| s.linked(&p))
-                .await?
-                .contains(&c);
+            let read = ops::blocking(state, move |s| {
+                if !s.linked(&p)?.contains(&c) {
+                    return Ok(None);
+                }
+                s.unlink_buyers(&p, &c).map(Some)
+            });
             Snapshot {
-                value: if linked {
-                    json!({"product": first, "content": second})
-                } else {
-                    Value::Null
+                value: match read.await? {
+                    Some(buyers) => {
+                        json!({"product": first, "content": second, "buyers": buyers})
+                    }
+                    None => Value::Null,
                 },
                 ..Snapshot::default()
             }

@@ -75,9 +75,10 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
         Some(code) => Some(get_media(state, code).await?),
         None => None,
     };
-    if let Some(media) = &media {
-        in_product(state, &product, media).await?;
-    }
+    let within = match &media {
+        Some(media) => in_product(state, &product, media).await?,
+        None => Vec::new(),
+    };
     if r.text("email").is_none() && r.text("phone").is_none() && r.text("account").is_none() {
         return Err(AdminError::invalid(
             "email",
@@ -122,7 +123,7 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
     let keyed = key.as_ref().map(|k| (k.key.clone(), k.fingerprint.clone()));
     let written = blocking(state, move |s| {
         let key = keyed.as_ref().map(|(k, fp)| (k.as_str(), fp.as_str()));
-        s.record_sale(&stored, key, &queued)
+        s.record_sale(&stored, key, &queued, &within)
     })
     .await?;
     if let (KeyedSale::Taken(taken), Some(key)) = (written, &key) {
@@ -163,11 +164,6 @@ fn fits(purchase: &Purchase, product: &Product) -> Result<(), AdminError> {
     })
 }
 
-/// A sale for one media must be of a product that holds it: the media itself, its
-/// editorial id, or a media enclosing it (a right on which covers it).
-///
-/// # Errors
-/// 409 `media_not_in_product`: the buyer would get a link that answers `no_rights`.
 /// The product a sale names: `code` (the PPV API's name) or `product` (the JSON API's).
 /// Both may come when they agree; two different products are refused (400 naming
 /// `product`), since a sale must not bill one product and grant another.
@@ -182,7 +178,18 @@ fn sold_product(r: &mut Reader<'_>) -> Result<String, AdminError> {
     }
 }
 
-async fn in_product(state: &State, product: &Product, media: &Media) -> Result<(), AdminError> {
+/// A sale for one media must be of a product that holds it: the media itself, its
+/// editorial id, or a media enclosing it (a right on which covers it). Returns those
+/// content ids, which the sale's own transaction checks again (an unlink may come
+/// between this check and the sale).
+///
+/// # Errors
+/// 409 `media_not_in_product`: the buyer would get a link that answers `no_rights`.
+async fn in_product(
+    state: &State,
+    product: &Product,
+    media: &Media,
+) -> Result<Vec<String>, AdminError> {
     let code = product.code.clone();
     let linked = blocking(state, move |s| s.linked(&code)).await?;
     let covered_by = state
@@ -196,7 +203,7 @@ async fn in_product(state: &State, product: &Product, media: &Media) -> Result<(
                 .collect()
         });
     if covered_by.iter().any(|c| linked.contains(c)) {
-        Ok(())
+        Ok(covered_by)
     } else {
         Err(AdminError::NotSellable {
             product: product.code.clone(),

@@ -130,10 +130,17 @@ pub(super) fn delete_media(
     })
 }
 
+/// The purchases of product `$1` an unlink of content `$2` takes something from: those
+/// that name the media (their `media` is the content, or a media whose editorial id it
+/// is), and every one when the product links nothing else.
+const UNLINK_HOLDERS: &str = "SELECT status FROM purchases
+     WHERE product = $1 AND (media = $2 OR media IN
+       (SELECT code FROM media WHERE editorial = $2)
+       OR NOT EXISTS (SELECT 1 FROM product_media WHERE product = $1 AND content <> $2))";
+
 /// Takes content id `content` out of `product`; unless `force`, refused with
-/// [`StoreError::Held`] while active purchases of the product name that media (their
-/// `media` is the content, or a media whose editorial id it is). Purchases of the whole
-/// product that name no media are not counted.
+/// [`StoreError::Held`] while active purchases of [`UNLINK_HOLDERS`] stand. Other
+/// purchases of the whole product are not counted: the rest of it stays theirs.
 pub(super) fn unlink(
     store: &PostgresStore,
     product: &str,
@@ -147,7 +154,9 @@ pub(super) fn unlink(
         let tx = Tx::begin(&mut c, import).await?;
         // The product first, as its delete locks it (so the two never wait for each
         // other's rows the other way round): sales of it in flight are waited for, new
-        // ones held until this ends.
+        // ones held until this ends (a sale of one media checks its link only once it
+        // holds a key-share lock on the product, so it sees this unlink). Another unlink
+        // of the product waits here too, so "links nothing else" below is what stands.
         tx.execute(
             "SELECT 1 FROM products WHERE code = $1 FOR UPDATE",
             &[&product],
@@ -165,18 +174,11 @@ pub(super) fn unlink(
             return Err(StoreError::NotFound(what));
         }
         if !force {
-            refuse_if_held(
-                &tx,
-                &what,
-                "SELECT COUNT(*) FROM
-                 (SELECT status FROM purchases
-                  WHERE product = $1 AND (media = $2 OR media IN
-                    (SELECT code FROM media WHERE editorial = $2))
-                  FOR UPDATE OFFSET 0) p
-                 WHERE status = 'active'",
-                &[&product, &content],
-            )
-            .await?;
+            let count = format!(
+                "SELECT COUNT(*) FROM ({UNLINK_HOLDERS} FOR UPDATE OFFSET 0) p
+                 WHERE status = 'active'"
+            );
+            refuse_if_held(&tx, &what, &count, &[&product, &content]).await?;
         }
         tx.execute(
             "DELETE FROM product_media WHERE product = $1 AND content = $2",
@@ -185,5 +187,28 @@ pub(super) fn unlink(
         .await
         .map_err(pg)?;
         tx.commit().await.map_err(pg)
+    })
+}
+
+/// The active purchases an unlink of `content` from `product` would take something from
+/// ([`UNLINK_HOLDERS`]), read without locking; none when `content` is not linked.
+pub(super) fn unlink_buyers(
+    store: &PostgresStore,
+    product: &str,
+    content: &str,
+) -> Result<u64, StoreError> {
+    let (product, content) = (product.to_owned(), content.to_owned());
+    store.run("unlink_buyers", move |c| async move {
+        let count = format!(
+            "SELECT COUNT(*) FROM ({UNLINK_HOLDERS}) p
+             WHERE status = 'active' AND EXISTS
+               (SELECT 1 FROM product_media WHERE product = $1 AND content = $2)"
+        );
+        let buyers: i64 = c
+            .query_one(&count, &[&product, &content])
+            .await
+            .map_err(pg)?
+            .get(0);
+        Ok(buyers as u64)
     })
 }

@@ -41,6 +41,40 @@ async fn insert_purchase(tx: &Tx<'_>, purchase: &Purchase, data: &str) -> Result
     Ok(())
 }
 
+/// Refuses a sale of one media unless its product links one of `within`. The product is
+/// locked first (key share, as the purchase's foreign key would lock it): an unlink in
+/// flight holds it for update, so this waits for it to end, and the check, a statement
+/// of its own, then sees what it took out. An unlink that comes after waits for this sale
+/// and counts it.
+async fn still_linked(
+    tx: &Tx<'_>,
+    purchase: &Purchase,
+    within: &[String],
+) -> Result<(), StoreError> {
+    let product = &purchase.product;
+    tx.query_opt(
+        "SELECT 1 FROM products WHERE code = $1 FOR KEY SHARE",
+        &[product],
+    )
+    .await
+    .map_err(pg)?
+    .ok_or_else(|| StoreError::NotFound(format!("product {product}")))?;
+    let linked = tx
+        .query_opt(
+            "SELECT 1 FROM product_media WHERE product = $1 AND content = ANY($2) LIMIT 1",
+            &[product, &within],
+        )
+        .await
+        .map_err(pg)?;
+    match linked {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotInProduct {
+            product: product.clone(),
+            media: purchase.media.clone().unwrap_or_default(),
+        }),
+    }
+}
+
 pub(super) async fn sale_key_in(
     c: &tokio_postgres::Client,
     key: &str,
@@ -59,18 +93,21 @@ pub(super) async fn sale_key_in(
 }
 
 impl PostgresStore {
-    /// Records a purchase with its events, under an idempotency key if given (see
+    /// Records a purchase with its events, under an idempotency key if given, and only
+    /// while its product links one of `within` when that is not empty (see
     /// [`Store::record_sale`](crate::rights::store::Store::record_sale)).
     pub(super) fn record(
         &self,
         purchase: &Purchase,
         key: Option<(&str, &str)>,
         events: &[NewDelivery],
+        within: &[String],
     ) -> Result<KeyedSale, StoreError> {
         let data = to_json(purchase)?;
         let purchase = purchase.clone();
         let key = key.map(|(k, f)| (k.to_owned(), f.to_owned()));
         let events = events.to_vec();
+        let within = within.to_vec();
         let op = if key.is_some() {
             "create_purchase_keyed"
         } else {
@@ -84,6 +121,9 @@ impl PostgresStore {
                 }
             }
             let tx = Tx::begin(&mut c, import).await?;
+            if !within.is_empty() {
+                still_linked(&tx, &purchase, &within).await?;
+            }
             insert_purchase(&tx, &purchase, &data).await?;
             webhooks::insert(&tx, &events).await?;
             let Some((key, fingerprint)) = key else {

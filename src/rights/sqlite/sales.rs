@@ -9,18 +9,26 @@ use crate::rights::model::Purchase;
 use crate::rights::store::{KeyedSale, NewDelivery, SaleKey, StoreError};
 
 /// Records `purchase` (under `key` unless the key is taken) with `events`, in one
-/// immediate transaction.
+/// immediate transaction; when `within` is not empty, only while the product links one
+/// of those content ids (checked in that transaction, which no unlink can come into).
 pub(super) fn record(
     conn: &mut Connection,
     purchase: &Purchase,
     key: Option<(&str, &str)>,
     events: &[NewDelivery],
+    within: &[String],
 ) -> Result<KeyedSale, StoreError> {
     let tx = tx::begin(conn, TransactionBehavior::Immediate)?;
     if let Some((key, _)) = key {
         if let Some(taken) = sale_key(&tx, key)? {
             return Ok(KeyedSale::Taken(taken));
         }
+    }
+    if !within.is_empty() && !links_any(&tx, &purchase.product, within)? {
+        return Err(StoreError::NotInProduct {
+            product: purchase.product.clone(),
+            media: purchase.media.clone().unwrap_or_default(),
+        });
     }
     insert_purchase(&tx, purchase)?;
     if let Some((key, fingerprint)) = key {
@@ -170,11 +178,47 @@ pub(super) fn delete_media(
     tx.commit()
 }
 
+/// Whether `product` links any of the content ids `within`.
+fn links_any(conn: &Connection, product: &str, within: &[String]) -> Result<bool, StoreError> {
+    let within = to_json(&within)?;
+    conn.query_row(
+        "SELECT 1 FROM product_media
+         WHERE product = ?1 AND content IN (SELECT value FROM json_each(?2))",
+        params![product, within],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
+    .map_err(backend)
+}
+
+/// The active purchases an unlink of `content` from `product` takes something from (see
+/// [`Store::unlink_buyers`](crate::rights::store::Store::unlink_buyers)): those that name
+/// the media, and every one when no other content is linked; none when `content` is not
+/// linked.
+pub(super) fn unlink_buyers(
+    conn: &Connection,
+    product: &str,
+    content: &str,
+) -> Result<u64, StoreError> {
+    let buyers: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM purchases
+             WHERE product = ?1 AND status = 'active'
+               AND (media = ?2 OR media IN (SELECT code FROM media WHERE editorial = ?2)
+                    OR NOT EXISTS (SELECT 1 FROM product_media
+                                   WHERE product = ?1 AND content <> ?2))
+               AND EXISTS (SELECT 1 FROM product_media WHERE product = ?1 AND content = ?2)",
+            params![product, content],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    Ok(buyers as u64)
+}
+
 /// Takes content id `content` out of `product`; unless `force`, refused with
-/// [`StoreError::Held`] while active purchases of the product name that media (their
-/// `media` is the content, or a media whose editorial id it is), counted in the same
-/// immediate transaction, so no sale comes between. Buyers of the whole product are not
-/// counted: the rest of it stays theirs.
+/// [`StoreError::Held`] while [`unlink_buyers`] stand, counted in the same immediate
+/// transaction, so no sale comes between.
 pub(super) fn unlink(
     conn: &mut Connection,
     product: &str,
@@ -184,18 +228,8 @@ pub(super) fn unlink(
     let what = format!("media {content} in product {product}");
     let tx = tx::begin(conn, TransactionBehavior::Immediate)?;
     if !force {
-        let buyers: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM purchases
-                 WHERE product = ?1 AND status = 'active'
-                   AND (media = ?2 OR media IN (SELECT code FROM media WHERE editorial = ?2))
-                   AND EXISTS (SELECT 1 FROM product_media WHERE product = ?1 AND content = ?2)",
-                params![product, content],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
+        let buyers = unlink_buyers(&tx, product, content)?;
         if buyers > 0 {
-            let buyers = buyers as u64;
             return Err(StoreError::Held { what, buyers });
         }
     }
