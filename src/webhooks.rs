@@ -14,7 +14,8 @@
 //!        each POSTed in a task of its own ─► signed ─► 2xx: remove
 //!        otherwise: due again after retry_initial · 2^(attempts-1), at most retry_max;
 //!        removed (gave_up) after max_attempts; removed (unconfigured) if the receiver
-//!        left the config
+//!        left the config; with a shared store (PostgreSQL) only this node's receivers'
+//!        rows are claimed, the others' left to the nodes that have them
 //! ```
 //!
 //! A row is written before the worker sees it and removed only after a 2xx, so a restart
@@ -59,13 +60,17 @@ struct Inner {
     metrics: Metrics,
     clock: Clock,
     wake: Notify,
+    /// The queue is shared with other nodes (PostgreSQL): deliver only to this node's own
+    /// receivers, and leave the others' deliveries to the nodes that have them.
+    shared: bool,
     /// Keys of events announced in the last minute, for events a client can repeat at will
     /// (a second computer retrying): one announcement per key and minute.
     recent: moka::sync::Cache<String, ()>,
 }
 
 /// A receiver's URL as logs (and config problems) may show it: scheme, host and port, never
-/// the path or query (receivers often carry their secret there).
+/// the path or query (receivers often carry their secret there). The config refuses a URL
+/// with a user or password (see `config::check::webhooks`), so none reaches a log.
 pub(crate) fn receiver(url: &str) -> &str {
     let authority = url.find("://").map_or(0, |at| at + 3);
     url[authority..]
@@ -95,12 +100,15 @@ fn new_event_id() -> String {
 }
 
 impl Webhooks {
-    /// Webhooks on `store` under `config`.
+    /// Webhooks on `store` under `config`; `shared` when other nodes use the same store
+    /// (PostgreSQL), whose configs may name receivers this one does not have (a reload
+    /// that reached one node before the others).
     pub fn new(
         config: WebhooksConfig,
         store: Arc<dyn Store>,
         metrics: Metrics,
         clock: Clock,
+        shared: bool,
     ) -> Self {
         Self(Arc::new(Inner {
             config: RwLock::new(Arc::new(config)),
@@ -108,6 +116,7 @@ impl Webhooks {
             metrics,
             clock,
             wake: Notify::new(),
+            shared,
             recent: moka::sync::Cache::builder()
                 .max_capacity(RECENT_CAPACITY)
                 .time_to_live(std::time::Duration::from_secs(60))
@@ -255,10 +264,17 @@ impl Webhooks {
         let mut shown = HashSet::new();
         for turn in 0usize.. {
             let config = self.config();
-            let Some(backlog) = self.backlog(&config, &mut shown).await else {
+            let Some(mut backlog) = self.backlog(&config, &mut shown).await else {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.0.wake.notified()).await;
                 continue;
             };
+            // Nothing queued and nothing to deliver to: no polling until a reload adds a
+            // receiver or an event comes.
+            let idle = backlog.is_empty() && config.endpoints.is_empty();
+            if self.0.shared {
+                // Another node may have the receiver this one lacks: not ours to drop.
+                backlog.retain(|b| config.endpoint(&b.endpoint).is_some());
+            }
             let free = (MAX_IN_FLIGHT as usize).saturating_sub(in_flight.total());
             let cap = config.max_in_flight_per_endpoint as usize;
             for (endpoint, share) in
@@ -274,9 +290,7 @@ impl Webhooks {
                     });
                 }
             }
-            if backlog.is_empty() && config.endpoints.is_empty() {
-                // Nothing queued and nothing to deliver to: no polling until a reload adds
-                // a receiver or an event comes.
+            if idle {
                 self.0.wake.notified().await;
             } else {
                 // A new event or a delivery that ended wakes the worker at once; rows

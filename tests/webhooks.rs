@@ -1,7 +1,8 @@
 //! Webhooks through a real usher and a real receiver on loopback that checks every
 //! signature: purchase, revoke, first play, activation refused and session replaced
 //! events; a failed delivery retried; deliveries queued before a SIGKILL sent after the
-//! restart; a receiver that never answers does not hold up the others.
+//! restart; a receiver that never answers does not hold up the others; a node without a
+//! receiver leaves its deliveries to the node that has it.
 
 mod support;
 
@@ -528,6 +529,43 @@ async fn a_receiver_that_never_answers_does_not_hold_up_the_others() {
     })
     .await
     .expect("the silent receiver's deliveries are kept, and shown");
+}
+
+/// Two nodes on one PostgreSQL queue, a receiver in only one's config (a reload that has
+/// reached node A and not yet node B): B leaves the receiver's deliveries in the store,
+/// and A delivers them. Before, B claimed them and dropped them as `unconfigured`.
+#[tokio::test]
+async fn a_node_without_a_receiver_leaves_its_deliveries_to_the_node_that_has_it() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.database("usher");
+    let origin = origin().await;
+    let mut receiver = Receiver::start().await;
+    let store = format!("[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{url}\"\n");
+    let b = Usher::start(&rights_config(&origin.url(), &store), &[]);
+    // A delivery node A queued for its receiver.
+    let body = json!({"id": "ev1", "type": "purchase", "created_at": 1, "data": {}});
+    let insert = format!(
+        "INSERT INTO webhook_queue (endpoint, event, event_id, body, next_attempt) \
+         VALUES ('{}', 'purchase', 'ev1', '{body}', 0)",
+        receiver.url
+    );
+    assert!(pg.psql("usher", &insert).status().unwrap().success());
+    // Node B has read it: shown waiting, or (before the fix) dropped.
+    let shown = receiver.url.trim_end_matches("/hook");
+    let backlog = format!("usher_webhook_backlog{{receiver=\"{shown}\"}}");
+    let dropped = r#"usher_webhook_dropped_total{reason="unconfigured"}"#;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while metric(&b, &backlog).await != 1.0 && metric(&b, dropped).await == 0.0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("node B reads the queue");
+    let a = Usher::start(&format!("{}{store}", config(&origin, &receiver)), &[]);
+    let delivered = receiver.next("purchase").await;
+    assert_eq!((delivered.id.as_str(), delivered.signed), ("ev1", true));
+    assert_eq!(metric(&b, dropped).await, 0.0, "node B dropped nothing");
+    drop(a);
 }
 
 async fn send_any(

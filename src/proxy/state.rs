@@ -100,6 +100,7 @@ impl State {
             store.clone(),
             metrics.clone(),
             clock.clone(),
+            matches!(config.store, crate::config::StoreBackend::Postgres(_)),
         );
         let rights = source
             .map(|source| Rights::new(store.clone(), source, &config.rights, metrics.clone()))
