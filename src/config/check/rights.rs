@@ -109,9 +109,15 @@ fn check_external(p: &mut Problems, file: ExternalFile) -> RightsSource {
     let url = file.url.unwrap_or_default();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         // Only where it points: a template's path and query may carry a key.
+        // Not named at all when an `@` may be a user or password's end.
+        let shown = if url.contains('@') {
+            ""
+        } else {
+            crate::webhooks::receiver(&url)
+        };
         p.add(
             "rights.external.url",
-            crate::webhooks::receiver(&url),
+            shown,
             "an http:// or https:// URL template is required",
         );
     } else if url.split_once("://").is_some_and(|(_, rest)| {
@@ -246,5 +252,35 @@ impl RightsConfig {
             }
         }
         warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{from_str, Overrides};
+
+    #[test]
+    fn a_refused_external_url_does_not_repeat_its_password() {
+        let config = r#"
+listen.http = "127.0.0.1:0"
+upstream.origin = "http://127.0.0.1:9"
+[token]
+signing_key = "k"
+keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
+[rights]
+source = "external"
+[rights.external]
+url = "ftp://bot:hunter2@rights.example.com/{sub}"
+"#;
+        let bad = from_str(config, Path::new("."), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("rights.external.url"), "{bad}");
+        assert!(
+            !bad.contains("hunter2"),
+            "the password is not repeated: {bad}"
+        );
     }
 }

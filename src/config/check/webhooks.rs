@@ -19,7 +19,7 @@ pub(super) fn check(p: &mut Problems, file: WebhooksFile) -> WebhooksConfig {
         .collect::<Vec<_>>();
     for (n, e) in endpoints.iter().enumerate() {
         if endpoints[..n].iter().any(|other| other.url == e.url) {
-            p.add("webhooks.endpoints", &e.url, "listed twice");
+            p.add("webhooks.endpoints", receiver(&e.url), "listed twice");
         }
     }
     let queue_limit = file.queue_limit.unwrap_or(defaults.queue_limit);
@@ -83,18 +83,23 @@ fn endpoint(
 ) -> Option<Endpoint> {
     let url = file.url.unwrap_or_default();
     let key = format!("{at}.url");
+    // Problems name the receiver by scheme and host, and not at all when an `@` may mean a
+    // user or password that cannot be told apart from it (one with a `/` in it reads as
+    // `http://user:pass` with the rest in the path).
+    let shown = if url.contains('@') {
+        ""
+    } else {
+        receiver(&url)
+    };
     let uri = match url.parse::<http::Uri>() {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => uri,
         _ => {
-            p.add(
-                &key,
-                receiver(&url),
-                "an http:// or https:// URL is required",
-            );
+            p.add(&key, shown, "an http:// or https:// URL is required");
             return None;
         }
     };
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    if authority.contains('@') {
         // Never sent (hyper drops it), and it would show in every log line that names the
         // receiver: credentials go in the signature's secret or the path.
         p.add(
@@ -104,12 +109,21 @@ fn endpoint(
         );
         return None;
     }
+    if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.ends_with(']'))
+        && uri.port_u16().is_none()
+    {
+        p.add(&key, shown, "the port must be a number (1-65535)");
+        return None;
+    }
     let host = uri.host().unwrap_or("");
     if !is_loopback(host) && !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+        let named = if shown.is_empty() { "its host" } else { host };
         p.add(
             &key,
-            receiver(&url),
-            format!("{host} is neither loopback nor in webhooks.allowed_hosts"),
+            shown,
+            format!("{named} is neither loopback nor in webhooks.allowed_hosts"),
         );
     }
     let secret = match (file.secret, file.secret_env) {
@@ -126,11 +140,7 @@ fn endpoint(
             }
         },
         _ => {
-            p.add(
-                at,
-                receiver(&url),
-                "set exactly one of secret or secret_env",
-            );
+            p.add(at, shown, "set exactly one of secret or secret_env");
             None
         }
     };
@@ -236,6 +246,32 @@ keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
             !bad.contains("hunter2"),
             "the password is not repeated: {bad}"
         );
+        // Nor when the URL is refused for another reason first (a password with a `/`
+        // reads as the port of `http://bot:hun`).
+        for url in [
+            "ftp://bot:hunter2@127.0.0.1:9/h",
+            "http://bot:hunter2@127.0.0.1:9/h h",
+            "http://bot:hun/ter2@127.0.0.1:9/h",
+        ] {
+            let bad = parse(&format!(
+                "[[webhooks.endpoints]]\nurl = \"{url}\"\nsecret = \"0123456789abcdef\"\n"
+            ))
+            .unwrap_err();
+            assert!(bad.contains("webhooks.endpoints[0].url"), "refused: {bad}");
+            assert!(!bad.contains("hun"), "the password is not repeated: {bad}");
+        }
+    }
+
+    #[test]
+    fn a_receiver_listed_twice_is_named_without_its_path() {
+        let endpoint = "[[webhooks.endpoints]]\nurl = \"http://127.0.0.1:9/hook/s3cr3t\"\n\
+                        secret = \"0123456789abcdef\"\n";
+        let bad = parse(&format!("{endpoint}{endpoint}")).unwrap_err();
+        assert!(
+            bad.contains("webhooks.endpoints = \"http://127.0.0.1:9\": listed twice"),
+            "{bad}"
+        );
+        assert!(!bad.contains("s3cr3t"), "the path is not repeated: {bad}");
     }
 
     #[test]
