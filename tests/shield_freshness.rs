@@ -283,3 +283,45 @@ async fn a_body_that_breaks_before_its_first_bytes_is_served_stale_like_any_fail
         1.0
     );
 }
+
+/// A live media playlist is kept half its target duration, not the `playlist_ttl` of
+/// master and VOD playlists: also one the origin gzips although the shield asks for
+/// identity (kept as it came, and read through its gzip), and one whose first segment is
+/// not out yet (a transcoder starting: its segments must show as soon as they are out).
+#[tokio::test]
+async fn a_live_playlist_gzipped_or_before_its_first_segment_is_kept_half_its_target() {
+    use std::io::Write as _;
+    const LIVE: &str = "/vod/a/index.m3u8";
+    let text = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:1.0,\ns0.ts\n";
+    let mut packed = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    packed.write_all(text.as_bytes()).unwrap();
+    let gzipped = Object {
+        body: packed.finish().unwrap().into(),
+        ..playlist(text)
+    }
+    .with_header("content-encoding", "gzip");
+    let starting = playlist("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n");
+    for (what, object, shows) in [
+        ("gzipped", gzipped, "s0.ts"),
+        (
+            "before its first segment",
+            starting,
+            "#EXT-X-MEDIA-SEQUENCE:0",
+        ),
+    ] {
+        let origin = spawn_origin(HashMap::from([(LIVE.to_owned(), object)])).await;
+        // An hour for other playlists: a live one kept that long is never fetched again here.
+        let extra = "[shield]\nplaylist_ttl = \"1h\"\n";
+        let usher = Usher::start(&test_config(&origin.url(), extra), &[]);
+        let url = format!("{}{LIVE}?ticket={}", usher.url, mint("/vod/"));
+        let first = get(&url, &[]).await;
+        assert_eq!(first.status, 200, "{what}");
+        assert!(first.text().contains(shows), "{what}: {}", first.text());
+        let fetches = || origin.seen().iter().filter(|s| s.target == LIVE).count();
+        ask_until(&url, what, |reply| {
+            assert_eq!(reply.status, 200, "{what}");
+            fetches() >= 2
+        })
+        .await;
+    }
+}

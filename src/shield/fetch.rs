@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame};
@@ -279,14 +279,20 @@ impl Fetch {
             return;
         }
         let body = keep_body(&kept, inner.settings.sendfile_min_bytes, &inner.bodies);
-        // A playlist's lifetime depends on whether it is live, which its text tells.
-        let text: &[u8] = if self.kind == ObjectKind::Playlist {
-            &body
+        // A playlist's lifetime depends on whether it is live, which its text tells: read
+        // through the gzip an origin may send it in all the same (kept so, see above).
+        let text = if self.kind == ObjectKind::Playlist {
+            playlist_text(&head.headers, &body, limit)
         } else {
-            &[]
+            std::borrow::Cow::Borrowed(&[][..])
         };
-        let lifetime =
-            policy::lifetime(&inner.settings, self.kind, head.status, &head.headers, text);
+        let lifetime = policy::lifetime(
+            &inner.settings,
+            self.kind,
+            head.status,
+            &head.headers,
+            &text,
+        );
         if over_budget {
             // Streamed through, not kept (above).
         } else if len > limit {
@@ -320,6 +326,25 @@ impl Fetch {
             self.fill.push_last(data);
         }
         self.end(End::Done(Ok(())));
+    }
+}
+
+/// The text of a playlist `body` sent with `headers`: decoded when its `Content-Encoding`
+/// is gzip (at most `limit` bytes of it), else as it is. A body that does not decode is
+/// read as it is (no text: not live).
+fn playlist_text<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+    limit: u64,
+) -> std::borrow::Cow<'a, [u8]> {
+    let gzipped = headers.get(CONTENT_ENCODING).is_some_and(|v| {
+        let coding = v.as_bytes().trim_ascii();
+        coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip")
+    });
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match gzipped.then(|| crate::proxy::compress::gunzip(body, limit).ok()) {
+        Some(Some(text)) => std::borrow::Cow::Owned(text),
+        _ => std::borrow::Cow::Borrowed(body),
     }
 }
 

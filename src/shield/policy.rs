@@ -231,7 +231,8 @@ pub fn type_listed(settings: &ShieldConfig, headers: &HeaderMap) -> bool {
         })
 }
 
-/// For a live media playlist (segments, no `EXT-X-ENDLIST`, not a VOD playlist type): the
+/// For a live media playlist (a target duration or segments, no `EXT-X-ENDLIST`, not a VOD
+/// playlist type; its first segment may not be out yet): the
 /// interval at which players reload it: the part target for LL-HLS, else the target
 /// duration (1 s when it names neither, or a number no duration holds).
 fn live_target(body: &[u8]) -> Option<Duration> {
@@ -246,6 +247,9 @@ fn live_target(body: &[u8]) -> Option<Duration> {
         if line.starts_with("#EXTINF") || line.starts_with("#EXT-X-PART:") {
             media = true;
         } else if let Some(value) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            // Only a media playlist has one (RFC 8216 §4.4.3.1), also before its first
+            // segment is out.
+            media = true;
             target = value.parse::<f64>().ok();
         } else if let Some(attrs) = line.strip_prefix("#EXT-X-PART-INF:") {
             part_target = attrs
@@ -347,6 +351,12 @@ pub(crate) mod tests {
         assert_eq!(
             fresh(Playlist, 200, "max-age=1", LIVE),
             Some(Duration::from_secs(1))
+        );
+        let starting = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n";
+        assert_eq!(
+            fresh(Playlist, 200, "", starting),
+            Some(Duration::from_secs(2)),
+            "a live playlist before its first segment is live"
         );
     }
 
