@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-/// The cache key of an object. Two keys are equal when group, path and sorted query are;
+/// The cache key of an object. Two keys are equal when group, path and query sorted by
+/// parameter name (a repeated name's values in the order written) are;
 /// the query as the request wrote it is what goes upstream (an origin may sign its URLs in
 /// an order of its own).
 #[derive(Debug, Clone)]
@@ -37,7 +38,9 @@ impl Key {
     pub fn new(group: &Arc<str>, path: &str, query: Option<&str>) -> Self {
         let query = query.unwrap_or("");
         let mut pairs: Vec<&str> = query.split('&').filter(|pair| !pair.is_empty()).collect();
-        pairs.sort_unstable();
+        // By name only, and stable: the values of a name repeated keep their order, which
+        // an origin may read (the first, the last, a list), so `v=1&v=2` is not `v=2&v=1`.
+        pairs.sort_by_key(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name));
         Self {
             group: group.clone(),
             path: path.to_owned(),
@@ -116,5 +119,18 @@ mod tests {
             Key::new(&Arc::from("a"), "/s1.ts", None),
             Key::new(&Arc::from("b"), "/s1.ts", None)
         );
+    }
+
+    #[test]
+    fn a_repeated_parameter_keeps_the_order_of_its_values() {
+        let key = |query| Key::new(&Arc::from(""), "/s1.ts", Some(query));
+        assert_ne!(
+            key("v=1&v=2"),
+            key("v=2&v=1"),
+            "an origin may read the first"
+        );
+        assert_eq!(key("v=1&b=0&v=2"), key("b=0&v=1&v=2"));
+        assert_eq!(key("a&v=1&a=2"), key("v=1&a&a=2"));
+        assert_ne!(key("a&a=2"), key("a=2&a"));
     }
 }

@@ -1,7 +1,7 @@
 //! What viewers get from the shield: no hop-by-hop headers, a bad gateway (and nothing
 //! kept) for an answer with both framings, a kept chunked object's length on HEAD, the
-//! origin's gzipped bytes as it sent them, and revalidations answered 304 from the copy
-//! without counting bytes served.
+//! origin's gzipped bytes as it sent them, revalidations answered 304 from the copy
+//! without counting bytes served, and a repeated query parameter's order kept in the key.
 
 use crate::support::*;
 use crate::{pattern, Script, ScriptedOrigin};
@@ -210,4 +210,46 @@ async fn a_not_modified_answer_counts_no_bytes_served() {
     }
     let after = metric(&usher, "usher_cache_bytes_total{source=\"cache\"}").await;
     assert_eq!(after, before, "three 304s sent no body bytes");
+}
+
+/// A parameter the packager repeats is read in its order by the origin (the first value,
+/// the last, a list): `?v=1&v=2` and `?v=2&v=1` are two objects, each viewer gets the one
+/// it asked for, not the other's copy. Other parameters in another order are one object.
+#[tokio::test]
+async fn a_repeated_query_parameter_in_another_order_is_another_object() {
+    let answer = |body: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: video/mp2t\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let (origin, heads) = raw_origin(vec![answer("first-is-1"), answer("first-is-2")]).await;
+    let usher = Usher::start(&test_config(&origin, ""), &[]);
+    let ticket = mint("/vod/");
+    let url = |query: &str| format!("{}/vod/r.ts?{query}&ticket={ticket}", usher.url);
+    let one = get(&url("v=1&v=2&b=0"), &[]).await;
+    assert_eq!(
+        (one.status.as_u16(), one.text()),
+        (200, "first-is-1".into())
+    );
+    let hit = get(&url("b=0&v=1&v=2"), &[]).await;
+    assert_eq!(hit.headers["x-usher-cache"], "hit", "the same object");
+    assert_eq!(hit.text(), "first-is-1");
+    let two = get(&url("v=2&v=1&b=0"), &[]).await;
+    assert_eq!(
+        (two.status.as_u16(), two.text()),
+        (200, "first-is-2".into()),
+        "{:?}",
+        two.headers
+    );
+    assert_eq!(two.headers["x-usher-cache"], "miss");
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 2);
+    assert!(
+        heads[1].starts_with("GET /vod/r.ts?v=2&v=1&b=0 "),
+        "{}",
+        heads[1]
+    );
 }
