@@ -322,8 +322,18 @@ impl Shield {
 
     /// [`Shield::purge`] under each of `prefixes` at once: one pass over the cache, and
     /// one purge for the fetches in flight, however many prefixes (none: nothing done).
+    /// A prefix is read as a request's path is ([`crate::path::normalize`]: escapes,
+    /// doubled slashes), as the paths kept are normalised; one that is no path is taken
+    /// as it is.
     pub fn purge_all<S: AsRef<str>>(&self, prefixes: &[S]) -> usize {
-        let prefixes = prefixes::Prefixes::new(prefixes);
+        let normalised: Vec<std::borrow::Cow<'_, str>> = prefixes
+            .iter()
+            .map(|prefix| {
+                let prefix = prefix.as_ref();
+                crate::path::normalized(prefix).unwrap_or(std::borrow::Cow::Borrowed(prefix))
+            })
+            .collect();
+        let prefixes = prefixes::Prefixes::new(&normalised);
         if prefixes.is_empty() {
             return 0;
         }

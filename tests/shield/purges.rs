@@ -1,5 +1,6 @@
 //! The purge endpoint: a purged prefix sends the next request upstream, also when a fetch
-//! in flight at the purge brings its answer back afterwards.
+//! in flight at the purge brings its answer back afterwards, and a prefix is read as a
+//! request's path is.
 
 use std::time::Duration;
 
@@ -108,4 +109,30 @@ async fn a_purge_also_drops_what_a_fetch_in_flight_brings_back() {
         "what the purge overtook was not kept"
     );
     assert_eq!(origin.hits("/vod/a/s1.ts"), 2);
+}
+
+/// A prefix written as a request may write its path (hex in lower case, an unreserved
+/// character escaped, a doubled slash: as a player sent it, copied from a log) purges what
+/// usher keeps under that path, which it keeps in its normalised form.
+#[tokio::test]
+async fn a_prefix_is_purged_however_its_path_is_written() {
+    let origin = ScriptedOrigin::start().await;
+    origin.script("/vod/caf%C3%A9/s~1.ts", Script::segment(b"a"));
+    let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let url = format!(
+        "{}/vod/caf%c3%a9/s%7E1.ts?ticket={}",
+        usher.url,
+        mint("/vod/")
+    );
+    for prefix in ["/vod/caf%c3%a9/", "/vod//caf%C3%A9/s%7e1"] {
+        assert_eq!(get(&url, &[]).await.status, 200);
+        let hit = get(&url, &[]).await;
+        assert_eq!(hit.headers["x-usher-cache"], "hit", "{prefix}");
+        let purge = serde_json::json!({ "prefix": prefix });
+        let (status, answer) = admin::api(&usher, "POST", "/api/v1/cache/purge", Some(purge)).await;
+        assert_eq!((status, &answer["purged"]), (200, &1.into()), "{prefix}");
+        let after = get(&url, &[]).await;
+        assert_eq!(after.headers["x-usher-cache"], "miss", "{prefix}");
+    }
+    assert_eq!(origin.hits("/vod/caf%C3%A9/s~1.ts"), 3);
 }
