@@ -128,10 +128,12 @@ pub fn lifetime(
     body: &[u8],
 ) -> Option<Lifetime> {
     let cc = directives(headers);
+    // `*` as any member of the list (`Vary: Origin, *`), not only alone (RFC 9111 §4.1).
     let varies_on_everything = headers
         .get_all(VARY)
         .iter()
-        .any(|v| v.as_bytes().trim_ascii() == b"*");
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|member| member.trim_ascii() == b"*");
     if cc.no_store || headers.contains_key(SET_COOKIE) || varies_on_everything {
         return None;
     }
@@ -502,6 +504,15 @@ pub(crate) mod tests {
         let mut h = headers("max-age=60");
         h.insert(SET_COOKIE, "a=b".parse().unwrap());
         assert!(lifetime(&settings(), Segment, StatusCode::OK, &h, b"").is_none());
+        for vary in ["*", "Origin, *", " * ,Accept-Encoding"] {
+            let mut h = headers("max-age=60");
+            h.insert(VARY, vary.parse().unwrap());
+            let kept = lifetime(&settings(), Segment, StatusCode::OK, &h, b"");
+            assert!(kept.is_none(), "Vary: {vary}");
+        }
+        let mut h = headers("max-age=60");
+        h.insert(VARY, "Origin, Accept-Encoding".parse().unwrap());
+        assert!(lifetime(&settings(), Segment, StatusCode::OK, &h, b"").is_some());
     }
 
     #[test]
