@@ -59,6 +59,11 @@ use crate::proxy::conditional::{self, Conditions};
 use crate::proxy::upstream::{Group, UpstreamError};
 use crate::proxy::Body;
 
+/// The bytes the keys of objects passed by may hold (their paths and queries, weighed as
+/// in the cache), outside `shield.memory`: some 80,000 keys of ordinary URLs, and no more
+/// however long the URLs a client sends.
+const BYPASS_BYTES: u64 = 16 << 20;
+
 /// What a request wants of the shield's answer beyond its object.
 #[derive(Debug, Clone, Copy)]
 pub struct Wants<'a> {
@@ -114,7 +119,8 @@ impl Shield {
                 id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 cache,
                 bypass: Cache::builder()
-                    .max_capacity(10_000)
+                    .max_capacity(BYPASS_BYTES)
+                    .weigher(|key: &Key, _: &()| u32::try_from(key.weight()).unwrap_or(u32::MAX))
                     .time_to_live(settings.segment_ttl)
                     .build(),
                 purges: std::sync::atomic::AtomicU64::new(0),

@@ -166,3 +166,30 @@ fn a_copys_private_headers_are_made_once_and_shared_by_its_answers() {
     assert_eq!(url.headers()[CACHE_CONTROL], "public, max-age=600");
     assert_eq!(url.headers()["cdn-cache-control"], "max-age=600");
 }
+
+/// The objects passed by are remembered by their keys, which hold the request's path and
+/// query: however long the URLs (a client may send a 16 KiB query to each of thousands of
+/// objects too large to keep), they hold no more than [`BYPASS_BYTES`] outside
+/// `shield.memory`.
+#[test]
+fn the_keys_of_objects_passed_by_hold_a_bounded_number_of_bytes() {
+    let shield = Shield::new(&policy::tests::settings(), &Metrics::new());
+    let junk = "x".repeat(16 << 10);
+    for n in 0..2_000 {
+        let query = format!("n={n}&junk={junk}");
+        let key = Key::new(&Arc::from(""), "/vod/big.mp4", Some(query.as_str()));
+        shield.inner.bypass.insert(key, ());
+    }
+    shield.inner.bypass.run_pending_tasks();
+    let held: usize = shield
+        .inner
+        .bypass
+        .iter()
+        .map(|(key, ())| key.weight())
+        .sum();
+    assert!(held as u64 <= BYPASS_BYTES, "{held} bytes of keys held");
+    assert!(
+        shield.inner.bypass.entry_count() > 100,
+        "the newest are still remembered"
+    );
+}
