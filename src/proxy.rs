@@ -389,6 +389,10 @@ async fn handle_inner(
         {
             Ok(conditional::into_not_modified(response))
         }
+        // `Range: bytes=0-` (ffmpeg's), answered from the shield's whole copy.
+        _ if from_shield && crate::shield::whole_range(req.headers()) => {
+            Ok(crate::shield::whole_range_answer(response))
+        }
         _ => Ok(response),
     }
 }

@@ -137,8 +137,9 @@ impl Shield {
     }
 
     /// Whether a request goes through the shield: it is on, the request is a whole GET or
-    /// HEAD (no `Range`), and it asks for a media object, a playlist, or another object
-    /// the settings choose (by extension, or by content type once fetched).
+    /// HEAD (no `Range`, or `bytes=0-` alone: see [`whole_range`]), and it asks for a media
+    /// object, a playlist, or another object the settings choose (by extension, or by
+    /// content type once fetched).
     pub fn applies(
         &self,
         method: &Method,
@@ -149,7 +150,7 @@ impl Shield {
         let settings = &self.inner.settings;
         settings.enabled
             && (method == Method::GET || method == Method::HEAD)
-            && !headers.contains_key(RANGE)
+            && (!headers.contains_key(RANGE) || whole_range(headers))
             && policy::choice(settings, kind, path) != policy::Choice::Pass
     }
 
@@ -392,6 +393,37 @@ impl Shield {
             inner.cache.invalidate(&key);
         }
     }
+}
+
+/// Whether a request's `Range` asks for the whole object: `bytes=0-` and nothing else, no
+/// `If-Range`. ffmpeg (and every player built on it) sends it with each request; the
+/// shield answers it from its copy ([`whole_range_answer`]).
+pub fn whole_range(headers: &HeaderMap) -> bool {
+    let mut ranges = headers.get_all(RANGE).iter().peekable();
+    ranges.peek().is_some()
+        && ranges.all(|v| v.as_bytes().trim_ascii() == b"bytes=0-")
+        && !headers.contains_key(http::header::IF_RANGE)
+}
+
+/// The shield's whole answer to a request for `bytes=0-` ([`whole_range`]): a 200 of known
+/// length as the 206 of all its bytes, as an origin answers (a player that seeks, such as
+/// a browser's, learns from it that ranges work); a 200 of unknown length (a miss sent
+/// chunked) or of none as it is, as RFC 9110 allows.
+pub fn whole_range_answer(mut response: Response<Body>) -> Response<Body> {
+    let len = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .filter(|len| *len > 0);
+    if let (http::StatusCode::OK, Some(len)) = (response.status(), len) {
+        *response.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+        let range = format!("bytes 0-{}/{len}", len - 1);
+        let range = http::HeaderValue::from_str(&range).expect("digits are a header value");
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_RANGE, range);
+    }
+    response
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! What goes past the shield rather than into it: ranges, objects announced too large to
-//! keep, and an object that turns out larger than it announced (streamed, not held).
+//! What goes past the shield rather than into it: ranges (but `bytes=0-`, the whole
+//! object), objects announced too large to keep, and an object that turns out larger than
+//! it announced (streamed, not held).
 
 use std::collections::HashMap;
 
@@ -27,6 +28,43 @@ async fn ranges_pass_by_the_shield() {
         .seen()
         .iter()
         .all(|s| s.headers["range"] == "bytes=10-19"));
+}
+
+/// `Range: bytes=0-`, which ffmpeg and the players built on it send with every request,
+/// asks for the whole object: answered from the shield (one upstream request however many
+/// ask), as the 206 of all its bytes an origin gives. With `If-Range` it passes by.
+#[tokio::test]
+async fn a_range_of_the_whole_object_is_answered_from_the_shield() {
+    let object = segment(1000);
+    let origin = spawn_origin(HashMap::from([("/vod/w.ts".to_owned(), object.clone())])).await;
+    let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
+    let url = format!("{}/vod/w.ts?ticket={}", usher.url, mint("/vod/"));
+    let whole = [("range", "bytes=0-")];
+    for cache in ["miss", "hit", "hit"] {
+        let reply = get(&url, &whole).await;
+        let told = reply
+            .headers
+            .get("x-usher-cache")
+            .map(|v| v.to_str().unwrap());
+        assert_eq!(told, Some(cache), "answered by the shield");
+        assert_eq!(reply.status, 206, "{cache}");
+        assert_eq!(reply.headers["content-range"], "bytes 0-999/1000");
+        assert_eq!(reply.body, object.body, "{cache}");
+    }
+    let head = request("HEAD", &url, &whole).await;
+    assert_eq!(head.status, 206);
+    assert_eq!(head.headers["content-length"], "1000");
+    assert_eq!(head.headers["content-range"], "bytes 0-999/1000");
+    assert_eq!(origin.seen().len(), 1, "one upstream request");
+    assert!(
+        !origin.seen()[0].headers.contains_key("range"),
+        "the shield fetched the whole object"
+    );
+    let conditional = [("range", "bytes=0-"), ("if-range", "\"v0\"")];
+    let passed = get(&url, &conditional).await;
+    assert!(passed.headers.get("x-usher-cache").is_none(), "passed by");
+    assert_eq!(origin.seen().len(), 2, "with If-Range it went upstream");
+    assert_eq!(origin.seen()[1].headers["range"], "bytes=0-");
 }
 
 #[tokio::test]
