@@ -9,7 +9,7 @@
 //! | GET, POST | `/api/v1/products` | list / create a product |
 //! | GET, PATCH, DELETE | `/api/v1/products/{code}` | one product |
 //! | GET, POST | `/api/v1/products/{code}/media` | its media / add one (`{"media": code}`) |
-//! | DELETE | `/api/v1/products/{code}/media/{content}` | take a media out; while buyers of the product named it, 409 `has_buyers` with their count unless `?force=true` |
+//! | DELETE | `/api/v1/products/{code}/media/{content}` | take a media out; while buyers of the product named it (or, for its last media, any active buyer of it), 409 `has_buyers` with their count unless `?force=true` |
 //! | GET, POST | `/api/v1/media` | list / create a media (content id → path prefix) |
 //! | GET, PATCH, DELETE | `/api/v1/media/{code}` | one media; PATCH changes `title`, `live_title`, `playlist`, `editorial`, `live` (not `prefix`: 400); DELETE of a media buyers hold is 409 `has_buyers` with their count unless `?force=true` |
 //! | GET, POST | `/api/v1/buyers` | list (`product`, `media`, `email`, `account`, `status`; a `product` that does not exist is 404; CSV with `Accept: text/csv` or `format=csv`) / add a buyer: returns the purchase, its ticket and play URL; 409 `not_sellable`; `Idempotency-Key` or `order_id` sells once (422 when reused with another request) |

@@ -222,8 +222,9 @@ pub trait Store: WebhookQueue + Send + Sync + 'static {
     /// When `within` is not empty (a sale of one media: the content ids that cover it, as
     /// [`super::index::MediaRef::covered_by`] lists them), the product must still link one
     /// of them, checked in that transaction too: else [`StoreError::NotInProduct`], and
-    /// nothing is written. So a sale and an unlink of its media never both stand without
-    /// the unlink having counted the sale.
+    /// nothing is written. So a sale and an unlink of the link it was sold under never both
+    /// stand without the unlink having counted the sale, as far as the unlink counts (not
+    /// a media nested under the content taken out; see the README's unlink row).
     ///
     /// # Concurrency
     /// On PostgreSQL such a sale takes a key-share lock on its product before it checks,

@@ -310,32 +310,44 @@ fn a_sale_in_flight_holds_the_media_it_names_in_its_product_against_an_unlink() 
 
 /// A sale of one media that checked the product's links before an unlink (on another
 /// node) took the media out, and is recorded while that unlink is still open: it waits
-/// for the unlink and is refused, rather than landing on a link that is gone.
+/// for the unlink and is refused, rather than landing on a link that is gone. Also on a
+/// database whose default isolation is repeatable read, where a check that read its
+/// snapshot from before the wait would see the link still there.
 #[test]
 fn a_sale_of_a_media_an_unlink_in_flight_takes_out_is_refused() {
-    let url = server().database("sale_during_unlink");
-    let store = postgres(&url);
-    store.create_product(&product("P1")).unwrap();
-    store.create_media(&media("M1", "/m1/", None)).unwrap();
-    store.link("P1", "M1").unwrap();
-    assert_eq!(store.linked("P1").unwrap(), ["M1"], "the seller's check");
-    // What an unlink does, in its order: the product locked, then the link deleted.
-    let unlink = in_open_transaction(
-        "sale_during_unlink",
-        "SELECT 1 FROM products WHERE code = 'P1' FOR UPDATE; \
-         DELETE FROM product_media WHERE product = 'P1' AND content = 'M1'",
-        1,
-    );
-    let mut sale = purchase("h1", "P1", "alice", "a@x");
-    sale.media = Some("M1".into());
-    let got = store.record_sale(&sale, None, &[], &["M1".into()]);
-    assert!(unlink.wait_with_output().unwrap().status.success());
-    assert!(
-        matches!(&got, Err(StoreError::NotInProduct { .. })),
-        "{got:?}"
-    );
-    assert!(store.purchase("h1").unwrap().is_none(), "no sale landed");
-    assert!(store.linked("P1").unwrap().is_empty());
+    for (db, isolation) in [
+        ("sale_during_unlink", None),
+        ("sale_during_unlink_rr", Some("repeatable read")),
+    ] {
+        let url = server().database(db);
+        if let Some(isolation) = isolation {
+            let set =
+                format!("ALTER DATABASE {db} SET default_transaction_isolation = '{isolation}'");
+            assert!(server().psql(db, &set).status().unwrap().success());
+        }
+        let store = postgres(&url);
+        store.create_product(&product("P1")).unwrap();
+        store.create_media(&media("M1", "/m1/", None)).unwrap();
+        store.link("P1", "M1").unwrap();
+        assert_eq!(store.linked("P1").unwrap(), ["M1"], "the seller's check");
+        // What an unlink does, in its order: the product locked, then the link deleted.
+        let unlink = in_open_transaction(
+            db,
+            "SELECT 1 FROM products WHERE code = 'P1' FOR UPDATE; \
+             DELETE FROM product_media WHERE product = 'P1' AND content = 'M1'",
+            1,
+        );
+        let mut sale = purchase("h1", "P1", "alice", "a@x");
+        sale.media = Some("M1".into());
+        let got = store.record_sale(&sale, None, &[], &["M1".into()]);
+        assert!(unlink.wait_with_output().unwrap().status.success());
+        assert!(
+            matches!(&got, Err(StoreError::NotInProduct { .. })),
+            "{isolation:?}: {got:?}"
+        );
+        assert!(store.purchase("h1").unwrap().is_none(), "no sale landed");
+        assert!(store.linked("P1").unwrap().is_empty());
+    }
 }
 
 /// The SQL of a sale: purchase h1 of product P1, active.

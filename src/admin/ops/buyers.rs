@@ -111,9 +111,18 @@ pub async fn sell(state: &State, f: &Fields, request: &Fields) -> Result<Sold, A
         product: product.code.clone(),
         reason: why.reason(),
     })?;
-    let media = match media {
-        Some(m) => Some(m),
-        None => only_media(state, &product.code).await?,
+    // A sale of no media is scoped to the product's only media, if it has one: checked in
+    // the sale's transaction like a named one, so the unlink of that last media either
+    // counts this buyer or refuses the sale.
+    let (media, within) = match media {
+        Some(m) => (Some(m), within),
+        None => match only_media(state, &product.code).await? {
+            Some(m) => {
+                let within = in_product(state, &product, &m).await?;
+                (Some(m), within)
+            }
+            None => (None, within),
+        },
     };
     purchase.ticket = Some(issue_ticket(state, &purchase, &product, media.as_ref()));
     let events = state

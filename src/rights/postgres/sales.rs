@@ -122,7 +122,22 @@ impl PostgresStore {
             }
             let tx = Tx::begin(&mut c, import).await?;
             if !within.is_empty() {
-                still_linked(&tx, &purchase, &within).await?;
+                if let Err(refused) = still_linked(&tx, &purchase, &within).await {
+                    let Some((key, _)) = key
+                        .as_ref()
+                        .filter(|_| matches!(refused, StoreError::NotInProduct { .. }))
+                    else {
+                        return Err(refused);
+                    };
+                    // A retry that read no key while its first attempt was in flight, and
+                    // an unlink committed between them: the first attempt's sale stands,
+                    // and is the answer.
+                    tx.rollback().await?;
+                    return match sale_key_in(&c, key).await? {
+                        Some(taken) => Ok(KeyedSale::Taken(taken)),
+                        None => Err(refused),
+                    };
+                }
             }
             insert_purchase(&tx, &purchase, &data).await?;
             webhooks::insert(&tx, &events).await?;

@@ -42,7 +42,16 @@ impl<'a> Tx<'a> {
             let client: &tokio_postgres::Client = c;
             return Ok(Tx::Import(client));
         }
-        Ok(Tx::Own(c.transaction().await.map_err(pg)?))
+        // Read committed whatever the server's default: the buyer counts and a sale's
+        // link check read, after waiting for a lock, what the writer they waited for
+        // committed; under repeatable read they would read the snapshot from before.
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(pg)?;
+        Ok(Tx::Own(tx))
     }
 
     /// Runs a statement; the number of rows it changed.

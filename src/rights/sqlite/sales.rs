@@ -25,6 +25,13 @@ pub(super) fn record(
         }
     }
     if !within.is_empty() && !links_any(&tx, &purchase.product, within)? {
+        if self_product_missing(&tx, &purchase.product) {
+            // Deleted since the sale's first check: as the purchase's foreign key says.
+            return Err(StoreError::NotFound(format!(
+                "product {}",
+                purchase.product
+            )));
+        }
         return Err(StoreError::NotInProduct {
             product: purchase.product.clone(),
             media: purchase.media.clone().unwrap_or_default(),
