@@ -134,7 +134,8 @@ impl Webhooks {
     }
 
     /// Swaps in reloaded settings: new events go to the new receivers; queued deliveries
-    /// to a receiver that is gone are dropped (`unconfigured`).
+    /// to a receiver that is gone are dropped (`unconfigured`), but with a shared store,
+    /// where another node may still have it, they are left in the queue.
     pub fn configure(&self, config: WebhooksConfig) {
         *self.0.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         self.0.wake.notify_one();
@@ -269,8 +270,9 @@ impl Webhooks {
                 continue;
             };
             // Nothing queued and nothing to deliver to: no polling until a reload adds a
-            // receiver or an event comes.
-            let idle = backlog.is_empty() && config.endpoints.is_empty();
+            // receiver or an event comes. Not with a shared store: another node's events
+            // wake nothing here, and the queue's gauges would stand still.
+            let idle = backlog.is_empty() && config.endpoints.is_empty() && !self.0.shared;
             if self.0.shared {
                 // Another node may have the receiver this one lacks: not ours to drop.
                 backlog.retain(|b| config.endpoint(&b.endpoint).is_some());

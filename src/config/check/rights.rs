@@ -109,15 +109,9 @@ fn check_external(p: &mut Problems, file: ExternalFile) -> RightsSource {
     let url = file.url.unwrap_or_default();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         // Only where it points: a template's path and query may carry a key.
-        // Not named at all when an `@` may be a user or password's end.
-        let shown = if url.contains('@') {
-            ""
-        } else {
-            crate::webhooks::receiver(&url)
-        };
         p.add(
             "rights.external.url",
-            shown,
+            super::webhooks::shown(&url),
             "an http:// or https:// URL template is required",
         );
     } else if url.split_once("://").is_some_and(|(_, rest)| {

@@ -19,7 +19,7 @@ pub(super) fn check(p: &mut Problems, file: WebhooksFile) -> WebhooksConfig {
         .collect::<Vec<_>>();
     for (n, e) in endpoints.iter().enumerate() {
         if endpoints[..n].iter().any(|other| other.url == e.url) {
-            p.add("webhooks.endpoints", receiver(&e.url), "listed twice");
+            p.add("webhooks.endpoints", shown(&e.url), "listed twice");
         }
     }
     let queue_limit = file.queue_limit.unwrap_or(defaults.queue_limit);
@@ -75,6 +75,17 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A URL as config problems may name it: by scheme, host and port, and not at all when an
+/// `@` may mean a user or password that cannot be told apart from them (one with a `/` in
+/// it reads as `http://user:pass` with the rest in the path).
+pub(super) fn shown(url: &str) -> &str {
+    if url.contains('@') {
+        ""
+    } else {
+        receiver(url)
+    }
+}
+
 fn endpoint(
     p: &mut Problems,
     at: &str,
@@ -83,14 +94,7 @@ fn endpoint(
 ) -> Option<Endpoint> {
     let url = file.url.unwrap_or_default();
     let key = format!("{at}.url");
-    // Problems name the receiver by scheme and host, and not at all when an `@` may mean a
-    // user or password that cannot be told apart from it (one with a `/` in it reads as
-    // `http://user:pass` with the rest in the path).
-    let shown = if url.contains('@') {
-        ""
-    } else {
-        receiver(&url)
-    };
+    let shown = shown(&url);
     let uri = match url.parse::<http::Uri>() {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => uri,
         _ => {
@@ -109,11 +113,12 @@ fn endpoint(
         );
         return None;
     }
-    if authority
+    // An empty port (`host:`) is the scheme's own, as RFC 3986 has it.
+    let port = authority
         .rsplit_once(':')
-        .is_some_and(|(_, port)| !port.ends_with(']'))
-        && uri.port_u16().is_none()
-    {
+        .map(|(_, port)| port)
+        .filter(|port| !port.ends_with(']') && !port.is_empty());
+    if port.is_some() && uri.port_u16().is_none_or(|port| port == 0) {
         p.add(&key, shown, "the port must be a number (1-65535)");
         return None;
     }
@@ -272,6 +277,44 @@ keys = [{ id = "k", secret = "0123456789abcdef0123456789abcdef" }]
             "{bad}"
         );
         assert!(!bad.contains("s3cr3t"), "the path is not repeated: {bad}");
+        // Not named at all where an `@` may end a user and password (`bot:8080` parses as
+        // a host and port).
+        let endpoint = "[[webhooks.endpoints]]\nurl = \"http://bot:8080/x@127.0.0.1/h\"\n\
+                        secret = \"0123456789abcdef\"\n";
+        let bad = parse(&format!(
+            "[webhooks]\nallowed_hosts = [\"bot\"]\n{endpoint}{endpoint}"
+        ))
+        .unwrap_err();
+        assert!(bad.contains("listed twice"), "{bad}");
+        assert!(!bad.contains("bot:8080"), "not named: {bad}");
+    }
+
+    #[test]
+    fn a_port_is_a_number_from_1_an_empty_one_the_schemes() {
+        let with = |url: &str| {
+            parse(&format!(
+                "[[webhooks.endpoints]]\nurl = \"{url}\"\nsecret = \"0123456789abcdef\"\n"
+            ))
+        };
+        for good in [
+            "http://127.0.0.1:/hook",
+            "http://[::1]/hook",
+            "http://[::1]:8080/hook",
+            "http://[::1]:/hook",
+        ] {
+            assert!(with(good).is_ok(), "{good}: {:?}", with(good).err());
+        }
+        for bad in [
+            "http://127.0.0.1:0/hook",
+            "http://127.0.0.1:99999/hook",
+            "http://127.0.0.1:x/h",
+        ] {
+            let error = with(bad).unwrap_err();
+            assert!(
+                error.contains("the port must be a number (1-65535)"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]
