@@ -59,10 +59,10 @@ use crate::proxy::conditional::{self, Conditions};
 use crate::proxy::upstream::{Group, UpstreamError};
 use crate::proxy::Body;
 
-/// The bytes the keys of objects passed by may hold (their paths and queries, weighed as
-/// in the cache), outside `shield.memory`: some 80,000 keys of ordinary URLs, and no more
-/// however long the URLs a client sends.
-const BYPASS_BYTES: u64 = 16 << 20;
+/// How many objects passed by are remembered, outside `shield.memory`: each by a hash of
+/// its key, so a few MiB however long the URLs a client sends, the least recently passed
+/// forgotten first.
+const BYPASS_KEYS: u64 = 65_536;
 
 /// What a request wants of the shield's answer beyond its object.
 #[derive(Debug, Clone, Copy)]
@@ -86,8 +86,10 @@ struct Inner {
     id: u64,
     cache: Cache<Key, Arc<Entry>>,
     /// Objects found too large to keep, or other objects of a type not listed: requests
-    /// for them go by the shield for a while.
-    bypass: Cache<Key, ()>,
+    /// for them go by the shield for a while. Known by a hash of their key ([`Inner::passes`]).
+    bypass: Cache<u64, ()>,
+    /// The hash's keys, chosen at random: no client can make two keys share a hash.
+    bypass_hash: std::hash::RandomState,
     /// Counts purges: a fetch that started before one does not store what it fetched (it
     /// may be what the purge meant to remove).
     purges: std::sync::atomic::AtomicU64,
@@ -98,6 +100,20 @@ struct Inner {
     /// Where bodies sent with `sendfile` are kept.
     bodies: crate::mapped::Backing,
     metrics: Metrics,
+}
+
+impl Inner {
+    /// Whether requests for `key` go by the shield for now ([`Inner::pass_by`]).
+    fn passes(&self, key: &Key) -> bool {
+        self.bypass
+            .contains_key(&std::hash::BuildHasher::hash_one(&self.bypass_hash, key))
+    }
+
+    /// Sends requests for `key` by the shield for a while.
+    fn pass_by(&self, key: &Key) {
+        self.bypass
+            .insert(std::hash::BuildHasher::hash_one(&self.bypass_hash, key), ());
+    }
 }
 
 impl Shield {
@@ -119,10 +135,11 @@ impl Shield {
                 id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 cache,
                 bypass: Cache::builder()
-                    .max_capacity(BYPASS_BYTES)
-                    .weigher(|key: &Key, _: &()| u32::try_from(key.weight()).unwrap_or(u32::MAX))
+                    .max_capacity(BYPASS_KEYS)
                     .time_to_live(settings.segment_ttl)
+                    .eviction_policy(moka::policy::EvictionPolicy::lru())
                     .build(),
+                bypass_hash: std::hash::RandomState::new(),
                 purges: std::sync::atomic::AtomicU64::new(0),
                 inflight: Mutex::new(HashMap::new()),
                 budget: budget::Budget::new(
@@ -193,7 +210,7 @@ impl Shield {
             front::keep(&ask, &group.name, entry, now);
             return Ok(Some(self.hit(entry, kind, wants, now)));
         }
-        if inner.bypass.contains_key(&key) {
+        if inner.passes(&key) {
             self.pass(kind);
             return Ok(None);
         }
@@ -337,7 +354,7 @@ impl Shield {
             .iter()
             .map(|prefix| {
                 let prefix = prefix.as_ref();
-                crate::path::normalized(prefix).unwrap_or(std::borrow::Cow::Borrowed(prefix))
+                purge_prefix(prefix).unwrap_or(std::borrow::Cow::Borrowed(prefix))
             })
             .collect();
         let prefixes = prefixes::Prefixes::new(&normalised);
@@ -395,21 +412,63 @@ impl Shield {
     }
 }
 
+/// A purge prefix as the paths kept are written ([`crate::path::normalized`]: escapes and
+/// their case; a name in UTF-8 escaped first, as a player's URL has it). `None` when
+/// reading it so would resolve a `.`, `..` or empty segment, and so purge under another
+/// prefix than the one named (`/vod/../` is `/`): the admin API refuses it, and a purge
+/// heard from another node takes it as written. `Some` as written when it is no path.
+pub fn purge_prefix(prefix: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let segments: Vec<&str> = prefix.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let resolves = segments.iter().enumerate().any(|(i, segment)| {
+        let dots = segment.to_ascii_lowercase().replace("%2e", ".");
+        dots == "." || dots == ".." || (segment.is_empty() && i < last)
+    });
+    if resolves {
+        return None;
+    }
+    let escaped: std::borrow::Cow<'_, str> = if prefix.is_ascii() {
+        std::borrow::Cow::Borrowed(prefix)
+    } else {
+        let mut out = String::with_capacity(prefix.len() * 3);
+        for b in prefix.bytes() {
+            match b.is_ascii() {
+                true => out.push(b as char),
+                false => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        std::borrow::Cow::Owned(out)
+    };
+    Some(match crate::path::normalize(&escaped) {
+        Ok(normal) if normal == prefix => std::borrow::Cow::Borrowed(prefix),
+        Ok(normal) => std::borrow::Cow::Owned(normal),
+        Err(_) => std::borrow::Cow::Borrowed(prefix),
+    })
+}
+
 /// Whether a request's `Range` asks for the whole object: `bytes=0-` and nothing else, no
 /// `If-Range`. ffmpeg (and every player built on it) sends it with each request; the
 /// shield answers it from its copy ([`whole_range_answer`]).
 pub fn whole_range(headers: &HeaderMap) -> bool {
     let mut ranges = headers.get_all(RANGE).iter().peekable();
     ranges.peek().is_some()
-        && ranges.all(|v| v.as_bytes().trim_ascii() == b"bytes=0-")
+        && ranges.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"bytes=0-"))
         && !headers.contains_key(http::header::IF_RANGE)
 }
 
 /// The shield's whole answer to a request for `bytes=0-` ([`whole_range`]): a 200 of known
-/// length as the 206 of all its bytes, as an origin answers (a player that seeks, such as
-/// a browser's, learns from it that ranges work); a 200 of unknown length (a miss sent
-/// chunked) or of none as it is, as RFC 9110 allows.
+/// length, from an origin that says `Accept-Ranges: bytes`, as the 206 of all its bytes,
+/// as that origin answers (a player that seeks, such as a browser's, learns from it that
+/// ranges work); any other 200 (unknown length, a miss sent chunked; or an origin that
+/// does not serve ranges) as it is, as RFC 9110 allows.
 pub fn whole_range_answer(mut response: Response<Body>) -> Response<Body> {
+    let ranges = response
+        .headers()
+        .get(http::header::ACCEPT_RANGES)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"bytes"));
+    if !ranges {
+        return response;
+    }
     let len = response
         .headers()
         .get(http::header::CONTENT_LENGTH)

@@ -163,7 +163,7 @@ impl Fetch {
         if announced_too_large {
             // Not held in memory at all: this request and the next ones for a while fetch
             // it past the shield, streamed at each client's pace.
-            inner.bypass.insert(self.key.clone(), ());
+            inner.pass_by(&self.key);
             self.end(End::Pass);
             return;
         }
@@ -173,7 +173,7 @@ impl Fetch {
             != policy::Choice::ByType
             || policy::type_listed(&inner.settings, &head.headers);
         if !keep && head.status.is_success() {
-            inner.bypass.insert(self.key.clone(), ());
+            inner.pass_by(&self.key);
         }
         // Held against `shield.max_in_flight_bytes`: a length announced is granted whole
         // now; one not announced as the bytes come, its head going out with its first
@@ -237,7 +237,7 @@ impl Fetch {
                             // past the shield), and those reading it get the rest through
                             // a window of the limit's size.
                             kept = Vec::new();
-                            inner.bypass.insert(self.key.clone(), ());
+                            inner.pass_by(&self.key);
                             self.release();
                         }
                         if body.is_end_stream() && len <= limit && !over_budget {
@@ -298,7 +298,7 @@ impl Fetch {
         } else if len > limit {
             // Larger than announced (or not announced): served, not kept, and the next
             // requests go past the shield.
-            inner.bypass.insert(self.key.clone(), ());
+            inner.pass_by(&self.key);
         } else if let Some(lifetime) = lifetime.filter(|_| keep) {
             // A body whose length was not announced (chunked) is whole now: its copy says
             // how long it is, so a HEAD answered from it does too.

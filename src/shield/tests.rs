@@ -167,29 +167,27 @@ fn a_copys_private_headers_are_made_once_and_shared_by_its_answers() {
     assert_eq!(url.headers()["cdn-cache-control"], "max-age=600");
 }
 
-/// The objects passed by are remembered by their keys, which hold the request's path and
-/// query: however long the URLs (a client may send a 16 KiB query to each of thousands of
-/// objects too large to keep), they hold no more than [`BYPASS_BYTES`] outside
-/// `shield.memory`.
+/// The objects passed by are remembered by a hash of their keys, which hold the request's
+/// path and query: however long the URLs (a client may send a 16 KiB query to each of
+/// thousands of objects too large to keep), each takes the same room, at most
+/// [`BYPASS_KEYS`] of them, and the newest are remembered over the oldest.
 #[test]
-fn the_keys_of_objects_passed_by_hold_a_bounded_number_of_bytes() {
+fn objects_passed_by_are_remembered_in_bounded_room_newest_first() {
     let shield = Shield::new(&policy::tests::settings(), &Metrics::new());
     let junk = "x".repeat(16 << 10);
-    for n in 0..2_000 {
+    let key = |n: u64| {
         let query = format!("n={n}&junk={junk}");
-        let key = Key::new(&Arc::from(""), "/vod/big.mp4", Some(query.as_str()));
-        shield.inner.bypass.insert(key, ());
+        Key::new(&Arc::from(""), "/vod/big.mp4", Some(query.as_str()))
+    };
+    let total = BYPASS_KEYS + 1_000;
+    for n in 0..total {
+        shield.inner.pass_by(&key(n));
     }
     shield.inner.bypass.run_pending_tasks();
-    let held: usize = shield
-        .inner
-        .bypass
-        .iter()
-        .map(|(key, ())| key.weight())
-        .sum();
-    assert!(held as u64 <= BYPASS_BYTES, "{held} bytes of keys held");
+    assert!(shield.inner.bypass.entry_count() <= BYPASS_KEYS);
     assert!(
-        shield.inner.bypass.entry_count() > 100,
-        "the newest are still remembered"
+        shield.inner.passes(&key(total - 1)),
+        "the newest is remembered"
     );
+    assert!(!shield.inner.passes(&key(0)), "the oldest is forgotten");
 }

@@ -36,7 +36,12 @@ async fn ranges_pass_by_the_shield() {
 #[tokio::test]
 async fn a_range_of_the_whole_object_is_answered_from_the_shield() {
     let object = segment(1000);
-    let origin = spawn_origin(HashMap::from([("/vod/w.ts".to_owned(), object.clone())])).await;
+    let ranged = segment(1000).with_header("accept-ranges", "bytes");
+    let origin = spawn_origin(HashMap::from([
+        ("/vod/w.ts".to_owned(), ranged),
+        ("/vod/plain.ts".to_owned(), object.clone()),
+    ]))
+    .await;
     let usher = Usher::start(&test_config(&origin.url(), ""), &[]);
     let url = format!("{}/vod/w.ts?ticket={}", usher.url, mint("/vod/"));
     let whole = [("range", "bytes=0-")];
@@ -65,6 +70,19 @@ async fn a_range_of_the_whole_object_is_answered_from_the_shield() {
     assert!(passed.headers.get("x-usher-cache").is_none(), "passed by");
     assert_eq!(origin.seen().len(), 2, "with If-Range it went upstream");
     assert_eq!(origin.seen()[1].headers["range"], "bytes=0-");
+    // From an origin that does not say it serves ranges: the 200 it gave, so a player
+    // does not go on to ask it for ranges it cannot serve.
+    let plain = format!("{}/vod/plain.ts?ticket={}", usher.url, mint("/vod/"));
+    for cache in ["miss", "hit"] {
+        let reply = get(&plain, &[("range", "Bytes=0-")]).await;
+        let told = reply
+            .headers
+            .get("x-usher-cache")
+            .map(|v| v.to_str().unwrap());
+        assert_eq!((reply.status.as_u16(), told), (200, Some(cache)));
+        assert!(!reply.headers.contains_key("content-range"));
+        assert_eq!(reply.body, object.body);
+    }
 }
 
 #[tokio::test]

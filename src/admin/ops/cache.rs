@@ -22,9 +22,17 @@ pub struct Purged {
 /// every other node to drop theirs.
 ///
 /// # Errors
-/// 503 [`AdminError::PurgeNotAnnounced`] when Redis did not take the announcement: this
+/// 400 naming `prefix` when it holds a `.`, `..` or empty segment
+/// ([`crate::shield::purge_prefix`]); 503 [`AdminError::PurgeNotAnnounced`] when Redis did not take the announcement: this
 /// node purged, the others did not (repeating the purge is harmless).
 pub async fn purge_cache(state: &State, prefix: &str) -> Result<Purged, AdminError> {
+    if crate::shield::purge_prefix(prefix).is_none() {
+        return Err(AdminError::invalid(
+            "prefix",
+            "it holds a `.`, `..` or empty segment, which would purge under another prefix: \
+             name the prefix as it reads resolved",
+        ));
+    }
     let purged = state.shield.purge(prefix);
     let announced = match state.sessions.announce_purge(prefix).await {
         None => None,
