@@ -25,8 +25,8 @@ use std::sync::{Arc, RwLock};
 
 pub use denied::SessionDenied;
 pub use kept::token_lifetime;
-use limits::{plan, Plan};
-pub use limits::{Limits, Policy};
+pub use limits::{device_session, Limits, Policy};
+use limits::{on_another_device, plan, Plan};
 
 /// A fresh session id: 64 random bits, hex.
 pub fn new_id() -> String {
@@ -80,13 +80,6 @@ impl Session {
     }
 }
 
-/// Whether `session` plays on a named device other than `device` (a request naming none
-/// is the session's own: players that cannot add headers name none, and the device
-/// travels in the session token).
-fn on_another_device(session: &Session, device: Option<&str>) -> bool {
-    matches!((session.device.as_deref(), device), (Some(playing), Some(named)) if playing != named)
-}
-
 /// What [`Sessions::touch`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Touch {
@@ -97,6 +90,10 @@ pub enum Touch {
     /// Live here under another purchase than the one asked about: not recorded. A
     /// session moves onto another purchase only by being taken up afresh.
     UnderAnother,
+    /// Recorded here (in whatever state) on another named device than the one asked
+    /// about: not recorded. The request is that device's own session's,
+    /// [`device_session`].
+    OnAnotherDevice,
 }
 
 /// What a new session is about.
@@ -116,6 +113,11 @@ pub struct Start<'a> {
     pub ip: IpAddr,
     /// A session this one takes over (IP recovery): not counted against the limits.
     pub taking_over: Option<&'a str>,
+    /// Whether taking up `sid` on another named device than the one it is recorded on
+    /// starts that device's own session, [`device_session`] (a foreign credential's,
+    /// named after its token); else it joins `sid` (a session token, whose claims bind
+    /// its device).
+    pub per_device: bool,
 }
 
 impl Session {
@@ -132,6 +134,16 @@ impl Session {
             last_seen: AtomicU64::new(now),
             state: AtomicU8::new(LIVE),
         }
+    }
+}
+
+/// `start` as a copy of `existing`, a session another node holds (the device it is
+/// recorded on, not the one the request names: every node checks the same).
+fn copy_of<'a>(existing: &'a Session, start: &Start<'a>) -> Start<'a> {
+    Start {
+        sid: Some(&existing.sid),
+        device: existing.device.as_deref(),
+        ..start.clone()
     }
 }
 
@@ -241,17 +253,19 @@ impl Sessions {
             ..start.clone()
         };
         match shared.start(&start, &sid, limits, now, false).await {
-            // This node keeps a copy; the limits were applied over every node's sessions.
+            // This node keeps a copy, on the device Redis records (the request may name
+            // none); the limits were applied over every node's sessions.
             Ok(Ok(shared::Admitted::Join(existing))) => {
                 // Its last request is now, for every node: a viewer resuming here after a
                 // pause must not look idle elsewhere until this node's next touch.
                 // Replaced or ended since it was read.
-                if let Some(refused) = shared.touch(start.account, &existing, now).await.refusal() {
+                let touched = shared.touch(start.account, &existing.sid, now).await;
+                if let Some(refused) = touched.refusal() {
                     return Err(refused);
                 }
-                local(named(&existing), &Limits::default(), false, false)
+                local(copy_of(&existing, &start), &Limits::default(), false, false)
             }
-            Ok(Ok(shared::Admitted::New(replaced))) => {
+            Ok(Ok(shared::Admitted::New { sid, replaced })) => {
                 local(named(&sid), &Limits::default(), true, !replaced.is_empty())
             }
             Ok(Err(denied)) => Err(denied),
@@ -284,18 +298,19 @@ impl Sessions {
         let mut deferred = started.deferred;
         if let (true, Some(shared)) = (started.shared, self.shared.get()) {
             let sid = &started.session.sid;
+            // A take-up names the session begun (a device's own one, when it came to that).
+            let start = Start {
+                sid: start.sid.map(|_| sid.as_str()),
+                ..start
+            };
             match shared.start(&start, sid, limits, now, true).await {
-                Ok(Ok(shared::Admitted::New(replaced))) => victims.extend(replaced),
-                Ok(Ok(shared::Admitted::Join(existing))) if existing != *sid => {
+                Ok(Ok(shared::Admitted::New { replaced, .. })) => victims.extend(replaced),
+                Ok(Ok(shared::Admitted::Join(existing))) if existing.sid != *sid => {
                     // The same device started meanwhile on another node: this start is
                     // that session, the one Redis counts.
                     self.discard(sid);
-                    let joined = Start {
-                        sid: Some(&existing),
-                        ..start
-                    };
                     return self
-                        .start_deferred(joined, &Limits::default(), now, new_id)
+                        .start_deferred(copy_of(&existing, &start), &Limits::default(), now, new_id)
                         .map(|(session, _)| session);
                 }
                 Ok(Ok(shared::Admitted::Join(_))) => {}
@@ -402,18 +417,14 @@ impl Sessions {
         new_sid: impl FnOnce() -> String,
     ) -> Result<(Arc<Session>, Vec<Arc<Session>>), SessionDenied> {
         let mut sessions = self.by_id.write().unwrap_or_else(|p| p.into_inner());
-        let victims = match plan(&sessions, &start, limits, now, self.idle)? {
+        let (sid, victims) = match plan(&sessions, &start, limits, now, self.idle)? {
             Plan::Join(existing) => {
                 existing.last_seen.store(now, Ordering::Relaxed);
                 return Ok((existing, Vec::new()));
             }
-            Plan::New { victims } => victims,
+            Plan::New { sid, victims } => (sid, victims),
         };
-        let session = Arc::new(Session::new(
-            &start,
-            start.sid.map_or_else(new_sid, str::to_owned),
-            now,
-        ));
+        let session = Arc::new(Session::new(&start, sid.unwrap_or_else(new_sid), now));
         sessions.insert(session.sid.clone(), session.clone());
         Ok((session, victims))
     }
@@ -448,11 +459,12 @@ impl Sessions {
     /// live here and, if `purchase` is given, plays under that purchase (one lookup: the
     /// hot path's only one). [`Touch::NotHere`] when usher does not know the session
     /// (restarted, or swept after idling) or it idled out: the caller adopts it with
-    /// [`Sessions::start`]. `device`: the device the request names, if any.
+    /// [`Sessions::start`]. `device`, for a foreign credential's session only: the device
+    /// its request names; [`Touch::OnAnotherDevice`] when the session is recorded on
+    /// another named device (checked first: a device that replaced it is not refused).
     ///
     /// # Errors
-    /// `Replaced` or `Ended`; `Shared` when the session plays on another named device
-    /// than `device` (a credential copied to a second device).
+    /// `Replaced` or `Ended`.
     pub fn touch(
         &self,
         sid: &str,
@@ -464,15 +476,15 @@ impl Sessions {
         let Some(session) = sessions.get(sid) else {
             return Ok(Touch::NotHere);
         };
+        if on_another_device(session, device) {
+            return Ok(Touch::OnAnotherDevice);
+        }
         if let Some(refused) = session.refusal() {
             return Err(refused);
         }
         if now.saturating_sub(session.last_seen()) >= self.idle {
             // Idle past the timeout: over. The caller adopts it afresh under the limits.
             return Ok(Touch::NotHere);
-        }
-        if on_another_device(session, device) {
-            return Err(SessionDenied::Shared);
         }
         let played = session.purchase.as_deref();
         if purchase.is_some_and(|asked| played.is_some_and(|p| p != asked)) {

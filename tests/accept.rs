@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::admin::api;
 use support::*;
 use usher::clock::unix_now;
@@ -610,51 +610,137 @@ async fn a_named_subject_s_foreign_token_counts_the_purchase_s_activations() {
     );
 }
 
-/// The same foreign token on a second device, while the first plays it, is a copy of the
-/// first's session: refused `session_shared` (as a copied session token is), not played
-/// under the first device's activation and stream. The first device plays on, and a
-/// request naming no device is still the token's own (the device then travels in the
-/// session tokens minted from it).
+/// Sells `product` (a product body; its code names it) to `account`, with the media
+/// under `/open/`.
+async fn sell(usher: &Usher, product: Value, account: &str) {
+    let code = product["code"].as_str().unwrap().to_owned();
+    let media = json!({"code": "open-v", "prefix": "/open/", "playlist": "master.m3u8"});
+    let (status, _) = api(usher, "POST", "/api/v1/media", Some(media)).await;
+    assert!(status == 201 || status == 409, "the media: {status}");
+    for (path, body) in [
+        ("/api/v1/products".to_owned(), product),
+        (
+            format!("/api/v1/products/{code}/media"),
+            json!({"media": "open-v"}),
+        ),
+        (
+            "/api/v1/buyers".to_owned(),
+            json!({"product": code, "account": account}),
+        ),
+    ] {
+        let (status, reply) = api(usher, "POST", &path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {reply}");
+    }
+}
+
+/// The live sessions usher lists for `account`.
+async fn sessions_of(usher: &Usher, account: &str) -> usize {
+    let path = format!("/api/v1/sessions?account={account}");
+    let (status, listed) = api(usher, "GET", &path, None).await;
+    assert_eq!(status, 200, "{listed}");
+    listed["items"].as_array().unwrap().len()
+}
+
+/// The same foreign token (a CMS hands it to every device of the account) on a second
+/// device, while the first plays it, is a start of that device's own under the purchase's
+/// rules: refused for the limit it meets (`activation_limit`, `concurrency_limit`), played
+/// as a second stream where the purchase allows two, and replacing the first under
+/// `replace_oldest`. A request that names no device rides the token's live session.
 #[tokio::test]
-async fn a_named_subject_s_foreign_token_copied_to_another_device_is_refused_as_shared() {
+async fn a_named_subject_s_foreign_token_on_another_device_is_a_start_of_its_own() {
     let origin = origin().await;
     let usher = Usher::start(&rights_config(&origin.url(), &formats()), &[]);
-    for (path, body) in [
+    let products = [
         (
-            "/api/v1/products",
+            "alice",
             json!({"code": "one", "name": "One TV", "period": 2, "activation": 1, "max_sessions": 1}),
         ),
         (
-            "/api/v1/media",
-            json!({"code": "open-v", "prefix": "/open/", "playlist": "master.m3u8"}),
+            "bob",
+            json!({"code": "screens", "name": "Two", "period": 2, "activation": 2, "max_sessions": 1}),
         ),
-        ("/api/v1/products/one/media", json!({"media": "open-v"})),
         (
-            "/api/v1/buyers",
-            json!({"product": "one", "account": "alice"}),
+            "carol",
+            json!({"code": "two", "name": "Two", "period": 2, "activation": 2, "max_sessions": 2}),
         ),
-    ] {
-        let (status, reply) = api(&usher, "POST", path, Some(body)).await;
-        assert!(status == 200 || status == 201, "{path}: {reply}");
+        (
+            "dave",
+            json!({"code": "last", "name": "Last", "period": 2, "activation": 2, "max_sessions": 1,
+                        "concurrency_policy": "replace_oldest"}),
+        ),
+    ];
+    for (account, product) in products {
+        sell(&usher, product, account).await;
     }
+    let url = |account| {
+        format!(
+            "{}/open/v/s1.ts?__token__={}",
+            usher.url,
+            akamai("/open/*", Some(account), later())
+        )
+    };
+    let on = |account, device| {
+        let url = url(account);
+        async move {
+            let headers: &[(&str, &str)] = match device {
+                Some(device) => &[("x-device-id", device)],
+                None => &[],
+            };
+            let reply = get(&url, headers).await;
+            (reply.status.as_u16(), reply.reason(), reply.text())
+        }
+    };
+    for (account, refused) in [("alice", "activation_limit"), ("bob", "concurrency_limit")] {
+        assert_eq!(on(account, Some("tv")).await.0, 200, "{account}'s TV");
+        let phone = on(account, Some("phone")).await;
+        assert_eq!(
+            (phone.0, phone.1.as_str()),
+            (403, refused),
+            "{account}'s phone: {}",
+            phone.2
+        );
+        assert_eq!(
+            on(account, Some("tv")).await.0,
+            200,
+            "{account}'s TV plays on"
+        );
+        let nameless = on(account, None).await;
+        assert_eq!(nameless.0, 200, "rides the TV's session: {}", nameless.2);
+        assert_eq!(sessions_of(&usher, account).await, 1, "{account}");
+    }
+    assert_eq!(on("carol", Some("tv")).await.0, 200);
+    let phone = on("carol", Some("phone")).await;
+    assert_eq!(phone.0, 200, "two activations, two streams: {}", phone.2);
+    assert_eq!(sessions_of(&usher, "carol").await, 2);
+    assert_eq!(on("carol", Some("tv")).await.0, 200);
+    assert_eq!(on("carol", Some("phone")).await.0, 200);
+    assert_eq!(sessions_of(&usher, "carol").await, 2, "each on its own");
+
+    assert_eq!(on("dave", Some("tv")).await.0, 200);
+    let phone = on("dave", Some("phone")).await;
+    assert_eq!(phone.0, 200, "replaces the TV: {}", phone.2);
+    let tv = on("dave", Some("tv")).await;
+    assert_eq!((tv.0, tv.1.as_str()), (403, "session_replaced"));
+    assert_eq!(on("dave", Some("phone")).await.0, 200, "the phone plays on");
+    assert_eq!(sessions_of(&usher, "dave").await, 1);
+}
+
+/// Without rights (`rights.source = "none"`, no limits) the same foreign token plays on
+/// a second device, as its own session.
+#[tokio::test]
+async fn without_rights_a_foreign_token_plays_on_a_second_device() {
+    let origin = origin().await;
+    let usher = Usher::start(&test_config(&origin.url(), &formats()), &[]);
     let url = format!(
         "{}/open/v/s1.ts?__token__={}",
         usher.url,
         akamai("/open/*", Some("alice"), later())
     );
-    let tv = get(&url, &[("x-device-id", "tv")]).await;
-    assert_eq!(tv.status, 200, "{}", tv.text());
-    let phone = get(&url, &[("x-device-id", "phone")]).await;
-    assert_eq!(
-        (phone.status.as_u16(), phone.reason().as_str()),
-        (403, "session_shared"),
-        "the TV's token on the phone"
-    );
-    let (status, listed) = api(&usher, "GET", "/api/v1/sessions?account=alice", None).await;
-    assert_eq!(status, 200, "{listed}");
-    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
-    let again = get(&url, &[("x-device-id", "tv")]).await;
-    assert_eq!(again.status, 200, "the TV plays on: {}", again.text());
+    for device in ["tv", "phone", "tv", "phone"] {
+        let reply = get(&url, &[("x-device-id", device)]).await;
+        assert_eq!(reply.status, 200, "{device}: {}", reply.text());
+    }
+    assert_eq!(sessions_of(&usher, "alice").await, 2);
 }
 
 /// A named subject's foreign token starts a rental's hours as a ticket does: its first

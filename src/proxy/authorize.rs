@@ -17,7 +17,9 @@
 //!    refuse, as past its cap)
 //!   (expired, its session not live here: replaced/ended (here, or in Redis): refuse │
 //!    live on another node (shared sessions) ─► adopt)
-//! foreign ─► (named: rights ─► session, as a session token) │ (unnamed: no rights check)
+//! foreign ─► (named: rights ─► session, as a session token; on another named device than
+//!            its session's: that device's own session, taken up under the limits)
+//!            │ (unnamed: no rights check)
 //! nothing ─► playlist of content with a preview: preview grant │ 401
 //! ```
 
@@ -39,7 +41,7 @@ use crate::rights::model::DeviceClass;
 use crate::rights::FirstPlayWrite;
 use crate::sessions::{Start, Touch};
 use crate::ticket::{Claims, Kind, TicketError};
-use start::{adopt, start_session, TicketRequest};
+use start::{adopt, start_session, TakeUp, TicketRequest};
 
 /// A session token signed by a key a reload retired: accepted as before the retirement
 /// (while unexpired, or while its session is live, here or, with shared sessions, on
@@ -290,7 +292,7 @@ async fn authorize_as(
             // No rights to check (`rights.source = "none"`): sessions are still kept, with no
             // limits, so a session token outlives its expiry while its session plays, as
             // with rights (a player reloads the playlist URI its master gave it).
-            keep_session(state, &mut grant, presented, now)?;
+            keep_session(state, &mut grant, presented, foreign_credential, now)?;
         }
         return Ok(grant);
     };
@@ -369,10 +371,19 @@ async fn authorize_as(
                 return Err(expired());
             }
             // Live here under another purchase: refused the same way (one lookup, the
-            // touch's).
-            match state.sessions.touch(sid, Some(purchase), device, now)? {
+            // touch's). A foreign credential's session recorded on another named device:
+            // this device's own session instead (a second lookup, only then).
+            let named = device.filter(|_| foreign_credential);
+            let mut own = None;
+            let mut touched = state.sessions.touch(sid, Some(purchase), named, now)?;
+            if let (Touch::OnAnotherDevice, Some(named)) = (touched, named) {
+                let sid = own.insert(crate::sessions::device_session(sid, named));
+                touched = state.sessions.touch(sid, Some(purchase), None, now)?;
+            }
+            match touched {
                 Touch::Live => {}
                 Touch::UnderAnother => return Err(expired()),
+                Touch::OnAnotherDevice => unreachable!("touched with a device only once"),
                 // Boxed for the same reason: an adoption is rare.
                 Touch::NotHere => {
                     // Nor does a session taken up afresh start a rental's hours (one of a
@@ -396,11 +407,20 @@ async fn authorize_as(
                             return Err(expired());
                         }
                     }
-                    Box::pin(adopt(
-                        state, config, &entitled, &grant, device, presented, now,
-                    ))
-                    .await?
+                    let taking = own.as_deref().unwrap_or(sid);
+                    let take_up = TakeUp {
+                        sid: taking,
+                        account: &grant.claims.sub,
+                        device,
+                        per_device: foreign_credential,
+                    };
+                    let session =
+                        Box::pin(adopt(state, config, &entitled, &take_up, presented, now)).await?;
+                    own = Some(session.sid.clone()).filter(|taken| taken != sid);
                 }
+            }
+            if let Some(own) = own {
+                Arc::make_mut(&mut grant.claims).sid = Some(own);
             }
             entitled
         }
@@ -425,20 +445,32 @@ async fn authorize_as(
 }
 
 /// Session bookkeeping without rights: a ticket starts a session, a session token keeps
-/// its session alive (or adopts it again after a restart or an idle timeout).
+/// its session alive (or adopts it again after a restart or an idle timeout). A foreign
+/// credential's session recorded on another named device: this device's own, as with
+/// rights.
 fn keep_session(
     state: &State,
     grant: &mut Grant,
     presented: &Presented<'_>,
+    foreign_credential: bool,
     now: u64,
 ) -> Result<(), ProxyError> {
     let device = presented.device.or(grant.claims.dev.as_deref());
+    let named = device.filter(|_| foreign_credential);
     let sid = match grant.kind {
         Kind::Session => match grant.claims.sid.clone() {
-            Some(sid) if state.sessions.touch(&sid, None, device, now)? == Touch::Live => {
-                return Ok(())
-            }
-            Some(sid) => Some(sid),
+            Some(sid) => match (state.sessions.touch(&sid, None, named, now)?, named) {
+                (Touch::Live, _) => return Ok(()),
+                (Touch::OnAnotherDevice, Some(named)) => {
+                    let own = crate::sessions::device_session(&sid, named);
+                    if state.sessions.touch(&own, None, None, now)? == Touch::Live {
+                        Arc::make_mut(&mut grant.claims).sid = Some(own);
+                        return Ok(());
+                    }
+                    Some(own)
+                }
+                _ => Some(sid),
+            },
             None => return Ok(()),
         },
         Kind::Ticket => None,
@@ -451,6 +483,7 @@ fn keep_session(
         device,
         ip: presented.client_ip,
         taking_over: None,
+        per_device: foreign_credential,
     };
     let session = state.sessions.start(
         start,

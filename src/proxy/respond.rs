@@ -228,7 +228,6 @@ mod tests {
             (SessionDenied::Ended, "session_ended"),
             (SessionDenied::ActivationLimit, "activation_limit"),
             (SessionDenied::DeviceRequired, "device_required"),
-            (SessionDenied::Shared, "session_shared"),
         ] {
             assert_eq!(status(denied.into()), (403, reason));
         }

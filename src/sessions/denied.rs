@@ -18,11 +18,6 @@ pub enum SessionDenied {
     /// The purchase is limited to a number of devices, and the request names none.
     #[error("the request names no device")]
     DeviceRequired,
-    /// The session plays on another device than the one this request names: its
-    /// credential was copied (a foreign token, whose session is named after it, used on a
-    /// second device while the first plays it).
-    #[error("session used by another device")]
-    Shared,
     /// The shared session store cannot be reached and `sessions.on_backend_error = "deny"`.
     #[error("the shared session store cannot be reached")]
     Unavailable,
@@ -37,7 +32,6 @@ impl SessionDenied {
             SessionDenied::Ended => "session_ended",
             SessionDenied::ActivationLimit => "activation_limit",
             SessionDenied::DeviceRequired => "device_required",
-            SessionDenied::Shared => "session_shared",
             SessionDenied::Unavailable => "sessions_unavailable",
         }
     }

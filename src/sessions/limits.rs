@@ -1,12 +1,64 @@
 //! Concurrency limits, pure: may a new session start next to the account's live ones (or
-//! is it a live one again, see [`plan`]), and which must give way under `replace_oldest`.
+//! is it a live one again, see [`plan`]), and which must give way under `replace_oldest`;
+//! and which session a device taking up a foreign credential's session comes to
+//! ([`device_session`]).
 
 use std::sync::Arc;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+use sha2::{Digest, Sha256};
+
 use super::{Session, SessionDenied, Start, ENDED, REPLACED};
+
+/// The session of device `device` under a credential whose session `sid` plays on another
+/// named device: an id derived from both (the same length and form as any session id), so
+/// every node and every request of that device comes to the same one. A foreign
+/// credential names its session after its token, and a CMS hands one account the same
+/// token on all its devices: each device is a start of its own under the purchase's rules,
+/// not a copy of the first's session.
+pub fn device_session(sid: &str, device: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(sid.as_bytes());
+    hash.update([0]);
+    hash.update(device.as_bytes());
+    hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `session` is recorded on a named device other than `device` (a request naming
+/// none is the session's own: players that cannot add headers name none).
+pub(super) fn on_another_device(session: &Session, device: Option<&str>) -> bool {
+    matches!((session.device.as_deref(), device), (Some(playing), Some(named)) if playing != named)
+}
+
+/// The session a take-up by id of a foreign credential's session comes to, when it is not
+/// `start.sid` ([`Start::per_device`]): [`device_session`] when `start.sid` is recorded on
+/// another named device than the one `start` names (live or not: a device that replaced it
+/// stays on its own), or when `start.sid` is not recorded live but that device's own
+/// session plays (it stays on it rather than count twice).
+pub(super) fn own_session(
+    sessions: &HashMap<String, Arc<Session>>,
+    start: &Start<'_>,
+    now: u64,
+    idle: u64,
+) -> Option<String> {
+    let (Some(sid), Some(device), true) = (start.sid, start.device, start.per_device) else {
+        return None;
+    };
+    let taken_up = sessions.get(sid);
+    let own = device_session(sid, device);
+    let own_plays = || sessions.get(&own).is_some_and(|s| s.is_live(now, idle));
+    match taken_up {
+        Some(s) if on_another_device(s, Some(device)) => Some(own),
+        Some(s) if s.is_live(now, idle) || s.refusal().is_some() => None,
+        _ if own_plays() => Some(own),
+        _ => None,
+    }
+}
 
 /// What to do when a new session would exceed a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -112,6 +164,9 @@ pub(super) enum Plan {
     Join(Arc<Session>),
     /// A new session, for which these sessions give way (empty under `refuse`).
     New {
+        /// Its id, when the start names one (the one it takes up, or the device's own
+        /// session, [`device_session`]).
+        sid: Option<String>,
         /// The sessions it replaces.
         victims: Vec<Arc<Session>>,
     },
@@ -120,7 +175,9 @@ pub(super) enum Plan {
 /// Decides a start against `sessions`: the session token's own session if it is still
 /// live (refused if it was replaced or ended), else the live session this device already
 /// has for this purchase (a player reloading its master with the ticket is one viewer, not
-/// two), else a new session under `limits`.
+/// two), else a new session under `limits`. A foreign credential's session taken up by
+/// another named device than its own is that device's session instead ([`own_session`]),
+/// decided the same way.
 pub(super) fn plan(
     sessions: &HashMap<String, Arc<Session>>,
     start: &Start<'_>,
@@ -128,17 +185,16 @@ pub(super) fn plan(
     now: u64,
     idle: u64,
 ) -> Result<Plan, SessionDenied> {
+    let own = own_session(sessions, start, now, idle);
+    let start = &Start {
+        sid: own.as_deref().or(start.sid),
+        ..start.clone()
+    };
     if let Some(sid) = start.sid {
         if let Some(existing) = sessions.get(sid) {
             match existing.state.load(Ordering::Relaxed) {
                 REPLACED => return Err(SessionDenied::Replaced),
                 ENDED => return Err(SessionDenied::Ended),
-                // Live on another device: its credential was copied, not taken up.
-                _ if existing.is_live(now, idle)
-                    && super::on_another_device(existing, start.device) =>
-                {
-                    return Err(SessionDenied::Shared)
-                }
                 _ if existing.is_live(now, idle) => return Ok(Plan::Join(existing.clone())),
                 // Idled out: resuming it is a new start, under the limits.
                 _ => {}
@@ -160,5 +216,6 @@ pub(super) fn plan(
         }
     }
     let victims = admit(&live, start, limits)?.into_iter().cloned().collect();
-    Ok(Plan::New { victims })
+    let sid = start.sid.map(str::to_owned);
+    Ok(Plan::New { sid, victims })
 }

@@ -45,7 +45,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use super::limits::{plan, Plan};
+use super::limits::{own_session, plan, Plan};
 use super::{Limits, Session, SessionDenied, Start, ENDED, LIVE, REPLACED};
 use crate::config::{OnBackendError, RedisConfig};
 use crate::metrics::SessionsBackendMetrics;
@@ -109,10 +109,17 @@ impl From<redis::RedisError> for BackendError {
 
 /// What a shared start decided.
 pub(super) enum Admitted {
-    /// The start joins this live session (by its id).
-    Join(String),
-    /// A new session was recorded under the given id; these sessions gave way.
-    New(Vec<Arc<Session>>),
+    /// The start joins this live session (as Redis records it).
+    Join(Arc<Session>),
+    /// A new session was recorded (or, without commit, may be) under `sid`; `replaced`
+    /// gave way.
+    New {
+        /// Its id: the one asked for, or the device's own session a take-up came to
+        /// ([`super::device_session`]).
+        sid: String,
+        /// The sessions that gave way.
+        replaced: Vec<Arc<Session>>,
+    },
 }
 
 /// The Redis side of the session registry.
@@ -315,11 +322,12 @@ impl SharedSessions {
         for _ in 0..16 {
             let (sessions, version) = self.read(start.account).await?;
             let (ended_by_id, named_ended) = self.apply_ends(&sessions, start.sid, now).await?;
-            if named_ended {
+            // Unless the take-up is another device's own session: that one is decided.
+            if named_ended && own_session(&sessions, start, now, self.idle).is_none() {
                 return Ok(Err(SessionDenied::Ended));
             }
             let planned = plan(&sessions, start, limits, now, self.idle);
-            let victims = match planned {
+            let (planned_sid, victims) = match planned {
                 Err(denied) => return Ok(Err(denied)),
                 Ok(Plan::Join(existing)) => {
                     if commit {
@@ -328,12 +336,17 @@ impl SharedSessions {
                             return Ok(Err(refused));
                         }
                     }
-                    return Ok(Ok(Admitted::Join(existing.sid.clone())));
+                    return Ok(Ok(Admitted::Join(existing)));
                 }
-                Ok(Plan::New { victims }) => victims,
+                Ok(Plan::New { sid: own, victims }) => (own, victims),
             };
+            let sid = planned_sid.as_deref().unwrap_or(sid);
             if !commit {
-                return Ok(Ok(Admitted::New(victims)));
+                let sid = sid.to_owned();
+                return Ok(Ok(Admitted::New {
+                    sid,
+                    replaced: victims,
+                }));
             }
             let fresh = Session::new(start, sid.to_owned(), now);
             let mut args: Vec<String> = vec![version, self.key_ttl_ms().to_string()];
@@ -365,7 +378,11 @@ impl SharedSessions {
                 for victim in &victims {
                     self.announce(&victim.sid, REPLACED).await;
                 }
-                return Ok(Ok(Admitted::New(victims)));
+                let sid = sid.to_owned();
+                return Ok(Ok(Admitted::New {
+                    sid,
+                    replaced: victims,
+                }));
             }
         }
         Err(BackendError(

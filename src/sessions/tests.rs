@@ -15,6 +15,7 @@ pub(super) fn start<'a>(device: &'a str, product: &'a str) -> Start<'a> {
         device: Some(device),
         ip: "198.51.100.7".parse().unwrap(),
         taking_over: None,
+        per_device: false,
     }
 }
 
@@ -267,33 +268,89 @@ fn a_touch_under_another_purchase_records_nothing() {
     );
 }
 
-/// A session's id on another named device (a foreign token, whose session is named after
-/// it, copied to a second device) is refused as shared, both where the session is held
-/// (the touch) and where it is taken up by id (a start naming it: another node's join);
-/// a request naming no device, or the session's own, is the session's.
+/// A foreign credential's session (named after its token, which a CMS hands every device
+/// of the account) taken up by another named device is that device's own session, under
+/// the limits; a request naming no device, or the session's own, is the session's; a
+/// session token's take-up joins it as before.
 #[test]
-fn a_live_session_named_by_another_device_is_refused_as_shared() {
+fn a_foreign_session_taken_up_on_another_device_is_that_device_s_own() {
     let r = registry();
     let s = r
         .start(start("tv", "P"), &Limits::default(), T0, counter())
         .unwrap();
     assert_eq!(
         r.touch(&s.sid, None, Some("phone"), T0 + 1),
-        Err(SessionDenied::Shared)
+        Ok(Touch::OnAnotherDevice)
     );
     assert_eq!(r.touch(&s.sid, None, None, T0 + 1), Ok(Touch::Live));
     assert_eq!(r.touch(&s.sid, None, Some("tv"), T0 + 1), Ok(Touch::Live));
     let taken_up = |device| Start {
         sid: Some(&s.sid),
+        per_device: true,
         ..start(device, "P")
     };
+    let one = Limits {
+        product_sessions: Some(1),
+        ..Limits::default()
+    };
     assert_eq!(
-        r.start(taken_up("phone"), &Limits::default(), T0 + 2, counter())
+        r.start(taken_up("phone"), &one, T0 + 2, counter())
             .map(|s| s.sid.clone()),
-        Err(SessionDenied::Shared)
+        Err(SessionDenied::ConcurrencyLimit),
+        "the limit's own refusal"
     );
-    let joined = r
-        .start(taken_up("tv"), &Limits::default(), T0 + 2, counter())
+    let own = device_session(&s.sid, "phone");
+    assert_eq!(device_session(&new_id(), "phone").len(), new_id().len());
+    let phone = r
+        .start(taken_up("phone"), &Limits::default(), T0 + 2, counter())
         .unwrap();
-    assert_eq!(joined.sid, s.sid);
+    assert_eq!((&phone.sid, phone.device.as_deref()), (&own, Some("phone")));
+    assert_eq!(r.live(T0 + 2).len(), 2);
+    let again = r.start(taken_up("phone"), &Limits::default(), T0 + 3, counter());
+    assert_eq!(again.unwrap().sid, own, "joins its own");
+    let tv = r.start(taken_up("tv"), &Limits::default(), T0 + 3, counter());
+    assert_eq!(tv.unwrap().sid, s.sid);
+    let token = Start {
+        per_device: false,
+        ..taken_up("laptop")
+    };
+    let joined = r.start(token, &Limits::default(), T0 + 3, counter());
+    assert_eq!(
+        joined.unwrap().sid,
+        s.sid,
+        "a session token joins as before"
+    );
+}
+
+/// Under `replace_oldest` a second device's own session replaces the first device's; the
+/// second is not refused for the replaced session its credential names.
+#[test]
+fn a_second_device_s_own_session_replaces_the_first_under_replace_oldest() {
+    let r = registry();
+    let s = r
+        .start(start("tv", "P"), &Limits::default(), T0, counter())
+        .unwrap();
+    let limits = Limits {
+        product_sessions: Some(1),
+        policy: Policy::ReplaceOldest,
+        ..Limits::default()
+    };
+    let phone = Start {
+        sid: Some(&s.sid),
+        per_device: true,
+        ..start("phone", "P")
+    };
+    let own = r.start(phone.clone(), &limits, T0 + 1, counter()).unwrap();
+    assert_eq!(own.sid, device_session(&s.sid, "phone"));
+    assert_eq!(
+        r.touch(&s.sid, None, Some("tv"), T0 + 2),
+        Err(SessionDenied::Replaced)
+    );
+    assert_eq!(
+        r.touch(&s.sid, None, Some("phone"), T0 + 2),
+        Ok(Touch::OnAnotherDevice)
+    );
+    assert_eq!(r.touch(&own.sid, None, None, T0 + 2), Ok(Touch::Live));
+    let again = r.start(phone, &limits, T0 + 3, counter()).unwrap();
+    assert_eq!(again.sid, own.sid, "its own, not the replaced one");
 }

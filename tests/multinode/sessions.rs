@@ -1,12 +1,15 @@
 //! Sessions shared through Redis: concurrency limits and `replace_oldest` hold across
-//! nodes, and Redis killed mid-playback follows `sessions.on_backend_error` (`deny`,
+//! nodes (also for a foreign token's second device), and Redis killed mid-playback follows `sessions.on_backend_error` (`deny`,
 //! `local`).
 
 use serde_json::json;
 
 use crate::support::admin::api;
 use crate::support::cluster::status_reason;
+use crate::support::postgres::Postgres;
+use crate::support::redis::Redis;
 use crate::support::*;
+use crate::{add_buyer, sell_event, shared_config, wait_converged};
 use crate::{one_stream_playing_on_a_tv, phone_admitted_on, play, shared_setup, until, wait_ready};
 
 #[tokio::test]
@@ -135,4 +138,96 @@ async fn redis_killed_with_local_admits_new_sessions_by_each_nodes_own() {
         .await
             >= 2.0
     );
+}
+
+/// The Akamai key of [`foreign_cluster`]'s `/event/` route.
+const AKAMAI_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// An Akamai token for `/event/*` naming `account` (its `id`), as a CMS hands it to every
+/// device of the account.
+fn akamai_for(account: &str) -> String {
+    use usher::ticket::edgeauth::{self, EdgeKey, EdgeToken, Options};
+    let token = EdgeToken {
+        exp: usher::clock::unix_now() + 3600,
+        acl: Some(vec!["/event/*".to_owned()]),
+        id: Some(account.to_owned()),
+        ..EdgeToken::default()
+    };
+    let key = EdgeKey::from_hex(AKAMAI_KEY, edgeauth::Algorithm::Sha256).unwrap();
+    edgeauth::mint(&token, None, &key, &Options::default())
+}
+
+/// A foreign token's session on one node, and the same token on a second device through
+/// another node: that node's copy of the session (joined by a request naming no device) is
+/// on the device Redis records, so the second device is a start of its own there too,
+/// refused by `max_sessions = 1` (not riding the first's stream), and under
+/// `replace_oldest` it replaces the first device on its own node.
+#[tokio::test]
+async fn with_shared_sessions_a_foreign_token_on_a_second_device_is_its_own_start_on_any_node() {
+    let pg = Postgres::start();
+    let url = pg.database("usher");
+    let redis = Redis::start();
+    let origin = event_origin().await;
+    let config = format!(
+        "{}\n[akamai]\nkey = \"{AKAMAI_KEY}\"\n[[routes]]\nprefix = \"/event/\"\naccept = [\"usher\", \"akamai\"]\n",
+        shared_config(&origin, &url, &redis, "deny")
+    );
+    let nodes: Vec<Usher> = (0..2).map(|_| Usher::start(&config, &[])).collect();
+    for node in &nodes {
+        wait_ready(node, 200).await;
+    }
+    sell_event(
+        &nodes[0],
+        json!({"code": "p", "name": "Final", "max_sessions": 1}),
+    )
+    .await;
+    let last = json!({"code": "r", "name": "Last", "max_sessions": 1, "concurrency_policy": "replace_oldest"});
+    let (status, body) = api(&nodes[0], "POST", "/api/v1/products", Some(last)).await;
+    assert_eq!(status, 201, "{body}");
+    let media = Some(json!({"media": "event"}));
+    let (status, body) = api(&nodes[0], "POST", "/api/v1/products/r/media", media).await;
+    assert_eq!(status, 200, "{body}");
+    wait_converged(&nodes[0], &nodes[1], "all").await;
+    add_buyer(&nodes[0], "p", "alice").await;
+    add_buyer(&nodes[0], "r", "bob").await;
+    let segment = |node: &Usher, account: &str| {
+        format!("{}/event/s1.ts?__token__={}", node.url, akamai_for(account))
+    };
+    let on = |node, account, device: Option<&'static str>| {
+        let url = segment(node, account);
+        async move {
+            let named: &[(&str, &str)] = match device {
+                Some(device) => &[("x-device-id", device)],
+                None => &[],
+            };
+            get(&url, named).await
+        }
+    };
+
+    let tv = on(&nodes[0], "alice", Some("tv")).await;
+    assert_eq!(tv.status, 200, "{}", tv.text());
+    let nameless = on(&nodes[1], "alice", None).await;
+    assert_eq!(nameless.status, 200, "rides the tv's: {}", nameless.text());
+    for (node, name) in [
+        (&nodes[1], "B, which joined it"),
+        (&nodes[0], "A, which holds it"),
+    ] {
+        let phone = on(node, "alice", Some("phone")).await;
+        assert_eq!(
+            status_reason(&phone),
+            (403, "concurrency_limit".into()),
+            "the phone on node {name}"
+        );
+    }
+    assert_eq!(on(&nodes[0], "alice", Some("tv")).await.status, 200);
+
+    assert_eq!(on(&nodes[0], "bob", Some("tv")).await.status, 200);
+    let phone = on(&nodes[1], "bob", Some("phone")).await;
+    assert_eq!(phone.status, 200, "replaces the tv: {}", phone.text());
+    let tv = until(|| on(&nodes[0], "bob", Some("tv")), |r| r.status != 200).await;
+    assert_eq!(status_reason(&tv), (403, "session_replaced".into()));
+    for (node, name) in [(&nodes[1], "B"), (&nodes[0], "A")] {
+        let phone = on(node, "bob", Some("phone")).await;
+        assert_eq!(phone.status, 200, "on node {name}: {}", phone.text());
+    }
 }

@@ -15,33 +15,50 @@ use crate::access::{Grant, Presented};
 use crate::config::Config;
 use crate::path::ObjectKind;
 use crate::rights::decide::Entitled;
+use crate::sessions::Session;
 use crate::sessions::{SessionDenied, Start};
 
-/// Takes up the session `grant` names, which this node does not hold live: after an idle
+/// A session a request takes up by its id ([`adopt`]).
+pub(super) struct TakeUp<'a> {
+    /// Its id.
+    pub(super) sid: &'a str,
+    /// The account the credential names.
+    pub(super) account: &'a str,
+    /// The device the request names, else its credential's.
+    pub(super) device: Option<&'a str>,
+    /// A foreign credential's ([`Start::per_device`]): on another named device than the
+    /// one it is recorded on, it is that device's own session.
+    pub(super) per_device: bool,
+}
+
+/// Takes up the session `taken`, which this node does not hold live: after an idle
 /// timeout or a restart, or a foreign credential's first request (it comes with no
 /// ticket, and its session is named after it). The device's activation of the purchase is
 /// checked and recorded as a ticket's is, so no credential plays a purchase on more
 /// devices than it allows (IP recovery, which ends another session, is a ticket's).
+/// Answers the session it came to: a foreign credential's session recorded on another
+/// named device (on another node) comes to this device's own.
 pub(super) async fn adopt(
     state: &State,
     config: &Config,
     entitled: &Entitled,
-    grant: &Grant,
-    device: Option<&str>,
+    taken: &TakeUp<'_>,
     presented: &Presented<'_>,
     now: u64,
-) -> Result<(), ProxyError> {
+) -> Result<Arc<Session>, ProxyError> {
+    let device = taken.device;
     let activation = check_activation(state, config, entitled, device, presented, now)
         .await?
         .filter(|a| !matches!(a, Activation::Recover(_)))
         .ok_or_else(|| activation_refused(state, entitled, device))?;
     let start = Start {
-        sid: grant.claims.sid.as_deref(),
-        ..new_start(entitled, &grant.claims.sub, device, presented, None)
+        sid: Some(taken.sid),
+        per_device: taken.per_device,
+        ..new_start(entitled, taken.account, device, presented, None)
     };
-    state.sessions.admit(start, &entitled.limits, now).await?;
+    let session = state.sessions.admit(start, &entitled.limits, now).await?;
     record_activation(state, entitled, device, activation, now).await?;
-    Ok(())
+    Ok(session)
 }
 
 /// What [`start_session`] needs of a ticket's request.
@@ -269,6 +286,7 @@ fn new_start<'a>(
         device,
         ip: presented.client_ip,
         taking_over,
+        per_device: false,
     }
 }
 
