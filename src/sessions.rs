@@ -17,6 +17,7 @@ mod denied;
 pub mod kept;
 mod limits;
 pub mod shared;
+mod start;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +28,8 @@ pub use denied::SessionDenied;
 pub use kept::token_lifetime;
 pub use limits::{device_session, Limits, Policy};
 use limits::{on_another_device, plan, Plan};
+use start::copy_of;
+pub use start::{Start, Touch};
 
 /// A fresh session id: 64 random bits, hex.
 pub fn new_id() -> String {
@@ -80,46 +83,6 @@ impl Session {
     }
 }
 
-/// What [`Sessions::touch`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Touch {
-    /// Live here (and under the purchase asked about): the request is recorded.
-    Live,
-    /// Not live here (unknown, or idle past the timeout): the caller adopts it afresh.
-    NotHere,
-    /// Live here under another purchase than the one asked about: not recorded. A
-    /// session moves onto another purchase only by being taken up afresh.
-    UnderAnother,
-    /// Recorded here (in whatever state) on another named device than the one asked
-    /// about: not recorded. The request is that device's own session's,
-    /// [`device_session`].
-    OnAnotherDevice,
-}
-
-/// What a new session is about.
-#[derive(Debug, Clone)]
-pub struct Start<'a> {
-    /// Keep this id (adopting a session token's session); `None` makes a new one.
-    pub sid: Option<&'a str>,
-    /// The account.
-    pub account: &'a str,
-    /// The purchase, if known.
-    pub purchase: Option<&'a str>,
-    /// The product, if known.
-    pub product: Option<&'a str>,
-    /// The hashed device, if named.
-    pub device: Option<&'a str>,
-    /// The client address.
-    pub ip: IpAddr,
-    /// A session this one takes over (IP recovery): not counted against the limits.
-    pub taking_over: Option<&'a str>,
-    /// Whether taking up `sid` on another named device than the one it is recorded on
-    /// starts that device's own session, [`device_session`] (a foreign credential's,
-    /// named after its token); else it joins `sid` (a session token, whose claims bind
-    /// its device).
-    pub per_device: bool,
-}
-
 impl Session {
     /// A live session for `start`, named `sid`, last seen `now`.
     fn new(start: &Start<'_>, sid: String, now: u64) -> Self {
@@ -134,16 +97,6 @@ impl Session {
             last_seen: AtomicU64::new(now),
             state: AtomicU8::new(LIVE),
         }
-    }
-}
-
-/// `start` as a copy of `existing`, a session another node holds (the device it is
-/// recorded on, not the one the request names: every node checks the same).
-fn copy_of<'a>(existing: &'a Session, start: &Start<'a>) -> Start<'a> {
-    Start {
-        sid: Some(&existing.sid),
-        device: existing.device.as_deref(),
-        ..start.clone()
     }
 }
 
@@ -304,6 +257,20 @@ impl Sessions {
                 ..start
             };
             match shared.start(&start, sid, limits, now, true).await {
+                Ok(Ok(shared::Admitted::New { replaced, sid: own })) if own != *sid => {
+                    // Another device took the id first (a foreign token's first requests on
+                    // two devices at once, on two nodes): Redis recorded this device's own
+                    // session. This node holds that one, so the grant carries it and every
+                    // node counts the same two streams.
+                    self.discard(sid);
+                    let own = Start {
+                        sid: Some(own.as_str()),
+                        ..start
+                    };
+                    let (session, _) = self.start_deferred(own, &Limits::default(), now, new_id)?;
+                    self.replace(&replaced);
+                    return Ok(session);
+                }
                 Ok(Ok(shared::Admitted::New { replaced, .. })) => victims.extend(replaced),
                 Ok(Ok(shared::Admitted::Join(existing))) if existing.sid != *sid => {
                     // The same device started meanwhile on another node: this start is

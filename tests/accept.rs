@@ -672,11 +672,14 @@ async fn a_named_subject_s_foreign_token_on_another_device_is_a_start_of_its_own
     for (account, product) in products {
         sell(&usher, product, account).await;
     }
+    // One token per account for the whole test: minted again in another second, it would
+    // be another token, and so another session.
+    let expiry = later();
     let url = |account| {
         format!(
             "{}/open/v/s1.ts?__token__={}",
             usher.url,
-            akamai("/open/*", Some(account), later())
+            akamai("/open/*", Some(account), expiry)
         )
     };
     let on = |account, device| {

@@ -376,9 +376,25 @@ async fn authorize_as(
             let named = device.filter(|_| foreign_credential);
             let mut own = None;
             let mut touched = state.sessions.touch(sid, Some(purchase), named, now)?;
-            if let (Touch::OnAnotherDevice, Some(named)) = (touched, named) {
-                let sid = own.insert(crate::sessions::device_session(sid, named));
-                touched = state.sessions.touch(sid, Some(purchase), None, now)?;
+            match (touched, named) {
+                (Touch::OnAnotherDevice, Some(named)) => {
+                    let sid = own.insert(crate::sessions::device_session(sid, named));
+                    touched = state.sessions.touch(sid, Some(purchase), None, now)?;
+                }
+                // The token's session is not here, but this device's own may be (it took
+                // it up here, the first device playing on another node or gone): one more
+                // lookup, on a path that would otherwise take it up afresh every request.
+                (Touch::NotHere, Some(named)) => {
+                    let candidate = crate::sessions::device_session(sid, named);
+                    let again = state
+                        .sessions
+                        .touch(&candidate, Some(purchase), None, now)?;
+                    if again != Touch::NotHere {
+                        own = Some(candidate);
+                        touched = again;
+                    }
+                }
+                _ => {}
             }
             match touched {
                 Touch::Live => {}

@@ -147,8 +147,11 @@ const AKAMAI_KEY: &str = "0123456789abcdef0123456789abcdef";
 /// device of the account.
 fn akamai_for(account: &str) -> String {
     use usher::ticket::edgeauth::{self, EdgeKey, EdgeToken, Options};
+    // One expiry for every token of the test run: each account's token stays the same
+    // token (and so the same session) however many seconds the test takes.
+    static EXPIRY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let token = EdgeToken {
-        exp: usher::clock::unix_now() + 3600,
+        exp: *EXPIRY.get_or_init(|| usher::clock::unix_now() + 3600),
         acl: Some(vec!["/event/*".to_owned()]),
         id: Some(account.to_owned()),
         ..EdgeToken::default()
