@@ -235,18 +235,21 @@ async fn refusals_exit_1_with_one_line_naming_the_problem() {
     let usher = Usher::start(&rights_config(&origin.url(), ""), &[]);
     let admin_url = usher.admin.clone().unwrap();
 
-    let bad_date = admin(
-        &usher,
-        &[
-            "product",
-            "create",
-            "--name",
-            "X",
-            "--access-expire",
-            "31/12/2026",
-        ],
-    )
-    .await;
+    let product_expiring = |expire: &'static str| {
+        let usher = &usher;
+        async move {
+            let args = [
+                "product",
+                "create",
+                "--name",
+                "X",
+                "--access-expire",
+                expire,
+            ];
+            admin(usher, &args).await
+        }
+    };
+    let bad_date = product_expiring("31/12/2026").await;
     let line = bad_date.failed();
     assert!(line.starts_with("usher: access_expire: "), "{line}");
     assert!(line.contains("YYYY-MM-DD"), "{line}");
@@ -262,18 +265,7 @@ async fn refusals_exit_1_with_one_line_naming_the_problem() {
     assert_eq!(listed.failed(), "usher: product nope not found");
 
     // Unix seconds past 9999-12-31 are refused as a date text past it is.
-    let far = admin(
-        &usher,
-        &[
-            "product",
-            "create",
-            "--name",
-            "X",
-            "--access-expire",
-            "253402300800",
-        ],
-    )
-    .await;
+    let far = product_expiring("253402300800").await;
     let line = far.failed();
     assert!(line.starts_with("usher: access_expire: "), "{line}");
 

@@ -208,10 +208,8 @@ fn a_product_with_buyers_is_kept_unless_forced(store: &dyn Store) {
     assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
 }
 
-/// A media that active buyers of the product named (by its code, or through the editorial
-/// id linked) stays in the product unless the unlink is forced; buyers of the whole
-/// product and revoked ones do not hold it.
-fn a_media_its_buyers_named_stays_in_its_product_unless_forced(store: &dyn Store) {
+/// Product P1 linking media M1 by its code and media M2 (`/m2/`) by its editorial id `ed`.
+fn p1_linking_m1_and_the_editorial_id_of_m2(store: &dyn Store) {
     store.create_product(&product("P1")).unwrap();
     store.create_media(&media("M1", "/m1/", None)).unwrap();
     store
@@ -219,6 +217,13 @@ fn a_media_its_buyers_named_stays_in_its_product_unless_forced(store: &dyn Store
         .unwrap();
     store.link("P1", "M1").unwrap();
     store.link("P1", "ed").unwrap();
+}
+
+/// A media that active buyers of the product named (by its code, or through the editorial
+/// id linked) stays in the product unless the unlink is forced; buyers of the whole
+/// product and revoked ones do not hold it.
+fn a_media_its_buyers_named_stays_in_its_product_unless_forced(store: &dyn Store) {
+    p1_linking_m1_and_the_editorial_id_of_m2(store);
     let named = |hash: &str, account: &str, media: Option<&str>| {
         let mut p = purchase(hash, "P1", account, "a@x");
         p.media = media.map(Into::into);
@@ -296,13 +301,7 @@ fn the_last_media_of_a_product_is_held_by_its_whole_product_buyers(store: &dyn S
 /// nothing. Recorded while the link stands (here through the editorial id that covers
 /// the media), it lands.
 fn a_sale_of_a_media_taken_out_after_its_check_is_refused(store: &dyn Store) {
-    store.create_product(&product("P1")).unwrap();
-    store.create_media(&media("M1", "/m1/", None)).unwrap();
-    store
-        .create_media(&media("M2", "/m2/", Some("ed")))
-        .unwrap();
-    store.link("P1", "M1").unwrap();
-    store.link("P1", "ed").unwrap();
+    p1_linking_m1_and_the_editorial_id_of_m2(store);
     let sale = |hash: &str, media: &str| {
         let mut p = purchase(hash, "P1", "alice", "a@x");
         p.media = Some(media.into());
