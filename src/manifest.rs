@@ -507,8 +507,9 @@ impl Rewriter<'_, '_> {
         let minted_sets = |name: &str| {
             minted.as_deref().is_some_and(|query| {
                 query.split('&').any(|pair| {
+                    // usher's own name (a playlist's token) goes as usher reads it: exactly.
                     let set = pair.split_once('=').map_or(pair, |(set, _)| set);
-                    set.eq_ignore_ascii_case(name)
+                    !self.ctx.is_stale(set) && set.eq_ignore_ascii_case(name)
                 })
             })
         };

@@ -262,13 +262,16 @@ impl Sessions {
                     // two devices at once, on two nodes): Redis recorded this device's own
                     // session. This node holds that one, so the grant carries it and every
                     // node counts the same two streams.
+                    // A copy of that session this node still holds, replaced or ended, is
+                    // stale: Redis has just admitted it afresh.
                     self.discard(sid);
+                    self.discard(&own);
+                    self.replace(&replaced);
                     let own = Start {
                         sid: Some(own.as_str()),
                         ..start
                     };
                     let (session, _) = self.start_deferred(own, &Limits::default(), now, new_id)?;
-                    self.replace(&replaced);
                     return Ok(session);
                 }
                 Ok(Ok(shared::Admitted::New { replaced, .. })) => victims.extend(replaced),

@@ -205,6 +205,9 @@ async fn in_product(
         .rights
         .as_ref()
         .and_then(|rights| rights.media_for(&media.prefix))
+        // This node's index may not know the media yet (created on another node moments
+        // ago) and answer an enclosing one: then its own code and editorial id.
+        .filter(|m| m.code == media.code)
         .map(|m| m.covered_by.clone())
         .unwrap_or_else(|| {
             std::iter::once(media.code.clone())
