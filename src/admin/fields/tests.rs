@@ -92,7 +92,10 @@ fn media_prefix_must_be_normalised() {
 
 #[test]
 fn unix_seconds_end_where_date_texts_do() {
-    assert_eq!(date::parse("9999-12-31 23:59:59", Edge::End), Ok(LATEST));
+    assert_eq!(
+        crate::rights::date::parse("9999-12-31 23:59:59", Edge::End),
+        Ok(LATEST)
+    );
     assert_eq!(time(&LATEST.to_string(), Edge::End, LATEST), Ok(LATEST));
     assert!(time(&(LATEST + 1).to_string(), Edge::End, LATEST).is_err());
     assert!(time("-1", Edge::Start, u64::MAX).is_err());
