@@ -213,8 +213,9 @@ async fn sold_with_the_cli_the_printed_url_plays_until_revoked() {
     .ok();
     let held = admin(&usher, &["product", "delete", "ep1"]).await;
     assert!(
-        held.failed().contains("product ep1 has 1 buyers"),
-        "a product a buyer holds stays: {held:?}"
+        held.failed()
+            .ends_with("product ep1 has 1 buyers: add --force to delete it anyway"),
+        "a product a buyer holds stays, and the refusal names the CLI's flag: {held:?}"
     );
     assert_eq!(
         admin(&usher, &["product", "delete", "ep1", "--force"])

@@ -265,6 +265,19 @@ fn refusal(status: StatusCode, v: &Value) -> AdminCliError {
             reason: text("reason"),
         },
         "conflict" => AdminCliError::Conflict(text("what")),
+        // Only `product delete` meets it here, whose flag is `--force`, not the API's.
+        "has_buyers" => AdminCliError::Api {
+            status: status.as_u16(),
+            error: format!(
+                "has_buyers: {}",
+                crate::admin::ops::has_buyers_text(
+                    &text("what"),
+                    v.get("buyers").and_then(Value::as_u64).unwrap_or(0),
+                    false,
+                    "--force",
+                )
+            ),
+        },
         "" => AdminCliError::Api {
             status: status.as_u16(),
             error: "no error field: is --url usher's admin listener?".into(),
