@@ -266,7 +266,7 @@ async fn item8_buyers_export_as_csv_without_tickets() {
 /// `listbuyers` is, in JSON and in CSV: a mistyped code must not read as "no buyers".
 /// A `media` filter naming no media lists nobody, in both (the facade does not check it).
 #[tokio::test]
-async fn a_buyers_list_of_a_product_that_does_not_exist_is_404_naming_it() {
+async fn a_buyers_or_sessions_list_of_a_product_that_does_not_exist_is_404_naming_it() {
     let (_origin, usher, _sold) = selling().await;
     let (status, body) = api(&usher, "GET", "/api/v1/buyers?product=shw", None).await;
     assert_eq!(status, 404, "{body}");
@@ -280,6 +280,12 @@ async fn a_buyers_list_of_a_product_that_does_not_exist_is_404_naming_it() {
     assert_eq!(body["what"], "product shw", "{body}");
     let facade_list = facade(&usher, "/api/ppv/listbuyers?code=shw&media=ep1").await;
     assert_eq!(facade_list.status, 404, "{}", facade_list.text());
+    // So does the sessions list, filtered by the same mistyped code.
+    let (status, body) = api(&usher, "GET", "/api/v1/sessions?product=shw", None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["what"], "product shw", "{body}");
+    let (status, body) = api(&usher, "GET", "/api/v1/sessions?product=show", None).await;
+    assert_eq!(status, 200, "{body}");
 
     let (status, body) = api(&usher, "GET", "/api/v1/buyers?product=show", None).await;
     assert_eq!((status, body["total"].clone()), (200, json!(3)), "{body}");

@@ -106,7 +106,7 @@ pub async fn route(
         (&Method::DELETE, ["buyers", hash, "devices", device]) => {
             ok(S::OK, ops::free_device(state, hash, device).await?)
         }
-        (&Method::GET, ["sessions"]) => lists::sessions(state, query),
+        (&Method::GET, ["sessions"]) => lists::sessions(state, query).await,
         (&Method::GET, ["audit"]) => lists::audit(state, query).await,
         (&Method::DELETE, ["sessions", sid]) => {
             ops::end_session(state, sid).await?;

@@ -148,12 +148,16 @@ pub async fn devices(state: &State, hash: &str, query: &Fields) -> Result<Answer
 /// `GET /api/v1/sessions`: filters `account`, `product`, `purchase`.
 ///
 /// # Errors
-/// Bad or unknown parameters.
-pub fn sessions(state: &State, query: &Fields) -> Result<Answer, AdminError> {
+/// Bad or unknown parameters; a `product` that does not exist (404, as for the buyers
+/// list: a mistyped code would read as "nobody plays it").
+pub async fn sessions(state: &State, query: &Fields) -> Result<Answer, AdminError> {
     let mut r = Reader::new(query);
     let page = page(&mut r)?;
     let (account, product, purchase) = (r.text("account"), r.text("product"), r.text("purchase"));
     r.deny_unknown()?;
+    if let Some(code) = product {
+        ops::get_product(state, code).await?;
+    }
     let all: Vec<_> = ops::list_sessions(state, account, product)
         .into_iter()
         .filter(|s| purchase.is_none_or(|p| s.purchase.as_deref() == Some(p)))
