@@ -346,9 +346,9 @@ impl Shield {
 
     /// [`Shield::purge`] under each of `prefixes` at once: one pass over the cache, and
     /// one purge for the fetches in flight, however many prefixes (none: nothing done).
-    /// A prefix is read as a request's path is ([`crate::path::normalize`]: escapes,
-    /// doubled slashes), as the paths kept are normalised; one that is no path is taken
-    /// as it is.
+    /// A prefix is read as a request's path is ([`purge_prefix`]: escapes and their case),
+    /// as the paths kept are normalised; one that would resolve a `.`, `..` or empty
+    /// segment, or is no path, is taken as it is.
     pub fn purge_all<S: AsRef<str>>(&self, prefixes: &[S]) -> usize {
         let normalised: Vec<std::borrow::Cow<'_, str>> = prefixes
             .iter()
