@@ -38,6 +38,24 @@ pub fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A session id derived from `parts` (SHA-256 over them, a 0 byte between each two, its
+/// first 64 bits in hex): the form of [`new_id`], and the same id for the same parts on
+/// every node and every request (a foreign credential's session, a device's own one).
+pub fn derived_id(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            hash.update([0]);
+        }
+        hash.update(part.as_bytes());
+    }
+    hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 const LIVE: u8 = 0;
 const REPLACED: u8 = 1;
 const ENDED: u8 = 2;

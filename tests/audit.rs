@@ -471,17 +471,7 @@ async fn item7_facade_sales_links_sessions_and_deletes_name_their_targets() {
 async fn item7_an_idempotent_sale_answered_again_is_recorded_once() {
     let origin = show_origin().await;
     let usher = Usher::start(&config(&origin.url()), &[]);
-    for (path, body) in [
-        ("/api/v1/products", json!({"code": "show", "name": "Show"})),
-        (
-            "/api/v1/media",
-            json!({"code": "ep1", "prefix": "/shows/ep1/", "playlist": "index.m3u8"}),
-        ),
-        ("/api/v1/products/show/media", json!({"media": "ep1"})),
-    ] {
-        let (status, answer) = api(&usher, "POST", path, Some(body)).await;
-        assert!(status == 200 || status == 201, "{path}: {answer}");
-    }
+    show_with_ep1(&usher).await;
     let sale = json!({"product": "show", "email": "ann@example.com", "order_id": "order-1"});
     let (status, first) = api(&usher, "POST", "/api/v1/buyers", Some(sale.clone())).await;
     assert_eq!(status, 201, "{first}");
@@ -500,21 +490,10 @@ async fn item7_an_idempotent_sale_answered_again_is_recorded_once() {
 async fn a_refused_unlink_is_not_recorded_and_a_forced_one_is() {
     let origin = show_origin().await;
     let usher = Usher::start(&config(&origin.url()), &[]);
-    for (path, body) in [
-        ("/api/v1/products", json!({"code": "show", "name": "Show"})),
-        (
-            "/api/v1/media",
-            json!({"code": "ep1", "prefix": "/shows/ep1/", "playlist": "index.m3u8"}),
-        ),
-        ("/api/v1/products/show/media", json!({"media": "ep1"})),
-        (
-            "/api/v1/buyers",
-            json!({"product": "show", "media": "ep1", "email": "ann@example.com"}),
-        ),
-    ] {
-        let (status, answer) = api(&usher, "POST", path, Some(body)).await;
-        assert!(status == 200 || status == 201, "{path}: {answer}");
-    }
+    show_with_ep1(&usher).await;
+    let sale = json!({"product": "show", "media": "ep1", "email": "ann@example.com"});
+    let (status, answer) = api(&usher, "POST", "/api/v1/buyers", Some(sale)).await;
+    assert_eq!(status, 201, "{answer}");
     let path = "/api/v1/products/show/media/ep1";
     let (status, refused) = api(&usher, "DELETE", path, None).await;
     assert_eq!(status, 409, "{refused}");
@@ -604,5 +583,20 @@ async fn an_audit_since_past_i64_selects_nothing() {
             (&json!(0), &json!([])),
             "since={since}"
         );
+    }
+}
+
+/// Product `show` holding media `ep1` (`/shows/ep1/`).
+async fn show_with_ep1(usher: &Usher) {
+    for (path, body) in [
+        ("/api/v1/products", json!({"code": "show", "name": "Show"})),
+        (
+            "/api/v1/media",
+            json!({"code": "ep1", "prefix": "/shows/ep1/", "playlist": "index.m3u8"}),
+        ),
+        ("/api/v1/products/show/media", json!({"media": "ep1"})),
+    ] {
+        let (status, answer) = api(usher, "POST", path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {answer}");
     }
 }

@@ -19,7 +19,6 @@
 use std::net::IpAddr;
 
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
 
 use super::{Denied, Grant};
 use crate::config::foreign::{Format, Formats};
@@ -272,14 +271,7 @@ fn grant(
     exp: u64,
     ip: Option<IpPrefix>,
 ) -> Grant {
-    let mut hash = Sha256::new();
-    hash.update(format.as_str().as_bytes());
-    hash.update([0]);
-    hash.update(raw.as_bytes());
-    let sid: String = hash.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sid = crate::sessions::derived_id(&[format.as_str(), raw]);
     Grant {
         kind: Kind::Session,
         claims: std::sync::Arc::new(Claims {

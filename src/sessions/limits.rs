@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use sha2::{Digest, Sha256};
-
 use super::{Session, SessionDenied, Start, ENDED, REPLACED};
 
 /// The session of device `device` under a credential whose session `sid` plays on another
@@ -19,14 +17,7 @@ use super::{Session, SessionDenied, Start, ENDED, REPLACED};
 /// token on all its devices: each device is a start of its own under the purchase's rules,
 /// not a copy of the first's session.
 pub fn device_session(sid: &str, device: &str) -> String {
-    let mut hash = Sha256::new();
-    hash.update(sid.as_bytes());
-    hash.update([0]);
-    hash.update(device.as_bytes());
-    hash.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::derived_id(&[sid, device])
 }
 
 /// Whether `session` is recorded on a named device other than `device` (a request naming
